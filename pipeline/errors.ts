@@ -1,0 +1,128 @@
+/**
+ * Errors as values: every failure the project reports to a user is one of
+ * these tagged records, carrying where it happened (config path, graph node,
+ * file). Only the CLI turns them into text and an exit code.
+ *
+ * @module
+ */
+
+/** A config or graph file, or a CLI flag, failed to decode or validate. */
+export interface ConfigInvalid {
+  readonly _tag: "ConfigInvalid";
+  /** Where: file name and/or dotted field path, e.g. `plan.yaml: model.hidden`. */
+  readonly where: string;
+  readonly message: string;
+}
+
+/** The integer program or a budget has no solution. */
+export interface PlanInfeasible {
+  readonly _tag: "PlanInfeasible";
+  readonly message: string;
+}
+
+/** A stage graph is inconsistent; `node` names the offending node. */
+export interface GraphInvalid {
+  readonly _tag: "GraphInvalid";
+  readonly node: string;
+  readonly message: string;
+}
+
+/** The tensor engine failed (backend unavailable, kernel error). */
+export interface KernelFailed {
+  readonly _tag: "KernelFailed";
+  readonly message: string;
+}
+
+/** Reading or writing a file failed, or its content is corrupt. */
+export interface IoFailed {
+  readonly _tag: "IoFailed";
+  readonly path: string;
+  readonly message: string;
+}
+
+/** Training produced a non-finite loss; the last good checkpoint is kept. */
+export interface TrainingDiverged {
+  readonly _tag: "TrainingDiverged";
+  readonly node: string;
+  readonly step: number;
+  readonly message: string;
+}
+
+/** Everything that can go wrong in a plan or a run. */
+export type PipelineError =
+  | ConfigInvalid
+  | PlanInfeasible
+  | GraphInvalid
+  | KernelFailed
+  | IoFailed
+  | TrainingDiverged;
+
+/** Builds a {@link ConfigInvalid}. */
+export function configInvalid(where: string, message: string): ConfigInvalid {
+  return { _tag: "ConfigInvalid", where, message };
+}
+
+/** Builds a {@link PlanInfeasible}. */
+export function planInfeasible(message: string): PlanInfeasible {
+  return { _tag: "PlanInfeasible", message };
+}
+
+/** Builds a {@link GraphInvalid}. */
+export function graphInvalid(node: string, message: string): GraphInvalid {
+  return { _tag: "GraphInvalid", node, message };
+}
+
+/** Builds a {@link KernelFailed}. */
+export function kernelFailed(message: string): KernelFailed {
+  return { _tag: "KernelFailed", message };
+}
+
+/** Builds an {@link IoFailed}. */
+export function ioFailed(path: string, message: string): IoFailed {
+  return { _tag: "IoFailed", path, message };
+}
+
+/** Builds a {@link TrainingDiverged}. */
+export function trainingDiverged(node: string, step: number, message: string): TrainingDiverged {
+  return { _tag: "TrainingDiverged", node, step, message };
+}
+
+/** Text of an unknown thrown value, for wrapping foreign failures. */
+export function describeUnknown(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
+}
+
+/** One line per error: where, then what (std's message style). */
+export function renderError(e: PipelineError): string {
+  switch (e._tag) {
+    case "ConfigInvalid":
+      return `Invalid config: ${e.where}: ${e.message}`;
+    case "PlanInfeasible":
+      return `No feasible plan: ${e.message}`;
+    case "GraphInvalid":
+      return `Invalid stage graph at node "${e.node}": ${e.message}`;
+    case "KernelFailed":
+      return `Engine failure: ${e.message}`;
+    case "IoFailed":
+      return `Cannot use "${e.path}": ${e.message}`;
+    case "TrainingDiverged":
+      return `Training diverged at node "${e.node}", step ${e.step}: ${e.message}`;
+  }
+}
+
+/** Exit code per tag, so scripts can tell bad input from a failed run. */
+export function exitCode(e: PipelineError): number {
+  switch (e._tag) {
+    case "ConfigInvalid":
+    case "GraphInvalid":
+      return 2;
+    case "PlanInfeasible":
+      return 3;
+    case "IoFailed":
+      return 4;
+    case "KernelFailed":
+      return 5;
+    case "TrainingDiverged":
+      return 6;
+  }
+}
