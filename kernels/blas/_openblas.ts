@@ -1,0 +1,221 @@
+/**
+ * Finding and opening OpenBLAS through Deno FFI. Private to `kernels/blas/`.
+ *
+ * @module
+ */
+
+import * as E from "fp-ts/lib/Either.js";
+
+/** CBLAS enum values (cblas.h). */
+export const CBLAS_ROW_MAJOR = 101;
+export const CBLAS_NO_TRANS = 111;
+export const CBLAS_TRANS = 112;
+
+const SYMBOLS = {
+  // void cblas_sgemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+  cblas_sgemm: {
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "pointer",
+      "i32",
+      "pointer",
+      "i32",
+      "f32",
+      "pointer",
+      "i32",
+    ],
+    result: "void",
+  },
+  // The openblas_* helpers are absent when STEP_BLAS_LIB points at another CBLAS.
+  openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
+  openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
+  openblas_get_corename: { parameters: [], result: "pointer", optional: true },
+  openblas_get_config: { parameters: [], result: "pointer", optional: true },
+} as const;
+
+/** The opened library and its `cblas_sgemm`. */
+export interface OpenBlas {
+  /** The name or path that `dlopen` accepted. */
+  readonly library: string;
+  readonly sgemm: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]["cblas_sgemm"];
+  /** Threads OpenBLAS uses per call after setup. */
+  readonly threads: number;
+  /** The kernel family OpenBLAS picked (`openblas_get_corename`), or "unknown". */
+  readonly core: string;
+  /** `openblas_get_config()`, or "unknown". */
+  readonly config: string;
+}
+
+/** Options for {@link openBlas}. */
+export interface OpenBlasOptions {
+  /** Library name or path; overrides `STEP_BLAS_LIB` and the search list. */
+  readonly library?: string;
+  /** Threads per sgemm call; default `navigator.hardwareConcurrency`. */
+  readonly threads?: number;
+}
+
+/** Where Debian/Ubuntu, Fedora, a source build and Homebrew put the library. */
+const CANDIDATES: readonly string[] = [
+  "libopenblas.so.0",
+  "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+  "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+  "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0",
+  "/usr/lib/x86_64-linux-gnu/libopenblas.so",
+  "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+  "/usr/lib64/libopenblas.so.0",
+  "/usr/local/lib/libopenblas.so.0",
+  "/opt/homebrew/opt/openblas/lib/libopenblas.dylib",
+  "/usr/local/opt/openblas/lib/libopenblas.dylib",
+];
+
+const INSTALL_HINT =
+  'install it with "apt-get install libopenblas0-pthread" or set STEP_BLAS_LIB to its path';
+
+/**
+ * Kernel families without AVX2. OpenBLAS 0.3.21 (Debian 12) does not know Sapphire/Emerald
+ * Rapids and falls back to "Prescott": measured 20 GFLOP/s instead of 125 on this project's
+ * 2-core Xeon, so such a pick is overridden from the CPU flags.
+ */
+const WEAK_CORES = new Set([
+  "prescott",
+  "core2",
+  "penryn",
+  "dunnington",
+  "nehalem",
+  "atom",
+  "katmai",
+  "coppermine",
+  "northwood",
+  "banias",
+  "sandybridge",
+  "unknown",
+]);
+const AVX512_CORES = new Set(["skylakex", "cooperlake", "sapphirerapids"]);
+
+function envVar(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+function cString(p: Deno.PointerValue): string {
+  return p === null ? "unknown" : new Deno.UnsafePointerView(p).getCString();
+}
+
+function corename(lib: Deno.DynamicLibrary<typeof SYMBOLS>): string {
+  const f = lib.symbols.openblas_get_corename;
+  return f === null ? "unknown" : cString(f());
+}
+
+/** The OpenBLAS core type this CPU deserves, from /proc/cpuinfo; undefined when unknown. */
+function coreTypeFromCpuFlags(): string | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync("/proc/cpuinfo");
+  } catch {
+    return undefined;
+  }
+  const line = text.split("\n").find((l) => l.startsWith("flags"));
+  if (line === undefined) return undefined;
+  const flags = new Set(line.split(/\s+/));
+  const avx512 = ["avx512f", "avx512bw", "avx512dq", "avx512vl"].every((f) => flags.has(f));
+  if (avx512) return "SkylakeX";
+  if (flags.has("avx2") && flags.has("fma")) return "Haswell";
+  return undefined;
+}
+
+/** A core type to force on reload, or undefined when OpenBLAS's own pick is fine. */
+function betterCoreType(picked: string): string | undefined {
+  const want = coreTypeFromCpuFlags();
+  const p = picked.toLowerCase();
+  if (want === "SkylakeX" && !AVX512_CORES.has(p)) return want;
+  if (want === "Haswell" && WEAK_CORES.has(p)) return want;
+  return undefined;
+}
+
+function tryOpen(name: string): E.Either<string, Deno.DynamicLibrary<typeof SYMBOLS>> {
+  try {
+    return E.right(Deno.dlopen(name, SYMBOLS));
+  } catch (e: unknown) {
+    return E.left(e instanceof Error ? e.message : String(e));
+  }
+}
+
+/** Opens with OPENBLAS_CORETYPE set only for the duration of the load (it is read at init). */
+function reopenWithCore(
+  name: string,
+  core: string,
+): E.Either<string, Deno.DynamicLibrary<typeof SYMBOLS>> {
+  Deno.env.set("OPENBLAS_CORETYPE", core);
+  try {
+    return tryOpen(name);
+  } finally {
+    Deno.env.delete("OPENBLAS_CORETYPE");
+  }
+}
+
+/**
+ * Opens OpenBLAS: `options.library`, else `STEP_BLAS_LIB`, else the loader's
+ * `libopenblas.so.0` and common paths. Fixes a misdetected kernel family (see
+ * {@link WEAK_CORES}) unless the user set `OPENBLAS_CORETYPE`, and sets the thread count
+ * unless the user set `OPENBLAS_NUM_THREADS`. Left is a one-line notice.
+ */
+export function openBlas(options: OpenBlasOptions = {}): E.Either<string, OpenBlas> {
+  const chosen = options.library ?? envVar("STEP_BLAS_LIB");
+  const names = chosen !== undefined ? [chosen] : CANDIDATES;
+  let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+  let library = "";
+  let lastError = "";
+  for (const name of names) {
+    const r = tryOpen(name);
+    if (E.isRight(r)) {
+      lib = r.right;
+      library = name;
+      break;
+    }
+    lastError = r.left;
+    if (/permission|--allow-ffi|Requires ffi access/i.test(lastError)) {
+      return E.left('Cannot load OpenBLAS: FFI is not permitted; run deno with "--allow-ffi"');
+    }
+  }
+  if (lib === undefined) {
+    if (chosen !== undefined) {
+      return E.left(`Cannot load OpenBLAS from "${chosen}": ${lastError}; ${INSTALL_HINT}`);
+    }
+    return E.left(`Cannot load OpenBLAS: "libopenblas.so.0" not found; ${INSTALL_HINT}`);
+  }
+
+  if (envVar("OPENBLAS_CORETYPE") === undefined) {
+    const better = betterCoreType(corename(lib));
+    if (better !== undefined) {
+      lib.close();
+      const r = reopenWithCore(library, better);
+      if (E.isLeft(r)) return E.left(`Cannot reload OpenBLAS as ${better}: ${r.left}`);
+      lib = r.right;
+    }
+  }
+
+  const getThreads = lib.symbols.openblas_get_num_threads;
+  const setThreads = lib.symbols.openblas_set_num_threads;
+  const want = options.threads ??
+    (envVar("OPENBLAS_NUM_THREADS") === undefined ? navigator.hardwareConcurrency : undefined);
+  if (want !== undefined && setThreads !== null && getThreads !== null && getThreads() !== want) {
+    setThreads(want);
+  }
+  const configFn = lib.symbols.openblas_get_config;
+  return E.right({
+    library,
+    sgemm: lib.symbols.cblas_sgemm,
+    threads: getThreads === null ? want ?? 1 : getThreads(),
+    core: corename(lib),
+    config: configFn === null ? "unknown" : cString(configFn()),
+  });
+}
