@@ -8,25 +8,23 @@
  * @module
  */
 import * as t from "io-ts";
+import { strict } from "../pipeline/codec.ts";
 import { PositiveInt, PositiveNumber } from "./brands.ts";
 
 /** Codec of a LLaMA shape as written in a config file (`model:` section). */
-export const LlamaShapeCodec = t.intersection([
-  t.type({
-    hidden: PositiveInt,
-    intermediate: PositiveInt,
-    heads: PositiveInt,
-    layers: PositiveInt,
-    vocab: PositiveInt,
-  }),
-  t.partial({
-    kvHeads: PositiveInt,
-    tiedEmbeddings: t.boolean,
-    rmsNormEps: PositiveNumber,
-    ropeTheta: PositiveNumber,
-    maxSeqLen: PositiveInt,
-  }),
-]);
+export const LlamaShapeCodec = strict("model", {
+  hidden: PositiveInt,
+  intermediate: PositiveInt,
+  heads: PositiveInt,
+  layers: PositiveInt,
+  vocab: PositiveInt,
+}, {
+  kvHeads: PositiveInt,
+  tiedEmbeddings: t.boolean,
+  rmsNormEps: PositiveNumber,
+  ropeTheta: PositiveNumber,
+  maxSeqLen: PositiveInt,
+});
 
 /** A LLaMA shape as decoded, before defaults are applied. */
 export type LlamaShapeInput = t.TypeOf<typeof LlamaShapeCodec>;

@@ -1,0 +1,199 @@
+/**
+ * `deno task plan CONFIG.yaml [--stages K] [--split a,b,c] [--budget 24GB]
+ * [--json] [--emit FILE] [--svg FILE]`
+ *
+ * The composition root of planning: reads the config, loads HiGHS, plans,
+ * prints, and writes the optional files only when everything succeeded.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import * as E from "fp-ts/lib/Either.js";
+import * as TE from "fp-ts/lib/TaskEither.js";
+import { pipe } from "fp-ts/lib/function.js";
+import YAML from "yaml";
+import highsLoader from "highs";
+import { type Config, parseConfig } from "../pipeline/config.ts";
+import {
+  configInvalid,
+  describeUnknown,
+  exitCode,
+  kernelFailed,
+  type PipelineError,
+  renderError,
+} from "../pipeline/errors.ts";
+import { planJson, planSvg, planText } from "../pipeline/plan_report.ts";
+import { planToGraph } from "../pipeline/plan_to_graph.ts";
+import { decodePipeline, encodePipeline } from "../pipeline/stage_graph.ts";
+import { validateGraph } from "../pipeline/validate_graph.ts";
+import type { HighsSolver } from "../solvers/split_solver.ts";
+import { makePlan, type PlanMode } from "../solvers/planner.ts";
+import { parseBytes } from "../solvers/units.ts";
+import { readText, writeAllOrNothing } from "./_files.ts";
+
+const USAGE = `Usage: deno task plan CONFIG.yaml [options]
+
+Plans STEP stages so that the largest per-stage memory is as small as possible.
+
+Options:
+  --stages K      optimise a K-stage split (default: plan.stages in the config, else 2)
+  --split a,b,c   evaluate this split instead of optimising (must add up to model.layers)
+  --budget SIZE   find the fewest stages whose peak fits SIZE (e.g. 24GB, 16GiB)
+  --json          print one JSON object instead of tables
+  --emit FILE     write the plan as a stage graph (YAML) for \`deno task run\`
+  --svg FILE      draw memory per stage beside the baselines (the paper's Fig. 2)
+  -h, --help      show this help`;
+
+interface PlanArgs {
+  readonly config: string;
+  readonly stages?: string;
+  readonly split?: string;
+  readonly budget?: string;
+  readonly json: boolean;
+  readonly emit?: string;
+  readonly svg?: string;
+}
+
+function parseCli(argv: readonly string[]): E.Either<PipelineError, PlanArgs | "help"> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      strict: true,
+      options: {
+        stages: { type: "string" },
+        split: { type: "string" },
+        budget: { type: "string" },
+        json: { type: "boolean", default: false },
+        emit: { type: "string" },
+        svg: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (e) {
+    return E.left(configInvalid("command line", describeUnknown(e)));
+  }
+  const { values: v, positionals } = parsed;
+  if (v.help === true) return E.right("help");
+  if (positionals.length !== 1) {
+    return E.left(configInvalid(
+      "command line",
+      `expected exactly one CONFIG file, got ${positionals.length}\n\n${USAGE}`,
+    ));
+  }
+  return E.right({
+    config: positionals[0] ?? "",
+    json: v.json === true,
+    ...(v.stages === undefined ? {} : { stages: v.stages }),
+    ...(v.split === undefined ? {} : { split: v.split }),
+    ...(v.budget === undefined ? {} : { budget: v.budget }),
+    ...(v.emit === undefined ? {} : { emit: v.emit }),
+    ...(v.svg === undefined ? {} : { svg: v.svg }),
+  });
+}
+
+function positiveInt(text: string, where: string): E.Either<PipelineError, number> {
+  const n = Number(text);
+  return Number.isInteger(n) && n >= 1 && /^\s*\d+\s*$/.test(text)
+    ? E.right(n)
+    : E.left(configInvalid(where, `expected a positive integer, got "${text}"`));
+}
+
+/** Flags override the config's `plan:` section; conflicting flags are an error. */
+export function planMode(args: PlanArgs, config: Config): E.Either<PipelineError, PlanMode> {
+  const chosen = [args.split, args.budget].filter((x) => x !== undefined).length;
+  if (chosen > 1) return E.left(configInvalid("--split/--budget", "give one of them, not both"));
+  if (args.split !== undefined) {
+    const parts = args.split.split(",").map((s, i) => positiveInt(s, `--split (stage ${i + 1})`));
+    const bad = parts.find(E.isLeft);
+    if (bad !== undefined) return bad as E.Either<PipelineError, never>;
+    const split = parts.map((p) => (p as E.Right<number>).right);
+    if (args.stages !== undefined && Number(args.stages) !== split.length) {
+      return E.left(configInvalid(
+        "--stages",
+        `${args.stages} stages disagree with --split, which has ${split.length}`,
+      ));
+    }
+    return E.right({ kind: "split", split });
+  }
+  if (args.budget !== undefined) {
+    const bytes = parseBytes(args.budget);
+    return bytes === undefined
+      ? E.left(configInvalid("--budget", `cannot read "${args.budget}" as a size (e.g. 24GB)`))
+      : E.right({ kind: "budget", bytes });
+  }
+  if (args.stages !== undefined) {
+    return E.map((stages: number) => ({ kind: "optimal", stages }) as PlanMode)(
+      positiveInt(args.stages, "--stages"),
+    );
+  }
+  if (config.plan.split !== undefined) return E.right({ kind: "split", split: config.plan.split });
+  if (config.plan.budgetBytes !== undefined) {
+    return E.right({ kind: "budget", bytes: config.plan.budgetBytes });
+  }
+  return E.right({ kind: "optimal", stages: config.plan.stages });
+}
+
+function loadHighs(): TE.TaskEither<PipelineError, HighsSolver> {
+  return TE.tryCatch(
+    () => highsLoader() as Promise<HighsSolver>,
+    (e) => kernelFailed(`cannot load the HiGHS solver: ${describeUnknown(e)}`),
+  );
+}
+
+/** Runs the plan command; resolves to the process exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const cli = parseCli(argv);
+  if (E.isRight(cli) && cli.right === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  const program = pipe(
+    TE.fromEither(cli as E.Either<PipelineError, PlanArgs>),
+    TE.bindTo("args"),
+    TE.bind("text", ({ args }) => readText(args.config)),
+    TE.bind("config", ({ args, text }) => TE.fromEither(parseConfig(text, args.config))),
+    TE.bind("mode", ({ args, config }) => TE.fromEither(planMode(args, config))),
+    TE.bind("highs", () => loadHighs()),
+    TE.bind("plan", ({ config, mode, highs }) =>
+      TE.fromEither(makePlan(highs, {
+        problem: { shape: config.shape, adapter: config.pet, assumptions: config.memory },
+        galore: config.galore,
+        minLayers: config.plan.minLayers,
+        mode,
+        budget: config.budget,
+      }))),
+    TE.bind("files", ({ args, config, plan }) => {
+      const files: { path: string; text: string }[] = [];
+      if (args.emit !== undefined) {
+        const graph = planToGraph(config, plan);
+        // Round-trip through the codec and validator: what we write is what `run` accepts.
+        const checked = pipe(
+          decodePipeline(encodePipeline(graph), args.emit),
+          E.chainW(validateGraph),
+        );
+        if (E.isLeft(checked)) return TE.left(checked.left as PipelineError);
+        files.push({
+          path: args.emit,
+          text: `# STEP stage graph emitted by \`deno task plan ${args.config}\`\n` +
+            YAML.stringify(encodePipeline(checked.right.pipeline)),
+        });
+      }
+      if (args.svg !== undefined) files.push({ path: args.svg, text: planSvg(plan, config) });
+      return TE.right(files);
+    }),
+    TE.chainFirst(({ files }) => writeAllOrNothing(files)),
+  );
+  const result = await program();
+  if (E.isLeft(result)) {
+    console.error(renderError(result.left));
+    return exitCode(result.left);
+  }
+  const { args, plan, config, files } = result.right;
+  console.log(args.json ? JSON.stringify(planJson(plan, config), null, 2) : planText(plan, config));
+  if (!args.json) { for (const f of files) console.log(`wrote ${f.path}`); }
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

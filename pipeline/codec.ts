@@ -1,0 +1,126 @@
+/**
+ * io-ts helpers shared by every codec: objects that reject unknown fields, and
+ * a reporter that turns decode errors into `path: message` lines.
+ *
+ * A leaf module (imports only io-ts), so `solvers/` may use it too.
+ *
+ * @module
+ */
+import * as t from "io-ts";
+import * as E from "fp-ts/lib/Either.js";
+
+/**
+ * An object codec with required and optional fields that rejects any field it
+ * does not know, so a typo in a config is an error instead of a silent default.
+ */
+export function strict<R extends t.Props, O extends t.Props>(
+  name: string,
+  required: R,
+  optional: O,
+): t.Type<
+  t.TypeOfProps<R> & t.TypeOfPartialProps<O>,
+  t.OutputOfProps<R> & t.OutputOfPartialProps<O>,
+  unknown
+> {
+  const inner = t.intersection([t.type(required), t.partial(optional)]);
+  const known = new Set([...Object.keys(required), ...Object.keys(optional)]);
+  return new t.Type(
+    name,
+    (u): u is t.TypeOfProps<R> & t.TypeOfPartialProps<O> => inner.is(u),
+    (u, c) => {
+      if (typeof u !== "object" || u === null || Array.isArray(u)) {
+        return t.failure(u, c, `expected a mapping with fields ${[...known].join(", ")}`);
+      }
+      {
+        const unknown = Object.keys(u).filter((k) => !known.has(k));
+        if (unknown.length > 0) {
+          const first = unknown[0] ?? "";
+          return t.failure(
+            (u as Record<string, unknown>)[first],
+            t.appendContext(c, first, t.unknown, (u as Record<string, unknown>)[first]),
+            `unknown field "${first}" (known: ${[...known].join(", ")})`,
+          );
+        }
+      }
+      // Optional fields written as `undefined` would break exactOptionalPropertyTypes downstream.
+      return E.map(dropUndefined)(inner.validate(u, c)) as t.Validation<
+        t.TypeOfProps<R> & t.TypeOfPartialProps<O>
+      >;
+    },
+    (a) => dropUndefined(inner.encode(a)) as t.OutputOfProps<R> & t.OutputOfPartialProps<O>,
+  );
+}
+
+function dropUndefined<A>(a: A): A {
+  if (typeof a !== "object" || a === null || Array.isArray(a)) return a;
+  return Object.fromEntries(
+    Object.entries(a as Record<string, unknown>).filter(([, v]) => v !== undefined),
+  ) as A;
+}
+
+/** A string enum codec from a readonly list of literals. */
+export function oneOf<const L extends readonly [string, ...string[]]>(
+  name: string,
+  values: L,
+): t.Type<L[number], L[number], unknown> {
+  const set = new Set<string>(values);
+  return new t.Type<L[number], L[number], unknown>(
+    name,
+    (u): u is L[number] => typeof u === "string" && set.has(u),
+    (u, c) =>
+      typeof u === "string" && set.has(u)
+        ? t.success(u as L[number])
+        : t.failure(u, c, `expected one of ${values.map((v) => `"${v}"`).join(", ")}`),
+    t.identity,
+  );
+}
+
+function pathWithIndices(context: t.Context): string {
+  const parts: string[] = [];
+  for (let i = 1; i < context.length; i++) {
+    const entry = context[i];
+    const parent = context[i - 1];
+    if (entry === undefined || parent === undefined) continue;
+    // Intersections and unions add numbered members that are not part of the document's path;
+    // only arrays own numeric keys.
+    const numeric = /^\d+$/.test(entry.key);
+    const isIndex = parent.type instanceof t.ArrayType ||
+      parent.type instanceof t.ReadonlyArrayType;
+    if (entry.key !== "" && (!numeric || isIndex)) {
+      parts.push(numeric ? `[${entry.key}]` : entry.key);
+    }
+  }
+  return parts.join(".").replaceAll(".[", "[");
+}
+
+const FRIENDLY: Readonly<Record<string, string>> = {
+  PositiveInt: "a positive integer",
+  NonNegativeInt: "a non-negative integer",
+  PositiveNumber: "a positive number",
+  Fraction: "a number between 0 and 1",
+  number: "a number",
+  string: "a string",
+  boolean: "true or false",
+};
+
+function describeType(name: string | undefined): string {
+  if (name === undefined) return "a value";
+  return FRIENDLY[name] ?? name;
+}
+
+/** Renders one line per decode error: `field.path: message (got value)`. */
+export function reportErrors(errors: t.Errors): string[] {
+  const lines = errors.map((e) => {
+    const path = pathWithIndices(e.context) || "(root)";
+    const last = e.context[e.context.length - 1];
+    const expected = e.message ?? `expected ${describeType(last?.type.name)}`;
+    const got = e.value === undefined ? "missing" : `got ${JSON.stringify(e.value)}`;
+    return `${path}: ${expected} (${got})`;
+  });
+  return [...new Set(lines)];
+}
+
+/** Decodes or returns the report lines. */
+export function decodeWith<A, O>(codec: t.Type<A, O, unknown>, u: unknown): E.Either<string[], A> {
+  return E.mapLeft(reportErrors)(codec.decode(u));
+}

@@ -1,0 +1,344 @@
+/**
+ * The config file (YAML or JSON): codecs for every section, defaults, and the
+ * cross-field checks a codec cannot express. Decoded once at the CLI edge,
+ * then passed down read-only.
+ *
+ * @module
+ */
+import * as t from "io-ts";
+import * as E from "fp-ts/lib/Either.js";
+import YAML from "yaml";
+import { Fraction, NonNegativeInt, PositiveInt, PositiveNumber } from "../solvers/brands.ts";
+import {
+  completeShape,
+  type LlamaShape,
+  LlamaShapeCodec,
+  type Projection,
+  ProjectionCodec,
+  PROJECTIONS,
+  shapeProblem,
+} from "../solvers/llama_shape.ts";
+import type { MemoryAssumptions } from "../solvers/memory_model.ts";
+import type { BudgetSpec } from "../solvers/compute_budget.ts";
+import { parseBytes } from "../solvers/units.ts";
+import { decodeWith, oneOf, strict } from "./codec.ts";
+import { type ConfigInvalid, configInvalid } from "./errors.ts";
+
+/** Where new layers go when a model grows (spec §6). */
+export const PLACEMENTS = ["upper", "uniform", "lower", "random"] as const;
+/** A growth placement. */
+export type Placement = typeof PLACEMENTS[number];
+/** Codec of a placement. */
+export const PlacementCodec = oneOf("placement", PLACEMENTS);
+
+/** Tensor backends the engine knows. */
+export const BACKENDS = ["auto", "wasm", "cpu", "blas", "webgpu", "tensorflow"] as const;
+/** A backend name. */
+export type BackendName = typeof BACKENDS[number];
+/** Codec of a backend name. */
+export const BackendCodec = oneOf("backend", BACKENDS);
+
+/** Codec of the `pet:` section: ReLoRA on the frozen layers. */
+export const PetCodec = strict("pet", {}, {
+  kind: oneOf("pet.kind", ["relora"]),
+  rank: PositiveInt,
+  alpha: PositiveNumber,
+  targets: t.array(ProjectionCodec),
+  resetEvery: PositiveInt,
+  restartWarmup: NonNegativeInt,
+  pruneRatio: Fraction,
+});
+
+/** Codec of the `galore:` section (baseline memory only, for now). */
+export const GaloreCodec = strict("galore", {}, {
+  rank: PositiveInt,
+  targets: t.array(ProjectionCodec),
+  updateEvery: PositiveInt,
+  scale: PositiveNumber,
+});
+
+const ActivationsCodec = strict("activations", {
+  microBatch: PositiveInt,
+  seqLen: PositiveInt,
+}, { recompute: t.boolean });
+
+/** Codec of the `memory:` section: what the planner counts. */
+export const MemoryCodec = strict("memory", {}, {
+  precision: oneOf("precision", ["mixed", "fp32"]),
+  embeddings: t.boolean,
+  trainEmbeddingsAfterStage1: t.boolean,
+  activations: ActivationsCodec,
+});
+
+/** Codec of the `plan:` section. */
+export const PlanSectionCodec = strict("plan", {}, {
+  stages: PositiveInt,
+  minLayers: PositiveInt,
+  split: t.array(PositiveInt),
+  budget: t.union([t.string, PositiveNumber]),
+  placement: PlacementCodec,
+});
+
+/** Codec of the `budget:` section: FLOPs matching across methods. */
+export const BudgetCodec = strict("budget", {}, {
+  flops: PositiveNumber,
+  standardSteps: PositiveInt,
+  share: t.union([oneOf("share", ["layers", "equal"]), t.array(PositiveNumber)]),
+  growAt: Fraction,
+});
+
+/** Codec of the `training:` section (used by `run`). */
+export const TrainingCodec = strict("training", {}, {
+  backend: BackendCodec,
+  seqLen: PositiveInt,
+  batchTokens: PositiveInt,
+  microBatch: PositiveInt,
+  lr: PositiveNumber,
+  warmup: NonNegativeInt,
+  minLrRatio: Fraction,
+  weightDecay: t.number,
+  beta1: Fraction,
+  beta2: Fraction,
+  eps: PositiveNumber,
+  clip: PositiveNumber,
+  steps: PositiveInt,
+  evalEvery: PositiveInt,
+  evalBatches: PositiveInt,
+  checkpointEvery: PositiveInt,
+  logEvery: PositiveInt,
+  seed: NonNegativeInt,
+});
+
+/** Codec of the `data:` section (used by `run`). */
+export const DataCodec = strict("data", {}, {
+  source: t.string,
+  validation: t.string,
+  tokenizer: oneOf("tokenizer", ["byte", "gpt2"]),
+  textField: t.string,
+  valFraction: Fraction,
+  cacheDir: t.string,
+  builtinBytes: PositiveInt,
+});
+
+/** Codec of a whole config file. */
+export const ConfigCodec = strict("config", { model: LlamaShapeCodec }, {
+  name: t.string,
+  pet: PetCodec,
+  galore: GaloreCodec,
+  memory: MemoryCodec,
+  plan: PlanSectionCodec,
+  budget: BudgetCodec,
+  training: TrainingCodec,
+  data: DataCodec,
+});
+
+/** A config as decoded, before defaults. */
+export type ConfigInput = t.TypeOf<typeof ConfigCodec>;
+
+/** ReLoRA settings with defaults applied. */
+export interface PetSettings {
+  readonly kind: "relora";
+  readonly rank: number;
+  /** Scale is alpha / rank. */
+  readonly alpha: number;
+  readonly targets: readonly Projection[];
+  readonly resetEvery: number;
+  readonly restartWarmup: number;
+  readonly pruneRatio: number;
+}
+
+/** GaLore settings with defaults applied. */
+export interface GaloreSettings {
+  readonly rank: number;
+  readonly targets: readonly Projection[];
+  readonly updateEvery: number;
+  readonly scale: number;
+}
+
+/** Planner settings with defaults applied. */
+export interface PlanSettings {
+  readonly stages: number;
+  readonly minLayers: number;
+  readonly split: readonly number[] | undefined;
+  readonly budgetBytes: number | undefined;
+  readonly placement: Placement;
+}
+
+/** Training settings with defaults applied. */
+export interface TrainingSettings {
+  readonly backend: BackendName;
+  readonly seqLen: number;
+  readonly batchTokens: number;
+  readonly microBatch: number;
+  readonly lr: number;
+  readonly warmup: number;
+  readonly minLrRatio: number;
+  readonly weightDecay: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly clip: number;
+  /** Standard pre-training steps: the compute every method is matched to. */
+  readonly steps: number;
+  readonly evalEvery: number;
+  readonly evalBatches: number;
+  readonly checkpointEvery: number;
+  readonly logEvery: number;
+  readonly seed: number;
+}
+
+/** Data settings with defaults applied. */
+export interface DataSettings {
+  /** `builtin`, a file, a directory, or a glob. */
+  readonly source: string;
+  /** A separate validation source, or undefined to hold out `valFraction`. */
+  readonly validation: string | undefined;
+  readonly tokenizer: "byte" | "gpt2";
+  readonly textField: string;
+  readonly valFraction: number;
+  readonly cacheDir: string;
+  readonly builtinBytes: number;
+}
+
+/** A config with every default applied: what the rest of the program reads. */
+export interface Config {
+  readonly name: string;
+  readonly shape: LlamaShape;
+  readonly pet: PetSettings;
+  readonly galore: GaloreSettings;
+  readonly memory: MemoryAssumptions;
+  readonly plan: PlanSettings;
+  readonly budget: BudgetSpec;
+  readonly training: TrainingSettings;
+  readonly data: DataSettings;
+}
+
+/** Defaults of the `training:` section: a tiny run that finishes in minutes on 2 cores. */
+export const TRAINING_DEFAULTS: TrainingSettings = {
+  backend: "auto",
+  seqLen: 128,
+  batchTokens: 4096,
+  microBatch: 8,
+  lr: 3e-3,
+  warmup: 20,
+  minLrRatio: 0.1,
+  weightDecay: 0.1,
+  beta1: 0.9,
+  beta2: 0.95,
+  eps: 1e-8,
+  clip: 1.0,
+  steps: 200,
+  evalEvery: 50,
+  evalBatches: 8,
+  checkpointEvery: 50,
+  logEvery: 10,
+  seed: 0,
+};
+
+/** Applies defaults and cross-field checks to a decoded config. */
+export function resolveConfig(
+  input: ConfigInput,
+  file: string,
+): E.Either<ConfigInvalid, Config> {
+  const shape = completeShape(input.model);
+  const problem = shapeProblem(shape);
+  if (problem !== undefined) return E.left(configInvalid(`${file}: model`, problem));
+  const training: TrainingSettings = { ...TRAINING_DEFAULTS, ...input.training };
+  const perMicro = training.microBatch * training.seqLen;
+  if (training.batchTokens % perMicro !== 0) {
+    return E.left(configInvalid(
+      `${file}: training.batchTokens`,
+      `${training.batchTokens} is not a multiple of microBatch × seqLen = ${perMicro}`,
+    ));
+  }
+  if (input.training !== undefined && training.seqLen > shape.maxSeqLen) {
+    return E.left(configInvalid(
+      `${file}: training.seqLen`,
+      `${training.seqLen} exceeds model.maxSeqLen = ${shape.maxSeqLen}`,
+    ));
+  }
+  const budgetBytes = input.plan?.budget === undefined
+    ? undefined
+    : typeof input.plan.budget === "number"
+    ? input.plan.budget
+    : parseBytes(input.plan.budget);
+  if (budgetBytes === undefined && input.plan?.budget !== undefined) {
+    return E.left(configInvalid(
+      `${file}: plan.budget`,
+      `cannot read "${input.plan.budget}" as a size (write e.g. "24GB" or "16GiB")`,
+    ));
+  }
+  const b = input.budget;
+  if (b?.flops !== undefined && b.standardSteps !== undefined) {
+    return E.left(configInvalid(`${file}: budget`, `give "flops" or "standardSteps", not both`));
+  }
+  const act = input.memory?.activations;
+  return E.right({
+    name: input.name ?? file.replace(/^.*\//, "").replace(/\.(ya?ml|json)$/, ""),
+    shape,
+    pet: {
+      kind: "relora",
+      rank: 128,
+      alpha: 32,
+      targets: PROJECTIONS,
+      resetEvery: 5000,
+      restartWarmup: 500,
+      pruneRatio: 0.99,
+      ...input.pet,
+    },
+    galore: { rank: 128, targets: PROJECTIONS, updateEvery: 200, scale: 0.25, ...input.galore },
+    memory: {
+      precision: input.memory?.precision ?? "mixed",
+      embeddings: input.memory?.embeddings ?? false,
+      trainEmbeddingsAfterStage1: input.memory?.trainEmbeddingsAfterStage1 ?? false,
+      activations: act === undefined ? undefined : {
+        microBatch: act.microBatch,
+        seqLen: act.seqLen,
+        recompute: act.recompute ?? false,
+      },
+    },
+    plan: {
+      stages: input.plan?.stages ?? 2,
+      minLayers: input.plan?.minLayers ?? 1,
+      split: input.plan?.split,
+      budgetBytes,
+      placement: input.plan?.placement ?? "upper",
+    },
+    budget: {
+      total: b?.flops !== undefined
+        ? { kind: "flops", flops: b.flops }
+        : { kind: "standardSteps", steps: b?.standardSteps ?? training.steps },
+      batchTokens: training.batchTokens,
+      share: b?.share ?? "layers",
+      growAt: b?.growAt ?? 0.75,
+    },
+    training,
+    data: {
+      source: "builtin",
+      validation: undefined,
+      tokenizer: "byte",
+      textField: "text",
+      valFraction: 0.05,
+      cacheDir: ".cache/step",
+      builtinBytes: 400_000,
+      ...input.data,
+    },
+  });
+}
+
+/** Parses YAML (or JSON, a subset) text and decodes it as a config. */
+export function parseConfig(text: string, file: string): E.Either<ConfigInvalid, Config> {
+  let doc: unknown;
+  try {
+    doc = YAML.parse(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (e) {
+    const msg = e instanceof Error ? e.message.split("\n")[0] ?? e.message : String(e);
+    return E.left(configInvalid(file, `not valid YAML: ${msg}`));
+  }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+    return E.left(configInvalid(file, "expected a mapping with at least a `model:` section"));
+  }
+  const decoded = decodeWith(ConfigCodec, doc);
+  if (E.isLeft(decoded)) return E.left(configInvalid(file, decoded.left.join("; ")));
+  return resolveConfig(decoded.right, file);
+}

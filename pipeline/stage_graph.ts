@@ -1,0 +1,231 @@
+/**
+ * The stage graph: STEP training written as plain, immutable data —
+ * `train → grow → attachPET → continue`, repeatable — plus `eval` and
+ * `checkpoint` nodes. One codec serves YAML files, `plan --emit` output and
+ * graphs built in TypeScript with the builders below.
+ *
+ * @module
+ */
+import * as t from "io-ts";
+import * as E from "fp-ts/lib/Either.js";
+import { Fraction, NonNegativeInt, PositiveInt, PositiveNumber } from "../solvers/brands.ts";
+import { LlamaShapeCodec, ProjectionCodec } from "../solvers/llama_shape.ts";
+import { decodeWith, oneOf, strict } from "./codec.ts";
+import { DataCodec, MemoryCodec, PlacementCodec, TrainingCodec } from "./config.ts";
+import { type ConfigInvalid, configInvalid } from "./errors.ts";
+
+const Id = t.string;
+
+/** Stage 1: train a fresh model of `layers` layers. */
+export const TrainNodeCodec = strict("train", {
+  op: t.literal("train"),
+  id: Id,
+  layers: PositiveInt,
+  steps: PositiveInt,
+}, {
+  /** Length of this stage's warmup + cosine; longer than `steps` when growth cuts it short. */
+  scheduleSteps: PositiveInt,
+  lr: PositiveNumber,
+  warmup: NonNegativeInt,
+});
+
+/** Insert `add` layers (interpolation: each new layer is the mean of its neighbours). */
+export const GrowNodeCodec = strict("grow", {
+  op: t.literal("grow"),
+  id: Id,
+  add: PositiveInt,
+}, {
+  placement: PlacementCodec,
+  /** Seed of the `random` placement. */
+  seed: NonNegativeInt,
+});
+
+/** Freeze the trained layers and attach ReLoRA adapters to them. */
+export const AttachPetNodeCodec = strict("attachPET", {
+  op: t.literal("attachPET"),
+  id: Id,
+  kind: oneOf("kind", ["relora"]),
+  rank: PositiveInt,
+}, {
+  alpha: PositiveNumber,
+  targets: t.array(ProjectionCodec),
+  resetEvery: PositiveInt,
+  restartWarmup: NonNegativeInt,
+  pruneRatio: Fraction,
+  /** Keep embeddings, final norm and LM head trainable (frozen by default, spec §6). */
+  trainEmbeddings: t.boolean,
+});
+
+/** Train the new layers and the adapters. */
+export const ContinueNodeCodec = strict("continue", {
+  op: t.literal("continue"),
+  id: Id,
+  steps: PositiveInt,
+}, {
+  scheduleSteps: PositiveInt,
+  lr: PositiveNumber,
+  warmup: NonNegativeInt,
+});
+
+/** Measure validation loss and perplexity. */
+export const EvalNodeCodec = strict("eval", { op: t.literal("eval"), id: Id }, {
+  batches: PositiveInt,
+});
+
+/** Write a checkpoint now (runs also checkpoint periodically). */
+export const CheckpointNodeCodec = strict(
+  "checkpoint",
+  { op: t.literal("checkpoint"), id: Id },
+  {},
+);
+
+/** A `train` node. */
+export type TrainNode = t.TypeOf<typeof TrainNodeCodec>;
+/** A `grow` node. */
+export type GrowNode = t.TypeOf<typeof GrowNodeCodec>;
+/** An `attachPET` node. */
+export type AttachPetNode = t.TypeOf<typeof AttachPetNodeCodec>;
+/** A `continue` node. */
+export type ContinueNode = t.TypeOf<typeof ContinueNodeCodec>;
+/** An `eval` node. */
+export type EvalNode = t.TypeOf<typeof EvalNodeCodec>;
+/** A `checkpoint` node. */
+export type CheckpointNode = t.TypeOf<typeof CheckpointNodeCodec>;
+/** Any node of the graph, discriminated by `op`. */
+export type StageNode =
+  | TrainNode
+  | GrowNode
+  | AttachPetNode
+  | ContinueNode
+  | EvalNode
+  | CheckpointNode;
+
+const NODE_CODECS: Readonly<Record<StageNode["op"], t.Type<StageNode, unknown, unknown>>> = {
+  train: TrainNodeCodec as t.Type<StageNode, unknown, unknown>,
+  grow: GrowNodeCodec as t.Type<StageNode, unknown, unknown>,
+  attachPET: AttachPetNodeCodec as t.Type<StageNode, unknown, unknown>,
+  continue: ContinueNodeCodec as t.Type<StageNode, unknown, unknown>,
+  eval: EvalNodeCodec as t.Type<StageNode, unknown, unknown>,
+  checkpoint: CheckpointNodeCodec as t.Type<StageNode, unknown, unknown>,
+};
+
+/** Decodes a node by its `op` tag, so errors name one node type instead of all of them. */
+export const StageNodeCodec: t.Type<StageNode, unknown, unknown> = new t.Type<
+  StageNode,
+  unknown,
+  unknown
+>(
+  "StageNode",
+  (u): u is StageNode =>
+    typeof u === "object" && u !== null && "op" in u &&
+    (NODE_CODECS[(u as { op: StageNode["op"] }).op]?.is(u) ?? false),
+  (u, c) => {
+    const op = typeof u === "object" && u !== null ? (u as { op?: unknown }).op : undefined;
+    const codec = typeof op === "string" ? NODE_CODECS[op as StageNode["op"]] : undefined;
+    if (codec === undefined) {
+      return t.failure(
+        u,
+        c,
+        `unknown op ${JSON.stringify(op)}: expected one of ${Object.keys(NODE_CODECS).join(", ")}`,
+      );
+    }
+    return codec.validate(u, c);
+  },
+  (a) => NODE_CODECS[a.op].encode(a),
+);
+
+/** Codec of a whole pipeline file. */
+export const PipelineCodec = strict("pipeline", {
+  version: t.literal(1),
+  model: LlamaShapeCodec,
+  nodes: t.array(StageNodeCodec),
+}, {
+  name: t.string,
+  training: TrainingCodec,
+  data: DataCodec,
+  memory: MemoryCodec,
+  /** Declared total FLOPs of the graph; validation checks the nodes add up to it. */
+  flops: PositiveNumber,
+});
+
+/** A pipeline: target model, settings, and the nodes to run in order. */
+export type Pipeline = t.TypeOf<typeof PipelineCodec>;
+
+/** Decodes an already-parsed document (YAML/JSON) as a pipeline. */
+export function decodePipeline(doc: unknown, file: string): E.Either<ConfigInvalid, Pipeline> {
+  return E.mapLeft((lines: string[]) => configInvalid(file, lines.join("; ")))(
+    decodeWith(PipelineCodec, doc),
+  );
+}
+
+/** Plain JSON-compatible form of a pipeline (what YAML files hold). */
+export function encodePipeline(p: Pipeline): unknown {
+  return PipelineCodec.encode(p);
+}
+
+// ---- builders: typed, positional-free constructors for TypeScript pipelines ----
+
+type Brandless<A> = { [K in keyof A]: A[K] extends number ? number : A[K] };
+type NodeInput<N extends StageNode> = Omit<Brandless<N>, "op" | "id"> & { readonly id?: string };
+
+function node<N extends StageNode>(op: N["op"], fallbackId: string, input: object): N {
+  const { id, ...rest } = input as { id?: string };
+  return { op, id: id ?? fallbackId, ...rest } as unknown as N;
+}
+
+/** A `train` node (stage 1). */
+export function train(input: NodeInput<TrainNode>): TrainNode {
+  return node<TrainNode>("train", "s1.train", input);
+}
+
+/** A `grow` node. */
+export function grow(input: NodeInput<GrowNode>): GrowNode {
+  return node<GrowNode>("grow", "grow", input);
+}
+
+/** An `attachPET` node (ReLoRA). */
+export function attachPET(input: NodeInput<AttachPetNode>): AttachPetNode {
+  return node<AttachPetNode>("attachPET", "attachPET", input);
+}
+
+/** A `continue` node (`continue` is a keyword, hence the name). */
+export function continueTraining(input: NodeInput<ContinueNode>): ContinueNode {
+  return node<ContinueNode>("continue", "continue", input);
+}
+
+/** An `eval` node. */
+export function evaluate(input: NodeInput<EvalNode> = {}): EvalNode {
+  return node<EvalNode>("eval", "eval", input);
+}
+
+/** A `checkpoint` node. */
+export function checkpoint(input: NodeInput<CheckpointNode> = {}): CheckpointNode {
+  return node<CheckpointNode>("checkpoint", "checkpoint", input);
+}
+
+/** Everything of a pipeline except its nodes and version, before branding. */
+export type PipelineHeader = Brandless<Omit<Pipeline, "nodes" | "version">>;
+
+/**
+ * Assembles a pipeline from a header and nodes, giving stage-numbered ids
+ * (`s2.grow`, `s2.continue`, …) to nodes built without one, then decodes it so
+ * a TypeScript pipeline is checked exactly like a YAML one.
+ */
+export function pipeline(
+  header: PipelineHeader,
+  nodes: readonly StageNode[],
+): E.Either<ConfigInvalid, Pipeline> {
+  let stage = 1;
+  const named = nodes.map((n) => {
+    if (n.op === "grow") stage++;
+    const defaultId = n.id === n.op || (n.op === "train" && n.id === "s1.train");
+    return defaultId ? { ...n, id: `s${stage}.${n.op}` } : n;
+  });
+  const seen = new Map<string, number>();
+  const unique = named.map((n) => {
+    const count = seen.get(n.id) ?? 0;
+    seen.set(n.id, count + 1);
+    return count === 0 ? n : { ...n, id: `${n.id}.${count + 1}` };
+  });
+  return decodePipeline({ version: 1, ...header, nodes: unique }, "pipeline (TypeScript)");
+}
