@@ -1,0 +1,580 @@
+/**
+ * The safetensors byte format, in memory: an 8-byte little-endian header
+ * length N, N bytes of JSON (`{name: {dtype, shape, data_offsets: [begin,
+ * end]}, "__metadata__": {string: string}}`, padded with spaces to a multiple
+ * of 8), then the tensors' little-endian bytes, contiguous, with offsets
+ * relative to the end of the header.
+ *
+ * Decoding is strict (the same checks as the reference implementation): a
+ * truncated file, a header length beyond the file, JSON that does not parse,
+ * an unknown dtype, a byte size that does not match dtype × shape, and
+ * offsets that overlap, leave gaps or run past the end are all errors that
+ * name the file and the tensor.
+ *
+ * File-backed lazy reading and streamed writing live in
+ * `safetensors_file.ts`.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import { type ConfigInvalid, configInvalid, type IoFailed, ioFailed } from "../pipeline/errors.ts";
+import { bf16ToFloat32, f16ToFloat32, float32ToBf16, float32ToF16 } from "./half.ts";
+
+/** Element types this module reads and writes. */
+export type Dtype =
+  | "F64"
+  | "F32"
+  | "F16"
+  | "BF16"
+  | "I64"
+  | "I32"
+  | "I16"
+  | "I8"
+  | "U64"
+  | "U32"
+  | "U16"
+  | "U8"
+  | "BOOL";
+
+/** Bytes per element of each {@link Dtype}. */
+export const DTYPE_BYTES: Readonly<Record<Dtype, number>> = {
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+};
+
+/** True for the names in {@link DTYPE_BYTES}. */
+export function isDtype(s: string): s is Dtype {
+  return Object.hasOwn(DTYPE_BYTES, s);
+}
+
+/** DataView flag: the format is little-endian throughout. */
+export const LITTLE_ENDIAN = true;
+
+/** Reference safetensors refuses headers above 100 MB; so do we (a corrupt length is usually huge). */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+/** Shape and dtype of one tensor, before any bytes exist. */
+export interface TensorSpec {
+  readonly dtype: Dtype;
+  readonly shape: readonly number[];
+}
+
+/** One header entry: spec plus byte range in the data section, `[begin, end)`. */
+export interface TensorInfo extends TensorSpec {
+  readonly begin: number;
+  readonly end: number;
+}
+
+/** A parsed header. `tensors` is in data order (ascending `begin`). */
+export interface SafetensorsHeader {
+  readonly tensors: ReadonlyArray<readonly [string, TensorInfo]>;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** File offset of the data section: 8 + header length. */
+  readonly dataStart: number;
+}
+
+/** A tensor as stored: its spec and its little-endian bytes. */
+export interface RawTensor extends TensorSpec {
+  readonly bytes: Uint8Array;
+}
+
+/** Typed arrays accepted as tensor values. */
+export type TensorValues =
+  | Float64Array
+  | Float32Array
+  | BigInt64Array
+  | Int32Array
+  | Int16Array
+  | Int8Array
+  | BigUint64Array
+  | Uint32Array
+  | Uint16Array
+  | Uint8Array;
+
+/**
+ * A tensor to write. For F16/BF16, `data` is a Float32Array (rounded to
+ * nearest even) or a Uint16Array of bit patterns; for other dtypes, the
+ * typed array of that dtype (BOOL and U8: Uint8Array).
+ */
+export interface TensorInput extends TensorSpec {
+  readonly data: TensorValues;
+}
+
+/** Number of elements of a shape (1 for a scalar `[]`). */
+export function elementCount(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Byte size of a tensor of this spec. */
+export function byteSize(spec: TensorSpec): number {
+  return elementCount(spec.shape) * DTYPE_BYTES[spec.dtype];
+}
+
+function hostIsLittleEndian(): boolean {
+  return new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+}
+
+/** Byte-swaps in place when the host is big-endian, since the format is little-endian. */
+function fixEndian<T extends Uint8Array>(bytes: T, width: number): T {
+  if (width === 1 || hostIsLittleEndian()) return bytes;
+  for (let i = 0; i < bytes.length; i += width) bytes.subarray(i, i + width).reverse();
+  return bytes;
+}
+
+function expectedArray(dtype: Dtype): string {
+  switch (dtype) {
+    case "F64":
+      return "Float64Array";
+    case "F32":
+      return "Float32Array";
+    case "F16":
+    case "BF16":
+      return "Float32Array or Uint16Array";
+    case "I64":
+      return "BigInt64Array";
+    case "I32":
+      return "Int32Array";
+    case "I16":
+      return "Int16Array";
+    case "I8":
+      return "Int8Array";
+    case "U64":
+      return "BigUint64Array";
+    case "U32":
+      return "Uint32Array";
+    case "U16":
+      return "Uint16Array";
+    case "U8":
+    case "BOOL":
+      return "Uint8Array";
+  }
+}
+
+/** Whether `data` is the typed array that stores `dtype` as is. */
+function holds(dtype: Dtype, data: TensorValues): boolean {
+  switch (dtype) {
+    case "F64":
+      return data instanceof Float64Array;
+    case "F32":
+      return data instanceof Float32Array;
+    case "F16":
+    case "BF16":
+    case "U16":
+      return data instanceof Uint16Array;
+    case "I64":
+      return data instanceof BigInt64Array;
+    case "I32":
+      return data instanceof Int32Array;
+    case "I16":
+      return data instanceof Int16Array;
+    case "I8":
+      return data instanceof Int8Array;
+    case "U64":
+      return data instanceof BigUint64Array;
+    case "U32":
+      return data instanceof Uint32Array;
+    case "U8":
+    case "BOOL":
+      return data instanceof Uint8Array;
+  }
+}
+
+function shapeProblem(shape: readonly number[]): string | undefined {
+  if (!Array.isArray(shape)) return "shape is not an array";
+  for (const d of shape) {
+    if (!Number.isSafeInteger(d) || d < 0) {
+      return `shape ${JSON.stringify(shape)} has a bad dimension`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Little-endian bytes of a tensor input, converting F32 values to F16/BF16 when asked.
+ *
+ * @example
+ * ```ts
+ * import { toRawTensor } from "./safetensors.ts";
+ * const r = toRawTensor({ dtype: "F16", shape: [1], data: new Float32Array([1]) }, "w");
+ * console.assert(r._tag === "Right" && r.right.bytes[1] === 0x3c);
+ * ```
+ */
+export function toRawTensor(input: TensorInput, name: string): E.Either<ConfigInvalid, RawTensor> {
+  const where = `tensor "${name}"`;
+  const bad = shapeProblem(input.shape);
+  if (bad !== undefined) return E.left(configInvalid(where, bad));
+  if (!isDtype(input.dtype)) return E.left(configInvalid(where, `unknown dtype "${input.dtype}"`));
+  const n = elementCount(input.shape);
+  const { dtype, data } = input;
+  let out: TensorValues | undefined;
+  if ((dtype === "F16" || dtype === "BF16") && data instanceof Float32Array) {
+    out = dtype === "F16" ? float32ToF16(data) : float32ToBf16(data);
+  } else if (holds(dtype, data)) {
+    out = data;
+  }
+  if (out === undefined) {
+    return E.left(
+      configInvalid(
+        where,
+        `dtype ${dtype} needs a ${expectedArray(dtype)}, got ${data.constructor.name}`,
+      ),
+    );
+  }
+  if (out.length !== n) {
+    return E.left(
+      configInvalid(
+        where,
+        `shape ${JSON.stringify(input.shape)} has ${n} elements, data has ${out.length}`,
+      ),
+    );
+  }
+  const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength).slice();
+  return E.right({ dtype, shape: [...input.shape], bytes: fixEndian(bytes, DTYPE_BYTES[dtype]) });
+}
+
+/** Host-endian copy of the bytes, aligned for a typed-array view. */
+function hostBytes(raw: RawTensor): ArrayBuffer {
+  const copy = new Uint8Array(raw.bytes.length);
+  copy.set(raw.bytes);
+  fixEndian(copy, DTYPE_BYTES[raw.dtype]);
+  return copy.buffer;
+}
+
+/**
+ * The values of a stored tensor as a typed array; F16 and BF16 are widened to Float32Array
+ * (exactly). Always a fresh copy.
+ *
+ * @example
+ * ```ts
+ * import { tensorValues } from "./safetensors.ts";
+ * const v = tensorValues({ dtype: "BF16", shape: [1], bytes: new Uint8Array([0x80, 0x3f]) });
+ * console.assert(v[0] === 1);
+ * ```
+ */
+export function tensorValues(raw: RawTensor): TensorValues {
+  const buf = hostBytes(raw);
+  switch (raw.dtype) {
+    case "F64":
+      return new Float64Array(buf);
+    case "F32":
+      return new Float32Array(buf);
+    case "F16":
+      return f16ToFloat32(new Uint16Array(buf));
+    case "BF16":
+      return bf16ToFloat32(new Uint16Array(buf));
+    case "I64":
+      return new BigInt64Array(buf);
+    case "I32":
+      return new Int32Array(buf);
+    case "I16":
+      return new Int16Array(buf);
+    case "I8":
+      return new Int8Array(buf);
+    case "U64":
+      return new BigUint64Array(buf);
+    case "U32":
+      return new Uint32Array(buf);
+    case "U16":
+      return new Uint16Array(buf);
+    case "U8":
+    case "BOOL":
+      return new Uint8Array(buf);
+  }
+}
+
+/**
+ * A floating-point tensor as Float32Array (F64 is rounded); integer dtypes are refused.
+ *
+ * @example
+ * ```ts
+ * import { tensorToFloat32 } from "./safetensors.ts";
+ * const r = tensorToFloat32({ dtype: "F16", shape: [1], bytes: new Uint8Array([0, 0x3c]) }, "w");
+ * console.assert(r._tag === "Right" && r.right[0] === 1);
+ * ```
+ */
+export function tensorToFloat32(
+  raw: RawTensor,
+  name: string,
+): E.Either<ConfigInvalid, Float32Array> {
+  const v = tensorValues(raw);
+  if (v instanceof Float32Array) return E.right(v);
+  if (v instanceof Float64Array) return E.right(Float32Array.from(v));
+  return E.left(configInvalid(`tensor "${name}"`, `dtype ${raw.dtype} is not a float type`));
+}
+
+/** Header bytes (length prefix + padded JSON) and the offsets they describe. */
+export interface Layout {
+  /** The 8-byte length followed by the space-padded JSON header. */
+  readonly header: Uint8Array;
+  /** Data order: largest dtype first, then by name, as the reference writer does. */
+  readonly tensors: ReadonlyArray<readonly [string, TensorInfo]>;
+  /** Size of the whole file in bytes. */
+  readonly fileSize: number;
+}
+
+/**
+ * Lays out tensors: orders them (largest element size first, so every tensor is aligned
+ * to its element size; then by name), assigns contiguous offsets and builds the header.
+ *
+ * @example
+ * ```ts
+ * import { planLayout } from "./safetensors.ts";
+ * const r = planLayout([["a", { dtype: "U8", shape: [3] }]], {});
+ * console.assert(r._tag === "Right" && r.right.header.length % 8 === 0);
+ * ```
+ */
+export function planLayout(
+  specs: ReadonlyArray<readonly [string, TensorSpec]>,
+  metadata: Readonly<Record<string, string>>,
+): E.Either<ConfigInvalid, Layout> {
+  const seen = new Set<string>();
+  for (const [name, spec] of specs) {
+    const where = `tensor "${name}"`;
+    if (name === "__metadata__") return E.left(configInvalid(where, "the name is reserved"));
+    if (seen.has(name)) return E.left(configInvalid(where, "the name appears twice"));
+    seen.add(name);
+    if (!isDtype(spec.dtype)) return E.left(configInvalid(where, `unknown dtype "${spec.dtype}"`));
+    const bad = shapeProblem(spec.shape);
+    if (bad !== undefined) return E.left(configInvalid(where, bad));
+  }
+  for (const [k, v] of Object.entries(metadata)) {
+    if (typeof v !== "string") {
+      return E.left(configInvalid(`__metadata__.${k}`, "metadata values must be strings"));
+    }
+  }
+  const order = [...specs].sort((a, b) =>
+    DTYPE_BYTES[b[1].dtype] - DTYPE_BYTES[a[1].dtype] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)
+  );
+  const json: Record<string, unknown> = {};
+  if (Object.keys(metadata).length > 0) json["__metadata__"] = metadata;
+  const tensors: Array<readonly [string, TensorInfo]> = [];
+  let offset = 0;
+  for (const [name, spec] of order) {
+    const end = offset + byteSize(spec);
+    tensors.push([name, { dtype: spec.dtype, shape: [...spec.shape], begin: offset, end }]);
+    json[name] = { dtype: spec.dtype, shape: spec.shape, data_offsets: [offset, end] };
+    offset = end;
+  }
+  const text = new TextEncoder().encode(JSON.stringify(json));
+  // Pad with spaces so the data section starts 8-aligned (the reference writer does the same).
+  const padded = Math.ceil(text.length / 8) * 8;
+  const header = new Uint8Array(8 + padded).fill(0x20, 8);
+  new DataView(header.buffer).setBigUint64(0, BigInt(padded), LITTLE_ENDIAN);
+  header.set(text, 8);
+  return E.right({ header, tensors, fileSize: header.length + offset });
+}
+
+/**
+ * Serialises named tensors and string metadata to safetensors bytes.
+ *
+ * @example
+ * ```ts
+ * import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
+ * const bytes = encodeSafetensors({ w: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) } });
+ * console.assert(bytes._tag === "Right" && decodeSafetensors(bytes.right, "m")._tag === "Right");
+ * ```
+ */
+export function encodeSafetensors(
+  tensors: Readonly<Record<string, TensorInput>>,
+  metadata: Readonly<Record<string, string>> = {},
+): E.Either<ConfigInvalid, Uint8Array> {
+  const raws = new Map<string, RawTensor>();
+  for (const [name, input] of Object.entries(tensors)) {
+    const raw = toRawTensor(input, name);
+    if (E.isLeft(raw)) return raw;
+    raws.set(name, raw.right);
+  }
+  const layout = planLayout(
+    [...raws].map(([n, r]) => [n, { dtype: r.dtype, shape: r.shape }]),
+    metadata,
+  );
+  if (E.isLeft(layout)) return layout;
+  const out = new Uint8Array(layout.right.fileSize);
+  out.set(layout.right.header, 0);
+  const start = layout.right.header.length;
+  for (const [name, info] of layout.right.tensors) {
+    out.set(raws.get(name)!.bytes, start + info.begin);
+  }
+  return E.right(out);
+}
+
+/**
+ * Reads the header length from the first 8 bytes and checks it fits in a file of `fileSize`
+ * bytes. `where` names the file in errors.
+ *
+ * @example
+ * ```ts
+ * import { readHeaderLength } from "./safetensors.ts";
+ * console.assert(readHeaderLength(new Uint8Array(3), 3, "x.safetensors")._tag === "Left");
+ * ```
+ */
+export function readHeaderLength(
+  first8: Uint8Array,
+  fileSize: number,
+  where: string,
+): E.Either<IoFailed, number> {
+  if (fileSize < 8 || first8.length < 8) {
+    return E.left(
+      ioFailed(
+        where,
+        `Truncated safetensors file: ${fileSize} bytes, the header length alone needs 8`,
+      ),
+    );
+  }
+  const n = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, LITTLE_ENDIAN);
+  if (n > BigInt(fileSize - 8)) {
+    return E.left(
+      ioFailed(where, `Header length ${n} runs past the end of the file (${fileSize} bytes)`),
+    );
+  }
+  if (n > BigInt(MAX_HEADER_BYTES)) {
+    return E.left(ioFailed(where, `Header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`));
+  }
+  return E.right(Number(n));
+}
+
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return typeof x === "object" && x !== null && !Array.isArray(x);
+}
+
+/** Validates one header entry; returns the info or a message. */
+function entryOf(value: unknown): TensorInfo | string {
+  if (!isRecord(value)) return "entry is not an object";
+  const { dtype, shape, data_offsets: offsets } = value;
+  if (typeof dtype !== "string") return "dtype is missing";
+  if (!isDtype(dtype)) return `unknown dtype "${dtype}"`;
+  if (!Array.isArray(shape)) return "shape is missing";
+  const bad = shapeProblem(shape as number[]);
+  if (bad !== undefined) return bad;
+  if (
+    !Array.isArray(offsets) || offsets.length !== 2 ||
+    !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)
+  ) {
+    return "data_offsets must be two non-negative integers";
+  }
+  const [begin, end] = offsets as [number, number];
+  if (end < begin) return `data_offsets [${begin}, ${end}] end before they begin`;
+  const info: TensorInfo = { dtype, shape: shape as number[], begin, end };
+  const want = byteSize(info);
+  if (end - begin !== want) {
+    return `holds ${end - begin} bytes but ${dtype} × ${JSON.stringify(shape)} needs ${want}`;
+  }
+  return info;
+}
+
+/**
+ * Parses and validates the JSON header. `dataLength` is the size of the data section
+ * (file size − 8 − header length); every byte of it must belong to exactly one tensor.
+ *
+ * @example
+ * ```ts
+ * import { parseHeader } from "./safetensors.ts";
+ * const json = new TextEncoder().encode('{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}');
+ * console.assert(parseHeader(json, 2, "m")._tag === "Right");
+ * ```
+ */
+export function parseHeader(
+  headerBytes: Uint8Array,
+  dataLength: number,
+  where: string,
+): E.Either<IoFailed, SafetensorsHeader> {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(headerBytes));
+  } catch (e) {
+    return E.left(
+      ioFailed(where, `Header is not valid JSON: ${e instanceof Error ? e.message : e}`),
+    );
+  }
+  if (!isRecord(json)) return E.left(ioFailed(where, "Header is not a JSON object"));
+  let metadata: Record<string, string> = {};
+  const tensors: Array<[string, TensorInfo]> = [];
+  for (const [name, value] of Object.entries(json)) {
+    if (name === "__metadata__") {
+      if (!isRecord(value) || !Object.values(value).every((v) => typeof v === "string")) {
+        return E.left(ioFailed(where, "__metadata__ must map strings to strings"));
+      }
+      metadata = value as Record<string, string>;
+      continue;
+    }
+    const info = entryOf(value);
+    if (typeof info === "string") return E.left(ioFailed(where, `Tensor "${name}": ${info}`));
+    tensors.push([name, info]);
+  }
+  tensors.sort((a, b) => a[1].begin - b[1].begin || a[1].end - b[1].end);
+  let cursor = 0;
+  let previous = "";
+  for (const [name, info] of tensors) {
+    if (info.begin < cursor) {
+      return E.left(
+        ioFailed(where, `Tensor "${name}" at [${info.begin}, ${info.end}) overlaps "${previous}"`),
+      );
+    }
+    if (info.begin > cursor) {
+      return E.left(ioFailed(where, `Gap of ${info.begin - cursor} bytes before tensor "${name}"`));
+    }
+    if (info.end > dataLength) {
+      return E.left(
+        ioFailed(
+          where,
+          `Tensor "${name}" ends at ${info.end}, past the ${dataLength}-byte data section`,
+        ),
+      );
+    }
+    cursor = info.end;
+    previous = name;
+  }
+  if (cursor !== dataLength) {
+    return E.left(
+      ioFailed(where, `Data section is ${dataLength} bytes but the tensors cover ${cursor}`),
+    );
+  }
+  return E.right({ tensors, metadata, dataStart: 8 + headerBytes.length });
+}
+
+/** A decoded in-memory file: the header and each tensor's bytes (views into the input). */
+export interface DecodedSafetensors {
+  readonly header: SafetensorsHeader;
+  readonly tensors: ReadonlyMap<string, RawTensor>;
+}
+
+/**
+ * Decodes a whole safetensors file held in memory. `where` names it in errors.
+ *
+ * @example
+ * ```ts
+ * import { decodeSafetensors } from "./safetensors.ts";
+ * const r = decodeSafetensors(new Uint8Array(4), "bad.safetensors");
+ * console.assert(r._tag === "Left" && r.left.path === "bad.safetensors");
+ * ```
+ */
+export function decodeSafetensors(
+  bytes: Uint8Array,
+  where: string,
+): E.Either<IoFailed, DecodedSafetensors> {
+  const n = readHeaderLength(bytes, bytes.length, where);
+  if (E.isLeft(n)) return n;
+  const dataStart = 8 + n.right;
+  const header = parseHeader(bytes.subarray(8, dataStart), bytes.length - dataStart, where);
+  if (E.isLeft(header)) return header;
+  const tensors = new Map<string, RawTensor>();
+  for (const [name, info] of header.right.tensors) {
+    tensors.set(name, {
+      dtype: info.dtype,
+      shape: info.shape,
+      bytes: bytes.subarray(dataStart + info.begin, dataStart + info.end),
+    });
+  }
+  return E.right({ header: header.right, tensors });
+}
