@@ -12,7 +12,6 @@ import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { pipe } from "fp-ts/lib/function.js";
 import YAML from "yaml";
-import highsLoader from "highs";
 import { type Config, parseConfig } from "../pipeline/config.ts";
 import {
   configInvalid,
@@ -27,6 +26,7 @@ import { planToGraph } from "../pipeline/plan_to_graph.ts";
 import { decodePipeline, encodePipeline } from "../pipeline/stage_graph.ts";
 import { validateGraph } from "../pipeline/validate_graph.ts";
 import type { HighsSolver } from "../solvers/split_solver.ts";
+import { loadHighs as instantiateHighs } from "../solvers/highs_loader.ts";
 import { makePlan, type PlanMode } from "../solvers/planner.ts";
 import { parseBytes } from "../solvers/units.ts";
 import { readText, writeAllOrNothing } from "./_files.ts";
@@ -137,7 +137,7 @@ export function planMode(args: PlanArgs, config: Config): E.Either<PipelineError
 
 function loadHighs(): TE.TaskEither<PipelineError, HighsSolver> {
   return TE.tryCatch(
-    () => highsLoader() as Promise<HighsSolver>,
+    () => instantiateHighs(),
     (e) => kernelFailed(`cannot load the HiGHS solver: ${describeUnknown(e)}`),
   );
 }
@@ -152,11 +152,11 @@ export async function main(argv: readonly string[]): Promise<number> {
   const program = pipe(
     TE.fromEither(cli as E.Either<PipelineError, PlanArgs>),
     TE.bindTo("args"),
-    TE.bind("text", ({ args }) => readText(args.config)),
-    TE.bind("config", ({ args, text }) => TE.fromEither(parseConfig(text, args.config))),
-    TE.bind("mode", ({ args, config }) => TE.fromEither(planMode(args, config))),
-    TE.bind("highs", () => loadHighs()),
-    TE.bind("plan", ({ config, mode, highs }) =>
+    TE.bindW("text", ({ args }) => readText(args.config)),
+    TE.bindW("config", ({ args, text }) => TE.fromEither(parseConfig(text, args.config))),
+    TE.bindW("mode", ({ args, config }) => TE.fromEither(planMode(args, config))),
+    TE.bindW("highs", () => loadHighs()),
+    TE.bindW("plan", ({ config, mode, highs }) =>
       TE.fromEither(makePlan(highs, {
         problem: { shape: config.shape, adapter: config.pet, assumptions: config.memory },
         galore: config.galore,
@@ -164,7 +164,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         mode,
         budget: config.budget,
       }))),
-    TE.bind("files", ({ args, config, plan }) => {
+    TE.bindW("files", ({ args, config, plan }) => {
       const files: { path: string; text: string }[] = [];
       if (args.emit !== undefined) {
         const graph = planToGraph(config, plan);
@@ -183,7 +183,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       if (args.svg !== undefined) files.push({ path: args.svg, text: planSvg(plan, config) });
       return TE.right(files);
     }),
-    TE.chainFirst(({ files }) => writeAllOrNothing(files)),
+    TE.chainFirstW(({ files }) => writeAllOrNothing(files)),
   );
   const result = await program();
   if (E.isLeft(result)) {

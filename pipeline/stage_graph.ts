@@ -165,8 +165,13 @@ export function encodePipeline(p: Pipeline): unknown {
 
 // ---- builders: typed, positional-free constructors for TypeScript pipelines ----
 
-type Brandless<A> = { [K in keyof A]: A[K] extends number ? number : A[K] };
-type NodeInput<N extends StageNode> = Omit<Brandless<N>, "op" | "id"> & { readonly id?: string };
+/** A type with its numeric brands removed, so builders accept plain numbers; decode re-checks them. */
+export type Unbrand<T> = T extends number ? number
+  : T extends string | boolean ? T
+  : T extends readonly (infer U)[] ? readonly Unbrand<U>[]
+  : T extends object ? { [K in keyof T]: Unbrand<T[K]> }
+  : T;
+type NodeInput<N extends StageNode> = Omit<Unbrand<N>, "op" | "id"> & { readonly id?: string };
 
 function node<N extends StageNode>(op: N["op"], fallbackId: string, input: object): N {
   const { id, ...rest } = input as { id?: string };
@@ -204,7 +209,7 @@ export function checkpoint(input: NodeInput<CheckpointNode> = {}): CheckpointNod
 }
 
 /** Everything of a pipeline except its nodes and version, before branding. */
-export type PipelineHeader = Brandless<Omit<Pipeline, "nodes" | "version">>;
+export type PipelineHeader = Unbrand<Omit<Pipeline, "nodes" | "version">>;
 
 /**
  * Assembles a pipeline from a header and nodes, giving stage-numbered ids

@@ -1,0 +1,134 @@
+import * as E from "fp-ts/lib/Either.js";
+import { assert, assertEquals, assertStringIncludes } from "../tests/assert.ts";
+import {
+  attachPET,
+  continueTraining,
+  decodePipeline,
+  evaluate,
+  grow,
+  pipeline,
+  type StageNode,
+  train,
+} from "./stage_graph.ts";
+import { graphSplit, validateGraph } from "./validate_graph.ts";
+
+const MODEL = { hidden: 32, intermediate: 64, heads: 2, layers: 6, vocab: 257 };
+
+function check(nodes: StageNode[]) {
+  const p = pipeline({ model: MODEL }, nodes);
+  assert(E.isRight(p), JSON.stringify(p));
+  return validateGraph(p.right);
+}
+
+function expectError(nodes: StageNode[], node: string, fragment: string): void {
+  const r = check(nodes);
+  assert(E.isLeft(r), "expected the graph to be rejected");
+  assertEquals(r.left.node, node);
+  assertStringIncludes(r.left.message, fragment);
+}
+
+Deno.test("pipeline() numbers builder nodes by stage and validateGraph() lists the stages", () => {
+  const r = check([
+    train({ layers: 3, steps: 40, scheduleSteps: 53 }),
+    grow({ add: 2 }),
+    attachPET({ kind: "relora", rank: 4 }),
+    continueTraining({ steps: 20 }),
+    grow({ add: 1 }),
+    attachPET({ kind: "relora", rank: 4 }),
+    continueTraining({ steps: 10 }),
+    evaluate(),
+  ]);
+  assert(E.isRight(r));
+  assertEquals(r.right.pipeline.nodes.map((n) => n.id), [
+    "s1.train",
+    "s2.grow",
+    "s2.attachPET",
+    "s2.continue",
+    "s3.grow",
+    "s3.attachPET",
+    "s3.continue",
+    "s3.eval",
+  ]);
+  assertEquals(graphSplit(r.right), [3, 2, 1]);
+  assertEquals(r.right.stages.map((s) => s.layers), [3, 5, 6]);
+  assertEquals(r.right.stages[1]?.pet?.alpha, 32);
+  assertEquals(r.right.stages[1]?.growth?.placement, "upper");
+  assertEquals(r.right.stages[0]?.scheduleSteps, 53);
+});
+
+Deno.test("validateGraph() rejects depth beyond the target, naming the node", () => {
+  expectError(
+    [train({ layers: 4, steps: 5 }), grow({ add: 3 }), continueTraining({ steps: 5 })],
+    "s2.grow",
+    "gives 7, the target depth is 6",
+  );
+});
+
+Deno.test("validateGraph() rejects a continue without a growth", () => {
+  expectError(
+    [train({ layers: 6, steps: 5 }), continueTraining({ steps: 5 })],
+    "s1.continue",
+    "must follow a `grow`",
+  );
+});
+
+Deno.test("validateGraph() rejects attachPET before any growth", () => {
+  expectError(
+    [train({ layers: 6, steps: 5 }), attachPET({ kind: "relora", rank: 2 })],
+    "s1.attachPET",
+    "must follow a `grow`",
+  );
+});
+
+Deno.test("validateGraph() rejects a graph that stops short of the target depth", () => {
+  expectError(
+    [train({ layers: 4, steps: 5 })],
+    "s1.train",
+    "reaches 4 layers, the target depth is 6",
+  );
+});
+
+Deno.test("validateGraph() rejects a growth that is never trained", () => {
+  expectError(
+    [train({ layers: 4, steps: 5 }), grow({ add: 2 })],
+    "s2.grow",
+    "ends after a growth",
+  );
+});
+
+Deno.test("validateGraph() rejects inconsistent schedules", () => {
+  expectError(
+    [train({ layers: 6, steps: 50, scheduleSteps: 40 })],
+    "s1.train",
+    "schedule is only 40",
+  );
+  expectError([train({ layers: 6, steps: 50, warmup: 50 })], "s1.train", "warmup (50)");
+});
+
+Deno.test("validateGraph() rejects a rank above the adapted matrix's dimension", () => {
+  expectError(
+    [
+      train({ layers: 4, steps: 5 }),
+      grow({ add: 2 }),
+      attachPET({ kind: "relora", rank: 33 }),
+      continueTraining({ steps: 5 }),
+    ],
+    "s2.attachPET",
+    "rank 33",
+  );
+});
+
+Deno.test("decodePipeline() names an unknown op and a bad field", () => {
+  const bad = decodePipeline(
+    { version: 1, model: MODEL, nodes: [{ op: "shrink", id: "x" }] },
+    "g.yaml",
+  );
+  assert(E.isLeft(bad));
+  assertStringIncludes(bad.left.message, 'unknown op "shrink"');
+  const neg = decodePipeline(
+    { version: 1, model: MODEL, nodes: [{ op: "grow", id: "g", add: 0 }] },
+    "g.yaml",
+  );
+  assert(E.isLeft(neg));
+  assertStringIncludes(neg.left.message, "nodes[0].add");
+});

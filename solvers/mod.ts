@@ -1,0 +1,16 @@
+/**
+ * Planning without tensors: parameter counts, the memory model (Eq. 1–2 and
+ * the terms beyond them), baselines, FLOPs budgets, and Eq. 3 solved by HiGHS.
+ *
+ * @module
+ */
+export * from "./brands.ts";
+export * from "./llama_shape.ts";
+export * from "./memory_model.ts";
+export * from "./baselines.ts";
+export * from "./compute_budget.ts";
+export * from "./integer_program.ts";
+export * from "./split_solver.ts";
+export * from "./highs_loader.ts";
+export * from "./planner.ts";
+export * from "./units.ts";
