@@ -56,8 +56,17 @@ function niceTicks(max: number, count = 5): number[] {
 
 /** A stacked bar chart as an SVG document. */
 export function stackedBarChart(o: StackedBarOptions): string {
-  const names = [...new Set(o.bars.flatMap((b) => b.segments.map((s) => s.name)))];
-  const color = (name: string): string => PALETTE[names.indexOf(name) % PALETTE.length] ?? "#888";
+  // Reference bars are hatched, so only the coloured, non-empty segments need a legend entry.
+  const names = [
+    ...new Set(
+      o.bars.filter((b) => b.reference !== true).flatMap((b) =>
+        b.segments.filter((s) => s.value > 0).map((s) => s.name)
+      ),
+    ),
+  ];
+  // Colours follow the segment order of the bars, so a term keeps its colour across charts.
+  const all = [...new Set(o.bars.flatMap((b) => b.segments.map((s) => s.name)))];
+  const color = (name: string): string => PALETTE[all.indexOf(name) % PALETTE.length] ?? "#888";
   const totals = o.bars.map((b) => b.segments.reduce((a, s) => a + s.value, 0));
   const ticks = niceTicks(Math.max(...totals, o.line?.value ?? 0));
   const yMax = ticks[ticks.length - 1] ?? 1;
