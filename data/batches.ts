@@ -1,0 +1,274 @@
+/**
+ * Fixed-length training examples and a resumable, deterministic batch stream.
+ *
+ * Packing: the token stream (documents joined by end-of-text) is cut into
+ * windows of `seq + 1` tokens that overlap by one, so example k has inputs
+ * `w[0..seq)` and targets `w[1..seq]` and every token is a target once per
+ * epoch. With `shiftWindows` (the default) each epoch after the first starts
+ * the windows at an offset in `[0, slack]` drawn from (seed, epoch), so the
+ * cut points move between epochs; one window is given up for that slack.
+ *
+ * Order: within epoch e the windows are visited in a permutation drawn from
+ * (seed, e). A batch takes the next `batch` windows, carrying over into the
+ * next epoch when one runs out, so nothing is dropped and a batch never
+ * repeats a window of its own epoch.
+ *
+ * Position: `{ epoch, cursor }` (plain JSON) says where the next batch
+ * starts. `batchAt(stream, position)` is a pure function of the tokens, the
+ * options and the position, so a run that stores the position in its
+ * checkpoint resumes with exactly the batch it would have drawn.
+ *
+ * @module
+ */
+import * as t from "io-ts";
+import * as E from "fp-ts/lib/Either.js";
+import { type ConfigInvalid, configInvalid } from "../pipeline/errors.ts";
+import { deriveSeed, permutation } from "./prng.ts";
+import type { TokenArray } from "./token_cache.ts";
+
+const BatchPositionFields = t.type({ epoch: t.number, cursor: t.number });
+/** Codec of a stream position (plain JSON). Use {@link decodeBatchPosition} to also check the numbers. */
+export const BatchPosition: t.ExactC<typeof BatchPositionFields> = t.exact(BatchPositionFields);
+/** Where the next batch starts: the epoch and the index into that epoch's window order. */
+export type BatchPosition = t.TypeOf<typeof BatchPosition>;
+
+/**
+ * Reads a position back (e.g. from a checkpoint): both fields must be non-negative integers.
+ *
+ * @example
+ * ```ts
+ * import { decodeBatchPosition } from "./batches.ts";
+ * console.assert(decodeBatchPosition({ epoch: 1, cursor: 7 })._tag === "Right");
+ * console.assert(decodeBatchPosition({ epoch: -1, cursor: 0 })._tag === "Left");
+ * ```
+ */
+export function decodeBatchPosition(
+  json: unknown,
+  where = "position",
+): E.Either<ConfigInvalid, BatchPosition> {
+  const decoded = BatchPosition.decode(json);
+  if (E.isLeft(decoded)) {
+    return E.left(configInvalid(where, "expected { epoch, cursor } with numbers"));
+  }
+  const { epoch, cursor } = decoded.right;
+  if (!Number.isSafeInteger(epoch) || epoch < 0 || !Number.isSafeInteger(cursor) || cursor < 0) {
+    return E.left(
+      configInvalid(
+        where,
+        `epoch and cursor must be non-negative integers, got ${epoch}, ${cursor}`,
+      ),
+    );
+  }
+  return E.right({ epoch, cursor });
+}
+
+/** One batch, row-major: `tokens[b * seq + i]` is input i of example b; `targets` is shifted by one. */
+export interface Batch {
+  readonly tokens: Int32Array;
+  readonly targets: Int32Array;
+  readonly batch: number;
+  readonly seq: number;
+}
+
+/** A batch and the position after it. */
+export interface BatchStep {
+  readonly batch: Batch;
+  readonly next: BatchPosition;
+}
+
+/** Shape and seed of a training stream. */
+export interface BatchStreamOptions {
+  readonly batch: number;
+  readonly seq: number;
+  readonly seed: number;
+  /** Move window boundaries between epochs (default true). */
+  readonly shiftWindows?: boolean;
+  /** Config path named in errors (default `data`). */
+  readonly where?: string;
+}
+
+/** A training stream over fixed tokens; build with {@link batchStream}. */
+export interface BatchStream {
+  readonly batch: number;
+  readonly seq: number;
+  readonly seed: number;
+  /** Windows per epoch (constant across epochs). */
+  readonly windowsPerEpoch: number;
+  /** Tokens beyond the windows, the range of the per-epoch offset. */
+  readonly slack: number;
+  readonly shiftWindows: boolean;
+  readonly start: BatchPosition;
+  readonly tokens: TokenArray;
+  /** The window order of an epoch (memoised). */
+  order(epoch: number): Uint32Array;
+}
+
+function checkShape(where: string, batch: number, seq: number): E.Either<ConfigInvalid, void> {
+  if (!Number.isSafeInteger(batch) || batch < 1) {
+    return E.left(configInvalid(`${where}.batch`, `must be a positive integer, got ${batch}`));
+  }
+  if (!Number.isSafeInteger(seq) || seq < 1) {
+    return E.left(configInvalid(`${where}.seq`, `must be a positive integer, got ${seq}`));
+  }
+  return E.right(undefined);
+}
+
+function tooShort(where: string, seq: number, have: number, what: string): ConfigInvalid {
+  return configInvalid(
+    `${where}.seq`,
+    `sequence length ${seq} needs at least ${seq + 1} tokens, the ${what} has ${have}`,
+  );
+}
+
+/**
+ * Builds a batch stream over a token stream; refuses shapes the data cannot fill.
+ *
+ * @example
+ * ```ts
+ * import { batchAt, batchStream } from "./batches.ts";
+ * const s = batchStream(new Uint16Array(100).map((_, i) => i), { batch: 2, seq: 8, seed: 1 });
+ * if (s._tag === "Right") console.assert(batchAt(s.right, s.right.start).batch.tokens.length === 16);
+ * ```
+ */
+export function batchStream(
+  tokens: TokenArray,
+  options: BatchStreamOptions,
+): E.Either<ConfigInvalid, BatchStream> {
+  const where = options.where ?? "data";
+  const { batch, seq, seed } = options;
+  const shape = checkShape(where, batch, seq);
+  if (E.isLeft(shape)) return shape;
+  const full = Math.floor((tokens.length - 1) / seq);
+  if (full < 1) return E.left(tooShort(where, seq, tokens.length, "training split"));
+  const shiftWindows = (options.shiftWindows ?? true) && full >= 2;
+  const windowsPerEpoch = shiftWindows ? full - 1 : full;
+  const slack = tokens.length - 1 - windowsPerEpoch * seq;
+  const memo = new Map<number, Uint32Array>();
+  return E.right({
+    batch,
+    seq,
+    seed,
+    windowsPerEpoch,
+    slack,
+    shiftWindows,
+    start: { epoch: 0, cursor: 0 },
+    tokens,
+    order: (epoch) => {
+      let p = memo.get(epoch);
+      if (p === undefined) {
+        p = permutation(windowsPerEpoch, deriveSeed(seed, epoch));
+        if (memo.size >= 2) memo.delete(memo.keys().next().value!);
+        memo.set(epoch, p);
+      }
+      return p;
+    },
+  });
+}
+
+/** Offset of the first window in an epoch: 0 in epoch 0, then drawn from (seed, epoch). */
+export function epochOffset(stream: BatchStream, epoch: number): number {
+  if (!stream.shiftWindows || epoch === 0) return 0;
+  return deriveSeed(stream.seed, epoch, 0x0ff5e7) % (stream.slack + 1);
+}
+
+/** Carries a cursor past the end of an epoch into the next. */
+function normalise(stream: BatchStream, p: BatchPosition): BatchPosition {
+  const extra = Math.floor(p.cursor / stream.windowsPerEpoch);
+  return { epoch: p.epoch + extra, cursor: p.cursor - extra * stream.windowsPerEpoch };
+}
+
+/**
+ * The batch at `position` and the position after it. Pure: the same stream and position
+ * always give the same batch.
+ *
+ * @example
+ * ```ts
+ * import { batchAt, batchStream } from "./batches.ts";
+ * const s = batchStream(new Int32Array(50), { batch: 4, seq: 5, seed: 3 });
+ * if (s._tag === "Right") console.assert(batchAt(s.right, { epoch: 0, cursor: 0 }).next.cursor === 4);
+ * ```
+ */
+export function batchAt(stream: BatchStream, position: BatchPosition): BatchStep {
+  const { batch, seq, tokens } = stream;
+  const inputs = new Int32Array(batch * seq);
+  const targets = new Int32Array(batch * seq);
+  let p = normalise(stream, position);
+  for (let b = 0; b < batch; b++) {
+    const start = epochOffset(stream, p.epoch) + stream.order(p.epoch)[p.cursor]! * seq;
+    const window = tokens.subarray(start, start + seq + 1);
+    inputs.set(window.subarray(0, seq), b * seq);
+    targets.set(window.subarray(1), b * seq);
+    p = normalise(stream, { epoch: p.epoch, cursor: p.cursor + 1 });
+  }
+  return { batch: { tokens: inputs, targets, batch, seq }, next: p };
+}
+
+/**
+ * Successive batches from `position` on; stops after `count` batches (default: never).
+ *
+ * @example
+ * ```ts
+ * import { batchesFrom, batchStream } from "./batches.ts";
+ * const s = batchStream(new Int32Array(50), { batch: 2, seq: 5, seed: 3 });
+ * if (s._tag === "Right") console.assert([...batchesFrom(s.right, s.right.start, 3)].length === 3);
+ * ```
+ */
+export function* batchesFrom(
+  stream: BatchStream,
+  position: BatchPosition,
+  count = Infinity,
+): Generator<BatchStep> {
+  let p = position;
+  for (let i = 0; i < count; i++) {
+    const step = batchAt(stream, p);
+    yield step;
+    p = step.next;
+  }
+}
+
+/** Shape of evaluation batches. */
+export interface EvalBatchOptions {
+  readonly batch: number;
+  readonly seq: number;
+  /** At most this many batches (default: all windows). */
+  readonly maxBatches?: number;
+  /** Config path named in errors (default `data`). */
+  readonly where?: string;
+}
+
+/**
+ * Validation batches: consecutive windows in order (no shuffle, no offset), so every
+ * evaluation sees the same tokens. The last batch may hold fewer than `batch` examples.
+ *
+ * @example
+ * ```ts
+ * import { evalBatches } from "./batches.ts";
+ * const r = evalBatches(new Uint16Array(41), { batch: 3, seq: 10 });
+ * console.assert(r._tag === "Right" && r.right.length === 2 && r.right[1]!.batch === 1);
+ * ```
+ */
+export function evalBatches(
+  tokens: TokenArray,
+  options: EvalBatchOptions,
+): E.Either<ConfigInvalid, Batch[]> {
+  const where = options.where ?? "data";
+  const { batch, seq } = options;
+  const shape = checkShape(where, batch, seq);
+  if (E.isLeft(shape)) return shape;
+  const windows = Math.floor((tokens.length - 1) / seq);
+  if (windows < 1) return E.left(tooShort(where, seq, tokens.length, "validation split"));
+  const limit = Math.min(windows, batch * (options.maxBatches ?? Infinity));
+  const out: Batch[] = [];
+  for (let first = 0; first < limit; first += batch) {
+    const rows = Math.min(batch, limit - first);
+    const inputs = new Int32Array(rows * seq);
+    const targets = new Int32Array(rows * seq);
+    for (let r = 0; r < rows; r++) {
+      const start = (first + r) * seq;
+      inputs.set(tokens.subarray(start, start + seq), r * seq);
+      targets.set(tokens.subarray(start + 1, start + seq + 1), r * seq);
+    }
+    out.push({ tokens: inputs, targets, batch: rows, seq });
+  }
+  return E.right(out);
+}

@@ -1,0 +1,239 @@
+/**
+ * A training corpus: sources → documents → tokens (cached) → a train and a
+ * validation stream.
+ *
+ * The validation split is one of:
+ * - `{ fraction, by: "documents" }`: a seeded random `round(fraction × n)` of
+ *   the documents is held out whole, so no document is in both splits;
+ * - `{ fraction, by: "tail" }`: the last `fraction` of the token stream (for a
+ *   corpus of one or a few documents, e.g. tinyshakespeare);
+ * - `{ fraction, by: "auto" }` (the default `by`): by documents when that
+ *   holds out at least two documents, else by tail;
+ * - `{ sources: [...] }`: a separate validation source (e.g. corpus-en's
+ *   SOURCE.md names held-out authors); all of `sources` is training data.
+ *
+ * With no `validation` the default is `{ fraction: 0.1, by: "auto" }`.
+ *
+ * @module
+ */
+import * as t from "io-ts";
+import * as E from "fp-ts/lib/Either.js";
+import * as TE from "fp-ts/lib/TaskEither.js";
+import { type ConfigInvalid, configInvalid, type IoFailed } from "../pipeline/errors.ts";
+import { deriveSeed, permutation } from "./prng.ts";
+import { DataSource, resolveSources } from "./sources.ts";
+import { loadTokenized, type TokenArray, type TokenizedDocs } from "./token_cache.ts";
+import { type Tokenizer, tokenizerFor, TokenizerName } from "./tokenizer.ts";
+
+/** How to split off validation data by fraction. */
+export const SplitBy: t.KeyofC<{ documents: null; tail: null; auto: null }> = t.keyof({
+  documents: null,
+  tail: null,
+  auto: null,
+});
+/** See {@link SplitBy}. */
+export type SplitBy = t.TypeOf<typeof SplitBy>;
+
+const FractionSplitFields = t.intersection([
+  t.type({ fraction: t.number }),
+  t.partial({ by: SplitBy }),
+]);
+const SourcesSplitFields = t.type({ sources: t.array(DataSource) });
+/** Validation data: a held-out fraction, or separate sources. */
+export const ValidationSpec: t.UnionC<
+  [t.ExactC<typeof FractionSplitFields>, t.ExactC<typeof SourcesSplitFields>]
+> = t.union([t.exact(FractionSplitFields), t.exact(SourcesSplitFields)]);
+/** See {@link ValidationSpec}. */
+export type ValidationSpec = t.TypeOf<typeof ValidationSpec>;
+
+const CorpusConfigFields = t.intersection([
+  t.type({ sources: t.array(DataSource), tokenizer: TokenizerName }),
+  t.partial({ validation: ValidationSpec, seed: t.Int }),
+]);
+/** The data section of a run config. */
+export const CorpusConfig: t.ExactC<typeof CorpusConfigFields> = t.exact(CorpusConfigFields);
+/** See {@link CorpusConfig}. */
+export type CorpusConfig = t.TypeOf<typeof CorpusConfig>;
+
+/** The default validation split. */
+export const DEFAULT_VALIDATION: ValidationSpec = { fraction: 0.1, by: "auto" };
+
+/** Token streams ready for batching. */
+export interface Corpus {
+  readonly tokenizer: Tokenizer;
+  /** Training documents joined, each followed by end-of-text. */
+  readonly train: TokenArray;
+  /** Validation tokens (documents joined likewise, or the tail of the stream). */
+  readonly validation: TokenArray;
+  readonly trainDocuments: number;
+  readonly validationDocuments: number;
+  /** How the split was made. */
+  readonly split: "documents" | "tail" | "sources";
+  /** For a document split: indices (in source order) of the held-out documents. */
+  readonly validationDocIndices: readonly number[];
+  /** True when every token stream came from the cache. */
+  readonly fromCache: boolean;
+}
+
+/** Where the corpus lives and how it is loaded. */
+export interface LoadCorpusOptions {
+  /** Relative source paths start here (default: the current directory). */
+  readonly baseDir?: string;
+  /** Token cache directory, e.g. `.cache/tokens`; `undefined` disables caching. */
+  readonly cacheDir?: string;
+  /** Use this tokeniser instead of the one the config names (tests inject one). */
+  readonly tokenizer?: Tokenizer;
+}
+
+/** The result of splitting one tokenised stream. */
+export interface Split {
+  readonly train: TokenArray;
+  readonly validation: TokenArray;
+  readonly by: "documents" | "tail";
+  readonly validationDocIndices: readonly number[];
+}
+
+function gather(docs: TokenizedDocs, indices: readonly number[]): TokenArray {
+  const lengths = indices.map((i) => docs.docEnds[i]! - (i === 0 ? 0 : docs.docEnds[i - 1]!));
+  const out = docs.tokens instanceof Uint16Array
+    ? new Uint16Array(lengths.reduce((a, b) => a + b, 0))
+    : new Int32Array(lengths.reduce((a, b) => a + b, 0));
+  let at = 0;
+  indices.forEach((i, k) => {
+    const start = i === 0 ? 0 : docs.docEnds[i - 1]!;
+    out.set(docs.tokens.subarray(start, start + lengths[k]!), at);
+    at += lengths[k]!;
+  });
+  return out;
+}
+
+/**
+ * Splits tokenised documents into train and validation by a held-out fraction.
+ *
+ * @example
+ * ```ts
+ * import { splitByFraction } from "./corpus.ts";
+ * const docs = { tokens: new Uint16Array([1, 0, 2, 0, 3, 0, 4, 0]), docEnds: new Uint32Array([2, 4, 6, 8]) };
+ * const s = splitByFraction(docs, { fraction: 0.5, by: "documents" }, 1);
+ * console.assert(s._tag === "Right" && s.right.validation.length === 4);
+ * ```
+ */
+export function splitByFraction(
+  docs: TokenizedDocs,
+  spec: { readonly fraction: number; readonly by?: SplitBy },
+  seed: number,
+): E.Either<ConfigInvalid, Split> {
+  const { fraction } = spec;
+  if (!(fraction >= 0 && fraction < 1)) {
+    return E.left(configInvalid("data.validation.fraction", `must be in [0, 1), got ${fraction}`));
+  }
+  const n = docs.docEnds.length;
+  const held = Math.round(fraction * n);
+  const by = spec.by === undefined || spec.by === "auto"
+    ? (held >= 2 && held < n ? "documents" : "tail")
+    : spec.by;
+  if (by === "tail") {
+    const cut = docs.tokens.length - Math.round(fraction * docs.tokens.length);
+    return E.right({
+      train: docs.tokens.subarray(0, cut),
+      validation: docs.tokens.subarray(cut),
+      by,
+      validationDocIndices: [],
+    });
+  }
+  if (fraction > 0 && (held < 1 || held >= n)) {
+    return E.left(
+      configInvalid(
+        "data.validation",
+        `holding out ${fraction} of ${n} documents leaves ${held} for validation and ${
+          n - held
+        } for training`,
+      ),
+    );
+  }
+  // A stream id distinct from the batch shuffles', so changing one never moves the other.
+  const order = permutation(n, deriveSeed(seed, 0x5ba1));
+  const isHeld = new Uint8Array(n);
+  for (let k = 0; k < held; k++) isHeld[order[k]!] = 1;
+  const trainIdx: number[] = [];
+  const validIdx: number[] = [];
+  for (let i = 0; i < n; i++) (isHeld[i] ? validIdx : trainIdx).push(i);
+  return E.right({
+    train: gather(docs, trainIdx),
+    validation: gather(docs, validIdx),
+    by,
+    validationDocIndices: validIdx,
+  });
+}
+
+/**
+ * Loads a corpus as a config describes it: resolves the sources, tokenises (or reads the
+ * token cache) and splits off validation data.
+ *
+ * @example
+ * ```ts
+ * import { loadCorpus } from "./corpus.ts";
+ * const r = await loadCorpus({ sources: [{ builtin: { seed: 1, documents: 40 } }], tokenizer: "bytes" })();
+ * console.assert(r._tag === "Right" && r.right.split === "documents" && r.right.validationDocuments === 4);
+ * ```
+ */
+export function loadCorpus(
+  config: CorpusConfig,
+  options: LoadCorpusOptions = {},
+): TE.TaskEither<IoFailed | ConfigInvalid, Corpus> {
+  return async () => {
+    const baseDir = options.baseDir ?? Deno.cwd();
+    const cache = options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir };
+    let tokenizer: Tokenizer;
+    if (options.tokenizer === undefined) {
+      const made = await tokenizerFor(config.tokenizer)();
+      if (E.isLeft(made)) return made;
+      tokenizer = made.right;
+    } else tokenizer = options.tokenizer;
+    const load = (sources: readonly DataSource[]) =>
+      TE.flatMap(
+        resolveSources(sources, baseDir),
+        (units) => loadTokenized(units, tokenizer, cache),
+      );
+    const main = await load(config.sources)();
+    if (E.isLeft(main)) return main;
+    if (main.right.docs.docEnds.length === 0) {
+      return E.left(configInvalid("data.sources", "the sources hold no non-empty documents"));
+    }
+    const spec = config.validation ?? DEFAULT_VALIDATION;
+    if ("sources" in spec) {
+      const valid = await load(spec.sources)();
+      if (E.isLeft(valid)) return valid;
+      if (valid.right.docs.docEnds.length === 0) {
+        return E.left(
+          configInvalid("data.validation.sources", "the sources hold no non-empty documents"),
+        );
+      }
+      return E.right({
+        tokenizer,
+        train: main.right.docs.tokens,
+        validation: valid.right.docs.tokens,
+        trainDocuments: main.right.docs.docEnds.length,
+        validationDocuments: valid.right.docs.docEnds.length,
+        split: "sources",
+        validationDocIndices: [],
+        fromCache: main.right.fromCache && valid.right.fromCache,
+      });
+    }
+    const split = splitByFraction(main.right.docs, spec, config.seed ?? 0);
+    if (E.isLeft(split)) return split;
+    const held = split.right.validationDocIndices.length;
+    return E.right({
+      tokenizer,
+      train: split.right.train,
+      validation: split.right.validation,
+      trainDocuments: split.right.by === "documents"
+        ? main.right.docs.docEnds.length - held
+        : main.right.docs.docEnds.length,
+      validationDocuments: held,
+      split: split.right.by,
+      validationDocIndices: split.right.validationDocIndices,
+      fromCache: main.right.fromCache,
+    });
+  };
+}

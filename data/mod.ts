@@ -1,0 +1,33 @@
+/**
+ * The data layer: tokenisers, document readers, the built-in corpus with a
+ * known entropy, the token cache, train/validation splits and a resumable
+ * batch stream. Plain typed arrays only; nothing here touches tensors.
+ *
+ * - `tokenizer`: GPT-2 BPE (`r50k_base`) and a byte tokeniser.
+ * - `sources`, `readers`: files, directories and globs of text/JSONL/Parquet.
+ * - `builtin_corpus`, `entropy`: the generated default corpus, its loss floor, unigram entropy.
+ * - `token_cache`, `corpus`: tokenise once, cache on disk, split off validation data.
+ * - `batches`: fixed-length windows, seeded shuffles per epoch, `{ epoch, cursor }` positions.
+ * - `prng`: the seeded generator used throughout.
+ *
+ * @example
+ * ```ts
+ * import { batchAt, batchStream, loadCorpus } from "./mod.ts";
+ * const corpus = await loadCorpus({ sources: [{ builtin: { seed: 1, documents: 50 } }], tokenizer: "bytes" })();
+ * if (corpus._tag === "Right") {
+ *   const stream = batchStream(corpus.right.train, { batch: 4, seq: 32, seed: 1 });
+ *   if (stream._tag === "Right") console.assert(batchAt(stream.right, stream.right.start).batch.tokens.length === 128);
+ * }
+ * ```
+ *
+ * @module
+ */
+export * from "./batches.ts";
+export * from "./builtin_corpus.ts";
+export * from "./corpus.ts";
+export * from "./entropy.ts";
+export * from "./prng.ts";
+export * from "./readers.ts";
+export * from "./sources.ts";
+export * from "./token_cache.ts";
+export * from "./tokenizer.ts";

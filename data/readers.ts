@@ -1,0 +1,171 @@
+/**
+ * Readers that turn a resolved source into documents (strings): plain text
+ * (one document per file), JSONL (one per line, a configurable string field)
+ * and Parquet (one per row of a string column, via `hyparquet`), plus the
+ * built-in generated corpus. Empty documents are dropped: they would only add
+ * runs of end-of-text tokens.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import * as TE from "fp-ts/lib/TaskEither.js";
+import { type AsyncBuffer, parquetMetadataAsync, parquetRead, parquetSchema } from "hyparquet";
+import { describeUnknown, type IoFailed, ioFailed } from "../pipeline/errors.ts";
+import { builtinCorpus } from "./builtin_corpus.ts";
+import type { ResolvedFile, ResolvedUnit } from "./sources.ts";
+
+/**
+ * Keeps the body of a Project Gutenberg e-book: the text between the line that starts
+ * `*** START OF` and the one that starts `*** END OF`. Text without the markers is
+ * returned unchanged.
+ *
+ * @example
+ * ```ts
+ * import { stripGutenberg } from "./readers.ts";
+ * const s = stripGutenberg("licence\n*** START OF X ***\nBody.\n*** END OF X ***\nmore");
+ * console.assert(s === "Body.");
+ * ```
+ */
+export function stripGutenberg(text: string): string {
+  const start = /^\*\*\* ?START OF[^\n]*\n/m.exec(text);
+  const from = start === null ? 0 : start.index + start[0].length;
+  const end = /^\*\*\* ?END OF/m.exec(text.slice(from));
+  const to = end === null ? text.length : from + end.index;
+  return text.slice(from, to).trim();
+}
+
+/** Text files: UTF-8 (a byte-order mark is dropped), CRLF normalised to LF, one document. */
+async function readText(file: ResolvedFile): Promise<E.Either<IoFailed, string[]>> {
+  const bytes = await Deno.readFile(file.path);
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return E.left(ioFailed(file.path, "File is not valid UTF-8"));
+  }
+  text = text.replace(/\r\n?/g, "\n");
+  if (file.gutenberg) text = stripGutenberg(text);
+  return E.right(text.length > 0 ? [text] : []);
+}
+
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return typeof x === "object" && x !== null && !Array.isArray(x);
+}
+
+/** JSONL: one JSON object per non-blank line; `field` must be a string on every line. */
+async function readJsonl(file: ResolvedFile): Promise<E.Either<IoFailed, string[]>> {
+  const text = await Deno.readTextFile(file.path);
+  const docs: string[] = [];
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (line === "") continue;
+    let record: unknown;
+    try {
+      record = JSON.parse(line);
+    } catch (e) {
+      return E.left(ioFailed(file.path, `Line ${i + 1} is not valid JSON: ${describeUnknown(e)}`));
+    }
+    const value = isRecord(record) ? record[file.field] : undefined;
+    if (typeof value !== "string") {
+      const why = isRecord(record) && file.field in record ? "is not a string" : "is missing";
+      return E.left(ioFailed(file.path, `Line ${i + 1}: field "${file.field}" ${why}`));
+    }
+    if (value.length > 0) docs.push(value);
+  }
+  return E.right(docs);
+}
+
+/** hyparquet's random-access buffer over an open file; reads run one at a time. */
+function fileBuffer(handle: Deno.FsFile, size: number): AsyncBuffer {
+  let queue: Promise<unknown> = Promise.resolve();
+  return {
+    byteLength: size,
+    slice(start: number, end?: number): Promise<ArrayBuffer> {
+      const stop = end ?? size;
+      const job = queue.then(async () => {
+        const out = new Uint8Array(stop - start);
+        await handle.seek(start, Deno.SeekMode.Start);
+        let done = 0;
+        while (done < out.length) {
+          const n = await handle.read(out.subarray(done));
+          if (n === null) throw new Error(`file ended at byte ${start + done}`);
+          done += n;
+        }
+        return out.buffer;
+      });
+      queue = job.catch(() => undefined);
+      return job;
+    },
+  };
+}
+
+/** Parquet: the string column `field`, one document per row. */
+async function readParquet(file: ResolvedFile): Promise<E.Either<IoFailed, string[]>> {
+  const handle = await Deno.open(file.path, { read: true });
+  try {
+    const buffer = fileBuffer(handle, (await handle.stat()).size);
+    const metadata = await parquetMetadataAsync(buffer);
+    const columns = parquetSchema(metadata).children.map((c) => c.element.name);
+    if (!columns.includes(file.field)) {
+      return E.left(
+        ioFailed(file.path, `Column "${file.field}" not found (columns: ${columns.join(", ")})`),
+      );
+    }
+    let rows: unknown[][] = [];
+    await parquetRead({
+      file: buffer,
+      metadata,
+      columns: [file.field],
+      onComplete: (r: unknown[][]) => {
+        rows = r;
+      },
+    });
+    const docs: string[] = [];
+    for (let i = 0; i < rows.length; i++) {
+      const value = rows[i]![0];
+      if (typeof value !== "string") {
+        return E.left(ioFailed(file.path, `Row ${i}: column "${file.field}" is not a string`));
+      }
+      if (value.length > 0) docs.push(value);
+    }
+    return E.right(docs);
+  } finally {
+    handle.close();
+  }
+}
+
+/**
+ * The documents of one resolved source, in file order.
+ *
+ * @example
+ * ```ts
+ * import { readDocuments } from "./readers.ts";
+ * const r = await readDocuments({ kind: "builtin", seed: 1, documents: 2, version: 1 })();
+ * console.assert(r._tag === "Right" && r.right.length === 2);
+ * ```
+ */
+export function readDocuments(unit: ResolvedUnit): TE.TaskEither<IoFailed, string[]> {
+  return async () => {
+    if (unit.kind === "builtin") {
+      const options = {
+        seed: unit.seed,
+        ...(unit.documents === undefined ? {} : { documents: unit.documents }),
+        ...(unit.bytes === undefined ? {} : { bytes: unit.bytes }),
+      };
+      return E.right([...builtinCorpus(options).documents]);
+    }
+    try {
+      switch (unit.format) {
+        case "text":
+          return await readText(unit);
+        case "jsonl":
+          return await readJsonl(unit);
+        case "parquet":
+          return await readParquet(unit);
+      }
+    } catch (e) {
+      return E.left(ioFailed(unit.path, `Cannot read ${unit.format} file: ${describeUnknown(e)}`));
+    }
+  };
+}

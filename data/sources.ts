@@ -1,0 +1,233 @@
+/**
+ * Where documents come from, as config data, and how a source resolves to
+ * files: a single file, a directory (walked recursively, in name order), or a
+ * glob, mixing plain text, JSONL and Parquet by extension; or the built-in
+ * generated corpus.
+ *
+ * @module
+ */
+import * as t from "io-ts";
+import * as E from "fp-ts/lib/Either.js";
+import * as TE from "fp-ts/lib/TaskEither.js";
+import { glob } from "node:fs/promises";
+import * as path from "node:path";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  describeUnknown,
+  type IoFailed,
+  ioFailed,
+} from "../pipeline/errors.ts";
+import { BUILTIN_CORPUS_VERSION } from "./builtin_corpus.ts";
+
+/** How a file's documents are stored. */
+export const SourceFormat: t.KeyofC<{ text: null; jsonl: null; parquet: null }> = t.keyof({
+  text: null,
+  jsonl: null,
+  parquet: null,
+});
+/** `text`: the whole file is one document; `jsonl`: one per line; `parquet`: one per row. */
+export type SourceFormat = t.TypeOf<typeof SourceFormat>;
+
+const FileSourceFields = t.intersection([
+  t.type({ path: t.string }),
+  t.partial({
+    /** Overrides the format the extension implies. */
+    format: SourceFormat,
+    /** JSONL field / Parquet column holding the text (default `text`). */
+    field: t.string,
+    /** Basenames, relative paths or glob patterns to leave out of a directory or glob. */
+    exclude: t.array(t.string),
+    /** Keep only what lies between Project Gutenberg's `*** START OF` and `*** END OF` lines. */
+    gutenberg: t.boolean,
+  }),
+]);
+/** Files on disk: `path` is a file, a directory or a glob, relative to the base directory. */
+export const FileSource: t.ExactC<typeof FileSourceFields> = t.exact(FileSourceFields);
+/** See {@link FileSource}. */
+export type FileSource = t.TypeOf<typeof FileSource>;
+
+const BuiltinFields = t.exact(
+  t.intersection([t.type({ seed: t.Int }), t.partial({ documents: t.Int, bytes: t.Int })]),
+);
+const BuiltinSourceFields = t.type({ builtin: BuiltinFields });
+/** The generated corpus (see `builtin_corpus.ts`). */
+export const BuiltinSource: t.ExactC<typeof BuiltinSourceFields> = t.exact(BuiltinSourceFields);
+/** See {@link BuiltinSource}. */
+export type BuiltinSource = t.TypeOf<typeof BuiltinSource>;
+
+/** A data source in a config: a path string (shorthand for `{path}`), a {@link FileSource} or a {@link BuiltinSource}. */
+export const DataSource: t.UnionC<[t.StringC, typeof FileSource, typeof BuiltinSource]> = t.union([
+  t.string,
+  FileSource,
+  BuiltinSource,
+]);
+/** See {@link DataSource}. */
+export type DataSource = t.TypeOf<typeof DataSource>;
+
+/** One file to read, with what identifies its content for the token cache. */
+export interface ResolvedFile {
+  readonly kind: "file";
+  /** Absolute path. */
+  readonly path: string;
+  readonly format: SourceFormat;
+  readonly field: string;
+  readonly gutenberg: boolean;
+  readonly size: number;
+  readonly mtimeMs: number;
+}
+
+/** The built-in corpus with its generator version. */
+export interface ResolvedBuiltin {
+  readonly kind: "builtin";
+  readonly seed: number;
+  readonly documents?: number;
+  readonly bytes?: number;
+  readonly version: number;
+}
+
+/** A source after resolution: what the reader and the cache key use. */
+export type ResolvedUnit = ResolvedFile | ResolvedBuiltin;
+
+const EXTENSIONS: Readonly<Record<string, SourceFormat>> = {
+  ".txt": "text",
+  ".text": "text",
+  ".jsonl": "jsonl",
+  ".ndjson": "jsonl",
+  ".parquet": "parquet",
+};
+
+/** The format a file name implies, or `undefined` when the extension is not a data extension. */
+export function formatOfPath(p: string): SourceFormat | undefined {
+  return EXTENSIONS[path.extname(p).toLowerCase()];
+}
+
+function hasGlobChars(p: string): boolean {
+  return /[*?[\]{}]/.test(p);
+}
+
+function excluded(patterns: readonly string[], absolute: string, root: string): boolean {
+  const rel = path.relative(root, absolute);
+  const base = path.basename(absolute);
+  return patterns.some((p) =>
+    hasGlobChars(p)
+      ? path.matchesGlob(rel, p) || path.matchesGlob(base, p)
+      : p === base || p === rel
+  );
+}
+
+async function walk(dir: string, out: string[]): Promise<void> {
+  const entries: Deno.DirEntry[] = [];
+  for await (const e of Deno.readDir(dir)) entries.push(e);
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const e of entries) {
+    if (e.name.startsWith(".")) continue; // hidden files, caches, temporaries
+    const p = path.join(dir, e.name);
+    if (e.isDirectory) await walk(p, out);
+    else if (e.isFile && formatOfPath(p) !== undefined) out.push(p);
+  }
+}
+
+async function statOrUndefined(p: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.stat(p);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/** Expands one file source into its files, in a stable order. */
+async function expand(
+  source: FileSource,
+  baseDir: string,
+): Promise<E.Either<IoFailed, ResolvedFile[]>> {
+  const target = path.resolve(baseDir, source.path);
+  const exclude = source.exclude ?? [];
+  let files: string[];
+  let explicit = false;
+  if (hasGlobChars(source.path)) {
+    const matched: string[] = [];
+    for await (const m of glob(source.path, { cwd: baseDir })) {
+      matched.push(path.resolve(baseDir, m));
+    }
+    files = matched.filter((p) => formatOfPath(p) !== undefined && !excluded(exclude, p, baseDir))
+      .sort();
+    if (files.length === 0) {
+      return E.left(ioFailed(source.path, "Glob matched no .txt, .jsonl or .parquet files"));
+    }
+  } else {
+    const info = await statOrUndefined(target);
+    if (info === undefined) return E.left(ioFailed(target, "No such file or directory"));
+    if (info.isDirectory) {
+      const found: string[] = [];
+      await walk(target, found);
+      files = found.filter((p) => !excluded(exclude, p, target));
+      if (files.length === 0) {
+        return E.left(ioFailed(target, "Directory holds no .txt, .jsonl or .parquet files"));
+      }
+    } else {
+      files = [target];
+      explicit = true;
+    }
+  }
+  const out: ResolvedFile[] = [];
+  for (const f of files) {
+    const info = await Deno.stat(f);
+    const format = source.format ?? formatOfPath(f) ?? (explicit ? "text" : undefined);
+    if (format === undefined) continue;
+    out.push({
+      kind: "file",
+      path: f,
+      format,
+      field: source.field ?? "text",
+      gutenberg: source.gutenberg ?? false,
+      size: info.size,
+      mtimeMs: info.mtime?.getTime() ?? 0,
+    });
+  }
+  return E.right(out);
+}
+
+/**
+ * Resolves sources to concrete units: files with size and modification time (for the cache
+ * key), or the built-in corpus. Relative paths are taken from `baseDir`.
+ *
+ * @example
+ * ```ts
+ * import { resolveSources } from "./sources.ts";
+ * const r = await resolveSources([{ builtin: { seed: 1 } }], ".")();
+ * console.assert(r._tag === "Right" && r.right[0]!.kind === "builtin");
+ * ```
+ */
+export function resolveSources(
+  sources: readonly DataSource[],
+  baseDir: string,
+): TE.TaskEither<IoFailed | ConfigInvalid, ResolvedUnit[]> {
+  return async () => {
+    if (sources.length === 0) return E.left(configInvalid("data.sources", "no data sources given"));
+    const out: ResolvedUnit[] = [];
+    for (const s of sources) {
+      if (typeof s !== "string" && "builtin" in s) {
+        const b = s.builtin;
+        out.push({
+          kind: "builtin",
+          seed: b.seed,
+          ...(b.documents === undefined ? {} : { documents: b.documents }),
+          ...(b.bytes === undefined ? {} : { bytes: b.bytes }),
+          version: BUILTIN_CORPUS_VERSION,
+        });
+        continue;
+      }
+      const fs: FileSource = typeof s === "string" ? { path: s } : s;
+      try {
+        const files = await expand(fs, baseDir);
+        if (E.isLeft(files)) return files;
+        out.push(...files.right);
+      } catch (e) {
+        return E.left(ioFailed(fs.path, `Cannot list data files: ${describeUnknown(e)}`));
+      }
+    }
+    return E.right(out);
+  };
+}
