@@ -1,0 +1,81 @@
+/**
+ * What the planner predicts for a stage graph in the engine's own regime:
+ * fp32 Adam (4 + 4 + 8 B per trained parameter, 4 B per frozen one), with
+ * embeddings, final norm and LM head counted, activations left out — the
+ * model state the engine allocates, so measurement and prediction compare
+ * one for one.
+ *
+ * @module
+ */
+import { type MemoryProblem, stageMemories, type StageMemory } from "../solvers/memory_model.ts";
+import { formatBytes, formatCount } from "../solvers/units.ts";
+import type { ValidGraph } from "./validate_graph.ts";
+
+/** The memory problem of stage `index` (1-based) under the engine's regime. */
+export function engineProblem(g: ValidGraph, index: number): MemoryProblem {
+  const stage = g.stages[index - 1];
+  const pet = stage?.pet;
+  return {
+    shape: g.shape,
+    adapter: pet === undefined
+      ? { rank: 0, targets: [] }
+      : { rank: pet.rank, targets: pet.targets },
+    assumptions: {
+      precision: "fp32",
+      embeddings: true,
+      trainEmbeddingsAfterStage1: stage?.trainEmbeddings ?? false,
+      activations: undefined,
+    },
+  };
+}
+
+/** Predicted fp32 model-state memory of every stage of a graph. */
+export function predictStages(g: ValidGraph): StageMemory[] {
+  const split = g.stages.map((s) => s.added);
+  return g.stages.map((s) => {
+    const m = stageMemories(engineProblem(g, s.index), split)[s.index - 1];
+    if (m === undefined) throw new Error(`no memory for stage ${s.index}`);
+    return m;
+  });
+}
+
+/** Predicted fp32 model-state memory of standard pre-training of the same final model. */
+export function predictStandard(g: ValidGraph): number {
+  const [m] = stageMemories(engineProblem(g, 1), [g.shape.layers]);
+  return m?.bytes ?? 0;
+}
+
+/** The graph and each node's predicted memory, as `--dry-run` prints it. */
+export function describeGraph(g: ValidGraph): string {
+  const predicted = predictStages(g);
+  const byNode = new Map(g.stages.map((s) => [s.trainNodeId, s]));
+  const lines = [
+    `Stage graph "${g.pipeline.name ?? "pipeline"}": target ${g.shape.layers} layers, split [${
+      g.stages.map((s) => s.added).join(", ")
+    }]`,
+    "Predicted model state per stage (fp32 Adam, embeddings counted, activations not):",
+  ];
+  for (const n of g.pipeline.nodes) {
+    const stage = byNode.get(n.id);
+    const detail = n.op === "train" || n.op === "continue"
+      ? `${n.steps} steps (schedule ${n.scheduleSteps ?? n.steps})`
+      : n.op === "grow"
+      ? `+${n.add} layers, ${n.placement ?? "upper"}`
+      : n.op === "attachPET"
+      ? `${n.kind} r=${n.rank}`
+      : "";
+    const mem = stage === undefined ? "" : (() => {
+      const m = predicted[stage.index - 1];
+      return m === undefined
+        ? ""
+        : `stage ${stage.index}: ${m.layers} layers, trained ${
+          formatCount(m.params.trainable)
+        }, frozen ${formatCount(m.params.frozen)}, adapters ${formatCount(m.params.adapters)} → ${
+          formatBytes(m.bytes)
+        }`;
+    })();
+    lines.push(`  ${n.id.padEnd(16)} ${n.op.padEnd(10)} ${detail.padEnd(28)} ${mem}`);
+  }
+  lines.push(`Standard pre-training of the final model: ${formatBytes(predictStandard(g))}`);
+  return lines.join("\n");
+}
