@@ -48,7 +48,7 @@ export type ValidationSpec = t.TypeOf<typeof ValidationSpec>;
 
 const CorpusConfigFields = t.intersection([
   t.type({ sources: t.array(DataSource), tokenizer: TokenizerName }),
-  t.partial({ validation: ValidationSpec, seed: t.Int }),
+  t.partial({ validation: ValidationSpec, seed: t.number }),
 ]);
 /** The data section of a run config. */
 export const CorpusConfig: t.ExactC<typeof CorpusConfigFields> = t.exact(CorpusConfigFields);

@@ -48,7 +48,7 @@ export const FileSource: t.ExactC<typeof FileSourceFields> = t.exact(FileSourceF
 export type FileSource = t.TypeOf<typeof FileSource>;
 
 const BuiltinFields = t.exact(
-  t.intersection([t.type({ seed: t.Int }), t.partial({ documents: t.Int, bytes: t.Int })]),
+  t.intersection([t.type({ seed: t.number }), t.partial({ documents: t.number, bytes: t.number })]),
 );
 const BuiltinSourceFields = t.type({ builtin: BuiltinFields });
 /** The generated corpus (see `builtin_corpus.ts`). */
@@ -210,6 +210,19 @@ export function resolveSources(
     for (const s of sources) {
       if (typeof s !== "string" && "builtin" in s) {
         const b = s.builtin;
+        // Plain numbers in the codec keep configs easy to write in TypeScript; check them here.
+        const bad = (["seed", "documents", "bytes"] as const).find((k) => {
+          const v = b[k];
+          return v !== undefined && !(Number.isSafeInteger(v) && (k === "seed" || v > 0));
+        });
+        if (bad !== undefined) {
+          return E.left(
+            configInvalid(
+              `data.sources.builtin.${bad}`,
+              `must be ${bad === "seed" ? "an" : "a positive"} integer, got ${b[bad]}`,
+            ),
+          );
+        }
         out.push({
           kind: "builtin",
           seed: b.seed,
