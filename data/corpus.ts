@@ -21,8 +21,14 @@ import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { type ConfigInvalid, configInvalid, type IoFailed } from "../pipeline/errors.ts";
 import { deriveSeed, permutation } from "./prng.ts";
-import { DataSource, resolveSources } from "./sources.ts";
-import { loadTokenized, type TokenArray, type TokenizedDocs } from "./token_cache.ts";
+import { builtinCorpus } from "./builtin_corpus.ts";
+import { DataSource, type ResolvedBuiltin, type ResolvedUnit, resolveSources } from "./sources.ts";
+import {
+  type LoadedTokens,
+  loadTokenized,
+  type TokenArray,
+  type TokenizedDocs,
+} from "./token_cache.ts";
 import { type Tokenizer, tokenizerFor, TokenizerName } from "./tokenizer.ts";
 
 /** How to split off validation data by fraction. */
@@ -73,6 +79,12 @@ export interface Corpus {
   readonly validationDocIndices: readonly number[];
   /** True when every token stream came from the cache. */
   readonly fromCache: boolean;
+  /**
+   * Only when every source is the built-in corpus: the loss floor (nats/token) of each split,
+   * i.e. the exact NLL of its documents under the generating grammar over its token count.
+   * For a tail split (which cuts a document) both are the whole stream's floor.
+   */
+  readonly floorNats?: { readonly train: number; readonly validation: number };
 }
 
 /** Where the corpus lives and how it is loaded. */
@@ -91,6 +103,40 @@ export interface Split {
   readonly validation: TokenArray;
   readonly by: "documents" | "tail";
   readonly validationDocIndices: readonly number[];
+}
+
+function sum(xs: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < xs.length; i++) s += xs[i]!;
+  return s;
+}
+
+/** Per-document NLL when every unit is the built-in corpus (regenerated: cheap), else undefined. */
+function builtinNll(units: readonly ResolvedUnit[]): number[] | undefined {
+  if (!units.every((u) => u.kind === "builtin")) return undefined;
+  return units.flatMap((u) => {
+    const b = u as ResolvedBuiltin;
+    const c = builtinCorpus({
+      seed: b.seed,
+      ...(b.documents === undefined ? {} : { documents: b.documents }),
+      ...(b.bytes === undefined ? {} : { bytes: b.bytes }),
+    });
+    return Array.from(c.docNllNats);
+  });
+}
+
+function splitFloors(
+  nll: readonly number[],
+  docs: TokenizedDocs,
+  split: Split,
+): { train: number; validation: number } {
+  if (split.by === "tail") {
+    const whole = sum(nll) / docs.tokens.length;
+    return { train: whole, validation: whole };
+  }
+  const validNll = sum(split.validationDocIndices.map((i) => nll[i]!));
+  const trainNll = sum(nll) - validNll;
+  return { train: trainNll / split.train.length, validation: validNll / split.validation.length };
 }
 
 function gather(docs: TokenizedDocs, indices: readonly number[]): TokenArray {
@@ -193,7 +239,10 @@ export function loadCorpus(
     const load = (sources: readonly DataSource[]) =>
       TE.flatMap(
         resolveSources(sources, baseDir),
-        (units) => loadTokenized(units, tokenizer, cache),
+        (units) =>
+          TE.map((loaded: LoadedTokens) => ({ ...loaded, units }))(
+            loadTokenized(units, tokenizer, cache),
+          ),
       );
     const main = await load(config.sources)();
     if (E.isLeft(main)) return main;
@@ -209,6 +258,8 @@ export function loadCorpus(
           configInvalid("data.validation.sources", "the sources hold no non-empty documents"),
         );
       }
+      const trainNll = builtinNll(main.right.units);
+      const validNll = builtinNll(valid.right.units);
       return E.right({
         tokenizer,
         train: main.right.docs.tokens,
@@ -218,11 +269,18 @@ export function loadCorpus(
         split: "sources",
         validationDocIndices: [],
         fromCache: main.right.fromCache && valid.right.fromCache,
+        ...(trainNll === undefined || validNll === undefined ? {} : {
+          floorNats: {
+            train: sum(trainNll) / main.right.docs.tokens.length,
+            validation: sum(validNll) / valid.right.docs.tokens.length,
+          },
+        }),
       });
     }
     const split = splitByFraction(main.right.docs, spec, config.seed ?? 0);
     if (E.isLeft(split)) return split;
     const held = split.right.validationDocIndices.length;
+    const nll = builtinNll(main.right.units);
     return E.right({
       tokenizer,
       train: split.right.train,
@@ -234,6 +292,7 @@ export function loadCorpus(
       split: split.right.by,
       validationDocIndices: split.right.validationDocIndices,
       fromCache: main.right.fromCache,
+      ...(nll === undefined ? {} : { floorNats: splitFloors(nll, main.right.docs, split.right) }),
     });
   };
 }

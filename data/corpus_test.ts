@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
-import { builtinCorpus } from "./builtin_corpus.ts";
+import { builtinCorpus, floorNatsPerToken } from "./builtin_corpus.ts";
 import { CorpusConfig, loadCorpus, splitByFraction } from "./corpus.ts";
 import { tokenizeDocuments } from "./token_cache.ts";
 import { byteTokenizer } from "./tokenizer.ts";
@@ -127,6 +127,25 @@ Deno.test("loadCorpus() reports an empty corpus and a missing source", async () 
       E.isLeft(missing) && missing.left._tag === "IoFailed" &&
         missing.left.path === `${dir}/gone.jsonl`,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadCorpus() reports the built-in corpus's floor per split, and none for files", async () => {
+  const r = await loadCorpus({ sources: [builtin40], tokenizer: "bytes", seed: 3 })();
+  assert(E.isRight(r) && r.right.floorNats !== undefined);
+  const c = builtinCorpus({ seed: 1, documents: 40 });
+  const trainIdx = c.documents.map((_, i) => i).filter((i) =>
+    !r.right.validationDocIndices.includes(i)
+  );
+  const f = floorNatsPerToken(c, byteTokenizer(), trainIdx);
+  assert(Math.abs(r.right.floorNats.train - f) < 1e-12);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/a.txt`, "some text here");
+    const files = await loadCorpus({ sources: ["a.txt"], tokenizer: "bytes" }, { baseDir: dir })();
+    assert(E.isRight(files) && files.right.floorNats === undefined);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -25,6 +25,7 @@
 export * from "./batches.ts";
 export * from "./builtin_corpus.ts";
 export * from "./corpus.ts";
+export * from "./data_effect.ts";
 export * from "./entropy.ts";
 export * from "./prng.ts";
 export * from "./readers.ts";

@@ -21,3 +21,4 @@ export * from "./atomic.ts";
 export * from "./half.ts";
 export * from "./safetensors.ts";
 export * from "./safetensors_file.ts";
+export * from "./tensor_data.ts";

@@ -18,21 +18,23 @@ import {
 } from "../pipeline/errors.ts";
 import { openAtomicFile, writeAll } from "./atomic.ts";
 import {
-  byteSize,
   type DecodedSafetensors,
   decodeSafetensors,
   encodeSafetensors,
   type Layout,
   parseHeader,
   planLayout,
-  type RawTensor,
   readHeaderLength,
   type SafetensorsHeader,
   type TensorInfo,
+} from "./safetensors.ts";
+import {
+  byteSize,
+  type RawTensor,
   type TensorInput,
   type TensorSpec,
   toRawTensor,
-} from "./safetensors.ts";
+} from "./tensor_data.ts";
 
 /** An open safetensors file whose header is parsed and whose tensors are read on demand. */
 export interface SafetensorsReader {

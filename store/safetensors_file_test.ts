@@ -1,6 +1,7 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
-import { encodeSafetensors, tensorValues } from "./safetensors.ts";
+import { encodeSafetensors } from "./safetensors.ts";
+import { tensorValues } from "./tensor_data.ts";
 import {
   createSafetensorsWriter,
   openSafetensors,

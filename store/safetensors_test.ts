@@ -1,15 +1,13 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
+import { decodeSafetensors, encodeSafetensors, LITTLE_ENDIAN } from "./safetensors.ts";
 import {
-  decodeSafetensors,
   DTYPE_BYTES,
-  encodeSafetensors,
-  LITTLE_ENDIAN,
   type RawTensor,
   type TensorInput,
   tensorToFloat32,
   tensorValues,
-} from "./safetensors.ts";
+} from "./tensor_data.ts";
 
 const enc = new TextEncoder();
 
