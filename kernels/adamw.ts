@@ -1,0 +1,90 @@
+/**
+ * AdamW with decoupled weight decay (PyTorch's `torch.optim.AdamW` update)
+ * and global-norm gradient clipping.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+
+/** AdamW hyperparameters; the defaults are the paper's (spec §4). */
+export interface AdamWOptions {
+  /** Learning rate of this step (schedules live with the caller). */
+  readonly lr: number;
+  /** Default 0.9. */
+  readonly beta1?: number;
+  /** Default 0.95. */
+  readonly beta2?: number;
+  /** Default 1e-8. */
+  readonly eps?: number;
+  /** Decoupled decay, applied to parameters of rank ≥ 2 only; default 0.1. */
+  readonly weightDecay?: number;
+}
+
+/** One parameter's new weight and moments; the caller owns them. */
+export interface AdamWResult {
+  readonly param: tf.Tensor;
+  readonly m: tf.Tensor;
+  readonly v: tf.Tensor;
+}
+
+/** Whether AdamW decays a parameter: matrices yes, 1-D tensors (norm weights) never. */
+export function decays(param: tf.Tensor): boolean {
+  return param.rank >= 2;
+}
+
+/**
+ * One AdamW update of one parameter at step `step` (1-based):
+ * g' = gradScale·g; m ← β1 m + (1−β1) g'; v ← β2 v + (1−β2) g'²;
+ * p ← p·(1 − lr·wd) − lr · (m/(1−β1^t)) / (√(v/(1−β2^t)) + eps).
+ * Inputs are not disposed.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { adamwUpdate } from "./adamw.ts";
+ * const p = tf.ones([2, 2]);
+ * const r = adamwUpdate({ param: p, grad: tf.ones([2, 2]), m: tf.zeros([2, 2]), v: tf.zeros([2, 2]) },
+ *   { step: 1, gradScale: 1, lr: 0.1 }); // p·(1 − 0.01) − 0.1·1/(1 + 1e-8)
+ * ```
+ */
+export function adamwUpdate(
+  tensors: {
+    readonly param: tf.Tensor;
+    readonly grad: tf.Tensor;
+    readonly m: tf.Tensor;
+    readonly v: tf.Tensor;
+  },
+  options: AdamWOptions & { readonly step: number; readonly gradScale: number },
+): AdamWResult {
+  const b1 = options.beta1 ?? 0.9;
+  const b2 = options.beta2 ?? 0.95;
+  const eps = options.eps ?? 1e-8;
+  const wd = decays(tensors.param) ? (options.weightDecay ?? 0.1) : 0;
+  const t = options.step;
+  return tf.tidy(() => {
+    const g = options.gradScale === 1 ? tensors.grad : tf.mul(tensors.grad, options.gradScale);
+    const m = tf.add(tf.mul(tensors.m, b1), tf.mul(g, 1 - b1));
+    const v = tf.add(tf.mul(tensors.v, b2), tf.mul(tf.square(g), 1 - b2));
+    const denom = tf.add(tf.sqrt(tf.mul(v, 1 / (1 - Math.pow(b2, t)))), eps);
+    const update = tf.div(m, denom);
+    const stepSize = options.lr / (1 - Math.pow(b1, t));
+    const decayed = wd === 0 ? tensors.param : tf.mul(tensors.param, 1 - options.lr * wd);
+    const param = tf.sub(decayed, tf.mul(update, stepSize));
+    return { param, m, v };
+  });
+}
+
+/** √(Σ‖g‖²) over all gradients, as a scalar the caller owns. */
+export function globalNorm(grads: readonly tf.Tensor[]): tf.Scalar {
+  return tf.tidy(() => {
+    if (grads.length === 0) return tf.scalar(0);
+    const squares = grads.map((g) => tf.sum(tf.square(g)));
+    return tf.sqrt(squares.length === 1 ? squares[0]! : tf.addN(squares)) as tf.Scalar;
+  });
+}
+
+/** PyTorch's `clip_grad_norm_` factor: min(1, maxNorm / (norm + 1e-6)); 1 when maxNorm is not finite. */
+export function clipFactor(norm: number, maxNorm: number): number {
+  if (!Number.isFinite(maxNorm) || maxNorm <= 0) return 1;
+  return Math.min(1, maxNorm / (norm + 1e-6));
+}

@@ -1,0 +1,160 @@
+/**
+ * Backend selection: the one door through which tfjs backends are loaded.
+ *
+ * Backends are imported dynamically so that importing `kernels/` touches no
+ * backend; `initBackend` loads, initialises and patches the chosen one (the
+ * kernels tfjs lacks for training are registered here).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import * as E from "fp-ts/lib/Either.js";
+import { createRequire } from "node:module";
+import { describeUnknown, type KernelFailed, kernelFailed } from "../pipeline/errors.ts";
+import { registerGradients } from "./_gradients.ts";
+import { registerScatterKernels } from "./_scatter_kernels.ts";
+import { registerWasmMatMul } from "./_wasm_matmul.ts";
+
+/** Backends the engine can run on. */
+export const BACKEND_NAMES = ["wasm", "cpu", "webgpu", "tensorflow"] as const;
+/** One of {@link BACKEND_NAMES}; `wasm` is the default. */
+export type BackendName = typeof BACKEND_NAMES[number];
+
+/** What {@link initBackend} got, for the run log. */
+export interface BackendInfo {
+  readonly name: BackendName;
+  /** tfjs's own name of the active backend (`tensorflow` for tfjs-node). */
+  readonly tfjsBackend: string;
+  /** One line, e.g. `wasm: XNNPACK SIMD, 1 thread; kernels/ adds ...`. */
+  readonly description: string;
+}
+
+/** Narrows a user-supplied string to a {@link BackendName}. */
+export function isBackendName(s: string): s is BackendName {
+  return (BACKEND_NAMES as readonly string[]).includes(s);
+}
+
+/**
+ * Loads, initialises and activates a backend; idempotent (a second call with
+ * the active backend returns the same description without reinitialising).
+ *
+ * @example
+ * ```ts
+ * import { initBackend } from "./backend.ts";
+ * const got = await initBackend("cpu");
+ * if (got._tag === "Right") console.log(got.right.description);
+ * ```
+ */
+export async function initBackend(name: BackendName): Promise<E.Either<KernelFailed, BackendInfo>> {
+  try {
+    registerGradients();
+    switch (name) {
+      case "cpu":
+        return await initCpu();
+      case "wasm":
+        return await initWasm();
+      case "webgpu":
+        return await initWebGpu();
+      case "tensorflow":
+        return await initTensorflow();
+    }
+  } catch (reason: unknown) {
+    return E.left(kernelFailed(`Cannot start backend "${name}": ${describeUnknown(reason)}`));
+  }
+}
+
+async function activate(tfjsName: string): Promise<boolean> {
+  if (tf.getBackend() === tfjsName && tf.findBackend(tfjsName) !== null) return true;
+  return await tf.setBackend(tfjsName);
+}
+
+async function initCpu(): Promise<E.Either<KernelFailed, BackendInfo>> {
+  await import("@tensorflow/tfjs-backend-cpu");
+  registerScatterKernels("cpu");
+  if (!(await activate("cpu"))) return E.left(kernelFailed(`Cannot start backend "cpu"`));
+  // The CPU backend prints an "install tfjs-node" banner on first use when it
+  // sees Node APIs, which Deno has; the advice does not apply here.
+  (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
+  return E.right({
+    name: "cpu",
+    tfjsBackend: "cpu",
+    description: "cpu: tfjs reference backend (plain JavaScript, 1 thread)" +
+      "; kernels/ replaces UnsortedSegmentSum with a linear scatter-add",
+  });
+}
+
+async function initWasm(): Promise<E.Either<KernelFailed, BackendInfo>> {
+  const wasm = await import("@tensorflow/tfjs-backend-wasm");
+  if (tf.findBackend("wasm") === null || tf.getBackend() !== "wasm") {
+    // Deno resolves npm packages into node_modules/; the .wasm binaries sit
+    // beside the package's main file, which is all emscripten needs.
+    const main = createRequire(import.meta.url).resolve("@tensorflow/tfjs-backend-wasm");
+    wasm.setWasmPaths(new URL("./", `file://${main}`).href);
+  }
+  // tfjs turns pthreads off under Node-like runtimes; Deno has no classic
+  // workers for emscripten's pool either, so the build is single-threaded.
+  tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
+  registerScatterKernels("wasm");
+  registerWasmMatMul();
+  if (!(await activate("wasm"))) return E.left(kernelFailed(`Cannot start backend "wasm"`));
+  const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
+  return E.right({
+    name: "wasm",
+    tfjsBackend: "wasm",
+    description: `wasm: XNNPACK${simd ? " SIMD" : " (no SIMD)"}, ${wasm.getThreadsCount()} thread` +
+      "; kernels/ adds UnsortedSegmentSum and routes transposed/batched matmuls to XNNPACK",
+  });
+}
+
+async function initWebGpu(): Promise<E.Either<KernelFailed, BackendInfo>> {
+  const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
+  if (gpu === undefined) {
+    return E.left(kernelFailed(
+      `Cannot start backend "webgpu": navigator.gpu is missing (run deno with --unstable-webgpu)`,
+    ));
+  }
+  const adapter = await gpu.requestAdapter();
+  if (adapter === null) {
+    return E.left(kernelFailed(
+      `Cannot start backend "webgpu": no WebGPU adapter found (install a GPU driver, or Mesa's ` +
+        `software Vulkan driver "mesa-vulkan-drivers")`,
+    ));
+  }
+  await import("@tensorflow/tfjs-backend-webgpu");
+  if (!(await activate("webgpu"))) return E.left(kernelFailed(`Cannot start backend "webgpu"`));
+  const info = adapter.info;
+  const what = [info.vendor, info.architecture, info.device, info.description]
+    .filter((s) => s !== "").join(" ");
+  return E.right({
+    name: "webgpu",
+    tfjsBackend: "webgpu",
+    description: `webgpu: ${what === "" ? "unnamed adapter" : what}`,
+  });
+}
+
+async function initTensorflow(): Promise<E.Either<KernelFailed, BackendInfo>> {
+  // Held in variables so `deno check` does not try to resolve packages that
+  // only the user's machine can install (their installer fetches libtensorflow).
+  const candidates = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"];
+  const failures: string[] = [];
+  for (const spec of candidates) {
+    try {
+      await import(spec);
+      if (await activate("tensorflow")) {
+        return E.right({
+          name: "tensorflow",
+          tfjsBackend: "tensorflow",
+          description: `tensorflow: libtensorflow through ${spec}`,
+        });
+      }
+      failures.push(`${spec} loaded but its backend did not start`);
+    } catch (reason: unknown) {
+      failures.push(`${spec}: ${describeUnknown(reason).split("\n")[0]}`);
+    }
+  }
+  return E.left(kernelFailed(
+    `Cannot start backend "tensorflow": neither "@tensorflow/tfjs-node-gpu" nor ` +
+      `"@tensorflow/tfjs-node" could be loaded; add one to deno.json's imports at version 4.22.0 ` +
+      `(its installer downloads libtensorflow) or choose "wasm": ${failures.join("; ")}`,
+  ));
+}

@@ -1,0 +1,83 @@
+/**
+ * Live bytes by role, read from the tensors themselves (dtype size × elements).
+ *
+ * The planner predicts fp32 model state as 16 B per trainable parameter
+ * (weight 4, gradient 4, Adam m and v 8) plus 4 B per frozen one; the peak
+ * that `trainStep` reports is taken when exactly those tensors are live, so
+ * the two can be compared one for one.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { isAdapterName, type Params } from "./params.ts";
+import type { TrainState } from "./train_state.ts";
+
+/** Bytes per role. Adapters are trainable, but counted apart from `trainable`. */
+export interface MemoryByRole {
+  /** Trainable weights other than adapters. */
+  readonly trainable: number;
+  /** Trainable LoRA adapter matrices. */
+  readonly adapters: number;
+  /** Parameters outside the trainable set (adapters included, if frozen). */
+  readonly frozen: number;
+  /** Gradient tensors live at the moment of measurement (0 between steps). */
+  readonly gradients: number;
+  /** AdamW m and v. */
+  readonly optimizer: number;
+  /** Sum of the five roles above. */
+  readonly modelState: number;
+  /** Everything the tfjs engine holds at that moment: model state, activations, temporaries. */
+  readonly engineTotal: number;
+}
+
+/** Bytes of one live tensor. */
+export function tensorBytes(t: tf.Tensor): number {
+  if (t.isDisposed) throw new Error(`Tensor ${t.id} is disposed: the state that held it is stale`);
+  return t.size * tf.util.bytesPerElement(t.dtype);
+}
+
+function bytesOf(params: Params): number {
+  let sum = 0;
+  for (const t of params.values()) sum += tensorBytes(t);
+  return sum;
+}
+
+/**
+ * Bytes held by `state`, plus `gradients` when given (a name → gradient map).
+ *
+ * @example
+ * ```ts
+ * import { memoryByRole } from "./memory.ts";
+ * import { createTrainState, disposeState } from "./train_state.ts";
+ * import { initParams } from "./params.ts";
+ * const shape = {
+ *   hidden: 8, intermediate: 16, heads: 2, kvHeads: 2, layers: 1, vocab: 11,
+ *   tiedEmbeddings: true, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,
+ * };
+ * const state = createTrainState(shape, initParams(shape, 1, 0));
+ * console.log(memoryByRole(state).optimizer); // 8 bytes per parameter
+ * disposeState(state);
+ * ```
+ */
+export function memoryByRole(state: TrainState, gradients?: Params): MemoryByRole {
+  let trainable = 0;
+  let adapters = 0;
+  let frozen = 0;
+  for (const [name, t] of state.params) {
+    const b = tensorBytes(t);
+    if (!state.trainable.has(name)) frozen += b;
+    else if (isAdapterName(name)) adapters += b;
+    else trainable += b;
+  }
+  const grads = gradients === undefined ? 0 : bytesOf(gradients);
+  const optimizer = bytesOf(state.adam.m) + bytesOf(state.adam.v);
+  return {
+    trainable,
+    adapters,
+    frozen,
+    gradients: grads,
+    optimizer,
+    modelState: trainable + adapters + frozen + grads + optimizer,
+    engineTotal: tf.memory().numBytes,
+  };
+}

@@ -1,0 +1,214 @@
+/**
+ * The LLaMA decoder over a parameter map: embedding, `depth` pre-norm layers
+ * (RMSNorm → attention with RoPE → residual, RMSNorm → SwiGLU MLP →
+ * residual), final RMSNorm, LM head (tied: the embedding transposed).
+ *
+ * Activations are 2-D [batch·seq, width] between blocks; attention sees
+ * [batch, seq, heads, headDim].
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { LlamaShape, Projection } from "../solvers/llama_shape.ts";
+import { causalAttention } from "./ops/attention.ts";
+import { crossEntropySum } from "./ops/cross_entropy.ts";
+import { embedding } from "./ops/embedding.ts";
+import { linear, type LoraBranch } from "./ops/linear.ts";
+import { rmsNorm } from "./ops/rms_norm.ts";
+import { rope, type RopeTables, ropeTables } from "./ops/rope.ts";
+import { swiglu } from "./ops/swiglu.ts";
+import {
+  depthOf,
+  EMBED_NAME,
+  FINAL_NORM_NAME,
+  layerNormNames,
+  LM_HEAD_NAME,
+  loraNames,
+  param,
+  type Params,
+  projectionName,
+} from "./params.ts";
+
+/** What a forward pass needs: the shape, the weights, and the LoRA scale α/r. */
+export interface Model {
+  readonly shape: LlamaShape;
+  readonly params: Params;
+  /** Scale of every adapter branch present in `params` (α / r); unused without adapters. */
+  readonly loraScale: number;
+}
+
+/** Token ids, row-major [batch, seq]. */
+export interface TokenBatch {
+  readonly tokens: Int32Array;
+  readonly batch: number;
+  readonly seq: number;
+}
+
+/** Inputs and next-token targets, row-major [batch, seq]; a negative target is ignored. */
+export interface Batch extends TokenBatch {
+  readonly targets: Int32Array;
+}
+
+/** Number of targets that count towards the loss (those ≥ 0). */
+export function validTargets(batch: Batch): number {
+  let n = 0;
+  for (const t of batch.targets) if (t >= 0) n++;
+  return n;
+}
+
+function checkTokens(shape: LlamaShape, b: TokenBatch): void {
+  if (b.tokens.length !== b.batch * b.seq) {
+    throw new Error(`Batch has ${b.tokens.length} tokens, expected batch·seq = ${b.batch * b.seq}`);
+  }
+  if (b.seq > shape.maxSeqLen) {
+    throw new Error(`Sequence length ${b.seq} exceeds the model's maxSeqLen ${shape.maxSeqLen}`);
+  }
+  for (const t of b.tokens) {
+    if (!(t >= 0 && t < shape.vocab)) {
+      throw new Error(`Token id ${t} is outside [0, ${shape.vocab})`);
+    }
+  }
+}
+
+function checkTargets(shape: LlamaShape, b: Batch): void {
+  if (b.targets.length !== b.tokens.length) {
+    throw new Error(`Batch has ${b.targets.length} targets for ${b.tokens.length} tokens`);
+  }
+  for (const t of b.targets) {
+    if (t >= shape.vocab) throw new Error(`Target id ${t} is outside [0, ${shape.vocab})`);
+  }
+}
+
+function proj(model: Model, x: tf.Tensor2D, layer: number, p: Projection): tf.Tensor2D {
+  const name = projectionName(layer, p);
+  const w = param(model.params, name) as tf.Tensor2D;
+  const ln = loraNames(name);
+  const a = model.params.get(ln.a);
+  const b = model.params.get(ln.b);
+  if (a === undefined || b === undefined) return linear(x, w);
+  const branch: LoraBranch = { a: a as tf.Tensor2D, b: b as tf.Tensor2D, scale: model.loraScale };
+  return linear(x, w, branch);
+}
+
+function decoderLayer(
+  model: Model,
+  h: tf.Tensor2D,
+  layer: number,
+  ctx: { batch: number; seq: number; tables: RopeTables },
+): tf.Tensor2D {
+  const s = model.shape;
+  const headDim = s.hidden / s.heads;
+  const n = ctx.batch * ctx.seq;
+  const eps = s.rmsNormEps;
+  const norms = layerNormNames(layer);
+  const a = rmsNorm(h, param(model.params, norms.input) as tf.Tensor1D, eps);
+  const q = tf.reshape(proj(model, a, layer, "q"), [
+    ctx.batch,
+    ctx.seq,
+    s.heads,
+    headDim,
+  ]) as tf.Tensor4D;
+  const k = tf.reshape(proj(model, a, layer, "k"), [
+    ctx.batch,
+    ctx.seq,
+    s.kvHeads,
+    headDim,
+  ]) as tf.Tensor4D;
+  const v = tf.reshape(proj(model, a, layer, "v"), [
+    ctx.batch,
+    ctx.seq,
+    s.kvHeads,
+    headDim,
+  ]) as tf.Tensor4D;
+  const att = causalAttention(rope(q, ctx.tables), rope(k, ctx.tables), v);
+  const h1: tf.Tensor2D = tf.add(h, proj(model, tf.reshape(att, [n, s.hidden]), layer, "o"));
+  const m = rmsNorm(h1, param(model.params, norms.post) as tf.Tensor1D, eps);
+  const mlp = swiglu(proj(model, m, layer, "gate"), proj(model, m, layer, "up"));
+  return tf.add(h1, proj(model, mlp, layer, "down"));
+}
+
+/** Final hidden states [batch·seq, hidden]; temporaries of each layer are freed as it ends. */
+function hiddenStates(model: Model, input: TokenBatch): tf.Tensor2D {
+  const s = model.shape;
+  const depth = depthOf(model.params);
+  const tables = ropeTables(input.seq, s.hidden / s.heads, s.ropeTheta);
+  const ctx = { batch: input.batch, seq: input.seq, tables };
+  let h = tf.tidy(() =>
+    embedding(
+      param(model.params, EMBED_NAME) as tf.Tensor2D,
+      tf.tensor1d(input.tokens, "int32"),
+    )
+  );
+  for (let i = 0; i < depth; i++) {
+    const prev = h;
+    // Tensors the backward pass needs are kept by the tape; the rest (scores,
+    // pre-rotation q/k, ...) die here instead of at the end of the step.
+    h = tf.tidy(() => decoderLayer(model, prev, i, ctx));
+    prev.dispose();
+  }
+  const out = tf.tidy(() =>
+    rmsNorm(h, param(model.params, FINAL_NORM_NAME) as tf.Tensor1D, s.rmsNormEps)
+  );
+  h.dispose();
+  tables.cos.dispose();
+  tables.sin.dispose();
+  return out;
+}
+
+function lmHead(model: Model, h: tf.Tensor2D): tf.Tensor2D {
+  return model.shape.tiedEmbeddings
+    ? tf.matMul(h, param(model.params, EMBED_NAME) as tf.Tensor2D, false, true)
+    : tf.matMul(h, param(model.params, LM_HEAD_NAME) as tf.Tensor2D);
+}
+
+/**
+ * Next-token logits [batch·seq, vocab] (row b·seq + t is position t of
+ * sequence b); the caller owns the result. Works with or without a gradient
+ * tape around it.
+ *
+ * @throws {Error} on a malformed batch (length, ids out of range, seq > maxSeqLen).
+ * @example
+ * ```ts
+ * import { forwardLogits } from "./model.ts";
+ * import { initParams } from "./params.ts";
+ * const shape = {
+ *   hidden: 8, intermediate: 16, heads: 2, kvHeads: 1, layers: 1, vocab: 11,
+ *   tiedEmbeddings: true, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,
+ * };
+ * const model = { shape, params: initParams(shape, 1, 0), loraScale: 1 };
+ * const logits = forwardLogits(model, { tokens: new Int32Array([1, 2, 3]), batch: 1, seq: 3 });
+ * ```
+ */
+export function forwardLogits(model: Model, input: TokenBatch): tf.Tensor2D {
+  checkTokens(model.shape, input);
+  const h = hiddenStates(model, input);
+  const logits = tf.tidy(() => lmHead(model, h));
+  h.dispose();
+  return logits;
+}
+
+/**
+ * Σ of token cross-entropies over the batch's valid targets (a scalar the
+ * caller owns); divide by {@link validTargets} for the mean. The logits live
+ * only inside this call.
+ *
+ * @throws {Error} on a malformed batch.
+ */
+export function lossSum(model: Model, batch: Batch): tf.Scalar {
+  checkTokens(model.shape, batch);
+  checkTargets(model.shape, batch);
+  const h = hiddenStates(model, batch);
+  const loss = tf.tidy(() =>
+    crossEntropySum(lmHead(model, h), tf.tensor1d(batch.targets, "int32"))
+  );
+  h.dispose();
+  return loss;
+}
+
+/** Mean cross-entropy over the batch's valid targets (NaN when there are none). */
+export function lossOf(model: Model, batch: Batch): tf.Scalar {
+  const sum = lossSum(model, batch);
+  const mean = tf.div(sum, validTargets(batch)) as tf.Scalar;
+  sum.dispose();
+  return mean;
+}

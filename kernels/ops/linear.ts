@@ -1,0 +1,35 @@
+/**
+ * A bias-free linear map with an optional LoRA branch.
+ *
+ * Plain matmuls on purpose: tfjs asks a matmul's gradient for each input
+ * separately, so a frozen weight under a trainable adapter costs no weight
+ * gradient.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+
+/** A LoRA branch: y += scale · (x·A)·B with A [in, r], B [r, out]. */
+export interface LoraBranch {
+  readonly a: tf.Tensor2D;
+  readonly b: tf.Tensor2D;
+  /** α / r. */
+  readonly scale: number;
+}
+
+/**
+ * x ([n, in]) · W ([in, out]), plus the adapter branch when given: [n, out].
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { linear } from "./linear.ts";
+ * const y = linear(tf.ones([2, 3]) as tf.Tensor2D, tf.ones([3, 4]) as tf.Tensor2D); // all 3
+ * ```
+ */
+export function linear(x: tf.Tensor2D, w: tf.Tensor2D, lora?: LoraBranch): tf.Tensor2D {
+  const y: tf.Tensor2D = tf.matMul(x, w);
+  if (lora === undefined) return y;
+  const low = tf.matMul(tf.matMul(x, lora.a), lora.b);
+  return tf.add(y, tf.mul(low, lora.scale));
+}

@@ -1,0 +1,39 @@
+/**
+ * RMSNorm with a hand-written gradient.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+
+/**
+ * y = x · w / sqrt(mean(x²) + eps) over the last axis; x [n, h], w [h].
+ *
+ * Backward, with r = 1/sqrt(mean(x²)+eps), x̂ = x·r and g = dy·w:
+ * dx = r · (g − x̂ · mean(g·x̂)), dw = Σ_rows dy·x̂. Saves x, w and r (n floats).
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { rmsNorm } from "./rms_norm.ts";
+ * const y = rmsNorm(tf.tensor2d([[3, 4]]), tf.ones([2]) as tf.Tensor1D, 0); // [[0.8485, 1.1314]]
+ * ```
+ */
+export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
+  const op = tf.customGrad((...args: unknown[]) => {
+    const [x, w, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
+    const r = tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps)); // (n, 1)
+    save([x, w, r]);
+    return {
+      value: tf.mul(tf.mul(x, r), w),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [x, w, r] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor2D];
+        const xHat = tf.mul(x, r);
+        const g = tf.mul(dy, w);
+        const dx = tf.mul(r, tf.sub(g, tf.mul(xHat, tf.mean(tf.mul(g, xHat), -1, true))));
+        const dw = tf.sum(tf.mul(dy, xHat), 0);
+        return [dx, dw];
+      },
+    };
+  });
+  return op(x, weight) as tf.Tensor2D;
+}

@@ -1,0 +1,150 @@
+/**
+ * One optimizer step over a list of micro-batches, and evaluation loss.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { type AdamWOptions, adamwUpdate, clipFactor, globalNorm } from "./adamw.ts";
+import { type MemoryByRole, memoryByRole } from "./memory.ts";
+import { type Batch, lossSum, type Model, validTargets } from "./model.ts";
+import { registerGradients } from "./_gradients.ts";
+import type { TrainState } from "./train_state.ts";
+
+/** Hyperparameters of one step. */
+export interface StepOptions extends AdamWOptions {
+  /** Global gradient-norm bound; default 1.0; `Infinity` turns clipping off. */
+  readonly clipNorm?: number;
+}
+
+/** What a step produced. */
+export interface StepResult {
+  /** The new state; the input state's trainable weights and moments are disposed. */
+  readonly state: TrainState;
+  /** Mean cross-entropy over all valid targets of all micro-batches, before the update. */
+  readonly loss: number;
+  /** Global gradient norm before clipping. */
+  readonly gradNorm: number;
+  /** Targets that counted towards the loss. */
+  readonly tokens: number;
+  /** Live bytes when the accumulated gradients exist, before any is released. */
+  readonly peak: MemoryByRole;
+}
+
+/**
+ * Gradient accumulation over `microBatches` (loss = Σ token losses / Σ valid
+ * targets, so the split does not change the result), global-norm clipping,
+ * then one AdamW update of the trainable parameters.
+ *
+ * Consumes `state`: its trainable weights and moments are disposed and must
+ * not be used again; frozen weights move to the returned state unchanged.
+ *
+ * @throws {Error} on malformed batches or a state whose tensors were disposed.
+ * @example
+ * ```ts
+ * import { createTrainState, disposeState } from "./train_state.ts";
+ * import { initParams } from "./params.ts";
+ * import { trainStep } from "./train_step.ts";
+ * const shape = {
+ *   hidden: 8, intermediate: 16, heads: 2, kvHeads: 2, layers: 1, vocab: 11,
+ *   tiedEmbeddings: false, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,
+ * };
+ * const s0 = createTrainState(shape, initParams(shape, 1, 0));
+ * const mb = { tokens: new Int32Array([1, 2, 3, 4]), targets: new Int32Array([2, 3, 4, 5]), batch: 1, seq: 4 };
+ * const { state, loss } = await trainStep(s0, [mb], { lr: 1e-3 });
+ * disposeState(state);
+ * ```
+ */
+export async function trainStep(
+  state: TrainState,
+  microBatches: readonly Batch[],
+  options: StepOptions,
+): Promise<StepResult> {
+  registerGradients();
+  const names = [...state.trainable];
+  const xs = names.map((n) => state.params.get(n)!);
+  const total = microBatches.reduce((sum, b) => sum + validTargets(b), 0);
+  let grads: tf.Tensor[] | undefined;
+  let lossTotal: tf.Scalar = tf.scalar(0);
+  for (const mb of microBatches) {
+    const scale = total === 0 ? 0 : 1 / total;
+    const { value, grads: g } = tf.engine().gradients(
+      () => tf.tidy(() => tf.mul(lossSum(state, mb), scale) as tf.Scalar),
+      xs,
+      undefined,
+      true,
+    );
+    const parts = g.map((gi, i) => gi ?? tf.zerosLike(xs[i]!));
+    const prevLoss = lossTotal;
+    lossTotal = tf.add(prevLoss, value);
+    prevLoss.dispose();
+    value.dispose();
+    if (grads === undefined) {
+      grads = parts;
+    } else {
+      const prev: tf.Tensor[] = grads;
+      grads = prev.map((acc, i) => tf.add(acc, parts[i]!));
+      prev.forEach((t) => t.dispose());
+      parts.forEach((t) => t.dispose());
+    }
+  }
+  const gs = grads ?? xs.map((x) => tf.zerosLike(x));
+  const normT = globalNorm(gs);
+  const [gradNorm, loss] = [(await normT.data())[0]!, (await lossTotal.data())[0]!];
+  normT.dispose();
+  lossTotal.dispose();
+  const peak = memoryByRole(state, new Map(names.map((n, i) => [n, gs[i]!])));
+
+  const step = state.adam.step + 1;
+  const gradScale = clipFactor(gradNorm, options.clipNorm ?? 1.0);
+  const params = new Map(state.params);
+  const m = new Map<string, tf.Tensor>();
+  const v = new Map<string, tf.Tensor>();
+  names.forEach((name, i) => {
+    const old = {
+      param: xs[i]!,
+      grad: gs[i]!,
+      m: state.adam.m.get(name)!,
+      v: state.adam.v.get(name)!,
+    };
+    const r = adamwUpdate(old, { ...options, step, gradScale });
+    params.set(name, r.param);
+    m.set(name, r.m);
+    v.set(name, r.v);
+    for (const t of Object.values(old)) t.dispose();
+  });
+  return {
+    state: { ...state, params, adam: { step, m, v } },
+    loss,
+    gradNorm,
+    tokens: total,
+    peak,
+  };
+}
+
+/**
+ * Mean cross-entropy over all valid targets of `batches`, without gradients.
+ *
+ * @example
+ * ```ts
+ * import { evalLoss } from "./train_step.ts";
+ * import { initParams } from "./params.ts";
+ * const shape = {
+ *   hidden: 8, intermediate: 16, heads: 2, kvHeads: 2, layers: 1, vocab: 11,
+ *   tiedEmbeddings: true, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,
+ * };
+ * const model = { shape, params: initParams(shape, 1, 0), loraScale: 1 };
+ * const b = { tokens: new Int32Array([1, 2]), targets: new Int32Array([2, 3]), batch: 1, seq: 2 };
+ * console.log(await evalLoss(model, [b])); // about log 11
+ * ```
+ */
+export async function evalLoss(model: Model, batches: readonly Batch[]): Promise<number> {
+  let total = 0;
+  let sum = 0;
+  for (const b of batches) {
+    const l = lossSum(model, b);
+    sum += (await l.data())[0]!;
+    l.dispose();
+    total += validTargets(b);
+  }
+  return sum / total;
+}
