@@ -26,6 +26,18 @@
  *
  * @module
  */
+import {
+  ADJECTIVES,
+  ADVERBS,
+  type Allowed,
+  DETERMINERS,
+  INTRANSITIVE,
+  NOUNS,
+  type Num,
+  PREPOSITIONS,
+  SUBORDINATORS,
+  TRANSITIVE,
+} from "./_lexicon.ts";
 
 /** One pick's options: texts, their probabilities and −log p. */
 export interface ChoiceTable {
@@ -43,122 +55,6 @@ export interface Chooser {
 
 /** The option text meaning "the document ends here". */
 export const END = "";
-
-type Num = "sg" | "pl";
-type Allowed = Num | "any";
-
-// Word lists. Plural nouns are separate words, so the noun decides the number.
-const NOUNS: ReadonlyArray<readonly [string, string]> = [
-  ["cat", "cats"],
-  ["dog", "dogs"],
-  ["child", "children"],
-  ["bird", "birds"],
-  ["farmer", "farmers"],
-  ["teacher", "teachers"],
-  ["king", "kings"],
-  ["queen", "queens"],
-  ["river", "rivers"],
-  ["garden", "gardens"],
-  ["house", "houses"],
-  ["sailor", "sailors"],
-  ["horse", "horses"],
-  ["letter", "letters"],
-  ["window", "windows"],
-  ["mountain", "mountains"],
-  ["village", "villages"],
-  ["doctor", "doctors"],
-  ["mouse", "mice"],
-  ["wolf", "wolves"],
-  ["fox", "foxes"],
-  ["story", "stories"],
-  ["city", "cities"],
-  ["friend", "friends"],
-  ["baker", "bakers"],
-  ["stone", "stones"],
-  ["ship", "ships"],
-  ["song", "songs"],
-  ["lamp", "lamps"],
-  ["book", "books"],
-  ["road", "roads"],
-  ["forest", "forests"],
-  ["merchant", "merchants"],
-  ["woman", "women"],
-  ["man", "men"],
-  ["boat", "boats"],
-  ["bridge", "bridges"],
-  ["clock", "clocks"],
-  ["tree", "trees"],
-  ["island", "islands"],
-];
-const ADJECTIVES = [
-  "old",
-  "small",
-  "big",
-  "young",
-  "quiet",
-  "red",
-  "green",
-  "brave",
-  "happy",
-  "tired",
-  "clever",
-  "gentle",
-  "dark",
-  "bright",
-  "wooden",
-  "golden",
-  "hungry",
-  "lonely",
-  "ancient",
-  "silver",
-];
-/** [singular, base/plural] forms. */
-const TRANSITIVE: ReadonlyArray<readonly [string, string]> = [
-  ["sees", "see"],
-  ["finds", "find"],
-  ["loves", "love"],
-  ["follows", "follow"],
-  ["carries", "carry"],
-  ["watches", "watch"],
-  ["helps", "help"],
-  ["builds", "build"],
-  ["remembers", "remember"],
-  ["visits", "visit"],
-  ["opens", "open"],
-  ["sells", "sell"],
-  ["hears", "hear"],
-  ["chases", "chase"],
-  ["keeps", "keep"],
-  ["draws", "draw"],
-];
-const INTRANSITIVE: ReadonlyArray<readonly [string, string]> = [
-  ["sleeps", "sleep"],
-  ["sings", "sing"],
-  ["waits", "wait"],
-  ["laughs", "laugh"],
-  ["runs", "run"],
-  ["rests", "rest"],
-  ["wanders", "wander"],
-  ["dreams", "dream"],
-];
-const ADVERBS = ["often", "never", "always", "slowly", "quietly", "rarely"];
-const PREPOSITIONS = ["with", "near", "under", "behind", "beside", "across"];
-const SUBORDINATORS = ["When", "Because", "If", "While", "After"];
-/** Determiners and the number they allow. */
-const DETERMINERS: ReadonlyArray<readonly [string, Allowed]> = [
-  ["the", "any"],
-  ["one", "sg"],
-  ["this", "sg"],
-  ["some", "pl"],
-  ["my", "any"],
-  ["every", "sg"],
-  ["these", "pl"],
-  ["our", "any"],
-  ["two", "pl"],
-  ["that", "sg"],
-  ["many", "pl"],
-  ["three", "pl"],
-];
 
 const ADJECTIVE_SET: ReadonlySet<string> = new Set(ADJECTIVES);
 const ADVERB_SET: ReadonlySet<string> = new Set(ADVERBS);
