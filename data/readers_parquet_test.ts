@@ -3,7 +3,7 @@
  * (one row group, one PLAIN-encoded BYTE_ARRAY column, no compression), writing the
  * Thrift compact-protocol metadata byte by byte.
  */
-import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { readDocuments } from "./readers.ts";
 import { resolveSources } from "./sources.ts";
@@ -168,10 +168,7 @@ Deno.test("Parquet: a missing column or a corrupt file is an error naming the fi
       new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
     );
     const bad = await read(dir, "bad.parquet");
-    assertEquals(
-      E.isLeft(bad) && bad.left.startsWith(`${dir}/bad.parquet: Cannot read parquet file:`),
-      true,
-    );
+    assert(E.isLeft(bad) && bad.left.startsWith(`${dir}/bad.parquet: Cannot read parquet file:`));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
