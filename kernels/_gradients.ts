@@ -11,6 +11,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { PLAIN, TRANSPOSED } from "./_flags.ts";
 
 type GradientMap = ReturnType<tf.GradFunc>;
 
@@ -25,12 +26,8 @@ function matMulGrad(dy: tf.Tensor, saved: tf.Tensor[], attrs: tf.NamedAttrMap): 
   const [a, b] = saved as [tf.Tensor, tf.Tensor];
   const tA = attrs["transposeA"] as boolean;
   const tB = attrs["transposeB"] as boolean;
-  const da = !tA
-    ? () => tf.matMul(dy, b, false, !tB)
-    : () => tB ? tf.matMul(b, dy, true, true) : tf.matMul(b, dy, false, true);
-  const db = !tB
-    ? () => tA ? tf.matMul(a, dy) : tf.matMul(a, dy, true, false)
-    : () => tA ? tf.matMul(dy, a, true, true) : tf.matMul(dy, a, true, false);
+  const da = !tA ? () => tf.matMul(dy, b, PLAIN, !tB) : () => tf.matMul(b, dy, tB, TRANSPOSED);
+  const db = !tB ? () => tf.matMul(a, dy, !tA, PLAIN) : () => tf.matMul(dy, a, TRANSPOSED, tA);
   return {
     a: () => unbroadcastBatch(da(), a.shape),
     b: () => unbroadcastBatch(db(), b.shape),

@@ -16,6 +16,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { PLAIN } from "./_flags.ts";
 
 /** The parts of tfjs-backend-wasm's BackendWasm used here. */
 interface WasmBackendLike {
@@ -136,7 +137,7 @@ function makeWasmMatMul(original: tf.KernelFunc): tf.KernelFunc {
       const ai = view(backend, aOff + 4 * (batchA === 1 ? 0 : i) * rows * k, rows * k);
       const bi = view(backend, bOff + 4 * (batchB === 1 ? 0 : i) * k * n, k * n);
       const oi = view(backend, oOff + 4 * i * rows * n, rows * n);
-      cMatMul(ai, aShape, 3, bi, bShape, 3, false, false, oi);
+      cMatMul(ai, aShape, 3, bi, bShape, 3, PLAIN, PLAIN, oi);
       releaseView(backend, ai);
       releaseView(backend, bi);
       releaseView(backend, oi);

@@ -15,6 +15,10 @@ import { registerGradients } from "./_gradients.ts";
 import { registerScatterKernels } from "./_scatter_kernels.ts";
 import { registerWasmMatMul } from "./_wasm_matmul.ts";
 
+// tfjs turns pthreads off under Node-like runtimes; Deno has no classic
+// workers for emscripten's pool either, so the wasm build runs single-threaded.
+const THREADS_USABLE = false;
+
 /** Backends the engine can run on. */
 export const BACKEND_NAMES = ["wasm", "cpu", "webgpu", "tensorflow"] as const;
 /** One of {@link BACKEND_NAMES}; `wasm` is the default. */
@@ -91,9 +95,7 @@ async function initWasm(): Promise<E.Either<KernelFailed, BackendInfo>> {
     const main = createRequire(import.meta.url).resolve("@tensorflow/tfjs-backend-wasm");
     wasm.setWasmPaths(new URL("./", `file://${main}`).href);
   }
-  // tfjs turns pthreads off under Node-like runtimes; Deno has no classic
-  // workers for emscripten's pool either, so the build is single-threaded.
-  tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
+  tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", THREADS_USABLE);
   registerScatterKernels("wasm");
   registerWasmMatMul();
   if (!(await activate("wasm"))) return E.left(kernelFailed(`Cannot start backend "wasm"`));

@@ -9,6 +9,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { PLAIN, TRANSPOSED } from "./_flags.ts";
 import type { LlamaShape, Projection } from "../solvers/llama_shape.ts";
 import { causalAttention } from "./ops/attention.ts";
 import { crossEntropySum } from "./ops/cross_entropy.ts";
@@ -157,7 +158,7 @@ function hiddenStates(model: Model, input: TokenBatch): tf.Tensor2D {
 
 function lmHead(model: Model, h: tf.Tensor2D): tf.Tensor2D {
   return model.shape.tiedEmbeddings
-    ? tf.matMul(h, param(model.params, EMBED_NAME) as tf.Tensor2D, false, true)
+    ? tf.matMul(h, param(model.params, EMBED_NAME) as tf.Tensor2D, PLAIN, TRANSPOSED)
     : tf.matMul(h, param(model.params, LM_HEAD_NAME) as tf.Tensor2D);
 }
 

@@ -10,6 +10,10 @@ import { type Batch, lossSum, type Model, validTargets } from "./model.ts";
 import { registerGradients } from "./_gradients.ts";
 import type { TrainState } from "./train_state.ts";
 
+// A trainable tensor the loss does not reach (say, an adapter whose branch
+// is scaled by 0) gets a zero gradient instead of an error.
+const ALLOW_NO_GRADIENTS = true;
+
 /** Hyperparameters of one step. */
 export interface StepOptions extends AdamWOptions {
   /** Global gradient-norm bound; default 1.0; `Infinity` turns clipping off. */
@@ -71,7 +75,7 @@ export async function trainStep(
       () => tf.tidy(() => tf.mul(lossSum(state, mb), scale) as tf.Scalar),
       xs,
       undefined,
-      true,
+      ALLOW_NO_GRADIENTS,
     );
     const parts = g.map((gi, i) => gi ?? tf.zerosLike(xs[i]!));
     const prevLoss = lossTotal;

@@ -5,6 +5,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { KEEP_DIMS, PLAIN, TRANSPOSED } from "../_flags.ts";
 
 /** Additive causal mask for `group` stacked copies of `seq` query rows: (group·seq, seq). */
 function causalMask(group: number, seq: number): tf.Tensor2D {
@@ -68,7 +69,10 @@ export function causalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D):
     const qh = queryRows(q);
     const kh = keyRows(k);
     const vh = keyRows(v);
-    const scores = tf.add(tf.mul(tf.matMul(qh, kh, false, true), scale), causalMask(group, seq));
+    const scores = tf.add(
+      tf.mul(tf.matMul(qh, kh, PLAIN, TRANSPOSED), scale),
+      causalMask(group, seq),
+    );
     const p = tf.softmax(scores); // (batch·kvHeads, group·seq, seq)
     const oh = tf.matMul(p, vh); // (batch·kvHeads, group·seq, d)
     save([qh, kh, vh, p, oh]);
@@ -77,13 +81,13 @@ export function causalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D):
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [qh, kh, vh, p, oh] = saved as tf.Tensor3D[];
         const dOh = queryRows(dy);
-        const dV = tf.matMul(p!, dOh, true, false);
-        const dP = tf.matMul(dOh, vh!, false, true);
+        const dV = tf.matMul(p!, dOh, TRANSPOSED, PLAIN);
+        const dP = tf.matMul(dOh, vh!, PLAIN, TRANSPOSED);
         // softmax backward: dS = p·(dP − Σ_j p·dP), and Σ_j p·dP = Σ_d dO·O
-        const rowDot = tf.sum(tf.mul(dOh, oh!), -1, true);
+        const rowDot = tf.sum(tf.mul(dOh, oh!), -1, KEEP_DIMS);
         const dS = tf.mul(tf.mul(p!, tf.sub(dP, rowDot)), scale);
         const dQ = tf.matMul(dS, kh!);
-        const dK = tf.matMul(dS, qh!, true, false);
+        const dK = tf.matMul(dS, qh!, TRANSPOSED, PLAIN);
         return [fromQueryRows(dQ), fromKeyRows(dK), fromKeyRows(dV)];
       },
     };

@@ -4,6 +4,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { KEEP_DIMS } from "../_flags.ts";
 
 /**
  * y = x · w / sqrt(mean(x²) + eps) over the last axis; x [n, h], w [h].
@@ -21,7 +22,7 @@ import * as tf from "@tensorflow/tfjs-core";
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
   const op = tf.customGrad((...args: unknown[]) => {
     const [x, w, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
-    const r = tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps)); // (n, 1)
+    const r = tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, KEEP_DIMS), eps)); // (n, 1)
     save([x, w, r]);
     return {
       value: tf.mul(tf.mul(x, r), w),
@@ -29,7 +30,7 @@ export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Te
         const [x, w, r] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor2D];
         const xHat = tf.mul(x, r);
         const g = tf.mul(dy, w);
-        const dx = tf.mul(r, tf.sub(g, tf.mul(xHat, tf.mean(tf.mul(g, xHat), -1, true))));
+        const dx = tf.mul(r, tf.sub(g, tf.mul(xHat, tf.mean(tf.mul(g, xHat), -1, KEEP_DIMS))));
         const dw = tf.sum(tf.mul(dy, xHat), 0);
         return [dx, dw];
       },
