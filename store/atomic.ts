@@ -50,6 +50,14 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Temporary files and directories are created private (0600/0700); give the result the
+ * permissions a plain write gives under the usual umask 022, so other tools can read checkpoints.
+ */
+async function usualMode(p: string, mode: number): Promise<void> {
+  if (Deno.build.os !== "windows") await Deno.chmod(p, mode);
+}
+
 function hiddenSibling(target: string, tag: string): { dir: string; prefix: string } {
   const dir = path.dirname(target);
   return { dir, prefix: `.${path.basename(target)}.${tag}-` };
@@ -96,6 +104,7 @@ export function openAtomicFile(target: string): TE.TaskEither<IoFailed, AtomicFi
             async () => {
               await file.sync();
               close();
+              await usualMode(tempPath, 0o644);
               await Deno.rename(tempPath, target);
               await syncDir(dir);
             },
@@ -215,6 +224,7 @@ export function writeDirAtomic<Err>(
     }
     try {
       await syncTree(tempDir);
+      await usualMode(tempDir, 0o755);
       const old = oldName(target);
       if (await exists(target)) {
         // A stale `.old` is from an earlier crash after `target` was restored: drop it.

@@ -17,6 +17,7 @@ Deno.test("writeFileAtomic() replaces content and leaves no temporary file", asy
     assertEquals((await writeFileAtomic(target, new Uint8Array([110, 101, 119]))())._tag, "Right");
     assertEquals(await Deno.readTextFile(target), "new");
     assertEquals(await listNames(dir), ["state.json"]);
+    if (Deno.build.os !== "windows") assertEquals((await Deno.stat(target)).mode! & 0o777, 0o644);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
