@@ -87,11 +87,14 @@ export interface Corpus {
   readonly floorNats?: { readonly train: number; readonly validation: number };
 }
 
+/** The conventional token cache directory, relative to the repository root (git-ignored). */
+export const DEFAULT_TOKEN_CACHE_DIR = ".cache/tokens";
+
 /** Where the corpus lives and how it is loaded. */
 export interface LoadCorpusOptions {
   /** Relative source paths start here (default: the current directory). */
   readonly baseDir?: string;
-  /** Token cache directory, e.g. `.cache/tokens`; `undefined` disables caching. */
+  /** Token cache directory, e.g. {@link DEFAULT_TOKEN_CACHE_DIR}; `undefined` disables caching. */
   readonly cacheDir?: string;
   /** Use this tokeniser instead of the one the config names (tests inject one). */
   readonly tokenizer?: Tokenizer;
