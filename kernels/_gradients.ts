@@ -104,6 +104,16 @@ function configs(): tf.GradConfig[] {
         return { x: () => tf.transpose(dy as tf.Tensor, inverse) };
       },
     },
+    {
+      kernelName: "Sum",
+      inputsToSave: ["x"],
+      gradFunc: (dy, saved, attrs) => {
+        const x = saved[0]!;
+        const axes = tf.util.parseAxisParam(attrs["axis"] as number | number[], x.shape);
+        const kept = tf.backend_util.expandShapeToKeepDim((dy as tf.Tensor).shape, axes);
+        return { x: () => tf.mul(tf.reshape(dy as tf.Tensor, kept), tf.onesLike(x)) };
+      },
+    },
     { kernelName: "Identity", gradFunc: (dy) => ({ x: () => tf.clone(dy as tf.Tensor) }) },
     { kernelName: "Neg", gradFunc: (dy) => ({ x: () => tf.neg(dy as tf.Tensor) }) },
     binary("Add", (dy) => dy, (dy) => dy),

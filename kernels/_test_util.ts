@@ -1,0 +1,159 @@
+/**
+ * Test helpers: run one test on every backend this machine has, compare
+ * arrays with a scale-aware tolerance, and move data between the float64
+ * reference and tensors.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import * as E from "fp-ts/lib/Either.js";
+import { type BackendName, initBackend } from "./backend.ts";
+import { type Arr, arr, dot, finiteDiff, uniformArr } from "./_reference.ts";
+
+/** Backends the kernel tests cover; webgpu is skipped (with a message) without an adapter. */
+export const TESTED_BACKENDS: readonly BackendName[] = ["cpu", "wasm", "webgpu"];
+
+async function unavailable(name: BackendName): Promise<string | undefined> {
+  if (name !== "webgpu") return undefined;
+  const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
+  if (gpu === undefined) return "navigator.gpu is missing (run with --unstable-webgpu)";
+  const adapter = await gpu.requestAdapter();
+  return adapter === null
+    ? "no WebGPU adapter found (mesa-vulkan-drivers gives a software one)"
+    : undefined;
+}
+
+/**
+ * Registers a Deno test with one step per backend. WebGPU keeps a device and
+ * its promises alive across tests, so the op and resource sanitizers are off.
+ */
+export function backendTest(
+  name: string,
+  fn: (backend: BackendName) => Promise<void> | void,
+): void {
+  Deno.test({
+    name,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async (t) => {
+      for (const backend of TESTED_BACKENDS) {
+        const why = await unavailable(backend);
+        if (why !== undefined) {
+          console.log(`  skipping ${backend}: ${why}`);
+          await t.step({ name: backend, ignore: true, fn: () => {} });
+          continue;
+        }
+        const got = await initBackend(backend);
+        if (E.isLeft(got)) throw new Error(got.left.message);
+        await t.step(backend, () => fn(backend));
+      }
+    },
+  });
+}
+
+/** Largest |a − e| over the elements. */
+export function maxAbsDiff(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) {
+    worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
+  }
+  return worst;
+}
+
+/**
+ * Asserts max|a − e| ≤ rel · max|e| (plus a tiny floor): float32 results
+ * against float64 references differ by rounding that scales with the values.
+ */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  rel: number,
+  label: string,
+): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${label}: ${actual.length} values, expected ${expected.length}`);
+  }
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
+  const diff = maxAbsDiff(actual, expected);
+  if (!(diff <= rel * scale + 1e-12)) {
+    throw new Error(
+      `${label}: max |actual − expected| = ${diff.toExponential(3)} exceeds ${rel} × ${
+        scale.toExponential(3)
+      }`,
+    );
+  }
+}
+
+/** A float32 tensor with the reference array's values. */
+export function toTensor(a: Arr): tf.Tensor {
+  return tf.tensor(Float32Array.from(a.data), [...a.shape], "float32");
+}
+
+/** The tensor's values as a float64 array (disposes nothing). */
+export async function toArr(t: tf.Tensor): Promise<Arr> {
+  return arr(t.shape, (await t.data()) as Float32Array);
+}
+
+/** The reference array rounded to float32, so both sides start from the same inputs. */
+export function asFloat32(a: Arr): Arr {
+  return arr(a.shape, Float32Array.from(a.data));
+}
+
+/** A block under test: float64 reference and tfjs op over the same inputs. */
+export interface BlockCase {
+  readonly label: string;
+  /** Float inputs, already rounded to float32. */
+  readonly inputs: readonly Arr[];
+  readonly reference: (xs: readonly Arr[]) => Arr;
+  readonly op: (xs: readonly tf.Tensor[]) => tf.Tensor;
+  /** Inputs whose gradients are checked. */
+  readonly differentiate: readonly number[];
+  /** Relative tolerances (see {@link assertClose}); defaults 1e-5 and 1e-3. */
+  readonly forwardTol?: number;
+  readonly gradTol?: number;
+}
+
+/**
+ * Checks a block's forward values against the reference, its gradients of
+ * L = Σ c·y (c fixed and random) against central differences of the
+ * reference in float64, and that a second gradient call leaks no tensor.
+ */
+export async function checkBlock(c: BlockCase): Promise<void> {
+  const ts = c.inputs.map(toTensor);
+  const expected = c.reference(c.inputs);
+  const y = c.op(ts);
+  assertClose(
+    (await y.data()) as Float32Array,
+    expected.data,
+    c.forwardTol ?? 1e-5,
+    `${c.label} forward`,
+  );
+  y.dispose();
+
+  const weights = asFloat32(uniformArr(expected.shape, 7));
+  const wT = toTensor(weights);
+  const lossGrads = (): tf.Tensor[] =>
+    tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(c.op(xs), wT)))(ts);
+  const drop = (gs: tf.Tensor[]): void => gs.forEach((g) => g.dispose());
+  drop(lossGrads()); // warm-up: kernels and caches allocate on first use
+  const before = tf.memory().numTensors;
+  const grads = lossGrads();
+  for (const i of c.differentiate) {
+    const fd = finiteDiff(() => dot(c.reference(c.inputs), weights), c.inputs[i]!.data);
+    assertClose(
+      (await grads[i]!.data()) as Float32Array,
+      fd,
+      c.gradTol ?? 1e-3,
+      `${c.label} d/dx${i}`,
+    );
+  }
+  drop(grads);
+  if (tf.memory().numTensors !== before) {
+    throw new Error(
+      `${c.label}: ${tf.memory().numTensors - before} tensors leaked by a gradient call`,
+    );
+  }
+  wT.dispose();
+  ts.forEach((t) => t.dispose());
+}
