@@ -78,8 +78,17 @@ export function adamwUpdate(
 export function globalNorm(grads: readonly tf.Tensor[]): tf.Scalar {
   return tf.tidy(() => {
     if (grads.length === 0) return tf.scalar(0);
-    const squares = grads.map((g) => tf.sum(tf.square(g)));
-    return tf.sqrt(squares.length === 1 ? squares[0]! : tf.addN(squares)) as tf.Scalar;
+    // Pairwise adds, not addN: webgpu's AddN binds one buffer per input and
+    // returns stale data past the adapter's storage-buffer limit (8 on Mesa).
+    let terms = grads.map((g) => tf.sum(tf.square(g)));
+    while (terms.length > 1) {
+      const next: tf.Tensor[] = [];
+      for (let i = 0; i < terms.length; i += 2) {
+        next.push(i + 1 < terms.length ? tf.add(terms[i]!, terms[i + 1]!) : terms[i]!);
+      }
+      terms = next;
+    }
+    return tf.sqrt(terms[0]!) as tf.Scalar;
   });
 }
 

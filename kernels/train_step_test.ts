@@ -1,0 +1,174 @@
+import * as tf from "@tensorflow/tfjs-core";
+import { assert, assertAlmostEquals, assertEquals } from "../tests/assert.ts";
+import type { LlamaShape } from "../solvers/llama_shape.ts";
+import { bytesPerParam, trainedBytes } from "../solvers/memory_model.ts";
+import { memoryByRole } from "./memory.ts";
+import type { Batch } from "./model.ts";
+import { initParams, layerOf, loraNames, type Params, projectionName } from "./params.ts";
+import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
+import { evalLoss, trainStep } from "./train_step.ts";
+import { normalSamples } from "./_rng.ts";
+import { assertClose, backendTest } from "./_test_util.ts";
+
+const shape: LlamaShape = {
+  hidden: 16,
+  intermediate: 24,
+  heads: 4,
+  kvHeads: 2,
+  layers: 3,
+  vocab: 13,
+  tiedEmbeddings: false,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  maxSeqLen: 8,
+};
+
+function seqs(rows: number[][], targets: number[][]): Batch {
+  return {
+    tokens: Int32Array.from(rows.flat()),
+    targets: Int32Array.from(targets.flat()),
+    batch: rows.length,
+    seq: rows[0]!.length,
+  };
+}
+
+const rowsA = [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]];
+const targetsA = [[2, 3, 4, 5, 6, 7], [8, 9, -1, -1, 12, 0]];
+const both = seqs(rowsA, targetsA);
+const first = seqs([rowsA[0]!], [targetsA[0]!]);
+const second = seqs([rowsA[1]!], [targetsA[1]!]);
+
+async function values(params: Params): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>();
+  for (const [n, t] of params) out.set(n, (await t.data()) as Float32Array);
+  return out;
+}
+
+backendTest("trainStep() over two micro-batches equals one step over their union", async () => {
+  let a = createTrainState(shape, initParams(shape, 2, 1));
+  let b = createTrainState(shape, initParams(shape, 2, 1));
+  const ra = await trainStep(a, [first, second], { lr: 1e-2 });
+  const rb = await trainStep(b, [both], { lr: 1e-2 });
+  a = ra.state;
+  b = rb.state;
+  assertAlmostEquals(ra.loss, rb.loss, 1e-5);
+  assertAlmostEquals(ra.gradNorm, rb.gradNorm, 1e-4 * rb.gradNorm);
+  assertEquals(ra.tokens, 10);
+  const va = await values(a.params);
+  for (const [name, vb] of await values(b.params)) assertClose(va.get(name)!, vb, 1e-5, name);
+  assertEquals(a.adam.step, 1);
+  disposeState(a);
+  disposeState(b);
+});
+
+/** Layer 1 trains; layer 0, embeddings and head are frozen, with LoRA on layer 0's q and v. */
+function stagedState(): TrainState {
+  const params = new Map(initParams(shape, 2, 3));
+  const adapters: string[] = [];
+  for (const p of ["q", "v"] as const) {
+    const name = projectionName(0, p);
+    const [din, dout] = params.get(name)!.shape as [number, number];
+    const ln = loraNames(name);
+    params.set(
+      ln.a,
+      tf.tensor(normalSamples(din * 4, { seed: 3, name: ln.a, std: 0.1 }), [din, 4]),
+    );
+    params.set(ln.b, tf.zeros([4, dout]));
+    adapters.push(ln.a, ln.b);
+  }
+  const trainable = [...params.keys()].filter((n) => layerOf(n) === 1).concat(adapters);
+  return createTrainState(shape, params, { trainable, loraScale: 2 });
+}
+
+backendTest(
+  "trainStep() leaves frozen weights untouched, without gradients or optimizer state",
+  async () => {
+    const s0 = stagedState();
+    const frozen = [...s0.params.keys()].filter((n) => !s0.trainable.has(n));
+    const frozenBefore = await values(new Map(frozen.map((n) => [n, s0.params.get(n)!])));
+    const aBefore = (await s0.params.get("model.layers.0.self_attn.q_proj.lora_A")!.data()).slice();
+    const { state, peak } = await trainStep(s0, [both], { lr: 1e-2 });
+    for (const n of frozen) {
+      assertEquals(state.params.get(n), s0.params.get(n), `${n} is the same tensor`);
+      assertEquals(await state.params.get(n)!.data(), frozenBefore.get(n), `${n} unchanged`);
+    }
+    assertEquals(new Set(state.adam.m.keys()), s0.trainable);
+    assertEquals(new Set(state.adam.v.keys()), s0.trainable);
+    // B starts at 0, so A's first gradient is 0 and only decay moves it; B moves by Adam's first step.
+    const bAfter = await state.params.get("model.layers.0.self_attn.q_proj.lora_B")!.data();
+    assert(bAfter.some((x) => Math.abs(x) > 5e-3), "lora_B moved");
+    const aAfter = await state.params.get("model.layers.0.self_attn.q_proj.lora_A")!.data();
+    assertClose(aAfter, aBefore.map((x) => x * (1 - 1e-2 * 0.1)), 1e-6, "lora_A only decayed");
+
+    const count = (names: Iterable<string>): number =>
+      [...names].reduce((s, n) => s + state.params.get(n)!.size, 0);
+    const adapterCount = count([...s0.trainable].filter((n) => n.includes(".lora_")));
+    const trainableCount = count(s0.trainable);
+    const frozenCount = count(frozen);
+    assertEquals(peak.adapters, 4 * adapterCount);
+    assertEquals(peak.trainable, 4 * (trainableCount - adapterCount));
+    assertEquals(peak.frozen, 4 * frozenCount);
+    assertEquals(peak.gradients, 4 * trainableCount);
+    assertEquals(peak.optimizer, 8 * trainableCount);
+    // The planner's fp32 prediction, exactly.
+    const predicted = trainedBytes("fp32") * trainableCount +
+      bytesPerParam("fp32").weight * frozenCount;
+    assertEquals(peak.modelState, predicted);
+    assert(peak.engineTotal >= peak.modelState, "the engine holds at least the model state");
+
+    const between = memoryByRole(state);
+    assertEquals(between.gradients, 0);
+    assertEquals(between.modelState, predicted - 4 * trainableCount);
+    disposeState(state);
+  },
+);
+
+backendTest("trainStep() leaks no tensor once warmed up", async () => {
+  let state = stagedState();
+  state = (await trainStep(state, [first, second], { lr: 1e-3 })).state;
+  const before = tf.memory().numTensors;
+  state = (await trainStep(state, [first, second], { lr: 1e-3 })).state;
+  assertEquals(tf.memory().numTensors, before);
+  disposeState(state);
+  assertEquals(tf.memory().numTensors, before - 2 * state.trainable.size - state.params.size);
+});
+
+backendTest("trainStep() clips by global norm before the moments", async () => {
+  const free = await trainStep(createTrainState(shape, initParams(shape, 1, 5)), [both], {
+    lr: 1e-3,
+    clipNorm: Infinity,
+  });
+  const bound = free.gradNorm / 4;
+  const clipped = await trainStep(createTrainState(shape, initParams(shape, 1, 5)), [both], {
+    lr: 1e-3,
+    clipNorm: bound,
+  });
+  assertAlmostEquals(clipped.gradNorm, free.gradNorm, 1e-6 * free.gradNorm);
+  const name = projectionName(0, "up");
+  const mFree = await free.state.adam.m.get(name)!.data();
+  const mClipped = await clipped.state.adam.m.get(name)!.data();
+  const factor = bound / (free.gradNorm + 1e-6);
+  assertClose(mClipped, mFree.map((x) => x * factor), 1e-5, "m scaled by the clip factor");
+  disposeState(free.state);
+  disposeState(clipped.state);
+});
+
+backendTest(
+  "trainStep() lowers the loss on a repeated batch and evalLoss() agrees with it",
+  async () => {
+    let state = createTrainState(shape, initParams(shape, 2, 9));
+    const initial = await evalLoss(state, [first, second]);
+    const r0 = await trainStep(state, [both], { lr: 2e-2 });
+    assertAlmostEquals(r0.loss, initial, 1e-5);
+    assertAlmostEquals(initial, Math.log(13), 0.05); // 0.02-std weights give near-uniform logits
+    state = r0.state;
+    let last = r0.loss;
+    for (let i = 0; i < 15; i++) {
+      const r = await trainStep(state, [both], { lr: 2e-2 });
+      state = r.state;
+      last = r.loss;
+    }
+    assert(last < initial / 2, `loss ${last} did not halve from ${initial}`);
+    disposeState(state);
+  },
+);
