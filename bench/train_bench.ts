@@ -1,0 +1,149 @@
+/**
+ * Training throughput of the tensor engine: tokens/s of full steps (forward,
+ * backward, AdamW) after one warm-up step, and GFLOP/s counted as 6·N per
+ * token (N = all parameters, embedding and LM head included; attention's
+ * T²-terms are not counted, as in the usual 6·N·T estimate).
+ *
+ * Model per shape [d, L, V, T, B]: hidden d, L layers, vocabulary V, sequence
+ * T, batch B; LLaMA MLP width f = ⌈(8d/3) / 32⌉·32 (352 for d = 128, 704 for
+ * d = 256), heads = d/64 with plain multi-head attention, untied LM head.
+ *
+ * Run: `deno run -A --unstable-webgpu bench/train_bench.ts [backend ...]`
+ * (default `wasm`; `blas` needs OpenBLAS, see kernels/blas).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import * as E from "fp-ts/lib/Either.js";
+import {
+  type Batch,
+  createTrainState,
+  disposeState,
+  initBackend,
+  initParams,
+  isBackendName,
+  trainStep,
+} from "../kernels/mod.ts";
+import { registerBlasBackend } from "../kernels/blas/mod.ts";
+import type { LlamaShape } from "../solvers/llama_shape.ts";
+
+/** One measured (shape, backend). */
+export interface TrainBenchRow {
+  /** [d, L, V, T, B]. */
+  readonly shape: number[];
+  readonly backend: string;
+  readonly tokensPerSec: number;
+  /** 6 · N · tokensPerSec / 1e9. */
+  readonly gflops: number;
+}
+
+/** Options of {@link benchTraining}. */
+export interface TrainBenchOptions {
+  /** Backend names: wasm, cpu, webgpu, tensorflow, or blas. */
+  readonly backends: string[];
+  /** [d, L, V, T, B] per case; default the two shapes in the module doc. */
+  readonly shapes?: [number, number, number, number, number][];
+  /** Timed steps after the warm-up; default 3. */
+  readonly steps?: number;
+}
+
+/** The two reference shapes: stock tfjs-wasm did 281 and 38 tokens/s on them here. */
+export const DEFAULT_SHAPES: [number, number, number, number, number][] = [
+  [128, 4, 256, 128, 8],
+  [256, 4, 4096, 256, 8],
+];
+
+/** The bench model for hidden d, depth L, vocabulary V, context T. */
+export function benchShape(d: number, layers: number, vocab: number, seq: number): LlamaShape {
+  const heads = Math.max(1, Math.round(d / 64));
+  return {
+    hidden: d,
+    intermediate: Math.ceil((8 * d) / 3 / 32) * 32,
+    heads,
+    kvHeads: heads,
+    layers,
+    vocab,
+    tiedEmbeddings: false,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    maxSeqLen: seq,
+  };
+}
+
+async function useBackend(name: string): Promise<void> {
+  if (name === "blas") {
+    // Mirrors the cpu kernels at registration, so the cpu ones kernels/ adds go first.
+    const cpu = await initBackend("cpu");
+    if (E.isLeft(cpu)) throw new Error(cpu.left.message);
+    const blas = registerBlasBackend();
+    if (E.isLeft(blas)) throw new Error(blas.left);
+    if (!(await tf.setBackend("blas"))) throw new Error(`Cannot activate backend "blas"`);
+    return;
+  }
+  if (!isBackendName(name)) throw new Error(`Unknown backend "${name}"`);
+  const got = await initBackend(name);
+  if (E.isLeft(got)) throw new Error(got.left.message);
+}
+
+function batchOf(vocab: number, seq: number, batch: number, seed: number): Batch {
+  const tokens = new Int32Array(batch * seq);
+  let s = seed >>> 0;
+  for (let i = 0; i < tokens.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    tokens[i] = s % vocab;
+  }
+  const targets = new Int32Array(tokens.length);
+  for (let i = 0; i < tokens.length; i++) targets[i] = tokens[(i + 1) % tokens.length]!;
+  return { tokens, targets, batch, seq };
+}
+
+/**
+ * Measures training tokens/s per backend and shape.
+ *
+ * @example
+ * ```ts
+ * import { benchTraining } from "./train_bench.ts";
+ * const rows = await benchTraining({ backends: ["wasm"], shapes: [[64, 2, 128, 32, 2]], steps: 1 });
+ * console.log(rows[0]!.tokensPerSec);
+ * ```
+ */
+export async function benchTraining(opts: TrainBenchOptions): Promise<TrainBenchRow[]> {
+  const rows: TrainBenchRow[] = [];
+  const steps = opts.steps ?? 3;
+  for (const backend of opts.backends) {
+    await useBackend(backend);
+    for (const [d, layers, vocab, seq, batch] of opts.shapes ?? DEFAULT_SHAPES) {
+      const shape = benchShape(d, layers, vocab, seq);
+      let state = createTrainState(shape, initParams(shape, layers, 0));
+      const n = [...state.params.values()].reduce((s, t) => s + t.size, 0);
+      const mb = batchOf(vocab, seq, batch, d * layers);
+      state = (await trainStep(state, [mb], { lr: 1e-4 })).state; // warm-up
+      const t0 = performance.now();
+      for (let i = 0; i < steps; i++) state = (await trainStep(state, [mb], { lr: 1e-4 })).state;
+      const seconds = (performance.now() - t0) / 1000;
+      disposeState(state);
+      const tokensPerSec = (steps * batch * seq) / seconds;
+      rows.push({
+        shape: [d, layers, vocab, seq, batch],
+        backend,
+        tokensPerSec,
+        gflops: (6 * n * tokensPerSec) / 1e9,
+      });
+    }
+  }
+  return rows;
+}
+
+if (import.meta.main) {
+  const backends = Deno.args.length > 0 ? Deno.args : ["wasm"];
+  const rows = await benchTraining({ backends });
+  console.log("| shape [d, L, V, T, B] | backend | tokens/s | GFLOP/s |");
+  console.log("|---|---|---:|---:|");
+  for (const r of rows) {
+    console.log(
+      `| [${r.shape.join(", ")}] | ${r.backend} | ${r.tokensPerSec.toFixed(0)} | ${
+        r.gflops.toFixed(2)
+      } |`,
+    );
+  }
+}
