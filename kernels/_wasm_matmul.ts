@@ -161,3 +161,27 @@ export function registerWasmMatMul(): void {
   if (current.setupFunc !== undefined) config.setupFunc = current.setupFunc;
   tf.registerKernel(config);
 }
+
+function wasmIdentity(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
+  const x = args.inputs["x"]!;
+  (args.backend as unknown as { incRef(dataId: tf.DataId): void }).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+/**
+ * Replaces wasm's Identity (a full copy) with a shared, reference-counted
+ * view, as the cpu backend does. tfjs clones every tensor it saves for the
+ * backward pass through Identity, so the stock kernel doubled activation
+ * memory and spent time copying it. Tensor data is immutable, so sharing is
+ * safe. Idempotent.
+ */
+export function registerWasmIdentity(): void {
+  const current = tf.getKernel("Identity", "wasm");
+  if (current?.kernelFunc === (wasmIdentity as unknown as tf.KernelFunc)) return;
+  if (current !== undefined) tf.unregisterKernel("Identity", "wasm");
+  tf.registerKernel({
+    kernelName: "Identity",
+    backendName: "wasm",
+    kernelFunc: wasmIdentity as unknown as tf.KernelFunc,
+  });
+}

@@ -13,7 +13,7 @@ import { createRequire } from "node:module";
 import { describeUnknown, type KernelFailed, kernelFailed } from "../pipeline/errors.ts";
 import { registerGradients } from "./_gradients.ts";
 import { registerScatterKernels } from "./_scatter_kernels.ts";
-import { registerWasmMatMul } from "./_wasm_matmul.ts";
+import { registerWasmIdentity, registerWasmMatMul } from "./_wasm_matmul.ts";
 
 // tfjs turns pthreads off under Node-like runtimes; Deno has no classic
 // workers for emscripten's pool either, so the wasm build runs single-threaded.
@@ -98,13 +98,15 @@ async function initWasm(): Promise<E.Either<KernelFailed, BackendInfo>> {
   tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", THREADS_USABLE);
   registerScatterKernels("wasm");
   registerWasmMatMul();
+  registerWasmIdentity();
   if (!(await activate("wasm"))) return E.left(kernelFailed(`Cannot start backend "wasm"`));
   const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
   return E.right({
     name: "wasm",
     tfjsBackend: "wasm",
     description: `wasm: XNNPACK${simd ? " SIMD" : " (no SIMD)"}, ${wasm.getThreadsCount()} thread` +
-      "; kernels/ adds UnsortedSegmentSum and routes transposed/batched matmuls to XNNPACK",
+      "; kernels/ adds UnsortedSegmentSum, routes transposed/batched matmuls to XNNPACK" +
+      " and makes Identity share memory",
   });
 }
 
