@@ -113,7 +113,7 @@ export const TrainingCodec = strict("training", {}, {
 export const DataCodec = strict("data", {}, {
   source: t.string,
   validation: t.string,
-  tokenizer: oneOf("tokenizer", ["byte", "gpt2"]),
+  tokenizer: oneOf("tokenizer", ["bytes", "gpt2"]),
   textField: t.string,
   valFraction: Fraction,
   cacheDir: t.string,
@@ -193,7 +193,7 @@ export interface DataSettings {
   readonly source: string;
   /** A separate validation source, or undefined to hold out `valFraction`. */
   readonly validation: string | undefined;
-  readonly tokenizer: "byte" | "gpt2";
+  readonly tokenizer: "bytes" | "gpt2";
   readonly textField: string;
   readonly valFraction: number;
   readonly cacheDir: string;
@@ -316,7 +316,7 @@ export function resolveConfig(
     data: {
       source: "builtin",
       validation: undefined,
-      tokenizer: "byte",
+      tokenizer: "bytes",
       textField: "text",
       valFraction: 0.05,
       cacheDir: ".cache/step",

@@ -1,0 +1,103 @@
+import * as tf from "@tensorflow/tfjs-core";
+import { assert, assertEquals } from "../tests/assert.ts";
+import type { LlamaShape } from "../solvers/llama_shape.ts";
+import { growModel, grownLayout, insertionCounts } from "./grow.ts";
+import { depthOf, EMBED_NAME, initParams, layerPrefix } from "./params.ts";
+import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
+import { backendTest } from "./_test_util.ts";
+
+const SHAPE: LlamaShape = {
+  hidden: 8,
+  intermediate: 12,
+  heads: 2,
+  kvHeads: 1,
+  layers: 8,
+  vocab: 13,
+  tiedEmbeddings: false,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  maxSeqLen: 16,
+};
+
+Deno.test("insertionCounts() places new layers by placement", () => {
+  assertEquals(insertionCounts(5, 2, "upper", 0), [0, 0, 0, 1, 1]);
+  assertEquals(insertionCounts(5, 2, "lower", 0), [1, 1, 0, 0, 0]);
+  assertEquals(insertionCounts(4, 2, "uniform", 0), [0, 1, 0, 1]);
+  assertEquals(insertionCounts(3, 7, "upper", 0), [2, 2, 3]);
+  const random = insertionCounts(6, 3, "random", 42);
+  assertEquals(random.reduce((a, b) => a + b, 0), 3);
+  assert(random.every((c) => c <= 1));
+  assertEquals(insertionCounts(6, 3, "random", 42), random, "same seed, same placement");
+});
+
+Deno.test("grownLayout() interleaves new layers above the chosen ones", () => {
+  assertEquals(grownLayout([0, 1, 1]), [
+    { kind: "old", from: 0 },
+    { kind: "old", from: 1 },
+    { kind: "new", below: 1, above: 2 },
+    { kind: "old", from: 2 },
+    { kind: "new", below: 2, above: undefined },
+  ]);
+});
+
+async function layerValues(state: TrainState, layer: number): Promise<Map<string, Float32Array>> {
+  const prefix = layerPrefix(layer);
+  const out = new Map<string, Float32Array>();
+  for (const [name, t] of state.params) {
+    if (name.startsWith(prefix)) {
+      out.set(name.slice(prefix.length), (await t.data()) as Float32Array);
+    }
+  }
+  return out;
+}
+
+backendTest(
+  "growModel() keeps old layers bit for bit and starts new ones as neighbour means",
+  async () => {
+    const s0 = createTrainState(SHAPE, initParams(SHAPE, 3, 1));
+    const old = await Promise.all([0, 1, 2].map((i) => layerValues(s0, i)));
+    const embed = (await s0.params.get(EMBED_NAME)!.data()).slice();
+    const before = tf.memory().numTensors;
+    const grown = growModel(s0, { add: 2, placement: "upper", seed: 0 });
+    // Layout [0, 1, new(1,2), 2, new(2, top)].
+    assertEquals(depthOf(grown.params), 5);
+    for (const [newIndex, oldIndex] of [[0, 0], [1, 1], [3, 2]] as const) {
+      const got = await layerValues(grown, newIndex);
+      for (const [suffix, values] of old[oldIndex]!) assertEquals(got.get(suffix), values);
+    }
+    const mid = await layerValues(grown, 2);
+    for (const [suffix, lo] of old[1]!) {
+      const hi = old[2]!.get(suffix)!;
+      const want = lo.map((x, i) => (x + hi[i]!) / 2);
+      const have = mid.get(suffix)!;
+      assert(
+        have.every((x, i) => Math.abs(x - want[i]!) <= 1e-7 * Math.max(1, Math.abs(want[i]!))),
+        suffix,
+      );
+    }
+    const top = await layerValues(grown, 4);
+    for (const [suffix, values] of old[2]!) {
+      assertEquals(
+        top.get(suffix),
+        values,
+        `copy of the top: ${suffix}`,
+      );
+    }
+    assertEquals(
+      new Float32Array(await grown.params.get(EMBED_NAME)!.data()),
+      new Float32Array(embed),
+    );
+    // Only the two new layers train; moments exist for them alone.
+    const trainable = [...grown.trainable];
+    assert(
+      trainable.length > 0 &&
+        trainable.every((n) => n.startsWith(layerPrefix(2)) || n.startsWith(layerPrefix(4))),
+    );
+    assertEquals([...grown.adam.m.keys()].sort(), trainable.sort());
+    // The old state's tensors were consumed: live tensors grew by exactly the new state's surplus.
+    const grownTensors = grown.params.size + grown.adam.m.size + grown.adam.v.size;
+    const oldTensors = s0.params.size + s0.adam.m.size + s0.adam.v.size;
+    assertEquals(tf.memory().numTensors - before, grownTensors - oldTensors);
+    disposeState(grown);
+  },
+);

@@ -1,0 +1,234 @@
+/**
+ * ReLoRA on frozen layers (spec §5): attach LoRA adapters to the projections
+ * of every frozen layer, periodically merge them into the frozen weight and
+ * start them afresh, and merge everything at the end.
+ *
+ * Adapters are `<proj>.lora_A` [in, r] and `<proj>.lora_B` [r, out] in the
+ * parameter map; the branch adds scale·(x·A)·B with scale = α / r. A starts
+ * Kaiming-uniform (PyTorch's `kaiming_uniform_(a=√5)` on a fan-in of `in`,
+ * i.e. U(−1/√in, 1/√in), as PEFT initialises lora_A) and B at zero, so
+ * attaching or resetting adapters never changes the model's output.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { Projection } from "../solvers/llama_shape.ts";
+import { createRng, deriveSeed } from "../data/prng.ts";
+import {
+  depthOf,
+  EMBED_NAME,
+  FINAL_NORM_NAME,
+  isAdapterName,
+  LM_HEAD_NAME,
+  loraNames,
+  type Params,
+  projectionName,
+} from "./params.ts";
+import { disposeState, freshMoments, type TrainState } from "./train_state.ts";
+
+function nameSeed(seed: number, name: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return deriveSeed(seed, h >>> 0);
+}
+
+/** A fresh lora_A: U(−1/√in, 1/√in), from the stream named by (seed, name). */
+export function kaimingA(inDim: number, rank: number, seed: number, name: string): tf.Tensor {
+  const rng = createRng(nameSeed(seed, name));
+  const bound = 1 / Math.sqrt(inDim);
+  const data = new Float32Array(inDim * rank);
+  for (let i = 0; i < data.length; i++) data[i] = (2 * rng.nextFloat() - 1) * bound;
+  return tf.tensor2d(data, [inDim, rank]);
+}
+
+/** Settings of {@link attachRelora}. */
+export interface AttachOptions {
+  readonly rank: number;
+  readonly alpha: number;
+  readonly targets: readonly Projection[];
+  readonly seed: number;
+  /** Keep embeddings, final norm and LM head trainable (frozen otherwise). */
+  readonly trainEmbeddings: boolean;
+}
+
+/** The layers whose projection weights are frozen (the ones adapters go on). */
+export function frozenLayers(state: TrainState): number[] {
+  const depth = depthOf(state.params);
+  return Array.from({ length: depth }, (_, i) => i).filter((i) =>
+    !state.trainable.has(projectionName(i, "q"))
+  );
+}
+
+/**
+ * Attaches adapters to every target projection of every frozen layer. The
+ * trainable set becomes the unfrozen weights plus the adapters (plus the
+ * embeddings if asked); AdamW starts from fresh moments (spec §4: attaching
+ * PET re-initialises the optimizer state). Consumes `state`.
+ */
+export function attachRelora(state: TrainState, options: AttachOptions): TrainState {
+  const params = new Map<string, tf.Tensor>();
+  for (const [name, t] of state.params) params.set(name, t.clone());
+  const trainable = new Set([...state.trainable].filter((n) => !isAdapterName(n)));
+  for (const layer of frozenLayers(state)) {
+    for (const p of options.targets) {
+      const w = projectionName(layer, p);
+      const weight = params.get(w);
+      if (weight === undefined) throw new Error(`Missing parameter "${w}"`);
+      const [inDim, outDim] = weight.shape as [number, number];
+      const { a, b } = loraNames(w);
+      params.get(a)?.dispose();
+      params.get(b)?.dispose();
+      params.set(a, kaimingA(inDim, options.rank, options.seed, a));
+      params.set(b, tf.zeros([options.rank, outDim]));
+      trainable.add(a).add(b);
+    }
+  }
+  for (const name of [EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME]) {
+    if (!params.has(name)) continue;
+    if (options.trainEmbeddings) trainable.add(name);
+    else trainable.delete(name);
+  }
+  disposeState(state);
+  return {
+    shape: state.shape,
+    params,
+    loraScale: options.alpha / options.rank,
+    trainable,
+    adam: freshMoments(params, trainable),
+  };
+}
+
+/** The projection weights that carry adapters, with their adapter names. */
+function adapted(params: Params): { weight: string; a: string; b: string }[] {
+  return [...params.keys()]
+    .filter((n) => n.endsWith(".lora_A"))
+    .map((a) => {
+      const base = a.slice(0, -".lora_A".length);
+      return { weight: `${base}.weight`, a, b: `${base}.lora_B` };
+    });
+}
+
+function mergedWeight(
+  params: Params,
+  scale: number,
+  x: { weight: string; a: string; b: string },
+): tf.Tensor {
+  const w = params.get(x.weight);
+  const a = params.get(x.a);
+  const b = params.get(x.b);
+  if (w === undefined || a === undefined || b === undefined) {
+    throw new Error(`Broken adapter at "${x.weight}"`);
+  }
+  return tf.tidy(() => tf.add(w, tf.mul(tf.matMul(a, b), scale)));
+}
+
+/**
+ * Merges every adapter into its weight (W ← W + scale·A·B) and removes the
+ * adapters: a plain LLaMA computing the same function. Moments of the
+ * remaining trainable parameters are kept. Consumes `state`.
+ */
+export function mergeAdapters(state: TrainState): TrainState {
+  const list = adapted(state.params);
+  if (list.length === 0) return state;
+  const params = new Map<string, tf.Tensor>();
+  const merged = new Map(
+    list.map((x) => [x.weight, mergedWeight(state.params, state.loraScale, x)]),
+  );
+  for (const [name, t] of state.params) {
+    if (isAdapterName(name)) continue;
+    params.set(name, merged.get(name) ?? t.clone());
+  }
+  const trainable = new Set([...state.trainable].filter((n) => !isAdapterName(n)));
+  const m = new Map<string, tf.Tensor>();
+  const v = new Map<string, tf.Tensor>();
+  for (const n of trainable) {
+    m.set(n, state.adam.m.get(n)!.clone());
+    v.set(n, state.adam.v.get(n)!.clone());
+  }
+  disposeState(state);
+  return { ...state, params, trainable, adam: { step: state.adam.step, m, v } };
+}
+
+/**
+ * Zeroes all but the largest-magnitude (1 − ratio) fraction of a tensor's
+ * entries (ties at the threshold are kept). Asynchronous because WebGPU
+ * cannot read back synchronously.
+ */
+export async function magnitudePrune(
+  t: tf.Tensor,
+  ratio: number,
+): Promise<{ pruned: tf.Tensor; zeros: number }> {
+  const n = t.size;
+  const keep = Math.max(0, Math.min(n, Math.round(n * (1 - ratio))));
+  if (keep === n) return { pruned: t.clone(), zeros: 0 };
+  if (keep === 0) return { pruned: tf.zerosLike(t), zeros: n };
+  const { pruned, kept } = tf.tidy(() => {
+    const abs = tf.abs(t);
+    const { values } = tf.topk(tf.reshape(abs, [n]), keep, true);
+    const threshold = tf.reshape(tf.slice(values, [keep - 1], [1]), []);
+    const mask = tf.greaterEqual(abs, threshold);
+    return { pruned: tf.where(mask, t, tf.zerosLike(t)), kept: tf.sum(tf.cast(mask, "int32")) };
+  });
+  const count = (await kept.data())[0] ?? 0;
+  kept.dispose();
+  return { pruned, zeros: n - count };
+}
+
+/** What {@link reloraReset} did. */
+export interface ResetResult {
+  readonly state: TrainState;
+  readonly merged: number;
+  readonly prunedFraction: number;
+}
+
+/**
+ * ReLoRA's restart: merge each adapter into its frozen weight, re-initialise A
+ * (Kaiming-uniform, new seed) and B (zero), and magnitude-prune the adapters'
+ * Adam moments, keeping the largest (1 − pruneRatio) of each. Merge happens
+ * before re-initialisation, so the model's function is unchanged by the reset.
+ * Consumes `state`.
+ */
+export async function reloraReset(
+  state: TrainState,
+  options: { readonly pruneRatio: number; readonly seed: number },
+): Promise<ResetResult> {
+  const list = adapted(state.params);
+  const params = new Map<string, tf.Tensor>();
+  for (const [name, t] of state.params) params.set(name, t.clone());
+  for (const x of list) {
+    const w = mergedWeight(state.params, state.loraScale, x);
+    params.get(x.weight)?.dispose();
+    params.set(x.weight, w);
+    const a = state.params.get(x.a)!;
+    const b = state.params.get(x.b)!;
+    params.get(x.a)?.dispose();
+    params.get(x.b)?.dispose();
+    params.set(x.a, kaimingA(a.shape[0]!, a.shape[1]!, options.seed, x.a));
+    params.set(x.b, tf.zerosLike(b));
+  }
+  const m = new Map<string, tf.Tensor>();
+  const v = new Map<string, tf.Tensor>();
+  let zeros = 0;
+  let total = 0;
+  for (const name of state.trainable) {
+    const mi = state.adam.m.get(name)!;
+    const vi = state.adam.v.get(name)!;
+    if (isAdapterName(name)) {
+      const pm = await magnitudePrune(mi, options.pruneRatio);
+      const pv = await magnitudePrune(vi, options.pruneRatio);
+      m.set(name, pm.pruned);
+      v.set(name, pv.pruned);
+      zeros += pm.zeros + pv.zeros;
+      total += mi.size + vi.size;
+    } else {
+      m.set(name, mi.clone());
+      v.set(name, vi.clone());
+    }
+  }
+  disposeState(state);
+  return {
+    state: { ...state, params, adam: { step: state.adam.step, m, v } },
+    merged: list.length,
+    prunedFraction: total === 0 ? 0 : zeros / total,
+  };
+}

@@ -1,0 +1,151 @@
+import * as tf from "@tensorflow/tfjs-core";
+import { assert, assertEquals } from "../tests/assert.ts";
+import type { LlamaShape } from "../solvers/llama_shape.ts";
+import { PROJECTIONS } from "../solvers/llama_shape.ts";
+import { growModel } from "./grow.ts";
+import { memoryByRole } from "./memory.ts";
+import { forwardLogits } from "./model.ts";
+import { EMBED_NAME, initParams, isAdapterName, projectionName } from "./params.ts";
+import { attachRelora, magnitudePrune, mergeAdapters, reloraReset } from "./relora.ts";
+import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
+import { trainStep } from "./train_step.ts";
+import { backendTest, maxAbsDiff } from "./_test_util.ts";
+
+const SHAPE: LlamaShape = {
+  hidden: 16,
+  intermediate: 24,
+  heads: 2,
+  kvHeads: 2,
+  layers: 4,
+  vocab: 17,
+  tiedEmbeddings: false,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  maxSeqLen: 16,
+};
+const BATCH = {
+  tokens: Int32Array.from({ length: 12 }, (_, i) => (i * 5) % 17),
+  targets: Int32Array.from({ length: 12 }, (_, i) => (i * 5 + 3) % 17),
+  batch: 2,
+  seq: 6,
+};
+const ATTACH = { rank: 4, alpha: 8, targets: PROJECTIONS, seed: 3, trainEmbeddings: false };
+
+async function logits(state: TrainState): Promise<Float32Array> {
+  const t = forwardLogits(state, BATCH);
+  const v = (await t.data()) as Float32Array;
+  t.dispose();
+  return v;
+}
+
+async function trainedAdapted(): Promise<TrainState> {
+  let s = createTrainState(SHAPE, initParams(SHAPE, 2, 5));
+  s = growModel(s, { add: 2, placement: "upper", seed: 0 });
+  s = attachRelora(s, ATTACH);
+  for (let i = 0; i < 3; i++) s = (await trainStep(s, [BATCH], { lr: 1e-2 })).state;
+  return s;
+}
+
+backendTest(
+  "attachRelora() leaves the output unchanged and trains only new layers and adapters",
+  async () => {
+    let s = createTrainState(SHAPE, initParams(SHAPE, 2, 5));
+    s = growModel(s, { add: 2, placement: "upper", seed: 0 });
+    const before = await logits(s);
+    s = attachRelora(s, ATTACH);
+    assertEquals(await logits(s), before);
+    // Growing 2 layers by 2 (upper) gives [old 0, new, old 1, new]: adapters go on layers 0 and 2.
+    const adapted = [...s.params.keys()].filter((n) => n.endsWith(".lora_A"));
+    assertEquals(adapted.length, 2 * PROJECTIONS.length);
+    assert(
+      adapted.every((n) => n.startsWith("model.layers.0.") || n.startsWith("model.layers.2.")),
+    );
+    for (const n of adapted) {
+      const a = (await s.params.get(n)!.data()) as Float32Array;
+      const bound = 1 / Math.sqrt(s.params.get(n)!.shape[0]!);
+      assert(
+        a.every((x) => Math.abs(x) <= bound) && a.some((x) => x !== 0),
+        `${n} is Kaiming-uniform`,
+      );
+      const b = (await s.params.get(n.replace("lora_A", "lora_B"))!.data()) as Float32Array;
+      assert(b.every((x) => x === 0), `${n} B starts at zero`);
+    }
+    assert(!s.trainable.has(EMBED_NAME) && !s.trainable.has(projectionName(0, "q")));
+    assert(s.trainable.has(projectionName(1, "q")) && s.trainable.has(projectionName(3, "down")));
+    // Frozen weights hold no optimizer state and get no gradient.
+    assertEquals([...s.adam.m.keys()].sort(), [...s.trainable].sort());
+    const { peak, state } = await trainStep(s, [BATCH], { lr: 1e-2 });
+    const m = memoryByRole(state);
+    let frozen = 0, trainable = 0, adapters = 0;
+    for (const [n, t] of state.params) {
+      if (isAdapterName(n)) adapters += t.size;
+      else if (state.trainable.has(n)) trainable += t.size;
+      else frozen += t.size;
+    }
+    assertEquals(m.frozen, 4 * frozen);
+    assertEquals(m.optimizer, 8 * (trainable + adapters));
+    assertEquals(peak.gradients, 4 * (trainable + adapters));
+    assertEquals(peak.modelState, 16 * (trainable + adapters) + 4 * frozen);
+    disposeState(state);
+  },
+);
+
+backendTest(
+  "reloraReset() merges before re-initialising, so the function is kept, and prunes moments",
+  async () => {
+    const s = await trainedAdapted();
+    const before = await logits(s);
+    const aBefore = (await s.params.get("model.layers.0.self_attn.q_proj.lora_A")!.data()).slice();
+    const r = await reloraReset(s, { pruneRatio: 0.99, seed: 11 });
+    const after = await logits(r.state);
+    assert(maxAbsDiff(after, before) <= 1e-4, `logits moved by ${maxAbsDiff(after, before)}`);
+    assertEquals(r.merged, 2 * PROJECTIONS.length);
+    const aAfter = await r.state.params.get("model.layers.0.self_attn.q_proj.lora_A")!.data();
+    assert(aAfter.some((x, i) => x !== aBefore[i]), "A is re-initialised");
+    const b = await r.state.params.get("model.layers.0.self_attn.q_proj.lora_B")!.data();
+    assert(b.every((x) => x === 0));
+    assert(r.prunedFraction > 0.98 && r.prunedFraction < 1, `pruned ${r.prunedFraction}`);
+    for (const [n, m] of r.state.adam.m) {
+      if (!isAdapterName(n)) continue;
+      const v = await m.data();
+      const nonzero = v.filter((x) => x !== 0).length;
+      assert(
+        nonzero <= Math.ceil(0.01 * v.length) + 1,
+        `${n}: ${nonzero} of ${v.length} moments kept`,
+      );
+    }
+    disposeState(r.state);
+  },
+);
+
+backendTest("mergeAdapters() yields a plain model with the same logits", async () => {
+  const s = await trainedAdapted();
+  const before = await logits(s);
+  const merged = mergeAdapters(s);
+  assert([...merged.params.keys()].every((n) => !isAdapterName(n)));
+  const after = await logits(merged);
+  assert(maxAbsDiff(after, before) <= 1e-4, `logits moved by ${maxAbsDiff(after, before)}`);
+  disposeState(merged);
+});
+
+backendTest("magnitudePrune() keeps the largest entries and leaks nothing", async () => {
+  const t = tf.tensor1d([0.5, -4, 0.1, 3, -0.2, 2, 0, 1, -1, 0.3]);
+  const before = tf.memory().numTensors;
+  const { pruned, zeros } = await magnitudePrune(t, 0.7);
+  assertEquals(Array.from(await pruned.data()), [0, -4, 0, 3, 0, 2, 0, 0, 0, 0]);
+  assertEquals(zeros, 7);
+  pruned.dispose();
+  assertEquals(tf.memory().numTensors, before);
+  t.dispose();
+});
+
+backendTest("a ReLoRA training cycle leaks no tensors", async () => {
+  let s = await trainedAdapted();
+  s = (await reloraReset(s, { pruneRatio: 0.99, seed: 1 })).state;
+  s = (await trainStep(s, [BATCH], { lr: 1e-2 })).state;
+  const before = tf.memory().numTensors;
+  s = (await reloraReset(s, { pruneRatio: 0.99, seed: 2 })).state;
+  s = (await trainStep(s, [BATCH], { lr: 1e-2 })).state;
+  assertEquals(tf.memory().numTensors, before);
+  disposeState(s);
+});
