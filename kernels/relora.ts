@@ -26,6 +26,9 @@ import {
 } from "./params.ts";
 import { disposeState, freshMoments, type TrainState } from "./train_state.ts";
 
+// topk's flag: values in descending order, so the last kept one is the threshold.
+const SORTED = true;
+
 function nameSeed(seed: number, name: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
@@ -164,7 +167,7 @@ export async function magnitudePrune(
   if (keep === 0) return { pruned: tf.zerosLike(t), zeros: n };
   const { pruned, kept } = tf.tidy(() => {
     const abs = tf.abs(t);
-    const { values } = tf.topk(tf.reshape(abs, [n]), keep, true);
+    const { values } = tf.topk(tf.reshape(abs, [n]), keep, SORTED);
     const threshold = tf.reshape(tf.slice(values, [keep - 1], [1]), []);
     const mask = tf.greaterEqual(abs, threshold);
     return { pruned: tf.where(mask, t, tf.zerosLike(t)), kept: tf.sum(tf.cast(mask, "int32")) };
