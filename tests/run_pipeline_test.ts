@@ -1,0 +1,199 @@
+/**
+ * `deno task run` end to end on a tiny STEP graph: the report's per-stage
+ * figures, measured against predicted memory, the merged export, and a run
+ * killed in the middle of stage 2 that resumes to the same result.
+ */
+import YAML from "yaml";
+import { assert, assertAlmostEquals, assertEquals, assertStringIncludes } from "./assert.ts";
+import { main } from "../cli/run.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+
+function graph(stages: 2 | 3): unknown {
+  const nodes: unknown[] = [
+    { op: "train", id: "s1.train", layers: 2, steps: 12, scheduleSteps: 16, warmup: 3 },
+    { op: "grow", id: "s2.grow", add: 1 },
+    {
+      op: "attachPET",
+      id: "s2.pet",
+      kind: "relora",
+      rank: 2,
+      alpha: 4,
+      resetEvery: 5,
+      restartWarmup: 2,
+    },
+    { op: "continue", id: "s2.continue", steps: 12, warmup: 2 },
+  ];
+  if (stages === 3) {
+    nodes.push(
+      { op: "grow", id: "s3.grow", add: 1, placement: "uniform" },
+      {
+        op: "attachPET",
+        id: "s3.pet",
+        kind: "relora",
+        rank: 2,
+        alpha: 4,
+        resetEvery: 5,
+        restartWarmup: 2,
+      },
+      { op: "continue", id: "s3.continue", steps: 8, warmup: 2 },
+    );
+  }
+  return {
+    version: 1,
+    name: `tiny-${stages}`,
+    model: {
+      hidden: 16,
+      intermediate: 32,
+      heads: 2,
+      layers: stages === 2 ? 3 : 4,
+      vocab: 257,
+      maxSeqLen: 32,
+    },
+    training: {
+      backend: "cpu",
+      seqLen: 16,
+      microBatch: 4,
+      batchTokens: 128,
+      lr: 0.01,
+      warmup: 3,
+      evalEvery: 6,
+      evalBatches: 2,
+      checkpointEvery: 4,
+      logEvery: 4,
+      seed: 3,
+    },
+    data: { source: "builtin", builtinBytes: 30000, cacheDir: `${ROOT}.cache/tokens` },
+    nodes,
+  };
+}
+
+async function writeGraph(dir: string, stages: 2 | 3): Promise<string> {
+  const path = `${dir}/g${stages}.yaml`;
+  await Deno.writeTextFile(path, YAML.stringify(graph(stages)));
+  return path;
+}
+
+async function run(...args: string[]): Promise<{ code: number; out: string }> {
+  const lines: string[] = [];
+  const code = await main(args, (l) => lines.push(l));
+  return { code, out: lines.join("\n") };
+}
+
+interface Report {
+  stages: {
+    layers: number;
+    trainableParams: number;
+    frozenParams: number;
+    adapterParams: number;
+    valLoss: number;
+    measuredPeakBytes: number;
+    predictedPeakBytes: number;
+    merges: number;
+  }[];
+  standardPredictedPeakBytes: number;
+  finalCheckpoint: string;
+  finalValLoss: number;
+  mergedValLoss: number;
+  resumedFrom: number | null;
+}
+
+async function report(dir: string): Promise<Report> {
+  return JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
+}
+
+async function trainLosses(dir: string): Promise<number[]> {
+  const text = await Deno.readTextFile(`${dir}/metrics.jsonl`);
+  return text.split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l))
+    .filter((r) => r.type === "train").map((r) => r.loss);
+}
+
+Deno.test({
+  name:
+    "run: a two-stage graph reports measured memory equal to the prediction, and a merged export",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const r = await run(await writeGraph(dir, 2), "--out", `${dir}/out`);
+    assertEquals(r.code, 0, r.out);
+    assertStringIncludes(r.out, "ReLoRA merge @ step 5");
+    assertStringIncludes(r.out, "tok/s");
+    const rep = await report(`${dir}/out`);
+    assertEquals(rep.stages.map((s) => s.layers), [2, 3]);
+    for (const s of rep.stages) {
+      assertAlmostEquals(s.measuredPeakBytes / s.predictedPeakBytes, 1, 0.01);
+    }
+    const [s1, s2] = rep.stages;
+    assert(s1 !== undefined && s2 !== undefined);
+    assertEquals(s1.adapterParams, 0);
+    assertEquals(s1.frozenParams, 0);
+    assert(s2.adapterParams > 0 && s2.frozenParams > 0 && s2.trainableParams > 0);
+    assertEquals(s2.merges, 2);
+    assert(rep.standardPredictedPeakBytes > Math.max(s1.measuredPeakBytes, s2.measuredPeakBytes));
+    assertAlmostEquals(rep.mergedValLoss, rep.finalValLoss, 1e-4);
+    assert((await Deno.stat(rep.finalCheckpoint)).isFile);
+    assert((await Deno.readTextFile(`${dir}/out/loss.svg`)).startsWith("<svg"));
+    assert((await Deno.readTextFile(`${dir}/out/memory.svg`)).startsWith("<svg"));
+  },
+});
+
+Deno.test({
+  name: "run: a three-stage graph grows twice and trains adapters on the frozen layers",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const r = await run(await writeGraph(dir, 3), "--out", `${dir}/out`);
+    assertEquals(r.code, 0, r.out);
+    const rep = await report(`${dir}/out`);
+    assertEquals(rep.stages.map((s) => s.layers), [2, 3, 4]);
+    for (const s of rep.stages) {
+      assertAlmostEquals(s.measuredPeakBytes / s.predictedPeakBytes, 1, 0.01);
+    }
+    assert((rep.stages[2]?.adapterParams ?? 0) > (rep.stages[1]?.adapterParams ?? 0));
+  },
+});
+
+Deno.test({
+  name: "run: a run killed in the middle of stage 2 resumes to the uninterrupted run's losses",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const file = await writeGraph(dir, 2);
+    const whole = await run(file, "--out", `${dir}/whole`);
+    assertEquals(whole.code, 0, whole.out);
+
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${ROOT}cli/run.ts`, file, "--out", `${dir}/killed`],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    // Wait for a checkpoint inside stage 2's `continue` (node index 3), then kill -9.
+    let killedAt = -1;
+    for (let i = 0; i < 600 && killedAt < 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      try {
+        const state = JSON.parse(await Deno.readTextFile(`${dir}/killed/checkpoint/state.json`));
+        if (state.progress.nodeIndex === 3 && state.progress.stepInNode > 0) {
+          killedAt = state.progress.globalStep;
+        }
+      } catch {
+        // Not written yet.
+      }
+    }
+    child.kill("SIGKILL");
+    await child.status;
+    assert(killedAt > 12, `killed at global step ${killedAt}`);
+
+    const resumed = await run(file, "--out", `${dir}/killed`, "--resume");
+    assertEquals(resumed.code, 0, resumed.out);
+    assertStringIncludes(resumed.out, "Resumed at node");
+    const a = await report(`${dir}/whole`);
+    const b = await report(`${dir}/killed`);
+    assert(b.resumedFrom !== null && b.resumedFrom >= killedAt);
+    assertEquals(b.finalValLoss, a.finalValLoss);
+    assertEquals(await trainLosses(`${dir}/killed`), await trainLosses(`${dir}/whole`));
+  },
+});
