@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
 import { assertEquals } from "../tests/assert.ts";
 import { initBackend } from "./backend.ts";
-import { arr, uniformArr } from "./_reference.ts";
+import { uniformArr } from "./_reference.ts";
 import { assertClose } from "./_test_util.ts";
 
 /** Batched matmul in float64 with tfjs's transpose and broadcast semantics. */
@@ -71,6 +71,22 @@ Deno.test({
       assertEquals(tf.memory().numTensors, before);
       tf.dispose([ta, tb]);
     }
-    assertEquals(arr([1]).data.length, 1);
+  },
+});
+
+Deno.test({
+  name: "wasm Identity shares memory instead of copying, and the clone outlives its source",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const got = await initBackend("wasm");
+    if (E.isLeft(got)) throw new Error(got.left.message);
+    const x = tf.tensor1d([1, 2, 3]);
+    const bytes = tf.memory().numBytes;
+    const y = tf.clone(x);
+    assertEquals(tf.memory().numBytes, bytes);
+    x.dispose();
+    assertEquals([...(await y.data())], [1, 2, 3]);
+    y.dispose();
   },
 });
