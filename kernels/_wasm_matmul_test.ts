@@ -82,9 +82,9 @@ Deno.test({
     const got = await initBackend("wasm");
     if (E.isLeft(got)) throw new Error(got.left.message);
     const x = tf.tensor1d([1, 2, 3]);
-    const bytes = tf.memory().numBytes;
+    const buffers = tf.memory().numDataBuffers;
     const y = tf.clone(x);
-    assertEquals(tf.memory().numBytes, bytes);
+    assertEquals(tf.memory().numDataBuffers, buffers);
     x.dispose();
     assertEquals([...(await y.data())], [1, 2, 3]);
     y.dispose();

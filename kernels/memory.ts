@@ -26,7 +26,11 @@ export interface MemoryByRole {
   readonly optimizer: number;
   /** Sum of the five roles above. */
   readonly modelState: number;
-  /** Everything the tfjs engine holds at that moment: model state, activations, temporaries. */
+  /**
+   * tfjs's own count at that moment (`tf.memory().numBytes`): model state,
+   * activations, temporaries. It counts per tensor, so two views of one buffer
+   * (a reshape, a clone) count twice.
+   */
   readonly engineTotal: number;
 }
 
