@@ -136,14 +136,17 @@ export async function benchTraining(opts: TrainBenchOptions): Promise<TrainBench
 
 if (import.meta.main) {
   const backends = Deno.args.length > 0 ? Deno.args : ["wasm"];
-  const rows = await benchTraining({ backends });
   console.log("| shape [d, L, V, T, B] | backend | tokens/s | GFLOP/s |");
   console.log("|---|---|---:|---:|");
-  for (const r of rows) {
-    console.log(
-      `| [${r.shape.join(", ")}] | ${r.backend} | ${r.tokensPerSec.toFixed(0)} | ${
-        r.gflops.toFixed(2)
-      } |`,
-    );
+  // One row at a time: a slow backend still shows the rows before it.
+  for (const backend of backends) {
+    for (const shape of DEFAULT_SHAPES) {
+      for (const r of await benchTraining({ backends: [backend], shapes: [shape] })) {
+        const rate = r.tokensPerSec.toFixed(0);
+        console.log(
+          `| [${r.shape.join(", ")}] | ${r.backend} | ${rate} | ${r.gflops.toFixed(2)} |`,
+        );
+      }
+    }
   }
 }
