@@ -42,6 +42,8 @@ export function decays(param: tf.Tensor): boolean {
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
  * import { adamwUpdate } from "./adamw.ts";
+ * import { initBackend } from "./backend.ts";
+ * await initBackend("cpu");
  * const p = tf.ones([2, 2]);
  * const r = adamwUpdate({ param: p, grad: tf.ones([2, 2]), m: tf.zeros([2, 2]), v: tf.zeros([2, 2]) },
  *   { step: 1, gradScale: 1, lr: 0.1 }); // p·(1 − 0.01) − 0.1·1/(1 + 1e-8)

@@ -54,6 +54,8 @@ function bytesOf(params: Params): number {
  * import { memoryByRole } from "./memory.ts";
  * import { createTrainState, disposeState } from "./train_state.ts";
  * import { initParams } from "./params.ts";
+ * import { initBackend } from "./backend.ts";
+ * await initBackend("cpu");
  * const shape = {
  *   hidden: 8, intermediate: 16, heads: 2, kvHeads: 2, layers: 1, vocab: 11,
  *   tiedEmbeddings: true, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,

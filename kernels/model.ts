@@ -172,6 +172,8 @@ function lmHead(model: Model, h: tf.Tensor2D): tf.Tensor2D {
  * ```ts
  * import { forwardLogits } from "./model.ts";
  * import { initParams } from "./params.ts";
+ * import { initBackend } from "./backend.ts";
+ * await initBackend("cpu");
  * const shape = {
  *   hidden: 8, intermediate: 16, heads: 2, kvHeads: 1, layers: 1, vocab: 11,
  *   tiedEmbeddings: true, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,

@@ -123,6 +123,8 @@ export function paramShapes(shape: LlamaShape, depth: number): [string, number[]
  * @example
  * ```ts
  * import { disposeParams, initParams } from "./params.ts";
+ * import { initBackend } from "./backend.ts";
+ * await initBackend("cpu");
  * const shape = {
  *   hidden: 64, intermediate: 192, heads: 2, kvHeads: 2, layers: 4, vocab: 256,
  *   tiedEmbeddings: false, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 128,

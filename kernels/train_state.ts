@@ -46,6 +46,8 @@ export interface TrainStateOptions {
  * ```ts
  * import { createTrainState, disposeState } from "./train_state.ts";
  * import { initParams } from "./params.ts";
+ * import { initBackend } from "./backend.ts";
+ * await initBackend("cpu");
  * const shape = {
  *   hidden: 8, intermediate: 16, heads: 2, kvHeads: 2, layers: 2, vocab: 11,
  *   tiedEmbeddings: false, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,

@@ -48,6 +48,8 @@ export interface StepResult {
  * import { createTrainState, disposeState } from "./train_state.ts";
  * import { initParams } from "./params.ts";
  * import { trainStep } from "./train_step.ts";
+ * import { initBackend } from "./backend.ts";
+ * await initBackend("cpu");
  * const shape = {
  *   hidden: 8, intermediate: 16, heads: 2, kvHeads: 2, layers: 1, vocab: 11,
  *   tiedEmbeddings: false, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,
@@ -132,6 +134,8 @@ export async function trainStep(
  * ```ts
  * import { evalLoss } from "./train_step.ts";
  * import { initParams } from "./params.ts";
+ * import { initBackend } from "./backend.ts";
+ * await initBackend("cpu");
  * const shape = {
  *   hidden: 8, intermediate: 16, heads: 2, kvHeads: 2, layers: 1, vocab: 11,
  *   tiedEmbeddings: true, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,

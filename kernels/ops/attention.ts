@@ -34,6 +34,8 @@ function causalMask(group: number, seq: number): tf.Tensor2D {
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
  * import { causalAttention } from "./attention.ts";
+ * import { initBackend } from "../backend.ts";
+ * await initBackend("cpu");
  * const x = tf.ones([1, 3, 2, 4]) as tf.Tensor4D;
  * const y = causalAttention(x, x, x); // all ones
  * ```

@@ -20,6 +20,8 @@ import * as tf from "@tensorflow/tfjs-core";
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
  * import { crossEntropySum } from "./cross_entropy.ts";
+ * import { initBackend } from "../backend.ts";
+ * await initBackend("cpu");
  * const l = crossEntropySum(tf.zeros([2, 4]) as tf.Tensor2D, tf.tensor1d([1, -1], "int32")); // log 4
  * ```
  */

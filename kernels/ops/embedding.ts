@@ -17,6 +17,8 @@ import * as tf from "@tensorflow/tfjs-core";
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
  * import { embedding } from "./embedding.ts";
+ * import { initBackend } from "../backend.ts";
+ * await initBackend("cpu");
  * const rows = embedding(tf.eye(3) as tf.Tensor2D, tf.tensor1d([2, 0], "int32")); // [[0,0,1],[1,0,0]]
  * ```
  */

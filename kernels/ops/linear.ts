@@ -24,6 +24,8 @@ export interface LoraBranch {
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
  * import { linear } from "./linear.ts";
+ * import { initBackend } from "../backend.ts";
+ * await initBackend("cpu");
  * const y = linear(tf.ones([2, 3]) as tf.Tensor2D, tf.ones([3, 4]) as tf.Tensor2D); // all 3
  * ```
  */

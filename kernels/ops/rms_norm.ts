@@ -16,6 +16,8 @@ import { KEEP_DIMS } from "../_flags.ts";
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
  * import { rmsNorm } from "./rms_norm.ts";
+ * import { initBackend } from "../backend.ts";
+ * await initBackend("cpu");
  * const y = rmsNorm(tf.tensor2d([[3, 4]]), tf.ones([2]) as tf.Tensor1D, 0); // [[0.8485, 1.1314]]
  * ```
  */

@@ -23,6 +23,8 @@ export interface RopeTables {
  * @example
  * ```ts
  * import { ropeTables } from "./rope.ts";
+ * import { initBackend } from "../backend.ts";
+ * await initBackend("cpu");
  * const { cos, sin } = ropeTables(4, 8, 10000);
  * cos.dispose(); sin.dispose();
  * ```
@@ -51,6 +53,8 @@ export function ropeTables(seq: number, headDim: number, theta: number): RopeTab
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
  * import { rope, ropeTables } from "./rope.ts";
+ * import { initBackend } from "../backend.ts";
+ * await initBackend("cpu");
  * const t = ropeTables(3, 4, 10000);
  * const y = rope(tf.ones([1, 3, 2, 4]) as tf.Tensor4D, t); // position 0 unchanged
  * ```

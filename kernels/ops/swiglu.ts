@@ -18,6 +18,8 @@ import * as tf from "@tensorflow/tfjs-core";
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
  * import { swiglu } from "./swiglu.ts";
+ * import { initBackend } from "../backend.ts";
+ * await initBackend("cpu");
  * const h = swiglu(tf.zeros([1, 2]) as tf.Tensor2D, tf.ones([1, 2]) as tf.Tensor2D); // [[0, 0]]
  * ```
  */
