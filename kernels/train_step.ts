@@ -73,12 +73,12 @@ export async function trainStep(
   let lossTotal: tf.Scalar = tf.scalar(0);
   for (const mb of microBatches) {
     const scale = total === 0 ? 0 : 1 / total;
-    const { value, grads: g } = tf.engine().gradients(
-      () => tf.tidy(() => tf.mul(lossSum(state, mb), scale) as tf.Scalar),
-      xs,
-      undefined,
-      ALLOW_NO_GRADIENTS,
-    );
+    const scaledLoss = (): tf.Scalar =>
+      tf.tidy(() => tf.mul(lossSum(state, mb), scale) as tf.Scalar);
+    // With nothing to train (every weight frozen) there is no tape to record.
+    const { value, grads: g } = xs.length === 0
+      ? { value: scaledLoss(), grads: [] }
+      : tf.engine().gradients(scaledLoss, xs, undefined, ALLOW_NO_GRADIENTS);
     const parts = g.map((gi, i) => gi ?? tf.zerosLike(xs[i]!));
     const prevLoss = lossTotal;
     lossTotal = tf.add(prevLoss, value);

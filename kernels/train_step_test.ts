@@ -172,3 +172,17 @@ backendTest(
     disposeState(state);
   },
 );
+
+backendTest(
+  "trainStep() with every weight frozen reports the loss and changes nothing",
+  async () => {
+    const s0 = createTrainState(shape, initParams(shape, 1, 4), { trainable: [] });
+    const expected = await evalLoss(s0, [both]);
+    const { state, loss, gradNorm, peak } = await trainStep(s0, [both], { lr: 1 });
+    assertAlmostEquals(loss, expected, 1e-6);
+    assertEquals(gradNorm, 0);
+    assertEquals(peak.gradients + peak.optimizer + peak.trainable, 0);
+    assertEquals(state.params, s0.params);
+    disposeState(state);
+  },
+);
