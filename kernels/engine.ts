@@ -113,10 +113,15 @@ function snapshotProblem(shape: LlamaShape, snap: EngineSnapshot): string | unde
   return undefined;
 }
 
-/** Starts a backend: `auto` is `blas` where OpenBLAS loads, else `wasm`. */
+/**
+ * Starts a backend. `auto` is `wasm` for now: the `blas` backend multiplies
+ * matrices fast but runs every other op on tfjs's plain-JavaScript CPU kernels,
+ * which makes a whole training step slower than wasm (measured in bench/NOTES.md).
+ */
 export function startBackend(name: ConfigBackend): TE.TaskEither<KernelFailed, string> {
   return async () => {
-    if (name === "blas" || name === "auto") {
+    if (name === "auto") name = "wasm";
+    if (name === "blas") {
       const cpu = await initBackend("cpu");
       if (E.isLeft(cpu)) return cpu;
       const blas = registerBlasBackend();

@@ -153,24 +153,29 @@ export function mergeAdapters(state: TrainState): TrainState {
 }
 
 /**
- * Zeroes all but the largest-magnitude (1 − ratio) fraction of a tensor's
- * entries (ties at the threshold are kept). Asynchronous because WebGPU
- * cannot read back synchronously.
+ * Zeroes, in every tensor of `tensors`, the entries where `key` is not among
+ * its largest-magnitude (1 − ratio) fraction (ties at the threshold are kept).
+ * One mask for all, so Adam's m and v are pruned together. Asynchronous
+ * because WebGPU cannot read back synchronously.
  */
-export async function magnitudePrune(
-  t: tf.Tensor,
+export async function pruneByMagnitude(
+  key: tf.Tensor,
   ratio: number,
-): Promise<{ pruned: tf.Tensor; zeros: number }> {
-  const n = t.size;
+  tensors: readonly tf.Tensor[],
+): Promise<{ pruned: tf.Tensor[]; zeros: number }> {
+  const n = key.size;
   const keep = Math.max(0, Math.min(n, Math.round(n * (1 - ratio))));
-  if (keep === n) return { pruned: t.clone(), zeros: 0 };
-  if (keep === 0) return { pruned: tf.zerosLike(t), zeros: n };
+  if (keep === n) return { pruned: tensors.map((t) => t.clone()), zeros: 0 };
+  if (keep === 0) return { pruned: tensors.map((t) => tf.zerosLike(t)), zeros: n };
   const { pruned, kept } = tf.tidy(() => {
-    const abs = tf.abs(t);
+    const abs = tf.abs(key);
     const { values } = tf.topk(tf.reshape(abs, [n]), keep, SORTED);
     const threshold = tf.reshape(tf.slice(values, [keep - 1], [1]), []);
     const mask = tf.greaterEqual(abs, threshold);
-    return { pruned: tf.where(mask, t, tf.zerosLike(t)), kept: tf.sum(tf.cast(mask, "int32")) };
+    return {
+      pruned: tensors.map((t) => tf.where(mask, t, tf.zerosLike(t))),
+      kept: tf.sum(tf.cast(mask, "int32")),
+    };
   });
   const count = (await kept.data())[0] ?? 0;
   kept.dispose();
@@ -187,8 +192,11 @@ export interface ResetResult {
 /**
  * ReLoRA's restart: merge each adapter into its frozen weight, re-initialise A
  * (Kaiming-uniform, new seed) and B (zero), and magnitude-prune the adapters'
- * Adam moments, keeping the largest (1 − pruneRatio) of each. Merge happens
- * before re-initialisation, so the model's function is unchanged by the reset.
+ * Adam moments, keeping the (1 − pruneRatio) entries with the largest |m|, in
+ * m and v alike. ReLoRA's reference prunes m and v independently; that keeps
+ * entries with momentum but no second moment, whose next update m/(√v + ε) is
+ * far too large (we saw the loss jump at every merge). Merge happens before
+ * re-initialisation, so the model's function is unchanged by the reset.
  * Consumes `state`.
  */
 export async function reloraReset(
@@ -217,12 +225,14 @@ export async function reloraReset(
     const mi = state.adam.m.get(name)!;
     const vi = state.adam.v.get(name)!;
     if (isAdapterName(name)) {
-      const pm = await magnitudePrune(mi, options.pruneRatio);
-      const pv = await magnitudePrune(vi, options.pruneRatio);
-      m.set(name, pm.pruned);
-      v.set(name, pv.pruned);
-      zeros += pm.zeros + pv.zeros;
-      total += mi.size + vi.size;
+      const { pruned: [pm, pv], zeros: z } = await pruneByMagnitude(mi, options.pruneRatio, [
+        mi,
+        vi,
+      ]);
+      m.set(name, pm!);
+      v.set(name, pv!);
+      zeros += z;
+      total += mi.size;
     } else {
       m.set(name, mi.clone());
       v.set(name, vi.clone());

@@ -6,7 +6,7 @@ import { growModel } from "./grow.ts";
 import { memoryByRole } from "./memory.ts";
 import { forwardLogits } from "./model.ts";
 import { EMBED_NAME, initParams, isAdapterName, projectionName } from "./params.ts";
-import { attachRelora, magnitudePrune, mergeAdapters, reloraReset } from "./relora.ts";
+import { attachRelora, mergeAdapters, pruneByMagnitude, reloraReset } from "./relora.ts";
 import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
 import { trainStep } from "./train_step.ts";
 import { backendTest, maxAbsDiff } from "./_test_util.ts";
@@ -128,16 +128,23 @@ backendTest("mergeAdapters() yields a plain model with the same logits", async (
   disposeState(merged);
 });
 
-backendTest("magnitudePrune() keeps the largest entries and leaks nothing", async () => {
-  const t = tf.tensor1d([0.5, -4, 0.1, 3, -0.2, 2, 0, 1, -1, 0.3]);
-  const before = tf.memory().numTensors;
-  const { pruned, zeros } = await magnitudePrune(t, 0.7);
-  assertEquals(Array.from(await pruned.data()), [0, -4, 0, 3, 0, 2, 0, 0, 0, 0]);
-  assertEquals(zeros, 7);
-  pruned.dispose();
-  assertEquals(tf.memory().numTensors, before);
-  t.dispose();
-});
+backendTest(
+  "pruneByMagnitude() keeps the entries largest in the key, in every tensor, and leaks nothing",
+  async () => {
+    const m = tf.tensor1d([0.5, -4, 0.1, 3, -0.2, 2, 0, 1, -1, 0.3]);
+    const v = tf.tensor1d([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const before = tf.memory().numTensors;
+    const { pruned: [pm, pv], zeros } = await pruneByMagnitude(m, 0.7, [m, v]);
+    assertEquals(Array.from(await pm!.data()), [0, -4, 0, 3, 0, 2, 0, 0, 0, 0]);
+    assertEquals(Array.from(await pv!.data()), [0, 2, 0, 4, 0, 6, 0, 0, 0, 0]);
+    assertEquals(zeros, 7);
+    pm!.dispose();
+    pv!.dispose();
+    assertEquals(tf.memory().numTensors, before);
+    m.dispose();
+    v.dispose();
+  },
+);
 
 backendTest("a ReLoRA training cycle leaks no tensors", async () => {
   let s = await trainedAdapted();

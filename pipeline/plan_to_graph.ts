@@ -47,7 +47,6 @@ export function planToGraph(config: Config, plan: Plan): Pipeline {
       } as StageNode);
       nodes.push({ op: "continue", id: `s${stage}.continue`, ...schedule } as StageNode);
     }
-    nodes.push({ op: "eval", id: `s${stage}.eval` } as StageNode);
   });
   const memory = {
     precision: config.memory.precision,
