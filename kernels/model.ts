@@ -102,7 +102,7 @@ function decoderLayer(
   const n = ctx.batch * ctx.seq;
   const eps = s.rmsNormEps;
   const norms = layerNormNames(layer);
-  const a = rmsNorm(h, param(model.params, norms.input) as tf.Tensor1D, eps);
+  const a = rmsNorm(h, param(model.params, norms.input) as tf.Tensor1D, { eps });
   const q = tf.reshape(proj(model, a, layer, "q"), [
     ctx.batch,
     ctx.seq,
@@ -123,7 +123,7 @@ function decoderLayer(
   ]) as tf.Tensor4D;
   const att = causalAttention(rope(q, ctx.tables), rope(k, ctx.tables), v);
   const h1: tf.Tensor2D = tf.add(h, proj(model, tf.reshape(att, [n, s.hidden]), layer, "o"));
-  const m = rmsNorm(h1, param(model.params, norms.post) as tf.Tensor1D, eps);
+  const m = rmsNorm(h1, param(model.params, norms.post) as tf.Tensor1D, { eps });
   const mlp = swiglu(proj(model, m, layer, "gate"), proj(model, m, layer, "up"));
   return tf.add(h1, proj(model, mlp, layer, "down"));
 }
@@ -132,7 +132,7 @@ function decoderLayer(
 function hiddenStates(model: Model, input: TokenBatch): tf.Tensor2D {
   const s = model.shape;
   const depth = depthOf(model.params);
-  const tables = ropeTables(input.seq, s.hidden / s.heads, s.ropeTheta);
+  const tables = ropeTables(input.seq, { headDim: s.hidden / s.heads, theta: s.ropeTheta });
   const ctx = { batch: input.batch, seq: input.seq, tables };
   let h = tf.tidy(() =>
     embedding(
@@ -148,7 +148,7 @@ function hiddenStates(model: Model, input: TokenBatch): tf.Tensor2D {
     prev.dispose();
   }
   const out = tf.tidy(() =>
-    rmsNorm(h, param(model.params, FINAL_NORM_NAME) as tf.Tensor1D, s.rmsNormEps)
+    rmsNorm(h, param(model.params, FINAL_NORM_NAME) as tf.Tensor1D, { eps: s.rmsNormEps })
   );
   h.dispose();
   tables.cos.dispose();

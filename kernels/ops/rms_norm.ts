@@ -6,6 +6,12 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { KEEP_DIMS } from "../_flags.ts";
 
+/** Options of {@link rmsNorm}. */
+export interface RmsNormOptions {
+  /** Added to mean(x²) before the square root (LLaMA: 1e-5 or 1e-6). */
+  readonly eps: number;
+}
+
 /**
  * y = x · w / sqrt(mean(x²) + eps) over the last axis; x [n, h], w [h].
  *
@@ -18,10 +24,11 @@ import { KEEP_DIMS } from "../_flags.ts";
  * import { rmsNorm } from "./rms_norm.ts";
  * import { initBackend } from "../backend.ts";
  * await initBackend("cpu");
- * const y = rmsNorm(tf.tensor2d([[3, 4]]), tf.ones([2]) as tf.Tensor1D, 0); // [[0.8485, 1.1314]]
+ * const y = rmsNorm(tf.tensor2d([[3, 4]]), tf.ones([2]) as tf.Tensor1D, { eps: 0 }); // [[0.8485, 1.1314]]
  * ```
  */
-export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
+export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, options: RmsNormOptions): tf.Tensor2D {
+  const eps = options.eps;
   const op = tf.customGrad((...args: unknown[]) => {
     const [x, w, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
     const r = tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, KEEP_DIMS), eps)); // (n, 1)

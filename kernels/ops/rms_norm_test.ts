@@ -13,7 +13,7 @@ backendTest(
       label: "rmsNorm",
       inputs: [x, w],
       reference: ([x, w]) => rmsNormRef(x!, w!, 1e-5),
-      op: ([x, w]) => rmsNorm(x as tf.Tensor2D, w as tf.Tensor1D, 1e-5),
+      op: ([x, w]) => rmsNorm(x as tf.Tensor2D, w as tf.Tensor1D, { eps: 1e-5 }),
       differentiate: [0, 1],
     });
   },

@@ -15,6 +15,14 @@ export interface RopeTables {
   readonly sin: tf.Tensor2D;
 }
 
+/** Options of {@link ropeTables}. */
+export interface RopeTableOptions {
+  /** Head dimension d (even). */
+  readonly headDim: number;
+  /** Base of the frequencies (LLaMA: 10000). */
+  readonly theta: number;
+}
+
 /**
  * Tables for positions 0..seq−1: angle(t, i) = t · theta^(−2i/headDim), i < headDim/2
  * (the second half of HF's table repeats the first, so only one half is kept).
@@ -25,11 +33,12 @@ export interface RopeTables {
  * import { ropeTables } from "./rope.ts";
  * import { initBackend } from "../backend.ts";
  * await initBackend("cpu");
- * const { cos, sin } = ropeTables(4, 8, 10000);
+ * const { cos, sin } = ropeTables(4, { headDim: 8, theta: 10000 });
  * cos.dispose(); sin.dispose();
  * ```
  */
-export function ropeTables(seq: number, headDim: number, theta: number): RopeTables {
+export function ropeTables(seq: number, options: RopeTableOptions): RopeTables {
+  const { headDim, theta } = options;
   const half = headDim / 2;
   const cos = new Float32Array(seq * half);
   const sin = new Float32Array(seq * half);
@@ -55,7 +64,7 @@ export function ropeTables(seq: number, headDim: number, theta: number): RopeTab
  * import { rope, ropeTables } from "./rope.ts";
  * import { initBackend } from "../backend.ts";
  * await initBackend("cpu");
- * const t = ropeTables(3, 4, 10000);
+ * const t = ropeTables(3, { headDim: 4, theta: 10000 });
  * const y = rope(tf.ones([1, 3, 2, 4]) as tf.Tensor4D, t); // position 0 unchanged
  * ```
  */

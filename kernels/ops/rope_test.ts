@@ -15,7 +15,7 @@ backendTest(
       reference: ([x]) => ropeRef(x!, 7),
       op: ([x]) =>
         tf.tidy(() => {
-          const t = ropeTables(5, 6, 7);
+          const t = ropeTables(5, { headDim: 6, theta: 7 });
           return rope(x as tf.Tensor4D, t);
         }),
       differentiate: [0],
@@ -27,7 +27,10 @@ backendTest("rope() pairs element i with element i + d/2, not its neighbour", as
   // One head, d = 4, position 1, theta 1: every frequency is 1 radian. HF's
   // rotate_half of (a, b, c, d) is (−c, −d, a, b).
   const y = tf.tidy(() =>
-    rope(tf.tensor4d([0, 0, 0, 0, 1, 2, 3, 4], [1, 2, 1, 4]), ropeTables(2, 4, 1))
+    rope(
+      tf.tensor4d([0, 0, 0, 0, 1, 2, 3, 4], [1, 2, 1, 4]),
+      ropeTables(2, { headDim: 4, theta: 1 }),
+    )
   );
   const c = Math.cos(1);
   const s = Math.sin(1);
