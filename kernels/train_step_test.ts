@@ -4,7 +4,14 @@ import type { LlamaShape } from "../solvers/llama_shape.ts";
 import { bytesPerParam, trainedBytes } from "../solvers/memory_model.ts";
 import { memoryByRole } from "./memory.ts";
 import type { Batch } from "./model.ts";
-import { initParams, layerOf, loraNames, type Params, projectionName } from "./params.ts";
+import {
+  initParams,
+  layerOf,
+  loraNames,
+  type Params,
+  paramShapes,
+  projectionName,
+} from "./params.ts";
 import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
 import { evalLoss, trainStep } from "./train_step.ts";
 import { normalSamples } from "./_rng.ts";
@@ -186,3 +193,19 @@ backendTest(
     disposeState(state);
   },
 );
+
+backendTest("trainStep() computes no gradient for a frozen weight", async () => {
+  const matmuls = async (trainable: string[] | undefined): Promise<number> => {
+    const s0 = createTrainState(shape, initParams(shape, 2, 6), trainable ? { trainable } : {});
+    let s1 = s0;
+    const info = await tf.profile(async () => {
+      s1 = (await trainStep(s0, [both], { lr: 1e-3 })).state;
+    });
+    disposeState(s1);
+    return info.kernels.filter((k) => k.name === "BatchMatMul").length;
+  };
+  const all = await matmuls(undefined);
+  const names = paramShapes(shape, 2).map(([n]) => n);
+  const q0 = projectionName(0, "q");
+  assertEquals(await matmuls(names.filter((n) => n !== q0)), all - 1);
+});
