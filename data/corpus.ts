@@ -100,6 +100,14 @@ export interface LoadCorpusOptions {
   readonly tokenizer?: Tokenizer;
 }
 
+/** The files behind resolved sources, quoted, for error messages. */
+function namesOf(units: readonly ResolvedUnit[]): string {
+  const names = units.map((u) => ("path" in u ? `"${u.path}"` : "the built-in corpus"));
+  return names.length === 0
+    ? "the sources"
+    : names.slice(0, 5).join(", ") + (names.length > 5 ? ", …" : "");
+}
+
 /** The result of splitting one tokenised stream. */
 export interface Split {
   readonly train: TokenArray;
@@ -250,7 +258,9 @@ export function loadCorpus(
     const main = await load(config.sources)();
     if (E.isLeft(main)) return main;
     if (main.right.docs.docEnds.length === 0) {
-      return E.left(configInvalid("data.sources", "the sources hold no non-empty documents"));
+      return E.left(
+        configInvalid("data.sources", `${namesOf(main.right.units)} hold no non-empty documents`),
+      );
     }
     const spec = config.validation ?? DEFAULT_VALIDATION;
     if ("sources" in spec) {
@@ -258,7 +268,10 @@ export function loadCorpus(
       if (E.isLeft(valid)) return valid;
       if (valid.right.docs.docEnds.length === 0) {
         return E.left(
-          configInvalid("data.validation.sources", "the sources hold no non-empty documents"),
+          configInvalid(
+            "data.validation.sources",
+            `${namesOf(valid.right.units)} hold no non-empty documents`,
+          ),
         );
       }
       const trainNll = builtinNll(main.right.units);

@@ -117,7 +117,7 @@ Deno.test("loadCorpus() reports an empty corpus and a missing source", async () 
       E.left({
         _tag: "ConfigInvalid",
         where: "data.sources",
-        message: "the sources hold no non-empty documents",
+        message: `"${dir}/empty.txt" hold no non-empty documents`,
       }),
     );
     const missing = await loadCorpus({ sources: ["gone.jsonl"], tokenizer: "bytes" }, {
