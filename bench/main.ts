@@ -8,6 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { benchSolver, type SolverBenchResult } from "./solver_bench.ts";
+import { benchTraining, DEFAULT_SHAPES, type TrainBenchRow } from "./train_bench.ts";
 
 function solverTable(rows: readonly SolverBenchResult[]): string {
   const lines = ["L    K   compositions   HiGHS ms   exhaustive ms   split"];
@@ -30,9 +31,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     options: {
       json: { type: "boolean", default: false },
       only: { type: "string" },
+      backend: { type: "string" },
     },
   });
-  const only = new Set((values.only ?? "solver").split(","));
+  const only = new Set((values.only ?? "solver,train").split(","));
+  const backends = (values.backend ?? "wasm,blas").split(",");
   const report: Record<string, unknown> = { results: [] };
   if (only.has("solver")) {
     const solver = await benchSolver();
@@ -40,6 +43,28 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (!values.json) {
       console.log(`Eq. 3 solve time (1.2B layer shape, r = 128)\n${solverTable(solver)}\n`);
     }
+  }
+  if (only.has("train")) {
+    const rows: TrainBenchRow[] = [];
+    if (!values.json) {
+      console.log("Training step (forward, backward, AdamW): tokens/s and GFLOP/s = 6·N·tokens/s");
+      console.log("shape [d, L, V, T, B]      backend   tokens/s   GFLOP/s");
+    }
+    // One row at a time, so a slow backend still shows the rows before it.
+    for (const backend of backends) {
+      for (const shape of DEFAULT_SHAPES) {
+        const [r] = await benchTraining({ backends: [backend], shapes: [shape] });
+        if (r === undefined) continue;
+        rows.push(r);
+        if (!values.json) {
+          console.log(
+            `[${r.shape.join(", ")}]`.padEnd(26) + r.backend.padEnd(9) +
+              r.tokensPerSec.toFixed(0).padStart(9) + r.gflops.toFixed(2).padStart(10),
+          );
+        }
+      }
+    }
+    report.results = rows;
   }
   if (values.json) console.log(JSON.stringify(report, null, 2));
   return 0;
