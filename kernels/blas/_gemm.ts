@@ -124,7 +124,7 @@ export function runSgemm(
   plan: MatMulPlan,
   operands: { a: Float32Array; b: Float32Array; out: Float32Array; beta: number },
 ): void {
-  const { m, n, k, batch, transposeA, transposeB, aIndex, bIndex, aCount, bCount } = plan;
+  const { m, n, k, batch } = plan;
   const { a, b, out, beta } = operands;
   if (m === 0 || n === 0 || batch === 0) return;
   if (k === 0) {
@@ -137,6 +137,22 @@ export function runSgemm(
   // `out` comes from offHeapFloat32, so its address is stable whatever its size.
   const pc = Deno.UnsafePointer.of(out);
   if (pc === null) throw new Error("Cannot take the address of the output");
+  sgemmAt(blas, plan, { a: pa, b: pb, out: pc, beta });
+  // Read after the calls so the copies stay reachable until OpenBLAS is done with them.
+  keep.length = 0;
+}
+
+/**
+ * {@link runSgemm} on raw addresses (e.g. into a wasm heap). Needs m, n, k, batch > 0; the
+ * caller keeps the memory alive and unmoved for the duration of the call.
+ */
+export function sgemmAt(
+  blas: OpenBlas,
+  plan: MatMulPlan,
+  at: { a: Deno.PointerObject; b: Deno.PointerObject; out: Deno.PointerObject; beta: number },
+): void {
+  const { m, n, k, batch, transposeA, transposeB, aIndex, bIndex, aCount, bCount } = plan;
+  const { a: pa, b: pb, out: pc, beta } = at;
   const ta = transposeA ? CBLAS_TRANS : CBLAS_NO_TRANS;
   const tb = transposeB ? CBLAS_TRANS : CBLAS_NO_TRANS;
   const lda = Math.max(1, transposeA ? m : k);
@@ -146,7 +162,6 @@ export function runSgemm(
   // instead of `batch`, and bigger blocks for OpenBLAS's threads.
   if (batch > 1 && !transposeA && bCount === 1 && aCount === batch) {
     blas.sgemm(CBLAS_ROW_MAJOR, ta, tb, batch * m, n, k, 1, pa, lda, pb, ldb, beta, pc, n);
-    keep.length = 0;
     return;
   }
   const aStride = m * k * 4;
@@ -172,6 +187,4 @@ export function runSgemm(
       n,
     );
   }
-  // Read after the calls so the copies stay reachable until OpenBLAS is done with them.
-  keep.length = 0;
 }

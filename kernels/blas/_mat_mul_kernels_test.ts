@@ -3,6 +3,17 @@ import "@tensorflow/tfjs-backend-cpu";
 import * as E from "fp-ts/lib/Either.js";
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { registerBlasBackend } from "./mod.ts";
+import {
+  assertClose,
+  compare,
+  input,
+  on,
+  operandShape,
+  randomArray,
+  registerSomeGradients,
+  SIZES,
+  TRANSPOSES,
+} from "./_test_util.ts";
 
 // Registration happens here, outside any test, so the FFI library is not counted as a
 // resource opened by the first test.
@@ -10,126 +21,10 @@ const reg = registerBlasBackend();
 const skip = E.isLeft(reg);
 if (E.isLeft(reg)) console.warn(`Skipping blas kernel tests: ${reg.left}`);
 
-/**
- * tfjs-core registers no gradients: the @tensorflow/tfjs bundle does (its ESM
- * `dist/register_all_gradients.js` cannot load under Deno: extensionless imports), and so
- * does this project's engine (kernels/_gradients.ts, through `initBackend`). Either one's
- * BatchMatMul gradient calls matMul with transposes, which lands on the blas kernel. The
- * bundle's specifier is a variable so that type checking passes while deno.json lacks it.
- */
-async function registerSomeGradients(): Promise<string | undefined> {
-  const bundle = "@tensorflow/tfjs";
-  try {
-    await import(bundle);
-    return "@tensorflow/tfjs";
-  } catch {
-    // not in the import map: use the project's own gradients
-  }
-  try {
-    const engine = await import("../mod.ts");
-    const r = await engine.initBackend("cpu");
-    return E.isRight(r) ? "kernels/_gradients.ts" : undefined;
-  } catch {
-    return undefined;
-  }
-}
 const gradients = skip ? undefined : await registerSomeGradients();
 const noGradients = gradients === undefined;
 if (!skip && noGradients) console.warn("Skipping blas gradient tests: no gradients registered");
 if (!skip && !noGradients) console.log(`blas gradient tests use the gradients of ${gradients}`);
-
-/** mulberry32: deterministic inputs without Math.random. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return function next(): number {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 * 2 - 1;
-  };
-}
-
-function randomArray(size: number, seed: number): Float32Array {
-  const next = rng(seed);
-  return Float32Array.from({ length: size }, next);
-}
-
-interface Input {
-  readonly shape: number[];
-  readonly values: Float32Array;
-}
-
-function input(shape: number[], seed: number): Input {
-  return { shape, values: randomArray(shape.reduce((p, d) => p * d, 1), seed) };
-}
-
-/** Runs `f` on `backend` with fresh tensors made from `inputs`; returns shapes and values. */
-async function on(
-  backend: string,
-  inputs: readonly Input[],
-  f: (...ts: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
-): Promise<{ shape: number[]; values: Float32Array }[]> {
-  await tf.setBackend(backend);
-  const outs = tf.tidy(() => {
-    const r = f(...inputs.map((i) => tf.tensor(i.values, i.shape)));
-    return Array.isArray(r) ? r : [r];
-  });
-  const res = outs.map((t) => ({ shape: t.shape, values: t.dataSync() as Float32Array }));
-  tf.dispose(outs);
-  return res;
-}
-
-function assertClose(
-  actual: { shape: number[]; values: Float32Array }[],
-  expected: { shape: number[]; values: Float32Array }[],
-  what: string,
-): void {
-  assertEquals(actual.length, expected.length, what);
-  for (let o = 0; o < actual.length; o++) {
-    const a = actual[o]!;
-    const e = expected[o]!;
-    assertEquals(a.shape, e.shape, `${what}: output ${o} shape`);
-    for (let i = 0; i < e.values.length; i++) {
-      const x = a.values[i]!;
-      const y = e.values[i]!;
-      // Summation order differs from the CPU kernel's blocked loop: float32 rounding only.
-      assert(
-        Math.abs(x - y) <= 1e-4 * (1 + Math.abs(y)),
-        `${what}: output ${o} value ${i} is ${x}, cpu gives ${y}`,
-      );
-    }
-  }
-}
-
-async function compare(
-  what: string,
-  inputs: readonly Input[],
-  f: (...ts: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
-): Promise<void> {
-  const expected = await on("cpu", inputs, f);
-  const actual = await on("blas", inputs, f);
-  assertClose(actual, expected, what);
-}
-
-const SIZES: [number, number, number][] = [
-  [1, 1, 1],
-  [1, 3, 17],
-  [3, 17, 1],
-  [17, 65, 3],
-  [65, 17, 65],
-  [64, 64, 64],
-  [33, 1, 7],
-  [2, 130, 5],
-];
-const TRANSPOSES: [boolean, boolean][] = [[false, false], [true, false], [false, true], [
-  true,
-  true,
-]];
-
-function operandShape(rows: number, cols: number, transposed: boolean): number[] {
-  return transposed ? [cols, rows] : [rows, cols];
-}
 
 Deno.test({
   name: "blas BatchMatMul matches cpu on odd sizes and all four transposes",

@@ -219,3 +219,16 @@ export function openBlas(options: OpenBlasOptions = {}): E.Either<string, OpenBl
     config: configFn === null ? "unknown" : cString(configFn()),
   });
 }
+
+let opened: OpenBlas | undefined;
+
+/**
+ * {@link openBlas} once per process: the "blas" backend and the wasm matmul share one
+ * library and one thread setting. Later options are ignored.
+ */
+export function openBlasOnce(options: OpenBlasOptions = {}): E.Either<string, OpenBlas> {
+  if (opened !== undefined) return E.right(opened);
+  const r = openBlas(options);
+  if (E.isRight(r)) opened = r.right;
+  return r;
+}

@@ -18,7 +18,7 @@ import {
 } from "@tensorflow/tfjs-core";
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import { batchMatMulKernel, fusedMatMulKernel } from "./_mat_mul_kernels.ts";
-import { openBlas } from "./_openblas.ts";
+import { openBlasOnce } from "./_openblas.ts";
 
 /** The backend's name, for `tf.setBackend`. */
 export const BLAS_BACKEND = "blas";
@@ -77,7 +77,7 @@ export function registerBlasBackend(options: BlasOptions = {}): E.Either<string,
   if (findBackendFactory(BLAS_BACKEND) !== null) {
     return E.left(`Cannot register backend "${BLAS_BACKEND}": another one has that name`);
   }
-  const opened = openBlas({
+  const opened = openBlasOnce({
     ...(options.library !== undefined ? { library: options.library } : {}),
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
   });

@@ -1,7 +1,12 @@
 /**
- * The "blas" TensorFlow.js backend: tfjs's CPU backend with BatchMatMul and _FusedMatMul
- * (and so every matMul, dense layer and matMul gradient) computed by OpenBLAS through
- * Deno FFI. Importing this module does nothing; call {@link registerBlasBackend}.
+ * OpenBLAS matrix products for TensorFlow.js through Deno FFI, two ways:
+ *
+ * - the "blas" backend ({@link registerBlasBackend}): tfjs's CPU backend with BatchMatMul and
+ *   _FusedMatMul (so every matMul, dense layer and matMul gradient) on OpenBLAS;
+ * - {@link registerBlasWasmMatMul}: the "wasm" backend's BatchMatMul on OpenBLAS, working on
+ *   the wasm heap in place, so all other ops keep wasm's SIMD kernels.
+ *
+ * Importing this module does nothing.
  *
  * @module
  */
@@ -12,3 +17,4 @@ export {
   type BlasOptions,
   registerBlasBackend,
 } from "./blas_backend.ts";
+export { registerBlasWasmMatMul, unregisterBlasWasmMatMul } from "./wasm_mat_mul.ts";
