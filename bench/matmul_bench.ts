@@ -12,14 +12,18 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import * as E from "fp-ts/lib/Either.js";
-import { registerBlasBackend } from "../kernels/blas/mod.ts";
+import {
+  registerBlasBackend,
+  registerBlasWasmMatMul,
+  unregisterBlasWasmMatMul,
+} from "../kernels/blas/mod.ts";
 
 /** One measured (size, transposes, implementation). */
 export interface MatmulBenchRow {
   readonly size: number;
   readonly transA: boolean;
   readonly transB: boolean;
-  /** "sgemm" (raw FFI), "blas", "wasm" or "cpu". */
+  /** "sgemm" (raw FFI), "blas", "wasm+blas" (wasm with OpenBLAS matmul), "wasm" or "cpu". */
   readonly impl: string;
   /** Median over rounds of 2·n³ / seconds / 1e9. */
   readonly gflops: number;
@@ -31,7 +35,7 @@ export interface MatmulBenchOptions {
   readonly sizes?: readonly number[];
   /** Transpose pairs [transA, transB]. Default plain, A transposed, B transposed. */
   readonly transposes?: readonly (readonly [boolean, boolean])[];
-  /** Implementations to run. Default all four; unavailable ones are left out. */
+  /** Implementations to run. Default all five; unavailable ones are left out. */
   readonly impls?: readonly string[];
   /** Interleaved rounds per case; the median is reported. Default 7. */
   readonly rounds?: number;
@@ -49,6 +53,14 @@ export interface MatmulBenchOptions {
 }
 
 type Runner = () => void;
+
+/** Activates what `impl` runs on: its tfjs backend, and on wasm which BatchMatMul. */
+async function enter(impl: string): Promise<void> {
+  if (impl === "sgemm") return;
+  if (impl === "wasm+blas") registerBlasWasmMatMul();
+  if (impl === "wasm") unregisterBlasWasmMatMul();
+  await tf.setBackend(impl === "wasm+blas" ? "wasm" : impl);
+}
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -129,13 +141,14 @@ export async function benchMatmul(options: MatmulBenchOptions = {}): Promise<Mat
   const cpuMaxSize = options.cpuMaxSize ?? 1024;
   const wasmDir = options.wasmDir ??
     new URL("../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url).pathname;
-  const wanted = new Set(options.impls ?? ["sgemm", "blas", "wasm", "cpu"]);
+  const wanted = new Set(options.impls ?? ["sgemm", "blas", "wasm+blas", "wasm", "cpu"]);
 
   const reg = registerBlasBackend();
   if (E.isLeft(reg)) {
     console.warn(`${reg.left}; measuring wasm and cpu only`);
     wanted.delete("sgemm");
     wanted.delete("blas");
+    wanted.delete("wasm+blas");
   }
   // Same library the backend loaded (dlopen returns the already-initialised instance, so the
   // kernel family it fixed up holds here too).
@@ -187,27 +200,28 @@ export async function benchMatmul(options: MatmulBenchOptions = {}): Promise<Mat
           dispose(): void {},
         });
       }
-      for (const backend of ["blas", "wasm", "cpu"]) {
-        if (!wanted.has(backend) || (backend === "cpu" && n > cpuMaxSize)) continue;
-        runners.set(backend, await tfjsRunner(backend, a, b, n, trans));
+      for (const impl of ["blas", "wasm+blas", "wasm", "cpu"]) {
+        if (!wanted.has(impl) || (impl === "cpu" && n > cpuMaxSize)) continue;
+        await enter(impl);
+        runners.set(impl, await tfjsRunner(tf.getBackend(), a, b, n, trans));
       }
       const times = new Map<string, number[]>([...runners.keys()].map((k) => [k, []]));
       for (const [impl, r] of runners) {
-        if (impl !== "sgemm") await tf.setBackend(impl);
+        await enter(impl);
         r.run(); // warm-up: first-call allocation, wasm memory growth
       }
       const spent = new Map<string, number>();
       for (let round = 0; round < rounds; round++) {
         for (const [impl, r] of runners) {
           if (round >= 3 && (spent.get(impl) ?? 0) > budgetMs) continue;
-          if (impl !== "sgemm") await tf.setBackend(impl);
+          await enter(impl);
           const t0 = performance.now();
           times.get(impl)!.push(secondsPerCall(r.run, minMs));
           spent.set(impl, (spent.get(impl) ?? 0) + performance.now() - t0);
         }
       }
       for (const [impl, r] of runners) {
-        if (impl !== "sgemm") await tf.setBackend(impl);
+        await enter(impl);
         r.dispose();
         const gflops = 2 * n ** 3 / median(times.get(impl)!) / 1e9;
         rows.push({ size: n, transA: trans[0], transB: trans[1], impl, gflops });
@@ -215,6 +229,7 @@ export async function benchMatmul(options: MatmulBenchOptions = {}): Promise<Mat
     }
   }
   lib?.close();
+  unregisterBlasWasmMatMul();
   return rows;
 }
 
