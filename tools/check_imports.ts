@@ -1,12 +1,13 @@
 /**
  * `deno task imports`: the import-direction rule (STYLE b3, c7). Pure folders
- * never import tensors: nothing under solvers/, pipeline/, charts/, data/ or
- * store/ may import kernels/ or TensorFlow.js; and local imports have no cycles.
+ * never import tensors: nothing under solvers/, pipeline/, charts/, data/,
+ * store/ or checkpoint/ may import kernels/ or TensorFlow.js; and local imports
+ * have no cycles.
  *
  * @module
  */
 
-const PURE = ["solvers/", "pipeline/", "charts/", "data/", "store/"];
+const PURE = ["solvers/", "pipeline/", "charts/", "data/", "store/", "checkpoint/"];
 const IMPORT =
   /(?:import|export)\s[^"']*?from\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
 

@@ -1,0 +1,150 @@
+/**
+ * Any checkpoint directory in, any out: the format is recognised from what
+ * the directory holds, and output directories appear whole or not at all
+ * (written beside the target, renamed into place when complete).
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import * as TE from "fp-ts/lib/TaskEither.js";
+import { configInvalid, ioFailed } from "../pipeline/errors.ts";
+import { writeDirAtomic } from "../store/mod.ts";
+import { exists, readJson } from "./_files.ts";
+import type { HfDtype } from "./hf_config.ts";
+import { openHfCheckpoint, writeHfCheckpoint } from "./hf_checkpoint.ts";
+import type { CkptError, ModelView } from "./model_view.ts";
+import { writePeftAdapter } from "./peft.ts";
+import {
+  openStepCheckpoint,
+  type StepOpenOptions,
+  writeStepCheckpoint,
+} from "./step_checkpoint.ts";
+import { mergeAdapters } from "./transforms.ts";
+
+/** `hf`: a Hugging Face LLaMA directory; `step`: this project's `final/` or `checkpoint/`. */
+export type CheckpointFormat = "hf" | "step";
+
+/** The sub-directory a Hugging Face export puts PEFT adapters in. */
+export const ADAPTER_DIR = "adapter";
+
+/** A checkpoint open for reading and the format it was found in. */
+export interface OpenedCheckpoint {
+  readonly view: ModelView;
+  readonly format: CheckpointFormat;
+}
+
+/**
+ * Opens a checkpoint directory: `config.json` with `hidden_size` (Hugging Face) or
+ * `hidden` (our `final/`), or `state.json` (our `checkpoint/`).
+ *
+ * @example
+ * ```ts
+ * import { openCheckpoint } from "./checkpoint_dir.ts";
+ * const r = await openCheckpoint("/no/such/dir")();
+ * console.assert(r._tag === "Left" && r.left._tag === "IoFailed");
+ * ```
+ */
+export function openCheckpoint(
+  dir: string,
+  options: StepOpenOptions = {},
+): TE.TaskEither<CkptError, OpenedCheckpoint> {
+  return async () => {
+    const config = `${dir}/config.json`;
+    if (await exists(config)) {
+      const json = await readJson(config)();
+      if (E.isLeft(json)) return json;
+      const ours = typeof json.right === "object" && json.right !== null && "hidden" in json.right;
+      const view = ours ? await openStepCheckpoint(dir, options)() : await openHfCheckpoint(dir)();
+      return E.map((v: ModelView) => ({ view: v, format: ours ? "step" : "hf" } as const))(view);
+    }
+    if (await exists(`${dir}/state.json`)) {
+      return E.map((v: ModelView) => ({ view: v, format: "step" } as const))(
+        await openStepCheckpoint(dir, options)(),
+      );
+    }
+    const inside = [];
+    for (const sub of ["final", "checkpoint"]) {
+      if (await exists(`${dir}/${sub}`)) inside.push(`${dir}/${sub}`);
+    }
+    const hint = inside.length > 0 ? ` (a run directory? try ${inside.join(" or ")})` : "";
+    return E.left(
+      ioFailed(dir, `not a checkpoint: no config.json or state.json${hint}`),
+    );
+  };
+}
+
+/** Options of {@link saveCheckpoint}. */
+export interface SaveOptions {
+  readonly format: CheckpointFormat;
+  /** Stored dtype of a Hugging Face output (ours is always float32). */
+  readonly dtype: HfDtype;
+  /** Largest shard of a Hugging Face output. */
+  readonly maxShardBytes: number;
+  /**
+   * `separate`: a Hugging Face output keeps the base weights and writes the adapters as
+   * PEFT into `adapter/`; `merge`: they are merged into the weights. Ours always merges.
+   */
+  readonly adapters: "separate" | "merge";
+  /** `base_model_name_or_path` of a PEFT adapter written beside the base. */
+  readonly baseModel: string;
+  /** Replace `out` if it exists (otherwise that is an error). */
+  readonly replace: boolean;
+}
+
+/** What {@link saveCheckpoint} wrote: paths relative to `dir`. */
+export interface Saved {
+  readonly dir: string;
+  readonly files: readonly string[];
+}
+
+async function nonEmpty(dir: string): Promise<boolean> {
+  try {
+    for await (const _ of Deno.readDir(dir)) return true;
+    return false;
+  } catch (e) {
+    return !(e instanceof Deno.errors.NotFound);
+  }
+}
+
+/**
+ * Writes a view to `out` in `options.format`, streaming tensor by tensor; `out` appears
+ * only when complete. Does not close the view.
+ */
+export function saveCheckpoint(
+  view: ModelView,
+  out: string,
+  options: SaveOptions,
+): TE.TaskEither<CkptError, Saved> {
+  return async () => {
+    if (!options.replace && await nonEmpty(out)) {
+      return E.left(configInvalid(out, "already exists; pass --force to replace it"));
+    }
+    const files: string[] = [];
+    const model = options.format === "step" || options.adapters === "merge"
+      ? mergeAdapters(view)
+      : view;
+    const written = await writeDirAtomic(out, (tmp) => async () => {
+      if (options.format === "step") {
+        const w = await writeStepCheckpoint(model, tmp)();
+        if (E.isLeft(w)) return w;
+        files.push(...w.right);
+        return E.right(undefined);
+      }
+      const w = await writeHfCheckpoint(model, tmp, options)();
+      if (E.isLeft(w)) return w;
+      files.push(...w.right.files);
+      if (model.adapters === undefined) return E.right(undefined);
+      const sub = `${tmp}/${ADAPTER_DIR}`;
+      await Deno.mkdir(sub);
+      const a = await writePeftAdapter(model.adapters, sub, {
+        dtype: options.dtype,
+        baseModel: options.baseModel,
+        depth: model.shape.layers,
+      })();
+      if (E.isLeft(a)) return a;
+      files.push(...a.right.map((f) => `${ADAPTER_DIR}/${f}`));
+      return E.right(undefined);
+    })();
+    return E.isLeft(written) ? written : E.right({ dir: out, files });
+  };
+}

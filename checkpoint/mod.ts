@@ -1,0 +1,38 @@
+/**
+ * Checkpoints on disk, engine-free: Hugging Face LLaMA directories
+ * (`config.json`, `model.safetensors` or shards with an index), PEFT LoRA
+ * adapters, this project's `final/` and `checkpoint/` directories, and the
+ * STEP transforms between stages (grow, merge) applied to them tensor by
+ * tensor. No TensorFlow.js: files in, files out.
+ *
+ * - `layout`: names and the [in, out] ⇄ [out, in] mapping.
+ * - `hf_config`: our shape ⇄ `config.json`.
+ * - `hf_checkpoint`: read and write HF directories (F32/F16/BF16, shards).
+ * - `step_checkpoint`: read and write ours.
+ * - `peft`: adapter_config.json + adapter_model.safetensors.
+ * - `transforms`: merge adapters, grow.
+ * - `checkpoint_dir`: open any format, save atomically.
+ *
+ * @example
+ * ```ts
+ * import { openCheckpoint, saveCheckpoint } from "./mod.ts";
+ * const opened = await openCheckpoint("runs/tiny/final")();
+ * if (opened._tag === "Right") {
+ *   await saveCheckpoint(opened.right.view, "out/hf", {
+ *     format: "hf", dtype: "bfloat16", maxShardBytes: 5e9, adapters: "separate",
+ *     baseModel: "out/hf", replace: false,
+ *   })();
+ *   opened.right.view.close();
+ * }
+ * ```
+ *
+ * @module
+ */
+export * from "./layout.ts";
+export * from "./hf_config.ts";
+export * from "./model_view.ts";
+export * from "./hf_checkpoint.ts";
+export * from "./step_checkpoint.ts";
+export * from "./peft.ts";
+export * from "./transforms.ts";
+export * from "./checkpoint_dir.ts";
