@@ -1,0 +1,97 @@
+import * as E from "fp-ts/lib/Either.js";
+import { assertEquals, assertStringIncludes } from "../tests/assert.ts";
+import { ADAPTER_DIR, openCheckpoint, saveCheckpoint, type SaveOptions } from "./checkpoint_dir.ts";
+import {
+  left,
+  loadAll,
+  memoryView,
+  randomAdapters,
+  randomWeights,
+  right,
+  TINY,
+  withTempDir,
+} from "./_test_util.ts";
+import { mergeAdapters } from "./transforms.ts";
+
+const HF: SaveOptions = {
+  format: "hf",
+  dtype: "float32",
+  maxShardBytes: 5e9,
+  adapters: "separate",
+  baseModel: "base",
+  replace: false,
+};
+
+Deno.test("saveCheckpoint() and openCheckpoint() recognise both formats", async () => {
+  await withTempDir(async (dir) => {
+    const weights = randomWeights(TINY, 1);
+    right(await saveCheckpoint(memoryView(TINY, weights), `${dir}/hf`, HF)());
+    right(
+      await saveCheckpoint(memoryView(TINY, weights), `${dir}/step`, { ...HF, format: "step" })(),
+    );
+    for (const [sub, format] of [["hf", "hf"], ["step", "step"]] as const) {
+      const opened = right(await openCheckpoint(`${dir}/${sub}`)());
+      assertEquals(opened.format, format);
+      assertEquals(await loadAll(opened.view), weights);
+      opened.view.close();
+    }
+    await Deno.mkdir(`${dir}/run/final`, { recursive: true });
+    assertStringIncludes(
+      left(await openCheckpoint(`${dir}/run`)()).message,
+      `try ${dir}/run/final`,
+    );
+  });
+});
+
+Deno.test("saveCheckpoint() writes adapters as PEFT beside the base, or merges them", async () => {
+  await withTempDir(async (dir) => {
+    const adapters = randomAdapters(TINY, { rank: 2, alpha: 2, layers: [2], seed: 1 });
+    const view = memoryView(TINY, randomWeights(TINY, 2), adapters);
+    const saved = right(await saveCheckpoint(view, `${dir}/sep`, HF)());
+    assertEquals(saved.files, [
+      "model.safetensors",
+      "config.json",
+      `${ADAPTER_DIR}/adapter_config.json`,
+      `${ADAPTER_DIR}/adapter_model.safetensors`,
+    ]);
+    const merged = right(
+      await saveCheckpoint(view, `${dir}/merged`, { ...HF, adapters: "merge" })(),
+    );
+    assertEquals(merged.files, ["model.safetensors", "config.json"]);
+    const back = right(await openCheckpoint(`${dir}/merged`)());
+    assertEquals(await loadAll(back.view), await loadAll(mergeAdapters(view)));
+    back.view.close();
+  });
+});
+
+Deno.test("saveCheckpoint() refuses to replace unless asked, and leaves nothing on failure", async () => {
+  await withTempDir(async (dir) => {
+    const view = memoryView(TINY, randomWeights(TINY, 3));
+    right(await saveCheckpoint(view, `${dir}/out`, HF)());
+    const e = left(await saveCheckpoint(view, `${dir}/out`, HF)());
+    assertEquals(e._tag, "ConfigInvalid");
+    assertStringIncludes(e.message, "--force");
+    const broken = {
+      ...view,
+      tensors: view.tensors.map((t, i) =>
+        i === 7
+          ? {
+            ...t,
+            load: () => async () =>
+              E.left({ _tag: "IoFailed" as const, path: "x", message: "disk gone" }),
+          }
+          : t
+      ),
+    };
+    assertEquals(
+      left(await saveCheckpoint(broken, `${dir}/out`, { ...HF, replace: true })()).message,
+      "disk gone",
+    );
+    assertEquals(left(await saveCheckpoint(broken, `${dir}/new`, HF)()).message, "disk gone");
+    // The old output is intact, the new one never appeared, no temporaries remain.
+    assertEquals([...Deno.readDirSync(dir)].map((d) => d.name), ["out"]);
+    const still = right(await openCheckpoint(`${dir}/out`)());
+    assertEquals(await loadAll(still.view), await loadAll(view));
+    still.view.close();
+  });
+});
