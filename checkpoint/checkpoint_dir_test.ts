@@ -1,4 +1,4 @@
-import * as E from "fp-ts/lib/Either.js";
+import * as TE from "fp-ts/lib/TaskEither.js";
 import { assertEquals, assertStringIncludes } from "../tests/assert.ts";
 import { ADAPTER_DIR, openCheckpoint, saveCheckpoint, type SaveOptions } from "./checkpoint_dir.ts";
 import {
@@ -77,8 +77,7 @@ Deno.test("saveCheckpoint() refuses to replace unless asked, and leaves nothing 
         i === 7
           ? {
             ...t,
-            load: () => async () =>
-              E.left({ _tag: "IoFailed" as const, path: "x", message: "disk gone" }),
+            load: () => TE.left({ _tag: "IoFailed" as const, path: "x", message: "disk gone" }),
           }
           : t
       ),

@@ -1,6 +1,6 @@
-import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals, assertStringIncludes } from "../tests/assert.ts";
-import { bf16ToFloat32, float32ToBf16 } from "../store/mod.ts";
+import * as TE from "fp-ts/lib/TaskEither.js";
+import { bf16ToFloat32, float32ToBf16, LITTLE_ENDIAN } from "../store/mod.ts";
 import {
   INDEX_FILE,
   openHfCheckpoint,
@@ -46,7 +46,7 @@ function f32(rows: number, cols: number, value: (r: number, c: number) => number
   const out = new Uint8Array(rows * cols * 4);
   const view = new DataView(out.buffer);
   for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) view.setFloat32((r * cols + c) * 4, value(r, c), true);
+    for (let c = 0; c < cols; c++) view.setFloat32((r * cols + c) * 4, value(r, c), LITTLE_ENDIAN);
   }
   return out;
 }
@@ -280,7 +280,7 @@ Deno.test("openHfCheckpoint() ignores a tied lm_head and old rotary buffers", as
       },
     ]);
     const view = right(await openHfCheckpoint(dir)());
-    assertEquals(view.tensors.some((t) => t.name === "lm_head.weight"), false);
+    assert(!view.tensors.some((t) => t.name === "lm_head.weight"));
     view.close();
   });
 });
@@ -377,7 +377,7 @@ Deno.test("writeHfCheckpoint() in bfloat16 stores BF16 rounded to nearest even",
     );
     const header = await Deno.readFile(`${dir}/model.safetensors`);
     const text = new TextDecoder().decode(
-      header.subarray(8, 8 + Number(new DataView(header.buffer).getBigUint64(0, true))),
+      header.subarray(8, 8 + Number(new DataView(header.buffer).getBigUint64(0, LITTLE_ENDIAN))),
     );
     assertStringIncludes(text, '"format":"pt"');
     assert(!text.includes('"F32"'));
@@ -400,8 +400,7 @@ Deno.test("writeHfCheckpoint() reports a tensor that fails to load", async () =>
         i === 4
           ? {
             ...t,
-            load: () => async () =>
-              E.left({ _tag: "IoFailed" as const, path: "x", message: "boom" }),
+            load: () => TE.left({ _tag: "IoFailed" as const, path: "x", message: "boom" }),
           }
           : t
       ),

@@ -1,4 +1,4 @@
-import { assertEquals, assertStringIncludes } from "../tests/assert.ts";
+import { assert, assertEquals, assertStringIncludes } from "../tests/assert.ts";
 import { openSafetensors, type TensorInput, writeSafetensors } from "../store/mod.ts";
 import { openStepCheckpoint, STEP_METADATA, writeStepCheckpoint } from "./step_checkpoint.ts";
 import {
@@ -127,7 +127,7 @@ Deno.test("writeStepCheckpoint() writes what the run directory writes", async ()
     ]);
     const reader = right(await openSafetensors(`${dir}/model.safetensors`)());
     assertEquals(reader.header.metadata, STEP_METADATA);
-    assertEquals(reader.header.tensors.every(([, t]) => t.dtype === "F32"), true);
+    assert(reader.header.tensors.every(([, t]) => t.dtype === "F32"));
     reader.close();
     assertEquals(JSON.parse(await Deno.readTextFile(`${dir}/config.json`)), TINY);
     const view = right(await openStepCheckpoint(dir)());
