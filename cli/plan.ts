@@ -1,6 +1,6 @@
 /**
  * `deno task plan CONFIG.yaml [--stages K] [--split a,b,c] [--budget 24GB]
- * [--json] [--emit FILE] [--svg FILE]`
+ * [--json] [--emit FILE] [--svg FILE] [--modules]`
  *
  * The composition root of planning: reads the config, loads HiGHS, plans,
  * prints, and writes the optional files only when everything succeeded.
@@ -21,6 +21,7 @@ import {
   type PipelineError,
   renderError,
 } from "../pipeline/errors.ts";
+import { stageModules, stageModulesText } from "../pipeline/plan_modules.ts";
 import { planJson, planSvg, planText } from "../pipeline/plan_report.ts";
 import { planToGraph } from "../pipeline/plan_to_graph.ts";
 import { decodePipeline, encodePipeline } from "../pipeline/stage_graph.ts";
@@ -42,6 +43,7 @@ Options:
   --json          print one JSON object instead of tables
   --emit FILE     write the plan as a stage graph (YAML) for \`deno task run\`
   --svg FILE      draw memory per stage beside the baselines (the paper's Fig. 2)
+  --modules       list each stage's trainable, frozen and adapted modules (PyTorch names)
   -h, --help      show this help`;
 
 interface PlanArgs {
@@ -52,6 +54,7 @@ interface PlanArgs {
   readonly json: boolean;
   readonly emit?: string;
   readonly svg?: string;
+  readonly modules: boolean;
 }
 
 function parseCli(argv: readonly string[]): E.Either<PipelineError, PlanArgs | "help"> {
@@ -68,6 +71,7 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, PlanArgs | "
         json: { type: "boolean", default: false },
         emit: { type: "string" },
         svg: { type: "string" },
+        modules: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -85,6 +89,7 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, PlanArgs | "
   return E.right({
     config: positionals[0] ?? "",
     json: v.json === true,
+    modules: v.modules === true,
     ...(v.stages === undefined ? {} : { stages: v.stages }),
     ...(v.split === undefined ? {} : { split: v.split }),
     ...(v.budget === undefined ? {} : { budget: v.budget }),
@@ -191,7 +196,25 @@ export async function main(argv: readonly string[]): Promise<number> {
     return exitCode(result.left);
   }
   const { args, plan, config, files } = result.right;
-  console.log(args.json ? JSON.stringify(planJson(plan, config), null, 2) : planText(plan, config));
+  const modules = args.modules
+    ? stageModules(plan.split, {
+      placement: config.plan.placement,
+      // The run grows with the node's seed, which defaults to training.seed.
+      seed: config.training.seed,
+      targets: config.pet.targets,
+      rank: config.pet.rank,
+      alpha: config.pet.alpha,
+      trainEmbeddingsAfterStage1: config.memory.trainEmbeddingsAfterStage1,
+      tiedEmbeddings: config.shape.tiedEmbeddings,
+    })
+    : undefined;
+  if (args.json) {
+    const json = planJson(plan, config);
+    console.log(JSON.stringify(modules === undefined ? json : { ...json, modules }, null, 2));
+  } else {
+    console.log(planText(plan, config));
+    if (modules !== undefined) console.log(`\n${stageModulesText(modules)}`);
+  }
   if (!args.json) { for (const f of files) console.log(`wrote ${f.path}`); }
   return 0;
 }

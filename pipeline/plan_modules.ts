@@ -1,0 +1,173 @@
+/**
+ * Which modules train, which are frozen and which carry adapters in each
+ * stage of a plan, named as PyTorch names them in `LlamaForCausalLM`
+ * (`model.embed_tokens`, `model.layers.3.self_attn.q_proj`, `model.norm`,
+ * `lm_head`), so a stage can run on any trainer that freezes by module name.
+ *
+ * The rules are the engine's: stage 1 trains everything; a later stage
+ * inserts its layers where `pipeline/growth_layout.ts` puts them, trains
+ * those, freezes every older layer (norms included) and the embeddings,
+ * final norm and LM head (unless `trainEmbeddingsAfterStage1`), and puts
+ * LoRA adapters on the target projections of the frozen layers. An adapted
+ * module is listed as frozen too: its base weight is frozen, its adapter trains.
+ *
+ * @module
+ */
+import { type Projection, PROJECTIONS } from "../solvers/llama_shape.ts";
+import type { Placement } from "./config.ts";
+import { grownLayout, insertionCounts } from "./growth_layout.ts";
+
+/** Options of {@link stageModules}. */
+export interface StageModulesOptions {
+  readonly placement: Placement;
+  /** Seed of the `random` placement (the run's `training.seed`). */
+  readonly seed: number;
+  /** Projections that get adapters. */
+  readonly targets: readonly Projection[];
+  readonly rank: number;
+  readonly alpha: number;
+  readonly trainEmbeddingsAfterStage1: boolean;
+  /** A tied LM head is the embedding: no separate `lm_head` entry. */
+  readonly tiedEmbeddings: boolean;
+}
+
+/** PEFT's LoraConfig arguments that adapt exactly the stage's adapted modules. */
+export interface PeftTargets {
+  readonly r: number;
+  readonly lora_alpha: number;
+  readonly target_modules: readonly string[];
+  readonly layers_to_transform: readonly number[];
+  readonly layers_pattern: "layers";
+}
+
+/** Module roles of one stage. */
+export interface StageModules {
+  readonly stage: number;
+  /** Depth during the stage. */
+  readonly layers: number;
+  /** Indices (in this stage's numbering) of the layers this stage added. */
+  readonly newLayers: readonly number[];
+  readonly trainable: readonly string[];
+  /** Modules whose weights do not train, adapted ones included. */
+  readonly frozen: readonly string[];
+  /** Frozen modules that carry a trainable LoRA adapter. */
+  readonly adapted: readonly string[];
+  /** The adapters as PEFT arguments; null in stage 1 and when nothing is adapted. */
+  readonly peft: PeftTargets | null;
+}
+
+function projectionModule(layer: number, p: Projection): string {
+  const block = p === "gate" || p === "up" || p === "down" ? "mlp" : "self_attn";
+  return `model.layers.${layer}.${block}.${p}_proj`;
+}
+
+function layerModules(layer: number): string[] {
+  return [
+    ...PROJECTIONS.map((p) => projectionModule(layer, p)),
+    `model.layers.${layer}.input_layernorm`,
+    `model.layers.${layer}.post_attention_layernorm`,
+  ];
+}
+
+/**
+ * Module roles per stage of a split (layers added per stage, stage 1 first).
+ *
+ * @example
+ * ```ts
+ * import { stageModules } from "./plan_modules.ts";
+ * const [, s2] = stageModules([2, 1], {
+ *   placement: "upper", seed: 0, targets: ["q", "v"], rank: 8, alpha: 16,
+ *   trainEmbeddingsAfterStage1: false, tiedEmbeddings: true,
+ * });
+ * console.assert(s2!.newLayers[0] === 2 && s2!.adapted[0] === "model.layers.0.self_attn.q_proj");
+ * ```
+ */
+export function stageModules(
+  split: readonly number[],
+  options: StageModulesOptions,
+): StageModules[] {
+  const outside = {
+    first: ["model.embed_tokens"],
+    last: options.tiedEmbeddings ? ["model.norm"] : ["model.norm", "lm_head"],
+  };
+  const targets = PROJECTIONS.filter((p) => options.targets.includes(p));
+  const out: StageModules[] = [];
+  let depth = 0;
+  split.forEach((added, idx) => {
+    const newLayers = idx === 0
+      ? Array.from({ length: added }, (_, i) => i)
+      : grownLayout(insertionCounts(depth, added, options.placement, options.seed))
+        .flatMap((origin, i) => (origin.kind === "new" ? [i] : []));
+    depth += added;
+    const fresh = new Set(newLayers);
+    const trainable: string[] = [];
+    const frozen: string[] = [];
+    const adapted: string[] = [];
+    const frozenLayers: number[] = [];
+    const embeddingsTrain = idx === 0 || options.trainEmbeddingsAfterStage1;
+    (embeddingsTrain ? trainable : frozen).push(...outside.first);
+    for (let layer = 0; layer < depth; layer++) {
+      if (fresh.has(layer)) {
+        trainable.push(...layerModules(layer));
+        continue;
+      }
+      frozen.push(...layerModules(layer));
+      frozenLayers.push(layer);
+      adapted.push(...targets.map((p) => projectionModule(layer, p)));
+    }
+    (embeddingsTrain ? trainable : frozen).push(...outside.last);
+    out.push({
+      stage: idx + 1,
+      layers: depth,
+      newLayers,
+      trainable,
+      frozen,
+      adapted,
+      peft: adapted.length === 0 ? null : {
+        r: options.rank,
+        lora_alpha: options.alpha,
+        target_modules: targets.map((p) => `${p}_proj`),
+        layers_to_transform: frozenLayers,
+        layers_pattern: "layers",
+      },
+    });
+  });
+  return out;
+}
+
+/**
+ * The per-stage lists as text: one module per line, so they can be pasted into a trainer's
+ * freezing code.
+ */
+export function stageModulesText(stages: readonly StageModules[]): string {
+  const lines = [
+    "Modules per stage (PyTorch names in LlamaForCausalLM; an adapted module's base weight is",
+    "frozen and its LoRA adapter trains)",
+  ];
+  for (const s of stages) {
+    lines.push(
+      "",
+      `Stage ${s.stage}: ${s.layers} layers, new: ${
+        s.newLayers.length === 0 ? "none" : s.newLayers.join(", ")
+      }`,
+    );
+    for (
+      const [label, list] of [["trainable", s.trainable], ["frozen", s.frozen], [
+        "adapted",
+        s.adapted,
+      ]] as const
+    ) {
+      lines.push(`  ${label} (${list.length}):`, ...list.map((m) => `    ${m}`));
+    }
+    if (s.peft !== null) {
+      const p = s.peft;
+      lines.push(
+        `  peft: LoraConfig(r=${p.r}, lora_alpha=${p.lora_alpha}, target_modules=${
+          JSON.stringify(p.target_modules)
+        }, ` +
+          `layers_to_transform=${JSON.stringify(p.layers_to_transform)}, layers_pattern="layers")`,
+      );
+    }
+  }
+  return lines.join("\n");
+}

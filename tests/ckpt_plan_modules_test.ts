@@ -1,0 +1,119 @@
+/**
+ * `deno task plan --modules`: the per-stage module lists through the CLI, and
+ * the same lists checked against what the engine actually trains, freezes and
+ * adapts after `growModel` and `attachRelora`.
+ */
+import * as E from "fp-ts/lib/Either.js";
+import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
+import { main as plan } from "../cli/plan.ts";
+import { stageModules } from "../pipeline/plan_modules.ts";
+import type { Placement } from "../pipeline/config.ts";
+import { createTrainState, disposeState, initBackend, initParams } from "../kernels/mod.ts";
+import { growModel } from "../kernels/grow.ts";
+import { attachRelora } from "../kernels/relora.ts";
+import { type LlamaShape, type Projection, PROJECTIONS } from "../solvers/llama_shape.ts";
+
+const CONFIGS = new URL("../examples/configs", import.meta.url).pathname;
+
+async function capture(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = console.log;
+  const error = console.error;
+  console.log = (...a: unknown[]) => out.push(a.join(" "));
+  console.error = (...a: unknown[]) => err.push(a.join(" "));
+  try {
+    return { code: await plan(args), out: out.join("\n"), err: err.join("\n") };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+Deno.test("plan --modules --json adds each stage's module lists", async () => {
+  const r = await capture([`${CONFIGS}/tiny-step.yaml`, "--modules", "--json"]);
+  assertEquals(r.code, 0, r.err);
+  const j = JSON.parse(r.out);
+  assertEquals(j.split, [2, 2]);
+  assertEquals(j.modules.length, 2);
+  const [s1, s2] = j.modules;
+  assertEquals([s1.stage, s1.layers, s1.frozen.length, s1.trainable.length], [1, 2, 0, 21]);
+  assertEquals(s2.newLayers, [1, 3]);
+  assertEquals(s2.adapted.length, 14);
+  assertEquals(s2.peft, {
+    r: 8,
+    lora_alpha: 16,
+    target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    layers_to_transform: [0, 2],
+    layers_pattern: "layers",
+  });
+  const plain = JSON.parse((await capture([`${CONFIGS}/tiny-step.yaml`, "--json"])).out);
+  assertEquals(plain.modules, undefined);
+});
+
+Deno.test("plan --modules prints one module per line after the plan", async () => {
+  const r = await capture([`${CONFIGS}/paper-680m.yaml`, "--modules"]);
+  assertEquals(r.code, 0, r.err);
+  assertStringIncludes(r.out, "Stage 2: 24 layers, new: 5, 7, 9, 11, 13, 15, 17, 19, 21, 23");
+  assertStringIncludes(r.out, "\n    model.layers.23.mlp.down_proj\n");
+  assertStringIncludes(r.out, "layers_to_transform=[0,1,2,3,4,6,8,10,12,14,16,18,20,22]");
+});
+
+const SHAPE: LlamaShape = {
+  hidden: 8,
+  intermediate: 12,
+  heads: 2,
+  kvHeads: 2,
+  layers: 6,
+  vocab: 11,
+  tiedEmbeddings: false,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  maxSeqLen: 8,
+};
+
+function module(name: string): string {
+  return name.replace(/\.(weight|lora_A|lora_B)$/, "");
+}
+
+Deno.test("stageModules() names what the engine trains, freezes and adapts", async () => {
+  assert(E.isRight(await initBackend("cpu")));
+  const cases: [number[], Placement, readonly Projection[], boolean][] = [
+    [[2, 2], "upper", PROJECTIONS, false],
+    [[3, 2, 1], "uniform", ["q", "v"], false],
+    [[1, 2, 3], "random", ["down", "k"], true],
+    [[4, 2], "lower", PROJECTIONS, true],
+  ];
+  for (const [split, placement, targets, trainEmbeddings] of cases) {
+    const seed = 13;
+    const expected = stageModules(split, {
+      placement,
+      seed,
+      targets,
+      rank: 2,
+      alpha: 4,
+      trainEmbeddingsAfterStage1: trainEmbeddings,
+      tiedEmbeddings: false,
+    });
+    let state = createTrainState(SHAPE, initParams(SHAPE, split[0]!, 0));
+    for (const [i, s] of expected.entries()) {
+      if (i > 0) {
+        state = growModel(state, { add: split[i]!, placement, seed });
+        state = attachRelora(state, { rank: 2, alpha: 4, targets, seed, trainEmbeddings });
+      }
+      const names = [...state.params.keys()];
+      const adapters = names.filter((n) => n.endsWith(".lora_A")).map(module);
+      const trainable = names.filter((n) => !n.includes(".lora_") && state.trainable.has(n)).map(
+        module,
+      );
+      const frozen = names.filter((n) => !n.includes(".lora_") && !state.trainable.has(n)).map(
+        module,
+      );
+      const where = `${split} ${placement} stage ${s.stage}`;
+      assertEquals([...s.trainable].sort(), trainable.sort(), where);
+      assertEquals([...s.frozen].sort(), frozen.sort(), where);
+      assertEquals([...s.adapted].sort(), adapters.sort(), where);
+    }
+    disposeState(state);
+  }
+});
