@@ -45,7 +45,7 @@ Commands:
   import HF_DIR CHECKPOINT    a Hugging Face LLaMA directory → our final/-style directory
   grow IN OUT --add N         insert N layers (new = mean of neighbours), as a STEP stage does
   merge BASE ADAPTER OUT      merge a PEFT LoRA adapter into BASE
-  logits CHECKPOINT --tokens 1,2,3[;4,5,6] --out FILE
+  logits CHECKPOINT --tokens "1,2,3[;4,5,6]" --out FILE
                               next-token logits on the engine, as JSON (for comparing with transformers)
 
 Options:
