@@ -176,9 +176,13 @@ function meanOf(lo: LazyTensor, hi: LazyTensor, name: string): LazyTensor {
  * @example
  * ```ts
  * import { growCheckpoint } from "./transforms.ts";
- * import type { ModelView } from "./model_view.ts";
- * declare const view: ModelView;
- * const grown = () => growCheckpoint(view, { add: 2, placement: "upper", seed: 0 });
+ * import { openCheckpoint } from "./checkpoint_dir.ts";
+ * const opened = await openCheckpoint("runs/tiny-step/final")();
+ * if (opened._tag === "Right") {
+ *   const grown = growCheckpoint(opened.right.view, { add: 2, placement: "upper", seed: 0 });
+ *   console.log(grown.shape.layers);
+ *   opened.right.view.close();
+ * }
  * ```
  */
 export function growCheckpoint(view: ModelView, options: GrowCheckpointOptions): ModelView {

@@ -147,12 +147,12 @@ function str(values: Values, key: string): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
+/** An integer flag `--key` ≥ `min`; `fallback` when absent (required when it has none). */
 function intOption(
   values: Values,
-  key: string,
-  min: number,
-  fallback?: number,
+  flag: { readonly key: string; readonly min: number; readonly fallback?: number },
 ): E.Either<PipelineError, number> {
+  const { key, min, fallback } = flag;
   const text = str(values, key);
   if (text === undefined) {
     return fallback === undefined
@@ -295,8 +295,8 @@ function growCmd(a: Args): TE.TaskEither<PipelineError, string> {
   return pipe(
     TE.Do,
     TE.bind("output", () => TE.fromEither(outputOptions(a.values))),
-    TE.bind("add", () => TE.fromEither(intOption(a.values, "add", 1))),
-    TE.bind("seed", () => TE.fromEither(intOption(a.values, "seed", 0, 0))),
+    TE.bind("add", () => TE.fromEither(intOption(a.values, { key: "add", min: 1 }))),
+    TE.bind("seed", () => TE.fromEither(intOption(a.values, { key: "seed", min: 0, fallback: 0 }))),
     TE.bind("placement", () => TE.fromEither(choice(a.values, "placement", PLACEMENTS))),
     TE.flatMap(({ output, add, seed, placement }) =>
       withCheckpoint(src, a.values, (c) => {
