@@ -94,3 +94,30 @@ Deno.test("saveCheckpoint() refuses to replace unless asked, and leaves nothing 
     still.view.close();
   });
 });
+
+Deno.test("saveCheckpoint() loads one tensor at a time, in state-dict order", async () => {
+  await withTempDir(async (dir) => {
+    const view = memoryView(TINY, randomWeights(TINY, 4));
+    let live = 0;
+    let most = 0;
+    const order: string[] = [];
+    const tracked = {
+      ...view,
+      tensors: view.tensors.map((t) => ({
+        ...t,
+        load: () => async () => {
+          live++;
+          most = Math.max(most, live);
+          order.push(t.name);
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          const v = await t.load()();
+          live--;
+          return v;
+        },
+      })),
+    };
+    right(await saveCheckpoint(tracked, `${dir}/hf`, { ...HF, maxShardBytes: 2000 })());
+    assertEquals(most, 1);
+    assertEquals(order, view.tensors.map((t) => t.name));
+  });
+});
