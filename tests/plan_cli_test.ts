@@ -167,3 +167,15 @@ Deno.test("plan names a missing config file", async () => {
   assertEquals(r.code, 4);
   assertStringIncludes(r.err, "/nonexistent/plan.yaml");
 });
+
+Deno.test("`deno task plan` runs as the README writes it (task permissions included)", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "plan", "examples/configs/paper-680m.yaml", "--json"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+  assertEquals(JSON.parse(text.slice(text.indexOf("{"))).split, [14, 10]);
+});

@@ -197,3 +197,23 @@ Deno.test({
     assertEquals(await trainLosses(`${dir}/killed`), await trainLosses(`${dir}/whole`));
   },
 });
+
+Deno.test({
+  name:
+    "`deno task run examples/pipeline.ts --dry-run` plans the README's main job and prints its stages",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "run", "examples/pipeline.ts", "--dry-run"],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+    assertStringIncludes(text, "split [2, 2]");
+    assertStringIncludes(text, "s2.continue");
+    assertStringIncludes(text, "Standard pre-training of the final model");
+  },
+});
