@@ -18,3 +18,6 @@
 export * from "./solvers/mod.ts";
 export * from "./pipeline/mod.ts";
 export * from "./charts/svg_charts.ts";
+export * from "./data/mod.ts";
+export * from "./store/mod.ts";
+export * from "./checkpoint/mod.ts";

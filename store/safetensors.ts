@@ -23,7 +23,7 @@ import {
   DTYPE_BYTES,
   isDtype,
   type RawTensor,
-  shapeProblem,
+  dimsProblem,
   type TensorInput,
   type TensorSpec,
   toRawTensor,
@@ -81,7 +81,7 @@ export function planLayout(
     if (seen.has(name)) return E.left(configInvalid(where, "the name appears twice"));
     seen.add(name);
     if (!isDtype(spec.dtype)) return E.left(configInvalid(where, `unknown dtype "${spec.dtype}"`));
-    const bad = shapeProblem(spec.shape);
+    const bad = dimsProblem(spec.shape);
     if (bad !== undefined) return E.left(configInvalid(where, bad));
   }
   for (const [k, v] of Object.entries(metadata)) {
@@ -191,7 +191,7 @@ function entryOf(value: unknown): TensorInfo | string {
   if (typeof dtype !== "string") return "dtype is missing";
   if (!isDtype(dtype)) return `unknown dtype "${dtype}"`;
   if (!Array.isArray(shape)) return "shape is missing";
-  const bad = shapeProblem(shape as number[]);
+  const bad = dimsProblem(shape as number[]);
   if (bad !== undefined) return bad;
   if (
     !Array.isArray(offsets) || offsets.length !== 2 ||

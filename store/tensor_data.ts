@@ -160,7 +160,7 @@ function holds(dtype: Dtype, data: TensorValues): boolean {
 }
 
 /** Why a shape is invalid (non-integer or negative dimension), or undefined when it is fine. */
-export function shapeProblem(shape: readonly number[]): string | undefined {
+export function dimsProblem(shape: readonly number[]): string | undefined {
   if (!Array.isArray(shape)) return "shape is not an array";
   for (const d of shape) {
     if (!Number.isSafeInteger(d) || d < 0) {
@@ -182,7 +182,7 @@ export function shapeProblem(shape: readonly number[]): string | undefined {
  */
 export function toRawTensor(input: TensorInput, name: string): E.Either<ConfigInvalid, RawTensor> {
   const where = `tensor "${name}"`;
-  const bad = shapeProblem(input.shape);
+  const bad = dimsProblem(input.shape);
   if (bad !== undefined) return E.left(configInvalid(where, bad));
   if (!isDtype(input.dtype)) return E.left(configInvalid(where, `unknown dtype "${input.dtype}"`));
   const n = elementCount(input.shape);
