@@ -50,6 +50,8 @@ export interface OpenBlas {
   readonly core: string;
   /** `openblas_get_config()`, or "unknown". */
   readonly config: string;
+  /** Set when OpenBLAS runs kernels far below the CPU's and permissions kept us from fixing it. */
+  readonly warning?: string;
 }
 
 /** Options for {@link openBlas}. */
@@ -115,30 +117,34 @@ function corename(lib: Deno.DynamicLibrary<typeof SYMBOLS>): string {
   return f === null ? "unknown" : cString(f());
 }
 
-/** The OpenBLAS core type this CPU deserves, from /proc/cpuinfo; undefined when unknown. */
-function coreTypeFromCpuFlags(): string | undefined {
-  let text: string;
+/** The CPU's feature flags from /proc/cpuinfo; undefined when unreadable (Deno allows it only
+ * under --allow-all). */
+function cpuFlags(): Set<string> | undefined {
   try {
-    text = Deno.readTextFileSync("/proc/cpuinfo");
+    const text = Deno.readTextFileSync("/proc/cpuinfo");
+    const line = text.split("\n").find((l) => l.startsWith("flags"));
+    return line === undefined ? undefined : new Set(line.split(/\s+/));
   } catch {
     return undefined;
   }
-  const line = text.split("\n").find((l) => l.startsWith("flags"));
-  if (line === undefined) return undefined;
-  const flags = new Set(line.split(/\s+/));
-  const avx512 = ["avx512f", "avx512bw", "avx512dq", "avx512vl"].every((f) => flags.has(f));
-  if (avx512) return "SkylakeX";
-  if (flags.has("avx2") && flags.has("fma")) return "Haswell";
-  return undefined;
 }
 
 /** A core type to force on reload, or undefined when OpenBLAS's own pick is fine. */
-function betterCoreType(picked: string): string | undefined {
-  const want = coreTypeFromCpuFlags();
+function betterCoreType(picked: string, flags: Set<string>): string | undefined {
   const p = picked.toLowerCase();
-  if (want === "SkylakeX" && !AVX512_CORES.has(p)) return want;
-  if (want === "Haswell" && WEAK_CORES.has(p)) return want;
+  const avx512 = ["avx512f", "avx512bw", "avx512dq", "avx512vl"].every((f) => flags.has(f));
+  if (avx512 && !AVX512_CORES.has(p)) return "SkylakeX";
+  if (!avx512 && flags.has("avx2") && flags.has("fma") && WEAK_CORES.has(p)) return "Haswell";
   return undefined;
+}
+
+function envWritable(): boolean {
+  try {
+    return Deno.permissions.querySync({ name: "env", variable: "OPENBLAS_CORETYPE" }).state ===
+      "granted";
+  } catch {
+    return false;
+  }
 }
 
 function tryOpen(name: string): E.Either<string, Deno.DynamicLibrary<typeof SYMBOLS>> {
@@ -193,9 +199,18 @@ export function openBlas(options: OpenBlasOptions = {}): E.Either<string, OpenBl
     return E.left(`Cannot load OpenBLAS: "libopenblas.so.0" not found; ${INSTALL_HINT}`);
   }
 
+  let warning: string | undefined;
   if (envVar("OPENBLAS_CORETYPE") === undefined) {
-    const better = betterCoreType(corename(lib));
-    if (better !== undefined) {
+    const picked = corename(lib);
+    const flags = cpuFlags();
+    const better = flags === undefined ? undefined : betterCoreType(picked, flags);
+    if (flags === undefined && WEAK_CORES.has(picked.toLowerCase())) {
+      warning = `OpenBLAS picked its slow "${picked}" kernels and Deno reads /proc/cpuinfo ` +
+        "only under --allow-all: run with it, or set OPENBLAS_CORETYPE (e.g. SkylakeX)";
+    } else if (better !== undefined && !envWritable()) {
+      warning = `OpenBLAS picked its "${picked}" kernels on a CPU that runs "${better}": ` +
+        `allow setting OPENBLAS_CORETYPE (--allow-env), or set it to ${better} yourself`;
+    } else if (better !== undefined) {
       lib.close();
       const r = reopenWithCore(library, better);
       if (E.isLeft(r)) return E.left(`Cannot reload OpenBLAS as ${better}: ${r.left}`);
@@ -217,6 +232,7 @@ export function openBlas(options: OpenBlasOptions = {}): E.Either<string, OpenBl
     threads: getThreads === null ? want ?? 1 : getThreads(),
     core: corename(lib),
     config: configFn === null ? "unknown" : cString(configFn()),
+    ...(warning !== undefined ? { warning } : {}),
   });
 }
 

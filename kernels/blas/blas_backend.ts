@@ -33,6 +33,11 @@ export interface BlasInfo {
   readonly core: string;
   /** `openblas_get_config()`, or "unknown". */
   readonly config: string;
+  /**
+   * Set when OpenBLAS runs kernels far below what the CPU can (e.g. SSE3 on an AVX-512 CPU)
+   * and missing `--allow-read`/`--allow-env` kept registration from fixing it: worth printing.
+   */
+  readonly warning?: string;
   /** Kernels served by OpenBLAS; all others are the CPU backend's. */
   readonly blasKernels: readonly string[];
 }
@@ -58,8 +63,9 @@ let registered: BlasInfo | undefined;
  * returns the first result. Left is a one-line notice (what to install) for callers that fall
  * back to wasm.
  *
- * Needs `--allow-ffi`; `--allow-env` and `--allow-read` (of /proc/cpuinfo) let it pick the
- * right OpenBLAS kernels when OpenBLAS misdetects the CPU.
+ * Needs `--allow-ffi`. Picking the right OpenBLAS kernels when OpenBLAS misdetects the CPU
+ * also needs /proc/cpuinfo (Deno reads it only under `--allow-all`) and `--allow-env`;
+ * without them the result carries a `warning`.
  *
  * @example
  * ```ts
@@ -109,6 +115,7 @@ export function registerBlasBackend(options: BlasOptions = {}): E.Either<string,
     threads: blas.threads,
     core: blas.core,
     config: blas.config,
+    ...(blas.warning !== undefined ? { warning: blas.warning } : {}),
     blasKernels: [...ours.keys()],
   };
   return E.right(registered);

@@ -28,6 +28,7 @@ Deno.test({
     }
     if (cpuHasAvx512() && Deno.env.get("OPENBLAS_CORETYPE") === undefined) {
       assert(["SkylakeX", "Cooperlake", "SapphireRapids"].includes(info.core), info.core);
+      assertEquals(info.warning, undefined);
     }
     assertEquals([...info.blasKernels].sort(), ["BatchMatMul", "_FusedMatMul"]);
   },

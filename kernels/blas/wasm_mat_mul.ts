@@ -108,6 +108,7 @@ export function registerBlasWasmMatMul(options: BlasOptions = {}): E.Either<stri
     threads: blas.threads,
     core: blas.core,
     config: blas.config,
+    ...(blas.warning !== undefined ? { warning: blas.warning } : {}),
     blasKernels: [BatchMatMul],
   };
   const current = getKernel(BatchMatMul, "wasm");
