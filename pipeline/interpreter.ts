@@ -14,7 +14,7 @@ import type * as TE from "fp-ts/lib/TaskEither.js";
 import { formatBytes } from "../solvers/units.ts";
 import { TRAINING_DEFAULTS, type TrainingSettings } from "./config.ts";
 import type { DataPosition, EngineState, Env, MemoryByRole, StepHyper } from "./effects.ts";
-import { type PipelineError, trainingDiverged } from "./errors.ts";
+import { describeUnknown, ioFailed, type PipelineError, trainingDiverged } from "./errors.ts";
 import { predictStages, predictStandard } from "./predict.ts";
 import { cosineLr, isRestartStep, jaggedLr } from "./schedule.ts";
 import { encodePipeline } from "./stage_graph.ts";
@@ -89,6 +89,24 @@ export function graphId(g: ValidGraph): string {
   return h.toString(16).padStart(8, "0");
 }
 
+/** Why a checkpoint's progress record cannot be resumed, or undefined when it can. */
+export function progressProblem(
+  u: Readonly<Record<string, unknown>>,
+  g: ValidGraph,
+): string | undefined {
+  const int = (k: string): boolean => Number.isInteger(u[k]) && (u[k] as number) >= 0;
+  for (const k of ["nodeIndex", "stepInNode", "globalStep", "tokens", "metrics", "merges"]) {
+    if (!int(k)) return `progress.${k} is ${JSON.stringify(u[k])}, expected a non-negative integer`;
+  }
+  if (typeof u.graphId !== "string") return "progress.graphId is missing";
+  if ((u.nodeIndex as number) > g.pipeline.nodes.length) {
+    return `progress.nodeIndex ${u.nodeIndex} is past the graph's ${g.pipeline.nodes.length} nodes`;
+  }
+  if (typeof u.data !== "object" || u.data === null) return "progress.data is missing";
+  if (!Array.isArray(u.stages)) return "progress.stages is missing";
+  return undefined;
+}
+
 /** Runs a validated graph to the end (or from its checkpoint, when resuming). */
 export function runPipeline(
   g: ValidGraph,
@@ -151,14 +169,14 @@ async function run(
     if (ckpt === undefined) {
       log.line("No checkpoint to resume from: starting from the beginning");
     } else {
+      const problem = progressProblem(ckpt.progress, g);
+      if (problem !== undefined) return E.left(ioFailed("checkpoint/state.json", problem));
       const saved = ckpt.progress as unknown as RunProgress;
       if (saved.graphId !== id) {
-        return E.left({
-          _tag: "IoFailed",
-          path: "checkpoint",
-          message:
-            `it was written by a different stage graph (${saved.graphId}, this one is ${id}); use another --out directory`,
-        });
+        return E.left(ioFailed(
+          "checkpoint",
+          `it was written by a different stage graph (${saved.graphId}, this one is ${id}); use another --out directory`,
+        ));
       }
       const restored = await value(engine.restore(g.shape, ckpt.snapshot));
       if (E.isLeft(restored)) return restored;
@@ -256,7 +274,15 @@ async function run(
         weightDecay: T.weightDecay,
         clip: T.clip,
       };
-      const { batches, next } = data.next(p.data, accum);
+      let drawn: ReturnType<typeof data.next>;
+      try {
+        drawn = data.next(p.data, accum);
+      } catch (e) {
+        return E.left(
+          ioFailed("checkpoint/state.json", `bad data position: ${describeUnknown(e)}`),
+        );
+      }
+      const { batches, next } = drawn;
       const out = await value(engine.step(s, batches, hyper));
       if (E.isLeft(out)) return out;
       s = out.right.state;

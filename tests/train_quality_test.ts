@@ -197,3 +197,33 @@ Deno.test({
     assert(state.progress.globalStep >= 1);
   },
 });
+
+Deno.test({
+  ...OPTS,
+  name: "run --resume rejects a checkpoint whose progress record is damaged",
+  fn: async () => {
+    const text = config({ source: "builtin", builtinBytes: 50000 }, {
+      steps: 4,
+      checkpointEvery: 2,
+    });
+    const first = await run(text);
+    assertEquals(first.code, 0, first.err);
+    const path = `${first.dir}/out/checkpoint/state.json`;
+    const state = JSON.parse(await Deno.readTextFile(path));
+    await Deno.writeTextFile(
+      path,
+      JSON.stringify({ ...state, progress: { ...state.progress, stepInNode: -3 } }),
+    );
+    const errors: string[] = [];
+    const error = console.error;
+    console.error = (...a: unknown[]) => errors.push(a.join(" "));
+    let code: number;
+    try {
+      code = await main([`${first.dir}/c.yaml`, "--out", `${first.dir}/out`, "--resume"], () => {});
+    } finally {
+      console.error = error;
+    }
+    assert(code !== 0);
+    assertStringIncludes(errors.join("\n"), "progress.stepInNode");
+  },
+});
