@@ -5,6 +5,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { FUSED_ADAMW, hasFusedKernel, runFused } from "./ops/_fused.ts";
 
 /** AdamW hyperparameters; the defaults are the paper's (spec §4). */
 export interface AdamWOptions {
@@ -18,6 +19,20 @@ export interface AdamWOptions {
   readonly eps?: number;
   /** Decoupled decay, applied to parameters of rank ≥ 2 only; default 0.1. */
   readonly weightDecay?: number;
+}
+
+/** Per-call options of {@link adamwUpdate}. */
+export interface AdamWStepOptions extends AdamWOptions {
+  /** 1-based step number (bias corrections). */
+  readonly step: number;
+  /** Factor applied to the gradient first (clipping). */
+  readonly gradScale: number;
+  /**
+   * The caller disposes `param`, `m` and `v` right after the call and never
+   * reads them: a fused kernel may then write the results into their
+   * buffers. Default false.
+   */
+  readonly consumeInputs?: boolean;
 }
 
 /** One parameter's new weight and moments; the caller owns them. */
@@ -36,7 +51,8 @@ export function decays(param: tf.Tensor): boolean {
  * One AdamW update of one parameter at step `step` (1-based):
  * g' = gradScale·g; m ← β1 m + (1−β1) g'; v ← β2 v + (1−β2) g'²;
  * p ← p·(1 − lr·wd) − lr · (m/(1−β1^t)) / (√(v/(1−β2^t)) + eps).
- * Inputs are not disposed.
+ * Inputs are not disposed (nor, unless `consumeInputs`, overwritten). Runs the
+ * backend's `StepAdamW` kernel when it has one (ops/_fused.ts).
  *
  * @example
  * ```ts
@@ -56,13 +72,27 @@ export function adamwUpdate(
     readonly m: tf.Tensor;
     readonly v: tf.Tensor;
   },
-  options: AdamWOptions & { readonly step: number; readonly gradScale: number },
+  options: AdamWStepOptions,
 ): AdamWResult {
   const b1 = options.beta1 ?? 0.9;
   const b2 = options.beta2 ?? 0.95;
   const eps = options.eps ?? 1e-8;
   const wd = decays(tensors.param) ? (options.weightDecay ?? 0.1) : 0;
   const t = options.step;
+  const all = [tensors.param, tensors.grad, tensors.m, tensors.v];
+  if (hasFusedKernel(FUSED_ADAMW) && all.every((x) => x.dtype === "float32")) {
+    const [param, m, v] = runFused(FUSED_ADAMW, { ...tensors }, {
+      lr: options.lr,
+      beta1: b1,
+      beta2: b2,
+      eps,
+      weightDecay: wd,
+      step: t,
+      gradScale: options.gradScale,
+      inPlace: options.consumeInputs ?? false,
+    });
+    return { param: param!, m: m!, v: v! };
+  }
   return tf.tidy(() => {
     const g = options.gradScale === 1 ? tensors.grad : tf.mul(tensors.grad, options.gradScale);
     const m = tf.add(tf.mul(tensors.m, b1), tf.mul(g, 1 - b1));

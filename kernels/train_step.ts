@@ -112,7 +112,8 @@ export async function trainStep(
       m: state.adam.m.get(name)!,
       v: state.adam.v.get(name)!,
     };
-    const r = adamwUpdate(old, { ...options, step, gradScale });
+    // `old` is disposed just below, so the update may reuse its buffers.
+    const r = adamwUpdate(old, { ...options, step, gradScale, consumeInputs: true });
     params.set(name, r.param);
     m.set(name, r.m);
     v.set(name, r.v);

@@ -6,6 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { KEEP_DIMS, PLAIN, TRANSPOSED } from "../_flags.ts";
+import { FUSED_ATTENTION, hasFusedPair, runFused } from "./_fused.ts";
 
 /** Additive causal mask for `group` stacked copies of `seq` query rows: (group·seq, seq). */
 function causalMask(group: number, seq: number): tf.Tensor2D {
@@ -28,7 +29,10 @@ function causalMask(group: number, seq: number): tf.Tensor2D {
  * The G = heads/kvHeads query heads of a group are stacked as G·seq rows
  * against one kv head, so the group's k and v are never copied and their
  * gradients sum over the group inside the matmuls. Saves q, k, v, the
- * probabilities (batch·heads·seq² floats) and the output.
+ * probabilities (batch·heads·seq² floats) and the output. Runs the backend's
+ * `StepCausalAttention` kernels when it has them (./_fused.ts; they save q,
+ * k, v, the output and one log-sum-exp per query row instead of the
+ * probabilities), else {@link causalAttentionComposite}.
  *
  * @example
  * ```ts
@@ -41,11 +45,46 @@ function causalMask(group: number, seq: number): tf.Tensor2D {
  * ```
  */
 export function causalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
+  checkShapes(q, k, v);
+  if (!hasFusedPair(FUSED_ATTENTION, [q, k, v])) return causalAttentionComposite(q, k, v);
+  const scale = 1 / Math.sqrt(q.shape[3]);
+  const op = tf.customGrad((...args: unknown[]) => {
+    const [q, k, v, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.GradSaveFunc];
+    const [o, lse] = runFused(FUSED_ATTENTION.forward, { q, k, v }, { scale });
+    save([q, k, v, o!, lse!]);
+    return {
+      value: o!,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [q, k, v, o, lse] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+        return runFused(FUSED_ATTENTION.gradient, { dy, q, k, v, o, lse }, { scale });
+      },
+    };
+  });
+  return op(q, k, v) as tf.Tensor4D;
+}
+
+function checkShapes(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): void {
   const [batch, seq, heads, d] = q.shape;
   const kvHeads = k.shape[2];
-  if (heads % kvHeads !== 0 || k.shape[3] !== d || v.shape[2] !== kvHeads) {
+  const kvFits = (x: tf.Tensor4D): boolean =>
+    x.shape[0] === batch && x.shape[1] === seq && x.shape[2] === kvHeads && x.shape[3] === d;
+  if (heads % kvHeads !== 0 || !kvFits(k) || !kvFits(v)) {
     throw new Error(`causalAttention: q [${q.shape}], k [${k.shape}], v [${v.shape}] do not fit`);
   }
+}
+
+/**
+ * {@link causalAttention} from plain tfjs ops: the reference of the fused
+ * kernels and the path of backends without them.
+ */
+export function causalAttentionComposite(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+): tf.Tensor4D {
+  checkShapes(q, k, v);
+  const [batch, seq, heads, d] = q.shape;
+  const kvHeads = k.shape[2];
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(d);
   // (batch, seq, kvHeads, group, d) -> (batch·kvHeads, group·seq, d)

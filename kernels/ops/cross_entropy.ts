@@ -4,6 +4,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { FUSED_CROSS_ENTROPY, hasFusedPair, runFused } from "./_fused.ts";
 
 /**
  * Σ over rows with target ≥ 0 of −log softmax(logits)[row, target]; a scalar.
@@ -15,6 +16,9 @@ import * as tf from "@tensorflow/tfjs-core";
  * softmax is the one pass the gradient needs anyway. Backward is
  * (p − 1[target])·dy: p scaled per row, then the n target entries overwritten
  * by a scatter, never an [n, vocab] one-hot. Saves p ([n, vocab]).
+ * Runs the backend's `StepSoftmaxCrossEntropy` kernels when it has them
+ * (./_fused.ts; they save the logits and lse instead), else
+ * {@link crossEntropySumComposite}.
  *
  * @example
  * ```ts
@@ -26,6 +30,38 @@ import * as tf from "@tensorflow/tfjs-core";
  * ```
  */
 export function crossEntropySum(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Scalar {
+  if (targets.dtype !== "int32" || targets.shape[0] !== logits.shape[0]) {
+    throw new Error(
+      `crossEntropySum: targets [${targets.shape}] ${targets.dtype} do not fit ` +
+        `logits [${logits.shape}]`,
+    );
+  }
+  if (!hasFusedPair(FUSED_CROSS_ENTROPY, [logits])) {
+    return crossEntropySumComposite(logits, targets);
+  }
+  const [n] = logits.shape;
+  const op = tf.customGrad((...args: unknown[]) => {
+    const [logits, targets, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
+    const [rowLoss, lse] = runFused(FUSED_CROSS_ENTROPY.forward, { logits, targets });
+    save([logits, targets, lse!]);
+    return {
+      value: tf.sum(rowLoss!),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [logits, targets, lse] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+        const perRow = tf.broadcastTo(tf.reshape(dy, [1]), [n]);
+        const [dx] = runFused(FUSED_CROSS_ENTROPY.gradient, { dy: perRow, logits, targets, lse });
+        return [dx!, tf.zerosLike(targets)];
+      },
+    };
+  });
+  return op(logits, targets) as tf.Scalar;
+}
+
+/**
+ * {@link crossEntropySum} from plain tfjs ops: the reference of the fused
+ * kernels and the path of backends without them.
+ */
+export function crossEntropySumComposite(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Scalar {
   const [n] = logits.shape;
   const op = tf.customGrad((...args: unknown[]) => {
     const [x, t, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];

@@ -5,6 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { KEEP_DIMS } from "../_flags.ts";
+import { FUSED_RMS_NORM, hasFusedPair, runFused } from "./_fused.ts";
 
 /** Options of {@link rmsNorm}. */
 export interface RmsNormOptions {
@@ -17,6 +18,8 @@ export interface RmsNormOptions {
  *
  * Backward, with r = 1/sqrt(mean(x²)+eps), x̂ = x·r and g = dy·w:
  * dx = r · (g − x̂ · mean(g·x̂)), dw = Σ_rows dy·x̂. Saves x, w and r (n floats).
+ * Runs the backend's `StepRmsNorm` kernels when it has them (./_fused.ts),
+ * else {@link rmsNormComposite}.
  *
  * @example
  * ```ts
@@ -28,6 +31,32 @@ export interface RmsNormOptions {
  * ```
  */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, options: RmsNormOptions): tf.Tensor2D {
+  if (!hasFusedPair(FUSED_RMS_NORM, [x, weight])) return rmsNormComposite(x, weight, options);
+  const eps = options.eps;
+  const op = tf.customGrad((...args: unknown[]) => {
+    const [x, w, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
+    const [y, rstd] = runFused(FUSED_RMS_NORM.forward, { x, weight: w }, { eps });
+    save([x, w, rstd!]);
+    return {
+      value: y!,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [x, weight, rstd] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+        return runFused(FUSED_RMS_NORM.gradient, { dy, x, weight, rstd }, { eps });
+      },
+    };
+  });
+  return op(x, weight) as tf.Tensor2D;
+}
+
+/**
+ * {@link rmsNorm} from plain tfjs ops: the reference of the fused kernels and
+ * the path of backends without them.
+ */
+export function rmsNormComposite(
+  x: tf.Tensor2D,
+  weight: tf.Tensor1D,
+  options: RmsNormOptions,
+): tf.Tensor2D {
   const eps = options.eps;
   const op = tf.customGrad((...args: unknown[]) => {
     const [x, w, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];

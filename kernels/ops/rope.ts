@@ -8,6 +8,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { FUSED_ROPE, hasFusedPair, runFused } from "./_fused.ts";
 
 /** cos and sin of position × frequency, each [seq, headDim/2]. */
 export interface RopeTables {
@@ -57,6 +58,8 @@ export function ropeTables(seq: number, options: RopeTableOptions): RopeTables {
  * two halves of a head, y = (x1·cos − x2·sin, x2·cos + x1·sin), i.e. HF's
  * x·cos + rotate_half(x)·sin. Backward is the inverse rotation of dy.
  * The tables' gradients are returned as zeros (they are constants).
+ * Runs the backend's `StepRope` kernels when it has them (./_fused.ts), else
+ * {@link ropeComposite}.
  *
  * @example
  * ```ts
@@ -69,6 +72,31 @@ export function ropeTables(seq: number, options: RopeTableOptions): RopeTables {
  * ```
  */
 export function rope(x: tf.Tensor4D, tables: RopeTables): tf.Tensor4D {
+  const [, seq, , headDim] = x.shape;
+  if (tables.cos.shape[0] !== seq || tables.cos.shape[1] * 2 !== headDim) {
+    throw new Error(`rope: x [${x.shape}] does not fit tables [${tables.cos.shape}]`);
+  }
+  if (!hasFusedPair(FUSED_ROPE, [x, tables.cos, tables.sin])) return ropeComposite(x, tables);
+  const op = tf.customGrad((...args: unknown[]) => {
+    const [x, cos, sin, save] = args as [tf.Tensor4D, tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
+    save([cos, sin]);
+    return {
+      value: runFused(FUSED_ROPE.forward, { x, cos, sin })[0]!,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [cos, sin] = saved as [tf.Tensor, tf.Tensor];
+        const [dx] = runFused(FUSED_ROPE.gradient, { dy, cos, sin });
+        return [dx!, tf.zerosLike(cos), tf.zerosLike(sin)];
+      },
+    };
+  });
+  return op(x, tables.cos, tables.sin) as tf.Tensor4D;
+}
+
+/**
+ * {@link rope} from plain tfjs ops: the reference of the fused kernels and the
+ * path of backends without them.
+ */
+export function ropeComposite(x: tf.Tensor4D, tables: RopeTables): tf.Tensor4D {
   const op = tf.customGrad((...args: unknown[]) => {
     const [x, cos, sin, save] = args as [tf.Tensor4D, tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
     const [seq, half] = cos.shape;

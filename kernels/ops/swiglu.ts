@@ -7,12 +7,14 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { FUSED_SWIGLU, hasFusedPair, runFused } from "./_fused.ts";
 
 /**
  * silu(gate) · up, both [n, f]; silu(g) = g·σ(g).
  *
  * Backward: d_up = dy·silu(g); d_gate = dy·up·σ(g)·(1 + g·(1 − σ(g))).
- * Saves gate and up.
+ * Saves gate and up. Runs the backend's `StepSwiGlu` kernels when it has
+ * them (./_fused.ts), else {@link swigluComposite}.
  *
  * @example
  * ```ts
@@ -24,6 +26,26 @@ import * as tf from "@tensorflow/tfjs-core";
  * ```
  */
 export function swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
+  if (!hasFusedPair(FUSED_SWIGLU, [gate, up])) return swigluComposite(gate, up);
+  const op = tf.customGrad((...args: unknown[]) => {
+    const [gate, up, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
+    save([gate, up]);
+    return {
+      value: runFused(FUSED_SWIGLU.forward, { gate, up })[0]!,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [gate, up] = saved as [tf.Tensor, tf.Tensor];
+        return runFused(FUSED_SWIGLU.gradient, { dy, gate, up });
+      },
+    };
+  });
+  return op(gate, up) as tf.Tensor2D;
+}
+
+/**
+ * {@link swiglu} from plain tfjs ops: the reference of the fused kernels and
+ * the path of backends without them.
+ */
+export function swigluComposite(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
   const op = tf.customGrad((...args: unknown[]) => {
     const [g, u, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
     save([g, u]);
