@@ -24,7 +24,11 @@ import {
   isBackendName,
   trainStep,
 } from "../kernels/mod.ts";
-import { registerBlasBackend } from "../kernels/blas/mod.ts";
+import {
+  registerBlasBackend,
+  registerBlasWasmMatMul,
+  unregisterBlasWasmMatMul,
+} from "../kernels/blas/mod.ts";
 import type { LlamaShape } from "../solvers/llama_shape.ts";
 
 /** One measured (shape, backend). */
@@ -70,7 +74,20 @@ export function benchShape(d: number, layers: number, vocab: number, seq: number
   };
 }
 
-async function useBackend(name: string): Promise<void> {
+/**
+ * Activates a backend by name and returns its one-line description: the
+ * names of `startBackend` (`auto`, `wasm`, `cpu`, `blas`, `webgpu`, `tensorflow`),
+ * plus `wasm+blas` (wasm with OpenBLAS matmuls only).
+ */
+export async function useBackend(name: string): Promise<string> {
+  if (name === "wasm+blas") {
+    const wasm = await initBackend("wasm");
+    if (E.isLeft(wasm)) throw new Error(wasm.left.message);
+    const blas = registerBlasWasmMatMul();
+    if (E.isLeft(blas)) throw new Error(blas.left);
+    return `${wasm.right.description}; matmuls on ${blas.right.library}`;
+  }
+  unregisterBlasWasmMatMul();
   if (name === "blas") {
     // Mirrors the cpu kernels at registration, so the cpu ones kernels/ adds go first.
     const cpu = await initBackend("cpu");
@@ -78,14 +95,16 @@ async function useBackend(name: string): Promise<void> {
     const blas = registerBlasBackend();
     if (E.isLeft(blas)) throw new Error(blas.left);
     if (!(await tf.setBackend("blas"))) throw new Error(`Cannot activate backend "blas"`);
-    return;
+    return `blas: tfjs CPU kernels with matmuls on ${blas.right.library}`;
   }
   if (!isBackendName(name)) throw new Error(`Unknown backend "${name}"`);
   const got = await initBackend(name);
   if (E.isLeft(got)) throw new Error(got.left.message);
+  return got.right.description;
 }
 
-function batchOf(vocab: number, seq: number, batch: number, seed: number): Batch {
+/** A deterministic batch: LCG tokens, targets the next token (wrapping). */
+export function batchOf(vocab: number, seq: number, batch: number, seed: number): Batch {
   const tokens = new Int32Array(batch * seq);
   let s = seed >>> 0;
   for (let i = 0; i < tokens.length; i++) {
