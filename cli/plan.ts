@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { pipe } from "fp-ts/lib/function.js";
@@ -30,6 +29,7 @@ import type { HighsSolver } from "../solvers/split_solver.ts";
 import { loadHighs as instantiateHighs } from "../solvers/highs_loader.ts";
 import { makePlan, type PlanMode } from "../solvers/planner.ts";
 import { parseBytes } from "../solvers/units.ts";
+import { booleanFlag, field, parseCommand, stringFlag } from "./_args.ts";
 import { readText, writeAllOrNothing } from "./_files.ts";
 
 const USAGE = `Usage: deno task plan CONFIG.yaml [options]
@@ -58,28 +58,20 @@ interface PlanArgs {
 }
 
 function parseCli(argv: readonly string[]): E.Either<PipelineError, PlanArgs | "help"> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: {
-        stages: { type: "string" },
-        split: { type: "string" },
-        budget: { type: "string" },
-        json: { type: "boolean", default: false },
-        emit: { type: "string" },
-        svg: { type: "string" },
-        modules: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (e) {
-    return E.left(configInvalid("command line", describeUnknown(e)));
-  }
-  const { values: v, positionals } = parsed;
-  if (v.help === true) return E.right("help");
+  const parsed = parseCommand(argv, {
+    stages: { type: "string" },
+    split: { type: "string" },
+    budget: { type: "string" },
+    json: { type: "boolean", default: false },
+    emit: { type: "string" },
+    svg: { type: "string" },
+    modules: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  });
+  if (E.isLeft(parsed)) return parsed;
+  const cmd = parsed.right;
+  const positionals = cmd.positionals;
+  if (booleanFlag(cmd, "help")) return E.right("help");
   if (positionals.length !== 1) {
     return E.left(configInvalid(
       "command line",
@@ -88,13 +80,13 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, PlanArgs | "
   }
   return E.right({
     config: positionals[0] ?? "",
-    json: v.json === true,
-    modules: v.modules === true,
-    ...(v.stages === undefined ? {} : { stages: v.stages }),
-    ...(v.split === undefined ? {} : { split: v.split }),
-    ...(v.budget === undefined ? {} : { budget: v.budget }),
-    ...(v.emit === undefined ? {} : { emit: v.emit }),
-    ...(v.svg === undefined ? {} : { svg: v.svg }),
+    json: booleanFlag(cmd, "json"),
+    modules: booleanFlag(cmd, "modules"),
+    ...field("stages", stringFlag(cmd, "stages")),
+    ...field("split", stringFlag(cmd, "split")),
+    ...field("budget", stringFlag(cmd, "budget")),
+    ...field("emit", stringFlag(cmd, "emit")),
+    ...field("svg", stringFlag(cmd, "svg")),
   });
 }
 

@@ -12,7 +12,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import * as E from "fp-ts/lib/Either.js";
 import YAML from "yaml";
 import { type BackendName, BACKENDS, parseConfig } from "../pipeline/config.ts";
@@ -36,6 +35,7 @@ import { dataEffect } from "../data/data_effect.ts";
 import type { DataSource } from "../data/sources.ts";
 import { createEngine } from "../kernels/engine.ts";
 import { readMetrics, runDirLog, runDirStore } from "./run_dir.ts";
+import { booleanFlag, field, parseCommand, stringFlag } from "./_args.ts";
 import { readText } from "./_files.ts";
 
 const USAGE = `Usage: deno task run PIPELINE [options]
@@ -62,25 +62,17 @@ interface RunArgs {
 }
 
 function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "help"> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: {
-        out: { type: "string" },
-        resume: { type: "boolean", default: false },
-        "dry-run": { type: "boolean", default: false },
-        backend: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (e) {
-    return E.left(configInvalid("command line", describeUnknown(e)));
-  }
-  const { values: v, positionals } = parsed;
-  if (v.help === true) return E.right("help");
+  const parsed = parseCommand(argv, {
+    out: { type: "string" },
+    resume: { type: "boolean", default: false },
+    "dry-run": { type: "boolean", default: false },
+    backend: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  });
+  if (E.isLeft(parsed)) return parsed;
+  const cmd = parsed.right;
+  const positionals = cmd.positionals;
+  if (booleanFlag(cmd, "help")) return E.right("help");
   if (positionals.length !== 1) {
     return E.left(
       configInvalid(
@@ -89,20 +81,19 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "h
       ),
     );
   }
-  if (v.backend !== undefined && !(BACKENDS as readonly string[]).includes(v.backend)) {
-    return E.left(
-      configInvalid(
-        "--backend",
-        `unknown backend "${v.backend}": expected one of ${BACKENDS.join(", ")}`,
-      ),
-    );
+  const backend = stringFlag(cmd, "backend");
+  if (backend !== undefined && !(BACKENDS as readonly string[]).includes(backend)) {
+    return E.left(configInvalid(
+      "--backend",
+      `unknown backend "${backend}": expected one of ${BACKENDS.join(", ")}`,
+    ));
   }
   return E.right({
     file: positionals[0] ?? "",
-    resume: v.resume === true,
-    dryRun: v["dry-run"] === true,
-    ...(v.out === undefined ? {} : { out: v.out }),
-    ...(v.backend === undefined ? {} : { backend: v.backend as BackendName }),
+    resume: booleanFlag(cmd, "resume"),
+    dryRun: booleanFlag(cmd, "dry-run"),
+    ...field("out", stringFlag(cmd, "out")),
+    ...field("backend", backend as BackendName | undefined),
   });
 }
 
