@@ -14,6 +14,8 @@ import { describeUnknown, type KernelFailed, kernelFailed } from "../pipeline/er
 import { registerGradients } from "./_gradients.ts";
 import { registerScatterKernels } from "./_scatter_kernels.ts";
 import { registerWasmIdentity, registerWasmMatMul } from "./_wasm_matmul.ts";
+import { registerFusedWasmKernels } from "./fused/mod.ts";
+import { registerWebGpuKernels } from "./webgpu/mod.ts";
 
 // tfjs turns pthreads off under Node-like runtimes; Deno has no classic
 // workers for emscripten's pool either, so the wasm build runs single-threaded.
@@ -99,14 +101,16 @@ async function initWasm(): Promise<E.Either<KernelFailed, BackendInfo>> {
   registerScatterKernels("wasm");
   registerWasmMatMul();
   registerWasmIdentity();
+  registerFusedWasmKernels();
   if (!(await activate("wasm"))) return E.left(kernelFailed(`Cannot start backend "wasm"`));
   const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
   return E.right({
     name: "wasm",
     tfjsBackend: "wasm",
     description: `wasm: XNNPACK${simd ? " SIMD" : " (no SIMD)"}, ${wasm.getThreadsCount()} thread` +
-      "; kernels/ adds UnsortedSegmentSum, routes transposed/batched matmuls to XNNPACK" +
-      " and makes Identity share memory",
+      "; kernels/ adds UnsortedSegmentSum, routes transposed/batched matmuls to XNNPACK," +
+      " makes Identity share memory and runs RMSNorm, RoPE, SwiGLU, cross-entropy, AdamW and" +
+      " the embedding as fused wasm SIMD kernels",
   });
 }
 
@@ -125,6 +129,7 @@ async function initWebGpu(): Promise<E.Either<KernelFailed, BackendInfo>> {
     ));
   }
   await import("@tensorflow/tfjs-backend-webgpu");
+  registerWebGpuKernels();
   if (!(await activate("webgpu"))) return E.left(kernelFailed(`Cannot start backend "webgpu"`));
   const info = adapter.info;
   const what = [info.vendor, info.architecture, info.device, info.description]

@@ -20,7 +20,13 @@ import type {
 } from "../pipeline/effects.ts";
 import { describeUnknown, type KernelFailed, kernelFailed } from "../pipeline/errors.ts";
 import type { LlamaShape } from "../solvers/llama_shape.ts";
-import { registerBlasBackend } from "./blas/mod.ts";
+import {
+  openHeapSgemm,
+  registerBlasBackend,
+  registerBlasWasmMatMul,
+  unregisterBlasWasmMatMul,
+} from "./blas/mod.ts";
+import { registerFusedWasmAttention, unregisterFusedWasmAttention } from "./fused/mod.ts";
 import { initBackend } from "./backend.ts";
 import { growModel } from "./grow.ts";
 import { memoryByRole } from "./memory.ts";
@@ -114,37 +120,60 @@ function snapshotProblem(shape: LlamaShape, snap: EngineSnapshot): string | unde
 }
 
 /**
- * Starts a backend. `auto` is `wasm` for now: the `blas` backend multiplies
- * matrices fast but runs every other op on tfjs's plain-JavaScript CPU kernels,
- * which makes a whole training step slower than wasm (measured in bench/NOTES.md).
+ * Starts a backend and returns its one-line description.
+ *
+ * `auto` is the fastest correct CPU path measured here (bench/NOTES.md): the
+ * wasm backend with every matrix product on OpenBLAS in place on the wasm
+ * heap (linear layers and their gradients through BatchMatMul, attention
+ * through its fused kernel) and the fused wasm SIMD kernels of kernels/fused.
+ * Without OpenBLAS it prints a one-line notice and runs `wasm`. `wasm` is the
+ * same without OpenBLAS (XNNPACK products, composite attention); `blas` is
+ * tfjs's CPU backend with OpenBLAS products, slower for whole steps because
+ * its other kernels are plain JavaScript.
  */
 export function startBackend(name: ConfigBackend): TE.TaskEither<KernelFailed, string> {
   return async () => {
-    if (name === "auto") name = "wasm";
+    if (name === "auto" || name === "wasm") return await startWasm(name === "auto");
     if (name === "blas") {
       const cpu = await initBackend("cpu");
       if (E.isLeft(cpu)) return cpu;
       const blas = registerBlasBackend();
-      if (E.isRight(blas)) {
-        const ok = await tf.setBackend("blas");
-        if (ok) {
-          (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
-          return E.right(
-            `blas: tfjs CPU kernels with matmuls on ${blas.right.library} (${blas.right.threads} threads)`,
-          );
-        }
+      if (E.isLeft(blas)) return E.left(kernelFailed(blas.left));
+      if (!(await tf.setBackend("blas"))) {
+        return E.left(kernelFailed(`Cannot activate backend "blas"`));
       }
-      if (name === "blas") {
-        return E.left(kernelFailed(E.isLeft(blas) ? blas.left : `Cannot activate backend "blas"`));
-      }
-      console.error(
-        `Note: ${E.isLeft(blas) ? blas.left : "blas unavailable"}; falling back to wasm`,
+      (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
+      return E.right(
+        `blas: tfjs CPU kernels with matmuls on ${blas.right.library} (${blas.right.threads} threads)`,
       );
-      name = "wasm";
     }
     const got = await initBackend(name);
     return E.map((info: { description: string }) => info.description)(got);
   };
+}
+
+async function startWasm(withBlas: boolean): Promise<E.Either<KernelFailed, string>> {
+  const got = await initBackend("wasm");
+  if (E.isLeft(got)) return got;
+  if (withBlas) {
+    const matMul = registerBlasWasmMatMul();
+    const heap = E.isRight(matMul) ? openHeapSgemm() : matMul;
+    if (E.isRight(matMul) && E.isRight(heap)) {
+      registerFusedWasmAttention(heap.right.sgemm);
+      const blas = matMul.right;
+      if (blas.warning !== undefined) console.error(`Note: ${blas.warning}`);
+      return E.right(
+        `wasm + OpenBLAS: products (matmuls, attention) on ${blas.library} ` +
+          `(${blas.core}, ${blas.threads} threads) in place on the wasm heap; fused wasm SIMD ` +
+          "kernels for RMSNorm, RoPE, attention softmax, SwiGLU, cross-entropy, AdamW (in place) " +
+          "and the embedding; other ops on tfjs wasm (XNNPACK SIMD, 1 thread)",
+      );
+    }
+    console.error(`Note: ${E.isLeft(heap) ? heap.left : "OpenBLAS unavailable"}; running wasm`);
+  }
+  unregisterBlasWasmMatMul();
+  unregisterFusedWasmAttention();
+  return E.right(got.right.description);
 }
 
 /** Creates the engine effect on a backend. */

@@ -4,7 +4,9 @@
  * - the "blas" backend ({@link registerBlasBackend}): tfjs's CPU backend with BatchMatMul and
  *   _FusedMatMul (so every matMul, dense layer and matMul gradient) on OpenBLAS;
  * - {@link registerBlasWasmMatMul}: the "wasm" backend's BatchMatMul on OpenBLAS, working on
- *   the wasm heap in place, so all other ops keep wasm's SIMD kernels.
+ *   the wasm heap in place, so all other ops keep wasm's SIMD kernels;
+ * - {@link openHeapSgemm}: sgemm on byte offsets of a wasm heap, for fused kernels that
+ *   multiply strided views (kernels/fused's attention).
  *
  * Importing this module does nothing.
  *
@@ -18,3 +20,4 @@ export {
   registerBlasBackend,
 } from "./blas_backend.ts";
 export { registerBlasWasmMatMul, unregisterBlasWasmMatMul } from "./wasm_mat_mul.ts";
+export { type HeapSgemm, openHeapSgemm, type SgemmArgs } from "./heap_sgemm.ts";

@@ -1,0 +1,99 @@
+/**
+ * `cblas_sgemm` on row-major matrices addressed by byte offsets into a wasm
+ * heap, with leading dimensions, so a kernel can multiply strided views (one
+ * attention head of a [batch, seq, heads, d] tensor) in place.
+ *
+ * @module
+ */
+
+import * as E from "fp-ts/lib/Either.js";
+import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, openBlasOnce } from "./_openblas.ts";
+import type { BlasInfo, BlasOptions } from "./blas_backend.ts";
+
+/** C = alpha·op(A)·op(B) + beta·C; a, b, c are byte offsets, lda/ldb/ldc in elements. */
+export interface SgemmArgs {
+  readonly transA: boolean;
+  readonly transB: boolean;
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly alpha: number;
+  readonly a: number;
+  readonly lda: number;
+  readonly b: number;
+  readonly ldb: number;
+  readonly beta: number;
+  readonly c: number;
+  readonly ldc: number;
+}
+
+/** One sgemm on `heap` (read its view after any allocation: wasm memory moves as it grows). */
+export type HeapSgemm = (heap: Uint8Array, args: SgemmArgs) => void;
+
+/**
+ * Opens OpenBLAS (shared with the other OpenBLAS paths) and returns an sgemm
+ * on heap offsets. Left is the one-line notice of a missing library.
+ *
+ * @example
+ * ```ts
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { openHeapSgemm } from "./mod.ts";
+ * const r = openHeapSgemm();
+ * if (E.isRight(r)) {
+ *   const heap = new Uint8Array(new ArrayBuffer(48));
+ *   new Float32Array(heap.buffer).set([1, 2, 3, 4]); // A = B = [[1, 2], [3, 4]] at offset 0
+ *   r.right.sgemm(heap, {
+ *     transA: false, transB: false, m: 2, n: 2, k: 2, alpha: 1,
+ *     a: 0, lda: 2, b: 0, ldb: 2, beta: 0, c: 16, ldc: 2,
+ *   }); // C = [[7, 10], [15, 22]] at offset 16
+ * }
+ * ```
+ */
+export function openHeapSgemm(
+  options: BlasOptions = {},
+): E.Either<string, { readonly sgemm: HeapSgemm; readonly info: BlasInfo }> {
+  const opened = openBlasOnce({
+    ...(options.library !== undefined ? { library: options.library } : {}),
+    ...(options.threads !== undefined ? { threads: options.threads } : {}),
+  });
+  if (E.isLeft(opened)) return opened;
+  const blas = opened.right;
+  let buffer: ArrayBufferLike | undefined;
+  let base: Deno.PointerObject | null = null;
+  const sgemm: HeapSgemm = (heap, g) => {
+    if (g.m === 0 || g.n === 0) return;
+    if (heap.buffer !== buffer) {
+      base = Deno.UnsafePointer.of(heap);
+      buffer = heap.buffer;
+    }
+    if (base === null) throw new Error("Cannot take the address of the wasm heap");
+    const at = (offset: number): Deno.PointerValue => Deno.UnsafePointer.offset(base!, offset);
+    blas.sgemm(
+      CBLAS_ROW_MAJOR,
+      g.transA ? CBLAS_TRANS : CBLAS_NO_TRANS,
+      g.transB ? CBLAS_TRANS : CBLAS_NO_TRANS,
+      g.m,
+      g.n,
+      g.k,
+      g.alpha,
+      at(g.a),
+      g.lda,
+      at(g.b),
+      g.ldb,
+      g.beta,
+      at(g.c),
+      g.ldc,
+    );
+  };
+  return E.right({
+    sgemm,
+    info: {
+      library: blas.library,
+      threads: blas.threads,
+      core: blas.core,
+      config: blas.config,
+      ...(blas.warning !== undefined ? { warning: blas.warning } : {}),
+      blasKernels: [],
+    },
+  });
+}
