@@ -1,14 +1,41 @@
 /**
- * `deno task bench [--json] [--only solver,train,matmul] [--backend NAME]`
+ * `deno task bench [--json] [--only solver,train] [--backend auto,wasm,…]
+ * [--shapes "d,L,V,T,B;…"] [--steps N] [--no-peer] [--peer-env stock]`
  *
  * Benchmarks, each measured side by side in one run (these machines are
  * shared and noisy: compare ratios, not absolute figures across runs).
  *
+ * Training: tokens/s and GFLOP/s of full steps (forward, backward, AdamW) per
+ * shape and backend, and, when python3 with torch is installed, the same step
+ * in PyTorch (bench/peer_torch.py, a peer, not part of the product) run in
+ * this invocation, shape by shape, with the ratio ours / PyTorch.
+ * `--json` prints one object: `results` (each with `shape` [d, L, V, T, B],
+ * `backend`, `description`, `tokensPerSec`, `gflops`, and when the peer ran
+ * `peerTokensPerSec` and `ratio`), `peer`, `skipped`, and `solver`.
+ *
  * @module
  */
 import { parseArgs } from "node:util";
+import * as E from "fp-ts/lib/Either.js";
+import { openHeapSgemm } from "../kernels/blas/mod.ts";
+import { peerEnv, type PeerResult, runPeer } from "./peer.ts";
 import { benchSolver, type SolverBenchResult } from "./solver_bench.ts";
 import { benchTraining, DEFAULT_SHAPES, type TrainBenchRow } from "./train_bench.ts";
+
+/**
+ * Backends run by default. `blas` and `cpu` (tfjs's JavaScript kernels) take
+ * minutes per step on the second shape, and `webgpu` on Mesa's software
+ * Vulkan driver as long; name them with --backend to include them.
+ */
+const DEFAULT_BACKENDS = ["auto", "wasm"];
+const NOT_BY_DEFAULT = ["blas", "webgpu", "cpu"];
+
+/** One row of the training table. */
+interface TrainRow extends TrainBenchRow {
+  readonly description: string;
+  readonly peerTokensPerSec?: number;
+  readonly ratio?: number;
+}
 
 function solverTable(rows: readonly SolverBenchResult[]): string {
   const lines = ["L    K   compositions   HiGHS ms   exhaustive ms   split"];
@@ -24,6 +51,21 @@ function solverTable(rows: readonly SolverBenchResult[]): string {
   return lines.join("\n");
 }
 
+function parseShapes(text: string | undefined): [number, number, number, number, number][] {
+  if (text === undefined) return DEFAULT_SHAPES;
+  return text.split(";").filter((p) => p.trim() !== "").map((p) => {
+    const dims = p.split(",").map(Number);
+    if (dims.length !== 5 || dims.some((d) => !Number.isInteger(d) || d <= 0)) {
+      throw new Error(`--shapes: "${p}" is not d,L,V,T,B`);
+    }
+    return dims as [number, number, number, number, number];
+  });
+}
+
+function fmt(x: number | undefined, digits: number, width: number): string {
+  return (x === undefined ? "–" : x.toFixed(digits)).padStart(width);
+}
+
 /** Runs the selected benchmarks; resolves to the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   const { values } = parseArgs({
@@ -32,39 +74,95 @@ export async function main(argv: readonly string[]): Promise<number> {
       json: { type: "boolean", default: false },
       only: { type: "string" },
       backend: { type: "string" },
+      shapes: { type: "string" },
+      steps: { type: "string", default: "3" },
+      "no-peer": { type: "boolean", default: false },
+      "peer-env": { type: "string", default: "tuned" },
     },
   });
   const only = new Set((values.only ?? "solver,train").split(","));
-  const backends = (values.backend ?? "wasm,blas").split(",");
+  const backends = (values.backend ?? DEFAULT_BACKENDS.join(",")).split(",");
+  const shapes = parseShapes(values.shapes);
+  const steps = Number(values.steps);
+  const log = (line: string): void => {
+    if (!values.json) console.log(line);
+  };
   const report: Record<string, unknown> = { results: [] };
   if (only.has("solver")) {
     const solver = await benchSolver();
     report.solver = solver;
-    if (!values.json) {
-      console.log(`Eq. 3 solve time (1.2B layer shape, r = 128)\n${solverTable(solver)}\n`);
-    }
+    log(`Eq. 3 solve time (1.2B layer shape, r = 128)\n${solverTable(solver)}\n`);
   }
   if (only.has("train")) {
-    const rows: TrainBenchRow[] = [];
-    if (!values.json) {
-      console.log("Training step (forward, backward, AdamW): tokens/s and GFLOP/s = 6·N·tokens/s");
-      console.log("shape [d, L, V, T, B]      backend   tokens/s   GFLOP/s");
+    const rows: TrainRow[] = [];
+    const skipped: { backend: string; reason: string }[] = [];
+    const descriptions = new Map<string, string>();
+    const blas = openHeapSgemm();
+    const env = peerEnv(
+      E.isRight(blas) ? blas.right.info.core : undefined,
+      values["peer-env"] === "stock",
+    );
+    const peers: PeerResult[] = [];
+    log("Training step (forward, backward, AdamW), 2 CPU threads where a path can use them:");
+    log("tokens/s, GFLOP/s = 6·N·tokens/s, and PyTorch's tokens/s on the same step in this run");
+    if (values.backend === undefined) {
+      log(
+        `(${NOT_BY_DEFAULT.join(", ")} not run by default: minutes per step; --backend adds them)`,
+      );
     }
-    // One row at a time, so a slow backend still shows the rows before it.
-    for (const backend of backends) {
-      for (const shape of DEFAULT_SHAPES) {
-        const [r] = await benchTraining({ backends: [backend], shapes: [shape] });
-        if (r === undefined) continue;
-        rows.push(r);
-        if (!values.json) {
-          console.log(
-            `[${r.shape.join(", ")}]`.padEnd(26) + r.backend.padEnd(9) +
-              r.tokensPerSec.toFixed(0).padStart(9) + r.gflops.toFixed(2).padStart(10),
-          );
+    log("");
+    log("shape [d, L, V, T, B]      backend     tokens/s   GFLOP/s   PyTorch tok/s   ratio");
+    // Shape by shape, the peer right after our backends: each ratio compares runs made
+    // minutes apart at most, under the same load.
+    for (const shape of shapes) {
+      const ours: TrainRow[] = [];
+      for (const backend of backends) {
+        if (skipped.some((s) => s.backend === backend)) continue;
+        try {
+          const [r] = await benchTraining({ backends: [backend], shapes: [shape], steps });
+          if (r === undefined) continue;
+          if (!descriptions.has(backend)) descriptions.set(backend, r.description);
+          ours.push({ ...r, description: r.description });
+        } catch (e: unknown) {
+          const reason = e instanceof Error ? e.message.split("\n")[0]! : String(e);
+          skipped.push({ backend, reason });
+          log(`${backend}: skipped (${reason})`);
         }
       }
+      const peer = values["no-peer"]
+        ? { ran: false as const, reason: "--no-peer" }
+        : await runPeer([shape], { steps, threads: 2, env });
+      peers.push(peer);
+      const peerRate = peer.ran ? peer.rows[0]?.tokensPerSec : undefined;
+      for (const r of ours) {
+        const row: TrainRow = peerRate === undefined
+          ? r
+          : { ...r, peerTokensPerSec: peerRate, ratio: r.tokensPerSec / peerRate };
+        rows.push(row);
+        log(
+          `[${r.shape.join(", ")}]`.padEnd(27) + r.backend.padEnd(10) +
+            fmt(r.tokensPerSec, 0, 10) + fmt(r.gflops, 2, 10) + fmt(peerRate, 0, 16) +
+            fmt(row.ratio, 2, 8),
+        );
+      }
+    }
+    log("");
+    for (const [name, d] of descriptions) log(`${name}: ${d}`);
+    const first = peers.find((p) => p.ran);
+    if (first !== undefined && first.ran) {
+      const envText = Object.entries(first.env).map(([k, v]) => `${k}=${v}`).join(" ");
+      log(
+        `PyTorch peer: torch ${first.torch}, ${first.threads} threads, bench/peer_torch.py` +
+          (envText === "" ? "" : `, env ${envText}`),
+      );
+    } else {
+      log(`PyTorch peer skipped: ${peers[0]?.ran === false ? peers[0].reason : "no shapes"}`);
     }
     report.results = rows;
+    report.skipped = skipped;
+    report.peer = first !== undefined && first.ran
+      ? { torch: first.torch, threads: first.threads, env: first.env }
+      : { skipped: peers[0]?.ran === false ? peers[0].reason : "no shapes" };
   }
   if (values.json) console.log(JSON.stringify(report, null, 2));
   return 0;

@@ -9,11 +9,10 @@
  * d = 256), heads = d/64 with plain multi-head attention, untied LM head.
  *
  * Run: `deno run -A --unstable-webgpu bench/train_bench.ts [backend ...]`
- * (default `wasm`; `blas` needs OpenBLAS, see kernels/blas).
+ * (default `auto`; see `useBackend` for the names).
  *
  * @module
  */
-import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
 import {
   type Batch,
@@ -24,11 +23,9 @@ import {
   isBackendName,
   trainStep,
 } from "../kernels/mod.ts";
-import {
-  registerBlasBackend,
-  registerBlasWasmMatMul,
-  unregisterBlasWasmMatMul,
-} from "../kernels/blas/mod.ts";
+import { registerBlasWasmMatMul } from "../kernels/blas/mod.ts";
+import { startBackend } from "../kernels/engine.ts";
+import { unregisterFusedWasmKernels } from "../kernels/fused/mod.ts";
 import type { LlamaShape } from "../solvers/llama_shape.ts";
 
 /** One measured (shape, backend). */
@@ -36,6 +33,8 @@ export interface TrainBenchRow {
   /** [d, L, V, T, B]. */
   readonly shape: number[];
   readonly backend: string;
+  /** The backend's one-line description (what runs the kernels). */
+  readonly description: string;
   readonly tokensPerSec: number;
   /** 6 · N · tokensPerSec / 1e9. */
   readonly gflops: number;
@@ -74,33 +73,30 @@ export function benchShape(d: number, layers: number, vocab: number, seq: number
   };
 }
 
+/** Backend names {@link useBackend} accepts besides the engine's. */
+export const BENCH_ONLY_BACKENDS = ["composite"] as const;
+
 /**
  * Activates a backend by name and returns its one-line description: the
- * names of `startBackend` (`auto`, `wasm`, `cpu`, `blas`, `webgpu`, `tensorflow`),
- * plus `wasm+blas` (wasm with OpenBLAS matmuls only).
+ * engine's names (`auto`, `wasm`, `blas`, `cpu`, `webgpu`, `tensorflow`; see
+ * `startBackend` in kernels/engine.ts), or `composite`: wasm with OpenBLAS
+ * matmuls and no fused kernels (the path before them, for comparison).
  */
 export async function useBackend(name: string): Promise<string> {
-  if (name === "wasm+blas") {
+  if (name === "composite") {
     const wasm = await initBackend("wasm");
     if (E.isLeft(wasm)) throw new Error(wasm.left.message);
+    unregisterFusedWasmKernels();
     const blas = registerBlasWasmMatMul();
     if (E.isLeft(blas)) throw new Error(blas.left);
-    return `${wasm.right.description}; matmuls on ${blas.right.library}`;
+    return `composite: wasm with matmuls on ${blas.right.library}, no fused kernels`;
   }
-  unregisterBlasWasmMatMul();
-  if (name === "blas") {
-    // Mirrors the cpu kernels at registration, so the cpu ones kernels/ adds go first.
-    const cpu = await initBackend("cpu");
-    if (E.isLeft(cpu)) throw new Error(cpu.left.message);
-    const blas = registerBlasBackend();
-    if (E.isLeft(blas)) throw new Error(blas.left);
-    if (!(await tf.setBackend("blas"))) throw new Error(`Cannot activate backend "blas"`);
-    return `blas: tfjs CPU kernels with matmuls on ${blas.right.library}`;
+  if (name !== "auto" && name !== "blas" && !isBackendName(name)) {
+    throw new Error(`Unknown backend "${name}"`);
   }
-  if (!isBackendName(name)) throw new Error(`Unknown backend "${name}"`);
-  const got = await initBackend(name);
+  const got = await startBackend(name)();
   if (E.isLeft(got)) throw new Error(got.left.message);
-  return got.right.description;
+  return got.right;
 }
 
 /** A deterministic batch: LCG tokens, targets the next token (wrapping). */
@@ -130,7 +126,7 @@ export async function benchTraining(opts: TrainBenchOptions): Promise<TrainBench
   const rows: TrainBenchRow[] = [];
   const steps = opts.steps ?? 3;
   for (const backend of opts.backends) {
-    await useBackend(backend);
+    const description = await useBackend(backend);
     for (const [d, layers, vocab, seq, batch] of opts.shapes ?? DEFAULT_SHAPES) {
       const shape = benchShape(d, layers, vocab, seq);
       let state = createTrainState(shape, initParams(shape, layers, 0));
@@ -145,6 +141,7 @@ export async function benchTraining(opts: TrainBenchOptions): Promise<TrainBench
       rows.push({
         shape: [d, layers, vocab, seq, batch],
         backend,
+        description,
         tokensPerSec,
         gflops: (6 * n * tokensPerSec) / 1e9,
       });
@@ -154,7 +151,7 @@ export async function benchTraining(opts: TrainBenchOptions): Promise<TrainBench
 }
 
 if (import.meta.main) {
-  const backends = Deno.args.length > 0 ? Deno.args : ["wasm"];
+  const backends = Deno.args.length > 0 ? Deno.args : ["auto"];
   console.log("| shape [d, L, V, T, B] | backend | tokens/s | GFLOP/s |");
   console.log("|---|---|---:|---:|");
   // One row at a time: a slow backend still shows the rows before it.

@@ -1,0 +1,114 @@
+/**
+ * Runs the PyTorch peer (bench/peer_torch.py) from the benchmark, in the same
+ * invocation, so ratios compare runs under the same machine load. The peer
+ * is a yardstick, not part of the product.
+ *
+ * @module
+ */
+
+/** One shape as the peer measured it. */
+export interface PeerRow {
+  readonly shape: number[];
+  readonly tokensPerSec: number;
+  readonly stepMs: number;
+  readonly loss: number;
+}
+
+/** What the peer reported, or why it did not run. */
+export type PeerResult =
+  | {
+    readonly ran: true;
+    readonly torch: string;
+    readonly threads: number;
+    /** Environment set for the peer's run (see {@link peerEnv}). */
+    readonly env: Record<string, string>;
+    readonly rows: PeerRow[];
+  }
+  | { readonly ran: false; readonly reason: string };
+
+/** Options of {@link runPeer}. */
+export interface PeerOptions {
+  /** Python interpreter; default `STEP_PEER_PYTHON`, else /usr/bin/python3 (Debian's torch). */
+  readonly python?: string;
+  readonly steps: number;
+  readonly threads: number;
+  /** Extra environment for the peer. */
+  readonly env: Record<string, string>;
+}
+
+/**
+ * The environment that lets PyTorch run at its best here, unless the user set
+ * these already: OpenBLAS on the kernels our own loader picked (`core`, e.g.
+ * SkylakeX: Debian's OpenBLAS 0.3.21 misdetects this CPU, bench/NOTES.md §1),
+ * and OMP_WAIT_POLICY=PASSIVE so that torch's idle OpenMP threads sleep
+ * instead of spinning on the cores OpenBLAS's threads need (3–5× on a step
+ * here). `stock` leaves the environment alone.
+ */
+export function peerEnv(core: string | undefined, stock: boolean): Record<string, string> {
+  if (stock) return {};
+  const env: Record<string, string> = {};
+  if (Deno.env.get("OMP_WAIT_POLICY") === undefined) env.OMP_WAIT_POLICY = "PASSIVE";
+  if (core !== undefined && core !== "unknown" && Deno.env.get("OPENBLAS_CORETYPE") === undefined) {
+    env.OPENBLAS_CORETYPE = core;
+  }
+  return env;
+}
+
+/**
+ * Runs bench/peer_torch.py on `shapes`; never throws (a missing interpreter or
+ * torch comes back as `ran: false` with the reason).
+ *
+ * @example
+ * ```ts
+ * import { runPeer } from "./peer.ts";
+ * const r = await runPeer([[64, 1, 128, 16, 2]], { steps: 1, threads: 2, env: {} });
+ * console.log(r.ran ? r.rows[0]?.tokensPerSec : r.reason);
+ * ```
+ */
+export async function runPeer(
+  shapes: readonly (readonly number[])[],
+  options: PeerOptions,
+): Promise<PeerResult> {
+  const python = options.python ?? Deno.env.get("STEP_PEER_PYTHON") ?? "/usr/bin/python3";
+  const script = new URL("./peer_torch.py", import.meta.url).pathname;
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(python, {
+      args: [
+        script,
+        "--shapes",
+        shapes.map((s) => s.join(",")).join(";"),
+        "--steps",
+        String(options.steps),
+        "--threads",
+        String(options.threads),
+      ],
+      env: options.env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } catch (e: unknown) {
+    return { ran: false, reason: `cannot run ${python}: ${e instanceof Error ? e.message : e}` };
+  }
+  const stderr = new TextDecoder().decode(out.stderr).trim();
+  if (out.code === 2) return { ran: false, reason: stderr || "torch is not installed" };
+  if (!out.success) {
+    return { ran: false, reason: `peer_torch.py failed: ${stderr.split("\n").slice(-1)[0]}` };
+  }
+  try {
+    const parsed = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      torch: string;
+      threads: number;
+      results: PeerRow[];
+    };
+    return {
+      ran: true,
+      torch: parsed.torch,
+      threads: parsed.threads,
+      env: options.env,
+      rows: parsed.results,
+    };
+  } catch {
+    return { ran: false, reason: "peer_torch.py printed no JSON" };
+  }
+}
