@@ -1,0 +1,59 @@
+/**
+ * Fused WGSL kernels for the "webgpu" backend, implementing the contracts of
+ * ../ops/_fused.ts: causal attention (forward keeps one log-sum-exp per query
+ * row, backward recomputes the probabilities from it), softmax cross-entropy
+ * without one-hot targets, and RMSNorm. The ops run them whenever "webgpu"
+ * is the active backend; their composites stay the reference.
+ *
+ * Importing this module registers nothing.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { FUSED_ATTENTION, FUSED_CROSS_ENTROPY, FUSED_RMS_NORM } from "../ops/_fused.ts";
+import { attentionBackward, attentionForward } from "./attention.ts";
+import { crossEntropyBackward, crossEntropyForward } from "./cross_entropy.ts";
+import { rmsNormBackward, rmsNormForward } from "./rms_norm.ts";
+
+const BACKEND = "webgpu";
+
+const KERNELS: readonly (readonly [string, tf.KernelFunc])[] = [
+  [FUSED_RMS_NORM.forward, rmsNormForward],
+  [FUSED_RMS_NORM.gradient, rmsNormBackward],
+  [FUSED_CROSS_ENTROPY.forward, crossEntropyForward],
+  [FUSED_CROSS_ENTROPY.gradient, crossEntropyBackward],
+  [FUSED_ATTENTION.forward, attentionForward],
+  [FUSED_ATTENTION.gradient, attentionBackward],
+];
+
+/**
+ * Registers the WGSL fused kernels for "webgpu" (idempotent). Call after
+ * importing @tensorflow/tfjs-backend-webgpu; `initBackend("webgpu")` does.
+ *
+ * @example
+ * ```ts
+ * import { registerWebGpuKernels, unregisterWebGpuKernels, webGpuKernels } from "./mod.ts";
+ * registerWebGpuKernels();
+ * console.log(webGpuKernels()); // ["StepRmsNorm", "StepRmsNormGrad", ...]
+ * unregisterWebGpuKernels();
+ * ```
+ */
+export function registerWebGpuKernels(): void {
+  for (const [kernelName, kernelFunc] of KERNELS) {
+    if (tf.getKernel(kernelName, BACKEND)?.kernelFunc === kernelFunc) continue;
+    if (tf.getKernel(kernelName, BACKEND) !== undefined) tf.unregisterKernel(kernelName, BACKEND);
+    tf.registerKernel({ kernelName, backendName: BACKEND, kernelFunc });
+  }
+}
+
+/** Removes them again, so every op runs its composite on "webgpu". */
+export function unregisterWebGpuKernels(): void {
+  for (const [kernelName] of KERNELS) {
+    if (tf.getKernel(kernelName, BACKEND) !== undefined) tf.unregisterKernel(kernelName, BACKEND);
+  }
+}
+
+/** The fused kernel names registered for "webgpu" now. */
+export function webGpuKernels(): string[] {
+  return KERNELS.map(([n]) => n).filter((n) => tf.getKernel(n, BACKEND) !== undefined);
+}
