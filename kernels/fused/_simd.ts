@@ -31,14 +31,36 @@ export interface SimdKernels {
   /** out[r] = Σ_i a[r·stride + i]·b[r·stride + i] for r < rows, i < n; stride in bytes. */
   stridedDots(a: number, b: number, rows: number, n: number, stride: number, out: number): void;
   /**
-   * Row r < t of the t×t matrix s: softmax of its first r+1 entries in place,
-   * zeros after; rowMax[r] and rowSum[r] get the max and Σ exp(x − max).
+   * A block of `rows` rows of a causal score matrix (row stride `ld` floats), whose
+   * first row is query `first`: row r keeps its first first+r+1 entries, as their
+   * softmax in place, and gets zeros up to `width`; rowMax[r] and rowSum[r] receive the
+   * max and Σ exp(x − max).
    */
-  causalSoftmax(s: number, t: number, rowMax: number, rowSum: number): void;
-  /** s[r, j] = exp(s[r, j] − lse[r]) for j ≤ r, 0 after (t×t, in place). */
-  causalExp(s: number, t: number, lse: number): void;
-  /** dp[r, j] = a·p[r, j]·(dp[r, j] − rowDot[r]) for j ≤ r, 0 after (t×t, in place). */
-  causalSoftmaxGrad(dp: number, p: number, t: number, rowDot: number, a: number): void;
+  causalSoftmax(
+    s: number,
+    rows: number,
+    first: number,
+    width: number,
+    ld: number,
+    rowMax: number,
+    rowSum: number,
+  ): void;
+  /** The same block: s = exp(s − lse[r]) on each row's causal part, zeros up to `width`. */
+  causalExp(s: number, rows: number, first: number, width: number, ld: number, lse: number): void;
+  /**
+   * The same block: dp = a·p·(dp − rowDot[r]) on each row's causal part, zeros up to
+   * `width` (p and dp share the stride `ld`).
+   */
+  causalSoftmaxGrad(
+    dp: number,
+    p: number,
+    rows: number,
+    first: number,
+    width: number,
+    ld: number,
+    rowDot: number,
+    a: number,
+  ): void;
   /** y = g·σ(g)·u over n elements. */
   swigluForward(g: number, u: number, y: number, n: number): void;
   /** dg = dy·u·σ(g)·(1 + g·(1 − σ(g))), du = dy·g·σ(g). */
@@ -288,35 +310,37 @@ function source(): string {
       (local.set $r (i32.add (local.get $r) (i32.const 1)))
       (br $next))))
 
-  (func $causalSoftmax (export "causalSoftmax") (param $s i32) (param $t i32) (param $rowMax i32)
-      (param $rowSum i32) (local $r i32) (local $len i32) (local $m f32) (local $sum f32)
+  ;; Rows r < $rows of a block whose first row is query $first: length $first + r + 1.
+  (func $causalSoftmax (export "causalSoftmax") (param $s i32) (param $rows i32) (param $first i32)
+      (param $width i32) (param $ld i32) (param $rowMax i32) (param $rowSum i32)
+      (local $r i32) (local $len i32) (local $m f32) (local $sum f32)
     (block $done (loop $next
-      (br_if $done (i32.ge_u (local.get $r) (local.get $t)))
-      (local.set $len (i32.add (local.get $r) (i32.const 1)))
+      (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $len (i32.add (i32.add (local.get $first) (local.get $r)) (i32.const 1)))
       (local.set $m (call $max (local.get $s) (local.get $len)))
       (local.set $sum (call $expScaled (local.get $s) (local.get $s) (local.get $len)
         (local.get $m) (f32.const 1)))
       (call $scale (local.get $s) (local.get $s) (local.get $len)
         (f32.div (f32.const 1) (local.get $sum)))
       (call $fill (i32.add (local.get $s) (i32.shl (local.get $len) (i32.const 2)))
-        (i32.sub (local.get $t) (local.get $len)) (f32.const 0))
+        (i32.sub (local.get $width) (local.get $len)) (f32.const 0))
       (f32.store (i32.add (local.get $rowMax) (i32.shl (local.get $r) (i32.const 2))) (local.get $m))
       (f32.store (i32.add (local.get $rowSum) (i32.shl (local.get $r) (i32.const 2))) (local.get $sum))
-      (local.set $s (i32.add (local.get $s) (i32.shl (local.get $t) (i32.const 2))))
-      (local.set $r (local.get $len))
+      (local.set $s (i32.add (local.get $s) (i32.shl (local.get $ld) (i32.const 2))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
       (br $next))))
 
-  (func $causalExp (export "causalExp") (param $s i32) (param $t i32) (param $lse i32)
-      (local $r i32) (local $len i32)
+  (func $causalExp (export "causalExp") (param $s i32) (param $rows i32) (param $first i32)
+      (param $width i32) (param $ld i32) (param $lse i32) (local $r i32) (local $len i32)
     (block $done (loop $next
-      (br_if $done (i32.ge_u (local.get $r) (local.get $t)))
-      (local.set $len (i32.add (local.get $r) (i32.const 1)))
+      (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $len (i32.add (i32.add (local.get $first) (local.get $r)) (i32.const 1)))
       (drop (call $expScaled (local.get $s) (local.get $s) (local.get $len)
         (f32.load (i32.add (local.get $lse) (i32.shl (local.get $r) (i32.const 2)))) (f32.const 1)))
       (call $fill (i32.add (local.get $s) (i32.shl (local.get $len) (i32.const 2)))
-        (i32.sub (local.get $t) (local.get $len)) (f32.const 0))
-      (local.set $s (i32.add (local.get $s) (i32.shl (local.get $t) (i32.const 2))))
-      (local.set $r (local.get $len))
+        (i32.sub (local.get $width) (local.get $len)) (f32.const 0))
+      (local.set $s (i32.add (local.get $s) (i32.shl (local.get $ld) (i32.const 2))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
       (br $next))))
 
   (func $softmaxGradRow (param $dp i32) (param $p i32) (param $n i32) (param $c f32) (param $a f32)
@@ -330,18 +354,19 @@ function source(): string {
       ))
   })
 
-  (func $causalSoftmaxGrad (export "causalSoftmaxGrad") (param $dp i32) (param $p i32) (param $t i32)
-      (param $rowDot i32) (param $a f32) (local $r i32) (local $len i32)
+  (func $causalSoftmaxGrad (export "causalSoftmaxGrad") (param $dp i32) (param $p i32)
+      (param $rows i32) (param $first i32) (param $width i32) (param $ld i32) (param $rowDot i32)
+      (param $a f32) (local $r i32) (local $len i32)
     (block $done (loop $next
-      (br_if $done (i32.ge_u (local.get $r) (local.get $t)))
-      (local.set $len (i32.add (local.get $r) (i32.const 1)))
+      (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $len (i32.add (i32.add (local.get $first) (local.get $r)) (i32.const 1)))
       (call $softmaxGradRow (local.get $dp) (local.get $p) (local.get $len)
         (f32.load (i32.add (local.get $rowDot) (i32.shl (local.get $r) (i32.const 2)))) (local.get $a))
       (call $fill (i32.add (local.get $dp) (i32.shl (local.get $len) (i32.const 2)))
-        (i32.sub (local.get $t) (local.get $len)) (f32.const 0))
-      (local.set $dp (i32.add (local.get $dp) (i32.shl (local.get $t) (i32.const 2))))
-      (local.set $p (i32.add (local.get $p) (i32.shl (local.get $t) (i32.const 2))))
-      (local.set $r (local.get $len))
+        (i32.sub (local.get $width) (local.get $len)) (f32.const 0))
+      (local.set $dp (i32.add (local.get $dp) (i32.shl (local.get $ld) (i32.const 2))))
+      (local.set $p (i32.add (local.get $p) (i32.shl (local.get $ld) (i32.const 2))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
       (br $next))))
 
   (func $swigluForward (export "swigluForward") (param $g i32) (param $u i32) (param $y i32)

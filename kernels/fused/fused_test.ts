@@ -229,19 +229,25 @@ Deno.test("causalAttention() fused with OpenBLAS on wasm matches the composite (
   try {
     assertEquals(hasFusedKernel(FUSED_ATTENTION.forward), PRESENT);
     const next = rng(5);
-    for (let i = 0; i < CASES + 2; i++) {
-      const [b, seq, kvHeads, group, d] = [
+    // Random small cases, then sequences around the kernel's 64-row query blocks.
+    const cases = [
+      ...Array.from({ length: CASES + 2 }, () => [
         int(next, 1, 2),
         int(next, 1, 13),
         int(next, 1, 3),
         int(next, 1, 3),
         int(next, 1, 9),
-      ];
-      const heads = kvHeads * group;
+      ]),
+      [1, 64, 2, 1, 4],
+      [1, 65, 1, 3, 5],
+      [2, 131, 2, 2, 7],
+    ];
+    for (const [i, [b, seq, kvHeads, group, d]] of cases.entries()) {
+      const heads = kvHeads! * group!;
       const xs = [
-        randomTensor(next, [b, seq, heads, d], 1.5),
-        randomTensor(next, [b, seq, kvHeads, d], 1.5),
-        randomTensor(next, [b, seq, kvHeads, d]),
+        randomTensor(next, [b!, seq!, heads, d!], 1.5),
+        randomTensor(next, [b!, seq!, kvHeads!, d!], 1.5),
+        randomTensor(next, [b!, seq!, kvHeads!, d!]),
       ];
       await compare(
         `attention [${b}, ${seq}, ${heads}/${kvHeads}, ${d}]`,
