@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
 import { assertEquals } from "../../tests/assert.ts";
 import type { LlamaShape } from "../../solvers/llama_shape.ts";
+import { openHeapSgemm } from "../blas/mod.ts";
 import { startBackend } from "../engine.ts";
 import type { Batch } from "../model.ts";
 import { initParams } from "../params.ts";
@@ -27,6 +28,7 @@ function shapeOf(tiedEmbeddings: boolean): LlamaShape {
 }
 
 const UNTIED = false;
+const FUSED = true;
 
 const batch: Batch = {
   tokens: Int32Array.from([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7]),
@@ -41,7 +43,10 @@ interface Run {
   readonly params: Map<string, Float32Array>;
 }
 
-async function twoSteps(backend: "cpu" | "auto" | "wasm", shape: LlamaShape): Promise<Run> {
+async function twoSteps(
+  backend: "cpu" | "auto" | "wasm" | "blas",
+  shape: LlamaShape,
+): Promise<Run> {
   const got = await startBackend(backend)();
   if (E.isLeft(got)) throw new Error(got.left.message);
   let state: TrainState = createTrainState(shape, initParams(shape, shape.layers, 5));
@@ -61,16 +66,18 @@ async function twoSteps(backend: "cpu" | "auto" | "wasm", shape: LlamaShape): Pr
 
 for (const tied of [UNTIED, !UNTIED]) {
   Deno.test({
-    name: `trainStep() on auto and wasm (fused kernels) agrees with cpu (composite)` +
+    name: `trainStep() on auto and wasm (fused kernels) and blas agrees with cpu (composite)` +
       (tied ? ", tied embeddings" : ""),
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async () => {
       const shape = shapeOf(tied);
       const reference = await twoSteps("cpu", shape);
-      for (const backend of ["auto", "wasm"] as const) {
+      const blas = E.isRight(openHeapSgemm());
+      if (!blas) console.log("  blas: skipped (no OpenBLAS)");
+      for (const backend of blas ? ["auto", "wasm", "blas"] as const : ["wasm"] as const) {
         const run = await twoSteps(backend, shape);
-        assertEquals(fusedWasmKernels().length >= 9, backend === "auto" || backend === "wasm");
+        if (backend !== "blas") assertEquals(fusedWasmKernels().length >= 9, FUSED);
         for (let i = 0; i < 2; i++) {
           assertClose([run.losses[i]!], [reference.losses[i]!], 1e-5, `${backend} loss ${i}`);
           assertClose([run.norms[i]!], [reference.norms[i]!], 1e-4, `${backend} grad norm ${i}`);
