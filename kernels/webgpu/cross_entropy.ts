@@ -9,25 +9,36 @@
  * @module
  */
 import type * as tf from "@tensorflow/tfjs-core";
-import { ELEMENTWISE_THREADS, gpuOf, inputOf, ints, type KernelArgs, program } from "./_program.ts";
+import {
+  ELEMENTWISE_THREADS,
+  gpuOf,
+  type GpuProgram,
+  inputOf,
+  ints,
+  type KernelArgs,
+  program,
+} from "./_program.ts";
 
 const FORWARD = "StepSoftmaxCrossEntropy";
 const GRADIENT = "StepSoftmaxCrossEntropyGrad";
 
-/** Threads per row of the log-sum-exp pass. */
-const LSE_THREADS = 256;
+/** Threads per row of the log-sum-exp pass: wide rows get more. */
+function lseThreads(v: number): number {
+  return v >= 4096 ? 256 : 64;
+}
 
-function lseProgram(n: number): GpuProgram {
+function lseProgram(n: number, v: number): GpuProgram {
+  const threads = lseThreads(v);
   return program({
-    key: `ce_lse_${LSE_THREADS}`,
+    key: `ce_lse_${threads}`,
     inputs: ["logits"],
     outputShape: [n],
     groups: n,
-    workgroupSize: LSE_THREADS,
+    workgroupSize: threads,
     uniforms: "rows : i32, cols : i32,",
     code: `
-    var<workgroup> partMax : array<f32, ${LSE_THREADS}>;
-    var<workgroup> partSum : array<f32, ${LSE_THREADS}>;
+    var<workgroup> partMax : array<f32, ${threads}>;
+    var<workgroup> partSum : array<f32, ${threads}>;
     fn main(index : i32) {
       let row = groupIndex();
       let tid = i32(localIndex);
@@ -37,7 +48,7 @@ function lseProgram(n: number): GpuProgram {
       var m = -3.402823e+38;
       var s = 0.0;
       if (row < uniforms.rows) {
-        for (var c = tid; c < v; c = c + ${LSE_THREADS}) {
+        for (var c = tid; c < v; c = c + ${threads}) {
           let z = logits[row * v + c];
           if (z > m) {
             s = s * exp(m - z) + 1.0;
@@ -50,7 +61,7 @@ function lseProgram(n: number): GpuProgram {
       partMax[tid] = m;
       partSum[tid] = s;
       workgroupBarrier();
-      for (var w = ${LSE_THREADS / 2}; w > 0; w = w / 2) {
+      for (var w = ${threads / 2}; w > 0; w = w / 2) {
         if (tid < w) {
           let m1 = partMax[tid];
           let m2 = partMax[tid + w];
@@ -93,7 +104,7 @@ export function crossEntropyForward(args: KernelArgs): tf.TensorInfo[] {
   const logits = inputOf(args, FORWARD, "logits");
   const targets = inputOf(args, FORWARD, "targets");
   const [n, v] = logits.shape as [number, number];
-  const lse = gpu.runWebGPUProgram(lseProgram(n), [logits], "float32", ints(n, v));
+  const lse = gpu.runWebGPUProgram(lseProgram(n, v), [logits], "float32", ints(n, v));
   const rowLoss = gpu.runWebGPUProgram(
     rowLossProgram(n),
     [logits, targets, lse],

@@ -169,17 +169,34 @@ function opOf(c: KernelCase, path: OpPath): (xs: tf.Tensor[]) => tf.Tensor {
   }
 }
 
+/** Options of {@link runCase} and {@link compareFusedToComposite}. */
+export interface RunOptions {
+  /**
+   * Also take gradients (and check for leaks); default true. Without them a
+   * case costs one forward pass: for shapes a software adapter runs slowly.
+   */
+  readonly gradients?: boolean;
+}
+
 /**
  * Runs a case on the active backend: forward values, gradients of Σ c·y for
  * a seeded c, and the tensors a second gradient call leaves behind.
  */
-export async function runCase(c: KernelCase, path: OpPath): Promise<CaseOutputs> {
+export async function runCase(
+  c: KernelCase,
+  path: OpPath,
+  options: RunOptions = {},
+): Promise<CaseOutputs> {
   const op = opOf(c, path);
   const inputs = c.values.map((v, i) =>
     tf.tensor(v, [...c.shapes[i]!], v instanceof Int32Array ? "int32" : "float32")
   );
   const y = op(inputs);
   const forward = (await y.data()) as Float32Array;
+  if (options.gradients === false) {
+    tf.dispose([y, ...inputs]);
+    return { forward, grads: [], leaked: 0 };
+  }
   const weights = tf.tensor(uniform(rng(forward.length + 17), y.size, 1), y.shape);
   y.dispose();
   const gradsOf = (): tf.Tensor[] =>
@@ -251,10 +268,12 @@ export function compareOutputs(
  */
 export async function compareFusedToComposite(
   cases: readonly KernelCase[],
+  options: RunOptions = {},
 ): Promise<CaseComparison[]> {
   const rows: CaseComparison[] = [];
   for (const c of cases) {
-    rows.push(compareOutputs(c.label, await runCase(c, "fused"), await runCase(c, "composite")));
+    const fused = await runCase(c, "fused", options);
+    rows.push(compareOutputs(c.label, fused, await runCase(c, "composite", options)));
   }
   return rows;
 }

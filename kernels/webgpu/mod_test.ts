@@ -1,0 +1,44 @@
+import * as tf from "@tensorflow/tfjs-core";
+import { assert, assertEquals } from "../../tests/assert.ts";
+import { FUSED_ATTENTION, FUSED_CROSS_ENTROPY, FUSED_RMS_NORM } from "../ops/_fused.ts";
+import { webGpuTest } from "./_test_util.ts";
+import { kernelCases, runCase } from "./equivalence.ts";
+import { registerWebGpuKernels, unregisterWebGpuKernels, webGpuKernels } from "./mod.ts";
+
+const ALL = [FUSED_RMS_NORM, FUSED_CROSS_ENTROPY, FUSED_ATTENTION].flatMap((p) => [
+  p.forward,
+  p.gradient,
+]);
+
+async function stepKernelsRun(): Promise<string[]> {
+  const names = new Set<string>();
+  for (const c of kernelCases({ seed: 41, perOp: 1, maxSeq: 6 })) {
+    const p = await tf.profile(async () => {
+      const got = await runCase(c, "fused");
+      assertEquals(got.leaked, 0, `${c.label}: tensors or GPU buffers leaked`);
+    });
+    for (const n of p.kernelNames) if (n.startsWith("Step")) names.add(n);
+  }
+  return [...names].sort();
+}
+
+webGpuTest(
+  'initBackend("webgpu") registers the six WGSL kernels and the ops run them without leaks',
+  async () => {
+    assertEquals(webGpuKernels().sort(), [...ALL].sort());
+    assertEquals(await stepKernelsRun(), [...ALL].sort());
+  },
+);
+
+webGpuTest("unregisterWebGpuKernels() sends the ops back to their composites", async () => {
+  unregisterWebGpuKernels();
+  try {
+    assertEquals(webGpuKernels(), []);
+    assertEquals(await stepKernelsRun(), []);
+  } finally {
+    registerWebGpuKernels();
+  }
+  registerWebGpuKernels(); // idempotent
+  assertEquals(webGpuKernels().length, ALL.length);
+  assert(tf.getBackend() === "webgpu");
+});
