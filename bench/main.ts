@@ -147,7 +147,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
     }
     log("");
-    for (const [name, d] of descriptions) log(`${name}: ${d}`);
+    for (const [name, d] of descriptions) log(d.startsWith(`${name}:`) ? d : `${name}: ${d}`);
     const first = peers.find((p) => p.ran);
     if (first !== undefined && first.ran) {
       const envText = Object.entries(first.env).map(([k, v]) => `${k}=${v}`).join(" ");
