@@ -15,6 +15,20 @@ import { attentionBackward, attentionForward } from "./attention.ts";
 import { crossEntropyBackward, crossEntropyForward } from "./cross_entropy.ts";
 import { rmsNormBackward, rmsNormForward } from "./rms_norm.ts";
 
+export {
+  type CaseComparison,
+  type CaseOutputs,
+  compareFusedToComposite,
+  compareOutputs,
+  type KernelCase,
+  type KernelCaseOptions,
+  kernelCases,
+  type OpPath,
+  relativeError,
+  runCase,
+  type RunOptions,
+} from "./equivalence.ts";
+
 const BACKEND = "webgpu";
 
 const KERNELS: readonly (readonly [string, tf.KernelFunc])[] = [
