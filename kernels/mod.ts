@@ -7,7 +7,10 @@
  * [in, out] (x·W; HF stores [out, in]); the embedding is [vocab, hidden];
  * LoRA adapters are `<proj>.lora_A` [in, r] and `<proj>.lora_B` [r, out]
  * beside `<proj>.weight`. Every function returns tensors its caller owns
- * and frees its temporaries.
+ * and frees its temporaries. The blocks in ops/ run one fused kernel per
+ * direction where the active backend registers one (ops/_fused.ts names them
+ * and states their contracts; fused/ has the wasm ones, which `auto` uses),
+ * and their composite tfjs ops elsewhere.
  *
  * @example
  * ```ts
