@@ -1,6 +1,6 @@
 /**
  * `deno task bench [--json] [--only solver,train] [--backend auto,wasm,…]
- * [--shapes "d,L,V,T,B;…"] [--steps N] [--no-peer] [--peer-env stock]`
+ * [--shapes "d,L,V,T,B;…"] [--steps N] [--rounds N] [--no-peer] [--peer-env stock]`
  *
  * Benchmarks, each measured side by side in one run (these machines are
  * shared and noisy: compare ratios, not absolute figures across runs).
@@ -8,7 +8,9 @@
  * Training: tokens/s and GFLOP/s of full steps (forward, backward, AdamW) per
  * shape and backend, and, when python3 with torch is installed, the same step
  * in PyTorch (bench/peer_torch.py, a peer, not part of the product) run in
- * this invocation, shape by shape, with the ratio ours / PyTorch.
+ * this invocation, shape by shape, with the ratio ours / PyTorch. Each side
+ * runs `--rounds` times (default 3; a round = one warm-up and `--steps` timed
+ * steps), alternating, and reports its median round.
  * `--json` prints one object: `results` (each with `shape` [d, L, V, T, B],
  * `backend`, `description`, `tokensPerSec`, `gflops`, and when the peer ran
  * `peerTokensPerSec` and `ratio`), `peer`, `skipped`, and `solver`.
@@ -62,6 +64,12 @@ function parseShapes(text: string | undefined): [number, number, number, number,
   });
 }
 
+/** The middle sample (the lower middle of an even count, so it is one of the samples). */
+function median(xs: readonly number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
 function fmt(x: number | undefined, digits: number, width: number): string {
   return (x === undefined ? "–" : x.toFixed(digits)).padStart(width);
 }
@@ -76,6 +84,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       backend: { type: "string" },
       shapes: { type: "string" },
       steps: { type: "string", default: "3" },
+      rounds: { type: "string", default: "3" },
       "no-peer": { type: "boolean", default: false },
       "peer-env": { type: "string", default: "tuned" },
     },
@@ -84,6 +93,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const backends = (values.backend ?? DEFAULT_BACKENDS.join(",")).split(",");
   const shapes = parseShapes(values.shapes);
   const steps = Number(values.steps);
+  const rounds = Math.max(1, Number(values.rounds));
   const log = (line: string): void => {
     if (!values.json) console.log(line);
   };
@@ -104,7 +114,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     );
     const peers: PeerResult[] = [];
     log("Training step (forward, backward, AdamW), 2 CPU threads where a path can use them:");
-    log("tokens/s, GFLOP/s = 6·N·tokens/s, and PyTorch's tokens/s on the same step in this run");
+    log(
+      "tokens/s, GFLOP/s = 6·N·tokens/s, and PyTorch's tokens/s on the same step in this run " +
+        `(median of ${rounds} alternating rounds of ${steps} steps)`,
+    );
     if (values.backend === undefined) {
       log(
         `(${NOT_BY_DEFAULT.join(", ")} not run by default: minutes per step; --backend adds them)`,
@@ -115,26 +128,36 @@ export async function main(argv: readonly string[]): Promise<number> {
     // Shape by shape, the peer right after our backends: each ratio compares runs made
     // minutes apart at most, under the same load.
     for (const shape of shapes) {
-      const ours: TrainRow[] = [];
-      for (const backend of backends) {
-        if (skipped.some((s) => s.backend === backend)) continue;
-        try {
-          const [r] = await benchTraining({ backends: [backend], shapes: [shape], steps });
-          if (r === undefined) continue;
-          if (!descriptions.has(backend)) descriptions.set(backend, r.description);
-          ours.push({ ...r, description: r.description });
-        } catch (e: unknown) {
-          const reason = e instanceof Error ? e.message.split("\n")[0]! : String(e);
-          skipped.push({ backend, reason });
-          log(`${backend}: skipped (${reason})`);
+      // Rounds alternate our backends and the peer, so a load spike from other users of
+      // the machine hits both sides; each side reports its median round.
+      const ours = new Map<string, TrainBenchRow[]>();
+      const peerRates: number[] = [];
+      for (let round = 0; round < rounds; round++) {
+        for (const backend of backends) {
+          if (skipped.some((s) => s.backend === backend)) continue;
+          try {
+            const [r] = await benchTraining({ backends: [backend], shapes: [shape], steps });
+            if (r === undefined) continue;
+            if (!descriptions.has(backend)) descriptions.set(backend, r.description);
+            ours.set(backend, [...(ours.get(backend) ?? []), r]);
+          } catch (e: unknown) {
+            const reason = e instanceof Error ? e.message.split("\n")[0]! : String(e);
+            skipped.push({ backend, reason });
+            log(`${backend}: skipped (${reason})`);
+          }
         }
+        const peer = values["no-peer"]
+          ? { ran: false as const, reason: "--no-peer" }
+          : await runPeer([shape], { steps, threads: 2, env });
+        peers.push(peer);
+        const rate = peer.ran ? peer.rows[0]?.tokensPerSec : undefined;
+        if (rate !== undefined) peerRates.push(rate);
       }
-      const peer = values["no-peer"]
-        ? { ran: false as const, reason: "--no-peer" }
-        : await runPeer([shape], { steps, threads: 2, env });
-      peers.push(peer);
-      const peerRate = peer.ran ? peer.rows[0]?.tokensPerSec : undefined;
-      for (const r of ours) {
+      const peerRate = peerRates.length > 0 ? median(peerRates) : undefined;
+      for (const samples of ours.values()) {
+        const r = samples.find((x) =>
+          x.tokensPerSec === median(samples.map((y) => y.tokensPerSec))
+        )!;
         const row: TrainRow = peerRate === undefined
           ? r
           : { ...r, peerTokensPerSec: peerRate, ratio: r.tokensPerSec / peerRate };
@@ -146,6 +169,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         );
       }
     }
+
     log("");
     for (const [name, d] of descriptions) log(d.startsWith(`${name}:`) ? d : `${name}: ${d}`);
     const first = peers.find((p) => p.ran);
@@ -159,6 +183,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       log(`PyTorch peer skipped: ${peers[0]?.ran === false ? peers[0].reason : "no shapes"}`);
     }
     report.results = rows;
+    report.rounds = rounds;
     report.skipped = skipped;
     report.peer = first !== undefined && first.ran
       ? { torch: first.torch, threads: first.threads, env: first.env }
