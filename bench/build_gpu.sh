@@ -18,16 +18,22 @@ cd "$(dirname "$0")/.."
 
 LIMIT=$((64 * 1024 * 1024))
 mkdir -p .gpu .gl
-rm -f .gpu/step-gpu.js .gpu/step-gpu .gpu/step-gpu.xz .gpu/deno .gpu/deno.xz
+rm -f .gpu/step-gpu.js .gpu/step-gpu .gpu/step-gpu.xz .gpu/deno
 
 if [[ -n "${DENORT_BIN:-}" && -x "${DENORT_BIN}" ]]; then
+  rm -f .gpu/deno.xz .gpu/deno.version
   deno compile -A --unstable-webgpu -o .gpu/step-gpu bench/gpu_main.ts
   xz -T2 -6 .gpu/step-gpu
 else
   deno bundle --platform=deno -o .gpu/step-gpu.js bench/gpu_main.ts
-  deno_bin=$(readlink -f "$(command -v deno)")
-  cp "$deno_bin" .gpu/deno
-  xz -T2 -6 .gpu/deno
+  # Compressing Deno takes a minute on two cores: keep it while the version matches.
+  version=$(deno --version | head -n 1)
+  if [[ ! -f .gpu/deno.xz || "$(cat .gpu/deno.version 2>/dev/null)" != "$version" ]]; then
+    rm -f .gpu/deno.xz
+    cp "$(readlink -f "$(command -v deno)")" .gpu/deno
+    xz -T2 -6 .gpu/deno
+    echo "$version" >.gpu/deno.version
+  fi
 fi
 
 if ! compgen -G ".gl/libvulkan1_*.deb" >/dev/null; then

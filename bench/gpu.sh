@@ -113,9 +113,10 @@ peer = {}
 for r in torch.get("results", []):
     peer.setdefault(key(r["shape"]), {})[r["attention"]] = r
 head = ("shape d,L,V,T,B", "webgpu fused", "webgpu composite", "torch plain", "torch sdpa",
-        "webgpu peak MiB", "torch peak MiB", "model state MiB meas/pred")
-print("  ".join(f"{h:>17}" if i else f"{h:<22}" for i, h in enumerate(head)))
-print("  (tokens/s; peaks over the timed steps; prediction: planner fp32, 16 B/param)")
+        "webgpu peak MiB", "torch peak plain/sdpa", "model state meas/pred")
+print("  ".join(f"{h:>21}" if i else f"{h:<22}" for i, h in enumerate(head)))
+print("  (tokens/s; peaks in MiB over the timed steps; model state in MiB, predicted by the planner:")
+print("   fp32, 16 B per parameter; webgpu peak = tfjs's GPU buffers, torch = max_memory_allocated)")
 for shape in list(dict.fromkeys(list(rows) + list(peer))):
     w = rows.get(shape, {})
     t = peer.get(shape, {})
@@ -127,9 +128,9 @@ for shape in list(dict.fromkeys(list(rows) + list(peer))):
         rate(plain.get("tokensPerSec")) if "error" not in plain else "failed",
         rate(sdpa.get("tokensPerSec")) if "error" not in sdpa else "failed",
         mib(fused.get("gpuBytes")),
-        mib(sdpa.get("maxMemoryAllocated", plain.get("maxMemoryAllocated"))),
+        f"{mib(plain.get('maxMemoryAllocated'))}/{mib(sdpa.get('maxMemoryAllocated'))}",
         f"{mib(fused.get('modelStateBytes'))}/{mib(fused.get('predictedModelStateBytes'))}",
     ]
-    print(f"{shape:<22}  " + "  ".join(f"{c:>17}" for c in cells))
+    print(f"{shape:<22}  " + "  ".join(f"{c:>21}" for c in cells))
 EOF
 exit "$status"

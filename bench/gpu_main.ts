@@ -35,6 +35,7 @@ import {
   type GpuBenchRow,
   type GpuBenchShape,
   gpuBenchTable,
+  type KernelPath,
   LARGE_SHAPE,
 } from "./gpu_bench.ts";
 import { comparePipelines, type PipelineComparison } from "./gpu_pipeline.ts";
@@ -152,21 +153,33 @@ interface BenchFailure {
   readonly error: string;
 }
 
+/**
+ * Runs the benchmark one (shape, kernels) at a time, rewriting `file` after
+ * each, so a shape that fails (out of memory, a lost device) or a call that
+ * times out still leaves the rows before it. The composite rows come before
+ * the large fused shapes, which take longest.
+ */
 async function runBench(
   shapes: readonly GpuBenchShape[],
   compositeShapes: readonly GpuBenchShape[],
   steps: number,
+  file: string,
   log: (line: string) => void,
 ): Promise<{ rows: GpuBenchRow[]; failures: BenchFailure[] }> {
   const rows: GpuBenchRow[] = [];
   const failures: BenchFailure[] = [];
-  log(gpuBenchTable([]));
-  const plan: [GpuBenchShape, "fused" | "composite"][] = [
-    ...shapes.map((s): [GpuBenchShape, "fused"] => [s, "fused"]),
-    ...compositeShapes.map((s): [GpuBenchShape, "composite"] => [s, "composite"]),
+  const tokens = (s: GpuBenchShape): number => s[3] * s[4] * s[0] * s[1];
+  const small = Math.max(0, ...compositeShapes.map(tokens));
+  const plan: [GpuBenchShape, KernelPath][] = [
+    ...shapes.filter((s) => tokens(s) <= small).map((
+      s,
+    ): [GpuBenchShape, KernelPath] => [s, "fused"]),
+    ...compositeShapes.map((s): [GpuBenchShape, KernelPath] => [s, "composite"]),
+    ...shapes.filter((s) => tokens(s) > small).map((
+      s,
+    ): [GpuBenchShape, KernelPath] => [s, "fused"]),
   ];
-  // One shape per call: a shape that fails (out of memory, a device loss)
-  // is recorded and the next one still runs.
+  log(gpuBenchTable([]));
   for (const [shape, kernels] of plan) {
     try {
       const [row] = await benchGpu({ shapes: [shape], kernels: [kernels], steps });
@@ -178,6 +191,7 @@ async function runBench(
       failures.push({ shape: [...shape], kernels, error: String(reason) });
       log(`[${shape.join(", ")}] ${kernels}: FAILED ${String(reason).split("\n")[0]}`);
     }
+    await Deno.writeTextFile(file, JSON.stringify({ steps, rows, failures }, null, 2));
   }
   return { rows, failures };
 }
@@ -220,11 +234,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     log(`checks: ${checks.passed ? "all passed" : "FAILED"}`);
   }
   if (!values["checks-only"]) {
-    const bench = await runBench(shapes, compositeShapes, steps, log);
-    await Deno.writeTextFile(
-      `${outDir}/bench.json`,
-      JSON.stringify({ adapter: adapter.name, steps, ...bench }, null, 2),
-    );
+    const bench = await runBench(shapes, compositeShapes, steps, `${outDir}/bench.json`, log);
     passed &&= bench.failures.length === 0;
   }
   return passed ? 0 : 1;
