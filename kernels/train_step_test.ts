@@ -54,8 +54,13 @@ async function values(params: Params): Promise<Map<string, Float32Array>> {
 backendTest("trainStep() over two micro-batches equals one step over their union", async () => {
   let a = createTrainState(shape, initParams(shape, 2, 1));
   let b = createTrainState(shape, initParams(shape, 2, 1));
-  const ra = await trainStep(a, [first, second], { lr: 1e-2 });
-  const rb = await trainStep(b, [both], { lr: 1e-2 });
+  // Adam's first update is lr·g/(|g| + eps): near |g| ≈ eps it amplifies the float32 rounding
+  // of g (which differs between split and whole batches, most on webgpu's parallel reductions)
+  // by up to lr/(4·eps) — 3e-6 at eps = 1e-8. A larger eps keeps the update well conditioned;
+  // the comparison still checks that accumulation reproduces the whole batch.
+  const hyper = { lr: 1e-2, eps: 1e-3 };
+  const ra = await trainStep(a, [first, second], hyper);
+  const rb = await trainStep(b, [both], hyper);
   a = ra.state;
   b = rb.state;
   assertAlmostEquals(ra.loss, rb.loss, 1e-5);
