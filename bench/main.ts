@@ -23,6 +23,7 @@ import { openHeapSgemm } from "../kernels/blas/mod.ts";
 import { peerEnv, type PeerResult, runPeer } from "./peer.ts";
 import { benchSolver, type SolverBenchResult } from "./solver_bench.ts";
 import { benchTraining, DEFAULT_SHAPES, type TrainBenchRow } from "./train_bench.ts";
+import { benchGpu, type GpuBenchRow, gpuBenchTable } from "./gpu_bench.ts";
 
 /**
  * Backends run by default. `blas` and `cpu` (tfjs's JavaScript kernels) take
@@ -90,7 +91,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     },
   });
   const only = new Set((values.only ?? "solver,train").split(","));
-  const backends = (values.backend ?? DEFAULT_BACKENDS.join(",")).split(",");
+  const requested = (values.backend ?? DEFAULT_BACKENDS.join(",")).split(",");
+  // WebGPU has its own bench (GPU memory, adapter); the CPU peer is no reference for it.
+  const backends = requested.filter((b) => b !== "webgpu");
   const shapes = parseShapes(values.shapes);
   const steps = Number(values.steps);
   const rounds = Math.max(1, Number(values.rounds));
@@ -103,7 +106,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     report.solver = solver;
     log(`Eq. 3 solve time (1.2B layer shape, r = 128)\n${solverTable(solver)}\n`);
   }
-  if (only.has("train")) {
+  if (only.has("train") && backends.length > 0) {
     const rows: TrainRow[] = [];
     const skipped: { backend: string; reason: string }[] = [];
     const descriptions = new Map<string, string>();
@@ -188,6 +191,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     report.peer = first !== undefined && first.ran
       ? { torch: first.torch, threads: first.threads, env: first.env }
       : { skipped: peers[0]?.ran === false ? peers[0].reason : "no shapes" };
+  }
+  if (only.has("train") && requested.includes("webgpu")) {
+    const rows: GpuBenchRow[] = await benchGpu({ shapes, steps });
+    log("");
+    log(
+      "WebGPU training step: tokens/s, GFLOP/s, peak GPU bytes and model state against the planner",
+    );
+    log(gpuBenchTable(rows));
+    report.results = [...(report.results as unknown[]), ...rows];
   }
   if (values.json) console.log(JSON.stringify(report, null, 2));
   return 0;
