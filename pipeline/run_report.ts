@@ -74,9 +74,11 @@ export function runSummary(r: RunResult): string {
   return [
     "Summary (model state = weights + gradients + Adam moments, fp32):",
     ...table,
-    `STEP peak ${formatBytes(peak)} measured; standard pre-training of the final model: ${
-      formatBytes(r.standardPredictedPeakBytes)
-    } predicted (${((1 - peak / r.standardPredictedPeakBytes) * 100).toFixed(1)}% less)`,
+    r.stages.length === 1
+      ? `Peak ${formatBytes(peak)} measured (standard pre-training)`
+      : `STEP peak ${formatBytes(peak)} measured; standard pre-training of the final model: ${
+        formatBytes(r.standardPredictedPeakBytes)
+      } predicted (${((1 - peak / r.standardPredictedPeakBytes) * 100).toFixed(1)}% less)`,
     `Final val loss ${r.finalValLoss.toFixed(4)}; after merging the adapters ${
       r.mergedValLoss.toFixed(4)
     }`,
