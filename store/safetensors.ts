@@ -20,10 +20,10 @@ import * as E from "fp-ts/lib/Either.js";
 import { type ConfigInvalid, configInvalid, type IoFailed, ioFailed } from "../pipeline/errors.ts";
 import {
   byteSize,
+  dimsProblem,
   DTYPE_BYTES,
   isDtype,
   type RawTensor,
-  dimsProblem,
   type TensorInput,
   type TensorSpec,
   toRawTensor,
