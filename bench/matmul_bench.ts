@@ -13,6 +13,10 @@ import "@tensorflow/tfjs-backend-cpu";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import * as E from "fp-ts/lib/Either.js";
 import {
+  CBLAS_NO_TRANS,
+  CBLAS_ROW_MAJOR,
+  CBLAS_TRANS,
+  openBlasOnce,
   registerBlasBackend,
   registerBlasWasmMatMul,
   unregisterBlasWasmMatMul,
@@ -150,31 +154,9 @@ export async function benchMatmul(options: MatmulBenchOptions = {}): Promise<Mat
     wanted.delete("blas");
     wanted.delete("wasm+blas");
   }
-  // Same library the backend loaded (dlopen returns the already-initialised instance, so the
-  // kernel family it fixed up holds here too).
-  const lib = E.isRight(reg)
-    ? Deno.dlopen(reg.right.library, {
-      cblas_sgemm: {
-        parameters: [
-          "i32",
-          "i32",
-          "i32",
-          "i32",
-          "i32",
-          "i32",
-          "f32",
-          "pointer",
-          "i32",
-          "pointer",
-          "i32",
-          "f32",
-          "pointer",
-          "i32",
-        ],
-        result: "void",
-      },
-    })
-    : undefined;
+  // The library the backend loaded, opened once: its kernel-family fix-up holds here too.
+  const opened = E.isRight(reg) ? openBlasOnce() : undefined;
+  const lib = opened !== undefined && E.isRight(opened) ? opened.right : undefined;
   if (wanted.has("wasm") && !(await wasmAvailable(wasmDir))) {
     console.warn(`Cannot start tfjs wasm from "${wasmDir}"; measuring without it`);
     wanted.delete("wasm");
@@ -191,11 +173,11 @@ export async function benchMatmul(options: MatmulBenchOptions = {}): Promise<Mat
         const pa = Deno.UnsafePointer.of(a);
         const pb = Deno.UnsafePointer.of(b);
         const pc = Deno.UnsafePointer.of(c);
-        const ta = trans[0] ? 112 : 111;
-        const tb = trans[1] ? 112 : 111;
+        const ta = trans[0] ? CBLAS_TRANS : CBLAS_NO_TRANS;
+        const tb = trans[1] ? CBLAS_TRANS : CBLAS_NO_TRANS;
         runners.set("sgemm", {
           run(): void {
-            lib.symbols.cblas_sgemm(101, ta, tb, n, n, n, 1, pa, n, pb, n, 0, pc, n);
+            lib.sgemm(CBLAS_ROW_MAJOR, ta, tb, n, n, n, 1, pa, n, pb, n, 0, pc, n);
           },
           dispose(): void {},
         });
@@ -228,7 +210,6 @@ export async function benchMatmul(options: MatmulBenchOptions = {}): Promise<Mat
       }
     }
   }
-  lib?.close();
   unregisterBlasWasmMatMul();
   return rows;
 }

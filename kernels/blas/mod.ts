@@ -21,3 +21,10 @@ export {
 } from "./blas_backend.ts";
 export { registerBlasWasmMatMul, unregisterBlasWasmMatMul } from "./wasm_mat_mul.ts";
 export { type HeapSgemm, openHeapSgemm, type SgemmArgs } from "./heap_sgemm.ts";
+export {
+  CBLAS_NO_TRANS,
+  CBLAS_ROW_MAJOR,
+  CBLAS_TRANS,
+  type OpenBlas,
+  openBlasOnce,
+} from "./_openblas.ts";
