@@ -33,91 +33,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 
-
-def parse_shapes(text: str) -> list[list[int]]:
-    return [[int(x) for x in part.split(",")] for part in text.split(";") if part.strip()]
-
-
-def build(torch, d: int, layers: int, vocab: int, seq: int, attention: str, device):
-    nn = torch.nn
-    F = torch.nn.functional
-    heads = max(1, round(d / 64))
-    head_dim = d // heads
-    width = math.ceil(8 * d / 3 / 32) * 32
-
-    inv = 10000.0 ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
-    ang = torch.arange(seq, dtype=torch.float64)[:, None] * inv[None, :]
-    ang = torch.cat([ang, ang], dim=-1)
-    cos = ang.cos().float().to(device)[None, None]  # (1, 1, T, hd)
-    sin = ang.sin().float().to(device)[None, None]
-    mask = torch.full((seq, seq), float("-inf"), device=device).triu(1)
-
-    def rotate_half(x):
-        x1, x2 = x.chunk(2, dim=-1)
-        return torch.cat([-x2, x1], dim=-1)
-
-    class RMSNorm(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.weight = nn.Parameter(torch.ones(d))
-
-        def forward(self, x):
-            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * self.weight
-
-    class Layer(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.input_layernorm = RMSNorm()
-            self.post_attention_layernorm = RMSNorm()
-            self.q = nn.Linear(d, d, bias=False)
-            self.k = nn.Linear(d, d, bias=False)
-            self.v = nn.Linear(d, d, bias=False)
-            self.o = nn.Linear(d, d, bias=False)
-            self.gate = nn.Linear(d, width, bias=False)
-            self.up = nn.Linear(d, width, bias=False)
-            self.down = nn.Linear(width, d, bias=False)
-
-        def forward(self, h):
-            b, t, _ = h.shape
-            a = self.input_layernorm(h)
-            q = self.q(a).view(b, t, heads, head_dim).transpose(1, 2)
-            k = self.k(a).view(b, t, heads, head_dim).transpose(1, 2)
-            v = self.v(a).view(b, t, heads, head_dim).transpose(1, 2)
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
-            if attention == "sdpa":
-                o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            else:
-                s = q @ k.transpose(-1, -2) / math.sqrt(head_dim) + mask
-                o = s.softmax(-1) @ v
-            h = h + self.o(o.transpose(1, 2).reshape(b, t, d))
-            m = self.post_attention_layernorm(h)
-            return h + self.down(F.silu(self.gate(m)) * self.up(m))
-
-    class Llama(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = nn.Embedding(vocab, d)
-            self.layers = nn.ModuleList([Layer() for _ in range(layers)])
-            self.norm = RMSNorm()
-            self.lm_head = nn.Linear(d, vocab, bias=False)
-
-        def forward(self, tokens):
-            h = self.embed(tokens)
-            for layer in self.layers:
-                h = layer(h)
-            return self.lm_head(self.norm(h))
-
-    model = Llama().to(device)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.normal_(0.0, 0.02)
-    return model
+from peer_torch import build, parse_shapes  # the same model as the CPU peer
 
 
 def bench_shape(torch, shape: list[int], attention: str, steps: int, device) -> dict:

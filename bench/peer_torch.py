@@ -36,12 +36,27 @@ def parse_shapes(text: str) -> list[list[int]]:
     return [[int(x) for x in part.split(",")] for part in text.split(";") if part.strip()]
 
 
-def build(torch, d: int, layers: int, vocab: int, seq: int):
+def build(torch, d: int, layers: int, vocab: int, seq: int, attention: str = "plain", device=None):
+    """The bench LLaMA (see the module doc) on `device` (default CPU); attention "plain"
+    writes softmax(q·kᵀ + mask)·v out, "sdpa" uses F.scaled_dot_product_attention (torch ≥ 2);
+    bench/gpu_peer_torch.py builds its CUDA model here too."""
+    device = device if device is not None else torch.device("cpu")
     nn = torch.nn
     F = torch.nn.functional
     heads = max(1, round(d / 64))
     head_dim = d // heads
-    f = math.ceil(8 * d / 3 / 32) * 32
+    width = math.ceil(8 * d / 3 / 32) * 32
+
+    inv = 10000.0 ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    ang = torch.arange(seq, dtype=torch.float64)[:, None] * inv[None, :]
+    ang = torch.cat([ang, ang], dim=-1)
+    cos = ang.cos().float().to(device)[None, None]  # (1, 1, T, hd)
+    sin = ang.sin().float().to(device)[None, None]
+    mask = torch.full((seq, seq), float("-inf"), device=device).triu(1)
+
+    def rotate_half(x):
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat([-x2, x1], dim=-1)
 
     class RMSNorm(nn.Module):
         def __init__(self) -> None:
@@ -50,17 +65,6 @@ def build(torch, d: int, layers: int, vocab: int, seq: int):
 
         def forward(self, x):
             return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * self.weight
-
-    inv = 10000.0 ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
-    ang = torch.arange(seq, dtype=torch.float64)[:, None] * inv[None, :]
-    ang = torch.cat([ang, ang], dim=-1)
-    cos = ang.cos().float()[None, None]  # (1, 1, T, hd)
-    sin = ang.sin().float()[None, None]
-    mask = torch.full((seq, seq), float("-inf")).triu(1)
-
-    def rotate_half(x):
-        x1, x2 = x.chunk(2, dim=-1)
-        return torch.cat([-x2, x1], dim=-1)
 
     class Layer(nn.Module):
         def __init__(self) -> None:
@@ -71,9 +75,9 @@ def build(torch, d: int, layers: int, vocab: int, seq: int):
             self.k = nn.Linear(d, d, bias=False)
             self.v = nn.Linear(d, d, bias=False)
             self.o = nn.Linear(d, d, bias=False)
-            self.gate = nn.Linear(d, f, bias=False)
-            self.up = nn.Linear(d, f, bias=False)
-            self.down = nn.Linear(f, d, bias=False)
+            self.gate = nn.Linear(d, width, bias=False)
+            self.up = nn.Linear(d, width, bias=False)
+            self.down = nn.Linear(width, d, bias=False)
 
         def forward(self, h):
             b, t, _ = h.shape
@@ -83,9 +87,12 @@ def build(torch, d: int, layers: int, vocab: int, seq: int):
             v = self.v(a).view(b, t, heads, head_dim).transpose(1, 2)
             q = q * cos + rotate_half(q) * sin
             k = k * cos + rotate_half(k) * sin
-            s = q @ k.transpose(-1, -2) / math.sqrt(head_dim) + mask
-            o = (s.softmax(-1) @ v).transpose(1, 2).reshape(b, t, d)
-            h = h + self.o(o)
+            if attention == "sdpa":
+                o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                s = q @ k.transpose(-1, -2) / math.sqrt(head_dim) + mask
+                o = s.softmax(-1) @ v
+            h = h + self.o(o.transpose(1, 2).reshape(b, t, d))
             m = self.post_attention_layernorm(h)
             return h + self.down(F.silu(self.gate(m)) * self.up(m))
 
@@ -103,7 +110,7 @@ def build(torch, d: int, layers: int, vocab: int, seq: int):
                 h = layer(h)
             return self.lm_head(self.norm(h))
 
-    model = Llama()
+    model = Llama().to(device)
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() >= 2:
