@@ -7,20 +7,14 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
-import { type BackendName, initBackend } from "./backend.ts";
+import { type BackendName, initBackend, webGpuUnavailable } from "./backend.ts";
 import { type Arr, arr, dot, finiteDiff, uniformArr } from "./_reference.ts";
 
 /** Backends the kernel tests cover; webgpu is skipped (with a message) without an adapter. */
 export const TESTED_BACKENDS: readonly BackendName[] = ["cpu", "wasm", "webgpu"];
 
 async function unavailable(name: BackendName): Promise<string | undefined> {
-  if (name !== "webgpu") return undefined;
-  const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
-  if (gpu === undefined) return "navigator.gpu is missing (run with --unstable-webgpu)";
-  const adapter = await gpu.requestAdapter();
-  return adapter === null
-    ? "no WebGPU adapter found (mesa-vulkan-drivers gives a software one)"
-    : undefined;
+  return name === "webgpu" ? await webGpuUnavailable() : undefined;
 }
 
 /**

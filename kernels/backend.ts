@@ -114,20 +114,30 @@ async function initWasm(): Promise<E.Either<KernelFailed, BackendInfo>> {
   });
 }
 
-async function initWebGpu(): Promise<E.Either<KernelFailed, BackendInfo>> {
+/** The WebGPU adapter, or why there is none (the message a skipped test or a failed start prints). */
+export async function webGpuAdapter(): Promise<E.Either<string, GPUAdapter>> {
   const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
   if (gpu === undefined) {
-    return E.left(kernelFailed(
-      `Cannot start backend "webgpu": navigator.gpu is missing (run deno with --unstable-webgpu)`,
-    ));
+    return E.left("navigator.gpu is missing (run deno with --unstable-webgpu)");
   }
   const adapter = await gpu.requestAdapter();
-  if (adapter === null) {
-    return E.left(kernelFailed(
-      `Cannot start backend "webgpu": no WebGPU adapter found (install a GPU driver, or Mesa's ` +
-        `software Vulkan driver "mesa-vulkan-drivers")`,
-    ));
-  }
+  return adapter === null
+    ? E.left(
+      `no WebGPU adapter found (install a GPU driver, or Mesa's software Vulkan driver "mesa-vulkan-drivers")`,
+    )
+    : E.right(adapter);
+}
+
+/** Why WebGPU cannot run here, or undefined when it can. */
+export async function webGpuUnavailable(): Promise<string | undefined> {
+  const got = await webGpuAdapter();
+  return E.isLeft(got) ? got.left : undefined;
+}
+
+async function initWebGpu(): Promise<E.Either<KernelFailed, BackendInfo>> {
+  const found = await webGpuAdapter();
+  if (E.isLeft(found)) return E.left(kernelFailed(`Cannot start backend "webgpu": ${found.left}`));
+  const adapter = found.right;
   await import("@tensorflow/tfjs-backend-webgpu");
   registerWebGpuKernels();
   if (!(await activate("webgpu"))) return E.left(kernelFailed(`Cannot start backend "webgpu"`));

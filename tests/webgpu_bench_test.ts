@@ -4,17 +4,11 @@
  * themselves and its memory figures agree with the planner.
  */
 import { assert, assertEquals } from "./assert.ts";
+import { webGpuUnavailable } from "../kernels/backend.ts";
 import { benchGpu, gpuBenchTable, predictedModelState } from "../bench/gpu_bench.ts";
 import { benchShape } from "../bench/train_bench.ts";
 
-async function adapterMissing(): Promise<string | undefined> {
-  const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
-  if (gpu === undefined) return "navigator.gpu is missing (run with --unstable-webgpu)";
-  const adapter = await gpu.requestAdapter();
-  return adapter === null ? "no WebGPU adapter (install mesa-vulkan-drivers)" : undefined;
-}
-
-const why = await adapterMissing();
+const why = await webGpuUnavailable();
 if (why !== undefined) console.log(`skipping the WebGPU bench test: ${why}`);
 
 Deno.test({

@@ -6,16 +6,10 @@
  * the one the GPU device program runs (bench/gpu_pipeline.ts).
  */
 import { assert, assertEquals } from "./assert.ts";
+import { webGpuUnavailable } from "../kernels/backend.ts";
 import { comparePipelines } from "../bench/gpu_pipeline.ts";
 
-async function adapterMissing(): Promise<string | undefined> {
-  const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
-  if (gpu === undefined) return "navigator.gpu is missing (run with --unstable-webgpu)";
-  const adapter = await gpu.requestAdapter();
-  return adapter === null ? "no WebGPU adapter (install mesa-vulkan-drivers)" : undefined;
-}
-
-const why = await adapterMissing();
+const why = await webGpuUnavailable();
 if (why !== undefined) console.log(`skipping the WebGPU pipeline test: ${why}`);
 
 Deno.test({

@@ -6,18 +6,8 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { assert } from "../../tests/assert.ts";
-import { initBackend } from "../backend.ts";
+import { initBackend, webGpuUnavailable } from "../backend.ts";
 import type { CaseComparison } from "./equivalence.ts";
-
-/** Why WebGPU cannot run here, or undefined when it can. */
-export async function webGpuMissing(): Promise<string | undefined> {
-  const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
-  if (gpu === undefined) return "navigator.gpu is missing (run deno with --unstable-webgpu)";
-  const adapter = await gpu.requestAdapter();
-  return adapter === null
-    ? "no WebGPU adapter found (Mesa's mesa-vulkan-drivers gives a software one)"
-    : undefined;
-}
 
 /**
  * Registers a test that starts the webgpu backend first. WebGPU keeps a
@@ -30,7 +20,7 @@ export function webGpuTest(name: string, fn: () => Promise<void>): void {
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async (t) => {
-      const why = await webGpuMissing();
+      const why = await webGpuUnavailable();
       if (why !== undefined) {
         console.log(`  skipping "${name}": ${why}`);
         await t.step({ name: "webgpu", ignore: true, fn: () => {} });
