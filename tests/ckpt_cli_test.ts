@@ -14,6 +14,7 @@ import {
   initParams,
 } from "../kernels/mod.ts";
 import type { LlamaShape } from "../solvers/llama_shape.ts";
+import { capture, type Captured } from "./cli_capture.ts";
 
 const SHAPE: LlamaShape = {
   hidden: 8,
@@ -28,19 +29,8 @@ const SHAPE: LlamaShape = {
   maxSeqLen: 8,
 };
 
-async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => out.push(a.join(" "));
-  console.error = (...a: unknown[]) => err.push(a.join(" "));
-  try {
-    return { code: await ckpt(args), out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
+function run(...args: string[]): Promise<Captured> {
+  return capture(ckpt, args);
 }
 
 async function withRun(f: (dir: string) => Promise<void>): Promise<void> {

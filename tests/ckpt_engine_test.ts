@@ -38,6 +38,7 @@ import { engineOn } from "../kernels/engine.ts";
 import { createRng } from "../data/prng.ts";
 import { type LlamaShape, projectionDims, PROJECTIONS } from "../solvers/llama_shape.ts";
 import { openSafetensors, type SafetensorsReader, tensorToFloat32 } from "../store/mod.ts";
+import { capture, type Captured } from "./cli_capture.ts";
 
 const SHAPE: LlamaShape = {
   hidden: 16,
@@ -92,19 +93,8 @@ function adapterRecords(shape: LlamaShape, layers: number[], rank: number): Para
   return out;
 }
 
-async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => out.push(a.join(" "));
-  console.error = (...a: unknown[]) => err.push(a.join(" "));
-  try {
-    return { code: await ckpt(args), out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
+function run(...args: string[]): Promise<Captured> {
+  return capture(ckpt, args);
 }
 
 async function ok(...args: string[]): Promise<void> {

@@ -12,26 +12,16 @@ import { createTrainState, disposeState, initBackend, initParams } from "../kern
 import { growModel } from "../kernels/grow.ts";
 import { attachRelora } from "../kernels/relora.ts";
 import { type LlamaShape, type Projection, PROJECTIONS } from "../solvers/llama_shape.ts";
+import { capture, type Captured } from "./cli_capture.ts";
 
 const CONFIGS = new URL("../examples/configs", import.meta.url).pathname;
 
-async function capture(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => out.push(a.join(" "));
-  console.error = (...a: unknown[]) => err.push(a.join(" "));
-  try {
-    return { code: await plan(args), out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
+function planCli(args: string[]): Promise<Captured> {
+  return capture(plan, args);
 }
 
 Deno.test("plan --modules --json adds each stage's module lists", async () => {
-  const r = await capture([`${CONFIGS}/tiny-step.yaml`, "--modules", "--json"]);
+  const r = await planCli([`${CONFIGS}/tiny-step.yaml`, "--modules", "--json"]);
   assertEquals(r.code, 0, r.err);
   const j = JSON.parse(r.out);
   assertEquals(j.split, [2, 2]);
@@ -47,12 +37,12 @@ Deno.test("plan --modules --json adds each stage's module lists", async () => {
     layers_to_transform: [0, 2],
     layers_pattern: "layers",
   });
-  const plain = JSON.parse((await capture([`${CONFIGS}/tiny-step.yaml`, "--json"])).out);
+  const plain = JSON.parse((await planCli([`${CONFIGS}/tiny-step.yaml`, "--json"])).out);
   assertEquals(plain.modules, undefined);
 });
 
 Deno.test("plan --modules prints one module per line after the plan", async () => {
-  const r = await capture([`${CONFIGS}/paper-680m.yaml`, "--modules"]);
+  const r = await planCli([`${CONFIGS}/paper-680m.yaml`, "--modules"]);
   assertEquals(r.code, 0, r.err);
   assertStringIncludes(r.out, "Stage 2: 24 layers, new: 5, 7, 9, 11, 13, 15, 17, 19, 21, 23");
   assertStringIncludes(r.out, "\n    model.layers.23.mlp.down_proj\n");

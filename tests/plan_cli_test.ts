@@ -6,32 +6,15 @@ import * as E from "fp-ts/lib/Either.js";
 import YAML from "yaml";
 import { assert, assertAlmostEquals, assertEquals, assertStringIncludes } from "./assert.ts";
 import { main } from "../cli/plan.ts";
+import { capture, type Captured } from "./cli_capture.ts";
 import { decodePipeline } from "../pipeline/stage_graph.ts";
 import { graphSplit, validateGraph } from "../pipeline/validate_graph.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const CONFIGS = `${ROOT}examples/configs`;
 
-interface Run {
-  readonly code: number;
-  readonly out: string;
-  readonly err: string;
-}
-
-async function plan(...args: string[]): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => out.push(a.join(" "));
-  console.error = (...a: unknown[]) => err.push(a.join(" "));
-  try {
-    const code = await main(args);
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
+function plan(...args: string[]): Promise<Captured> {
+  return capture(main, args);
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -6,6 +6,7 @@
 import YAML from "yaml";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { main } from "../cli/run.ts";
+import { capture, type Captured } from "./cli_capture.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const SHAKESPEARE = `${ROOT}../shared/data/tinyshakespeare/input.txt`;
@@ -33,25 +34,22 @@ function config(data: Record<string, unknown>, training: Record<string, unknown>
   });
 }
 
-async function run(
-  text: string,
-  ...flags: string[]
-): Promise<{ code: number; out: string; dir: string; err: string }> {
+async function run(text: string, ...flags: string[]): Promise<Captured & { dir: string }> {
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(`${dir}/c.yaml`, text);
-  const lines: string[] = [];
-  const errors: string[] = [];
-  const error = console.error;
-  console.error = (...a: unknown[]) => errors.push(a.join(" "));
-  try {
-    const code = await main(
-      [`${dir}/c.yaml`, "--out", `${dir}/out`, ...flags],
-      (l) => lines.push(l),
-    );
-    return { code, out: lines.join("\n"), dir, err: errors.join("\n") };
-  } finally {
-    console.error = error;
-  }
+  return { ...(await capture(main, [`${dir}/c.yaml`, "--out", `${dir}/out`, ...flags])), dir };
+}
+
+/** A short finished run, whose checkpoint the resume tests then damage. */
+async function finishedRun(): Promise<string> {
+  const text = config({ source: "builtin", builtinBytes: 50000 }, { steps: 4, checkpointEvery: 2 });
+  const first = await run(text);
+  assertEquals(first.code, 0, first.err);
+  return first.dir;
+}
+
+function resume(dir: string): Promise<Captured> {
+  return capture(main, [`${dir}/c.yaml`, "--out", `${dir}/out`, "--resume"]);
 }
 
 async function learns(
@@ -151,31 +149,11 @@ Deno.test({
   ...OPTS,
   name: "run --resume rejects a corrupted checkpoint by name",
   fn: async () => {
-    const text = config({ source: "builtin", builtinBytes: 50000 }, {
-      steps: 4,
-      checkpointEvery: 2,
-    });
-    const first = await run(text);
-    assertEquals(first.code, 0, first.err);
-    await Deno.writeFile(
-      `${first.dir}/out/checkpoint/model.safetensors`,
-      new Uint8Array([1, 2, 3]),
-    );
-    const lines: string[] = [];
-    const errors: string[] = [];
-    const error = console.error;
-    console.error = (...a: unknown[]) => errors.push(a.join(" "));
-    let code: number;
-    try {
-      code = await main(
-        [`${first.dir}/c.yaml`, "--out", `${first.dir}/out`, "--resume"],
-        (l) => lines.push(l),
-      );
-    } finally {
-      console.error = error;
-    }
-    assert(code !== 0);
-    assertStringIncludes(errors.join("\n"), "model.safetensors");
+    const dir = await finishedRun();
+    await Deno.writeFile(`${dir}/out/checkpoint/model.safetensors`, new Uint8Array([1, 2, 3]));
+    const r = await resume(dir);
+    assert(r.code !== 0);
+    assertStringIncludes(r.err, "model.safetensors");
   },
 });
 
@@ -202,28 +180,15 @@ Deno.test({
   ...OPTS,
   name: "run --resume rejects a checkpoint whose progress record is damaged",
   fn: async () => {
-    const text = config({ source: "builtin", builtinBytes: 50000 }, {
-      steps: 4,
-      checkpointEvery: 2,
-    });
-    const first = await run(text);
-    assertEquals(first.code, 0, first.err);
-    const path = `${first.dir}/out/checkpoint/state.json`;
+    const dir = await finishedRun();
+    const path = `${dir}/out/checkpoint/state.json`;
     const state = JSON.parse(await Deno.readTextFile(path));
     await Deno.writeTextFile(
       path,
       JSON.stringify({ ...state, progress: { ...state.progress, stepInNode: -3 } }),
     );
-    const errors: string[] = [];
-    const error = console.error;
-    console.error = (...a: unknown[]) => errors.push(a.join(" "));
-    let code: number;
-    try {
-      code = await main([`${first.dir}/c.yaml`, "--out", `${first.dir}/out`, "--resume"], () => {});
-    } finally {
-      console.error = error;
-    }
-    assert(code !== 0);
-    assertStringIncludes(errors.join("\n"), "progress.stepInNode");
+    const r = await resume(dir);
+    assert(r.code !== 0);
+    assertStringIncludes(r.err, "progress.stepInNode");
   },
 });
