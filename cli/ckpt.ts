@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { pipe } from "fp-ts/lib/function.js";
@@ -36,6 +35,7 @@ import {
 } from "../pipeline/errors.ts";
 import { formatBytes, parseBytes } from "../solvers/units.ts";
 import { writeFileAtomic } from "../store/mod.ts";
+import { parseCommand } from "./_args.ts";
 
 const USAGE = `Usage: deno task ckpt <command> [options]
 
@@ -90,33 +90,24 @@ interface Args {
 }
 
 function parseCli(argv: readonly string[]): E.Either<PipelineError, Args | "help"> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: {
-        dtype: { type: "string" },
-        "max-shard-size": { type: "string" },
-        "merge-adapters": { type: "boolean" },
-        "base-name": { type: "string" },
-        add: { type: "string" },
-        placement: { type: "string" },
-        seed: { type: "string" },
-        format: { type: "string" },
-        shape: { type: "string" },
-        tokens: { type: "string" },
-        out: { type: "string" },
-        backend: { type: "string" },
-        force: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    return E.left(configInvalid("command line", describeUnknown(e)));
-  }
-  const { values, positionals } = parsed;
+  const parsed = parseCommand(argv, {
+    dtype: { type: "string" },
+    "max-shard-size": { type: "string" },
+    "merge-adapters": { type: "boolean" },
+    "base-name": { type: "string" },
+    add: { type: "string" },
+    placement: { type: "string" },
+    seed: { type: "string" },
+    format: { type: "string" },
+    shape: { type: "string" },
+    tokens: { type: "string" },
+    out: { type: "string" },
+    backend: { type: "string" },
+    force: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (E.isLeft(parsed)) return parsed;
+  const { values, positionals } = parsed.right;
   if (values.help === true) return E.right("help");
   const [command, ...paths] = positionals;
   if (!COMMANDS.includes(command as Command)) {
