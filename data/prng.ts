@@ -21,6 +21,13 @@ export interface Rng {
   below(n: number): number;
 }
 
+/** FNV-1a of a string's UTF-16 code units: a stable uint32 name for a parameter, graph or stream. */
+export function hashString(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
 /** The 32-bit finaliser: a bijection on uint32 that spreads every input bit. */
 export function mix32(x: number): number {
   let z = x >>> 0;

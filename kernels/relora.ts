@@ -13,7 +13,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { Projection } from "../solvers/llama_shape.ts";
-import { createRng, deriveSeed } from "../data/prng.ts";
+import { createRng, deriveSeed, hashString } from "../data/prng.ts";
 import {
   depthOf,
   EMBED_NAME,
@@ -30,9 +30,7 @@ import { disposeState, freshMoments, type TrainState } from "./train_state.ts";
 const SORTED = true;
 
 function nameSeed(seed: number, name: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
-  return deriveSeed(seed, h >>> 0);
+  return deriveSeed(seed, hashString(name));
 }
 
 /** A fresh lora_A: U(−1/√in, 1/√in), from the stream named by (seed, name). */

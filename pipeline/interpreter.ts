@@ -23,6 +23,7 @@ import {
   type StageRecord,
   value,
 } from "./run_context.ts";
+import { hashString } from "../data/prng.ts";
 import { encodePipeline } from "./stage_graph.ts";
 import { trainStage } from "./train_stage.ts";
 import type { ValidGraph } from "./validate_graph.ts";
@@ -55,13 +56,7 @@ export function trainingSettings(g: ValidGraph): TrainingSettings {
 
 /** A short, stable fingerprint (FNV-1a) of the graph's JSON form. */
 export function graphId(g: ValidGraph): string {
-  const text = JSON.stringify(encodePipeline(g.pipeline));
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h.toString(16).padStart(8, "0");
+  return hashString(JSON.stringify(encodePipeline(g.pipeline))).toString(16).padStart(8, "0");
 }
 
 /** Why a checkpoint's progress record cannot be resumed, or undefined when it can. */
