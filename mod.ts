@@ -15,9 +15,11 @@
  *
  * @module
  */
+export * from "./base/mod.ts";
 export * from "./solvers/mod.ts";
 export * from "./pipeline/mod.ts";
-export * from "./charts/svg_charts.ts";
+export * from "./charts/mod.ts";
 export * from "./data/mod.ts";
 export * from "./store/mod.ts";
 export * from "./checkpoint/mod.ts";
+export * from "./report/mod.ts";

@@ -23,14 +23,12 @@ import {
   type TrainState,
   trainStep,
 } from "../kernels/mod.ts";
-import { registerWebGpuKernels, unregisterWebGpuKernels } from "../kernels/webgpu/mod.ts";
-import type { LlamaShape } from "../solvers/llama_shape.ts";
 import {
-  type ActivationAssumptions,
-  activationBytesPerLayerToken,
-  activationConstantBytes,
-  stageMemories,
-} from "../solvers/memory_model.ts";
+  registerWebGpuKernels,
+  trackGpuPeak,
+  unregisterWebGpuKernels,
+} from "../kernels/webgpu/mod.ts";
+import { activationEstimate, standardModelState } from "../pipeline/mod.ts";
 import { batchOf, benchShape, DEFAULT_SHAPES } from "./train_bench.ts";
 
 /** [d, L, V, T, B]. */
@@ -94,60 +92,6 @@ export async function adapterName(): Promise<string> {
   return parts.length === 0 ? "unnamed adapter" : parts.join(" ");
 }
 
-/** The planner's fp32 model state of standard training of `shape` (pipeline/predict.ts's regime). */
-export function predictedModelState(shape: LlamaShape): number {
-  const [m] = stageMemories({
-    shape,
-    adapter: { rank: 0, targets: [] },
-    assumptions: {
-      precision: "fp32",
-      embeddings: true,
-      trainEmbeddingsAfterStage1: false,
-      activations: undefined,
-    },
-  }, [shape.layers]);
-  return m?.bytes ?? 0;
-}
-
-/** The planner's activation estimate (no recomputation) of one micro-batch of `batch` × `seq`. */
-export function predictedActivations(shape: LlamaShape, batch: number, seq: number): number {
-  const act: ActivationAssumptions = { microBatch: batch, seqLen: seq, recompute: false };
-  return batch * seq * shape.layers * activationBytesPerLayerToken(shape, act, "fp32") +
-    activationConstantBytes(shape, act, "fp32");
-}
-
-/** The part of tfjs-backend-webgpu's buffer manager the peak tracker reads. */
-interface BufferManagerLike {
-  numBytesUsed: number;
-  numBytesAllocated: number;
-  acquireBuffer: (...args: unknown[]) => unknown;
-}
-
-/**
- * Records the most GPU bytes in use between start and `stop()`. tfjs counts
- * them as buffers are acquired and released but keeps no maximum, and the
- * peak (inside the backward pass) is not a moment a caller can sample, so
- * this wraps the backend's `acquireBuffer` for the measurement only.
- */
-function trackGpuPeak(): { peak: () => number; allocated: () => number; stop: () => void } {
-  const manager = (tf.backend() as unknown as { bufferManager?: BufferManagerLike }).bufferManager;
-  if (manager === undefined) throw new Error("gpu bench: the active backend is not webgpu");
-  const acquire = manager.acquireBuffer;
-  let peak = manager.numBytesUsed;
-  manager.acquireBuffer = (...args: unknown[]): unknown => {
-    const buffer = acquire.apply(manager, args);
-    peak = Math.max(peak, manager.numBytesUsed);
-    return buffer;
-  };
-  return {
-    peak: () => peak,
-    allocated: () => manager.numBytesAllocated,
-    stop: () => {
-      manager.acquireBuffer = acquire;
-    },
-  };
-}
-
 /** Waits until the GPU has run everything queued (a one-float read queues behind it). */
 async function drain(state: TrainState): Promise<void> {
   const [first] = state.params.values();
@@ -202,8 +146,8 @@ async function benchOne(
     gpuBytes,
     gpuAllocatedBytes,
     modelStateBytes: modelState,
-    predictedModelStateBytes: predictedModelState(shape),
-    predictedActivationBytes: predictedActivations(shape, batch, seq),
+    predictedModelStateBytes: standardModelState(shape),
+    predictedActivationBytes: activationEstimate(shape, batch, seq),
     loss,
   };
 }

@@ -38,7 +38,10 @@ import {
   type KernelPath,
   LARGE_SHAPE,
 } from "./gpu_bench.ts";
-import { comparePipelines, type PipelineComparison } from "./gpu_pipeline.ts";
+import { type BackendComparison, compareBackends } from "../effects/mod.ts";
+import { renderError } from "../base/mod.ts";
+import { validateGraph } from "../pipeline/mod.ts";
+import { tinyGqaPipeline } from "../examples/mod.ts";
 import { DEFAULT_SHAPES } from "./train_bench.ts";
 
 const USAGE =
@@ -114,7 +117,7 @@ function caseLines(title: string, rows: readonly CaseComparison[]): string[] {
 interface Checks {
   readonly fusedVsComposite: CaseComparison[];
   readonly webgpuVsCpu: CaseComparison[];
-  readonly pipeline: PipelineComparison | { readonly error: string };
+  readonly pipeline: BackendComparison | { readonly error: string };
   readonly passed: boolean;
 }
 
@@ -128,7 +131,10 @@ async function runChecks(log: (line: string) => void): Promise<Checks> {
   caseLines("kernels: fused WGSL on webgpu vs composite on cpu", webgpuVsCpu).forEach(log);
   let pipeline: Checks["pipeline"];
   try {
-    pipeline = await comparePipelines("cpu", "webgpu");
+    const tokens = await Deno.makeTempDir({ prefix: "step-gpu-tokens-" });
+    const g = E.flatMap(tinyGqaPipeline(tokens), validateGraph);
+    if (E.isLeft(g)) throw new Error(renderError(g.left));
+    pipeline = await compareBackends(g.right, { reference: "cpu", candidate: "webgpu" });
     log(
       `pipeline: 2-stage STEP (train, grow, ReLoRA, merge) webgpu vs cpu: ${
         pipeline.passed ? "ok" : "FAIL"

@@ -5,10 +5,15 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { completeShape, PROJECTIONS } from "../solvers/llama_shape.ts";
-import { type MemoryProblem, PAPER_ASSUMPTIONS } from "../solvers/memory_model.ts";
-import { loadHighs } from "../solvers/highs_loader.ts";
-import { compositionCount, solveExhaustive, solveWithHighs } from "../solvers/split_solver.ts";
+import { completeShape, PROJECTIONS } from "../base/mod.ts";
+import {
+  compositionCount,
+  loadHighs,
+  type MemoryProblem,
+  PAPER_ASSUMPTIONS,
+  solveExhaustive,
+  solveWithHighs,
+} from "../solvers/mod.ts";
 
 /** One solver timing. */
 export interface SolverBenchResult {

@@ -24,9 +24,9 @@ import {
   trainStep,
 } from "../kernels/mod.ts";
 import { registerBlasWasmMatMul } from "../kernels/blas/mod.ts";
-import { startBackend } from "../kernels/engine.ts";
+import { startBackend } from "../effects/mod.ts";
 import { unregisterFusedWasmKernels } from "../kernels/fused/mod.ts";
-import type { LlamaShape } from "../solvers/llama_shape.ts";
+import type { LlamaShape } from "../base/mod.ts";
 
 /** One measured (shape, backend). */
 export interface TrainBenchRow {

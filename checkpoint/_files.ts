@@ -6,7 +6,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { describeUnknown, type IoFailed, ioFailed } from "../pipeline/errors.ts";
+import { describeUnknown, type IoFailed, ioFailed } from "../base/mod.ts";
 import { openSafetensors, type SafetensorsReader } from "../store/mod.ts";
 
 /** Parses a JSON file; a missing file or bad JSON is an `IoFailed` naming it. */

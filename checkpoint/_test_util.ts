@@ -6,10 +6,10 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { createRng } from "../data/prng.ts";
-import { type LlamaShape, projectionDims, PROJECTIONS } from "../solvers/llama_shape.ts";
-import { expectedTensors, projectionWeight } from "./layout.ts";
+import { createRng } from "../base/prng.ts";
+import { type LlamaShape, projectionDims, PROJECTIONS } from "../base/llama_shape.ts";
 import type { LazyTensor, LoraAdapters, ModelView } from "./model_view.ts";
+import { paramShapes, projectionWeight } from "../base/param_names.ts";
 
 /** A small GQA shape with an untied head. */
 export const TINY: LlamaShape = {
@@ -34,7 +34,7 @@ export function randomValues(n: number, seed: number): Float32Array {
 /** Every weight of `shape` (our layout) with random values. */
 export function randomWeights(shape: LlamaShape, seed: number): Map<string, Float32Array> {
   return new Map(
-    expectedTensors(shape).map(([name, dims], i) => [
+    paramShapes(shape).map(([name, dims], i) => [
       name,
       randomValues(dims.reduce((a, b) => a * b, 1), seed * 1000 + i),
     ]),
@@ -51,7 +51,7 @@ export function memoryView(
   weights: ReadonlyMap<string, Float32Array>,
   adapters?: LoraAdapters,
 ): ModelView {
-  const dims = new Map(expectedTensors(shape));
+  const dims = new Map(paramShapes(shape));
   return {
     shape,
     dtype: "F32",

@@ -7,13 +7,15 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { configInvalid, ioFailed } from "../pipeline/errors.ts";
-import { writeDirAtomic } from "../store/mod.ts";
+import { basename, dirname, join, resolve, sep as SEP } from "node:path";
+import { configInvalid, ioFailed } from "../base/mod.ts";
+import { removeStaleTemps, writeDirAtomic } from "../store/mod.ts";
 import { exists, readJson } from "./_files.ts";
 import type { HfDtype } from "./hf_config.ts";
 import { openHfCheckpoint, writeHfCheckpoint } from "./hf_checkpoint.ts";
 import type { CkptError, ModelView } from "./model_view.ts";
 import { writePeftAdapter } from "./peft.ts";
+import { CHECKPOINT_FILES, FINAL_FILES, RUN_DIR } from "./run_layout.ts";
 import {
   openStepCheckpoint,
   type StepOpenOptions,
@@ -35,7 +37,9 @@ export interface OpenedCheckpoint {
 
 /**
  * Opens a checkpoint directory: `config.json` with `hidden_size` (Hugging Face) or
- * `hidden` (our `final/`), or `state.json` (our `checkpoint/`).
+ * `hidden` (our `final/`), or `state.json` (our `checkpoint/`). A path to a
+ * `.safetensors` file inside one (as `report.json`'s `finalCheckpoint` gives
+ * it) opens the directory that holds it.
  *
  * @example
  * ```ts
@@ -45,11 +49,12 @@ export interface OpenedCheckpoint {
  * ```
  */
 export function openCheckpoint(
-  dir: string,
+  path: string,
   options: StepOpenOptions = {},
 ): TE.TaskEither<CkptError, OpenedCheckpoint> {
   return async () => {
-    const config = `${dir}/config.json`;
+    const dir = await checkpointDirOf(path);
+    const config = `${dir}/${FINAL_FILES.config}`;
     if (await exists(config)) {
       const json = await readJson(config)();
       if (E.isLeft(json)) return json;
@@ -57,13 +62,13 @@ export function openCheckpoint(
       const view = ours ? await openStepCheckpoint(dir, options)() : await openHfCheckpoint(dir)();
       return E.map((v: ModelView) => ({ view: v, format: ours ? "step" : "hf" } as const))(view);
     }
-    if (await exists(`${dir}/state.json`)) {
+    if (await exists(`${dir}/${CHECKPOINT_FILES.state}`)) {
       return E.map((v: ModelView) => ({ view: v, format: "step" } as const))(
         await openStepCheckpoint(dir, options)(),
       );
     }
     const inside = [];
-    for (const sub of ["final", "checkpoint"]) {
+    for (const sub of [RUN_DIR.final, RUN_DIR.checkpoint]) {
       if (await exists(`${dir}/${sub}`)) inside.push(`${dir}/${sub}`);
     }
     const hint = inside.length > 0 ? ` (a run directory? try ${inside.join(" or ")})` : "";
@@ -71,6 +76,16 @@ export function openCheckpoint(
       ioFailed(dir, `not a checkpoint: no config.json or state.json${hint}`),
     );
   };
+}
+
+/** The directory of a checkpoint given as itself or as one of its `.safetensors` files. */
+async function checkpointDirOf(path: string): Promise<string> {
+  if (!path.endsWith(".safetensors")) return path;
+  try {
+    return (await Deno.stat(path)).isFile ? dirname(path) : path;
+  } catch {
+    return path;
+  }
 }
 
 /** Options of {@link saveCheckpoint}. */
@@ -97,6 +112,34 @@ export interface Saved {
   readonly files: readonly string[];
 }
 
+/** The absolute, link-free form of a path that may not exist yet (its nearest existing ancestor resolved). */
+async function canonical(p: string): Promise<string> {
+  const abs = resolve(p);
+  try {
+    return await Deno.realPath(abs);
+  } catch {
+    const parent = dirname(abs);
+    return parent === abs ? abs : join(await canonical(parent), basename(abs));
+  }
+}
+
+/**
+ * Whether writing `out` (which replaces it whole) would destroy `input`: `out` is `input` or a
+ * folder above it.
+ *
+ * @example
+ * ```ts
+ * import { outputHolds } from "./checkpoint_dir.ts";
+ * console.assert(await outputHolds("runs/t0", "runs/t0/final"));
+ * console.assert(!(await outputHolds("out/hf", "runs/t0/final")));
+ * ```
+ */
+export async function outputHolds(out: string, input: string): Promise<boolean> {
+  const o = await canonical(out);
+  const i = await canonical(input);
+  return i === o || i.startsWith(o.endsWith(SEP) ? o : o + SEP);
+}
+
 async function nonEmpty(dir: string): Promise<boolean> {
   try {
     for await (const _ of Deno.readDir(dir)) return true;
@@ -116,6 +159,13 @@ export function saveCheckpoint(
   options: SaveOptions,
 ): TE.TaskEither<CkptError, Saved> {
   return async () => {
+    if (await outputHolds(out, view.source)) {
+      return E.left(configInvalid(
+        out,
+        `it holds the input "${view.source}"; writing it would replace the input: choose another output folder`,
+      ));
+    }
+    await removeStaleTemps(out);
     if (!options.replace && await nonEmpty(out)) {
       return E.left(configInvalid(out, "already exists; pass --force to replace it"));
     }

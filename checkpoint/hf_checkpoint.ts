@@ -13,7 +13,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { configInvalid, ioFailed } from "../pipeline/errors.ts";
+import { configInvalid, ioFailed, LM_HEAD, paramShapes } from "../base/mod.ts";
 import {
   createSafetensorsWriter,
   type SafetensorsReader,
@@ -28,7 +28,7 @@ import {
   toHfConfig,
   torchDtype,
 } from "./hf_config.ts";
-import { expectedTensors, hfShape, isLinearWeight, LM_HEAD, transpose } from "./layout.ts";
+import { hfShape, isLinearWeight, transpose } from "./layout.ts";
 import {
   type CkptError,
   floatValues,
@@ -189,7 +189,7 @@ export function openHfCheckpoint(dir: string): TE.TaskEither<CkptError, ModelVie
     const because = `${configPath} (${describe(shape.right)})`;
     const tensors: LazyTensor[] = [];
     const expected = new Set<string>();
-    for (const [name, ours] of expectedTensors(shape.right)) {
+    for (const [name, ours] of paramShapes(shape.right)) {
       expected.add(name);
       const reader = located.right.get(name);
       if (reader === undefined) {

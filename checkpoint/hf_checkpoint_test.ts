@@ -9,7 +9,7 @@ import {
   writeHfCheckpoint,
 } from "./hf_checkpoint.ts";
 import { toHfConfig } from "./hf_config.ts";
-import type { LlamaShape } from "../solvers/llama_shape.ts";
+import type { LlamaShape } from "../base/llama_shape.ts";
 import {
   left,
   loadAll,

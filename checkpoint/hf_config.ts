@@ -14,8 +14,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid } from "../pipeline/errors.ts";
-import { type LlamaShape, shapeProblem } from "../solvers/llama_shape.ts";
+import { type ConfigInvalid, configInvalid, type LlamaShape, shapeProblem } from "../base/mod.ts";
 import type { Dtype } from "../store/mod.ts";
 
 /** The dtypes a Hugging Face LLaMA checkpoint is stored in, by torch's name. */

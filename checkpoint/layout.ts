@@ -1,89 +1,13 @@
 /**
- * Parameter names and layouts of a LLaMA checkpoint, the same in every format
- * this folder reads or writes.
- *
- * Names are Hugging Face's (`model.embed_tokens.weight`,
- * `model.layers.{i}.self_attn.q_proj.weight`, …, `lm_head.weight`), as in
- * `kernels/params.ts`, which this folder may not import (it loads tfjs): the
- * engine tests check that {@link expectedTensors} and the engine's
- * `paramShapes` agree name for name. Layouts differ between the formats in
- * one way: our linear weights (the seven projections and the LM head) are
- * [in, out] (y = x·W), Hugging Face's are [out, in] (y = x·Wᵀ, torch's
- * `nn.Linear`). The embedding is [vocab, hidden] and the RMSNorm weights are
- * [hidden] in both.
+ * The one way the checkpoint formats differ in layout: our linear weights (the
+ * seven projections and the LM head) are [in, out] (y = x·W), Hugging Face's
+ * are [out, in] (y = x·Wᵀ, torch's `nn.Linear`). Names are the same in every
+ * format (`base/param_names.ts`). The embedding is [vocab, hidden] and the
+ * RMSNorm weights are [hidden] in both.
  *
  * @module
  */
-import {
-  type LlamaShape,
-  type Projection,
-  projectionDims,
-  PROJECTIONS,
-} from "../solvers/llama_shape.ts";
-
-/** Token embedding, [vocab, hidden] in every format. */
-export const EMBED = "model.embed_tokens.weight";
-/** Final RMSNorm weight, [hidden]. */
-export const FINAL_NORM = "model.norm.weight";
-/** Untied LM head: ours [hidden, vocab], HF [vocab, hidden]; absent when tied. */
-export const LM_HEAD = "lm_head.weight";
-
-/** The PyTorch submodule holding a projection: `self_attn` or `mlp`. */
-export function projectionBlock(p: Projection): "self_attn" | "mlp" {
-  return p === "gate" || p === "up" || p === "down" ? "mlp" : "self_attn";
-}
-
-/** The module name of a projection, e.g. `model.layers.3.mlp.up_proj`. */
-export function projectionModule(layer: number, p: Projection): string {
-  return `model.layers.${layer}.${projectionBlock(p)}.${p}_proj`;
-}
-
-/** The weight name of a projection, e.g. `model.layers.3.mlp.up_proj.weight`. */
-export function projectionWeight(layer: number, p: Projection): string {
-  return `${projectionModule(layer, p)}.weight`;
-}
-
-const PROJECTION_NAME =
-  /^model\.layers\.(\d+)\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj\.(.+)$/;
-
-/** Layer, projection and the rest (`weight`, `lora_A`, …) of a projection tensor name. */
-export function parseProjectionName(
-  name: string,
-): { readonly layer: number; readonly p: Projection; readonly rest: string } | undefined {
-  const m = PROJECTION_NAME.exec(name);
-  if (m === null) return undefined;
-  const p = m[3] as Projection;
-  if (projectionBlock(p) !== m[2]) return undefined;
-  return { layer: Number(m[1]), p, rest: m[4] ?? "" };
-}
-
-/** The layer index of a `model.layers.{i}.…` name, or undefined. */
-export function layerOfName(name: string): number | undefined {
-  const m = /^model\.layers\.(\d+)\./.exec(name);
-  return m === null ? undefined : Number(m[1]);
-}
-
-/** The same name in layer `to` (`model.layers.2.x` → `model.layers.5.x`). */
-export function renumber(name: string, to: number): string {
-  return name.replace(/^model\.layers\.\d+\./, `model.layers.${to}.`);
-}
-
-/** Names and shapes, in our layout, of every weight of a model of `shape.layers` layers. */
-export function expectedTensors(shape: LlamaShape): [string, number[]][] {
-  const h = shape.hidden;
-  const out: [string, number[]][] = [[EMBED, [shape.vocab, h]]];
-  for (let i = 0; i < shape.layers; i++) {
-    for (const p of PROJECTIONS) {
-      const d = projectionDims(shape, p);
-      out.push([projectionWeight(i, p), [d.in, d.out]]);
-    }
-    out.push([`model.layers.${i}.input_layernorm.weight`, [h]]);
-    out.push([`model.layers.${i}.post_attention_layernorm.weight`, [h]]);
-  }
-  out.push([FINAL_NORM, [h]]);
-  if (!shape.tiedEmbeddings) out.push([LM_HEAD, [h, shape.vocab]]);
-  return out;
-}
+import { LM_HEAD, parseProjectionName } from "../base/mod.ts";
 
 /** Whether Hugging Face stores this weight transposed relative to us (the linear maps). */
 export function isLinearWeight(name: string): boolean {

@@ -1,14 +1,7 @@
 import { assert, assertEquals } from "../tests/assert.ts";
-import {
-  expectedTensors,
-  hfShape,
-  isLinearWeight,
-  LM_HEAD,
-  parseProjectionName,
-  renumber,
-  transpose,
-} from "./layout.ts";
+import { hfShape, isLinearWeight, transpose } from "./layout.ts";
 import { TINY } from "./_test_util.ts";
+import { LM_HEAD, paramShapes, parseProjectionName, renumber } from "../base/param_names.ts";
 
 Deno.test("transpose() moves every 32-bit pattern, NaN payloads included", () => {
   const bits = new Uint32Array([0x7fa00001, 0xffc12345, 0x00000001, 0x80000000, 1, 2]);
@@ -28,8 +21,8 @@ Deno.test("transpose() of a large non-square matrix is its transpose", () => {
   assertEquals(transpose(t, cols, rows), v);
 });
 
-Deno.test("expectedTensors() lists HF's state-dict order with our [in, out] shapes", () => {
-  const names = expectedTensors(TINY);
+Deno.test("paramShapes() lists HF's state-dict order with our [in, out] shapes", () => {
+  const names = paramShapes(TINY);
   assertEquals(names.length, 1 + 9 * 3 + 2);
   assertEquals(names[0], ["model.embed_tokens.weight", [11, 8]]);
   assertEquals(names.slice(1, 10).map(([n]) => n.replace("model.layers.0.", "")), [
@@ -47,7 +40,7 @@ Deno.test("expectedTensors() lists HF's state-dict order with our [in, out] shap
   assertEquals(names[2]![1], [8, 4]);
   assertEquals(names[7]![1], [12, 8]);
   assertEquals(names.at(-1), [LM_HEAD, [8, 11]]);
-  assertEquals(expectedTensors({ ...TINY, tiedEmbeddings: true }).at(-1)?.[0], "model.norm.weight");
+  assertEquals(paramShapes({ ...TINY, tiedEmbeddings: true }).at(-1)?.[0], "model.norm.weight");
 });
 
 Deno.test("hfShape() reverses linear weights only", () => {

@@ -12,6 +12,7 @@
  * - `peft`: adapter_config.json + adapter_model.safetensors.
  * - `transforms`: merge adapters, grow.
  * - `checkpoint_dir`: open any format, save atomically.
+ * - `run_layout`: the run directory's names and its checkpoint's `state.json`.
  *
  * @example
  * ```ts
@@ -36,3 +37,4 @@ export * from "./step_checkpoint.ts";
 export * from "./peft.ts";
 export * from "./transforms.ts";
 export * from "./checkpoint_dir.ts";
+export * from "./run_layout.ts";

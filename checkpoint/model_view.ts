@@ -10,9 +10,13 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import type * as TE from "fp-ts/lib/TaskEither.js";
-import type { ConfigInvalid, IoFailed } from "../pipeline/errors.ts";
-import { configInvalid } from "../pipeline/errors.ts";
-import type { LlamaShape, Projection } from "../solvers/llama_shape.ts";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  type IoFailed,
+  type LlamaShape,
+  type Projection,
+} from "../base/mod.ts";
 import { type Dtype, type RawTensor, tensorToFloat32 } from "../store/mod.ts";
 
 /** What reading, transforming or writing a checkpoint can fail with. */

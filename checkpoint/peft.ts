@@ -16,13 +16,20 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { configInvalid, ioFailed } from "../pipeline/errors.ts";
-import { type Projection, projectionDims, PROJECTIONS } from "../solvers/llama_shape.ts";
-import type { LlamaShape } from "../solvers/llama_shape.ts";
+import {
+  configInvalid,
+  ioFailed,
+  type LlamaShape,
+  parseProjectionName,
+  type Projection,
+  projectionDims,
+  projectionModule,
+  PROJECTIONS,
+} from "../base/mod.ts";
 import { createSafetensorsWriter, type RawTensor, writeFileAtomic } from "../store/mod.ts";
 import { exists, jsonText, openAll, readJson } from "./_files.ts";
 import { type HfDtype, safetensorsDtype } from "./hf_config.ts";
-import { parseProjectionName, projectionModule, transpose } from "./layout.ts";
+import { transpose } from "./layout.ts";
 import {
   type CkptError,
   floatValues,

@@ -19,20 +19,32 @@
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import YAML from "yaml";
-import { decodeWith } from "../pipeline/codec.ts";
-import { configInvalid, describeUnknown, ioFailed } from "../pipeline/errors.ts";
 import {
   completeShape,
+  configInvalid,
+  decodeWith,
+  describeUnknown,
+  ioFailed,
+  layerOfName,
   type LlamaShape,
   LlamaShapeCodec,
+  paramShapes,
+  parseProjectionName,
   type Projection,
   projectionDims,
   PROJECTIONS,
   shapeProblem,
-} from "../solvers/llama_shape.ts";
+} from "../base/mod.ts";
 import { createSafetensorsWriter, type SafetensorsReader, writeFileAtomic } from "../store/mod.ts";
-import { exists, jsonText, openAll, readJson } from "./_files.ts";
-import { expectedTensors, layerOfName, parseProjectionName } from "./layout.ts";
+import { exists, openAll } from "./_files.ts";
+import {
+  CHECKPOINT_FILES,
+  decodeCheckpointState,
+  FINAL_FILES,
+  shapeConfigText,
+  shapeFileCandidates,
+  STEP_METADATA,
+} from "./run_layout.ts";
 import {
   type CkptError,
   floatValues,
@@ -41,12 +53,6 @@ import {
   type ModelView,
   shapeMismatch,
 } from "./model_view.ts";
-
-/** Metadata of our `model.safetensors`, as the run directory writes it. */
-export const STEP_METADATA: Readonly<Record<string, string>> = {
-  format: "step-llama",
-  layout: "linear weights are [in, out]",
-};
 
 /** Our shape from parsed JSON/YAML: the object itself, or its `model:` section. */
 export function decodeShape(json: unknown, where: string): E.Either<CkptError, LlamaShape> {
@@ -85,13 +91,7 @@ async function findShape(
   options: StepOpenOptions,
 ): Promise<E.Either<CkptError, LlamaShape>> {
   if (options.shapeFile !== undefined) return await readShapeFile(options.shapeFile)();
-  for (
-    const candidate of [
-      `${dir}/config.json`,
-      `${dir}/../final/config.json`,
-      `${dir}/../pipeline.yaml`,
-    ]
-  ) {
+  for (const candidate of shapeFileCandidates(dir)) {
     if (await exists(candidate)) return await readShapeFile(candidate)();
   }
   return E.left(
@@ -103,13 +103,19 @@ async function findShape(
 }
 
 async function loraScale(dir: string): Promise<E.Either<CkptError, number>> {
-  const path = `${dir}/state.json`;
-  const state = await readJson(path)();
-  if (E.isLeft(state)) return state;
-  const scale = (state.right as { meta?: { loraScale?: unknown } } | null)?.meta?.loraScale;
-  return typeof scale === "number" && Number.isFinite(scale) && scale > 0
+  const path = `${dir}/${CHECKPOINT_FILES.state}`;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    return E.left(ioFailed(path, describeUnknown(e)));
+  }
+  const state = decodeCheckpointState(text);
+  if (E.isLeft(state)) return E.left(configInvalid(path, state.left));
+  const scale = state.right.meta.loraScale;
+  return Number.isFinite(scale) && scale > 0
     ? E.right(scale)
-    : E.left(configInvalid(`${path}: meta.loraScale`, "missing, but the model has adapters"));
+    : E.left(configInvalid(`${path}: meta.loraScale`, `${scale} is not a positive number`));
 }
 
 function lazy(reader: SafetensorsReader, name: string, shape: readonly number[]): LazyTensor {
@@ -182,7 +188,7 @@ export function openStepCheckpoint(
   return async () => {
     const target = await findShape(dir, options);
     if (E.isLeft(target)) return target;
-    const opened = await openAll([`${dir}/model.safetensors`]);
+    const opened = await openAll([`${dir}/${FINAL_FILES.model}`]);
     if (E.isLeft(opened)) return opened;
     const reader = opened.right[0]!;
     const fail = (e: CkptError): E.Either<CkptError, never> => {
@@ -196,7 +202,7 @@ export function openStepCheckpoint(
       `the model shape (${depth} layers, hidden ${shape.hidden}, vocab ${shape.vocab})`;
     const tensors: LazyTensor[] = [];
     const expected = new Set<string>();
-    for (const [name, want] of expectedTensors(shape)) {
+    for (const [name, want] of paramShapes(shape)) {
       expected.add(name);
       const info = reader.info(name);
       if (info === undefined) {
@@ -249,7 +255,7 @@ export function writeStepCheckpoint(
         configInvalid(view.source, "the model has adapters: merge them before writing"),
       );
     }
-    const path = `${dir}/model.safetensors`;
+    const path = `${dir}/${FINAL_FILES.model}`;
     const writer = await createSafetensorsWriter(
       path,
       view.tensors.map((t) => [t.name, { dtype: "F32", shape: t.shape }] as const),
@@ -268,21 +274,7 @@ export function writeStepCheckpoint(
     }
     const committed = await writer.right.commit()();
     if (E.isLeft(committed)) return committed;
-    const s = view.shape;
-    // Field order as the run directory writes it (completeShape's).
-    const config = {
-      hidden: s.hidden,
-      intermediate: s.intermediate,
-      heads: s.heads,
-      kvHeads: s.kvHeads,
-      layers: s.layers,
-      vocab: s.vocab,
-      tiedEmbeddings: s.tiedEmbeddings,
-      rmsNormEps: s.rmsNormEps,
-      ropeTheta: s.ropeTheta,
-      maxSeqLen: s.maxSeqLen,
-    };
-    const c = await writeFileAtomic(`${dir}/config.json`, jsonText(config))();
-    return E.isLeft(c) ? c : E.right(["model.safetensors", "config.json"]);
+    const c = await writeFileAtomic(`${dir}/${FINAL_FILES.config}`, shapeConfigText(view.shape))();
+    return E.isLeft(c) ? c : E.right([FINAL_FILES.model, FINAL_FILES.config]);
   };
 }

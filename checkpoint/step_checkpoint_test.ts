@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertStringIncludes } from "../tests/assert.ts";
 import { openSafetensors, type TensorInput, writeSafetensors } from "../store/mod.ts";
-import { openStepCheckpoint, STEP_METADATA, writeStepCheckpoint } from "./step_checkpoint.ts";
+import { openStepCheckpoint, writeStepCheckpoint } from "./step_checkpoint.ts";
+import { STEP_METADATA } from "./run_layout.ts";
 import {
   left,
   loadAll,
@@ -11,7 +12,7 @@ import {
   TINY,
   withTempDir,
 } from "./_test_util.ts";
-import type { LlamaShape } from "../solvers/llama_shape.ts";
+import type { LlamaShape } from "../base/llama_shape.ts";
 
 function record(
   values: ReadonlyMap<string, Float32Array>,

@@ -16,10 +16,15 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { configInvalid } from "../pipeline/errors.ts";
-import type { Placement } from "../pipeline/config.ts";
-import { grownLayout, insertionCounts } from "../pipeline/growth_layout.ts";
-import { EMBED, layerOfName, renumber } from "./layout.ts";
+import {
+  configInvalid,
+  EMBED,
+  grownLayout,
+  insertionCounts,
+  layerOfName,
+  type Placement,
+  renumber,
+} from "../base/mod.ts";
 import type { CkptError, LazyTensor, LoraAdapters, ModelView } from "./model_view.ts";
 
 /** One adapter's matrices as values: A [rows, rank], B [rank, cols], and α / r. */

@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../tests/assert.ts";
-import { grownLayout, insertionCounts } from "../pipeline/growth_layout.ts";
+import { grownLayout, insertionCounts } from "../base/growth_layout.ts";
 import { attachAdapters, growCheckpoint, mergeAdapters, mergeValues } from "./transforms.ts";
 import {
   left,

@@ -7,7 +7,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid, describeUnknown } from "../pipeline/errors.ts";
+import { type ConfigInvalid, configInvalid, describeUnknown } from "../base/mod.ts";
 
 /** Flags and positionals as `parseArgs` returns them. */
 export interface ParsedCommand {

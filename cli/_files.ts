@@ -5,7 +5,7 @@
  * @module
  */
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { describeUnknown, type IoFailed, ioFailed } from "../pipeline/errors.ts";
+import { describeUnknown, type IoFailed, ioFailed } from "../base/mod.ts";
 
 /** Reads a text file; a missing file is an error naming it. */
 export function readText(path: string): TE.TaskEither<IoFailed, string> {

@@ -24,16 +24,18 @@ import {
   type Saved,
   torchDtype,
 } from "../checkpoint/mod.ts";
-import { type Placement, PLACEMENTS } from "../pipeline/config.ts";
 import {
   configInvalid,
   describeUnknown,
   exitCode,
+  formatBytes,
   kernelFailed,
+  parseBytes,
   type PipelineError,
+  type Placement,
+  PLACEMENTS,
   renderError,
-} from "../pipeline/errors.ts";
-import { formatBytes, parseBytes } from "../solvers/units.ts";
+} from "../base/mod.ts";
 import { writeFileAtomic } from "../store/mod.ts";
 import { parseCommand } from "./_args.ts";
 

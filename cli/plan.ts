@@ -11,24 +11,32 @@ import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { pipe } from "fp-ts/lib/function.js";
 import YAML from "yaml";
-import { type Config, parseConfig } from "../pipeline/config.ts";
+import {
+  type Config,
+  decodePipeline,
+  encodePipeline,
+  parseConfig,
+  planToGraph,
+  stageModules,
+  stageModulesText,
+  validateGraph,
+} from "../pipeline/mod.ts";
 import {
   configInvalid,
   describeUnknown,
   exitCode,
   kernelFailed,
+  parseBytes,
   type PipelineError,
   renderError,
-} from "../pipeline/errors.ts";
-import { stageModules, stageModulesText } from "../pipeline/plan_modules.ts";
-import { planJson, planSvg, planText } from "../pipeline/plan_report.ts";
-import { planToGraph } from "../pipeline/plan_to_graph.ts";
-import { decodePipeline, encodePipeline } from "../pipeline/stage_graph.ts";
-import { validateGraph } from "../pipeline/validate_graph.ts";
-import type { HighsSolver } from "../solvers/split_solver.ts";
-import { loadHighs as instantiateHighs } from "../solvers/highs_loader.ts";
-import { makePlan, type PlanMode } from "../solvers/planner.ts";
-import { parseBytes } from "../solvers/units.ts";
+} from "../base/mod.ts";
+import { planJson, planSvg, planText } from "../report/mod.ts";
+import {
+  type HighsSolver,
+  loadHighs as instantiateHighs,
+  makePlan,
+  type PlanMode,
+} from "../solvers/mod.ts";
 import { booleanFlag, field, parseCommand, stringFlag } from "./_args.ts";
 import { readText, writeAllOrNothing } from "./_files.ts";
 

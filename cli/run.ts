@@ -1,5 +1,5 @@
 /**
- * `deno task run PIPELINE [--out DIR] [--resume] [--dry-run] [--backend NAME]`
+ * `deno task run PIPELINE [--out DIR] [--resume | --force] [--dry-run] [--backend NAME]`
  *
  * PIPELINE is a stage graph — a TypeScript module exporting `pipeline`, or a
  * YAML/JSON file such as `deno task plan --emit` writes — or a plain config
@@ -7,14 +7,13 @@
  * pre-training: one `train` node of the full depth.
  *
  * The composition root of training: decodes and validates the graph before
- * any tensor exists, wires the effects, runs the interpreter, writes the
- * report.
+ * any tensor exists, wires the effects (`effects/env.ts`), runs the
+ * interpreter, writes the report.
  *
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
 import YAML from "yaml";
-import { type BackendName, BACKENDS, parseConfig } from "../pipeline/config.ts";
 import {
   type ConfigInvalid,
   configInvalid,
@@ -23,18 +22,23 @@ import {
   ioFailed,
   type PipelineError,
   renderError,
-} from "../pipeline/errors.ts";
-import type { Env } from "../pipeline/effects.ts";
-import { runPipeline, trainingSettings } from "../pipeline/interpreter.ts";
-import { describeGraph } from "../pipeline/predict.ts";
-import { lossChartSvg, memoryChartSvg, runReportJson, runSummary } from "../pipeline/run_report.ts";
-import { decodePipeline, encodePipeline, type Pipeline } from "../pipeline/stage_graph.ts";
-import { validateGraph, type ValidGraph } from "../pipeline/validate_graph.ts";
-import { loadCorpus } from "../data/corpus.ts";
-import { dataEffect } from "../data/data_effect.ts";
-import type { DataSource } from "../data/sources.ts";
-import { createEngine } from "../kernels/engine.ts";
-import { readMetrics, runDirLog, runDirStore } from "./run_dir.ts";
+} from "../base/mod.ts";
+import { RUN_DIR } from "../checkpoint/mod.ts";
+import { readMetrics, type RunDirMode, wireRun } from "../effects/mod.ts";
+import {
+  type BackendName,
+  BACKENDS,
+  decodePipeline,
+  describeGraph,
+  encodePipeline,
+  type Env,
+  parseConfig,
+  type Pipeline,
+  runPipeline,
+  validateGraph,
+  type ValidGraph,
+} from "../pipeline/mod.ts";
+import { lossChartSvg, memoryChartSvg, runReportJson, runSummary } from "../report/mod.ts";
 import { booleanFlag, field, parseCommand, stringFlag } from "./_args.ts";
 import { readText } from "./_files.ts";
 
@@ -48,7 +52,8 @@ PIPELINE  a .ts module exporting \`pipeline\`, a stage-graph .yaml/.json (\`deno
 
 Options:
   --out DIR        run directory (default runs/<name>): metrics, checkpoint, final model, report
-  --resume         continue from DIR's checkpoint
+  --resume         continue the run in DIR from its checkpoint
+  --force          replace the earlier run in DIR (without it, a used DIR is refused)
   --dry-run        print the graph and each stage's predicted memory, then stop
   --backend NAME   ${BACKENDS.join(" | ")} (overrides training.backend)
   -h, --help       show this help`;
@@ -56,7 +61,7 @@ Options:
 interface RunArgs {
   readonly file: string;
   readonly out?: string;
-  readonly resume: boolean;
+  readonly mode: RunDirMode;
   readonly dryRun: boolean;
   readonly backend?: BackendName;
 }
@@ -65,6 +70,7 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "h
   const parsed = parseCommand(argv, {
     out: { type: "string" },
     resume: { type: "boolean", default: false },
+    force: { type: "boolean", default: false },
     "dry-run": { type: "boolean", default: false },
     backend: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
@@ -88,11 +94,20 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "h
       `unknown backend "${backend}": expected one of ${BACKENDS.join(", ")}`,
     ));
   }
+  if (booleanFlag(cmd, "resume") && booleanFlag(cmd, "force")) {
+    return E.left(
+      configInvalid("--resume/--force", "give one of them: continue the run or replace it"),
+    );
+  }
+  const out = stringFlag(cmd, "out");
+  if (out !== undefined && out.trim() === "") {
+    return E.left(configInvalid("--out", "is empty: name the run directory"));
+  }
   return E.right({
     file: positionals[0] ?? "",
-    resume: booleanFlag(cmd, "resume"),
+    mode: booleanFlag(cmd, "resume") ? "resume" : booleanFlag(cmd, "force") ? "replace" : "fresh",
     dryRun: booleanFlag(cmd, "dry-run"),
-    ...field("out", stringFlag(cmd, "out")),
+    ...field("out", out),
     ...field("backend", backend as BackendName | undefined),
   });
 }
@@ -151,40 +166,11 @@ async function loadGraph(file: string): Promise<E.Either<PipelineError, Pipeline
   return isGraph ? decodePipeline(doc, file) : standardGraph(text.right, file);
 }
 
-async function buildData(g: ValidGraph): Promise<E.Either<PipelineError, Env["data"]>> {
-  const T = trainingSettings(g);
-  const d = g.pipeline.data ?? {};
-  const source = d.source ?? "builtin";
-  const sources: DataSource[] = source === "builtin"
-    ? [{ builtin: { seed: T.seed + 1, bytes: d.builtinBytes ?? 400_000 } }]
-    : [{ path: source, ...(d.textField === undefined ? {} : { field: d.textField }) }];
-  const corpus = await loadCorpus({
-    sources,
-    tokenizer: d.tokenizer ?? "bytes",
-    seed: T.seed,
-    validation: d.validation === undefined
-      ? { fraction: d.valFraction ?? 0.05, by: "auto" }
-      : { sources: [d.validation] },
-  }, { cacheDir: d.cacheDir ?? ".cache/tokens" })();
-  if (E.isLeft(corpus)) return corpus;
-  if (corpus.right.tokenizer.vocabSize > g.shape.vocab) {
-    return E.left(configInvalid(
-      "model.vocab",
-      `${g.shape.vocab} is smaller than the ${corpus.right.tokenizer.name} tokenizer's ${corpus.right.tokenizer.vocabSize} tokens`,
-    ));
-  }
-  return dataEffect(corpus.right, { batch: T.microBatch, seq: T.seqLen, seed: T.seed });
-}
-
 /** Runs the run command; resolves to the process exit code. */
 export async function main(
   argv: readonly string[],
   print: (line: string) => void = console.log,
 ): Promise<number> {
-  const fail = (e: PipelineError): number => {
-    console.error(renderError(e));
-    return exitCode(e);
-  };
   const cli = parseCli(argv);
   if (E.isLeft(cli)) return fail(cli.left);
   if (cli.right === "help") {
@@ -197,81 +183,76 @@ export async function main(
   const graph = validateGraph(loaded.right);
   if (E.isLeft(graph)) return fail(graph.left);
   const g = graph.right;
-  const T = trainingSettings(g);
-  if (T.seqLen > g.shape.maxSeqLen) {
-    return fail(
-      configInvalid(
-        "training.seqLen",
-        `${T.seqLen} exceeds model.maxSeqLen = ${g.shape.maxSeqLen}`,
-      ),
-    );
-  }
-  if (T.batchTokens % (T.microBatch * T.seqLen) !== 0) {
-    return fail(
-      configInvalid(
-        "training.batchTokens",
-        `${T.batchTokens} is not a multiple of microBatch × seqLen = ${T.microBatch * T.seqLen}`,
-      ),
-    );
-  }
   print(describeGraph(g));
   if (args.dryRun) return 0;
 
-  const data = await buildData(g);
-  if (E.isLeft(data)) return fail(data.left);
-  const engine = await createEngine(args.backend ?? T.backend)();
-  if (E.isLeft(engine)) return fail(engine.left);
   const name = g.pipeline.name ?? args.file.replace(/^.*\//, "").replace(/\.[a-z]+$/, "");
   const out = args.out ?? `runs/${name}`;
+  const wired = await wireRun(g, {
+    out,
+    mode: args.mode,
+    print,
+    ...field("backend", args.backend),
+  })();
+  if (E.isLeft(wired)) return fail(wired.left);
   try {
-    await Deno.mkdir(out, { recursive: true });
-    if (!args.resume) await Deno.remove(`${out}/metrics.jsonl`).catch(() => {});
-  } catch (e) {
-    return fail(ioFailed(out, `cannot create the run directory: ${describeUnknown(e)}`));
+    const env = wired.right.env;
+    return await runAndReport(g, { name, out, resume: args.mode === "resume", env }, print);
+  } finally {
+    wired.right.release();
   }
-  print(`Backend: ${engine.right.backend}`);
+}
+
+async function runAndReport(
+  g: ValidGraph,
+  run: { readonly name: string; readonly out: string; readonly resume: boolean; readonly env: Env },
+  print: (line: string) => void,
+): Promise<number> {
+  const { env, out, name } = run;
+  print(`Backend: ${env.engine.backend}`);
   print(
-    `Data: ${data.right.description}${
-      data.right.floorNats === undefined
-        ? ""
-        : `; floor ${data.right.floorNats.toFixed(3)} nats/token`
+    `Data: ${env.data.description}${
+      env.data.floorNats === undefined ? "" : `; floor ${env.data.floorNats.toFixed(3)} nats/token`
     }${
-      data.right.unigramNats === undefined
+      env.data.unigramNats === undefined
         ? ""
-        : `; unigram entropy ${data.right.unigramNats.toFixed(3)}`
+        : `; unigram entropy ${env.data.unigramNats.toFixed(3)}`
     }`,
   );
   print(`Run directory: ${out}`);
-  const env: Env = {
-    engine: engine.right,
-    data: data.right,
-    store: runDirStore(out),
-    log: runDirLog(out, print),
-    clock: { now: () => performance.now() },
-  };
-  const result = await runPipeline(g, { resume: args.resume })(env)();
+  const result = await runPipeline(g, { resume: run.resume })(env)();
   if (E.isLeft(result)) return fail(result.left);
   const r = result.right;
   const report = runReportJson(g, r, {
-    backend: engine.right.backend,
-    data: data.right.description,
-    floorNats: data.right.floorNats ?? null,
-    unigramNats: data.right.unigramNats ?? null,
+    backend: env.engine.backend,
+    data: env.data.description,
+    floorNats: env.data.floorNats ?? null,
+    unigramNats: env.data.unigramNats ?? null,
   });
   const metrics = await readMetrics(out);
   const files: [string, string][] = [
-    ["report.json", JSON.stringify(report, null, 2)],
-    ["loss.svg", lossChartSvg(`${name}: loss`, metrics, data.right.floorNats)],
-    ["memory.svg", memoryChartSvg(`${name}: model state per stage, measured vs predicted`, r)],
-    ["pipeline.yaml", YAML.stringify(encodePipeline(g.pipeline))],
+    [RUN_DIR.report, JSON.stringify(report, null, 2)],
+    [RUN_DIR.lossChart, lossChartSvg(`${name}: loss`, metrics, env.data.floorNats)],
+    [
+      RUN_DIR.memoryChart,
+      memoryChartSvg(`${name}: model state per stage, measured vs predicted`, r),
+    ],
+    [RUN_DIR.pipeline, YAML.stringify(encodePipeline(g.pipeline))],
   ];
   for (const [file, text] of files) {
     const w = await env.store.writeText(file, text)();
     if (E.isLeft(w)) return fail(w.left);
   }
   print(runSummary(r));
-  print(`Report: ${out}/report.json, ${out}/loss.svg, ${out}/memory.svg`);
+  print(
+    `Report: ${out}/${RUN_DIR.report}, ${out}/${RUN_DIR.lossChart}, ${out}/${RUN_DIR.memoryChart}`,
+  );
   return 0;
+}
+
+function fail(e: PipelineError): number {
+  console.error(renderError(e));
+  return exitCode(e);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -22,8 +22,7 @@
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid } from "../pipeline/errors.ts";
-import { deriveSeed, permutation } from "./prng.ts";
+import { type ConfigInvalid, configInvalid, deriveSeed, permutation } from "../base/mod.ts";
 import type { TokenArray } from "./token_cache.ts";
 
 const BatchPositionFields = t.type({ epoch: t.number, cursor: t.number });

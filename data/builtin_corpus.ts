@@ -16,7 +16,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { type Chooser, document, END, lex } from "./_grammar.ts";
-import { createRng } from "./prng.ts";
+import { createRng } from "../base/mod.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
 /** Bumped whenever the grammar changes, so token caches of the old corpus are not reused. */

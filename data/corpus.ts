@@ -19,8 +19,13 @@
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { type ConfigInvalid, configInvalid, type IoFailed } from "../pipeline/errors.ts";
-import { deriveSeed, permutation } from "./prng.ts";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  deriveSeed,
+  type IoFailed,
+  permutation,
+} from "../base/mod.ts";
 import { builtinCorpus } from "./builtin_corpus.ts";
 import { DataSource, type ResolvedBuiltin, type ResolvedUnit, resolveSources } from "./sources.ts";
 import {

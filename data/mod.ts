@@ -8,7 +8,6 @@
  * - `builtin_corpus`, `entropy`: the generated default corpus, its loss floor, unigram entropy.
  * - `token_cache`, `corpus`: tokenise once, cache on disk, split off validation data.
  * - `batches`: fixed-length windows, seeded shuffles per epoch, `{ epoch, cursor }` positions.
- * - `prng`: the seeded generator used throughout.
  *
  * @example
  * ```ts
@@ -25,9 +24,7 @@
 export * from "./batches.ts";
 export * from "./builtin_corpus.ts";
 export * from "./corpus.ts";
-export * from "./data_effect.ts";
 export * from "./entropy.ts";
-export * from "./prng.ts";
 export * from "./readers.ts";
 export * from "./sources.ts";
 export * from "./token_cache.ts";

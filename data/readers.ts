@@ -10,7 +10,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { type AsyncBuffer, parquetMetadataAsync, parquetRead, parquetSchema } from "hyparquet";
-import { describeUnknown, type IoFailed, ioFailed } from "../pipeline/errors.ts";
+import { describeUnknown, type IoFailed, ioFailed } from "../base/mod.ts";
 import { builtinCorpus } from "./builtin_corpus.ts";
 import type { ResolvedFile, ResolvedUnit } from "./sources.ts";
 

@@ -17,7 +17,7 @@ import {
   describeUnknown,
   type IoFailed,
   ioFailed,
-} from "../pipeline/errors.ts";
+} from "../base/mod.ts";
 import { BUILTIN_CORPUS_VERSION } from "./builtin_corpus.ts";
 
 /** How a file's documents are stored. */

@@ -16,7 +16,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import * as path from "node:path";
-import { describeUnknown, type IoFailed, ioFailed } from "../pipeline/errors.ts";
+import { describeUnknown, type IoFailed, ioFailed } from "../base/mod.ts";
 import { writeFileAtomic } from "../store/mod.ts";
 import { readDocuments } from "./readers.ts";
 import type { ResolvedUnit } from "./sources.ts";

@@ -11,7 +11,7 @@
  */
 import * as t from "io-ts";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { describeUnknown, type IoFailed, ioFailed } from "../pipeline/errors.ts";
+import { describeUnknown, type IoFailed, ioFailed } from "../base/mod.ts";
 
 /** Names of the built-in tokenisers; the codec a config decodes them with. */
 export const TokenizerName: t.KeyofC<{ gpt2: null; bytes: null }> = t.keyof({

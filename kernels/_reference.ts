@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { LlamaShape, Projection } from "../solvers/llama_shape.ts";
+import type { LlamaShape, Projection } from "../base/mod.ts";
 
 /** A float64 array with its shape. */
 export interface Arr {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { createRng, hashString } from "../data/prng.ts";
+import { createRng, hashString } from "../base/mod.ts";
 
 /**
  * `n` samples of N(0, std²) from the stream named by (`seed`, `name`).

@@ -10,7 +10,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
 import { createRequire } from "node:module";
-import { describeUnknown, type KernelFailed, kernelFailed } from "../pipeline/errors.ts";
+import { describeUnknown, type KernelFailed, kernelFailed } from "../base/mod.ts";
 import { registerGradients } from "./_gradients.ts";
 import { registerScatterKernels } from "./_scatter_kernels.ts";
 import { registerWasmIdentity, registerWasmMatMul } from "./_wasm_matmul.ts";

@@ -2,17 +2,22 @@
  * Layer growth by interpolation (spec §1, §6): new layers are inserted
  * between existing ones; a layer inserted after layer j starts as the
  * parameter-wise mean of layers j and j + 1, and one inserted above the top
- * layer as a copy of it. After growth only the new layers train: the old
- * layers, embeddings, final norm and LM head are frozen (adapters come next,
- * from `attachRelora`), and AdamW starts from fresh moments.
+ * layer as a copy of it. What trains afterwards is the caller's list (STEP's
+ * rules live in `base/stage_roles.ts`: the new layers), and AdamW starts
+ * from fresh moments.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { Placement } from "../pipeline/config.ts";
 import { mergeAdapters } from "./relora.ts";
-import { grownLayout, insertionCounts } from "../pipeline/growth_layout.ts";
-import { depthOf, layerOf, layerPrefix, type Params } from "./params.ts";
+import {
+  grownLayout,
+  insertionCounts,
+  layerOfName,
+  layerPrefix,
+  type Placement,
+} from "../base/mod.ts";
+import { depthOf, disposeParams, type Params } from "./params.ts";
 import { disposeState, freshMoments, type TrainState } from "./train_state.ts";
 
 function layerParams(params: Params, layer: number): [string, tf.Tensor][] {
@@ -29,21 +34,25 @@ export interface GrowOptions {
   readonly placement: Placement;
   /** Seed of the `random` placement. */
   readonly seed: number;
+  /** What trains after growth, in order (`grownTrainable` of the stage's roles). */
+  readonly trainable: readonly string[];
 }
 
 /**
  * Grows a state by `add` layers. Adapters, if any, are merged first, so the
  * grown model is plain. Consumes `state`; untouched layers keep their values
- * bit for bit (renumbered), new layers get fresh tensors.
+ * bit for bit (renumbered), new layers get fresh tensors. The trainable set
+ * becomes `options.trainable` (the freezing rules of `base/stage_roles.ts`).
+ *
+ * @throws {Error} when a trainable name is not a parameter of the grown model.
  */
 export function growModel(state: TrainState, options: GrowOptions): TrainState {
   const plain = mergeAdapters(state);
   const depth = depthOf(plain.params);
   const layout = grownLayout(insertionCounts(depth, options.add, options.placement, options.seed));
   const params = new Map<string, tf.Tensor>();
-  const trainable = new Set<string>();
   for (const [name, t] of plain.params) {
-    if (layerOf(name) === undefined) params.set(name, t.clone());
+    if (layerOfName(name) === undefined) params.set(name, t.clone());
   }
   layout.forEach((origin, index) => {
     const prefix = layerPrefix(index);
@@ -61,10 +70,15 @@ export function growModel(state: TrainState, options: GrowOptions): TrainState {
       const hi = above?.get(suffix);
       const t = hi === undefined ? lo.clone() : tf.tidy(() => tf.mul(tf.add(lo, hi), 0.5));
       params.set(prefix + suffix, t);
-      trainable.add(prefix + suffix);
     }
   });
   disposeState(plain);
+  const missing = options.trainable.find((n) => !params.has(n));
+  if (missing !== undefined) {
+    disposeParams(params);
+    throw new Error(`Trainable name "${missing}" is not a parameter of the grown model`);
+  }
+  const trainable = new Set(options.trainable);
   return {
     shape: plain.shape,
     params,

@@ -1,10 +1,12 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { assert, assertEquals } from "../tests/assert.ts";
-import type { LlamaShape } from "../solvers/llama_shape.ts";
+import type { LlamaShape } from "../base/llama_shape.ts";
 import { growModel } from "./grow.ts";
-import { depthOf, EMBED_NAME, initParams, layerPrefix } from "./params.ts";
+import { depthOf, initParams } from "./params.ts";
 import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
 import { backendTest } from "./_test_util.ts";
+import { EMBED, layerPrefix } from "../base/param_names.ts";
+import { grownStageRoles, grownTrainable } from "../base/stage_roles.ts";
 
 const SHAPE: LlamaShape = {
   hidden: 8,
@@ -35,9 +37,20 @@ backendTest(
   async () => {
     const s0 = createTrainState(SHAPE, initParams(SHAPE, 3, 1));
     const old = await Promise.all([0, 1, 2].map((i) => layerValues(s0, i)));
-    const embed = (await s0.params.get(EMBED_NAME)!.data()).slice();
+    const embed = (await s0.params.get(EMBED)!.data()).slice();
     const before = tf.memory().numTensors;
-    const grown = growModel(s0, { add: 2, placement: "upper", seed: 0 });
+    const roles = grownStageRoles(2, 3, 2, {
+      placement: "upper",
+      seed: 0,
+      targets: [],
+      trainEmbeddings: false,
+    });
+    const grown = growModel(s0, {
+      add: 2,
+      placement: "upper",
+      seed: 0,
+      trainable: grownTrainable(roles),
+    });
     // Layout [0, 1, new(1,2), 2, new(2, top)].
     assertEquals(depthOf(grown.params), 5);
     for (const [newIndex, oldIndex] of [[0, 0], [1, 1], [3, 2]] as const) {
@@ -63,7 +76,7 @@ backendTest(
       );
     }
     assertEquals(
-      new Float32Array(await grown.params.get(EMBED_NAME)!.data()),
+      new Float32Array(await grown.params.get(EMBED)!.data()),
       new Float32Array(embed),
     );
     // Only the two new layers train; moments exist for them alone.

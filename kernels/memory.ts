@@ -9,8 +9,9 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { isAdapterName, type Params } from "./params.ts";
+import { type Params } from "./params.ts";
 import type { TrainState } from "./train_state.ts";
+import { isAdapterName } from "../base/mod.ts";
 
 /** Bytes per role. Adapters are trainable, but counted apart from `trainable`. */
 export interface MemoryByRole {

@@ -38,6 +38,8 @@ export * from "./train_state.ts";
 export * from "./adamw.ts";
 export * from "./train_step.ts";
 export * from "./memory.ts";
+export * from "./grow.ts";
+export * from "./relora.ts";
 export { embedding } from "./ops/embedding.ts";
 export { linear, type LoraBranch } from "./ops/linear.ts";
 export { rmsNorm, type RmsNormOptions } from "./ops/rms_norm.ts";

@@ -10,7 +10,16 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { PLAIN, TRANSPOSED } from "./_flags.ts";
-import type { LlamaShape, Projection } from "../solvers/llama_shape.ts";
+import {
+  EMBED,
+  FINAL_NORM,
+  layerNormNames,
+  type LlamaShape,
+  LM_HEAD,
+  loraNames,
+  type Projection,
+  projectionWeight,
+} from "../base/mod.ts";
 import { causalAttention } from "./ops/attention.ts";
 import { crossEntropySum } from "./ops/cross_entropy.ts";
 import { embedding } from "./ops/embedding.ts";
@@ -18,17 +27,7 @@ import { linear, type LoraBranch } from "./ops/linear.ts";
 import { rmsNorm } from "./ops/rms_norm.ts";
 import { rope, type RopeTables, ropeTables } from "./ops/rope.ts";
 import { swiglu } from "./ops/swiglu.ts";
-import {
-  depthOf,
-  EMBED_NAME,
-  FINAL_NORM_NAME,
-  layerNormNames,
-  LM_HEAD_NAME,
-  loraNames,
-  param,
-  type Params,
-  projectionName,
-} from "./params.ts";
+import { depthOf, param, type Params } from "./params.ts";
 
 /** What a forward pass needs: the shape, the weights, and the LoRA scale α/r. */
 export interface Model {
@@ -81,7 +80,7 @@ function checkTargets(shape: LlamaShape, b: Batch): void {
 }
 
 function proj(model: Model, x: tf.Tensor2D, layer: number, p: Projection): tf.Tensor2D {
-  const name = projectionName(layer, p);
+  const name = projectionWeight(layer, p);
   const w = param(model.params, name) as tf.Tensor2D;
   const ln = loraNames(name);
   const a = model.params.get(ln.a);
@@ -136,7 +135,7 @@ function hiddenStates(model: Model, input: TokenBatch): tf.Tensor2D {
   const ctx = { batch: input.batch, seq: input.seq, tables };
   let h = tf.tidy(() =>
     embedding(
-      param(model.params, EMBED_NAME) as tf.Tensor2D,
+      param(model.params, EMBED) as tf.Tensor2D,
       tf.tensor1d(input.tokens, "int32"),
     )
   );
@@ -148,7 +147,7 @@ function hiddenStates(model: Model, input: TokenBatch): tf.Tensor2D {
     prev.dispose();
   }
   const out = tf.tidy(() =>
-    rmsNorm(h, param(model.params, FINAL_NORM_NAME) as tf.Tensor1D, { eps: s.rmsNormEps })
+    rmsNorm(h, param(model.params, FINAL_NORM) as tf.Tensor1D, { eps: s.rmsNormEps })
   );
   h.dispose();
   tables.cos.dispose();
@@ -158,8 +157,8 @@ function hiddenStates(model: Model, input: TokenBatch): tf.Tensor2D {
 
 function lmHead(model: Model, h: tf.Tensor2D): tf.Tensor2D {
   return model.shape.tiedEmbeddings
-    ? tf.matMul(h, param(model.params, EMBED_NAME) as tf.Tensor2D, PLAIN, TRANSPOSED)
-    : tf.matMul(h, param(model.params, LM_HEAD_NAME) as tf.Tensor2D);
+    ? tf.matMul(h, param(model.params, EMBED) as tf.Tensor2D, PLAIN, TRANSPOSED)
+    : tf.matMul(h, param(model.params, LM_HEAD) as tf.Tensor2D);
 }
 
 /**

@@ -1,8 +1,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { assertEquals } from "../tests/assert.ts";
-import type { LlamaShape } from "../solvers/llama_shape.ts";
+import type { LlamaShape } from "../base/llama_shape.ts";
 import { type Batch, forwardLogits, lossOf, lossSum } from "./model.ts";
-import { disposeParams, importParams, loraNames, paramShapes, projectionName } from "./params.ts";
+import { disposeParams, importParams } from "./params.ts";
 import {
   arr,
   crossEntropyRef,
@@ -12,6 +12,7 @@ import {
   uniformArr,
 } from "./_reference.ts";
 import { asFloat32, assertClose, backendTest } from "./_test_util.ts";
+import { loraNames, paramShapes, projectionWeight } from "../base/param_names.ts";
 
 const gqa: LlamaShape = {
   hidden: 8,
@@ -45,7 +46,7 @@ function refParams(shape: LlamaShape, depth: number, seed: number): RefParams {
   }
   for (const [layer, p] of [[0, "q"], [1, "down"]] as const) {
     if (layer >= depth) continue;
-    const name = projectionName(layer, p);
+    const name = projectionWeight(layer, p);
     const [din, dout] = out.get(name)!.shape as [number, number];
     const ln = loraNames(name);
     out.set(ln.a, asFloat32(uniformArr([din, 2], s++, 0.5)));

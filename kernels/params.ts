@@ -1,74 +1,21 @@
 /**
  * Model parameters: a flat map from Hugging Face names to tensors.
  *
- * Names follow `transformers`' LlamaForCausalLM (`model.embed_tokens.weight`,
- * `model.layers.{i}.self_attn.q_proj.weight`, ..., `lm_head.weight`), so that
- * checkpoint export is a rename-free copy. Layouts differ in one respect:
- * every linear weight here is **[in, out]** (y = x·W), while Hugging Face
- * stores [out, in]; export transposes. The embedding is [vocab, hidden] in
- * both. LoRA adapters of a projection sit beside its weight as
- * `<proj>.lora_A` [in, r] and `<proj>.lora_B` [r, out]. The depth is however
- * many `model.layers.{i}` the map holds, so growth is a renumbering.
+ * Names and layouts are `base/param_names.ts`'s (Hugging Face's names, linear
+ * weights [in, out]). The depth is however many `model.layers.{i}` the map
+ * holds, so growth is a renumbering.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import {
-  type LlamaShape,
-  type Projection,
-  projectionDims,
-  PROJECTIONS,
-  shapeProblem,
-} from "../solvers/llama_shape.ts";
+import { layerOfName, type LlamaShape, paramShapes, shapeProblem } from "../base/mod.ts";
 import { normalSamples } from "./_rng.ts";
 
 /** Named parameter tensors; the holder of the map owns the tensors. */
 export type Params = ReadonlyMap<string, tf.Tensor>;
 
-/** Name of the token embedding, [vocab, hidden]. */
-export const EMBED_NAME = "model.embed_tokens.weight";
-/** Name of the final RMSNorm weight, [hidden]. */
-export const FINAL_NORM_NAME = "model.norm.weight";
-/** Name of the untied LM head, [hidden, vocab]; absent when tied to the embedding. */
-export const LM_HEAD_NAME = "lm_head.weight";
 /** Standard deviation of LLaMA's normal initialisation (HF `initializer_range`). */
 export const INIT_STD = 0.02;
-
-/** `model.layers.{layer}.` */
-export function layerPrefix(layer: number): string {
-  return `model.layers.${layer}.`;
-}
-
-/** The weight name of one projection of one layer, e.g. `model.layers.3.mlp.up_proj.weight`. */
-export function projectionName(layer: number, p: Projection): string {
-  const block = p === "gate" || p === "up" || p === "down" ? "mlp" : "self_attn";
-  return `${layerPrefix(layer)}${block}.${p}_proj.weight`;
-}
-
-/** Names of the RMSNorm weights of one layer. */
-export function layerNormNames(layer: number): { readonly input: string; readonly post: string } {
-  return {
-    input: `${layerPrefix(layer)}input_layernorm.weight`,
-    post: `${layerPrefix(layer)}post_attention_layernorm.weight`,
-  };
-}
-
-/** Adapter names beside a projection weight: `<proj>.lora_A` [in, r], `<proj>.lora_B` [r, out]. */
-export function loraNames(weightName: string): { readonly a: string; readonly b: string } {
-  const base = weightName.endsWith(".weight") ? weightName.slice(0, -".weight".length) : weightName;
-  return { a: `${base}.lora_A`, b: `${base}.lora_B` };
-}
-
-/** Whether a parameter is a LoRA adapter matrix. */
-export function isAdapterName(name: string): boolean {
-  return name.endsWith(".lora_A") || name.endsWith(".lora_B");
-}
-
-/** The layer index in a `model.layers.{i}.…` name, or undefined. */
-export function layerOf(name: string): number | undefined {
-  const m = /^model\.layers\.(\d+)\./.exec(name);
-  return m === null ? undefined : Number(m[1]);
-}
 
 /**
  * The current depth: the number of decoder layers in the map.
@@ -78,7 +25,7 @@ export function layerOf(name: string): number | undefined {
 export function depthOf(params: Params): number {
   const seen = new Set<number>();
   for (const name of params.keys()) {
-    const i = layerOf(name);
+    const i = layerOfName(name);
     if (i !== undefined) seen.add(i);
   }
   for (let i = 0; i < seen.size; i++) {
@@ -94,23 +41,6 @@ export function param(params: Params, name: string): tf.Tensor {
   const t = params.get(name);
   if (t === undefined) throw new Error(`Missing parameter "${name}"`);
   return t;
-}
-
-/** Names and shapes of every parameter of a model of `depth` layers, in HF's state-dict order. */
-export function paramShapes(shape: LlamaShape, depth: number): [string, number[]][] {
-  const h = shape.hidden;
-  const out: [string, number[]][] = [[EMBED_NAME, [shape.vocab, h]]];
-  for (let i = 0; i < depth; i++) {
-    for (const p of PROJECTIONS) {
-      const d = projectionDims(shape, p);
-      out.push([projectionName(i, p), [d.in, d.out]]);
-    }
-    const norms = layerNormNames(i);
-    out.push([norms.input, [h]], [norms.post, [h]]);
-  }
-  out.push([FINAL_NORM_NAME, [h]]);
-  if (!shape.tiedEmbeddings) out.push([LM_HEAD_NAME, [h, shape.vocab]]);
-  return out;
 }
 
 /**

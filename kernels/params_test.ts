@@ -1,19 +1,15 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { assert, assertAlmostEquals, assertEquals, assertThrows } from "../tests/assert.ts";
-import { type LlamaShape, paramCounts } from "../solvers/llama_shape.ts";
+import { type LlamaShape, paramCounts } from "../base/llama_shape.ts";
+import { depthOf, disposeParams, exportParams, importParams, initParams } from "./params.ts";
+import { backendTest } from "./_test_util.ts";
 import {
-  depthOf,
-  disposeParams,
-  exportParams,
-  importParams,
-  initParams,
   isAdapterName,
-  layerOf,
+  layerOfName,
   loraNames,
   paramShapes,
-  projectionName,
-} from "./params.ts";
-import { backendTest } from "./_test_util.ts";
+  projectionWeight,
+} from "../base/param_names.ts";
 
 const shape: LlamaShape = {
   hidden: 32,
@@ -48,15 +44,15 @@ Deno.test("paramShapes() at full depth counts what the planner counts", () => {
 });
 
 Deno.test("names: projections, adapters and layer indices", () => {
-  assertEquals(projectionName(3, "gate"), "model.layers.3.mlp.gate_proj.weight");
-  assertEquals(loraNames(projectionName(3, "q")), {
+  assertEquals(projectionWeight(3, "gate"), "model.layers.3.mlp.gate_proj.weight");
+  assertEquals(loraNames(projectionWeight(3, "q")), {
     a: "model.layers.3.self_attn.q_proj.lora_A",
     b: "model.layers.3.self_attn.q_proj.lora_B",
   });
   assert(isAdapterName("model.layers.3.self_attn.q_proj.lora_B"));
   assert(!isAdapterName("model.layers.3.self_attn.q_proj.weight"));
-  assertEquals(layerOf("model.layers.12.input_layernorm.weight"), 12);
-  assertEquals(layerOf("model.norm.weight"), undefined);
+  assertEquals(layerOfName("model.layers.12.input_layernorm.weight"), 12);
+  assertEquals(layerOfName("model.norm.weight"), undefined);
 });
 
 backendTest(
@@ -67,7 +63,7 @@ backendTest(
     const c = initParams(shape, 2, 8);
     assertEquals(depthOf(a), 2);
     assertEquals(depthOf(b), 3);
-    const up = projectionName(1, "up");
+    const up = projectionWeight(1, "up");
     const values = (await a.get(up)!.data()) as Float32Array;
     const mean = values.reduce((s, x) => s + x, 0) / values.length;
     const std = Math.sqrt(values.reduce((s, x) => s + (x - mean) ** 2, 0) / values.length);

@@ -1,6 +1,6 @@
 /**
  * ReLoRA on frozen layers (spec §5): attach LoRA adapters to the projections
- * of every frozen layer, periodically merge them into the frozen weight and
+ * of the frozen layers, periodically merge them into the frozen weight and
  * start them afresh, and merge everything at the end.
  *
  * Adapters are `<proj>.lora_A` [in, r] and `<proj>.lora_B` [r, out] in the
@@ -12,18 +12,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { Projection } from "../solvers/llama_shape.ts";
-import { createRng, deriveSeed, hashString } from "../data/prng.ts";
-import {
-  depthOf,
-  EMBED_NAME,
-  FINAL_NORM_NAME,
-  isAdapterName,
-  LM_HEAD_NAME,
-  loraNames,
-  type Params,
-  projectionName,
-} from "./params.ts";
+import { createRng, deriveSeed, hashString, isAdapterName, loraNames } from "../base/mod.ts";
+import { disposeParams, type Params } from "./params.ts";
 import { disposeState, freshMoments, type TrainState } from "./train_state.ts";
 
 // topk's flag: values in descending order, so the last kept one is the threshold.
@@ -46,49 +36,46 @@ export function kaimingA(inDim: number, rank: number, seed: number, name: string
 export interface AttachOptions {
   readonly rank: number;
   readonly alpha: number;
-  readonly targets: readonly Projection[];
   readonly seed: number;
-  /** Keep embeddings, final norm and LM head trainable (frozen otherwise). */
-  readonly trainEmbeddings: boolean;
-}
-
-/** The layers whose projection weights are frozen (the ones adapters go on). */
-export function frozenLayers(state: TrainState): number[] {
-  const depth = depthOf(state.params);
-  return Array.from({ length: depth }, (_, i) => i).filter((i) =>
-    !state.trainable.has(projectionName(i, "q"))
-  );
+  /** Projection weights that get adapters (`adaptedWeights` of the stage's roles). */
+  readonly adapted: readonly string[];
+  /**
+   * Everything that trains afterwards, in order, adapter names included (`stageTrainable` of
+   * the stage's roles).
+   */
+  readonly trainable: readonly string[];
 }
 
 /**
- * Attaches adapters to every target projection of every frozen layer. The
- * trainable set becomes the unfrozen weights plus the adapters (plus the
- * embeddings if asked); AdamW starts from fresh moments (spec §4: attaching
- * PET re-initialises the optimizer state). Consumes `state`.
+ * Attaches adapters to `options.adapted` and makes `options.trainable` the
+ * trainable set (STEP's rules: `base/stage_roles.ts`). AdamW starts from
+ * fresh moments (spec §4: attaching PET re-initialises the optimizer state).
+ * Consumes `state`.
+ *
+ * @throws {Error} when a named weight or trainable name does not exist.
  */
 export function attachRelora(state: TrainState, options: AttachOptions): TrainState {
   const params = new Map<string, tf.Tensor>();
   for (const [name, t] of state.params) params.set(name, t.clone());
-  const trainable = new Set([...state.trainable].filter((n) => !isAdapterName(n)));
-  for (const layer of frozenLayers(state)) {
-    for (const p of options.targets) {
-      const w = projectionName(layer, p);
-      const weight = params.get(w);
-      if (weight === undefined) throw new Error(`Missing parameter "${w}"`);
-      const [inDim, outDim] = weight.shape as [number, number];
-      const { a, b } = loraNames(w);
-      params.get(a)?.dispose();
-      params.get(b)?.dispose();
-      params.set(a, kaimingA(inDim, options.rank, options.seed, a));
-      params.set(b, tf.zeros([options.rank, outDim]));
-      trainable.add(a).add(b);
+  for (const w of options.adapted) {
+    const weight = params.get(w);
+    if (weight === undefined) {
+      disposeParams(params);
+      throw new Error(`Missing parameter "${w}"`);
     }
+    const [inDim, outDim] = weight.shape as [number, number];
+    const { a, b } = loraNames(w);
+    params.get(a)?.dispose();
+    params.get(b)?.dispose();
+    params.set(a, kaimingA(inDim, options.rank, options.seed, a));
+    params.set(b, tf.zeros([options.rank, outDim]));
   }
-  for (const name of [EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME]) {
-    if (!params.has(name)) continue;
-    if (options.trainEmbeddings) trainable.add(name);
-    else trainable.delete(name);
+  const missing = options.trainable.find((n) => !params.has(n));
+  if (missing !== undefined) {
+    disposeParams(params);
+    throw new Error(`Trainable name "${missing}" is not a parameter`);
   }
+  const trainable = new Set(options.trainable);
   disposeState(state);
   return {
     shape: state.shape,

@@ -1,15 +1,22 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { assert, assertEquals } from "../tests/assert.ts";
-import type { LlamaShape } from "../solvers/llama_shape.ts";
-import { PROJECTIONS } from "../solvers/llama_shape.ts";
+import type { LlamaShape } from "../base/llama_shape.ts";
+import { PROJECTIONS } from "../base/llama_shape.ts";
 import { growModel } from "./grow.ts";
 import { memoryByRole } from "./memory.ts";
 import { forwardLogits } from "./model.ts";
-import { EMBED_NAME, initParams, isAdapterName, projectionName } from "./params.ts";
+import { initParams } from "./params.ts";
 import { attachRelora, mergeAdapters, pruneByMagnitude, reloraReset } from "./relora.ts";
 import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
 import { trainStep } from "./train_step.ts";
 import { backendTest, maxAbsDiff } from "./_test_util.ts";
+import { EMBED, isAdapterName, projectionWeight } from "../base/param_names.ts";
+import {
+  adaptedWeights,
+  grownStageRoles,
+  grownTrainable,
+  stageTrainable,
+} from "../base/stage_roles.ts";
 
 const SHAPE: LlamaShape = {
   hidden: 16,
@@ -29,7 +36,21 @@ const BATCH = {
   batch: 2,
   seq: 6,
 };
-const ATTACH = { rank: 4, alpha: 8, targets: PROJECTIONS, seed: 3, trainEmbeddings: false };
+// Growing 2 layers by 2 (upper) gives [old 0, new, old 1, new]: adapters go on layers 0 and 2.
+const ROLES = grownStageRoles(2, 2, 2, {
+  placement: "upper",
+  seed: 0,
+  targets: PROJECTIONS,
+  trainEmbeddings: false,
+});
+const GROW = { add: 2, placement: "upper", seed: 0, trainable: grownTrainable(ROLES) } as const;
+const ATTACH = {
+  rank: 4,
+  alpha: 8,
+  seed: 3,
+  adapted: adaptedWeights(ROLES),
+  trainable: stageTrainable(ROLES, SHAPE),
+};
 
 async function logits(state: TrainState): Promise<Float32Array> {
   const t = forwardLogits(state, BATCH);
@@ -40,7 +61,7 @@ async function logits(state: TrainState): Promise<Float32Array> {
 
 async function trainedAdapted(): Promise<TrainState> {
   let s = createTrainState(SHAPE, initParams(SHAPE, 2, 5));
-  s = growModel(s, { add: 2, placement: "upper", seed: 0 });
+  s = growModel(s, GROW);
   s = attachRelora(s, ATTACH);
   for (let i = 0; i < 3; i++) s = (await trainStep(s, [BATCH], { lr: 1e-2 })).state;
   return s;
@@ -50,7 +71,7 @@ backendTest(
   "attachRelora() leaves the output unchanged and trains only new layers and adapters",
   async () => {
     let s = createTrainState(SHAPE, initParams(SHAPE, 2, 5));
-    s = growModel(s, { add: 2, placement: "upper", seed: 0 });
+    s = growModel(s, GROW);
     const before = await logits(s);
     s = attachRelora(s, ATTACH);
     assertEquals(await logits(s), before);
@@ -70,8 +91,10 @@ backendTest(
       const b = (await s.params.get(n.replace("lora_A", "lora_B"))!.data()) as Float32Array;
       assert(b.every((x) => x === 0), `${n} B starts at zero`);
     }
-    assert(!s.trainable.has(EMBED_NAME) && !s.trainable.has(projectionName(0, "q")));
-    assert(s.trainable.has(projectionName(1, "q")) && s.trainable.has(projectionName(3, "down")));
+    assert(!s.trainable.has(EMBED) && !s.trainable.has(projectionWeight(0, "q")));
+    assert(
+      s.trainable.has(projectionWeight(1, "q")) && s.trainable.has(projectionWeight(3, "down")),
+    );
     // Frozen weights hold no optimizer state and get no gradient.
     assertEquals([...s.adam.m.keys()].sort(), [...s.trainable].sort());
     const { peak, state } = await trainStep(s, [BATCH], { lr: 1e-2 });

@@ -10,7 +10,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { LlamaShape } from "../solvers/llama_shape.ts";
+import type { LlamaShape } from "../base/mod.ts";
 import type { Model } from "./model.ts";
 import { disposeParams, type Params } from "./params.ts";
 

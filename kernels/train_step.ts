@@ -32,15 +32,23 @@ export interface StepResult {
   readonly tokens: number;
   /** Live bytes when the accumulated gradients exist, before any is released. */
   readonly peak: MemoryByRole;
+  /**
+   * The loss or the gradient norm was not finite, so no weight or moment was touched: `state`
+   * is the input state, still valid.
+   */
+  readonly skipped: boolean;
 }
 
 /**
  * Gradient accumulation over `microBatches` (loss = Σ token losses / Σ valid
  * targets, so the split does not change the result), global-norm clipping,
- * then one AdamW update of the trainable parameters.
+ * then one AdamW update of the trainable parameters. When the loss or the
+ * gradient norm is NaN or infinite the update is skipped (`skipped: true`):
+ * one bad batch cannot write NaN into every weight.
  *
- * Consumes `state`: its trainable weights and moments are disposed and must
- * not be used again; frozen weights move to the returned state unchanged.
+ * Consumes `state` (unless skipped): its trainable weights and moments are
+ * disposed and must not be used again; frozen weights move to the returned
+ * state unchanged.
  *
  * @throws {Error} on malformed batches or a state whose tensors were disposed.
  * @example
@@ -99,6 +107,10 @@ export async function trainStep(
   normT.dispose();
   lossTotal.dispose();
   const peak = memoryByRole(state, new Map(names.map((n, i) => [n, gs[i]!])));
+  if (!Number.isFinite(gradNorm) || !Number.isFinite(loss)) {
+    gs.forEach((g) => g.dispose());
+    return { state, loss, gradNorm, tokens: total, peak, skipped: true };
+  }
 
   const step = state.adam.step + 1;
   const gradScale = clipFactor(gradNorm, options.clipNorm ?? 1.0);
@@ -125,6 +137,7 @@ export async function trainStep(
     gradNorm,
     tokens: total,
     peak,
+    skipped: false,
   };
 }
 

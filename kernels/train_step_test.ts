@@ -1,21 +1,15 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { assert, assertAlmostEquals, assertEquals } from "../tests/assert.ts";
-import type { LlamaShape } from "../solvers/llama_shape.ts";
+import type { LlamaShape } from "../base/llama_shape.ts";
 import { bytesPerParam, trainedBytes } from "../solvers/memory_model.ts";
 import { memoryByRole } from "./memory.ts";
 import type { Batch } from "./model.ts";
-import {
-  initParams,
-  layerOf,
-  loraNames,
-  type Params,
-  paramShapes,
-  projectionName,
-} from "./params.ts";
+import { initParams, type Params } from "./params.ts";
 import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
 import { evalLoss, trainStep } from "./train_step.ts";
 import { normalSamples } from "./_rng.ts";
 import { assertClose, backendTest } from "./_test_util.ts";
+import { layerOfName, loraNames, paramShapes, projectionWeight } from "../base/param_names.ts";
 
 const shape: LlamaShape = {
   hidden: 16,
@@ -78,7 +72,7 @@ function stagedState(): TrainState {
   const params = new Map(initParams(shape, 2, 3));
   const adapters: string[] = [];
   for (const p of ["q", "v"] as const) {
-    const name = projectionName(0, p);
+    const name = projectionWeight(0, p);
     const [din, dout] = params.get(name)!.shape as [number, number];
     const ln = loraNames(name);
     params.set(
@@ -88,7 +82,7 @@ function stagedState(): TrainState {
     params.set(ln.b, tf.zeros([4, dout]));
     adapters.push(ln.a, ln.b);
   }
-  const trainable = [...params.keys()].filter((n) => layerOf(n) === 1).concat(adapters);
+  const trainable = [...params.keys()].filter((n) => layerOfName(n) === 1).concat(adapters);
   return createTrainState(shape, params, { trainable, loraScale: 2 });
 }
 
@@ -156,7 +150,7 @@ backendTest("trainStep() clips by global norm before the moments", async () => {
     clipNorm: bound,
   });
   assertAlmostEquals(clipped.gradNorm, free.gradNorm, 1e-6 * free.gradNorm);
-  const name = projectionName(0, "up");
+  const name = projectionWeight(0, "up");
   const mFree = await free.state.adam.m.get(name)!.data();
   const mClipped = await clipped.state.adam.m.get(name)!.data();
   const factor = bound / (free.gradNorm + 1e-6);
@@ -211,6 +205,6 @@ backendTest("trainStep() computes no gradient for a frozen weight", async () => 
   };
   const all = await matmuls(undefined);
   const names = paramShapes(shape, 2).map(([n]) => n);
-  const q0 = projectionName(0, "q");
+  const q0 = projectionWeight(0, "q");
   assertEquals(await matmuls(names.filter((n) => n !== q0)), all - 1);
 });

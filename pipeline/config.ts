@@ -8,28 +8,31 @@
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
 import YAML from "yaml";
-import { Fraction, NonNegativeInt, PositiveInt, PositiveNumber } from "../solvers/brands.ts";
 import {
   completeShape,
+  type ConfigInvalid,
+  configInvalid,
+  decodeWith,
+  DEFAULT_PLACEMENT,
+  FileName,
+  Fraction,
   type LlamaShape,
   LlamaShapeCodec,
+  NonNegativeInt,
+  oneOf,
+  parseBytes,
+  type Placement,
+  PlacementCodec,
+  PositiveInt,
+  PositiveNumber,
   type Projection,
   ProjectionCodec,
   PROJECTIONS,
   shapeProblem,
-} from "../solvers/llama_shape.ts";
-import type { MemoryAssumptions } from "../solvers/memory_model.ts";
-import type { BudgetSpec } from "../solvers/compute_budget.ts";
-import { parseBytes } from "../solvers/units.ts";
-import { decodeWith, oneOf, strict } from "./codec.ts";
-import { type ConfigInvalid, configInvalid } from "./errors.ts";
-
-/** Where new layers go when a model grows (spec §6). */
-export const PLACEMENTS = ["upper", "uniform", "lower", "random"] as const;
-/** A growth placement. */
-export type Placement = typeof PLACEMENTS[number];
-/** Codec of a placement. */
-export const PlacementCodec = oneOf("placement", PLACEMENTS);
+  strict,
+} from "../base/mod.ts";
+import type { BudgetSpec, MemoryAssumptions } from "../solvers/mod.ts";
+import { DEFAULT_TOKEN_CACHE_DIR } from "../data/mod.ts";
 
 /** Tensor backends the engine knows. */
 export const BACKENDS = ["auto", "wasm", "cpu", "blas", "webgpu", "tensorflow"] as const;
@@ -107,6 +110,7 @@ export const TrainingCodec = strict("training", {}, {
   checkpointEvery: PositiveInt,
   logEvery: PositiveInt,
   seed: NonNegativeInt,
+  maxSkippedSteps: PositiveInt,
 });
 
 /** Codec of the `data:` section (used by `run`). */
@@ -122,7 +126,7 @@ export const DataCodec = strict("data", {}, {
 
 /** Codec of a whole config file. */
 export const ConfigCodec = strict("config", { model: LlamaShapeCodec }, {
-  name: t.string,
+  name: FileName,
   pet: PetCodec,
   galore: GaloreCodec,
   memory: MemoryCodec,
@@ -185,6 +189,8 @@ export interface TrainingSettings {
   readonly checkpointEvery: number;
   readonly logEvery: number;
   readonly seed: number;
+  /** Steps in a row with a non-finite loss or gradient (skipped, weights unchanged) that stop the run. */
+  readonly maxSkippedSteps: number;
 }
 
 /** Data settings with defaults applied. */
@@ -233,7 +239,85 @@ export const TRAINING_DEFAULTS: TrainingSettings = {
   checkpointEvery: 50,
   logEvery: 10,
   seed: 0,
+  maxSkippedSteps: 3,
 };
+
+/** Defaults of the `data:` section: the built-in corpus, bytes, 5% held out. */
+export const DATA_DEFAULTS: DataSettings = {
+  source: "builtin",
+  validation: undefined,
+  tokenizer: "bytes",
+  textField: "text",
+  valFraction: 0.05,
+  cacheDir: DEFAULT_TOKEN_CACHE_DIR,
+  builtinBytes: 400_000,
+};
+
+/** ReLoRA defaults (spec §4–§5): r = 128, α = 32, all seven projections, reset every 5000 steps, 500 re-warm steps, 99% pruning. */
+export const PET_DEFAULTS: PetSettings = {
+  kind: "relora",
+  rank: 128,
+  alpha: 32,
+  targets: PROJECTIONS,
+  resetEvery: 5000,
+  restartWarmup: 500,
+  pruneRatio: 0.99,
+};
+
+/**
+ * GaLore defaults (the paper's r = 128, T = 200, α = 0.25). The planner's GaLore memory reads
+ * `rank` and `targets`; `updateEvery` and `scale` are decoded now and used by the GaLore trainer
+ * (#12), not by the planner: GaLore's memory does not depend on them.
+ */
+export const GALORE_DEFAULTS: GaloreSettings = {
+  rank: 128,
+  targets: PROJECTIONS,
+  updateEvery: 200,
+  scale: 0.25,
+};
+
+/** Defaults of the `memory:` section: the paper's assumptions (model state only, mixed precision). */
+export const MEMORY_DEFAULTS: MemoryAssumptions = {
+  precision: "mixed",
+  embeddings: false,
+  trainEmbeddingsAfterStage1: false,
+  activations: undefined,
+};
+
+/** Training settings of a graph or config section, defaults applied. */
+export function trainingSettings(input: Partial<TrainingSettings> | undefined): TrainingSettings {
+  return { ...TRAINING_DEFAULTS, ...input };
+}
+
+/** Data settings of a graph or config section, defaults applied. */
+export function dataSettings(input: Partial<DataSettings> | undefined): DataSettings {
+  return { ...DATA_DEFAULTS, ...input };
+}
+
+/**
+ * The batch problems a codec cannot see: whole micro-batches per step, sequences the model can
+ * hold. `where` prefixes the field path (`file.yaml: `).
+ */
+export function trainingProblem(
+  training: TrainingSettings,
+  shape: LlamaShape,
+  where: string,
+): ConfigInvalid | undefined {
+  const perMicro = training.microBatch * training.seqLen;
+  if (training.batchTokens % perMicro !== 0) {
+    return configInvalid(
+      `${where}training.batchTokens`,
+      `${training.batchTokens} is not a multiple of microBatch × seqLen = ${perMicro}`,
+    );
+  }
+  if (training.seqLen > shape.maxSeqLen) {
+    return configInvalid(
+      `${where}training.seqLen`,
+      `${training.seqLen} exceeds model.maxSeqLen = ${shape.maxSeqLen}`,
+    );
+  }
+  return undefined;
+}
 
 /** Applies defaults and cross-field checks to a decoded config. */
 export function resolveConfig(
@@ -243,20 +327,12 @@ export function resolveConfig(
   const shape = completeShape(input.model);
   const problem = shapeProblem(shape);
   if (problem !== undefined) return E.left(configInvalid(`${file}: model`, problem));
-  const training: TrainingSettings = { ...TRAINING_DEFAULTS, ...input.training };
-  const perMicro = training.microBatch * training.seqLen;
-  if (training.batchTokens % perMicro !== 0) {
-    return E.left(configInvalid(
-      `${file}: training.batchTokens`,
-      `${training.batchTokens} is not a multiple of microBatch × seqLen = ${perMicro}`,
-    ));
-  }
-  if (input.training !== undefined && training.seqLen > shape.maxSeqLen) {
-    return E.left(configInvalid(
-      `${file}: training.seqLen`,
-      `${training.seqLen} exceeds model.maxSeqLen = ${shape.maxSeqLen}`,
-    ));
-  }
+  const training = trainingSettings(input.training);
+  // A planning-only config (no `training:`) may describe a model longer than the default seqLen.
+  const batchProblem = input.training === undefined
+    ? undefined
+    : trainingProblem(training, shape, `${file}: `);
+  if (batchProblem !== undefined) return E.left(batchProblem);
   const budgetBytes = input.plan?.budget === undefined
     ? undefined
     : typeof input.plan.budget === "number"
@@ -276,21 +352,13 @@ export function resolveConfig(
   return E.right({
     name: input.name ?? file.replace(/^.*\//, "").replace(/\.(ya?ml|json)$/, ""),
     shape,
-    pet: {
-      kind: "relora",
-      rank: 128,
-      alpha: 32,
-      targets: PROJECTIONS,
-      resetEvery: 5000,
-      restartWarmup: 500,
-      pruneRatio: 0.99,
-      ...input.pet,
-    },
-    galore: { rank: 128, targets: PROJECTIONS, updateEvery: 200, scale: 0.25, ...input.galore },
+    pet: { ...PET_DEFAULTS, ...input.pet },
+    galore: { ...GALORE_DEFAULTS, ...input.galore },
     memory: {
-      precision: input.memory?.precision ?? "mixed",
-      embeddings: input.memory?.embeddings ?? false,
-      trainEmbeddingsAfterStage1: input.memory?.trainEmbeddingsAfterStage1 ?? false,
+      precision: input.memory?.precision ?? MEMORY_DEFAULTS.precision,
+      embeddings: input.memory?.embeddings ?? MEMORY_DEFAULTS.embeddings,
+      trainEmbeddingsAfterStage1: input.memory?.trainEmbeddingsAfterStage1 ??
+        MEMORY_DEFAULTS.trainEmbeddingsAfterStage1,
       activations: act === undefined ? undefined : {
         microBatch: act.microBatch,
         seqLen: act.seqLen,
@@ -302,7 +370,7 @@ export function resolveConfig(
       minLayers: input.plan?.minLayers ?? 1,
       split: input.plan?.split,
       budgetBytes,
-      placement: input.plan?.placement ?? "upper",
+      placement: input.plan?.placement ?? DEFAULT_PLACEMENT,
     },
     budget: {
       total: b?.flops !== undefined
@@ -313,16 +381,7 @@ export function resolveConfig(
       growAt: b?.growAt ?? 0.75,
     },
     training,
-    data: {
-      source: "builtin",
-      validation: undefined,
-      tokenizer: "bytes",
-      textField: "text",
-      valFraction: 0.05,
-      cacheDir: ".cache/step",
-      builtinBytes: 400_000,
-      ...input.data,
-    },
+    data: dataSettings(input.data),
   });
 }
 

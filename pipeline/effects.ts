@@ -7,9 +7,9 @@
  * @module
  */
 import type * as TE from "fp-ts/lib/TaskEither.js";
-import type { LlamaShape, Projection } from "../solvers/llama_shape.ts";
-import type { Placement } from "./config.ts";
-import type { IoFailed, KernelFailed } from "./errors.ts";
+import * as t from "io-ts";
+import type { FileError, IoFailed, KernelFailed, LlamaShape, Placement } from "../base/mod.ts";
+import type { SnapshotMeta } from "../checkpoint/mod.ts";
 
 /** One micro-batch of packed sequences: `targets` are `tokens` shifted by one. */
 export interface MicroBatch {
@@ -21,21 +21,21 @@ export interface MicroBatch {
   readonly seq: number;
 }
 
-/** Live model-state bytes by role, read from the engine's tensors. */
-export interface MemoryByRole {
-  /** Weights trained at full rank. */
-  readonly trainableWeights: number;
-  /** Gradients of trained tensors (adapters included). */
-  readonly gradients: number;
-  /** Optimizer state (Adam m and v) of trained tensors (adapters included). */
-  readonly optimizer: number;
-  /** Frozen weights. */
-  readonly frozen: number;
-  /** Adapter weights (their gradients and moments are in the rows above). */
-  readonly adapters: number;
-  /** Sum of the rows. */
-  readonly total: number;
-}
+/**
+ * Live model-state bytes by role, read from the engine's tensors: `trainableWeights` (trained
+ * at full rank), `gradients` and `optimizer` (Adam m and v) of every trained tensor, adapters
+ * included, `frozen` weights, `adapters` (their weights), and `total`, the sum of the rows.
+ */
+export const MemoryByRoleCodec = t.readonly(t.type({
+  trainableWeights: t.number,
+  gradients: t.number,
+  optimizer: t.number,
+  frozen: t.number,
+  adapters: t.number,
+  total: t.number,
+}));
+/** Live model-state bytes by role (see {@link MemoryByRoleCodec}). */
+export type MemoryByRole = t.TypeOf<typeof MemoryByRoleCodec>;
 
 /** Parameter counts of the engine's current model, by role. */
 export interface ModelStats {
@@ -64,6 +64,8 @@ export interface StepOutcome {
   readonly loss: number;
   /** Global gradient norm before clipping. */
   readonly gradNorm: number;
+  /** The loss or the gradient norm was not finite: nothing was updated (the state is the input's). */
+  readonly skipped: boolean;
   /** Model-state bytes at the step's peak (gradients alive). */
   readonly peak: MemoryByRole;
 }
@@ -86,8 +88,8 @@ export interface EngineSnapshot {
   readonly params: readonly NamedArray[];
   /** Adam first and second moments, by parameter name. */
   readonly moments: readonly NamedArray[];
-  /** Everything else (trainable set, adapter scale, optimizer step, …): JSON-serialisable. */
-  readonly meta: Readonly<Record<string, unknown>>;
+  /** Trainable set, adapter scale and optimizer step (`checkpoint/run_layout.ts`). */
+  readonly meta: SnapshotMeta;
 }
 
 /** Growth settings. */
@@ -95,16 +97,19 @@ export interface GrowSpec {
   readonly add: number;
   readonly placement: Placement;
   readonly seed: number;
+  /** What trains after growth, in order (`base/stage_roles.ts`). */
+  readonly trainable: readonly string[];
 }
 
 /** ReLoRA attachment settings. */
 export interface AttachSpec {
   readonly rank: number;
   readonly alpha: number;
-  readonly targets: readonly Projection[];
   readonly seed: number;
-  /** Keep embeddings, final norm and LM head trainable. */
-  readonly trainEmbeddings: boolean;
+  /** Projection weights that get adapters (`base/stage_roles.ts`). */
+  readonly adapted: readonly string[];
+  /** Everything that trains afterwards, in order, adapters included. */
+  readonly trainable: readonly string[];
 }
 
 /** What a ReLoRA merge-and-reset did. */
@@ -174,7 +179,7 @@ export interface StoreEffect {
   /** Replaces the run's checkpoint atomically. */
   saveCheckpoint(c: Checkpoint): TE.TaskEither<IoFailed, void>;
   /** The run's checkpoint, or undefined when there is none. */
-  loadCheckpoint(): TE.TaskEither<IoFailed, Checkpoint | undefined>;
+  loadCheckpoint(): TE.TaskEither<FileError, Checkpoint | undefined>;
   /** Writes the merged final model; returns its path. */
   saveFinal(snapshot: EngineSnapshot, shape: LlamaShape): TE.TaskEither<IoFailed, string>;
   /** Writes a text file inside the run directory; returns its path. */

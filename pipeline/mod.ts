@@ -4,10 +4,15 @@
  *
  * @module
  */
-export * from "./errors.ts";
-export * from "./codec.ts";
 export * from "./config.ts";
 export * from "./stage_graph.ts";
 export * from "./validate_graph.ts";
 export * from "./plan_to_graph.ts";
-export * from "./plan_report.ts";
+export * from "./plan_modules.ts";
+export * from "./predict.ts";
+export * from "./effects.ts";
+export * from "./interpreter.ts";
+export * from "./run_state.ts";
+export * from "./seeds.ts";
+export * from "./schedule.ts";
+export * from "./graph_flops.ts";

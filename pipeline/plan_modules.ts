@@ -4,18 +4,20 @@
  * (`model.embed_tokens`, `model.layers.3.self_attn.q_proj`, `model.norm`,
  * `lm_head`), so a stage can run on any trainer that freezes by module name.
  *
- * The rules are the engine's: stage 1 trains everything; a later stage
- * inserts its layers where `pipeline/growth_layout.ts` puts them, trains
- * those, freezes every older layer (norms included) and the embeddings,
- * final norm and LM head (unless `trainEmbeddingsAfterStage1`), and puts
- * LoRA adapters on the target projections of the frozen layers. An adapted
- * module is listed as frozen too: its base weight is frozen, its adapter trains.
+ * The rules are `base/stage_roles.ts`'s, the ones the engine applies. An
+ * adapted module is listed as frozen too: its base weight is frozen, its
+ * adapter trains.
  *
  * @module
  */
-import { type Projection, PROJECTIONS } from "../solvers/llama_shape.ts";
-import type { Placement } from "./config.ts";
-import { grownLayout, insertionCounts } from "./growth_layout.ts";
+import {
+  layerWeightNames,
+  outsideWeightNames,
+  type Placement,
+  type Projection,
+  projectionModule,
+  splitRoles,
+} from "../base/mod.ts";
 
 /** Options of {@link stageModules}. */
 export interface StageModulesOptions {
@@ -56,17 +58,8 @@ export interface StageModules {
   readonly peft: PeftTargets | null;
 }
 
-function projectionModule(layer: number, p: Projection): string {
-  const block = p === "gate" || p === "up" || p === "down" ? "mlp" : "self_attn";
-  return `model.layers.${layer}.${block}.${p}_proj`;
-}
-
-function layerModules(layer: number): string[] {
-  return [
-    ...PROJECTIONS.map((p) => projectionModule(layer, p)),
-    `model.layers.${layer}.input_layernorm`,
-    `model.layers.${layer}.post_attention_layernorm`,
-  ];
+function moduleOf(weight: string): string {
+  return weight.slice(0, -".weight".length);
 }
 
 /**
@@ -86,53 +79,45 @@ export function stageModules(
   split: readonly number[],
   options: StageModulesOptions,
 ): StageModules[] {
-  const outside = {
-    first: ["model.embed_tokens"],
-    last: options.tiedEmbeddings ? ["model.norm"] : ["model.norm", "lm_head"],
-  };
-  const targets = PROJECTIONS.filter((p) => options.targets.includes(p));
-  const out: StageModules[] = [];
-  let depth = 0;
-  split.forEach((added, idx) => {
-    const newLayers = idx === 0
-      ? Array.from({ length: added }, (_, i) => i)
-      : grownLayout(insertionCounts(depth, added, options.placement, options.seed))
-        .flatMap((origin, i) => (origin.kind === "new" ? [i] : []));
-    depth += added;
-    const fresh = new Set(newLayers);
+  const [embed, ...last] = outsideWeightNames(options.tiedEmbeddings).map(moduleOf);
+  const roles = splitRoles(split, () => ({
+    placement: options.placement,
+    seed: options.seed,
+    targets: options.targets,
+    trainEmbeddings: options.trainEmbeddingsAfterStage1,
+  }));
+  return roles.map((r) => {
+    const fresh = new Set(r.newLayers);
     const trainable: string[] = [];
     const frozen: string[] = [];
     const adapted: string[] = [];
-    const frozenLayers: number[] = [];
-    const embeddingsTrain = idx === 0 || options.trainEmbeddingsAfterStage1;
-    (embeddingsTrain ? trainable : frozen).push(...outside.first);
-    for (let layer = 0; layer < depth; layer++) {
+    (r.embeddingsTrain ? trainable : frozen).push(embed!);
+    for (let layer = 0; layer < r.layers; layer++) {
+      const modules = layerWeightNames(layer).map(moduleOf);
       if (fresh.has(layer)) {
-        trainable.push(...layerModules(layer));
+        trainable.push(...modules);
         continue;
       }
-      frozen.push(...layerModules(layer));
-      frozenLayers.push(layer);
-      adapted.push(...targets.map((p) => projectionModule(layer, p)));
+      frozen.push(...modules);
+      adapted.push(...r.targets.map((p) => projectionModule(layer, p)));
     }
-    (embeddingsTrain ? trainable : frozen).push(...outside.last);
-    out.push({
-      stage: idx + 1,
-      layers: depth,
-      newLayers,
+    (r.embeddingsTrain ? trainable : frozen).push(...last);
+    return {
+      stage: r.stage,
+      layers: r.layers,
+      newLayers: r.newLayers,
       trainable,
       frozen,
       adapted,
       peft: adapted.length === 0 ? null : {
         r: options.rank,
         lora_alpha: options.alpha,
-        target_modules: targets.map((p) => `${p}_proj`),
-        layers_to_transform: frozenLayers,
+        target_modules: r.targets.map((p) => `${p}_proj`),
+        layers_to_transform: r.frozenLayers,
         layers_pattern: "layers",
       },
-    });
+    };
   });
-  return out;
 }
 
 /**

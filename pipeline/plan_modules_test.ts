@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertStringIncludes } from "../tests/assert.ts";
-import { PROJECTIONS } from "../solvers/llama_shape.ts";
+import { PROJECTIONS } from "../base/llama_shape.ts";
 import { stageModules, type StageModulesOptions, stageModulesText } from "./plan_modules.ts";
 
 const OPTIONS: StageModulesOptions = {

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Plan } from "../solvers/planner.ts";
+import type { Plan } from "../solvers/mod.ts";
 import type { Config } from "./config.ts";
 import type { Pipeline, StageNode } from "./stage_graph.ts";
 
@@ -48,12 +48,6 @@ export function planToGraph(config: Config, plan: Plan): Pipeline {
       nodes.push({ op: "continue", id: `s${stage}.continue`, ...schedule } as StageNode);
     }
   });
-  const memory = {
-    precision: config.memory.precision,
-    embeddings: config.memory.embeddings,
-    trainEmbeddingsAfterStage1: config.memory.trainEmbeddingsAfterStage1,
-    ...(config.memory.activations === undefined ? {} : { activations: config.memory.activations }),
-  };
   return {
     version: 1,
     name: config.name,
@@ -68,7 +62,6 @@ export function planToGraph(config: Config, plan: Plan): Pipeline {
       builtinBytes: config.data.builtinBytes,
       ...(config.data.validation === undefined ? {} : { validation: config.data.validation }),
     },
-    memory,
     ...(budget === undefined ? {} : { flops: budget.flops }),
     nodes,
   } as Pipeline;

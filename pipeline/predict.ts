@@ -7,9 +7,30 @@
  *
  * @module
  */
-import { type MemoryProblem, stageMemories, type StageMemory } from "../solvers/memory_model.ts";
-import { formatBytes, formatCount } from "../solvers/units.ts";
+import {
+  activationBytesPerLayerToken,
+  activationConstantBytes,
+  type MemoryAssumptions,
+  type MemoryProblem,
+  stageMemories,
+  type StageMemory,
+} from "../solvers/mod.ts";
+import { DEFAULT_PLACEMENT, formatBytes, formatCount, type LlamaShape } from "../base/mod.ts";
+import { graphFlops } from "./graph_flops.ts";
 import type { ValidGraph } from "./validate_graph.ts";
+
+/**
+ * The engine's regime: fp32 Adam, embeddings held and counted, activations outside model state.
+ * `trainEmbeddings` says whether the embedding, final norm and LM head train after stage 1.
+ */
+export function engineAssumptions(trainEmbeddings: boolean): MemoryAssumptions {
+  return {
+    precision: "fp32",
+    embeddings: true,
+    trainEmbeddingsAfterStage1: trainEmbeddings,
+    activations: undefined,
+  };
+}
 
 /** The memory problem of stage `index` (1-based) under the engine's regime. */
 export function engineProblem(g: ValidGraph, index: number): MemoryProblem {
@@ -20,13 +41,28 @@ export function engineProblem(g: ValidGraph, index: number): MemoryProblem {
     adapter: pet === undefined
       ? { rank: 0, targets: [] }
       : { rank: pet.rank, targets: pet.targets },
-    assumptions: {
-      precision: "fp32",
-      embeddings: true,
-      trainEmbeddingsAfterStage1: stage?.trainEmbeddings ?? false,
-      activations: undefined,
-    },
+    assumptions: engineAssumptions(stage?.trainEmbeddings ?? false),
   };
+}
+
+// Standard pre-training has one stage: whether embeddings train later does not matter.
+const FROZEN_AFTER_STAGE_1 = false;
+
+/** Predicted model state of standard pre-training of `shape` on the engine (16 B per parameter). */
+export function standardModelState(shape: LlamaShape): number {
+  const problem = {
+    shape,
+    adapter: { rank: 0, targets: [] },
+    assumptions: engineAssumptions(FROZEN_AFTER_STAGE_1),
+  };
+  return stageMemories(problem, [shape.layers])[0]?.bytes ?? 0;
+}
+
+/** The planner's activation estimate (fp32, no recomputation) for one micro-batch of `batch` × `seq`. */
+export function activationEstimate(shape: LlamaShape, batch: number, seq: number): number {
+  const act = { microBatch: batch, seqLen: seq, recompute: false };
+  return batch * seq * shape.layers * activationBytesPerLayerToken(shape, act, "fp32") +
+    activationConstantBytes(shape, act, "fp32");
 }
 
 /** Predicted fp32 model-state memory of every stage of a graph. */
@@ -41,8 +77,7 @@ export function predictStages(g: ValidGraph): StageMemory[] {
 
 /** Predicted fp32 model-state memory of standard pre-training of the same final model. */
 export function predictStandard(g: ValidGraph): number {
-  const [m] = stageMemories(engineProblem(g, 1), [g.shape.layers]);
-  return m?.bytes ?? 0;
+  return standardModelState(g.shape);
 }
 
 /** The graph and each node's predicted memory, as `--dry-run` prints it. */
@@ -60,7 +95,7 @@ export function describeGraph(g: ValidGraph): string {
     const detail = n.op === "train" || n.op === "continue"
       ? `${n.steps} steps (schedule ${n.scheduleSteps ?? n.steps})`
       : n.op === "grow"
-      ? `+${n.add} layers, ${n.placement ?? "upper"}`
+      ? `+${n.add} layers, ${n.placement ?? DEFAULT_PLACEMENT}`
       : n.op === "attachPET"
       ? `${n.kind} r=${n.rank}`
       : "";
@@ -77,5 +112,18 @@ export function describeGraph(g: ValidGraph): string {
     lines.push(`  ${n.id.padEnd(16)} ${n.op.padEnd(10)} ${detail.padEnd(28)} ${mem}`);
   }
   lines.push(`Standard pre-training of the final model: ${formatBytes(predictStandard(g))}`);
+  const flops = graphFlops({
+    shape: g.shape,
+    stages: g.stages,
+    batchTokens: g.training.batchTokens,
+  });
+  lines.push(
+    `Compute: ${flops.total.toExponential(3)} FLOPs (6·N_trained + 2·N_frozen per token, ` +
+      `non-embedding)${
+        g.pipeline.flops === undefined
+          ? ""
+          : `; declared ${g.pipeline.flops.toExponential(3)} (within one step per stage)`
+      }`,
+  );
   return lines.join("\n");
 }

@@ -8,11 +8,22 @@
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
-import { Fraction, NonNegativeInt, PositiveInt, PositiveNumber } from "../solvers/brands.ts";
-import { LlamaShapeCodec, ProjectionCodec } from "../solvers/llama_shape.ts";
-import { decodeWith, oneOf, strict } from "./codec.ts";
-import { DataCodec, MemoryCodec, PlacementCodec, TrainingCodec } from "./config.ts";
-import { type ConfigInvalid, configInvalid } from "./errors.ts";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  decodeWith,
+  FileName,
+  Fraction,
+  LlamaShapeCodec,
+  NonNegativeInt,
+  oneOf,
+  PlacementCodec,
+  PositiveInt,
+  PositiveNumber,
+  ProjectionCodec,
+  strict,
+} from "../base/mod.ts";
+import { DataCodec, TrainingCodec } from "./config.ts";
 
 const Id = t.string;
 
@@ -140,11 +151,13 @@ export const PipelineCodec = strict("pipeline", {
   model: LlamaShapeCodec,
   nodes: t.array(StageNodeCodec),
 }, {
-  name: t.string,
+  name: FileName,
   training: TrainingCodec,
   data: DataCodec,
-  memory: MemoryCodec,
-  /** Declared total FLOPs of the graph; validation checks the nodes add up to it. */
+  /**
+   * Declared total FLOPs of the graph (`plan --emit` writes the plan's budget); validation checks
+   * that the nodes add up to it within one step per stage (`graph_flops.ts`).
+   */
   flops: PositiveNumber,
 });
 

@@ -1,22 +1,35 @@
 /**
- * The training loop of one stage: ReLoRA restarts, the stage's (jagged)
- * cosine, one optimizer step per iteration, progress lines, periodic
- * evaluation and checkpoints. Stops with `TrainingDiverged` on a non-finite
- * loss, before anything is saved, so the last good checkpoint stays.
+ * The training loop of one stage, as a fold over its steps: each step is a
+ * chain of transitions (ReLoRA restart when due, one optimizer step, the
+ * progress line, periodic evaluation and checkpoint). A step whose loss or
+ * gradient is not finite updates nothing and is counted; `maxSkippedSteps`
+ * of them in a row stop the run with `TrainingDiverged`, and the last good
+ * checkpoint stays as it was.
  *
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { formatBytes } from "../solvers/units.ts";
-import type { EngineState, MemoryByRole, StepHyper } from "./effects.ts";
-import { describeUnknown, ioFailed, type PipelineError, trainingDiverged } from "./errors.ts";
-import { checkpoint, evaluate, metric, type RunContext, value } from "./run_context.ts";
+import {
+  describeUnknown,
+  formatBytes,
+  ioFailed,
+  type PipelineError,
+  trainingDiverged,
+} from "../base/mod.ts";
+import type { Env, MemoryByRole, StepHyper, StepOutcome } from "./effects.ts";
+import {
+  evaluateModel,
+  modelOf,
+  recordMetric,
+  run,
+  type RunFacts,
+  saveCheckpoint,
+  type Transition,
+  transition,
+} from "./run_steps.ts";
+import type { RunState } from "./run_state.ts";
 import { cosineLr, isRestartStep, jaggedLr } from "./schedule.ts";
 import type { GraphStage } from "./validate_graph.ts";
-
-function maxMemory(a: MemoryByRole | null, b: MemoryByRole): MemoryByRole {
-  return a === null || b.total > a.total ? b : a;
-}
 
 /** 1h02m, 3m05s, 42s. */
 export function formatDuration(ms: number): string {
@@ -29,16 +42,36 @@ export function formatDuration(ms: number): string {
     : `${s}s`;
 }
 
-/** Trains `stage` from the progress's step to its end; returns the trained state. */
-export async function trainStage(
-  ctx: RunContext,
-  stage: GraphStage,
-  s0: EngineState,
-): Promise<E.Either<PipelineError, EngineState>> {
-  const { engine, data, log, clock } = ctx.env;
-  const T = ctx.settings;
-  let s = s0;
-  const schedule = {
+/** Tokens and clock reading since the last progress line (for tokens/s). */
+interface Window {
+  readonly start: number;
+  readonly tokens: number;
+}
+
+/** Trains `stage` from the progress's step to its end. */
+export function trainStage(facts: RunFacts, stage: GraphStage): Transition {
+  return transition(async (s0, env) => {
+    let s = s0;
+    let window: Window = { start: env.clock.now(), tokens: 0 };
+    for (let k = s.progress.stepInNode; k < stage.steps; k++) {
+      const restarted = await restartIfDue(facts, stage, k)(s)(env)();
+      if (E.isLeft(restarted)) return restarted;
+      const stepped = await optimizerStep(facts, stage, k, restarted.right, env);
+      if (E.isLeft(stepped)) return stepped;
+      const { state, outcome, lr } = stepped.right;
+      window = { ...window, tokens: window.tokens + facts.graph.training.batchTokens };
+      window = progressLine(facts, stage, { k, state, outcome, lr, window }, env);
+      const after = await periodic(facts, stage, k)(state)(env)();
+      if (E.isLeft(after)) return after;
+      s = after.right;
+    }
+    return E.right(s);
+  });
+}
+
+function schedules(facts: RunFacts, stage: GraphStage) {
+  const T = facts.graph.training;
+  const cosine = {
     peak: stage.lr ?? T.lr,
     warmup: Math.min(stage.warmup ?? T.warmup, stage.scheduleSteps - 1),
     length: stage.scheduleSteps,
@@ -47,110 +80,166 @@ export async function trainStage(
   const restarts = stage.pet === undefined
     ? undefined
     : { every: stage.pet.resetEvery, warmup: stage.pet.restartWarmup };
-  let windowStart = clock.now();
-  let windowTokens = 0;
-  for (let k = ctx.progress.stepInNode; k < stage.steps; k++) {
-    if (restarts !== undefined && stage.pet !== undefined && isRestartStep(restarts, k)) {
-      const reset = await value(
-        engine.reset(s, {
-          pruneRatio: stage.pet.pruneRatio,
-          seed: T.seed + 7919 * stage.index + k,
-        }),
-      );
-      if (E.isLeft(reset)) return reset;
-      s = reset.right.state;
-      ctx.progress = { ...ctx.progress, merges: ctx.progress.merges + 1 };
-      metric(ctx, {
-        type: "merge",
-        node: stage.trainNodeId,
-        step: k,
-        merged: reset.right.merged,
-        prunedFraction: reset.right.prunedFraction,
-      });
-      log.line(
-        `  ReLoRA merge @ step ${k}: ${reset.right.merged} adapters merged and re-initialised, ${
-          (reset.right.prunedFraction * 100).toFixed(1)
-        }% of their Adam moments pruned, LR re-warms over ${restarts.warmup} steps`,
-      );
+  return { cosine, restarts };
+}
+
+function restartIfDue(facts: RunFacts, stage: GraphStage, k: number): Transition {
+  return transition(async (s, env) => {
+    const { restarts } = schedules(facts, stage);
+    const pet = stage.pet;
+    if (restarts === undefined || pet === undefined || !isRestartStep(restarts, k)) {
+      return E.right(s);
     }
-    const lr = restarts === undefined ? cosineLr(schedule, k) : jaggedLr(schedule, restarts, k);
-    const hyper: StepHyper = {
-      lr,
-      beta1: T.beta1,
-      beta2: T.beta2,
-      eps: T.eps,
-      weightDecay: T.weightDecay,
-      clip: T.clip,
-    };
-    let drawn: ReturnType<typeof data.next>;
-    try {
-      drawn = data.next(ctx.progress.data, ctx.accum);
-    } catch (e) {
-      return E.left(
-        ioFailed("checkpoint/state.json", `bad data position: ${describeUnknown(e)}`),
-      );
-    }
-    const { batches, next } = drawn;
-    const out = await value(engine.step(s, batches, hyper));
-    if (E.isLeft(out)) return out;
-    s = out.right.state;
-    if (!Number.isFinite(out.right.loss)) {
-      return E.left(trainingDiverged(
-        stage.trainNodeId,
-        k,
-        `loss is ${out.right.loss} (LR ${
-          lr.toExponential(2)
-        }); the last good checkpoint is kept — lower training.lr or raise warmup`,
-      ));
-    }
-    const p = ctx.progress;
-    ctx.progress = {
-      ...p,
-      stepInNode: k + 1,
-      globalStep: p.globalStep + 1,
-      tokens: p.tokens + T.batchTokens,
-      data: next,
-      stagePeak: maxMemory(p.stagePeak, out.right.peak),
-    };
-    windowTokens += T.batchTokens;
-    metric(ctx, {
+    const reset = await run(env.engine.reset(modelOf(s, stage.trainNodeId), {
+      pruneRatio: pet.pruneRatio,
+      seed: facts.seeds.restart(stage.index, k),
+    }));
+    if (E.isLeft(reset)) return reset;
+    const r = reset.right;
+    const merged = { model: r.state, progress: { ...s.progress, merges: s.progress.merges + 1 } };
+    env.log.line(
+      `  ReLoRA merge @ step ${k}: ${r.merged} adapters merged and re-initialised, ${
+        (r.prunedFraction * 100).toFixed(1)
+      }% of their Adam moments pruned, LR re-warms over ${restarts.warmup} steps`,
+    );
+    return E.right(recordMetric(merged, env, {
+      type: "merge",
+      node: stage.trainNodeId,
+      step: k,
+      merged: r.merged,
+      prunedFraction: r.prunedFraction,
+    }));
+  });
+}
+
+function maxMemory(a: MemoryByRole | null, b: MemoryByRole): MemoryByRole {
+  return a === null || b.total > a.total ? b : a;
+}
+
+interface Stepped {
+  readonly state: RunState;
+  readonly outcome: StepOutcome;
+  readonly lr: number;
+}
+
+async function optimizerStep(
+  facts: RunFacts,
+  stage: GraphStage,
+  k: number,
+  s: RunState,
+  env: Env,
+): Promise<E.Either<PipelineError, Stepped>> {
+  const T = facts.graph.training;
+  const { cosine, restarts } = schedules(facts, stage);
+  const lr = restarts === undefined ? cosineLr(cosine, k) : jaggedLr(cosine, restarts, k);
+  const hyper: StepHyper = {
+    lr,
+    beta1: T.beta1,
+    beta2: T.beta2,
+    eps: T.eps,
+    weightDecay: T.weightDecay,
+    clip: T.clip,
+  };
+  let drawn: ReturnType<typeof env.data.next>;
+  try {
+    drawn = env.data.next(s.progress.data, facts.graph.accumulation);
+  } catch (e) {
+    return E.left(ioFailed("checkpoint/state.json", `bad data position: ${describeUnknown(e)}`));
+  }
+  const out = await run(env.engine.step(modelOf(s, stage.trainNodeId), drawn.batches, hyper));
+  if (E.isLeft(out)) return out;
+  const o = out.right;
+  const p = s.progress;
+  const skippedInARow = o.skipped ? p.skippedInARow + 1 : 0;
+  const state = recordMetric(
+    {
+      model: o.state,
+      progress: {
+        ...p,
+        stepInNode: k + 1,
+        globalStep: p.globalStep + 1,
+        tokens: p.tokens + T.batchTokens,
+        data: drawn.next,
+        stagePeak: maxMemory(p.stagePeak, o.peak),
+        skippedInARow,
+      },
+    },
+    env,
+    {
       type: "train",
       node: stage.trainNodeId,
       stage: stage.index,
       step: k + 1,
-      loss: out.right.loss,
+      loss: o.loss,
       lr,
-      gradNorm: out.right.gradNorm,
-      tokens: ctx.progress.tokens,
-      memoryBytes: out.right.peak.total,
-    });
-    const last = k + 1 === stage.steps;
-    if ((k + 1) % T.logEvery === 0 || last) {
-      const now = clock.now();
-      const tps = windowTokens / Math.max(1e-9, (now - windowStart) / 1000);
-      const perStep = (now - ctx.sessionStart) /
-        Math.max(1, ctx.progress.globalStep - ctx.sessionStep0);
-      const eta = perStep * (ctx.totalSteps - ctx.progress.globalStep);
-      const pred = ctx.predicted[stage.index - 1]?.bytes ?? 0;
-      log.line(
-        `[stage ${stage.index} ${stage.trainNodeId} ${k + 1}/${stage.steps}] loss ${
-          out.right.loss.toFixed(4)
-        }  lr ${lr.toExponential(2)}  ${Math.round(tps)} tok/s  ETA ${
-          formatDuration(eta)
-        }  model state ${formatBytes(out.right.peak.total)} (predicted ${formatBytes(pred)})`,
-      );
-      windowStart = now;
-      windowTokens = 0;
-    }
-    if (ctx.progress.globalStep % T.evalEvery === 0 && !last) {
-      const ev = await evaluate(ctx, s, stage.trainNodeId);
+      gradNorm: o.gradNorm,
+      tokens: p.tokens + T.batchTokens,
+      memoryBytes: o.peak.total,
+      ...(o.skipped ? { skipped: true } : {}),
+    },
+  );
+  if (!o.skipped) return E.right({ state, outcome: o, lr });
+  env.log.line(
+    `  step ${k + 1} skipped: loss ${o.loss}, gradient norm ${o.gradNorm} (LR ${
+      lr.toExponential(2)
+    }); weights unchanged (${skippedInARow} in a row, ${T.maxSkippedSteps} stop the run)`,
+  );
+  if (skippedInARow < T.maxSkippedSteps) return E.right({ state, outcome: o, lr });
+  return E.left(trainingDiverged(
+    stage.trainNodeId,
+    k,
+    `${skippedInARow} steps in a row had a non-finite loss or gradient (last: loss ${o.loss}, ` +
+      `LR ${lr.toExponential(2)}); the last good checkpoint is kept — lower training.lr or ` +
+      "raise warmup",
+  ));
+}
+
+function progressLine(
+  facts: RunFacts,
+  stage: GraphStage,
+  at: {
+    readonly k: number;
+    readonly state: RunState;
+    readonly outcome: StepOutcome;
+    readonly lr: number;
+    readonly window: Window;
+  },
+  env: Env,
+): Window {
+  const T = facts.graph.training;
+  const last = at.k + 1 === stage.steps;
+  if ((at.k + 1) % T.logEvery !== 0 && !last) return at.window;
+  const p = at.state.progress;
+  const now = env.clock.now();
+  const tps = at.window.tokens / Math.max(1e-9, (now - at.window.start) / 1000);
+  const perStep = (now - facts.sessionStart) / Math.max(1, p.globalStep - facts.sessionStep0);
+  const eta = perStep * (facts.graph.totalSteps - p.globalStep);
+  const pred = facts.predicted[stage.index - 1]?.bytes ?? 0;
+  env.log.line(
+    `[stage ${stage.index} ${stage.trainNodeId} ${at.k + 1}/${stage.steps}] loss ${
+      at.outcome.loss.toFixed(4)
+    }  lr ${at.lr.toExponential(2)}  ${Math.round(tps)} tok/s  ETA ${
+      formatDuration(eta)
+    }  model state ${formatBytes(at.outcome.peak.total)} (predicted ${formatBytes(pred)})`,
+  );
+  return { start: now, tokens: 0 };
+}
+
+/** Evaluation and checkpoint on their periods, except at the stage's last step (the node does both). */
+function periodic(facts: RunFacts, stage: GraphStage, k: number): Transition {
+  return transition(async (s, env) => {
+    const T = facts.graph.training;
+    if (k + 1 === stage.steps) return E.right(s);
+    let state = s;
+    if (state.progress.globalStep % T.evalEvery === 0) {
+      const ev = await evaluateModel(state, env, {
+        node: stage.trainNodeId,
+        batches: facts.validation,
+      });
       if (E.isLeft(ev)) return ev;
+      state = ev.right.state;
     }
-    if (ctx.progress.globalStep % T.checkpointEvery === 0 && !last) {
-      ctx.state = s;
-      const saved = await checkpoint(ctx);
-      if (E.isLeft(saved)) return saved;
-    }
-  }
-  return E.right(s);
+    if (state.progress.globalStep % T.checkpointEvery !== 0) return E.right(state);
+    return await saveCheckpoint(stage.trainNodeId)(state)(env)();
+  });
 }

@@ -1,19 +1,38 @@
 /**
  * Validation of a stage graph before any tensor exists, and its summary as
- * stages. Every error names the node it is about.
+ * stages. Every error names the node (or the training field) it is about.
+ * What a run needs from the graph is settled here, once: settings with their
+ * defaults, each stage's roles (what trains, what is frozen, what carries
+ * adapters) and seeds, so the interpreter never re-derives them.
  *
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
 import {
   completeShape,
+  type ConfigInvalid,
+  configInvalid,
+  DEFAULT_PLACEMENT,
+  firstStageRoles,
+  type GraphInvalid,
+  graphInvalid,
+  grownStageRoles,
   type LlamaShape,
+  type Placement,
   type Projection,
   projectionDims,
-  PROJECTIONS,
-} from "../solvers/llama_shape.ts";
-import type { Placement } from "./config.ts";
-import { type GraphInvalid, graphInvalid } from "./errors.ts";
+  shapeProblem,
+  type StageRoles,
+} from "../base/mod.ts";
+import {
+  type DataSettings,
+  dataSettings,
+  PET_DEFAULTS,
+  trainingProblem,
+  type TrainingSettings,
+  trainingSettings,
+} from "./config.ts";
+import { graphFlops } from "./graph_flops.ts";
 import type { Pipeline, StageNode } from "./stage_graph.ts";
 
 /** ReLoRA settings of a stage, defaults applied. */
@@ -42,7 +61,7 @@ export interface GraphStage {
   /** Peak LR of this stage (each stage re-warms to it). */
   readonly lr: number | undefined;
   readonly warmup: number | undefined;
-  /** Growth that opened this stage (none for stage 1). */
+  /** Growth that opened this stage (none for stage 1); `seed` is the node's, else training.seed. */
   readonly growth:
     | { readonly nodeId: string; readonly placement: Placement; readonly seed: number }
     | undefined;
@@ -50,23 +69,25 @@ export interface GraphStage {
   readonly pet: StagePet | undefined;
   /** Whether embeddings, final norm and LM head train in this stage. */
   readonly trainEmbeddings: boolean;
+  /** What trains, what is frozen and what carries adapters (`base/stage_roles.ts`). */
+  readonly roles: StageRoles;
 }
 
-/** A graph that passed validation, with its stages. */
+/** A graph that passed validation, with its stages and its settings, defaults applied. */
 export interface ValidGraph {
   readonly pipeline: Pipeline;
   readonly shape: LlamaShape;
   readonly stages: readonly GraphStage[];
+  readonly training: TrainingSettings;
+  readonly data: DataSettings;
+  /** Optimizer steps of the whole graph. */
+  readonly totalSteps: number;
+  /** Micro-batches per optimizer step (`batchTokens / (microBatch · seqLen)`, a whole number). */
+  readonly accumulation: number;
 }
 
-/** ReLoRA defaults (spec §4–§5): reset every 5000 steps, 500 re-warm steps, 99% pruning, α = 32. */
-export const PET_DEFAULTS = {
-  alpha: 32,
-  targets: PROJECTIONS,
-  resetEvery: 5000,
-  restartWarmup: 500,
-  pruneRatio: 0.99,
-} as const;
+/** Why a graph cannot run: a node, or a training field it depends on. */
+export type GraphProblem = GraphInvalid | ConfigInvalid;
 
 interface Open {
   index: number;
@@ -78,9 +99,55 @@ interface Open {
   petNodeId: string | undefined;
 }
 
-/** Validates a pipeline and returns its stages, or the first problem found. */
-export function validateGraph(p: Pipeline): E.Either<GraphInvalid, ValidGraph> {
+/**
+ * Validates a pipeline and returns its stages, or the first problem found: the model, the
+ * batch arithmetic, the nodes in order, then the declared FLOPs.
+ */
+export function validateGraph(p: Pipeline): E.Either<GraphProblem, ValidGraph> {
   const shape = completeShape(p.model);
+  const badShape = shapeProblem(shape);
+  if (badShape !== undefined) return E.left(configInvalid("model", badShape));
+  const training = trainingSettings(p.training);
+  const batch = trainingProblem(training, shape, "");
+  if (batch !== undefined) return E.left(batch);
+  const nodes = validateNodes(p, shape, training.seed);
+  if (E.isLeft(nodes)) return nodes;
+  const g: ValidGraph = {
+    pipeline: p,
+    shape,
+    stages: nodes.right,
+    training,
+    data: dataSettings(p.data),
+    totalSteps: nodes.right.reduce((a, s) => a + s.steps, 0),
+    accumulation: training.batchTokens / (training.microBatch * training.seqLen),
+  };
+  const flops = flopsProblem(g);
+  return flops === undefined ? E.right(g) : E.left(flops);
+}
+
+function flopsProblem(g: ValidGraph): GraphInvalid | undefined {
+  const declared = g.pipeline.flops;
+  if (declared === undefined) return undefined;
+  const counted = graphFlops({
+    shape: g.shape,
+    stages: g.stages,
+    batchTokens: g.training.batchTokens,
+  });
+  // Steps are whole numbers: each stage may be off by up to one step from its FLOPs share.
+  if (Math.abs(counted.total - declared) <= counted.oneStepPerStage) return undefined;
+  return graphInvalid(
+    "(graph)",
+    `the nodes add up to ${counted.total.toExponential(4)} FLOPs (6·N_trained + 2·N_frozen per ` +
+      `token), the graph declares flops: ${declared.toExponential(4)}; change the steps or the ` +
+      "declared figure (or remove it)",
+  );
+}
+
+function validateNodes(
+  p: Pipeline,
+  shape: LlamaShape,
+  trainingSeed: number,
+): E.Either<GraphInvalid, GraphStage[]> {
   const target = shape.layers;
   const stages: GraphStage[] = [];
   const ids = new Set<string>();
@@ -93,7 +160,7 @@ export function validateGraph(p: Pipeline): E.Either<GraphInvalid, ValidGraph> {
     if (n.id === "") return E.left(graphInvalid(where, "node has an empty id"));
     if (ids.has(n.id)) return E.left(graphInvalid(where, `id "${n.id}" is used twice`));
     ids.add(n.id);
-    const fail = (msg: string): E.Either<GraphInvalid, ValidGraph> =>
+    const fail = (msg: string): E.Either<GraphInvalid, GraphStage[]> =>
       E.left(graphInvalid(where, msg));
     switch (n.op) {
       case "train": {
@@ -133,7 +200,11 @@ export function validateGraph(p: Pipeline): E.Either<GraphInvalid, ValidGraph> {
           index: stages.length + 1,
           added: n.add,
           depthBefore: depth,
-          growth: { nodeId: n.id, placement: n.placement ?? "upper", seed: n.seed ?? 0 },
+          growth: {
+            nodeId: n.id,
+            placement: n.placement ?? DEFAULT_PLACEMENT,
+            seed: n.seed ?? trainingSeed,
+          },
           pet: undefined,
           trainEmbeddings: false,
           petNodeId: undefined,
@@ -215,7 +286,7 @@ export function validateGraph(p: Pipeline): E.Either<GraphInvalid, ValidGraph> {
       graphInvalid(lastId, `the graph reaches ${depth} layers, the target depth is ${target}`),
     );
   }
-  return E.right({ pipeline: p, shape, stages });
+  return E.right(stages);
 }
 
 function scheduleProblem(
@@ -233,7 +304,19 @@ function stageOf(
   n: { id: string; steps: number; scheduleSteps?: number; lr?: number; warmup?: number },
   o: Open,
 ): GraphStage {
+  const roles = o.growth === undefined ? firstStageRoles(o.added) : grownStageRoles(
+    o.index,
+    o.depthBefore,
+    o.added,
+    {
+      placement: o.growth.placement,
+      seed: o.growth.seed,
+      targets: o.pet?.targets ?? [],
+      trainEmbeddings: o.trainEmbeddings,
+    },
+  );
   return {
+    roles,
     index: o.index,
     trainNodeId: n.id,
     layers: o.depthBefore + o.added,

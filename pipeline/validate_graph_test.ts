@@ -22,7 +22,7 @@ function check(nodes: StageNode[]) {
 
 function expectError(nodes: StageNode[], node: string, fragment: string): void {
   const r = check(nodes);
-  assert(E.isLeft(r), "expected the graph to be rejected");
+  assert(E.isLeft(r) && r.left._tag === "GraphInvalid", "expected the graph to be rejected");
   assertEquals(r.left.node, node);
   assertStringIncludes(r.left.message, fragment);
 }

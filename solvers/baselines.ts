@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { paramCounts, type Projection, projectionDims, PROJECTIONS } from "./llama_shape.ts";
+import { paramCounts, type Projection, projectionDims, PROJECTIONS } from "../base/mod.ts";
 import {
   bytesPerParam,
   embeddingParams,

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { adapterParamsPerLayer, paramCounts } from "./llama_shape.ts";
+import { adapterParamsPerLayer, paramCounts } from "../base/mod.ts";
 import type { MemoryProblem } from "./memory_model.ts";
 
 /** How the total compute is given. */

@@ -17,7 +17,7 @@ import {
   paramCounts,
   type Projection,
   projectionDims,
-} from "./llama_shape.ts";
+} from "../base/mod.ts";
 
 /** Training precision regime. */
 export type Precision = "mixed" | "fp32";

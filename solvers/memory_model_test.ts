@@ -1,5 +1,10 @@
 import { assert, assertAlmostEquals, assertEquals } from "../tests/assert.ts";
-import { adapterParamsPerLayer, completeShape, paramCounts, PROJECTIONS } from "./llama_shape.ts";
+import {
+  adapterParamsPerLayer,
+  completeShape,
+  paramCounts,
+  PROJECTIONS,
+} from "../base/llama_shape.ts";
 import {
   type MemoryProblem,
   PAPER_ASSUMPTIONS,

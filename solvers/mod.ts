@@ -4,8 +4,6 @@
  *
  * @module
  */
-export * from "./brands.ts";
-export * from "./llama_shape.ts";
 export * from "./memory_model.ts";
 export * from "./baselines.ts";
 export * from "./compute_budget.ts";
@@ -13,4 +11,3 @@ export * from "./integer_program.ts";
 export * from "./split_solver.ts";
 export * from "./highs_loader.ts";
 export * from "./planner.ts";
-export * from "./units.ts";

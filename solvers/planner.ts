@@ -6,7 +6,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type PlanInfeasible, planInfeasible } from "../pipeline/errors.ts";
+import { formatBytes, type PlanInfeasible, planInfeasible } from "../base/mod.ts";
 import { type Baselines, baselines, type GaloreSpec } from "./baselines.ts";
 import { type BudgetSpec, type PlanBudget, planBudget } from "./compute_budget.ts";
 import {
@@ -25,7 +25,6 @@ import {
   type SplitSolution,
   TIE_RULE,
 } from "./split_solver.ts";
-import { formatBytes } from "./units.ts";
 
 /** What the planner is asked. */
 export type PlanMode =

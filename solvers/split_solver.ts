@@ -12,7 +12,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type PlanInfeasible, planInfeasible } from "../pipeline/errors.ts";
+import { type PlanInfeasible, planInfeasible } from "../base/mod.ts";
 import { byteUnit, layerVariable, splitProgram, toLpFormat } from "./integer_program.ts";
 import { type MemoryProblem, peakBytes } from "./memory_model.ts";
 

@@ -13,7 +13,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import * as path from "node:path";
-import { describeUnknown, type IoFailed, ioFailed } from "../pipeline/errors.ts";
+import { describeUnknown, type IoFailed, ioFailed } from "../base/mod.ts";
 
 /** A file being written under a temporary name; nothing is visible at `path` until `commit`. */
 export interface AtomicFile {
@@ -58,9 +58,62 @@ async function usualMode(p: string, mode: number): Promise<void> {
   if (Deno.build.os !== "windows") await Deno.chmod(p, mode);
 }
 
+/**
+ * Where temporaries of `target` go: hidden siblings named `.<name>.tmp-<pid>-<random>`, so a
+ * later writer can tell a dead writer's leftovers from a live writer's work.
+ */
 function hiddenSibling(target: string, tag: string): { dir: string; prefix: string } {
   const dir = path.dirname(target);
-  return { dir, prefix: `.${path.basename(target)}.${tag}-` };
+  return { dir, prefix: `.${path.basename(target)}.${tag}-${Deno.pid}-` };
+}
+
+/** Whether a process is running, as far as this platform can tell (true when it cannot). */
+function processAlive(pid: number): boolean {
+  if (pid === Deno.pid) return true;
+  try {
+    Deno.statSync("/proc/self");
+  } catch {
+    return true;
+  }
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const TEMP_NAME = /^\.(.+)\.tmp-(?:(\d+)-)?[^/]*$/;
+
+/**
+ * Removes the temporaries a killed writer left beside `target` (`.<name>.tmp-*` files and
+ * directories whose writer is no longer running); returns how many it removed.
+ *
+ * @example
+ * ```ts
+ * import { removeStaleTemps } from "./atomic.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/.out.tmp-999999999-abc`);
+ * console.assert(await removeStaleTemps(`${dir}/out`) === 1);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function removeStaleTemps(target: string): Promise<number> {
+  const dir = path.dirname(target);
+  const name = path.basename(target);
+  let removed = 0;
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      const m = TEMP_NAME.exec(entry.name);
+      if (m === null || m[1] !== name) continue;
+      if (m[2] !== undefined && processAlive(Number(m[2]))) continue;
+      await Deno.remove(path.join(dir, entry.name), { recursive: true });
+      removed++;
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return removed;
 }
 
 /**
@@ -248,8 +301,8 @@ export type RecoverOutcome = "present" | "restored" | "absent";
 /**
  * Repairs what a crash inside {@link writeDirAtomic} can leave: if `target`
  * is missing but its previous version waits as `.name.old`, renames it back.
- * Unfinished temporary directories (`.name.tmp-*`) are removed. Returns what
- * it found.
+ * Unfinished temporaries of dead writers (`.name.tmp-*`) are removed. Returns
+ * what it found.
  *
  * @example
  * ```ts
@@ -263,14 +316,8 @@ export type RecoverOutcome = "present" | "restored" | "absent";
 export function recoverDir(target: string): TE.TaskEither<IoFailed, RecoverOutcome> {
   return TE.tryCatch(
     async () => {
-      const { dir, prefix } = hiddenSibling(target, "tmp");
-      if (await exists(dir)) {
-        for await (const entry of Deno.readDir(dir)) {
-          if (entry.isDirectory && entry.name.startsWith(prefix)) {
-            await Deno.remove(path.join(dir, entry.name), { recursive: true });
-          }
-        }
-      }
+      const dir = path.dirname(target);
+      await removeStaleTemps(target);
       if (await exists(target)) return "present" as const;
       const old = oldName(target);
       if (!(await exists(old))) return "absent" as const;

@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { ioFailed } from "../pipeline/errors.ts";
+import { ioFailed } from "../base/errors.ts";
 import { openAtomicFile, recoverDir, writeDirAtomic, writeFileAtomic } from "./atomic.ts";
 
 async function listNames(dir: string): Promise<string[]> {

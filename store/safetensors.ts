@@ -17,7 +17,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid, type IoFailed, ioFailed } from "../pipeline/errors.ts";
+import { type ConfigInvalid, configInvalid, type IoFailed, ioFailed } from "../base/mod.ts";
 import {
   byteSize,
   dimsProblem,

@@ -15,7 +15,7 @@ import {
   describeUnknown,
   type IoFailed,
   ioFailed,
-} from "../pipeline/errors.ts";
+} from "../base/mod.ts";
 import { openAtomicFile, writeAll } from "./atomic.ts";
 import {
   type DecodedSafetensors,

@@ -6,7 +6,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid } from "../pipeline/errors.ts";
+import { type ConfigInvalid, configInvalid } from "../base/mod.ts";
 import { bf16ToFloat32, f16ToFloat32, float32ToBf16, float32ToF16 } from "./half.ts";
 
 /** Element types this module reads and writes. */

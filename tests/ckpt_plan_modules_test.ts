@@ -7,11 +7,17 @@ import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { main as plan } from "../cli/plan.ts";
 import { stageModules } from "../pipeline/plan_modules.ts";
-import type { Placement } from "../pipeline/config.ts";
+import type { Placement } from "../base/growth_layout.ts";
+import {
+  adaptedWeights,
+  grownStageRoles,
+  grownTrainable,
+  stageTrainable,
+} from "../base/stage_roles.ts";
 import { createTrainState, disposeState, initBackend, initParams } from "../kernels/mod.ts";
 import { growModel } from "../kernels/grow.ts";
 import { attachRelora } from "../kernels/relora.ts";
-import { type LlamaShape, type Projection, PROJECTIONS } from "../solvers/llama_shape.ts";
+import { type LlamaShape, type Projection, PROJECTIONS } from "../base/llama_shape.ts";
 import { capture, type Captured } from "./cli_capture.ts";
 
 const CONFIGS = new URL("../examples/configs", import.meta.url).pathname;
@@ -86,10 +92,29 @@ Deno.test("stageModules() names what the engine trains, freezes and adapts", asy
       tiedEmbeddings: false,
     });
     let state = createTrainState(SHAPE, initParams(SHAPE, split[0]!, 0));
+    let depth = split[0]!;
     for (const [i, s] of expected.entries()) {
       if (i > 0) {
-        state = growModel(state, { add: split[i]!, placement, seed });
-        state = attachRelora(state, { rank: 2, alpha: 4, targets, seed, trainEmbeddings });
+        const roles = grownStageRoles(i + 1, depth, split[i]!, {
+          placement,
+          seed,
+          targets,
+          trainEmbeddings,
+        });
+        depth += split[i]!;
+        state = growModel(state, {
+          add: split[i]!,
+          placement,
+          seed,
+          trainable: grownTrainable(roles),
+        });
+        state = attachRelora(state, {
+          rank: 2,
+          alpha: 4,
+          seed,
+          adapted: adaptedWeights(roles),
+          trainable: stageTrainable(roles, SHAPE),
+        });
       }
       const names = [...state.params.keys()];
       const adapters = names.filter((n) => n.endsWith(".lora_A")).map(module);

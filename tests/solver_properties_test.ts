@@ -6,7 +6,7 @@ import fc from "fast-check";
 import * as E from "fp-ts/lib/Either.js";
 import { loadHighs } from "../solvers/highs_loader.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { completeShape, type Projection, PROJECTIONS } from "../solvers/llama_shape.ts";
+import { completeShape, type Projection, PROJECTIONS } from "../base/llama_shape.ts";
 import {
   type MemoryProblem,
   peakBytes,

@@ -1,13 +1,46 @@
 /**
- * `deno task imports`: the import-direction rule (STYLE b3, c7). Pure folders
- * never import tensors: nothing under solvers/, pipeline/, charts/, data/,
- * store/ or checkpoint/ may import kernels/ or TensorFlow.js; and local imports
- * have no cycles.
+ * `deno task imports`: the import rules of ARCHITECTURE.md, checked file by
+ * file and printed.
+ *
+ * 1. Folders form one order; each imports only folders below it (same-tier
+ *    folders do not import each other).
+ * 2. From outside a folder, code imports its `mod.ts` (or a sub-folder's
+ *    `mod.ts`), never an inner file.
+ * 3. Tensor-free folders never load TensorFlow.js or `kernels/`.
+ * 4. No cycles between files.
+ *
+ * Test code (`*_test.ts`, `_test_util.ts`, `tests/`) sits above everything:
+ * it may import any file of any folder, except `bench/`.
  *
  * @module
  */
 
-const PURE = ["solvers/", "pipeline/", "charts/", "data/", "store/", "checkpoint/"];
+/** Tiers, bottom first: a folder may import folders of lower tiers only. */
+export const ORDER: readonly (readonly string[])[] = [
+  ["base"],
+  ["store", "solvers", "charts"],
+  ["data"],
+  ["checkpoint"],
+  ["pipeline"],
+  ["report", "kernels"],
+  ["effects"],
+  ["cli", "mod.ts"],
+  ["examples"],
+  ["bench", "tools"],
+];
+
+/** Folders that never touch tensors (they may do I/O). */
+export const TENSOR_FREE: readonly string[] = [
+  "base",
+  "store",
+  "solvers",
+  "charts",
+  "data",
+  "checkpoint",
+  "pipeline",
+  "report",
+];
+
 const IMPORT =
   /(?:import|export)\s[^"']*?from\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
 
@@ -28,6 +61,61 @@ function resolve(from: string, spec: string): string {
   return parts.join("/");
 }
 
+/** The folder a file belongs to (`mod.ts` for the root module). */
+export function folderOf(file: string): string {
+  const i = file.indexOf("/");
+  return i < 0 ? file : file.slice(0, i);
+}
+
+/** Whether a file is test code. */
+export function isTest(file: string): boolean {
+  const name = file.slice(file.lastIndexOf("/") + 1);
+  return file.startsWith("tests/") || name.endsWith("_test.ts") || name === "_test_util.ts";
+}
+
+function tierOf(folder: string): number | undefined {
+  const t = ORDER.findIndex((tier) => tier.includes(folder));
+  return t < 0 ? undefined : t;
+}
+
+function isModEntry(target: string): boolean {
+  const parts = target.split("/");
+  return parts[parts.length - 1] === "mod.ts" && parts.length <= 3;
+}
+
+/** The problems of one import of `file`, resolved to `target` (a local path) or a package. */
+function importProblems(file: string, spec: string, target: string | undefined): string[] {
+  const from = folderOf(file);
+  const test = isTest(file);
+  const problems: string[] = [];
+  if (target === undefined) {
+    if (!test && TENSOR_FREE.includes(from) && spec.includes("@tensorflow/")) {
+      problems.push(`${file}: imports ${spec} (TensorFlow.js in a tensor-free folder)`);
+    }
+    return problems;
+  }
+  const to = folderOf(target);
+  if (to === from) return problems;
+  if (to === "bench" && from !== "bench") {
+    problems.push(`${file}: imports ${spec} (nothing imports bench/)`);
+  }
+  if (test) return problems;
+  const [a, b] = [tierOf(from), tierOf(to)];
+  if (a === undefined) problems.push(`${file}: folder "${from}" has no place in ORDER`);
+  else if (b === undefined) {
+    problems.push(`${file}: imports ${spec} ("${to}" has no place in ORDER)`);
+  } else if (b >= a) {
+    problems.push(`${file}: imports ${spec} ("${to}" is not below "${from}" in the order)`);
+  }
+  if (to !== "mod.ts" && !isModEntry(target)) {
+    problems.push(`${file}: imports ${spec} (import ${to}/ through its mod.ts)`);
+  }
+  if (!test && TENSOR_FREE.includes(from) && to === "kernels") {
+    problems.push(`${file}: imports ${spec} (tensor code in a tensor-free folder)`);
+  }
+  return problems;
+}
+
 /** Returns the violations found under `root` (empty when clean). */
 export async function checkImports(root = "."): Promise<string[]> {
   const graph = new Map<string, string[]>();
@@ -41,24 +129,23 @@ export async function checkImports(root = "."): Promise<string[]> {
     const local: string[] = [];
     for (const m of text.matchAll(IMPORT)) {
       const spec = m[1] ?? m[2] ?? "";
-      const pure = PURE.some((p) => file.startsWith(p)) && !file.endsWith("_test.ts");
-      if (spec.startsWith(".")) {
-        const target = resolve(file, spec);
-        local.push(target);
-        if (pure && target.startsWith("kernels/")) {
-          problems.push(`${file}: imports ${spec} (tensor code)`);
-        }
-      } else if (pure && spec.includes("@tensorflow/")) {
-        problems.push(`${file}: imports ${spec} (tfjs outside kernels/)`);
-      }
+      const target = spec.startsWith(".") ? resolve(file, spec) : undefined;
+      if (target !== undefined) local.push(target);
+      problems.push(...importProblems(file, spec, target));
     }
     graph.set(file, local);
   }
+  problems.push(...cycles(graph));
+  return problems;
+}
+
+function cycles(graph: ReadonlyMap<string, readonly string[]>): string[] {
+  const found: string[] = [];
   const state = new Map<string, "visiting" | "done">();
   const visit = (f: string, path: string[]): void => {
     if (state.get(f) === "done") return;
     if (state.get(f) === "visiting") {
-      problems.push(`import cycle: ${[...path.slice(path.indexOf(f)), f].join(" → ")}`);
+      found.push(`import cycle: ${[...path.slice(path.indexOf(f)), f].join(" → ")}`);
       return;
     }
     state.set(f, "visiting");
@@ -66,12 +153,30 @@ export async function checkImports(root = "."): Promise<string[]> {
     state.set(f, "done");
   };
   for (const f of graph.keys()) visit(f, []);
-  return problems;
+  return found;
+}
+
+/** The enforced order as text, top tier first. */
+export function orderText(): string {
+  const lines = ORDER.map((tier, i) =>
+    `  ${String(i + 1).padStart(2)}  ${
+      tier.map((f) =>
+        `${f === "mod.ts" ? f : `${f}/`}${TENSOR_FREE.includes(f) ? " [no tensors]" : ""}`
+      )
+        .join(" · ")
+    }`
+  ).reverse();
+  return [
+    "Folder order (each imports only the tiers below it, through their mod.ts):",
+    ...lines,
+    "  test code (*_test.ts, _test_util.ts, tests/) may import any folder but bench/",
+  ].join("\n");
 }
 
 if (import.meta.main) {
+  console.log(orderText());
   const problems = await checkImports();
   for (const p of problems) console.error(p);
   if (problems.length > 0) Deno.exit(1);
-  console.log("imports: pure folders are tensor-free and there are no cycles");
+  console.log("imports: every arrow points down the order, through mod.ts; no cycles");
 }

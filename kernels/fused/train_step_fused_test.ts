@@ -1,9 +1,9 @@
 import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
 import { assertEquals } from "../../tests/assert.ts";
-import type { LlamaShape } from "../../solvers/llama_shape.ts";
+import type { LlamaShape } from "../../base/llama_shape.ts";
 import { openHeapSgemm } from "../blas/mod.ts";
-import { startBackend } from "../engine.ts";
+import { startBackend } from "../../effects/tfjs_engine.ts";
 import type { Batch } from "../model.ts";
 import { initParams } from "../params.ts";
 import { createTrainState, disposeState, type TrainState } from "../train_state.ts";

@@ -28,6 +28,7 @@ export {
   runCase,
   type RunOptions,
 } from "./equivalence.ts";
+export { type GpuPeakTracker, trackGpuPeak } from "./gpu_peak.ts";
 
 const BACKEND = "webgpu";
 

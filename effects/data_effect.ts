@@ -6,11 +6,17 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid } from "../pipeline/errors.ts";
-import type { DataEffect, DataPosition, MicroBatch } from "../pipeline/effects.ts";
-import { type Batch, batchAt, batchStream, decodeBatchPosition, evalBatches } from "./batches.ts";
-import type { Corpus } from "./corpus.ts";
-import { unigramEntropy } from "./entropy.ts";
+import { type ConfigInvalid, configInvalid } from "../base/mod.ts";
+import type { DataEffect, DataPosition, MicroBatch } from "../pipeline/mod.ts";
+import {
+  type Batch,
+  batchAt,
+  batchStream,
+  type Corpus,
+  decodeBatchPosition,
+  evalBatches,
+  unigramEntropy,
+} from "../data/mod.ts";
 
 /** Micro-batch shape and shuffling seed. */
 export interface DataEffectOptions {
@@ -32,7 +38,7 @@ export interface DataEffectOptions {
  * @example
  * ```ts
  * import { dataEffect } from "./data_effect.ts";
- * import { loadCorpus } from "./corpus.ts";
+ * import { loadCorpus } from "../data/corpus.ts";
  * const c = await loadCorpus({ sources: [{ builtin: { seed: 1, documents: 30 } }], tokenizer: "bytes" })();
  * if (c._tag === "Right") {
  *   const d = dataEffect(c.right, { batch: 2, seq: 16, seed: 1 });

@@ -8,7 +8,7 @@
  * @module
  */
 import * as t from "io-ts";
-import { strict } from "../pipeline/codec.ts";
+import { strict } from "./codec.ts";
 import { PositiveInt, PositiveNumber } from "./brands.ts";
 
 /** Codec of a LLaMA shape as written in a config file (`model:` section). */

@@ -9,39 +9,49 @@
 import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import type { BackendName as ConfigBackend } from "../pipeline/config.ts";
 import type {
+  BackendName as ConfigBackend,
   Engine,
   EngineSnapshot,
   EngineState,
   MemoryByRole,
   ModelStats,
   NamedArray,
-} from "../pipeline/effects.ts";
-import { describeUnknown, type KernelFailed, kernelFailed } from "../pipeline/errors.ts";
-import type { LlamaShape } from "../solvers/llama_shape.ts";
+} from "../pipeline/mod.ts";
+import { momentName } from "../checkpoint/mod.ts";
+import {
+  describeUnknown,
+  isAdapterName,
+  type KernelFailed,
+  kernelFailed,
+  type LlamaShape,
+  paramShapes,
+} from "../base/mod.ts";
 import {
   openHeapSgemm,
   registerBlasBackend,
   registerBlasWasmMatMul,
   unregisterBlasWasmMatMul,
-} from "./blas/mod.ts";
-import { registerFusedWasmAttention, unregisterFusedWasmAttention } from "./fused/mod.ts";
-import { initBackend } from "./backend.ts";
-import { growModel } from "./grow.ts";
-import { memoryByRole } from "./memory.ts";
+} from "../kernels/blas/mod.ts";
+import { registerFusedWasmAttention, unregisterFusedWasmAttention } from "../kernels/fused/mod.ts";
 import {
+  attachRelora,
+  createTrainState,
   depthOf,
   disposeParams,
+  disposeState,
+  evalLoss,
   exportParams,
+  growModel,
   importParams,
+  initBackend,
   initParams,
-  isAdapterName,
-  paramShapes,
-} from "./params.ts";
-import { attachRelora, mergeAdapters, reloraReset } from "./relora.ts";
-import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
-import { evalLoss, trainStep } from "./train_step.ts";
+  memoryByRole,
+  mergeAdapters,
+  reloraReset,
+  type TrainState,
+  trainStep,
+} from "../kernels/mod.ts";
 
 function ts(s: EngineState): TrainState {
   return s as unknown as TrainState;
@@ -104,17 +114,12 @@ function snapshotProblem(shape: LlamaShape, snap: EngineSnapshot): string | unde
       return `parameter "${name}" has ${p.data.length} values`;
     }
   }
-  const trainable = snap.meta.trainable;
-  if (!Array.isArray(trainable)) return "meta.trainable is missing";
   const moments = new Set(snap.moments.map((m) => m.name));
-  for (const n of trainable) {
+  for (const n of snap.meta.trainable) {
     if (!byName.has(n)) return `trainable "${n}" is not a parameter`;
-    if (!moments.has(`m/${n}`) || !moments.has(`v/${n}`)) {
+    if (!moments.has(momentName("m", n)) || !moments.has(momentName("v", n))) {
       return `Adam moments of "${n}" are missing`;
     }
-  }
-  if (typeof snap.meta.loraScale !== "number" || typeof snap.meta.adamStep !== "number") {
-    return "meta.loraScale or meta.adamStep is missing";
   }
   return undefined;
 }
@@ -200,7 +205,13 @@ export function engineOn(description: string): Engine {
           weightDecay: h.weightDecay,
           clipNorm: h.clip,
         });
-        return { state: es(r.state), loss: r.loss, gradNorm: r.gradNorm, peak: toRoles(r.peak) };
+        return {
+          state: es(r.state),
+          loss: r.loss,
+          gradNorm: r.gradNorm,
+          skipped: r.skipped,
+          peak: toRoles(r.peak),
+        };
       }),
     evaluate: (s, batches) => attempt("Evaluation failed", () => evalLoss(ts(s), batches)),
     grow: (s, spec) => attempt("Growth failed", () => es(growModel(ts(s), spec))),
@@ -218,7 +229,10 @@ export function engineOn(description: string): Engine {
         const state = ts(s);
         return {
           params: await named("", state.params),
-          moments: [...await named("m/", state.adam.m), ...await named("v/", state.adam.v)],
+          moments: [
+            ...await named(momentName("m", ""), state.adam.m),
+            ...await named(momentName("v", ""), state.adam.v),
+          ],
           meta: {
             trainable: [...state.trainable],
             loraScale: state.loraScale,
@@ -231,19 +245,19 @@ export function engineOn(description: string): Engine {
       if (problem !== undefined) return E.left(kernelFailed(`Corrupted checkpoint: ${problem}`));
       return await attempt("Cannot restore the checkpoint", () => {
         const params = importParams(snap.params);
-        const trainable = snap.meta.trainable as string[];
+        const trainable = snap.meta.trainable;
         const state = createTrainState(shape, params, {
           trainable,
-          loraScale: snap.meta.loraScale as number,
+          loraScale: snap.meta.loraScale,
         });
         disposeParams(state.adam.m);
         disposeParams(state.adam.v);
         const moments = new Map(snap.moments.map((m) => [m.name, m]));
-        const pick = (prefix: string) =>
-          importParams(trainable.map((n) => ({ ...moments.get(prefix + n)!, name: n })));
+        const pick = (kind: "m" | "v") =>
+          importParams(trainable.map((n) => ({ ...moments.get(momentName(kind, n))!, name: n })));
         return es({
           ...state,
-          adam: { step: snap.meta.adamStep as number, m: pick("m/"), v: pick("v/") },
+          adam: { step: snap.meta.adamStep, m: pick("m"), v: pick("v") },
         });
       })();
     },

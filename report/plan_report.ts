@@ -4,12 +4,10 @@
  *
  * @module
  */
-import { stackedBarChart } from "../charts/svg_charts.ts";
-import { adapterParamsPerLayer, paramCounts } from "../solvers/llama_shape.ts";
-import { bytesPerParam, embeddingParams, type StageTerms } from "../solvers/memory_model.ts";
-import type { Plan } from "../solvers/planner.ts";
-import { formatBytes, formatCount } from "../solvers/units.ts";
-import type { Config } from "./config.ts";
+import { stackedBarChart } from "../charts/mod.ts";
+import { adapterParamsPerLayer, formatBytes, formatCount, paramCounts } from "../base/mod.ts";
+import { bytesPerParam, embeddingParams, type Plan, type StageTerms } from "../solvers/mod.ts";
+import type { Config } from "../pipeline/mod.ts";
 
 /** Human names of the memory terms; starred ones are outside Eq. 1–2. */
 export const TERM_LABELS: Readonly<Record<keyof StageTerms, string>> = {

@@ -124,3 +124,32 @@ export function reportErrors(errors: t.Errors): string[] {
 export function decodeWith<A, O>(codec: t.Type<A, O, unknown>, u: unknown): E.Either<string[], A> {
   return E.mapLeft(reportErrors)(codec.decode(u));
 }
+
+/**
+ * A non-negative integer, unbranded: for records the program itself writes and reads back
+ * (progress, counters), where arithmetic on the value must stay a plain number.
+ */
+export const Count: t.Type<number, number, unknown> = new t.Type<number, number, unknown>(
+  "NonNegativeInt",
+  (u): u is number => typeof u === "number" && Number.isInteger(u) && u >= 0,
+  (u, c) => typeof u === "number" && Number.isInteger(u) && u >= 0 ? t.success(u) : t.failure(u, c),
+  t.identity,
+);
+
+const PLAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
+
+/**
+ * A plain file name (letters, digits, `.`, `_`, `-`; no separators, not `.` or `..`): a
+ * config's `name` becomes a folder under `runs/`, and must not point anywhere else.
+ */
+export const FileName: t.Type<string, string, unknown> = new t.Type<string, string, unknown>(
+  "FileName",
+  (u): u is string => typeof u === "string" && PLAIN_NAME.test(u),
+  (u, c) =>
+    typeof u === "string" && PLAIN_NAME.test(u) ? t.success(u) : t.failure(
+      u,
+      c,
+      "expected a plain file name (letters, digits, '.', '_', '-'; no '/' and not starting with '.')",
+    ),
+  t.identity,
+);

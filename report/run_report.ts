@@ -4,10 +4,9 @@
  *
  * @module
  */
-import { lineChart, stackedBarChart } from "../charts/svg_charts.ts";
-import { formatBytes, formatCount } from "../solvers/units.ts";
-import type { RunResult } from "./interpreter.ts";
-import type { ValidGraph } from "./validate_graph.ts";
+import { lineChart, stackedBarChart } from "../charts/mod.ts";
+import { formatBytes, formatCount } from "../base/mod.ts";
+import type { RunResult, ValidGraph } from "../pipeline/mod.ts";
 
 /** `report.json`: per stage, measured and predicted; the final model's path. */
 export function runReportJson(

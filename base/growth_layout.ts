@@ -5,8 +5,17 @@
  *
  * @module
  */
-import { permutation } from "../data/prng.ts";
-import type { Placement } from "./config.ts";
+import { oneOf } from "./codec.ts";
+import { permutation } from "./prng.ts";
+
+/** Where new layers go when a model grows (spec §6). */
+export const PLACEMENTS = ["upper", "uniform", "lower", "random"] as const;
+/** A growth placement. */
+export type Placement = typeof PLACEMENTS[number];
+/** The paper's placement: new layers above the top ones (spec §6). */
+export const DEFAULT_PLACEMENT: Placement = "upper";
+/** Codec of a placement. */
+export const PlacementCodec = oneOf("placement", PLACEMENTS);
 
 /**
  * How many new layers go after each existing layer (index = existing layer).

@@ -33,12 +33,22 @@ export interface KernelFailed {
   readonly message: string;
 }
 
-/** Reading or writing a file failed, or its content is corrupt. */
+/** Reading or writing a file failed (missing, unreadable, no space, locked). */
 export interface IoFailed {
   readonly _tag: "IoFailed";
   readonly path: string;
   readonly message: string;
 }
+
+/** A file was read, but what it holds is wrong: corrupt, inconsistent, or not what was expected. */
+export interface ContentInvalid {
+  readonly _tag: "ContentInvalid";
+  readonly path: string;
+  readonly message: string;
+}
+
+/** Either way a file can fail: unreadable, or readable with the wrong content. */
+export type FileError = IoFailed | ContentInvalid;
 
 /** Training produced a non-finite loss; the last good checkpoint is kept. */
 export interface TrainingDiverged {
@@ -55,6 +65,7 @@ export type PipelineError =
   | GraphInvalid
   | KernelFailed
   | IoFailed
+  | ContentInvalid
   | TrainingDiverged;
 
 /** Builds a {@link ConfigInvalid}. */
@@ -82,6 +93,11 @@ export function ioFailed(path: string, message: string): IoFailed {
   return { _tag: "IoFailed", path, message };
 }
 
+/** Builds a {@link ContentInvalid}. */
+export function contentInvalid(path: string, message: string): ContentInvalid {
+  return { _tag: "ContentInvalid", path, message };
+}
+
 /** Builds a {@link TrainingDiverged}. */
 export function trainingDiverged(node: string, step: number, message: string): TrainingDiverged {
   return { _tag: "TrainingDiverged", node, step, message };
@@ -105,6 +121,8 @@ export function renderError(e: PipelineError): string {
       return `Engine failure: ${e.message}`;
     case "IoFailed":
       return `Cannot use "${e.path}": ${e.message}`;
+    case "ContentInvalid":
+      return `Invalid content in "${e.path}": ${e.message}`;
     case "TrainingDiverged":
       return `Training diverged at node "${e.node}", step ${e.step}: ${e.message}`;
   }
@@ -115,6 +133,7 @@ export function exitCode(e: PipelineError): number {
   switch (e._tag) {
     case "ConfigInvalid":
     case "GraphInvalid":
+    case "ContentInvalid":
       return 2;
     case "PlanInfeasible":
       return 3;

@@ -1,9 +1,9 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
-import { builtinCorpus, floorNatsPerToken } from "./builtin_corpus.ts";
-import { type Corpus, loadCorpus } from "./corpus.ts";
+import { builtinCorpus, floorNatsPerToken } from "../data/builtin_corpus.ts";
+import { type Corpus, loadCorpus } from "../data/corpus.ts";
 import { dataEffect } from "./data_effect.ts";
-import { byteTokenizer } from "./tokenizer.ts";
+import { byteTokenizer } from "../data/tokenizer.ts";
 
 async function builtin(documents: number): Promise<Corpus> {
   const r = await loadCorpus({

@@ -1,0 +1,32 @@
+/**
+ * The shared base every folder may use: errors as values, io-ts helpers, the
+ * seeded generator, byte and count units, the branded numbers, the LLaMA
+ * model shape and where growth puts new layers. Plain data and pure
+ * functions; it imports nothing of this project's.
+ *
+ * - `errors`: `PipelineError`, the tagged failures a user sees, their text and exit codes.
+ * - `codec`: strict object codecs, string enums and the decode-error reporter.
+ * - `prng`: splitmix32, FNV-1a and seed derivation (no `Math.random` anywhere).
+ * - `units`: `24GB` ⇄ bytes, human-readable sizes and counts.
+ * - `brands`: `PositiveInt`, `Fraction`, … as io-ts brands.
+ * - `llama_shape`: the model's dimensions and parameter counts.
+ * - `growth_layout`: the layer layout of a grown model (placement → new layer positions).
+ *
+ * @example
+ * ```ts
+ * import { completeShape, formatBytes, paramCounts } from "./mod.ts";
+ * const shape = completeShape({ hidden: 64, intermediate: 176, heads: 4, layers: 4, vocab: 257 } as never);
+ * console.assert(formatBytes(16 * paramCounts(shape).perLayer * shape.layers).endsWith("MB"));
+ * ```
+ *
+ * @module
+ */
+export * from "./errors.ts";
+export * from "./codec.ts";
+export * from "./prng.ts";
+export * from "./units.ts";
+export * from "./brands.ts";
+export * from "./llama_shape.ts";
+export * from "./growth_layout.ts";
+export * from "./param_names.ts";
+export * from "./stage_roles.ts";

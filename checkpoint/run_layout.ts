@@ -1,0 +1,140 @@
+/**
+ * The run directory that `deno task run` writes, the one place its names and
+ * its checkpoint's `state.json` are defined (the run's store, the engine's
+ * snapshot and `deno task ckpt` all read them from here):
+ *
+ * ```
+ * DIR/.lock                  held by the one process writing DIR
+ * DIR/metrics.jsonl          one JSON record per line (train, eval, merge, grow, stage)
+ * DIR/checkpoint/            replaced atomically: model.safetensors, moments.safetensors, state.json
+ * DIR/final/                 the merged model: model.safetensors + config.json (our shape)
+ * DIR/report.json, *.svg     written at the end
+ * DIR/pipeline.yaml          the graph that ran
+ * ```
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import * as t from "io-ts";
+import { type LlamaShape, reportErrors } from "../base/mod.ts";
+
+/** Names inside a run directory. */
+export const RUN_DIR = {
+  lock: ".lock",
+  metrics: "metrics.jsonl",
+  checkpoint: "checkpoint",
+  final: "final",
+  report: "report.json",
+  lossChart: "loss.svg",
+  memoryChart: "memory.svg",
+  pipeline: "pipeline.yaml",
+} as const;
+
+/** What a run directory holds once a run has written into it (the lock aside). */
+export const RUN_OUTPUTS: readonly string[] = [
+  RUN_DIR.metrics,
+  RUN_DIR.checkpoint,
+  RUN_DIR.final,
+  RUN_DIR.report,
+  RUN_DIR.lossChart,
+  RUN_DIR.memoryChart,
+  RUN_DIR.pipeline,
+];
+
+/** Files of a run's `checkpoint/` directory. */
+export const CHECKPOINT_FILES = {
+  model: "model.safetensors",
+  moments: "moments.safetensors",
+  state: "state.json",
+} as const;
+
+/** Files of a run's `final/` directory (and of `ckpt import`'s output). */
+export const FINAL_FILES = { model: "model.safetensors", config: "config.json" } as const;
+
+/** Metadata of our `model.safetensors`. */
+export const STEP_METADATA: Readonly<Record<string, string>> = {
+  format: "step-llama",
+  layout: "linear weights are [in, out]",
+};
+
+/**
+ * The engine's state beside the weights: which names train, the LoRA scale α / r and AdamW's
+ * step count. Adam's moments of a trainable `name` are `m/name` and `v/name` in
+ * `moments.safetensors`.
+ */
+export const SnapshotMetaCodec = t.readonly(t.type({
+  trainable: t.readonlyArray(t.string),
+  loraScale: t.number,
+  adamStep: t.number,
+}));
+/** The engine's state beside the weights. */
+export type SnapshotMeta = t.TypeOf<typeof SnapshotMetaCodec>;
+
+/** `checkpoint/state.json`: the interpreter's progress (decoded by the interpreter) and the meta. */
+export const CheckpointStateCodec = t.readonly(t.type({
+  progress: t.UnknownRecord,
+  meta: SnapshotMetaCodec,
+}));
+/** `checkpoint/state.json`. */
+export type CheckpointState = t.TypeOf<typeof CheckpointStateCodec>;
+
+/** The name of Adam's first (`m`) or second (`v`) moment of a parameter in `moments.safetensors`. */
+export function momentName(kind: "m" | "v", param: string): string {
+  return `${kind}/${param}`;
+}
+
+/**
+ * Decodes the text of a `state.json`, or says what is wrong with it.
+ *
+ * @example
+ * ```ts
+ * import { decodeCheckpointState } from "./run_layout.ts";
+ * const bad = decodeCheckpointState('{"progress": {}}');
+ * console.assert(bad._tag === "Left");
+ * ```
+ */
+export function decodeCheckpointState(text: string): E.Either<string, CheckpointState> {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    return E.left(`not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  return E.mapLeft((errors: t.Errors) => reportErrors(errors).join("; "))(
+    CheckpointStateCodec.decode(json),
+  );
+}
+
+/** The text of `state.json`. */
+export function checkpointStateText(state: CheckpointState): string {
+  return JSON.stringify(state, null, 1);
+}
+
+/** `final/config.json`: our shape, fields in `completeShape`'s order. */
+export function shapeConfigText(s: LlamaShape): string {
+  return JSON.stringify(
+    {
+      hidden: s.hidden,
+      intermediate: s.intermediate,
+      heads: s.heads,
+      kvHeads: s.kvHeads,
+      layers: s.layers,
+      vocab: s.vocab,
+      tiedEmbeddings: s.tiedEmbeddings,
+      rmsNormEps: s.rmsNormEps,
+      ropeTheta: s.ropeTheta,
+      maxSeqLen: s.maxSeqLen,
+    },
+    null,
+    2,
+  ) + "\n";
+}
+
+/** Where a `checkpoint/` directory's shape may be found, nearest first. */
+export function shapeFileCandidates(dir: string): string[] {
+  return [
+    `${dir}/${FINAL_FILES.config}`,
+    `${dir}/../${RUN_DIR.final}/${FINAL_FILES.config}`,
+    `${dir}/../${RUN_DIR.pipeline}`,
+  ];
+}

@@ -1,0 +1,98 @@
+/**
+ * The one place a run's effects are wired together: the data stream from
+ * the graph's `data:` section, the tfjs engine on the chosen backend, the run
+ * directory's store and log (locked), and the clock. The CLI and library
+ * callers both go through {@link wireRun}.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import type * as TE from "fp-ts/lib/TaskEither.js";
+import { configInvalid, type PipelineError } from "../base/mod.ts";
+import { type DataSource, loadCorpus } from "../data/mod.ts";
+import { type BackendName, type Env, runSeeds, type ValidGraph } from "../pipeline/mod.ts";
+import { dataEffect } from "./data_effect.ts";
+import { openRunDir, type RunDirMode } from "./run_dir.ts";
+import { createEngine } from "./tfjs_engine.ts";
+
+/** The data effect of a graph: its corpus loaded (and cached), batched as its training says. */
+export function graphData(g: ValidGraph): TE.TaskEither<PipelineError, Env["data"]> {
+  return async () => {
+    const T = g.training;
+    const d = g.data;
+    const seeds = runSeeds(T.seed);
+    const sources: DataSource[] = d.source === "builtin"
+      ? [{ builtin: { seed: seeds.builtinCorpus, bytes: d.builtinBytes } }]
+      : [{ path: d.source, field: d.textField }];
+    const corpus = await loadCorpus({
+      sources,
+      tokenizer: d.tokenizer,
+      seed: seeds.dataOrder,
+      validation: d.validation === undefined
+        ? { fraction: d.valFraction, by: "auto" }
+        : { sources: [d.validation] },
+    }, { cacheDir: d.cacheDir })();
+    if (E.isLeft(corpus)) return corpus;
+    if (corpus.right.tokenizer.vocabSize > g.shape.vocab) {
+      return E.left(configInvalid(
+        "model.vocab",
+        `${g.shape.vocab} is smaller than the ${corpus.right.tokenizer.name} tokenizer's ${corpus.right.tokenizer.vocabSize} tokens`,
+      ));
+    }
+    return dataEffect(corpus.right, { batch: T.microBatch, seq: T.seqLen, seed: seeds.dataOrder });
+  };
+}
+
+/** Options of {@link wireRun}. */
+export interface WireOptions {
+  /** The run directory. */
+  readonly out: string;
+  readonly mode: RunDirMode;
+  /** Overrides `training.backend`. */
+  readonly backend?: BackendName;
+  /** Where progress lines go. */
+  readonly print: (line: string) => void;
+}
+
+/** A run's effects and the lock on its directory (release it when the run ends). */
+export interface WiredRun {
+  readonly env: Env;
+  readonly release: () => void;
+}
+
+/**
+ * Wires the effects of a run of `g` into `options.out`: data first (the slowest to fail), then
+ * the engine, then the locked run directory.
+ *
+ * @example
+ * ```ts
+ * import { wireRun } from "./env.ts";
+ * import type { ValidGraph } from "../pipeline/mod.ts";
+ * declare const graph: ValidGraph;
+ * const wired = await wireRun(graph, { out: "runs/x", mode: "fresh", print: console.log })();
+ * if (wired._tag === "Right") wired.right.release();
+ * ```
+ */
+export function wireRun(
+  g: ValidGraph,
+  options: WireOptions,
+): TE.TaskEither<PipelineError, WiredRun> {
+  return async () => {
+    const data = await graphData(g)();
+    if (E.isLeft(data)) return data;
+    const engine = await createEngine(options.backend ?? g.training.backend)();
+    if (E.isLeft(engine)) return engine;
+    const dir = await openRunDir(options.out, { mode: options.mode, print: options.print })();
+    if (E.isLeft(dir)) return dir;
+    return E.right({
+      env: {
+        engine: engine.right,
+        data: data.right,
+        store: dir.right.store,
+        log: dir.right.log,
+        clock: { now: () => performance.now() },
+      },
+      release: dir.right.release,
+    });
+  };
+}

@@ -1,0 +1,306 @@
+/**
+ * A run directory (`checkpoint/run_layout.ts` names its contents) as the
+ * interpreter's `store` and `log` effects, held by one process at a time.
+ *
+ * Opening it settles whose it is before anything is written: a fresh run
+ * refuses a folder that holds an earlier run (or replaces it when asked),
+ * `--resume` refuses a folder with no run, a second writer finds the lock
+ * held, and temporaries left by a killed writer are removed.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import * as TE from "fp-ts/lib/TaskEither.js";
+import {
+  configInvalid,
+  contentInvalid,
+  describeUnknown,
+  type FileError,
+  type IoFailed,
+  ioFailed,
+  type LlamaShape,
+  type PipelineError,
+} from "../base/mod.ts";
+import {
+  CHECKPOINT_FILES,
+  checkpointStateText,
+  decodeCheckpointState,
+  FINAL_FILES,
+  RUN_DIR,
+  RUN_OUTPUTS,
+  shapeConfigText,
+  STEP_METADATA,
+} from "../checkpoint/mod.ts";
+import type {
+  Checkpoint,
+  EngineSnapshot,
+  LogEffect,
+  NamedArray,
+  StoreEffect,
+} from "../pipeline/mod.ts";
+import {
+  readSafetensors,
+  recoverDir,
+  removeStaleTemps,
+  type TensorInput,
+  tensorToFloat32,
+  writeDirAtomic,
+  writeFileAtomic,
+  writeSafetensors,
+} from "../store/mod.ts";
+
+/** How to treat the folder: a new run, the continuation of the run in it, or a replacement. */
+export type RunDirMode = "fresh" | "resume" | "replace";
+
+/** An open run directory: its effects, and the lock to release when the run ends. */
+export interface RunDir {
+  readonly dir: string;
+  readonly store: StoreEffect;
+  readonly log: LogEffect;
+  /** Releases the lock (the OS releases it too if the process dies). */
+  release(): void;
+}
+
+/** Options of {@link openRunDir}. */
+export interface RunDirOptions {
+  readonly mode: RunDirMode;
+  /** Where human-readable lines go. */
+  readonly print: (line: string) => void;
+}
+
+async function present(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const name of RUN_OUTPUTS) {
+    try {
+      await Deno.lstat(`${dir}/${name}`);
+      found.push(name);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  return found;
+}
+
+// flock's exclusive mode: one holder, released by the OS when the holder dies.
+const EXCLUSIVE = true;
+
+/** Takes the folder's lock without waiting: another live run holding it is an error. */
+async function lock(dir: string): Promise<E.Either<PipelineError, Deno.FsFile>> {
+  const path = `${dir}/${RUN_DIR.lock}`;
+  const file = await Deno.open(path, { read: true, write: true, create: true });
+  if (!(await file.tryLock(EXCLUSIVE))) {
+    const holder = (await Deno.readTextFile(path).catch(() => "")).trim();
+    file.close();
+    return E.left(ioFailed(
+      dir,
+      `another run is writing it${holder === "" ? "" : ` (pid ${holder})`}; wait for it to ` +
+        "finish or choose another --out",
+    ));
+  }
+  await file.truncate(0);
+  await file.write(new TextEncoder().encode(`${Deno.pid}\n`));
+  return E.right(file);
+}
+
+/** Refuses what `mode` cannot take; clears the earlier run's outputs for `replace`. */
+async function claim(dir: string, mode: RunDirMode): Promise<E.Either<PipelineError, void>> {
+  for (const name of RUN_OUTPUTS) await removeStaleTemps(`${dir}/${name}`);
+  for (const name of [RUN_DIR.checkpoint, RUN_DIR.final]) {
+    const r = await recoverDir(`${dir}/${name}`)();
+    if (E.isLeft(r)) return r;
+  }
+  const earlier = await present(dir);
+  if (mode === "resume") {
+    return earlier.length > 0 ? E.right(undefined) : E.left(configInvalid(
+      "--resume",
+      `"${dir}" holds no run to resume (no ${RUN_DIR.metrics}, ${RUN_DIR.checkpoint}/ or ` +
+        `${RUN_DIR.final}/); leave out --resume to start one`,
+    ));
+  }
+  if (earlier.length === 0) return E.right(undefined);
+  if (mode === "fresh") {
+    return E.left(configInvalid(
+      "--out",
+      `"${dir}" holds an earlier run (${earlier.join(", ")}); pass --resume to continue it, ` +
+        "--force to replace it, or choose another --out",
+    ));
+  }
+  for (const name of earlier) await Deno.remove(`${dir}/${name}`, { recursive: true });
+  return E.right(undefined);
+}
+
+/**
+ * Opens `dir` as a run directory in `mode`, holding its lock until `release`.
+ *
+ * @example
+ * ```ts
+ * import { openRunDir } from "./run_dir.ts";
+ * const dir = await Deno.makeTempDir();
+ * const opened = await openRunDir(`${dir}/run`, { mode: "fresh", print: console.log })();
+ * if (opened._tag === "Right") opened.right.release();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export function openRunDir(
+  dir: string,
+  options: RunDirOptions,
+): TE.TaskEither<PipelineError, RunDir> {
+  return async () => {
+    if (dir.trim() === "") return E.left(configInvalid("--out", "is empty: name a folder"));
+    if (options.mode === "resume") {
+      const exists = await Deno.stat(dir).then(() => true, () => false);
+      if (!exists) {
+        return E.left(
+          configInvalid("--resume", `"${dir}" does not exist: there is no run to resume`),
+        );
+      }
+    }
+    try {
+      await Deno.mkdir(dir, { recursive: true });
+    } catch (e) {
+      return E.left(ioFailed(dir, `cannot create the run directory: ${describeUnknown(e)}`));
+    }
+    const held = await lock(dir).catch((e) =>
+      E.left(ioFailed(dir, `cannot lock the run directory: ${describeUnknown(e)}`))
+    );
+    if (E.isLeft(held)) return held;
+    const file = held.right;
+    const release = (): void => {
+      try {
+        file.unlockSync();
+        file.close();
+      } catch {
+        // Already released.
+      }
+    };
+    const claimed = await claim(dir, options.mode).catch((e) =>
+      E.left(ioFailed(dir, `cannot prepare the run directory: ${describeUnknown(e)}`))
+    );
+    if (E.isLeft(claimed)) {
+      release();
+      return claimed;
+    }
+    return E.right({ dir, store: runDirStore(dir), log: runDirLog(dir, options.print), release });
+  };
+}
+
+function record(arrays: readonly NamedArray[]): Record<string, TensorInput> {
+  return Object.fromEntries(
+    arrays.map((a) => [a.name, { dtype: "F32", shape: [...a.shape], data: a.data }] as const),
+  );
+}
+
+type Failure = { readonly _tag: string; readonly message: string };
+
+/** Runs writes in order; any failure becomes an `IoFailed` naming `path`. */
+function writesInOrder(
+  path: string,
+  writes: readonly TE.TaskEither<Failure, void>[],
+): TE.TaskEither<IoFailed, void> {
+  return TE.bimap(
+    (e: Failure) => (e._tag === "IoFailed" ? (e as IoFailed) : ioFailed(path, e.message)),
+    () => undefined,
+  )(TE.sequenceSeqArray(writes));
+}
+
+function readArrays(path: string): TE.TaskEither<FileError, NamedArray[]> {
+  return TE.flatMapEither(readSafetensors(path), (file) => {
+    const out: NamedArray[] = [];
+    for (const [name, raw] of file.tensors) {
+      const data = tensorToFloat32(raw, name);
+      if (E.isLeft(data)) return E.left(contentInvalid(path, data.left.message));
+      // Copy: decoded tensors are views into the file buffer, which the engine must not alias.
+      out.push({ name, shape: raw.shape, data: new Float32Array(data.right) });
+    }
+    return E.right(out);
+  });
+}
+
+function loadCheckpoint(ckpt: string): TE.TaskEither<FileError, Checkpoint | undefined> {
+  return async () => {
+    const recovered = await recoverDir(ckpt)();
+    if (E.isLeft(recovered)) return recovered;
+    if (recovered.right === "absent") return E.right(undefined);
+    const statePath = `${ckpt}/${CHECKPOINT_FILES.state}`;
+    let text: string;
+    try {
+      text = await Deno.readTextFile(statePath);
+    } catch (e) {
+      return E.left(ioFailed(statePath, describeUnknown(e)));
+    }
+    const state = decodeCheckpointState(text);
+    if (E.isLeft(state)) {
+      return E.left(contentInvalid(statePath, `corrupted checkpoint state: ${state.left}`));
+    }
+    const params = await readArrays(`${ckpt}/${CHECKPOINT_FILES.model}`)();
+    if (E.isLeft(params)) return params;
+    const moments = await readArrays(`${ckpt}/${CHECKPOINT_FILES.moments}`)();
+    if (E.isLeft(moments)) return moments;
+    const snapshot: EngineSnapshot = {
+      params: params.right,
+      moments: moments.right,
+      meta: state.right.meta,
+    };
+    return E.right({ snapshot, progress: state.right.progress });
+  };
+}
+
+/** The store effect over `dir` (the caller holds the directory's lock). */
+export function runDirStore(dir: string): StoreEffect {
+  const ckpt = `${dir}/${RUN_DIR.checkpoint}`;
+  return {
+    saveCheckpoint: (c: Checkpoint) =>
+      writeDirAtomic(ckpt, (tmp) =>
+        writesInOrder(ckpt, [
+          writeSafetensors(`${tmp}/${CHECKPOINT_FILES.model}`, record(c.snapshot.params)),
+          writeSafetensors(`${tmp}/${CHECKPOINT_FILES.moments}`, record(c.snapshot.moments)),
+          writeFileAtomic(
+            `${tmp}/${CHECKPOINT_FILES.state}`,
+            checkpointStateText({ progress: c.progress, meta: c.snapshot.meta }),
+          ),
+        ])),
+    loadCheckpoint: () => loadCheckpoint(ckpt),
+    saveFinal: (snapshot: EngineSnapshot, shape: LlamaShape) => {
+      const final = `${dir}/${RUN_DIR.final}`;
+      return TE.map(() => `${final}/${FINAL_FILES.model}`)(
+        writeDirAtomic(final, (tmp) =>
+          writesInOrder(final, [
+            writeSafetensors(
+              `${tmp}/${FINAL_FILES.model}`,
+              record(snapshot.params),
+              STEP_METADATA,
+            ),
+            writeFileAtomic(`${tmp}/${FINAL_FILES.config}`, shapeConfigText(shape)),
+          ])),
+      );
+    },
+    writeText: (name: string, text: string) =>
+      TE.map(() => `${dir}/${name}`)(writeFileAtomic(`${dir}/${name}`, text)),
+  };
+}
+
+/** The log effect: lines to `print`, metrics appended to the run's metrics file. */
+export function runDirLog(dir: string, print: (line: string) => void): LogEffect {
+  const path = `${dir}/${RUN_DIR.metrics}`;
+  return {
+    line: print,
+    metric: (r) => Deno.writeTextFileSync(path, JSON.stringify(r) + "\n", { append: true }),
+    truncate: (records: number) =>
+      TE.tryCatch(async () => {
+        let text = "";
+        try {
+          text = await Deno.readTextFile(path);
+        } catch (e) {
+          if (!(e instanceof Deno.errors.NotFound)) throw e;
+        }
+        const kept = text.split("\n").filter((l) => l.length > 0).slice(0, records);
+        await writeFileAtomic(path, kept.map((l) => l + "\n").join(""))();
+      }, (e) => ioFailed(path, describeUnknown(e))),
+  };
+}
+
+/** Reads the metrics of a run directory. */
+export async function readMetrics(dir: string): Promise<Record<string, unknown>[]> {
+  const text = await Deno.readTextFile(`${dir}/${RUN_DIR.metrics}`).catch(() => "");
+  return text.split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l));
+}

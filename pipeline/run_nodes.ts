@@ -1,0 +1,207 @@
+/**
+ * One transition per kind of node, chosen by an exhaustive switch on `op`
+ * (a new kind of node does not compile until it is handled here). Every
+ * node ends by moving the progress to the next node; a `train`/`continue`
+ * node also checkpoints there, so resuming never retrains a finished stage.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import { absurd } from "fp-ts/lib/function.js";
+import { adaptedWeights, grownTrainable, stageTrainable } from "../base/mod.ts";
+import {
+  evaluateModel,
+  modelOf,
+  recordMetric,
+  run,
+  type RunFacts,
+  saveCheckpoint,
+  sequence,
+  type Transition,
+  transition,
+} from "./run_steps.ts";
+import type { EngineState } from "./effects.ts";
+import type { StageRecord } from "./run_state.ts";
+import type { CheckpointNode, EvalNode, StageNode } from "./stage_graph.ts";
+import { trainStage } from "./train_stage.ts";
+import type { GraphStage } from "./validate_graph.ts";
+
+/** The transition of one node of the graph. */
+export function runNode(facts: RunFacts, node: StageNode): Transition {
+  switch (node.op) {
+    case "train":
+    case "continue":
+      return stageNode(facts, stageOf(facts, node.id));
+    case "grow":
+      return sequence(growNode(stageOpenedBy(facts, node.id)), nextNode);
+    case "attachPET":
+      return sequence(attachNode(facts, stageAdaptedBy(facts, node.id)), nextNode);
+    case "eval":
+      return sequence(evalNode(facts, node), nextNode);
+    case "checkpoint":
+      return sequence(checkpointNode(node), nextNode);
+    default:
+      return absurd(node);
+  }
+}
+
+function stageOf(facts: RunFacts, nodeId: string): GraphStage {
+  const stage = facts.graph.stages.find((s) => s.trainNodeId === nodeId);
+  if (stage === undefined) throw new Error(`node "${nodeId}" trains no stage`);
+  return stage;
+}
+
+function stageOpenedBy(facts: RunFacts, nodeId: string): GraphStage {
+  const stage = facts.graph.stages.find((s) => s.growth?.nodeId === nodeId);
+  if (stage === undefined) throw new Error(`node "${nodeId}" opens no stage`);
+  return stage;
+}
+
+function stageAdaptedBy(facts: RunFacts, nodeId: string): GraphStage {
+  const stage = facts.graph.stages.find((s) => s.pet?.nodeId === nodeId);
+  if (stage === undefined) throw new Error(`node "${nodeId}" adapts no stage`);
+  return stage;
+}
+
+const nextNode: Transition = transition((s) =>
+  Promise.resolve(E.right({
+    ...s,
+    progress: { ...s.progress, nodeIndex: s.progress.nodeIndex + 1, stepInNode: 0 },
+  }))
+);
+
+/** `train` (stage 1, from fresh weights) or `continue`: the stage's steps, evaluation, record. */
+function stageNode(facts: RunFacts, stage: GraphStage): Transition {
+  return sequence(
+    initIfFresh(facts, stage),
+    announceStage(stage),
+    trainStage(facts, stage),
+    finishStage(facts, stage),
+    saveCheckpoint(stage.trainNodeId),
+  );
+}
+
+function initIfFresh(facts: RunFacts, stage: GraphStage): Transition {
+  return transition(async (s, env) => {
+    if (s.model !== undefined) return E.right(s);
+    const g = facts.graph;
+    const model = await run(env.engine.init(g.shape, stage.layers, facts.seeds.weights));
+    return E.map((m: EngineState) => ({ ...s, model: m }))(model);
+  });
+}
+
+function announceStage(stage: GraphStage): Transition {
+  return transition((s, env) => {
+    if (s.progress.stepInNode === 0) {
+      const st = env.engine.stats(modelOf(s, stage.trainNodeId));
+      env.log.line(
+        `Stage ${stage.index} (${stage.trainNodeId}): ${st.layers} layers, trainable ${st.trainableParams}, frozen ${st.frozenParams}, adapters ${st.adapterParams}; ${stage.steps} steps`,
+      );
+    }
+    return Promise.resolve(E.right(s));
+  });
+}
+
+function finishStage(facts: RunFacts, stage: GraphStage): Transition {
+  return transition(async (s, env) => {
+    const node = stage.trainNodeId;
+    const ev = await evaluateModel(s, env, { node, batches: facts.validation });
+    if (E.isLeft(ev)) return ev;
+    const { state, loss } = ev.right;
+    const model = modelOf(state, node);
+    const st = env.engine.stats(model);
+    const peak = state.progress.stagePeak ?? env.engine.memory(model);
+    const record: StageRecord = {
+      stage: stage.index,
+      node,
+      layers: st.layers,
+      trainableParams: st.trainableParams,
+      frozenParams: st.frozenParams,
+      adapterParams: st.adapterParams,
+      steps: stage.steps,
+      valLoss: loss,
+      merges: state.progress.merges,
+      measuredPeakBytes: peak.total,
+      measuredPeak: peak,
+      predictedPeakBytes: facts.predicted[stage.index - 1]?.bytes ?? 0,
+    };
+    const recorded = recordMetric(state, env, { type: "stage", ...record });
+    const p = recorded.progress;
+    return E.right({
+      ...recorded,
+      progress: {
+        ...p,
+        stages: [...p.stages, record],
+        stagePeak: null,
+        merges: 0,
+        nodeIndex: p.nodeIndex + 1,
+        stepInNode: 0,
+      },
+    });
+  });
+}
+
+function growNode(stage: GraphStage): Transition {
+  return transition(async (s, env) => {
+    const growth = stage.growth!;
+    const grown = await run(env.engine.grow(modelOf(s, growth.nodeId), {
+      add: stage.added,
+      placement: growth.placement,
+      seed: growth.seed,
+      trainable: grownTrainable(stage.roles),
+    }));
+    if (E.isLeft(grown)) return grown;
+    const layers = env.engine.stats(grown.right).layers;
+    env.log.line(
+      `Grow (${growth.nodeId}): +${stage.added} layers (${growth.placement}), now ${layers}`,
+    );
+    return E.right(recordMetric({ ...s, model: grown.right }, env, {
+      type: "grow",
+      node: growth.nodeId,
+      add: stage.added,
+      layers,
+    }));
+  });
+}
+
+function attachNode(facts: RunFacts, stage: GraphStage): Transition {
+  return transition(async (s, env) => {
+    const pet = stage.pet!;
+    const attached = await run(env.engine.attach(modelOf(s, pet.nodeId), {
+      rank: pet.rank,
+      alpha: pet.alpha,
+      seed: facts.seeds.adapters(stage.index),
+      adapted: adaptedWeights(stage.roles),
+      trainable: stageTrainable(stage.roles, facts.graph.shape),
+    }));
+    if (E.isLeft(attached)) return attached;
+    const st = env.engine.stats(attached.right);
+    env.log.line(
+      `Attach ReLoRA (${pet.nodeId}): r=${pet.rank}, α=${pet.alpha}, ${st.adapterParams} adapter parameters on ${
+        st.layers - stage.added
+      } frozen layers`,
+    );
+    return E.right({ ...s, model: attached.right });
+  });
+}
+
+function evalNode(facts: RunFacts, node: EvalNode): Transition {
+  return transition(async (s, env) => {
+    const count = node.batches ?? facts.graph.training.evalBatches;
+    const batches = count === facts.validation.length
+      ? facts.validation
+      : env.data.validation(count);
+    const ev = await evaluateModel(s, env, { node: node.id, batches });
+    return E.map((r: { readonly state: typeof s }) => r.state)(ev);
+  });
+}
+
+function checkpointNode(node: CheckpointNode): Transition {
+  return transition(async (s, env) => {
+    const saved = await saveCheckpoint(node.id)(s)(env)();
+    if (E.isRight(saved)) {
+      env.log.line(`Checkpoint (${node.id}) at global step ${s.progress.globalStep}`);
+    }
+    return saved;
+  });
+}

@@ -1,0 +1,116 @@
+/**
+ * What a run carries from node to node: the progress record (plain data,
+ * saved with every checkpoint and decoded by its codec when a run resumes)
+ * and the engine's model. Nothing here is mutated: every transition returns
+ * a new state.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import * as t from "io-ts";
+import { Count, type IoFailed, ioFailed, reportErrors } from "../base/mod.ts";
+import { type EngineState, MemoryByRoleCodec } from "./effects.ts";
+
+/** What one finished stage measured. */
+export const StageRecordCodec = t.readonly(t.type({
+  stage: Count,
+  node: t.string,
+  layers: Count,
+  trainableParams: Count,
+  frozenParams: Count,
+  adapterParams: Count,
+  steps: Count,
+  valLoss: t.number,
+  merges: Count,
+  measuredPeakBytes: t.number,
+  measuredPeak: MemoryByRoleCodec,
+  predictedPeakBytes: t.number,
+}));
+/** What one finished stage measured. */
+export type StageRecord = t.TypeOf<typeof StageRecordCodec>;
+
+/** The interpreter's progress: saved with every checkpoint, decoded when a run resumes. */
+export const RunProgressCodec = t.readonly(t.type({
+  version: t.literal(1),
+  /** Fingerprint of the graph; a checkpoint only resumes the graph that wrote it. */
+  graphId: t.string,
+  nodeIndex: Count,
+  stepInNode: Count,
+  globalStep: Count,
+  tokens: Count,
+  /** Where the data stream stands (the data effect's own record). */
+  data: t.UnknownRecord,
+  /** Metrics records written so far (a resumed run truncates the log to this). */
+  metrics: Count,
+  stages: t.readonlyArray(StageRecordCodec),
+  /** Largest model state measured so far in the running stage. */
+  stagePeak: t.union([MemoryByRoleCodec, t.null]),
+  /** ReLoRA merges in the running stage. */
+  merges: Count,
+  /** Consecutive steps skipped for a non-finite loss or gradient. */
+  skippedInARow: Count,
+}));
+/** The interpreter's progress. */
+export type RunProgress = t.TypeOf<typeof RunProgressCodec>;
+
+/** The state threaded through the nodes: progress and the engine's model (none before training). */
+export interface RunState {
+  readonly progress: RunProgress;
+  readonly model: EngineState | undefined;
+}
+
+/** The progress of a run that has not started. */
+export function initialProgress(
+  graphId: string,
+  data: Readonly<Record<string, unknown>>,
+): RunProgress {
+  return {
+    version: 1,
+    graphId,
+    nodeIndex: 0,
+    stepInNode: 0,
+    globalStep: 0,
+    tokens: 0,
+    data,
+    metrics: 0,
+    stages: [],
+    stagePeak: null,
+    merges: 0,
+    skippedInARow: 0,
+  };
+}
+
+/**
+ * Decodes a checkpoint's progress record for a graph of `nodes` nodes with fingerprint
+ * `graphId`; every problem names the field.
+ *
+ * @example
+ * ```ts
+ * import { decodeProgress, initialProgress } from "./run_state.ts";
+ * const ok = decodeProgress(initialProgress("abc", {}), { graphId: "abc", nodes: 3 });
+ * console.assert(ok._tag === "Right");
+ * ```
+ */
+export function decodeProgress(
+  u: unknown,
+  graph: { readonly graphId: string; readonly nodes: number },
+): E.Either<IoFailed, RunProgress> {
+  const where = "checkpoint/state.json";
+  const decoded = RunProgressCodec.decode(u);
+  if (E.isLeft(decoded)) {
+    return E.left(ioFailed(where, `progress.${reportErrors(decoded.left).join("; progress.")}`));
+  }
+  const p = decoded.right;
+  if (p.graphId !== graph.graphId) {
+    return E.left(ioFailed(
+      "checkpoint",
+      `it was written by a different stage graph (${p.graphId}, this one is ${graph.graphId}); use another --out directory`,
+    ));
+  }
+  if (p.nodeIndex > graph.nodes) {
+    return E.left(
+      ioFailed(where, `progress.nodeIndex ${p.nodeIndex} is past the graph's ${graph.nodes} nodes`),
+    );
+  }
+  return E.right(p);
+}

@@ -1,0 +1,138 @@
+/**
+ * The small transitions every node is built from: a transition is a function
+ * from the run's state to `ReaderTaskEither<Env, PipelineError, RunState>`,
+ * so nodes are chains of them and nothing is shared or mutated. Here: the
+ * run's fixed facts, metrics records, evaluation and checkpoints (which never
+ * write a model with a non-finite weight).
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import type * as RTE from "fp-ts/lib/ReaderTaskEither.js";
+import type * as TE from "fp-ts/lib/TaskEither.js";
+import { type PipelineError, trainingDiverged } from "../base/mod.ts";
+import type { StageMemory } from "../solvers/mod.ts";
+import type { EngineSnapshot, EngineState, Env, MicroBatch } from "./effects.ts";
+import type { RunState } from "./run_state.ts";
+import type { RunSeeds } from "./seeds.ts";
+import type { ValidGraph } from "./validate_graph.ts";
+
+/** What stays fixed while a graph runs in this process. */
+export interface RunFacts {
+  readonly graph: ValidGraph;
+  readonly graphId: string;
+  readonly seeds: RunSeeds;
+  /** Predicted model state per stage (engine regime). */
+  readonly predicted: readonly StageMemory[];
+  /** The fixed validation micro-batches (`training.evalBatches` of them). */
+  readonly validation: readonly MicroBatch[];
+  /** Clock reading and global step when this process started (for the ETA). */
+  readonly sessionStart: number;
+  readonly sessionStep0: number;
+}
+
+/** One step of a run: a new state from the old, through the effects. */
+export type Transition = (s: RunState) => RTE.ReaderTaskEither<Env, PipelineError, RunState>;
+
+/** A transition written as an async function of the state and the effects. */
+export function transition(
+  f: (s: RunState, env: Env) => Promise<E.Either<PipelineError, RunState>>,
+): Transition {
+  return (s) => (env) => () => f(s, env);
+}
+
+/** The transitions one after the other (a fold over a short, fixed list). */
+export function sequence(...steps: readonly Transition[]): Transition {
+  return transition(async (s0, env) => {
+    let s = s0;
+    for (const step of steps) {
+      const next = await step(s)(env)();
+      if (E.isLeft(next)) return next;
+      s = next.right;
+    }
+    return E.right(s);
+  });
+}
+
+/** Runs an effect's TaskEither, widening its error. */
+export async function run<A>(
+  te: TE.TaskEither<PipelineError, A>,
+): Promise<E.Either<PipelineError, A>> {
+  return await te();
+}
+
+/** The model of a state that has one (validation guarantees it past the first `train`). */
+export function modelOf(s: RunState, node: string): EngineState {
+  if (s.model === undefined) throw new Error(`no model before node "${node}"`);
+  return s.model;
+}
+
+/** Appends a metrics record stamped with the global step, and counts it in the progress. */
+export function recordMetric(s: RunState, env: Env, record: Record<string, unknown>): RunState {
+  env.log.metric({ ...record, globalStep: s.progress.globalStep });
+  return { ...s, progress: { ...s.progress, metrics: s.progress.metrics + 1 } };
+}
+
+/** Validation loss of the state's model on `batches`, logged and recorded. */
+export async function evaluateModel(
+  s: RunState,
+  env: Env,
+  at: { readonly node: string; readonly batches: readonly MicroBatch[] },
+): Promise<E.Either<PipelineError, { readonly state: RunState; readonly loss: number }>> {
+  const r = await run(env.engine.evaluate(modelOf(s, at.node), at.batches));
+  if (E.isLeft(r)) return r;
+  const loss = r.right;
+  const state = recordMetric(s, env, {
+    type: "eval",
+    node: at.node,
+    valLoss: loss,
+    perplexity: Math.exp(loss),
+  });
+  env.log.line(
+    `  eval @ ${s.progress.globalStep}: val loss ${loss.toFixed(4)}, perplexity ${
+      Math.exp(loss).toFixed(2)
+    }`,
+  );
+  return E.right({ state, loss });
+}
+
+/** The first parameter holding a NaN or an infinity, with the offending value. */
+export function firstNonFinite(
+  snapshot: EngineSnapshot,
+): { readonly name: string; readonly value: number } | undefined {
+  for (const p of snapshot.params) {
+    for (const v of p.data) if (!Number.isFinite(v)) return { name: p.name, value: v };
+  }
+  return undefined;
+}
+
+/** A snapshot of the model, refused when any weight is not finite (a diverged model is never saved). */
+export async function finiteSnapshot(
+  s: RunState,
+  env: Env,
+  node: string,
+): Promise<E.Either<PipelineError, EngineSnapshot>> {
+  const snap = await run(env.engine.snapshot(modelOf(s, node)));
+  if (E.isLeft(snap)) return snap;
+  const bad = firstNonFinite(snap.right);
+  if (bad === undefined) return snap;
+  return E.left(trainingDiverged(
+    node,
+    s.progress.globalStep,
+    `weight "${bad.name}" is ${bad.value}; the model is not saved and the last good checkpoint ` +
+      "is kept — lower training.lr or raise warmup",
+  ));
+}
+
+/** Saves the model and the progress as the run's checkpoint (nothing to save before a model). */
+export function saveCheckpoint(node: string): Transition {
+  return transition(async (s, env) => {
+    if (s.model === undefined) return E.right(s);
+    const snap = await finiteSnapshot(s, env, node);
+    if (E.isLeft(snap)) return snap;
+    const saved = await run(
+      env.store.saveCheckpoint({ snapshot: snap.right, progress: s.progress }),
+    );
+    return E.map(() => s)(saved);
+  });
+}
