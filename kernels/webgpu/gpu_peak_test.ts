@@ -56,12 +56,14 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     assert(E.isRight(await initBackend("webgpu")));
+    const x = tf.ones([1024, 256]);
+    await tf.mul(x, 1).data(); // x now lives on the GPU
     const tracker = trackGpuPeak();
     const before = tracker.peak();
-    const t = tf.zeros([1024, 256]); // 1 MiB of float32
-    await t.data();
+    const y = tf.mul(x, 2); // a fresh 1 MiB output buffer
+    await y.data();
     tracker.stop();
-    t.dispose();
+    tf.dispose([x, y]);
     assert(tracker.peak() - before >= 1024 * 256 * 4, `peak rose ${tracker.peak() - before} B`);
   },
 });
