@@ -69,6 +69,14 @@ export function completeShape(input: LlamaShapeInput): LlamaShape {
 
 /** Why a shape is unusable (heads must divide hidden, and so on), or undefined. */
 export function shapeProblem(shape: LlamaShape): string | undefined {
+  if (shape.layers > MAX_LAYERS) {
+    return `"layers" is ${shape.layers}, more than the ${MAX_LAYERS} layers this tool handles`;
+  }
+  for (const field of ["hidden", "intermediate", "vocab", "heads"] as const) {
+    if (shape[field] > MAX_WIDTH) {
+      return `"${field}" is ${shape[field]}, more than the ${MAX_WIDTH} this tool handles`;
+    }
+  }
   if (shape.hidden % shape.heads !== 0) {
     return `"hidden" (${shape.hidden}) must be a multiple of "heads" (${shape.heads})`;
   }
@@ -82,6 +90,15 @@ export function shapeProblem(shape: LlamaShape): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * Ceilings far above any real model (published LLaMA-style models have a few hundred layers and
+ * widths below 2^18), so a mistyped size is refused at once instead of exhausting memory while
+ * per-layer lists are built.
+ */
+export const MAX_LAYERS = 65_536;
+/** Ceiling of `hidden`, `intermediate`, `vocab` and `heads` (2^24). */
+export const MAX_WIDTH = 16_777_216;
 
 /** The seven linear maps of a LLaMA layer that adapters and GaLore may target. */
 export const PROJECTIONS = ["q", "k", "v", "o", "gate", "up", "down"] as const;

@@ -6,11 +6,11 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { describeUnknown, type IoFailed, ioFailed } from "../base/mod.ts";
+import { contentInvalid, describeUnknown, type FileError, ioFailed } from "../base/mod.ts";
 import { openSafetensors, type SafetensorsReader } from "../store/mod.ts";
 
-/** Parses a JSON file; a missing file or bad JSON is an `IoFailed` naming it. */
-export function readJson(path: string): TE.TaskEither<IoFailed, unknown> {
+/** Parses a JSON file; a missing file (`IoFailed`) or bad JSON (`ContentInvalid`) names it. */
+export function readJson(path: string): TE.TaskEither<FileError, unknown> {
   return async () => {
     let text: string;
     try {
@@ -23,7 +23,7 @@ export function readJson(path: string): TE.TaskEither<IoFailed, unknown> {
     try {
       return E.right(JSON.parse(text));
     } catch (e) {
-      return E.left(ioFailed(path, `not valid JSON: ${describeUnknown(e)}`));
+      return E.left(contentInvalid(path, `not valid JSON: ${describeUnknown(e)}`));
     }
   };
 }
@@ -41,7 +41,7 @@ export async function exists(path: string): Promise<boolean> {
 /** Opens several safetensors files; if one fails, the ones already open are closed. */
 export async function openAll(
   paths: readonly string[],
-): Promise<E.Either<IoFailed, SafetensorsReader[]>> {
+): Promise<E.Either<FileError, SafetensorsReader[]>> {
   const readers: SafetensorsReader[] = [];
   for (const p of paths) {
     const r = await openSafetensors(p)();

@@ -7,8 +7,9 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
+import { statfsSync } from "node:fs";
 import { basename, dirname, join, resolve, sep as SEP } from "node:path";
-import { configInvalid, ioFailed } from "../base/mod.ts";
+import { configInvalid, formatBytes, ioFailed } from "../base/mod.ts";
 import { removeStaleTemps, writeDirAtomic } from "../store/mod.ts";
 import { exists, readJson } from "./_files.ts";
 import type { HfDtype } from "./hf_config.ts";
@@ -140,6 +141,28 @@ export async function outputHolds(out: string, input: string): Promise<boolean> 
   return i === o || i.startsWith(o.endsWith(SEP) ? o : o + SEP);
 }
 
+/** Bytes a save of `view` writes (weights and adapters at the stored width). */
+function outputBytes(view: ModelView, options: SaveOptions): number {
+  const width = options.format === "step" || options.dtype === "float32" ? 4 : 2;
+  const tensors = [...view.tensors, ...(view.adapters?.tensors ?? [])];
+  return tensors.reduce((sum, t) => sum + width * t.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/** Free bytes on the file system that holds `dir` (or its nearest existing ancestor). */
+function freeBytes(dir: string): number | undefined {
+  let at = resolve(dir);
+  for (;;) {
+    try {
+      const s = statfsSync(at);
+      return s.bavail * s.bsize;
+    } catch {
+      const parent = dirname(at);
+      if (parent === at) return undefined;
+      at = parent;
+    }
+  }
+}
+
 async function nonEmpty(dir: string): Promise<boolean> {
   try {
     for await (const _ of Deno.readDir(dir)) return true;
@@ -168,6 +191,14 @@ export function saveCheckpoint(
     await removeStaleTemps(out);
     if (!options.replace && await nonEmpty(out)) {
       return E.left(configInvalid(out, "already exists; pass --force to replace it"));
+    }
+    const needed = outputBytes(view, options);
+    const free = freeBytes(dirname(resolve(out)));
+    if (free !== undefined && needed > free) {
+      return E.left(ioFailed(
+        out,
+        `writing the model needs ${formatBytes(needed)}, its disk has ${formatBytes(free)} free`,
+      ));
     }
     const files: string[] = [];
     const model = options.format === "step" || options.adapters === "merge"

@@ -13,7 +13,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { configInvalid, ioFailed, LM_HEAD, paramShapes } from "../base/mod.ts";
+import { configInvalid, contentInvalid, ioFailed, LM_HEAD, paramShapes } from "../base/mod.ts";
 import {
   createSafetensorsWriter,
   type SafetensorsReader,
@@ -134,7 +134,10 @@ function locate(
     const r = readers.get(file)!;
     if (r.info(name) === undefined) {
       return E.left(
-        ioFailed(`${dir}/${INDEX_FILE}`, `weight_map puts "${name}" in ${file}, which lacks it`),
+        contentInvalid(
+          `${dir}/${INDEX_FILE}`,
+          `weight_map puts "${name}" in ${file}, which lacks it`,
+        ),
       );
     }
     where.set(name, r);
@@ -143,7 +146,7 @@ function locate(
     for (const [name] of r.header.tensors) {
       if (files.get(name) !== file) {
         return E.left(
-          ioFailed(
+          contentInvalid(
             `${dir}/${INDEX_FILE}`,
             `${file} holds "${name}", which weight_map does not list`,
           ),
@@ -193,7 +196,7 @@ export function openHfCheckpoint(dir: string): TE.TaskEither<CkptError, ModelVie
       expected.add(name);
       const reader = located.right.get(name);
       if (reader === undefined) {
-        return fail(ioFailed(dir, `tensor "${name}" is missing (${because})`));
+        return fail(contentInvalid(dir, `tensor "${name}" is missing (${because})`));
       }
       const info = reader.info(name)!;
       const bad = shapeMismatch(name, info.shape, hfShape(name, ours), because);
@@ -212,7 +215,7 @@ export function openHfCheckpoint(dir: string): TE.TaskEither<CkptError, ModelVie
       // Old `transformers` saved the rotary inverse frequencies; they are recomputed on load.
       if (expected.has(name) || name.endsWith(".rotary_emb.inv_freq")) continue;
       if (name === LM_HEAD && shape.right.tiedEmbeddings) continue;
-      return fail(ioFailed(reader.path, `unexpected tensor "${name}" (${because})`));
+      return fail(contentInvalid(reader.path, `unexpected tensor "${name}" (${because})`));
     }
     const declared = (json.right as { torch_dtype?: unknown }).torch_dtype;
     const first = located.right.get(tensors[0]!.name)!.info(tensors[0]!.name)!.dtype;

@@ -13,14 +13,14 @@ import type * as TE from "fp-ts/lib/TaskEither.js";
 import {
   type ConfigInvalid,
   configInvalid,
-  type IoFailed,
+  type FileError,
   type LlamaShape,
   type Projection,
 } from "../base/mod.ts";
 import { type Dtype, type RawTensor, tensorToFloat32 } from "../store/mod.ts";
 
 /** What reading, transforming or writing a checkpoint can fail with. */
-export type CkptError = IoFailed | ConfigInvalid;
+export type CkptError = FileError | ConfigInvalid;
 
 /** One weight, loaded on demand. */
 export interface LazyTensor {

@@ -18,6 +18,7 @@ import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import {
   configInvalid,
+  contentInvalid,
   ioFailed,
   type LlamaShape,
   parseProjectionName,
@@ -221,7 +222,7 @@ export function openPeftAdapter(
       const at = m === null ? undefined : parseProjectionName(`${m[1]}.weight`);
       if (m === null || at === undefined || at.rest !== "weight" || at.layer >= shape.layers) {
         return fail(
-          ioFailed(
+          contentInvalid(
             path,
             `unexpected tensor "${name}" (not a LoRA matrix of a projection of a ${shape.layers}-layer LLaMA)`,
           ),
@@ -235,7 +236,7 @@ export function openPeftAdapter(
       const entry = byModule.get(module) ?? { layer: at.layer, p: at.p };
       byModule.set(module, m[2] === "A" ? { ...entry, a: name } : { ...entry, b: name });
     }
-    if (byModule.size === 0) return fail(ioFailed(path, "holds no LoRA tensors"));
+    if (byModule.size === 0) return fail(contentInvalid(path, "holds no LoRA tensors"));
     const tensors: LazyTensor[] = [];
     const layers = new Set<number>();
     const targets = new Set<Projection>();
@@ -244,7 +245,9 @@ export function openPeftAdapter(
     );
     for (const [module, e] of sorted) {
       if (e.a === undefined || e.b === undefined) {
-        return fail(ioFailed(path, `"${module}" has lora_${e.a === undefined ? "B" : "A"} only`));
+        return fail(
+          contentInvalid(path, `"${module}" has lora_${e.a === undefined ? "B" : "A"} only`),
+        );
       }
       const d = projectionDims(shape, e.p);
       const ours = projectionModule(e.layer, e.p);

@@ -22,6 +22,7 @@ import YAML from "yaml";
 import {
   completeShape,
   configInvalid,
+  contentInvalid,
   decodeWith,
   describeUnknown,
   ioFailed,
@@ -152,7 +153,9 @@ function adaptersOf(
     const other = at.rest === "lora_A"
       ? name.slice(0, -"lora_A".length) + "lora_B"
       : name.slice(0, -"lora_B".length) + "lora_A";
-    if (!found.has(other)) return E.left(ioFailed(reader.path, `"${name}" has no "${other}"`));
+    if (!found.has(other)) {
+      return E.left(contentInvalid(reader.path, `"${name}" has no "${other}"`));
+    }
     if (at.rest !== "lora_A") continue;
     tensors.push(lazy(reader, name, reader.info(name)!.shape));
     tensors.push(lazy(reader, other, reader.info(other)!.shape));
@@ -206,7 +209,7 @@ export function openStepCheckpoint(
       expected.add(name);
       const info = reader.info(name);
       if (info === undefined) {
-        return fail(ioFailed(reader.path, `tensor "${name}" is missing (${because})`));
+        return fail(contentInvalid(reader.path, `tensor "${name}" is missing (${because})`));
       }
       const bad = shapeMismatch(name, info.shape, want, because);
       if (bad !== undefined) return fail(configInvalid(reader.path, bad));
@@ -219,7 +222,7 @@ export function openStepCheckpoint(
       if ((rest === "lora_A" || rest === "lora_B") && (layerOfName(name) ?? depth) < depth) {
         adapterNames.push(name);
       } else {
-        return fail(ioFailed(reader.path, `unexpected tensor "${name}" (${because})`));
+        return fail(contentInvalid(reader.path, `unexpected tensor "${name}" (${because})`));
       }
     }
     let adapters: LoraAdapters | undefined;

@@ -18,6 +18,7 @@ import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import {
   configInvalid,
+  contentInvalid,
   EMBED,
   grownLayout,
   insertionCounts,
@@ -148,6 +149,44 @@ export function attachAdapters(
       closeAdapters();
     },
   });
+}
+
+/**
+ * The view with every weight checked as it loads: a NaN or an infinity fails the load with an
+ * error naming the tensor and the element (a save then writes nothing).
+ *
+ * @example
+ * ```ts
+ * import { requireFinite } from "./transforms.ts";
+ * const view = {
+ *   shape: {} as never, dtype: "F32" as const, source: "x", adapters: undefined, close: () => {},
+ *   tensors: [{ name: "w", shape: [2], load: () => () => Promise.resolve({ _tag: "Right" as const, right: new Float32Array([1, NaN]) }) }],
+ * };
+ * const r = await requireFinite(view).tensors[0]!.load()();
+ * console.assert(r._tag === "Left");
+ * ```
+ */
+export function requireFinite(view: ModelView): ModelView {
+  const check = (t: LazyTensor): LazyTensor => ({
+    ...t,
+    load: () =>
+      TE.flatMapEither(t.load(), (values) => {
+        const i = values.findIndex((v) => !Number.isFinite(v));
+        return i < 0 ? E.right(values) : E.left(contentInvalid(
+          view.source,
+          `tensor "${t.name}" holds ${values[i]} at element ${i}; pass --allow-non-finite to ` +
+            "convert it anyway",
+        ));
+      }),
+  });
+  const adapters = view.adapters;
+  return {
+    ...view,
+    tensors: view.tensors.map(check),
+    adapters: adapters === undefined
+      ? undefined
+      : { ...adapters, tensors: adapters.tensors.map(check) },
+  };
 }
 
 /** Options of {@link growCheckpoint}. */

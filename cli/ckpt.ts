@@ -20,12 +20,16 @@ import {
   openCheckpoint,
   type OpenedCheckpoint,
   openPeftAdapter,
+  outputHolds,
+  requireFinite,
   saveCheckpoint,
   type Saved,
   torchDtype,
 } from "../checkpoint/mod.ts";
 import {
   configInvalid,
+  contentInvalid,
+  DEFAULT_PLACEMENT,
   describeUnknown,
   exitCode,
   formatBytes,
@@ -35,6 +39,7 @@ import {
   type Placement,
   PLACEMENTS,
   renderError,
+  shapeProblem,
 } from "../base/mod.ts";
 import { writeFileAtomic } from "../store/mod.ts";
 import { parseCommand } from "./_args.ts";
@@ -61,6 +66,7 @@ Options:
   --format hf|step            grow/merge: output format (default: the input's)
   --shape FILE                shape of a checkpoint/ directory (the run's config or pipeline YAML)
   --backend cpu|wasm          logits: tfjs backend (default cpu)
+  --allow-non-finite          import: convert weights that hold NaN or infinity (refused otherwise)
   --force                     replace the output directory if it exists
   -h, --help                  show this help`;
 
@@ -77,7 +83,7 @@ const ARITY: Readonly<Record<Command, number>> = {
 
 const ALLOWED: Readonly<Record<Command, readonly string[]>> = {
   export: ["dtype", "max-shard-size", "merge-adapters", "base-name", "shape", "force"],
-  import: ["shape", "force"],
+  import: ["shape", "force", "allow-non-finite"],
   grow: ["add", "placement", "seed", "format", "dtype", "max-shard-size", "shape", "force"],
   merge: ["format", "dtype", "max-shard-size", "shape", "force"],
   logits: ["tokens", "out", "backend", "shape"],
@@ -106,6 +112,7 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, Args | "help
     out: { type: "string" },
     backend: { type: "string" },
     force: { type: "boolean" },
+    "allow-non-finite": { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
   if (E.isLeft(parsed)) return parsed;
@@ -267,16 +274,22 @@ function exportCmd(a: Args): TE.TaskEither<PipelineError, string> {
 
 function importCmd(a: Args): TE.TaskEither<PipelineError, string> {
   const [src, out] = a.paths as [string, string];
+  const allowNonFinite = a.values["allow-non-finite"] === true;
   return pipe(
     TE.fromEither(outputOptions(a.values)),
     TE.flatMap((output) =>
       withCheckpoint(src, a.values, (c) =>
         pipe(
-          save(c.view, out, { ...output, format: "step" }, {
-            format: "step",
-            adapters: "merge",
-            baseModel: out,
-          }),
+          save(
+            allowNonFinite ? c.view : requireFinite(c.view),
+            out,
+            { ...output, format: "step" },
+            {
+              format: "step",
+              adapters: "merge",
+              baseModel: out,
+            },
+          ),
           TE.flatMap((saved) => report("Imported", describeView(c), saved)),
         ))
     ),
@@ -293,7 +306,12 @@ function growCmd(a: Args): TE.TaskEither<PipelineError, string> {
     TE.bind("placement", () => TE.fromEither(choice(a.values, "placement", PLACEMENTS))),
     TE.flatMap(({ output, add, seed, placement }) =>
       withCheckpoint(src, a.values, (c) => {
-        const p: Placement = placement ?? "upper";
+        const p: Placement = placement ?? DEFAULT_PLACEMENT;
+        const layers = c.view.shape.layers + add;
+        const tooBig = shapeProblem({ ...c.view.shape, layers });
+        if (tooBig !== undefined) {
+          return TE.left(configInvalid("--add", `growing to ${layers} layers: ${tooBig}`));
+        }
         const grown = growCheckpoint(c.view, { add, placement: p, seed });
         return pipe(
           save(grown, out, output, { format: c.format, adapters: "merge", baseModel: out }),
@@ -309,7 +327,16 @@ function growCmd(a: Args): TE.TaskEither<PipelineError, string> {
 function mergeCmd(a: Args): TE.TaskEither<PipelineError, string> {
   const [base, adapter, out] = a.paths as [string, string, string];
   return pipe(
-    TE.fromEither(outputOptions(a.values)),
+    TE.fromTask(() => outputHolds(out, adapter)),
+    TE.flatMap((holds) =>
+      holds
+        ? TE.left(configInvalid(
+          out,
+          `it holds the adapter "${adapter}"; writing it would replace the input: choose another output folder`,
+        ))
+        : TE.right(undefined)
+    ),
+    TE.flatMapEither(() => outputOptions(a.values)),
     TE.flatMap((output) =>
       withCheckpoint(base, a.values, (c) =>
         TE.bracketW(
@@ -336,11 +363,16 @@ function mergeCmd(a: Args): TE.TaskEither<PipelineError, string> {
 
 function parseTokens(text: string | undefined): E.Either<PipelineError, number[][]> {
   if (text === undefined) return E.left(configInvalid("--tokens", "is required"));
-  const rows = text.split(";").map((r) => r.split(",").map((t) => Number(t.trim())));
-  const ok = rows.every((r) => r.length === rows[0]!.length && r.every(Number.isSafeInteger));
-  return ok ? E.right(rows) : E.left(
-    configInvalid("--tokens", `expected rows of equal length like 1,2,3;4,5,6, got "${text}"`),
-  );
+  const rows = text.split(";").map((r) => r.split(","));
+  const bad = rows.flat().find((t) => !/^\s*\d+\s*$/.test(t) || !Number.isSafeInteger(Number(t)));
+  if (bad !== undefined || rows.some((r) => r.length !== rows[0]!.length)) {
+    return E.left(configInvalid(
+      "--tokens",
+      `expected rows of equal length of token ids like 1,2,3;4,5,6, got ${JSON.stringify(text)}` +
+        (bad === undefined ? "" : ` (${JSON.stringify(bad)} is not a token id)`),
+    ));
+  }
+  return E.right(rows.map((r) => r.map(Number)));
 }
 
 function logitsCmd(a: Args): TE.TaskEither<PipelineError, string> {
@@ -384,6 +416,13 @@ function engineLogits(
       const k = await import("../kernels/mod.ts");
       const started = await k.initBackend(backend);
       if (E.isLeft(started)) return started;
+      const over = tokens.flat().find((t) => t >= view.shape.vocab);
+      if (over !== undefined) {
+        return E.left(configInvalid(
+          "--tokens",
+          `token ${over} is outside the model's vocabulary of ${view.shape.vocab}`,
+        ));
+      }
       const params = k.importParams(records);
       const batch = tokens.length;
       const seq = tokens[0]!.length;
@@ -395,6 +434,15 @@ function engineLogits(
       logits.dispose();
       k.disposeParams(params);
       const v = view.shape.vocab;
+      const nonFinite = values.findIndex((x) => !Number.isFinite(x));
+      if (nonFinite >= 0) {
+        const [row, pos] = [Math.floor(nonFinite / (seq * v)), Math.floor(nonFinite / v) % seq];
+        return E.left(contentInvalid(
+          view.source,
+          `the logits are not finite (${values[nonFinite]} at row ${row}, position ${pos}): ` +
+            "the checkpoint holds non-finite weights",
+        ));
+      }
       return E.right({
         source: view.source,
         tokens,

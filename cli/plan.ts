@@ -10,6 +10,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { pipe } from "fp-ts/lib/function.js";
+import { resolve } from "node:path";
 import YAML from "yaml";
 import {
   type Config,
@@ -86,6 +87,10 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, PlanArgs | "
       `expected exactly one CONFIG file, got ${positionals.length}\n\n${USAGE}`,
     ));
   }
+  const [emit, svg] = [stringFlag(cmd, "emit"), stringFlag(cmd, "svg")];
+  if (emit !== undefined && svg !== undefined && resolve(emit) === resolve(svg)) {
+    return E.left(configInvalid("--emit/--svg", `both name "${emit}": give each its own file`));
+  }
   return E.right({
     config: positionals[0] ?? "",
     json: booleanFlag(cmd, "json"),
@@ -93,8 +98,8 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, PlanArgs | "
     ...field("stages", stringFlag(cmd, "stages")),
     ...field("split", stringFlag(cmd, "split")),
     ...field("budget", stringFlag(cmd, "budget")),
-    ...field("emit", stringFlag(cmd, "emit")),
-    ...field("svg", stringFlag(cmd, "svg")),
+    ...field("emit", emit),
+    ...field("svg", svg),
   });
 }
 

@@ -23,7 +23,7 @@ import {
   type ConfigInvalid,
   configInvalid,
   deriveSeed,
-  type IoFailed,
+  type FileError,
   permutation,
 } from "../base/mod.ts";
 import { builtinCorpus } from "./builtin_corpus.ts";
@@ -242,7 +242,7 @@ export function splitByFraction(
 export function loadCorpus(
   config: CorpusConfig,
   options: LoadCorpusOptions = {},
-): TE.TaskEither<IoFailed | ConfigInvalid, Corpus> {
+): TE.TaskEither<FileError | ConfigInvalid, Corpus> {
   return async () => {
     const baseDir = options.baseDir ?? Deno.cwd();
     const cache = options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir };

@@ -10,7 +10,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { type AsyncBuffer, parquetMetadataAsync, parquetRead, parquetSchema } from "hyparquet";
-import { describeUnknown, type IoFailed, ioFailed } from "../base/mod.ts";
+import { contentInvalid, describeUnknown, type FileError, ioFailed } from "../base/mod.ts";
 import { builtinCorpus } from "./builtin_corpus.ts";
 import type { ResolvedFile, ResolvedUnit } from "./sources.ts";
 
@@ -35,13 +35,13 @@ export function stripGutenberg(text: string): string {
 }
 
 /** Text files: UTF-8 (a byte-order mark is dropped), CRLF normalised to LF, one document. */
-async function readText(file: ResolvedFile): Promise<E.Either<IoFailed, string[]>> {
+async function readText(file: ResolvedFile): Promise<E.Either<FileError, string[]>> {
   const bytes = await Deno.readFile(file.path);
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    return E.left(ioFailed(file.path, "File is not valid UTF-8"));
+    return E.left(contentInvalid(file.path, "File is not valid UTF-8"));
   }
   text = text.replace(/\r\n?/g, "\n");
   if (file.gutenberg) text = stripGutenberg(text);
@@ -53,7 +53,7 @@ function isRecord(x: unknown): x is Record<string, unknown> {
 }
 
 /** JSONL: one JSON object per non-blank line; `field` must be a string on every line. */
-async function readJsonl(file: ResolvedFile): Promise<E.Either<IoFailed, string[]>> {
+async function readJsonl(file: ResolvedFile): Promise<E.Either<FileError, string[]>> {
   const text = await Deno.readTextFile(file.path);
   const docs: string[] = [];
   const lines = text.split("\n");
@@ -64,12 +64,14 @@ async function readJsonl(file: ResolvedFile): Promise<E.Either<IoFailed, string[
     try {
       record = JSON.parse(line);
     } catch (e) {
-      return E.left(ioFailed(file.path, `Line ${i + 1} is not valid JSON: ${describeUnknown(e)}`));
+      return E.left(
+        contentInvalid(file.path, `Line ${i + 1} is not valid JSON: ${describeUnknown(e)}`),
+      );
     }
     const value = isRecord(record) ? record[file.field] : undefined;
     if (typeof value !== "string") {
       const why = isRecord(record) && file.field in record ? "is not a string" : "is missing";
-      return E.left(ioFailed(file.path, `Line ${i + 1}: field "${file.field}" ${why}`));
+      return E.left(contentInvalid(file.path, `Line ${i + 1}: field "${file.field}" ${why}`));
     }
     if (value.length > 0) docs.push(value);
   }
@@ -101,7 +103,7 @@ function fileBuffer(handle: Deno.FsFile, size: number): AsyncBuffer {
 }
 
 /** Parquet: the string column `field`, one document per row. */
-async function readParquet(file: ResolvedFile): Promise<E.Either<IoFailed, string[]>> {
+async function readParquet(file: ResolvedFile): Promise<E.Either<FileError, string[]>> {
   const handle = await Deno.open(file.path, { read: true });
   try {
     const buffer = fileBuffer(handle, (await handle.stat()).size);
@@ -109,7 +111,10 @@ async function readParquet(file: ResolvedFile): Promise<E.Either<IoFailed, strin
     const columns = parquetSchema(metadata).children.map((c) => c.element.name);
     if (!columns.includes(file.field)) {
       return E.left(
-        ioFailed(file.path, `Column "${file.field}" not found (columns: ${columns.join(", ")})`),
+        contentInvalid(
+          file.path,
+          `Column "${file.field}" not found (columns: ${columns.join(", ")})`,
+        ),
       );
     }
     let rows: unknown[][] = [];
@@ -125,7 +130,9 @@ async function readParquet(file: ResolvedFile): Promise<E.Either<IoFailed, strin
     for (let i = 0; i < rows.length; i++) {
       const value = rows[i]![0];
       if (typeof value !== "string") {
-        return E.left(ioFailed(file.path, `Row ${i}: column "${file.field}" is not a string`));
+        return E.left(
+          contentInvalid(file.path, `Row ${i}: column "${file.field}" is not a string`),
+        );
       }
       if (value.length > 0) docs.push(value);
     }
@@ -145,7 +152,7 @@ async function readParquet(file: ResolvedFile): Promise<E.Either<IoFailed, strin
  * console.assert(r._tag === "Right" && r.right.length === 2);
  * ```
  */
-export function readDocuments(unit: ResolvedUnit): TE.TaskEither<IoFailed, string[]> {
+export function readDocuments(unit: ResolvedUnit): TE.TaskEither<FileError, string[]> {
   return async () => {
     if (unit.kind === "builtin") {
       const options = {

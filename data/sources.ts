@@ -116,15 +116,25 @@ function excluded(patterns: readonly string[], absolute: string, root: string): 
   );
 }
 
-async function walk(dir: string, out: string[]): Promise<void> {
+/**
+ * The data files under `dir`, in name order. Symbolic links are followed as the user sees them
+ * (a folder of links to books is a folder of books); a link back into a folder already walked is
+ * skipped, and anything that is not a regular file (a FIFO, a socket, a device) is left out.
+ */
+async function walk(dir: string, out: string[], seen: Set<string> = new Set()): Promise<void> {
+  const real = await Deno.realPath(dir);
+  if (seen.has(real)) return;
+  seen.add(real);
   const entries: Deno.DirEntry[] = [];
   for await (const e of Deno.readDir(dir)) entries.push(e);
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const e of entries) {
     if (e.name.startsWith(".")) continue; // hidden files, caches, temporaries
     const p = path.join(dir, e.name);
-    if (e.isDirectory) await walk(p, out);
-    else if (e.isFile && formatOfPath(p) !== undefined) out.push(p);
+    const info = e.isSymlink ? await statOrUndefined(p) : e;
+    if (info === undefined) continue; // a dangling link
+    if (info.isDirectory) await walk(p, out, seen);
+    else if (info.isFile && formatOfPath(p) !== undefined) out.push(p);
   }
 }
 
@@ -166,14 +176,23 @@ async function expand(
       if (files.length === 0) {
         return E.left(ioFailed(target, "Directory holds no .txt, .jsonl or .parquet files"));
       }
-    } else {
+    } else if (info.isFile) {
       files = [target];
       explicit = true;
+    } else {
+      return E.left(ioFailed(
+        target,
+        "not a regular file (a FIFO, socket or device cannot be read as a corpus): give a file, " +
+          "a directory or a glob",
+      ));
     }
   }
   const out: ResolvedFile[] = [];
   for (const f of files) {
     const info = await Deno.stat(f);
+    if (!info.isFile) {
+      return E.left(ioFailed(f, "not a regular file: it cannot be read as a corpus"));
+    }
     const format = source.format ?? formatOfPath(f) ?? (explicit ? "text" : undefined);
     if (format === undefined) continue;
     out.push({

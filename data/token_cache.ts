@@ -16,7 +16,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import * as path from "node:path";
-import { describeUnknown, type IoFailed, ioFailed } from "../base/mod.ts";
+import { describeUnknown, type FileError, ioFailed } from "../base/mod.ts";
 import { writeFileAtomic } from "../store/mod.ts";
 import { readDocuments } from "./readers.ts";
 import type { ResolvedUnit } from "./sources.ts";
@@ -164,7 +164,7 @@ export function loadTokenized(
   units: readonly ResolvedUnit[],
   tokenizer: Tokenizer,
   options: LoadTokenizedOptions = {},
-): TE.TaskEither<IoFailed, LoadedTokens> {
+): TE.TaskEither<FileError, LoadedTokens> {
   return async () => {
     const key = cacheKey(units, tokenizer);
     const base = options.cacheDir === undefined

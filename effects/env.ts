@@ -8,9 +8,21 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import type * as TE from "fp-ts/lib/TaskEither.js";
-import { configInvalid, type PipelineError } from "../base/mod.ts";
+import {
+  configInvalid,
+  formatBytes,
+  type PipelineError,
+  type PlanInfeasible,
+  planInfeasible,
+} from "../base/mod.ts";
 import { type DataSource, loadCorpus } from "../data/mod.ts";
-import { type BackendName, type Env, runSeeds, type ValidGraph } from "../pipeline/mod.ts";
+import {
+  type BackendName,
+  type Env,
+  predictStages,
+  runSeeds,
+  type ValidGraph,
+} from "../pipeline/mod.ts";
 import { dataEffect } from "./data_effect.ts";
 import { openRunDir, type RunDirMode } from "./run_dir.ts";
 import { createEngine } from "./tfjs_engine.ts";
@@ -41,6 +53,25 @@ export function graphData(g: ValidGraph): TE.TaskEither<PipelineError, Env["data
     }
     return dataEffect(corpus.right, { batch: T.microBatch, seq: T.seqLen, seed: seeds.dataOrder });
   };
+}
+
+/**
+ * Refuses a graph whose predicted model state cannot fit this machine's memory, before anything
+ * is allocated (tensors on the CPU backends live in main memory).
+ */
+export function machineMemoryProblem(
+  g: ValidGraph,
+  memory: { readonly total: number; readonly available: number },
+): PlanInfeasible | undefined {
+  const stages = predictStages(g);
+  const worst = stages.reduce((a, b) => (b.bytes > a.bytes ? b : a));
+  if (worst.bytes <= memory.total) return undefined;
+  return planInfeasible(
+    `stage ${worst.stage} needs ${formatBytes(worst.bytes)} of model state (predicted, fp32 ` +
+      `Adam), this machine has ${formatBytes(memory.total)} of memory (${
+        formatBytes(memory.available)
+      } available): train fewer layers per stage or a smaller model`,
+  );
 }
 
 /** Options of {@link wireRun}. */
@@ -78,9 +109,14 @@ export function wireRun(
   options: WireOptions,
 ): TE.TaskEither<PipelineError, WiredRun> {
   return async () => {
+    const backend = options.backend ?? g.training.backend;
+    if (backend !== "webgpu") {
+      const tooBig = machineMemoryProblem(g, Deno.systemMemoryInfo());
+      if (tooBig !== undefined) return E.left(tooBig);
+    }
     const data = await graphData(g)();
     if (E.isLeft(data)) return data;
-    const engine = await createEngine(options.backend ?? g.training.backend)();
+    const engine = await createEngine(backend)();
     if (E.isLeft(engine)) return engine;
     const dir = await openRunDir(options.out, { mode: options.mode, print: options.print })();
     if (E.isLeft(dir)) return dir;

@@ -20,6 +20,7 @@ import type {
 } from "../pipeline/mod.ts";
 import { momentName } from "../checkpoint/mod.ts";
 import {
+  contentInvalid,
   describeUnknown,
   isAdapterName,
   type KernelFailed,
@@ -242,7 +243,9 @@ export function engineOn(description: string): Engine {
       }),
     restore: (shape, snap) => async () => {
       const problem = snapshotProblem(shape, snap);
-      if (problem !== undefined) return E.left(kernelFailed(`Corrupted checkpoint: ${problem}`));
+      if (problem !== undefined) {
+        return E.left(contentInvalid("checkpoint", `corrupted checkpoint: ${problem}`));
+      }
       return await attempt("Cannot restore the checkpoint", () => {
         const params = importParams(snap.params);
         const trainable = snap.meta.trainable;

@@ -8,7 +8,14 @@
  */
 import type * as TE from "fp-ts/lib/TaskEither.js";
 import * as t from "io-ts";
-import type { FileError, IoFailed, KernelFailed, LlamaShape, Placement } from "../base/mod.ts";
+import type {
+  ContentInvalid,
+  FileError,
+  IoFailed,
+  KernelFailed,
+  LlamaShape,
+  Placement,
+} from "../base/mod.ts";
 import type { SnapshotMeta } from "../checkpoint/mod.ts";
 
 /** One micro-batch of packed sequences: `targets` are `tokens` shifted by one. */
@@ -145,7 +152,11 @@ export interface Engine {
   stats(state: EngineState): ModelStats;
   memory(state: EngineState): MemoryByRole;
   snapshot(state: EngineState): TE.TaskEither<KernelFailed, EngineSnapshot>;
-  restore(shape: LlamaShape, snapshot: EngineSnapshot): TE.TaskEither<KernelFailed, EngineState>;
+  /** A snapshot that does not fit `shape` is `ContentInvalid` (the checkpoint is damaged). */
+  restore(
+    shape: LlamaShape,
+    snapshot: EngineSnapshot,
+  ): TE.TaskEither<KernelFailed | ContentInvalid, EngineState>;
   dispose(state: EngineState): void;
 }
 

@@ -8,7 +8,14 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as t from "io-ts";
-import { Count, type IoFailed, ioFailed, reportErrors } from "../base/mod.ts";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  type ContentInvalid,
+  contentInvalid,
+  Count,
+  reportErrors,
+} from "../base/mod.ts";
 import { type EngineState, MemoryByRoleCodec } from "./effects.ts";
 
 /** What one finished stage measured. */
@@ -94,22 +101,27 @@ export function initialProgress(
 export function decodeProgress(
   u: unknown,
   graph: { readonly graphId: string; readonly nodes: number },
-): E.Either<IoFailed, RunProgress> {
+): E.Either<ContentInvalid | ConfigInvalid, RunProgress> {
   const where = "checkpoint/state.json";
   const decoded = RunProgressCodec.decode(u);
   if (E.isLeft(decoded)) {
-    return E.left(ioFailed(where, `progress.${reportErrors(decoded.left).join("; progress.")}`));
+    return E.left(
+      contentInvalid(where, `progress.${reportErrors(decoded.left).join("; progress.")}`),
+    );
   }
   const p = decoded.right;
   if (p.graphId !== graph.graphId) {
-    return E.left(ioFailed(
-      "checkpoint",
-      `it was written by a different stage graph (${p.graphId}, this one is ${graph.graphId}); use another --out directory`,
+    return E.left(configInvalid(
+      "--resume",
+      `the checkpoint was written by a different stage graph (${p.graphId}, this one is ${graph.graphId}); use another --out directory`,
     ));
   }
   if (p.nodeIndex > graph.nodes) {
     return E.left(
-      ioFailed(where, `progress.nodeIndex ${p.nodeIndex} is past the graph's ${graph.nodes} nodes`),
+      contentInvalid(
+        where,
+        `progress.nodeIndex ${p.nodeIndex} is past the graph's ${graph.nodes} nodes`,
+      ),
     );
   }
   return E.right(p);

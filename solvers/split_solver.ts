@@ -20,8 +20,12 @@ import { type MemoryProblem, peakBytes } from "./memory_model.ts";
 export const TIE_RULE =
   "equal peaks (to the byte) are broken towards the lexicographically largest split: n_1 as large as possible, then n_2, ...";
 
-/** Which solver produced a split. */
-export type SolverName = "highs" | "exhaustive" | "given";
+/**
+ * Which solver produced a split: `highs` (the integer program), `exhaustive` (the reference),
+ * `given` (the user's split, evaluated), `forced` (only one split is possible: one stage, or
+ * every stage at its minimum; no solver ran).
+ */
+export type SolverName = "highs" | "exhaustive" | "given" | "forced";
 
 /** An optimal (or given) split and its peak. */
 export interface SplitSolution {
@@ -80,7 +84,7 @@ export function solveWithHighs(
   if (E.isLeft(checked)) return checked;
   const forced = forcedSplit(problem.shape.layers, q);
   if (forced !== undefined) {
-    return E.right({ split: forced, peakBytes: peakBytes(problem, forced), solver: "highs" });
+    return E.right({ split: forced, peakBytes: peakBytes(problem, forced), solver: "forced" });
   }
   const unit = byteUnit(problem, q.stages);
   const base = splitProgram(problem, { stages: q.stages, minLayers: q.minLayers, unit });

@@ -17,7 +17,12 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid, type IoFailed, ioFailed } from "../base/mod.ts";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  type ContentInvalid,
+  contentInvalid,
+} from "../base/mod.ts";
 import {
   byteSize,
   dimsProblem,
@@ -159,10 +164,10 @@ export function readHeaderLength(
   first8: Uint8Array,
   fileSize: number,
   where: string,
-): E.Either<IoFailed, number> {
+): E.Either<ContentInvalid, number> {
   if (fileSize < 8 || first8.length < 8) {
     return E.left(
-      ioFailed(
+      contentInvalid(
         where,
         `Truncated safetensors file: ${fileSize} bytes, the header length alone needs 8`,
       ),
@@ -171,11 +176,13 @@ export function readHeaderLength(
   const n = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, LITTLE_ENDIAN);
   if (n > BigInt(fileSize - 8)) {
     return E.left(
-      ioFailed(where, `Header length ${n} runs past the end of the file (${fileSize} bytes)`),
+      contentInvalid(where, `Header length ${n} runs past the end of the file (${fileSize} bytes)`),
     );
   }
   if (n > BigInt(MAX_HEADER_BYTES)) {
-    return E.left(ioFailed(where, `Header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`));
+    return E.left(
+      contentInvalid(where, `Header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`),
+    );
   }
   return E.right(Number(n));
 }
@@ -224,28 +231,28 @@ export function parseHeader(
   headerBytes: Uint8Array,
   dataLength: number,
   where: string,
-): E.Either<IoFailed, SafetensorsHeader> {
+): E.Either<ContentInvalid, SafetensorsHeader> {
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(headerBytes));
   } catch (e) {
     return E.left(
-      ioFailed(where, `Header is not valid JSON: ${e instanceof Error ? e.message : e}`),
+      contentInvalid(where, `Header is not valid JSON: ${e instanceof Error ? e.message : e}`),
     );
   }
-  if (!isRecord(json)) return E.left(ioFailed(where, "Header is not a JSON object"));
+  if (!isRecord(json)) return E.left(contentInvalid(where, "Header is not a JSON object"));
   let metadata: Record<string, string> = {};
   const tensors: Array<[string, TensorInfo]> = [];
   for (const [name, value] of Object.entries(json)) {
     if (name === "__metadata__") {
       if (!isRecord(value) || !Object.values(value).every((v) => typeof v === "string")) {
-        return E.left(ioFailed(where, "__metadata__ must map strings to strings"));
+        return E.left(contentInvalid(where, "__metadata__ must map strings to strings"));
       }
       metadata = value as Record<string, string>;
       continue;
     }
     const info = entryOf(value);
-    if (typeof info === "string") return E.left(ioFailed(where, `Tensor "${name}": ${info}`));
+    if (typeof info === "string") return E.left(contentInvalid(where, `Tensor "${name}": ${info}`));
     tensors.push([name, info]);
   }
   tensors.sort((a, b) => a[1].begin - b[1].begin || a[1].end - b[1].end);
@@ -254,15 +261,20 @@ export function parseHeader(
   for (const [name, info] of tensors) {
     if (info.begin < cursor) {
       return E.left(
-        ioFailed(where, `Tensor "${name}" at [${info.begin}, ${info.end}) overlaps "${previous}"`),
+        contentInvalid(
+          where,
+          `Tensor "${name}" at [${info.begin}, ${info.end}) overlaps "${previous}"`,
+        ),
       );
     }
     if (info.begin > cursor) {
-      return E.left(ioFailed(where, `Gap of ${info.begin - cursor} bytes before tensor "${name}"`));
+      return E.left(
+        contentInvalid(where, `Gap of ${info.begin - cursor} bytes before tensor "${name}"`),
+      );
     }
     if (info.end > dataLength) {
       return E.left(
-        ioFailed(
+        contentInvalid(
           where,
           `Tensor "${name}" ends at ${info.end}, past the ${dataLength}-byte data section`,
         ),
@@ -273,7 +285,7 @@ export function parseHeader(
   }
   if (cursor !== dataLength) {
     return E.left(
-      ioFailed(where, `Data section is ${dataLength} bytes but the tensors cover ${cursor}`),
+      contentInvalid(where, `Data section is ${dataLength} bytes but the tensors cover ${cursor}`),
     );
   }
   return E.right({ tensors, metadata, dataStart: 8 + headerBytes.length });
@@ -298,7 +310,7 @@ export interface DecodedSafetensors {
 export function decodeSafetensors(
   bytes: Uint8Array,
   where: string,
-): E.Either<IoFailed, DecodedSafetensors> {
+): E.Either<ContentInvalid, DecodedSafetensors> {
   const n = readHeaderLength(bytes, bytes.length, where);
   if (E.isLeft(n)) return n;
   const dataStart = 8 + n.right;

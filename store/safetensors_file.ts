@@ -12,7 +12,9 @@ import * as TE from "fp-ts/lib/TaskEither.js";
 import {
   type ConfigInvalid,
   configInvalid,
+  contentInvalid,
   describeUnknown,
+  type FileError,
   type IoFailed,
   ioFailed,
 } from "../base/mod.ts";
@@ -44,7 +46,7 @@ export interface SafetensorsReader {
   /** The entry of `name`, if the file has it. */
   info(name: string): TensorInfo | undefined;
   /** Reads one tensor's bytes from the file (only those bytes). */
-  read(name: string): TE.TaskEither<IoFailed, RawTensor>;
+  read(name: string): TE.TaskEither<FileError, RawTensor>;
   /** Releases the file handle. */
   close(): void;
 }
@@ -79,7 +81,7 @@ async function readAt(file: Deno.FsFile, position: number, length: number): Prom
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export function openSafetensors(path: string): TE.TaskEither<IoFailed, SafetensorsReader> {
+export function openSafetensors(path: string): TE.TaskEither<FileError, SafetensorsReader> {
   return async () => {
     let file: Deno.FsFile;
     try {
@@ -113,7 +115,7 @@ export function openSafetensors(path: string): TE.TaskEither<IoFailed, Safetenso
         read: (name) => () => {
           const info = byName.get(name);
           if (info === undefined) {
-            return Promise.resolve(E.left(ioFailed(path, `No tensor "${name}" in the file`)));
+            return Promise.resolve(E.left(contentInvalid(path, `No tensor "${name}" in the file`)));
           }
           if (closed) return Promise.resolve(E.left(ioFailed(path, "Reader is closed")));
           const job = queue.then(() =>
@@ -148,7 +150,7 @@ export function openSafetensors(path: string): TE.TaskEither<IoFailed, Safetenso
  * console.assert(r._tag === "Left" && r.left._tag === "IoFailed");
  * ```
  */
-export function readSafetensors(path: string): TE.TaskEither<IoFailed, DecodedSafetensors> {
+export function readSafetensors(path: string): TE.TaskEither<FileError, DecodedSafetensors> {
   return TE.flatMapEither(
     TE.tryCatch(
       () => Deno.readFile(path),
