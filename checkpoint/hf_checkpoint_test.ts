@@ -205,7 +205,7 @@ Deno.test("openHfCheckpoint() rejects a truncated file naming it", async () => {
     const full = await Deno.readFile(`${dir}/model.safetensors`);
     await Deno.writeFile(`${dir}/model.safetensors`, full.subarray(0, full.length - 3));
     const e = left(await openHfCheckpoint(dir)());
-    assertEquals(e._tag, "IoFailed");
+    assertEquals(e._tag, "ContentInvalid"); // exit 2: the file was read, its content is wrong
     assertStringIncludes(renderWhere(e), "model.safetensors");
     assertStringIncludes(e.message, "past the");
   });
@@ -289,10 +289,12 @@ Deno.test("openHfCheckpoint() rejects bad config.json and missing weights", asyn
   await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/config.json`, "{ not json");
     const bad = left(await openHfCheckpoint(dir)());
-    assertEquals(bad._tag, "IoFailed");
+    assertEquals(bad._tag, "ContentInvalid");
     assertStringIncludes(bad.message, "not valid JSON");
     await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(toHfConfig(HAND, "float32")));
-    assertStringIncludes(left(await openHfCheckpoint(dir)()).message, "no model.safetensors");
+    const missing = left(await openHfCheckpoint(dir)());
+    assertEquals(missing._tag, "IoFailed"); // exit 4: there is no file to read
+    assertStringIncludes(missing.message, "no model.safetensors");
     await Deno.writeFile(`${dir}/pytorch_model.bin`, new Uint8Array(1));
     assertStringIncludes(left(await openHfCheckpoint(dir)()).message, "safe_serialization");
   });

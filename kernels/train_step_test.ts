@@ -208,3 +208,28 @@ backendTest("trainStep() computes no gradient for a frozen weight", async () => 
   const q0 = projectionWeight(0, "q");
   assertEquals(await matmuls(names.filter((n) => n !== q0)), all - 1);
 });
+
+backendTest(
+  "trainStep() skips the update when the gradient norm overflows though the loss is finite",
+  async () => {
+    // An LM head of ~1e18 keeps the loss finite (~1e19) while the squared gradient norm
+    // overflows float32: a non-finite gradient, not a non-finite loss.
+    const params = new Map(initParams(shape, 2, 4));
+    const head = params.get("lm_head.weight")!;
+    params.set("lm_head.weight", tf.mul(head, 1e20));
+    head.dispose();
+    const s = createTrainState(shape, params);
+    const before = await Promise.all([...s.params.values()].map((t) => t.data()));
+    const moments = await Promise.all([...s.adam.m.values()].map((t) => t.data()));
+    const tensors = tf.memory().numTensors;
+    const r = await trainStep(s, [both], { lr: 1e-2 });
+    assert(r.skipped, `gradient norm ${r.gradNorm}, loss ${r.loss}`);
+    assert(Number.isFinite(r.loss) && !Number.isFinite(r.gradNorm));
+    assertEquals(r.state, s);
+    assertEquals(r.state.adam.step, 0);
+    assertEquals(await Promise.all([...r.state.params.values()].map((t) => t.data())), before);
+    assertEquals(await Promise.all([...r.state.adam.m.values()].map((t) => t.data())), moments);
+    assertEquals(tf.memory().numTensors, tensors);
+    disposeState(r.state);
+  },
+);

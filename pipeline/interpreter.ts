@@ -97,7 +97,7 @@ async function startState(
 ): Promise<E.Either<PipelineError, Start>> {
   const id = graphId(g);
   const fresh: Start = {
-    state: { progress: initialProgress(id, env.data.start), model: undefined },
+    state: { progress: initialProgress(id, env.data.start), model: undefined, savedAt: undefined },
     resumedFrom: undefined,
   };
   if (!opts.resume) return E.right(fresh);
@@ -120,7 +120,10 @@ async function startState(
       g.pipeline.nodes[p.nodeIndex]?.id ?? "end"
     }", step ${p.stepInNode} (global step ${p.globalStep})`,
   );
-  return E.right({ state: { progress: p, model: model.right }, resumedFrom: p.globalStep });
+  return E.right({
+    state: { progress: p, model: model.right, savedAt: p.globalStep },
+    resumedFrom: p.globalStep,
+  });
 }
 
 /** Merges every adapter, evaluates the plain model and writes it as the run's final model. */

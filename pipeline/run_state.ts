@@ -64,6 +64,15 @@ export type RunProgress = t.TypeOf<typeof RunProgressCodec>;
 export interface RunState {
   readonly progress: RunProgress;
   readonly model: EngineState | undefined;
+  /** Global step of the run directory's checkpoint, when one exists. */
+  readonly savedAt: number | undefined;
+}
+
+/** What a stopped run leaves to resume from, for its error message. */
+export function keptCheckpoint(s: RunState): string {
+  return s.savedAt === undefined
+    ? "no checkpoint was written before it"
+    : `the checkpoint of global step ${s.savedAt} is kept`;
 }
 
 /** The progress of a run that has not started. */

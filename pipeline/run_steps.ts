@@ -13,7 +13,7 @@ import type * as TE from "fp-ts/lib/TaskEither.js";
 import { type PipelineError, trainingDiverged } from "../base/mod.ts";
 import type { StageMemory } from "../solvers/mod.ts";
 import type { EngineSnapshot, EngineState, Env, MicroBatch } from "./effects.ts";
-import type { RunState } from "./run_state.ts";
+import { keptCheckpoint, type RunState } from "./run_state.ts";
 import type { RunSeeds } from "./seeds.ts";
 import type { ValidGraph } from "./validate_graph.ts";
 
@@ -119,8 +119,9 @@ export async function finiteSnapshot(
   return E.left(trainingDiverged(
     node,
     s.progress.globalStep,
-    `weight "${bad.name}" is ${bad.value}; the model is not saved and the last good checkpoint ` +
-      "is kept — lower training.lr or raise warmup",
+    `weight "${bad.name}" is ${bad.value}; this model is not saved (${
+      keptCheckpoint(s)
+    }) — lower training.lr or raise warmup`,
   ));
 }
 
@@ -133,6 +134,6 @@ export function saveCheckpoint(node: string): Transition {
     const saved = await run(
       env.store.saveCheckpoint({ snapshot: snap.right, progress: s.progress }),
     );
-    return E.map(() => s)(saved);
+    return E.map((): RunState => ({ ...s, savedAt: s.progress.globalStep }))(saved);
   });
 }

@@ -3,7 +3,7 @@
  * chain of transitions (ReLoRA restart when due, one optimizer step, the
  * progress line, periodic evaluation and checkpoint). A step whose loss or
  * gradient is not finite updates nothing and is counted; `maxSkippedSteps`
- * of them in a row stop the run with `TrainingDiverged`, and the last good
+ * of them in a row stop the run with `TrainingDiverged`, and the run's
  * checkpoint stays as it was.
  *
  * @module
@@ -27,7 +27,7 @@ import {
   type Transition,
   transition,
 } from "./run_steps.ts";
-import type { RunState } from "./run_state.ts";
+import { keptCheckpoint, type RunState } from "./run_state.ts";
 import { cosineLr, isRestartStep, jaggedLr } from "./schedule.ts";
 import type { GraphStage } from "./validate_graph.ts";
 
@@ -96,7 +96,11 @@ function restartIfDue(facts: RunFacts, stage: GraphStage, k: number): Transition
     }));
     if (E.isLeft(reset)) return reset;
     const r = reset.right;
-    const merged = { model: r.state, progress: { ...s.progress, merges: s.progress.merges + 1 } };
+    const merged = {
+      ...s,
+      model: r.state,
+      progress: { ...s.progress, merges: s.progress.merges + 1 },
+    };
     env.log.line(
       `  ReLoRA merge @ step ${k}: ${r.merged} adapters merged and re-initialised, ${
         (r.prunedFraction * 100).toFixed(1)
@@ -153,6 +157,7 @@ async function optimizerStep(
   const skippedInARow = o.skipped ? p.skippedInARow + 1 : 0;
   const state = recordMetric(
     {
+      ...s,
       model: o.state,
       progress: {
         ...p,
@@ -189,8 +194,7 @@ async function optimizerStep(
     stage.trainNodeId,
     k,
     `${skippedInARow} steps in a row had a non-finite loss or gradient (last: loss ${o.loss}, ` +
-      `LR ${lr.toExponential(2)}); the last good checkpoint is kept — lower training.lr or ` +
-      "raise warmup",
+      `LR ${lr.toExponential(2)}); ${keptCheckpoint(state)} — lower training.lr or raise warmup`,
   ));
 }
 

@@ -1,0 +1,356 @@
+/**
+ * `deno task run` guards, each found by trying the tool as a new user would:
+ * output that cannot escape its place, one writer per run directory, one
+ * history per run, no leftovers from killed writers, a diverged model never
+ * saved, data read as the user sees it, and sizes checked before anything is
+ * allocated.
+ */
+import * as E from "fp-ts/lib/Either.js";
+import * as TE from "fp-ts/lib/TaskEither.js";
+import YAML from "yaml";
+import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
+import { capture, type Captured } from "./cli_capture.ts";
+import { main } from "../cli/run.ts";
+import { openRunDir, wireRun } from "../effects/mod.ts";
+import { decodePipeline, runPipeline, validateGraph } from "../pipeline/mod.ts";
+import { readSafetensors, tensorToFloat32 } from "../store/mod.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const OPTS = { sanitizeOps: false, sanitizeResources: false } as const;
+
+function config(extra: Record<string, unknown> = {}, training: Record<string, unknown> = {}) {
+  return {
+    name: "guard",
+    model: { hidden: 16, intermediate: 32, heads: 2, layers: 2, vocab: 257, maxSeqLen: 32 },
+    training: {
+      backend: "cpu",
+      seqLen: 16,
+      microBatch: 4,
+      batchTokens: 64,
+      lr: 0.01,
+      warmup: 2,
+      steps: 6,
+      evalEvery: 3,
+      evalBatches: 1,
+      checkpointEvery: 3,
+      logEvery: 3,
+      seed: 2,
+      ...training,
+    },
+    data: { source: "builtin", builtinBytes: 20000, cacheDir: `${ROOT}.cache/tokens` },
+    ...extra,
+  };
+}
+
+async function write(dir: string, doc: unknown): Promise<string> {
+  await Deno.writeTextFile(`${dir}/c.yaml`, YAML.stringify(doc));
+  return `${dir}/c.yaml`;
+}
+
+function run(...args: string[]): Promise<Captured> {
+  return capture(main, args);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
+
+async function lines(path: string): Promise<Record<string, unknown>[]> {
+  return (await Deno.readTextFile(path)).split("\n").filter((l) => l.length > 0).map((l) =>
+    JSON.parse(l)
+  );
+}
+
+Deno.test({
+  ...OPTS,
+  name: "run refuses an empty --out and a name that is not a plain file name, writing nothing",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const empty = await run(await write(dir, config()), "--out", "");
+    assertEquals(empty.code, 2, empty.err);
+    assertStringIncludes(empty.err, "--out");
+    const escaping = await run(await write(dir, config({ name: "../../escaped" })));
+    assertEquals(escaping.code, 2, escaping.err);
+    assertStringIncludes(escaping.err, "name");
+    assertStringIncludes(escaping.err, "plain file name");
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["c.yaml"]);
+  },
+});
+
+Deno.test({
+  ...OPTS,
+  name:
+    "run refuses a folder that holds an earlier run unless --resume or --force, and --force replaces it",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const file = await write(dir, config());
+    assertEquals((await run(file, "--out", `${dir}/out`)).code, 0);
+    await Deno.writeTextFile(`${dir}/out/report.json`, '{"old": true}');
+    const again = await run(file, "--out", `${dir}/out`);
+    assertEquals(again.code, 2, again.err);
+    assertStringIncludes(again.err, "holds an earlier run");
+    assertEquals(await Deno.readTextFile(`${dir}/out/report.json`), '{"old": true}');
+    const replaced = await run(file, "--out", `${dir}/out`, "--force");
+    assertEquals(replaced.code, 0, replaced.err);
+    assert(!(await Deno.readTextFile(`${dir}/out/report.json`)).includes('"old"'));
+    const steps = (await lines(`${dir}/out/metrics.jsonl`)).filter((r) => r.type === "train");
+    assertEquals(steps.map((r) => r.step), [1, 2, 3, 4, 5, 6]);
+  },
+});
+
+Deno.test({
+  ...OPTS,
+  name: "run --resume is an error on a missing folder and on a folder with no run",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const file = await write(dir, config());
+    const missing = await run(file, "--out", `${dir}/nothing`, "--resume");
+    assertEquals(missing.code, 2, missing.err);
+    assertStringIncludes(missing.err, "does not exist");
+    assert(!(await exists(`${dir}/nothing`)));
+    await Deno.mkdir(`${dir}/empty`);
+    const empty = await run(file, "--out", `${dir}/empty`, "--resume");
+    assertEquals(empty.code, 2, empty.err);
+    assertStringIncludes(empty.err, "holds no run to resume");
+  },
+});
+
+Deno.test({
+  ...OPTS,
+  name: "a second run into a directory another run holds stops at once, leaving its files alone",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const held = await openRunDir(`${dir}/out`, { mode: "fresh", print: () => {} })();
+    assert(E.isRight(held));
+    try {
+      const second = await run(await write(dir, config()), "--out", `${dir}/out`);
+      assertEquals(second.code, 4, second.err);
+      assertStringIncludes(second.err, "another run is writing it");
+      assert(!(await exists(`${dir}/out/metrics.jsonl`)));
+    } finally {
+      held.right.release();
+    }
+  },
+});
+
+Deno.test({
+  ...OPTS,
+  name: "resuming a run killed before its first checkpoint starts over with a clean history",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const file = await write(dir, config());
+    await Deno.mkdir(`${dir}/out`);
+    // What a run killed at step 2, before any checkpoint, leaves behind.
+    const dead = [1, 2].map((step) => JSON.stringify({ type: "train", step, loss: 9 }));
+    await Deno.writeTextFile(`${dir}/out/metrics.jsonl`, dead.join("\n") + "\n");
+    const r = await run(file, "--out", `${dir}/out`, "--resume");
+    assertEquals(r.code, 0, r.err);
+    const steps = (await lines(`${dir}/out/metrics.jsonl`)).filter((x) => x.type === "train");
+    assertEquals(steps.map((x) => x.step), [1, 2, 3, 4, 5, 6]);
+    assert(steps.every((x) => x.loss !== 9));
+  },
+});
+
+Deno.test({
+  ...OPTS,
+  name: "a run removes the temporaries a killed run left in its directory",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const file = await write(dir, config());
+    await Deno.mkdir(`${dir}/out`);
+    await Deno.writeTextFile(`${dir}/out/metrics.jsonl`, "");
+    // A dead writer's (pid 2^31 - 1) half-written final model and checkpoint.
+    for (const name of [".final.tmp-2147483647-abc", ".checkpoint.tmp-2147483647-def"]) {
+      await Deno.mkdir(`${dir}/out/${name}`);
+      await Deno.writeTextFile(`${dir}/out/${name}/model.safetensors`, "partial");
+    }
+    assertEquals((await run(file, "--out", `${dir}/out`, "--resume")).code, 0);
+    const hidden = [...Deno.readDirSync(`${dir}/out`)].filter((e) => e.name.startsWith(".tmp"));
+    assertEquals(hidden, []);
+    assert(!(await exists(`${dir}/out/.final.tmp-2147483647-abc`)));
+    assert(!(await exists(`${dir}/out/.checkpoint.tmp-2147483647-def`)));
+  },
+});
+
+async function finiteFile(path: string): Promise<boolean> {
+  const file = await readSafetensors(path)();
+  assert(E.isRight(file), JSON.stringify(file));
+  for (const [name, raw] of file.right.tensors) {
+    const values = tensorToFloat32(raw, name);
+    assert(E.isRight(values));
+    if (!values.right.every(Number.isFinite)) return false;
+  }
+  return true;
+}
+
+Deno.test({
+  ...OPTS,
+  name: "a first update that overflows every weight is never saved: no checkpoint, no final model",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const file = await write(
+      dir,
+      config({}, { lr: 1e39, warmup: 1, steps: 6, checkpointEvery: 1 }),
+    );
+    const r = await run(file, "--out", `${dir}/out`);
+    assertEquals(r.code, 6, r.err);
+    assertStringIncludes(r.err, "this model is not saved (no checkpoint was written before it)");
+    assert(
+      !(await exists(`${dir}/out/checkpoint`)),
+      "a checkpoint of infinite weights was written",
+    );
+    assert(!(await exists(`${dir}/out/final`)));
+  },
+});
+
+Deno.test({
+  ...OPTS,
+  name: "a stage that diverges keeps the previous stage's finite checkpoint, which resumes",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const { steps: _, ...training } = config({}, { checkpointEvery: 1 }).training;
+    const file = await write(dir, {
+      ...config(),
+      version: 1,
+      training,
+      nodes: [
+        { op: "train", id: "s1.train", layers: 1, steps: 3 },
+        { op: "grow", id: "s2.grow", add: 1 },
+        { op: "continue", id: "s2.continue", steps: 3, lr: 1e39, warmup: 1 },
+      ],
+    });
+    const r = await run(file, "--out", `${dir}/out`);
+    assertEquals(r.code, 6, r.err);
+    assertStringIncludes(r.err, 'at node "s2.continue"');
+    assertStringIncludes(r.err, "the checkpoint of global step 3 is kept");
+    const ckpt = `${dir}/out/checkpoint`;
+    assert(
+      await finiteFile(`${ckpt}/model.safetensors`),
+      "the checkpoint holds non-finite weights",
+    );
+    assert(await finiteFile(`${ckpt}/moments.safetensors`), "the moments are not finite");
+    const state = JSON.parse(await Deno.readTextFile(`${ckpt}/state.json`));
+    assertEquals(state.progress.globalStep, 3);
+    const again = await run(file, "--out", `${dir}/out`, "--resume");
+    assertStringIncludes(again.out, "Resumed at node");
+    assertEquals(again.code, 6, again.err);
+    assert(await finiteFile(`${ckpt}/model.safetensors`));
+  },
+});
+
+Deno.test({
+  ...OPTS,
+  name:
+    "the interpreter skips steps with a non-finite gradient, counts them, and stops after maxSkippedSteps",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const doc = { version: 1, ...config({}, { steps: 8, maxSkippedSteps: 3 }) };
+    const { steps: _, ...training } = doc.training;
+    const graph = E.flatMap(
+      decodePipeline({
+        ...doc,
+        training,
+        nodes: [{ op: "train", id: "t", layers: 2, steps: 8 }],
+      }, "g"),
+      validateGraph,
+    );
+    assert(E.isRight(graph), JSON.stringify(graph));
+    const wired = await wireRun(graph.right, {
+      out: `${dir}/out`,
+      mode: "fresh",
+      print: () => {},
+    })();
+    assert(E.isRight(wired));
+    const env = wired.right.env;
+    let calls = 0;
+    // Steps 3 and 5 to 7 come back with a NaN gradient: the engine skipped them.
+    const engine = {
+      ...env.engine,
+      step: (...args: Parameters<typeof env.engine.step>) => {
+        calls++;
+        if (calls !== 3 && calls < 5) return env.engine.step(...args);
+        return TE.right({
+          state: args[0],
+          loss: 2,
+          gradNorm: NaN,
+          skipped: true,
+          peak: env.engine.memory(args[0]),
+        });
+      },
+    };
+    const r = await runPipeline(graph.right, { resume: false })({ ...env, engine })();
+    wired.right.release();
+    assert(E.isLeft(r) && r.left._tag === "TrainingDiverged", JSON.stringify(r));
+    assertStringIncludes(r.left.message, "3 steps in a row");
+    const train = (await lines(`${dir}/out/metrics.jsonl`)).filter((x) => x.type === "train");
+    assertEquals(train.map((x) => x.skipped === true), [
+      false,
+      false,
+      true,
+      false,
+      true,
+      true,
+      true,
+    ]);
+  },
+});
+
+Deno.test({
+  ...OPTS,
+  name: "a corpus directory of symbolic links is read through them, and a FIFO is refused",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    await Deno.mkdir(`${dir}/books`);
+    await Deno.mkdir(`${dir}/corpus`);
+    const text = "the quick brown fox jumps over the lazy dog. ".repeat(200);
+    for (const name of ["a", "b", "c"]) {
+      await Deno.writeTextFile(`${dir}/books/${name}.txt`, `${name} ${text}`);
+    }
+    await Deno.writeTextFile(`${dir}/corpus/a.txt`, `a ${text}`);
+    await Deno.symlink(`${dir}/books/b.txt`, `${dir}/corpus/b.txt`);
+    await Deno.symlink(`${dir}/books/c.txt`, `${dir}/corpus/c.txt`);
+    await Deno.mkdir(`${dir}/links`);
+    await Deno.symlink(`${dir}/books`, `${dir}/links/books`);
+    // Bytes tokeniser: each document is its bytes plus one end-of-text token.
+    const expected = 3 * (new TextEncoder().encode(`a ${text}`).length + 1);
+    for (const [i, source] of [`${dir}/corpus`, `${dir}/links`].entries()) {
+      const data = { source, tokenizer: "bytes", cacheDir: `${dir}/tokens` };
+      const r = await run(await write(dir, config({ data })), "--out", `${dir}/out-${i}`);
+      assertEquals(r.code, 0, r.err);
+      const m = /bytes tokens: (\d+) train \/ (\d+) validation/.exec(r.out);
+      assert(m !== null, r.out);
+      assertEquals(Number(m[1]) + Number(m[2]), expected, source);
+    }
+    const fifo = new Deno.Command("mkfifo", { args: [`${dir}/pipe.txt`] }).outputSync();
+    if (fifo.success) {
+      const r = await run(
+        await write(dir, config({ data: { source: `${dir}/pipe.txt`, tokenizer: "bytes" } })),
+        "--out",
+        `${dir}/out-fifo`,
+      );
+      assertEquals(r.code, 4, r.err);
+      assertStringIncludes(r.err, "not a regular file");
+    }
+  },
+});
+
+Deno.test({
+  ...OPTS,
+  name: "run refuses a model too large for any machine, or for this one, before allocating",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const deep = config({
+      model: { hidden: 16, intermediate: 32, heads: 2, layers: 1e9, vocab: 257, maxSeqLen: 32 },
+    });
+    const r = await run(await write(dir, deep), "--out", `${dir}/deep`);
+    assertEquals(r.code, 2, r.err);
+    assertStringIncludes(r.err, "65536");
+    const huge = config({
+      model: { hidden: 8192, intermediate: 28672, heads: 64, layers: 4096, vocab: 257 },
+    }, { seqLen: 16 });
+    const h = await run(await write(dir, huge), "--out", `${dir}/huge`);
+    assertEquals(h.code, 3, h.err);
+    assertStringIncludes(h.err, "this machine has");
+    assert(!(await exists(`${dir}/huge/metrics.jsonl`)));
+  },
+});
