@@ -132,3 +132,64 @@ Deno.test("decodePipeline() names an unknown op and a bad field", () => {
   assert(E.isLeft(neg));
   assertStringIncludes(neg.left.message, "nodes[0].add");
 });
+
+Deno.test("validateGraph() checks the batch arithmetic a library caller could get wrong", () => {
+  const nodes = [train({ layers: 6, steps: 5 })];
+  const fractional = pipeline({
+    model: MODEL,
+    training: { seqLen: 16, microBatch: 3, batchTokens: 100 },
+  }, nodes);
+  assert(E.isRight(fractional));
+  const r = validateGraph(fractional.right);
+  assert(E.isLeft(r) && r.left._tag === "ConfigInvalid");
+  assertEquals(r.left.where, "training.batchTokens");
+  assertStringIncludes(r.left.message, "not a multiple of microBatch × seqLen = 48");
+  const long = pipeline({ model: { ...MODEL, maxSeqLen: 32 }, training: { seqLen: 64 } }, nodes);
+  assert(E.isRight(long));
+  const l = validateGraph(long.right);
+  assert(E.isLeft(l) && l.left._tag === "ConfigInvalid");
+  assertEquals(l.left.where, "training.seqLen");
+});
+
+Deno.test("validateGraph() checks that the nodes add up to the declared FLOPs", () => {
+  const nodes = [
+    train({ layers: 4, steps: 40 }),
+    grow({ add: 2 }),
+    attachPET({ kind: "relora", rank: 4 }),
+    continueTraining({ steps: 20 }),
+  ];
+  const training = { batchTokens: 1024, seqLen: 64, microBatch: 16 };
+  const free = pipeline({ model: MODEL, training }, nodes);
+  assert(E.isRight(free));
+  const counted = validateGraph(free.right);
+  assert(E.isRight(counted));
+  // Independent count: 6·N_trained + 2·N_frozen per token with N from the layer formula.
+  const P = 4 * 32 * 32 + 3 * 32 * 64 + 2 * 32;
+  const adapters = 4 * (32 + 32) * 4 + 3 * 4 * (32 + 64);
+  const perToken1 = 6 * 4 * P;
+  const perToken2 = 6 * (2 * P + 4 * adapters) + 2 * 4 * P;
+  const total = 1024 * (40 * perToken1 + 20 * perToken2);
+  const declared = (flops: number) => pipeline({ model: MODEL, training, flops }, nodes);
+  const ok = declared(total + 1024 * perToken2 * 0.9);
+  assert(E.isRight(ok) && E.isRight(validateGraph(ok.right)));
+  const off = declared(total * 1.5);
+  assert(E.isRight(off));
+  const r = validateGraph(off.right);
+  assert(E.isLeft(r) && r.left._tag === "GraphInvalid");
+  assertStringIncludes(r.left.message, `add up to ${total.toExponential(4)} FLOPs`);
+});
+
+Deno.test("validateGraph() gives growth the training seed unless the node names one", () => {
+  const nodes = [
+    train({ layers: 2, steps: 5 }),
+    grow({ add: 2, placement: "random" }),
+    continueTraining({ steps: 5 }),
+    grow({ add: 2, placement: "random", seed: 9 }),
+    continueTraining({ steps: 5 }),
+  ];
+  const p = pipeline({ model: MODEL, training: { seed: 41 } }, nodes);
+  assert(E.isRight(p));
+  const g = validateGraph(p.right);
+  assert(E.isRight(g));
+  assertEquals(g.right.stages.map((s) => s.growth?.seed), [undefined, 41, 9]);
+});

@@ -157,3 +157,97 @@ Deno.test("ckpt logits writes the engine's logits as JSON", async () => {
     assertEquals(ragged.code, 2);
   });
 });
+
+Deno.test("ckpt refuses an output folder that holds its input, and accepts report.json's model path", async () => {
+  await withRun(async (dir) => {
+    const before = names(`${dir}/run/final`);
+    for (const out of [`${dir}/run`, `${dir}/run/final`, dir]) {
+      const r = await run("export", `${dir}/run/final`, out, "--force");
+      assertEquals(r.code, 2, out);
+      assertStringIncludes(r.err, "holds the input");
+    }
+    assertEquals(names(`${dir}/run/final`), before);
+    // report.json gives `finalCheckpoint` as the model file; it opens the folder that holds it.
+    const viaFile = await run("export", `${dir}/run/final/model.safetensors`, `${dir}/hf`);
+    assertEquals(viaFile.code, 0, viaFile.err);
+    assertEquals(names(`${dir}/hf`), ["config.json", "model.safetensors"]);
+    const merge = await run("merge", `${dir}/hf`, `${dir}/hf/adapter`, `${dir}/hf`, "--force");
+    assertEquals(merge.code, 2);
+    assertStringIncludes(merge.err, "holds the adapter");
+  });
+});
+
+Deno.test("ckpt removes what killed writes left beside its output", async () => {
+  await withRun(async (dir) => {
+    // Two dead writers (pids 2^31 - 1 and 2^31 - 2) of the same output.
+    for (const tmp of [".hf.tmp-2147483647-a1", ".hf.tmp-2147483646-b2"]) {
+      await Deno.mkdir(`${dir}/${tmp}`);
+      await Deno.writeFile(`${dir}/${tmp}/model.safetensors`, new Uint8Array(1024));
+    }
+    assertEquals((await run("export", `${dir}/run/final`, `${dir}/hf`)).code, 0);
+    assertEquals(names(dir), ["hf", "run"]);
+  });
+});
+
+Deno.test("ckpt import refuses non-finite weights by name unless --allow-non-finite", async () => {
+  await withRun(async (dir) => {
+    assertEquals((await run("export", `${dir}/run/final`, `${dir}/hf`)).code, 0);
+    const path = `${dir}/hf/model.safetensors`;
+    const bytes = await Deno.readFile(path);
+    const header = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const json = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + header)));
+    const [begin] = json["model.norm.weight"].data_offsets as [number, number];
+    new DataView(bytes.buffer).setFloat32(8 + header + begin + 4, NaN, true); // element 1
+    await Deno.writeFile(path, bytes);
+    const refused = await run("import", `${dir}/hf`, `${dir}/back`);
+    assertEquals(refused.code, 2, refused.err);
+    assertStringIncludes(refused.err, 'tensor "model.norm.weight" holds NaN at element 1');
+    assertEquals(names(dir), ["hf", "run"]);
+    const allowed = await run("import", `${dir}/hf`, `${dir}/back`, "--allow-non-finite");
+    assertEquals(allowed.code, 0, allowed.err);
+  });
+});
+
+Deno.test("ckpt logits refuses an empty or out-of-vocabulary token and never writes null", async () => {
+  await withRun(async (dir) => {
+    const out = `${dir}/logits.json`;
+    for (const tokens of ["", "1,,2", "1,x", "13"]) {
+      const r = await run("logits", `${dir}/run/final`, "--tokens", tokens, "--out", out);
+      assertEquals(r.code, 2, tokens);
+      assertStringIncludes(r.err, "--tokens");
+    }
+    // A model with an infinite weight: refused, and no JSON with nulls is written.
+    assertEquals((await run("export", `${dir}/run/final`, `${dir}/hf`)).code, 0);
+    const path = `${dir}/hf/model.safetensors`;
+    const bytes = await Deno.readFile(path);
+    const header = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const json = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + header)));
+    const [begin, end] = json["model.norm.weight"].data_offsets as [number, number];
+    for (let at = begin; at < end; at += 4) {
+      new DataView(bytes.buffer).setFloat32(8 + header + at, Infinity, true);
+    }
+    await Deno.writeFile(path, bytes);
+    const r = await run("logits", `${dir}/hf`, "--tokens", "1,2", "--out", out);
+    assertEquals(r.code, 2, r.err);
+    assertStringIncludes(r.err, "not finite");
+    assert(!(await Deno.stat(out).then(() => true, () => false)));
+  });
+});
+
+Deno.test("ckpt refuses sizes no machine holds before building anything", async () => {
+  await withRun(async (dir) => {
+    assertEquals((await run("export", `${dir}/run/final`, `${dir}/hf`)).code, 0);
+    const config = JSON.parse(await Deno.readTextFile(`${dir}/hf/config.json`));
+    await Deno.writeTextFile(
+      `${dir}/hf/config.json`,
+      JSON.stringify({ ...config, num_hidden_layers: 1_000_000_000 }),
+    );
+    const imported = await run("import", `${dir}/hf`, `${dir}/back`);
+    assertEquals(imported.code, 2, imported.err);
+    assertStringIncludes(imported.err, "65536");
+    const grown = await run("grow", `${dir}/run/final`, `${dir}/big`, "--add", "1000000000");
+    assertEquals(grown.code, 2, grown.err);
+    assertStringIncludes(grown.err, "growing to 1000000002 layers");
+    assertEquals(names(dir), ["hf", "run"]);
+  });
+});

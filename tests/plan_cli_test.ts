@@ -145,6 +145,27 @@ for (const [what, text, flags, fragment] of BAD) {
   });
 }
 
+Deno.test("plan refuses --emit and --svg naming the same file, and writes nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/c.yaml`, MODEL);
+  const r = await plan(`${dir}/c.yaml`, "--emit", `${dir}/out`, "--svg", `${dir}/./out`);
+  assertEquals(r.code, 2);
+  assertStringIncludes(r.err, "--emit/--svg");
+  assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["c.yaml"]);
+});
+
+Deno.test("plan labels a split no solver chose: forced by one stage or by the minimum", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/c.yaml`, MODEL + "plan: {minLayers: 2}\n");
+  for (const stages of ["1", "3"]) {
+    const r = await plan(`${dir}/c.yaml`, "--stages", stages, "--json");
+    assertEquals(r.code, 0, r.err);
+    assertEquals(JSON.parse(r.out).solver.name, "forced", `${stages} stages`);
+  }
+  const solved = JSON.parse((await plan(`${dir}/c.yaml`, "--stages", "2", "--json")).out);
+  assertEquals(solved.solver.name, "highs");
+});
+
 Deno.test("plan names a missing config file", async () => {
   const r = await plan("/nonexistent/plan.yaml");
   assertEquals(r.code, 4);

@@ -354,3 +354,51 @@ Deno.test({
     assert(!(await exists(`${dir}/huge/metrics.jsonl`)));
   },
 });
+
+Deno.test({
+  ...OPTS,
+  name: "an eval node evaluates on as many validation batches as it names",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const { steps: _, ...training } = config({}, { evalBatches: 1 }).training;
+    const graph = E.flatMap(
+      decodePipeline({
+        ...config(),
+        version: 1,
+        training,
+        nodes: [
+          { op: "train", id: "t", layers: 2, steps: 2 },
+          { op: "eval", id: "wide", batches: 3 },
+        ],
+      }, "g"),
+      validateGraph,
+    );
+    assert(E.isRight(graph), JSON.stringify(graph));
+    const wired = await wireRun(graph.right, {
+      out: `${dir}/out`,
+      mode: "fresh",
+      print: () => {},
+    })();
+    assert(E.isRight(wired));
+    const env = wired.right.env;
+    const asked: number[] = [];
+    const seen: number[] = [];
+    const data = {
+      ...env.data,
+      validation: (n: number) => (asked.push(n), env.data.validation(n)),
+    };
+    const engine = {
+      ...env.engine,
+      evaluate: (...a: Parameters<typeof env.engine.evaluate>) => {
+        seen.push(a[1].length);
+        return env.engine.evaluate(...a);
+      },
+    };
+    const r = await runPipeline(graph.right, { resume: false })({ ...env, data, engine })();
+    wired.right.release();
+    assert(E.isRight(r), JSON.stringify(r));
+    assertEquals(asked, [1, 3]);
+    // End of stage (1 batch), the eval node (3), the merged export (1).
+    assertEquals(seen, [1, 3, 1]);
+  },
+});
