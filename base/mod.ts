@@ -14,9 +14,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { completeShape, formatBytes, paramCounts } from "./mod.ts";
  * const shape = completeShape({ hidden: 64, intermediate: 176, heads: 4, layers: 4, vocab: 257 } as never);
- * console.assert(formatBytes(16 * paramCounts(shape).perLayer * shape.layers).endsWith("MB"));
+ * assert(formatBytes(16 * paramCounts(shape).perLayer * shape.layers).endsWith("MB"));
  * ```
  *
  * @module

@@ -113,12 +113,13 @@ export function modelWeightNames(depth: number, tiedEmbeddings: boolean): string
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { paramShapes } from "./param_names.ts";
  * const shape = {
  *   hidden: 8, intermediate: 16, heads: 2, kvHeads: 2, layers: 1, vocab: 11,
  *   tiedEmbeddings: true, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,
  * };
- * console.assert(paramShapes(shape).length === 1 + 9 + 1);
+ * assert(paramShapes(shape).length === 1 + 9 + 1);
  * ```
  */
 export function paramShapes(shape: LlamaShape, depth: number = shape.layers): [string, number[]][] {

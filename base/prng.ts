@@ -42,8 +42,9 @@ export function mix32(x: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { deriveSeed } from "./prng.ts";
- * console.assert(deriveSeed(1, 0) !== deriveSeed(1, 1));
+ * assert(deriveSeed(1, 0) !== deriveSeed(1, 1));
  * ```
  */
 export function deriveSeed(seed: number, ...parts: readonly number[]): number {
@@ -57,9 +58,10 @@ export function deriveSeed(seed: number, ...parts: readonly number[]): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createRng } from "./prng.ts";
  * const a = createRng(7), b = createRng(7);
- * console.assert(a.nextU32() === b.nextU32());
+ * assert(a.nextU32() === b.nextU32());
  * ```
  */
 export function createRng(seed: number): Rng {
@@ -86,8 +88,9 @@ export function createRng(seed: number): Rng {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { permutation } from "./prng.ts";
- * console.assert(Array.from(permutation(5, 1)).sort().join() === "0,1,2,3,4");
+ * assert(Array.from(permutation(5, 1)).sort().join() === "0,1,2,3,4");
  * ```
  */
 export function permutation(n: number, seed: number): Uint32Array {

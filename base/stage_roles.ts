@@ -69,11 +69,12 @@ export function firstStageRoles(layers: number): StageRoles {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { grownStageRoles } from "./stage_roles.ts";
  * const r = grownStageRoles(2, 2, 1, {
  *   placement: "upper", seed: 0, targets: ["q", "v"], trainEmbeddings: false,
  * });
- * console.assert(r.newLayers.join() === "2" && r.frozenLayers.join() === "0,1");
+ * assert(r.newLayers.join() === "2" && r.frozenLayers.join() === "0,1");
  * ```
  */
 export function grownStageRoles(
@@ -130,12 +131,13 @@ export function grownTrainable(roles: StageRoles): string[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { grownStageRoles, stageTrainable } from "./stage_roles.ts";
  * const r = grownStageRoles(2, 1, 1, {
  *   placement: "upper", seed: 0, targets: ["q"], trainEmbeddings: false,
  * });
  * const names = stageTrainable(r, { tiedEmbeddings: true });
- * console.assert(names.at(-1) === "model.layers.0.self_attn.q_proj.lora_B");
+ * assert(names.at(-1) === "model.layers.0.self_attn.q_proj.lora_B");
  * ```
  */
 export function stageTrainable(

@@ -44,9 +44,10 @@ export interface OpenedCheckpoint {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openCheckpoint } from "./checkpoint_dir.ts";
  * const r = await openCheckpoint("/no/such/dir")();
- * console.assert(r._tag === "Left" && r.left._tag === "IoFailed");
+ * assert(r._tag === "Left" && r.left._tag === "IoFailed");
  * ```
  */
 export function openCheckpoint(
@@ -130,9 +131,10 @@ async function canonical(p: string): Promise<string> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { outputHolds } from "./checkpoint_dir.ts";
- * console.assert(await outputHolds("runs/t0", "runs/t0/final"));
- * console.assert(!(await outputHolds("out/hf", "runs/t0/final")));
+ * assert(await outputHolds("runs/t0", "runs/t0/final"));
+ * assert(!(await outputHolds("out/hf", "runs/t0/final")));
  * ```
  */
 export async function outputHolds(out: string, input: string): Promise<boolean> {

@@ -56,9 +56,10 @@ export function shardName(k: number, n: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { planShards } from "./hf_checkpoint.ts";
  * const s = planShards([["a", 6], ["b", 6], ["c", 3]], 10);
- * console.assert(JSON.stringify(s) === '[["a"],["b","c"]]');
+ * assert(JSON.stringify(s) === '[["a"],["b","c"]]');
  * ```
  */
 export function planShards(
@@ -164,9 +165,10 @@ function locate(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openHfCheckpoint } from "./hf_checkpoint.ts";
  * const r = await openHfCheckpoint("/no/such/dir")();
- * console.assert(r._tag === "Left");
+ * assert(r._tag === "Left");
  * ```
  */
 export function openHfCheckpoint(dir: string): TE.TaskEither<CkptError, ModelView> {

@@ -37,12 +37,13 @@ export function torchDtype(d: Dtype): HfDtype | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { toHfConfig } from "./hf_config.ts";
  * const c = toHfConfig({
  *   hidden: 8, intermediate: 16, heads: 2, kvHeads: 1, layers: 2, vocab: 11,
  *   tiedEmbeddings: false, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,
  * }, "bfloat16");
- * console.assert(c.num_key_value_heads === 1 && c.torch_dtype === "bfloat16");
+ * assert(c.num_key_value_heads === 1 && c.torch_dtype === "bfloat16");
  * ```
  */
 export function toHfConfig(shape: LlamaShape, dtype: HfDtype): Record<string, unknown> {
@@ -100,12 +101,13 @@ const bool = (v: unknown): v is boolean => typeof v === "boolean";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fromHfConfig } from "./hf_config.ts";
  * const r = fromHfConfig({
  *   hidden_size: 8, intermediate_size: 16, num_hidden_layers: 2, num_attention_heads: 2,
  *   vocab_size: 11,
  * }, "config.json");
- * console.assert(r._tag === "Right" && r.right.kvHeads === 2 && r.right.rmsNormEps === 1e-6);
+ * assert(r._tag === "Right" && r.right.kvHeads === 2 && r.right.rmsNormEps === 1e-6);
  * ```
  */
 export function fromHfConfig(json: unknown, where: string): E.Either<ConfigInvalid, LlamaShape> {

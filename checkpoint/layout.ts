@@ -28,9 +28,10 @@ const TILE = 64;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { transpose } from "./layout.ts";
  * const t = transpose(new Float32Array([1, 2, 3, 4, 5, 6]), 2, 3);
- * console.assert(t.join() === "1,4,2,5,3,6");
+ * assert(t.join() === "1,4,2,5,3,6");
  * ```
  */
 export function transpose(values: Float32Array, rows: number, cols: number): Float32Array {

@@ -71,9 +71,10 @@ export interface ModelView {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { floatValues } from "./model_view.ts";
  * const r = floatValues({ dtype: "I32", shape: [1], bytes: new Uint8Array(4) }, "m.safetensors", "w");
- * console.assert(r._tag === "Left" && r.left.message.includes("I32"));
+ * assert(r._tag === "Left" && r.left.message.includes("I32"));
  * ```
  */
 export function floatValues(

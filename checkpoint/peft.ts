@@ -64,10 +64,14 @@ export interface PeftOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { peftConfig } from "./peft.ts";
- * const c = peftConfig({ rank: 4, alpha: 8, scale: 2, targets: ["q", "v"], layers: [0, 1], tensors: [] },
+ * const tensors = ["self_attn.q_proj", "self_attn.v_proj"].flatMap((m) =>
+ *   [0, 1].map((l) => ({ name: `model.layers.${l}.${m}.lora_A`, shape: [8, 4], load: () => () => Promise.reject() }))
+ * );
+ * const c = peftConfig({ rank: 4, alpha: 8, scale: 2, targets: ["q", "v"], layers: [0, 1], tensors },
  *   { baseModel: "out/hf", depth: 4 });
- * console.assert(c.r === 4 && JSON.stringify(c.layers_to_transform) === "[0,1]");
+ * assert(c.r === 4 && JSON.stringify(c.layers_to_transform) === "[0,1]");
  * ```
  */
 export function peftConfig(adapters: LoraAdapters, options: PeftOptions): Record<string, unknown> {

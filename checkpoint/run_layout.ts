@@ -88,9 +88,10 @@ export function momentName(kind: "m" | "v", param: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeCheckpointState } from "./run_layout.ts";
  * const bad = decodeCheckpointState('{"progress": {}}');
- * console.assert(bad._tag === "Left");
+ * assert(bad._tag === "Left");
  * ```
  */
 export function decodeCheckpointState(text: string): E.Either<string, CheckpointState> {

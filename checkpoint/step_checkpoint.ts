@@ -179,9 +179,10 @@ function adaptersOf(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStepCheckpoint } from "./step_checkpoint.ts";
  * const r = await openStepCheckpoint("/no/such/final")();
- * console.assert(r._tag === "Left");
+ * assert(r._tag === "Left");
  * ```
  */
 export function openStepCheckpoint(

@@ -42,11 +42,12 @@ export interface LoraValues {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { mergeValues } from "./transforms.ts";
  * const w = mergeValues(new Float32Array([1, 0, 0, 1]), {
  *   a: new Float32Array([1, 2]), b: new Float32Array([3, 4]), rank: 1, scale: 0.5,
  * });
- * console.assert(w.join() === "2.5,2,3,5");
+ * assert(w.join() === "2.5,2,3,5");
  * ```
  */
 export function mergeValues(w: Float32Array, lora: LoraValues): Float32Array {
@@ -157,13 +158,14 @@ export function attachAdapters(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { requireFinite } from "./transforms.ts";
  * const view = {
  *   shape: {} as never, dtype: "F32" as const, source: "x", adapters: undefined, close: () => {},
  *   tensors: [{ name: "w", shape: [2], load: () => () => Promise.resolve({ _tag: "Right" as const, right: new Float32Array([1, NaN]) }) }],
  * };
  * const r = await requireFinite(view).tensors[0]!.load()();
- * console.assert(r._tag === "Left");
+ * assert(r._tag === "Left");
  * ```
  */
 export function requireFinite(view: ModelView): ModelView {

@@ -36,9 +36,10 @@ export type BatchPosition = t.TypeOf<typeof BatchPosition>;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeBatchPosition } from "./batches.ts";
- * console.assert(decodeBatchPosition({ epoch: 1, cursor: 7 })._tag === "Right");
- * console.assert(decodeBatchPosition({ epoch: -1, cursor: 0 })._tag === "Left");
+ * assert(decodeBatchPosition({ epoch: 1, cursor: 7 })._tag === "Right");
+ * assert(decodeBatchPosition({ epoch: -1, cursor: 0 })._tag === "Left");
  * ```
  */
 export function decodeBatchPosition(
@@ -124,9 +125,10 @@ function tooShort(where: string, seq: number, have: number, what: string): Confi
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { batchAt, batchStream } from "./batches.ts";
  * const s = batchStream(new Uint16Array(100).map((_, i) => i), { batch: 2, seq: 8, seed: 1 });
- * if (s._tag === "Right") console.assert(batchAt(s.right, s.right.start).batch.tokens.length === 16);
+ * if (s._tag === "Right") assert(batchAt(s.right, s.right.start).batch.tokens.length === 16);
  * ```
  */
 export function batchStream(
@@ -182,9 +184,10 @@ function normalise(stream: BatchStream, p: BatchPosition): BatchPosition {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { batchAt, batchStream } from "./batches.ts";
  * const s = batchStream(new Int32Array(50), { batch: 4, seq: 5, seed: 3 });
- * if (s._tag === "Right") console.assert(batchAt(s.right, { epoch: 0, cursor: 0 }).next.cursor === 4);
+ * if (s._tag === "Right") assert(batchAt(s.right, { epoch: 0, cursor: 0 }).next.cursor === 4);
  * ```
  */
 export function batchAt(stream: BatchStream, position: BatchPosition): BatchStep {
@@ -207,9 +210,10 @@ export function batchAt(stream: BatchStream, position: BatchPosition): BatchStep
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { batchesFrom, batchStream } from "./batches.ts";
  * const s = batchStream(new Int32Array(50), { batch: 2, seq: 5, seed: 3 });
- * if (s._tag === "Right") console.assert([...batchesFrom(s.right, s.right.start, 3)].length === 3);
+ * if (s._tag === "Right") assert([...batchesFrom(s.right, s.right.start, 3)].length === 3);
  * ```
  */
 export function* batchesFrom(
@@ -241,9 +245,10 @@ export interface EvalBatchOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { evalBatches } from "./batches.ts";
  * const r = evalBatches(new Uint16Array(41), { batch: 3, seq: 10 });
- * console.assert(r._tag === "Right" && r.right.length === 2 && r.right[1]!.batch === 1);
+ * assert(r._tag === "Right" && r.right.length === 2 && r.right[1]!.batch === 1);
  * ```
  */
 export function evalBatches(

@@ -68,9 +68,10 @@ function sampler(rng: () => number): Chooser & { text: string; nll: number } {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { builtinCorpus } from "./builtin_corpus.ts";
  * const c = builtinCorpus({ seed: 1, documents: 3 });
- * console.assert(c.documents.length === 3 && c.nllNats > 0);
+ * assert(c.documents.length === 3 && c.nllNats > 0);
  * ```
  */
 export function builtinCorpus(options: BuiltinCorpusOptions): BuiltinCorpus {
@@ -105,10 +106,11 @@ export function builtinCorpus(options: BuiltinCorpusOptions): BuiltinCorpus {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { builtinCorpus, scoreBuiltinDocument } from "./builtin_corpus.ts";
  * const c = builtinCorpus({ seed: 2, documents: 1 });
  * const s = scoreBuiltinDocument(c.documents[0]!);
- * console.assert(s._tag === "Right" && Math.abs(s.right - c.docNllNats[0]!) < 1e-9);
+ * assert(s._tag === "Right" && Math.abs(s.right - c.docNllNats[0]!) < 1e-9);
  * ```
  */
 export function scoreBuiltinDocument(text: string): E.Either<string, number> {
@@ -147,11 +149,12 @@ export function scoreBuiltinDocument(text: string): E.Either<string, number> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { builtinCorpus, floorNatsPerToken } from "./builtin_corpus.ts";
  * import { byteTokenizer } from "./tokenizer.ts";
  * const c = builtinCorpus({ seed: 1, documents: 20 });
  * const f = floorNatsPerToken(c, byteTokenizer());
- * console.assert(f > 0 && f < Math.log(257));
+ * assert(f > 0 && f < Math.log(257));
  * ```
  */
 export function floorNatsPerToken(

@@ -174,10 +174,11 @@ function gather(docs: TokenizedDocs, indices: readonly number[]): TokenArray {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { splitByFraction } from "./corpus.ts";
  * const docs = { tokens: new Uint16Array([1, 0, 2, 0, 3, 0, 4, 0]), docEnds: new Uint32Array([2, 4, 6, 8]) };
  * const s = splitByFraction(docs, { fraction: 0.5, by: "documents" }, 1);
- * console.assert(s._tag === "Right" && s.right.validation.length === 4);
+ * assert(s._tag === "Right" && s.right.validation.length === 4);
  * ```
  */
 export function splitByFraction(
@@ -234,9 +235,10 @@ export function splitByFraction(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadCorpus } from "./corpus.ts";
  * const r = await loadCorpus({ sources: [{ builtin: { seed: 1, documents: 40 } }], tokenizer: "bytes" })();
- * console.assert(r._tag === "Right" && r.right.split === "documents" && r.right.validationDocuments === 4);
+ * assert(r._tag === "Right" && r.right.split === "documents" && r.right.validationDocuments === 4);
  * ```
  */
 export function loadCorpus(

@@ -11,8 +11,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { unigramEntropy } from "./entropy.ts";
- * console.assert(Math.abs(unigramEntropy([0, 1, 0, 1]) - Math.log(2)) < 1e-12);
+ * assert(Math.abs(unigramEntropy([0, 1, 0, 1]) - Math.log(2)) < 1e-12);
  * ```
  */
 export function unigramEntropy(tokens: ArrayLike<number>): number {

@@ -11,11 +11,12 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { batchAt, batchStream, loadCorpus } from "./mod.ts";
  * const corpus = await loadCorpus({ sources: [{ builtin: { seed: 1, documents: 50 } }], tokenizer: "bytes" })();
  * if (corpus._tag === "Right") {
  *   const stream = batchStream(corpus.right.train, { batch: 4, seq: 32, seed: 1 });
- *   if (stream._tag === "Right") console.assert(batchAt(stream.right, stream.right.start).batch.tokens.length === 128);
+ *   if (stream._tag === "Right") assert(batchAt(stream.right, stream.right.start).batch.tokens.length === 128);
  * }
  * ```
  *

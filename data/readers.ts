@@ -21,9 +21,10 @@ import type { ResolvedFile, ResolvedUnit } from "./sources.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { stripGutenberg } from "./readers.ts";
  * const s = stripGutenberg("licence\n*** START OF X ***\nBody.\n*** END OF X ***\nmore");
- * console.assert(s === "Body.");
+ * assert(s === "Body.");
  * ```
  */
 export function stripGutenberg(text: string): string {
@@ -147,9 +148,10 @@ async function readParquet(file: ResolvedFile): Promise<E.Either<FileError, stri
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readDocuments } from "./readers.ts";
  * const r = await readDocuments({ kind: "builtin", seed: 1, documents: 2, version: 1 })();
- * console.assert(r._tag === "Right" && r.right.length === 2);
+ * assert(r._tag === "Right" && r.right.length === 2);
  * ```
  */
 export function readDocuments(unit: ResolvedUnit): TE.TaskEither<FileError, string[]> {

@@ -214,9 +214,10 @@ async function expand(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveSources } from "./sources.ts";
  * const r = await resolveSources([{ builtin: { seed: 1 } }], ".")();
- * console.assert(r._tag === "Right" && r.right[0]!.kind === "builtin");
+ * assert(r._tag === "Right" && r.right[0]!.kind === "builtin");
  * ```
  */
 export function resolveSources(

@@ -43,10 +43,11 @@ function allocTokens(n: number, vocabSize: number): TokenArray {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tokenizeDocuments } from "./token_cache.ts";
  * import { byteTokenizer } from "./tokenizer.ts";
  * const d = tokenizeDocuments(["ab", "c"], byteTokenizer());
- * console.assert(Array.from(d.tokens).join() === "97,98,256,99,256" && d.docEnds[0] === 3);
+ * assert(Array.from(d.tokens).join() === "97,98,256,99,256" && d.docEnds[0] === 3);
  * ```
  */
 export function tokenizeDocuments(
@@ -154,10 +155,11 @@ export interface LoadTokenizedOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadTokenized } from "./token_cache.ts";
  * import { byteTokenizer } from "./tokenizer.ts";
  * const r = await loadTokenized([{ kind: "builtin", seed: 1, documents: 2, version: 1 }], byteTokenizer())();
- * console.assert(r._tag === "Right" && r.right.docs.docEnds.length === 2 && !r.right.fromCache);
+ * assert(r._tag === "Right" && r.right.docs.docEnds.length === 2 && !r.right.fromCache);
  * ```
  */
 export function loadTokenized(

@@ -41,9 +41,10 @@ export const EOT_TEXT = "<|endoftext|>";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { byteTokenizer } from "./tokenizer.ts";
  * const tok = byteTokenizer();
- * console.assert(tok.decode(tok.encode("héllo")) === "héllo" && tok.encode("é").length === 2);
+ * assert(tok.decode(tok.encode("héllo")) === "héllo" && tok.encode("é").length === 2);
  * ```
  */
 export function byteTokenizer(): Tokenizer {
@@ -76,9 +77,10 @@ export function byteTokenizer(): Tokenizer {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { gpt2Tokenizer } from "./tokenizer.ts";
  * const r = await gpt2Tokenizer()();
- * if (r._tag === "Right") console.assert(r.right.eot === 50256 && r.right.encode("hello").length === 1);
+ * if (r._tag === "Right") assert(r.right.eot === 50256 && r.right.encode("hello").length === 1);
  * ```
  */
 export function gpt2Tokenizer(): TE.TaskEither<IoFailed, Tokenizer> {
@@ -104,9 +106,10 @@ export function gpt2Tokenizer(): TE.TaskEither<IoFailed, Tokenizer> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tokenizerFor } from "./tokenizer.ts";
  * const r = await tokenizerFor("bytes")();
- * console.assert(r._tag === "Right" && r.right.vocabSize === 257);
+ * assert(r._tag === "Right" && r.right.vocabSize === 257);
  * ```
  */
 export function tokenizerFor(name: TokenizerName): TE.TaskEither<IoFailed, Tokenizer> {

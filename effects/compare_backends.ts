@@ -62,11 +62,21 @@ async function runOn(g: ValidGraph, backend: BackendName, dir: string): Promise<
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import * as E from "fp-ts/lib/Either.js";
  * import { compareBackends } from "./compare_backends.ts";
- * import type { ValidGraph } from "../pipeline/mod.ts";
- * declare const graph: ValidGraph;
- * const c = await compareBackends(graph, { reference: "cpu", candidate: "webgpu" });
- * console.log(c.passed, c.worstStep);
+ * import { decodePipeline, validateGraph } from "../pipeline/mod.ts";
+ * const graph = E.flatMap(decodePipeline({
+ *   version: 1,
+ *   model: { hidden: 16, intermediate: 32, heads: 2, layers: 1, vocab: 257, maxSeqLen: 16 },
+ *   training: { seqLen: 16, microBatch: 2, batchTokens: 32, evalBatches: 1 },
+ *   data: { source: "builtin", builtinBytes: 5000 },
+ *   nodes: [{ op: "train", id: "t", layers: 1, steps: 2 }],
+ * }, "example"), validateGraph);
+ * if (E.isRight(graph)) {
+ *   const c = await compareBackends(graph.right, { reference: "cpu", candidate: "wasm" });
+ *   assert(c.steps === 2, `${c.worstStep}`);
+ * }
  * ```
  */
 export async function compareBackends(

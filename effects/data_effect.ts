@@ -37,12 +37,13 @@ export interface DataEffectOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dataEffect } from "./data_effect.ts";
  * import { loadCorpus } from "../data/corpus.ts";
  * const c = await loadCorpus({ sources: [{ builtin: { seed: 1, documents: 30 } }], tokenizer: "bytes" })();
  * if (c._tag === "Right") {
  *   const d = dataEffect(c.right, { batch: 2, seq: 16, seed: 1 });
- *   if (d._tag === "Right") console.assert(d.right.next(d.right.start, 3).batches.length === 3);
+ *   if (d._tag === "Right") assert(d.right.next(d.right.start, 3).batches.length === 3);
  * }
  * ```
  */

@@ -97,11 +97,26 @@ export interface WiredRun {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import * as E from "fp-ts/lib/Either.js";
  * import { wireRun } from "./env.ts";
- * import type { ValidGraph } from "../pipeline/mod.ts";
- * declare const graph: ValidGraph;
- * const wired = await wireRun(graph, { out: "runs/x", mode: "fresh", print: console.log })();
- * if (wired._tag === "Right") wired.right.release();
+ * import { decodePipeline, validateGraph } from "../pipeline/mod.ts";
+ * const graph = E.flatMap(decodePipeline({
+ *   version: 1,
+ *   model: { hidden: 16, intermediate: 32, heads: 2, layers: 1, vocab: 257, maxSeqLen: 16 },
+ *   training: { backend: "cpu", seqLen: 16, microBatch: 2, batchTokens: 32 },
+ *   data: { source: "builtin", builtinBytes: 5000 },
+ *   nodes: [{ op: "train", id: "t", layers: 1, steps: 1 }],
+ * }, "example"), validateGraph);
+ * const out = await Deno.makeTempDir();
+ * if (E.isRight(graph)) {
+ *   const wired = await wireRun(graph.right, { out, mode: "replace", print: () => {} })();
+ *   if (E.isRight(wired)) {
+ *     assert(wired.right.env.data.vocabSize === 257);
+ *     wired.right.release();
+ *   }
+ * }
+ * await Deno.remove(out, { recursive: true });
  * ```
  */
 export function wireRun(

@@ -37,11 +37,12 @@ export interface GraphFlops {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { graphFlops } from "./graph_flops.ts";
  * import { completeShape } from "../base/mod.ts";
  * const shape = completeShape({ hidden: 64, intermediate: 176, heads: 4, layers: 2, vocab: 257 } as never);
  * const f = graphFlops({ shape, stages: [{ added: 2, steps: 10, pet: undefined }], batchTokens: 1024 });
- * console.assert(f.total === f.stages[0]!.flopsPerToken * 10 * 1024);
+ * assert(f.total === f.stages[0]!.flopsPerToken * 10 * 1024);
  * ```
  */
 export function graphFlops(input: {

@@ -53,12 +53,29 @@ export function graphId(g: ValidGraph): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import * as E from "fp-ts/lib/Either.js";
  * import { runPipeline } from "./interpreter.ts";
- * import type { Env } from "./effects.ts";
- * import type { ValidGraph } from "./validate_graph.ts";
- * declare const graph: ValidGraph, env: Env;
- * const result = await runPipeline(graph, { resume: false })(env)();
- * if (result._tag === "Right") console.log(result.right.finalValLoss);
+ * import { decodePipeline } from "./stage_graph.ts";
+ * import { validateGraph } from "./validate_graph.ts";
+ * import { wireRun } from "../effects/mod.ts";
+ * const graph = E.flatMap(decodePipeline({
+ *   version: 1,
+ *   model: { hidden: 16, intermediate: 32, heads: 2, layers: 1, vocab: 257, maxSeqLen: 16 },
+ *   training: { backend: "cpu", seqLen: 16, microBatch: 2, batchTokens: 32, evalBatches: 1 },
+ *   data: { source: "builtin", builtinBytes: 5000 },
+ *   nodes: [{ op: "train", id: "t", layers: 1, steps: 2 }],
+ * }, "example"), validateGraph);
+ * const out = await Deno.makeTempDir();
+ * if (E.isRight(graph)) {
+ *   const wired = await wireRun(graph.right, { out, mode: "replace", print: () => {} })();
+ *   if (E.isRight(wired)) {
+ *     const result = await runPipeline(graph.right, { resume: false })(wired.right.env)();
+ *     wired.right.release();
+ *     assert(E.isRight(result) && result.right.globalSteps === 2);
+ *   }
+ * }
+ * await Deno.remove(out, { recursive: true });
  * ```
  */
 export function runPipeline(

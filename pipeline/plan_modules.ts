@@ -67,12 +67,13 @@ function moduleOf(weight: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { stageModules } from "./plan_modules.ts";
  * const [, s2] = stageModules([2, 1], {
  *   placement: "upper", seed: 0, targets: ["q", "v"], rank: 8, alpha: 16,
  *   trainEmbeddingsAfterStage1: false, tiedEmbeddings: true,
  * });
- * console.assert(s2!.newLayers[0] === 2 && s2!.adapted[0] === "model.layers.0.self_attn.q_proj");
+ * assert(s2!.newLayers[0] === 2 && s2!.adapted[0] === "model.layers.0.self_attn.q_proj");
  * ```
  */
 export function stageModules(

@@ -102,9 +102,10 @@ export function initialProgress(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeProgress, initialProgress } from "./run_state.ts";
  * const ok = decodeProgress(initialProgress("abc", {}), { graphId: "abc", nodes: 3 });
- * console.assert(ok._tag === "Right");
+ * assert(ok._tag === "Right");
  * ```
  */
 export function decodeProgress(

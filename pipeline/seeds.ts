@@ -33,9 +33,10 @@ export interface RunSeeds {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { runSeeds } from "./seeds.ts";
  * const s = runSeeds(0);
- * console.assert(s.adapters(2) !== s.adapters(3) && s.restart(2, 5) !== s.restart(2, 6));
+ * assert(s.adapters(2) !== s.adapters(3) && s.restart(2, 5) !== s.restart(2, 6));
  * ```
  */
 export function runSeeds(seed: number): RunSeeds {

@@ -91,10 +91,11 @@ const TEMP_NAME = /^\.(.+)\.tmp-(?:(\d+)-)?[^/]*$/;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { removeStaleTemps } from "./atomic.ts";
  * const dir = await Deno.makeTempDir();
  * await Deno.mkdir(`${dir}/.out.tmp-999999999-abc`);
- * console.assert(await removeStaleTemps(`${dir}/out`) === 1);
+ * assert(await removeStaleTemps(`${dir}/out`) === 1);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -121,6 +122,7 @@ export async function removeStaleTemps(target: string): Promise<number> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openAtomicFile } from "./atomic.ts";
  * const dir = await Deno.makeTempDir();
  * const opened = await openAtomicFile(`${dir}/a.bin`)();
@@ -128,7 +130,7 @@ export async function removeStaleTemps(target: string): Promise<number> {
  *   await opened.right.write(new Uint8Array([1, 2]))();
  *   await opened.right.commit()();
  * }
- * console.assert((await Deno.readFile(`${dir}/a.bin`)).length === 2);
+ * assert((await Deno.readFile(`${dir}/a.bin`)).length === 2);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -178,10 +180,11 @@ export function openAtomicFile(target: string): TE.TaskEither<IoFailed, AtomicFi
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { writeFileAtomic } from "./atomic.ts";
  * const dir = await Deno.makeTempDir();
  * await writeFileAtomic(`${dir}/meta.json`, '{"step":1}')();
- * console.assert(await Deno.readTextFile(`${dir}/meta.json`) === '{"step":1}');
+ * assert(await Deno.readTextFile(`${dir}/meta.json`) === '{"step":1}');
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -250,10 +253,11 @@ function oldName(target: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { writeDirAtomic, writeFileAtomic } from "./atomic.ts";
  * const root = await Deno.makeTempDir();
  * await writeDirAtomic(`${root}/ckpt`, (tmp) => writeFileAtomic(`${tmp}/w.bin`, "x"))();
- * console.assert(await Deno.readTextFile(`${root}/ckpt/w.bin`) === "x");
+ * assert(await Deno.readTextFile(`${root}/ckpt/w.bin`) === "x");
  * await Deno.remove(root, { recursive: true });
  * ```
  */
@@ -306,10 +310,11 @@ export type RecoverOutcome = "present" | "restored" | "absent";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { recoverDir } from "./atomic.ts";
  * const root = await Deno.makeTempDir();
  * const r = await recoverDir(`${root}/ckpt`)();
- * console.assert(r._tag === "Right" && r.right === "absent");
+ * assert(r._tag === "Right" && r.right === "absent");
  * await Deno.remove(root, { recursive: true });
  * ```
  */

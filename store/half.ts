@@ -16,9 +16,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { f32BitsToF16Bits } from "./half.ts";
  * const bits = new Uint32Array(new Float32Array([1]).buffer)[0]!;
- * console.assert(f32BitsToF16Bits(bits) === 0x3c00);
+ * assert(f32BitsToF16Bits(bits) === 0x3c00);
  * ```
  */
 export function f32BitsToF16Bits(u: number): number {
@@ -54,8 +55,9 @@ export function f32BitsToF16Bits(u: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { f16BitsToF32Bits } from "./half.ts";
- * console.assert(f16BitsToF32Bits(0x3c00) === 0x3f800000);
+ * assert(f16BitsToF32Bits(0x3c00) === 0x3f800000);
  * ```
  */
 export function f16BitsToF32Bits(h: number): number {
@@ -79,8 +81,9 @@ export function f16BitsToF32Bits(h: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { f32BitsToBf16Bits } from "./half.ts";
- * console.assert(f32BitsToBf16Bits(0x3f800000) === 0x3f80);
+ * assert(f32BitsToBf16Bits(0x3f800000) === 0x3f80);
  * ```
  */
 export function f32BitsToBf16Bits(u: number): number {
@@ -102,8 +105,9 @@ function bitsOf(values: Float32Array): Uint32Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { float32ToF16 } from "./half.ts";
- * console.assert(float32ToF16(new Float32Array([65520]))[0] === 0x7c00); // rounds to Infinity
+ * assert(float32ToF16(new Float32Array([65520]))[0] === 0x7c00); // rounds to Infinity
  * ```
  */
 export function float32ToF16(values: Float32Array): Uint16Array {
@@ -118,8 +122,9 @@ export function float32ToF16(values: Float32Array): Uint16Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { f16ToFloat32 } from "./half.ts";
- * console.assert(f16ToFloat32(new Uint16Array([0x0001]))[0] === 2 ** -24);
+ * assert(f16ToFloat32(new Uint16Array([0x0001]))[0] === 2 ** -24);
  * ```
  */
 export function f16ToFloat32(bits: Uint16Array): Float32Array {
@@ -134,8 +139,9 @@ export function f16ToFloat32(bits: Uint16Array): Float32Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { float32ToBf16 } from "./half.ts";
- * console.assert(float32ToBf16(new Float32Array([-2]))[0] === 0xc000);
+ * assert(float32ToBf16(new Float32Array([-2]))[0] === 0xc000);
  * ```
  */
 export function float32ToBf16(values: Float32Array): Uint16Array {
@@ -150,8 +156,9 @@ export function float32ToBf16(values: Float32Array): Uint16Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { bf16ToFloat32 } from "./half.ts";
- * console.assert(bf16ToFloat32(new Uint16Array([0x3f80]))[0] === 1);
+ * assert(bf16ToFloat32(new Uint16Array([0x3f80]))[0] === 1);
  * ```
  */
 export function bf16ToFloat32(bits: Uint16Array): Float32Array {

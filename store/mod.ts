@@ -10,9 +10,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeSafetensors, encodeSafetensors } from "./mod.ts";
  * const bytes = encodeSafetensors({ w: { dtype: "F16", shape: [2], data: new Float32Array([1, 2]) } });
- * console.assert(bytes._tag === "Right" && decodeSafetensors(bytes.right, "w")._tag === "Right");
+ * assert(bytes._tag === "Right" && decodeSafetensors(bytes.right, "w")._tag === "Right");
  * ```
  *
  * @module

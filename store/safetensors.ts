@@ -70,9 +70,10 @@ export interface Layout {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { planLayout } from "./safetensors.ts";
  * const r = planLayout([["a", { dtype: "U8", shape: [3] }]], {});
- * console.assert(r._tag === "Right" && r.right.header.length % 8 === 0);
+ * assert(r._tag === "Right" && r.right.header.length % 8 === 0);
  * ```
  */
 export function planLayout(
@@ -121,9 +122,10 @@ export function planLayout(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
  * const bytes = encodeSafetensors({ w: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) } });
- * console.assert(bytes._tag === "Right" && decodeSafetensors(bytes.right, "m")._tag === "Right");
+ * assert(bytes._tag === "Right" && decodeSafetensors(bytes.right, "m")._tag === "Right");
  * ```
  */
 export function encodeSafetensors(
@@ -156,8 +158,9 @@ export function encodeSafetensors(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readHeaderLength } from "./safetensors.ts";
- * console.assert(readHeaderLength(new Uint8Array(3), 3, "x.safetensors")._tag === "Left");
+ * assert(readHeaderLength(new Uint8Array(3), 3, "x.safetensors")._tag === "Left");
  * ```
  */
 export function readHeaderLength(
@@ -222,9 +225,10 @@ function entryOf(value: unknown): TensorInfo | string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseHeader } from "./safetensors.ts";
  * const json = new TextEncoder().encode('{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}');
- * console.assert(parseHeader(json, 2, "m")._tag === "Right");
+ * assert(parseHeader(json, 2, "m")._tag === "Right");
  * ```
  */
 export function parseHeader(
@@ -302,9 +306,10 @@ export interface DecodedSafetensors {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeSafetensors } from "./safetensors.ts";
  * const r = decodeSafetensors(new Uint8Array(4), "bad.safetensors");
- * console.assert(r._tag === "Left" && r.left.path === "bad.safetensors");
+ * assert(r._tag === "Left" && r.left.path === "bad.safetensors");
  * ```
  */
 export function decodeSafetensors(

@@ -69,13 +69,14 @@ async function readAt(file: Deno.FsFile, position: number, length: number): Prom
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openSafetensors, writeSafetensors } from "./safetensors_file.ts";
  * const dir = await Deno.makeTempDir();
  * await writeSafetensors(`${dir}/m.safetensors`, { w: { dtype: "F32", shape: [1], data: new Float32Array([3]) } })();
  * const r = await openSafetensors(`${dir}/m.safetensors`)();
  * if (r._tag === "Right") {
  *   const t = await r.right.read("w")();
- *   console.assert(t._tag === "Right" && t.right.bytes.length === 4);
+ *   assert(t._tag === "Right" && t.right.bytes.length === 4);
  *   r.right.close();
  * }
  * await Deno.remove(dir, { recursive: true });
@@ -145,9 +146,10 @@ export function openSafetensors(path: string): TE.TaskEither<FileError, Safetens
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readSafetensors } from "./safetensors_file.ts";
  * const r = await readSafetensors("/no/such.safetensors")();
- * console.assert(r._tag === "Left" && r.left._tag === "IoFailed");
+ * assert(r._tag === "Left" && r.left._tag === "IoFailed");
  * ```
  */
 export function readSafetensors(path: string): TE.TaskEither<FileError, DecodedSafetensors> {
@@ -165,12 +167,13 @@ export function readSafetensors(path: string): TE.TaskEither<FileError, DecodedS
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { writeSafetensors } from "./safetensors_file.ts";
  * const dir = await Deno.makeTempDir();
  * const r = await writeSafetensors(`${dir}/a.safetensors`, {
  *   b: { dtype: "BF16", shape: [2], data: new Float32Array([1, 2]) },
  * }, { step: "10" })();
- * console.assert(r._tag === "Right");
+ * assert(r._tag === "Right");
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -217,12 +220,13 @@ function sameSpec(a: TensorSpec, b: TensorSpec): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createSafetensorsWriter } from "./safetensors_file.ts";
  * const dir = await Deno.makeTempDir();
  * const w = await createSafetensorsWriter(`${dir}/big.safetensors`, [["x", { dtype: "I32", shape: [2] }]])();
  * if (w._tag === "Right") {
  *   await w.right.write("x", { dtype: "I32", shape: [2], data: new Int32Array([7, 8]) })();
- *   console.assert((await w.right.commit()())._tag === "Right");
+ *   assert((await w.right.commit()())._tag === "Right");
  * }
  * await Deno.remove(dir, { recursive: true });
  * ```

@@ -175,9 +175,10 @@ export function dimsProblem(shape: readonly number[]): string | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { toRawTensor } from "./tensor_data.ts";
  * const r = toRawTensor({ dtype: "F16", shape: [1], data: new Float32Array([1]) }, "w");
- * console.assert(r._tag === "Right" && r.right.bytes[1] === 0x3c);
+ * assert(r._tag === "Right" && r.right.bytes[1] === 0x3c);
  * ```
  */
 export function toRawTensor(input: TensorInput, name: string): E.Either<ConfigInvalid, RawTensor> {
@@ -227,9 +228,10 @@ function hostBytes(raw: RawTensor): ArrayBuffer {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tensorValues } from "./tensor_data.ts";
  * const v = tensorValues({ dtype: "BF16", shape: [1], bytes: new Uint8Array([0x80, 0x3f]) });
- * console.assert(v[0] === 1);
+ * assert(v[0] === 1);
  * ```
  */
 export function tensorValues(raw: RawTensor): TensorValues {
@@ -268,9 +270,10 @@ export function tensorValues(raw: RawTensor): TensorValues {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tensorToFloat32 } from "./tensor_data.ts";
  * const r = tensorToFloat32({ dtype: "F16", shape: [1], bytes: new Uint8Array([0, 0x3c]) }, "w");
- * console.assert(r._tag === "Right" && r.right[0] === 1);
+ * assert(r._tag === "Right" && r.right[0] === 1);
  * ```
  */
 export function tensorToFloat32(
