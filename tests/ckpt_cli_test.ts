@@ -158,6 +158,19 @@ Deno.test("ckpt logits writes the engine's logits as JSON", async () => {
   });
 });
 
+const LITTLE_ENDIAN = true;
+
+/** Overwrites elements of an F32 tensor of a safetensors file in place. */
+async function poison(path: string, tensor: string, value: number, at: readonly number[]) {
+  const bytes = await Deno.readFile(path);
+  const view = new DataView(bytes.buffer);
+  const header = Number(view.getBigUint64(0, LITTLE_ENDIAN));
+  const json = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + header)));
+  const [begin] = json[tensor].data_offsets as [number, number];
+  for (const i of at) view.setFloat32(8 + header + begin + 4 * i, value, LITTLE_ENDIAN);
+  await Deno.writeFile(path, bytes);
+}
+
 Deno.test("ckpt refuses an output folder that holds its input, and accepts report.json's model path", async () => {
   await withRun(async (dir) => {
     const before = names(`${dir}/run/final`);
@@ -192,13 +205,7 @@ Deno.test("ckpt removes what killed writes left beside its output", async () => 
 Deno.test("ckpt import refuses non-finite weights by name unless --allow-non-finite", async () => {
   await withRun(async (dir) => {
     assertEquals((await run("export", `${dir}/run/final`, `${dir}/hf`)).code, 0);
-    const path = `${dir}/hf/model.safetensors`;
-    const bytes = await Deno.readFile(path);
-    const header = Number(new DataView(bytes.buffer).getBigUint64(0, true));
-    const json = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + header)));
-    const [begin] = json["model.norm.weight"].data_offsets as [number, number];
-    new DataView(bytes.buffer).setFloat32(8 + header + begin + 4, NaN, true); // element 1
-    await Deno.writeFile(path, bytes);
+    await poison(`${dir}/hf/model.safetensors`, "model.norm.weight", NaN, [1]);
     const refused = await run("import", `${dir}/hf`, `${dir}/back`);
     assertEquals(refused.code, 2, refused.err);
     assertStringIncludes(refused.err, 'tensor "model.norm.weight" holds NaN at element 1');
@@ -218,15 +225,9 @@ Deno.test("ckpt logits refuses an empty or out-of-vocabulary token and never wri
     }
     // A model with an infinite weight: refused, and no JSON with nulls is written.
     assertEquals((await run("export", `${dir}/run/final`, `${dir}/hf`)).code, 0);
-    const path = `${dir}/hf/model.safetensors`;
-    const bytes = await Deno.readFile(path);
-    const header = Number(new DataView(bytes.buffer).getBigUint64(0, true));
-    const json = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + header)));
-    const [begin, end] = json["model.norm.weight"].data_offsets as [number, number];
-    for (let at = begin; at < end; at += 4) {
-      new DataView(bytes.buffer).setFloat32(8 + header + at, Infinity, true);
-    }
-    await Deno.writeFile(path, bytes);
+    await poison(`${dir}/hf/model.safetensors`, "model.norm.weight", Infinity, [
+      ...Array(8).keys(),
+    ]);
     const r = await run("logits", `${dir}/hf`, "--tokens", "1,2", "--out", out);
     assertEquals(r.code, 2, r.err);
     assertStringIncludes(r.err, "not finite");
