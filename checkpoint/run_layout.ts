@@ -15,8 +15,16 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
+import type * as TE from "fp-ts/lib/TaskEither.js";
 import * as t from "io-ts";
-import { type LlamaShape, reportErrors } from "../base/mod.ts";
+import {
+  contentInvalid,
+  describeUnknown,
+  type FileError,
+  ioFailed,
+  type LlamaShape,
+  reportErrors,
+} from "../base/mod.ts";
 
 /** Names inside a run directory. */
 export const RUN_DIR = {
@@ -81,6 +89,32 @@ export type CheckpointState = t.TypeOf<typeof CheckpointStateCodec>;
 /** The name of Adam's first (`m`) or second (`v`) moment of a parameter in `moments.safetensors`. */
 export function momentName(kind: "m" | "v", param: string): string {
   return `${kind}/${param}`;
+}
+
+/**
+ * Reads and decodes a checkpoint directory's `state.json`: an unreadable file is `IoFailed`, a
+ * damaged one `ContentInvalid`, both naming the file.
+ *
+ * @example
+ * ```ts
+ * import { readCheckpointState } from "./run_layout.ts";
+ * const r = await readCheckpointState("/no/such/checkpoint")();
+ * console.assert(r._tag === "Left" && r.left._tag === "IoFailed");
+ * ```
+ */
+export function readCheckpointState(dir: string): TE.TaskEither<FileError, CheckpointState> {
+  return async () => {
+    const path = `${dir}/${CHECKPOINT_FILES.state}`;
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (e) {
+      return E.left(ioFailed(path, describeUnknown(e)));
+    }
+    return E.mapLeft((why: string) => contentInvalid(path, `corrupted checkpoint state: ${why}`))(
+      decodeCheckpointState(text),
+    );
+  };
 }
 
 /**

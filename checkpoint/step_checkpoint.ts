@@ -40,8 +40,8 @@ import { createSafetensorsWriter, type SafetensorsReader, writeFileAtomic } from
 import { exists, openAll } from "./_files.ts";
 import {
   CHECKPOINT_FILES,
-  decodeCheckpointState,
   FINAL_FILES,
+  readCheckpointState,
   shapeConfigText,
   shapeFileCandidates,
   STEP_METADATA,
@@ -105,14 +105,8 @@ async function findShape(
 
 async function loraScale(dir: string): Promise<E.Either<CkptError, number>> {
   const path = `${dir}/${CHECKPOINT_FILES.state}`;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    return E.left(ioFailed(path, describeUnknown(e)));
-  }
-  const state = decodeCheckpointState(text);
-  if (E.isLeft(state)) return E.left(configInvalid(path, state.left));
+  const state = await readCheckpointState(dir)();
+  if (E.isLeft(state)) return state;
   const scale = state.right.meta.loraScale;
   return Number.isFinite(scale) && scale > 0
     ? E.right(scale)

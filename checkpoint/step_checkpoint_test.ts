@@ -98,7 +98,8 @@ Deno.test("openStepCheckpoint() needs meta.loraScale for adapters", async () => 
     await writeCheckpointDir(dir, undefined);
     await Deno.writeTextFile(`${dir}/pipeline.yaml`, JSON.stringify({ model: { ...TINY } }));
     const e = left(await openStepCheckpoint(`${dir}/checkpoint`)());
-    assertEquals((e as { where: string }).where, `${dir}/checkpoint/state.json`);
+    assertEquals(e._tag, "ContentInvalid");
+    assertEquals((e as { path: string }).path, `${dir}/checkpoint/state.json`);
     assertStringIncludes(e.message, "meta.loraScale");
   });
 });

@@ -24,8 +24,8 @@ import {
 import {
   CHECKPOINT_FILES,
   checkpointStateText,
-  decodeCheckpointState,
   FINAL_FILES,
+  readCheckpointState,
   RUN_DIR,
   RUN_OUTPUTS,
   shapeConfigText,
@@ -221,17 +221,8 @@ function loadCheckpoint(ckpt: string): TE.TaskEither<FileError, Checkpoint | und
     const recovered = await recoverDir(ckpt)();
     if (E.isLeft(recovered)) return recovered;
     if (recovered.right === "absent") return E.right(undefined);
-    const statePath = `${ckpt}/${CHECKPOINT_FILES.state}`;
-    let text: string;
-    try {
-      text = await Deno.readTextFile(statePath);
-    } catch (e) {
-      return E.left(ioFailed(statePath, describeUnknown(e)));
-    }
-    const state = decodeCheckpointState(text);
-    if (E.isLeft(state)) {
-      return E.left(contentInvalid(statePath, `corrupted checkpoint state: ${state.left}`));
-    }
+    const state = await readCheckpointState(ckpt)();
+    if (E.isLeft(state)) return state;
     const params = await readArrays(`${ckpt}/${CHECKPOINT_FILES.model}`)();
     if (E.isLeft(params)) return params;
     const moments = await readArrays(`${ckpt}/${CHECKPOINT_FILES.moments}`)();

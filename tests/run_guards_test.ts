@@ -172,6 +172,20 @@ Deno.test({
   },
 });
 
+/** A validated graph of `nodes` over the test config, wired to a fresh run directory. */
+async function wiredGraph(training: Record<string, unknown>, nodes: unknown[]) {
+  const dir = await Deno.makeTempDir();
+  const { steps: _, ...rest } = config({}, training).training;
+  const graph = E.flatMap(
+    decodePipeline({ ...config(), version: 1, training: rest, nodes }, "g"),
+    validateGraph,
+  );
+  assert(E.isRight(graph), JSON.stringify(graph));
+  const wired = await wireRun(graph.right, { out: `${dir}/out`, mode: "fresh", print: () => {} })();
+  assert(E.isRight(wired));
+  return { graph: graph.right, wired: { ...wired.right, dir } };
+}
+
 async function finiteFile(path: string): Promise<boolean> {
   const file = await readSafetensors(path)();
   assert(E.isRight(file), JSON.stringify(file));
@@ -243,25 +257,11 @@ Deno.test({
   name:
     "the interpreter skips steps with a non-finite gradient, counts them, and stops after maxSkippedSteps",
   fn: async () => {
-    const dir = await Deno.makeTempDir();
-    const doc = { version: 1, ...config({}, { steps: 8, maxSkippedSteps: 3 }) };
-    const { steps: _, ...training } = doc.training;
-    const graph = E.flatMap(
-      decodePipeline({
-        ...doc,
-        training,
-        nodes: [{ op: "train", id: "t", layers: 2, steps: 8 }],
-      }, "g"),
-      validateGraph,
-    );
-    assert(E.isRight(graph), JSON.stringify(graph));
-    const wired = await wireRun(graph.right, {
-      out: `${dir}/out`,
-      mode: "fresh",
-      print: () => {},
-    })();
-    assert(E.isRight(wired));
-    const env = wired.right.env;
+    const { graph, wired } = await wiredGraph({ maxSkippedSteps: 3 }, [
+      { op: "train", id: "t", layers: 2, steps: 8 },
+    ]);
+    const dir = wired.dir;
+    const env = wired.env;
     let calls = 0;
     // Steps 3 and 5 to 7 come back with a NaN gradient: the engine skipped them.
     const engine = {
@@ -278,8 +278,8 @@ Deno.test({
         });
       },
     };
-    const r = await runPipeline(graph.right, { resume: false })({ ...env, engine })();
-    wired.right.release();
+    const r = await runPipeline(graph, { resume: false })({ ...env, engine })();
+    wired.release();
     assert(E.isLeft(r) && r.left._tag === "TrainingDiverged", JSON.stringify(r));
     assertStringIncludes(r.left.message, "3 steps in a row");
     const train = (await lines(`${dir}/out/metrics.jsonl`)).filter((x) => x.type === "train");
@@ -359,28 +359,11 @@ Deno.test({
   ...OPTS,
   name: "an eval node evaluates on as many validation batches as it names",
   fn: async () => {
-    const dir = await Deno.makeTempDir();
-    const { steps: _, ...training } = config({}, { evalBatches: 1 }).training;
-    const graph = E.flatMap(
-      decodePipeline({
-        ...config(),
-        version: 1,
-        training,
-        nodes: [
-          { op: "train", id: "t", layers: 2, steps: 2 },
-          { op: "eval", id: "wide", batches: 3 },
-        ],
-      }, "g"),
-      validateGraph,
-    );
-    assert(E.isRight(graph), JSON.stringify(graph));
-    const wired = await wireRun(graph.right, {
-      out: `${dir}/out`,
-      mode: "fresh",
-      print: () => {},
-    })();
-    assert(E.isRight(wired));
-    const env = wired.right.env;
+    const { graph, wired } = await wiredGraph({ evalBatches: 1 }, [
+      { op: "train", id: "t", layers: 2, steps: 2 },
+      { op: "eval", id: "wide", batches: 3 },
+    ]);
+    const env = wired.env;
     const asked: number[] = [];
     const seen: number[] = [];
     const data = {
@@ -394,8 +377,8 @@ Deno.test({
         return env.engine.evaluate(...a);
       },
     };
-    const r = await runPipeline(graph.right, { resume: false })({ ...env, data, engine })();
-    wired.right.release();
+    const r = await runPipeline(graph, { resume: false })({ ...env, data, engine })();
+    wired.release();
     assert(E.isRight(r), JSON.stringify(r));
     assertEquals(asked, [1, 3]);
     // End of stage (1 batch), the eval node (3), the merged export (1).
