@@ -79,7 +79,7 @@ export const BENCH_ONLY_BACKENDS = ["composite"] as const;
 /**
  * Activates a backend by name and returns its one-line description: the
  * engine's names (`auto`, `wasm`, `blas`, `cpu`, `webgpu`, `tensorflow`; see
- * `startBackend` in kernels/engine.ts), or `composite`: wasm with OpenBLAS
+ * `startBackend` in effects/tfjs_engine.ts), or `composite`: wasm with OpenBLAS
  * matmuls and no fused kernels (the path before them, for comparison).
  */
 export async function useBackend(name: string): Promise<string> {

@@ -215,7 +215,7 @@ function meanOf(lo: LazyTensor, hi: LazyTensor, name: string): LazyTensor {
 }
 
 /**
- * Grows a checkpoint by `add` layers at `placement` (`pipeline/growth_layout.ts`, shared
+ * Grows a checkpoint by `add` layers at `placement` (`base/growth_layout.ts`, shared
  * with the engine): adapters are merged first, old layers keep their values (renumbered),
  * a new layer after layer j is the mean of layers j and j + 1, or a copy of the top layer.
  *

@@ -96,7 +96,7 @@ Deno.test("growCheckpoint() keeps old layers and starts new ones as float32 neig
   }
 });
 
-Deno.test("growCheckpoint() follows pipeline/growth_layout for every placement", () => {
+Deno.test("growCheckpoint() follows base/growth_layout for every placement", () => {
   for (const placement of ["upper", "uniform", "lower", "random"] as const) {
     const grown = growCheckpoint(memoryView(TINY, randomWeights(TINY, 2)), {
       add: 4,
