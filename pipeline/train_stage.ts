@@ -126,6 +126,21 @@ interface Stepped {
   readonly lr: number;
 }
 
+function hyperAt(facts: RunFacts, stage: GraphStage, k: number): StepHyper {
+  const T = facts.graph.training;
+  const { cosine, restarts } = schedules(facts, stage);
+  const lr = restarts === undefined ? cosineLr(cosine, k) : jaggedLr(cosine, restarts, k);
+  return {
+    lr,
+    beta1: T.beta1,
+    beta2: T.beta2,
+    eps: T.eps,
+    weightDecay: T.weightDecay,
+    clip: T.clip,
+  };
+}
+
+/** One optimizer step on the next batches: the progress moves on and a `train` record is written. */
 async function optimizerStep(
   facts: RunFacts,
   stage: GraphStage,
@@ -134,16 +149,7 @@ async function optimizerStep(
   env: Env,
 ): Promise<E.Either<PipelineError, Stepped>> {
   const T = facts.graph.training;
-  const { cosine, restarts } = schedules(facts, stage);
-  const lr = restarts === undefined ? cosineLr(cosine, k) : jaggedLr(cosine, restarts, k);
-  const hyper: StepHyper = {
-    lr,
-    beta1: T.beta1,
-    beta2: T.beta2,
-    eps: T.eps,
-    weightDecay: T.weightDecay,
-    clip: T.clip,
-  };
+  const hyper = hyperAt(facts, stage, k);
   let drawn: ReturnType<typeof env.data.next>;
   try {
     drawn = env.data.next(s.progress.data, facts.graph.accumulation);
@@ -154,46 +160,50 @@ async function optimizerStep(
   if (E.isLeft(out)) return out;
   const o = out.right;
   const p = s.progress;
-  const skippedInARow = o.skipped ? p.skippedInARow + 1 : 0;
-  const state = recordMetric(
-    {
-      ...s,
-      model: o.state,
-      progress: {
-        ...p,
-        stepInNode: k + 1,
-        globalStep: p.globalStep + 1,
-        tokens: p.tokens + T.batchTokens,
-        data: drawn.next,
-        stagePeak: maxMemory(p.stagePeak, o.peak),
-        skippedInARow,
-      },
-    },
-    env,
-    {
-      type: "train",
-      node: stage.trainNodeId,
-      stage: stage.index,
-      step: k + 1,
-      loss: o.loss,
-      lr,
-      gradNorm: o.gradNorm,
-      tokens: p.tokens + T.batchTokens,
-      memoryBytes: o.peak.total,
-      ...(o.skipped ? { skipped: true } : {}),
-    },
-  );
-  if (!o.skipped) return E.right({ state, outcome: o, lr });
+  const progress = {
+    ...p,
+    stepInNode: k + 1,
+    globalStep: p.globalStep + 1,
+    tokens: p.tokens + T.batchTokens,
+    data: drawn.next,
+    stagePeak: maxMemory(p.stagePeak, o.peak),
+    skippedInARow: o.skipped ? p.skippedInARow + 1 : 0,
+  };
+  const state = recordMetric({ ...s, model: o.state, progress }, env, {
+    type: "train",
+    node: stage.trainNodeId,
+    stage: stage.index,
+    step: k + 1,
+    loss: o.loss,
+    lr: hyper.lr,
+    gradNorm: o.gradNorm,
+    tokens: progress.tokens,
+    memoryBytes: o.peak.total,
+    ...(o.skipped ? { skipped: true } : {}),
+  });
+  return skipVerdict(facts, stage, { state, outcome: o, lr: hyper.lr }, env);
+}
+
+/** A skipped step is logged; `maxSkippedSteps` of them in a row stop the run. */
+function skipVerdict(
+  facts: RunFacts,
+  stage: GraphStage,
+  stepped: Stepped,
+  env: Env,
+): E.Either<PipelineError, Stepped> {
+  const { state, outcome: o, lr } = stepped;
+  if (!o.skipped) return E.right(stepped);
+  const inARow = state.progress.skippedInARow;
+  const limit = facts.graph.training.maxSkippedSteps;
   env.log.line(
-    `  step ${k + 1} skipped: loss ${o.loss}, gradient norm ${o.gradNorm} (LR ${
-      lr.toExponential(2)
-    }); weights unchanged (${skippedInARow} in a row, ${T.maxSkippedSteps} stop the run)`,
+    `  step ${state.progress.stepInNode} skipped: loss ${o.loss}, gradient norm ${o.gradNorm} ` +
+      `(LR ${lr.toExponential(2)}); weights unchanged (${inARow} in a row, ${limit} stop the run)`,
   );
-  if (skippedInARow < T.maxSkippedSteps) return E.right({ state, outcome: o, lr });
+  if (inARow < limit) return E.right(stepped);
   return E.left(trainingDiverged(
     stage.trainNodeId,
-    k,
-    `${skippedInARow} steps in a row had a non-finite loss or gradient (last: loss ${o.loss}, ` +
+    state.progress.stepInNode - 1,
+    `${inARow} steps in a row had a non-finite loss or gradient (last: loss ${o.loss}, ` +
       `LR ${lr.toExponential(2)}); ${keptCheckpoint(state)} — lower training.lr or raise warmup`,
   ));
 }
