@@ -12,6 +12,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { createRequire } from "node:module";
 import { describeUnknown, type KernelFailed, kernelFailed } from "../base/mod.ts";
 import { registerGradients } from "./_gradients.ts";
+import { installBufferLedger } from "./peak_memory.ts";
 import { registerScatterKernels } from "./_scatter_kernels.ts";
 import { registerWasmIdentity, registerWasmMatMul } from "./_wasm_matmul.ts";
 import { registerFusedWasmKernels } from "./fused/mod.ts";
@@ -54,6 +55,7 @@ export function isBackendName(s: string): s is BackendName {
 export async function initBackend(name: BackendName): Promise<E.Either<KernelFailed, BackendInfo>> {
   try {
     registerGradients();
+    installBufferLedger();
     switch (name) {
       case "cpu":
         return await initCpu();

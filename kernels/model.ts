@@ -25,6 +25,7 @@ import { crossEntropySum } from "./ops/cross_entropy.ts";
 import { embedding } from "./ops/embedding.ts";
 import { linear, type LoraBranch } from "./ops/linear.ts";
 import { rmsNorm } from "./ops/rms_norm.ts";
+import { addKeepingNothing, reshapeKeepingNothing } from "./ops/shape_ops.ts";
 import { rope, type RopeTables, ropeTables } from "./ops/rope.ts";
 import { swiglu } from "./ops/swiglu.ts";
 import { depthOf, param, type Params } from "./params.ts";
@@ -102,29 +103,30 @@ function decoderLayer(
   const eps = s.rmsNormEps;
   const norms = layerNormNames(layer);
   const a = rmsNorm(h, param(model.params, norms.input) as tf.Tensor1D, { eps });
-  const q = tf.reshape(proj(model, a, layer, "q"), [
+  const q = reshapeKeepingNothing<tf.Rank.R4>(proj(model, a, layer, "q"), [
     ctx.batch,
     ctx.seq,
     s.heads,
     headDim,
   ]) as tf.Tensor4D;
-  const k = tf.reshape(proj(model, a, layer, "k"), [
+  const k = reshapeKeepingNothing<tf.Rank.R4>(proj(model, a, layer, "k"), [
     ctx.batch,
     ctx.seq,
     s.kvHeads,
     headDim,
   ]) as tf.Tensor4D;
-  const v = tf.reshape(proj(model, a, layer, "v"), [
+  const v = reshapeKeepingNothing<tf.Rank.R4>(proj(model, a, layer, "v"), [
     ctx.batch,
     ctx.seq,
     s.kvHeads,
     headDim,
   ]) as tf.Tensor4D;
   const att = causalAttention(rope(q, ctx.tables), rope(k, ctx.tables), v);
-  const h1: tf.Tensor2D = tf.add(h, proj(model, tf.reshape(att, [n, s.hidden]), layer, "o"));
+  const flat = reshapeKeepingNothing<tf.Rank.R2>(att, [n, s.hidden]);
+  const h1 = addKeepingNothing(h, proj(model, flat, layer, "o"));
   const m = rmsNorm(h1, param(model.params, norms.post) as tf.Tensor1D, { eps });
   const mlp = swiglu(proj(model, m, layer, "gate"), proj(model, m, layer, "up"));
-  return tf.add(h1, proj(model, mlp, layer, "down"));
+  return addKeepingNothing(h1, proj(model, mlp, layer, "down"));
 }
 
 /** Final hidden states [batch·seq, hidden]; temporaries of each layer are freed as it ends. */

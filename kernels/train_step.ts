@@ -8,11 +8,8 @@ import { type AdamWOptions, adamwUpdate, clipFactor, globalNorm } from "./adamw.
 import { type MemoryByRole, memoryByRole } from "./memory.ts";
 import { type Batch, lossSum, type Model, validTargets } from "./model.ts";
 import { registerGradients } from "./_gradients.ts";
+import { gradientsReleasing } from "./_backprop.ts";
 import type { TrainState } from "./train_state.ts";
-
-// A trainable tensor the loss does not reach (say, an adapter whose branch
-// is scaled by 0) gets a zero gradient instead of an error.
-const ALLOW_NO_GRADIENTS = true;
 
 /** Hyperparameters of one step. */
 export interface StepOptions extends AdamWOptions {
@@ -86,7 +83,7 @@ export async function trainStep(
     // With nothing to train (every weight frozen) there is no tape to record.
     const { value, grads: g } = xs.length === 0
       ? { value: scaledLoss(), grads: [] }
-      : tf.engine().gradients(scaledLoss, xs, undefined, ALLOW_NO_GRADIENTS);
+      : gradientsReleasing(scaledLoss, xs);
     const parts = g.map((gi, i) => gi ?? tf.zerosLike(xs[i]!));
     const prevLoss = lossTotal;
     lossTotal = tf.add(prevLoss, value);

@@ -8,6 +8,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { addKeepingNothing, scaleKeepingNothing } from "./shape_ops.ts";
 
 /** A LoRA branch: y += scale · (x·A)·B with A [in, r], B [r, out]. */
 export interface LoraBranch {
@@ -33,5 +34,6 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor2D, lora?: LoraBranch): tf.Te
   const y: tf.Tensor2D = tf.matMul(x, w);
   if (lora === undefined) return y;
   const low = tf.matMul(tf.matMul(x, lora.a), lora.b);
-  return tf.add(y, tf.mul(low, lora.scale));
+  // Only x and x·A stay for the backward pass (the matmuls keep them), not y or the branch.
+  return addKeepingNothing<tf.Tensor2D>(y, scaleKeepingNothing(low as tf.Tensor2D, lora.scale));
 }
