@@ -66,11 +66,16 @@ function pathNodes(tape: readonly TapeNode[], xs: readonly tf.Tensor[], y: tf.Te
  * releasing each saved tensor and each intermediate gradient as soon as the backward pass is
  * done with it. `f` must return a scalar.
  *
+ * `accumulate`, when given, holds a gradient per x from earlier micro-batches: each new
+ * contribution is added to it the moment it is computed (the function takes ownership), so
+ * accumulating never holds two full sets of gradients.
+ *
  * @throws {Error} from a gradient function whose result has the wrong shape.
  */
 export function gradientsReleasing(
   f: () => tf.Scalar,
   xs: readonly tf.Tensor[],
+  accumulate?: readonly tf.Tensor[],
 ): { readonly value: tf.Scalar; readonly grads: (tf.Tensor | null)[] } {
   const engine = tf.engine() as unknown as EngineInternals;
   const y = engine.scopedRun(
@@ -83,6 +88,7 @@ export function gradientsReleasing(
   const wanted = new Set(xs.map((x) => x.id));
   return engine.tidy("backward", () => {
     const grad = new Map<number, tf.Tensor>([[y.id, tf.onesLike(y)]]);
+    accumulate?.forEach((acc, i) => grad.set(xs[i]!.id, acc));
     for (let i = nodes.length - 1; i >= 0; i--) {
       const node = nodes[i]!;
       if (node.gradient === undefined) {

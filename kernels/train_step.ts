@@ -81,22 +81,15 @@ export async function trainStep(
     const scaledLoss = (): tf.Scalar =>
       tf.tidy(() => tf.mul(lossSum(state, mb), scale) as tf.Scalar);
     // With nothing to train (every weight frozen) there is no tape to record.
+    // Each micro-batch's gradients are added into the running sums as they are computed.
     const { value, grads: g } = xs.length === 0
       ? { value: scaledLoss(), grads: [] }
-      : gradientsReleasing(scaledLoss, xs);
-    const parts = g.map((gi, i) => gi ?? tf.zerosLike(xs[i]!));
+      : gradientsReleasing(scaledLoss, xs, grads);
+    grads = g.map((gi, i) => gi ?? tf.zerosLike(xs[i]!));
     const prevLoss = lossTotal;
     lossTotal = tf.add(prevLoss, value);
     prevLoss.dispose();
     value.dispose();
-    if (grads === undefined) {
-      grads = parts;
-    } else {
-      const prev: tf.Tensor[] = grads;
-      grads = prev.map((acc, i) => tf.add(acc, parts[i]!));
-      prev.forEach((t) => t.dispose());
-      parts.forEach((t) => t.dispose());
-    }
   }
   const gs = grads ?? xs.map((x) => tf.zerosLike(x));
   const normT = globalNorm(gs);
