@@ -95,9 +95,17 @@ export function gradientsReleasing(
         throw new Error(`Cannot compute gradient: no gradient function for ${node.kernelName}`);
       }
       const dys = node.outputs.map((o) => grad.get(o.id) ?? null);
-      const inputGrads = node.gradient(dys);
-      for (const [name, x] of Object.entries(node.inputs)) {
-        const dx = engine.tidy(() => inputGrads[name]!());
+      const gradient = node.gradient;
+      const names = Object.keys(node.inputs);
+      // One scope per node: what a gradient function makes besides its results (a composite
+      // op's temporaries, zeros for unused outputs) dies here, not at the end of the pass.
+      const dxs = engine.tidy(() => {
+        const inputGrads = gradient(dys);
+        return names.map((name) => inputGrads[name]!());
+      });
+      for (const [k, name] of names.entries()) {
+        const x = node.inputs[name]!;
+        const dx = dxs[k]!;
         if (dx.shape.join() !== x.shape.join()) {
           throw new Error(
             `Gradient of input "${name}" of ${node.kernelName} has shape [${dx.shape}], not [${x.shape}]`,

@@ -93,17 +93,23 @@ export function adamwUpdate(
     });
     return { param: param!, m: m!, v: v! };
   }
-  return tf.tidy(() => {
-    const g = options.gradScale === 1 ? tensors.grad : tf.mul(tensors.grad, options.gradScale);
-    const m = tf.add(tf.mul(tensors.m, b1), tf.mul(g, 1 - b1));
-    const v = tf.add(tf.mul(tensors.v, b2), tf.mul(tf.square(g), 1 - b2));
+  // Scoped step by step, so at most a few temporaries of this parameter's size live at once
+  // (one tidy around all of it kept about a dozen until the end).
+  const g = options.gradScale === 1 ? tensors.grad : tf.mul(tensors.grad, options.gradScale);
+  const m = tf.tidy(() => tf.add(tf.mul(tensors.m, b1), tf.mul(g, 1 - b1)));
+  const v = tf.tidy(() => tf.add(tf.mul(tensors.v, b2), tf.mul(tf.square(g), 1 - b2)));
+  if (g !== tensors.grad) g.dispose();
+  const update = tf.tidy(() => {
     const denom = tf.add(tf.sqrt(tf.mul(v, 1 / (1 - Math.pow(b2, t)))), eps);
-    const update = tf.div(m, denom);
-    const stepSize = options.lr / (1 - Math.pow(b1, t));
-    const decayed = wd === 0 ? tensors.param : tf.mul(tensors.param, 1 - options.lr * wd);
-    const param = tf.sub(decayed, tf.mul(update, stepSize));
-    return { param, m, v };
+    return tf.div(m, denom);
   });
+  const stepSize = options.lr / (1 - Math.pow(b1, t));
+  const param = tf.tidy(() => {
+    const decayed = wd === 0 ? tensors.param : tf.mul(tensors.param, 1 - options.lr * wd);
+    return tf.sub(decayed, tf.mul(update, stepSize));
+  });
+  update.dispose();
+  return { param, m, v };
 }
 
 /** √(Σ‖g‖²) over all gradients, as a scalar the caller owns. */
