@@ -47,3 +47,5 @@ export { rope, type RopeTableOptions, type RopeTables, ropeTables } from "./ops/
 export { causalAttention } from "./ops/attention.ts";
 export { swiglu } from "./ops/swiglu.ts";
 export { crossEntropySum } from "./ops/cross_entropy.ts";
+export { fusedOps } from "./ops/_fused.ts";
+export * from "./peak_memory.ts";

@@ -11,3 +11,4 @@ export * from "./integer_program.ts";
 export * from "./split_solver.ts";
 export * from "./highs_loader.ts";
 export * from "./planner.ts";
+export * from "./engine_memory.ts";

@@ -55,6 +55,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { FUSIBLE_OPS, type FusibleOp } from "../../solvers/mod.ts";
 
 /** A fused forward kernel and the kernel that computes its gradient. */
 export interface FusedPair {
@@ -110,4 +111,18 @@ export function runFused(
 ): tf.Tensor[] {
   const out = tf.engine().runKernel(name, inputs, attrs) as tf.Tensor | tf.Tensor[];
   return Array.isArray(out) ? out : [out];
+}
+
+const OP_KERNELS: Readonly<Record<FusibleOp, readonly string[]>> = {
+  rmsNorm: [FUSED_RMS_NORM.forward, FUSED_RMS_NORM.gradient],
+  rope: [FUSED_ROPE.forward, FUSED_ROPE.gradient],
+  attention: [FUSED_ATTENTION.forward, FUSED_ATTENTION.gradient],
+  swiglu: [FUSED_SWIGLU.forward, FUSED_SWIGLU.gradient],
+  crossEntropy: [FUSED_CROSS_ENTROPY.forward, FUSED_CROSS_ENTROPY.gradient],
+  adamw: [FUSED_ADAMW],
+};
+
+/** The ops that run as fused kernels on the active backend (the memory prediction needs them). */
+export function fusedOps(): FusibleOp[] {
+  return FUSIBLE_OPS.filter((op) => OP_KERNELS[op].every(hasFusedKernel));
 }
