@@ -25,6 +25,7 @@ import {
 } from "../pipeline/mod.ts";
 import { dataEffect } from "./data_effect.ts";
 import { openRunDir, type RunDirMode } from "./run_dir.ts";
+import { processMemory } from "./process_memory.ts";
 import { createEngine } from "./tfjs_engine.ts";
 
 /** The data effect of a graph: its corpus loaded (and cached), batched as its training says. */
@@ -142,6 +143,7 @@ export function wireRun(
         store: dir.right.store,
         log: dir.right.log,
         clock: { now: () => performance.now() },
+        memory: processMemory(),
       },
       release: dir.right.release,
     });

@@ -11,3 +11,4 @@ export * from "./data_effect.ts";
 export * from "./run_dir.ts";
 export * from "./env.ts";
 export * from "./compare_backends.ts";
+export * from "./process_memory.ts";

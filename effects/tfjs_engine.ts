@@ -43,10 +43,12 @@ import {
   disposeState,
   evalLoss,
   exportParams,
+  fusedOps,
   growModel,
   importParams,
   initBackend,
   initParams,
+  measurePeak,
   memoryByRole,
   mergeAdapters,
   reloraReset,
@@ -191,6 +193,7 @@ export function createEngine(backend: ConfigBackend): TE.TaskEither<KernelFailed
 export function engineOn(description: string): Engine {
   return {
     backend: description,
+    fusedOps: fusedOps(),
     init: (shape, layers, seed) =>
       attempt(
         "Cannot initialise the model",
@@ -198,20 +201,23 @@ export function engineOn(description: string): Engine {
       ),
     step: (s, batches, h) =>
       attempt("Training step failed", async () => {
-        const r = await trainStep(ts(s), batches, {
-          lr: h.lr,
-          beta1: h.beta1,
-          beta2: h.beta2,
-          eps: h.eps,
-          weightDecay: h.weightDecay,
-          clipNorm: h.clip,
-        });
+        const { value: r, peak } = await measurePeak(() =>
+          trainStep(ts(s), batches, {
+            lr: h.lr,
+            beta1: h.beta1,
+            beta2: h.beta2,
+            eps: h.eps,
+            weightDecay: h.weightDecay,
+            clipNorm: h.clip,
+          })
+        );
         return {
           state: es(r.state),
           loss: r.loss,
           gradNorm: r.gradNorm,
           skipped: r.skipped,
           peak: toRoles(r.peak),
+          measured: peak,
         };
       }),
     evaluate: (s, batches) => attempt("Evaluation failed", () => evalLoss(ts(s), batches)),

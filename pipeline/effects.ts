@@ -17,6 +17,7 @@ import type {
   Placement,
 } from "../base/mod.ts";
 import type { SnapshotMeta } from "../checkpoint/mod.ts";
+import type { FusibleOp } from "../solvers/mod.ts";
 
 /** One micro-batch of packed sequences: `targets` are `tokens` shifted by one. */
 export interface MicroBatch {
@@ -43,6 +44,25 @@ export const MemoryByRoleCodec = t.readonly(t.type({
 }));
 /** Live model-state bytes by role (see {@link MemoryByRoleCodec}). */
 export type MemoryByRole = t.TypeOf<typeof MemoryByRoleCodec>;
+
+/**
+ * What the engine really held during a stretch of work (`kernels/peak_memory.ts`):
+ * `bufferBytes`, the most bytes of distinct tensor buffers alive at once; `tensorCountBytes`,
+ * tfjs's own per-tensor count at its peak (views and the tape's clones counted again);
+ * `heapBytes`, the wasm heap's size (wasm and auto); `gpuBytes`, the most GPU bytes in use
+ * (webgpu).
+ */
+export const MeasuredPeakCodec = t.readonly(t.intersection([
+  t.type({ bufferBytes: t.number, tensorCountBytes: t.number }),
+  t.partial({ heapBytes: t.number, gpuBytes: t.number }),
+]));
+/** What the engine held at its peak (see {@link MeasuredPeakCodec}). */
+export type MeasuredPeak = t.TypeOf<typeof MeasuredPeakCodec>;
+
+/** The engine's own measure of a peak: GPU bytes on webgpu, distinct buffers elsewhere. */
+export function enginePeakBytes(m: MeasuredPeak): number {
+  return m.gpuBytes ?? m.bufferBytes;
+}
 
 /** Parameter counts of the engine's current model, by role. */
 export interface ModelStats {
@@ -73,8 +93,10 @@ export interface StepOutcome {
   readonly gradNorm: number;
   /** The loss or the gradient norm was not finite: nothing was updated (the state is the input's). */
   readonly skipped: boolean;
-  /** Model-state bytes at the step's peak (gradients alive). */
+  /** Model state accounted role by role where it peaks (every gradient alive). */
   readonly peak: MemoryByRole;
+  /** What the engine really held at the step's peak. */
+  readonly measured: MeasuredPeak;
 }
 
 /** The engine's training state (weights, trainable set, adapters, optimizer): opaque here. */
@@ -132,6 +154,8 @@ export interface ResetOutcome {
 export interface Engine {
   /** Backend actually in use, e.g. "wasm" or "blas (OpenBLAS, 2 threads)". */
   readonly backend: string;
+  /** Ops that run as fused kernels on it (the memory prediction depends on them). */
+  readonly fusedOps: readonly FusibleOp[];
   init(shape: LlamaShape, layers: number, seed: number): TE.TaskEither<KernelFailed, EngineState>;
   step(
     state: EngineState,
@@ -207,6 +231,14 @@ export interface LogEffect {
   truncate(records: number): TE.TaskEither<IoFailed, void>;
 }
 
+/** The process's resident memory, as the operating system counts it. */
+export interface ProcessMemoryEffect {
+  /** Peak resident bytes since the last reset (or since the process began), when the OS says. */
+  peakBytes(): number | undefined;
+  /** Starts a new peak from the current resident size (where the OS allows it). */
+  resetPeak(): void;
+}
+
 /** Wall-clock time in milliseconds (injected so tests are deterministic). */
 export interface ClockEffect {
   now(): number;
@@ -219,4 +251,5 @@ export interface Env {
   readonly store: StoreEffect;
   readonly log: LogEffect;
   readonly clock: ClockEffect;
+  readonly memory: ProcessMemoryEffect;
 }

@@ -14,7 +14,7 @@ import * as E from "fp-ts/lib/Either.js";
 import type * as RTE from "fp-ts/lib/ReaderTaskEither.js";
 import { hashString, type PipelineError } from "../base/mod.ts";
 import type { Env } from "./effects.ts";
-import { predictStages, predictStandard } from "./predict.ts";
+import { predictRun, predictStandardRun } from "./predict.ts";
 import { runNode } from "./run_nodes.ts";
 import { decodeProgress, initialProgress, type RunState, type StageRecord } from "./run_state.ts";
 import { finiteSnapshot, modelOf, run, type RunFacts, sequence } from "./run_steps.ts";
@@ -31,7 +31,8 @@ export interface RunResult {
   /** Validation loss after merging every adapter (should equal `finalValLoss`). */
   readonly mergedValLoss: number;
   readonly finalCheckpoint: string;
-  readonly standardPredictedPeakBytes: number;
+  /** Standard pre-training of the final model with the same batches, on the same backend. */
+  readonly standardPredicted: { readonly stateBytes: number; readonly peakBytes: number };
   readonly globalSteps: number;
   readonly tokens: number;
   readonly resumedFrom: number | undefined;
@@ -90,7 +91,7 @@ export function runPipeline(
       graph: g,
       graphId: graphId(g),
       seeds: runSeeds(g.training.seed),
-      predicted: predictStages(g),
+      predicted: predictRun(g, env.engine.fusedOps),
       validation: env.data.validation(g.training.evalBatches),
       sessionStart: env.clock.now(),
       sessionStep0: state.progress.globalStep,
@@ -168,7 +169,7 @@ async function finish(
     finalValLoss: finalLoss,
     mergedValLoss: mergedLoss,
     finalCheckpoint: path,
-    standardPredictedPeakBytes: predictStandard(facts.graph),
+    standardPredicted: predictStandardRun(facts.graph, env.engine.fusedOps),
     globalSteps: p.globalStep,
     tokens: p.tokens,
     resumedFrom,

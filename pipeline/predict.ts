@@ -1,21 +1,30 @@
 /**
- * What the planner predicts for a stage graph in the engine's own regime:
- * fp32 Adam (4 + 4 + 8 B per trained parameter, 4 B per frozen one), with
- * embeddings, final norm and LM head counted, activations left out — the
- * model state the engine allocates, so measurement and prediction compare
- * one for one.
+ * What is predicted for a stage graph in the engine's own regime: the model
+ * state per stage (fp32 Adam: 4 + 4 + 8 B per trained parameter, 4 B per
+ * frozen one, embeddings, final norm and LM head counted), and the whole
+ * peak of a training step — model state, activations and the engine's
+ * workspace — replayed buffer by buffer (`solvers/engine_memory.ts`).
  *
  * @module
  */
 import {
   activationBytesPerLayerToken,
   activationConstantBytes,
+  engineStepMemory,
+  FUSIBLE_OPS,
+  type FusibleOp,
   type MemoryAssumptions,
   type MemoryProblem,
   stageMemories,
   type StageMemory,
 } from "../solvers/mod.ts";
-import { DEFAULT_PLACEMENT, formatBytes, formatCount, type LlamaShape } from "../base/mod.ts";
+import {
+  DEFAULT_PLACEMENT,
+  firstStageRoles,
+  formatBytes,
+  formatCount,
+  type LlamaShape,
+} from "../base/mod.ts";
 import { graphFlops } from "./graph_flops.ts";
 import type { ValidGraph } from "./validate_graph.ts";
 
@@ -80,15 +89,74 @@ export function predictStandard(g: ValidGraph): number {
   return standardModelState(g.shape);
 }
 
+/** What one stage of a run is predicted to hold. */
+export interface StagePrediction {
+  readonly stage: number;
+  /** Model state per the plan (engine regime). */
+  readonly stateBytes: number;
+  /** The whole peak of a training step: model state, activations, workspace. */
+  readonly peakBytes: number;
+  /** Where in the step the peak falls, e.g. `backward head cross-entropy`. */
+  readonly peakAt: string;
+}
+
+/** Every op fused: what the default backend (`auto`) runs. */
+export const ALL_FUSED: readonly FusibleOp[] = FUSIBLE_OPS;
+
+/** Predicted model state and peak of every stage, on a backend that fuses `fused`. */
+export function predictRun(g: ValidGraph, fused: readonly FusibleOp[]): StagePrediction[] {
+  const T = g.training;
+  const states = predictStages(g);
+  return g.stages.map((s, i) => {
+    const step = engineStepMemory({
+      shape: g.shape,
+      roles: s.roles,
+      rank: s.pet?.rank ?? 0,
+      microBatch: T.microBatch,
+      seqLen: T.seqLen,
+      accumulation: g.accumulation,
+      fused,
+      recompute: "none",
+    });
+    return {
+      stage: s.index,
+      stateBytes: states[i]?.bytes ?? 0,
+      peakBytes: step.peakBytes,
+      peakAt: step.peakAt,
+    };
+  });
+}
+
+/** The same prediction for standard pre-training of the final model with the same batches. */
+export function predictStandardRun(
+  g: ValidGraph,
+  fused: readonly FusibleOp[],
+): Omit<StagePrediction, "stage"> {
+  const T = g.training;
+  const step = engineStepMemory({
+    shape: g.shape,
+    roles: firstStageRoles(g.shape.layers),
+    rank: 0,
+    microBatch: T.microBatch,
+    seqLen: T.seqLen,
+    accumulation: g.accumulation,
+    fused,
+    recompute: "none",
+  });
+  return { stateBytes: predictStandard(g), peakBytes: step.peakBytes, peakAt: step.peakAt };
+}
+
 /** The graph and each node's predicted memory, as `--dry-run` prints it. */
 export function describeGraph(g: ValidGraph): string {
   const predicted = predictStages(g);
+  const peaks = predictRun(g, ALL_FUSED);
   const byNode = new Map(g.stages.map((s) => [s.trainNodeId, s]));
   const lines = [
     `Stage graph "${g.pipeline.name ?? "pipeline"}": target ${g.shape.layers} layers, split [${
       g.stages.map((s) => s.added).join(", ")
     }]`,
-    "Predicted model state per stage (fp32 Adam, embeddings counted, activations not):",
+    "Predicted per stage: model state (fp32 Adam, embeddings counted) and the whole peak of a " +
+    "step (state, activations, workspace; with auto's fused kernels):",
   ];
   for (const n of g.pipeline.nodes) {
     const stage = byNode.get(n.id);
@@ -107,11 +175,15 @@ export function describeGraph(g: ValidGraph): string {
           formatCount(m.params.trainable)
         }, frozen ${formatCount(m.params.frozen)}, adapters ${formatCount(m.params.adapters)} → ${
           formatBytes(m.bytes)
-        }`;
+        }, peak ${formatBytes(peaks[stage.index - 1]?.peakBytes ?? 0)}`;
     })();
     lines.push(`  ${n.id.padEnd(16)} ${n.op.padEnd(10)} ${detail.padEnd(28)} ${mem}`);
   }
-  lines.push(`Standard pre-training of the final model: ${formatBytes(predictStandard(g))}`);
+  lines.push(
+    `Standard pre-training of the final model: ${formatBytes(predictStandard(g))}, peak ${
+      formatBytes(predictStandardRun(g, ALL_FUSED).peakBytes)
+    }`,
+  );
   const flops = graphFlops({
     shape: g.shape,
     stages: g.stages,

@@ -20,7 +20,7 @@ import {
   type Transition,
   transition,
 } from "./run_steps.ts";
-import type { EngineState } from "./effects.ts";
+import { enginePeakBytes, type EngineState } from "./effects.ts";
 import type { StageRecord } from "./run_state.ts";
 import type { CheckpointNode, EvalNode, StageNode } from "./stage_graph.ts";
 import { trainStage } from "./train_stage.ts";
@@ -92,6 +92,8 @@ function initIfFresh(facts: RunFacts, stage: GraphStage): Transition {
 
 function announceStage(stage: GraphStage): Transition {
   return transition((s, env) => {
+    // The process's peak is the stage's from here (on resume: from the resumed step).
+    env.memory.resetPeak();
     if (s.progress.stepInNode === 0) {
       const st = env.engine.stats(modelOf(s, stage.trainNodeId));
       env.log.line(
@@ -110,7 +112,9 @@ function finishStage(facts: RunFacts, stage: GraphStage): Transition {
     const { state, loss } = ev.right;
     const model = modelOf(state, node);
     const st = env.engine.stats(model);
-    const peak = state.progress.stagePeak ?? env.engine.memory(model);
+    const accounted = state.progress.stagePeak?.accounted ?? env.engine.memory(model);
+    const measured = state.progress.stagePeak?.measured ?? { bufferBytes: 0, tensorCountBytes: 0 };
+    const predicted = facts.predicted[stage.index - 1];
     const record: StageRecord = {
       stage: stage.index,
       node,
@@ -121,9 +125,17 @@ function finishStage(facts: RunFacts, stage: GraphStage): Transition {
       steps: stage.steps,
       valLoss: loss,
       merges: state.progress.merges,
-      measuredPeakBytes: peak.total,
-      measuredPeak: peak,
-      predictedPeakBytes: facts.predicted[stage.index - 1]?.bytes ?? 0,
+      accountedStateBytes: accounted.total,
+      accountedState: accounted,
+      measuredPeakBytes: enginePeakBytes(measured),
+      bufferPeakBytes: measured.bufferBytes,
+      tensorCountPeakBytes: measured.tensorCountBytes,
+      heapBytes: measured.heapBytes ?? null,
+      gpuPeakBytes: measured.gpuBytes ?? null,
+      processPeakBytes: env.memory.peakBytes() ?? null,
+      predictedStateBytes: predicted?.stateBytes ?? 0,
+      predictedPeakBytes: predicted?.peakBytes ?? 0,
+      predictedPeakAt: predicted?.peakAt ?? "",
     };
     const recorded = recordMetric(state, env, { type: "stage", ...record });
     const p = recorded.progress;

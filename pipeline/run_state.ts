@@ -16,9 +16,18 @@ import {
   Count,
   reportErrors,
 } from "../base/mod.ts";
-import { type EngineState, MemoryByRoleCodec } from "./effects.ts";
+import { type EngineState, MeasuredPeakCodec, MemoryByRoleCodec } from "./effects.ts";
 
-/** What one finished stage measured. */
+const Bytes = t.union([t.number, t.null]);
+
+/**
+ * What one finished stage measured, beside what the plan predicted:
+ * `accountedStateBytes` (model state summed role by role from the live tensors where it peaks),
+ * `measuredPeakBytes` (what the engine really held at its peak: GPU bytes on webgpu, distinct
+ * tensor buffers elsewhere), `processPeakBytes` (the OS's peak resident size, null where it
+ * does not tell), `predictedStateBytes` (the plan's model state) and `predictedPeakBytes` (the
+ * whole prediction: model state, activations and the engine's workspace).
+ */
 export const StageRecordCodec = t.readonly(t.type({
   stage: Count,
   node: t.string,
@@ -29,9 +38,17 @@ export const StageRecordCodec = t.readonly(t.type({
   steps: Count,
   valLoss: t.number,
   merges: Count,
+  accountedStateBytes: t.number,
+  accountedState: MemoryByRoleCodec,
   measuredPeakBytes: t.number,
-  measuredPeak: MemoryByRoleCodec,
+  bufferPeakBytes: t.number,
+  tensorCountPeakBytes: t.number,
+  heapBytes: Bytes,
+  gpuPeakBytes: Bytes,
+  processPeakBytes: Bytes,
+  predictedStateBytes: t.number,
   predictedPeakBytes: t.number,
+  predictedPeakAt: t.string,
 }));
 /** What one finished stage measured. */
 export type StageRecord = t.TypeOf<typeof StageRecordCodec>;
@@ -50,8 +67,11 @@ export const RunProgressCodec = t.readonly(t.type({
   /** Metrics records written so far (a resumed run truncates the log to this). */
   metrics: Count,
   stages: t.readonlyArray(StageRecordCodec),
-  /** Largest model state measured so far in the running stage. */
-  stagePeak: t.union([MemoryByRoleCodec, t.null]),
+  /** The running stage's largest accounted model state and measured peaks so far. */
+  stagePeak: t.union([
+    t.readonly(t.type({ accounted: MemoryByRoleCodec, measured: MeasuredPeakCodec })),
+    t.null,
+  ]),
   /** ReLoRA merges in the running stage. */
   merges: Count,
   /** Consecutive steps skipped for a non-finite loss or gradient. */

@@ -11,9 +11,9 @@ import * as E from "fp-ts/lib/Either.js";
 import type * as RTE from "fp-ts/lib/ReaderTaskEither.js";
 import type * as TE from "fp-ts/lib/TaskEither.js";
 import { type PipelineError, trainingDiverged } from "../base/mod.ts";
-import type { StageMemory } from "../solvers/mod.ts";
 import type { EngineSnapshot, EngineState, Env, MicroBatch } from "./effects.ts";
 import { keptCheckpoint, type RunState } from "./run_state.ts";
+import type { StagePrediction } from "./predict.ts";
 import type { RunSeeds } from "./seeds.ts";
 import type { ValidGraph } from "./validate_graph.ts";
 
@@ -22,8 +22,8 @@ export interface RunFacts {
   readonly graph: ValidGraph;
   readonly graphId: string;
   readonly seeds: RunSeeds;
-  /** Predicted model state per stage (engine regime). */
-  readonly predicted: readonly StageMemory[];
+  /** Predicted model state and peak per stage, on the engine's backend. */
+  readonly predicted: readonly StagePrediction[];
   /** The fixed validation micro-batches (`training.evalBatches` of them). */
   readonly validation: readonly MicroBatch[];
   /** Clock reading and global step when this process started (for the ETA). */

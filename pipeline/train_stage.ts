@@ -16,7 +16,7 @@ import {
   type PipelineError,
   trainingDiverged,
 } from "../base/mod.ts";
-import type { Env, MemoryByRole, StepHyper, StepOutcome } from "./effects.ts";
+import { enginePeakBytes, type Env, type StepHyper, type StepOutcome } from "./effects.ts";
 import {
   evaluateModel,
   modelOf,
@@ -116,8 +116,27 @@ function restartIfDue(facts: RunFacts, stage: GraphStage, k: number): Transition
   });
 }
 
-function maxMemory(a: MemoryByRole | null, b: MemoryByRole): MemoryByRole {
-  return a === null || b.total > a.total ? b : a;
+type StagePeak = NonNullable<RunState["progress"]["stagePeak"]>;
+
+function most(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.max(a, b);
+}
+
+/** The stage's peaks so far, widened by one step's. */
+function widerPeak(so: StagePeak | null, o: StepOutcome): StagePeak {
+  const m = o.measured;
+  const p = so?.measured;
+  const heap = most(p?.heapBytes, m.heapBytes);
+  const gpu = most(p?.gpuBytes, m.gpuBytes);
+  return {
+    accounted: so === null || o.peak.total > so.accounted.total ? o.peak : so.accounted,
+    measured: {
+      bufferBytes: Math.max(p?.bufferBytes ?? 0, m.bufferBytes),
+      tensorCountBytes: Math.max(p?.tensorCountBytes ?? 0, m.tensorCountBytes),
+      ...(heap === undefined ? {} : { heapBytes: heap }),
+      ...(gpu === undefined ? {} : { gpuBytes: gpu }),
+    },
+  };
 }
 
 interface Stepped {
@@ -166,7 +185,7 @@ async function optimizerStep(
     globalStep: p.globalStep + 1,
     tokens: p.tokens + T.batchTokens,
     data: drawn.next,
-    stagePeak: maxMemory(p.stagePeak, o.peak),
+    stagePeak: widerPeak(p.stagePeak, o),
     skippedInARow: o.skipped ? p.skippedInARow + 1 : 0,
   };
   const state = recordMetric({ ...s, model: o.state, progress }, env, {
@@ -228,13 +247,17 @@ function progressLine(
   const tps = at.window.tokens / Math.max(1e-9, (now - at.window.start) / 1000);
   const perStep = (now - facts.sessionStart) / Math.max(1, p.globalStep - facts.sessionStep0);
   const eta = perStep * (facts.graph.totalSteps - p.globalStep);
-  const pred = facts.predicted[stage.index - 1]?.bytes ?? 0;
+  const pred = facts.predicted[stage.index - 1];
+  const measured = p.stagePeak === null ? 0 : enginePeakBytes(p.stagePeak.measured);
+  const process = env.memory.peakBytes();
   env.log.line(
     `[stage ${stage.index} ${stage.trainNodeId} ${at.k + 1}/${stage.steps}] loss ${
       at.outcome.loss.toFixed(4)
-    }  lr ${at.lr.toExponential(2)}  ${Math.round(tps)} tok/s  ETA ${
-      formatDuration(eta)
-    }  model state ${formatBytes(at.outcome.peak.total)} (predicted ${formatBytes(pred)})`,
+    }  lr ${at.lr.toExponential(2)}  ${Math.round(tps)} tok/s  ETA ${formatDuration(eta)}  peak ${
+      formatBytes(measured)
+    } (predicted ${formatBytes(pred?.peakBytes ?? 0)})  state ${
+      formatBytes(at.outcome.peak.total)
+    }${process === undefined ? "" : `  process ${formatBytes(process)}`}`,
   );
   return { start: now, tokens: 0 };
 }

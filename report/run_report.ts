@@ -14,6 +14,10 @@ export function runReportJson(
   r: RunResult,
   extra: Readonly<Record<string, unknown>>,
 ): Record<string, unknown> {
+  const most = (pick: (s: RunResult["stages"][number]) => number | null): number | null => {
+    const xs = r.stages.map(pick).filter((x): x is number => x !== null);
+    return xs.length === 0 ? null : Math.max(...xs);
+  };
   return {
     name: g.pipeline.name ?? "pipeline",
     ...extra,
@@ -23,18 +27,27 @@ export function runReportJson(
       valPerplexity: Math.exp(s.valLoss),
       measuredOverPredicted: s.measuredPeakBytes / s.predictedPeakBytes,
     })),
-    peakMeasuredBytes: Math.max(...r.stages.map((s) => s.measuredPeakBytes)),
-    peakPredictedBytes: Math.max(...r.stages.map((s) => s.predictedPeakBytes)),
-    standardPredictedPeakBytes: r.standardPredictedPeakBytes,
+    peakMeasuredBytes: most((s) => s.measuredPeakBytes),
+    peakPredictedBytes: most((s) => s.predictedPeakBytes),
+    peakAccountedStateBytes: most((s) => s.accountedStateBytes),
+    peakProcessBytes: most((s) => s.processPeakBytes),
+    standardPredictedStateBytes: r.standardPredicted.stateBytes,
+    standardPredictedPeakBytes: r.standardPredicted.peakBytes,
     finalValLoss: r.finalValLoss,
     mergedValLoss: r.mergedValLoss,
     finalCheckpoint: r.finalCheckpoint,
     globalSteps: r.globalSteps,
     tokens: r.tokens,
     resumedFrom: r.resumedFrom ?? null,
-    regime:
-      "fp32 Adam model state (4 B weight + 4 B gradient + 8 B m, v per trained parameter; 4 B per frozen one), embeddings counted, activations not",
+    regime: "model state: fp32 Adam (4 B weight + 4 B gradient + 8 B m, v per trained " +
+      "parameter; 4 B per frozen one), embeddings counted; peak: what the engine held at once " +
+      "(distinct tensor buffers; GPU buffers on webgpu): model state, activations, workspace",
   };
+}
+
+function percent(measured: number, predicted: number): string {
+  const e = (predicted / measured - 1) * 100;
+  return `${e >= 0 ? "+" : ""}${e.toFixed(1)}%`;
 }
 
 /** The end-of-run summary table. */
@@ -47,9 +60,11 @@ export function runSummary(r: RunResult): string {
       "frozen",
       "adapter",
       "val loss",
-      "measured peak",
+      "state",
+      "peak",
       "predicted",
-      "ratio",
+      "error",
+      "process",
     ],
     ...r.stages.map((s) => [
       String(s.stage),
@@ -58,9 +73,11 @@ export function runSummary(r: RunResult): string {
       formatCount(s.frozenParams),
       formatCount(s.adapterParams),
       s.valLoss.toFixed(4),
-      `${formatBytes(s.measuredPeakBytes)}`,
-      `${formatBytes(s.predictedPeakBytes)}`,
-      (s.measuredPeakBytes / s.predictedPeakBytes).toFixed(4),
+      formatBytes(s.accountedStateBytes),
+      formatBytes(s.measuredPeakBytes),
+      formatBytes(s.predictedPeakBytes),
+      percent(s.measuredPeakBytes, s.predictedPeakBytes),
+      s.processPeakBytes === null ? "-" : formatBytes(s.processPeakBytes),
     ]),
   ];
   const widths = rows[0]?.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? "").length))) ??
@@ -70,14 +87,18 @@ export function runSummary(r: RunResult): string {
       .join("  ")
   );
   const peak = Math.max(...r.stages.map((s) => s.measuredPeakBytes));
+  const standard = r.standardPredicted.peakBytes;
   return [
-    "Summary (model state = weights + gradients + Adam moments, fp32):",
+    "Summary (state: weights + gradients + Adam moments, fp32, counted role by role; peak: what " +
+    "the engine held at once, measured, against its prediction; process: the OS's peak " +
+    "resident size):",
     ...table,
     r.stages.length === 1
       ? `Peak ${formatBytes(peak)} measured (standard pre-training)`
-      : `STEP peak ${formatBytes(peak)} measured; standard pre-training of the final model: ${
-        formatBytes(r.standardPredictedPeakBytes)
-      } predicted (${((1 - peak / r.standardPredictedPeakBytes) * 100).toFixed(1)}% less)`,
+      : `STEP peak ${formatBytes(peak)} measured; standard pre-training of the final model with ` +
+        `the same batches: ${formatBytes(standard)} predicted (STEP ${
+          Math.abs((1 - peak / standard) * 100).toFixed(1)
+        }% ${peak <= standard ? "less" : "more"})`,
     `Final val loss ${r.finalValLoss.toFixed(4)}; after merging the adapters ${
       r.mergedValLoss.toFixed(4)
     }`,
@@ -117,23 +138,30 @@ export function lossChartSvg(
   });
 }
 
-/** Measured against predicted model state per stage, beside standard pre-training. */
+/**
+ * Per stage: the measured peak, split into model state (role by role) and the rest (activations
+ * and workspace), beside the predicted peak; standard pre-training's predicted peak last.
+ */
 export function memoryChartSvg(title: string, r: RunResult): string {
   const fmt = (v: number): string => formatBytes(v);
   return stackedBarChart({
     title,
-    yLabel: "model state (fp32)",
+    yLabel: "bytes at the step's peak",
     format: fmt,
     bars: [
       ...r.stages.flatMap((s) => [
         {
           label: `s${s.stage} measured`,
           segments: [
-            { name: "trained weights", value: s.measuredPeak.trainableWeights },
-            { name: "adapters", value: s.measuredPeak.adapters },
-            { name: "gradients", value: s.measuredPeak.gradients },
-            { name: "Adam m, v", value: s.measuredPeak.optimizer },
-            { name: "frozen weights", value: s.measuredPeak.frozen },
+            { name: "trained weights", value: s.accountedState.trainableWeights },
+            { name: "adapters", value: s.accountedState.adapters },
+            { name: "gradients", value: s.accountedState.gradients },
+            { name: "Adam m, v", value: s.accountedState.optimizer },
+            { name: "frozen weights", value: s.accountedState.frozen },
+            {
+              name: "activations, workspace",
+              value: Math.max(0, s.measuredPeakBytes - s.accountedStateBytes),
+            },
           ],
         },
         {
@@ -144,7 +172,7 @@ export function memoryChartSvg(title: string, r: RunResult): string {
       ]),
       {
         label: "standard",
-        segments: [{ name: "standard", value: r.standardPredictedPeakBytes }],
+        segments: [{ name: "standard", value: r.standardPredicted.peakBytes }],
         reference: true,
       },
     ],

@@ -174,11 +174,11 @@ function projectForward(r: Replay, l: Layer, p: Projection, out: string): void {
     t.alloc(out, d.n * dims.out, at);
     return;
   }
-  // y = x·W, x·A (kept by the second matmul), (x·A)·B, its scaled copy, and their sum.
-  t.alloc(`${out}.y`, d.n * dims.out, at);
+  // x·A (kept by the second matmul) and the sum; x·W, (x·A)·B and its scaled copy die with the
+  // branch's own scope (`kernels/ops/linear.ts`).
   t.alloc(`L${l.index}.${p}.xA`, d.n * r.spec.rank, at);
-  t.alloc(`${out}.low`, 2 * d.n * dims.out, at);
   t.alloc(out, d.n * dims.out, at);
+  t.spike(3 * d.n * dims.out, at);
 }
 
 // A composite op is a `customGrad` whose forward runs in its own scope: its temporaries live

@@ -275,6 +275,7 @@ Deno.test({
           gradNorm: NaN,
           skipped: true,
           peak: env.engine.memory(args[0]),
+          measured: { bufferBytes: 0, tensorCountBytes: 0 },
         });
       },
     };

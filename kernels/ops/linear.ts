@@ -31,9 +31,12 @@ export interface LoraBranch {
  * ```
  */
 export function linear(x: tf.Tensor2D, w: tf.Tensor2D, lora?: LoraBranch): tf.Tensor2D {
-  const y: tf.Tensor2D = tf.matMul(x, w);
-  if (lora === undefined) return y;
-  const low = tf.matMul(tf.matMul(x, lora.a), lora.b);
-  // Only x and x·A stay for the backward pass (the matmuls keep them), not y or the branch.
-  return addKeepingNothing<tf.Tensor2D>(y, scaleKeepingNothing(low as tf.Tensor2D, lora.scale));
+  if (lora === undefined) return tf.matMul(x, w);
+  // x·W, (x·A)·B and its scaled copy die here rather than at the layer's end: the tape keeps
+  // only x and x·A (the matmuls' saved inputs) for the backward pass.
+  return tf.tidy(() => {
+    const y: tf.Tensor2D = tf.matMul(x, w);
+    const low: tf.Tensor2D = tf.matMul(tf.matMul(x, lora.a), lora.b);
+    return addKeepingNothing(y, scaleKeepingNothing(low, lora.scale));
+  });
 }
