@@ -16,6 +16,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { releaseDisposedGpuBuffers } from "./webgpu/release.ts";
 
 /** A node of tfjs's gradient tape, as the engine records it. */
 interface TapeNode {
@@ -112,8 +113,13 @@ export function gradientsReleasing(
           );
         }
         const current = grad.get(x.id);
-        grad.set(x.id, current === undefined ? dx : tf.add(current, dx));
-        current?.dispose();
+        if (current === undefined) {
+          grad.set(x.id, dx);
+          continue;
+        }
+        grad.set(x.id, tf.add(current, dx));
+        // Both summands are spent (tfjs keeps the contribution until the pass ends).
+        for (const t of [current, dx]) if (![...grad.values()].includes(t)) t.dispose();
       }
       for (const o of node.outputs) {
         const dy = grad.get(o.id);
@@ -123,6 +129,7 @@ export function gradientsReleasing(
         if (![...grad.values()].includes(dy)) dy.dispose();
       }
       for (const t of node.saved) t.dispose();
+      releaseDisposedGpuBuffers();
     }
     const grads = xs.map((x) => grad.get(x.id) ?? null);
     if (engine.state.gradientDepth === 0) {

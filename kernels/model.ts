@@ -29,6 +29,7 @@ import { addKeepingNothing, reshapeKeepingNothing } from "./ops/shape_ops.ts";
 import { rope, type RopeTables, ropeTables } from "./ops/rope.ts";
 import { swiglu } from "./ops/swiglu.ts";
 import { depthOf, param, type Params } from "./params.ts";
+import { releaseDisposedGpuBuffers } from "./webgpu/release.ts";
 
 /** What a forward pass needs: the shape, the weights, and the LoRA scale α/r. */
 export interface Model {
@@ -48,6 +49,12 @@ export interface TokenBatch {
 /** Inputs and next-token targets, row-major [batch, seq]; a negative target is ignored. */
 export interface Batch extends TokenBatch {
   readonly targets: Int32Array;
+}
+
+/** The batch's shape and ids are what the model can take (an `Error` says what is wrong). */
+export function checkBatch(shape: LlamaShape, b: Batch): void {
+  checkTokens(shape, b);
+  checkTargets(shape, b);
 }
 
 /** Number of targets that count towards the loss (those ≥ 0). */
@@ -91,11 +98,33 @@ function proj(model: Model, x: tf.Tensor2D, layer: number, p: Projection): tf.Te
   return linear(x, w, branch);
 }
 
-function decoderLayer(
+/** What every layer of one forward pass shares: the batch's geometry and the RoPE tables. */
+export interface LayerContext {
+  readonly batch: number;
+  readonly seq: number;
+  readonly tables: RopeTables;
+}
+
+/** The context of a batch of `seq` positions; the caller disposes its tables. */
+export function layerContext(shape: LlamaShape, batch: number, seq: number): LayerContext {
+  return {
+    batch,
+    seq,
+    tables: ropeTables(seq, { headDim: shape.hidden / shape.heads, theta: shape.ropeTheta }),
+  };
+}
+
+/** Token embeddings [batch·seq, hidden] of `tokens` (int32, [batch·seq]). */
+export function embedTokens(model: Model, tokens: tf.Tensor1D): tf.Tensor2D {
+  return tf.tidy(() => embedding(param(model.params, EMBED) as tf.Tensor2D, tokens));
+}
+
+/** Decoder layer `layer` on hidden states h [batch·seq, hidden]. */
+export function decoderLayer(
   model: Model,
   h: tf.Tensor2D,
   layer: number,
-  ctx: { batch: number; seq: number; tables: RopeTables },
+  ctx: LayerContext,
 ): tf.Tensor2D {
   const s = model.shape;
   const headDim = s.hidden / s.heads;
@@ -133,28 +162,34 @@ function decoderLayer(
 function hiddenStates(model: Model, input: TokenBatch): tf.Tensor2D {
   const s = model.shape;
   const depth = depthOf(model.params);
-  const tables = ropeTables(input.seq, { headDim: s.hidden / s.heads, theta: s.ropeTheta });
-  const ctx = { batch: input.batch, seq: input.seq, tables };
-  let h = tf.tidy(() =>
-    embedding(
-      param(model.params, EMBED) as tf.Tensor2D,
-      tf.tensor1d(input.tokens, "int32"),
-    )
-  );
+  const ctx = layerContext(s, input.batch, input.seq);
+  const tables = ctx.tables;
+  let h = tf.tidy(() => embedTokens(model, tf.tensor1d(input.tokens, "int32")));
   for (let i = 0; i < depth; i++) {
     const prev = h;
     // Tensors the backward pass needs are kept by the tape; the rest (scores,
     // pre-rotation q/k, ...) die here instead of at the end of the step.
     h = tf.tidy(() => decoderLayer(model, prev, i, ctx));
     prev.dispose();
+    releaseDisposedGpuBuffers();
   }
-  const out = tf.tidy(() =>
-    rmsNorm(h, param(model.params, FINAL_NORM) as tf.Tensor1D, { eps: s.rmsNormEps })
-  );
+  const out = finalNorm(model, h);
   h.dispose();
   tables.cos.dispose();
   tables.sin.dispose();
   return out;
+}
+
+/** The final RMSNorm of the last layer's output. */
+export function finalNorm(model: Model, h: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() =>
+    rmsNorm(h, param(model.params, FINAL_NORM) as tf.Tensor1D, { eps: model.shape.rmsNormEps })
+  );
+}
+
+/** Σ of token cross-entropies of the normed final states `hf` against `targets` (int32). */
+export function headLoss(model: Model, hf: tf.Tensor2D, targets: tf.Tensor1D): tf.Scalar {
+  return tf.tidy(() => crossEntropySum(lmHead(model, hf), targets));
 }
 
 function lmHead(model: Model, h: tf.Tensor2D): tf.Tensor2D {
@@ -202,9 +237,7 @@ export function lossSum(model: Model, batch: Batch): tf.Scalar {
   checkTokens(model.shape, batch);
   checkTargets(model.shape, batch);
   const h = hiddenStates(model, batch);
-  const loss = tf.tidy(() =>
-    crossEntropySum(lmHead(model, h), tf.tensor1d(batch.targets, "int32"))
-  );
+  const loss = tf.tidy(() => headLoss(model, h, tf.tensor1d(batch.targets, "int32")));
   h.dispose();
   return loss;
 }

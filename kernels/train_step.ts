@@ -9,6 +9,7 @@ import { type MemoryByRole, memoryByRole } from "./memory.ts";
 import { type Batch, lossSum, type Model, validTargets } from "./model.ts";
 import { registerGradients } from "./_gradients.ts";
 import { gradientsReleasing } from "./_backprop.ts";
+import { releaseDisposedGpuBuffers } from "./webgpu/release.ts";
 import type { TrainState } from "./train_state.ts";
 
 /** Hyperparameters of one step. */
@@ -120,6 +121,7 @@ export async function trainStep(
     m.set(name, r.m);
     v.set(name, r.v);
     for (const t of Object.values(old)) t.dispose();
+    releaseDisposedGpuBuffers();
   });
   return {
     state: { ...state, params, adam: { step, m, v } },

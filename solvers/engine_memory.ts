@@ -24,7 +24,10 @@ import {
   type StageRoles,
 } from "../base/mod.ts";
 
-/** Ops that may run as one fused kernel or as composite tfjs ops. */
+/**
+ * Ops that may run as one fused kernel or as composite tfjs ops, and `adamwInPlace`: the fused
+ * AdamW writes into its inputs' buffers (wasm) instead of new ones (webgpu).
+ */
 export const FUSIBLE_OPS = [
   "rmsNorm",
   "rope",
@@ -32,6 +35,7 @@ export const FUSIBLE_OPS = [
   "swiglu",
   "crossEntropy",
   "adamw",
+  "adamwInPlace",
 ] as const;
 /** One of {@link FUSIBLE_OPS}. */
 export type FusibleOp = typeof FUSIBLE_OPS[number];
@@ -461,10 +465,12 @@ export function engineStepMemory(spec: EngineStepSpec): EngineStepMemory {
   t.alloc("weights", p.all, "start");
   t.alloc("moments", 2 * p.trained, "start");
   for (let k = 0; k < spec.accumulation; k++) microBatch(r);
-  // The update: fused AdamW writes in place; composite AdamW, one parameter at a time, holds at
-  // most the clipped gradient, the new m, three temporaries and the new v of that parameter's
-  // size (`kernels/adamw.ts`): the largest parameter decides.
-  if (!r.fused.has("adamw")) t.spike(6 * p.largest, "optimizer");
+  // The update, one parameter at a time, the largest deciding: a fused AdamW in place needs
+  // nothing more; one that writes new buffers holds param', m', v' beside the old ones; the
+  // composite holds the clipped gradient, the new m, three temporaries and the new v
+  // (`kernels/adamw.ts`).
+  const update = r.fused.has("adamw") ? (r.fused.has("adamwInPlace") ? 0 : 3) : 6;
+  t.spike(update * p.largest, "optimizer");
   return {
     peakBytes: t.peak,
     modelStateBytes: 4 * (p.all + 3 * p.trained),

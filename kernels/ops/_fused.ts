@@ -120,9 +120,17 @@ const OP_KERNELS: Readonly<Record<FusibleOp, readonly string[]>> = {
   swiglu: [FUSED_SWIGLU.forward, FUSED_SWIGLU.gradient],
   crossEntropy: [FUSED_CROSS_ENTROPY.forward, FUSED_CROSS_ENTROPY.gradient],
   adamw: [FUSED_ADAMW],
+  adamwInPlace: [FUSED_ADAMW],
 };
+
+// The wasm AdamW kernel honours `inPlace` (it updates the parameter's own buffers); webgpu's writes
+// new buffers, which the contract allows.
+const IN_PLACE_ADAMW_BACKENDS: ReadonlySet<string> = new Set(["wasm"]);
 
 /** The ops that run as fused kernels on the active backend (the memory prediction needs them). */
 export function fusedOps(): FusibleOp[] {
-  return FUSIBLE_OPS.filter((op) => OP_KERNELS[op].every(hasFusedKernel));
+  return FUSIBLE_OPS.filter((op) =>
+    OP_KERNELS[op].every(hasFusedKernel) &&
+    (op !== "adamwInPlace" || IN_PLACE_ADAMW_BACKENDS.has(tf.getBackend()))
+  );
 }

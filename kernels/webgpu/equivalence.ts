@@ -4,34 +4,56 @@
  * program (bench/gpu_main.ts, a compiled binary without `deno test`) prints
  * them. Cases are seeded random shapes with the awkward sizes (sequence not
  * a multiple of the workgroup, odd widths, small head dims, grouped-query
- * heads, ignored cross-entropy targets).
+ * heads, ignored cross-entropy targets, odd half head dims for RoPE, 1-D
+ * parameters AdamW does not decay).
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { type AdamWStepOptions, adamwUpdate } from "../adamw.ts";
+import { FUSED_ADAMW } from "../ops/_fused.ts";
 import { causalAttention, causalAttentionComposite } from "../ops/attention.ts";
 import { crossEntropySum, crossEntropySumComposite } from "../ops/cross_entropy.ts";
 import { rmsNorm, rmsNormComposite } from "../ops/rms_norm.ts";
+import { rope, ropeComposite } from "../ops/rope.ts";
+import { swiglu, swigluComposite } from "../ops/swiglu.ts";
 
 /** Which implementation of an op to run. */
 export type OpPath = "fused" | "composite";
 
+/** The ops the cases cover. */
+export type KernelKind = "rmsNorm" | "crossEntropy" | "attention" | "rope" | "swiglu" | "adamw";
+
+/** The options of an AdamW case: one {@link adamwUpdate} call, never in place. */
+export type AdamWCaseOptions = Omit<AdamWStepOptions, "consumeInputs">;
+
 /** One op on fixed inputs. */
 export interface KernelCase {
   readonly label: string;
-  readonly kind: "rmsNorm" | "crossEntropy" | "attention";
+  readonly kind: KernelKind;
   /** Input shapes, in the op's argument order. */
   readonly shapes: readonly (readonly number[])[];
   /** Input values (float32, or int32 for targets), in the same order. */
   readonly values: readonly (Float32Array | Int32Array)[];
-  /** Inputs the gradient is taken with respect to. */
+  /**
+   * Inputs the gradient is taken with respect to; none for an op without a
+   * gradient (AdamW), whose leak check then covers a second forward call.
+   */
   readonly differentiate: readonly number[];
   readonly eps: number;
+  /** AdamW's hyperparameters and step (AdamW cases only). */
+  readonly adamw?: AdamWCaseOptions;
 }
 
 /** An op's outputs on the active backend. */
 export interface CaseOutputs {
+  /** The op's (first) output. */
   readonly forward: Float32Array;
+  /**
+   * Its further outputs (AdamW's m′ and v′), each compared like `forward`
+   * on its own scale; empty for single-output ops.
+   */
+  readonly more: readonly Float32Array[];
   /** Gradients of Σ c·y (c fixed per case) for each differentiated input. */
   readonly grads: readonly Float32Array[];
   /**
@@ -44,7 +66,7 @@ export interface CaseOutputs {
 /** How close two runs of a case came. */
 export interface CaseComparison {
   readonly label: string;
-  /** max|a − e| / max|e| of the forward values. */
+  /** max|a − e| / max|e| of the forward values (the worst output of several). */
   readonly forward: number;
   /** The same, the worst over the gradients. */
   readonly gradient: number;
@@ -92,9 +114,12 @@ export interface KernelCaseOptions {
 }
 
 /**
- * Seeded cases for RMSNorm, cross-entropy and attention. Attention always
- * includes one sequence longer than 64 (two workgroups of query rows, several
- * shared tiles) when `maxSeq` allows it.
+ * Seeded cases for RMSNorm, cross-entropy, attention, RoPE, SwiGLU and AdamW,
+ * in that order (cases of the later ops do not shift the earlier ones'
+ * seeds). Attention always includes one sequence longer than 64 (two
+ * workgroups of query rows, several shared tiles) when `maxSeq` allows it;
+ * RoPE's first case has an odd half head dim, SwiGLU's a single column, and
+ * AdamW alternates matrices (decayed) with vectors (not decayed).
  *
  * @example
  * ```ts
@@ -147,26 +172,161 @@ export function kernelCases(options: KernelCaseOptions): KernelCase[] {
       eps: 0,
     });
   }
+  cases.push(
+    ...ropeCases(next, options),
+    ...swigluCases(next, options),
+    ...adamwCases(next, options),
+  );
   return cases;
 }
 
-function opOf(c: KernelCase, path: OpPath): (xs: tf.Tensor[]) => tf.Tensor {
+function ropeCases(next: () => number, options: KernelCaseOptions): KernelCase[] {
+  const cases: KernelCase[] = [];
+  for (let i = 0; i < options.perOp; i++) {
+    // An odd half (d/2) first: the rotation pairs i with i + d/2, never neighbours.
+    const half = i === 0 ? 2 * int(next, 0, 3) + 1 : int(next, 1, 9);
+    const [b, seq, heads] = [int(next, 1, 2), int(next, 1, options.maxSeq), int(next, 1, 3)];
+    const d = 2 * half;
+    cases.push({
+      label: `rope b ${b} t ${seq} H ${heads} d ${d}`,
+      kind: "rope",
+      shapes: [[b, seq, heads, d], [seq, half], [seq, half]],
+      // Tables as random as x: the kernels must not assume cos² + sin² = 1.
+      values: [
+        uniform(next, b * seq * heads * d, 2),
+        uniform(next, seq * half, 1),
+        uniform(next, seq * half, 1),
+      ],
+      differentiate: [0],
+      eps: 0,
+    });
+  }
+  return cases;
+}
+
+function swigluCases(next: () => number, options: KernelCaseOptions): KernelCase[] {
+  const cases: KernelCase[] = [];
+  for (let i = 0; i < options.perOp; i++) {
+    const [n, f] = [int(next, 1, 9), i === 0 ? 1 : int(next, 2, 300)];
+    cases.push({
+      label: `swiglu [${n}, ${f}]`,
+      kind: "swiglu",
+      shapes: [[n, f], [n, f]],
+      // Gates up to ±8: σ saturates at both ends.
+      values: [uniform(next, n * f, 8), uniform(next, n * f, 2)],
+      differentiate: [0, 1],
+      eps: 0,
+    });
+  }
+  return cases;
+}
+
+function adamwCases(next: () => number, options: KernelCaseOptions): KernelCase[] {
+  const cases: KernelCase[] = [];
+  for (let i = 0; i < options.perOp; i++) {
+    const cols = int(next, 1, 300);
+    const shape = i % 2 === 0 ? [int(next, 1, 9), cols] : [cols];
+    const size = shape.reduce((a, b) => a * b, 1);
+    const adamw: AdamWCaseOptions = {
+      lr: [1e-3, 0.3, 0.05][i % 3]!,
+      step: i === 0 ? 1 : int(next, 2, 2000),
+      gradScale: i === 0 ? 1 : 0.1 + next(),
+      weightDecay: 0.1,
+      beta2: [0.95, 0.999][i % 2]!,
+    };
+    // Small parameters in every other case, so the update is not lost in param's own scale.
+    const paramScale = i % 2 === 0 ? 1 : 1e-3;
+    cases.push({
+      label: `adamw [${shape}] step ${adamw.step} lr ${adamw.lr} gradScale ${
+        adamw.gradScale.toFixed(2)
+      }`,
+      kind: "adamw",
+      shapes: [shape, shape, shape, shape],
+      values: [
+        uniform(next, size, paramScale),
+        uniform(next, size, 3),
+        uniform(next, size, 0.1),
+        uniform(next, size, 0.1).map(Math.abs), // v ≥ 0
+      ],
+      differentiate: [],
+      eps: 0,
+      adamw,
+    });
+  }
+  return cases;
+}
+
+/**
+ * Runs `fn` with kernel `name` unregistered from the active backend, so an op
+ * without an exported composite (adamwUpdate) takes its composite branch.
+ */
+function withoutKernel<T>(name: string, fn: () => T): T {
+  const backend = tf.getBackend();
+  const config = tf.getKernel(name, backend);
+  if (config === undefined) return fn();
+  tf.unregisterKernel(name, backend);
+  try {
+    return fn();
+  } finally {
+    tf.registerKernel(config);
+  }
+}
+
+/** The op of a case: its outputs, the first being the one differentiated. */
+function opOf(c: KernelCase, path: OpPath): (xs: tf.Tensor[]) => tf.Tensor[] {
   const fused = path === "fused";
   switch (c.kind) {
     case "rmsNorm":
-      return ([x, w]) =>
-        (fused ? rmsNorm : rmsNormComposite)(x as tf.Tensor2D, w as tf.Tensor1D, { eps: c.eps });
+      return ([x, w]) => [
+        (fused ? rmsNorm : rmsNormComposite)(x as tf.Tensor2D, w as tf.Tensor1D, { eps: c.eps }),
+      ];
     case "crossEntropy":
-      return ([x, t]) =>
-        (fused ? crossEntropySum : crossEntropySumComposite)(x as tf.Tensor2D, t as tf.Tensor1D);
+      return ([x, t]) => [
+        (fused ? crossEntropySum : crossEntropySumComposite)(x as tf.Tensor2D, t as tf.Tensor1D),
+      ];
     case "attention":
-      return ([q, k, v]) =>
+      return ([q, k, v]) => [
         (fused ? causalAttention : causalAttentionComposite)(
           q as tf.Tensor4D,
           k as tf.Tensor4D,
           v as tf.Tensor4D,
-        );
+        ),
+      ];
+    case "rope":
+      return ([x, cos, sin]) => [
+        (fused ? rope : ropeComposite)(x as tf.Tensor4D, {
+          cos: cos as tf.Tensor2D,
+          sin: sin as tf.Tensor2D,
+        }),
+      ];
+    case "swiglu":
+      return ([gate, up]) => [
+        (fused ? swiglu : swigluComposite)(gate as tf.Tensor2D, up as tf.Tensor2D),
+      ];
+    case "adamw":
+      return ([param, grad, m, v]) => {
+        const options = c.adamw;
+        if (options === undefined) throw new Error(`${c.label}: an AdamW case needs its options`);
+        const update = (): tf.Tensor[] => {
+          const r = adamwUpdate({ param: param!, grad: grad!, m: m!, v: v! }, options);
+          return [r.param, r.m, r.v];
+        };
+        return fused ? update() : withoutKernel(FUSED_ADAMW, update);
+      };
   }
+}
+
+/** Every output's values, then the outputs disposed. */
+async function valuesOf(outputs: readonly tf.Tensor[]): Promise<Float32Array[]> {
+  const values: Float32Array[] = [];
+  for (const y of outputs) values.push((await y.data()) as Float32Array);
+  tf.dispose([...outputs]);
+  return values;
+}
+
+/** Tensors plus backend buffers alive now (a kernel's temporaries are buffers, not tensors). */
+function liveCount(): number {
+  return tf.memory().numTensors + tf.engine().backend.numDataIds();
 }
 
 /** Options of {@link runCase} and {@link compareFusedToComposite}. */
@@ -191,33 +351,40 @@ export async function runCase(
   const inputs = c.values.map((v, i) =>
     tf.tensor(v, [...c.shapes[i]!], v instanceof Int32Array ? "int32" : "float32")
   );
-  const y = op(inputs);
-  const forward = (await y.data()) as Float32Array;
+  const ys = op(inputs);
+  const shape = ys[0]!.shape;
+  const [forward, ...more] = await valuesOf(ys);
   if (options.gradients === false) {
-    tf.dispose([y, ...inputs]);
-    return { forward, grads: [], leaked: 0 };
+    tf.dispose(inputs);
+    return { forward: forward!, more, grads: [], leaked: 0 };
   }
-  const weights = tf.tensor(uniform(rng(forward.length + 17), y.size, 1), y.shape);
-  y.dispose();
+  if (c.differentiate.length === 0) {
+    // No gradient: the leak check covers a second forward call (the first warmed up).
+    const before = liveCount();
+    await valuesOf(op(inputs));
+    const leaked = liveCount() - before;
+    tf.dispose(inputs);
+    return { forward: forward!, more, grads: [], leaked };
+  }
+  const weights = tf.tensor(uniform(rng(forward!.length + 17), forward!.length, 1), shape);
   const gradsOf = (): tf.Tensor[] =>
     tf.grads((...xs: tf.Tensor[]) => {
       const all = inputs.map((x, i) => {
         const at = c.differentiate.indexOf(i);
         return at < 0 ? x : xs[at]!;
       });
-      return tf.sum(tf.mul(op(all), weights));
+      const outs = op(all);
+      tf.dispose(outs.slice(1));
+      return tf.sum(tf.mul(outs[0]!, weights));
     })(c.differentiate.map((i) => inputs[i]!));
   const warm = gradsOf(); // warm-up: kernels and caches allocate on first use
   for (const g of warm) await g.data();
   tf.dispose(warm);
-  const before = tf.memory().numTensors + tf.engine().backend.numDataIds();
-  const gs = gradsOf();
-  const grads: Float32Array[] = [];
-  for (const g of gs) grads.push((await g.data()) as Float32Array);
-  tf.dispose(gs);
-  const leaked = tf.memory().numTensors + tf.engine().backend.numDataIds() - before;
+  const before = liveCount();
+  const grads = await valuesOf(gradsOf());
+  const leaked = liveCount() - before;
   tf.dispose([...inputs, weights]);
-  return { forward, grads, leaked };
+  return { forward: forward!, more, grads, leaked };
 }
 
 /** max|a − e| / max|e| (0 when both are all zero). */
@@ -239,7 +406,10 @@ export function compareOutputs(
   actual: CaseOutputs,
   expected: CaseOutputs,
 ): CaseComparison {
-  const forward = relativeError(actual.forward, expected.forward);
+  const forward = actual.more.length !== expected.more.length ? Infinity : actual.more.reduce(
+    (worst, y, i) => Math.max(worst, relativeError(y, expected.more[i]!)),
+    relativeError(actual.forward, expected.forward),
+  );
   const gradient = actual.grads.reduce(
     (worst, g, i) => Math.max(worst, relativeError(g, expected.grads[i] ?? new Float32Array())),
     0,

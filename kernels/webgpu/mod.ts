@@ -2,18 +2,30 @@
  * Fused WGSL kernels for the "webgpu" backend, implementing the contracts of
  * ../ops/_fused.ts: causal attention (forward keeps one log-sum-exp per query
  * row, backward recomputes the probabilities from it), softmax cross-entropy
- * without one-hot targets, and RMSNorm. The ops run them whenever "webgpu"
- * is the active backend; their composites stay the reference.
+ * without one-hot targets, RMSNorm, RoPE, SwiGLU and AdamW (one element-wise
+ * sweep per output, with none of the composites' temporaries). The ops run
+ * them whenever "webgpu" is the active backend; their composites stay the
+ * reference.
  *
  * Importing this module registers nothing.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { FUSED_ATTENTION, FUSED_CROSS_ENTROPY, FUSED_RMS_NORM } from "../ops/_fused.ts";
+import {
+  FUSED_ADAMW,
+  FUSED_ATTENTION,
+  FUSED_CROSS_ENTROPY,
+  FUSED_RMS_NORM,
+  FUSED_ROPE,
+  FUSED_SWIGLU,
+} from "../ops/_fused.ts";
+import { adamwKernel } from "./adamw.ts";
 import { attentionBackward, attentionForward } from "./attention.ts";
 import { crossEntropyBackward, crossEntropyForward } from "./cross_entropy.ts";
 import { rmsNormBackward, rmsNormForward } from "./rms_norm.ts";
+import { ropeBackward, ropeForward } from "./rope.ts";
+import { swigluBackward, swigluForward } from "./swiglu.ts";
 
 export {
   type CaseComparison,
@@ -29,6 +41,7 @@ export {
   type RunOptions,
 } from "./equivalence.ts";
 export { type GpuPeakTracker, trackGpuPeak } from "./gpu_peak.ts";
+export { releaseDisposedGpuBuffers } from "./release.ts";
 
 const BACKEND = "webgpu";
 
@@ -39,6 +52,11 @@ const KERNELS: readonly (readonly [string, tf.KernelFunc])[] = [
   [FUSED_CROSS_ENTROPY.gradient, crossEntropyBackward],
   [FUSED_ATTENTION.forward, attentionForward],
   [FUSED_ATTENTION.gradient, attentionBackward],
+  [FUSED_ROPE.forward, ropeForward],
+  [FUSED_ROPE.gradient, ropeBackward],
+  [FUSED_SWIGLU.forward, swigluForward],
+  [FUSED_SWIGLU.gradient, swigluBackward],
+  [FUSED_ADAMW, adamwKernel],
 ];
 
 /**

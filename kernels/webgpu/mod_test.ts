@@ -1,14 +1,12 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { assert, assertEquals } from "../../tests/assert.ts";
-import { FUSED_ATTENTION, FUSED_CROSS_ENTROPY, FUSED_RMS_NORM } from "../ops/_fused.ts";
+import { FUSED_KERNEL_NAMES } from "../ops/_fused.ts";
 import { webGpuTest } from "./_test_util.ts";
 import { kernelCases, runCase } from "./equivalence.ts";
 import { registerWebGpuKernels, unregisterWebGpuKernels, webGpuKernels } from "./mod.ts";
 
-const ALL = [FUSED_RMS_NORM, FUSED_CROSS_ENTROPY, FUSED_ATTENTION].flatMap((p) => [
-  p.forward,
-  p.gradient,
-]);
+/** Every fused kernel of ../ops/_fused.ts has a WGSL implementation. */
+const ALL = [...FUSED_KERNEL_NAMES];
 
 async function stepKernelsRun(): Promise<string[]> {
   const names = new Set<string>();
@@ -23,7 +21,7 @@ async function stepKernelsRun(): Promise<string[]> {
 }
 
 webGpuTest(
-  'initBackend("webgpu") registers the six WGSL kernels and the ops run them without leaks',
+  'initBackend("webgpu") registers every fused kernel in WGSL and the ops run them without leaks',
   async () => {
     assertEquals(webGpuKernels().sort(), [...ALL].sort());
     assertEquals(await stepKernelsRun(), [...ALL].sort());
