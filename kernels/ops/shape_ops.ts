@@ -19,7 +19,8 @@ import * as tf from "@tensorflow/tfjs-core";
  * import assert from "node:assert/strict";
  * import * as tf from "@tensorflow/tfjs-core";
  * import { reshapeKeepingNothing } from "./shape_ops.ts";
- * await tf.setBackend("cpu");
+ * import { initBackend } from "../backend.ts";
+ * await initBackend("cpu");
  * const g = tf.grad((x: tf.Tensor) => tf.sum(tf.square(reshapeKeepingNothing(x, [4]))));
  * assert.deepEqual(Array.from(g(tf.tensor2d([1, 2, 3, 4], [2, 2])).dataSync()), [2, 4, 6, 8]);
  * ```
