@@ -21,8 +21,8 @@ import * as tf from "@tensorflow/tfjs-core";
  * import { reshapeKeepingNothing } from "./shape_ops.ts";
  * import { initBackend } from "../backend.ts";
  * await initBackend("cpu");
- * const g = tf.grad((x: tf.Tensor) => tf.sum(tf.square(reshapeKeepingNothing(x, [4]))));
- * assert.deepEqual(Array.from(g(tf.tensor2d([1, 2, 3, 4], [2, 2])).dataSync()), [2, 4, 6, 8]);
+ * const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(reshapeKeepingNothing(x, [4]), 2)));
+ * assert.deepEqual(Array.from(g(tf.tensor2d([1, 2, 3, 4], [2, 2])).dataSync()), [2, 2, 2, 2]);
  * ```
  */
 export function reshapeKeepingNothing<R extends tf.Rank>(
