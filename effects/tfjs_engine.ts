@@ -209,6 +209,7 @@ export function engineOn(description: string): Engine {
             eps: h.eps,
             weightDecay: h.weightDecay,
             clipNorm: h.clip,
+            recompute: h.recompute,
           })
         );
         return {

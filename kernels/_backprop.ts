@@ -62,22 +62,31 @@ function pathNodes(tape: readonly TapeNode[], xs: readonly tf.Tensor[], y: tf.Te
   }));
 }
 
+/** Options of {@link gradientsReleasing}. */
+export interface GradientOptions {
+  /**
+   * A gradient per x from earlier micro-batches: each new contribution is added to it the moment
+   * it is computed (the function takes ownership), so accumulating never holds two sets of
+   * gradients.
+   */
+  readonly accumulate?: readonly (tf.Tensor | undefined)[];
+  /** The gradient of `f`'s value (default ones, for a scalar loss); the function takes it. */
+  readonly dy?: tf.Tensor;
+}
+
 /**
  * `f`'s value and its gradients with respect to `xs` (null where `f` does not depend on an x),
  * releasing each saved tensor and each intermediate gradient as soon as the backward pass is
- * done with it. `f` must return a scalar.
- *
- * `accumulate`, when given, holds a gradient per x from earlier micro-batches: each new
- * contribution is added to it the moment it is computed (the function takes ownership), so
- * accumulating never holds two full sets of gradients.
+ * done with it. `f` returns a scalar, or any tensor given `options.dy`.
  *
  * @throws {Error} from a gradient function whose result has the wrong shape.
  */
-export function gradientsReleasing(
-  f: () => tf.Scalar,
+export function gradientsReleasing<Y extends tf.Tensor = tf.Scalar>(
+  f: () => Y,
   xs: readonly tf.Tensor[],
-  accumulate?: readonly tf.Tensor[],
-): { readonly value: tf.Scalar; readonly grads: (tf.Tensor | null)[] } {
+  options: GradientOptions = {},
+): { readonly value: Y; readonly grads: (tf.Tensor | null)[] } {
+  const { accumulate, dy } = options;
   const engine = tf.engine() as unknown as EngineInternals;
   const y = engine.scopedRun(
     () => engine.startTape(),
@@ -88,8 +97,10 @@ export function gradientsReleasing(
   const nodes = pathNodes(tape, xs, y);
   const wanted = new Set(xs.map((x) => x.id));
   return engine.tidy("backward", () => {
-    const grad = new Map<number, tf.Tensor>([[y.id, tf.onesLike(y)]]);
-    accumulate?.forEach((acc, i) => grad.set(xs[i]!.id, acc));
+    const grad = new Map<number, tf.Tensor>([[y.id, dy ?? tf.onesLike(y)]]);
+    accumulate?.forEach((acc, i) => {
+      if (acc !== undefined) grad.set(xs[i]!.id, acc);
+    });
     for (let i = nodes.length - 1; i >= 0; i--) {
       const node = nodes[i]!;
       if (node.gradient === undefined) {

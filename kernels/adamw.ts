@@ -118,7 +118,8 @@ export function globalNorm(grads: readonly tf.Tensor[]): tf.Scalar {
     if (grads.length === 0) return tf.scalar(0);
     // Pairwise adds, not addN: webgpu's AddN binds one buffer per input and
     // returns stale data past the adapter's storage-buffer limit (8 on Mesa).
-    let terms = grads.map((g) => tf.sum(tf.square(g)));
+    // One scope per gradient: its square dies at once (together they would equal the gradients).
+    let terms = grads.map((g) => tf.tidy(() => tf.sum(tf.square(g))));
     while (terms.length > 1) {
       const next: tf.Tensor[] = [];
       for (let i = 0; i < terms.length; i += 2) {

@@ -9,6 +9,7 @@ import { type MemoryByRole, memoryByRole } from "./memory.ts";
 import { type Batch, lossSum, type Model, validTargets } from "./model.ts";
 import { registerGradients } from "./_gradients.ts";
 import { gradientsReleasing } from "./_backprop.ts";
+import { recomputedMicroBatch } from "./recompute.ts";
 import { releaseDisposedGpuBuffers } from "./webgpu/release.ts";
 import type { TrainState } from "./train_state.ts";
 
@@ -16,6 +17,8 @@ import type { TrainState } from "./train_state.ts";
 export interface StepOptions extends AdamWOptions {
   /** Global gradient-norm bound; default 1.0; `Infinity` turns clipping off. */
   readonly clipNorm?: number;
+  /** `layers`: keep only each layer's input and recompute the layer backward (default `none`). */
+  readonly recompute?: "none" | "layers";
 }
 
 /** What a step produced. */
@@ -75,24 +78,21 @@ export async function trainStep(
   const names = [...state.trainable];
   const xs = names.map((n) => state.params.get(n)!);
   const total = microBatches.reduce((sum, b) => sum + validTargets(b), 0);
-  let grads: tf.Tensor[] | undefined;
+  const scale = total === 0 ? 0 : 1 / total;
+  // Each micro-batch's gradients are added into the running sums as they are computed.
+  const sums = new Map<string, tf.Tensor>();
   let lossTotal: tf.Scalar = tf.scalar(0);
   for (const mb of microBatches) {
-    const scale = total === 0 ? 0 : 1 / total;
-    const scaledLoss = (): tf.Scalar =>
-      tf.tidy(() => tf.mul(lossSum(state, mb), scale) as tf.Scalar);
-    // With nothing to train (every weight frozen) there is no tape to record.
-    // Each micro-batch's gradients are added into the running sums as they are computed.
-    const { value, grads: g } = xs.length === 0
-      ? { value: scaledLoss(), grads: [] }
-      : gradientsReleasing(scaledLoss, xs, grads);
-    grads = g.map((gi, i) => gi ?? tf.zerosLike(xs[i]!));
+    const value = options.recompute === "layers"
+      ? recomputedMicroBatch(state, mb, { scale, sums })
+      : tapedMicroBatch(state, mb, { scale, sums, names, xs });
     const prevLoss = lossTotal;
     lossTotal = tf.add(prevLoss, value);
     prevLoss.dispose();
     value.dispose();
   }
-  const gs = grads ?? xs.map((x) => tf.zerosLike(x));
+  const grads = names.map((n, i) => sums.get(n) ?? tf.zerosLike(xs[i]!));
+  const gs = grads;
   const normT = globalNorm(gs);
   const [gradNorm, loss] = [(await normT.data())[0]!, (await lossTotal.data())[0]!];
   normT.dispose();
@@ -131,6 +131,31 @@ export async function trainStep(
     peak,
     skipped: false,
   };
+}
+
+/** One micro-batch under one tape over the whole model; gradients added into `sums`. */
+function tapedMicroBatch(
+  state: TrainState,
+  mb: Batch,
+  run: {
+    readonly scale: number;
+    readonly sums: Map<string, tf.Tensor>;
+    readonly names: readonly string[];
+    readonly xs: readonly tf.Tensor[];
+  },
+): tf.Scalar {
+  const scaledLoss = (): tf.Scalar =>
+    tf.tidy(() => tf.mul(lossSum(state, mb), run.scale) as tf.Scalar);
+  // With nothing to train (every weight frozen) there is no tape to record.
+  if (run.xs.length === 0) return scaledLoss();
+  const { value, grads } = gradientsReleasing(scaledLoss, run.xs, {
+    accumulate: run.names.map((n) => run.sums.get(n)),
+  });
+  run.names.forEach((n, i) => {
+    const g = grads[i];
+    if (g !== null && g !== undefined) run.sums.set(n, g);
+  });
+  return value;
 }
 
 /**

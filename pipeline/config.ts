@@ -111,6 +111,7 @@ export const TrainingCodec = strict("training", {}, {
   logEvery: PositiveInt,
   seed: NonNegativeInt,
   maxSkippedSteps: PositiveInt,
+  recompute: oneOf("recompute", ["none", "layers"]),
 });
 
 /** Codec of the `data:` section (used by `run`). */
@@ -191,6 +192,11 @@ export interface TrainingSettings {
   readonly seed: number;
   /** Steps in a row with a non-finite loss or gradient (skipped, weights unchanged) that stop the run. */
   readonly maxSkippedSteps: number;
+  /**
+   * `layers`: keep only each layer's input in the forward pass and recompute the layer in the
+   * backward pass (less memory, a second forward pass); `none`: keep every activation.
+   */
+  readonly recompute: "none" | "layers";
 }
 
 /** Data settings with defaults applied. */
@@ -240,6 +246,7 @@ export const TRAINING_DEFAULTS: TrainingSettings = {
   logEvery: 10,
   seed: 0,
   maxSkippedSteps: 3,
+  recompute: "none",
 };
 
 /** Defaults of the `data:` section: the built-in corpus, bytes, 5% held out. */

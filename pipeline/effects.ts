@@ -82,6 +82,8 @@ export interface StepHyper {
   readonly weightDecay: number;
   /** Global gradient-norm clip. */
   readonly clip: number;
+  /** `layers`: recompute each layer in the backward pass instead of keeping its activations. */
+  readonly recompute: "none" | "layers";
 }
 
 /** What one optimizer step reports. */

@@ -116,7 +116,7 @@ export function predictRun(g: ValidGraph, fused: readonly FusibleOp[]): StagePre
       seqLen: T.seqLen,
       accumulation: g.accumulation,
       fused,
-      recompute: "none",
+      recompute: T.recompute,
     });
     return {
       stage: s.index,
@@ -141,7 +141,7 @@ export function predictStandardRun(
     seqLen: T.seqLen,
     accumulation: g.accumulation,
     fused,
-    recompute: "none",
+    recompute: T.recompute,
   });
   return { stateBytes: predictStandard(g), peakBytes: step.peakBytes, peakAt: step.peakAt };
 }

@@ -156,6 +156,7 @@ function hyperAt(facts: RunFacts, stage: GraphStage, k: number): StepHyper {
     eps: T.eps,
     weightDecay: T.weightDecay,
     clip: T.clip,
+    recompute: T.recompute,
   };
 }
 

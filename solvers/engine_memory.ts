@@ -415,12 +415,34 @@ function microBatch(r: Replay): void {
   t.alloc("rope.tables", d.seq * (d.h / d.heads), "forward");
   t.alloc("tokens", 2 * d.n, "forward");
   t.alloc("h0", d.n * d.h, "forward embedding");
-  for (const l of layers) layerForward(r, l);
-  headForward(r);
-  headBackward(r);
-  for (const l of [...layers].reverse()) layerBackward(r, l);
+  if (spec.recompute === "none") {
+    for (const l of layers) layerForward(r, l);
+    headForward(r);
+    headBackward(r);
+    for (const l of [...layers].reverse()) layerBackward(r, l);
+  } else {
+    // Without a tape the forward keeps each layer's output only; the backward recomputes one
+    // layer under a tape, back-propagates through it, and moves down (`kernels/recompute.ts`).
+    for (const l of layers) {
+      layerForward(r, l);
+      dropLayer(r, l);
+    }
+    headForward(r);
+    headBackward(r);
+    t.free(`h${layers.length}`);
+    for (const l of [...layers].reverse()) {
+      layerForward(r, l);
+      layerBackward(r, l);
+    }
+  }
   if (spec.roles.embeddingsTrain) paramGrad(r, "embed", d.vocab * d.h, "backward embedding");
   t.free("dh0", "h0", "tokens", "rope.tables");
+}
+
+/** What a layer made, except its output, dies (its forward ran without a tape). */
+function dropLayer(r: Replay, l: Layer): void {
+  const prefix = `L${l.index}.`;
+  for (const name of [...r.t.sizes.keys()]) if (name.startsWith(prefix)) r.t.free(name);
 }
 
 function paramCount(spec: EngineStepSpec): { all: number; trained: number; largest: number } {
