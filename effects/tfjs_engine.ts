@@ -210,6 +210,7 @@ export function engineOn(description: string): Engine {
             weightDecay: h.weightDecay,
             clipNorm: h.clip,
             recompute: h.recompute,
+            ...(h.lossChunk === undefined ? {} : { lossChunk: h.lossChunk }),
           })
         );
         return {

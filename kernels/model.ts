@@ -21,6 +21,7 @@ import {
   projectionWeight,
 } from "../base/mod.ts";
 import { causalAttention } from "./ops/attention.ts";
+import { chunkedHeadLoss } from "./ops/chunked_loss.ts";
 import { crossEntropySum } from "./ops/cross_entropy.ts";
 import { embedding } from "./ops/embedding.ts";
 import { linear, type LoraBranch } from "./ops/linear.ts";
@@ -187,9 +188,32 @@ export function finalNorm(model: Model, h: tf.Tensor2D): tf.Tensor2D {
   );
 }
 
+/** How the loss is taken: the whole logits at once, or a few rows at a time. */
+export interface LossOptions {
+  /** Rows (tokens) per chunk of the LM head and cross-entropy; unset: all at once. */
+  readonly chunk?: number;
+  /** Whether the LM head (the embedding when tied) trains; a frozen one gets no gradient. */
+  readonly headTrains?: boolean;
+}
+
 /** Σ of token cross-entropies of the normed final states `hf` against `targets` (int32). */
-export function headLoss(model: Model, hf: tf.Tensor2D, targets: tf.Tensor1D): tf.Scalar {
-  return tf.tidy(() => crossEntropySum(lmHead(model, hf), targets));
+export function headLoss(
+  model: Model,
+  hf: tf.Tensor2D,
+  targets: tf.Tensor1D,
+  options: LossOptions = {},
+): tf.Scalar {
+  const chunk = options.chunk;
+  if (chunk === undefined || chunk >= hf.shape[0]) {
+    return tf.tidy(() => crossEntropySum(lmHead(model, hf), targets));
+  }
+  const tied = model.shape.tiedEmbeddings;
+  const head = param(model.params, tied ? EMBED : LM_HEAD) as tf.Tensor2D;
+  return chunkedHeadLoss(hf, head, targets, {
+    chunk,
+    tied,
+    headTrains: options.headTrains ?? true,
+  });
 }
 
 function lmHead(model: Model, h: tf.Tensor2D): tf.Tensor2D {
@@ -233,11 +257,11 @@ export function forwardLogits(model: Model, input: TokenBatch): tf.Tensor2D {
  *
  * @throws {Error} on a malformed batch.
  */
-export function lossSum(model: Model, batch: Batch): tf.Scalar {
+export function lossSum(model: Model, batch: Batch, options: LossOptions = {}): tf.Scalar {
   checkTokens(model.shape, batch);
   checkTargets(model.shape, batch);
   const h = hiddenStates(model, batch);
-  const loss = tf.tidy(() => headLoss(model, h, tf.tensor1d(batch.targets, "int32")));
+  const loss = tf.tidy(() => headLoss(model, h, tf.tensor1d(batch.targets, "int32"), options));
   h.dispose();
   return loss;
 }

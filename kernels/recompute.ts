@@ -20,6 +20,7 @@ import {
   finalNorm,
   headLoss,
   layerContext,
+  type LossOptions,
 } from "./model.ts";
 import { depthOf } from "./params.ts";
 import type { TrainState } from "./train_state.ts";
@@ -67,7 +68,7 @@ function backward<Y extends tf.Tensor>(
 export function recomputedMicroBatch(
   state: TrainState,
   mb: Batch,
-  options: { readonly scale: number; readonly sums: GradientSums },
+  options: { readonly scale: number; readonly sums: GradientSums; readonly loss: LossOptions },
 ): tf.Scalar {
   checkBatch(state.shape, mb);
   const trains = (n: string): boolean => state.trainable.has(n);
@@ -91,7 +92,9 @@ export function recomputedMicroBatch(
   const top = inputs[depth]!;
   const head = backward(state, {
     f: (): tf.Scalar =>
-      tf.tidy(() => tf.mul(headLoss(state, finalNorm(state, top), targets), options.scale)),
+      tf.tidy(() =>
+        tf.mul(headLoss(state, finalNorm(state, top), targets, options.loss), options.scale)
+      ),
     input: lowest < depth ? top : undefined,
     names: [FINAL_NORM, state.shape.tiedEmbeddings ? EMBED : LM_HEAD].filter(trains),
   }, options.sums);

@@ -6,7 +6,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type AdamWOptions, adamwUpdate, clipFactor, globalNorm } from "./adamw.ts";
 import { type MemoryByRole, memoryByRole } from "./memory.ts";
-import { type Batch, lossSum, type Model, validTargets } from "./model.ts";
+import { type Batch, type LossOptions, lossSum, type Model, validTargets } from "./model.ts";
+import { EMBED, LM_HEAD } from "../base/mod.ts";
 import { registerGradients } from "./_gradients.ts";
 import { gradientsReleasing } from "./_backprop.ts";
 import { recomputedMicroBatch } from "./recompute.ts";
@@ -19,6 +20,8 @@ export interface StepOptions extends AdamWOptions {
   readonly clipNorm?: number;
   /** `layers`: keep only each layer's input and recompute the layer backward (default `none`). */
   readonly recompute?: "none" | "layers";
+  /** Tokens per chunk of the LM head and cross-entropy (default: all at once). */
+  readonly lossChunk?: number;
 }
 
 /** What a step produced. */
@@ -79,13 +82,17 @@ export async function trainStep(
   const xs = names.map((n) => state.params.get(n)!);
   const total = microBatches.reduce((sum, b) => sum + validTargets(b), 0);
   const scale = total === 0 ? 0 : 1 / total;
+  const lossOptions: LossOptions = {
+    ...(options.lossChunk === undefined ? {} : { chunk: options.lossChunk }),
+    headTrains: state.trainable.has(state.shape.tiedEmbeddings ? EMBED : LM_HEAD),
+  };
   // Each micro-batch's gradients are added into the running sums as they are computed.
   const sums = new Map<string, tf.Tensor>();
   let lossTotal: tf.Scalar = tf.scalar(0);
   for (const mb of microBatches) {
     const value = options.recompute === "layers"
-      ? recomputedMicroBatch(state, mb, { scale, sums })
-      : tapedMicroBatch(state, mb, { scale, sums, names, xs });
+      ? recomputedMicroBatch(state, mb, { scale, sums, loss: lossOptions })
+      : tapedMicroBatch(state, mb, { scale, sums, names, xs, loss: lossOptions });
     const prevLoss = lossTotal;
     lossTotal = tf.add(prevLoss, value);
     prevLoss.dispose();
@@ -142,10 +149,11 @@ function tapedMicroBatch(
     readonly sums: Map<string, tf.Tensor>;
     readonly names: readonly string[];
     readonly xs: readonly tf.Tensor[];
+    readonly loss: LossOptions;
   },
 ): tf.Scalar {
   const scaledLoss = (): tf.Scalar =>
-    tf.tidy(() => tf.mul(lossSum(state, mb), run.scale) as tf.Scalar);
+    tf.tidy(() => tf.mul(lossSum(state, mb, run.loss), run.scale) as tf.Scalar);
   // With nothing to train (every weight frozen) there is no tape to record.
   if (run.xs.length === 0) return scaledLoss();
   const { value, grads } = gradientsReleasing(scaledLoss, run.xs, {

@@ -112,6 +112,7 @@ export const TrainingCodec = strict("training", {}, {
   seed: NonNegativeInt,
   maxSkippedSteps: PositiveInt,
   recompute: oneOf("recompute", ["none", "layers"]),
+  lossChunk: PositiveInt,
 });
 
 /** Codec of the `data:` section (used by `run`). */
@@ -197,6 +198,11 @@ export interface TrainingSettings {
    * backward pass (less memory, a second forward pass); `none`: keep every activation.
    */
   readonly recompute: "none" | "layers";
+  /**
+   * Tokens per chunk of the LM head and cross-entropy: the logits and their gradient never
+   * exist whole (the head's matmul runs twice); unset: the whole micro-batch at once.
+   */
+  readonly lossChunk?: number;
 }
 
 /** Data settings with defaults applied. */

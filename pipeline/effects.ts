@@ -84,6 +84,8 @@ export interface StepHyper {
   readonly clip: number;
   /** `layers`: recompute each layer in the backward pass instead of keeping its activations. */
   readonly recompute: "none" | "layers";
+  /** Tokens per chunk of the LM head and cross-entropy (unset: all at once). */
+  readonly lossChunk?: number;
 }
 
 /** What one optimizer step reports. */

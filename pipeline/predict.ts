@@ -117,6 +117,7 @@ export function predictRun(g: ValidGraph, fused: readonly FusibleOp[]): StagePre
       accumulation: g.accumulation,
       fused,
       recompute: T.recompute,
+      ...(T.lossChunk === undefined ? {} : { lossChunk: T.lossChunk }),
     });
     return {
       stage: s.index,
@@ -142,6 +143,7 @@ export function predictStandardRun(
     accumulation: g.accumulation,
     fused,
     recompute: T.recompute,
+    ...(T.lossChunk === undefined ? {} : { lossChunk: T.lossChunk }),
   });
   return { stateBytes: predictStandard(g), peakBytes: step.peakBytes, peakAt: step.peakAt };
 }

@@ -157,6 +157,7 @@ function hyperAt(facts: RunFacts, stage: GraphStage, k: number): StepHyper {
     weightDecay: T.weightDecay,
     clip: T.clip,
     recompute: T.recompute,
+    ...(T.lossChunk === undefined ? {} : { lossChunk: T.lossChunk }),
   };
 }
 

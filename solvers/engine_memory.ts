@@ -57,6 +57,8 @@ export interface EngineStepSpec {
   /** Ops that run fused on the backend; the others run composite. */
   readonly fused: readonly FusibleOp[];
   readonly recompute: Recompute;
+  /** Tokens per chunk of the LM head and cross-entropy (`kernels/ops/chunked_loss.ts`); unset: whole. */
+  readonly lossChunk?: number;
 }
 
 /** The predicted step. */
@@ -247,10 +249,23 @@ function layerForward(r: Replay, l: Layer): void {
   if (!r.fused.has("attention")) t.free(`${L}.qr`, `${L}.kr`, `${L}.v`);
 }
 
+/** The chunk size in effect, or undefined when the loss takes the whole micro-batch at once. */
+function chunkOf(r: Replay): number | undefined {
+  const c = r.spec.lossChunk;
+  return c === undefined || c >= r.d.n ? undefined : c;
+}
+
 function headForward(r: Replay): void {
   const { t, d } = r;
   const at = "forward head";
   rmsForward(r, "final", "hf", at);
+  const chunk = chunkOf(r);
+  if (chunk !== undefined) {
+    // one log-sum-exp per row stays; a chunk's rows, logits and losses come and go
+    t.alloc("ce.lse", 2 * d.n, at);
+    t.spike(chunk * (d.h + d.vocab + 2) + d.n, at);
+    return;
+  }
   if (r.fused.has("crossEntropy")) {
     t.alloc("logits", d.n * d.vocab, at);
     t.alloc("ce.lse", d.n, at);
@@ -391,6 +406,11 @@ function headBackward(r: Replay): void {
   const { t, d, spec } = r;
   const at = "backward head";
   const trains = spec.roles.embeddingsTrain;
+  const chunk = chunkOf(r);
+  if (chunk !== undefined) {
+    headBackwardChunked(r, chunk, trains);
+    return;
+  }
   if (r.fused.has("crossEntropy")) {
     t.alloc("dlogits", d.n * d.vocab, `${at} cross-entropy`);
     t.free("logits", "ce.lse");
@@ -402,6 +422,39 @@ function headBackward(r: Replay): void {
   t.alloc("dhf", d.n * d.h, `${at} lm_head`);
   if (trains) paramGrad(r, spec.shape.tiedEmbeddings ? "embed" : "lm_head", d.vocab * d.h, at);
   t.free("dlogits", "hf");
+  const dx = rmsBackward(r, "final", trains, at);
+  t.free("dhf");
+  t.rename(dx, `dh${spec.roles.layers}`);
+}
+
+/**
+ * Chunk by chunk: the rows, their recomputed logits and gradient, the hidden states' gradient
+ * rows (kept), the head's gradient for the chunk and its running sum; then the rows are joined.
+ */
+function headBackwardChunked(r: Replay, chunk: number, trains: boolean): void {
+  const { t, d, spec } = r;
+  const at = "backward head (chunked)";
+  const headGrad = d.vocab * d.h;
+  const head = spec.shape.tiedEmbeddings ? "embed" : "lm_head";
+  for (let r0 = 0; r0 < d.n; r0 += chunk) {
+    const rows = Math.min(chunk, d.n - r0);
+    t.alloc("dhf.rows", rows * d.h, at);
+    t.spike(rows * (d.h + 2 * d.vocab + 2) + (trains ? headGrad : 0), at);
+    if (!trains) continue;
+    if (!t.sizes.has("head.sum")) {
+      t.alloc("head.sum", headGrad, at);
+      continue;
+    }
+    t.alloc("~part", headGrad, at);
+    t.spike(headGrad, at);
+    t.free("~part");
+  }
+  if (trains) {
+    t.free("head.sum");
+    paramGrad(r, head, headGrad, at);
+  }
+  t.alloc("dhf", d.n * d.h, at);
+  t.free("dhf.rows", "hf", "ce.lse");
   const dx = rmsBackward(r, "final", trains, at);
   t.free("dhf");
   t.rename(dx, `dh${spec.roles.layers}`);

@@ -4,6 +4,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { KEEP_DIMS } from "../_flags.ts";
 import { FUSED_CROSS_ENTROPY, hasFusedPair, runFused } from "./_fused.ts";
 
 /**
@@ -84,4 +85,53 @@ export function crossEntropySumComposite(logits: tf.Tensor2D, targets: tf.Tensor
     };
   });
   return op(logits, targets) as tf.Scalar;
+}
+
+/** Per-row losses (0 for ignored rows) and log-sum-exps of `logits` [n, V] against `targets` [n]. */
+export function crossEntropyRows(
+  logits: tf.Tensor2D,
+  targets: tf.Tensor1D,
+): { readonly rowLoss: tf.Tensor1D; readonly lse: tf.Tensor1D } {
+  if (hasFusedPair(FUSED_CROSS_ENTROPY, [logits])) {
+    const [rowLoss, lse] = runFused(FUSED_CROSS_ENTROPY.forward, { logits, targets });
+    return { rowLoss: rowLoss as tf.Tensor1D, lse: lse as tf.Tensor1D };
+  }
+  return tf.tidy(() => {
+    const n = logits.shape[0];
+    const valid = tf.cast(tf.greaterEqual(targets, 0), "float32");
+    const top = tf.max(logits, -1, KEEP_DIMS);
+    const lse = tf.add(
+      tf.reshape(top, [n]),
+      tf.log(tf.sum(tf.exp(tf.sub(logits, top)), -1)),
+    ) as tf.Tensor1D;
+    const at = tf.stack(
+      [tf.range(0, n, 1, "int32"), tf.maximum(targets, tf.zerosLike(targets))],
+      1,
+    );
+    const picked = tf.gatherND(logits, at) as tf.Tensor1D;
+    return { rowLoss: tf.mul(tf.sub(lse, picked), valid) as tf.Tensor1D, lse };
+  });
+}
+
+/**
+ * d(rowLoss)/d(logits) scaled per row by `dy` [n]: dy·(softmax − one-hot), 0 for ignored rows,
+ * from the `lse` {@link crossEntropyRows} returned.
+ */
+export function crossEntropyRowsGrad(
+  dy: tf.Tensor1D,
+  logits: tf.Tensor2D,
+  targets: tf.Tensor1D,
+  lse: tf.Tensor1D,
+): tf.Tensor2D {
+  if (hasFusedPair(FUSED_CROSS_ENTROPY, [logits])) {
+    const [d] = runFused(FUSED_CROSS_ENTROPY.gradient, { dy, logits, targets, lse });
+    return d as tf.Tensor2D;
+  }
+  return tf.tidy(() => {
+    const [n, vocab] = logits.shape;
+    const valid = tf.cast(tf.greaterEqual(targets, 0), "float32");
+    const p = tf.exp(tf.sub(logits, tf.reshape(lse, [n, 1])));
+    const hot = tf.cast(tf.oneHot(tf.maximum(targets, tf.zerosLike(targets)), vocab), "float32");
+    return tf.mul(tf.sub(p, hot), tf.reshape(tf.mul(dy, valid), [n, 1])) as tf.Tensor2D;
+  });
 }
