@@ -31,7 +31,7 @@ import {
   shapeProblem,
   strict,
 } from "../base/mod.ts";
-import type { BudgetSpec, MemoryAssumptions } from "../solvers/mod.ts";
+import type { ActivationAssumptions, BudgetSpec, MemoryAssumptions } from "../solvers/mod.ts";
 import { DEFAULT_TOKEN_CACHE_DIR } from "../data/mod.ts";
 
 /** Tensor backends the engine knows. */
@@ -60,10 +60,16 @@ export const GaloreCodec = strict("galore", {}, {
   scale: PositiveNumber,
 });
 
-const ActivationsCodec = strict("activations", {
-  microBatch: PositiveInt,
-  seqLen: PositiveInt,
-}, { recompute: t.boolean });
+const ActivationsCodec = t.union([
+  t.literal(true),
+  strict("activations", {}, {
+    microBatch: PositiveInt,
+    seqLen: PositiveInt,
+    recompute: t.boolean,
+    lossChunk: PositiveInt,
+    accumulation: PositiveInt,
+  }),
+], "activations");
 
 /** Codec of the `memory:` section: what the planner counts. */
 export const MemoryCodec = strict("memory", {}, {
@@ -332,6 +338,27 @@ export function trainingProblem(
   return undefined;
 }
 
+/**
+ * The activation assumptions of `memory.activations`: each field the section leaves out is the
+ * `training:` section's (`true` takes them all), so the plan counts the step the run takes.
+ */
+export function activationsOf(
+  act: Partial<ActivationAssumptions>,
+  training: TrainingSettings,
+): ActivationAssumptions {
+  const microBatch = act.microBatch ?? training.microBatch;
+  const seqLen = act.seqLen ?? training.seqLen;
+  const lossChunk = act.lossChunk ?? training.lossChunk;
+  return {
+    microBatch,
+    seqLen,
+    recompute: act.recompute ?? training.recompute === "layers",
+    accumulation: act.accumulation ??
+      Math.max(1, Math.floor(training.batchTokens / (microBatch * seqLen))),
+    ...(lossChunk === undefined ? {} : { lossChunk }),
+  };
+}
+
 /** Applies defaults and cross-field checks to a decoded config. */
 export function resolveConfig(
   input: ConfigInput,
@@ -372,11 +399,7 @@ export function resolveConfig(
       embeddings: input.memory?.embeddings ?? MEMORY_DEFAULTS.embeddings,
       trainEmbeddingsAfterStage1: input.memory?.trainEmbeddingsAfterStage1 ??
         MEMORY_DEFAULTS.trainEmbeddingsAfterStage1,
-      activations: act === undefined ? undefined : {
-        microBatch: act.microBatch,
-        seqLen: act.seqLen,
-        recompute: act.recompute ?? false,
-      },
+      activations: act === undefined ? undefined : activationsOf(act === true ? {} : act, training),
     },
     plan: {
       stages: input.plan?.stages ?? 2,

@@ -118,8 +118,12 @@ export function planText(plan: Plan, config: Config): string {
       m.activations === undefined
         ? "not counted"
         : `counted (micro-batch ${m.activations.microBatch} × ${m.activations.seqLen} tokens${
-          m.activations.recompute ? ", with recomputation" : ""
-        })`
+          (m.activations.accumulation ?? 1) > 1 ? ` × ${m.activations.accumulation} summed` : ""
+        }${m.activations.recompute ? ", layers recomputed" : ""}${
+          m.activations.lossChunk === undefined
+            ? ""
+            : `, loss in chunks of ${m.activations.lossChunk} tokens`
+        }; the engine's peak moment per stage)`
     }`,
     `Mode: ${modeLine}. Split: [${plan.split.join(", ")}]`,
     "",

@@ -485,7 +485,11 @@ function microBatch(r: Replay): void {
     t.free(`h${layers.length}`);
     for (const l of [...layers].reverse()) {
       layerForward(r, l);
+      // The rebuilt output is the pass's value: it lives until the layer's backward ends, and
+      // so does the layer's kept input.
+      t.rename(`h${l.index + 1}`, `L${l.index}.out`);
       layerBackward(r, l);
+      t.free(`L${l.index}.out`, `h${l.index}`);
     }
   }
   if (spec.roles.embeddingsTrain) paramGrad(r, "embed", d.vocab * d.h, "backward embedding");

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { type MemoryProblem, stageLinearForm } from "./memory_model.ts";
+import { type MemoryProblem, stageLinearForms } from "./memory_model.ts";
 
 /** `coef · variable`. */
 export interface LinearTerm {
@@ -58,7 +58,8 @@ export function layerVariable(stage: number): string {
 
 /**
  * Eq. 3 for K stages: variables n_1..n_K (integers) and t (bytes / unit).
- * Stage i's row: perNew·n_i + perOld·Σ_{j<i} n_j − t ≤ −constant_i.
+ * Stage i's rows, one per moment of its step (one without activations):
+ * perNew·n_i + perOld·Σ_{j<i} n_j − t ≤ −constant.
  */
 export function splitProgram(problem: MemoryProblem, options: SplitProgramOptions): IntegerProgram {
   const { stages: K, minLayers, unit } = options;
@@ -71,14 +72,16 @@ export function splitProgram(problem: MemoryProblem, options: SplitProgramOption
     rhs: L,
   }];
   for (let i = 1; i <= K; i++) {
-    const form = stageLinearForm(problem, i);
-    const terms: LinearTerm[] = [];
-    for (let j = 1; j < i; j++) {
-      if (form.perOld !== 0) terms.push({ variable: layerVariable(j), coef: form.perOld / unit });
-    }
-    terms.push({ variable: layerVariable(i), coef: form.perNew / unit });
-    terms.push({ variable: "t", coef: -1 });
-    rows.push({ name: `stage${i}`, terms, sense: "<=", rhs: -form.constant / unit });
+    // One row per moment of the step: t bounds the largest.
+    stageLinearForms(problem, i).forEach((form, p) => {
+      const terms: LinearTerm[] = [];
+      for (let j = 1; j < i; j++) {
+        if (form.perOld !== 0) terms.push({ variable: layerVariable(j), coef: form.perOld / unit });
+      }
+      terms.push({ variable: layerVariable(i), coef: form.perNew / unit });
+      terms.push({ variable: "t", coef: -1 });
+      rows.push({ name: `stage${i}p${p}`, terms, sense: "<=", rhs: -form.constant / unit });
+    });
   }
   const upper = L - (K - 1) * minLayers;
   return {
@@ -101,8 +104,7 @@ export function splitProgram(problem: MemoryProblem, options: SplitProgramOption
 export function byteUnit(problem: MemoryProblem, stages: number): number {
   const values: number[] = [];
   for (let i = 1; i <= stages; i++) {
-    const f = stageLinearForm(problem, i);
-    values.push(f.perNew, f.perOld, f.constant);
+    for (const f of stageLinearForms(problem, i)) values.push(f.perNew, f.perOld, f.constant);
   }
   let unit = 2 ** 40;
   for (const v of values) {

@@ -5,9 +5,10 @@
  *
  * All figures are bytes, as plain numbers. Every stage is also expressible as a
  * linear function of the split (n_1 … n_K), which is what the integer program
- * minimises; {@link stageLinearForm} gives that form and
- * {@link stageMemory} evaluates a concrete split directly, so tests can check
- * one against the other.
+ * minimises; {@link stageLinearForms} gives a stage as the largest of a few such
+ * forms (one per moment of a training step when activations count) and
+ * {@link stageMemories} evaluates a concrete split, so tests can check one against
+ * the other and against the engine's buffer replay (`engine_memory.ts`).
  *
  * @module
  */
@@ -56,6 +57,13 @@ export interface ActivationAssumptions {
   readonly seqLen: number;
   /** Full activation checkpointing: keep only each layer's input. */
   readonly recompute: boolean;
+  /** Tokens per chunk of the LM head and cross-entropy (`training.lossChunk`); unset: whole. */
+  readonly lossChunk?: number;
+  /**
+   * Micro-batches per optimizer step (default 1). From the second on, every gradient's running
+   * sum is alive through the whole pass, and each new contribution briefly beside it.
+   */
+  readonly accumulation?: number;
 }
 
 /** What the memory model counts. */
@@ -124,8 +132,10 @@ export interface StageMemory {
   readonly added: number;
   readonly params: StageParams;
   readonly terms: StageTerms;
-  /** Sum of the terms. */
+  /** Sum of the terms: the stage's largest moment. */
   readonly bytes: number;
+  /** Which moment that is (`model state` when activations are not counted). */
+  readonly peakPhase: string;
 }
 
 /** Sum of all terms of a stage. */
@@ -140,12 +150,11 @@ export function embeddingParams(shape: LlamaShape): number {
 }
 
 /**
- * Activation bytes per layer per token (estimate, outside the paper).
- * Without recomputation a layer keeps: its input and normed input (2h), q, k, v
- * (h + 2·kv), softmax probabilities (heads·s), the attention output (h), the MLP
- * input and normed input (2h), gate, up and their SwiGLU product (3f). With
- * recomputation only the layer input (h) stays; one layer is re-materialised at
- * a time (counted once in {@link activationConstantBytes}).
+ * Activation bytes per layer per token that stay until the backward pass, as this project's
+ * engine keeps them with fused kernels (`solvers/engine_memory.ts` replays them one by one):
+ * the normed input, q and o (rotated q), the residual sum, the MLP's normed input and the
+ * layer's output (6h), k and v (2·kv), gate, up and their SwiGLU product (3f), one log-sum-exp
+ * per head and two RMS factors. With recomputation only the layer input (h) stays.
  */
 export function activationBytesPerLayerToken(
   shape: LlamaShape,
@@ -153,34 +162,45 @@ export function activationBytesPerLayerToken(
   precision: Precision,
 ): number {
   const b = bytesPerParam(precision).weight;
-  if (act.recompute) return b * shape.hidden;
-  return b * fullLayerActivations(shape, act.seqLen);
+  return b * (act.recompute ? shape.hidden : layerActivations(shape));
 }
 
-function fullLayerActivations(shape: LlamaShape, seqLen: number): number {
-  const kv = projectionDims(shape, "k").out;
-  return 6 * shape.hidden + 2 * kv + 3 * shape.intermediate + shape.heads * seqLen;
+function kvDims(shape: LlamaShape): number {
+  return projectionDims(shape, "k").out;
+}
+
+function layerActivations(shape: LlamaShape): number {
+  return 6 * shape.hidden + 2 * kvDims(shape) + 3 * shape.intermediate + shape.heads + 2;
 }
 
 /**
- * Activation bytes that do not scale with depth: the final norm's input and
- * output, fp32 logits for the loss, and under recomputation one layer's full
- * activations while it is re-materialised.
+ * Activation bytes that do not scale with depth, at the start of the backward pass: the
+ * embedding output and the final norm's output, the logits and their gradient, and a few values
+ * per token (tokens, targets, log-sum-exps). With the loss in chunks the logits exist one chunk
+ * at a time, while the hidden states' gradient gathers row by row and a trained head's gradient
+ * is summed chunk by chunk.
  */
 export function activationConstantBytes(
   shape: LlamaShape,
   act: ActivationAssumptions,
   precision: Precision,
+  headTrains = false,
 ): number {
-  const b = bytesPerParam(precision).weight;
-  const tokens = act.microBatch * act.seqLen;
-  const head = 2 * b * shape.hidden + 4 * shape.vocab;
-  const recomputed = act.recompute ? b * fullLayerActivations(shape, act.seqLen) : 0;
-  return tokens * (head + recomputed);
+  const b = bytesPerParam(precision);
+  const n = act.microBatch * act.seqLen;
+  const { hidden: h, vocab: V } = shape;
+  const c = act.lossChunk;
+  if (c === undefined || c >= n) return n * b.weight * (2 * h + 2 * V + 5);
+  const chunkWork = c * b.weight * (h + 2 * V + 2);
+  const headGrad = b.grad * V * h;
+  // A trained head: the running sum, then either a chunk's work with its part of the gradient,
+  // or the part and the new sum.
+  return n * b.weight * (3 * h + 5) +
+    (headTrains ? headGrad + Math.max(chunkWork + headGrad, 2 * headGrad) : chunkWork);
 }
 
 /**
- * Stage i's memory as a linear function of the split:
+ * Stage i's memory at one moment of a training step, as a linear function of the split:
  * bytes_i(n) = perNew·n_i + perOld·(n_1 + … + n_{i−1}) + constant_i.
  */
 export interface StageLinearForm {
@@ -190,33 +210,127 @@ export interface StageLinearForm {
   readonly perOld: number;
   /** Bytes independent of the split. */
   readonly constant: number;
+  /** The moment, e.g. `model state` (Eq. 2) or `backward start`. */
+  readonly phase: string;
 }
 
-/** The linear form of stage i (1-based) of a problem. */
-export function stageLinearForm(problem: MemoryProblem, stage: number): StageLinearForm {
+/**
+ * Stage i's memory as the largest of a few linear forms (the integer program keeps one row per
+ * form). Model state alone (the paper's Eq. 2, and embeddings when counted) is one form. With
+ * activations counted there are three moments of a step: the start of the backward pass (every
+ * activation, the logits and their gradient, no weight gradient yet), the top layer's backward
+ * (the logits gone, the head's gradient and a layer's temporaries there), and the end of the
+ * backward pass (every weight gradient, activations gone).
+ */
+export function stageLinearForms(problem: MemoryProblem, stage: number): StageLinearForm[] {
   const { shape, adapter, assumptions: a } = problem;
   const P = paramCounts(shape).perLayer;
   const E = adapterParamsPerLayer(shape, adapter.rank, adapter.targets);
+  const bytes = bytesPerParam(a.precision);
   const trained = trainedBytes(a.precision);
-  const frozen = bytesPerParam(a.precision).weight;
-  const act = a.activations;
-  const actPerLayer = act === undefined
-    ? 0
-    : act.microBatch * act.seqLen * activationBytesPerLayerToken(shape, act, a.precision);
-  return {
-    perNew: trained * P + actPerLayer,
-    perOld: stage === 1 ? 0 : frozen * P + trained * E + actPerLayer,
-    constant: embeddingTermBytes(problem, stage) +
-      (act === undefined ? 0 : activationConstantBytes(shape, act, a.precision)),
+  const embParams = a.embeddings ? embeddingParams(shape) : 0;
+  const embTrained = stage === 1 || a.trainEmbeddingsAfterStage1;
+  // Model state with every gradient alive, or before any gradient exists.
+  const state = (grads: boolean) => {
+    const t = grads ? trained : trained - bytes.grad;
+    return {
+      perNew: t * P,
+      perOld: stage === 1 ? 0 : bytes.weight * P + t * E,
+      constant: embParams * (embTrained ? t : bytes.weight),
+    };
   };
+  const act = a.activations;
+  const full = state(true);
+  if (act === undefined) return [{ ...full, phase: "model state" }];
+  const b = bytes.weight;
+  const n = act.microBatch * act.seqLen;
+  const h = shape.hidden;
+  const perLayer = n * activationBytesPerLayerToken(shape, act, a.precision);
+  const adapterTok = adapter.rank * adapter.targets.length;
+  const perOldAct = act.recompute ? perLayer : perLayer + n * b * adapterTok;
+  // Summing micro-batches: from the second on, every gradient sum exists from the start.
+  const summing = (act.accumulation ?? 1) > 1;
+  const early = summing ? full : state(false);
+  const f = shape.intermediate;
+  // A layer's backward at its SwiGLU, the step's busiest moment inside a layer: the down
+  // projection's weight gradient just made, the gradients of the layer's output, of the SwiGLU
+  // product, gate and up (h + 3f per token), the tokens and targets (2); the layer's product
+  // and output already freed (f + h of its kept activations). Under recomputation the layer is
+  // rebuilt first: its output (h) and its kept activations but the product
+  // (5h + 2kv + 2f + heads + 2) come back.
+  const downGrad = bytes.grad * f * h;
+  const inLayer = act.recompute
+    ? n * b * (7 * h + 2 * kvDims(shape) + 5 * f + shape.heads + 4)
+    : n * b * (h + 2 * f + 2);
+  const headGrad = embTrained && a.embeddings ? bytes.grad * shape.vocab * h : 0;
+  // A weight gradient just made: a new buffer, or (summing) a contribution and the new sum.
+  const madeGrads = summing ? 2 * downGrad : headGrad + downGrad;
+  const forms: StageLinearForm[] = [
+    {
+      phase: "backward start",
+      perNew: early.perNew + perLayer,
+      perOld: stage === 1 ? 0 : early.perOld + perOldAct,
+      constant: early.constant +
+        activationConstantBytes(shape, act, a.precision, embTrained && a.embeddings),
+    },
+    {
+      phase: "top layer backward",
+      perNew: early.perNew + perLayer,
+      perOld: stage === 1 ? 0 : early.perOld + perOldAct,
+      constant: early.constant + madeGrads + inLayer,
+    },
+    {
+      phase: "end of backward",
+      perNew: full.perNew,
+      perOld: full.perOld,
+      constant: full.constant + n * b * h,
+    },
+  ];
+  const chunked = act.lossChunk !== undefined && act.lossChunk < n;
+  if (summing && headGrad > 0 && !chunked) {
+    // The head's contribution made beside its sum, with the logits' gradient still alive.
+    forms.push({
+      phase: "head backward",
+      perNew: full.perNew + perLayer,
+      perOld: stage === 1 ? 0 : full.perOld + perOldAct,
+      constant: full.constant + n * b * (3 * h + shape.vocab + 5) + 2 * headGrad,
+    });
+  }
+  if (!act.recompute) return forms;
+  // The bottom layer rebuilt, every gradient above it made, only its input still kept. In
+  // stage 1 the bottom layer trains (its busiest moment is the one above, with only the down
+  // projection's gradient made). Later it is frozen and adapted, and its busiest moment is
+  // either the down projection's backward, where the LoRA branch adds its own copy of the
+  // input's gradient and a temporary (f + f on top of the trained layer's), or the rebuild at
+  // the up projection, where q, k and the output projection's result are not yet freed at the
+  // layer's end (2h + kv) and the up projection's temporaries (3f) stand in for the backward's
+  // gradients, with no output yet (h).
+  const kv = kvDims(shape);
+  const bottom = stage === 1
+    ? inLayer - (summing ? -downGrad : bytes.grad * P - downGrad)
+    : n * b * (7 * h + 2 * kv + 5 * f + shape.heads + 4 + adapterTok + Math.max(f, h + kv));
+  return [...forms, {
+    phase: "bottom layer backward",
+    perNew: full.perNew,
+    perOld: full.perOld,
+    // The token embedding's gradient comes after the bottom layer's backward.
+    constant: full.constant + n * b * h + bottom -
+      (!summing && headGrad > 0 && !shape.tiedEmbeddings ? headGrad : 0),
+  }];
 }
 
-function embeddingTermBytes(problem: MemoryProblem, stage: number): number {
-  const a = problem.assumptions;
-  if (!a.embeddings) return 0;
-  const trained = stage === 1 || a.trainEmbeddingsAfterStage1;
-  return embeddingParams(problem.shape) *
-    (trained ? trainedBytes(a.precision) : bytesPerParam(a.precision).weight);
+/** The largest of stage i's forms at a split (n_i added, `before` layers earlier). */
+function largestForm(
+  forms: readonly StageLinearForm[],
+  added: number,
+  before: number,
+): { readonly bytes: number; readonly phase: string } {
+  let best = { bytes: -Infinity, phase: "" };
+  for (const f of forms) {
+    const v = f.perNew * added + f.perOld * before + f.constant;
+    if (v > best.bytes) best = { bytes: v, phase: f.phase };
+  }
+  return best;
 }
 
 /**
@@ -236,16 +350,16 @@ export function stageMemories(problem: MemoryProblem, split: readonly number[]):
     const stage = idx + 1;
     const layers = before + added;
     const embTrained = stage === 1 || a.trainEmbeddingsAfterStage1;
-    const act = a.activations;
-    const terms: StageTerms = {
+    const state = {
       newLayers: trained * added * P,
       frozenLayers: frozenB * before * P,
       adapters: trained * before * E,
       embeddings: emb * (embTrained ? trained : frozenB),
-      activations: act === undefined ? 0 : act.microBatch * act.seqLen *
-          activationBytesPerLayerToken(shape, act, a.precision) * layers +
-        activationConstantBytes(shape, act, a.precision),
     };
+    // The step's peak is its largest moment; what exceeds model state is activations.
+    const peak = largestForm(stageLinearForms(problem, stage), added, before);
+    const stateBytes = state.newLayers + state.frozenLayers + state.adapters + state.embeddings;
+    const terms: StageTerms = { ...state, activations: peak.bytes - stateBytes };
     result.push({
       stage,
       layers,
@@ -257,6 +371,7 @@ export function stageMemories(problem: MemoryProblem, split: readonly number[]):
       },
       terms,
       bytes: sumTerms(terms),
+      peakPhase: peak.phase,
     });
     before = layers;
   });

@@ -5,16 +5,19 @@ import {
   paramCounts,
   PROJECTIONS,
 } from "../base/llama_shape.ts";
+import { firstStageRoles, grownStageRoles } from "../base/stage_roles.ts";
 import {
+  type ActivationAssumptions,
   type MemoryProblem,
   PAPER_ASSUMPTIONS,
   peakBytes,
-  stageLinearForm,
+  stageLinearForms,
   stageMemories,
   standardBytes,
   sumTerms,
 } from "./memory_model.ts";
 import { galoreMemory, galoreStateElements } from "./baselines.ts";
+import { engineStepMemory, FUSIBLE_OPS } from "./engine_memory.ts";
 
 function paperProblem(hidden: number, intermediate: number, layers: number): MemoryProblem {
   const shape = completeShape({
@@ -143,22 +146,102 @@ Deno.test("recomputation lowers the activation term", () => {
   assert(b > 0 && b < a, `recompute ${b} should be below ${a}`);
 });
 
-Deno.test("stageLinearForm() agrees with the direct evaluation of every stage", () => {
+Deno.test("stageLinearForms() agree with the direct evaluation of every stage", () => {
   const base = paperProblem(1536, 4096, 12);
-  const problem = {
+  const withState = (activations: ActivationAssumptions | undefined): MemoryProblem => ({
     ...base,
     assumptions: {
       precision: "fp32" as const,
       embeddings: true,
       trainEmbeddingsAfterStage1: false,
-      activations: { microBatch: 2, seqLen: 256, recompute: false },
+      activations,
     },
-  };
+  });
   const split = [5, 4, 3];
-  stageMemories(problem, split).forEach((s, i) => {
-    const f = stageLinearForm(problem, i + 1);
+  // Model state only: one form, Eq. 2 term by term.
+  const state = withState(undefined);
+  stageMemories(state, split).forEach((s, i) => {
+    const forms = stageLinearForms(state, i + 1);
+    assertEquals(forms.length, 1);
+    const f = forms[0]!;
     const before = split.slice(0, i).reduce((a, b) => a + b, 0);
     assertEquals(s.bytes, f.perNew * s.added + f.perOld * before + f.constant);
     assertEquals(s.bytes, sumTerms(s.terms));
   });
+  // With activations the stage is its largest moment, never below its model state.
+  for (const recompute of [false, true]) {
+    const act = withState({ microBatch: 2, seqLen: 256, recompute });
+    const plain = stageMemories(state, split);
+    stageMemories(act, split).forEach((s, i) => {
+      const before = split.slice(0, i).reduce((a, b) => a + b, 0);
+      const values = stageLinearForms(act, i + 1).map((f) =>
+        f.perNew * s.added + f.perOld * before + f.constant
+      );
+      assertEquals(s.bytes, Math.max(...values));
+      assert(s.terms.activations > 0);
+      assertEquals(s.bytes - s.terms.activations, plain[i]!.bytes);
+    });
+  }
+});
+
+Deno.test("the planner's phases follow the engine's buffer replay within 12%", () => {
+  // The replay walks every buffer of a step; the planner's few linear forms must track it on
+  // shapes from a tiny vocabulary to GPT-2's, with and without recomputation.
+  const shapes = [
+    [64, 4, 4, 4, 257, 64, 16],
+    [128, 2, 4, 2, 257, 128, 4],
+    [128, 2, 4, 4, 4096, 64, 4],
+    [64, 2, 2, 1, 50257, 64, 2],
+    [512, 8, 8, 8, 50257, 256, 1],
+    [256, 4, 4, 4, 32000, 128, 4],
+  ] as const;
+  for (const recompute of [false, true]) {
+    for (const [hidden, layers, heads, kvHeads, vocab, seqLen, microBatch] of shapes) {
+      const shape = completeShape({
+        hidden,
+        intermediate: Math.ceil(8 * hidden / 3 / 32) * 32,
+        heads,
+        kvHeads,
+        layers,
+        vocab,
+        maxSeqLen: seqLen,
+      } as never);
+      const problem: MemoryProblem = {
+        shape,
+        adapter: { rank: 8, targets: PROJECTIONS },
+        assumptions: {
+          precision: "fp32",
+          embeddings: true,
+          trainEmbeddingsAfterStage1: false,
+          activations: { microBatch, seqLen, recompute },
+        },
+      };
+      const first = Math.ceil(layers / 2);
+      const planned = stageMemories(problem, [first, layers - first]);
+      const step = { microBatch, seqLen, accumulation: 1, fused: FUSIBLE_OPS, rank: 8 };
+      const mode = recompute ? "layers" as const : "none" as const;
+      const replayed = [
+        engineStepMemory({ ...step, shape, roles: firstStageRoles(first), recompute: mode }),
+        engineStepMemory({
+          ...step,
+          shape,
+          recompute: mode,
+          roles: grownStageRoles(2, first, layers - first, {
+            placement: "upper",
+            seed: 0,
+            targets: PROJECTIONS,
+            trainEmbeddings: false,
+          }),
+        }),
+      ];
+      planned.forEach((s, i) => {
+        const ratio = s.bytes / replayed[i]!.peakBytes;
+        assert(
+          Math.abs(ratio - 1) < 0.12,
+          `${[hidden, layers, heads, kvHeads, vocab, seqLen, microBatch]} recompute ${recompute} ` +
+            `stage ${i + 1}: planner ${s.bytes} vs replay ${replayed[i]!.peakBytes}`,
+        );
+      });
+    }
+  }
 });

@@ -12,7 +12,7 @@ import { type BudgetSpec, type PlanBudget, planBudget } from "./compute_budget.t
 import {
   type MemoryProblem,
   peakBytes,
-  stageLinearForm,
+  stageLinearForms,
   stageMemories,
   type StageMemory,
   standardBytes,
@@ -146,9 +146,9 @@ export function givenSplit(
  */
 export function peakMonotoneInStages(problem: MemoryProblem, minLayers: number): boolean {
   if (minLayers !== 1) return false;
-  const first = stageLinearForm(problem, 1);
-  const later = stageLinearForm(problem, 2);
-  return later.perOld <= later.perNew && later.constant <= first.constant;
+  const first = stageLinearForms(problem, 1);
+  const later = stageLinearForms(problem, 2);
+  return later.every((f, p) => f.perOld <= f.perNew && f.constant <= (first[p]?.constant ?? 0));
 }
 
 function fewestStagesWithin(

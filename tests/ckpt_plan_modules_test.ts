@@ -27,7 +27,7 @@ function planCli(args: string[]): Promise<Captured> {
 }
 
 Deno.test("plan --modules --json adds each stage's module lists", async () => {
-  const r = await planCli([`${CONFIGS}/tiny-step.yaml`, "--modules", "--json"]);
+  const r = await planCli([`${CONFIGS}/tiny-step.yaml`, "--split", "2,2", "--modules", "--json"]);
   assertEquals(r.code, 0, r.err);
   const j = JSON.parse(r.out);
   assertEquals(j.split, [2, 2]);
