@@ -60,8 +60,12 @@ export const GaloreCodec = strict("galore", {}, {
   scale: PositiveNumber,
 });
 
+/** `activations: true`: count them with the `training:` section's micro-batch, length and modes. */
+const COUNT_FROM_TRAINING = true as const;
+const FROM_TRAINING = t.literal(COUNT_FROM_TRAINING);
+
 const ActivationsCodec = t.union([
-  t.literal(true),
+  FROM_TRAINING,
   strict("activations", {}, {
     microBatch: PositiveInt,
     seqLen: PositiveInt,

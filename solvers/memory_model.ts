@@ -231,8 +231,8 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
   const embParams = a.embeddings ? embeddingParams(shape) : 0;
   const embTrained = stage === 1 || a.trainEmbeddingsAfterStage1;
   // Model state with every gradient alive, or before any gradient exists.
-  const state = (grads: boolean) => {
-    const t = grads ? trained : trained - bytes.grad;
+  const state = (grads: "with gradients" | "before gradients") => {
+    const t = grads === "with gradients" ? trained : trained - bytes.grad;
     return {
       perNew: t * P,
       perOld: stage === 1 ? 0 : bytes.weight * P + t * E,
@@ -240,7 +240,7 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
     };
   };
   const act = a.activations;
-  const full = state(true);
+  const full = state("with gradients");
   if (act === undefined) return [{ ...full, phase: "model state" }];
   const b = bytes.weight;
   const n = act.microBatch * act.seqLen;
@@ -250,7 +250,7 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
   const perOldAct = act.recompute ? perLayer : perLayer + n * b * adapterTok;
   // Summing micro-batches: from the second on, every gradient sum exists from the start.
   const summing = (act.accumulation ?? 1) > 1;
-  const early = summing ? full : state(false);
+  const early = summing ? full : state("before gradients");
   const f = shape.intermediate;
   // A layer's backward at its SwiGLU, the step's busiest moment inside a layer: the down
   // projection's weight gradient just made, the gradients of the layer's output, of the SwiGLU
