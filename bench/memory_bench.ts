@@ -15,10 +15,12 @@
  *   (what `deno task plan` and `--budget` use);
  * - tokens/s of the measured step, so the price of recomputation shows beside its saving.
  *
- * Run: `deno run -A --unstable-webgpu bench/memory_bench.ts [backend ...] [--quick]`.
+ * Run: `deno run -A --unstable-webgpu bench/memory_bench.ts [backend ...] [--quick]
+ * [--points "d,L,H,KV,V,T,B;…"]`.
  *
  * @module
  */
+import { parseArgs } from "node:util";
 import {
   adaptedWeights,
   firstStageRoles,
@@ -306,13 +308,31 @@ export function recomputeTable(rows: readonly MemoryBenchRow[]): string {
   return lines.join("\n");
 }
 
+/** Parses `d,L,H,KV,V,T,B;…` (the `--points` option). */
+export function parsePoints(text: string): GridPoint[] {
+  return text.split(";").filter((p) => p.trim() !== "").map((p) => {
+    const dims = p.split(",").map(Number);
+    if (dims.length !== 7 || dims.some((d) => !Number.isInteger(d) || d <= 0)) {
+      throw new Error(`--points: "${p}" is not d,L,H,KV,V,T,B`);
+    }
+    return dims as unknown as GridPoint;
+  });
+}
+
 if (import.meta.main) {
-  const quick = Deno.args.includes("--quick");
-  const backends = Deno.args.filter((a) => !a.startsWith("--"));
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    options: { quick: { type: "boolean", default: false }, points: { type: "string" } },
+    allowPositionals: true,
+  });
   console.log(MEMORY_TABLE_HEADER);
   const rows = await benchMemory({
-    backends: backends.length > 0 ? backends : ["auto"],
-    grid: quick ? QUICK_GRID : MEMORY_GRID,
+    backends: positionals.length > 0 ? positionals : ["auto"],
+    grid: values.points !== undefined
+      ? parsePoints(values.points)
+      : values.quick
+      ? QUICK_GRID
+      : MEMORY_GRID,
     onRow: (r) => console.log(memoryRow(r)),
   });
   const worst = worstErrors(rows);

@@ -544,6 +544,8 @@ export function engineStepMemory(spec: EngineStepSpec): EngineStepMemory {
   t.alloc("weights", p.all, "start");
   t.alloc("moments", 2 * p.trained, "start");
   for (let k = 0; k < spec.accumulation; k++) microBatch(r);
+  // The global gradient norm squares one gradient at a time.
+  t.spike(p.largest, "gradient norm");
   // The update, one parameter at a time, the largest deciding: a fused AdamW in place needs
   // nothing more; one that writes new buffers holds param', m', v' beside the old ones; the
   // composite holds the clipped gradient, the new m, three temporaries and the new v

@@ -263,6 +263,7 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
     ? n * b * (7 * h + 2 * kvDims(shape) + 5 * f + shape.heads + 4)
     : n * b * (h + 2 * f + 2);
   const headGrad = embTrained && a.embeddings ? bytes.grad * shape.vocab * h : 0;
+  const largestTrained = Math.max(headGrad / bytes.grad, f * h);
   // A weight gradient just made: a new buffer, or (summing) a contribution and the new sum.
   const madeGrads = summing ? 2 * downGrad : headGrad + downGrad;
   const forms: StageLinearForm[] = [
@@ -280,10 +281,12 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
       constant: early.constant + madeGrads + inLayer,
     },
     {
+      // Every gradient made, the last beside the embedding output's gradient, then the global
+      // norm squaring the largest gradient.
       phase: "end of backward",
       perNew: full.perNew,
       perOld: full.perOld,
-      constant: full.constant + n * b * h,
+      constant: full.constant + Math.max(n * b * h, bytes.grad * largestTrained),
     },
   ];
   const chunked = act.lossChunk !== undefined && act.lossChunk < n;
