@@ -89,6 +89,9 @@ interface Report {
     valLoss: number;
     measuredPeakBytes: number;
     predictedPeakBytes: number;
+    accountedStateBytes: number;
+    predictedStateBytes: number;
+    processPeakBytes?: number;
     merges: number;
   }[];
   standardPredictedPeakBytes: number;
@@ -110,7 +113,7 @@ async function trainLosses(dir: string): Promise<number[]> {
 
 Deno.test({
   name:
-    "run: a two-stage graph reports measured memory equal to the prediction, and a merged export",
+    "run: a two-stage graph reports the engine's measured peak within 10% of the prediction, and a merged export",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -122,7 +125,14 @@ Deno.test({
     const rep = await report(`${dir}/out`);
     assertEquals(rep.stages.map((s) => s.layers), [2, 3]);
     for (const s of rep.stages) {
-      assertAlmostEquals(s.measuredPeakBytes / s.predictedPeakBytes, 1, 0.01);
+      // Read from the engine's buffers during the steps, against the replay of the step.
+      assertAlmostEquals(s.measuredPeakBytes / s.predictedPeakBytes, 1, 0.1);
+      // The live tensors by role (frozen layers without gradients or moments, adapters once)
+      // against the plan's model state.
+      assertEquals(s.accountedStateBytes, s.predictedStateBytes);
+      assert(s.predictedStateBytes < s.measuredPeakBytes);
+      // The OS's resident high-water holds every tensor buffer and more.
+      if (s.processPeakBytes !== undefined) assert(s.processPeakBytes > s.measuredPeakBytes);
     }
     const [s1, s2] = rep.stages;
     assert(s1 !== undefined && s2 !== undefined);
@@ -149,7 +159,8 @@ Deno.test({
     const rep = await report(`${dir}/out`);
     assertEquals(rep.stages.map((s) => s.layers), [2, 3, 4]);
     for (const s of rep.stages) {
-      assertAlmostEquals(s.measuredPeakBytes / s.predictedPeakBytes, 1, 0.01);
+      assertAlmostEquals(s.measuredPeakBytes / s.predictedPeakBytes, 1, 0.1);
+      assertEquals(s.accountedStateBytes, s.predictedStateBytes);
     }
     assert((rep.stages[2]?.adapterParams ?? 0) > (rep.stages[1]?.adapterParams ?? 0));
   },
