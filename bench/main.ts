@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--json] [--only solver,train] [--backend auto,wasm,…]
+ * `deno task bench [--json] [--only solver,train,memory] [--backend auto,wasm,…]
  * [--shapes "d,L,V,T,B;…"] [--steps N] [--rounds N] [--no-peer] [--peer-env stock]`
  *
  * Benchmarks, each measured side by side in one run (these machines are
@@ -13,7 +13,11 @@
  * steps), alternating, and reports its median round.
  * `--json` prints one object: `results` (each with `shape` [d, L, V, T, B],
  * `backend`, `description`, `tokensPerSec`, `gflops`, and when the peer ran
- * `peerTokensPerSec` and `ratio`), `peer`, `skipped`, and `solver`.
+ * `peerTokensPerSec` and `ratio`), `peer`, `skipped`, `solver`, and `memory`.
+ *
+ * Memory (`bench/memory_bench.ts`): per backend, grid point and recompute mode, the measured
+ * peak of a standard, a STEP stage-1 and a STEP stage-2 step against the buffer replay and the
+ * planner, and tokens/s with and without recomputation.
  *
  * @module
  */
@@ -24,6 +28,15 @@ import { peerEnv, type PeerResult, runPeer } from "./peer.ts";
 import { benchSolver, type SolverBenchResult } from "./solver_bench.ts";
 import { benchTraining, DEFAULT_SHAPES, type TrainBenchRow } from "./train_bench.ts";
 import { benchGpu, type GpuBenchRow, gpuBenchTable } from "./gpu_bench.ts";
+import {
+  benchMemory,
+  MEMORY_GRID,
+  MEMORY_TABLE_HEADER,
+  memoryRow,
+  QUICK_GRID,
+  recomputeTable,
+  worstErrors,
+} from "./memory_bench.ts";
 
 /**
  * Backends run by default. `blas` and `cpu` (tfjs's JavaScript kernels) take
@@ -90,7 +103,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       "peer-env": { type: "string", default: "tuned" },
     },
   });
-  const only = new Set((values.only ?? "solver,train").split(","));
+  const only = new Set((values.only ?? "solver,train,memory").split(","));
   const requested = (values.backend ?? DEFAULT_BACKENDS.join(",")).split(",");
   // WebGPU has its own bench (GPU memory, adapter); the CPU peer is no reference for it.
   const backends = requested.filter((b) => b !== "webgpu");
@@ -200,6 +213,38 @@ export async function main(argv: readonly string[]): Promise<number> {
     );
     log(gpuBenchTable(rows));
     report.results = [...(report.results as unknown[]), ...rows];
+  }
+  if (only.has("memory")) {
+    log("");
+    log(
+      "Peak memory of one training step, measured (the engine's buffers; webgpu: GPU buffers) " +
+        "against the buffer replay and the planner, with and without recomputation:",
+    );
+    log(MEMORY_TABLE_HEADER);
+    const rows = [];
+    for (const backend of requested) {
+      try {
+        rows.push(
+          ...await benchMemory({
+            backends: [backend],
+            // A software GPU driver takes minutes per large step: the small points there.
+            grid: backend === "webgpu" ? QUICK_GRID : MEMORY_GRID,
+            onRow: (r) => log(memoryRow(r)),
+          }),
+        );
+      } catch (e: unknown) {
+        log(`${backend}: skipped (${e instanceof Error ? e.message.split("\n")[0] : String(e)})`);
+      }
+    }
+    const worst = worstErrors(rows);
+    log(
+      `max |error|: replay ${(worst.replay * 100).toFixed(1)}%, planner ${
+        (worst.planner * 100).toFixed(1)
+      }% (the planner assumes fused kernels: auto and webgpu)`,
+    );
+    log("");
+    log(recomputeTable(rows));
+    report.memory = rows;
   }
   if (values.json) console.log(JSON.stringify(report, null, 2));
   return 0;
