@@ -2,12 +2,13 @@
  * io-ts helpers shared by every codec: objects that reject unknown fields, and
  * a reporter that turns decode errors into `path: message` lines.
  *
- * A leaf module (imports only io-ts), so `solvers/` may use it too.
+ * A leaf module (io-ts and the byte units beside it), so `solvers/` may use it too.
  *
  * @module
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
+import { parseBytes } from "./units.ts";
 
 /**
  * An object codec with required and optional fields that rejects any field it
@@ -151,5 +152,36 @@ export const FileName: t.Type<string, string, unknown> = new t.Type<string, stri
       c,
       "expected a plain file name (letters, digits, '.', '_', '-'; no '/' and not starting with '.')",
     ),
+  t.identity,
+);
+
+/**
+ * A positive size in bytes, written as a number or as people write sizes ("24GB", "16 GiB");
+ * decodes to bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { ByteSize } from "./codec.ts";
+ * assert.deepEqual(ByteSize.decode("1.5GB"), E.right(1.5e9));
+ * assert(E.isLeft(ByteSize.decode("lots")));
+ * ```
+ */
+export const ByteSize: t.Type<number, number, unknown> = new t.Type<number, number, unknown>(
+  "ByteSize",
+  (u): u is number => typeof u === "number" && Number.isFinite(u) && u > 0,
+  (u, c) => {
+    const bytes = typeof u === "number" ? u : typeof u === "string" ? parseBytes(u) : undefined;
+    return bytes !== undefined && Number.isFinite(bytes) && bytes > 0
+      ? t.success(bytes)
+      : t.failure(
+        u,
+        c,
+        `cannot read ${
+          JSON.stringify(u)
+        } as a size (write e.g. "24GB", "16GiB" or a number of bytes)`,
+      );
+  },
   t.identity,
 );

@@ -235,7 +235,11 @@ async function runAndReport(
     [RUN_DIR.lossChart, lossChartSvg(`${name}: loss`, metrics, env.data.floorNats)],
     [
       RUN_DIR.memoryChart,
-      memoryChartSvg(`${name}: model state per stage, measured vs predicted`, r),
+      memoryChartSvg(
+        `${name}: peak memory per stage, measured (by role) vs predicted`,
+        r,
+        g.pipeline.memoryBudget,
+      ),
     ],
     [RUN_DIR.pipeline, YAML.stringify(encodePipeline(g.pipeline))],
   ];
@@ -243,7 +247,7 @@ async function runAndReport(
     const w = await env.store.writeText(file, text)();
     if (E.isLeft(w)) return fail(w.left);
   }
-  print(runSummary(r));
+  print(runSummary(r, g.pipeline.memoryBudget));
   print(
     `Report: ${out}/${RUN_DIR.report}, ${out}/${RUN_DIR.lossChart}, ${out}/${RUN_DIR.memoryChart}`,
   );

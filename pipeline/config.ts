@@ -9,6 +9,7 @@ import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
 import YAML from "yaml";
 import {
+  ByteSize,
   completeShape,
   type ConfigInvalid,
   configInvalid,
@@ -20,7 +21,6 @@ import {
   LlamaShapeCodec,
   NonNegativeInt,
   oneOf,
-  parseBytes,
   type Placement,
   PlacementCodec,
   PositiveInt,
@@ -88,7 +88,7 @@ export const PlanSectionCodec = strict("plan", {}, {
   stages: PositiveInt,
   minLayers: PositiveInt,
   split: t.array(PositiveInt),
-  budget: t.union([t.string, PositiveNumber]),
+  budget: ByteSize,
   placement: PlacementCodec,
 });
 
@@ -377,17 +377,6 @@ export function resolveConfig(
     ? undefined
     : trainingProblem(training, shape, `${file}: `);
   if (batchProblem !== undefined) return E.left(batchProblem);
-  const budgetBytes = input.plan?.budget === undefined
-    ? undefined
-    : typeof input.plan.budget === "number"
-    ? input.plan.budget
-    : parseBytes(input.plan.budget);
-  if (budgetBytes === undefined && input.plan?.budget !== undefined) {
-    return E.left(configInvalid(
-      `${file}: plan.budget`,
-      `cannot read "${input.plan.budget}" as a size (write e.g. "24GB" or "16GiB")`,
-    ));
-  }
   const b = input.budget;
   if (b?.flops !== undefined && b.standardSteps !== undefined) {
     return E.left(configInvalid(`${file}: budget`, `give "flops" or "standardSteps", not both`));
@@ -409,7 +398,7 @@ export function resolveConfig(
       stages: input.plan?.stages ?? 2,
       minLayers: input.plan?.minLayers ?? 1,
       split: input.plan?.split,
-      budgetBytes,
+      budgetBytes: input.plan?.budget,
       placement: input.plan?.placement ?? DEFAULT_PLACEMENT,
     },
     budget: {

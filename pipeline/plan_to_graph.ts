@@ -63,6 +63,7 @@ export function planToGraph(config: Config, plan: Plan): Pipeline {
       ...(config.data.validation === undefined ? {} : { validation: config.data.validation }),
     },
     ...(budget === undefined ? {} : { flops: budget.flops }),
+    ...(plan.mode.kind === "budget" ? { memoryBudget: plan.mode.bytes } : {}),
     nodes,
   } as Pipeline;
 }

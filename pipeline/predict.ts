@@ -181,6 +181,17 @@ export function describeGraph(g: ValidGraph): string {
     })();
     lines.push(`  ${n.id.padEnd(16)} ${n.op.padEnd(10)} ${detail.padEnd(28)} ${mem}`);
   }
+  const budget = g.pipeline.memoryBudget;
+  if (budget !== undefined) {
+    const over = peaks.flatMap((p, i) => p.peakBytes > budget ? [i + 1] : []);
+    lines.push(
+      `Memory budget ${formatBytes(budget)}: ${
+        over.length === 0
+          ? "every stage's predicted peak within it"
+          : `stage ${over.join(", ")} predicted over it`
+      }`,
+    );
+  }
   lines.push(
     `Standard pre-training of the final model: ${formatBytes(predictStandard(g))}, peak ${
       formatBytes(predictStandardRun(g, ALL_FUSED).peakBytes)

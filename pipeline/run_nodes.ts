@@ -8,7 +8,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { absurd } from "fp-ts/lib/function.js";
-import { adaptedWeights, grownTrainable, stageTrainable } from "../base/mod.ts";
+import { adaptedWeights, formatBytes, grownTrainable, stageTrainable } from "../base/mod.ts";
 import {
   evaluateModel,
   modelOf,
@@ -74,7 +74,7 @@ const nextNode: Transition = transition((s) =>
 function stageNode(facts: RunFacts, stage: GraphStage): Transition {
   return sequence(
     initIfFresh(facts, stage),
-    announceStage(stage),
+    announceStage(facts, stage),
     trainStage(facts, stage),
     finishStage(facts, stage),
     saveCheckpoint(stage.trainNodeId),
@@ -90,7 +90,7 @@ function initIfFresh(facts: RunFacts, stage: GraphStage): Transition {
   });
 }
 
-function announceStage(stage: GraphStage): Transition {
+function announceStage(facts: RunFacts, stage: GraphStage): Transition {
   return transition((s, env) => {
     // The process's peak is the stage's from here (on resume: from the resumed step).
     env.memory.resetPeak();
@@ -99,6 +99,18 @@ function announceStage(stage: GraphStage): Transition {
       env.log.line(
         `Stage ${stage.index} (${stage.trainNodeId}): ${st.layers} layers, trainable ${st.trainableParams}, frozen ${st.frozenParams}, adapters ${st.adapterParams}; ${stage.steps} steps`,
       );
+      const budget = facts.graph.pipeline.memoryBudget;
+      const predicted = facts.predicted[stage.index - 1]?.peakBytes;
+      if (budget !== undefined && predicted !== undefined && predicted > budget) {
+        env.log.line(
+          `  warning: stage ${stage.index}'s predicted peak ${
+            formatBytes(predicted)
+          } exceeds the ` +
+            `memory budget ${formatBytes(budget)} (on this backend: ${
+              env.engine.backend.split(":")[0]
+            })`,
+        );
+      }
     }
     return Promise.resolve(E.right(s));
   });

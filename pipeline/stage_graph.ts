@@ -9,6 +9,7 @@
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
 import {
+  ByteSize,
   type ConfigInvalid,
   configInvalid,
   decodeWith,
@@ -159,6 +160,11 @@ export const PipelineCodec = strict("pipeline", {
    * that the nodes add up to it within one step per stage (`graph_flops.ts`).
    */
   flops: PositiveNumber,
+  /**
+   * The memory budget the graph was planned for (`plan --budget --emit` writes it): the run
+   * warns before a stage predicted over it and reports each stage's measured peak against it.
+   */
+  memoryBudget: ByteSize,
 });
 
 /** A pipeline: target model, settings, and the nodes to run in order. */

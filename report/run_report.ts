@@ -18,6 +18,7 @@ export function runReportJson(
     const xs = r.stages.map(pick).filter((x): x is number => x !== null);
     return xs.length === 0 ? null : Math.max(...xs);
   };
+  const budget = g.pipeline.memoryBudget;
   return {
     name: g.pipeline.name ?? "pipeline",
     ...extra,
@@ -26,7 +27,9 @@ export function runReportJson(
       ...s,
       valPerplexity: Math.exp(s.valLoss),
       measuredOverPredicted: s.measuredPeakBytes / s.predictedPeakBytes,
+      ...(budget === undefined ? {} : { withinBudget: s.measuredPeakBytes <= budget }),
     })),
+    memoryBudgetBytes: budget ?? null,
     peakMeasuredBytes: most((s) => s.measuredPeakBytes),
     peakPredictedBytes: most((s) => s.predictedPeakBytes),
     peakAccountedStateBytes: most((s) => s.accountedStateBytes),
@@ -50,8 +53,21 @@ function percent(measured: number, predicted: number): string {
   return `${e >= 0 ? "+" : ""}${e.toFixed(1)}%`;
 }
 
-/** The end-of-run summary table. */
-export function runSummary(r: RunResult): string {
+/** The stages' measured peaks against the graph's memory budget, in one line. */
+export function budgetLine(r: RunResult, budget: number): string {
+  const over = r.stages.filter((s) => s.measuredPeakBytes > budget);
+  const peak = Math.max(...r.stages.map((s) => s.measuredPeakBytes));
+  return over.length === 0
+    ? `Memory budget ${formatBytes(budget)}: every stage's measured peak within it (largest ${
+      formatBytes(peak)
+    }, ${((1 - peak / budget) * 100).toFixed(1)}% to spare)`
+    : `Memory budget ${formatBytes(budget)} EXCEEDED by stage ${
+      over.map((s) => `${s.stage} (${formatBytes(s.measuredPeakBytes)})`).join(", ")
+    }`;
+}
+
+/** The end-of-run summary table (and the budget line when the graph has a memory budget). */
+export function runSummary(r: RunResult, budget?: number): string {
   const rows = [
     [
       "stage",
@@ -99,6 +115,7 @@ export function runSummary(r: RunResult): string {
         `the same batches: ${formatBytes(standard)} predicted (STEP ${
           Math.abs((1 - peak / standard) * 100).toFixed(1)
         }% ${peak <= standard ? "less" : "more"})`,
+    ...(budget === undefined ? [] : [budgetLine(r, budget)]),
     `Final val loss ${r.finalValLoss.toFixed(4)}; after merging the adapters ${
       r.mergedValLoss.toFixed(4)
     }`,
@@ -142,7 +159,7 @@ export function lossChartSvg(
  * Per stage: the measured peak, split into model state (role by role) and the rest (activations
  * and workspace), beside the predicted peak; standard pre-training's predicted peak last.
  */
-export function memoryChartSvg(title: string, r: RunResult): string {
+export function memoryChartSvg(title: string, r: RunResult, budget?: number): string {
   const fmt = (v: number): string => formatBytes(v);
   return stackedBarChart({
     title,
@@ -175,6 +192,11 @@ export function memoryChartSvg(title: string, r: RunResult): string {
         segments: [{ name: "standard", value: r.standardPredicted.peakBytes }],
         reference: true,
       },
+      ...(budget === undefined ? [] : [{
+        label: "budget",
+        segments: [{ name: "memory budget", value: budget }],
+        reference: true,
+      }]),
     ],
   });
 }

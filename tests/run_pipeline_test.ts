@@ -232,3 +232,60 @@ Deno.test({
     assertStringIncludes(text, "Standard pre-training of the final model");
   },
 });
+
+Deno.test({
+  name: "plan --budget, then run the emitted graph: every stage's measured peak stays within it",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const { main: plan } = await import("../cli/plan.ts");
+    const { capture } = await import("./cli_capture.ts");
+    const dir = await Deno.makeTempDir();
+    // Model state dominates (6 layers, one short sequence, layers recomputed), so stages help.
+    const config = {
+      name: "budget",
+      model: { hidden: 64, intermediate: 176, heads: 4, layers: 6, vocab: 257, maxSeqLen: 32 },
+      pet: { rank: 4, alpha: 8, resetEvery: 5, restartWarmup: 2 },
+      memory: { precision: "fp32", embeddings: true, activations: true },
+      training: {
+        backend: "auto",
+        seqLen: 32,
+        microBatch: 1,
+        batchTokens: 64,
+        recompute: "layers",
+        steps: 6,
+        warmup: 2,
+        evalEvery: 6,
+        evalBatches: 1,
+        checkpointEvery: 6,
+        logEvery: 3,
+      },
+      data: { source: "builtin", builtinBytes: 20000, cacheDir: `${ROOT}.cache/tokens` },
+    };
+    const configPath = `${dir}/budget.yaml`;
+    await Deno.writeTextFile(configPath, YAML.stringify(config));
+    const planned = JSON.parse((await capture(plan, [configPath, "--json"])).out);
+    // Below standard pre-training's peak: only a staged run fits.
+    const budget = Math.round(0.85 * planned.standardBytes);
+    const emitted = await capture(plan, [
+      configPath,
+      "--budget",
+      String(budget),
+      "--emit",
+      `${dir}/g.yaml`,
+    ]);
+    assertEquals(emitted.code, 0, emitted.err);
+    const r = await run(`${dir}/g.yaml`, "--out", `${dir}/out`);
+    assertEquals(r.code, 0, r.out);
+    assertStringIncludes(r.out, "every stage's measured peak within it");
+    const rep = await report(`${dir}/out`) as Report & {
+      memoryBudgetBytes: number;
+      stages: { withinBudget: boolean }[];
+    };
+    assertEquals(rep.memoryBudgetBytes, budget);
+    assert(rep.stages.length >= 2);
+    for (const s of rep.stages) {
+      assert(s.withinBudget && s.measuredPeakBytes <= budget, `${s.measuredPeakBytes} > ${budget}`);
+    }
+  },
+});
