@@ -160,7 +160,9 @@ function plannerOf(
   shape: LlamaShape,
   p: GridPoint,
   recompute: boolean,
+  fused: readonly FusibleOp[],
 ): { readonly bytes: number; readonly phase: string } {
+  const updateBuffers = fused.includes("adamw") ? (fused.includes("adamwInPlace") ? 0 : 3) : 6;
   const problem: MemoryProblem = {
     shape,
     adapter: { rank: RANK, targets: PROJECTIONS },
@@ -168,7 +170,7 @@ function plannerOf(
       precision: "fp32",
       embeddings: true,
       trainEmbeddingsAfterStage1: false,
-      activations: { microBatch: p[6], seqLen: p[5], recompute, accumulation: 1 },
+      activations: { microBatch: p[6], seqLen: p[5], recompute, accumulation: 1, updateBuffers },
     },
   };
   const { first, added } = growthOf(shape.layers);
@@ -228,7 +230,7 @@ export async function benchMemory(opts: MemoryBenchOptions): Promise<MemoryBench
             fused,
             recompute,
           });
-          const planner = plannerOf(stage, shape, point, recompute === "layers");
+          const planner = plannerOf(stage, shape, point, recompute === "layers", fused);
           const row: MemoryBenchRow = {
             backend,
             point,

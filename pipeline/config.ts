@@ -72,6 +72,7 @@ const ActivationsCodec = t.union([
     recompute: t.boolean,
     lossChunk: PositiveInt,
     accumulation: PositiveInt,
+    updateBuffers: NonNegativeInt,
   }),
 ], "activations");
 
@@ -360,8 +361,19 @@ export function activationsOf(
     accumulation: act.accumulation ??
       Math.max(1, Math.floor(training.batchTokens / (microBatch * seqLen))),
     ...(lossChunk === undefined ? {} : { lossChunk }),
+    updateBuffers: act.updateBuffers ?? UPDATE_BUFFERS[training.backend],
   };
 }
+
+/** What the optimizer update holds beside the state, per backend (`solvers/engine_memory.ts`). */
+const UPDATE_BUFFERS: Readonly<Record<TrainingSettings["backend"], number>> = {
+  auto: 0,
+  wasm: 0,
+  webgpu: 3,
+  cpu: 6,
+  blas: 6,
+  tensorflow: 6,
+};
 
 /** Applies defaults and cross-field checks to a decoded config. */
 export function resolveConfig(

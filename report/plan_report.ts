@@ -123,7 +123,7 @@ export function planText(plan: Plan, config: Config): string {
           m.activations.lossChunk === undefined
             ? ""
             : `, loss in chunks of ${m.activations.lossChunk} tokens`
-        }; the engine's peak moment per stage)`
+        }; each stage at its step's busiest moment, with the fused kernels of auto and webgpu)`
     }`,
     `Mode: ${modeLine}. Split: [${plan.split.join(", ")}]`,
     "",

@@ -64,6 +64,12 @@ export interface ActivationAssumptions {
    * sum is alive through the whole pass, and each new contribution briefly beside it.
    */
   readonly accumulation?: number;
+  /**
+   * Parameter-sized buffers the optimizer update holds beside the model state, for one tensor
+   * at a time (the largest decides): 0 when AdamW runs in place (auto, wasm), 3 when it writes
+   * a new weight, m and v (webgpu), 6 composite (cpu, blas). Default 0.
+   */
+  readonly updateBuffers?: number;
 }
 
 /** What the memory model counts. */
@@ -289,6 +295,15 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
       constant: full.constant + Math.max(n * b * h, bytes.grad * largestTrained),
     },
   ];
+  const updateBuffers = act.updateBuffers ?? 0;
+  if (updateBuffers > 0) {
+    forms.push({
+      phase: "optimizer update",
+      perNew: full.perNew,
+      perOld: full.perOld,
+      constant: full.constant + updateBuffers * b * largestTrained,
+    });
+  }
   const chunked = act.lossChunk !== undefined && act.lossChunk < n;
   if (summing && headGrad > 0 && !chunked) {
     // The head's contribution made beside its sum, with the logits' gradient still alive.

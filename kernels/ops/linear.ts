@@ -9,6 +9,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { addKeepingNothing, scaleKeepingNothing } from "./shape_ops.ts";
+import { releaseDisposedGpuBuffers } from "../webgpu/release.ts";
 
 /** A LoRA branch: y += scale · (x·A)·B with A [in, r], B [r, out]. */
 export interface LoraBranch {
@@ -34,9 +35,13 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor2D, lora?: LoraBranch): tf.Te
   if (lora === undefined) return tf.matMul(x, w);
   // x·W, (x·A)·B and its scaled copy die here rather than at the layer's end: the tape keeps
   // only x and x·A (the matmuls' saved inputs) for the backward pass.
-  return tf.tidy(() => {
+  const out = tf.tidy(() => {
     const y: tf.Tensor2D = tf.matMul(x, w);
     const low: tf.Tensor2D = tf.matMul(tf.matMul(x, lora.a), lora.b);
     return addKeepingNothing(y, scaleKeepingNothing(low, lora.scale));
   });
+  // On webgpu their buffers return now, not a command batch later: a layer rebuilt for its
+  // backward pass (recomputation) runs beside every gradient made so far.
+  releaseDisposedGpuBuffers();
+  return out;
 }
