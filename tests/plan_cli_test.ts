@@ -179,3 +179,57 @@ Deno.test("`deno task plan` runs as the README writes it (task permissions inclu
   assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
   assertEquals(JSON.parse(text.slice(text.indexOf("{"))).split, [14, 10]);
 });
+
+Deno.test("plan: a budget that is not a size is an input error naming plan.budget", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/c.yaml`;
+  await Deno.writeTextFile(
+    path,
+    YAML.stringify({
+      model: { hidden: 64, intermediate: 176, heads: 4, layers: 4, vocab: 257 },
+      plan: { budget: "lots" },
+    }),
+  );
+  const r = await plan(path);
+  assertEquals(r.code, 2);
+  assertStringIncludes(r.err, "plan.budget");
+  assertStringIncludes(r.err, '"lots"');
+});
+
+Deno.test("plan: memory.activations: true counts the step the training section describes", async () => {
+  const dir = await Deno.makeTempDir();
+  const model = { hidden: 64, intermediate: 176, heads: 4, layers: 6, vocab: 257, maxSeqLen: 64 };
+  const training = {
+    seqLen: 32,
+    microBatch: 2,
+    batchTokens: 192,
+    recompute: "layers",
+    lossChunk: 16,
+  };
+  const write = async (name: string, activations: unknown) => {
+    const path = `${dir}/${name}.yaml`;
+    await Deno.writeTextFile(
+      path,
+      YAML.stringify({
+        model,
+        training,
+        memory: { precision: "fp32", embeddings: true, activations },
+      }),
+    );
+    return JSON.parse((await plan(path, "--json")).out);
+  };
+  const implied = await write("implied", true);
+  const spelled = await write("spelled", {
+    microBatch: 2,
+    seqLen: 32,
+    recompute: true,
+    lossChunk: 16,
+    accumulation: 3,
+    updateBuffers: 0,
+  });
+  assertEquals(implied.stages, spelled.stages);
+  assertEquals(implied.assumptions, spelled.assumptions);
+  // Without recomputation the same step holds more.
+  const kept = await write("kept", { recompute: false });
+  assert(kept.standardBytes > implied.standardBytes);
+});
