@@ -218,7 +218,8 @@ Deno.test("plan: memory.activations: true counts the step the training section d
     );
     return JSON.parse((await plan(path, "--json")).out);
   };
-  const implied = await write("implied", true);
+  const fromTraining = true;
+  const implied = await write("implied", fromTraining);
   const spelled = await write("spelled", {
     microBatch: 2,
     seqLen: 32,
