@@ -4,7 +4,7 @@
  * bundles it into one JavaScript file for the Deno binary that travels beside
  * it; bench/gpu.sh runs it.
  *
- * `step-gpu OUT_DIR [--shapes "d,L,V,T,B;..."] [--composite-shapes "..."] [--steps N] [--checks-only] [--no-checks]`
+ * `step-gpu OUT_DIR [--shapes "d,L,V,T,B;..."] [--composite-shapes "..."] [--steps N] [--checks-only] [--no-checks] [--no-memory]`
  *
  * 1. Prints the WebGPU adapter and its limits (and says so when it is a
  *    software fallback).
@@ -14,6 +14,9 @@
  *    against cpu step by step.
  * 3. The benchmark (bench/gpu_bench.ts), written to OUT_DIR/bench.json:
  *    fused kernels on every shape, the composite path on `--composite-shapes`.
+ * 4. Peak GPU memory of standard, STEP stage-1 and stage-2 steps against the buffer replay
+ *    and the planner (bench/memory_bench.ts), written to OUT_DIR/memory.json (`--no-memory`
+ *    skips it).
  *
  * Exit status: 0 when every check passed and every shape ran, 1 otherwise.
  *
@@ -38,6 +41,13 @@ import {
   type KernelPath,
   LARGE_SHAPE,
 } from "./gpu_bench.ts";
+import {
+  benchMemory,
+  MEMORY_TABLE_HEADER,
+  memoryRow,
+  QUICK_GRID,
+  worstErrors,
+} from "./memory_bench.ts";
 import { type BackendComparison, compareBackends } from "../effects/mod.ts";
 import { renderError } from "../base/mod.ts";
 import { validateGraph } from "../pipeline/mod.ts";
@@ -46,7 +56,7 @@ import { DEFAULT_SHAPES } from "./train_bench.ts";
 
 const USAGE =
   'Usage: step-gpu OUT_DIR [--shapes "d,L,V,T,B;..."] [--composite-shapes "..."] [--steps N] ' +
-  "[--checks-only] [--no-checks]";
+  "[--checks-only] [--no-checks] [--no-memory]";
 
 /** Cases per op: small, since a software adapter is slow; a GPU does them in seconds. */
 const CASES_PER_OP = 4;
@@ -202,6 +212,30 @@ async function runBench(
   return { rows, failures };
 }
 
+/** GPU peaks on the small grid and one model-state-dominated point; false when a step failed. */
+async function runMemory(file: string, log: (line: string) => void): Promise<boolean> {
+  log(MEMORY_TABLE_HEADER);
+  try {
+    const rows = await benchMemory({
+      backends: ["webgpu"],
+      grid: [...QUICK_GRID, [512, 8, 8, 8, 50257, 256, 1]],
+      onRow: (r) => log(memoryRow(r)),
+    });
+    const worst = worstErrors(rows);
+    log(
+      `max |error|: replay ${(worst.replay * 100).toFixed(1)}%, planner ${
+        (worst.planner * 100).toFixed(1)
+      }%`,
+    );
+    await Deno.writeTextFile(file, JSON.stringify({ rows, worst }, null, 2));
+    return true;
+  } catch (reason: unknown) {
+    log(`memory: FAILED ${String(reason).split("\n")[0]}`);
+    await Deno.writeTextFile(file, JSON.stringify({ error: String(reason) }, null, 2));
+    return false;
+  }
+}
+
 /** Runs the device program; resolves to the exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -213,6 +247,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       steps: { type: "string", default: "3" },
       "checks-only": { type: "boolean", default: false },
       "no-checks": { type: "boolean", default: false },
+      "no-memory": { type: "boolean", default: false },
     },
   });
   const outDir = positionals[0];
@@ -242,6 +277,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (!values["checks-only"]) {
     const bench = await runBench(shapes, compositeShapes, steps, `${outDir}/bench.json`, log);
     passed &&= bench.failures.length === 0;
+  }
+  if (!values["checks-only"] && !values["no-memory"]) {
+    passed &&= await runMemory(`${outDir}/memory.json`, log);
   }
   return passed ? 0 : 1;
 }
