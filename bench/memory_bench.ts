@@ -170,7 +170,14 @@ function plannerOf(
       precision: "fp32",
       embeddings: true,
       trainEmbeddingsAfterStage1: false,
-      activations: { microBatch: p[6], seqLen: p[5], recompute, accumulation: 1, updateBuffers },
+      activations: {
+        microBatch: p[6],
+        seqLen: p[5],
+        recompute,
+        accumulation: 1,
+        updateBuffers,
+        attention: fused.includes("attention") ? "fused" : "composite",
+      },
     },
   };
   const { first, added } = growthOf(shape.layers);

@@ -73,6 +73,7 @@ const ActivationsCodec = t.union([
     lossChunk: PositiveInt,
     accumulation: PositiveInt,
     updateBuffers: NonNegativeInt,
+    attention: oneOf("attention", ["fused", "composite"]),
   }),
 ], "activations");
 
@@ -362,6 +363,8 @@ export function activationsOf(
       Math.max(1, Math.floor(training.batchTokens / (microBatch * seqLen))),
     ...(lossChunk === undefined ? {} : { lossChunk }),
     updateBuffers: act.updateBuffers ?? UPDATE_BUFFERS[training.backend],
+    attention: act.attention ??
+      (training.backend === "auto" || training.backend === "webgpu" ? "fused" : "composite"),
   };
 }
 

@@ -123,7 +123,9 @@ export function planText(plan: Plan, config: Config): string {
           m.activations.lossChunk === undefined
             ? ""
             : `, loss in chunks of ${m.activations.lossChunk} tokens`
-        }; each stage at its step's busiest moment, with the fused kernels of auto and webgpu)`
+        }; each stage at its step's busiest moment, ${
+          m.activations.attention === "composite" ? "composite" : "fused"
+        } attention)`
     }`,
     `Mode: ${modeLine}. Split: [${plan.split.join(", ")}]`,
     "",

@@ -70,6 +70,12 @@ export interface ActivationAssumptions {
    * a new weight, m and v (webgpu), 6 composite (cpu, blas). Default 0.
    */
   readonly updateBuffers?: number;
+  /**
+   * `fused` (auto, webgpu: one log-sum-exp per head and row is kept) or `composite` (wasm, cpu:
+   * each head's probabilities are kept, heads·seqLen per token, and the backward pass makes
+   * four such tensors at once). Default `fused`.
+   */
+  readonly attention?: "fused" | "composite";
 }
 
 /** What the memory model counts. */
@@ -168,7 +174,12 @@ export function activationBytesPerLayerToken(
   precision: Precision,
 ): number {
   const b = bytesPerParam(precision).weight;
-  return b * (act.recompute ? shape.hidden : layerActivations(shape));
+  return b * (act.recompute ? shape.hidden : layerActivations(shape) + compositeExtra(shape, act));
+}
+
+/** What composite attention keeps per token beyond the fused kernel: probabilities and copies. */
+function compositeExtra(shape: LlamaShape, act: ActivationAssumptions): number {
+  return act.attention === "composite" ? shape.hidden + shape.heads * (act.seqLen - 1) : 0;
 }
 
 function kvDims(shape: LlamaShape): number {
@@ -266,7 +277,7 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
   // (5h + 2kv + 2f + heads + 2) come back.
   const downGrad = bytes.grad * f * h;
   const inLayer = act.recompute
-    ? n * b * (7 * h + 2 * kvDims(shape) + 5 * f + shape.heads + 4)
+    ? n * b * (7 * h + 2 * kvDims(shape) + 5 * f + shape.heads + 4 + compositeExtra(shape, act))
     : n * b * (h + 2 * f + 2);
   const headGrad = embTrained && a.embeddings ? bytes.grad * shape.vocab * h : 0;
   const largestTrained = Math.max(headGrad / bytes.grad, f * h);
@@ -295,6 +306,37 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
       constant: full.constant + Math.max(n * b * h, bytes.grad * largestTrained),
     },
   ];
+  if (act.attention === "composite") {
+    // A layer's attention backward: its MLP's and output projection's gradients made, its MLP's
+    // activations freed; per token the normed input, q, k, v regrouped, the probabilities, the
+    // output per group and regrouped, the gradients of the residual and of the output, and four
+    // probability-sized temporaries with the gradients of q, k, v (8h + 4kv + 5·heads·T + 3).
+    // Under recomputation the rebuilt layer's output (h) too.
+    const kv = kvDims(shape);
+    const scores = shape.heads * act.seqLen;
+    const inAttention = act.recompute
+      ? n * b * (9 * h + 4 * kv + 5 * scores + 3)
+      : n * b * (8 * h + 4 * kv + 5 * scores + 3 - (7 * h + 2 * kv + 3 * f + scores + 2));
+    const attentionGrads = 3 * downGrad + bytes.grad * h * h;
+    forms.push({
+      phase: "top layer attention backward",
+      perNew: early.perNew + perLayer,
+      perOld: stage === 1 ? 0 : early.perOld + perOldAct,
+      constant: early.constant + madeGrads - downGrad + attentionGrads + inAttention,
+    });
+    if (act.recompute) {
+      // The bottom layer's, every gradient above made: in stage 1 its attention's are not yet,
+      // nor the embedding's.
+      const pending = stage === 1 ? bytes.grad * P - attentionGrads : 0;
+      forms.push({
+        phase: "bottom layer attention backward",
+        perNew: full.perNew,
+        perOld: full.perOld,
+        constant: full.constant + n * b * (h + (stage === 1 ? 0 : adapterTok)) + inAttention -
+          pending - (!summing && headGrad > 0 && !shape.tiedEmbeddings ? headGrad : 0),
+      });
+    }
+  }
   const updateBuffers = act.updateBuffers ?? 0;
   if (updateBuffers > 0) {
     forms.push({

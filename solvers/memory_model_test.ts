@@ -184,9 +184,11 @@ Deno.test("stageLinearForms() agree with the direct evaluation of every stage", 
   }
 });
 
-Deno.test("the planner's phases follow the engine's buffer replay within 12%", () => {
+Deno.test("the planner's phases follow the engine's buffer replay within 10%", () => {
   // The replay walks every buffer of a step; the planner's few linear forms must track it on
-  // shapes from a tiny vocabulary to GPT-2's, with and without recomputation.
+  // shapes from a tiny vocabulary to GPT-2's, with and without recomputation, summing one or
+  // two micro-batches, with auto's kernels, webgpu's (AdamW into new buffers) and wasm's
+  // (composite attention).
   const shapes = [
     [64, 4, 4, 4, 257, 64, 16],
     [128, 2, 4, 2, 257, 128, 4],
@@ -195,53 +197,80 @@ Deno.test("the planner's phases follow the engine's buffer replay within 12%", (
     [512, 8, 8, 8, 50257, 256, 1],
     [256, 4, 4, 4, 32000, 128, 4],
   ] as const;
-  for (const recompute of [false, true]) {
-    for (const [hidden, layers, heads, kvHeads, vocab, seqLen, microBatch] of shapes) {
-      const shape = completeShape({
-        hidden,
-        intermediate: Math.ceil(8 * hidden / 3 / 32) * 32,
-        heads,
-        kvHeads,
-        layers,
-        vocab,
-        maxSeqLen: seqLen,
-      } as never);
-      const problem: MemoryProblem = {
-        shape,
-        adapter: { rank: 8, targets: PROJECTIONS },
-        assumptions: {
-          precision: "fp32",
-          embeddings: true,
-          trainEmbeddingsAfterStage1: false,
-          activations: { microBatch, seqLen, recompute },
-        },
-      };
-      const first = Math.ceil(layers / 2);
-      const planned = stageMemories(problem, [first, layers - first]);
-      const step = { microBatch, seqLen, accumulation: 1, fused: FUSIBLE_OPS, rank: 8 };
-      const mode = recompute ? "layers" as const : "none" as const;
-      const replayed = [
-        engineStepMemory({ ...step, shape, roles: firstStageRoles(first), recompute: mode }),
-        engineStepMemory({
-          ...step,
-          shape,
-          recompute: mode,
-          roles: grownStageRoles(2, first, layers - first, {
-            placement: "upper",
-            seed: 0,
-            targets: PROJECTIONS,
-            trainEmbeddings: false,
-          }),
-        }),
-      ];
-      planned.forEach((s, i) => {
-        const ratio = s.bytes / replayed[i]!.peakBytes;
-        assert(
-          Math.abs(ratio - 1) < 0.12,
-          `${[hidden, layers, heads, kvHeads, vocab, seqLen, microBatch]} recompute ${recompute} ` +
-            `stage ${i + 1}: planner ${s.bytes} vs replay ${replayed[i]!.peakBytes}`,
-        );
-      });
+  const kernels = [
+    { fused: FUSIBLE_OPS, updateBuffers: 0, attention: "fused" },
+    {
+      fused: FUSIBLE_OPS.filter((o) => o !== "adamwInPlace"),
+      updateBuffers: 3,
+      attention: "fused",
+    },
+    {
+      fused: FUSIBLE_OPS.filter((o) => o !== "attention"),
+      updateBuffers: 0,
+      attention: "composite",
+    },
+  ] as const;
+  for (const k of kernels) {
+    for (const accumulation of [1, 2]) {
+      for (const recompute of [false, true]) {
+        for (const [hidden, layers, heads, kvHeads, vocab, seqLen, microBatch] of shapes) {
+          const shape = completeShape({
+            hidden,
+            intermediate: Math.ceil(8 * hidden / 3 / 32) * 32,
+            heads,
+            kvHeads,
+            layers,
+            vocab,
+            maxSeqLen: seqLen,
+          } as never);
+          const problem: MemoryProblem = {
+            shape,
+            adapter: { rank: 8, targets: PROJECTIONS },
+            assumptions: {
+              precision: "fp32",
+              embeddings: true,
+              trainEmbeddingsAfterStage1: false,
+              activations: {
+                microBatch,
+                seqLen,
+                recompute,
+                accumulation,
+                updateBuffers: k.updateBuffers,
+                attention: k.attention,
+              },
+            },
+          };
+          const first = Math.ceil(layers / 2);
+          const planned = stageMemories(problem, [first, layers - first]);
+          const step = { microBatch, seqLen, accumulation, fused: k.fused, rank: 8 };
+          const mode = recompute ? "layers" as const : "none" as const;
+          const replayed = [
+            engineStepMemory({ ...step, shape, roles: firstStageRoles(first), recompute: mode }),
+            engineStepMemory({
+              ...step,
+              shape,
+              recompute: mode,
+              roles: grownStageRoles(2, first, layers - first, {
+                placement: "upper",
+                seed: 0,
+                targets: PROJECTIONS,
+                trainEmbeddings: false,
+              }),
+            }),
+          ];
+          planned.forEach((s, i) => {
+            const ratio = s.bytes / replayed[i]!.peakBytes;
+            assert(
+              Math.abs(ratio - 1) < 0.1,
+              `${[hidden, layers, heads, kvHeads, vocab, seqLen, microBatch]} ${k.attention} ` +
+                `attention, ${k.updateBuffers} update buffers, ${accumulation} micro-batches, ` +
+                `recompute ${recompute}, stage ${i + 1}: planner ${s.bytes} vs replay ${
+                  replayed[i]!.peakBytes
+                }`,
+            );
+          });
+        }
+      }
     }
   }
 });
