@@ -240,7 +240,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     log(
       `max |error|: replay ${(worst.replay * 100).toFixed(1)}%, planner ${
         (worst.planner * 100).toFixed(1)
-      }% (the planner assumes fused kernels: auto and webgpu)`,
+      }%`,
     );
     log("");
     log(recomputeTable(rows));
