@@ -18,6 +18,7 @@ import * as E from "fp-ts/lib/Either.js";
 import {
   createTrainState,
   disposeState,
+  fusedOps,
   initBackend,
   initParams,
   type TrainState,
@@ -28,7 +29,9 @@ import {
   trackGpuPeak,
   unregisterWebGpuKernels,
 } from "../kernels/webgpu/mod.ts";
-import { activationEstimate, standardModelState } from "../pipeline/mod.ts";
+import { standardModelState } from "../pipeline/mod.ts";
+import { engineStepMemory } from "../solvers/mod.ts";
+import { firstStageRoles } from "../base/mod.ts";
 import { batchOf, benchShape, DEFAULT_SHAPES } from "./train_bench.ts";
 
 /** [d, L, V, T, B]. */
@@ -63,8 +66,8 @@ export interface GpuBenchRow {
   readonly modelStateBytes: number;
   /** The planner's fp32 model state: 16 B per trained parameter (pipeline/predict.ts). */
   readonly predictedModelStateBytes: number;
-  /** The planner's activation estimate for this micro-batch (no recomputation), for context. */
-  readonly predictedActivationBytes: number;
+  /** The step's peak as the buffer replay predicts it with these kernels (solvers/engine_memory.ts). */
+  readonly predictedPeakBytes: number;
   /** Loss of the last timed step. */
   readonly loss: number;
 }
@@ -147,7 +150,16 @@ async function benchOne(
     gpuAllocatedBytes,
     modelStateBytes: modelState,
     predictedModelStateBytes: standardModelState(shape),
-    predictedActivationBytes: activationEstimate(shape, batch, seq),
+    predictedPeakBytes: engineStepMemory({
+      shape,
+      roles: firstStageRoles(layers),
+      rank: 0,
+      microBatch: batch,
+      seqLen: seq,
+      accumulation: 1,
+      fused: fusedOps(),
+      recompute: "none",
+    }).peakBytes,
     loss,
   };
 }
@@ -192,14 +204,14 @@ function mib(bytes: number): string {
 /** The header and one line per row, as the device script prints them. */
 export function gpuBenchTable(rows: readonly GpuBenchRow[]): string {
   const lines = [
-    "shape [d, L, V, T, B]        kernels     tokens/s   GFLOP/s   GPU peak MiB   " +
+    "shape [d, L, V, T, B]        kernels     tokens/s   GFLOP/s   GPU peak MiB (predicted)   " +
     "model state MiB (predicted)",
   ];
   for (const r of rows) {
     lines.push(
       `[${r.shape.join(", ")}]`.padEnd(29) + r.kernels.padEnd(10) +
         r.tokensPerSec.toFixed(0).padStart(10) + r.gflops.toFixed(1).padStart(10) +
-        mib(r.gpuBytes).padStart(15) +
+        `${mib(r.gpuBytes)} (${mib(r.predictedPeakBytes)})`.padStart(27) +
         `   ${mib(r.modelStateBytes)} (${mib(r.predictedModelStateBytes)})`,
     );
   }

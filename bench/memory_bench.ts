@@ -45,6 +45,7 @@ import {
 import {
   engineStepMemory,
   type FusibleOp,
+  kernelTraits,
   type MemoryProblem,
   stageMemories,
 } from "../solvers/mod.ts";
@@ -162,7 +163,6 @@ function plannerOf(
   recompute: boolean,
   fused: readonly FusibleOp[],
 ): { readonly bytes: number; readonly phase: string } {
-  const updateBuffers = fused.includes("adamw") ? (fused.includes("adamwInPlace") ? 0 : 3) : 6;
   const problem: MemoryProblem = {
     shape,
     adapter: { rank: RANK, targets: PROJECTIONS },
@@ -175,8 +175,7 @@ function plannerOf(
         seqLen: p[5],
         recompute,
         accumulation: 1,
-        updateBuffers,
-        attention: fused.includes("attention") ? "fused" : "composite",
+        ...kernelTraits(fused),
       },
     },
   };

@@ -31,7 +31,14 @@ import {
   shapeProblem,
   strict,
 } from "../base/mod.ts";
-import type { ActivationAssumptions, BudgetSpec, MemoryAssumptions } from "../solvers/mod.ts";
+import {
+  type ActivationAssumptions,
+  type BudgetSpec,
+  FUSIBLE_OPS,
+  type FusibleOp,
+  kernelTraits,
+  type MemoryAssumptions,
+} from "../solvers/mod.ts";
 import { DEFAULT_TOKEN_CACHE_DIR } from "../data/mod.ts";
 
 /** Tensor backends the engine knows. */
@@ -40,6 +47,20 @@ export const BACKENDS = ["auto", "wasm", "cpu", "blas", "webgpu", "tensorflow"] 
 export type BackendName = typeof BACKENDS[number];
 /** Codec of a backend name. */
 export const BackendCodec = oneOf("backend", BACKENDS);
+
+/**
+ * The ops each backend runs fused, as `fusedOps()` reports once it has started
+ * (`tests/backend_kernels_test.ts` checks the table against the running backends): what a plan
+ * made before any backend exists assumes. `tensorflow` (tfjs-node) is assumed composite.
+ */
+export const BACKEND_FUSED: Readonly<Record<BackendName, readonly FusibleOp[]>> = {
+  auto: FUSIBLE_OPS,
+  wasm: FUSIBLE_OPS.filter((op) => op !== "attention"),
+  webgpu: FUSIBLE_OPS.filter((op) => op !== "adamwInPlace"),
+  cpu: [],
+  blas: [],
+  tensorflow: [],
+};
 
 /** Codec of the `pet:` section: ReLoRA on the frozen layers. */
 export const PetCodec = strict("pet", {}, {
@@ -355,6 +376,7 @@ export function activationsOf(
   const microBatch = act.microBatch ?? training.microBatch;
   const seqLen = act.seqLen ?? training.seqLen;
   const lossChunk = act.lossChunk ?? training.lossChunk;
+  const kernels = kernelTraits(BACKEND_FUSED[training.backend]);
   return {
     microBatch,
     seqLen,
@@ -362,21 +384,10 @@ export function activationsOf(
     accumulation: act.accumulation ??
       Math.max(1, Math.floor(training.batchTokens / (microBatch * seqLen))),
     ...(lossChunk === undefined ? {} : { lossChunk }),
-    updateBuffers: act.updateBuffers ?? UPDATE_BUFFERS[training.backend],
-    attention: act.attention ??
-      (training.backend === "auto" || training.backend === "webgpu" ? "fused" : "composite"),
+    updateBuffers: act.updateBuffers ?? kernels.updateBuffers,
+    attention: act.attention ?? kernels.attention,
   };
 }
-
-/** What the optimizer update holds beside the state, per backend (`solvers/engine_memory.ts`). */
-const UPDATE_BUFFERS: Readonly<Record<TrainingSettings["backend"], number>> = {
-  auto: 0,
-  wasm: 0,
-  webgpu: 3,
-  cpu: 6,
-  blas: 6,
-  tensorflow: 6,
-};
 
 /** Applies defaults and cross-field checks to a decoded config. */
 export function resolveConfig(

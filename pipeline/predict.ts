@@ -8,10 +8,7 @@
  * @module
  */
 import {
-  activationBytesPerLayerToken,
-  activationConstantBytes,
   engineStepMemory,
-  FUSIBLE_OPS,
   type FusibleOp,
   type MemoryAssumptions,
   type MemoryProblem,
@@ -25,6 +22,7 @@ import {
   formatCount,
   type LlamaShape,
 } from "../base/mod.ts";
+import { BACKEND_FUSED } from "./config.ts";
 import { graphFlops } from "./graph_flops.ts";
 import type { ValidGraph } from "./validate_graph.ts";
 
@@ -67,13 +65,6 @@ export function standardModelState(shape: LlamaShape): number {
   return stageMemories(problem, [shape.layers])[0]?.bytes ?? 0;
 }
 
-/** The planner's activation estimate (fp32, no recomputation) for one micro-batch of `batch` × `seq`. */
-export function activationEstimate(shape: LlamaShape, batch: number, seq: number): number {
-  const act = { microBatch: batch, seqLen: seq, recompute: false };
-  return batch * seq * shape.layers * activationBytesPerLayerToken(shape, act, "fp32") +
-    activationConstantBytes(shape, act, "fp32");
-}
-
 /** Predicted fp32 model-state memory of every stage of a graph. */
 export function predictStages(g: ValidGraph): StageMemory[] {
   const split = g.stages.map((s) => s.added);
@@ -99,9 +90,6 @@ export interface StagePrediction {
   /** Where in the step the peak falls, e.g. `backward head cross-entropy`. */
   readonly peakAt: string;
 }
-
-/** Every op fused: what the default backend (`auto`) runs. */
-export const ALL_FUSED: readonly FusibleOp[] = FUSIBLE_OPS;
 
 /** Predicted model state and peak of every stage, on a backend that fuses `fused`. */
 export function predictRun(g: ValidGraph, fused: readonly FusibleOp[]): StagePrediction[] {
@@ -151,14 +139,15 @@ export function predictStandardRun(
 /** The graph and each node's predicted memory, as `--dry-run` prints it. */
 export function describeGraph(g: ValidGraph): string {
   const predicted = predictStages(g);
-  const peaks = predictRun(g, ALL_FUSED);
+  const fused = BACKEND_FUSED[g.training.backend];
+  const peaks = predictRun(g, fused);
   const byNode = new Map(g.stages.map((s) => [s.trainNodeId, s]));
   const lines = [
     `Stage graph "${g.pipeline.name ?? "pipeline"}": target ${g.shape.layers} layers, split [${
       g.stages.map((s) => s.added).join(", ")
     }]`,
     "Predicted per stage: model state (fp32 Adam, embeddings counted) and the whole peak of a " +
-    "step (state, activations, workspace; with auto's fused kernels):",
+    `step (state, activations, workspace; with the ${g.training.backend} backend's kernels):`,
   ];
   for (const n of g.pipeline.nodes) {
     const stage = byNode.get(n.id);
@@ -194,7 +183,7 @@ export function describeGraph(g: ValidGraph): string {
   }
   lines.push(
     `Standard pre-training of the final model: ${formatBytes(predictStandard(g))}, peak ${
-      formatBytes(predictStandardRun(g, ALL_FUSED).peakBytes)
+      formatBytes(predictStandardRun(g, fused).peakBytes)
     }`,
   );
   const flops = graphFlops({

@@ -183,6 +183,16 @@ export function planText(plan: Plan, config: Config): string {
     );
   }
   const budget = plan.budget;
+  const methodRow = (
+    name: string,
+    run: { readonly flopsPerToken: number; readonly tokens: number; readonly steps: number },
+  ): string[] => [
+    name,
+    run.flopsPerToken.toExponential(3),
+    formatCount(run.tokens),
+    String(run.steps),
+    "",
+  ];
   if (budget !== undefined) {
     lines.push(
       "",
@@ -205,27 +215,9 @@ export function planText(plan: Plan, config: Config): string {
           String(budget.stepTotal.steps),
           "",
         ],
-        [
-          "standard",
-          budget.standard.flopsPerToken.toExponential(3),
-          formatCount(budget.standard.tokens),
-          String(budget.standard.steps),
-          "",
-        ],
-        [
-          "ReLoRA (LoRA phase)",
-          budget.relora.flopsPerToken.toExponential(3),
-          formatCount(budget.relora.tokens),
-          String(budget.relora.steps),
-          "",
-        ],
-        [
-          "GaLore",
-          budget.galore.flopsPerToken.toExponential(3),
-          formatCount(budget.galore.tokens),
-          String(budget.galore.steps),
-          "",
-        ],
+        methodRow("standard", budget.standard),
+        methodRow("ReLoRA (LoRA phase)", budget.relora),
+        methodRow("GaLore", budget.galore),
       ]),
     );
   }

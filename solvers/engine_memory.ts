@@ -40,6 +40,36 @@ export const FUSIBLE_OPS = [
 /** One of {@link FUSIBLE_OPS}. */
 export type FusibleOp = typeof FUSIBLE_OPS[number];
 
+/** What a fused set means for memory: the optimizer update's copies and the attention kept. */
+export interface KernelTraits {
+  /**
+   * Parameter-sized buffers the optimizer update holds beside the state for one tensor: 0 for a
+   * fused AdamW in place, 3 for one writing a new weight, m and v, 6 for the composite (the
+   * clipped gradient, the new m, three temporaries and the new v, `kernels/adamw.ts`).
+   */
+  readonly updateBuffers: number;
+  /** `fused`: one log-sum-exp per head and row kept; `composite`: each head's probabilities. */
+  readonly attention: "fused" | "composite";
+}
+
+/**
+ * The traits of a backend's fused ops.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FUSIBLE_OPS, kernelTraits } from "./engine_memory.ts";
+ * assert.deepEqual(kernelTraits(FUSIBLE_OPS), { updateBuffers: 0, attention: "fused" });
+ * assert.deepEqual(kernelTraits([]), { updateBuffers: 6, attention: "composite" });
+ * ```
+ */
+export function kernelTraits(fused: readonly FusibleOp[]): KernelTraits {
+  return {
+    updateBuffers: fused.includes("adamw") ? (fused.includes("adamwInPlace") ? 0 : 3) : 6,
+    attention: fused.includes("attention") ? "fused" : "composite",
+  };
+}
+
 /** How the step recomputes: `none` keeps every layer's activations for the backward pass. */
 export type Recompute = "none" | "layers";
 
@@ -546,12 +576,8 @@ export function engineStepMemory(spec: EngineStepSpec): EngineStepMemory {
   for (let k = 0; k < spec.accumulation; k++) microBatch(r);
   // The global gradient norm squares one gradient at a time.
   t.spike(p.largest, "gradient norm");
-  // The update, one parameter at a time, the largest deciding: a fused AdamW in place needs
-  // nothing more; one that writes new buffers holds param', m', v' beside the old ones; the
-  // composite holds the clipped gradient, the new m, three temporaries and the new v
-  // (`kernels/adamw.ts`).
-  const update = r.fused.has("adamw") ? (r.fused.has("adamwInPlace") ? 0 : 3) : 6;
-  t.spike(update * p.largest, "optimizer");
+  // The update, one parameter at a time, the largest deciding.
+  t.spike(kernelTraits(spec.fused).updateBuffers * p.largest, "optimizer");
   return {
     peakBytes: t.peak,
     modelStateBytes: 4 * (p.all + 3 * p.trained),

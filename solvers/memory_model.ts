@@ -64,17 +64,9 @@ export interface ActivationAssumptions {
    * sum is alive through the whole pass, and each new contribution briefly beside it.
    */
   readonly accumulation?: number;
-  /**
-   * Parameter-sized buffers the optimizer update holds beside the model state, for one tensor
-   * at a time (the largest decides): 0 when AdamW runs in place (auto, wasm), 3 when it writes
-   * a new weight, m and v (webgpu), 6 composite (cpu, blas). Default 0.
-   */
+  /** The optimizer update's parameter-sized copies (`KernelTraits` of `engine_memory.ts`); default 0. */
   readonly updateBuffers?: number;
-  /**
-   * `fused` (auto, webgpu: one log-sum-exp per head and row is kept) or `composite` (wasm, cpu:
-   * each head's probabilities are kept, heads·seqLen per token, and the backward pass makes
-   * four such tensors at once). Default `fused`.
-   */
+  /** Attention as the backend runs it (`KernelTraits`); default `fused`. */
   readonly attention?: "fused" | "composite";
 }
 
