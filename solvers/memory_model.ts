@@ -155,7 +155,7 @@ export function embeddingParams(shape: LlamaShape): number {
 
 /**
  * Activation bytes per layer per token that stay until the backward pass, as this project's
- * engine keeps them with fused kernels (`solvers/engine_memory.ts` replays them one by one):
+ * engine keeps them (`solvers/engine_memory.ts` replays them one by one); with fused attention:
  * the normed input, q and o (rotated q), the residual sum, the MLP's normed input and the
  * layer's output (6h), k and v (2·kv), gate, up and their SwiGLU product (3f), one log-sum-exp
  * per head and two RMS factors. With recomputation only the layer input (h) stays.
@@ -226,10 +226,12 @@ export interface StageLinearForm {
 /**
  * Stage i's memory as the largest of a few linear forms (the integer program keeps one row per
  * form). Model state alone (the paper's Eq. 2, and embeddings when counted) is one form. With
- * activations counted there are three moments of a step: the start of the backward pass (every
- * activation, the logits and their gradient, no weight gradient yet), the top layer's backward
- * (the logits gone, the head's gradient and a layer's temporaries there), and the end of the
- * backward pass (every weight gradient, activations gone).
+ * activations counted each form is a moment of the engine's step: the start of the backward pass
+ * (every activation, the logits and their gradient, no weight gradient yet), the top layer's
+ * backward (the head's gradient made, a layer's temporaries), the end of the backward pass and
+ * the global norm (every gradient), and where they apply the bottom layer rebuilt
+ * (recomputation), composite attention's backward, the optimizer update's copies and the head's
+ * contribution beside its sum (summed micro-batches).
  */
 export function stageLinearForms(problem: MemoryProblem, stage: number): StageLinearForm[] {
   const { shape, adapter, assumptions: a } = problem;
@@ -261,6 +263,7 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
   const summing = (act.accumulation ?? 1) > 1;
   const early = summing ? full : state("before gradients");
   const f = shape.intermediate;
+  const kv = kvDims(shape);
   // A layer's backward at its SwiGLU, the step's busiest moment inside a layer: the down
   // projection's weight gradient just made, the gradients of the layer's output, of the SwiGLU
   // product, gate and up (h + 3f per token), the tokens and targets (2); the layer's product
@@ -269,10 +272,12 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
   // (5h + 2kv + 2f + heads + 2) come back.
   const downGrad = bytes.grad * f * h;
   const inLayer = act.recompute
-    ? n * b * (7 * h + 2 * kvDims(shape) + 5 * f + shape.heads + 4 + compositeExtra(shape, act))
+    ? n * b * (7 * h + 2 * kv + 5 * f + shape.heads + 4 + compositeExtra(shape, act))
     : n * b * (h + 2 * f + 2);
   const headGrad = embTrained && a.embeddings ? bytes.grad * shape.vocab * h : 0;
   const largestTrained = Math.max(headGrad / bytes.grad, f * h);
+  // The token embedding's gradient comes after the bottom layer's backward (one pass, untied).
+  const embeddingGradLater = !summing && headGrad > 0 && !shape.tiedEmbeddings ? headGrad : 0;
   // A weight gradient just made: a new buffer, or (summing) a contribution and the new sum.
   const madeGrads = summing ? 2 * downGrad : headGrad + downGrad;
   const forms: StageLinearForm[] = [
@@ -303,12 +308,12 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
     // activations freed; per token the normed input, q, k, v regrouped, the probabilities, the
     // output per group and regrouped, the gradients of the residual and of the output, and four
     // probability-sized temporaries with the gradients of q, k, v (8h + 4kv + 5·heads·T + 3).
-    // Under recomputation the rebuilt layer's output (h) too.
-    const kv = kvDims(shape);
+    // Under recomputation the rebuilt layer's output (h) too; without, the layer's kept
+    // activations (7h + 2kv + 3f + heads·T + 2) are already in perLayer.
     const scores = shape.heads * act.seqLen;
     const inAttention = act.recompute
       ? n * b * (9 * h + 4 * kv + 5 * scores + 3)
-      : n * b * (8 * h + 4 * kv + 5 * scores + 3 - (7 * h + 2 * kv + 3 * f + scores + 2));
+      : n * b * (h + 2 * kv + 4 * scores - 3 * f + 1);
     const attentionGrads = 3 * downGrad + bytes.grad * h * h;
     forms.push({
       phase: "top layer attention backward",
@@ -325,7 +330,7 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
         perNew: full.perNew,
         perOld: full.perOld,
         constant: full.constant + n * b * (h + (stage === 1 ? 0 : adapterTok)) + inAttention -
-          pending - (!summing && headGrad > 0 && !shape.tiedEmbeddings ? headGrad : 0),
+          pending - embeddingGradLater,
       });
     }
   }
@@ -357,7 +362,6 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
   // the up projection, where q, k and the output projection's result are not yet freed at the
   // layer's end (2h + kv) and the up projection's temporaries (3f) stand in for the backward's
   // gradients, with no output yet (h).
-  const kv = kvDims(shape);
   const bottom = stage === 1
     ? inLayer - (summing ? -downGrad : bytes.grad * P - downGrad)
     : n * b * (7 * h + 2 * kv + 5 * f + shape.heads + 4 + adapterTok + Math.max(f, h + kv));
@@ -365,9 +369,7 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
     phase: "bottom layer backward",
     perNew: full.perNew,
     perOld: full.perOld,
-    // The token embedding's gradient comes after the bottom layer's backward.
-    constant: full.constant + n * b * h + bottom -
-      (!summing && headGrad > 0 && !shape.tiedEmbeddings ? headGrad : 0),
+    constant: full.constant + n * b * h + bottom - embeddingGradLater,
   }];
 }
 
@@ -386,8 +388,8 @@ function largestForm(
 }
 
 /**
- * Eq. 2 (and its extra terms) for every stage of a split, evaluated directly
- * from N_i rather than through the linear form.
+ * Eq. 2 (and its extra terms) for every stage of a split: model state term by term from N_i,
+ * activations as what the stage's largest moment ({@link stageLinearForms}) holds beyond it.
  */
 export function stageMemories(problem: MemoryProblem, split: readonly number[]): StageMemory[] {
   const { shape, adapter, assumptions: a } = problem;
