@@ -4,8 +4,8 @@
  * For each grid point [d, L, heads, kv-heads, V, T, B] and each recompute mode it builds the
  * three steps a STEP comparison needs: standard pre-training (all L layers train), STEP stage 1
  * (the bottom ⌈L/2⌉ layers train) and STEP stage 2 (grown to L layers on top, the old layers
- * frozen with ReLoRA rank 8 on all seven projections), runs one warm-up step and one measured
- * step of each, and reports:
+ * frozen with ReLoRA rank 8 on all seven projections), runs one warm-up step, one measured
+ * step and a few timed steps of each, and reports:
  *
  * - measured: the most bytes the step's distinct tensor buffers held at once (the buffer
  *   ledger of `kernels/peak_memory.ts`; on webgpu the GPU buffer high-water), read from the
@@ -13,7 +13,7 @@
  * - replay: `solvers/engine_memory.ts`, the step's buffers walked one by one;
  * - planner: `solvers/memory_model.ts`, the few linear forms the integer program constrains
  *   (what `deno task plan` and `--budget` use);
- * - tokens/s of the measured step, so the price of recomputation shows beside its saving.
+ * - tokens/s over the timed steps, so the price of recomputation shows beside its saving.
  *
  * Run: `deno run -A --unstable-webgpu bench/memory_bench.ts [backend ...] [--quick]
  * [--points "d,L,H,KV,V,T,B;…"]`.
@@ -50,7 +50,7 @@ import {
   stageMemories,
 } from "../solvers/mod.ts";
 import { enginePeakBytes } from "../pipeline/mod.ts";
-import { batchOf, useBackend } from "./train_bench.ts";
+import { batchOf, benchShape, useBackend } from "./train_bench.ts";
 
 /** [hidden, layers, heads, kvHeads, vocab, seqLen, microBatch]. */
 export type GridPoint = readonly [number, number, number, number, number, number, number];
@@ -101,18 +101,7 @@ const RANK = 8;
 
 function shapeOf(p: GridPoint): LlamaShape {
   const [hidden, layers, heads, kvHeads, vocab, seq] = p;
-  return {
-    hidden,
-    intermediate: Math.ceil((8 * hidden) / 3 / 32) * 32,
-    heads,
-    kvHeads,
-    layers,
-    vocab,
-    tiedEmbeddings: false,
-    rmsNormEps: 1e-5,
-    ropeTheta: 10000,
-    maxSeqLen: seq,
-  };
+  return benchShape(hidden, layers, vocab, seq, heads, kvHeads);
 }
 
 function growthOf(layers: number): { readonly first: number; readonly added: number } {
@@ -191,6 +180,8 @@ function plannerOf(
 export interface MemoryBenchOptions {
   readonly backends: readonly string[];
   readonly grid?: readonly GridPoint[];
+  /** Steps timed for tokens/s after the measured one (default 3). */
+  readonly timedSteps?: number;
   /** Called with each row as it is measured (progress). */
   readonly onRow?: (row: MemoryBenchRow) => void;
 }
@@ -208,6 +199,7 @@ export interface MemoryBenchOptions {
  */
 export async function benchMemory(opts: MemoryBenchOptions): Promise<MemoryBenchRow[]> {
   const rows: MemoryBenchRow[] = [];
+  const timedSteps = opts.timedSteps ?? 3;
   for (const backend of opts.backends) {
     await useBackend(backend);
     const fused: readonly FusibleOp[] = fusedOps();
@@ -221,10 +213,14 @@ export async function benchMemory(opts: MemoryBenchOptions): Promise<MemoryBench
           let state = stateOf(stage, shape);
           const options = { lr: 1e-4, recompute };
           state = (await trainStep(state, [mb], options)).state; // warm-up
-          const t0 = performance.now();
           const { value, peak } = await measurePeak(() => trainStep(state, [mb], options));
-          const seconds = (performance.now() - t0) / 1000;
           state = value.state;
+          // Timed apart from the measured step, over a few steps: one step is too noisy.
+          const t0 = performance.now();
+          for (let i = 0; i < timedSteps; i++) {
+            state = (await trainStep(state, [mb], options)).state;
+          }
+          const seconds = (performance.now() - t0) / 1000 / timedSteps;
           disposeState(state);
           const replay = engineStepMemory({
             shape,

@@ -56,14 +56,20 @@ export const DEFAULT_SHAPES: [number, number, number, number, number][] = [
   [256, 4, 4096, 256, 8],
 ];
 
-/** The bench model for hidden d, depth L, vocabulary V, context T. */
-export function benchShape(d: number, layers: number, vocab: number, seq: number): LlamaShape {
-  const heads = Math.max(1, Math.round(d / 64));
+/** The bench model for hidden d, depth L, vocabulary V, context T (heads of 64 by default). */
+export function benchShape(
+  d: number,
+  layers: number,
+  vocab: number,
+  seq: number,
+  heads = Math.max(1, Math.round(d / 64)),
+  kvHeads = heads,
+): LlamaShape {
   return {
     hidden: d,
     intermediate: Math.ceil((8 * d) / 3 / 32) * 32,
     heads,
-    kvHeads: heads,
+    kvHeads,
     layers,
     vocab,
     tiedEmbeddings: false,
