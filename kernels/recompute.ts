@@ -29,8 +29,11 @@ import { releaseDisposedGpuBuffers } from "./webgpu/release.ts";
 /** Running gradient sums by parameter name; the caller owns the tensors. */
 export type GradientSums = Map<string, tf.Tensor>;
 
-/** Runs one gradient pass over `names`' parameters and folds the results into `sums`. */
-function backward<Y extends tf.Tensor>(
+/**
+ * Runs one gradient pass of `f` over `names`' parameters (and `input`, when given) and folds the
+ * parameters' gradients into `sums`. Returns `f`'s value and the input's gradient.
+ */
+export function backwardInto<Y extends tf.Tensor>(
   state: TrainState,
   pass: {
     readonly f: () => Y;
@@ -90,7 +93,7 @@ export function recomputedMicroBatch(
     releaseDisposedGpuBuffers();
   }
   const top = inputs[depth]!;
-  const head = backward(state, {
+  const head = backwardInto(state, {
     f: (): tf.Scalar =>
       tf.tidy(() =>
         tf.mul(headLoss(state, finalNorm(state, top), targets, options.loss), options.scale)
@@ -103,7 +106,7 @@ export function recomputedMicroBatch(
   for (let l = depth - 1; l >= 0; l--) {
     const h = inputs[l]!;
     if (dh !== null && (layerNames[l]!.length > 0 || lowest < l)) {
-      const layer = backward(state, {
+      const layer = backwardInto(state, {
         f: () => decoderLayer(state, h, l, ctx),
         input: lowest < l ? h : undefined,
         names: layerNames[l]!,
@@ -116,7 +119,7 @@ export function recomputedMicroBatch(
     releaseDisposedGpuBuffers();
   }
   if (dh !== null && trains(EMBED)) {
-    backward(state, {
+    backwardInto(state, {
       f: () => embedTokens(state, tokens),
       input: undefined,
       names: [EMBED],

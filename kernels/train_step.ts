@@ -9,8 +9,7 @@ import { type MemoryByRole, memoryByRole } from "./memory.ts";
 import { type Batch, type LossOptions, lossSum, type Model, validTargets } from "./model.ts";
 import { EMBED, LM_HEAD } from "../base/mod.ts";
 import { registerGradients } from "./_gradients.ts";
-import { gradientsReleasing } from "./_backprop.ts";
-import { recomputedMicroBatch } from "./recompute.ts";
+import { backwardInto, type GradientSums, recomputedMicroBatch } from "./recompute.ts";
 import { releaseDisposedGpuBuffers } from "./webgpu/release.ts";
 import type { TrainState } from "./train_state.ts";
 
@@ -87,19 +86,18 @@ export async function trainStep(
     headTrains: state.trainable.has(state.shape.tiedEmbeddings ? EMBED : LM_HEAD),
   };
   // Each micro-batch's gradients are added into the running sums as they are computed.
-  const sums = new Map<string, tf.Tensor>();
+  const sums: GradientSums = new Map();
   let lossTotal: tf.Scalar = tf.scalar(0);
   for (const mb of microBatches) {
     const value = options.recompute === "layers"
       ? recomputedMicroBatch(state, mb, { scale, sums, loss: lossOptions })
-      : tapedMicroBatch(state, mb, { scale, sums, names, xs, loss: lossOptions });
+      : tapedMicroBatch(state, mb, { scale, sums, loss: lossOptions });
     const prevLoss = lossTotal;
     lossTotal = tf.add(prevLoss, value);
     prevLoss.dispose();
     value.dispose();
   }
-  const grads = names.map((n, i) => sums.get(n) ?? tf.zerosLike(xs[i]!));
-  const gs = grads;
+  const gs = names.map((n, i) => sums.get(n) ?? tf.zerosLike(xs[i]!));
   const normT = globalNorm(gs);
   const [gradNorm, loss] = [(await normT.data())[0]!, (await lossTotal.data())[0]!];
   normT.dispose();
@@ -144,26 +142,17 @@ export async function trainStep(
 function tapedMicroBatch(
   state: TrainState,
   mb: Batch,
-  run: {
-    readonly scale: number;
-    readonly sums: Map<string, tf.Tensor>;
-    readonly names: readonly string[];
-    readonly xs: readonly tf.Tensor[];
-    readonly loss: LossOptions;
-  },
+  run: { readonly scale: number; readonly sums: GradientSums; readonly loss: LossOptions },
 ): tf.Scalar {
   const scaledLoss = (): tf.Scalar =>
     tf.tidy(() => tf.mul(lossSum(state, mb, run.loss), run.scale) as tf.Scalar);
   // With nothing to train (every weight frozen) there is no tape to record.
-  if (run.xs.length === 0) return scaledLoss();
-  const { value, grads } = gradientsReleasing(scaledLoss, run.xs, {
-    accumulate: run.names.map((n) => run.sums.get(n)),
-  });
-  run.names.forEach((n, i) => {
-    const g = grads[i];
-    if (g !== null && g !== undefined) run.sums.set(n, g);
-  });
-  return value;
+  if (state.trainable.size === 0) return scaledLoss();
+  return backwardInto(state, {
+    f: scaledLoss,
+    input: undefined,
+    names: [...state.trainable],
+  }, run.sums).value;
 }
 
 /**

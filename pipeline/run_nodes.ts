@@ -106,9 +106,7 @@ function announceStage(facts: RunFacts, stage: GraphStage): Transition {
           `  warning: stage ${stage.index}'s predicted peak ${
             formatBytes(predicted)
           } exceeds the ` +
-            `memory budget ${formatBytes(budget)} (on this backend: ${
-              env.engine.backend.split(":")[0]
-            })`,
+            `memory budget ${formatBytes(budget)} on ${facts.graph.training.backend}`,
         );
       }
     }
