@@ -18,6 +18,7 @@
 import { grownLayout, insertionCounts, type Placement } from "./growth_layout.ts";
 import { type LlamaShape, type Projection, PROJECTIONS } from "./llama_shape.ts";
 import {
+  layerNormNames,
   layerWeightNames,
   loraNames,
   modelWeightNames,
@@ -34,6 +35,8 @@ export interface GrowthRoleOptions {
   readonly targets: readonly Projection[];
   /** Whether the embedding, final norm and LM head train in this stage. */
   readonly trainEmbeddings: boolean;
+  /** Whether the frozen layers' RMSNorm weights keep training (ReLoRA's baseline; STEP: no). */
+  readonly trainNorms?: boolean;
 }
 
 /** Which layers of one stage train, which are frozen, and what carries adapters. */
@@ -48,6 +51,8 @@ export interface StageRoles {
   readonly frozenLayers: readonly number[];
   /** Whether the embedding, final norm and LM head train. */
   readonly embeddingsTrain: boolean;
+  /** Whether the frozen layers' RMSNorm weights train (ReLoRA's baseline; never in STEP). */
+  readonly frozenNormsTrain: boolean;
   /** Adapted projections of every frozen layer, in `PROJECTIONS` order. */
   readonly targets: readonly Projection[];
 }
@@ -60,6 +65,7 @@ export function firstStageRoles(layers: number): StageRoles {
     newLayers: Array.from({ length: layers }, (_, i) => i),
     frozenLayers: [],
     embeddingsTrain: true,
+    frozenNormsTrain: false,
     targets: [],
   };
 }
@@ -95,6 +101,7 @@ export function grownStageRoles(
     newLayers,
     frozenLayers,
     embeddingsTrain: options.trainEmbeddings,
+    frozenNormsTrain: options.trainNorms ?? false,
     targets: PROJECTIONS.filter((p) => options.targets.includes(p)),
   };
 }
@@ -149,9 +156,13 @@ export function stageTrainable(
     const { a, b } = loraNames(w);
     return [a, b];
   });
+  const norms = roles.frozenNormsTrain
+    ? roles.frozenLayers.flatMap((l) => Object.values(layerNormNames(l)))
+    : [];
   return [
     ...grownTrainable(roles),
     ...adapters,
+    ...norms,
     ...(roles.embeddingsTrain ? outsideWeightNames(shape.tiedEmbeddings) : []),
   ];
 }
