@@ -15,11 +15,12 @@ import {
   type PlanInfeasible,
   planInfeasible,
 } from "../base/mod.ts";
-import { type DataSource, loadCorpus } from "../data/mod.ts";
+import { loadCorpus } from "../data/mod.ts";
 import {
   type BackendName,
   type Env,
   predictStages,
+  resolvedSources,
   runSeeds,
   type ValidGraph,
 } from "../pipeline/mod.ts";
@@ -34,16 +35,14 @@ export function graphData(g: ValidGraph): TE.TaskEither<PipelineError, Env["data
     const T = g.training;
     const d = g.data;
     const seeds = runSeeds(T.seed);
-    const sources: DataSource[] = d.source === "builtin"
-      ? [{ builtin: { seed: seeds.builtinCorpus, bytes: d.builtinBytes } }]
-      : [{ path: d.source, field: d.textField }];
+    const how = { textField: d.textField, builtinBytes: d.builtinBytes, seed: seeds.builtinCorpus };
     const corpus = await loadCorpus({
-      sources,
+      sources: resolvedSources(d.source, how),
       tokenizer: d.tokenizer,
       seed: seeds.dataOrder,
       validation: d.validation === undefined
         ? { fraction: d.valFraction, by: "auto" }
-        : { sources: [d.validation] },
+        : { sources: resolvedSources(d.validation, how) },
     }, { cacheDir: d.cacheDir })();
     if (E.isLeft(corpus)) return corpus;
     if (corpus.right.tokenizer.vocabSize > g.shape.vocab) {

@@ -39,7 +39,7 @@ import {
   kernelTraits,
   type MemoryAssumptions,
 } from "../solvers/mod.ts";
-import { DEFAULT_TOKEN_CACHE_DIR } from "../data/mod.ts";
+import { DataSource, DEFAULT_TOKEN_CACHE_DIR } from "../data/mod.ts";
 
 /** Tensor backends the engine knows. */
 export const BACKENDS = ["auto", "wasm", "cpu", "blas", "webgpu", "tensorflow"] as const;
@@ -148,10 +148,18 @@ export const TrainingCodec = strict("training", {}, {
   lossChunk: PositiveInt,
 });
 
+/**
+ * Where `data.source` / `data.validation` read from: `builtin`, a path (file, directory or glob),
+ * a source object (`{ path, exclude, gutenberg, field, format }`), or a list of them.
+ */
+export const DataSourcesCodec = t.union([DataSource, t.array(DataSource)], "sources");
+/** See {@link DataSourcesCodec}. */
+export type DataSources = t.TypeOf<typeof DataSourcesCodec>;
+
 /** Codec of the `data:` section (used by `run`). */
 export const DataCodec = strict("data", {}, {
-  source: t.string,
-  validation: t.string,
+  source: DataSourcesCodec,
+  validation: DataSourcesCodec,
   tokenizer: oneOf("tokenizer", ["bytes", "gpt2"]),
   textField: t.string,
   valFraction: Fraction,
@@ -240,10 +248,10 @@ export interface TrainingSettings {
 
 /** Data settings with defaults applied. */
 export interface DataSettings {
-  /** `builtin`, a file, a directory, or a glob. */
-  readonly source: string;
+  /** `builtin`, a file, a directory, a glob, a source object, or a list of them. */
+  readonly source: DataSources;
   /** A separate validation source, or undefined to hold out `valFraction`. */
-  readonly validation: string | undefined;
+  readonly validation: DataSources | undefined;
   readonly tokenizer: "bytes" | "gpt2";
   readonly textField: string;
   readonly valFraction: number;
@@ -329,6 +337,26 @@ export const MEMORY_DEFAULTS: MemoryAssumptions = {
   trainEmbeddingsAfterStage1: false,
   activations: undefined,
 };
+
+/**
+ * The sources of a `data:` field as the corpus loader takes them: `builtin` becomes the generated
+ * corpus, a path string a file source, and `textField` the default field of every file source.
+ */
+export function resolvedSources(
+  sources: DataSources,
+  settings: { readonly textField: string; readonly builtinBytes: number; readonly seed: number },
+): DataSource[] {
+  const list: readonly DataSource[] = Array.isArray(sources) ? sources : [sources as DataSource];
+  return list.map((src): DataSource =>
+    src === "builtin"
+      ? { builtin: { seed: settings.seed, bytes: settings.builtinBytes } }
+      : typeof src === "string"
+      ? { path: src, field: settings.textField }
+      : "path" in src
+      ? { field: settings.textField, ...src }
+      : src
+  );
+}
 
 /** Training settings of a graph or config section, defaults applied. */
 export function trainingSettings(input: Partial<TrainingSettings> | undefined): TrainingSettings {

@@ -10,6 +10,7 @@
 import {
   engineStepMemory,
   type FusibleOp,
+  galoreStateElements,
   type MemoryAssumptions,
   type MemoryProblem,
   stageMemories,
@@ -21,6 +22,8 @@ import {
   formatBytes,
   formatCount,
   type LlamaShape,
+  type Projection,
+  projectionDims,
 } from "../base/mod.ts";
 import { BACKEND_FUSED } from "./config.ts";
 import { graphFlops } from "./graph_flops.ts";
@@ -65,13 +68,36 @@ export function standardModelState(shape: LlamaShape): number {
   return stageMemories(problem, [shape.layers])[0]?.bytes ?? 0;
 }
 
+/**
+ * Bytes GaLore saves on one stage against AdamW (fp32): per targeted matrix, Adam's 2·m·n moments
+ * become a projector and two projected moments (`galoreStateElements`, rank clamped to the
+ * matrix).
+ */
+export function galoreSavingBytes(
+  shape: LlamaShape,
+  layers: number,
+  galore: { readonly rank: number; readonly targets: readonly Projection[] },
+): number {
+  const perLayer = galore.targets.reduce((sum, p) => {
+    const d = projectionDims(shape, p);
+    return sum + 4 * (2 * d.in * d.out - galoreStateElements(d.in, d.out, galore.rank));
+  }, 0);
+  return layers * perLayer;
+}
+
 /** Predicted fp32 model-state memory of every stage of a graph. */
 export function predictStages(g: ValidGraph): StageMemory[] {
   const split = g.stages.map((s) => s.added);
   return g.stages.map((s) => {
     const m = stageMemories(engineProblem(g, s.index), split)[s.index - 1];
     if (m === undefined) throw new Error(`no memory for stage ${s.index}`);
-    return m;
+    if (s.galore === undefined) return m;
+    const saving = galoreSavingBytes(g.shape, s.layers, s.galore);
+    return {
+      ...m,
+      bytes: m.bytes - saving,
+      terms: { ...m.terms, newLayers: m.terms.newLayers - saving },
+    };
   });
 }
 
@@ -107,10 +133,12 @@ export function predictRun(g: ValidGraph, fused: readonly FusibleOp[]): StagePre
       recompute: T.recompute,
       ...(T.lossChunk === undefined ? {} : { lossChunk: T.lossChunk }),
     });
+    // GaLore's smaller moments are alive through the whole step, so every moment drops by them.
+    const saving = s.galore === undefined ? 0 : galoreSavingBytes(g.shape, s.layers, s.galore);
     return {
       stage: s.index,
       stateBytes: states[i]?.bytes ?? 0,
-      peakBytes: step.peakBytes,
+      peakBytes: step.peakBytes - saving,
       peakAt: step.peakAt,
     };
   });

@@ -25,6 +25,11 @@ export interface Restarts {
   readonly every: number;
   /** Steps of linear re-warm from 0 after each merge. */
   readonly warmup: number;
+  /**
+   * Re-warm at step 0 too: the stage continues a schedule begun before it (ReLoRA after its
+   * warm start), and attaching the adapters reset the optimizer there, like a merge.
+   */
+  readonly atStart?: boolean;
 }
 
 /**
@@ -50,10 +55,16 @@ export function isRestartStep(r: Restarts, step: number): boolean {
  * ReLoRA's jagged cosine: the stage's cosine, multiplied after each restart
  * by a linear ramp k/warmup over the `warmup` steps that follow it, so the LR
  * restarts from exactly 0 at the merge and climbs back onto the cosine.
+ * `offset` steps of the cosine were spent before the stage (ReLoRA's warm start).
  */
-export function jaggedLr(s: CosineSchedule, r: Restarts, step: number): number {
-  const base = cosineLr(s, step);
-  if (step < r.every || r.warmup === 0) return base;
+export function jaggedLr(
+  s: CosineSchedule,
+  r: Restarts,
+  step: number,
+  offset: number = 0,
+): number {
+  const base = cosineLr(s, step + offset);
+  if ((step < r.every && !(r.atStart ?? false)) || r.warmup === 0) return base;
   const since = step % r.every;
   return since < r.warmup ? (base * since) / r.warmup : base;
 }

@@ -28,6 +28,19 @@ import { DataCodec, TrainingCodec } from "./config.ts";
 
 const Id = t.string;
 
+/**
+ * GaLore (spec §5) on the stage's attention and MLP matrices: every `updateEvery` steps the SVD
+ * of the gradient gives a rank-`rank` projector (clamped to each matrix), AdamW runs in the
+ * projected space and the update is projected back, times `scale`.
+ */
+export const GaloreNodeCodec = strict("galore", { rank: PositiveInt }, {
+  updateEvery: PositiveInt,
+  scale: PositiveNumber,
+  targets: t.array(ProjectionCodec),
+});
+/** GaLore settings of a `train` node. */
+export type GaloreNode = t.TypeOf<typeof GaloreNodeCodec>;
+
 /** Stage 1: train a fresh model of `layers` layers. */
 export const TrainNodeCodec = strict("train", {
   op: t.literal("train"),
@@ -39,6 +52,8 @@ export const TrainNodeCodec = strict("train", {
   scheduleSteps: PositiveInt,
   lr: PositiveNumber,
   warmup: NonNegativeInt,
+  /** Train with GaLore instead of AdamW on the full matrices (the GaLore baseline). */
+  galore: GaloreNodeCodec,
 });
 
 /** Insert `add` layers (interpolation: each new layer is the mean of its neighbours). */
@@ -52,7 +67,11 @@ export const GrowNodeCodec = strict("grow", {
   seed: NonNegativeInt,
 });
 
-/** Freeze the trained layers and attach ReLoRA adapters to them. */
+/**
+ * Freeze the trained layers and attach ReLoRA adapters to them. After a `grow` it adapts the
+ * layers growth froze (STEP); straight after a stage, every layer (the ReLoRA baseline after its
+ * full-rank warm start).
+ */
 export const AttachPetNodeCodec = strict("attachPET", {
   op: t.literal("attachPET"),
   id: Id,
@@ -66,6 +85,8 @@ export const AttachPetNodeCodec = strict("attachPET", {
   pruneRatio: Fraction,
   /** Keep embeddings, final norm and LM head trainable (frozen by default, spec §6). */
   trainEmbeddings: t.boolean,
+  /** Keep the frozen layers' RMSNorm weights trainable (ReLoRA's baseline does; STEP does not). */
+  trainNorms: t.boolean,
 });
 
 /** Train the new layers and the adapters. */
@@ -77,6 +98,12 @@ export const ContinueNodeCodec = strict("continue", {
   scheduleSteps: PositiveInt,
   lr: PositiveNumber,
   warmup: NonNegativeInt,
+  /**
+   * Steps of this stage's schedule already spent by the stage before: the LR goes on along one
+   * cosine instead of re-warming (ReLoRA's single jagged cosine; with adapters, the LR still
+   * re-warms from 0 over `restartWarmup`, since attaching them resets the optimizer).
+   */
+  scheduleOffset: NonNegativeInt,
 });
 
 /** Measure validation loss and perplexity. */
@@ -240,8 +267,9 @@ export function pipeline(
   nodes: readonly StageNode[],
 ): E.Either<ConfigInvalid, Pipeline> {
   let stage = 1;
-  const named = nodes.map((n) => {
-    if (n.op === "grow") stage++;
+  const named = nodes.map((n, i) => {
+    // A stage opens at a growth, or at adapters attached without one (ReLoRA's LoRA phase).
+    if (n.op === "grow" || (n.op === "attachPET" && nodes[i - 1]?.op !== "grow")) stage++;
     const defaultId = n.id === n.op || (n.op === "train" && n.id === "s1.train");
     return defaultId ? { ...n, id: `s${stage}.${n.op}` } : n;
   });

@@ -77,10 +77,12 @@ function schedules(facts: RunFacts, stage: GraphStage) {
     length: stage.scheduleSteps,
     minRatio: T.minLrRatio,
   };
-  const restarts = stage.pet === undefined
-    ? undefined
-    : { every: stage.pet.resetEvery, warmup: stage.pet.restartWarmup };
-  return { cosine, restarts };
+  const restarts = stage.pet === undefined ? undefined : {
+    every: stage.pet.resetEvery,
+    warmup: stage.pet.restartWarmup,
+    atStart: stage.scheduleOffset > 0,
+  };
+  return { cosine, restarts, offset: stage.scheduleOffset };
 }
 
 function restartIfDue(facts: RunFacts, stage: GraphStage, k: number): Transition {
@@ -147,8 +149,10 @@ interface Stepped {
 
 function hyperAt(facts: RunFacts, stage: GraphStage, k: number): StepHyper {
   const T = facts.graph.training;
-  const { cosine, restarts } = schedules(facts, stage);
-  const lr = restarts === undefined ? cosineLr(cosine, k) : jaggedLr(cosine, restarts, k);
+  const { cosine, restarts, offset } = schedules(facts, stage);
+  const lr = restarts === undefined
+    ? cosineLr(cosine, k + offset)
+    : jaggedLr(cosine, restarts, k, offset);
   return {
     lr,
     beta1: T.beta1,

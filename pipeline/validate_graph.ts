@@ -27,6 +27,7 @@ import {
 import {
   type DataSettings,
   dataSettings,
+  GALORE_DEFAULTS,
   PET_DEFAULTS,
   trainingProblem,
   type TrainingSettings,
@@ -46,6 +47,14 @@ export interface StagePet {
   readonly pruneRatio: number;
 }
 
+/** GaLore settings of a stage, defaults applied (the rank is clamped per matrix by the engine). */
+export interface StageGalore {
+  readonly rank: number;
+  readonly updateEvery: number;
+  readonly scale: number;
+  readonly targets: readonly Projection[];
+}
+
 /** One stage of a validated graph. */
 export interface GraphStage {
   /** 1-based stage index. */
@@ -58,6 +67,8 @@ export interface GraphStage {
   readonly added: number;
   readonly steps: number;
   readonly scheduleSteps: number;
+  /** Steps of the schedule the stage before already spent (ReLoRA's one cosine); 0 for STEP. */
+  readonly scheduleOffset: number;
   /** Peak LR of this stage (each stage re-warms to it). */
   readonly lr: number | undefined;
   readonly warmup: number | undefined;
@@ -67,6 +78,8 @@ export interface GraphStage {
     | undefined;
   /** Adapters on the frozen layers (none for stage 1, or when the graph leaves them out). */
   readonly pet: StagePet | undefined;
+  /** GaLore instead of AdamW on the full matrices (a `train` node's `galore:`). */
+  readonly galore: StageGalore | undefined;
   /** Whether embeddings, final norm and LM head train in this stage. */
   readonly trainEmbeddings: boolean;
   /** What trains, what is frozen and what carries adapters (`base/stage_roles.ts`). */
@@ -96,7 +109,9 @@ interface Open {
   growth: GraphStage["growth"];
   pet: StagePet | undefined;
   trainEmbeddings: boolean;
+  trainNorms: boolean;
   petNodeId: string | undefined;
+  galore: StageGalore | undefined;
 }
 
 /**
@@ -170,6 +185,10 @@ function validateNodes(
         }
         const sched = scheduleProblem(n);
         if (sched !== undefined) return fail(sched);
+        const galore = n.galore === undefined ? undefined : { ...GALORE_DEFAULTS, ...n.galore };
+        if (galore !== undefined && galore.targets.length === 0) {
+          return fail("`galore.targets` is empty: name at least one projection");
+        }
         depth = n.layers;
         stages.push(stageOf(n, {
           index: 1,
@@ -178,7 +197,9 @@ function validateNodes(
           growth: undefined,
           pet: undefined,
           trainEmbeddings: true,
+          trainNorms: false,
           petNodeId: undefined,
+          galore,
         }));
         break;
       }
@@ -186,7 +207,14 @@ function validateNodes(
         if (depth === 0) return fail("cannot grow before a `train` node has made a model");
         if (open !== undefined) {
           return fail(
-            `the layers added by "${open.growth?.nodeId}" are never trained: add a \`continue\` before growing again`,
+            open.growth === undefined
+              ? `the adapters of "${open.petNodeId}" are never trained: add a \`continue\` before growing`
+              : `the layers added by "${open.growth.nodeId}" are never trained: add a \`continue\` before growing again`,
+          );
+        }
+        if (stages.some((st) => st.galore !== undefined)) {
+          return fail(
+            "GaLore trains one stage of the full depth: growing after a `train` with `galore:` is not supported",
           );
         }
         if (depth + n.add > target) {
@@ -207,15 +235,32 @@ function validateNodes(
           },
           pet: undefined,
           trainEmbeddings: false,
+          trainNorms: false,
           petNodeId: undefined,
+          galore: undefined,
         };
         depth += n.add;
         break;
       }
       case "attachPET": {
-        if (open === undefined) {
-          return fail("`attachPET` must follow a `grow` (it adapts the layers frozen by growth)");
+        if (depth === 0) {
+          return fail("`attachPET` before any `train` node: there are no layers to adapt");
         }
+        if (stages.some((st) => st.galore !== undefined)) {
+          return fail("adapters after a GaLore stage are not supported");
+        }
+        // Straight after a stage: every layer is frozen and adapted (ReLoRA after its warm start).
+        open ??= {
+          index: stages.length + 1,
+          added: 0,
+          depthBefore: depth,
+          growth: undefined,
+          pet: undefined,
+          trainEmbeddings: false,
+          trainNorms: false,
+          petNodeId: undefined,
+          galore: undefined,
+        };
         if (open.petNodeId !== undefined) {
           return fail(`adapters were already attached by "${open.petNodeId}"`);
         }
@@ -239,6 +284,7 @@ function validateNodes(
           pruneRatio: n.pruneRatio ?? PET_DEFAULTS.pruneRatio,
         };
         open.trainEmbeddings = n.trainEmbeddings ?? false;
+        open.trainNorms = n.trainNorms ?? false;
         open.petNodeId = n.id;
         break;
       }
@@ -276,8 +322,10 @@ function validateNodes(
   if (open !== undefined) {
     return E.left(
       graphInvalid(
-        open.growth?.nodeId ?? lastId,
-        "the graph ends after a growth: add a `continue` to train the new layers",
+        open.growth?.nodeId ?? open.petNodeId ?? lastId,
+        open.growth === undefined
+          ? "the graph ends after `attachPET`: add a `continue` to train the adapters"
+          : "the graph ends after a growth: add a `continue` to train the new layers",
       ),
     );
   }
@@ -290,10 +338,15 @@ function validateNodes(
 }
 
 function scheduleProblem(
-  n: { steps: number; scheduleSteps?: number; warmup?: number },
+  n: { steps: number; scheduleSteps?: number; warmup?: number; scheduleOffset?: number },
 ): string | undefined {
-  const length = n.scheduleSteps ?? n.steps;
-  if (length < n.steps) return `runs ${n.steps} steps but its schedule is only ${length} long`;
+  const offset = n.scheduleOffset ?? 0;
+  const length = n.scheduleSteps ?? n.steps + offset;
+  if (length < n.steps + offset) {
+    return offset === 0
+      ? `runs ${n.steps} steps but its schedule is only ${length} long`
+      : `runs ${n.steps} steps from step ${offset} of its schedule, which is only ${length} long`;
+  }
   if (n.warmup !== undefined && n.warmup >= length) {
     return `warmup (${n.warmup}) must be shorter than the schedule (${length} steps)`;
   }
@@ -301,20 +354,30 @@ function scheduleProblem(
 }
 
 function stageOf(
-  n: { id: string; steps: number; scheduleSteps?: number; lr?: number; warmup?: number },
+  n: {
+    id: string;
+    steps: number;
+    scheduleSteps?: number;
+    scheduleOffset?: number;
+    lr?: number;
+    warmup?: number;
+  },
   o: Open,
 ): GraphStage {
-  const roles = o.growth === undefined ? firstStageRoles(o.added) : grownStageRoles(
+  // A stage opened by `attachPET` alone adds no layer: its placement does not matter.
+  const roles = o.index === 1 ? firstStageRoles(o.added) : grownStageRoles(
     o.index,
     o.depthBefore,
     o.added,
     {
-      placement: o.growth.placement,
-      seed: o.growth.seed,
+      placement: o.growth?.placement ?? DEFAULT_PLACEMENT,
+      seed: o.growth?.seed ?? 0,
       targets: o.pet?.targets ?? [],
       trainEmbeddings: o.trainEmbeddings,
+      trainNorms: o.trainNorms,
     },
   );
+  const offset = n.scheduleOffset ?? 0;
   return {
     roles,
     index: o.index,
@@ -322,11 +385,13 @@ function stageOf(
     layers: o.depthBefore + o.added,
     added: o.added,
     steps: n.steps,
-    scheduleSteps: n.scheduleSteps ?? n.steps,
+    scheduleSteps: n.scheduleSteps ?? n.steps + offset,
+    scheduleOffset: offset,
     lr: n.lr,
     warmup: n.warmup,
     growth: o.growth,
     pet: o.pet,
+    galore: o.galore,
     trainEmbeddings: o.trainEmbeddings,
   };
 }

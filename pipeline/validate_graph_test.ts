@@ -72,11 +72,67 @@ Deno.test("validateGraph() rejects a continue without a growth", () => {
   );
 });
 
-Deno.test("validateGraph() rejects attachPET before any growth", () => {
+Deno.test("validateGraph() reads attachPET straight after a stage as ReLoRA: every layer adapted", () => {
+  const r = check([
+    train({ layers: 6, steps: 10, scheduleSteps: 40 }),
+    attachPET({ kind: "relora", rank: 2, trainEmbeddings: true, trainNorms: true }),
+    continueTraining({ steps: 30, scheduleSteps: 40, scheduleOffset: 10 }),
+  ]);
+  assert(E.isRight(r), JSON.stringify(r));
+  assertEquals(r.right.pipeline.nodes.map((n) => n.id), [
+    "s1.train",
+    "s2.attachPET",
+    "s2.continue",
+  ]);
+  assertEquals(graphSplit(r.right), [6, 0]);
+  const lora = r.right.stages[1]!;
+  assertEquals(lora.roles.frozenLayers, [0, 1, 2, 3, 4, 5]);
+  assertEquals(lora.roles.newLayers, []);
+  assert(lora.roles.frozenNormsTrain && lora.roles.embeddingsTrain);
+  assertEquals([lora.scheduleOffset, lora.scheduleSteps, lora.growth], [10, 40, undefined]);
+});
+
+Deno.test("validateGraph() rejects attachPET before any model, and adapters never trained", () => {
+  expectError([attachPET({ kind: "relora", rank: 2 })], "s2.attachPET", "before any `train`");
   expectError(
     [train({ layers: 6, steps: 5 }), attachPET({ kind: "relora", rank: 2 })],
-    "s1.attachPET",
-    "must follow a `grow`",
+    "s2.attachPET",
+    "ends after `attachPET`",
+  );
+  expectError(
+    [
+      train({ layers: 6, steps: 5 }),
+      attachPET({ kind: "relora", rank: 2 }),
+      continueTraining({ steps: 5, scheduleSteps: 8, scheduleOffset: 5 }),
+    ],
+    "s2.continue",
+    "from step 5 of its schedule, which is only 8 long",
+  );
+});
+
+Deno.test("validateGraph() keeps GaLore to one full-depth stage", () => {
+  const ok = check([train({ layers: 6, steps: 5, galore: { rank: 4 } })]);
+  assert(E.isRight(ok));
+  assertEquals(ok.right.stages[0]?.galore, {
+    rank: 4,
+    updateEvery: 200,
+    scale: 0.25,
+    targets: ["q", "k", "v", "o", "gate", "up", "down"],
+  });
+  const p = pipeline({ model: MODEL }, [
+    train({ layers: 4, steps: 5, galore: { rank: 4 } }),
+    grow({ add: 2 }),
+    continueTraining({ steps: 5 }),
+  ]);
+  assert(E.isRight(p));
+  const r = validateGraph(p.right);
+  assert(E.isLeft(r) && r.left._tag === "GraphInvalid");
+  assertEquals(r.left.node, "s2.grow");
+  assertStringIncludes(r.left.message, "GaLore trains one stage");
+  expectError(
+    [train({ layers: 6, steps: 5, galore: { rank: 4, targets: [] } })],
+    "s1.train",
+    "is empty",
   );
 });
 
