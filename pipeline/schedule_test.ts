@@ -42,11 +42,11 @@ Deno.test("jaggedLr() with an offset follows one cosine and re-warms at the stag
   const s = { peak: 1, warmup: 4, length: 40, minRatio: 0.1 };
   const r = { every: 10, warmup: 3, atStart: true };
   // Step k of a stage begun at step 8 of the schedule is step k + 8 of the cosine.
-  assertAlmostEquals(jaggedLr(s, { ...r, warmup: 0 }, 5, 8), cosineLr(s, 13));
+  assertAlmostEquals(jaggedLr(s, { ...r, warmup: 0 }, 5, 8), cosineLr(s, 13), 1e-12);
   assertEquals(jaggedLr(s, r, 0, 8), 0);
-  assertAlmostEquals(jaggedLr(s, r, 2, 8), (cosineLr(s, 10) * 2) / 3);
-  assertAlmostEquals(jaggedLr(s, r, 3, 8), cosineLr(s, 11));
-  assertAlmostEquals(jaggedLr(s, r, 11, 8), cosineLr(s, 19) / 3);
+  assertAlmostEquals(jaggedLr(s, r, 2, 8), (cosineLr(s, 10) * 2) / 3, 1e-12);
+  assertAlmostEquals(jaggedLr(s, r, 3, 8), cosineLr(s, 11), 1e-12);
+  assertAlmostEquals(jaggedLr(s, r, 11, 8), cosineLr(s, 19) / 3, 1e-12);
   // Without atStart the first ramp is the first merge's.
-  assertAlmostEquals(jaggedLr(s, { ...r, atStart: false }, 0, 8), cosineLr(s, 8));
+  assertAlmostEquals(jaggedLr(s, { ...r, atStart: false }, 0, 8), cosineLr(s, 8), 1e-12);
 });
