@@ -15,7 +15,7 @@ import {
   type PlanInfeasible,
   planInfeasible,
 } from "../base/mod.ts";
-import { loadCorpus } from "../data/mod.ts";
+import { type Batch, evalBatches, loadCorpus } from "../data/mod.ts";
 import {
   type BackendName,
   type Env,
@@ -51,8 +51,50 @@ export function graphData(g: ValidGraph): TE.TaskEither<PipelineError, Env["data
         `${g.shape.vocab} is smaller than the ${corpus.right.tokenizer.name} tokenizer's ${corpus.right.tokenizer.vocabSize} tokens`,
       ));
     }
-    return dataEffect(corpus.right, { batch: T.microBatch, seq: T.seqLen, seed: seeds.dataOrder });
+    const data = dataEffect(corpus.right, {
+      batch: T.microBatch,
+      seq: T.seqLen,
+      seed: seeds.dataOrder,
+    });
+    if (E.isLeft(data)) return data;
+    const sets = await evaluationSets(g, how);
+    if (E.isLeft(sets)) return sets;
+    const byNode = sets.right;
+    return E.right({
+      ...data.right,
+      evaluationSet: (nodeId: string, count: number) => byNode.get(nodeId)?.slice(0, count),
+    });
   };
+}
+
+/**
+ * The corpora of the `eval` nodes that name a `source`, tokenised like the run's data and cut
+ * into the run's micro-batches (the first `batches` of them, always the same).
+ */
+async function evaluationSets(
+  g: ValidGraph,
+  how: Parameters<typeof resolvedSources>[1],
+): Promise<E.Either<PipelineError, Map<string, Batch[]>>> {
+  const T = g.training;
+  const sets = new Map<string, Batch[]>();
+  for (const n of g.pipeline.nodes) {
+    if (n.op !== "eval" || n.source === undefined) continue;
+    const corpus = await loadCorpus({
+      sources: resolvedSources(n.source, how),
+      tokenizer: g.data.tokenizer,
+      validation: { fraction: 0 },
+    }, { cacheDir: g.data.cacheDir })();
+    if (E.isLeft(corpus)) return corpus;
+    const batches = evalBatches(corpus.right.train, {
+      batch: T.microBatch,
+      seq: T.seqLen,
+      maxBatches: n.batches ?? T.evalBatches,
+      where: `${n.id}.source`,
+    });
+    if (E.isLeft(batches)) return batches;
+    sets.set(n.id, batches.right);
+  }
+  return E.right(sets);
 }
 
 /**

@@ -201,6 +201,11 @@ export interface DataEffect {
   next(position: DataPosition, count: number): { batches: MicroBatch[]; next: DataPosition };
   /** The first `count` validation micro-batches (always the same ones). */
   validation(count: number): MicroBatch[];
+  /**
+   * The first `count` micro-batches of the corpus an `eval` node with a `source` reads, by the
+   * node's id (loaded with the run's data); undefined when the node has none.
+   */
+  evaluationSet?(nodeId: string, count: number): MicroBatch[] | undefined;
   /** Nats/token a perfect model reaches on this data, when known (the built-in corpus). */
   readonly floorNats?: number;
   /** Unigram entropy of the training tokens in nats. */

@@ -8,7 +8,13 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { absurd } from "fp-ts/lib/function.js";
-import { adaptedWeights, formatBytes, grownTrainable, stageTrainable } from "../base/mod.ts";
+import {
+  adaptedWeights,
+  formatBytes,
+  graphInvalid,
+  grownTrainable,
+  stageTrainable,
+} from "../base/mod.ts";
 import {
   evaluateModel,
   modelOf,
@@ -210,6 +216,18 @@ function attachNode(facts: RunFacts, stage: GraphStage): Transition {
 function evalNode(facts: RunFacts, node: EvalNode): Transition {
   return transition(async (s, env) => {
     const count = node.batches ?? facts.graph.training.evalBatches;
+    if (node.source !== undefined) {
+      const other = env.data.evaluationSet?.(node.id, count);
+      if (other === undefined || other.length === 0) {
+        return E.left(graphInvalid(node.id, "the data effect holds no batches of its `source`"));
+      }
+      const ev = await evaluateModel(s, env, {
+        node: node.id,
+        batches: other,
+        set: node.label ?? node.id,
+      });
+      return E.map((r: { readonly state: typeof s }) => r.state)(ev);
+    }
     const batches = count === facts.validation.length
       ? facts.validation
       : env.data.validation(count);

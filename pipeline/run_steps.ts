@@ -77,7 +77,7 @@ export function recordMetric(s: RunState, env: Env, record: Record<string, unkno
 export async function evaluateModel(
   s: RunState,
   env: Env,
-  at: { readonly node: string; readonly batches: readonly MicroBatch[] },
+  at: { readonly node: string; readonly batches: readonly MicroBatch[]; readonly set?: string },
 ): Promise<E.Either<PipelineError, { readonly state: RunState; readonly loss: number }>> {
   const r = await run(env.engine.evaluate(modelOf(s, at.node), at.batches));
   if (E.isLeft(r)) return r;
@@ -85,13 +85,14 @@ export async function evaluateModel(
   const state = recordMetric(s, env, {
     type: "eval",
     node: at.node,
+    ...(at.set === undefined ? {} : { set: at.set }),
     valLoss: loss,
     perplexity: Math.exp(loss),
   });
   env.log.line(
-    `  eval @ ${s.progress.globalStep}: val loss ${loss.toFixed(4)}, perplexity ${
-      Math.exp(loss).toFixed(2)
-    }`,
+    `  eval${at.set === undefined ? "" : ` on ${at.set}`} @ ${s.progress.globalStep}: ${
+      at.set === undefined ? "val " : ""
+    }loss ${loss.toFixed(4)}, perplexity ${Math.exp(loss).toFixed(2)}`,
   );
   return E.right({ state, loss });
 }

@@ -24,7 +24,7 @@ import {
   ProjectionCodec,
   strict,
 } from "../base/mod.ts";
-import { DataCodec, TrainingCodec } from "./config.ts";
+import { DataCodec, DataSourcesCodec, TrainingCodec } from "./config.ts";
 
 const Id = t.string;
 
@@ -106,9 +106,15 @@ export const ContinueNodeCodec = strict("continue", {
   scheduleOffset: NonNegativeInt,
 });
 
-/** Measure validation loss and perplexity. */
+/**
+ * Measure validation loss and perplexity: on the run's validation set, or with `source` on
+ * another corpus (read with the run's tokenizer, e.g. WikiText beside the training corpus's own
+ * held-out text; the metric record carries `set`, the node's `label` or its id).
+ */
 export const EvalNodeCodec = strict("eval", { op: t.literal("eval"), id: Id }, {
   batches: PositiveInt,
+  source: DataSourcesCodec,
+  label: t.string,
 });
 
 /** Write a checkpoint now (runs also checkpoint periodically). */
