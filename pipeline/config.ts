@@ -62,6 +62,14 @@ export const BACKEND_FUSED: Readonly<Record<BackendName, readonly FusibleOp[]>> 
   tensorflow: [],
 };
 
+/**
+ * Where `data.source` / `data.validation` read from: `builtin`, a path (file, directory or glob),
+ * a source object (`{ path, exclude, gutenberg, field, format }`), or a list of them.
+ */
+export const DataSourcesCodec = t.union([DataSource, t.array(DataSource)], "sources");
+/** See {@link DataSourcesCodec}. */
+export type DataSources = t.TypeOf<typeof DataSourcesCodec>;
+
 /** Codec of the `pet:` section: ReLoRA on the frozen layers. */
 export const PetCodec = strict("pet", {}, {
   kind: oneOf("pet.kind", ["relora"]),
@@ -73,12 +81,14 @@ export const PetCodec = strict("pet", {}, {
   pruneRatio: Fraction,
 });
 
-/** Codec of the `galore:` section (baseline memory only, for now). */
+/** Codec of the `galore:` section: the GaLore baseline's memory (plan) and trainer (compare). */
 export const GaloreCodec = strict("galore", {}, {
   rank: PositiveInt,
   targets: t.array(ProjectionCodec),
   updateEvery: PositiveInt,
   scale: PositiveNumber,
+  /** Peak LR of the GaLore run (default: training.lr / scale, so lr·scale matches AdamW's). */
+  lr: PositiveNumber,
 });
 
 /** `activations: true`: count them with the `training:` section's micro-batch, length and modes. */
@@ -121,6 +131,26 @@ export const BudgetCodec = strict("budget", {}, {
   standardSteps: PositiveInt,
   share: t.union([oneOf("share", ["layers", "equal"]), t.array(PositiveNumber)]),
   growAt: Fraction,
+  /**
+   * How `deno task compare` charges a token: `paper` (6·N trained + 2·N frozen, non-embedding)
+   * or `executed` (the matmuls the engine runs: input gradients below frozen layers, attention
+   * scores, LM head, recomputation).
+   */
+  accounting: oneOf("accounting", ["paper", "executed"]),
+});
+
+/** Codec of the `compare:` section (`deno task compare`). */
+export const CompareCodec = strict("compare", {}, {
+  /** `standard`, `relora`, `galore`, `step-K` (K ≥ 2 stages). */
+  methods: t.array(t.string),
+  seeds: PositiveInt,
+  /** A second corpus every run is evaluated on at the end (the paper's WikiText). */
+  secondCorpus: DataSourcesCodec,
+  secondLabel: t.string,
+  /** Micro-batches of the second corpus evaluated (the first ones, the same for every run). */
+  secondBatches: PositiveInt,
+  /** Fraction of ReLoRA's compute spent on its full-rank warm start. */
+  reloraWarmStart: Fraction,
 });
 
 /** Codec of the `training:` section (used by `run`). */
@@ -148,14 +178,6 @@ export const TrainingCodec = strict("training", {}, {
   lossChunk: PositiveInt,
 });
 
-/**
- * Where `data.source` / `data.validation` read from: `builtin`, a path (file, directory or glob),
- * a source object (`{ path, exclude, gutenberg, field, format }`), or a list of them.
- */
-export const DataSourcesCodec = t.union([DataSource, t.array(DataSource)], "sources");
-/** See {@link DataSourcesCodec}. */
-export type DataSources = t.TypeOf<typeof DataSourcesCodec>;
-
 /** Codec of the `data:` section (used by `run`). */
 export const DataCodec = strict("data", {}, {
   source: DataSourcesCodec,
@@ -177,6 +199,7 @@ export const ConfigCodec = strict("config", { model: LlamaShapeCodec }, {
   budget: BudgetCodec,
   training: TrainingCodec,
   data: DataCodec,
+  compare: CompareCodec,
 });
 
 /** A config as decoded, before defaults. */
@@ -200,6 +223,19 @@ export interface GaloreSettings {
   readonly targets: readonly Projection[];
   readonly updateEvery: number;
   readonly scale: number;
+  /** Peak LR of a GaLore run; undefined: training.lr / scale. */
+  readonly lr?: number;
+}
+
+/** `deno task compare` settings with defaults applied. */
+export interface CompareSettings {
+  readonly methods: readonly string[];
+  readonly seeds: number;
+  readonly accounting: "paper" | "executed";
+  readonly secondCorpus: DataSources | undefined;
+  readonly secondLabel: string;
+  readonly secondBatches: number;
+  readonly reloraWarmStart: number;
 }
 
 /** Planner settings with defaults applied. */
@@ -270,7 +306,19 @@ export interface Config {
   readonly budget: BudgetSpec;
   readonly training: TrainingSettings;
   readonly data: DataSettings;
+  readonly compare: CompareSettings;
 }
+
+/** Defaults of the `compare:` section: the issue's five methods, one seed, the paper's rule. */
+export const COMPARE_DEFAULTS: CompareSettings = {
+  methods: ["standard", "relora", "galore", "step-2", "step-3"],
+  seeds: 1,
+  accounting: "paper",
+  secondCorpus: undefined,
+  secondLabel: "second corpus",
+  secondBatches: 32,
+  reloraWarmStart: 0.25,
+};
 
 /** Defaults of the `training:` section: a tiny run that finishes in minutes on 2 cores. */
 export const TRAINING_DEFAULTS: TrainingSettings = {
@@ -465,6 +513,12 @@ export function resolveConfig(
     },
     training,
     data: dataSettings(input.data),
+    compare: {
+      ...COMPARE_DEFAULTS,
+      ...input.compare,
+      accounting: b?.accounting ?? COMPARE_DEFAULTS.accounting,
+      secondCorpus: input.compare?.secondCorpus,
+    },
   });
 }
 

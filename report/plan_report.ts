@@ -6,7 +6,13 @@
  */
 import { stackedBarChart } from "../charts/mod.ts";
 import { adapterParamsPerLayer, formatBytes, formatCount, paramCounts } from "../base/mod.ts";
-import { bytesPerParam, embeddingParams, type Plan, type StageTerms } from "../solvers/mod.ts";
+import {
+  bytesPerParam,
+  embeddingParams,
+  galoreRankText,
+  type Plan,
+  type StageTerms,
+} from "../solvers/mod.ts";
 import type { Config } from "../pipeline/mod.ts";
 
 /** Human names of the memory terms; starred ones are outside Eq. 1–2. */
@@ -170,7 +176,7 @@ export function planText(plan: Plan, config: Config): string {
       [
         "GaLore",
         formatBytes(bl.galore.bytes),
-        `rank ${config.galore.rank}; ${vs(bl.galore.bytes)}`,
+        `${galoreRankText(config.shape, config.galore)}; ${vs(bl.galore.bytes)}`,
       ],
       [`STEP-${plan.split.length}stages`, formatBytes(plan.peakBytes), vs(plan.peakBytes)],
     ]),

@@ -5,7 +5,13 @@
  *
  * @module
  */
-import { paramCounts, type Projection, projectionDims, PROJECTIONS } from "../base/mod.ts";
+import {
+  type LlamaShape,
+  paramCounts,
+  type Projection,
+  projectionDims,
+  PROJECTIONS,
+} from "../base/mod.ts";
 import {
   bytesPerParam,
   embeddingParams,
@@ -106,4 +112,30 @@ export function baselines(problem: MemoryProblem, galore: GaloreSpec): Baselines
     relora: reloraMemory(problem),
     galore: galoreMemory(problem, galore),
   };
+}
+
+/**
+ * GaLore's rank as it applies to `shape`: the rank, or where it reaches a targeted matrix's
+ * smaller side, the clamp (such a matrix is projected onto its whole space: plain Adam).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { galoreRankText } from "./baselines.ts";
+ * import { completeShape } from "../base/mod.ts";
+ * const shape = completeShape({ hidden: 128, intermediate: 344, heads: 4, layers: 2, vocab: 257 } as never);
+ * assert(galoreRankText(shape, { rank: 128, targets: ["q", "up"] }).includes("clamped to 128"));
+ * ```
+ */
+export function galoreRankText(shape: LlamaShape, galore: GaloreSpec): string {
+  const sides = galore.targets.map((p) => {
+    const d = projectionDims(shape, p);
+    return Math.min(d.in, d.out);
+  });
+  const clamped = sides.filter((side) => side <= galore.rank);
+  if (clamped.length === 0) return `rank ${galore.rank}`;
+  return `rank ${galore.rank}, clamped to ${
+    Math.min(...clamped)
+  } on ${clamped.length} of ${sides.length} ` +
+    "targeted matrices per layer (whole space: no saving there)";
 }
