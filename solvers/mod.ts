@@ -1,6 +1,7 @@
 /**
  * Planning without tensors: parameter counts, the memory model (Eq. 1–2 and
- * the terms beyond them), baselines, FLOPs budgets, and Eq. 3 solved by HiGHS.
+ * the terms beyond them), baselines, FLOPs budgets, Eq. 3 solved by HiGHS, and the
+ * float64 SVD behind GaLore's projectors.
  *
  * @module
  */
@@ -12,3 +13,4 @@ export * from "./split_solver.ts";
 export * from "./highs_loader.ts";
 export * from "./planner.ts";
 export * from "./engine_memory.ts";
+export * from "./svd.ts";
