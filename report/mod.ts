@@ -7,3 +7,4 @@
  */
 export * from "./plan_report.ts";
 export * from "./run_report.ts";
+export * from "./compare_report.ts";

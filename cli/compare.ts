@@ -1,0 +1,371 @@
+/**
+ * `deno task compare CONFIG [--out DIR] [--seeds N] [--methods a,b,…] [--backend NAME] [--dry-run]`
+ *
+ * STEP's claim, tested on the user's model, budget and corpus: standard pre-training, ReLoRA,
+ * GaLore and STEP with K stages, every one given the same compute, each run an ordinary resumable
+ * run directory (`DIR/runs/<method>-s<seed>/`, run by `deno task run` in its own process, so the
+ * OS's peak resident size is the run's own). A finished run is never run again; an interrupted
+ * one resumes from its checkpoint. At the end `DIR/report.json`, `DIR/report.md`,
+ * `DIR/loss_vs_flops.svg` and `DIR/memory.svg`.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import YAML from "yaml";
+import {
+  configInvalid,
+  describeUnknown,
+  exitCode,
+  ioFailed,
+  kernelFailed,
+  type PipelineError,
+  renderError,
+} from "../base/mod.ts";
+import { RUN_DIR } from "../checkpoint/mod.ts";
+import { readMetrics } from "../effects/mod.ts";
+import {
+  type BackendName,
+  BACKENDS,
+  type CompareMethod,
+  comparePlan,
+  type CompareRun,
+  type Config,
+  encodePipeline,
+  methodName,
+  parseConfig,
+  parseMethods,
+} from "../pipeline/mod.ts";
+import {
+  compareMemorySvg,
+  compareReportJson,
+  compareReportMarkdown,
+  lossVsFlopsSvg,
+  type RunOutcome,
+  runRow,
+} from "../report/mod.ts";
+import { loadHighs, makePlan } from "../solvers/mod.ts";
+import { booleanFlag, field, parseCommand, stringFlag } from "./_args.ts";
+import { readText, writeAllOrNothing } from "./_files.ts";
+
+const USAGE = `Usage: deno task compare CONFIG [options]
+
+Runs standard pre-training, ReLoRA, GaLore and STEP at the same compute on one model and corpus,
+then writes a comparison (report.md, report.json, loss_vs_flops.svg, memory.svg).
+
+Options:
+  --out DIR          comparison directory (default runs/compare-<name>); run again to resume
+  --seeds N          seeds per method (default compare.seeds, else 1)
+  --methods a,b,…    standard, relora, galore, step-K (default compare.methods)
+  --backend NAME     ${BACKENDS.join(" | ")} (overrides training.backend)
+  --dry-run          print the runs and their compute, then stop
+  -h, --help         show this help`;
+
+interface CompareArgs {
+  readonly config: string;
+  readonly out?: string;
+  readonly seeds?: number;
+  readonly methods?: readonly string[];
+  readonly backend?: BackendName;
+  readonly dryRun: boolean;
+}
+
+function parseCli(argv: readonly string[]): E.Either<PipelineError, CompareArgs | "help"> {
+  const parsed = parseCommand(argv, {
+    out: { type: "string" },
+    seeds: { type: "string" },
+    methods: { type: "string" },
+    backend: { type: "string" },
+    "dry-run": { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  });
+  if (E.isLeft(parsed)) return parsed;
+  const cmd = parsed.right;
+  if (booleanFlag(cmd, "help")) return E.right("help");
+  if (cmd.positionals.length !== 1) {
+    return E.left(configInvalid(
+      "command line",
+      `expected one CONFIG file, got ${cmd.positionals.length}\n\n${USAGE}`,
+    ));
+  }
+  const seedsText = stringFlag(cmd, "seeds");
+  const seeds = seedsText === undefined ? undefined : Number(seedsText);
+  if (seeds !== undefined && !(Number.isInteger(seeds) && seeds >= 1)) {
+    return E.left(configInvalid("--seeds", `expected a positive integer, got "${seedsText}"`));
+  }
+  const backend = stringFlag(cmd, "backend");
+  if (backend !== undefined && !(BACKENDS as readonly string[]).includes(backend)) {
+    return E.left(configInvalid(
+      "--backend",
+      `unknown backend "${backend}": expected one of ${BACKENDS.join(", ")}`,
+    ));
+  }
+  const out = stringFlag(cmd, "out");
+  if (out !== undefined && out.trim() === "") {
+    return E.left(configInvalid("--out", "is empty: name the comparison directory"));
+  }
+  const methods = stringFlag(cmd, "methods")?.split(",").map((m) => m.trim());
+  return E.right({
+    config: cmd.positionals[0] ?? "",
+    dryRun: booleanFlag(cmd, "dry-run"),
+    ...field("out", out),
+    ...field("seeds", seeds),
+    ...field("methods", methods),
+    ...field("backend", backend as BackendName | undefined),
+  });
+}
+
+/** STEP's split for every K the methods name: the config's `plan.split` when it has K stages. */
+async function stepSplits(
+  config: Config,
+  methods: readonly CompareMethod[],
+): Promise<E.Either<PipelineError, Map<number, readonly number[]>>> {
+  const splits = new Map<number, readonly number[]>();
+  const ks = methods.flatMap((m) => m.kind === "step" ? [m.stages] : []);
+  if (ks.length === 0) return E.right(splits);
+  let highs;
+  try {
+    highs = await loadHighs();
+  } catch (e) {
+    return E.left(kernelFailed(`cannot load the HiGHS solver: ${describeUnknown(e)}`));
+  }
+  for (const k of ks) {
+    const given = config.plan.split;
+    const plan = makePlan(highs, {
+      problem: { shape: config.shape, adapter: config.pet, assumptions: config.memory },
+      galore: config.galore,
+      minLayers: config.plan.minLayers,
+      mode: given !== undefined && given.length === k
+        ? { kind: "split", split: given }
+        : { kind: "optimal", stages: k },
+    });
+    if (E.isLeft(plan)) return plan;
+    splits.set(k, plan.right.split);
+  }
+  return E.right(splits);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Seconds each run has spent so far, over every invocation (`DIR/timing.json`). */
+type Timing = Record<string, number>;
+
+async function readTiming(path: string): Promise<Timing> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path)) as Timing;
+  } catch {
+    return {};
+  }
+}
+
+const RUN_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), "run.ts");
+
+/** Runs (or resumes) one run in its own `deno task run` process; resolves to its exit code. */
+async function runOne(
+  run: CompareRun,
+  paths: { readonly graph: string; readonly dir: string },
+  backend: BackendName | undefined,
+): Promise<number> {
+  const resume = await exists(join(paths.dir, RUN_DIR.checkpoint));
+  const used = await exists(paths.dir);
+  const mode = resume ? ["--resume"] : used ? ["--force"] : [];
+  const args = [
+    "run",
+    "--allow-all",
+    "--unstable-webgpu",
+    RUN_SCRIPT,
+    paths.graph,
+    "--out",
+    paths.dir,
+    ...mode,
+    ...(backend === undefined ? [] : ["--backend", backend]),
+  ];
+  console.log(
+    `\n=== ${run.id}: ${resume ? "resuming" : "starting"} (${run.flops.steps} steps, ${
+      run.flops.tokens.toLocaleString("en-US")
+    } tokens) ===`,
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  return (await child.status).code;
+}
+
+function planTable(runs: readonly CompareRun[]): string {
+  const rows = [
+    ["run", "steps", "tokens", "FLOPs (paper)", "FLOPs (executed)"],
+    ...runs.map((r) => [
+      r.id,
+      String(r.flops.steps),
+      String(r.flops.tokens),
+      r.flops.paper.toExponential(3),
+      r.flops.executed.toExponential(3),
+    ]),
+  ];
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((x, c) => x.padEnd(widths[c]!)).join("  ")).join("\n");
+}
+
+/** Runs the compare command; resolves to the process exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const cli = parseCli(argv);
+  if (E.isLeft(cli)) return fail(cli.left);
+  if (cli.right === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  const args = cli.right;
+  const text = await readText(args.config)();
+  if (E.isLeft(text)) return fail(text.left);
+  const parsed = parseConfig(text.right, args.config);
+  if (E.isLeft(parsed)) return fail(parsed.left);
+  const config: Config = args.backend === undefined
+    ? parsed.right
+    : { ...parsed.right, training: { ...parsed.right.training, backend: args.backend } };
+  const methods = parseMethods(
+    args.methods ?? config.compare.methods,
+    config.shape.layers,
+    args.methods === undefined ? `${args.config}: compare.methods` : "--methods",
+  );
+  if (E.isLeft(methods)) return fail(methods.left);
+  const splits = await stepSplits(config, methods.right);
+  if (E.isLeft(splits)) return fail(splits.left);
+  const seeds = Array.from({ length: args.seeds ?? config.compare.seeds }, (_, i) => i);
+  const plan = comparePlan(config, { methods: methods.right, seeds, splits: splits.right });
+  if (E.isLeft(plan)) return fail(plan.left);
+  const p = plan.right;
+  console.log(
+    `Comparison "${config.name}": ${methods.right.map(methodName).join(", ")} × ${seeds.length} ` +
+      `seed(s), ${p.flops.toExponential(3)} FLOPs each (${p.accounting} accounting)` +
+      [...splits.right].map(([k, s]) => `; step-${k} split [${s.join(", ")}]`).join(""),
+  );
+  console.log(planTable(p.runs));
+  if (args.dryRun) return 0;
+
+  const out = args.out ?? `runs/compare-${config.name}`;
+  const graphsDir = join(out, "graphs");
+  const runsDir = join(out, "runs");
+  const timingPath = join(out, "timing.json");
+  try {
+    await Deno.mkdir(graphsDir, { recursive: true });
+    await Deno.mkdir(runsDir, { recursive: true });
+  } catch (e) {
+    return fail(ioFailed(out, describeUnknown(e)));
+  }
+  // A comparison directory holds one comparison: a run started from another graph is refused.
+  for (const run of p.runs) {
+    const graphPath = join(graphsDir, `${run.id}.yaml`);
+    const graphText = YAML.stringify(encodePipeline(run.graph));
+    const started = await exists(join(runsDir, run.id));
+    const earlier = await Deno.readTextFile(graphPath).catch(() => undefined);
+    if (started && earlier !== undefined && earlier !== graphText) {
+      return fail(configInvalid(
+        `${out}/runs/${run.id}`,
+        "was started from a different graph (the config changed); use another --out",
+      ));
+    }
+    const w = await writeAllOrNothing([{ path: graphPath, text: graphText }])();
+    if (E.isLeft(w)) return fail(w.left);
+  }
+  const timing = await readTiming(timingPath);
+  for (const run of p.runs) {
+    const dir = join(runsDir, run.id);
+    if (await exists(join(dir, RUN_DIR.report))) {
+      console.log(`${run.id}: finished earlier, not run again`);
+      continue;
+    }
+    const t0 = performance.now();
+    const code = await runOne(run, { graph: join(graphsDir, `${run.id}.yaml`), dir }, args.backend);
+    timing[run.id] = (timing[run.id] ?? 0) + (performance.now() - t0) / 1000;
+    const w = await writeAllOrNothing([{ path: timingPath, text: JSON.stringify(timing) }])();
+    if (E.isLeft(w)) return fail(w.left);
+    if (code !== 0) {
+      console.error(
+        `${run.id} stopped with exit code ${code}; run the same command again to resume it`,
+      );
+      return code;
+    }
+  }
+  return await writeReport(config, p, { out, runsDir, timing, backend: args.backend });
+}
+
+async function writeReport(
+  config: Config,
+  p: {
+    readonly flops: number;
+    readonly accounting: "paper" | "executed";
+    readonly runs: readonly CompareRun[];
+  },
+  at: {
+    readonly out: string;
+    readonly runsDir: string;
+    readonly timing: Timing;
+    readonly backend: BackendName | undefined;
+  },
+): Promise<number> {
+  const outcomes: RunOutcome[] = [];
+  let backend: string = at.backend ?? config.training.backend;
+  for (const run of p.runs) {
+    const dir = join(at.runsDir, run.id);
+    let report: Record<string, unknown>;
+    try {
+      report = JSON.parse(await Deno.readTextFile(join(dir, RUN_DIR.report)));
+    } catch (e) {
+      return fail(ioFailed(join(dir, RUN_DIR.report), describeUnknown(e)));
+    }
+    if (typeof report.backend === "string") backend = report.backend;
+    outcomes.push({
+      run,
+      wallSeconds: at.timing[run.id] ?? 0,
+      report,
+      metrics: await readMetrics(dir),
+    });
+  }
+  const second = config.compare.secondCorpus === undefined ? undefined : config.compare.secondLabel;
+  const rows = outcomes.map((o) => runRow(o, p.accounting, second));
+  const facts = {
+    config: config.name,
+    accounting: p.accounting,
+    flops: p.flops,
+    backend,
+    secondLabel: second,
+    machine: `${Deno.build.os} ${Deno.build.arch}, ${navigator.hardwareConcurrency} cores`,
+  };
+  const files = [
+    {
+      path: join(at.out, "report.json"),
+      text: JSON.stringify(compareReportJson(facts, rows), null, 2),
+    },
+    { path: join(at.out, "report.md"), text: compareReportMarkdown(facts, rows) },
+    {
+      path: join(at.out, "loss_vs_flops.svg"),
+      text: lossVsFlopsSvg(`${config.name}: validation loss at equal compute`, outcomes),
+    },
+    {
+      path: join(at.out, "memory.svg"),
+      text: compareMemorySvg(`${config.name}: peak memory per method`, rows),
+    },
+  ];
+  const w = await writeAllOrNothing(files)();
+  if (E.isLeft(w)) return fail(w.left);
+  console.log(`\n${compareReportMarkdown(facts, rows)}`);
+  console.log(`Report: ${files.map((f) => f.path).join(", ")}`);
+  return 0;
+}
+
+function fail(e: PipelineError): number {
+  console.error(renderError(e));
+  return exitCode(e);
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

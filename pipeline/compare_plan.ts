@@ -1,0 +1,403 @@
+/**
+ * `deno task compare`'s runs, as stage graphs: from one config (model shape, compute budget,
+ * corpus) the methods STEP is compared with — standard pre-training, ReLoRA, GaLore — and STEP
+ * with K stages, each given the same compute under the chosen accounting (`paper`: 6·N trained +
+ * 2·N frozen per token; `executed`: the matmuls the engine runs). Pure: the STEP splits come from
+ * the planner, run by the caller.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  type GraphInvalid,
+  type LlamaShape,
+  paramCounts,
+  projectionWeight,
+} from "../base/mod.ts";
+import { executedFlopsPerToken, galoreStepExtraFlops, type StageShare } from "../solvers/mod.ts";
+import type { Config } from "./config.ts";
+import { graphFlops } from "./graph_flops.ts";
+import { stepNodes } from "./plan_to_graph.ts";
+import { decodePipeline, type Pipeline, type StageNode } from "./stage_graph.ts";
+import { type GraphStage, validateGraph, type ValidGraph } from "./validate_graph.ts";
+
+/** A method of the comparison. */
+export type CompareMethod =
+  | { readonly kind: "standard" }
+  | { readonly kind: "relora" }
+  | { readonly kind: "galore" }
+  | { readonly kind: "step"; readonly stages: number };
+
+/** `standard`, `relora`, `galore`, `step-3`. */
+export function methodName(m: CompareMethod): string {
+  return m.kind === "step" ? `step-${m.stages}` : m.kind;
+}
+
+/** Reads method names, refusing unknown ones and STEP deeper than the model. */
+export function parseMethods(
+  names: readonly string[],
+  layers: number,
+  where: string,
+): E.Either<ConfigInvalid, CompareMethod[]> {
+  if (names.length === 0) return E.left(configInvalid(where, "no methods given"));
+  const out: CompareMethod[] = [];
+  for (const name of names) {
+    const step = /^step-(\d+)$/.exec(name);
+    const m: CompareMethod | undefined = name === "standard" || name === "relora" ||
+        name === "galore"
+      ? { kind: name }
+      : step === null
+      ? undefined
+      : { kind: "step", stages: Number(step[1]) };
+    if (m === undefined) {
+      return E.left(configInvalid(
+        where,
+        `unknown method "${name}": expected standard, relora, galore or step-K (K ≥ 2 stages)`,
+      ));
+    }
+    if (m.kind === "step" && (m.stages < 2 || m.stages > layers)) {
+      return E.left(configInvalid(
+        where,
+        `"${name}": STEP needs 2 to ${layers} stages on a ${layers}-layer model (one layer or more per stage)`,
+      ));
+    }
+    if (out.some((o) => methodName(o) === name)) {
+      return E.left(configInvalid(where, `"${name}" is listed twice`));
+    }
+    out.push(m);
+  }
+  return E.right(out);
+}
+
+/** Per-token FLOPs of each stage of a graph under one accounting (GaLore's projections included). */
+export function stageFlopsPerToken(
+  g: ValidGraph,
+  accounting: "paper" | "executed",
+): number[] {
+  const T = g.training;
+  if (accounting === "paper") {
+    // GaLore trains every weight: the paper charges it as standard training.
+    return graphFlops({ shape: g.shape, stages: g.stages, batchTokens: T.batchTokens }).stages
+      .map((s) => s.flopsPerToken);
+  }
+  return g.stages.map((s) => {
+    const f = executedFlopsPerToken({
+      shape: g.shape,
+      roles: s.roles,
+      adapterRank: s.pet?.rank ?? 0,
+      seqLen: T.seqLen,
+      recompute: T.recompute,
+      microBatch: T.microBatch,
+      ...(T.lossChunk === undefined ? {} : { lossChunk: T.lossChunk }),
+    }).total;
+    const galore = s.galore === undefined
+      ? 0
+      : galoreStepExtraFlops(g.shape, s.layers, s.galore) / T.batchTokens;
+    return f + galore;
+  });
+}
+
+/** A run's compute in both accountings. */
+export interface RunFlops {
+  readonly paper: number;
+  readonly executed: number;
+  /** Tokens trained on. */
+  readonly tokens: number;
+  readonly steps: number;
+  /** Cumulative FLOPs (matched accounting) at the end of each stage, by global step. */
+  readonly stageEnds: readonly { readonly globalStep: number; readonly flops: number }[];
+}
+
+/** Both figures of a validated graph; `stageEnds` in `matched` accounting. */
+export function runFlops(g: ValidGraph, matched: "paper" | "executed"): RunFlops {
+  const B = g.training.batchTokens;
+  const total = (perToken: readonly number[]) =>
+    g.stages.reduce((a, s, i) => a + (perToken[i] ?? 0) * s.steps * B, 0);
+  const paper = stageFlopsPerToken(g, "paper");
+  const executed = stageFlopsPerToken(g, "executed");
+  const used = matched === "paper" ? paper : executed;
+  let step = 0;
+  let flops = 0;
+  const stageEnds = g.stages.map((s, i) => {
+    step += s.steps;
+    flops += (used[i] ?? 0) * s.steps * B;
+    return { globalStep: step, flops };
+  });
+  return {
+    paper: total(paper),
+    executed: total(executed),
+    tokens: g.totalSteps * B,
+    steps: g.totalSteps,
+    stageEnds,
+  };
+}
+
+/** FLOPs spent by global step `step`, from a run's stage ends (linear within a stage). */
+export function flopsAtStep(f: RunFlops, step: number): number {
+  let prevStep = 0;
+  let prevFlops = 0;
+  for (const end of f.stageEnds) {
+    if (step <= end.globalStep) {
+      const span = end.globalStep - prevStep;
+      return prevFlops + (span === 0 ? 0 : (end.flops - prevFlops) * (step - prevStep) / span);
+    }
+    prevStep = end.globalStep;
+    prevFlops = end.flops;
+  }
+  return prevFlops;
+}
+
+/** One run of the comparison: a method with a seed, its graph and its compute. */
+export interface CompareRun {
+  /** Directory name under `DIR/runs/`: `<method>-s<seed>`. */
+  readonly id: string;
+  readonly method: string;
+  readonly seed: number;
+  readonly graph: Pipeline;
+  readonly flops: RunFlops;
+}
+
+/** Everything the comparison runs, and the compute each run was given. */
+export interface ComparePlan {
+  /** The compute every run matches. */
+  readonly flops: number;
+  readonly accounting: "paper" | "executed";
+  readonly runs: readonly CompareRun[];
+}
+
+/** What building the graphs needs beyond the config. */
+export interface CompareInputs {
+  readonly methods: readonly CompareMethod[];
+  /** Seeds to run every method with (added to `training.seed`). */
+  readonly seeds: readonly number[];
+  /** STEP's split for each K in `methods`, from the planner. */
+  readonly splits: ReadonlyMap<number, readonly number[]>;
+}
+
+type Problem = ConfigInvalid | GraphInvalid;
+
+/** The per-stage nodes of a method, for given steps per stage. */
+interface Skeleton {
+  /** Fractions of the compute each stage gets. */
+  readonly shares: readonly number[];
+  /** The nodes, given each stage's steps and schedule length. */
+  nodes(steps: readonly number[]): StageNode[];
+}
+
+function skeleton(
+  config: Config,
+  method: CompareMethod,
+  split: readonly number[] | undefined,
+): Skeleton {
+  const L = config.shape.layers;
+  const T = config.training;
+  const warmup = (length: number) => Math.min(T.warmup, Math.max(0, length - 1));
+  switch (method.kind) {
+    case "standard":
+      return {
+        shares: [1],
+        nodes: ([s]) => [{ op: "train", id: "standard", layers: L, steps: s! } as StageNode],
+      };
+    case "galore": {
+      const g = config.galore;
+      return {
+        shares: [1],
+        nodes: ([s]) => [{
+          op: "train",
+          id: "galore",
+          layers: L,
+          steps: s!,
+          lr: g.lr ?? T.lr / g.scale,
+          galore: {
+            rank: g.rank,
+            updateEvery: g.updateEvery,
+            scale: g.scale,
+            targets: [...g.targets],
+          },
+        } as StageNode],
+      };
+    }
+    case "relora": {
+      const w = config.compare.reloraWarmStart;
+      const p = config.pet;
+      return {
+        shares: [w, 1 - w],
+        nodes: ([warm, lora]) => {
+          const length = warm! + lora!;
+          return [
+            {
+              op: "train",
+              id: "warm-start",
+              layers: L,
+              steps: warm!,
+              scheduleSteps: length,
+              warmup: warmup(length),
+            } as StageNode,
+            {
+              op: "attachPET",
+              id: "lora",
+              kind: "relora",
+              rank: p.rank,
+              alpha: p.alpha,
+              targets: [...p.targets],
+              resetEvery: p.resetEvery,
+              restartWarmup: Math.min(p.restartWarmup, p.resetEvery - 1),
+              pruneRatio: p.pruneRatio,
+              trainEmbeddings: true,
+              trainNorms: true,
+            } as StageNode,
+            {
+              op: "continue",
+              id: "relora",
+              steps: lora!,
+              scheduleSteps: length,
+              scheduleOffset: warm!,
+              warmup: warmup(length),
+            } as StageNode,
+          ];
+        },
+      };
+    }
+    case "step": {
+      const sp = split ?? [];
+      const growAt = config.budget.growAt;
+      return {
+        shares: stageShares(config.budget.share, sp),
+        nodes: (steps) =>
+          stepNodes(
+            config,
+            sp,
+            steps.map((s, idx) => ({
+              steps: s,
+              scheduleSteps: idx === sp.length - 1 ? s : Math.max(s, Math.round(s / growAt)),
+            })),
+          ),
+      };
+    }
+  }
+}
+
+function stageShares(share: StageShare, split: readonly number[]): number[] {
+  const w = share === "layers" ? [...split] : share === "equal" ? split.map(() => 1) : [...share];
+  const sum = w.reduce((a, b) => a + b, 0);
+  return w.map((x) => x / sum);
+}
+
+/** The compute every run gets: `budget.flops`, or standard pre-training's steps priced. */
+export function compareBudget(
+  config: Config,
+  accounting: "paper" | "executed",
+): E.Either<Problem, number> {
+  const total = config.budget.total;
+  if (total.kind === "flops") return E.right(total.flops);
+  const probe = graphOf(config, { kind: "standard" }, undefined, 0, [1]);
+  if (E.isLeft(probe)) return probe;
+  const perToken = stageFlopsPerToken(probe.right, accounting)[0] ?? 0;
+  return E.right(perToken * total.steps * config.training.batchTokens);
+}
+
+function graphOf(
+  config: Config,
+  method: CompareMethod,
+  split: readonly number[] | undefined,
+  seed: number,
+  steps: readonly number[],
+): E.Either<Problem, ValidGraph> {
+  const sk = skeleton(config, method, split);
+  const second = config.compare.secondCorpus;
+  const evalNodes: StageNode[] = second === undefined ? [] : [{
+    op: "eval",
+    id: "second-corpus",
+    source: second,
+    label: config.compare.secondLabel,
+    batches: config.compare.secondBatches,
+  } as StageNode];
+  const name = `${methodName(method)}-s${seed}`;
+  const doc = {
+    version: 1,
+    name,
+    model: { ...config.shape },
+    training: { ...config.training, seed: config.training.seed + seed },
+    data: {
+      source: config.data.source,
+      tokenizer: config.data.tokenizer,
+      textField: config.data.textField,
+      valFraction: config.data.valFraction,
+      cacheDir: config.data.cacheDir,
+      builtinBytes: config.data.builtinBytes,
+      ...(config.data.validation === undefined ? {} : { validation: config.data.validation }),
+    },
+    nodes: [...sk.nodes(steps), ...evalNodes],
+  };
+  const decoded = decodePipeline(doc, `compare: ${name}`);
+  if (E.isLeft(decoded)) return decoded;
+  return validateGraph(decoded.right);
+}
+
+/**
+ * Every run's graph, each stage given its share of the compute at its own per-token price. A
+ * stage whose share buys less than one step is an error naming the method and the stage.
+ */
+export function comparePlan(config: Config, inputs: CompareInputs): E.Either<Problem, ComparePlan> {
+  const accounting = config.compare.accounting;
+  const budget = compareBudget(config, accounting);
+  if (E.isLeft(budget)) return budget;
+  const C = budget.right;
+  const B = config.training.batchTokens;
+  const runs: CompareRun[] = [];
+  for (const method of inputs.methods) {
+    const split = method.kind === "step" ? inputs.splits.get(method.stages) : undefined;
+    if (method.kind === "step" && split === undefined) {
+      return E.left(configInvalid("compare.methods", `no split planned for ${methodName(method)}`));
+    }
+    const sk = skeleton(config, method, split);
+    // Prices per token do not depend on the steps: probe with one step per stage.
+    const probe = graphOf(config, method, split, 0, sk.shares.map(() => 1));
+    if (E.isLeft(probe)) return probe;
+    const prices = stageFlopsPerToken(probe.right, accounting);
+    const steps: number[] = [];
+    for (const [i, share] of sk.shares.entries()) {
+      const n = Math.round((C * share) / ((prices[i] ?? 1) * B));
+      if (n < 1) {
+        return E.left(configInvalid(
+          "budget",
+          `${methodName(method)}: stage ${i + 1} gets ${(C * share).toExponential(3)} FLOPs, ` +
+            `less than one step (${
+              ((prices[i] ?? 0) * B).toExponential(3)
+            } FLOPs); raise the budget`,
+        ));
+      }
+      steps.push(n);
+    }
+    for (const seed of inputs.seeds) {
+      const g = graphOf(config, method, split, seed, steps);
+      if (E.isLeft(g)) return g;
+      runs.push({
+        id: `${methodName(method)}-s${seed}`,
+        method: methodName(method),
+        seed,
+        graph: g.right.pipeline,
+        flops: runFlops(g.right, accounting),
+      });
+    }
+  }
+  return E.right({ flops: C, accounting, runs });
+}
+
+/** Non-embedding parameters of the model: the N of the paper's 6·N·T. */
+export function nonEmbeddingParams(shape: LlamaShape): number {
+  return paramCounts(shape).perLayer * shape.layers;
+}
+
+/** The GaLore-projected weight names of a stage (every targeted projection of every layer). */
+export function galoreWeights(stage: GraphStage): string[] {
+  const g = stage.galore;
+  if (g === undefined) return [];
+  return Array.from(
+    { length: stage.layers },
+    (_, l) => g.targets.map((p) => projectionWeight(l, p)),
+  )
+    .flat();
+}

@@ -1,0 +1,246 @@
+/**
+ * What `deno task compare` writes once every run has finished: `report.json` (a `runs` array and a
+ * `summary` per method, mean and standard deviation over seeds), `report.md` (the paper's Table 2
+ * form) and two pictures: validation loss against FLOPs for every run, and peak memory per
+ * method (accounted model state, measured peak, predicted peak).
+ *
+ * @module
+ */
+import { type Bar, lineChart, type Series, stackedBarChart } from "../charts/mod.ts";
+import { formatBytes } from "../base/mod.ts";
+import { type CompareRun, flopsAtStep } from "../pipeline/mod.ts";
+
+/** What one finished run measured (read from its run directory). */
+export interface RunOutcome {
+  readonly run: CompareRun;
+  readonly wallSeconds: number;
+  /** The run's `report.json`. */
+  readonly report: Readonly<Record<string, unknown>>;
+  /** The run's `metrics.jsonl` records. */
+  readonly metrics: readonly Readonly<Record<string, unknown>>[];
+}
+
+/** One entry of `report.json`'s `runs`. */
+export interface RunRow {
+  readonly method: string;
+  readonly seed: number;
+  /** FLOPs in the matched accounting. */
+  readonly flops: number;
+  readonly flopsPaper: number;
+  readonly flopsExecuted: number;
+  readonly tokens: number;
+  readonly steps: number;
+  readonly wallSeconds: number;
+  readonly accountedStateBytes: number | null;
+  readonly measuredPeakBytes: number | null;
+  readonly predictedPeakBytes: number | null;
+  readonly processPeakBytes: number | null;
+  readonly valLoss: number | null;
+  readonly valPerplexity: number | null;
+  readonly secondLoss: number | null;
+  readonly secondPerplexity: number | null;
+}
+
+/** Mean and sample standard deviation (null with fewer than two values). */
+export interface Stat {
+  readonly mean: number | null;
+  readonly std: number | null;
+  readonly n: number;
+}
+
+const SUMMARY_FIELDS = [
+  "valLoss",
+  "valPerplexity",
+  "secondPerplexity",
+  "measuredPeakBytes",
+  "predictedPeakBytes",
+  "accountedStateBytes",
+  "processPeakBytes",
+  "wallSeconds",
+  "tokens",
+  "steps",
+  "flopsPaper",
+  "flopsExecuted",
+] as const;
+
+/** Per method: each summarised field's mean and standard deviation over seeds. */
+export type MethodSummary = Readonly<Record<(typeof SUMMARY_FIELDS)[number], Stat>> & {
+  readonly method: string;
+  readonly seeds: number;
+};
+
+function num(x: unknown): number | null {
+  return typeof x === "number" && Number.isFinite(x) ? x : null;
+}
+
+/** Mean and sample standard deviation of the values that exist. */
+export function stat(values: readonly (number | null)[]): Stat {
+  const xs = values.filter((v): v is number => v !== null);
+  if (xs.length === 0) return { mean: null, std: null, n: 0 };
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const std = xs.length < 2
+    ? null
+    : Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1));
+  return { mean, std, n: xs.length };
+}
+
+/** The second corpus's last evaluation in a run's metrics. */
+function secondLoss(o: RunOutcome, label: string | undefined): number | null {
+  if (label === undefined) return null;
+  const evals = o.metrics.filter((m) => m.type === "eval" && m.set === label);
+  return num(evals.at(-1)?.valLoss);
+}
+
+/** A run's row of `report.json`. */
+export function runRow(
+  o: RunOutcome,
+  matched: "paper" | "executed",
+  secondLabel: string | undefined,
+): RunRow {
+  const r = o.report;
+  const f = o.run.flops;
+  const val = num(r.finalValLoss);
+  const second = secondLoss(o, secondLabel);
+  return {
+    method: o.run.method,
+    seed: o.run.seed,
+    flops: matched === "paper" ? f.paper : f.executed,
+    flopsPaper: f.paper,
+    flopsExecuted: f.executed,
+    tokens: f.tokens,
+    steps: f.steps,
+    wallSeconds: o.wallSeconds,
+    accountedStateBytes: num(r.peakAccountedStateBytes),
+    measuredPeakBytes: num(r.peakMeasuredBytes),
+    predictedPeakBytes: num(r.peakPredictedBytes),
+    processPeakBytes: num(r.peakProcessBytes),
+    valLoss: val,
+    valPerplexity: val === null ? null : Math.exp(val),
+    secondLoss: second,
+    secondPerplexity: second === null ? null : Math.exp(second),
+  };
+}
+
+/** Every method's summary, in the order the methods first appear. */
+export function summarise(rows: readonly RunRow[]): MethodSummary[] {
+  const methods = [...new Set(rows.map((r) => r.method))];
+  return methods.map((method) => {
+    const mine = rows.filter((r) => r.method === method);
+    const fields = Object.fromEntries(
+      SUMMARY_FIELDS.map((f) => [f, stat(mine.map((r) => r[f]))]),
+    ) as Record<(typeof SUMMARY_FIELDS)[number], Stat>;
+    return { method, seeds: mine.length, ...fields };
+  });
+}
+
+/** The comparison's facts beside its runs. */
+export interface CompareFacts {
+  readonly config: string;
+  readonly accounting: "paper" | "executed";
+  readonly flops: number;
+  readonly backend: string;
+  readonly secondLabel: string | undefined;
+  readonly machine: string;
+}
+
+/** `report.json`. */
+export function compareReportJson(
+  facts: CompareFacts,
+  rows: readonly RunRow[],
+): Record<string, unknown> {
+  return {
+    ...facts,
+    runs: rows,
+    summary: summarise(rows),
+    memory: "accounted: model state (fp32 weights, gradients, Adam moments) counted role by " +
+      "role at its peak; measured: the most bytes of distinct tensor buffers the engine held " +
+      "at once (GPU bytes on webgpu); predicted: the buffer replay of one step; process: the " +
+      "OS's peak resident size of the run's process (runtime and data included)",
+  };
+}
+
+function pm(s: Stat, format: (v: number) => string): string {
+  if (s.mean === null) return "–";
+  return s.std === null ? format(s.mean) : `${format(s.mean)} ± ${format(s.std)}`;
+}
+
+const fixed = (digits: number) => (v: number) => v.toFixed(digits);
+
+/** `report.md`: the paper's Table 2 form (mean ± standard deviation over seeds), then every run. */
+export function compareReportMarkdown(facts: CompareFacts, rows: readonly RunRow[]): string {
+  const summary = summarise(rows);
+  const second = facts.secondLabel ?? "second corpus";
+  const std = summary.find((s) => s.method === "standard");
+  const vsStd = (s: MethodSummary) => {
+    const a = s.measuredPeakBytes.mean;
+    const b = std?.measuredPeakBytes.mean;
+    return a === null || b === null || b === undefined ? "–" : `${((a / b - 1) * 100).toFixed(1)}%`;
+  };
+  const lines = [
+    `# Comparison at equal compute: ${facts.config}`,
+    "",
+    `Every run gets ${facts.flops.toExponential(3)} FLOPs under the **${facts.accounting}** ` +
+    "accounting (paper: 6·N trained + 2·N frozen per token, non-embedding; executed: the " +
+    `engine's matmuls). Backend: ${facts.backend}. Machine: ${facts.machine}.`,
+    "",
+    `| method | seeds | peak memory (measured) | vs standard | predicted peak | model state | val PPL | ${second} PPL | tokens | steps | wall |`,
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+    ...summary.map((s) =>
+      `| ${s.method} | ${s.seeds} | ${pm(s.measuredPeakBytes, formatBytes)} | ${vsStd(s)} | ${
+        pm(s.predictedPeakBytes, formatBytes)
+      } | ${pm(s.accountedStateBytes, formatBytes)} | ${pm(s.valPerplexity, fixed(3))} | ${
+        pm(s.secondPerplexity, fixed(3))
+      } | ${pm(s.tokens, (v) => String(Math.round(v)))} | ${
+        pm(s.steps, (v) => String(Math.round(v)))
+      } | ${pm(s.wallSeconds, (v) => `${v.toFixed(0)} s`)} |`
+    ),
+    "",
+    "## Runs",
+    "",
+    "| method | seed | FLOPs (paper) | FLOPs (executed) | tokens | steps | wall | state | measured | predicted | process | val loss | val PPL | " +
+    `${second} PPL |`,
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ...rows.map((r) =>
+      `| ${r.method} | ${r.seed} | ${r.flopsPaper.toExponential(3)} | ${
+        r.flopsExecuted.toExponential(3)
+      } | ${r.tokens} | ${r.steps} | ${r.wallSeconds.toFixed(0)} s | ${
+        bytes(r.accountedStateBytes)
+      } | ${bytes(r.measuredPeakBytes)} | ${bytes(r.predictedPeakBytes)} | ${
+        bytes(r.processPeakBytes)
+      } | ${r.valLoss?.toFixed(4) ?? "–"} | ${r.valPerplexity?.toFixed(3) ?? "–"} | ${
+        r.secondPerplexity?.toFixed(3) ?? "–"
+      } |`
+    ),
+    "",
+  ];
+  return lines.join("\n");
+}
+
+function bytes(b: number | null): string {
+  return b === null ? "–" : formatBytes(b);
+}
+
+/** Validation loss against FLOPs (matched accounting), one line per run. */
+export function lossVsFlopsSvg(title: string, outcomes: readonly RunOutcome[]): string {
+  const series: Series[] = outcomes.map((o) => ({
+    name: `${o.run.method} s${o.run.seed}`,
+    dashed: o.run.seed > 0,
+    points: o.metrics
+      .filter((m) => m.type === "eval" && m.set === undefined && typeof m.valLoss === "number")
+      .map((m) => [flopsAtStep(o.run.flops, Number(m.globalStep)), m.valLoss as number] as const),
+  }));
+  return lineChart({ title, xLabel: "FLOPs", yLabel: "validation loss (nats/token)", series });
+}
+
+/** Peak memory per method (mean over seeds): measured, predicted, accounted model state. */
+export function compareMemorySvg(title: string, rows: readonly RunRow[]): string {
+  const bars: Bar[] = summarise(rows).flatMap((s) => [
+    {
+      label: `${s.method}`,
+      segments: [{ name: "measured peak", value: s.measuredPeakBytes.mean ?? 0 }],
+    },
+    { label: "", segments: [{ name: "predicted peak", value: s.predictedPeakBytes.mean ?? 0 }] },
+    { label: "", segments: [{ name: "model state", value: s.accountedStateBytes.mean ?? 0 }] },
+  ]);
+  return stackedBarChart({ title, yLabel: "bytes", bars, format: formatBytes });
+}
