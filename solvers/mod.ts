@@ -8,6 +8,7 @@
 export * from "./memory_model.ts";
 export * from "./baselines.ts";
 export * from "./compute_budget.ts";
+export * from "./executed_flops.ts";
 export * from "./integer_program.ts";
 export * from "./split_solver.ts";
 export * from "./highs_loader.ts";
