@@ -72,7 +72,7 @@ export function parseMethods(
 }
 
 /** Per-token FLOPs of each stage of a graph under one accounting (GaLore's projections included). */
-export function stageFlopsPerToken(
+export function stagePricesPerToken(
   g: ValidGraph,
   accounting: "paper" | "executed",
 ): number[] {
@@ -115,8 +115,8 @@ export function runFlops(g: ValidGraph, matched: "paper" | "executed"): RunFlops
   const B = g.training.batchTokens;
   const total = (perToken: readonly number[]) =>
     g.stages.reduce((a, s, i) => a + (perToken[i] ?? 0) * s.steps * B, 0);
-  const paper = stageFlopsPerToken(g, "paper");
-  const executed = stageFlopsPerToken(g, "executed");
+  const paper = stagePricesPerToken(g, "paper");
+  const executed = stagePricesPerToken(g, "executed");
   const used = matched === "paper" ? paper : executed;
   let step = 0;
   let flops = 0;
@@ -294,7 +294,7 @@ export function compareBudget(
   if (total.kind === "flops") return E.right(total.flops);
   const probe = graphOf(config, { kind: "standard" }, undefined, 0, [1]);
   if (E.isLeft(probe)) return probe;
-  const perToken = stageFlopsPerToken(probe.right, accounting)[0] ?? 0;
+  const perToken = stagePricesPerToken(probe.right, accounting)[0] ?? 0;
   return E.right(perToken * total.steps * config.training.batchTokens);
 }
 
@@ -356,7 +356,7 @@ export function comparePlan(config: Config, inputs: CompareInputs): E.Either<Pro
     // Prices per token do not depend on the steps: probe with one step per stage.
     const probe = graphOf(config, method, split, 0, sk.shares.map(() => 1));
     if (E.isLeft(probe)) return probe;
-    const prices = stageFlopsPerToken(probe.right, accounting);
+    const prices = stagePricesPerToken(probe.right, accounting);
     const steps: number[] = [];
     for (const [i, share] of sk.shares.entries()) {
       const n = Math.round((C * share) / ((prices[i] ?? 1) * B));

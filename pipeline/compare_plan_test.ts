@@ -6,7 +6,7 @@ import {
   type CompareRun,
   flopsAtStep,
   parseMethods,
-  stageFlopsPerToken,
+  stagePricesPerToken,
 } from "./compare_plan.ts";
 import { validateGraph } from "./validate_graph.ts";
 
@@ -48,7 +48,7 @@ Deno.test("comparePlan() gives every method the same compute, within one step pe
     for (const r of runs) {
       const g = validateGraph(r.graph);
       assert(E.isRight(g));
-      const prices = stageFlopsPerToken(g.right, accounting);
+      const prices = stagePricesPerToken(g.right, accounting);
       const oneStepEach = prices.reduce((a, p) => a + p * 512, 0);
       const spent = accounting === "paper" ? r.flops.paper : r.flops.executed;
       assert(
@@ -77,7 +77,7 @@ Deno.test("comparePlan() builds ReLoRA as warm start + adapters on every layer o
   assertEquals(lora!.scheduleOffset, warm!.steps);
   assertEquals(lora!.scheduleSteps, warm!.steps + lora!.steps);
   // A quarter of the compute goes to the warm start (the default).
-  const prices = stageFlopsPerToken(g.right, "paper");
+  const prices = stagePricesPerToken(g.right, "paper");
   const warmShare = prices[0]! * warm!.steps / (r!.flops.paper / 512);
   assert(Math.abs(warmShare - 0.25) < 0.02, `warm start share ${warmShare}`);
   // The last node evaluates on the second corpus.
