@@ -56,7 +56,7 @@ then writes a comparison (report.md, report.json, loss_vs_flops.svg, memory.svg)
 
 Options:
   --out DIR          comparison directory (default runs/compare-<name>); run again to resume
-  --seeds N          seeds per method (default compare.seeds, else 1)
+  --seeds N          seeds per method (default compare.seeds: a count, or one per method)
   --methods a,b,…    standard, relora, galore, step-K (default compare.methods)
   --backend NAME     ${BACKENDS.join(" | ")} (overrides training.backend)
   --dry-run          print the runs and their compute, then stop
@@ -240,13 +240,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (E.isLeft(methods)) return fail(methods.left);
   const splits = await stepSplits(config, methods.right);
   if (E.isLeft(splits)) return fail(splits.left);
-  const seeds = Array.from({ length: args.seeds ?? config.compare.seeds }, (_, i) => i);
+  const seeds = args.seeds ?? config.compare.seeds;
   const plan = comparePlan(config, { methods: methods.right, seeds, splits: splits.right });
   if (E.isLeft(plan)) return fail(plan.left);
   const p = plan.right;
   console.log(
-    `Comparison "${config.name}": ${methods.right.map(methodName).join(", ")} × ${seeds.length} ` +
-      `seed(s), ${p.flops.toExponential(3)} FLOPs each (${p.accounting} accounting)` +
+    `Comparison "${config.name}": ${p.runs.length} runs of ${
+      methods.right.map(methodName).join(", ")
+    }, ${p.flops.toExponential(3)} FLOPs each (${p.accounting} accounting)` +
       [...splits.right].map(([k, s]) => `; step-${k} split [${s.join(", ")}]`).join(""),
   );
   console.log(planTable(p.runs));

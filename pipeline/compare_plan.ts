@@ -170,8 +170,8 @@ export interface ComparePlan {
 /** What building the graphs needs beyond the config. */
 export interface CompareInputs {
   readonly methods: readonly CompareMethod[];
-  /** Seeds to run every method with (added to `training.seed`). */
-  readonly seeds: readonly number[];
+  /** Seeds per method: one count for all, or a count per method name (1 for the others). */
+  readonly seeds: number | Readonly<Record<string, number>>;
   /** STEP's split for each K in `methods`, from the planner. */
   readonly splits: ReadonlyMap<number, readonly number[]>;
 }
@@ -371,7 +371,11 @@ export function comparePlan(config: Config, inputs: CompareInputs): E.Either<Pro
       }
       steps.push(n);
     }
-    for (const seed of inputs.seeds) {
+    const count = typeof inputs.seeds === "number"
+      ? inputs.seeds
+      : inputs.seeds[methodName(method)] ?? 1;
+    // Seeds are added to `training.seed`.
+    for (let seed = 0; seed < count; seed++) {
       const g = graphOf(config, method, split, seed, steps);
       if (E.isLeft(g)) return g;
       runs.push({

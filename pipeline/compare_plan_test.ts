@@ -29,7 +29,7 @@ function config(extra = ""): Config {
 function plan(c: Config, names: string[], splits: [number, number[]][] = []): CompareRun[] {
   const methods = parseMethods(names, c.shape.layers, "test");
   assert(E.isRight(methods));
-  const p = comparePlan(c, { methods: methods.right, seeds: [0, 1], splits: new Map(splits) });
+  const p = comparePlan(c, { methods: methods.right, seeds: 2, splits: new Map(splits) });
   assert(E.isRight(p), JSON.stringify(p));
   return [...p.right.runs];
 }
@@ -43,6 +43,7 @@ Deno.test("comparePlan() gives every method the same compute, within one step pe
       [3, 2, 1],
     ]]);
     assertEquals(runs.length, 10);
+    assertEquals(runs.map((r) => r.id).slice(0, 3), ["standard-s0", "standard-s1", "relora-s0"]);
     const standard = runs.find((r) => r.method === "standard")!;
     const C = accounting === "paper" ? standard.flops.paper : standard.flops.executed;
     for (const r of runs) {
@@ -109,7 +110,28 @@ Deno.test("parseMethods() and comparePlan() refuse bad input before anything tra
   const tiny: Config = { ...c, budget: { ...c.budget, total: { kind: "flops", flops: 1e6 } } };
   const methods = parseMethods(["standard"], 6, "m");
   assert(E.isRight(methods));
-  const r = comparePlan(tiny, { methods: methods.right, seeds: [0], splits: new Map() });
+  const r = comparePlan(tiny, { methods: methods.right, seeds: 1, splits: new Map() });
   assert(E.isLeft(r));
   assertStringIncludes(r.left.message, "less than one step");
+});
+
+Deno.test("comparePlan() runs the seeds each method is given", () => {
+  const c = config();
+  const methods = parseMethods(["standard", "galore", "step-2"], 6, "m");
+  assert(E.isRight(methods));
+  const p = comparePlan(c, {
+    methods: methods.right,
+    seeds: { standard: 3, "step-2": 2 },
+    splits: new Map([[2, [4, 2]]]),
+  });
+  assert(E.isRight(p));
+  assertEquals(p.right.runs.map((r) => r.id), [
+    "standard-s0",
+    "standard-s1",
+    "standard-s2",
+    "galore-s0",
+    "step-2-s0",
+    "step-2-s1",
+  ]);
+  assertEquals(p.right.runs.map((r) => Number(r.graph.training?.seed)), [0, 1, 2, 0, 0, 1]);
 });

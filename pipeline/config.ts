@@ -143,7 +143,8 @@ export const BudgetCodec = strict("budget", {}, {
 export const CompareCodec = strict("compare", {}, {
   /** `standard`, `relora`, `galore`, `step-K` (K ≥ 2 stages). */
   methods: t.array(t.string),
-  seeds: PositiveInt,
+  /** Seeds per method: one count for all, or a count per method name (1 for the others). */
+  seeds: t.union([PositiveInt, t.record(t.string, PositiveInt)]),
   /** A second corpus every run is evaluated on at the end (the paper's WikiText). */
   secondCorpus: DataSourcesCodec,
   secondLabel: t.string,
@@ -230,7 +231,8 @@ export interface GaloreSettings {
 /** `deno task compare` settings with defaults applied. */
 export interface CompareSettings {
   readonly methods: readonly string[];
-  readonly seeds: number;
+  /** Seeds per method: one count for all, or per method name (1 for the others). */
+  readonly seeds: number | Readonly<Record<string, number>>;
   readonly accounting: "paper" | "executed";
   readonly secondCorpus: DataSources | undefined;
   readonly secondLabel: string;
