@@ -58,6 +58,7 @@ Options:
   --out DIR          comparison directory (default runs/compare-<name>); run again to resume
   --seeds N          seeds per method (default compare.seeds: a count, or one per method)
   --methods a,b,…    standard, relora, galore, step-K (default compare.methods)
+  --accounting A     paper | executed: how a token is charged (overrides budget.accounting)
   --backend NAME     ${BACKENDS.join(" | ")} (overrides training.backend)
   --dry-run          print the runs and their compute, then stop
   -h, --help         show this help`;
@@ -68,6 +69,7 @@ interface CompareArgs {
   readonly seeds?: number;
   readonly methods?: readonly string[];
   readonly backend?: BackendName;
+  readonly accounting?: "paper" | "executed";
   readonly dryRun: boolean;
 }
 
@@ -77,6 +79,7 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, CompareArgs 
     seeds: { type: "string" },
     methods: { type: "string" },
     backend: { type: "string" },
+    accounting: { type: "string" },
     "dry-run": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   });
@@ -105,6 +108,13 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, CompareArgs 
   if (out !== undefined && out.trim() === "") {
     return E.left(configInvalid("--out", "is empty: name the comparison directory"));
   }
+  const accounting = stringFlag(cmd, "accounting");
+  if (accounting !== undefined && accounting !== "paper" && accounting !== "executed") {
+    return E.left(configInvalid(
+      "--accounting",
+      `unknown accounting "${accounting}": expected paper or executed`,
+    ));
+  }
   const methods = stringFlag(cmd, "methods")?.split(",").map((m) => m.trim());
   return E.right({
     config: cmd.positionals[0] ?? "",
@@ -113,6 +123,7 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, CompareArgs 
     ...field("seeds", seeds),
     ...field("methods", methods),
     ...field("backend", backend as BackendName | undefined),
+    ...field("accounting", accounting as "paper" | "executed" | undefined),
   });
 }
 
@@ -229,9 +240,12 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (E.isLeft(text)) return fail(text.left);
   const parsed = parseConfig(text.right, args.config);
   if (E.isLeft(parsed)) return fail(parsed.left);
-  const config: Config = args.backend === undefined
-    ? parsed.right
-    : { ...parsed.right, training: { ...parsed.right.training, backend: args.backend } };
+  const c0 = parsed.right;
+  const config: Config = {
+    ...c0,
+    training: { ...c0.training, backend: args.backend ?? c0.training.backend },
+    compare: { ...c0.compare, accounting: args.accounting ?? c0.compare.accounting },
+  };
   const methods = parseMethods(
     args.methods ?? config.compare.methods,
     config.shape.layers,
