@@ -23,7 +23,7 @@ export interface MemoryByRole {
   readonly frozen: number;
   /** Gradient tensors live at the moment of measurement (0 between steps). */
   readonly gradients: number;
-  /** AdamW m and v. */
+  /** AdamW m and v (GaLore's in projected shape) and GaLore's projectors. */
   readonly optimizer: number;
   /** Sum of the five roles above. */
   readonly modelState: number;
@@ -77,7 +77,8 @@ export function memoryByRole(state: TrainState, gradients?: Params): MemoryByRol
     else trainable += b;
   }
   const grads = gradients === undefined ? 0 : bytesOf(gradients);
-  const optimizer = bytesOf(state.adam.m) + bytesOf(state.adam.v);
+  const optimizer = bytesOf(state.adam.m) + bytesOf(state.adam.v) +
+    (state.galore === undefined ? 0 : bytesOf(state.galore.projectors));
   return {
     trainable,
     adapters,

@@ -1,6 +1,6 @@
 /**
  * The tensor engine: backends, the LLaMA model over a named parameter map,
- * cross-entropy, AdamW, training steps and memory accounting. The only part
+ * cross-entropy, AdamW and GaLore, training steps and memory accounting. The only part
  * of the project that imports TensorFlow.js.
  *
  * Conventions: parameters use Hugging Face names; linear weights are
@@ -36,6 +36,7 @@ export * from "./params.ts";
 export * from "./model.ts";
 export * from "./train_state.ts";
 export * from "./adamw.ts";
+export * from "./galore.ts";
 export * from "./train_step.ts";
 export * from "./memory.ts";
 export * from "./grow.ts";

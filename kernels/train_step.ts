@@ -12,6 +12,13 @@ import { registerGradients } from "./_gradients.ts";
 import { backwardInto, type GradientSums, recomputedMicroBatch } from "./recompute.ts";
 import { releaseDisposedGpuBuffers } from "./webgpu/release.ts";
 import type { TrainState } from "./train_state.ts";
+import {
+  computeProjector,
+  type GaloreState,
+  galoreUpdate,
+  type ProjectorSvd,
+  refreshesAt,
+} from "./galore.ts";
 
 /** Hyperparameters of one step. */
 export interface StepOptions extends AdamWOptions {
@@ -21,6 +28,8 @@ export interface StepOptions extends AdamWOptions {
   readonly recompute?: "none" | "layers";
   /** Tokens per chunk of the LM head and cross-entropy (default: all at once). */
   readonly lossChunk?: number;
+  /** GaLore's decomposition (default `svdShortSide`); tests inject failures through it. */
+  readonly galoreSvd?: ProjectorSvd;
 }
 
 /** What a step produced. */
@@ -40,6 +49,13 @@ export interface StepResult {
    * is the input state, still valid.
    */
   readonly skipped: boolean;
+  /** GaLore projectors recomputed by this step (0 without GaLore). */
+  readonly projectorUpdates: number;
+  /**
+   * GaLore decompositions that failed (or gave non-finite vectors) in this step: the weight kept
+   * its previous projector, or, without one yet, was left unchanged with its moments.
+   */
+  readonly svdFailures: number;
 }
 
 /**
@@ -47,7 +63,8 @@ export interface StepResult {
  * targets, so the split does not change the result), global-norm clipping,
  * then one AdamW update of the trainable parameters. When the loss or the
  * gradient norm is NaN or infinite the update is skipped (`skipped: true`):
- * one bad batch cannot write NaN into every weight.
+ * one bad batch cannot write NaN into every weight. GaLore's targets (when
+ * `state.galore` is set) take the projected update of kernels/galore.ts.
  *
  * Consumes `state` (unless skipped): its trainable weights and moments are
  * disposed and must not be used again; frozen weights move to the returned
@@ -105,7 +122,16 @@ export async function trainStep(
   const peak = memoryByRole(state, new Map(names.map((n, i) => [n, gs[i]!])));
   if (!Number.isFinite(gradNorm) || !Number.isFinite(loss)) {
     gs.forEach((g) => g.dispose());
-    return { state, loss, gradNorm, tokens: total, peak, skipped: true };
+    return {
+      state,
+      loss,
+      gradNorm,
+      tokens: total,
+      peak,
+      skipped: true,
+      projectorUpdates: 0,
+      svdFailures: 0,
+    };
   }
 
   const step = state.adam.step + 1;
@@ -113,28 +139,72 @@ export async function trainStep(
   const params = new Map(state.params);
   const m = new Map<string, tf.Tensor>();
   const v = new Map<string, tf.Tensor>();
-  names.forEach((name, i) => {
+  const galore = state.galore;
+  const projectors = new Map(galore?.projectors ?? []);
+  let projectorUpdates = 0;
+  let svdFailures = 0;
+  for (const [i, name] of names.entries()) {
     const old = {
       param: xs[i]!,
       grad: gs[i]!,
       m: state.adam.m.get(name)!,
       v: state.adam.v.get(name)!,
     };
-    // `old` is disposed just below, so the update may reuse its buffers.
-    const r = adamwUpdate(old, { ...options, step, gradScale, consumeInputs: true });
-    params.set(name, r.param);
-    m.set(name, r.m);
-    v.set(name, r.v);
+    if (galore?.targets.has(name)) {
+      if (refreshesAt(galore.config, state.adam.step)) {
+        const fresh = await computeProjector(old.grad, galore.config.rank, options.galoreSvd);
+        if (fresh === undefined) svdFailures++;
+        else {
+          projectors.get(name)?.dispose();
+          projectors.set(name, fresh);
+          projectorUpdates++;
+        }
+      }
+      const projector = projectors.get(name);
+      if (projector === undefined) {
+        // No projector yet: this weight and its moments wait for the next refresh.
+        params.set(name, old.param);
+        m.set(name, old.m);
+        v.set(name, old.v);
+        old.grad.dispose();
+        continue;
+      }
+      const r = galoreUpdate({ ...old, projector }, galore.sides.get(name)!, {
+        ...options,
+        step,
+        gradScale,
+        scale: galore.config.scale,
+      });
+      params.set(name, r.param);
+      m.set(name, r.m);
+      v.set(name, r.v);
+    } else {
+      // `old` is disposed just below, so the update may reuse its buffers.
+      const r = adamwUpdate(old, { ...options, step, gradScale, consumeInputs: true });
+      params.set(name, r.param);
+      m.set(name, r.m);
+      v.set(name, r.v);
+    }
     for (const t of Object.values(old)) t.dispose();
     releaseDisposedGpuBuffers();
-  });
+  }
+  const next: GaloreState | undefined = galore === undefined
+    ? undefined
+    : { ...galore, projectors };
   return {
-    state: { ...state, params, adam: { step, m, v } },
+    state: {
+      ...state,
+      params,
+      adam: { step, m, v },
+      ...(next === undefined ? {} : { galore: next }),
+    },
     loss,
     gradNorm,
     tokens: total,
     peak,
     skipped: false,
+    projectorUpdates,
+    svdFailures,
   };
 }
 
