@@ -65,16 +65,37 @@ export const STEP_METADATA: Readonly<Record<string, string>> = {
   layout: "linear weights are [in, out]",
 };
 
+/** Which singular vectors a GaLore target projects with (`right` when rows ≥ cols). */
+export const GaloreSideCodec = t.keyof({ left: null, right: null });
+
+/**
+ * GaLore's part of a snapshot: its hyper-parameters, the weights it optimises and each one's
+ * side. A target's projector, once computed, is `galore/<name>` in `moments.safetensors`, and
+ * its moments there have the projected shape.
+ */
+export const GaloreMetaCodec = t.readonly(t.type({
+  rank: t.number,
+  updateEvery: t.number,
+  scale: t.number,
+  targets: t.readonlyArray(t.string),
+  sides: t.readonly(t.record(t.string, GaloreSideCodec)),
+}));
+/** GaLore's part of a snapshot (see {@link GaloreMetaCodec}). */
+export type GaloreMeta = t.TypeOf<typeof GaloreMetaCodec>;
+
 /**
  * The engine's state beside the weights: which names train, the LoRA scale α / r and AdamW's
- * step count. Adam's moments of a trainable `name` are `m/name` and `v/name` in
- * `moments.safetensors`.
+ * step count, and GaLore's settings when it runs (checkpoints from before GaLore have none).
+ * Adam's moments of a trainable `name` are `m/name` and `v/name` in `moments.safetensors`.
  */
-export const SnapshotMetaCodec = t.readonly(t.type({
-  trainable: t.readonlyArray(t.string),
-  loraScale: t.number,
-  adamStep: t.number,
-}));
+export const SnapshotMetaCodec = t.readonly(t.intersection([
+  t.type({
+    trainable: t.readonlyArray(t.string),
+    loraScale: t.number,
+    adamStep: t.number,
+  }),
+  t.partial({ galore: GaloreMetaCodec }),
+]));
 /** The engine's state beside the weights. */
 export type SnapshotMeta = t.TypeOf<typeof SnapshotMetaCodec>;
 
@@ -89,6 +110,11 @@ export type CheckpointState = t.TypeOf<typeof CheckpointStateCodec>;
 /** The name of Adam's first (`m`) or second (`v`) moment of a parameter in `moments.safetensors`. */
 export function momentName(kind: "m" | "v", param: string): string {
   return `${kind}/${param}`;
+}
+
+/** The name of GaLore's projector of a parameter in `moments.safetensors`. */
+export function projectorName(param: string): string {
+  return `galore/${param}`;
 }
 
 /**

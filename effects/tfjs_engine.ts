@@ -18,7 +18,7 @@ import type {
   ModelStats,
   NamedArray,
 } from "../pipeline/mod.ts";
-import { momentName } from "../checkpoint/mod.ts";
+import { type GaloreMeta, momentName, projectorName } from "../checkpoint/mod.ts";
 import {
   contentInvalid,
   describeUnknown,
@@ -44,6 +44,7 @@ import {
   evalLoss,
   exportParams,
   fusedOps,
+  galoreSide,
   growModel,
   importParams,
   initBackend,
@@ -51,6 +52,8 @@ import {
   measurePeak,
   memoryByRole,
   mergeAdapters,
+  projectedShape,
+  projectorShape,
   reloraReset,
   type TrainState,
   trainStep,
@@ -117,14 +120,56 @@ function snapshotProblem(shape: LlamaShape, snap: EngineSnapshot): string | unde
       return `parameter "${name}" has ${p.data.length} values`;
     }
   }
-  const moments = new Set(snap.moments.map((m) => m.name));
+  const moments = new Map(snap.moments.map((m) => [m.name, m]));
   for (const n of snap.meta.trainable) {
     if (!byName.has(n)) return `trainable "${n}" is not a parameter`;
     if (!moments.has(momentName("m", n)) || !moments.has(momentName("v", n))) {
       return `Adam moments of "${n}" are missing`;
     }
   }
-  return undefined;
+  return snap.meta.galore === undefined
+    ? undefined
+    : galoreProblem(snap.meta.galore, byName, moments, new Set(snap.meta.trainable));
+}
+
+/** GaLore's part of a snapshot: targets are trainable matrices, moments and projectors fit them. */
+function galoreProblem(
+  g: GaloreMeta,
+  params: ReadonlyMap<string, NamedArray>,
+  moments: ReadonlyMap<string, NamedArray>,
+  trainable: ReadonlySet<string>,
+): string | undefined {
+  const fits = (a: NamedArray | undefined, dims: readonly number[]): boolean =>
+    a !== undefined && a.shape.join() === dims.join() &&
+    a.data.length === dims.reduce((x, y) => x * y, 1);
+  for (const n of g.targets) {
+    const p = params.get(n);
+    if (p === undefined || !trainable.has(n) || p.shape.length !== 2) {
+      return `GaLore target "${n}" is not a trainable matrix`;
+    }
+    if (g.sides[n] !== galoreSide(p.shape)) {
+      return `GaLore side of "${n}" is ${g.sides[n]}, its shape [${p.shape}] needs ${
+        galoreSide(p.shape)
+      }`;
+    }
+    const want = projectedShape(p.shape, g.rank);
+    for (const kind of ["m", "v"] as const) {
+      const m = moments.get(momentName(kind, n))!;
+      if (!fits(m, want)) {
+        return `GaLore moment "${m.name}" has shape [${m.shape}], rank ${g.rank} needs [${want}]`;
+      }
+    }
+    const proj = moments.get(projectorName(n));
+    const pShape = projectorShape(p.shape, g.rank);
+    if (proj !== undefined && !fits(proj, pShape)) {
+      return `GaLore projector "${proj.name}" has shape [${proj.shape}], it needs [${pShape}]`;
+    }
+    // No projector is valid: every decomposition so far may have failed.
+  }
+  const stray = [...moments.keys()].find((k) =>
+    k.startsWith(projectorName("")) && !g.targets.includes(k.slice(projectorName("").length))
+  );
+  return stray === undefined ? undefined : `projector "${stray}" belongs to no GaLore target`;
 }
 
 /**
@@ -194,11 +239,17 @@ export function engineOn(description: string): Engine {
   return {
     backend: description,
     fusedOps: fusedOps(),
-    init: (shape, layers, seed) =>
-      attempt(
-        "Cannot initialise the model",
-        () => es(createTrainState(shape, initParams(shape, layers, seed))),
-      ),
+    init: (shape, layers, seed, options) =>
+      attempt("Cannot initialise the model", () => {
+        const params = initParams(shape, layers, seed);
+        const galore = options?.galore;
+        try {
+          return es(createTrainState(shape, params, galore === undefined ? {} : { galore }));
+        } catch (e) {
+          disposeParams(params); // a rejected GaLore spec must not leak the new weights
+          throw e;
+        }
+      }),
     step: (s, batches, h) =>
       attempt("Training step failed", async () => {
         const { value: r, peak } = await measurePeak(() =>
@@ -220,6 +271,8 @@ export function engineOn(description: string): Engine {
           skipped: r.skipped,
           peak: toRoles(r.peak),
           measured: peak,
+          projectorUpdates: r.projectorUpdates,
+          svdFailures: r.svdFailures,
         };
       }),
     evaluate: (s, batches) => attempt("Evaluation failed", () => evalLoss(ts(s), batches)),
@@ -236,16 +289,25 @@ export function engineOn(description: string): Engine {
     snapshot: (s) =>
       attempt("Snapshot failed", async () => {
         const state = ts(s);
+        const g = state.galore;
         return {
           params: await named("", state.params),
           moments: [
             ...await named(momentName("m", ""), state.adam.m),
             ...await named(momentName("v", ""), state.adam.v),
+            ...(g === undefined ? [] : await named(projectorName(""), g.projectors)),
           ],
           meta: {
             trainable: [...state.trainable],
             loraScale: state.loraScale,
             adamStep: state.adam.step,
+            ...(g === undefined ? {} : {
+              galore: {
+                ...g.config,
+                targets: [...g.targets],
+                sides: Object.fromEntries(g.sides),
+              },
+            }),
           },
         };
       }),
@@ -257,18 +319,33 @@ export function engineOn(description: string): Engine {
       return await attempt("Cannot restore the checkpoint", () => {
         const params = importParams(snap.params);
         const trainable = snap.meta.trainable;
+        const g = snap.meta.galore;
         const state = createTrainState(shape, params, {
           trainable,
           loraScale: snap.meta.loraScale,
+          ...(g === undefined ? {} : { galore: g }),
         });
         disposeParams(state.adam.m);
         disposeParams(state.adam.v);
         const moments = new Map(snap.moments.map((m) => [m.name, m]));
-        const pick = (kind: "m" | "v") =>
-          importParams(trainable.map((n) => ({ ...moments.get(momentName(kind, n))!, name: n })));
+        const pick = (names: readonly string[], key: (n: string) => string) =>
+          importParams(
+            names.filter((n) => moments.has(key(n))).map((n) => ({
+              ...moments.get(key(n))!,
+              name: n,
+            })),
+          );
+        const adam = {
+          step: snap.meta.adamStep,
+          m: pick(trainable, (n) => momentName("m", n)),
+          v: pick(trainable, (n) => momentName("v", n)),
+        };
         return es({
           ...state,
-          adam: { step: snap.meta.adamStep, m: pick("m"), v: pick("v") },
+          adam,
+          ...(state.galore === undefined || g === undefined ? {} : {
+            galore: { ...state.galore, projectors: pick(g.targets, projectorName) },
+          }),
         });
       })();
     },

@@ -101,6 +101,10 @@ export interface StepOutcome {
   readonly peak: MemoryByRole;
   /** What the engine really held at the step's peak. */
   readonly measured: MeasuredPeak;
+  /** GaLore projectors recomputed in this step (engines with GaLore report it). */
+  readonly projectorUpdates?: number;
+  /** GaLore decompositions that failed in this step; the weights never saw their output. */
+  readonly svdFailures?: number;
 }
 
 /** The engine's training state (weights, trainable set, adapters, optimizer): opaque here. */
@@ -154,13 +158,30 @@ export interface ResetOutcome {
   readonly prunedFraction: number;
 }
 
+/**
+ * GaLore for {@link Engine.init} (spec §5): Adam on rank-`rank` projections of the `targets`'
+ * gradients, projectors refreshed every `updateEvery` steps, updates multiplied by `scale`.
+ */
+export interface GaloreEngineSpec {
+  readonly rank: number;
+  readonly updateEvery: number;
+  readonly scale: number;
+  /** Weight names (2-D, trainable) that GaLore optimises; the others take plain AdamW. */
+  readonly targets: readonly string[];
+}
+
 /** The tensor engine, as the interpreter sees it. Every method owns and disposes what it replaces. */
 export interface Engine {
   /** Backend actually in use, e.g. "wasm" or "blas (OpenBLAS, 2 threads)". */
   readonly backend: string;
   /** Ops that run as fused kernels on it (the memory prediction depends on them). */
   readonly fusedOps: readonly FusibleOp[];
-  init(shape: LlamaShape, layers: number, seed: number): TE.TaskEither<KernelFailed, EngineState>;
+  init(
+    shape: LlamaShape,
+    layers: number,
+    seed: number,
+    options?: { readonly galore?: GaloreEngineSpec },
+  ): TE.TaskEither<KernelFailed, EngineState>;
   step(
     state: EngineState,
     batches: readonly MicroBatch[],
