@@ -206,10 +206,28 @@ async function runOne(
   );
   const child = new Deno.Command(Deno.execPath(), {
     args,
-    stdout: "inherit",
-    stderr: "inherit",
+    stdout: "piped",
+    stderr: "piped",
   }).spawn();
+  // Forwarded line by line through the console, so the run's progress shows as it comes.
+  await Promise.all([
+    forwardLines(child.stdout, (l) => console.log(l)),
+    forwardLines(child.stderr, (l) => console.error(l)),
+  ]);
   return (await child.status).code;
+}
+
+async function forwardLines(
+  stream: ReadableStream<Uint8Array>,
+  print: (line: string) => void,
+): Promise<void> {
+  let rest = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    const lines = (rest + chunk).split("\n");
+    rest = lines.pop() ?? "";
+    for (const line of lines) print(line);
+  }
+  if (rest !== "") print(rest);
 }
 
 function planTable(runs: readonly CompareRun[]): string {

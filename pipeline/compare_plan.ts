@@ -14,14 +14,13 @@ import {
   type GraphInvalid,
   type LlamaShape,
   paramCounts,
-  projectionWeight,
 } from "../base/mod.ts";
 import { executedFlopsPerToken, galoreStepExtraFlops, type StageShare } from "../solvers/mod.ts";
 import type { Config } from "./config.ts";
 import { graphFlops } from "./graph_flops.ts";
 import { stepNodes } from "./plan_to_graph.ts";
 import { decodePipeline, type Pipeline, type StageNode } from "./stage_graph.ts";
-import { type GraphStage, validateGraph, type ValidGraph } from "./validate_graph.ts";
+import { validateGraph, type ValidGraph } from "./validate_graph.ts";
 
 /** A method of the comparison. */
 export type CompareMethod =
@@ -393,15 +392,4 @@ export function comparePlan(config: Config, inputs: CompareInputs): E.Either<Pro
 /** Non-embedding parameters of the model: the N of the paper's 6·N·T. */
 export function nonEmbeddingParams(shape: LlamaShape): number {
   return paramCounts(shape).perLayer * shape.layers;
-}
-
-/** The GaLore-projected weight names of a stage (every targeted projection of every layer). */
-export function galoreWeights(stage: GraphStage): string[] {
-  const g = stage.galore;
-  if (g === undefined) return [];
-  return Array.from(
-    { length: stage.layers },
-    (_, l) => g.targets.map((p) => projectionWeight(l, p)),
-  )
-    .flat();
 }

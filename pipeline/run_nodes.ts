@@ -30,7 +30,7 @@ import { enginePeakBytes, type EngineState } from "./effects.ts";
 import type { StageRecord } from "./run_state.ts";
 import type { CheckpointNode, EvalNode, StageNode } from "./stage_graph.ts";
 import { trainStage } from "./train_stage.ts";
-import type { GraphStage } from "./validate_graph.ts";
+import { galoreWeights, type GraphStage } from "./validate_graph.ts";
 
 /** The transition of one node of the graph. */
 export function runNode(facts: RunFacts, node: StageNode): Transition {
@@ -91,7 +91,26 @@ function initIfFresh(facts: RunFacts, stage: GraphStage): Transition {
   return transition(async (s, env) => {
     if (s.model !== undefined) return E.right(s);
     const g = facts.graph;
-    const model = await run(env.engine.init(g.shape, stage.layers, facts.seeds.weights));
+    const galore = stage.galore === undefined ? undefined : {
+      rank: stage.galore.rank,
+      updateEvery: stage.galore.updateEvery,
+      scale: stage.galore.scale,
+      targets: galoreWeights(stage),
+    };
+    const model = await run(
+      env.engine.init(
+        g.shape,
+        stage.layers,
+        facts.seeds.weights,
+        galore === undefined ? {} : { galore },
+      ),
+    );
+    if (galore !== undefined && E.isRight(model)) {
+      env.log.line(
+        `GaLore on ${galore.targets.length} matrices: rank ${galore.rank} (clamped to each ` +
+          `matrix), projectors from the gradient's SVD every ${galore.updateEvery} steps, scale ${galore.scale}`,
+      );
+    }
     return E.map((m: EngineState) => ({ ...s, model: m }))(model);
   });
 }

@@ -205,7 +205,15 @@ async function optimizerStep(
     tokens: progress.tokens,
     memoryBytes: o.peak.total,
     ...(o.skipped ? { skipped: true } : {}),
+    ...((o.projectorUpdates ?? 0) > 0 ? { projectorUpdates: o.projectorUpdates } : {}),
+    ...((o.svdFailures ?? 0) > 0 ? { svdFailures: o.svdFailures } : {}),
   });
+  if ((o.svdFailures ?? 0) > 0) {
+    env.log.line(
+      `  step ${k + 1}: ${o.svdFailures} GaLore decomposition(s) failed; those matrices kept ` +
+        "their previous projector (or were not updated before their first one)",
+    );
+  }
   return skipVerdict(facts, stage, { state, outcome: o, lr: hyper.lr }, env);
 }
 

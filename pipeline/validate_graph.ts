@@ -21,6 +21,7 @@ import {
   type Placement,
   type Projection,
   projectionDims,
+  projectionWeight,
   shapeProblem,
   type StageRoles,
 } from "../base/mod.ts";
@@ -407,3 +408,14 @@ export function graphSplit(g: ValidGraph): number[] {
 
 /** Node kinds, for exhaustive handling elsewhere. */
 export type NodeOp = StageNode["op"];
+
+/** The GaLore-projected weight names of a stage: every targeted projection of every layer. */
+export function galoreWeights(stage: GraphStage): string[] {
+  const g = stage.galore;
+  if (g === undefined) return [];
+  return Array.from(
+    { length: stage.layers },
+    (_, l) => g.targets.map((p) => projectionWeight(l, p)),
+  )
+    .flat();
+}
