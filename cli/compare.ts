@@ -45,7 +45,7 @@ import {
   type RunOutcome,
   runRow,
 } from "../report/mod.ts";
-import { loadHighs, makePlan } from "../solvers/mod.ts";
+import { baselines, loadHighs, makePlan } from "../solvers/mod.ts";
 import { booleanFlag, field, parseCommand, stringFlag } from "./_args.ts";
 import { readText, writeAllOrNothing } from "./_files.ts";
 
@@ -127,14 +127,33 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, CompareArgs 
   });
 }
 
-/** STEP's split for every K the methods name: the config's `plan.split` when it has K stages. */
-async function stepSplits(
+/** What the planner says before anything runs: STEP's splits and every method's peak. */
+interface Planned {
+  /** STEP's split for every K the methods name. */
+  readonly splits: Map<number, readonly number[]>;
+  /** The planner's peak per method name (the config's `memory:` assumptions). */
+  readonly peaks: Map<string, number>;
+}
+
+/**
+ * STEP's split for every K the methods name (the config's `plan.split` when it has K stages),
+ * and the planner's peak of every method: Eq. 1–2 and the baselines' formulas, with the terms
+ * the config's `memory:` section switches on.
+ */
+async function planned(
   config: Config,
   methods: readonly CompareMethod[],
-): Promise<E.Either<PipelineError, Map<number, readonly number[]>>> {
+): Promise<E.Either<PipelineError, Planned>> {
   const splits = new Map<number, readonly number[]>();
+  const problem = { shape: config.shape, adapter: config.pet, assumptions: config.memory };
+  const b = baselines(problem, config.galore);
+  const peaks = new Map<string, number>([
+    ["standard", b.standard],
+    ["relora", b.relora.bytes],
+    ["galore", b.galore.bytes],
+  ]);
   const ks = methods.flatMap((m) => m.kind === "step" ? [m.stages] : []);
-  if (ks.length === 0) return E.right(splits);
+  if (ks.length === 0) return E.right({ splits, peaks });
   let highs;
   try {
     highs = await loadHighs();
@@ -153,8 +172,9 @@ async function stepSplits(
     });
     if (E.isLeft(plan)) return plan;
     splits.set(k, plan.right.split);
+    peaks.set(`step-${k}`, plan.right.peakBytes);
   }
-  return E.right(splits);
+  return E.right({ splits, peaks });
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -270,17 +290,18 @@ export async function main(argv: readonly string[]): Promise<number> {
     args.methods === undefined ? `${args.config}: compare.methods` : "--methods",
   );
   if (E.isLeft(methods)) return fail(methods.left);
-  const splits = await stepSplits(config, methods.right);
-  if (E.isLeft(splits)) return fail(splits.left);
+  const pre = await planned(config, methods.right);
+  if (E.isLeft(pre)) return fail(pre.left);
+  const splits = pre.right.splits;
   const seeds = args.seeds ?? config.compare.seeds;
-  const plan = comparePlan(config, { methods: methods.right, seeds, splits: splits.right });
+  const plan = comparePlan(config, { methods: methods.right, seeds, splits });
   if (E.isLeft(plan)) return fail(plan.left);
   const p = plan.right;
   console.log(
     `Comparison "${config.name}": ${p.runs.length} runs of ${
       methods.right.map(methodName).join(", ")
     }, ${p.flops.toExponential(3)} FLOPs each (${p.accounting} accounting)` +
-      [...splits.right].map(([k, s]) => `; step-${k} split [${s.join(", ")}]`).join(""),
+      [...splits].map(([k, s]) => `; step-${k} split [${s.join(", ")}]`).join(""),
   );
   console.log(planTable(p.runs));
   if (args.dryRun) return 0;
@@ -329,7 +350,13 @@ export async function main(argv: readonly string[]): Promise<number> {
       return code;
     }
   }
-  return await writeReport(config, p, { out, runsDir, timing, backend: args.backend });
+  return await writeReport(config, p, {
+    out,
+    runsDir,
+    timing,
+    backend: args.backend,
+    plannerPeaks: pre.right.peaks,
+  });
 }
 
 async function writeReport(
@@ -344,6 +371,7 @@ async function writeReport(
     readonly runsDir: string;
     readonly timing: Timing;
     readonly backend: BackendName | undefined;
+    readonly plannerPeaks: ReadonlyMap<string, number>;
   },
 ): Promise<number> {
   const outcomes: RunOutcome[] = [];
@@ -365,7 +393,9 @@ async function writeReport(
     });
   }
   const second = config.compare.secondCorpus === undefined ? undefined : config.compare.secondLabel;
-  const rows = outcomes.map((o) => runRow(o, p.accounting, second));
+  const rows = outcomes.map((o) =>
+    runRow(o, p.accounting, second, at.plannerPeaks.get(o.run.method) ?? null)
+  );
   const facts = {
     config: config.name,
     accounting: p.accounting,

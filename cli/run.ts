@@ -34,6 +34,7 @@ import {
   type Env,
   parseConfig,
   type Pipeline,
+  runFlops,
   runPipeline,
   validateGraph,
   type ValidGraph,
@@ -220,10 +221,17 @@ async function runAndReport(
     }`,
   );
   print(`Run directory: ${out}`);
+  const t0 = performance.now();
   const result = await runPipeline(g, { resume: run.resume })(env)();
   if (E.isLeft(result)) return fail(result.left);
+  const wallSeconds = (performance.now() - t0) / 1000;
   const r = result.right;
+  const flops = runFlops(g, "paper");
   const report = runReportJson(g, r, {
+    flopsPaper: flops.paper,
+    flopsExecuted: flops.executed,
+    // This process's time: a resumed run's earlier sessions are not in it.
+    wallSeconds,
     backend: env.engine.backend,
     data: env.data.description,
     floorNats: env.data.floorNats ?? null,
@@ -248,6 +256,11 @@ async function runAndReport(
     if (E.isLeft(w)) return fail(w.left);
   }
   print(runSummary(r, g.pipeline.memoryBudget));
+  print(
+    `Compute: ${flops.paper.toExponential(3)} FLOPs by the paper's rule, ${
+      flops.executed.toExponential(3)
+    } executed; ${wallSeconds.toFixed(0)} s${run.resume ? " in this session" : ""}`,
+  );
   print(
     `Report: ${out}/${RUN_DIR.report}, ${out}/${RUN_DIR.lossChart}, ${out}/${RUN_DIR.memoryChart}`,
   );

@@ -26,7 +26,7 @@ import {
   projectionDims,
 } from "../base/mod.ts";
 import { BACKEND_FUSED } from "./config.ts";
-import { graphFlops } from "./graph_flops.ts";
+import { runFlops } from "./compare_plan.ts";
 import type { ValidGraph } from "./validate_graph.ts";
 
 /**
@@ -214,14 +214,11 @@ export function describeGraph(g: ValidGraph): string {
       formatBytes(predictStandardRun(g, fused).peakBytes)
     }`,
   );
-  const flops = graphFlops({
-    shape: g.shape,
-    stages: g.stages,
-    batchTokens: g.training.batchTokens,
-  });
+  const flops = runFlops(g, "paper");
   lines.push(
-    `Compute: ${flops.total.toExponential(3)} FLOPs (6·N_trained + 2·N_frozen per token, ` +
-      `non-embedding)${
+    `Compute: ${flops.paper.toExponential(3)} FLOPs (6·N_trained + 2·N_frozen per token, ` +
+      `non-embedding); executed by the engine: ${flops.executed.toExponential(3)} ` +
+      `(its matmuls: input gradients below frozen layers, attention, LM head)${
         g.pipeline.flops === undefined
           ? ""
           : `; declared ${g.pipeline.flops.toExponential(3)} (within one step per stage)`

@@ -34,6 +34,8 @@ export interface RunRow {
   readonly accountedStateBytes: number | null;
   readonly measuredPeakBytes: number | null;
   readonly predictedPeakBytes: number | null;
+  /** The planner's figure for the method (Eq. 1–2, the baselines' formulas; `memory:` terms). */
+  readonly plannerPeakBytes: number | null;
   readonly processPeakBytes: number | null;
   readonly valLoss: number | null;
   readonly valPerplexity: number | null;
@@ -54,6 +56,7 @@ const SUMMARY_FIELDS = [
   "secondPerplexity",
   "measuredPeakBytes",
   "predictedPeakBytes",
+  "plannerPeakBytes",
   "accountedStateBytes",
   "processPeakBytes",
   "wallSeconds",
@@ -96,6 +99,7 @@ export function runRow(
   o: RunOutcome,
   matched: "paper" | "executed",
   secondLabel: string | undefined,
+  plannerPeakBytes: number | null,
 ): RunRow {
   const r = o.report;
   const f = o.run.flops;
@@ -113,6 +117,7 @@ export function runRow(
     accountedStateBytes: num(r.peakAccountedStateBytes),
     measuredPeakBytes: num(r.peakMeasuredBytes),
     predictedPeakBytes: num(r.peakPredictedBytes),
+    plannerPeakBytes,
     processPeakBytes: num(r.peakProcessBytes),
     valLoss: val,
     valPerplexity: val === null ? null : Math.exp(val),
@@ -183,14 +188,19 @@ export function compareReportMarkdown(facts: CompareFacts, rows: readonly RunRow
     "accounting (paper: 6·N trained + 2·N frozen per token, non-embedding; executed: the " +
     `engine's matmuls). Backend: ${facts.backend}. Machine: ${facts.machine}.`,
     "",
-    `| method | seeds | peak memory (measured) | vs standard | predicted peak | model state | val PPL | ${second} PPL | tokens | steps | wall |`,
-    "|---|---|---|---|---|---|---|---|---|---|---|",
+    "Peak memory: *measured* is the most bytes of tensor buffers the engine held at once; " +
+    "*predicted* the buffer replay of the run's step; *planner* the planner's formula for the " +
+    "method under the config's `memory:` terms; *model state* weights, gradients and Adam " +
+    "moments counted role by role. Mean ± sample standard deviation over seeds.",
+    "",
+    `| method | seeds | peak memory (measured) | vs standard | predicted peak | planner | model state | val PPL | ${second} PPL | tokens | steps | wall |`,
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ...summary.map((s) =>
       `| ${s.method} | ${s.seeds} | ${pm(s.measuredPeakBytes, formatBytes)} | ${vsStd(s)} | ${
         pm(s.predictedPeakBytes, formatBytes)
-      } | ${pm(s.accountedStateBytes, formatBytes)} | ${pm(s.valPerplexity, fixed(3))} | ${
-        pm(s.secondPerplexity, fixed(3))
-      } | ${pm(s.tokens, (v) => String(Math.round(v)))} | ${
+      } | ${pm(s.plannerPeakBytes, formatBytes)} | ${pm(s.accountedStateBytes, formatBytes)} | ${
+        pm(s.valPerplexity, fixed(3))
+      } | ${pm(s.secondPerplexity, fixed(3))} | ${pm(s.tokens, (v) => String(Math.round(v)))} | ${
         pm(s.steps, (v) => String(Math.round(v)))
       } | ${pm(s.wallSeconds, (v) => `${v.toFixed(0)} s`)} |`
     ),
