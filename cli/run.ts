@@ -32,6 +32,7 @@ import {
   describeGraph,
   encodePipeline,
   type Env,
+  methodLabel,
   parseConfig,
   type Pipeline,
   runFlops,
@@ -255,7 +256,7 @@ async function runAndReport(
     const w = await env.store.writeText(file, text)();
     if (E.isLeft(w)) return fail(w.left);
   }
-  print(runSummary(r, g.pipeline.memoryBudget));
+  print(runSummary(r, g.pipeline.memoryBudget, methodLabel(g)));
   print(
     `Compute: ${flops.paper.toExponential(3)} FLOPs by the paper's rule, ${
       flops.executed.toExponential(3)

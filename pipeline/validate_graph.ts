@@ -419,3 +419,13 @@ export function galoreWeights(stage: GraphStage): string[] {
   )
     .flat();
 }
+
+/**
+ * What a graph trains, in words: `GaLore`, `ReLoRA` (adapters on every layer after a full-rank
+ * stage), `STEP` (growth), or `standard pre-training`.
+ */
+export function methodLabel(g: ValidGraph): string {
+  if (g.stages.some((s) => s.galore !== undefined)) return "GaLore";
+  if (g.stages.some((s) => s.added === 0 && s.pet !== undefined)) return "ReLoRA";
+  return g.stages.length > 1 ? "STEP" : "standard pre-training";
+}

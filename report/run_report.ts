@@ -66,8 +66,10 @@ export function budgetLine(r: RunResult, budget: number): string {
     }`;
 }
 
+const STANDARD = "standard pre-training";
+
 /** The end-of-run summary table (and the budget line when the graph has a memory budget). */
-export function runSummary(r: RunResult, budget?: number): string {
+export function runSummary(r: RunResult, budget?: number, method?: string): string {
   const rows = [
     [
       "stage",
@@ -109,10 +111,12 @@ export function runSummary(r: RunResult, budget?: number): string {
     "the engine held at once, measured, against its prediction; process: the OS's peak " +
     "resident size):",
     ...table,
-    r.stages.length === 1
+    (method ?? (r.stages.length === 1 ? STANDARD : "STEP")) === STANDARD
       ? `Peak ${formatBytes(peak)} measured (standard pre-training)`
-      : `STEP peak ${formatBytes(peak)} measured; standard pre-training of the final model with ` +
-        `the same batches: ${formatBytes(standard)} predicted (STEP ${
+      : `${method ?? "STEP"} peak ${
+        formatBytes(peak)
+      } measured; standard pre-training of the final model with ` +
+        `the same batches: ${formatBytes(standard)} predicted (${method ?? "STEP"} ${
           Math.abs((1 - peak / standard) * 100).toFixed(1)
         }% ${peak <= standard ? "less" : "more"})`,
     ...(budget === undefined ? [] : [budgetLine(r, budget)]),
