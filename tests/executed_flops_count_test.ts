@@ -26,7 +26,7 @@ import {
   type StageRoles,
   stageTrainable,
 } from "../base/mod.ts";
-import { executedFlopsPerToken, paperFlopsPerToken } from "../solvers/mod.ts";
+import { executedFlopsPerToken, galoreStepExtraFlops, paperFlopsPerToken } from "../solvers/mod.ts";
 import { initBackend } from "../kernels/backend.ts";
 import { initParams } from "../kernels/params.ts";
 import { createTrainState, disposeState, type TrainState } from "../kernels/train_state.ts";
@@ -299,4 +299,33 @@ Deno.test("the engine executes more than the paper's 6N/2N in a STEP stage", () 
   // already covers every weight once (2 per weight, norms excepted).
   const weights = paramCounts(SHAPE).perLayer - 2 * SHAPE.hidden;
   assert(executed.forward >= 2 * 4 * weights);
+});
+
+Deno.test("a GaLore step executes a standard step's matmuls plus galoreStepExtraFlops", async () => {
+  await cpu();
+  const targets = ["q", "v", "up", "down"] as const;
+  const weights = Array.from(
+    { length: SHAPE.layers },
+    (_, l) =>
+      targets.map((p) =>
+        `model.layers.${l}.${p === "q" || p === "v" ? "self_attn" : "mlp"}.${p}_proj.weight`
+      ),
+  ).flat();
+  // updateEvery 1: this step refreshes every projector (the SVD runs in float64 JavaScript, not
+  // as a tfjs kernel, so only the projections are counted).
+  const state = createTrainState(SHAPE, initParams(SHAPE, SHAPE.layers, 5), {
+    galore: { rank: RANK, updateEvery: 1, scale: 0.25, targets: weights },
+  });
+  const counted = await countStep(state, { recompute: "none" });
+  const tokens = SEQUENCES * SEQ;
+  const step = executedFlopsPerToken({
+    shape: SHAPE,
+    roles: firstStageRoles(SHAPE.layers),
+    adapterRank: 0,
+    seqLen: SEQ,
+    recompute: "none",
+  }).total * tokens;
+  const extra = galoreStepExtraFlops(SHAPE, SHAPE.layers, { rank: RANK, targets: [...targets] });
+  assert(extra > 0);
+  assertEquals(counted.flops, step + extra);
 });
