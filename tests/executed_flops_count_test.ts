@@ -23,6 +23,7 @@ import {
   type LlamaShape,
   paramCounts,
   PROJECTIONS,
+  projectionWeight,
   type StageRoles,
   stageTrainable,
 } from "../base/mod.ts";
@@ -306,10 +307,7 @@ Deno.test("a GaLore step executes a standard step's matmuls plus galoreStepExtra
   const targets = ["q", "v", "up", "down"] as const;
   const weights = Array.from(
     { length: SHAPE.layers },
-    (_, l) =>
-      targets.map((p) =>
-        `model.layers.${l}.${p === "q" || p === "v" ? "self_attn" : "mlp"}.${p}_proj.weight`
-      ),
+    (_, l) => targets.map((p) => projectionWeight(l, p)),
   ).flat();
   // updateEvery 1: this step refreshes every projector (the SVD runs in float64 JavaScript, not
   // as a tfjs kernel, so only the projections are counted).
