@@ -150,6 +150,8 @@ export interface Series {
   readonly name: string;
   readonly points: readonly (readonly [number, number])[];
   readonly dashed?: boolean;
+  /** Series of one group share a colour (e.g. one method's seeds); default: one colour each. */
+  readonly group?: string;
 }
 
 /** Options of {@link lineChart}. */
@@ -162,6 +164,8 @@ export interface LineChartOptions {
   readonly markers?: readonly { readonly x: number; readonly label: string }[];
   /** Horizontal reference (e.g. the entropy floor of the data). */
   readonly floor?: { readonly value: number; readonly label: string };
+  /** Formats x ticks (default: rounded). */
+  readonly xFormat?: (v: number) => string;
 }
 
 /** A line chart as an SVG document. */
@@ -194,7 +198,9 @@ export function lineChart(o: LineChartOptions): string {
     parts.push(
       `<line x1="${M.left}" x2="${M.left + plotW}" y1="${sy(v)}" y2="${sy(v)}" stroke="#eee"/>`,
       `<text x="${M.left - 6}" y="${sy(v) + 4}" text-anchor="end">${v.toFixed(2)}</text>`,
-      `<text x="${sx(xv)}" y="${M.top + plotH + 18}" text-anchor="middle">${Math.round(xv)}</text>`,
+      `<text x="${sx(xv)}" y="${M.top + plotH + 18}" text-anchor="middle">${
+        esc(o.xFormat === undefined ? String(Math.round(xv)) : o.xFormat(xv))
+      }</text>`,
     );
   }
   for (const m of o.markers ?? []) {
@@ -215,8 +221,9 @@ export function lineChart(o: LineChartOptions): string {
       }</text>`,
     );
   }
+  const groups = [...new Set(o.series.map((s, i) => s.group ?? `#${i}`))];
   o.series.forEach((s, i) => {
-    const c = PALETTE[i % PALETTE.length] ?? "#333";
+    const c = PALETTE[groups.indexOf(s.group ?? `#${i}`) % PALETTE.length] ?? "#333";
     const finite = s.points.filter((p) => Number.isFinite(p[1]));
     if (finite.length > 0) {
       const d = finite.map((p, j) =>

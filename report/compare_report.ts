@@ -234,12 +234,19 @@ function bytes(b: number | null): string {
 export function lossVsFlopsSvg(title: string, outcomes: readonly RunOutcome[]): string {
   const series: Series[] = outcomes.map((o) => ({
     name: `${o.run.method} s${o.run.seed}`,
+    group: o.run.method,
     dashed: o.run.seed > 0,
     points: o.metrics
       .filter((m) => m.type === "eval" && m.set === undefined && typeof m.valLoss === "number")
       .map((m) => [flopsAtStep(o.run.flops, Number(m.globalStep)), m.valLoss as number] as const),
   }));
-  return lineChart({ title, xLabel: "FLOPs", yLabel: "validation loss (nats/token)", series });
+  return lineChart({
+    title,
+    xLabel: "FLOPs",
+    yLabel: "validation loss (nats/token)",
+    series,
+    xFormat: (v) => v === 0 ? "0" : v.toExponential(1),
+  });
 }
 
 /** Peak memory per method (mean over seeds): measured, predicted, accounted model state. */
