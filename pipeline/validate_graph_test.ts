@@ -10,7 +10,7 @@ import {
   type StageNode,
   train,
 } from "./stage_graph.ts";
-import { graphSplit, validateGraph } from "./validate_graph.ts";
+import { graphSplit, methodLabel, validateGraph } from "./validate_graph.ts";
 
 const MODEL = { hidden: 32, intermediate: 64, heads: 2, layers: 6, vocab: 257 };
 
@@ -248,4 +248,26 @@ Deno.test("validateGraph() gives growth the training seed unless the node names 
   const g = validateGraph(p.right);
   assert(E.isRight(g));
   assertEquals(g.right.stages.map((s) => s.growth?.seed), [undefined, 41, 9]);
+});
+
+Deno.test("methodLabel() names what a graph trains", () => {
+  const label = (nodes: StageNode[]) => {
+    const r = check(nodes);
+    assert(E.isRight(r));
+    return methodLabel(r.right);
+  };
+  assertEquals(label([train({ layers: 6, steps: 5 })]), "standard pre-training");
+  assertEquals(label([train({ layers: 6, steps: 5, galore: { rank: 2 } })]), "GaLore");
+  assertEquals(
+    label([
+      train({ layers: 6, steps: 5 }),
+      attachPET({ kind: "relora", rank: 2 }),
+      continueTraining({ steps: 5 }),
+    ]),
+    "ReLoRA",
+  );
+  assertEquals(
+    label([train({ layers: 4, steps: 5 }), grow({ add: 2 }), continueTraining({ steps: 5 })]),
+    "STEP",
+  );
 });
