@@ -74,11 +74,7 @@ export function adamwUpdate(
   },
   options: AdamWStepOptions,
 ): AdamWResult {
-  const b1 = options.beta1 ?? 0.9;
-  const b2 = options.beta2 ?? 0.95;
-  const eps = options.eps ?? 1e-8;
-  const wd = decays(tensors.param) ? (options.weightDecay ?? 0.1) : 0;
-  const t = options.step;
+  const { b1, b2, eps, wd, t } = adamHyper(tensors.param, options);
   const all = [tensors.param, tensors.grad, tensors.m, tensors.v];
   if (hasFusedKernel(FUSED_ADAMW) && all.every((x) => x.dtype === "float32")) {
     const [param, m, v] = runFused(FUSED_ADAMW, { ...tensors }, {
@@ -96,13 +92,9 @@ export function adamwUpdate(
   // Scoped step by step, so at most a few temporaries of this parameter's size live at once
   // (one tidy around all of it kept about a dozen until the end).
   const g = options.gradScale === 1 ? tensors.grad : tf.mul(tensors.grad, options.gradScale);
-  const m = tf.tidy(() => tf.add(tf.mul(tensors.m, b1), tf.mul(g, 1 - b1)));
-  const v = tf.tidy(() => tf.add(tf.mul(tensors.v, b2), tf.mul(tf.square(g), 1 - b2)));
+  const { m, v } = adamMoments(tensors, g, { b1, b2 });
   if (g !== tensors.grad) g.dispose();
-  const update = tf.tidy(() => {
-    const denom = tf.add(tf.sqrt(tf.mul(v, 1 / (1 - Math.pow(b2, t)))), eps);
-    return tf.div(m, denom);
-  });
+  const update = adamDirection(m, v, { b2, eps, t });
   const stepSize = options.lr / (1 - Math.pow(b1, t));
   const param = tf.tidy(() => {
     const decayed = wd === 0 ? tensors.param : tf.mul(tensors.param, 1 - options.lr * wd);
@@ -110,6 +102,54 @@ export function adamwUpdate(
   });
   update.dispose();
   return { param, m, v };
+}
+
+/** One step's Adam constants, defaults applied; decay only for parameters that `decays`. */
+export interface AdamHyper {
+  readonly b1: number;
+  readonly b2: number;
+  readonly eps: number;
+  /** Decoupled weight decay of this parameter (0 for 1-D tensors). */
+  readonly wd: number;
+  /** 1-based step (bias corrections). */
+  readonly t: number;
+}
+
+/** The Adam constants of one update of `param` (AdamW and GaLore share them). */
+export function adamHyper(param: tf.Tensor, options: AdamWStepOptions): AdamHyper {
+  return {
+    b1: options.beta1 ?? 0.9,
+    b2: options.beta2 ?? 0.95,
+    eps: options.eps ?? 1e-8,
+    wd: decays(param) ? (options.weightDecay ?? 0.1) : 0,
+    t: options.step,
+  };
+}
+
+/**
+ * New moments from gradient `g` (already scaled): m ← β1 m + (1−β1) g, v ← β2 v + (1−β2) g²;
+ * each in its own scope, so few temporaries of the moment's size live at once.
+ */
+export function adamMoments(
+  old: { readonly m: tf.Tensor; readonly v: tf.Tensor },
+  g: tf.Tensor,
+  h: Pick<AdamHyper, "b1" | "b2">,
+): { readonly m: tf.Tensor; readonly v: tf.Tensor } {
+  const m = tf.tidy(() => tf.add(tf.mul(old.m, h.b1), tf.mul(g, 1 - h.b1)));
+  const v = tf.tidy(() => tf.add(tf.mul(old.v, h.b2), tf.mul(tf.square(g), 1 - h.b2)));
+  return { m, v };
+}
+
+/** m / (√v̂ + ε): the update direction before the step size lr / (1 − β1^t). */
+export function adamDirection(
+  m: tf.Tensor,
+  v: tf.Tensor,
+  h: Pick<AdamHyper, "b2" | "eps" | "t">,
+): tf.Tensor {
+  return tf.tidy(() => {
+    const denom = tf.add(tf.sqrt(tf.mul(v, 1 / (1 - Math.pow(h.b2, h.t)))), h.eps);
+    return tf.div(m, denom);
+  });
 }
 
 /** √(Σ‖g‖²) over all gradients, as a scalar the caller owns. */

@@ -13,7 +13,13 @@
 import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
 import { type ShortSideSvd, type SvdFailed, svdShortSide } from "../solvers/mod.ts";
-import { type AdamWResult, type AdamWStepOptions, decays } from "./adamw.ts";
+import {
+  adamDirection,
+  adamHyper,
+  adamMoments,
+  type AdamWResult,
+  type AdamWStepOptions,
+} from "./adamw.ts";
 import type { Params } from "./params.ts";
 import { PLAIN, TRANSPOSED } from "./_flags.ts";
 
@@ -161,11 +167,7 @@ export function galoreUpdate(
   side: GaloreSide,
   options: GaloreStepOptions,
 ): AdamWResult {
-  const b1 = options.beta1 ?? 0.9;
-  const b2 = options.beta2 ?? 0.95;
-  const eps = options.eps ?? 1e-8;
-  const wd = decays(tensors.param) ? (options.weightDecay ?? 0.1) : 0;
-  const t = options.step;
+  const h = adamHyper(tensors.param, options);
   const p = tensors.projector;
   // Projected first: every moment-sized temporary is r/min(rows, cols) of the matrix.
   const r = tf.tidy(() => {
@@ -174,16 +176,18 @@ export function galoreUpdate(
       : tf.matMul(p, tensors.grad, TRANSPOSED);
     return options.gradScale === 1 ? g : tf.mul(g, options.gradScale);
   });
-  const m = tf.tidy(() => tf.add(tf.mul(tensors.m, b1), tf.mul(r, 1 - b1)));
-  const v = tf.tidy(() => tf.add(tf.mul(tensors.v, b2), tf.mul(tf.square(r), 1 - b2)));
+  const { m, v } = adamMoments(tensors, r, h);
   r.dispose();
+  const direction = adamDirection(m, v, h);
+  const stepSize = (options.lr * options.scale) / (1 - Math.pow(h.b1, h.t));
   const param = tf.tidy(() => {
-    const denom = tf.add(tf.sqrt(tf.mul(v, 1 / (1 - Math.pow(b2, t)))), eps);
-    const n = tf.div(tf.mul(m, 1 / (1 - Math.pow(b1, t))), denom);
-    const back = side === "right" ? tf.matMul(n, p, PLAIN, TRANSPOSED) : tf.matMul(p, n);
-    const stepped = tf.sub(tensors.param, tf.mul(back, options.lr * options.scale));
-    return wd === 0 ? stepped : tf.mul(stepped, 1 - options.lr * wd);
+    const back = side === "right"
+      ? tf.matMul(direction, p, PLAIN, TRANSPOSED)
+      : tf.matMul(p, direction);
+    const stepped = tf.sub(tensors.param, tf.mul(back, stepSize));
+    return h.wd === 0 ? stepped : tf.mul(stepped, 1 - options.lr * h.wd);
   });
+  direction.dispose();
   return { param, m, v };
 }
 
