@@ -32,6 +32,7 @@ import {
   describeGraph,
   encodePipeline,
   type Env,
+  graphDataSection,
   methodLabel,
   parseConfig,
   type Pipeline,
@@ -124,15 +125,7 @@ function standardGraph(text: string, file: string): E.Either<ConfigInvalid, Pipe
     name: c.name,
     model: { ...c.shape },
     training: { ...c.training },
-    data: {
-      source: c.data.source,
-      tokenizer: c.data.tokenizer,
-      textField: c.data.textField,
-      valFraction: c.data.valFraction,
-      cacheDir: c.data.cacheDir,
-      builtinBytes: c.data.builtinBytes,
-      ...(c.data.validation === undefined ? {} : { validation: c.data.validation }),
-    },
+    data: graphDataSection(c.data),
     nodes: [{ op: "train", id: "standard", layers: c.shape.layers, steps: c.training.steps }],
   }, file);
 }

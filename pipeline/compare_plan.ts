@@ -16,7 +16,7 @@ import {
   paramCounts,
 } from "../base/mod.ts";
 import { executedFlopsPerToken, galoreStepExtraFlops, type StageShare } from "../solvers/mod.ts";
-import type { Config } from "./config.ts";
+import { type Config, graphDataSection } from "./config.ts";
 import { graphFlops } from "./graph_flops.ts";
 import { stepNodes } from "./plan_to_graph.ts";
 import { decodePipeline, type Pipeline, type StageNode } from "./stage_graph.ts";
@@ -319,15 +319,7 @@ function graphOf(
     name,
     model: { ...config.shape },
     training: { ...config.training, seed: config.training.seed + seed },
-    data: {
-      source: config.data.source,
-      tokenizer: config.data.tokenizer,
-      textField: config.data.textField,
-      valFraction: config.data.valFraction,
-      cacheDir: config.data.cacheDir,
-      builtinBytes: config.data.builtinBytes,
-      ...(config.data.validation === undefined ? {} : { validation: config.data.validation }),
-    },
+    data: graphDataSection(config.data),
     nodes: [...sk.nodes(steps), ...evalNodes],
   };
   const decoded = decodePipeline(doc, `compare: ${name}`);

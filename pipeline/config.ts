@@ -408,6 +408,19 @@ export function resolvedSources(
   );
 }
 
+/** A config's data settings as a stage graph's `data:` section (the validation source kept). */
+export function graphDataSection(d: DataSettings): t.TypeOf<typeof DataCodec> {
+  return {
+    source: d.source,
+    tokenizer: d.tokenizer,
+    textField: d.textField,
+    valFraction: d.valFraction,
+    cacheDir: d.cacheDir,
+    builtinBytes: d.builtinBytes,
+    ...(d.validation === undefined ? {} : { validation: d.validation }),
+  } as t.TypeOf<typeof DataCodec>;
+}
+
 /** Training settings of a graph or config section, defaults applied. */
 export function trainingSettings(input: Partial<TrainingSettings> | undefined): TrainingSettings {
   return { ...TRAINING_DEFAULTS, ...input };

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Plan } from "../solvers/mod.ts";
-import type { Config } from "./config.ts";
+import { type Config, graphDataSection } from "./config.ts";
 import type { Pipeline, StageNode } from "./stage_graph.ts";
 
 /** One stage's length: the steps it runs and its warmup + cosine schedule's length. */
@@ -80,15 +80,7 @@ export function planToGraph(config: Config, plan: Plan): Pipeline {
     name: config.name,
     model: { ...config.shape },
     training: { ...config.training },
-    data: {
-      source: config.data.source,
-      tokenizer: config.data.tokenizer,
-      textField: config.data.textField,
-      valFraction: config.data.valFraction,
-      cacheDir: config.data.cacheDir,
-      builtinBytes: config.data.builtinBytes,
-      ...(config.data.validation === undefined ? {} : { validation: config.data.validation }),
-    },
+    data: graphDataSection(config.data),
     ...(budget === undefined ? {} : { flops: budget.flops }),
     ...(plan.mode.kind === "budget" ? { memoryBudget: plan.mode.bytes } : {}),
     nodes,
