@@ -24,6 +24,7 @@ import {
   type LlamaShape,
   type Projection,
   projectionDims,
+  type StageRoles,
 } from "../base/mod.ts";
 import { BACKEND_FUSED } from "./config.ts";
 import { runFlops } from "./compare_plan.ts";
@@ -117,22 +118,32 @@ export interface StagePrediction {
   readonly peakAt: string;
 }
 
+/** The buffer replay of one step of `roles` with the graph's batches and training modes. */
+function replayStep(
+  g: ValidGraph,
+  fused: readonly FusibleOp[],
+  roles: StageRoles,
+  rank: number,
+): ReturnType<typeof engineStepMemory> {
+  const T = g.training;
+  return engineStepMemory({
+    shape: g.shape,
+    roles,
+    rank,
+    microBatch: T.microBatch,
+    seqLen: T.seqLen,
+    accumulation: g.accumulation,
+    fused,
+    recompute: T.recompute,
+    ...(T.lossChunk === undefined ? {} : { lossChunk: T.lossChunk }),
+  });
+}
+
 /** Predicted model state and peak of every stage, on a backend that fuses `fused`. */
 export function predictRun(g: ValidGraph, fused: readonly FusibleOp[]): StagePrediction[] {
-  const T = g.training;
   const states = predictStages(g);
   return g.stages.map((s, i) => {
-    const step = engineStepMemory({
-      shape: g.shape,
-      roles: s.roles,
-      rank: s.pet?.rank ?? 0,
-      microBatch: T.microBatch,
-      seqLen: T.seqLen,
-      accumulation: g.accumulation,
-      fused,
-      recompute: T.recompute,
-      ...(T.lossChunk === undefined ? {} : { lossChunk: T.lossChunk }),
-    });
+    const step = replayStep(g, fused, s.roles, s.pet?.rank ?? 0);
     // GaLore's smaller moments are alive through the whole step, so every moment drops by them.
     const saving = s.galore === undefined ? 0 : galoreSavingBytes(g.shape, s.layers, s.galore);
     return {
@@ -149,18 +160,7 @@ export function predictStandardRun(
   g: ValidGraph,
   fused: readonly FusibleOp[],
 ): Omit<StagePrediction, "stage"> {
-  const T = g.training;
-  const step = engineStepMemory({
-    shape: g.shape,
-    roles: firstStageRoles(g.shape.layers),
-    rank: 0,
-    microBatch: T.microBatch,
-    seqLen: T.seqLen,
-    accumulation: g.accumulation,
-    fused,
-    recompute: T.recompute,
-    ...(T.lossChunk === undefined ? {} : { lossChunk: T.lossChunk }),
-  });
+  const step = replayStep(g, fused, firstStageRoles(g.shape.layers), 0);
   return { stateBytes: predictStandard(g), peakBytes: step.peakBytes, peakAt: step.peakAt };
 }
 
