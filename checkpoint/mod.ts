@@ -38,3 +38,4 @@ export * from "./peft.ts";
 export * from "./transforms.ts";
 export * from "./checkpoint_dir.ts";
 export * from "./run_layout.ts";
+export { exists } from "./_files.ts";

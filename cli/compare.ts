@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import {
   configInvalid,
+  contentInvalid,
   describeUnknown,
   exitCode,
   ioFailed,
@@ -23,12 +24,13 @@ import {
   type PipelineError,
   renderError,
 } from "../base/mod.ts";
-import { RUN_DIR } from "../checkpoint/mod.ts";
+import { exists, RUN_DIR } from "../checkpoint/mod.ts";
 import { readMetrics } from "../effects/mod.ts";
 import {
   type BackendName,
   BACKENDS,
   type CompareMethod,
+  type ComparePlan,
   comparePlan,
   type CompareRun,
   type Config,
@@ -177,23 +179,19 @@ async function planned(
   return E.right({ splits, peaks });
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Seconds each run has spent so far, over every invocation (`DIR/timing.json`). */
 type Timing = Record<string, number>;
 
-async function readTiming(path: string): Promise<Timing> {
+/** The file's timings; none before the first run; a damaged file is an error naming it. */
+async function readTiming(path: string): Promise<E.Either<PipelineError, Timing>> {
+  if (!(await exists(path))) return E.right({});
   try {
-    return JSON.parse(await Deno.readTextFile(path)) as Timing;
-  } catch {
-    return {};
+    const t: unknown = JSON.parse(await Deno.readTextFile(path));
+    const ok = typeof t === "object" && t !== null && !Array.isArray(t) &&
+      Object.values(t).every((x) => typeof x === "number" && Number.isFinite(x));
+    return ok ? E.right(t as Timing) : E.left(contentInvalid(path, "expected { run: seconds }"));
+  } catch (e) {
+    return E.left(contentInvalid(path, `not readable JSON: ${describeUnknown(e)}`));
   }
 }
 
@@ -331,7 +329,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     const w = await writeAllOrNothing([{ path: graphPath, text: graphText }])();
     if (E.isLeft(w)) return fail(w.left);
   }
-  const timing = await readTiming(timingPath);
+  const timed = await readTiming(timingPath);
+  if (E.isLeft(timed)) return fail(timed.left);
+  const timing = timed.right;
   for (const run of p.runs) {
     const dir = join(runsDir, run.id);
     if (await exists(join(dir, RUN_DIR.report))) {
@@ -361,11 +361,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 
 async function writeReport(
   config: Config,
-  p: {
-    readonly flops: number;
-    readonly accounting: "paper" | "executed";
-    readonly runs: readonly CompareRun[];
-  },
+  p: ComparePlan,
   at: {
     readonly out: string;
     readonly runsDir: string;

@@ -3,7 +3,7 @@
  * its own process at the same compute, the report has what it must, a second call runs nothing
  * again, an interrupted run resumes, and bad input stops before anything trains.
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { capture } from "./cli_capture.ts";
 import { main } from "../cli/compare.ts";
@@ -119,4 +119,12 @@ Deno.test("compare refuses bad input before anything trains, writing nothing", a
   let exists = true;
   await Deno.stat(dir).catch(() => (exists = false));
   assert(!exists, "nothing is written for bad input");
+
+  // A damaged timing file is named, not silently reset.
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(join(dir, "timing.json"), "{ not json");
+  const damaged = await capture(main, [SMOKE, "--out", dir, "--methods", "standard"]);
+  assert(damaged.code !== 0);
+  assertStringIncludes(damaged.err, "timing.json");
+  await Deno.remove(dirname(dir), { recursive: true });
 });
