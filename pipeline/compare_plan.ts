@@ -8,14 +8,8 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import {
-  type ConfigInvalid,
-  configInvalid,
-  type GraphInvalid,
-  type LlamaShape,
-  paramCounts,
-} from "../base/mod.ts";
-import { executedFlopsPerToken, galoreStepExtraFlops, type StageShare } from "../solvers/mod.ts";
+import { type ConfigInvalid, configInvalid, type GraphInvalid } from "../base/mod.ts";
+import { executedFlopsPerToken, galoreStepExtraFlops, shareWeights } from "../solvers/mod.ts";
 import { type Config, graphDataSection } from "./config.ts";
 import { graphFlops } from "./graph_flops.ts";
 import { stepNodes } from "./plan_to_graph.ts";
@@ -263,7 +257,7 @@ function skeleton(
       const sp = split ?? [];
       const growAt = config.budget.growAt;
       return {
-        shares: stageShares(config.budget.share, sp),
+        shares: normalised(shareWeights(config.budget.share, sp)),
         nodes: (steps) =>
           stepNodes(
             config,
@@ -278,8 +272,7 @@ function skeleton(
   }
 }
 
-function stageShares(share: StageShare, split: readonly number[]): number[] {
-  const w = share === "layers" ? [...split] : share === "equal" ? split.map(() => 1) : [...share];
+function normalised(w: readonly number[]): number[] {
   const sum = w.reduce((a, b) => a + b, 0);
   return w.map((x) => x / sum);
 }
@@ -379,9 +372,4 @@ export function comparePlan(config: Config, inputs: CompareInputs): E.Either<Pro
     }
   }
   return E.right({ flops: C, accounting, runs });
-}
-
-/** Non-embedding parameters of the model: the N of the paper's 6·N·T. */
-export function nonEmbeddingParams(shape: LlamaShape): number {
-  return paramCounts(shape).perLayer * shape.layers;
 }

@@ -84,7 +84,8 @@ export function stageFlopsPerToken(
   return 6 * (added * P + before * E) + 2 * before * P;
 }
 
-function shares(share: StageShare, split: readonly number[]): number[] {
+/** Each stage's weight under a share rule (not normalised). */
+export function shareWeights(share: StageShare, split: readonly number[]): number[] {
   if (share === "layers") return split.map((n) => n);
   if (share === "equal") return split.map(() => 1);
   return [...share];
@@ -108,7 +109,7 @@ export function planBudget(
   const flops = spec.total.kind === "flops"
     ? spec.total.flops
     : standardPerToken * spec.total.steps * spec.batchTokens;
-  const weights = shares(spec.share, split);
+  const weights = shareWeights(spec.share, split);
   const weightSum = weights.reduce((a, b) => a + b, 0);
   const stages = split.map((_, idx): StageBudget => {
     const stage = idx + 1;
