@@ -1,13 +1,8 @@
 import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals, assertStringIncludes } from "../tests/assert.ts";
 import { type Config, parseConfig } from "./config.ts";
-import {
-  comparePlan,
-  type CompareRun,
-  flopsAtStep,
-  parseMethods,
-  stagePricesPerToken,
-} from "./compare_plan.ts";
+import { comparePlan, type CompareRun, parseMethods } from "./compare_plan.ts";
+import { flopsAtStep, stagePricesPerToken } from "./run_flops.ts";
 import { validateGraph } from "./validate_graph.ts";
 
 const YAML_TEXT = `

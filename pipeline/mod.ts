@@ -16,4 +16,5 @@ export * from "./run_state.ts";
 export * from "./seeds.ts";
 export * from "./schedule.ts";
 export * from "./graph_flops.ts";
+export * from "./run_flops.ts";
 export * from "./compare_plan.ts";

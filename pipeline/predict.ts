@@ -27,7 +27,7 @@ import {
   type StageRoles,
 } from "../base/mod.ts";
 import { BACKEND_FUSED } from "./config.ts";
-import { runFlops } from "./compare_plan.ts";
+import { runFlops } from "./run_flops.ts";
 import type { ValidGraph } from "./validate_graph.ts";
 
 /**
