@@ -22,6 +22,7 @@ import { backwardInto, type GradientSums } from "./recompute.ts";
 import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
 import { type StepOptions, trainStep } from "./train_step.ts";
 import { assertClose, backendTest } from "./_test_util.ts";
+import { orthonormalise } from "../tests/orthonormal.ts";
 
 const shape: LlamaShape = {
   hidden: 16,
@@ -221,20 +222,11 @@ Deno.test({
 
 /** n×k with orthonormal columns (Gram–Schmidt on a fixed dense matrix). */
 function orthonormalColumns(n: number, k: number, seed: number): Float64Array {
-  const a = Float64Array.from({ length: n * k }, (_, i) => Math.sin(seed * 7.1 + i * 1.3) + 0.1);
-  for (let j = 0; j < k; j++) {
-    for (let pass = 0; pass < 2; pass++) {
-      for (let p = 0; p < j; p++) {
-        let d = 0;
-        for (let i = 0; i < n; i++) d += a[i * k + p]! * a[i * k + j]!;
-        for (let i = 0; i < n; i++) a[i * k + j] = a[i * k + j]! - d * a[i * k + p]!;
-      }
-    }
-    let s = 0;
-    for (let i = 0; i < n; i++) s += a[i * k + j]! ** 2;
-    for (let i = 0; i < n; i++) a[i * k + j] = a[i * k + j]! / Math.sqrt(s);
-  }
-  return a;
+  return orthonormalise(
+    Float64Array.from({ length: n * k }, (_, i) => Math.sin(seed * 7.1 + i * 1.3) + 0.1),
+    n,
+    k,
+  );
 }
 
 backendTest("GaLore clamps its rank to the matrix, and at full rank matches AdamW", async () => {

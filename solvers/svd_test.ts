@@ -3,6 +3,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals } from "../tests/assert.ts";
 import { createRng } from "../base/prng.ts";
 import { type Svd, svd, type SvdFailed, svdShortSide } from "./svd.ts";
+import { orthonormalise } from "../tests/orthonormal.ts";
 
 function uniform(n: number, seed: number): Float64Array {
   const rng = createRng(seed);
@@ -11,20 +12,7 @@ function uniform(n: number, seed: number): Float64Array {
 
 /** A random n×k (k ≤ n) matrix with orthonormal columns, by twice-repeated Gram–Schmidt. */
 function orthonormal(n: number, k: number, seed: number): Float64Array {
-  const a = uniform(n * k, seed);
-  for (let j = 0; j < k; j++) {
-    for (let pass = 0; pass < 2; pass++) {
-      for (let q = 0; q < j; q++) {
-        let d = 0;
-        for (let i = 0; i < n; i++) d += a[i * k + q]! * a[i * k + j]!;
-        for (let i = 0; i < n; i++) a[i * k + j] = a[i * k + j]! - d * a[i * k + q]!;
-      }
-    }
-    let norm = 0;
-    for (let i = 0; i < n; i++) norm += a[i * k + j]! ** 2;
-    for (let i = 0; i < n; i++) a[i * k + j] = a[i * k + j]! / Math.sqrt(norm);
-  }
-  return a;
+  return orthonormalise(uniform(n * k, seed), n, k);
 }
 
 /** U·diag(s)·Vᵀ with random orthonormal U (m×k), V (n×k): a matrix with known singular values. */
