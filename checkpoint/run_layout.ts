@@ -65,12 +65,9 @@ export const STEP_METADATA: Readonly<Record<string, string>> = {
   layout: "linear weights are [in, out]",
 };
 
-/** Which singular vectors a GaLore target projects with (`right` when rows ≥ cols). */
-export const GaloreSideCodec = t.keyof({ left: null, right: null });
-
 /**
- * GaLore's part of a snapshot: its hyper-parameters, the weights it optimises and each one's
- * side. A target's projector, once computed, is `galore/<name>` in `moments.safetensors`, and
+ * GaLore's part of a snapshot: its hyper-parameters and the weights it optimises (each one's
+ * side follows from its shape). A target's projector, once computed, is `galore/<name>` in `moments.safetensors`, and
  * its moments there have the projected shape.
  */
 export const GaloreMetaCodec = t.readonly(t.type({
@@ -78,7 +75,6 @@ export const GaloreMetaCodec = t.readonly(t.type({
   updateEvery: t.number,
   scale: t.number,
   targets: t.readonlyArray(t.string),
-  sides: t.readonly(t.record(t.string, GaloreSideCodec)),
 }));
 /** GaLore's part of a snapshot (see {@link GaloreMetaCodec}). */
 export type GaloreMeta = t.TypeOf<typeof GaloreMetaCodec>;

@@ -44,7 +44,6 @@ import {
   evalLoss,
   exportParams,
   fusedOps,
-  galoreSide,
   growModel,
   importParams,
   initBackend,
@@ -146,11 +145,6 @@ function galoreProblem(
     const p = params.get(n);
     if (p === undefined || !trainable.has(n) || p.shape.length !== 2) {
       return `GaLore target "${n}" is not a trainable matrix`;
-    }
-    if (g.sides[n] !== galoreSide(p.shape)) {
-      return `GaLore side of "${n}" is ${g.sides[n]}, its shape [${p.shape}] needs ${
-        galoreSide(p.shape)
-      }`;
     }
     const want = projectedShape(p.shape, g.rank);
     for (const kind of ["m", "v"] as const) {
@@ -305,7 +299,6 @@ export function engineOn(description: string): Engine {
               galore: {
                 ...g.config,
                 targets: [...g.targets],
-                sides: Object.fromEntries(g.sides),
               },
             }),
           },
