@@ -38,4 +38,5 @@ export * from "./peft.ts";
 export * from "./transforms.ts";
 export * from "./checkpoint_dir.ts";
 export * from "./run_layout.ts";
+export * from "./tokenizer_record.ts";
 export { exists } from "./_files.ts";

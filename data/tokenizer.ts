@@ -21,6 +21,9 @@ export const TokenizerName: t.KeyofC<{ gpt2: null; bytes: null }> = t.keyof({
 /** `"gpt2"` (r50k_base BPE) or `"bytes"` (UTF-8 bytes + end-of-text). */
 export type TokenizerName = t.TypeOf<typeof TokenizerName>;
 
+/** The vocabulary size of each built-in tokeniser (known without loading its tables). */
+export const TOKENIZER_VOCAB: Readonly<Record<TokenizerName, number>> = { gpt2: 50257, bytes: 257 };
+
 /** What every tokeniser offers. Ids are small non-negative integers below `vocabSize`. */
 export interface Tokenizer {
   /** Stable name, part of the token-cache key. */

@@ -175,7 +175,11 @@ export function wireRun(
     if (E.isLeft(data)) return data;
     const engine = await createEngine(backend)();
     if (E.isLeft(engine)) return engine;
-    const dir = await openRunDir(options.out, { mode: options.mode, print: options.print })();
+    const dir = await openRunDir(options.out, {
+      mode: options.mode,
+      print: options.print,
+      tokenizer: g.data.tokenizer,
+    })();
     if (E.isLeft(dir)) return dir;
     return E.right({
       env: {

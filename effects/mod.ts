@@ -12,3 +12,4 @@ export * from "./run_dir.ts";
 export * from "./env.ts";
 export * from "./compare_backends.ts";
 export * from "./process_memory.ts";
+export * from "./load_model.ts";

@@ -30,7 +30,10 @@ import {
   RUN_OUTPUTS,
   shapeConfigText,
   STEP_METADATA,
+  TOKENIZER_FILE,
+  tokenizerRecordText,
 } from "../checkpoint/mod.ts";
+import type { TokenizerName } from "../data/mod.ts";
 import type {
   Checkpoint,
   EngineSnapshot,
@@ -66,6 +69,8 @@ export interface RunDirOptions {
   readonly mode: RunDirMode;
   /** Where human-readable lines go. */
   readonly print: (line: string) => void;
+  /** The tokeniser the run's ids belong to, recorded beside the weights it writes. */
+  readonly tokenizer?: TokenizerName;
 }
 
 async function present(dir: string): Promise<string[]> {
@@ -180,7 +185,7 @@ export function openRunDir(
       release();
       return claimed;
     }
-    return E.right({ dir, store: runDirStore(dir), log: runDirLog(dir, options.print), release });
+    return E.right({ dir, store: runDirStore(dir, options.tokenizer), log: runDirLog(dir, options.print), release });
   };
 }
 
@@ -237,7 +242,12 @@ function loadCheckpoint(ckpt: string): TE.TaskEither<FileError, Checkpoint | und
 }
 
 /** The store effect over `dir` (the caller holds the directory's lock). */
-export function runDirStore(dir: string): StoreEffect {
+export function runDirStore(dir: string, tokenizer?: TokenizerName): StoreEffect {
+  // Evaluation and generation read which tokeniser the ids belong to from the checkpoint itself.
+  const tokenizerRecord = (tmp: string) =>
+    tokenizer === undefined
+      ? []
+      : [writeFileAtomic(`${tmp}/${TOKENIZER_FILE}`, tokenizerRecordText(tokenizer))];
   const ckpt = `${dir}/${RUN_DIR.checkpoint}`;
   return {
     saveCheckpoint: (c: Checkpoint) =>
@@ -249,6 +259,7 @@ export function runDirStore(dir: string): StoreEffect {
             `${tmp}/${CHECKPOINT_FILES.state}`,
             checkpointStateText({ progress: c.progress, meta: c.snapshot.meta }),
           ),
+          ...tokenizerRecord(tmp),
         ])),
     loadCheckpoint: () => loadCheckpoint(ckpt),
     saveFinal: (snapshot: EngineSnapshot, shape: LlamaShape) => {
@@ -262,6 +273,7 @@ export function runDirStore(dir: string): StoreEffect {
               STEP_METADATA,
             ),
             writeFileAtomic(`${tmp}/${FINAL_FILES.config}`, shapeConfigText(shape)),
+            ...tokenizerRecord(tmp),
           ])),
       );
     },

@@ -1,0 +1,130 @@
+/**
+ * Which tokeniser a checkpoint's token ids belong to, so evaluation and generation encode text
+ * as training did. A run writes `step-tokenizer.json` into `final/` and `checkpoint/` (a name
+ * Hugging Face's loaders do not read, so an exported directory stays a valid HF model); `ckpt`
+ * carries it from input to output. For a directory without one, the answer is looked for in
+ * the run around it (`../pipeline.yaml`), then guessed from the files beside the weights, and
+ * every answer says how it was found.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import YAML from "yaml";
+import { configInvalid, contentInvalid, describeUnknown, ioFailed } from "../base/mod.ts";
+import { TOKENIZER_VOCAB, type TokenizerName } from "../data/mod.ts";
+import { exists } from "./_files.ts";
+import type { CkptError } from "./model_view.ts";
+import { RUN_DIR } from "./run_layout.ts";
+
+/** The sidecar file that records a checkpoint's tokeniser. */
+export const TOKENIZER_FILE = "step-tokenizer.json";
+
+/** The text of {@link TOKENIZER_FILE}. */
+export function tokenizerRecordText(name: TokenizerName): string {
+  return JSON.stringify({ tokenizer: name }, null, 1) + "\n";
+}
+
+/** A tokeniser and how it was determined (for the user: a guess is said to be one). */
+export interface FoundTokenizer {
+  readonly name: TokenizerName;
+  /** E.g. `recorded in final/step-tokenizer.json`, or `guessed from the vocabulary size 257`. */
+  readonly how: string;
+}
+
+function isName(u: unknown): u is TokenizerName {
+  return u === "bytes" || u === "gpt2";
+}
+
+async function readRecord(path: string): Promise<E.Either<CkptError, TokenizerName>> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    return E.left(
+      e instanceof SyntaxError
+        ? contentInvalid(path, `not valid JSON: ${e.message}`)
+        : ioFailed(path, describeUnknown(e)),
+    );
+  }
+  const name = typeof json === "object" && json !== null
+    ? (json as { tokenizer?: unknown }).tokenizer
+    : undefined;
+  return isName(name)
+    ? E.right(name)
+    : E.left(configInvalid(`${path}: tokenizer`, `expected "bytes" or "gpt2", got ${JSON.stringify(name)}`));
+}
+
+async function fromPipeline(path: string): Promise<E.Either<CkptError, TokenizerName>> {
+  let doc: unknown;
+  try {
+    doc = YAML.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    return E.left(contentInvalid(path, describeUnknown(e)));
+  }
+  const data = typeof doc === "object" && doc !== null ? (doc as { data?: unknown }).data : undefined;
+  const name = typeof data === "object" && data !== null
+    ? (data as { tokenizer?: unknown }).tokenizer
+    : undefined;
+  // A graph without `data.tokenizer` ran on the default, the byte tokeniser.
+  if (name === undefined) return E.right("bytes");
+  return isName(name)
+    ? E.right(name)
+    : E.left(configInvalid(`${path}: data.tokenizer`, `expected "bytes" or "gpt2", got ${JSON.stringify(name)}`));
+}
+
+/**
+ * The tokeniser of the checkpoint in `dir` whose vocabulary is `vocab`, or `undefined` when
+ * nothing tells (the caller asks the user to say, e.g. with `--tokenizer`). A recorded or
+ * guessed tokeniser larger than the vocabulary is an error: its ids would not fit.
+ *
+ * @example
+ * ```ts
+ * import { findTokenizer } from "./tokenizer_record.ts";
+ * const r = await findTokenizer("/no/such/dir", 257);
+ * console.assert(r._tag === "Right" && r.right?.name === "bytes");
+ * ```
+ */
+export async function findTokenizer(
+  dir: string,
+  vocab: number,
+): Promise<E.Either<CkptError, FoundTokenizer | undefined>> {
+  const found = await search(dir, vocab);
+  if (E.isLeft(found) || found.right === undefined) return found;
+  const size = TOKENIZER_VOCAB[found.right.name];
+  return size <= vocab ? found : E.left(configInvalid(
+    dir,
+    `the ${found.right.name} tokenizer (${found.right.how}) has ${size} tokens, more than the model's vocabulary of ${vocab}`,
+  ));
+}
+
+async function search(
+  dir: string,
+  vocab: number,
+): Promise<E.Either<CkptError, FoundTokenizer | undefined>> {
+  const own = `${dir}/${TOKENIZER_FILE}`;
+  if (await exists(own)) {
+    return E.map((name: TokenizerName) => ({ name, how: `recorded in ${own}` }))(
+      await readRecord(own),
+    );
+  }
+  const pipeline = `${dir}/../${RUN_DIR.pipeline}`;
+  if (await exists(pipeline)) {
+    return E.map((name: TokenizerName) => ({ name, how: `the run's data.tokenizer in ${pipeline}` }))(
+      await fromPipeline(pipeline),
+    );
+  }
+  // GPT-2's BPE ships as vocab.json + merges.txt (or one tokenizer.json); its 50,257 ids are
+  // often padded to a multiple of 64 in the embedding.
+  const bpeFiles = (await exists(`${dir}/vocab.json`) && await exists(`${dir}/merges.txt`)) ||
+    await exists(`${dir}/tokenizer.json`);
+  if (bpeFiles && vocab >= 50257 && vocab <= 50304) {
+    return E.right({
+      name: "gpt2",
+      how: `guessed: BPE tokenizer files and a vocabulary of ${vocab} (GPT-2's 50,257 ids)`,
+    });
+  }
+  if (vocab === 257) {
+    return E.right({ name: "bytes", how: "guessed from the vocabulary size 257 (bytes + end-of-text)" });
+  }
+  return E.right(undefined);
+}

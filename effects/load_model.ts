@@ -1,0 +1,109 @@
+/**
+ * A checkpoint loaded for inference: whatever `openCheckpoint` reads (a run's `final/` or
+ * `checkpoint/`, an imported or exported Hugging Face directory, a base with a PEFT adapter),
+ * its weights in the engine, and the tokeniser its ids belong to. Evaluation, generation and
+ * fine-tuning all start here.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import type * as TE from "fp-ts/lib/TaskEither.js";
+import { configInvalid, type FileError, type ConfigInvalid } from "../base/mod.ts";
+import { findTokenizer, type LazyTensor, type ModelView, openCheckpoint } from "../checkpoint/mod.ts";
+import { type Tokenizer, tokenizerFor, type TokenizerName } from "../data/mod.ts";
+import { disposeParams, importParams, type Model, type ParamRecord } from "../kernels/mod.ts";
+
+/** A model in the engine and its tokeniser; `dispose` frees the weights. */
+export interface LoadedModel {
+  readonly model: Model;
+  readonly tokenizer: Tokenizer;
+  /** How the tokeniser was determined (recorded, from the run, guessed, or given). */
+  readonly tokenizerHow: string;
+  /** The checkpoint directory, for messages and reports. */
+  readonly source: string;
+  /** `step` (ours) or `hf`. */
+  readonly format: "step" | "hf";
+  dispose(): void;
+}
+
+/** Options of {@link loadModel}. */
+export interface LoadOptions {
+  /** The tokeniser to use whatever the checkpoint says (`--tokenizer`). */
+  readonly tokenizer?: TokenizerName;
+  /** A shape file for a bare `checkpoint/` directory (`--shape`). */
+  readonly shapeFile?: string;
+}
+
+async function records(view: ModelView): Promise<E.Either<FileError | ConfigInvalid, ParamRecord[]>> {
+  const all: LazyTensor[] = [...view.tensors, ...(view.adapters?.tensors ?? [])];
+  const out: ParamRecord[] = [];
+  for (const t of all) {
+    const v = await t.load()();
+    if (E.isLeft(v)) return v;
+    out.push({ name: t.name, shape: t.shape, data: v.right });
+  }
+  return E.right(out);
+}
+
+/**
+ * Opens `path`, decides its tokeniser and loads its weights (adapters unmerged, with their
+ * scale) into the active backend. A checkpoint that does not say which tokeniser it was trained
+ * with, and whose files do not tell, is an error asking for `--tokenizer`.
+ *
+ * @example
+ * ```ts
+ * import { loadModel } from "./load_model.ts";
+ * const r = await loadModel("/no/such/checkpoint")();
+ * console.assert(r._tag === "Left");
+ * ```
+ */
+export function loadModel(
+  path: string,
+  options: LoadOptions = {},
+): TE.TaskEither<FileError | ConfigInvalid, LoadedModel> {
+  return async () => {
+    const opened = await openCheckpoint(
+      path,
+      options.shapeFile === undefined ? {} : { shapeFile: options.shapeFile },
+    )();
+    if (E.isLeft(opened)) return opened;
+    const { view, format } = opened.right;
+    try {
+      const shape = view.shape;
+      let name = options.tokenizer;
+      let how = "given with --tokenizer";
+      if (name === undefined) {
+        const found = await findTokenizer(view.source, shape.vocab);
+        if (E.isLeft(found)) return found;
+        if (found.right === undefined) {
+          return E.left(configInvalid(
+            view.source,
+            `cannot tell which tokenizer this checkpoint was trained with (no step-tokenizer.json, no run around it, vocabulary ${shape.vocab}): pass --tokenizer bytes or --tokenizer gpt2`,
+          ));
+        }
+        ({ name, how } = found.right);
+      }
+      const tokenizer = await tokenizerFor(name)();
+      if (E.isLeft(tokenizer)) return tokenizer;
+      if (tokenizer.right.vocabSize > shape.vocab) {
+        return E.left(configInvalid(
+          view.source,
+          `the ${name} tokenizer has ${tokenizer.right.vocabSize} tokens, more than the model's vocabulary of ${shape.vocab}`,
+        ));
+      }
+      const weights = await records(view);
+      if (E.isLeft(weights)) return weights;
+      const params = importParams(weights.right);
+      return E.right({
+        model: { shape, params, loraScale: view.adapters?.scale ?? 1 },
+        tokenizer: tokenizer.right,
+        tokenizerHow: how,
+        source: view.source,
+        format,
+        dispose: () => disposeParams(params),
+      });
+    } finally {
+      view.close();
+    }
+  };
+}
