@@ -49,9 +49,12 @@ async function readRecord(path: string): Promise<E.Either<CkptError, TokenizerNa
   const name = typeof json === "object" && json !== null
     ? (json as { tokenizer?: unknown }).tokenizer
     : undefined;
-  return isName(name)
-    ? E.right(name)
-    : E.left(configInvalid(`${path}: tokenizer`, `expected "bytes" or "gpt2", got ${JSON.stringify(name)}`));
+  return isName(name) ? E.right(name) : E.left(
+    configInvalid(
+      `${path}: tokenizer`,
+      `expected "bytes" or "gpt2", got ${JSON.stringify(name)}`,
+    ),
+  );
 }
 
 async function fromPipeline(path: string): Promise<E.Either<CkptError, TokenizerName>> {
@@ -61,15 +64,20 @@ async function fromPipeline(path: string): Promise<E.Either<CkptError, Tokenizer
   } catch (e) {
     return E.left(contentInvalid(path, describeUnknown(e)));
   }
-  const data = typeof doc === "object" && doc !== null ? (doc as { data?: unknown }).data : undefined;
+  const data = typeof doc === "object" && doc !== null
+    ? (doc as { data?: unknown }).data
+    : undefined;
   const name = typeof data === "object" && data !== null
     ? (data as { tokenizer?: unknown }).tokenizer
     : undefined;
   // A graph without `data.tokenizer` ran on the default, the byte tokeniser.
   if (name === undefined) return E.right("bytes");
-  return isName(name)
-    ? E.right(name)
-    : E.left(configInvalid(`${path}: data.tokenizer`, `expected "bytes" or "gpt2", got ${JSON.stringify(name)}`));
+  return isName(name) ? E.right(name) : E.left(
+    configInvalid(
+      `${path}: data.tokenizer`,
+      `expected "bytes" or "gpt2", got ${JSON.stringify(name)}`,
+    ),
+  );
 }
 
 /**
@@ -109,7 +117,10 @@ async function search(
   }
   const pipeline = `${dir}/../${RUN_DIR.pipeline}`;
   if (await exists(pipeline)) {
-    return E.map((name: TokenizerName) => ({ name, how: `the run's data.tokenizer in ${pipeline}` }))(
+    return E.map((name: TokenizerName) => ({
+      name,
+      how: `the run's data.tokenizer in ${pipeline}`,
+    }))(
       await fromPipeline(pipeline),
     );
   }
@@ -124,7 +135,10 @@ async function search(
     });
   }
   if (vocab === 257) {
-    return E.right({ name: "bytes", how: "guessed from the vocabulary size 257 (bytes + end-of-text)" });
+    return E.right({
+      name: "bytes",
+      how: "guessed from the vocabulary size 257 (bytes + end-of-text)",
+    });
   }
   return E.right(undefined);
 }

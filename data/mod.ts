@@ -30,3 +30,4 @@ export * from "./readers.ts";
 export * from "./sources.ts";
 export * from "./token_cache.ts";
 export * from "./tokenizer.ts";
+export * from "./instruct.ts";

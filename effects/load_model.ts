@@ -8,8 +8,13 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import type * as TE from "fp-ts/lib/TaskEither.js";
-import { configInvalid, type FileError, type ConfigInvalid } from "../base/mod.ts";
-import { findTokenizer, type LazyTensor, type ModelView, openCheckpoint } from "../checkpoint/mod.ts";
+import { type ConfigInvalid, configInvalid, type FileError } from "../base/mod.ts";
+import {
+  findTokenizer,
+  type LazyTensor,
+  type ModelView,
+  openCheckpoint,
+} from "../checkpoint/mod.ts";
 import { type Tokenizer, tokenizerFor, type TokenizerName } from "../data/mod.ts";
 import { disposeParams, importParams, type Model, type ParamRecord } from "../kernels/mod.ts";
 
@@ -34,7 +39,9 @@ export interface LoadOptions {
   readonly shapeFile?: string;
 }
 
-async function records(view: ModelView): Promise<E.Either<FileError | ConfigInvalid, ParamRecord[]>> {
+async function records(
+  view: ModelView,
+): Promise<E.Either<FileError | ConfigInvalid, ParamRecord[]>> {
   const all: LazyTensor[] = [...view.tensors, ...(view.adapters?.tensors ?? [])];
   const out: ParamRecord[] = [];
   for (const t of all) {
