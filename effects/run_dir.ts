@@ -185,7 +185,12 @@ export function openRunDir(
       release();
       return claimed;
     }
-    return E.right({ dir, store: runDirStore(dir, options.tokenizer), log: runDirLog(dir, options.print), release });
+    return E.right({
+      dir,
+      store: runDirStore(dir, options.tokenizer),
+      log: runDirLog(dir, options.print),
+      release,
+    });
   };
 }
 
