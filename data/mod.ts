@@ -31,3 +31,4 @@ export * from "./sources.ts";
 export * from "./token_cache.ts";
 export * from "./tokenizer.ts";
 export * from "./instruct.ts";
+export * from "./alpaca.ts";

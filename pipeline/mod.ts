@@ -18,3 +18,4 @@ export * from "./schedule.ts";
 export * from "./graph_flops.ts";
 export * from "./run_flops.ts";
 export * from "./compare_plan.ts";
+export * from "./finetune_plan.ts";

@@ -1,0 +1,195 @@
+/**
+ * The plan of an instruction-tuning run, as pure functions of its settings and the step: which
+ * examples are held out, which ones each step trains on, how they are padded into micro-batches,
+ * and the learning rate. A resumed run recomputes all of it from the step number alone, so it
+ * repeats the uninterrupted run batch for batch.
+ *
+ * - Held out: the first `heldOut` positions of a permutation of the examples drawn from the
+ *   seed; the rest train, in file order before shuffling.
+ * - Order: every epoch visits the training examples in its own permutation, drawn from
+ *   (seed, epoch). A step takes the next `batch` of them; the epoch's last step takes what is
+ *   left, so no example is skipped or repeated within an epoch.
+ * - Padding: a micro-batch is as long as its longest example; shorter rows are filled with
+ *   end-of-text inputs whose targets are -1, after their real tokens, so causal attention
+ *   keeps them out of every counted position.
+ * - Schedule: linear warmup into a cosine that decays to 0 at the last step (Alpaca's, and the
+ *   Hugging Face `cosine` schedule's, floor). Warmup is clamped to `steps − 1` in a shorter run,
+ *   as the pre-training stages do, so the peak is still reached.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import { type ConfigInvalid, configInvalid, deriveSeed, permutation } from "../base/mod.ts";
+import type { SftExample } from "../data/mod.ts";
+import type { MicroBatch } from "./effects.ts";
+import { cosineLr, type CosineSchedule } from "./schedule.ts";
+
+// Stream ids mixed into the run's seed, so the held-out choice and the epoch orders never share
+// a random sequence.
+const HELD_OUT_STREAM = 1;
+const ORDER_STREAM = 2;
+
+/** Settings the plan is computed from. */
+export interface FinetunePlanOptions {
+  /** Examples after encoding (the dropped ones are not counted). */
+  readonly examples: number;
+  /** Examples kept out of training to measure the response loss on. */
+  readonly heldOut: number;
+  readonly epochs: number;
+  /** Examples per optimizer step. */
+  readonly batch: number;
+  /** Examples per forward pass (a step accumulates `ceil(batch / microBatch)` of them). */
+  readonly microBatch: number;
+  readonly seed: number;
+  /** Peak learning rate and warmup steps before clamping. */
+  readonly lr: number;
+  readonly warmup: number;
+}
+
+/** A checked plan: the split, the run's length and its schedule. */
+export interface FinetunePlan {
+  readonly options: FinetunePlanOptions;
+  /** Example indices that train, and those held out (both ascending). */
+  readonly train: readonly number[];
+  readonly heldOut: readonly number[];
+  readonly stepsPerEpoch: number;
+  readonly steps: number;
+  /** The schedule after clamping (`warmup` may be below the requested one). */
+  readonly schedule: CosineSchedule;
+}
+
+function positiveInt(where: string, n: number): ConfigInvalid | undefined {
+  return Number.isSafeInteger(n) && n >= 1
+    ? undefined
+    : configInvalid(where, `must be a positive integer, got ${n}`);
+}
+
+/**
+ * Checks the settings against the number of examples and lays out the run.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { finetunePlan } from "./finetune_plan.ts";
+ * const p = finetunePlan({
+ *   examples: 100, heldOut: 10, epochs: 2, batch: 8, microBatch: 4, seed: 0, lr: 1e-4, warmup: 100,
+ * });
+ * assert(p._tag === "Right" && p.right.stepsPerEpoch === 12 && p.right.steps === 24);
+ * assert(p.right.schedule.warmup === 23);
+ * ```
+ */
+export function finetunePlan(o: FinetunePlanOptions): E.Either<ConfigInvalid, FinetunePlan> {
+  const bad = positiveInt("--epochs", o.epochs) ?? positiveInt("--batch", o.batch) ??
+    positiveInt("--micro-batch", o.microBatch);
+  if (bad !== undefined) return E.left(bad);
+  if (!Number.isSafeInteger(o.heldOut) || o.heldOut < 0) {
+    return E.left(
+      configInvalid("--eval-examples", `must be a non-negative integer, got ${o.heldOut}`),
+    );
+  }
+  if (o.heldOut >= o.examples) {
+    return E.left(configInvalid(
+      "--eval-examples",
+      `${o.heldOut} held out of ${o.examples} usable examples leaves none to train on`,
+    ));
+  }
+  if (!(Number.isFinite(o.lr) && o.lr > 0)) {
+    return E.left(configInvalid("--lr", `must be a positive number, got ${o.lr}`));
+  }
+  if (!Number.isSafeInteger(o.warmup) || o.warmup < 0) {
+    return E.left(configInvalid("--warmup", `must be a non-negative integer, got ${o.warmup}`));
+  }
+  const shuffled = permutation(o.examples, deriveSeed(o.seed, HELD_OUT_STREAM));
+  const held = Array.from(shuffled.subarray(0, o.heldOut)).sort((a, b) => a - b);
+  const isHeld = new Set(held);
+  const train = Array.from({ length: o.examples }, (_, i) => i).filter((i) => !isHeld.has(i));
+  const stepsPerEpoch = Math.ceil(train.length / o.batch);
+  const steps = stepsPerEpoch * o.epochs;
+  return E.right({
+    options: o,
+    train,
+    heldOut: held,
+    stepsPerEpoch,
+    steps,
+    schedule: { peak: o.lr, warmup: Math.min(o.warmup, steps - 1), length: steps, minRatio: 0 },
+  });
+}
+
+/** What step `step` (0-based) trains on. */
+export interface PlannedStep {
+  readonly epoch: number;
+  /** Example indices (into the encoded examples), in the epoch's order. */
+  readonly examples: readonly number[];
+  readonly lr: number;
+}
+
+/**
+ * The epoch, examples and learning rate of step `step` (0-based, below `plan.steps`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { finetunePlan, plannedStep } from "./finetune_plan.ts";
+ * const p = finetunePlan({
+ *   examples: 10, heldOut: 0, epochs: 2, batch: 4, microBatch: 4, seed: 1, lr: 1e-4, warmup: 0,
+ * });
+ * if (p._tag === "Right") {
+ *   const epoch0 = [0, 1, 2].flatMap((k) => plannedStep(p.right, k).examples);
+ *   assert(epoch0.toSorted((a, b) => a - b).join() === "0,1,2,3,4,5,6,7,8,9");
+ *   assert(plannedStep(p.right, 3).epoch === 1);
+ * }
+ * ```
+ */
+export function plannedStep(plan: FinetunePlan, step: number): PlannedStep {
+  if (!Number.isSafeInteger(step) || step < 0 || step >= plan.steps) {
+    throw new Error(`Step ${step} is outside the plan's ${plan.steps} steps`);
+  }
+  const epoch = Math.floor(step / plan.stepsPerEpoch);
+  const k = step % plan.stepsPerEpoch;
+  const order = permutation(plan.train.length, deriveSeed(plan.options.seed, ORDER_STREAM, epoch));
+  const from = k * plan.options.batch;
+  const slice = order.subarray(from, Math.min(from + plan.options.batch, order.length));
+  return {
+    epoch,
+    examples: Array.from(slice, (i) => plan.train[i]!),
+    lr: cosineLr(plan.schedule, step),
+  };
+}
+
+/**
+ * Pads `examples` into micro-batches of at most `microBatch` rows, each as long as its longest
+ * row; padding inputs are `pad` (any valid id) with target -1.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { padExamples } from "./finetune_plan.ts";
+ * const a = { tokens: Int32Array.of(1, 2, 3), targets: Int32Array.of(-1, 3, 4), responseTokens: 2, truncated: false };
+ * const b = { tokens: Int32Array.of(5), targets: Int32Array.of(6), responseTokens: 1, truncated: false };
+ * const [mb] = padExamples([a, b], { microBatch: 2, pad: 0 });
+ * assert(mb!.seq === 3 && mb!.targets.join() === "-1,3,4,6,-1,-1");
+ * ```
+ */
+export function padExamples(
+  examples: readonly SftExample[],
+  options: { readonly microBatch: number; readonly pad: number },
+): MicroBatch[] {
+  const out: MicroBatch[] = [];
+  for (let i = 0; i < examples.length; i += options.microBatch) {
+    const rows = examples.slice(i, i + options.microBatch);
+    const seq = Math.max(...rows.map((r) => r.tokens.length));
+    const tokens = new Int32Array(rows.length * seq).fill(options.pad);
+    const targets = new Int32Array(rows.length * seq).fill(-1);
+    rows.forEach((r, b) => {
+      tokens.set(r.tokens, b * seq);
+      targets.set(r.targets, b * seq);
+    });
+    out.push({ tokens, targets, batch: rows.length, seq });
+  }
+  return out;
+}
+
+/** Input tokens of `examples`, padding not counted (for tokens/s). */
+export function realTokens(examples: readonly SftExample[]): number {
+  return examples.reduce((n, x) => n + x.tokens.length, 0);
+}

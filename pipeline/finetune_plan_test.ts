@@ -1,0 +1,114 @@
+import * as E from "fp-ts/lib/Either.js";
+import { assert, assertAlmostEquals, assertEquals } from "../tests/assert.ts";
+import type { SftExample } from "../data/mod.ts";
+import {
+  type FinetunePlan,
+  finetunePlan,
+  type FinetunePlanOptions,
+  padExamples,
+  plannedStep,
+} from "./finetune_plan.ts";
+
+const BASE: FinetunePlanOptions = {
+  examples: 23,
+  heldOut: 3,
+  epochs: 2,
+  batch: 6,
+  microBatch: 6,
+  seed: 5,
+  lr: 1e-4,
+  warmup: 2,
+};
+
+function plan(o: Partial<FinetunePlanOptions> = {}): FinetunePlan {
+  const p = finetunePlan({ ...BASE, ...o });
+  assert(E.isRight(p), JSON.stringify(p));
+  return p.right;
+}
+
+function example(tokens: number[], prompt: number): SftExample {
+  const targets = Int32Array.from(
+    tokens.slice(1).concat([99]),
+    (t, i) => (i + 1 < prompt ? -1 : t),
+  );
+  return {
+    tokens: Int32Array.from(tokens),
+    targets,
+    responseTokens: tokens.length - prompt + 1,
+    truncated: false,
+  };
+}
+
+Deno.test("finetunePlan() holds out a seeded subset and trains on the rest", () => {
+  const p = plan();
+  assertEquals(p.heldOut.length, 3);
+  assertEquals(p.train.length, 20);
+  assertEquals(
+    [...p.heldOut, ...p.train].sort((a, b) => a - b),
+    Array.from({ length: 23 }, (_, i) => i),
+  );
+  assertEquals(plan().heldOut, p.heldOut);
+  assert(plan({ seed: 6 }).heldOut.join() !== p.heldOut.join());
+  // 20 examples in steps of 6: 4 steps per epoch, the last one of 2.
+  assertEquals([p.stepsPerEpoch, p.steps], [4, 8]);
+});
+
+Deno.test("plannedStep() visits every training example once per epoch, in a new order each epoch", () => {
+  const p = plan();
+  const epochs = [0, 1].map((e) =>
+    Array.from({ length: p.stepsPerEpoch }, (_, k) => plannedStep(p, e * p.stepsPerEpoch + k))
+  );
+  for (const [e, steps] of epochs.entries()) {
+    assertEquals(steps.map((s) => s.epoch), [e, e, e, e]);
+    assertEquals(steps.map((s) => s.examples.length), [6, 6, 6, 2]);
+    assertEquals(steps.flatMap((s) => s.examples).sort((a, b) => a - b), [...p.train]);
+  }
+  assert(
+    epochs[0]!.flatMap((s) => s.examples).join() !== epochs[1]!.flatMap((s) => s.examples).join(),
+  );
+  // A pure function of the step: recomputing it gives the same batch (what resuming relies on).
+  assertEquals(plannedStep(plan(), 5), plannedStep(p, 5));
+});
+
+Deno.test("plannedStep() follows warmup and a cosine that decays towards 0", () => {
+  const p = plan({ warmup: 2 });
+  const lrs = Array.from({ length: p.steps }, (_, k) => plannedStep(p, k).lr);
+  assertAlmostEquals(lrs[0]!, 0.5e-4, 1e-18);
+  assertAlmostEquals(lrs[1]!, 1e-4, 1e-18);
+  assertEquals(lrs[2], lrs[1]);
+  for (let k = 3; k < lrs.length; k++) assert(lrs[k]! < lrs[k - 1]!);
+  // Step k of the decay: ½(1 + cos(π (k − 2) / 6)) of the peak.
+  assertAlmostEquals(lrs[7]!, 1e-4 * 0.5 * (1 + Math.cos((Math.PI * 5) / 6)), 1e-18);
+});
+
+Deno.test("finetunePlan() clamps a warmup longer than the run to its last step", () => {
+  const p = plan({ warmup: 100 });
+  assertEquals(p.schedule.warmup, 7);
+  assertAlmostEquals(plannedStep(p, 6).lr, 1e-4, 1e-18);
+});
+
+Deno.test("finetunePlan() names the setting it refuses", () => {
+  const where = (o: Partial<FinetunePlanOptions>) => {
+    const r = finetunePlan({ ...BASE, ...o });
+    assert(E.isLeft(r));
+    return r.left.where;
+  };
+  assertEquals(where({ epochs: 0 }), "--epochs");
+  assertEquals(where({ batch: 1.5 }), "--batch");
+  assertEquals(where({ microBatch: -1 }), "--micro-batch");
+  assertEquals(where({ heldOut: 23 }), "--eval-examples");
+  assertEquals(where({ lr: 0 }), "--lr");
+  assertEquals(where({ warmup: -1 }), "--warmup");
+});
+
+Deno.test("padExamples() pads each micro-batch to its longest row with ignored targets", () => {
+  const xs = [example([1, 2, 3, 4], 2), example([5, 6], 1), example([7, 8, 9], 3)];
+  const mbs = padExamples(xs, { microBatch: 2, pad: 0 });
+  assertEquals(mbs.map((m) => [m.batch, m.seq]), [[2, 4], [1, 3]]);
+  assertEquals(Array.from(mbs[0]!.tokens), [1, 2, 3, 4, 5, 6, 0, 0]);
+  assertEquals(Array.from(mbs[0]!.targets), [-1, 3, 4, 99, 6, 99, -1, -1]);
+  assertEquals(Array.from(mbs[1]!.targets), [-1, -1, 99]);
+  // Every counted target of every example survives padding, and nothing else counts.
+  const counted = mbs.reduce((n, m) => n + m.targets.filter((t) => t >= 0).length, 0);
+  assertEquals(counted, xs.reduce((n, x) => n + x.responseTokens, 0));
+});
