@@ -50,3 +50,4 @@ export { swiglu } from "./ops/swiglu.ts";
 export { crossEntropySum } from "./ops/cross_entropy.ts";
 export { fusedOps } from "./ops/_fused.ts";
 export * from "./peak_memory.ts";
+export * from "./scoring.ts";

@@ -20,7 +20,7 @@ export const ORDER: readonly (readonly string[])[] = [
   ["base"],
   ["store", "solvers", "charts"],
   ["data"],
-  ["checkpoint"],
+  ["checkpoint", "evals"],
   ["pipeline"],
   ["report", "kernels"],
   ["effects"],
@@ -37,6 +37,7 @@ export const TENSOR_FREE: readonly string[] = [
   "charts",
   "data",
   "checkpoint",
+  "evals",
   "pipeline",
   "report",
 ];

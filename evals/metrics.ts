@@ -1,0 +1,185 @@
+/**
+ * Task metrics as lm-evaluation-harness computes them: accuracy and length-normalised accuracy
+ * with the standard error of the mean, LAMBADA's greedy accuracy and target perplexity, and a
+ * document set's token perplexity, word perplexity and bits per byte.
+ *
+ * @module
+ */
+
+/** The score of one continuation: Σ log p over its tokens, and whether each was the argmax. */
+export interface ContinuationScore {
+  readonly logprob: number;
+  readonly greedy: boolean;
+  /** Tokens scored. */
+  readonly tokens: number;
+}
+
+/** Mean of `xs` (NaN when empty). */
+export function mean(xs: readonly number[]): number {
+  return xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+/**
+ * Standard error of the mean with the sample standard deviation (n − 1), the harness's
+ * `mean_stderr`; NaN below two values.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { stderrOfMean } from "./metrics.ts";
+ * assert(Math.abs(stderrOfMean([0, 1, 1, 0]) - Math.sqrt(1 / 3 / 4)) < 1e-12);
+ * ```
+ */
+export function stderrOfMean(xs: readonly number[]): number {
+  const n = xs.length;
+  if (n < 2) return NaN;
+  const m = mean(xs);
+  const ss = xs.reduce((a, x) => a + (x - m) ** 2, 0);
+  return Math.sqrt(ss / (n - 1)) / Math.sqrt(n);
+}
+
+/** Index of the largest value, the first on ties (numpy's `argmax`). */
+export function argmax(xs: readonly number[]): number {
+  let best = 0;
+  for (let i = 1; i < xs.length; i++) if (xs[i]! > xs[best]!) best = i;
+  return best;
+}
+
+/** Accuracy metrics of a choice task. */
+export interface ChoiceMetrics {
+  readonly acc: number;
+  readonly acc_norm: number;
+  readonly stderr: { readonly acc: number; readonly acc_norm: number };
+  /** Expected accuracy of guessing: the mean of 1 / choices. */
+  readonly chance: number;
+  readonly n: number;
+}
+
+/** One choice item's scores: the log-likelihood of each option and its length in characters. */
+export interface ChoiceOutcome {
+  readonly logprobs: readonly number[];
+  readonly lengths: readonly number[];
+  readonly gold: number;
+}
+
+/** Whether the item was right, unnormalised and normalised by characters. */
+export function choiceCorrect(o: ChoiceOutcome): { acc: number; acc_norm: number } {
+  const norm = o.logprobs.map((l, i) => l / Math.max(1, o.lengths[i]!));
+  return {
+    acc: argmax(o.logprobs) === o.gold ? 1 : 0,
+    acc_norm: argmax(norm) === o.gold ? 1 : 0,
+  };
+}
+
+/**
+ * `acc` (the highest log-likelihood is gold) and `acc_norm` (the highest log-likelihood per
+ * character of the choice), each with its standard error.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { choiceMetrics } from "./metrics.ts";
+ * const m = choiceMetrics([
+ *   { logprobs: [-1, -2], lengths: [1, 10], gold: 0 },
+ *   { logprobs: [-3, -4], lengths: [1, 10], gold: 1 },
+ * ]);
+ * assert.equal(m.acc, 0.5);
+ * assert.equal(m.acc_norm, 0.5);
+ * assert.equal(m.chance, 0.5);
+ * ```
+ */
+export function choiceMetrics(outcomes: readonly ChoiceOutcome[]): ChoiceMetrics {
+  const acc: number[] = [];
+  const norm: number[] = [];
+  for (const o of outcomes) {
+    const c = choiceCorrect(o);
+    acc.push(c.acc);
+    norm.push(c.acc_norm);
+  }
+  return {
+    acc: mean(acc),
+    acc_norm: mean(norm),
+    stderr: { acc: stderrOfMean(acc), acc_norm: stderrOfMean(norm) },
+    chance: mean(outcomes.map((o) => 1 / o.logprobs.length)),
+    n: outcomes.length,
+  };
+}
+
+/** LAMBADA's metrics. */
+export interface TargetMetrics {
+  /** Share of targets whose every token was the argmax. */
+  readonly acc: number;
+  readonly stderr: { readonly acc: number };
+  /** exp(−mean over items of the target's log-likelihood), the harness's `perplexity`. */
+  readonly perplexity: number;
+  readonly n: number;
+}
+
+/** Greedy accuracy and target perplexity of LAMBADA-style items. */
+export function targetMetrics(scores: readonly ContinuationScore[]): TargetMetrics {
+  const acc = scores.map((s) => (s.greedy ? 1 : 0));
+  return {
+    acc: mean(acc),
+    stderr: { acc: stderrOfMean(acc) },
+    perplexity: Math.exp(-mean(scores.map((s) => s.logprob))),
+    n: scores.length,
+  };
+}
+
+/** One document's rolling log-likelihood and its sizes. */
+export interface DocumentScore {
+  readonly logprob: number;
+  readonly tokens: number;
+  /** Whitespace-separated words, as the harness counts them. */
+  readonly words: number;
+  /** UTF-8 bytes. */
+  readonly bytes: number;
+}
+
+/** Perplexity metrics of a document set: each is pooled over all documents. */
+export interface PerplexityMetrics {
+  readonly token_perplexity: number;
+  readonly word_perplexity: number;
+  readonly byte_perplexity: number;
+  readonly bits_per_byte: number;
+  /** Documents. */
+  readonly n: number;
+  readonly tokens: number;
+  readonly words: number;
+  readonly bytes: number;
+}
+
+/** The words of a document as the harness counts them (`re.split(r"\s+", doc)`). */
+export function wordCount(text: string): number {
+  return text.split(/\s+/).length;
+}
+
+/**
+ * Pooled perplexities: exp(−Σ log p / Σ units) per token, word and byte, and bits per byte
+ * (−Σ log p / Σ bytes / ln 2), so models with different tokenisers compare on words and bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { perplexityMetrics } from "./metrics.ts";
+ * const m = perplexityMetrics([{ logprob: -Math.LN2 * 8, tokens: 8, words: 2, bytes: 8 }]);
+ * assert(Math.abs(m.bits_per_byte - 1) < 1e-12 && Math.abs(m.token_perplexity - 2) < 1e-12);
+ * ```
+ */
+export function perplexityMetrics(docs: readonly DocumentScore[]): PerplexityMetrics {
+  const sum = (f: (d: DocumentScore) => number) => docs.reduce((a, d) => a + f(d), 0);
+  const ll = sum((d) => d.logprob);
+  const tokens = sum((d) => d.tokens);
+  const words = sum((d) => d.words);
+  const bytes = sum((d) => d.bytes);
+  return {
+    token_perplexity: Math.exp(-ll / tokens),
+    word_perplexity: Math.exp(-ll / words),
+    byte_perplexity: Math.exp(-ll / bytes),
+    bits_per_byte: -ll / bytes / Math.LN2,
+    n: docs.length,
+    tokens,
+    words,
+    bytes,
+  };
+}

@@ -1,0 +1,306 @@
+/**
+ * From records to what gets scored, as lm-evaluation-harness builds its requests: strings only
+ * (the tokeniser comes later), so every task's items can be checked without a model.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import { type ConfigInvalid, configInvalid } from "../base/mod.ts";
+import type {
+  FillBlankDef,
+  LastWordDef,
+  MultipleChoiceDef,
+  PerplexityDef,
+  TaskDef,
+} from "./task_def.ts";
+import type { TaskRecord } from "./task_records.ts";
+
+/** One way to answer: the continuation scored after its context. */
+export interface Option {
+  readonly context: string;
+  readonly continuation: string;
+}
+
+/** A multiple-choice or fill-in-the-blank item: the option with the highest score is the answer. */
+export interface ChoiceItem {
+  readonly where: string;
+  readonly options: readonly Option[];
+  /** Characters of each choice (without the delimiter): `acc_norm` divides by them. */
+  readonly lengths: readonly number[];
+  readonly gold: number;
+}
+
+/** A LAMBADA-style item: the target must be predicted greedily. */
+export interface TargetItem {
+  readonly where: string;
+  readonly context: string;
+  /** The delimiter and the target word. */
+  readonly continuation: string;
+}
+
+/** A document whose rolling log-likelihood is measured. */
+export interface DocumentItem {
+  readonly where: string;
+  readonly text: string;
+}
+
+/** The items of one task, by kind. */
+export type TaskItems =
+  | { readonly kind: "choice"; readonly items: readonly ChoiceItem[] }
+  | { readonly kind: "target"; readonly items: readonly TargetItem[] }
+  | { readonly kind: "documents"; readonly items: readonly DocumentItem[] };
+
+const HOLE = /\{([^{}]+)\}/g;
+
+function valueText(v: unknown): string | undefined {
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  return undefined;
+}
+
+/**
+ * `template` with each `{field}` replaced by the record's value (a string, number or boolean).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fill } from "./task_items.ts";
+ * const r = fill("Question: {goal}\nAnswer:", { fields: { goal: "Why?" }, where: "f:1" }, "prompt");
+ * assert(r._tag === "Right" && r.right === "Question: Why?\nAnswer:");
+ * assert(fill("{nope}", { fields: {}, where: "f:1" }, "prompt")._tag === "Left");
+ * ```
+ */
+export function fill(
+  template: string,
+  record: TaskRecord,
+  what: string,
+): E.Either<ConfigInvalid, string> {
+  let problem: string | undefined;
+  const text = template.replace(HOLE, (_, name: string) => {
+    const v = valueText(record.fields[name]);
+    if (v === undefined && problem === undefined) {
+      problem = name in record.fields
+        ? `field "${name}" of ${what} is ${JSON.stringify(record.fields[name])}, not text`
+        : `the record has no field "${name}" (needed by ${what} "${template}"; it has ${
+          Object.keys(record.fields).join(", ") || "no fields"
+        })`;
+    }
+    return v ?? "";
+  });
+  return problem === undefined ? E.right(text) : E.left(configInvalid(record.where, problem));
+}
+
+function choiceTexts(
+  choices: string | readonly string[],
+  record: TaskRecord,
+): E.Either<ConfigInvalid, string[]> {
+  if (typeof choices !== "string") {
+    const out: string[] = [];
+    for (const c of choices) {
+      const f = fill(c, record, "choices");
+      if (E.isLeft(f)) return f;
+      out.push(f.right);
+    }
+    return E.right(out);
+  }
+  const whole = /^\{([^{}]+)\}$/.exec(choices);
+  const list = whole === null ? undefined : record.fields[whole[1]!];
+  if (!Array.isArray(list)) {
+    return E.left(configInvalid(
+      record.where,
+      `choices "${choices}" must name a field holding a list of strings${
+        whole === null ? "" : ` (field "${whole[1]}" is ${JSON.stringify(list)})`
+      }`,
+    ));
+  }
+  const out: string[] = [];
+  for (const v of list) {
+    const s = valueText(v);
+    if (s === undefined) {
+      return E.left(configInvalid(record.where, `choice ${JSON.stringify(v)} is not text`));
+    }
+    out.push(s);
+  }
+  return E.right(out);
+}
+
+function goldIndex(
+  template: string,
+  base: number,
+  count: number,
+  record: TaskRecord,
+): E.Either<ConfigInvalid, number> {
+  const text = fill(template, record, "gold");
+  if (E.isLeft(text)) return text;
+  const n = Number(text.right.trim());
+  const i = n - base;
+  if (text.right.trim() === "" || !Number.isInteger(n) || i < 0 || i >= count) {
+    return E.left(configInvalid(
+      record.where,
+      `gold "${text.right}" is not a choice index from ${base} to ${base + count - 1}`,
+    ));
+  }
+  return E.right(i);
+}
+
+function multipleChoice(
+  def: MultipleChoiceDef,
+  record: TaskRecord,
+): E.Either<ConfigInvalid, ChoiceItem> {
+  const context = fill(def.prompt, record, "prompt");
+  if (E.isLeft(context)) return context;
+  const choices = choiceTexts(def.choices, record);
+  if (E.isLeft(choices)) return choices;
+  if (choices.right.length < 2) {
+    return E.left(
+      configInvalid(record.where, `${choices.right.length} choice(s): need at least 2`),
+    );
+  }
+  const gold = goldIndex(def.gold, def.goldBase ?? 0, choices.right.length, record);
+  if (E.isLeft(gold)) return gold;
+  const delimiter = def.delimiter ?? " ";
+  return E.right({
+    where: record.where,
+    options: choices.right.map((c) => ({ context: context.right, continuation: delimiter + c })),
+    lengths: choices.right.map((c) => c.length),
+    gold: gold.right,
+  });
+}
+
+/**
+ * WinoGrande's partial scoring: context = the sentence up to the blank with the option in it;
+ * continuation = the delimiter and the rest of the sentence, trimmed (the harness's way).
+ */
+function fillBlank(def: FillBlankDef, record: TaskRecord): E.Either<ConfigInvalid, ChoiceItem> {
+  const sentence = fill(def.sentence, record, "sentence");
+  if (E.isLeft(sentence)) return sentence;
+  const blank = def.blank ?? "_";
+  const at = sentence.right.indexOf(blank);
+  if (at < 0) {
+    return E.left(configInvalid(record.where, `the sentence has no blank "${blank}"`));
+  }
+  const options: string[] = [];
+  for (const o of def.options) {
+    const f = fill(o, record, "options");
+    if (E.isLeft(f)) return f;
+    options.push(f.right);
+  }
+  const gold = goldIndex(def.gold, def.goldBase ?? 0, options.length, record);
+  if (E.isLeft(gold)) return gold;
+  const before = sentence.right.slice(0, at);
+  const rest = sentence.right.slice(at + blank.length).trim();
+  const delimiter = def.delimiter ?? " ";
+  return E.right({
+    where: record.where,
+    options: options.map((o) => ({ context: before + o, continuation: delimiter + rest })),
+    lengths: options.map(() => rest.length),
+    gold: gold.right,
+  });
+}
+
+function lastWord(def: LastWordDef, record: TaskRecord): E.Either<ConfigInvalid, TargetItem> {
+  const delimiter = def.delimiter ?? " ";
+  if (def.text !== undefined) {
+    const text = fill(def.text, record, "text");
+    if (E.isLeft(text)) return text;
+    // The harness splits at the last space, so the target keeps any punctuation after it.
+    const cut = text.right.lastIndexOf(" ");
+    if (cut <= 0 || cut === text.right.length - 1) {
+      return E.left(configInvalid(record.where, "the text has no last word after a space"));
+    }
+    return E.right({
+      where: record.where,
+      context: text.right.slice(0, cut),
+      continuation: delimiter + text.right.slice(cut + 1),
+    });
+  }
+  if (def.context === undefined || def.target === undefined) {
+    return E.left(configInvalid(
+      def.name,
+      "a last_word task needs either `text` or both `context` and `target`",
+    ));
+  }
+  const context = fill(def.context, record, "context");
+  if (E.isLeft(context)) return context;
+  const target = fill(def.target, record, "target");
+  if (E.isLeft(target)) return target;
+  if (target.right.trim() === "") {
+    return E.left(configInvalid(record.where, "the target is empty"));
+  }
+  return E.right({
+    where: record.where,
+    context: context.right,
+    continuation: delimiter + target.right.trim(),
+  });
+}
+
+/**
+ * WikiText's tokenised text back to ordinary prose: joined numbers (` @-@ `, ` @,@ `,
+ * ` @.@ `), punctuation and brackets re-attached, headings tightened. Approximate, as the
+ * harness's own detokeniser is; it only changes what the perplexity is measured on.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { wikitextDetokenize } from "./task_items.ts";
+ * assert(wikitextDetokenize("a 1 @,@ 000 @-@ year ( the \" best \" ) , it 's") ===
+ *   'a 1,000-year (the "best"), it\'s');
+ * ```
+ */
+export function wikitextDetokenize(text: string): string {
+  let s = text;
+  s = s.replaceAll(" @-@ ", "-").replaceAll(" @,@ ", ",").replaceAll(" @.@ ", ".");
+  for (const p of [",", ".", ":", ";", "!", "?", "'s", "n't", "'re", "'ve", "'ll", "'d", "'m"]) {
+    s = s.replaceAll(` ${p}`, p);
+  }
+  s = s.replace(/\( ([^()]*?) \)/g, "($1)").replace(/\[ ([^[\]]*?) \]/g, "[$1]");
+  s = s.replace(/" ([^"]*?) "/g, '"$1"');
+  s = s.replace(/= = = /g, "=== ").replace(/ = = =/g, " ===");
+  s = s.replace(/= = /g, "== ").replace(/ = =/g, " ==");
+  return s;
+}
+
+function documentOf(def: PerplexityDef, record: TaskRecord): E.Either<ConfigInvalid, DocumentItem> {
+  const text = fill(def.text ?? "{text}", record, "text");
+  if (E.isLeft(text)) return text;
+  const body = def.detokenize === "wikitext" ? wikitextDetokenize(text.right) : text.right;
+  return E.right({ where: record.where, text: body });
+}
+
+function each<A>(
+  records: readonly TaskRecord[],
+  f: (r: TaskRecord) => E.Either<ConfigInvalid, A>,
+): E.Either<ConfigInvalid, A[]> {
+  const out: A[] = [];
+  for (const r of records) {
+    const a = f(r);
+    if (E.isLeft(a)) return a;
+    out.push(a.right);
+  }
+  return E.right(out);
+}
+
+/** The items of a task's records; the first bad record is an error naming its file and line. */
+export function taskItems(
+  def: TaskDef,
+  records: readonly TaskRecord[],
+): E.Either<ConfigInvalid, TaskItems> {
+  switch (def.kind) {
+    case "multiple_choice":
+      return E.map((items: ChoiceItem[]) => ({ kind: "choice", items } as const))(
+        each(records, (r) => multipleChoice(def, r)),
+      );
+    case "fill_blank":
+      return E.map((items: ChoiceItem[]) => ({ kind: "choice", items } as const))(
+        each(records, (r) => fillBlank(def, r)),
+      );
+    case "last_word":
+      return E.map((items: TargetItem[]) => ({ kind: "target", items } as const))(
+        each(records, (r) => lastWord(def, r)),
+      );
+    case "perplexity":
+      return E.map((items: DocumentItem[]) => ({ kind: "documents", items } as const))(
+        each(records, (r) => documentOf(def, r)),
+      );
+  }
+}
