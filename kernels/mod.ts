@@ -51,3 +51,6 @@ export { crossEntropySum } from "./ops/cross_entropy.ts";
 export { fusedOps } from "./ops/_fused.ts";
 export * from "./peak_memory.ts";
 export * from "./scoring.ts";
+export * from "./decode.ts";
+export * from "./sampling.ts";
+export * from "./generate.ts";

@@ -1,0 +1,257 @@
+/**
+ * Incremental decoding with a key/value cache: the keys (after RoPE) and values of every
+ * position seen so far, per layer, so each new token costs one row through the model instead of
+ * the whole prefix.
+ *
+ * The cache grows by concatenation (tfjs tensors are immutable, so a preallocated buffer would
+ * be copied on every write anyway); a step copies the layer's cache once, which is small next
+ * to the projections at the lengths a model's `maxSeqLen` allows. Keys and values are kept as
+ * [kvHeads, length, headDim], the layout the attention products read, so a step transposes
+ * only its own rows. Batch size is 1: one sequence.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { PLAIN, TRANSPOSED } from "./_flags.ts";
+import {
+  EMBED,
+  layerNormNames,
+  LM_HEAD,
+  loraNames,
+  type Projection,
+  projectionWeight,
+} from "../base/mod.ts";
+import { causalAttention } from "./ops/attention.ts";
+import { linear, type LoraBranch } from "./ops/linear.ts";
+import { rmsNorm } from "./ops/rms_norm.ts";
+import { rope, ropeTables } from "./ops/rope.ts";
+import { swiglu } from "./ops/swiglu.ts";
+import { embedTokens, finalNorm, type Model } from "./model.ts";
+import { depthOf, param } from "./params.ts";
+
+/** One layer's cached keys (after RoPE) and values, each [kvHeads, length, headDim]. */
+export interface LayerKv {
+  readonly k: tf.Tensor3D;
+  readonly v: tf.Tensor3D;
+}
+
+/** Keys and values of positions 0..length−1; `layers` is empty while nothing is cached. */
+export interface KvCache {
+  readonly length: number;
+  readonly layers: readonly LayerKv[];
+}
+
+/** A cache after new tokens and the next-token logits [vocab] of the last one; the caller owns both. */
+export interface Decoded {
+  readonly cache: KvCache;
+  readonly logits: tf.Tensor1D;
+}
+
+/** The cache of an empty context (holds no tensors). */
+export function emptyCache(): KvCache {
+  return { length: 0, layers: [] };
+}
+
+/** Frees the cache's tensors. */
+export function disposeCache(cache: KvCache): void {
+  for (const l of cache.layers) {
+    l.k.dispose();
+    l.v.dispose();
+  }
+}
+
+/** The same projection as the training forward pass (`model.ts`), adapter branch included. */
+function proj(model: Model, x: tf.Tensor2D, layer: number, p: Projection): tf.Tensor2D {
+  const name = projectionWeight(layer, p);
+  const w = param(model.params, name) as tf.Tensor2D;
+  const ln = loraNames(name);
+  const a = model.params.get(ln.a);
+  const b = model.params.get(ln.b);
+  if (a === undefined || b === undefined) return linear(x, w);
+  const branch: LoraBranch = { a: a as tf.Tensor2D, b: b as tf.Tensor2D, scale: model.loraScale };
+  return linear(x, w, branch);
+}
+
+/**
+ * Attention of n queries at positions p..p+n−1 (q [n, heads, d]) over the cached keys and
+ * values of positions 0..p+n−1 (k, v [kvHeads, p+n, d]); query i sees keys j ≤ p+i.
+ * Returns [n, heads·d]. Query head h reads kv head ⌊h/G⌋, G = heads/kvHeads, as in
+ * `causalAttention`: the G heads of a group are stacked as G·n rows against their kv head.
+ */
+function attendCached(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D): tf.Tensor2D {
+  const [n, heads, d] = q.shape;
+  const [kvHeads, total] = k.shape;
+  const group = heads / kvHeads;
+  const past = total - n;
+  // (n, kvHeads, group, d) -> (kvHeads, group·n, d)
+  const qRows = tf.reshape(
+    tf.transpose(tf.reshape(q, [n, kvHeads, group, d]), [1, 2, 0, 3]),
+    [kvHeads, group * n, d],
+  );
+  let scores = tf.mul(tf.matMul(qRows, k, PLAIN, TRANSPOSED), 1 / Math.sqrt(d)); // (kvHeads, group·n, total)
+  if (n > 1) {
+    const mask = new Float32Array(group * n * total);
+    for (let r = 0; r < group * n; r++) {
+      // Same large finite value as the training mask: exp gives exactly 0, never inf − inf.
+      for (let j = past + (r % n) + 1; j < total; j++) mask[r * total + j] = -1e9;
+    }
+    scores = tf.add(scores, tf.tensor2d(mask, [group * n, total]));
+  }
+  const out = tf.matMul(tf.softmax(scores), v); // (kvHeads, group·n, d)
+  // (kvHeads, group, n, d) -> (n, kvHeads, group, d) = (n, heads·d)
+  return tf.reshape(
+    tf.transpose(tf.reshape(out, [kvHeads, group, n, d]), [2, 0, 1, 3]),
+    [n, heads * d],
+  );
+}
+
+/** The cache layout [kvHeads, n, d] of a layer's new rows x [n, kvHeads·d]. */
+function kvRows(x: tf.Tensor2D, kvHeads: number, d: number): tf.Tensor3D {
+  const n = x.shape[0];
+  return tf.transpose(tf.reshape(x, [n, kvHeads, d]), [1, 0, 2]);
+}
+
+/** One decoder layer over n new rows h [n, hidden] at positions p..p+n−1; returns the layer's output and its grown cache. */
+function cachedLayer(
+  model: Model,
+  h: tf.Tensor2D,
+  at: { readonly layer: number; readonly past: LayerKv | undefined; readonly tables: RopeSlice },
+): { readonly h: tf.Tensor2D; readonly kv: LayerKv } {
+  const s = model.shape;
+  const d = s.hidden / s.heads;
+  const n = h.shape[0];
+  const { layer, past } = at;
+  const norms = layerNormNames(layer);
+  const eps = s.rmsNormEps;
+  const a = rmsNorm(h, param(model.params, norms.input) as tf.Tensor1D, { eps });
+  const q = rope(
+    tf.reshape(proj(model, a, layer, "q"), [1, n, s.heads, d]) as tf.Tensor4D,
+    at.tables,
+  );
+  const k = rope(
+    tf.reshape(proj(model, a, layer, "k"), [1, n, s.kvHeads, d]) as tf.Tensor4D,
+    at.tables,
+  );
+  const v = proj(model, a, layer, "v");
+  const kNew = kvRows(tf.reshape(k, [n, s.kvHeads * d]), s.kvHeads, d);
+  const vNew = kvRows(v, s.kvHeads, d);
+  const kv: LayerKv = past === undefined
+    ? { k: kNew, v: vNew }
+    : { k: tf.concat([past.k, kNew], 1), v: tf.concat([past.v, vNew], 1) };
+  // An empty cache is the training case: the same (possibly fused) causal attention op.
+  const att = past === undefined
+    ? tf.reshape(
+      causalAttention(q, k, tf.reshape(v, [1, n, s.kvHeads, d]) as tf.Tensor4D),
+      [n, s.hidden],
+    ) as tf.Tensor2D
+    : attendCached(tf.reshape(q, [n, s.heads, d]) as tf.Tensor3D, kv.k, kv.v);
+  const h1 = tf.add(h, proj(model, att, layer, "o")) as tf.Tensor2D;
+  const m = rmsNorm(h1, param(model.params, norms.post) as tf.Tensor1D, { eps });
+  const mlp = swiglu(proj(model, m, layer, "gate"), proj(model, m, layer, "up"));
+  return { h: tf.add(h1, proj(model, mlp, layer, "down")) as tf.Tensor2D, kv };
+}
+
+type RopeSlice = { readonly cos: tf.Tensor2D; readonly sin: tf.Tensor2D };
+
+/** The rows p..p+n−1 of the RoPE tables (built for p+n positions: the same values training uses). */
+function ropeAt(model: Model, past: number, n: number): RopeSlice {
+  const s = model.shape;
+  return tf.tidy(() => {
+    const full = ropeTables(past + n, { headDim: s.hidden / s.heads, theta: s.ropeTheta });
+    const half = full.cos.shape[1];
+    return {
+      cos: tf.slice(full.cos, [past, 0], [n, half]),
+      sin: tf.slice(full.sin, [past, 0], [n, half]),
+    };
+  });
+}
+
+/**
+ * Runs `tokens` (n ≥ 1 ids) at positions cache.length.. through the model, returning the cache
+ * grown by n positions and the next-token logits of the last token. `cache` is consumed: its
+ * tensors are freed (or live on inside the new cache); do not use or dispose it afterwards.
+ *
+ * @throws {Error} on an id outside the vocabulary, an empty `tokens`, or when the cache would
+ * exceed the model's `maxSeqLen` (the caller decides what to drop: see `generate`).
+ * @example
+ * ```ts
+ * import { disposeCache, emptyCache, extendCache } from "./decode.ts";
+ * import { disposeParams, initParams } from "./params.ts";
+ * import { initBackend } from "./backend.ts";
+ * await initBackend("cpu");
+ * const shape = {
+ *   hidden: 8, intermediate: 16, heads: 2, kvHeads: 1, layers: 1, vocab: 11,
+ *   tiedEmbeddings: true, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,
+ * };
+ * const model = { shape, params: initParams(shape, 1, 0), loraScale: 1 };
+ * const first = extendCache(model, emptyCache(), [1, 2, 3]); // prefill
+ * first.logits.dispose();
+ * const next = extendCache(model, first.cache, [4]); // one decoding step
+ * console.assert(next.cache.length === 4 && next.logits.shape[0] === 11);
+ * next.logits.dispose();
+ * disposeCache(next.cache);
+ * disposeParams(model.params);
+ * ```
+ */
+export function extendCache(model: Model, cache: KvCache, tokens: ArrayLike<number>): Decoded {
+  const s = model.shape;
+  const n = tokens.length;
+  if (n === 0) throw new Error("extendCache: no tokens");
+  if (cache.length + n > s.maxSeqLen) {
+    throw new Error(
+      `Cannot decode ${n} more tokens after ${cache.length}: the model's maxSeqLen is ${s.maxSeqLen}`,
+    );
+  }
+  for (let i = 0; i < n; i++) {
+    const t = tokens[i]!;
+    if (!(Number.isInteger(t) && t >= 0 && t < s.vocab)) {
+      throw new Error(`Token id ${t} is outside [0, ${s.vocab})`);
+    }
+  }
+  const depth = depthOf(model.params);
+  const tables = ropeAt(model, cache.length, n);
+  const layers: LayerKv[] = [];
+  let h = tf.tidy(() => embedTokens(model, tf.tensor1d(Int32Array.from(tokens), "int32")));
+  try {
+    for (let i = 0; i < depth; i++) {
+      const prev = h;
+      const out = tf.tidy(() => {
+        const r = cachedLayer(model, prev, { layer: i, past: cache.layers[i], tables });
+        return { h: r.h, k: r.kv.k, v: r.kv.v };
+      });
+      prev.dispose();
+      h = out.h;
+      layers.push({ k: out.k, v: out.v });
+    }
+    const logits = tf.tidy(() => {
+      // Only the last position's logits are needed: the head runs on one row.
+      const last = finalNorm(model, tf.slice(h, [n - 1, 0], [1, s.hidden]));
+      const head = s.tiedEmbeddings
+        ? tf.matMul(last, param(model.params, EMBED) as tf.Tensor2D, PLAIN, TRANSPOSED)
+        : tf.matMul(last, param(model.params, LM_HEAD) as tf.Tensor2D);
+      return tf.reshape(head, [s.vocab]) as tf.Tensor1D;
+    });
+    disposeCache(cache);
+    return { cache: { length: cache.length + n, layers }, logits };
+  } catch (e) {
+    for (const l of layers) {
+      l.k.dispose();
+      l.v.dispose();
+    }
+    throw e;
+  } finally {
+    h.dispose();
+    tables.cos.dispose();
+    tables.sin.dispose();
+  }
+}
+
+/** {@link extendCache} from an empty cache: the prompt's cache and its next-token logits. */
+export function prefill(model: Model, tokens: ArrayLike<number>): Decoded {
+  return extendCache(model, emptyCache(), tokens);
+}
+
+/** {@link extendCache} by one token. */
+export function decodeStep(model: Model, cache: KvCache, token: number): Decoded {
+  return extendCache(model, cache, [token]);
+}
