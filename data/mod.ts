@@ -32,3 +32,4 @@ export * from "./token_cache.ts";
 export * from "./tokenizer.ts";
 export * from "./instruct.ts";
 export * from "./alpaca.ts";
+export * from "./mt_bench.ts";

@@ -1,0 +1,165 @@
+/**
+ * MT-Bench's files in FastChat's formats: the questions (`question.jsonl`, one
+ * `{question_id, category, turns}` per line) and the answers a model writes for the judge
+ * (`model_answer/<model>.jsonl`, one `{question_id, answer_id, model_id, choices, tstamp}` per
+ * line, as FastChat's `gen_model_answer.py` writes them), so the output goes straight into
+ * FastChat's `llm_judge`.
+ *
+ * @module
+ */
+import * as t from "io-ts";
+import * as E from "fp-ts/lib/Either.js";
+import { type ContentInvalid, contentInvalid, decodeWith } from "../base/mod.ts";
+
+const QuestionId = t.union([t.number, t.string]);
+
+/** One MT-Bench question: FastChat's record (unknown fields such as `reference` are kept out). */
+export const MtBenchQuestion = t.intersection([
+  t.type({ question_id: QuestionId, category: t.string, turns: t.array(t.string) }),
+  t.partial({ reference: t.array(t.string) }),
+]);
+/** A question and its turns (MT-Bench: two), asked one after the other in one conversation. */
+export type MtBenchQuestion = t.TypeOf<typeof MtBenchQuestion>;
+
+/** One answer record of FastChat's `model_answer` JSONL. */
+export const ModelAnswer = t.type({
+  question_id: QuestionId,
+  answer_id: t.string,
+  model_id: t.string,
+  choices: t.array(t.type({ index: t.number, turns: t.array(t.string) })),
+  tstamp: t.number,
+});
+/** A model's answers to every turn of one question. */
+export type ModelAnswer = t.TypeOf<typeof ModelAnswer>;
+
+/** One JSON value per non-blank line, decoded; errors name the file and the line. */
+function parseJsonl<A>(
+  text: string,
+  file: string,
+  decode: (u: unknown) => E.Either<string[], A>,
+): E.Either<ContentInvalid, { readonly line: number; readonly value: A }[]> {
+  const out: { line: number; value: A }[] = [];
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const raw = lines[i]!.trim();
+    if (raw === "") continue;
+    let u: unknown;
+    try {
+      u = JSON.parse(raw);
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      return E.left(contentInvalid(file, `line ${i + 1}: not valid JSON (${why})`));
+    }
+    const d = decode(u);
+    if (E.isLeft(d)) return E.left(contentInvalid(file, `line ${i + 1}: ${d.left.join("; ")}`));
+    out.push({ line: i + 1, value: d.right });
+  }
+  return E.right(out);
+}
+
+/**
+ * The questions of a FastChat `question.jsonl`, in file order. Every question needs at least
+ * one turn, and ids must not repeat.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseQuestions } from "./mt_bench.ts";
+ * const text = '{"question_id": 81, "category": "writing", "turns": ["Hi?", "Again?"]}\n';
+ * const q = parseQuestions(text, "question.jsonl");
+ * assert(q._tag === "Right" && q.right[0]!.turns.length === 2);
+ * ```
+ */
+export function parseQuestions(
+  text: string,
+  file: string,
+): E.Either<ContentInvalid, MtBenchQuestion[]> {
+  const parsed = parseJsonl(text, file, (u) => decodeWith(MtBenchQuestion, u));
+  if (E.isLeft(parsed)) return parsed;
+  const seen = new Map<string, number>();
+  const out: MtBenchQuestion[] = [];
+  for (const { line, value } of parsed.right) {
+    if (value.turns.length === 0) {
+      return E.left(contentInvalid(file, `line ${line}: turns: expected at least one turn`));
+    }
+    const key = JSON.stringify(value.question_id);
+    const earlier = seen.get(key);
+    if (earlier !== undefined) {
+      return E.left(
+        contentInvalid(file, `line ${line}: question_id ${key} repeats line ${earlier}`),
+      );
+    }
+    seen.set(key, line);
+    const { question_id, category, turns, reference } = value;
+    out.push({ question_id, category, turns, ...(reference === undefined ? {} : { reference }) });
+  }
+  return E.right(out);
+}
+
+/** What identifies an answer besides its question and text. */
+export interface AnswerStamp {
+  readonly modelId: string;
+  /** A unique id (FastChat uses a short uuid). */
+  readonly answerId: string;
+  /** Seconds since the epoch. */
+  readonly tstamp: number;
+}
+
+/**
+ * FastChat's answer record: one choice (index 0) holding the answer of every turn.
+ *
+ * @throws {Error} when the number of answers differs from the question's turns (a caller bug).
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { modelAnswer } from "./mt_bench.ts";
+ * const q = { question_id: 81, category: "writing", turns: ["A?", "B?"] };
+ * const a = modelAnswer(q, ["a", "b"], { modelId: "m", answerId: "x", tstamp: 1 });
+ * assert(a.choices[0]!.turns[1] === "b");
+ * ```
+ */
+export function modelAnswer(
+  question: MtBenchQuestion,
+  answers: readonly string[],
+  stamp: AnswerStamp,
+): ModelAnswer {
+  if (answers.length !== question.turns.length) {
+    throw new Error(
+      `Question ${question.question_id} has ${question.turns.length} turns, got ${answers.length} answers`,
+    );
+  }
+  return {
+    question_id: question.question_id,
+    answer_id: stamp.answerId,
+    model_id: stamp.modelId,
+    choices: [{ index: 0, turns: [...answers] }],
+    tstamp: stamp.tstamp,
+  };
+}
+
+/** The JSONL text of answer records, one per line, in FastChat's field order. */
+export function modelAnswersJsonl(answers: readonly ModelAnswer[]): string {
+  return answers.map((a) => JSON.stringify(a)).join("\n") + (answers.length > 0 ? "\n" : "");
+}
+
+/**
+ * Answer records read back from a `model_answer` JSONL (errors name the file and line).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { modelAnswer, modelAnswersJsonl, parseModelAnswers } from "./mt_bench.ts";
+ * const q = { question_id: 1, category: "math", turns: ["1+1?"] };
+ * const text = modelAnswersJsonl([modelAnswer(q, ["2"], { modelId: "m", answerId: "a", tstamp: 0 })]);
+ * const back = parseModelAnswers(text, "answers.jsonl");
+ * assert(back._tag === "Right" && back.right[0]!.choices[0]!.turns[0] === "2");
+ * ```
+ */
+export function parseModelAnswers(
+  text: string,
+  file: string,
+): E.Either<ContentInvalid, ModelAnswer[]> {
+  return E.map((rows: { value: ModelAnswer }[]) => rows.map((r) => r.value))(
+    parseJsonl(text, file, (u) => decodeWith(ModelAnswer, u)),
+  );
+}
