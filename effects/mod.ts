@@ -13,3 +13,7 @@ export * from "./env.ts";
 export * from "./compare_backends.ts";
 export * from "./process_memory.ts";
 export * from "./load_model.ts";
+export * from "./evaluate.ts";
+export * from "./finetune.ts";
+export * from "./generate_text.ts";
+export * from "./mt_bench.ts";

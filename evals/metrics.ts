@@ -183,3 +183,21 @@ export function perplexityMetrics(docs: readonly DocumentScore[]): PerplexityMet
     bytes,
   };
 }
+
+/** What one task measured, by kind. */
+export type TaskMetrics =
+  | ({ readonly kind: "choice" } & ChoiceMetrics)
+  | ({ readonly kind: "target" } & TargetMetrics)
+  | (
+    & { readonly kind: "documents"; readonly window: number; readonly stride: number }
+    & PerplexityMetrics
+  );
+
+/** One task's result. */
+export interface TaskResult {
+  readonly name: string;
+  readonly metrics: TaskMetrics;
+  /** Scored requests (one per choice, target or window). */
+  readonly requests: number;
+  readonly seconds: number;
+}

@@ -8,3 +8,4 @@
 export * from "./plan_report.ts";
 export * from "./run_report.ts";
 export * from "./compare_report.ts";
+export * from "./eval_report.ts";

@@ -1,0 +1,260 @@
+/**
+ * `deno task eval CHECKPOINT [--tasks a,b,…] [--task-file DEF --data PATH] [--data-dir DIR]
+ * [--limit N] [--batch N] [--window N] [--stride N] [--json] [--out FILE] [--tokenizer NAME]
+ * [--backend NAME]`
+ *
+ * Zero-shot evaluation the way lm-evaluation-harness does it (multiple choice by
+ * log-likelihood with `acc`/`acc_norm` and standard errors, LAMBADA's greedy last word,
+ * WikiText's rolling-window perplexity): a Markdown table, or one JSON object with `--json`.
+ * Progress goes to stderr.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  exitCode,
+  type PipelineError,
+  renderError,
+} from "../base/mod.ts";
+import { exists } from "../checkpoint/mod.ts";
+import { TokenizerName } from "../data/mod.ts";
+import {
+  builtinTask,
+  DEFAULT_DATA_DIR,
+  evaluateTask,
+  loadModel,
+  type ResolvedTask,
+  startBackend,
+  taskFromFile,
+} from "../effects/mod.ts";
+import { BUILTIN_TASKS, SHARED_ZERO_SHOT, type TaskResult } from "../evals/mod.ts";
+import { type BackendName, BACKENDS } from "../pipeline/mod.ts";
+import { evalJson, evalTable } from "../report/mod.ts";
+import { writeFileAtomic } from "../store/mod.ts";
+import { booleanFlag, parseCommand, stringFlag } from "./_args.ts";
+
+const DEFAULT_TASKS = [...SHARED_ZERO_SHOT, "wikitext"];
+
+const USAGE = `Usage: deno task eval CHECKPOINT [options]
+
+Zero-shot evaluation with lm-evaluation-harness's conventions.
+
+CHECKPOINT  a run's final/ or checkpoint/, or a Hugging Face directory (ckpt import/export)
+
+Options:
+  --tasks a,b,…      built-in tasks (default ${DEFAULT_TASKS.join(",")}); known:
+                     ${Object.keys(BUILTIN_TASKS).join(", ")}
+  --data-dir DIR     where the built-in tasks' data is (default ${DEFAULT_DATA_DIR} when it exists)
+  --task-file DEF    a task definition (YAML/JSON) to run as well; --data PATH gives its data
+  --limit N          the first N items of each task
+  --batch N          requests per forward pass (default 8)
+  --window N         rolling-window length for perplexity (default: the model's maxSeqLen)
+  --stride N         ids newly scored per window (default: the window)
+  --json             print one JSON object instead of the table
+  --out FILE         also write the JSON object to FILE (atomically)
+  --tokenizer NAME   bytes | gpt2, when the checkpoint does not record it
+  --backend NAME     ${BACKENDS.join(" | ")} (default auto)
+  -h, --help         show this help`;
+
+interface EvalArgs {
+  readonly checkpoint: string;
+  readonly tasks: readonly string[];
+  readonly taskFile?: string;
+  readonly data?: string;
+  readonly dataDir?: string;
+  readonly limit?: number;
+  readonly batch?: number;
+  readonly window?: number;
+  readonly stride?: number;
+  readonly json: boolean;
+  readonly out?: string;
+  readonly tokenizer?: TokenizerName;
+  readonly backend: BackendName;
+}
+
+function positiveInt(
+  flag: string,
+  v: string | undefined,
+): E.Either<ConfigInvalid, number | undefined> {
+  if (v === undefined) return E.right(undefined);
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 1
+    ? E.right(n)
+    : E.left(configInvalid(`--${flag}`, `"${v}" is not a positive integer`));
+}
+
+function parseCli(argv: readonly string[]): E.Either<ConfigInvalid, EvalArgs | "help"> {
+  const parsed = parseCommand(argv, {
+    tasks: { type: "string" },
+    "task-file": { type: "string" },
+    data: { type: "string" },
+    "data-dir": { type: "string" },
+    limit: { type: "string" },
+    batch: { type: "string" },
+    window: { type: "string" },
+    stride: { type: "string" },
+    json: { type: "boolean", default: false },
+    out: { type: "string" },
+    tokenizer: { type: "string" },
+    backend: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  });
+  if (E.isLeft(parsed)) return parsed;
+  const cmd = parsed.right;
+  if (booleanFlag(cmd, "help")) return E.right("help");
+  if (cmd.positionals.length !== 1) {
+    return E.left(configInvalid(
+      "command line",
+      `expected one CHECKPOINT, got ${cmd.positionals.length}\n\n${USAGE}`,
+    ));
+  }
+  const ints: Record<string, number | undefined> = {};
+  for (const flag of ["limit", "batch", "window", "stride"]) {
+    const v = positiveInt(flag, stringFlag(cmd, flag));
+    if (E.isLeft(v)) return v;
+    ints[flag] = v.right;
+  }
+  const taskFile = stringFlag(cmd, "task-file");
+  const data = stringFlag(cmd, "data");
+  if (data !== undefined && taskFile === undefined) {
+    return E.left(
+      configInvalid("--data", "gives the data of a --task-file: name the definition too"),
+    );
+  }
+  const named = stringFlag(cmd, "tasks");
+  const tasks = named === undefined
+    ? (taskFile === undefined ? DEFAULT_TASKS : [])
+    : named.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (named !== undefined && tasks.length === 0) {
+    return E.left(configInvalid("--tasks", "is empty: name at least one task"));
+  }
+  const tokenizer = stringFlag(cmd, "tokenizer");
+  if (tokenizer !== undefined && !TokenizerName.is(tokenizer)) {
+    return E.left(
+      configInvalid("--tokenizer", `unknown tokenizer "${tokenizer}": expected bytes or gpt2`),
+    );
+  }
+  const backend = stringFlag(cmd, "backend") ?? "auto";
+  if (!(BACKENDS as readonly string[]).includes(backend)) {
+    return E.left(
+      configInvalid(
+        "--backend",
+        `unknown backend "${backend}": expected one of ${BACKENDS.join(", ")}`,
+      ),
+    );
+  }
+  const out = stringFlag(cmd, "out");
+  const dataDir = stringFlag(cmd, "data-dir");
+  return E.right({
+    checkpoint: cmd.positionals[0]!,
+    tasks,
+    json: booleanFlag(cmd, "json"),
+    backend: backend as BackendName,
+    ...(taskFile === undefined ? {} : { taskFile }),
+    ...(data === undefined ? {} : { data }),
+    ...(dataDir === undefined ? {} : { dataDir }),
+    ...(out === undefined ? {} : { out }),
+    ...(tokenizer === undefined ? {} : { tokenizer: tokenizer as TokenizerName }),
+    ...Object.fromEntries(Object.entries(ints).filter(([, v]) => v !== undefined)),
+  });
+}
+
+/** The tasks of the command line, each with its data found, before any model is loaded. */
+async function resolveTasks(a: EvalArgs): Promise<E.Either<PipelineError, ResolvedTask[]>> {
+  const out: ResolvedTask[] = [];
+  if (a.tasks.length > 0) {
+    const dir = a.dataDir ?? DEFAULT_DATA_DIR;
+    if (!(await exists(dir))) {
+      return E.left(configInvalid(
+        a.dataDir === undefined ? "--data-dir" : `--data-dir ${dir}`,
+        `the built-in tasks read their data from a folder laid out as ../shared/data (piqa/, hellaswag/, arc-easy/, lambada/, wikitext-2/, …); ${dir} does not exist: give --data-dir DIR`,
+      ));
+    }
+    for (const name of a.tasks) {
+      const t = await builtinTask(name, dir);
+      if (E.isLeft(t)) return t;
+      out.push(t.right);
+    }
+  }
+  if (a.taskFile !== undefined) {
+    const t = await taskFromFile(a.taskFile, a.data);
+    if (E.isLeft(t)) return t;
+    out.push(t.right);
+  }
+  const names = out.map((t) => t.def.name);
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice !== undefined) {
+    return E.left(configInvalid("--tasks", `task "${twice}" is named twice`));
+  }
+  return E.right(out);
+}
+
+/** Runs the eval command; resolves to the process exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const args = parseCli(argv);
+  if (E.isLeft(args)) return fail(args.left);
+  if (args.right === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  const a = args.right;
+  const tasks = await resolveTasks(a);
+  if (E.isLeft(tasks)) return fail(tasks.left);
+  const backend = await startBackend(a.backend)();
+  if (E.isLeft(backend)) return fail(backend.left);
+  const loaded = await loadModel(a.checkpoint, {
+    ...(a.tokenizer === undefined ? {} : { tokenizer: a.tokenizer }),
+  })();
+  if (E.isLeft(loaded)) return fail(loaded.left);
+  const m = loaded.right;
+  const tty = Deno.stderr.isTerminal();
+  const encoder = new TextEncoder();
+  console.error(
+    `Model: ${m.source} (${m.format}); tokenizer ${m.tokenizer.name}, ${m.tokenizerHow}`,
+  );
+  console.error(`Backend: ${backend.right}`);
+  const results: TaskResult[] = [];
+  try {
+    for (const task of tasks.right) {
+      const r = await evaluateTask(m, task, {
+        ...(a.limit === undefined ? {} : { limit: a.limit }),
+        ...(a.batch === undefined ? {} : { batch: a.batch }),
+        ...(a.window === undefined ? {} : { window: a.window }),
+        ...(a.stride === undefined ? {} : { stride: a.stride }),
+        progress: (line, final) => {
+          if (tty) Deno.stderr.writeSync(encoder.encode(`\r${line}${final ? "\n" : ""}`));
+          else console.error(line);
+        },
+      });
+      if (E.isLeft(r)) return fail(r.left);
+      results.push(r.right);
+    }
+  } finally {
+    m.dispose();
+  }
+  const json = evalJson(
+    {
+      source: m.source,
+      format: m.format,
+      tokenizer: m.tokenizer.name,
+      tokenizerHow: m.tokenizerHow,
+    },
+    a.limit,
+    results,
+  );
+  if (a.out !== undefined) {
+    const w = await writeFileAtomic(a.out, JSON.stringify(json, null, 2) + "\n")();
+    if (E.isLeft(w)) return fail(configInvalid(`--out ${a.out}`, w.left.message));
+  }
+  console.log(a.json ? JSON.stringify(json, null, 2) : evalTable(results));
+  return 0;
+}
+
+function fail(e: PipelineError): number {
+  console.error(renderError(e));
+  return exitCode(e);
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,273 @@
+/**
+ * Running evaluation tasks on a loaded model: a task's records are read, turned into items and
+ * token-level requests (`evals/`), scored in batches (`kernels/scoring.ts`) with a progress
+ * line, and reduced to the harness's metrics.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import { type ConfigInvalid, configInvalid, type FileError } from "../base/mod.ts";
+import {
+  BUILTIN_TASKS,
+  type ChoiceItem,
+  choiceMetrics,
+  type DocumentItem,
+  encodePair,
+  pairRequest,
+  perplexityMetrics,
+  readRecords,
+  readTaskFile,
+  rollingWindows,
+  type ScoreRequest,
+  type TargetItem,
+  targetMetrics,
+  type TaskDef,
+  taskItems,
+  type TaskMetrics,
+  type TaskResult,
+  wordCount,
+} from "../evals/mod.ts";
+import { exists } from "../checkpoint/mod.ts";
+import { type RequestScore, scoreRequests } from "../kernels/mod.ts";
+import type { LoadedModel } from "./load_model.ts";
+
+/** A task to run and where its data files are. */
+export interface ResolvedTask {
+  readonly def: TaskDef;
+  readonly data: string;
+  readonly labels?: string;
+}
+
+/** Options of {@link evaluateTask}. */
+export interface EvaluateOptions {
+  /** The first N records only. */
+  readonly limit?: number;
+  /** Requests per forward pass. */
+  readonly batch?: number;
+  /** Rolling-window length for perplexity (default: the model's maxSeqLen). */
+  readonly window?: number;
+  /** Ids newly scored per window (default: the window, the harness's). */
+  readonly stride?: number;
+  /** Progress lines (a terminal gets one line redrawn in place). */
+  readonly progress?: (line: string, final: boolean) => void;
+}
+
+/** Where `deno task eval` looks for the built-in tasks' data when no `--data-dir` is given. */
+export const DEFAULT_DATA_DIR = "../shared/data";
+
+/**
+ * The built-in task `name` with its data below `dataDir`; a missing file is an error that says
+ * where the data is expected and in which format.
+ */
+export async function builtinTask(
+  name: string,
+  dataDir: string,
+): Promise<E.Either<ConfigInvalid, ResolvedTask>> {
+  const def = BUILTIN_TASKS[name];
+  if (def === undefined) {
+    return E.left(configInvalid(
+      "--tasks",
+      `unknown task "${name}": built-in tasks are ${
+        Object.keys(BUILTIN_TASKS).join(", ")
+      } (or give --task-file DEF --data PATH)`,
+    ));
+  }
+  const data = `${dataDir}/${def.reader.data}`;
+  const labels = def.reader.labels === undefined ? undefined : `${dataDir}/${def.reader.labels}`;
+  for (const path of [data, ...(labels === undefined ? [] : [labels])]) {
+    if (!(await exists(path))) {
+      return E.left(configInvalid(
+        `task ${name}`,
+        `its data is expected at ${path} (${
+          def.description ?? def.kind
+        }); give --data-dir DIR holding ${def.reader.data}`,
+      ));
+    }
+  }
+  return E.right({ def, data, ...(labels === undefined ? {} : { labels }) });
+}
+
+/**
+ * A task from a definition file: its data is `dataPath` when given (`--data`), else the
+ * definition's `reader.data` relative to the definition's folder.
+ */
+export async function taskFromFile(
+  defPath: string,
+  dataPath: string | undefined,
+): Promise<E.Either<ConfigInvalid | FileError, ResolvedTask>> {
+  const def = await readTaskFile(defPath);
+  if (E.isLeft(def)) return def;
+  const folder = defPath.includes("/") ? defPath.slice(0, defPath.lastIndexOf("/")) : ".";
+  const near = (p: string) => (p.startsWith("/") ? p : `${folder}/${p}`);
+  const data = dataPath ?? near(def.right.reader.data);
+  if (!(await exists(data))) {
+    return E.left(configInvalid(`${defPath}: reader.data`, `no data file at ${data}`));
+  }
+  const labels = def.right.reader.labels;
+  return E.right({
+    def: def.right,
+    data,
+    ...(labels === undefined ? {} : { labels: near(labels) }),
+  });
+}
+
+function progressReporter(
+  name: string,
+  total: number,
+  print: EvaluateOptions["progress"],
+): (done: number) => void {
+  const started = performance.now();
+  let shown = -1;
+  return (done: number) => {
+    if (print === undefined) return;
+    const tenth = Math.floor((done / Math.max(1, total)) * 10);
+    if (tenth === shown && done < total) return;
+    shown = tenth;
+    const s = (performance.now() - started) / 1000;
+    const rate = done / Math.max(s, 1e-9);
+    const eta = rate > 0 ? (total - done) / rate : 0;
+    const bar = "#".repeat(tenth) + ".".repeat(10 - tenth);
+    print(
+      `${name} [${bar}] ${done}/${total} requests  ${rate.toFixed(1)}/s  ${
+        done < total ? `ETA ${eta.toFixed(0)} s` : `${s.toFixed(1)} s`
+      }`,
+      done >= total,
+    );
+  };
+}
+
+async function score(
+  loaded: LoadedModel,
+  name: string,
+  requests: readonly ScoreRequest[],
+  options: EvaluateOptions,
+): Promise<RequestScore[]> {
+  const report = progressReporter(name, requests.length, options.progress);
+  return await scoreRequests(loaded.model, requests, {
+    ...(options.batch === undefined ? {} : { batch: options.batch }),
+    onProgress: report,
+  });
+}
+
+async function choiceTask(
+  loaded: LoadedModel,
+  name: string,
+  items: readonly ChoiceItem[],
+  options: EvaluateOptions,
+): Promise<TaskMetrics> {
+  const tok = loaded.tokenizer;
+  const window = loaded.model.shape.maxSeqLen;
+  const requests = items.flatMap((it) =>
+    it.options.map((o) => pairRequest(encodePair(tok, o.context, o.continuation), window))
+  );
+  const scores = await score(loaded, name, requests, options);
+  let k = 0;
+  const outcomes = items.map((it) => {
+    const logprobs = it.options.map(() => scores[k++]!.logprob);
+    return { logprobs, lengths: it.lengths, gold: it.gold };
+  });
+  return { kind: "choice", ...choiceMetrics(outcomes) };
+}
+
+async function targetTask(
+  loaded: LoadedModel,
+  name: string,
+  items: readonly TargetItem[],
+  options: EvaluateOptions,
+): Promise<TaskMetrics> {
+  const window = loaded.model.shape.maxSeqLen;
+  const requests = items.map((it) =>
+    pairRequest(encodePair(loaded.tokenizer, it.context, it.continuation), window)
+  );
+  return { kind: "target", ...targetMetrics(await score(loaded, name, requests, options)) };
+}
+
+async function documentTask(
+  loaded: LoadedModel,
+  name: string,
+  items: readonly DocumentItem[],
+  options: EvaluateOptions,
+): Promise<E.Either<ConfigInvalid, { metrics: TaskMetrics; windows: number }>> {
+  const max = loaded.model.shape.maxSeqLen;
+  const window = options.window ?? max;
+  const stride = options.stride ?? window;
+  if (!(Number.isInteger(window) && window >= 1 && window <= max)) {
+    return E.left(
+      configInvalid(
+        "--window",
+        `${window} must be an integer in 1..${max} (the model's maxSeqLen)`,
+      ),
+    );
+  }
+  if (!(Number.isInteger(stride) && stride >= 1 && stride <= window)) {
+    return E.left(
+      configInvalid("--stride", `${stride} must be an integer in 1..${window} (the window)`),
+    );
+  }
+  const tok = loaded.tokenizer;
+  const encoder = new TextEncoder();
+  const perDoc = items.map((it) => {
+    const ids = tok.encode(it.text);
+    return { ids, windows: rollingWindows(ids, tok.eot, window, stride) };
+  });
+  const scores = await score(loaded, name, perDoc.flatMap((d) => d.windows), options);
+  let k = 0;
+  const docs = items.map((it, i) => {
+    let logprob = 0;
+    for (let w = 0; w < perDoc[i]!.windows.length; w++) logprob += scores[k++]!.logprob;
+    return {
+      logprob,
+      tokens: perDoc[i]!.ids.length,
+      words: wordCount(it.text),
+      bytes: encoder.encode(it.text).length,
+    };
+  });
+  return E.right({
+    metrics: { kind: "documents", window, stride, ...perplexityMetrics(docs) },
+    windows: k,
+  });
+}
+
+/** Runs one task on the loaded model. */
+export async function evaluateTask(
+  loaded: LoadedModel,
+  task: ResolvedTask,
+  options: EvaluateOptions = {},
+): Promise<E.Either<ConfigInvalid | FileError, TaskResult>> {
+  const started = performance.now();
+  const records = await readRecords(task.def.reader, task.data, task.labels);
+  if (E.isLeft(records)) return records;
+  const limit = options.limit;
+  const kept = limit === undefined ? records.right : records.right.slice(0, limit);
+  if (kept.length === 0) return E.left(configInvalid(task.data, "the task has no records"));
+  const items = taskItems(task.def, kept);
+  if (E.isLeft(items)) return items;
+  const name = task.def.name;
+  const its = items.right;
+  let metrics: E.Either<ConfigInvalid, TaskMetrics>;
+  let requests: number;
+  switch (its.kind) {
+    case "choice":
+      requests = its.items.reduce((a, it) => a + it.options.length, 0);
+      metrics = E.right(await choiceTask(loaded, name, its.items, options));
+      break;
+    case "target":
+      requests = its.items.length;
+      metrics = E.right(await targetTask(loaded, name, its.items, options));
+      break;
+    case "documents":
+      {
+        const d = await documentTask(loaded, name, its.items, options);
+        metrics = E.map((x: { metrics: TaskMetrics }) => x.metrics)(d);
+        requests = E.isRight(d) ? d.right.windows : 0;
+      }
+      break;
+  }
+  if (E.isLeft(metrics)) return metrics;
+  return E.right({
+    name,
+    metrics: metrics.right,
+    requests,
+    seconds: (performance.now() - started) / 1000,
+  });
+}
