@@ -81,7 +81,7 @@ Deno.test("encodeAlpaca() masks the prompt and ends the response with end-of-tex
   const expected = whole.slice(1).map((t, i) => (i + 1 < prompt.length ? -1 : t));
   assertEquals(Array.from(x.targets), expected);
   assertEquals(x.responseTokens, 5);
-  assertEquals(x.truncated, false);
+  assert(!x.truncated);
   assertEquals(tok.decode(x.targets.filter((t) => t >= 0)), "Red.<|endoftext|>");
 });
 

@@ -1,0 +1,261 @@
+/**
+ * `deno task finetune CHECKPOINT --data FILE [--out DIR] [options]`
+ *
+ * Instruction tuning (Alpaca): full-parameter fine-tuning of a checkpoint on Alpaca records
+ * with the loss on the responses only; the composition root of `effects/finetune.ts`.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  exitCode,
+  type PipelineError,
+  renderError,
+} from "../base/mod.ts";
+import { type TokenizerName } from "../data/mod.ts";
+import {
+  createEngine,
+  finetune,
+  FINETUNE_DEFAULTS,
+  type FinetuneReport,
+  type FinetuneSettings,
+  type RunDirMode,
+} from "../effects/mod.ts";
+import { type BackendName, BACKENDS } from "../pipeline/mod.ts";
+import { booleanFlag, field, parseCommand, type ParsedCommand, stringFlag } from "./_args.ts";
+
+const D = FINETUNE_DEFAULTS;
+
+const USAGE = `Usage: deno task finetune CHECKPOINT --data FILE [options]
+
+Instruction tuning: trains every weight of CHECKPOINT on Alpaca records (Stanford Alpaca's
+prompt template, with and without "input"), the loss counted on the response tokens only.
+
+CHECKPOINT          a run's final/ or checkpoint/, or a Hugging Face LLaMA directory
+--data FILE         Alpaca records: a JSON array or JSONL of {instruction, input?, output}
+
+Options (defaults: the paper's fine-tuning settings, then Stanford Alpaca's):
+  --out DIR             run directory (default runs/<base>-sft): metrics, checkpoint/, final/,
+                        report.json
+  --epochs N            passes over the training examples (default ${D.epochs})
+  --lr X                peak learning rate of the cosine schedule, decaying to 0 (default ${D.lr})
+  --warmup N            linear warmup steps, clamped to the run's length − 1 (default ${D.warmup})
+  --batch N             examples per optimizer step (default ${D.batch})
+  --micro-batch N       examples per forward pass; gradients accumulate (default: --batch)
+  --weight-decay X      AdamW weight decay (default ${D.weightDecay}); β ${D.beta1}/${D.beta2}, clip ${D.clip}
+  --limit N             use only the first N records of FILE
+  --eval-examples N     records held out to measure the response loss before and after
+                        (default a tenth of the usable records, at most 32)
+  --checkpoint-every N  steps between checkpoints (default ${D.checkpointEvery})
+  --log-every N         steps between progress lines (default ${D.logEvery})
+  --seed S              held-out choice and example order (default ${D.seed})
+  --stop-after N        stop after N steps of this session, with a checkpoint to --resume from
+  --resume              continue the run in DIR from its checkpoint (same options)
+  --force               replace the earlier run in DIR (without it, a used DIR is refused)
+  --tokenizer NAME      bytes | gpt2, when the checkpoint does not record its tokenizer
+  --shape FILE          the model shape of a bare checkpoint/ directory
+  --backend NAME        ${BACKENDS.join(" | ")} (default auto)
+  -h, --help            show this help
+
+Prompts are kept whole: a record whose prompt alone is longer than the model's context is
+dropped (and counted); a response that does not fit loses its tail.`;
+
+interface FinetuneArgs {
+  readonly base: string;
+  readonly data: string;
+  readonly out: string;
+  readonly mode: RunDirMode;
+  readonly settings: FinetuneSettings;
+  readonly tokenizer?: TokenizerName;
+  readonly shapeFile?: string;
+  readonly backend: BackendName;
+  readonly stopAfter?: number;
+}
+
+type Parsed<A> = E.Either<ConfigInvalid, A>;
+
+/** A flag's value as an integer ≥ `min`, or undefined when the flag is absent. */
+function intFlag(cmd: ParsedCommand, name: string, min: number): Parsed<number | undefined> {
+  const raw = stringFlag(cmd, name);
+  if (raw === undefined) return E.right(undefined);
+  const n = Number(raw);
+  return /^\s*\d+\s*$/.test(raw) && Number.isSafeInteger(n) && n >= min
+    ? E.right(n)
+    : E.left(configInvalid(`--${name}`, `expected an integer ≥ ${min}, got "${raw}"`));
+}
+
+/** A flag's value as a finite number ≥ 0 (> 0 when `positive`), or undefined when absent. */
+function numberFlag(
+  cmd: ParsedCommand,
+  name: string,
+  positive: "positive" | "non-negative",
+): Parsed<number | undefined> {
+  const raw = stringFlag(cmd, name);
+  if (raw === undefined) return E.right(undefined);
+  const n = raw.trim() === "" ? NaN : Number(raw);
+  const ok = Number.isFinite(n) && (positive === "positive" ? n > 0 : n >= 0);
+  return ok
+    ? E.right(n)
+    : E.left(configInvalid(`--${name}`, `expected a ${positive} number, got "${raw}"`));
+}
+
+/** `runs/<name>-sft`, the name from the checkpoint's folder (its run's, for final/ and checkpoint/). */
+function defaultOut(base: string): string {
+  const parts = base.replace(/\/+$/, "").split("/").filter((p) => p !== "" && p !== ".");
+  const last = parts.at(-1) ?? "model";
+  const name = (last === "final" || last === "checkpoint") && parts.length > 1
+    ? parts.at(-2)!
+    : last;
+  return `runs/${name}-sft`;
+}
+
+function settingsOf(cmd: ParsedCommand): Parsed<FinetuneSettings & { stopAfter?: number }> {
+  const ints = {
+    epochs: intFlag(cmd, "epochs", 1),
+    warmup: intFlag(cmd, "warmup", 0),
+    batch: intFlag(cmd, "batch", 1),
+    microBatch: intFlag(cmd, "micro-batch", 1),
+    limit: intFlag(cmd, "limit", 1),
+    evalExamples: intFlag(cmd, "eval-examples", 0),
+    checkpointEvery: intFlag(cmd, "checkpoint-every", 1),
+    logEvery: intFlag(cmd, "log-every", 1),
+    seed: intFlag(cmd, "seed", 0),
+    stopAfter: intFlag(cmd, "stop-after", 1),
+    lr: numberFlag(cmd, "lr", "positive"),
+    weightDecay: numberFlag(cmd, "weight-decay", "non-negative"),
+  };
+  const given: Record<string, number> = {};
+  for (const [key, v] of Object.entries(ints)) {
+    if (E.isLeft(v)) return v;
+    if (v.right !== undefined) given[key] = v.right;
+  }
+  const batch = given.batch ?? D.batch;
+  return E.right(
+    { ...D, microBatch: batch, ...given } as FinetuneSettings & { stopAfter?: number },
+  );
+}
+
+function parseCli(argv: readonly string[]): Parsed<FinetuneArgs | "help"> {
+  const parsed = parseCommand(argv, {
+    data: { type: "string" },
+    out: { type: "string" },
+    epochs: { type: "string" },
+    lr: { type: "string" },
+    warmup: { type: "string" },
+    batch: { type: "string" },
+    "micro-batch": { type: "string" },
+    "weight-decay": { type: "string" },
+    limit: { type: "string" },
+    "eval-examples": { type: "string" },
+    "checkpoint-every": { type: "string" },
+    "log-every": { type: "string" },
+    seed: { type: "string" },
+    "stop-after": { type: "string" },
+    resume: { type: "boolean", default: false },
+    force: { type: "boolean", default: false },
+    tokenizer: { type: "string" },
+    shape: { type: "string" },
+    backend: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  });
+  if (E.isLeft(parsed)) return parsed;
+  const cmd = parsed.right;
+  if (booleanFlag(cmd, "help")) return E.right("help");
+  if (cmd.positionals.length !== 1) {
+    return E.left(configInvalid(
+      "command line",
+      `expected one CHECKPOINT, got ${cmd.positionals.length}\n\n${USAGE}`,
+    ));
+  }
+  const data = stringFlag(cmd, "data");
+  if (data === undefined || data.trim() === "") {
+    return E.left(configInvalid("--data", "is required: name the Alpaca JSON or JSONL file"));
+  }
+  const backend = stringFlag(cmd, "backend") ?? "auto";
+  if (!(BACKENDS as readonly string[]).includes(backend)) {
+    return E.left(configInvalid(
+      "--backend",
+      `unknown backend "${backend}": expected one of ${BACKENDS.join(", ")}`,
+    ));
+  }
+  const tokenizer = stringFlag(cmd, "tokenizer");
+  if (tokenizer !== undefined && tokenizer !== "bytes" && tokenizer !== "gpt2") {
+    return E.left(configInvalid("--tokenizer", `expected "bytes" or "gpt2", got "${tokenizer}"`));
+  }
+  if (booleanFlag(cmd, "resume") && booleanFlag(cmd, "force")) {
+    return E.left(
+      configInvalid("--resume/--force", "give one of them: continue the run or replace it"),
+    );
+  }
+  const settings = settingsOf(cmd);
+  if (E.isLeft(settings)) return settings;
+  const { stopAfter, ...rest } = settings.right;
+  const base = cmd.positionals[0] ?? "";
+  return E.right({
+    base,
+    data,
+    out: stringFlag(cmd, "out") ?? defaultOut(base),
+    mode: booleanFlag(cmd, "resume") ? "resume" : booleanFlag(cmd, "force") ? "replace" : "fresh",
+    settings: rest,
+    backend: backend as BackendName,
+    ...field("tokenizer", tokenizer as TokenizerName | undefined),
+    ...field("shapeFile", stringFlag(cmd, "shape")),
+    ...field("stopAfter", stopAfter),
+  });
+}
+
+function summary(r: FinetuneReport): string {
+  const h = r.heldOut;
+  return [
+    `Fine-tuned ${r.steps} steps on ${r.examples.train} examples (${r.responseTokens} response tokens); ` +
+    `response loss ${r.firstLoss?.toFixed(4)} at the first step, ${
+      r.lastLoss?.toFixed(4)
+    } at the last; ` +
+    `by epoch ${r.epochLoss.map((l) => l.toFixed(4)).join(", ")}`,
+    h === null
+      ? "No held-out examples (--eval-examples 0)"
+      : `Held-out response loss: ${h.before.toFixed(4)} before, ${
+        h.after.toFixed(4)
+      } after (${r.examples.heldOut} examples)`,
+  ].join("\n");
+}
+
+/** Runs the finetune command; resolves to the process exit code. */
+export async function main(
+  argv: readonly string[],
+  print: (line: string) => void = console.log,
+): Promise<number> {
+  const cli = parseCli(argv);
+  if (E.isLeft(cli)) return fail(cli.left);
+  if (cli.right === "help") {
+    print(USAGE);
+    return 0;
+  }
+  const a = cli.right;
+  const engine = await createEngine(a.backend)();
+  if (E.isLeft(engine)) return fail(engine.left);
+  const r = await finetune({
+    base: a.base,
+    data: a.data,
+    out: a.out,
+    mode: a.mode,
+    engine: engine.right,
+    settings: a.settings,
+    print,
+    ...field("tokenizer", a.tokenizer),
+    ...field("shapeFile", a.shapeFile),
+    ...field("stopAfter", a.stopAfter),
+  })();
+  if (E.isLeft(r)) return fail(r.left);
+  if (r.right.finished) print(summary(r.right.report));
+  return 0;
+}
+
+function fail(e: PipelineError): number {
+  console.error(renderError(e));
+  return exitCode(e);
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
