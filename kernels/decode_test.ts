@@ -208,6 +208,8 @@ onBackends("generate() stops on a stop id, on the caller's word and at a full wi
   const a = await generate(model, long, { maxNewTokens: 3, temperature: 0 });
   const b = await generate(model, long.slice(-GQA.maxSeqLen), { maxNewTokens: 3, temperature: 0 });
   assertEquals(a.ids, b.ids);
+  const limited = await generate(model, [1, 2], { maxNewTokens: 30, vocabLimit: 4, seed: 1 });
+  assert(limited.ids.every((id) => id < 4), `${limited.ids}`);
   await assertRejects(() => generate(model, [], { maxNewTokens: 1 }), "no tokens");
   await assertRejects(() => generate(model, [1], { maxNewTokens: 1, topP: 0 }), "top-p");
   disposeParams(model.params);

@@ -32,6 +32,8 @@ export interface GenerateOptions extends SamplingOptions {
   readonly overflow?: "slide" | "stop";
   /** Tokens kept when the window slides; default ⌊maxSeqLen/2⌋ (at least 1). */
   readonly slideKeep?: number;
+  /** Only ids below this are chosen (a tokenizer smaller than the model's padded vocabulary). */
+  readonly vocabLimit?: number;
 }
 
 /**
@@ -128,6 +130,7 @@ export async function generate(
   try {
     let logits = await refill();
     while (ids.length < options.maxNewTokens) {
+      if (options.vocabLimit !== undefined) logits.fill(-Infinity, options.vocabLimit);
       const token = sampleToken(logits, options, rng);
       if (stopIds.has(token)) return { ids, stop: "stop-id", stopId: token, prefills };
       ids.push(token);

@@ -1,0 +1,170 @@
+/**
+ * Text in, text out over `generate`: encodes the prompt with the model's tokenizer, streams the
+ * decoded continuation as it grows, stops at end-of-text or at a stop text (an Alpaca header:
+ * the model starting a new turn by itself), and times the run. Engine errors leave as
+ * `KernelFailed`.
+ *
+ * @module
+ */
+import * as TE from "fp-ts/lib/TaskEither.js";
+import { describeUnknown, type KernelFailed, kernelFailed } from "../base/mod.ts";
+import type { Tokenizer } from "../data/mod.ts";
+import { generate, type Model, type SamplingOptions, type StopReason } from "../kernels/mod.ts";
+
+/** The headers of the Alpaca template: a model that writes one has finished its response. */
+export const ALPACA_STOP_TEXTS: readonly string[] = [
+  "### Instruction:",
+  "### Input:",
+  "### Response:",
+];
+
+/** Options of {@link generateText}. */
+export interface TextOptions extends SamplingOptions {
+  readonly maxNewTokens: number;
+  readonly seed?: number;
+  /** Stop when the model emits end-of-text (default true). */
+  readonly stopAtEot?: boolean;
+  /** Stop when the text contains one of these; the text ends before it. */
+  readonly stopTexts?: readonly string[];
+  /** Use the key/value cache (default true). */
+  readonly cache?: boolean;
+}
+
+/** A continuation, why it ended and how fast it came. */
+export interface TextGeneration {
+  readonly text: string;
+  /** Every generated id (a stop text's tokens included, the end-of-text id not). */
+  readonly ids: readonly number[];
+  readonly stop: Exclude<StopReason, "caller"> | "stop-text";
+  readonly promptTokens: number;
+  /** Seconds from the call to the first new token (prefill and one sample). */
+  readonly firstTokenSeconds: number;
+  readonly seconds: number;
+  /** New tokens per second over the whole call. */
+  readonly tokensPerSec: number;
+}
+
+/** The model and tokenizer text generation needs (a `LoadedModel` fits). */
+export interface TextModel {
+  readonly model: Model;
+  readonly tokenizer: Tokenizer;
+}
+
+/**
+ * Turns a growing id sequence into text pieces that never need taking back: a trailing
+ * incomplete UTF-8 sequence (decoded as U+FFFD) and a tail that may be the start of a stop
+ * text are held until the next token settles them.
+ */
+export function textStream(
+  tokenizer: Tokenizer,
+  stopTexts: readonly string[] = [],
+): {
+  /** Adds an id; returns the new printable text and whether a stop text has appeared. */
+  push(id: number): { readonly text: string; readonly stopped: boolean };
+  /** The final text (cut before a stop text) and the part not yet returned by `push`. */
+  finish(): { readonly full: string; readonly rest: string };
+} {
+  const ids: number[] = [];
+  let emitted = 0;
+  let cut: number | undefined;
+  const current = (): string => {
+    const text = tokenizer.decode(ids);
+    return cut === undefined ? text : text.slice(0, cut);
+  };
+  return {
+    push(id) {
+      ids.push(id);
+      const text = tokenizer.decode(ids);
+      const at = stopTexts.map((s) => text.indexOf(s)).filter((i) => i >= 0);
+      if (at.length > 0) {
+        cut = Math.min(...at);
+        return { text: "", stopped: true };
+      }
+      let safe = text.length;
+      while (safe > emitted && text[safe - 1] === "\uFFFD") safe--;
+      safe -= heldForStop(text.slice(0, safe), stopTexts);
+      if (safe <= emitted) return { text: "", stopped: false };
+      const piece = text.slice(emitted, safe);
+      emitted = safe;
+      return { text: piece, stopped: false };
+    },
+    finish() {
+      const full = current();
+      return { full, rest: full.slice(Math.min(emitted, full.length)) };
+    },
+  };
+}
+
+/** Length of the longest tail of `text` that is a proper prefix of a stop text. */
+function heldForStop(text: string, stopTexts: readonly string[]): number {
+  let held = 0;
+  for (const s of stopTexts) {
+    for (let n = Math.min(s.length - 1, text.length); n > held; n--) {
+      if (text.endsWith(s.slice(0, n))) {
+        held = n;
+        break;
+      }
+    }
+  }
+  return held;
+}
+
+/**
+ * Generates a continuation of `prompt` (an empty prompt starts from end-of-text, as GPT-2's
+ * unconditional samples do), calling `onText` with each settled piece of text.
+ *
+ * @example
+ * ```ts
+ * import { generateText } from "./generate_text.ts";
+ * import { byteTokenizer } from "../data/mod.ts";
+ * import { initBackend, initParams } from "../kernels/mod.ts";
+ * await initBackend("cpu");
+ * const shape = {
+ *   hidden: 8, intermediate: 16, heads: 2, kvHeads: 1, layers: 1, vocab: 257,
+ *   tiedEmbeddings: true, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,
+ * };
+ * const model = { shape, params: initParams(shape, 1, 0), loraScale: 1 };
+ * const r = await generateText({ model, tokenizer: byteTokenizer() }, "Hi", { maxNewTokens: 4 })();
+ * console.assert(r._tag === "Right");
+ * for (const t of model.params.values()) t.dispose();
+ * ```
+ */
+export function generateText(
+  m: TextModel,
+  prompt: string,
+  options: TextOptions,
+  onText?: (piece: string) => void,
+): TE.TaskEither<KernelFailed, TextGeneration> {
+  return TE.tryCatch(async () => {
+    const { model, tokenizer } = m;
+    const encoded = tokenizer.encode(prompt);
+    const ids = encoded.length > 0 ? encoded : Int32Array.of(tokenizer.eot);
+    const stream = textStream(tokenizer, options.stopTexts);
+    const t0 = performance.now();
+    let first: number | undefined;
+    let stoppedByText = false;
+    const out = await generate(model, ids, {
+      ...options,
+      stopIds: (options.stopAtEot ?? true) ? [tokenizer.eot] : [],
+      vocabLimit: Math.min(tokenizer.vocabSize, model.shape.vocab),
+    }, (id) => {
+      first ??= performance.now();
+      const r = stream.push(id);
+      if (r.text !== "") onText?.(r.text);
+      stoppedByText = r.stopped;
+      return r.stopped;
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    const { full, rest } = stream.finish();
+    if (rest !== "") onText?.(rest);
+    return {
+      text: full,
+      ids: out.ids,
+      stop: stoppedByText ? "stop-text" : out.stop === "caller" ? "length" : out.stop,
+      promptTokens: ids.length,
+      firstTokenSeconds: ((first ?? performance.now()) - t0) / 1000,
+      seconds,
+      tokensPerSec: seconds > 0 ? out.ids.length / seconds : 0,
+    };
+  }, (e) => kernelFailed(`Generation failed: ${describeUnknown(e)}`));
+}
