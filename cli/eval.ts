@@ -164,6 +164,15 @@ function parseCli(argv: readonly string[]): E.Either<ConfigInvalid, EvalArgs | "
 /** The tasks of the command line, each with its data found, before any model is loaded. */
 async function resolveTasks(a: EvalArgs): Promise<E.Either<PipelineError, ResolvedTask[]>> {
   const out: ResolvedTask[] = [];
+  const unknown = a.tasks.find((n) => BUILTIN_TASKS[n] === undefined);
+  if (unknown !== undefined) {
+    return E.left(configInvalid(
+      "--tasks",
+      `unknown task "${unknown}": built-in tasks are ${
+        Object.keys(BUILTIN_TASKS).join(", ")
+      } (or give --task-file DEF --data PATH)`,
+    ));
+  }
   if (a.tasks.length > 0) {
     const dir = a.dataDir ?? DEFAULT_DATA_DIR;
     if (!(await exists(dir))) {
