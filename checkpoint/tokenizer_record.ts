@@ -29,6 +29,8 @@ export interface FoundTokenizer {
   readonly name: TokenizerName;
   /** E.g. `recorded in final/step-tokenizer.json`, or `guessed from the vocabulary size 257`. */
   readonly how: string;
+  /** Inferred from the files or the vocabulary size, not recorded by whoever wrote them. */
+  readonly guessed: boolean;
 }
 
 function isName(u: unknown): u is TokenizerName {
@@ -111,7 +113,7 @@ async function search(
 ): Promise<E.Either<CkptError, FoundTokenizer | undefined>> {
   const own = `${dir}/${TOKENIZER_FILE}`;
   if (await exists(own)) {
-    return E.map((name: TokenizerName) => ({ name, how: `recorded in ${own}` }))(
+    return E.map((name: TokenizerName) => ({ name, how: `recorded in ${own}`, guessed: false }))(
       await readRecord(own),
     );
   }
@@ -120,6 +122,7 @@ async function search(
     return E.map((name: TokenizerName) => ({
       name,
       how: `the run's data.tokenizer in ${pipeline}`,
+      guessed: false,
     }))(
       await fromPipeline(pipeline),
     );
@@ -132,12 +135,14 @@ async function search(
     return E.right({
       name: "gpt2",
       how: `guessed: BPE tokenizer files and a vocabulary of ${vocab} (GPT-2's 50,257 ids)`,
+      guessed: true,
     });
   }
   if (vocab === 257) {
     return E.right({
       name: "bytes",
       how: "guessed from the vocabulary size 257 (bytes + end-of-text)",
+      guessed: true,
     });
   }
   return E.right(undefined);

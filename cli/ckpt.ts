@@ -13,6 +13,7 @@ import {
   attachAdapters,
   type CheckpointFormat,
   DEFAULT_MAX_SHARD_BYTES,
+  findTokenizer,
   growCheckpoint,
   HF_DTYPES,
   type HfDtype,
@@ -24,6 +25,8 @@ import {
   requireFinite,
   saveCheckpoint,
   type Saved,
+  TOKENIZER_FILE,
+  tokenizerRecordText,
   torchDtype,
 } from "../checkpoint/mod.ts";
 import {
@@ -33,6 +36,7 @@ import {
   describeUnknown,
   exitCode,
   formatBytes,
+  ioFailed,
   kernelFailed,
   parseBytes,
   type PipelineError,
@@ -223,14 +227,34 @@ function save(
   output: Output,
   defaults: { format: CheckpointFormat; adapters: "separate" | "merge"; baseModel: string },
 ): TE.TaskEither<PipelineError, Saved> {
-  return saveCheckpoint(view, out, {
-    format: output.format ?? defaults.format,
-    dtype: output.dtype ?? torchDtype(view.dtype) ?? "float32",
-    maxShardBytes: output.maxShardBytes,
-    adapters: defaults.adapters,
-    baseModel: defaults.baseModel,
-    replace: output.replace,
-  });
+  return pipe(
+    saveCheckpoint(view, out, {
+      format: output.format ?? defaults.format,
+      dtype: output.dtype ?? torchDtype(view.dtype) ?? "float32",
+      maxShardBytes: output.maxShardBytes,
+      adapters: defaults.adapters,
+      baseModel: defaults.baseModel,
+      replace: output.replace,
+    }),
+    TE.flatMap((saved) => carryTokenizer(view, saved)),
+  );
+}
+
+/**
+ * The input's tokeniser, when it was recorded (not guessed), goes with the output: evaluation
+ * and generation of a grown, merged or exported model encode text as its training did.
+ */
+function carryTokenizer(view: ModelView, saved: Saved): TE.TaskEither<PipelineError, Saved> {
+  return async () => {
+    const found = await findTokenizer(view.source, view.shape.vocab);
+    if (E.isLeft(found) || found.right === undefined || found.right.guessed) return E.right(saved);
+    const w = await writeFileAtomic(
+      `${saved.dir}/${TOKENIZER_FILE}`,
+      tokenizerRecordText(found.right.name),
+    )();
+    if (E.isLeft(w)) return E.left(ioFailed(`${saved.dir}/${TOKENIZER_FILE}`, w.left.message));
+    return E.right({ ...saved, files: [...saved.files, TOKENIZER_FILE] });
+  };
 }
 
 function describeView(c: OpenedCheckpoint): string {
