@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--json] [--only solver,train,memory] [--backend auto,wasm,…]
+ * `deno task bench [--json] [--only solver,train,memory,generate] [--backend auto,wasm,…]
  * [--shapes "d,L,V,T,B;…"] [--steps N] [--rounds N] [--no-peer] [--peer-env stock]`
  *
  * Benchmarks, each measured side by side in one run (these machines are
@@ -15,6 +15,9 @@
  * `backend`, `description`, `tokensPerSec`, `gflops`, and when the peer ran
  * `peerTokensPerSec` and `ratio`), `peer`, `skipped`, `solver`, and `memory`.
  *
+ * Generation (`bench/generate_bench.ts`, `--only generate`, not in the default set: it takes
+ * minutes): tokens/s of greedy decoding with and without the key/value cache, and their ratio.
+ *
  * Memory (`bench/memory_bench.ts`): per backend, grid point and recompute mode, the measured
  * peak of a standard, a STEP stage-1 and a STEP stage-2 step against the buffer replay and the
  * planner, and tokens/s with and without recomputation.
@@ -28,6 +31,7 @@ import { peerEnv, type PeerResult, runPeer } from "./peer.ts";
 import { benchSolver, type SolverBenchResult } from "./solver_bench.ts";
 import { benchTraining, DEFAULT_SHAPES, type TrainBenchRow } from "./train_bench.ts";
 import { benchGpu, type GpuBenchRow, gpuBenchTable } from "./gpu_bench.ts";
+import { benchGeneration, GENERATE_TABLE_HEADER, generateBenchLine } from "./generate_bench.ts";
 import {
   benchMemory,
   MEMORY_GRID,
@@ -245,6 +249,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     log("");
     log(recomputeTable(rows));
     report.memory = rows;
+  }
+  if (only.has("generate") && backends.length > 0) {
+    log("");
+    log(
+      "Generation (greedy, batch 1): new tokens/s with the key/value cache and recomputing the " +
+        `whole context every token, median of ${rounds} alternating rounds; H = heads`,
+    );
+    log(GENERATE_TABLE_HEADER);
+    report.generate = await benchGeneration({
+      backends,
+      rounds,
+      onRow: (r) => log(generateBenchLine(r)),
+    });
   }
   if (values.json) console.log(JSON.stringify(report, null, 2));
   return 0;

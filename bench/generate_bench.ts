@@ -1,0 +1,131 @@
+/**
+ * Generation throughput: new tokens/s of greedy decoding with the key/value cache and without
+ * it (every token recomputes the whole context through `forwardLogits`), side by side in one
+ * run, per shape and backend. A prompt of half the context is prefilled, then the other half
+ * is generated, so no window slides and the uncached path's context grows from T/2 to T.
+ * Rounds alternate the two paths; each reports its median round. Both paths must produce the
+ * same tokens (a check, reported as `same`).
+ *
+ * Model per shape [d, L, V, T, H]: hidden d, L layers, vocabulary V, context T, H heads of
+ * d/H (SwiGLU width as in `train_bench.ts`), random LLaMA initialisation, batch 1.
+ *
+ * Run: `deno task bench --only generate [--backend auto,wasm] [--rounds N]`.
+ *
+ * @module
+ */
+import { disposeParams, generate, initParams, type Model } from "../kernels/mod.ts";
+import { benchShape, useBackend } from "./train_bench.ts";
+
+/** One measured (shape, backend). */
+export interface GenerateBenchRow {
+  /** [d, L, V, T, H]. */
+  readonly shape: readonly number[];
+  readonly backend: string;
+  readonly description: string;
+  readonly promptTokens: number;
+  readonly newTokens: number;
+  readonly cachedTokensPerSec: number;
+  readonly uncachedTokensPerSec: number;
+  /** cached / uncached. */
+  readonly ratio: number;
+  /** Both paths chose the same tokens. */
+  readonly same: boolean;
+}
+
+/** The study's model (d 192, 8 layers, bytes, context 128) and a wider, deeper-context one. */
+export const GENERATE_SHAPES: readonly (readonly [number, number, number, number, number])[] = [
+  [192, 8, 257, 128, 6],
+  [512, 8, 4096, 256, 8],
+];
+
+/** Options of {@link benchGeneration}. */
+export interface GenerateBenchOptions {
+  readonly backends: readonly string[];
+  readonly shapes?: readonly (readonly number[])[];
+  /** Alternating rounds per path (default 3). */
+  readonly rounds?: number;
+  /** Called with each finished row. */
+  readonly onRow?: (row: GenerateBenchRow) => void;
+}
+
+const CACHED = true;
+const UNCACHED = false;
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)]!;
+}
+
+/**
+ * Measures generated tokens/s with and without the cache.
+ *
+ * @example
+ * ```ts
+ * import { benchGeneration } from "./generate_bench.ts";
+ * const [row] = await benchGeneration({ backends: ["wasm"], shapes: [[32, 2, 64, 16, 2]], rounds: 1 });
+ * console.assert(row!.same);
+ * ```
+ */
+export async function benchGeneration(opts: GenerateBenchOptions): Promise<GenerateBenchRow[]> {
+  const rows: GenerateBenchRow[] = [];
+  const rounds = Math.max(1, opts.rounds ?? 3);
+  for (const backend of opts.backends) {
+    const description = await useBackend(backend);
+    for (const dims of opts.shapes ?? GENERATE_SHAPES) {
+      const [d, layers, vocab, seq, heads] = dims as [number, number, number, number, number];
+      const shape = benchShape(d, layers, vocab, seq, heads);
+      const model: Model = { shape, params: initParams(shape, layers, 0), loraScale: 1 };
+      try {
+        const promptTokens = Math.floor(seq / 2);
+        const newTokens = seq - promptTokens;
+        const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 7919 + 13) % vocab);
+        const timed = async (cache: boolean, n: number) => {
+          const t0 = performance.now();
+          const r = await generate(model, prompt, { maxNewTokens: n, temperature: 0, cache });
+          return { rate: r.ids.length / ((performance.now() - t0) / 1000), ids: r.ids.join() };
+        };
+        await timed(CACHED, 4); // warm-up: kernels compile and allocate on first use
+        await timed(UNCACHED, 2);
+        const cached: number[] = [];
+        const uncached: number[] = [];
+        let same = true;
+        for (let round = 0; round < rounds; round++) {
+          const a = await timed(CACHED, newTokens);
+          const b = await timed(UNCACHED, newTokens);
+          cached.push(a.rate);
+          uncached.push(b.rate);
+          same &&= a.ids === b.ids;
+        }
+        const row: GenerateBenchRow = {
+          shape: [...dims],
+          backend,
+          description,
+          promptTokens,
+          newTokens,
+          cachedTokensPerSec: median(cached),
+          uncachedTokensPerSec: median(uncached),
+          ratio: median(cached) / median(uncached),
+          same,
+        };
+        opts.onRow?.(row);
+        rows.push(row);
+      } finally {
+        disposeParams(model.params);
+      }
+    }
+  }
+  return rows;
+}
+
+/** The header of {@link generateBenchLine}'s table. */
+export const GENERATE_TABLE_HEADER =
+  "shape [d, L, V, T, H]       backend   prompt+new   cached tok/s   uncached tok/s   ratio   same";
+
+/** One row of the generation table. */
+export function generateBenchLine(r: GenerateBenchRow): string {
+  return `[${r.shape.join(", ")}]`.padEnd(28) + r.backend.padEnd(10) +
+    `${r.promptTokens}+${r.newTokens}`.padStart(10) +
+    r.cachedTokensPerSec.toFixed(1).padStart(15) +
+    r.uncachedTokensPerSec.toFixed(1).padStart(17) +
+    r.ratio.toFixed(2).padStart(8) + (r.same ? "yes" : "NO").padStart(7);
+}
