@@ -29,6 +29,7 @@ import { readMetrics } from "../effects/mod.ts";
 import {
   type BackendName,
   BACKENDS,
+  type CompareEvalSettings,
   type CompareMethod,
   type ComparePlan,
   comparePlan,
@@ -196,6 +197,74 @@ async function readTiming(path: string): Promise<E.Either<PipelineError, Timing>
 }
 
 const RUN_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), "run.ts");
+const EVAL_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), "eval.ts");
+
+/** Each run's evaluation, beside its report (`deno task eval --out`). */
+export const EVAL_FILE = "eval.json";
+
+/** The built-in tasks `compare.eval` asks for, in order (WikiText last). */
+function evalTasks(e: CompareEvalSettings): string[] {
+  return [...e.tasks, ...(e.wikitext ? ["wikitext"] : [])];
+}
+
+/** Whether an earlier `eval.json` measured what the config now asks for. */
+async function evaluatedAlready(path: string, e: CompareEvalSettings): Promise<boolean> {
+  try {
+    const json = JSON.parse(await Deno.readTextFile(path)) as {
+      limit?: unknown;
+      tasks?: Record<string, unknown>;
+    };
+    const had = Object.keys(json.tasks ?? {}).sort().join(",");
+    return json.limit === e.limit && had === evalTasks(e).sort().join(",");
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Evaluates a finished run's final model in its own `deno task eval` process (as runs are run),
+ * writing `DIR/eval.json`; resolves to the exit code.
+ */
+async function evaluateOne(
+  id: string,
+  dir: string,
+  e: CompareEvalSettings,
+  backend: BackendName | undefined,
+): Promise<number> {
+  const path = join(dir, EVAL_FILE);
+  if (await evaluatedAlready(path, e)) {
+    console.log(`${id}: evaluated earlier, not evaluated again`);
+    return 0;
+  }
+  console.log(`\n=== ${id}: evaluating ${evalTasks(e).join(", ")} (first ${e.limit} items) ===`);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      "--unstable-webgpu",
+      EVAL_SCRIPT,
+      join(dir, RUN_DIR.final),
+      "--tasks",
+      evalTasks(e).join(","),
+      "--limit",
+      String(e.limit),
+      "--batch",
+      String(e.batch),
+      "--data-dir",
+      e.dataDir,
+      "--out",
+      path,
+      ...(backend === undefined ? [] : ["--backend", backend]),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  await Promise.all([
+    forwardLines(child.stdout, (l) => console.log(l)),
+    forwardLines(child.stderr, (l) => console.error(l)),
+  ]);
+  return (await child.status).code;
+}
 
 /** Runs (or resumes) one run in its own `deno task run` process; resolves to its exit code. */
 async function runOne(
@@ -338,6 +407,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       console.log(`${run.id}: finished earlier, not run again`);
       continue;
     }
+    // The final model changes: its earlier evaluation, if any, no longer describes it.
+    await Deno.remove(join(dir, EVAL_FILE)).catch(() => {});
     const t0 = performance.now();
     const code = await runOne(run, { graph: join(graphsDir, `${run.id}.yaml`), dir }, args.backend);
     timing[run.id] = (timing[run.id] ?? 0) + (performance.now() - t0) / 1000;
@@ -348,6 +419,21 @@ export async function main(argv: readonly string[]): Promise<number> {
         `${run.id} stopped with exit code ${code}; run the same command again to resume it`,
       );
       return code;
+    }
+  }
+  const e = config.compare.eval;
+  if (e !== undefined && !(await exists(e.dataDir))) {
+    console.log(
+      `\nZero-shot evaluation skipped: ${e.dataDir} (compare.eval.dataDir) does not exist; ` +
+        "the report's zero-shot and WikiText columns stay empty",
+    );
+  } else if (e !== undefined) {
+    for (const run of p.runs) {
+      const code = await evaluateOne(run.id, join(runsDir, run.id), e, args.backend);
+      if (code !== 0) {
+        console.error(`${run.id}: evaluation stopped with exit code ${code}`);
+        return code;
+      }
     }
   }
   return await writeReport(config, p, {
@@ -381,11 +467,18 @@ async function writeReport(
       return fail(ioFailed(join(dir, RUN_DIR.report), describeUnknown(e)));
     }
     if (typeof report.backend === "string") backend = report.backend;
+    let evaluation: Record<string, unknown> | undefined;
+    try {
+      evaluation = JSON.parse(await Deno.readTextFile(join(dir, EVAL_FILE)));
+    } catch {
+      evaluation = undefined; // not evaluated (compare.eval is false, or no data)
+    }
     outcomes.push({
       run,
       wallSeconds: at.timing[run.id] ?? 0,
       report,
       metrics: await readMetrics(dir),
+      ...(evaluation === undefined ? {} : { evaluation }),
     });
   }
   const second = config.compare.secondCorpus === undefined ? undefined : config.compare.secondLabel;

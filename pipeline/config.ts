@@ -152,6 +152,20 @@ export const CompareCodec = strict("compare", {}, {
   secondBatches: PositiveInt,
   /** Fraction of ReLoRA's compute spent on its full-rank warm start. */
   reloraWarmStart: Fraction,
+  /**
+   * Zero-shot tasks and WikiText perplexity of every run's final model (`deno task eval`), or
+   * `false` for none.
+   */
+  eval: t.union([
+    t.literal(false),
+    strict("compare.eval", {}, {
+      tasks: t.array(t.string),
+      wikitext: t.boolean,
+      limit: PositiveInt,
+      dataDir: t.string,
+      batch: PositiveInt,
+    }),
+  ]),
 });
 
 /** Codec of the `training:` section (used by `run`). */
@@ -238,7 +252,31 @@ export interface CompareSettings {
   readonly secondLabel: string;
   readonly secondBatches: number;
   readonly reloraWarmStart: number;
+  /** What `deno task eval` measures on each run's final model; undefined: nothing. */
+  readonly eval: CompareEvalSettings | undefined;
 }
+
+/** The evaluation of each compared run (`compare.eval`). */
+export interface CompareEvalSettings {
+  /** Built-in zero-shot tasks; their mean `acc` is the report's zero-shot column. */
+  readonly tasks: readonly string[];
+  /** Whether WikiText's rolling perplexity is measured too. */
+  readonly wikitext: boolean;
+  /** The first N items of each zero-shot task. */
+  readonly limit: number;
+  /** Where the tasks' data is (a missing folder skips the evaluation with a notice). */
+  readonly dataDir: string;
+  readonly batch: number;
+}
+
+/** Defaults of `compare.eval`: the shared zero-shot tasks, 500 items each, and WikiText. */
+export const COMPARE_EVAL_DEFAULTS: CompareEvalSettings = {
+  tasks: ["piqa", "hellaswag", "arc_easy", "lambada"],
+  wikitext: true,
+  limit: 500,
+  dataDir: "../shared/data",
+  batch: 16,
+};
 
 /** Planner settings with defaults applied. */
 export interface PlanSettings {
@@ -320,6 +358,7 @@ export const COMPARE_DEFAULTS: CompareSettings = {
   secondLabel: "second corpus",
   secondBatches: 32,
   reloraWarmStart: 0.25,
+  eval: COMPARE_EVAL_DEFAULTS,
 };
 
 /** Defaults of the `training:` section: a tiny run that finishes in minutes on 2 cores. */
@@ -533,6 +572,9 @@ export function resolveConfig(
       ...input.compare,
       accounting: b?.accounting ?? COMPARE_DEFAULTS.accounting,
       secondCorpus: input.compare?.secondCorpus,
+      eval: input.compare?.eval === false
+        ? undefined
+        : { ...COMPARE_EVAL_DEFAULTS, ...input.compare?.eval },
     },
   });
 }

@@ -18,6 +18,8 @@ export interface RunOutcome {
   readonly report: Readonly<Record<string, unknown>>;
   /** The run's `metrics.jsonl` records. */
   readonly metrics: readonly Readonly<Record<string, unknown>>[];
+  /** The final model's `deno task eval --json` object, when it was evaluated. */
+  readonly evaluation?: Readonly<Record<string, unknown>>;
 }
 
 /** One entry of `report.json`'s `runs`. */
@@ -41,6 +43,13 @@ export interface RunRow {
   readonly valPerplexity: number | null;
   readonly secondLoss: number | null;
   readonly secondPerplexity: number | null;
+  /** Mean `acc` over the zero-shot tasks evaluated (0–1), the paper's downstream column. */
+  readonly zeroShotMean: number | null;
+  /** Each zero-shot task's `acc`. */
+  readonly zeroShot: Readonly<Record<string, number>> | null;
+  /** WikiText's rolling-window perplexity per token (`deno task eval`'s `wikitext`). */
+  readonly wikitextPerplexity: number | null;
+  readonly wikitextBitsPerByte: number | null;
 }
 
 /** Mean and sample standard deviation (null with fewer than two values). */
@@ -54,6 +63,9 @@ const SUMMARY_FIELDS = [
   "valLoss",
   "valPerplexity",
   "secondPerplexity",
+  "zeroShotMean",
+  "wikitextPerplexity",
+  "wikitextBitsPerByte",
   "measuredPeakBytes",
   "predictedPeakBytes",
   "plannerPeakBytes",
@@ -94,6 +106,27 @@ function secondLoss(o: RunOutcome, label: string | undefined): number | null {
   return num(evals.at(-1)?.valLoss);
 }
 
+/** The zero-shot and WikiText figures of a run's evaluation. */
+function evaluationFields(o: RunOutcome): Pick<
+  RunRow,
+  "zeroShotMean" | "zeroShot" | "wikitextPerplexity" | "wikitextBitsPerByte"
+> {
+  const tasks = (o.evaluation?.tasks ?? {}) as Record<string, Record<string, unknown>>;
+  const zeroShot: Record<string, number> = {};
+  for (const [name, t] of Object.entries(tasks)) {
+    const acc = num(t.acc);
+    if (acc !== null) zeroShot[name] = acc;
+  }
+  const accs = Object.values(zeroShot);
+  const wiki = tasks.wikitext;
+  return {
+    zeroShotMean: accs.length === 0 ? null : accs.reduce((a, b) => a + b, 0) / accs.length,
+    zeroShot: accs.length === 0 ? null : zeroShot,
+    wikitextPerplexity: num(wiki?.token_perplexity),
+    wikitextBitsPerByte: num(wiki?.bits_per_byte),
+  };
+}
+
 /** A run's row of `report.json`. */
 export function runRow(
   o: RunOutcome,
@@ -123,6 +156,7 @@ export function runRow(
     valPerplexity: val === null ? null : Math.exp(val),
     secondLoss: second,
     secondPerplexity: second === null ? null : Math.exp(second),
+    ...evaluationFields(o),
   };
 }
 
@@ -193,14 +227,16 @@ export function compareReportMarkdown(facts: CompareFacts, rows: readonly RunRow
     "method under the config's `memory:` terms; *model state* weights, gradients and Adam " +
     "moments counted role by role. Mean ± sample standard deviation over seeds.",
     "",
-    `| method | seeds | peak memory (measured) | vs standard | predicted peak | planner | model state | val PPL | ${second} PPL | tokens | steps | wall |`,
-    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    `| method | seeds | peak memory (measured) | vs standard | predicted peak | planner | model state | val PPL | ${second} PPL | WikiText PPL (rolling) | zero-shot acc | tokens | steps | wall |`,
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ...summary.map((s) =>
       `| ${s.method} | ${s.seeds} | ${pm(s.measuredPeakBytes, formatBytes)} | ${vsStd(s)} | ${
         pm(s.predictedPeakBytes, formatBytes)
       } | ${pm(s.plannerPeakBytes, formatBytes)} | ${pm(s.accountedStateBytes, formatBytes)} | ${
         pm(s.valPerplexity, fixed(3))
-      } | ${pm(s.secondPerplexity, fixed(3))} | ${pm(s.tokens, (v) => String(Math.round(v)))} | ${
+      } | ${pm(s.secondPerplexity, fixed(3))} | ${pm(s.wikitextPerplexity, fixed(3))} | ${
+        pm(s.zeroShotMean, (v) => `${(100 * v).toFixed(1)}%`)
+      } | ${pm(s.tokens, (v) => String(Math.round(v)))} | ${
         pm(s.steps, (v) => String(Math.round(v)))
       } | ${pm(s.wallSeconds, (v) => `${v.toFixed(0)} s`)} |`
     ),
@@ -222,8 +258,34 @@ export function compareReportMarkdown(facts: CompareFacts, rows: readonly RunRow
       } |`
     ),
     "",
+    ...zeroShotSection(rows),
   ];
   return lines.join("\n");
+}
+
+/** Each run's zero-shot accuracies and WikiText figures, when the runs were evaluated. */
+function zeroShotSection(rows: readonly RunRow[]): string[] {
+  const tasks = [...new Set(rows.flatMap((r) => Object.keys(r.zeroShot ?? {})))];
+  if (tasks.length === 0 && rows.every((r) => r.wikitextPerplexity === null)) return [];
+  const pct = (v: number | undefined | null) =>
+    v === undefined || v === null ? "–" : (100 * v).toFixed(1);
+  return [
+    "## Zero-shot tasks and WikiText (`deno task eval` on each final model)",
+    "",
+    "Accuracy (`acc`, %) per task and its mean; WikiText's rolling-window perplexity per token " +
+    "and bits per byte.",
+    "",
+    `| method | seed | ${tasks.join(" | ")} | mean | WikiText PPL | bits/byte |`,
+    `|---|---|${tasks.map(() => "---|").join("")}---|---|---|`,
+    ...rows.map((r) =>
+      `| ${r.method} | ${r.seed} | ${tasks.map((t) => pct(r.zeroShot?.[t])).join(" | ")} | ${
+        pct(r.zeroShotMean)
+      } | ${r.wikitextPerplexity?.toFixed(3) ?? "–"} | ${
+        r.wikitextBitsPerByte?.toFixed(4) ?? "–"
+      } |`
+    ),
+    "",
+  ];
 }
 
 function bytes(b: number | null): string {

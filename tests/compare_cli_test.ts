@@ -10,6 +10,8 @@ import { main } from "../cli/compare.ts";
 import type { RunRow } from "../report/mod.ts";
 
 const SMOKE = "examples/configs/compare-smoke.yaml";
+/** The smoke config's `compare.eval.dataDir` (the default), relative to the working directory. */
+const HAVE_SHARED = await Deno.stat("../shared/data").then((s) => s.isDirectory, () => false);
 const METHODS = ["standard", "relora", "galore", "step-2", "step-3"];
 
 type Row = RunRow;
@@ -57,6 +59,25 @@ Deno.test({
         assert((await Deno.stat(join(dir, f))).size > 0, f);
       }
       assertStringIncludes(await Deno.readTextFile(join(dir, "report.md")), "| step-2 | 1 |");
+      // Zero-shot tasks and WikiText on each final model, where the shared data is.
+      if (HAVE_SHARED) {
+        for (const row of r.runs) {
+          assertEquals(Object.keys(row.zeroShot ?? {}).sort(), [
+            "arc_easy",
+            "hellaswag",
+            "lambada",
+            "piqa",
+          ]);
+          assert(row.zeroShotMean! >= 0 && row.zeroShotMean! <= 1, `${row.method} zero-shot`);
+          assert(
+            row.wikitextPerplexity! > 1 && row.wikitextBitsPerByte! > 0,
+            `${row.method} wikitext`,
+          );
+        }
+      } else {
+        assertStringIncludes(first.out, "Zero-shot evaluation skipped");
+        assert(r.runs.every((x) => x.zeroShotMean === null && x.wikitextPerplexity === null));
+      }
 
       // A second call runs nothing again.
       const metrics = join(dir, "runs", "standard-s0", "metrics.jsonl");
@@ -64,6 +85,9 @@ Deno.test({
       const again = await capture(main, [SMOKE, "--out", dir]);
       assertEquals(again.code, 0, again.err);
       assertEquals((again.out.match(/finished earlier, not run again/g) ?? []).length, 5);
+      if (HAVE_SHARED) {
+        assertEquals((again.out.match(/evaluated earlier, not evaluated again/g) ?? []).length, 5);
+      }
       assertEquals(await mtime(metrics), before);
 
       // A run interrupted after its last checkpoint resumes from it.
@@ -73,6 +97,7 @@ Deno.test({
       const resumed = await capture(main, [SMOKE, "--out", dir]);
       assertEquals(resumed.code, 0, resumed.err);
       assertStringIncludes(resumed.out, "=== step-2-s0: resuming");
+      if (HAVE_SHARED) assertStringIncludes(resumed.out, "=== step-2-s0: evaluating");
       assertEquals((await report(dir)).runs.map((x) => x.valLoss), r.runs.map((x) => x.valLoss));
     } finally {
       await Deno.remove(dir, { recursive: true });
