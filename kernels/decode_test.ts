@@ -17,7 +17,7 @@ import { generate, type GenerateOptions } from "./generate.ts";
 import { forwardLogits, type Model } from "./model.ts";
 import { disposeParams, importParams, type Params } from "./params.ts";
 import { maxAbsDiff, TESTED_BACKENDS } from "./_test_util.ts";
-import { initBackend } from "./backend.ts";
+import { type BackendName, initBackend, webGpuUnavailable } from "./backend.ts";
 
 const GQA: LlamaShape = {
   hidden: 16,
@@ -84,14 +84,32 @@ async function take(logits: tf.Tensor1D): Promise<Float32Array> {
   return data;
 }
 
-/** Runs `fn` on every tested backend and on `auto` (wasm with its fused attention kernel). */
-function onBackends(name: string, fn: () => Promise<void> | void): void {
+/**
+ * Generation logic does not depend on the backend: on a software GPU driver it only costs time
+ * (the kernels are covered by the logits tests).
+ */
+const CPU_BACKENDS = [...TESTED_BACKENDS.filter((b) => b !== "webgpu"), "auto"] as const;
+
+/**
+ * Runs `fn` on every tested backend (webgpu when an adapter exists) and on `auto` (wasm with
+ * its fused attention kernel).
+ */
+function onBackends(
+  name: string,
+  fn: () => Promise<void> | void,
+  backends: readonly (BackendName | "auto")[] = [...TESTED_BACKENDS, "auto"],
+): void {
   Deno.test({
     name,
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async (t) => {
-      for (const backend of [...TESTED_BACKENDS.filter((b) => b !== "webgpu"), "auto"] as const) {
+      for (const backend of backends) {
+        const why = backend === "webgpu" ? await webGpuUnavailable() : undefined;
+        if (why !== undefined) {
+          await t.step({ name: `${backend} (skipped: ${why})`, ignore: true, fn: () => {} });
+          continue;
+        }
         const got = backend === "auto" ? await startBackend("auto")() : await initBackend(backend);
         if (E.isLeft(got)) throw new Error(`${backend}: ${JSON.stringify(got.left)}`);
         await t.step(backend, fn);
@@ -172,6 +190,7 @@ for (const c of CASES) {
       assertEquals(tf.memory().numTensors, before, "tensors left by generate");
       disposeParams(model.params);
     },
+    CPU_BACKENDS,
   );
 }
 
@@ -213,7 +232,7 @@ onBackends("generate() stops on a stop id, on the caller's word and at a full wi
   await assertRejects(() => generate(model, [], { maxNewTokens: 1 }), "no tokens");
   await assertRejects(() => generate(model, [1], { maxNewTokens: 1, topP: 0 }), "top-p");
   disposeParams(model.params);
-});
+}, CPU_BACKENDS);
 
 function throwsWith(f: () => unknown, text: string): void {
   try {
