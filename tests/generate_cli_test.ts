@@ -266,7 +266,7 @@ cliTest(
     assertEquals(parts.length, 2, stdout);
     // The same greedy answer before and after /reset; nothing answered after /quit.
     assertEquals(parts[0], parts[1]);
-  assert(parts[0]!.length > 3 && parts[0]!.endsWith("\n"), JSON.stringify(stdout));
+    assert(parts[0]!.length > 3 && parts[0]!.endsWith("\n"), JSON.stringify(stdout));
     assert(!stdout.includes("> "), "no prompt marker when stdin is not a terminal");
     assertStringIncludes(stderr, "/reset starts over");
   },
