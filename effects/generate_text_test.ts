@@ -1,4 +1,4 @@
-import { assertEquals } from "../tests/assert.ts";
+import { assert, assertEquals } from "../tests/assert.ts";
 import { byteTokenizer } from "../data/mod.ts";
 import { ALPACA_STOP_TEXTS, textStream } from "./generate_text.ts";
 
@@ -28,12 +28,12 @@ Deno.test("textStream() never prints half a UTF-8 character", () => {
 
 Deno.test("textStream() stops at a stop text and holds back what may start one", () => {
   const r = pieces("Sure.\n\n### Instruction:\nmore", ALPACA_STOP_TEXTS);
-  assertEquals(r.stopped, true);
+  assert(r.stopped, "the header stops the stream");
   assertEquals(r.full, "Sure.\n\n");
   assertEquals(r.out.join(""), "Sure.\n\n");
   // "#" is held while it might begin a header, then released when it does not.
   const s = pieces("a # b ## c", ALPACA_STOP_TEXTS);
-  assertEquals(s.stopped, false);
+  assert(!s.stopped, "no header, no stop");
   assertEquals(s.out.join(""), "a # b ## c");
   // A tail that only looks like a header's start comes out at the end.
   assertEquals(pieces("x ### Resp", ALPACA_STOP_TEXTS).out.join(""), "x ### Resp");
