@@ -8,6 +8,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { type LlamaShape, type PipelineError, trainingDiverged } from "../base/mod.ts";
+import { CHECKPOINT_FILES, RUN_DIR } from "../checkpoint/mod.ts";
 import type { SftSet } from "../data/mod.ts";
 import {
   type ClockEffect,
@@ -109,7 +110,7 @@ async function start(
     const ckpt = await c.dir.store.loadCheckpoint()();
     if (E.isLeft(ckpt)) return ckpt;
     if (ckpt.right !== undefined) {
-      const where = `${c.dir.dir}/checkpoint/state.json`;
+      const where = `${c.dir.dir}/${RUN_DIR.checkpoint}/${CHECKPOINT_FILES.state}`;
       const progress = resumedProgress(ckpt.right.progress, c.settings, where);
       if (E.isLeft(progress)) return progress;
       const state = await c.engine.restore(c.shape, ckpt.right.snapshot)();

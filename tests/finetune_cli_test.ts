@@ -8,9 +8,17 @@ import * as E from "fp-ts/lib/Either.js";
 import { assert, assertAlmostEquals, assertEquals, assertStringIncludes } from "./assert.ts";
 import { main } from "../cli/finetune.ts";
 import { createEngine, type FinetuneReport, loadModel, runDirStore } from "../effects/mod.ts";
-import type { LlamaShape } from "../base/mod.ts";
+import { isAdapterName, type LlamaShape, loraNames, projectionWeight } from "../base/mod.ts";
 import { alpacaPrompt, byteTokenizer, encodeAlpaca } from "../data/mod.ts";
-import { disposeParams, exportParams, forwardLogits, initParams } from "../kernels/mod.ts";
+import * as tf from "@tensorflow/tfjs-core";
+import {
+  disposeParams,
+  evalLoss,
+  exportParams,
+  forwardLogits,
+  initParams,
+} from "../kernels/mod.ts";
+import { baseState } from "../effects/_finetune_prepare.ts";
 import { padExamples } from "../pipeline/mod.ts";
 import { capture, type Captured } from "./cli_capture.ts";
 
@@ -239,6 +247,54 @@ Deno.test({
     assert(E.isRight(stepped));
     assertAlmostEquals(stepped.right.loss, sum / count, 1e-4);
     engine.right.dispose(stepped.right.state);
+  },
+});
+
+Deno.test({
+  name: "a base with LoRA adapters is merged into a plain model that computes the same loss",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const engine = await createEngine("auto")();
+    assert(E.isRight(engine));
+    const s = shape(1, 64);
+    const params = new Map(initParams(s, 1, 5));
+    for (const p of ["q", "down"] as const) {
+      const w = projectionWeight(0, p);
+      const [inDim, outDim] = params.get(w)!.shape as [number, number];
+      const { a, b } = loraNames(w);
+      params.set(a, tf.randomNormal([inDim, 4], 0, 0.3, "float32", 1));
+      params.set(b, tf.randomNormal([4, outDim], 0, 0.3, "float32", 2));
+    }
+    const model = { shape: s, params, loraScale: 0.5 };
+    const batch = {
+      tokens: Int32Array.from({ length: 32 }, (_, i) => (i * 37) % 257),
+      targets: Int32Array.from({ length: 32 }, (_, i) => (i < 10 ? -1 : (i * 37 + 37) % 257)),
+      batch: 1,
+      seq: 32,
+    };
+    const withAdapters = await evalLoss(model, [batch]);
+    const plain = new Map([...params].filter(([n]) => !isAdapterName(n)));
+    // The adapters change the function, so an unmerged (dropped) adapter would show.
+    const without = await evalLoss({ ...model, params: plain }, [batch]);
+    assert(Math.abs(without - withAdapters) > 1e-3, `${without} vs ${withAdapters}`);
+    const plainParams = [...plain.values()].reduce((sum, t) => sum + t.size, 0);
+    const state = await baseState(engine.right, {
+      model,
+      tokenizer: byteTokenizer(),
+      tokenizerHow: "given",
+      source: "memory",
+      format: "step",
+      dispose: () => disposeParams(params),
+    });
+    assert(E.isRight(state));
+    const stats = engine.right.stats(state.right);
+    assertEquals([stats.adapterParams, stats.frozenParams], [0, 0]);
+    assertEquals(stats.trainableParams, plainParams);
+    const merged = await engine.right.evaluate(state.right, [batch])();
+    assert(E.isRight(merged));
+    assertAlmostEquals(merged.right, withAdapters, 1e-4);
+    engine.right.dispose(state.right);
   },
 });
 
