@@ -45,9 +45,15 @@ export interface GenerateIo {
 
 const encoder = new TextEncoder();
 
+/** Writes all of `text` to stdout (a pipe may take a write in parts). */
+function writeStdout(text: string): void {
+  const bytes = encoder.encode(text);
+  for (let done = 0; done < bytes.length;) done += Deno.stdout.writeSync(bytes.subarray(done));
+}
+
 /** The process's stdout and stderr. */
 export const STD_IO: GenerateIo = {
-  write: (text) => Deno.stdout.writeSync(encoder.encode(text)),
+  write: writeStdout,
   line: (text) => console.log(text),
   note: (text) => console.error(text),
 };

@@ -85,34 +85,59 @@ export function samplingDistribution(
   const temperature = options.temperature ?? 1;
   const topK = options.topK ?? 0;
   const topP = options.topP ?? 1;
-  let kept: number[];
-  if (topK > 0 && topK < v) kept = byLogit(logits).slice(0, topK);
-  else if (topP < 1) kept = byLogit(logits);
-  else kept = Array.from({ length: v }, (_, i) => i);
+  const limited = topK > 0 && topK < v;
+  // With top-k, only the k largest logits (sorted); without, every index.
+  const kept = limited ? largest(logits, (idx) => idx.length >= topK).slice(0, topK) : undefined;
+  const count = kept?.length ?? v;
+  const at = kept === undefined ? (j: number) => j : (j: number) => kept[j]!;
   let max = -Infinity;
-  for (const i of kept) max = Math.max(max, logits[i]!);
+  for (let j = 0; j < count; j++) max = Math.max(max, logits[at(j)]!);
   let sum = 0;
-  for (const i of kept) {
-    const e = Math.exp((logits[i]! - max) / temperature);
-    probs[i] = e;
+  for (let j = 0; j < count; j++) {
+    const e = Math.exp((logits[at(j)]! - max) / temperature);
+    probs[at(j)] = e;
     sum += e;
   }
-  for (const i of kept) probs[i]! /= sum;
-  if (topP < 1) {
-    // `kept` is sorted by logit, hence by probability: the nucleus is a prefix.
-    let mass = 0;
-    let end = 0;
-    while (end < kept.length && mass < topP) mass += probs[kept[end++]!]!;
-    for (let j = end; j < kept.length; j++) probs[kept[j]!] = 0;
-    for (let j = 0; j < end; j++) probs[kept[j]!]! /= mass;
-  }
-  return probs;
+  for (let j = 0; j < count; j++) probs[at(j)]! /= sum;
+  if (topP >= 1) return probs;
+  // Probability falls with the logit, so the nucleus is a prefix of the order by logit.
+  const massOf = (idx: readonly number[]) => idx.reduce((m, i) => m + probs[i]!, 0);
+  const order = kept ?? largest(logits, (idx) => massOf(idx) >= topP);
+  let mass = 0;
+  let end = 0;
+  while (end < order.length && mass < topP) mass += probs[order[end++]!]!;
+  const nucleus = new Float64Array(v);
+  for (let j = 0; j < end; j++) nucleus[order[j]!] = probs[order[j]!]! / mass;
+  return nucleus;
 }
 
-/** Indices by decreasing logit, lower index first on ties. */
-function byLogit(logits: ArrayLike<number>): number[] {
-  const idx = Array.from({ length: logits.length }, (_, i) => i);
-  return idx.sort((a, b) => logits[b]! - logits[a]! || a - b);
+/**
+ * The indices whose values lie within a gap of the maximum, the gap doubling until `enough`
+ * holds (or every index is in), sorted by decreasing value, lower index first on ties. Only
+ * the candidates are sorted: with a 50K vocabulary a full sort per token would cost more than
+ * the model's step.
+ */
+function largest(values: ArrayLike<number>, enough: (idx: readonly number[]) => boolean): number[] {
+  let max = -Infinity;
+  let min = Infinity;
+  for (let i = 0; i < values.length; i++) {
+    const x = values[i]!;
+    if (x > max) max = x;
+    if (x < min && x > -Infinity) min = x;
+  }
+  let idx: number[] = [];
+  for (let gap = 1;; gap *= 2) {
+    const t = max - gap;
+    idx = [];
+    if (!(t >= min)) {
+      // Every index, those at −∞ (masked ids) included.
+      for (let i = 0; i < values.length; i++) idx.push(i);
+    } else {
+      for (let i = 0; i < values.length; i++) if (values[i]! >= t) idx.push(i);
+    }
+    if (idx.length === values.length || enough(idx)) break;
+  }
+  return idx.sort((a, b) => values[b]! - values[a]! || a - b);
 }
 
 /**

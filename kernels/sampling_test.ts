@@ -127,3 +127,39 @@ Deno.test("samplingProblem() names the bad option", () => {
   assert(samplingProblem({ topP: 0 })!.includes("top-p"));
   assert(samplingProblem({ topP: 1.01 })!.includes("top-p"));
 });
+
+/** The definition, by a full sort: temperature, top-k, then the nucleus. */
+function reference(logits: Float32Array, t: number, k: number, p: number): Float64Array {
+  const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
+  const kept = k > 0 ? order.slice(0, k) : order;
+  const max = logits[kept[0]!]!;
+  const e = kept.map((i) => Math.exp((logits[i]! - max) / t));
+  const z = e.reduce((a, b) => a + b, 0);
+  let n = 0;
+  let mass = 0;
+  while (n < kept.length && mass < p) mass += e[n++]! / z;
+  const out = new Float64Array(logits.length);
+  for (let j = 0; j < n; j++) out[kept[j]!] = e[j]! / z / (p < 1 ? mass : 1);
+  return out;
+}
+
+Deno.test("samplingDistribution() equals the full-sort definition on a large vocabulary", () => {
+  const rng = createRng(5);
+  const logits = Float32Array.from({ length: 5000 }, () => 8 * (rng.nextFloat() - 0.5) ** 3 * 4);
+  for (let i = 0; i < 50; i++) logits[i * 97] = logits[i * 89]!; // ties
+  for (
+    const [t, k, p] of [[1, 0, 0.9], [0.7, 40, 1], [1.3, 300, 0.5], [1, 0, 0.999], [2, 7, 0.95]]
+  ) {
+    const got = samplingDistribution(logits, { temperature: t!, topK: k!, topP: p! });
+    assert(close(got, reference(logits, t!, k!, p!), 1e-12), `t ${t}, k ${k}, p ${p}`);
+  }
+});
+
+Deno.test("samplingDistribution() never keeps ids masked to −∞, even when k exceeds the rest", () => {
+  const logits = new Float32Array([0.5, -Infinity, 2, -Infinity, 1]);
+  for (const options of [{ topK: 4 }, { topP: 0.99 }, { topK: 5, topP: 0.5 }, {}]) {
+    const p = samplingDistribution(logits, options);
+    assertEquals([p[1], p[3]], [0, 0]);
+    assert(Math.abs(p.reduce((a, b) => a + b, 0) - 1) < 1e-12, JSON.stringify(options));
+  }
+});
