@@ -13,20 +13,12 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { PLAIN, TRANSPOSED } from "./_flags.ts";
-import {
-  EMBED,
-  layerNormNames,
-  LM_HEAD,
-  loraNames,
-  type Projection,
-  projectionWeight,
-} from "../base/mod.ts";
+import { EMBED, layerNormNames, LM_HEAD } from "../base/mod.ts";
 import { causalAttention } from "./ops/attention.ts";
-import { linear, type LoraBranch } from "./ops/linear.ts";
 import { rmsNorm } from "./ops/rms_norm.ts";
 import { rope, ropeTables } from "./ops/rope.ts";
 import { swiglu } from "./ops/swiglu.ts";
-import { embedTokens, finalNorm, type Model } from "./model.ts";
+import { embedTokens, finalNorm, type Model, proj } from "./model.ts";
 import { depthOf, param } from "./params.ts";
 
 /** One layer's cached keys (after RoPE) and values, each [kvHeads, length, headDim]. */
@@ -58,18 +50,6 @@ export function disposeCache(cache: KvCache): void {
     l.k.dispose();
     l.v.dispose();
   }
-}
-
-/** The same projection as the training forward pass (`model.ts`), adapter branch included. */
-function proj(model: Model, x: tf.Tensor2D, layer: number, p: Projection): tf.Tensor2D {
-  const name = projectionWeight(layer, p);
-  const w = param(model.params, name) as tf.Tensor2D;
-  const ln = loraNames(name);
-  const a = model.params.get(ln.a);
-  const b = model.params.get(ln.b);
-  if (a === undefined || b === undefined) return linear(x, w);
-  const branch: LoraBranch = { a: a as tf.Tensor2D, b: b as tf.Tensor2D, scale: model.loraScale };
-  return linear(x, w, branch);
 }
 
 /**

@@ -88,7 +88,8 @@ function checkTargets(shape: LlamaShape, b: Batch): void {
   }
 }
 
-function proj(model: Model, x: tf.Tensor2D, layer: number, p: Projection): tf.Tensor2D {
+/** Projection `p` of layer `layer` on x [rows, in], with its LoRA branch when adapters are present. */
+export function proj(model: Model, x: tf.Tensor2D, layer: number, p: Projection): tf.Tensor2D {
   const name = projectionWeight(layer, p);
   const w = param(model.params, name) as tf.Tensor2D;
   const ln = loraNames(name);

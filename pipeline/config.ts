@@ -139,6 +139,9 @@ export const BudgetCodec = strict("budget", {}, {
   accounting: oneOf("accounting", ["paper", "executed"]),
 });
 
+/** `compare.eval: false`: the runs are not evaluated. */
+const NO_EVALUATION = false;
+
 /** Codec of the `compare:` section (`deno task compare`). */
 export const CompareCodec = strict("compare", {}, {
   /** `standard`, `relora`, `galore`, `step-K` (K ≥ 2 stages). */
@@ -157,7 +160,7 @@ export const CompareCodec = strict("compare", {}, {
    * `false` for none.
    */
   eval: t.union([
-    t.literal(false),
+    t.literal(NO_EVALUATION),
     strict("compare.eval", {}, {
       tasks: t.array(t.string),
       wikitext: t.boolean,
