@@ -7,6 +7,8 @@
 import * as E from "fp-ts/lib/Either.js";
 import { assert, assertAlmostEquals, assertEquals, assertStringIncludes } from "./assert.ts";
 import { main } from "../cli/finetune.ts";
+import { main as mtbenchMain } from "../cli/mtbench.ts";
+import { parseModelAnswers } from "../data/mod.ts";
 import { createEngine, type FinetuneReport, loadModel, runDirStore } from "../effects/mod.ts";
 import { isAdapterName, type LlamaShape, loraNames, projectionWeight } from "../base/mod.ts";
 import { alpacaPrompt, byteTokenizer, encodeAlpaca } from "../data/mod.ts";
@@ -102,6 +104,43 @@ async function report(out: string): Promise<FinetuneReport> {
   return JSON.parse(await Deno.readTextFile(`${out}/report.json`));
 }
 
+const MT_QUESTIONS = new URL("../../shared/data/mt-bench/question.jsonl", import.meta.url).pathname;
+
+/**
+ * The end of the instruction-tuning path: MT-Bench answers from the fine-tuned model, as
+ * FastChat's `model_answer` JSONL, read back record by record.
+ */
+async function answersFrom(model: string, questions: string, dir: string, limit: number) {
+  const out = `${dir}/answers/sft.jsonl`;
+  const notes: string[] = [];
+  const io = { write: () => {}, line: () => {}, note: (l: string) => notes.push(l) };
+  const code = await mtbenchMain([
+    model,
+    "--questions",
+    questions,
+    "--out",
+    out,
+    "--limit",
+    String(limit),
+    "--max-tokens",
+    "32",
+    "--backend",
+    "auto",
+  ], io);
+  assertEquals(code, 0, notes.join("\n"));
+  const text = await Deno.readTextFile(out);
+  const back = parseModelAnswers(text, out);
+  assert(E.isRight(back), E.isLeft(back) ? back.left.message : "");
+  assertEquals(back.right.length, limit);
+  for (const a of back.right) {
+    assertEquals(a.model_id, "sft");
+    assertEquals(a.choices.length, 1);
+    assertEquals(a.choices[0]!.turns.length, 2);
+    assert(a.choices[0]!.turns.every((t) => typeof t === "string"));
+  }
+  return back.right;
+}
+
 const FAST = ["--backend", "auto", "--lr", "3e-3", "--warmup", "3", "--log-every", "100"];
 
 Deno.test({
@@ -141,6 +180,17 @@ Deno.test({
         256,
       ]);
       loaded.right.dispose();
+      // ... and answers MT-Bench-style questions (two turns each) into a valid answer file.
+      const questions = `${dir}/question.jsonl`;
+      await Deno.writeTextFile(
+        questions,
+        [
+          { question_id: 1, category: "writing", turns: ["What colour is grass?", "And snow?"] },
+          { question_id: 2, category: "stem", turns: ["Name the colour of coal.", "Why?"] },
+        ].map((q) => JSON.stringify(q)).join("\n") + "\n",
+      );
+      const answers = await answersFrom(`${dir}/sft/final`, questions, dir, 2);
+      assertEquals(answers.map((a) => a.question_id), [1, 2]);
     }),
 });
 
@@ -173,6 +223,9 @@ Deno.test({
       assert(rep.heldOut !== null);
       assert(rep.heldOut.after < rep.heldOut.before - 0.3, JSON.stringify(rep.heldOut));
       assert(rep.lastLoss !== null && rep.firstLoss !== null && rep.lastLoss < rep.firstLoss);
+      // End to end: the fine-tuned model answers the first MT-Bench questions, both turns.
+      const answers = await answersFrom(`${dir}/sft/final`, MT_QUESTIONS, dir, 3);
+      assertEquals(answers.map((a) => a.question_id), [81, 82, 83]);
     }),
 });
 
