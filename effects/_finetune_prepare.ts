@@ -19,7 +19,6 @@ import {
   encodeAlpacaSet,
   readAlpaca,
   type SftSet,
-  type Tokenizer,
   type TokenizerName,
 } from "../data/mod.ts";
 import { exportParams } from "../kernels/mod.ts";
@@ -89,11 +88,6 @@ export interface PrepareInputs {
   readonly settings: FinetuneSettings;
   readonly tokenizer?: TokenizerName;
   readonly shapeFile?: string;
-}
-
-/** The tokeniser's name as a checkpoint records it. */
-export function recordedName(t: Tokenizer): TokenizerName {
-  return t.name === "bytes" ? "bytes" : "gpt2";
 }
 
 /** Everything decided before the run directory is touched. */

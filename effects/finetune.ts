@@ -20,13 +20,7 @@ import type { TokenizerName } from "../data/mod.ts";
 import type { ClockEffect, Engine } from "../pipeline/mod.ts";
 import type { FinetuneSettingsRecord } from "./_finetune_progress.ts";
 import { type LoopResult, trainLoop } from "./_finetune_loop.ts";
-import {
-  baseState,
-  type FinetuneSettings,
-  prepare,
-  type Prepared,
-  recordedName,
-} from "./_finetune_prepare.ts";
+import { baseState, type FinetuneSettings, prepare, type Prepared } from "./_finetune_prepare.ts";
 import { openRunDir, type RunDir, type RunDirMode } from "./run_dir.ts";
 
 export { FINETUNE_DEFAULTS, type FinetuneSettings } from "./_finetune_prepare.ts";
@@ -119,7 +113,7 @@ export function finetune(options: FinetuneOptions): TE.TaskEither<PipelineError,
     const prepared = await prepare(options);
     if (E.isLeft(prepared)) return prepared;
     const p = prepared.right;
-    const tokenizer = recordedName(p.loaded.tokenizer);
+    const tokenizer = p.loaded.tokenizerName;
     const opened = await openRunDir(options.out, {
       mode: options.mode,
       print: options.print,

@@ -22,6 +22,8 @@ import { disposeParams, importParams, type Model, type ParamRecord } from "../ke
 export interface LoadedModel {
   readonly model: Model;
   readonly tokenizer: Tokenizer;
+  /** The tokeniser's name, as a checkpoint records it. */
+  readonly tokenizerName: TokenizerName;
   /** How the tokeniser was determined (recorded, from the run, guessed, or given). */
   readonly tokenizerHow: string;
   /** The checkpoint directory, for messages and reports. */
@@ -104,6 +106,7 @@ export function loadModel(
       return E.right({
         model: { shape, params, loraScale: view.adapters?.scale ?? 1 },
         tokenizer: tokenizer.right,
+        tokenizerName: name,
         tokenizerHow: how,
         source: view.source,
         format,

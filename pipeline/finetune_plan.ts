@@ -193,7 +193,3 @@ export function padExamples(
 export function realTokens(examples: readonly SftExample[]): number {
   return examples.reduce((n, x) => n + x.tokens.length, 0);
 }
-
-// Shared with pre-training's loop, for the fine-tuning loop in effects/.
-export { firstNonFinite } from "./run_steps.ts";
-export { formatDuration } from "./train_stage.ts";
