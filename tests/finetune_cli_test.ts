@@ -335,6 +335,7 @@ Deno.test({
     const state = await baseState(engine.right, {
       model,
       tokenizer: byteTokenizer(),
+      tokenizerName: "bytes",
       tokenizerHow: "given",
       source: "memory",
       format: "step",
