@@ -8,6 +8,8 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import * as E from "fp-ts/lib/Either.js";
 import { type ConfigInvalid, configInvalid, describeUnknown } from "../base/mod.ts";
+import { TokenizerName } from "../data/mod.ts";
+import { type BackendName, BACKENDS } from "../pipeline/mod.ts";
 
 /** Flags and positionals as `parseArgs` returns them. */
 export interface ParsedCommand {
@@ -47,4 +49,69 @@ export function booleanFlag(p: ParsedCommand, name: string): boolean {
 /** `{ [key]: value }` when the value is present, `{}` otherwise (for exact optional fields). */
 export function field<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}
+
+/**
+ * A flag's value as a number that passes `ok` (described by `expected` in the error), or
+ * undefined when the flag is absent.
+ */
+export function numberFlag(
+  p: ParsedCommand,
+  flag: string,
+  ok: (n: number) => boolean,
+  expected: string,
+): E.Either<ConfigInvalid, number | undefined> {
+  const v = stringFlag(p, flag);
+  if (v === undefined) return E.right(undefined);
+  const n = v.trim() === "" ? NaN : Number(v);
+  return ok(n)
+    ? E.right(n)
+    : E.left(configInvalid(`--${flag}`, `expected ${expected}, got "${v}"`));
+}
+
+/** A flag's value as an integer ≥ `min` (written as digits), or undefined when absent. */
+export function intFlag(
+  p: ParsedCommand,
+  flag: string,
+  min: number,
+): E.Either<ConfigInvalid, number | undefined> {
+  const digits = /^\s*\d+\s*$/.test(stringFlag(p, flag) ?? "0");
+  return numberFlag(
+    p,
+    flag,
+    (n) => digits && Number.isSafeInteger(n) && n >= min,
+    `an integer ≥ ${min}`,
+  );
+}
+
+/** `--tokenizer bytes|gpt2`, or undefined when absent. */
+export function tokenizerFlag(
+  p: ParsedCommand,
+): E.Either<ConfigInvalid, TokenizerName | undefined> {
+  const v = stringFlag(p, "tokenizer");
+  return v === undefined || TokenizerName.is(v)
+    ? E.right(v as TokenizerName | undefined)
+    : E.left(configInvalid("--tokenizer", `unknown tokenizer "${v}": expected bytes or gpt2`));
+}
+
+/** `--backend NAME`, or undefined when absent. */
+export function backendFlag(p: ParsedCommand): E.Either<ConfigInvalid, BackendName | undefined> {
+  const v = stringFlag(p, "backend");
+  return v === undefined || (BACKENDS as readonly string[]).includes(v)
+    ? E.right(v as BackendName | undefined)
+    : E.left(
+      configInvalid("--backend", `unknown backend "${v}": expected one of ${BACKENDS.join(", ")}`),
+    );
+}
+
+/** The one positional argument (`what`, e.g. CHECKPOINT), or an error showing the usage. */
+export function onePositional(
+  p: ParsedCommand,
+  what: string,
+  usage: string,
+): E.Either<ConfigInvalid, string> {
+  return p.positionals.length === 1 ? E.right(p.positionals[0]!) : E.left(configInvalid(
+    "command line",
+    `expected one ${what}, got ${p.positionals.length}${usage === "" ? "" : `\n\n${usage}`}`,
+  ));
 }

@@ -6,11 +6,20 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { type ConfigInvalid, configInvalid, type PipelineError } from "../base/mod.ts";
-import { TokenizerName } from "../data/mod.ts";
+import type { TokenizerName } from "../data/mod.ts";
 import { type LoadedModel, loadModel, startBackend } from "../effects/mod.ts";
 import { type BackendName, BACKENDS } from "../pipeline/mod.ts";
 import { samplingProblem } from "../kernels/mod.ts";
-import { booleanFlag, field, type ParsedCommand, stringFlag } from "./_args.ts";
+import {
+  backendFlag,
+  booleanFlag,
+  field,
+  numberFlag,
+  onePositional,
+  type ParsedCommand,
+  stringFlag,
+  tokenizerFlag,
+} from "./_args.ts";
 
 /** The flags of every generating command, for `parseCommand`. */
 export const GENERATION_FLAGS = {
@@ -73,20 +82,6 @@ export interface GenerationArgs {
   readonly cache: boolean;
 }
 
-function numberFlag(
-  cmd: ParsedCommand,
-  flag: string,
-  ok: (n: number) => boolean,
-  expected: string,
-): E.Either<ConfigInvalid, number | undefined> {
-  const v = stringFlag(cmd, flag);
-  if (v === undefined) return E.right(undefined);
-  const n = Number(v);
-  return v.trim() !== "" && ok(n)
-    ? E.right(n)
-    : E.left(configInvalid(`--${flag}`, `expected ${expected}, got "${v}"`));
-}
-
 /**
  * The generation flags of a parsed command line with one positional CHECKPOINT.
  *
@@ -105,12 +100,8 @@ export function generationArgs(
   defaults: GenerationDefaults,
   usage = "",
 ): E.Either<ConfigInvalid, GenerationArgs> {
-  if (cmd.positionals.length !== 1) {
-    return E.left(configInvalid(
-      "command line",
-      `expected one CHECKPOINT, got ${cmd.positionals.length}${usage === "" ? "" : `\n\n${usage}`}`,
-    ));
-  }
+  const checkpoint = onePositional(cmd, "CHECKPOINT", usage);
+  if (E.isLeft(checkpoint)) return checkpoint;
   const maxTokens = numberFlag(
     cmd,
     "max-tokens",
@@ -133,30 +124,21 @@ export function generationArgs(
   if (E.isLeft(topP)) return topP;
   const seed = numberFlag(cmd, "seed", (n) => Number.isSafeInteger(n), "an integer");
   if (E.isLeft(seed)) return seed;
-  const tokenizer = stringFlag(cmd, "tokenizer");
-  if (tokenizer !== undefined && !TokenizerName.is(tokenizer)) {
-    return E.left(
-      configInvalid("--tokenizer", `unknown tokenizer "${tokenizer}": expected bytes or gpt2`),
-    );
-  }
-  const backend = stringFlag(cmd, "backend") ?? "auto";
-  if (!(BACKENDS as readonly string[]).includes(backend)) {
-    return E.left(configInvalid(
-      "--backend",
-      `unknown backend "${backend}": expected one of ${BACKENDS.join(", ")}`,
-    ));
-  }
+  const tokenizer = tokenizerFlag(cmd);
+  if (E.isLeft(tokenizer)) return tokenizer;
+  const backend = backendFlag(cmd);
+  if (E.isLeft(backend)) return backend;
   const args: GenerationArgs = {
-    checkpoint: cmd.positionals[0]!,
+    checkpoint: checkpoint.right,
     maxTokens: maxTokens.right ?? defaults.maxTokens,
     temperature: temperature.right ?? defaults.temperature,
     perCategory: category,
     seed: seed.right ?? 0,
-    backend: backend as BackendName,
+    backend: backend.right ?? "auto",
     cache: !booleanFlag(cmd, "no-cache"),
     ...field("topK", topK.right ?? defaults.topK),
     ...field("topP", topP.right ?? defaults.topP),
-    ...field("tokenizer", tokenizer as TokenizerName | undefined),
+    ...field("tokenizer", tokenizer.right),
     ...field("shape", stringFlag(cmd, "shape")),
   };
   // The flag checks above cover every sampling problem; this keeps them in step with the kernel.

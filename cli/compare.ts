@@ -49,7 +49,15 @@ import {
   runRow,
 } from "../report/mod.ts";
 import { baselines, loadHighs, makePlan } from "../solvers/mod.ts";
-import { booleanFlag, field, parseCommand, stringFlag } from "./_args.ts";
+import {
+  backendFlag,
+  booleanFlag,
+  field,
+  intFlag,
+  onePositional,
+  parseCommand,
+  stringFlag,
+} from "./_args.ts";
 import { readText, writeAllOrNothing } from "./_files.ts";
 
 const USAGE = `Usage: deno task compare CONFIG [options]
@@ -89,24 +97,12 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, CompareArgs 
   if (E.isLeft(parsed)) return parsed;
   const cmd = parsed.right;
   if (booleanFlag(cmd, "help")) return E.right("help");
-  if (cmd.positionals.length !== 1) {
-    return E.left(configInvalid(
-      "command line",
-      `expected one CONFIG file, got ${cmd.positionals.length}\n\n${USAGE}`,
-    ));
-  }
-  const seedsText = stringFlag(cmd, "seeds");
-  const seeds = seedsText === undefined ? undefined : Number(seedsText);
-  if (seeds !== undefined && !(Number.isInteger(seeds) && seeds >= 1)) {
-    return E.left(configInvalid("--seeds", `expected a positive integer, got "${seedsText}"`));
-  }
-  const backend = stringFlag(cmd, "backend");
-  if (backend !== undefined && !(BACKENDS as readonly string[]).includes(backend)) {
-    return E.left(configInvalid(
-      "--backend",
-      `unknown backend "${backend}": expected one of ${BACKENDS.join(", ")}`,
-    ));
-  }
+  const config = onePositional(cmd, "CONFIG file", USAGE);
+  if (E.isLeft(config)) return config;
+  const seeds = intFlag(cmd, "seeds", 1);
+  if (E.isLeft(seeds)) return seeds;
+  const backend = backendFlag(cmd);
+  if (E.isLeft(backend)) return backend;
   const out = stringFlag(cmd, "out");
   if (out !== undefined && out.trim() === "") {
     return E.left(configInvalid("--out", "is empty: name the comparison directory"));
@@ -120,12 +116,12 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, CompareArgs 
   }
   const methods = stringFlag(cmd, "methods")?.split(",").map((m) => m.trim());
   return E.right({
-    config: cmd.positionals[0] ?? "",
+    config: config.right,
     dryRun: booleanFlag(cmd, "dry-run"),
     ...field("out", out),
-    ...field("seeds", seeds),
+    ...field("seeds", seeds.right),
     ...field("methods", methods),
-    ...field("backend", backend as BackendName | undefined),
+    ...field("backend", backend.right),
     ...field("accounting", accounting as "paper" | "executed" | undefined),
   });
 }

@@ -19,7 +19,7 @@ import {
   renderError,
 } from "../base/mod.ts";
 import { exists } from "../checkpoint/mod.ts";
-import { TokenizerName } from "../data/mod.ts";
+import type { TokenizerName } from "../data/mod.ts";
 import {
   builtinTask,
   DEFAULT_DATA_DIR,
@@ -33,7 +33,15 @@ import { BUILTIN_TASKS, SHARED_ZERO_SHOT, type TaskResult } from "../evals/mod.t
 import { type BackendName, BACKENDS } from "../pipeline/mod.ts";
 import { evalJson, evalTable } from "../report/mod.ts";
 import { writeFileAtomic } from "../store/mod.ts";
-import { booleanFlag, parseCommand, stringFlag } from "./_args.ts";
+import {
+  backendFlag,
+  booleanFlag,
+  intFlag,
+  onePositional,
+  parseCommand,
+  stringFlag,
+  tokenizerFlag,
+} from "./_args.ts";
 
 const DEFAULT_TASKS = [...SHARED_ZERO_SHOT, "wikitext"];
 
@@ -74,17 +82,6 @@ interface EvalArgs {
   readonly backend: BackendName;
 }
 
-function positiveInt(
-  flag: string,
-  v: string | undefined,
-): E.Either<ConfigInvalid, number | undefined> {
-  if (v === undefined) return E.right(undefined);
-  const n = Number(v);
-  return Number.isInteger(n) && n >= 1
-    ? E.right(n)
-    : E.left(configInvalid(`--${flag}`, `"${v}" is not a positive integer`));
-}
-
 function parseCli(argv: readonly string[]): E.Either<ConfigInvalid, EvalArgs | "help"> {
   const parsed = parseCommand(argv, {
     tasks: { type: "string" },
@@ -104,15 +101,11 @@ function parseCli(argv: readonly string[]): E.Either<ConfigInvalid, EvalArgs | "
   if (E.isLeft(parsed)) return parsed;
   const cmd = parsed.right;
   if (booleanFlag(cmd, "help")) return E.right("help");
-  if (cmd.positionals.length !== 1) {
-    return E.left(configInvalid(
-      "command line",
-      `expected one CHECKPOINT, got ${cmd.positionals.length}\n\n${USAGE}`,
-    ));
-  }
+  const checkpoint = onePositional(cmd, "CHECKPOINT", USAGE);
+  if (E.isLeft(checkpoint)) return checkpoint;
   const ints: Record<string, number | undefined> = {};
   for (const flag of ["limit", "batch", "window", "stride"]) {
-    const v = positiveInt(flag, stringFlag(cmd, flag));
+    const v = intFlag(cmd, flag, 1);
     if (E.isLeft(v)) return v;
     ints[flag] = v.right;
   }
@@ -130,33 +123,22 @@ function parseCli(argv: readonly string[]): E.Either<ConfigInvalid, EvalArgs | "
   if (named !== undefined && tasks.length === 0) {
     return E.left(configInvalid("--tasks", "is empty: name at least one task"));
   }
-  const tokenizer = stringFlag(cmd, "tokenizer");
-  if (tokenizer !== undefined && !TokenizerName.is(tokenizer)) {
-    return E.left(
-      configInvalid("--tokenizer", `unknown tokenizer "${tokenizer}": expected bytes or gpt2`),
-    );
-  }
-  const backend = stringFlag(cmd, "backend") ?? "auto";
-  if (!(BACKENDS as readonly string[]).includes(backend)) {
-    return E.left(
-      configInvalid(
-        "--backend",
-        `unknown backend "${backend}": expected one of ${BACKENDS.join(", ")}`,
-      ),
-    );
-  }
+  const tokenizer = tokenizerFlag(cmd);
+  if (E.isLeft(tokenizer)) return tokenizer;
+  const backend = backendFlag(cmd);
+  if (E.isLeft(backend)) return backend;
   const out = stringFlag(cmd, "out");
   const dataDir = stringFlag(cmd, "data-dir");
   return E.right({
-    checkpoint: cmd.positionals[0]!,
+    checkpoint: checkpoint.right,
     tasks,
     json: booleanFlag(cmd, "json"),
-    backend: backend as BackendName,
+    backend: backend.right ?? "auto",
     ...(taskFile === undefined ? {} : { taskFile }),
     ...(data === undefined ? {} : { data }),
     ...(dataDir === undefined ? {} : { dataDir }),
     ...(out === undefined ? {} : { out }),
-    ...(tokenizer === undefined ? {} : { tokenizer: tokenizer as TokenizerName }),
+    ...(tokenizer.right === undefined ? {} : { tokenizer: tokenizer.right }),
     ...Object.fromEntries(Object.entries(ints).filter(([, v]) => v !== undefined)),
   });
 }

@@ -24,7 +24,18 @@ import {
   type RunDirMode,
 } from "../effects/mod.ts";
 import { type BackendName, BACKENDS } from "../pipeline/mod.ts";
-import { booleanFlag, field, parseCommand, type ParsedCommand, stringFlag } from "./_args.ts";
+import {
+  backendFlag,
+  booleanFlag,
+  field,
+  intFlag,
+  numberFlag,
+  onePositional,
+  parseCommand,
+  type ParsedCommand,
+  stringFlag,
+  tokenizerFlag,
+} from "./_args.ts";
 
 const D = FINETUNE_DEFAULTS;
 
@@ -76,31 +87,6 @@ interface FinetuneArgs {
 
 type Parsed<A> = E.Either<ConfigInvalid, A>;
 
-/** A flag's value as an integer ≥ `min`, or undefined when the flag is absent. */
-function intFlag(cmd: ParsedCommand, name: string, min: number): Parsed<number | undefined> {
-  const raw = stringFlag(cmd, name);
-  if (raw === undefined) return E.right(undefined);
-  const n = Number(raw);
-  return /^\s*\d+\s*$/.test(raw) && Number.isSafeInteger(n) && n >= min
-    ? E.right(n)
-    : E.left(configInvalid(`--${name}`, `expected an integer ≥ ${min}, got "${raw}"`));
-}
-
-/** A flag's value as a finite number ≥ 0 (> 0 when `positive`), or undefined when absent. */
-function numberFlag(
-  cmd: ParsedCommand,
-  name: string,
-  positive: "positive" | "non-negative",
-): Parsed<number | undefined> {
-  const raw = stringFlag(cmd, name);
-  if (raw === undefined) return E.right(undefined);
-  const n = raw.trim() === "" ? NaN : Number(raw);
-  const ok = Number.isFinite(n) && (positive === "positive" ? n > 0 : n >= 0);
-  return ok
-    ? E.right(n)
-    : E.left(configInvalid(`--${name}`, `expected a ${positive} number, got "${raw}"`));
-}
-
 /** `runs/<name>-sft`, the name from the checkpoint's folder (its run's, for final/ and checkpoint/). */
 function defaultOut(base: string): string {
   const parts = base.replace(/\/+$/, "").split("/").filter((p) => p !== "" && p !== ".");
@@ -123,8 +109,13 @@ function settingsOf(cmd: ParsedCommand): Parsed<FinetuneSettings & { stopAfter?:
     logEvery: intFlag(cmd, "log-every", 1),
     seed: intFlag(cmd, "seed", 0),
     stopAfter: intFlag(cmd, "stop-after", 1),
-    lr: numberFlag(cmd, "lr", "positive"),
-    weightDecay: numberFlag(cmd, "weight-decay", "non-negative"),
+    lr: numberFlag(cmd, "lr", (n) => Number.isFinite(n) && n > 0, "a positive number"),
+    weightDecay: numberFlag(
+      cmd,
+      "weight-decay",
+      (n) => Number.isFinite(n) && n >= 0,
+      "a non-negative number",
+    ),
   };
   const given: Record<string, number> = {};
   for (const [key, v] of Object.entries(ints)) {
@@ -163,27 +154,16 @@ function parseCli(argv: readonly string[]): Parsed<FinetuneArgs | "help"> {
   if (E.isLeft(parsed)) return parsed;
   const cmd = parsed.right;
   if (booleanFlag(cmd, "help")) return E.right("help");
-  if (cmd.positionals.length !== 1) {
-    return E.left(configInvalid(
-      "command line",
-      `expected one CHECKPOINT, got ${cmd.positionals.length}\n\n${USAGE}`,
-    ));
-  }
+  const base = onePositional(cmd, "CHECKPOINT", USAGE);
+  if (E.isLeft(base)) return base;
   const data = stringFlag(cmd, "data");
   if (data === undefined || data.trim() === "") {
     return E.left(configInvalid("--data", "is required: name the Alpaca JSON or JSONL file"));
   }
-  const backend = stringFlag(cmd, "backend") ?? "auto";
-  if (!(BACKENDS as readonly string[]).includes(backend)) {
-    return E.left(configInvalid(
-      "--backend",
-      `unknown backend "${backend}": expected one of ${BACKENDS.join(", ")}`,
-    ));
-  }
-  const tokenizer = stringFlag(cmd, "tokenizer");
-  if (tokenizer !== undefined && tokenizer !== "bytes" && tokenizer !== "gpt2") {
-    return E.left(configInvalid("--tokenizer", `expected "bytes" or "gpt2", got "${tokenizer}"`));
-  }
+  const backend = backendFlag(cmd);
+  if (E.isLeft(backend)) return backend;
+  const tokenizer = tokenizerFlag(cmd);
+  if (E.isLeft(tokenizer)) return tokenizer;
   if (booleanFlag(cmd, "resume") && booleanFlag(cmd, "force")) {
     return E.left(
       configInvalid("--resume/--force", "give one of them: continue the run or replace it"),
@@ -192,15 +172,14 @@ function parseCli(argv: readonly string[]): Parsed<FinetuneArgs | "help"> {
   const settings = settingsOf(cmd);
   if (E.isLeft(settings)) return settings;
   const { stopAfter, ...rest } = settings.right;
-  const base = cmd.positionals[0] ?? "";
   return E.right({
-    base,
+    base: base.right,
     data,
-    out: stringFlag(cmd, "out") ?? defaultOut(base),
+    out: stringFlag(cmd, "out") ?? defaultOut(base.right),
     mode: booleanFlag(cmd, "resume") ? "resume" : booleanFlag(cmd, "force") ? "replace" : "fresh",
     settings: rest,
-    backend: backend as BackendName,
-    ...field("tokenizer", tokenizer as TokenizerName | undefined),
+    backend: backend.right ?? "auto",
+    ...field("tokenizer", tokenizer.right),
     ...field("shapeFile", stringFlag(cmd, "shape")),
     ...field("stopAfter", stopAfter),
   });

@@ -42,7 +42,14 @@ import {
   type ValidGraph,
 } from "../pipeline/mod.ts";
 import { lossChartSvg, memoryChartSvg, runReportJson, runSummary } from "../report/mod.ts";
-import { booleanFlag, field, parseCommand, stringFlag } from "./_args.ts";
+import {
+  backendFlag,
+  booleanFlag,
+  field,
+  onePositional,
+  parseCommand,
+  stringFlag,
+} from "./_args.ts";
 import { readText } from "./_files.ts";
 
 const USAGE = `Usage: deno task run PIPELINE [options]
@@ -80,23 +87,11 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "h
   });
   if (E.isLeft(parsed)) return parsed;
   const cmd = parsed.right;
-  const positionals = cmd.positionals;
   if (booleanFlag(cmd, "help")) return E.right("help");
-  if (positionals.length !== 1) {
-    return E.left(
-      configInvalid(
-        "command line",
-        `expected one PIPELINE file, got ${positionals.length}\n\n${USAGE}`,
-      ),
-    );
-  }
-  const backend = stringFlag(cmd, "backend");
-  if (backend !== undefined && !(BACKENDS as readonly string[]).includes(backend)) {
-    return E.left(configInvalid(
-      "--backend",
-      `unknown backend "${backend}": expected one of ${BACKENDS.join(", ")}`,
-    ));
-  }
+  const file = onePositional(cmd, "PIPELINE file", USAGE);
+  if (E.isLeft(file)) return file;
+  const backend = backendFlag(cmd);
+  if (E.isLeft(backend)) return backend;
   if (booleanFlag(cmd, "resume") && booleanFlag(cmd, "force")) {
     return E.left(
       configInvalid("--resume/--force", "give one of them: continue the run or replace it"),
@@ -107,11 +102,11 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "h
     return E.left(configInvalid("--out", "is empty: name the run directory"));
   }
   return E.right({
-    file: positionals[0] ?? "",
+    file: file.right,
     mode: booleanFlag(cmd, "resume") ? "resume" : booleanFlag(cmd, "force") ? "replace" : "fresh",
     dryRun: booleanFlag(cmd, "dry-run"),
     ...field("out", out),
-    ...field("backend", backend as BackendName | undefined),
+    ...field("backend", backend.right),
   });
 }
 

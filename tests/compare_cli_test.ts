@@ -110,7 +110,7 @@ Deno.test("compare refuses bad input before anything trains, writing nothing", a
   const cases: [string[], string][] = [
     [["--methods", "standard,lora"], 'unknown method "lora"'],
     [["--methods", "step-9"], "STEP needs 2 to 4 stages"],
-    [["--seeds", "0"], "expected a positive integer"],
+    [["--seeds", "0"], "--seeds: expected an integer ≥ 1"],
     [["--accounting", "wallclock"], 'unknown accounting "wallclock"'],
   ];
   for (const [flags, fragment] of cases) {
