@@ -12,7 +12,6 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { exitCode, type PipelineError, renderError } from "../base/mod.ts";
 import { conversationPrompt, type Tokenizer, type Turn } from "../data/mod.ts";
 import { ALPACA_STOP_TEXTS, generateText } from "../effects/mod.ts";
 import { booleanFlag, field, parseCommand } from "./_args.ts";
@@ -25,7 +24,7 @@ import {
   generationUsage,
   openForGeneration,
 } from "./_generation.ts";
-import { type GenerateIo, STD_IO } from "./generate.ts";
+import { fail, type GenerateIo, STD_IO } from "./generate.ts";
 
 const DEFAULTS: GenerationDefaults = {
   maxTokens: 256,
@@ -133,11 +132,6 @@ async function loop(
     if (io.interactive) io.write("> ");
   }
   return 0;
-}
-
-function fail(e: PipelineError, io: GenerateIo): number {
-  io.note(renderError(e));
-  return exitCode(e);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

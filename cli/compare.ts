@@ -233,33 +233,24 @@ async function evaluateOne(
     return 0;
   }
   console.log(`\n=== ${id}: evaluating ${evalTasks(e).join(", ")} (first ${e.limit} items) ===`);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-all",
-      "--unstable-webgpu",
-      EVAL_SCRIPT,
-      join(dir, RUN_DIR.final),
-      "--tasks",
-      evalTasks(e).join(","),
-      "--limit",
-      String(e.limit),
-      "--batch",
-      String(e.batch),
-      "--data-dir",
-      e.dataDir,
-      "--out",
-      path,
-      ...(backend === undefined ? [] : ["--backend", backend]),
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  await Promise.all([
-    forwardLines(child.stdout, (l) => console.log(l)),
-    forwardLines(child.stderr, (l) => console.error(l)),
+  return await runChild([
+    "run",
+    "--allow-all",
+    "--unstable-webgpu",
+    EVAL_SCRIPT,
+    join(dir, RUN_DIR.final),
+    "--tasks",
+    evalTasks(e).join(","),
+    "--limit",
+    String(e.limit),
+    "--batch",
+    String(e.batch),
+    "--data-dir",
+    e.dataDir,
+    "--out",
+    path,
+    ...(backend === undefined ? [] : ["--backend", backend]),
   ]);
-  return (await child.status).code;
 }
 
 /** Runs (or resumes) one run in its own `deno task run` process; resolves to its exit code. */
@@ -287,12 +278,19 @@ async function runOne(
       run.flops.tokens.toLocaleString("en-US")
     } tokens) ===`,
   );
+  return await runChild(args);
+}
+
+/**
+ * Runs `deno ARGS` as a child process, its output forwarded line by line through the console so
+ * its progress shows as it comes; resolves to its exit code.
+ */
+async function runChild(args: readonly string[]): Promise<number> {
   const child = new Deno.Command(Deno.execPath(), {
-    args,
+    args: [...args],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  // Forwarded line by line through the console, so the run's progress shows as it comes.
   await Promise.all([
     forwardLines(child.stdout, (l) => console.log(l)),
     forwardLines(child.stderr, (l) => console.error(l)),

@@ -143,7 +143,8 @@ export async function main(argv: readonly string[], io: GenerateIo = STD_IO): Pr
   }
 }
 
-function fail(e: PipelineError, io: GenerateIo): number {
+/** Prints the error on the command's note stream; resolves to its exit code. */
+export function fail(e: PipelineError, io: GenerateIo): number {
   io.note(renderError(e));
   return exitCode(e);
 }

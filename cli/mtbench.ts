@@ -12,14 +12,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { basename, dirname } from "node:path";
-import {
-  configInvalid,
-  describeUnknown,
-  exitCode,
-  ioFailed,
-  type PipelineError,
-  renderError,
-} from "../base/mod.ts";
+import { configInvalid, describeUnknown, ioFailed, type PipelineError } from "../base/mod.ts";
 import { exists } from "../checkpoint/mod.ts";
 import { modelAnswersJsonl, parseQuestions } from "../data/mod.ts";
 import { answerMtBench } from "../effects/mod.ts";
@@ -35,7 +28,7 @@ import {
   generationUsage,
   openForGeneration,
 } from "./_generation.ts";
-import { type GenerateIo, STD_IO } from "./generate.ts";
+import { fail, type GenerateIo, STD_IO } from "./generate.ts";
 
 /** Where the shared data puts MT-Bench's questions, relative to the project. */
 export const DEFAULT_QUESTIONS = "../shared/data/mt-bench/question.jsonl";
@@ -168,11 +161,6 @@ export async function main(argv: readonly string[], io: GenerateIo = STD_IO): Pr
   } finally {
     loaded.dispose();
   }
-}
-
-function fail(e: PipelineError, io: GenerateIo): number {
-  io.note(renderError(e));
-  return exitCode(e);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
