@@ -15,8 +15,8 @@
  * `backend`, `description`, `tokensPerSec`, `gflops`, and when the peer ran
  * `peerTokensPerSec` and `ratio`), `peer`, `skipped`, `solver`, and `memory`.
  *
- * Generation (`bench/generate_bench.ts`, `--only generate`, not in the default set: it takes
- * minutes): tokens/s of greedy decoding with and without the key/value cache, and their ratio.
+ * Generation (`bench/generate_bench.ts`, `--only generate`): tokens/s of greedy decoding with
+ * and without the key/value cache, side by side, and their ratio.
  *
  * Memory (`bench/memory_bench.ts`): per backend, grid point and recompute mode, the measured
  * peak of a standard, a STEP stage-1 and a STEP stage-2 step against the buffer replay and the
@@ -107,7 +107,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       "peer-env": { type: "string", default: "tuned" },
     },
   });
-  const only = new Set((values.only ?? "solver,train,memory").split(","));
+  const only = new Set((values.only ?? "solver,train,memory,generate").split(","));
   const requested = (values.backend ?? DEFAULT_BACKENDS.join(",")).split(",");
   // WebGPU has its own bench (GPU memory, adapter); the CPU peer is no reference for it.
   const backends = requested.filter((b) => b !== "webgpu");
