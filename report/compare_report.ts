@@ -45,6 +45,8 @@ export interface RunRow {
   readonly secondPerplexity: number | null;
   /** Mean `acc` over the zero-shot tasks evaluated (0–1), the paper's downstream column. */
   readonly zeroShotMean: number | null;
+  /** The same mean for guessing (LAMBADA's chance is 0). */
+  readonly zeroShotChance: number | null;
   /** Each zero-shot task's `acc`. */
   readonly zeroShot: Readonly<Record<string, number>> | null;
   /** WikiText's rolling-window perplexity per token (`deno task eval`'s `wikitext`). */
@@ -109,18 +111,25 @@ function secondLoss(o: RunOutcome, label: string | undefined): number | null {
 /** The zero-shot and WikiText figures of a run's evaluation. */
 function evaluationFields(o: RunOutcome): Pick<
   RunRow,
-  "zeroShotMean" | "zeroShot" | "wikitextPerplexity" | "wikitextBitsPerByte"
+  "zeroShotMean" | "zeroShotChance" | "zeroShot" | "wikitextPerplexity" | "wikitextBitsPerByte"
 > {
   const tasks = (o.evaluation?.tasks ?? {}) as Record<string, Record<string, unknown>>;
   const zeroShot: Record<string, number> = {};
+  const chances: number[] = [];
   for (const [name, t] of Object.entries(tasks)) {
     const acc = num(t.acc);
-    if (acc !== null) zeroShot[name] = acc;
+    if (acc === null) continue;
+    zeroShot[name] = acc;
+    chances.push(num(t.chance) ?? 0);
   }
   const accs = Object.values(zeroShot);
+  const mean = (
+    xs: number[],
+  ) => (xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length);
   const wiki = tasks.wikitext;
   return {
-    zeroShotMean: accs.length === 0 ? null : accs.reduce((a, b) => a + b, 0) / accs.length,
+    zeroShotMean: mean(accs),
+    zeroShotChance: mean(chances),
     zeroShot: accs.length === 0 ? null : zeroShot,
     wikitextPerplexity: num(wiki?.token_perplexity),
     wikitextBitsPerByte: num(wiki?.bits_per_byte),
@@ -272,15 +281,15 @@ function zeroShotSection(rows: readonly RunRow[]): string[] {
   return [
     "## Zero-shot tasks and WikiText (`deno task eval` on each final model)",
     "",
-    "Accuracy (`acc`, %) per task and its mean; WikiText's rolling-window perplexity per token " +
-    "and bits per byte.",
+    "Accuracy (`acc`, %) per task, its mean, and the mean a guesser would score (LAMBADA's " +
+    "chance is 0); WikiText's rolling-window perplexity per token and bits per byte.",
     "",
-    `| method | seed | ${tasks.join(" | ")} | mean | WikiText PPL | bits/byte |`,
-    `|---|---|${tasks.map(() => "---|").join("")}---|---|---|`,
+    `| method | seed | ${tasks.join(" | ")} | mean | chance | WikiText PPL | bits/byte |`,
+    `|---|---|${tasks.map(() => "---|").join("")}---|---|---|---|`,
     ...rows.map((r) =>
       `| ${r.method} | ${r.seed} | ${tasks.map((t) => pct(r.zeroShot?.[t])).join(" | ")} | ${
         pct(r.zeroShotMean)
-      } | ${r.wikitextPerplexity?.toFixed(3) ?? "–"} | ${
+      } | ${pct(r.zeroShotChance)} | ${r.wikitextPerplexity?.toFixed(3) ?? "–"} | ${
         r.wikitextBitsPerByte?.toFixed(4) ?? "–"
       } |`
     ),

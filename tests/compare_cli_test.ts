@@ -69,6 +69,8 @@ Deno.test({
             "piqa",
           ]);
           assert(row.zeroShotMean! >= 0 && row.zeroShotMean! <= 1, `${row.method} zero-shot`);
+          // PIQA 1/2, HellaSwag 1/4, ARC-Easy about 1/4, LAMBADA 0.
+          assert(Math.abs(row.zeroShotChance! - 0.25) < 0.01, `${row.method} chance`);
           assert(
             row.wikitextPerplexity! > 1 && row.wikitextBitsPerByte! > 0,
             `${row.method} wikitext`,
