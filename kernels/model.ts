@@ -252,6 +252,26 @@ export function forwardLogits(model: Model, input: TokenBatch): tf.Tensor2D {
 }
 
 /**
+ * Next-token logits of some positions only, [rows.length, vocab] (row i is flat position
+ * `rows[i]` = b·seq + t): the LM head runs on those rows alone, so scoring a few positions of a
+ * long batch against a large vocabulary does not build the whole logits. The caller owns the
+ * result.
+ *
+ * @throws {Error} on a malformed batch or a row outside it.
+ */
+export function logitsAt(model: Model, input: TokenBatch, rows: readonly number[]): tf.Tensor2D {
+  checkTokens(model.shape, input);
+  const n = input.batch * input.seq;
+  for (const r of rows) {
+    if (!(Number.isInteger(r) && r >= 0 && r < n)) throw new Error(`Row ${r} is outside [0, ${n})`);
+  }
+  const h = hiddenStates(model, input);
+  const logits = tf.tidy(() => lmHead(model, tf.gather(h, tf.tensor1d([...rows], "int32"))));
+  h.dispose();
+  return logits;
+}
+
+/**
  * Σ of token cross-entropies over the batch's valid targets (a scalar the
  * caller owns); divide by {@link validTargets} for the mean. The logits live
  * only inside this call.

@@ -1,13 +1,13 @@
 /**
  * Log-likelihood scoring: for each request (an input and, position by position, the token to
  * score), Σ log p(target) under the model and whether every scored target was the argmax.
- * Requests are sorted by length and padded into batches; only the scored rows of the logits
- * are normalised, so a 50K vocabulary costs what its scored tokens need.
+ * Requests are sorted by length and padded into batches; the LM head runs on the scored
+ * positions only, so a 50K vocabulary costs what the scored tokens need.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { forwardLogits, type Model } from "./model.ts";
+import { logitsAt, type Model } from "./model.ts";
 
 /** An input and the target at each position (-1: not scored); both of one length ≥ 1. */
 export interface ScoringRequest {
@@ -66,11 +66,10 @@ async function scoreBatch(
     });
   });
   if (rows.length === 0) return requests.map(() => ({ logprob: 0, greedy: true, tokens: 0 }));
-  const logits = forwardLogits(model, { tokens, batch, seq });
+  const scored = logitsAt(model, { tokens, batch, seq }, rows);
   let picked: tf.Tensor[] = [];
   try {
     picked = tf.tidy(() => {
-      const scored = tf.gather(logits, tf.tensor1d(rows, "int32"));
       const logp = tf.logSoftmax(scored);
       const at = tf.tensor2d(want.flatMap((t, j) => [j, t]), [want.length, 2], "int32");
       const onTarget = tf.gatherND(logp, at);
@@ -86,7 +85,7 @@ async function scoreBatch(
     }
     return out;
   } finally {
-    logits.dispose();
+    scored.dispose();
     tf.dispose(picked);
   }
 }
