@@ -22,4 +22,5 @@ export * from "./charts/mod.ts";
 export * from "./data/mod.ts";
 export * from "./store/mod.ts";
 export * from "./checkpoint/mod.ts";
+export * from "./evals/mod.ts";
 export * from "./report/mod.ts";
