@@ -35,6 +35,9 @@ const SHAPE: LlamaShape = {
   maxSeqLen: 128,
 };
 
+/** A smaller model for the tests that check the machinery, not the numbers. */
+const SMALL: LlamaShape = { ...SHAPE, hidden: 16, intermediate: 32, maxSeqLen: 32 };
+
 function run(...args: string[]): Promise<Captured> {
   return capture(evalMain, args);
 }
@@ -138,12 +141,7 @@ Deno.test({
   sanitizeResources: false,
   fn: () =>
     withDir(async (dir) => {
-      const model = await randomModel(dir, "bytes", {
-        ...SHAPE,
-        hidden: 16,
-        intermediate: 32,
-        maxSeqLen: 32,
-      });
+      const model = await randomModel(dir, "bytes", SMALL);
       await Deno.writeTextFile(`${dir}/colors.yaml`, MC_DEF);
       await Deno.writeTextFile(`${dir}/colors.jsonl`, mcData(10));
       const out = `${dir}/result.json`;
@@ -220,12 +218,7 @@ Deno.test({
   sanitizeResources: false,
   fn: () =>
     withDir(async (dir) => {
-      const model = await randomModel(dir, "bytes", {
-        ...SHAPE,
-        hidden: 16,
-        intermediate: 32,
-        maxSeqLen: 32,
-      });
+      const model = await randomModel(dir, "bytes", SMALL);
       await Deno.writeTextFile(`${dir}/colors.yaml`, MC_DEF);
       await Deno.writeTextFile(
         `${dir}/colors.jsonl`,
@@ -270,13 +263,7 @@ Deno.test({
       }
 
       // No record, no run around it, a vocabulary that says nothing: ask for --tokenizer.
-      const odd = await randomModel(`${dir}/odd`, undefined, {
-        ...SHAPE,
-        vocab: 300,
-        hidden: 16,
-        intermediate: 32,
-        maxSeqLen: 32,
-      });
+      const odd = await randomModel(`${dir}/odd`, undefined, { ...SMALL, vocab: 300 });
       const asks = await run(odd, "--task-file", `${dir}/colors.yaml`, "--backend", "cpu");
       assertEquals(asks.code, 2);
       assertStringIncludes(asks.err, "--tokenizer");
