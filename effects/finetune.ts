@@ -118,6 +118,7 @@ export function finetune(options: FinetuneOptions): TE.TaskEither<PipelineError,
       mode: options.mode,
       print: options.print,
       tokenizer,
+      shape: p.loaded.model.shape,
     })();
     if (E.isLeft(opened)) {
       p.loaded.dispose();

@@ -71,6 +71,8 @@ export interface RunDirOptions {
   readonly print: (line: string) => void;
   /** The tokeniser the run's ids belong to, recorded beside the weights it writes. */
   readonly tokenizer?: TokenizerName;
+  /** The model's shape when the run cannot change it (fine-tuning), recorded in checkpoints. */
+  readonly shape?: LlamaShape;
 }
 
 async function present(dir: string): Promise<string[]> {
@@ -187,7 +189,7 @@ export function openRunDir(
     }
     return E.right({
       dir,
-      store: runDirStore(dir, options.tokenizer),
+      store: runDirStore(dir, options.tokenizer, options.shape),
       log: runDirLog(dir, options.print),
       release,
     });
@@ -247,12 +249,22 @@ function loadCheckpoint(ckpt: string): TE.TaskEither<FileError, Checkpoint | und
 }
 
 /** The store effect over `dir` (the caller holds the directory's lock). */
-export function runDirStore(dir: string, tokenizer?: TokenizerName): StoreEffect {
+export function runDirStore(
+  dir: string,
+  tokenizer?: TokenizerName,
+  fixedShape?: LlamaShape,
+): StoreEffect {
   // Evaluation and generation read which tokeniser the ids belong to from the checkpoint itself.
   const tokenizerRecord = (tmp: string) =>
     tokenizer === undefined
       ? []
       : [writeFileAtomic(`${tmp}/${TOKENIZER_FILE}`, tokenizerRecordText(tokenizer))];
+  // A shape that cannot change during the run (fine-tuning) makes each checkpoint open on its
+  // own; pre-training's depth changes at every growth, so its checkpoints take it from the run.
+  const shapeRecord = (tmp: string) =>
+    fixedShape === undefined
+      ? []
+      : [writeFileAtomic(`${tmp}/${FINAL_FILES.config}`, shapeConfigText(fixedShape))];
   const ckpt = `${dir}/${RUN_DIR.checkpoint}`;
   return {
     saveCheckpoint: (c: Checkpoint) =>
@@ -265,6 +277,7 @@ export function runDirStore(dir: string, tokenizer?: TokenizerName): StoreEffect
             checkpointStateText({ progress: c.progress, meta: c.snapshot.meta }),
           ),
           ...tokenizerRecord(tmp),
+          ...shapeRecord(tmp),
         ])),
     loadCheckpoint: () => loadCheckpoint(ckpt),
     saveFinal: (snapshot: EngineSnapshot, shape: LlamaShape) => {

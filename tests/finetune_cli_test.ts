@@ -388,6 +388,11 @@ Deno.test({
       const stopped = await run(...args, "--out", `${dir}/cut`, "--stop-after", "4");
       assertEquals(stopped.code, 0, stopped.err);
       assertStringIncludes(stopped.out, "Stopped after step 4 of 12");
+      // The mid-run checkpoint opens on its own (shape and tokenizer beside its weights).
+      const mid = await loadModel(`${dir}/cut/checkpoint`)();
+      assert(E.isRight(mid), E.isLeft(mid) ? mid.left.message : "");
+      assertEquals(mid.right.tokenizerName, "bytes");
+      mid.right.dispose();
       // What a process killed after its checkpoint leaves behind: records past the checkpoint.
       await Deno.writeTextFile(`${dir}/cut/metrics.jsonl`, '{"type":"train","step":5,"loss":0}\n', {
         append: true,
