@@ -31,3 +31,4 @@ export * from "./llama_shape.ts";
 export * from "./growth_layout.ts";
 export * from "./param_names.ts";
 export * from "./stage_roles.ts";
+export * from "./stats.ts";

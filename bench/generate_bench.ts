@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { median } from "../base/mod.ts";
 import { disposeParams, generate, initParams, type Model } from "../kernels/mod.ts";
 import { benchShape, useBackend } from "./train_bench.ts";
 
@@ -50,11 +51,6 @@ export interface GenerateBenchOptions {
 
 const CACHED = true;
 const UNCACHED = false;
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)]!;
-}
 
 /**
  * Measures generated tokens/s with and without the cache.

@@ -24,6 +24,7 @@
  *
  * @module
  */
+import { median } from "../base/mod.ts";
 import { parseArgs } from "node:util";
 import * as E from "fp-ts/lib/Either.js";
 import { openHeapSgemm } from "../kernels/blas/mod.ts";
@@ -83,10 +84,6 @@ function parseShapes(text: string | undefined): [number, number, number, number,
 }
 
 /** The middle sample (the lower middle of an even count, so it is one of the samples). */
-function median(xs: readonly number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.floor((sorted.length - 1) / 2)]!;
-}
 
 function fmt(x: number | undefined, digits: number, width: number): string {
   return (x === undefined ? "–" : x.toFixed(digits)).padStart(width);

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { median } from "../base/mod.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
@@ -64,12 +65,6 @@ async function enter(impl: string): Promise<void> {
   if (impl === "wasm+blas") registerBlasWasmMatMul();
   if (impl === "wasm") unregisterBlasWasmMatMul();
   await tf.setBackend(impl === "wasm+blas" ? "wasm" : impl);
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 function randomValues(size: number, seed: number): Float32Array {

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { median } from "../base/mod.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { parseArgs } from "node:util";
 import { createTrainState, disposeState, initParams, trainStep } from "../kernels/mod.ts";
@@ -40,11 +41,6 @@ export interface StepProfile {
 }
 
 const UNCHECKED = false;
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
 
 function aggregate(
   kernels: readonly {

@@ -5,7 +5,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { completeShape, PROJECTIONS } from "../base/mod.ts";
+import { completeShape, median, PROJECTIONS } from "../base/mod.ts";
 import {
   compositionCount,
   loadHighs,
@@ -33,11 +33,6 @@ export interface SolverBenchOptions {
   readonly stages?: readonly number[];
   readonly maxCompositions?: number;
   readonly repeats?: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
 /** Times HiGHS and the exhaustive solver on the 1.2B layer shape at several depths. */

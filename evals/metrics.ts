@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { argmax, mean, sampleStd } from "../base/mod.ts";
 
 /** The score of one continuation: Σ log p over its tokens, and whether each was the argmax. */
 export interface ContinuationScore {
@@ -12,11 +13,6 @@ export interface ContinuationScore {
   readonly greedy: boolean;
   /** Tokens scored. */
   readonly tokens: number;
-}
-
-/** Mean of `xs` (NaN when empty). */
-export function mean(xs: readonly number[]): number {
-  return xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
 /**
@@ -31,18 +27,7 @@ export function mean(xs: readonly number[]): number {
  * ```
  */
 export function stderrOfMean(xs: readonly number[]): number {
-  const n = xs.length;
-  if (n < 2) return NaN;
-  const m = mean(xs);
-  const ss = xs.reduce((a, x) => a + (x - m) ** 2, 0);
-  return Math.sqrt(ss / (n - 1)) / Math.sqrt(n);
-}
-
-/** Index of the largest value, the first on ties (numpy's `argmax`). */
-export function argmax(xs: readonly number[]): number {
-  let best = 0;
-  for (let i = 1; i < xs.length; i++) if (xs[i]! > xs[best]!) best = i;
-  return best;
+  return sampleStd(xs) / Math.sqrt(xs.length);
 }
 
 /** Accuracy metrics of a choice task. */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Rng } from "../base/mod.ts";
+import { argmax, type Rng } from "../base/mod.ts";
 
 /** How the next token is chosen; the defaults leave the distribution as the model gives it. */
 export interface SamplingOptions {
@@ -15,21 +15,6 @@ export interface SamplingOptions {
   readonly topK?: number;
   /** Keep the smallest set of most likely tokens whose probability reaches p; 1 or unset: all. */
   readonly topP?: number;
-}
-
-/**
- * The index of the largest logit (the first one on ties).
- *
- * @example
- * ```ts
- * import { argmax } from "./sampling.ts";
- * console.assert(argmax(new Float32Array([0, 3, 1, 3])) === 1);
- * ```
- */
-export function argmax(logits: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
-  return best;
 }
 
 /** Whether these options choose greedily (no randomness is used). */

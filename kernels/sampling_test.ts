@@ -1,12 +1,7 @@
 import { assert, assertEquals } from "../tests/assert.ts";
 import { createRng } from "../base/prng.ts";
-import {
-  argmax,
-  isGreedy,
-  sampleToken,
-  samplingDistribution,
-  samplingProblem,
-} from "./sampling.ts";
+import { argmax } from "../base/stats.ts";
+import { isGreedy, sampleToken, samplingDistribution, samplingProblem } from "./sampling.ts";
 
 const LOGITS = new Float32Array([1.2, -0.5, 3.1, 0.4, 3.1, -2, 2.0, 0.9]);
 

@@ -7,7 +7,7 @@
  * @module
  */
 import { type Bar, lineChart, type Series, stackedBarChart } from "../charts/mod.ts";
-import { formatBytes } from "../base/mod.ts";
+import { formatBytes, mean, sampleStd } from "../base/mod.ts";
 import { type CompareRun, flopsAtStep } from "../pipeline/mod.ts";
 
 /** What one finished run measured (read from its run directory). */
@@ -94,11 +94,7 @@ function num(x: unknown): number | null {
 export function stat(values: readonly (number | null)[]): Stat {
   const xs = values.filter((v): v is number => v !== null);
   if (xs.length === 0) return { mean: null, std: null, n: 0 };
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const std = xs.length < 2
-    ? null
-    : Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1));
-  return { mean, std, n: xs.length };
+  return { mean: mean(xs), std: xs.length < 2 ? null : sampleStd(xs), n: xs.length };
 }
 
 /** The second corpus's last evaluation in a run's metrics. */
@@ -123,13 +119,11 @@ function evaluationFields(o: RunOutcome): Pick<
     chances.push(num(t.chance) ?? 0);
   }
   const accs = Object.values(zeroShot);
-  const mean = (
-    xs: number[],
-  ) => (xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length);
+  const meanOf = (xs: number[]) => (xs.length === 0 ? null : mean(xs));
   const wiki = tasks.wikitext;
   return {
-    zeroShotMean: mean(accs),
-    zeroShotChance: mean(chances),
+    zeroShotMean: meanOf(accs),
+    zeroShotChance: meanOf(chances),
     zeroShot: accs.length === 0 ? null : zeroShot,
     wikitextPerplexity: num(wiki?.token_perplexity),
     wikitextBitsPerByte: num(wiki?.bits_per_byte),
