@@ -26,6 +26,7 @@ import {
   ioFailed,
 } from "../base/mod.ts";
 import { alpacaPrompt, type Instruction } from "./instruct.ts";
+import { jsonLines } from "./jsonl.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
 /** One instruction-tuning example: the prompt's fields and the response to learn. */
@@ -85,19 +86,16 @@ function fromArray(text: string, file: string): E.Either<ContentInvalid, AlpacaR
 }
 
 function fromLines(text: string, file: string): E.Either<ContentInvalid, AlpacaRecord[]> {
+  const parsed = jsonLines(text);
+  if (E.isLeft(parsed)) {
+    const { line, why } = parsed.left;
+    // Records before the bad line are the non-blank lines before it.
+    const before = text.split("\n").slice(0, line - 1).filter((l) => l.trim() !== "").length;
+    return E.left(contentInvalid(file, `record ${before} (line ${line}): not valid JSON: ${why}`));
+  }
   const out: AlpacaRecord[] = [];
-  const lines = text.split("\n");
-  for (const [i, raw] of lines.entries()) {
-    const line = raw.trim();
-    if (line === "") continue;
-    const where = `record ${out.length} (line ${i + 1})`;
-    let u: unknown;
-    try {
-      u = JSON.parse(line);
-    } catch (e) {
-      return E.left(contentInvalid(file, `${where}: not valid JSON: ${describeUnknown(e)}`));
-    }
-    const r = decodeRecord(u, where);
+  for (const { line, value } of parsed.right) {
+    const r = decodeRecord(value, `record ${out.length} (line ${line})`);
     if (E.isLeft(r)) return E.left(contentInvalid(file, r.left));
     out.push(r.right);
   }

@@ -31,5 +31,6 @@ export * from "./sources.ts";
 export * from "./token_cache.ts";
 export * from "./tokenizer.ts";
 export * from "./instruct.ts";
+export * from "./jsonl.ts";
 export * from "./alpaca.ts";
 export * from "./mt_bench.ts";

@@ -10,6 +10,7 @@
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
 import { type ContentInvalid, contentInvalid, decodeWith } from "../base/mod.ts";
+import { jsonLines } from "./jsonl.ts";
 
 const QuestionId = t.union([t.number, t.string]);
 
@@ -38,21 +39,16 @@ function parseJsonl<A>(
   file: string,
   decode: (u: unknown) => E.Either<string[], A>,
 ): E.Either<ContentInvalid, { readonly line: number; readonly value: A }[]> {
+  const parsed = jsonLines(text);
+  if (E.isLeft(parsed)) {
+    const { line, why } = parsed.left;
+    return E.left(contentInvalid(file, `line ${line}: not valid JSON (${why})`));
+  }
   const out: { line: number; value: A }[] = [];
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const raw = lines[i]!.trim();
-    if (raw === "") continue;
-    let u: unknown;
-    try {
-      u = JSON.parse(raw);
-    } catch (e) {
-      const why = e instanceof Error ? e.message : String(e);
-      return E.left(contentInvalid(file, `line ${i + 1}: not valid JSON (${why})`));
-    }
-    const d = decode(u);
-    if (E.isLeft(d)) return E.left(contentInvalid(file, `line ${i + 1}: ${d.left.join("; ")}`));
-    out.push({ line: i + 1, value: d.right });
+  for (const { line, value } of parsed.right) {
+    const d = decode(value);
+    if (E.isLeft(d)) return E.left(contentInvalid(file, `line ${line}: ${d.left.join("; ")}`));
+    out.push({ line, value: d.right });
   }
   return E.right(out);
 }

@@ -12,6 +12,7 @@ import * as TE from "fp-ts/lib/TaskEither.js";
 import { type AsyncBuffer, parquetMetadataAsync, parquetRead, parquetSchema } from "hyparquet";
 import { contentInvalid, describeUnknown, type FileError, ioFailed } from "../base/mod.ts";
 import { builtinCorpus } from "./builtin_corpus.ts";
+import { jsonLines } from "./jsonl.ts";
 import type { ResolvedFile, ResolvedUnit } from "./sources.ts";
 
 /**
@@ -56,23 +57,18 @@ function isRecord(x: unknown): x is Record<string, unknown> {
 /** JSONL: one JSON object per non-blank line; `field` must be a string on every line. */
 async function readJsonl(file: ResolvedFile): Promise<E.Either<FileError, string[]>> {
   const text = await Deno.readTextFile(file.path);
+  const parsed = jsonLines(text);
+  if (E.isLeft(parsed)) {
+    return E.left(
+      contentInvalid(file.path, `Line ${parsed.left.line} is not valid JSON: ${parsed.left.why}`),
+    );
+  }
   const docs: string[] = [];
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.trim();
-    if (line === "") continue;
-    let record: unknown;
-    try {
-      record = JSON.parse(line);
-    } catch (e) {
-      return E.left(
-        contentInvalid(file.path, `Line ${i + 1} is not valid JSON: ${describeUnknown(e)}`),
-      );
-    }
+  for (const { line, value: record } of parsed.right) {
     const value = isRecord(record) ? record[file.field] : undefined;
     if (typeof value !== "string") {
       const why = isRecord(record) && file.field in record ? "is not a string" : "is missing";
-      return E.left(contentInvalid(file.path, `Line ${i + 1}: field "${file.field}" ${why}`));
+      return E.left(contentInvalid(file.path, `Line ${line}: field "${file.field}" ${why}`));
     }
     if (value.length > 0) docs.push(value);
   }

@@ -13,6 +13,7 @@ import {
   type IoFailed,
   ioFailed,
 } from "../base/mod.ts";
+import { jsonLines } from "../data/mod.ts";
 import type { Format, Reader } from "./task_def.ts";
 
 /** One record and where it is (`file:line`, or `file` for a whole-file document). */
@@ -41,18 +42,14 @@ function lines(text: string): string[] {
 
 /** Records of JSONL text: blank lines are skipped, anything else must be a JSON object. */
 export function parseJsonl(text: string, path: string): E.Either<ContentInvalid, TaskRecord[]> {
+  const parsed = jsonLines(text);
+  if (E.isLeft(parsed)) {
+    const { line, why } = parsed.left;
+    return E.left(contentInvalid(`${path}:${line}`, `not valid JSON: ${why}`));
+  }
   const out: TaskRecord[] = [];
-  const all = lines(text);
-  for (let i = 0; i < all.length; i++) {
-    const line = all[i]!;
-    if (line.trim() === "") continue;
-    const where = `${path}:${i + 1}`;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (e) {
-      return E.left(contentInvalid(where, `not valid JSON: ${describeUnknown(e)}`));
-    }
+  for (const { line, value } of parsed.right) {
+    const where = `${path}:${line}`;
     if (!isObject(value)) return E.left(contentInvalid(where, "expected a JSON object"));
     out.push({ fields: value, where });
   }
