@@ -10,9 +10,9 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import YAML from "yaml";
-import { configInvalid, contentInvalid, describeUnknown, ioFailed } from "../base/mod.ts";
-import { TOKENIZER_VOCAB, type TokenizerName } from "../data/mod.ts";
-import { exists } from "./_files.ts";
+import { configInvalid, contentInvalid, describeUnknown } from "../base/mod.ts";
+import { TOKENIZER_VOCAB, TokenizerName } from "../data/mod.ts";
+import { exists, readJson } from "./_files.ts";
 import type { CkptError } from "./model_view.ts";
 import { RUN_DIR } from "./run_layout.ts";
 
@@ -33,33 +33,25 @@ export interface FoundTokenizer {
   readonly guessed: boolean;
 }
 
-function isName(u: unknown): u is TokenizerName {
-  return u === "bytes" || u === "gpt2";
-}
-
-async function readRecord(path: string): Promise<E.Either<CkptError, TokenizerName>> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await Deno.readTextFile(path));
-  } catch (e) {
-    return E.left(
-      e instanceof SyntaxError
-        ? contentInvalid(path, `not valid JSON: ${e.message}`)
-        : ioFailed(path, describeUnknown(e)),
-    );
-  }
+/** The `tokenizer` field of a parsed record, checked. */
+function recordedName(json: unknown, where: string): E.Either<CkptError, TokenizerName> {
   const name = typeof json === "object" && json !== null
     ? (json as { tokenizer?: unknown }).tokenizer
     : undefined;
-  return isName(name) ? E.right(name) : E.left(
-    configInvalid(
-      `${path}: tokenizer`,
-      `expected "bytes" or "gpt2", got ${JSON.stringify(name)}`,
-    ),
-  );
+  return TokenizerName.is(name)
+    ? E.right(name)
+    : E.left(configInvalid(where, `expected "bytes" or "gpt2", got ${JSON.stringify(name)}`));
 }
 
-async function fromPipeline(path: string): Promise<E.Either<CkptError, TokenizerName>> {
+async function readRecord(path: string): Promise<E.Either<CkptError, TokenizerName>> {
+  const json = await readJson(path)();
+  return E.isLeft(json) ? json : recordedName(json.right, `${path}: tokenizer`);
+}
+
+/** `data.tokenizer` of a run's pipeline.yaml (a run writes it with its defaults applied). */
+async function fromPipeline(
+  path: string,
+): Promise<E.Either<CkptError, TokenizerName | undefined>> {
   let doc: unknown;
   try {
     doc = YAML.parse(await Deno.readTextFile(path));
@@ -69,17 +61,10 @@ async function fromPipeline(path: string): Promise<E.Either<CkptError, Tokenizer
   const data = typeof doc === "object" && doc !== null
     ? (doc as { data?: unknown }).data
     : undefined;
-  const name = typeof data === "object" && data !== null
-    ? (data as { tokenizer?: unknown }).tokenizer
-    : undefined;
-  // A graph without `data.tokenizer` ran on the default, the byte tokeniser.
-  if (name === undefined) return E.right("bytes");
-  return isName(name) ? E.right(name) : E.left(
-    configInvalid(
-      `${path}: data.tokenizer`,
-      `expected "bytes" or "gpt2", got ${JSON.stringify(name)}`,
-    ),
-  );
+  if (typeof data !== "object" || data === null || !("tokenizer" in data)) {
+    return E.right(undefined);
+  }
+  return recordedName(data, `${path}: data.tokenizer`);
 }
 
 /**
@@ -119,13 +104,15 @@ async function search(
   }
   const pipeline = `${dir}/../${RUN_DIR.pipeline}`;
   if (await exists(pipeline)) {
-    return E.map((name: TokenizerName) => ({
-      name,
-      how: `the run's data.tokenizer in ${pipeline}`,
-      guessed: false,
-    }))(
-      await fromPipeline(pipeline),
-    );
+    const name = await fromPipeline(pipeline);
+    if (E.isLeft(name)) return name;
+    if (name.right !== undefined) {
+      return E.right({
+        name: name.right,
+        how: `the run's data.tokenizer in ${pipeline}`,
+        guessed: false,
+      });
+    }
   }
   // GPT-2's BPE ships as vocab.json + merges.txt (or one tokenizer.json); its 50,257 ids are
   // often padded to a multiple of 64 in the embedding.
