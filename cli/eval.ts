@@ -22,14 +22,18 @@ import { exists } from "../checkpoint/mod.ts";
 import type { TokenizerName } from "../data/mod.ts";
 import {
   builtinTask,
-  DEFAULT_DATA_DIR,
   evaluateTask,
   loadModel,
   type ResolvedTask,
   startBackend,
   taskFromFile,
 } from "../effects/mod.ts";
-import { BUILTIN_TASKS, SHARED_ZERO_SHOT, type TaskResult } from "../evals/mod.ts";
+import {
+  BUILTIN_TASKS,
+  DEFAULT_DATA_DIR,
+  SHARED_ZERO_SHOT,
+  type TaskResult,
+} from "../evals/mod.ts";
 import { type BackendName, BACKENDS } from "../pipeline/mod.ts";
 import { evalJson, evalTable } from "../report/mod.ts";
 import { writeFileAtomic } from "../store/mod.ts";

@@ -52,9 +52,6 @@ export interface EvaluateOptions {
   readonly progress?: (line: string, final: boolean) => void;
 }
 
-/** Where `deno task eval` looks for the built-in tasks' data when no `--data-dir` is given. */
-export const DEFAULT_DATA_DIR = "../shared/data";
-
 /**
  * The built-in task `name` with its data below `dataDir`; a missing file is an error that says
  * where the data is expected and in which format.

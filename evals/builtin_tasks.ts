@@ -88,5 +88,8 @@ export const BUILTIN_TASKS: Readonly<Record<string, TaskDef>> = {
   },
 };
 
+/** Where the built-in tasks' data is looked for when no folder is given (`--data-dir`). */
+export const DEFAULT_DATA_DIR = "../shared/data";
+
 /** The zero-shot tasks whose data the shared folder has: the default of `deno task eval`. */
 export const SHARED_ZERO_SHOT: readonly string[] = ["piqa", "hellaswag", "arc_easy", "lambada"];

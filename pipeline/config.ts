@@ -40,6 +40,7 @@ import {
   type MemoryAssumptions,
 } from "../solvers/mod.ts";
 import { DataSource, DEFAULT_TOKEN_CACHE_DIR } from "../data/mod.ts";
+import { DEFAULT_DATA_DIR, SHARED_ZERO_SHOT } from "../evals/mod.ts";
 
 /** Tensor backends the engine knows. */
 export const BACKENDS = ["auto", "wasm", "cpu", "blas", "webgpu", "tensorflow"] as const;
@@ -274,10 +275,10 @@ export interface CompareEvalSettings {
 
 /** Defaults of `compare.eval`: the shared zero-shot tasks, 500 items each, and WikiText. */
 export const COMPARE_EVAL_DEFAULTS: CompareEvalSettings = {
-  tasks: ["piqa", "hellaswag", "arc_easy", "lambada"],
+  tasks: SHARED_ZERO_SHOT,
   wikitext: true,
   limit: 500,
-  dataDir: "../shared/data",
+  dataDir: DEFAULT_DATA_DIR,
   batch: 16,
 };
 
