@@ -5,7 +5,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid, type PipelineError } from "../base/mod.ts";
+import { type ConfigInvalid, type PipelineError } from "../base/mod.ts";
 import type { TokenizerName } from "../data/mod.ts";
 import { type LoadedModel, loadModel, startBackend } from "../effects/mod.ts";
 import { type BackendName, BACKENDS } from "../pipeline/mod.ts";
@@ -14,6 +14,7 @@ import {
   backendFlag,
   booleanFlag,
   field,
+  intFlag,
   numberFlag,
   onePositional,
   type ParsedCommand,
@@ -102,25 +103,31 @@ export function generationArgs(
 ): E.Either<ConfigInvalid, GenerationArgs> {
   const checkpoint = onePositional(cmd, "CHECKPOINT", usage);
   if (E.isLeft(checkpoint)) return checkpoint;
-  const maxTokens = numberFlag(
-    cmd,
-    "max-tokens",
-    (n) => Number.isInteger(n) && n >= 1,
-    "a positive integer",
-  );
+  const maxTokens = intFlag(cmd, "max-tokens", 1);
   if (E.isLeft(maxTokens)) return maxTokens;
   const category = defaults.categoryTemperature === true &&
     stringFlag(cmd, "temperature") === "category";
   const temperature = category ? E.right(undefined) : numberFlag(
     cmd,
     "temperature",
-    (n) => Number.isFinite(n) && n >= 0,
+    (n) => samplingProblem({ temperature: n }) === undefined,
     `a number ≥ 0${defaults.categoryTemperature === true ? ' or "category"' : ""}`,
   );
   if (E.isLeft(temperature)) return temperature;
-  const topK = numberFlag(cmd, "top-k", (n) => Number.isInteger(n) && n >= 0, "an integer ≥ 0");
+  // The kernel's own check decides what is valid; the flag names the value.
+  const topK = numberFlag(
+    cmd,
+    "top-k",
+    (n) => samplingProblem({ topK: n }) === undefined,
+    "an integer ≥ 0",
+  );
   if (E.isLeft(topK)) return topK;
-  const topP = numberFlag(cmd, "top-p", (n) => n > 0 && n <= 1, "a number in (0, 1]");
+  const topP = numberFlag(
+    cmd,
+    "top-p",
+    (n) => samplingProblem({ topP: n }) === undefined,
+    "a number in (0, 1]",
+  );
   if (E.isLeft(topP)) return topP;
   const seed = numberFlag(cmd, "seed", (n) => Number.isSafeInteger(n), "an integer");
   if (E.isLeft(seed)) return seed;
@@ -141,13 +148,7 @@ export function generationArgs(
     ...field("tokenizer", tokenizer.right),
     ...field("shape", stringFlag(cmd, "shape")),
   };
-  // The flag checks above cover every sampling problem; this keeps them in step with the kernel.
-  const problem = samplingProblem({
-    temperature: args.temperature,
-    ...field("topK", args.topK),
-    ...field("topP", args.topP),
-  });
-  return problem === undefined ? E.right(args) : E.left(configInvalid("command line", problem));
+  return E.right(args);
 }
 
 /** The started backend's description and the loaded checkpoint (the caller disposes it). */

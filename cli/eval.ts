@@ -27,6 +27,7 @@ import {
   type ResolvedTask,
   startBackend,
   taskFromFile,
+  unknownTask,
 } from "../effects/mod.ts";
 import {
   BUILTIN_TASKS,
@@ -151,14 +152,7 @@ function parseCli(argv: readonly string[]): E.Either<ConfigInvalid, EvalArgs | "
 async function resolveTasks(a: EvalArgs): Promise<E.Either<PipelineError, ResolvedTask[]>> {
   const out: ResolvedTask[] = [];
   const unknown = a.tasks.find((n) => BUILTIN_TASKS[n] === undefined);
-  if (unknown !== undefined) {
-    return E.left(configInvalid(
-      "--tasks",
-      `unknown task "${unknown}": built-in tasks are ${
-        Object.keys(BUILTIN_TASKS).join(", ")
-      } (or give --task-file DEF --data PATH)`,
-    ));
-  }
+  if (unknown !== undefined) return E.left(unknownTask(unknown));
   if (a.tasks.length > 0) {
     const dir = a.dataDir ?? DEFAULT_DATA_DIR;
     if (!(await exists(dir))) {

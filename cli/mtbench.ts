@@ -17,7 +17,7 @@ import { exists } from "../checkpoint/mod.ts";
 import { modelAnswersJsonl, parseQuestions } from "../data/mod.ts";
 import { answerMtBench } from "../effects/mod.ts";
 import { writeFileAtomic } from "../store/mod.ts";
-import { booleanFlag, field, parseCommand, stringFlag } from "./_args.ts";
+import { booleanFlag, field, intFlag, parseCommand, stringFlag } from "./_args.ts";
 import { readText } from "./_files.ts";
 import {
   describeLoaded,
@@ -83,11 +83,8 @@ async function parseCli(argv: readonly string[]): Promise<E.Either<PipelineError
       `is missing and ${DEFAULT_QUESTIONS} does not exist: give FastChat's question.jsonl`,
     ));
   }
-  const limitText = stringFlag(cmd, "limit");
-  const limit = limitText === undefined ? undefined : Number(limitText);
-  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) {
-    return E.left(configInvalid("--limit", `expected a positive integer, got "${limitText}"`));
-  }
+  const limit = intFlag(cmd, "limit", 1);
+  if (E.isLeft(limit)) return limit;
   const checkpoint = args.right.checkpoint.replace(/\/+$/, "");
   const leaf = basename(checkpoint);
   // A run's final/ or checkpoint/ is named by its run directory.
@@ -98,7 +95,7 @@ async function parseCli(argv: readonly string[]): Promise<E.Either<PipelineError
     questions: given ?? DEFAULT_QUESTIONS,
     out,
     modelId,
-    ...field("limit", limit),
+    ...field("limit", limit.right),
   });
 }
 

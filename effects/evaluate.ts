@@ -52,6 +52,16 @@ export interface EvaluateOptions {
   readonly progress?: (line: string, final: boolean) => void;
 }
 
+/** The error for a task name that is not built in. */
+export function unknownTask(name: string): ConfigInvalid {
+  return configInvalid(
+    "--tasks",
+    `unknown task "${name}": built-in tasks are ${
+      Object.keys(BUILTIN_TASKS).join(", ")
+    } (or give --task-file DEF --data PATH)`,
+  );
+}
+
 /**
  * The built-in task `name` with its data below `dataDir`; a missing file is an error that says
  * where the data is expected and in which format.
@@ -61,14 +71,7 @@ export async function builtinTask(
   dataDir: string,
 ): Promise<E.Either<ConfigInvalid, ResolvedTask>> {
   const def = BUILTIN_TASKS[name];
-  if (def === undefined) {
-    return E.left(configInvalid(
-      "--tasks",
-      `unknown task "${name}": built-in tasks are ${
-        Object.keys(BUILTIN_TASKS).join(", ")
-      } (or give --task-file DEF --data PATH)`,
-    ));
-  }
+  if (def === undefined) return E.left(unknownTask(name));
   const data = `${dataDir}/${def.reader.data}`;
   const labels = def.reader.labels === undefined ? undefined : `${dataDir}/${def.reader.labels}`;
   for (const path of [data, ...(labels === undefined ? [] : [labels])]) {

@@ -142,7 +142,6 @@ export function generateText(
     const stream = textStream(tokenizer, options.stopTexts);
     const t0 = performance.now();
     let first: number | undefined;
-    let stoppedByText = false;
     const out = await generate(model, ids, {
       ...options,
       stopIds: (options.stopAtEot ?? true) ? [tokenizer.eot] : [],
@@ -151,7 +150,6 @@ export function generateText(
       first ??= performance.now();
       const r = stream.push(id);
       if (r.text !== "") onText?.(r.text);
-      stoppedByText = r.stopped;
       return r.stopped;
     });
     const seconds = (performance.now() - t0) / 1000;
@@ -160,7 +158,8 @@ export function generateText(
     return {
       text: full,
       ids: out.ids,
-      stop: stoppedByText ? "stop-text" : out.stop === "caller" ? "length" : out.stop,
+      // Only a stop text makes the callback stop generation.
+      stop: out.stop === "caller" ? "stop-text" : out.stop,
       promptTokens: ids.length,
       firstTokenSeconds: ((first ?? performance.now()) - t0) / 1000,
       seconds,

@@ -13,12 +13,12 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { PLAIN, TRANSPOSED } from "./_flags.ts";
-import { EMBED, layerNormNames, LM_HEAD } from "../base/mod.ts";
+import { layerNormNames } from "../base/mod.ts";
 import { causalAttention } from "./ops/attention.ts";
 import { rmsNorm } from "./ops/rms_norm.ts";
-import { rope, ropeTables } from "./ops/rope.ts";
+import { rope, type RopeTables, ropeTables } from "./ops/rope.ts";
 import { swiglu } from "./ops/swiglu.ts";
-import { embedTokens, finalNorm, type Model, proj } from "./model.ts";
+import { embedTokens, finalNorm, lmHead, type Model, proj } from "./model.ts";
 import { depthOf, param } from "./params.ts";
 
 /** One layer's cached keys (after RoPE) and values, each [kvHeads, length, headDim]. */
@@ -95,7 +95,7 @@ function kvRows(x: tf.Tensor2D, kvHeads: number, d: number): tf.Tensor3D {
 function cachedLayer(
   model: Model,
   h: tf.Tensor2D,
-  at: { readonly layer: number; readonly past: LayerKv | undefined; readonly tables: RopeSlice },
+  at: { readonly layer: number; readonly past: LayerKv | undefined; readonly tables: RopeTables },
 ): { readonly h: tf.Tensor2D; readonly kv: LayerKv } {
   const s = model.shape;
   const d = s.hidden / s.heads;
@@ -131,19 +131,10 @@ function cachedLayer(
   return { h: tf.add(h1, proj(model, mlp, layer, "down")) as tf.Tensor2D, kv };
 }
 
-type RopeSlice = { readonly cos: tf.Tensor2D; readonly sin: tf.Tensor2D };
-
-/** The rows p..p+n−1 of the RoPE tables (built for p+n positions: the same values training uses). */
-function ropeAt(model: Model, past: number, n: number): RopeSlice {
+/** The RoPE rows of positions p..p+n−1 (the values training's tables hold at those rows). */
+function ropeAt(model: Model, past: number, n: number): RopeTables {
   const s = model.shape;
-  return tf.tidy(() => {
-    const full = ropeTables(past + n, { headDim: s.hidden / s.heads, theta: s.ropeTheta });
-    const half = full.cos.shape[1];
-    return {
-      cos: tf.slice(full.cos, [past, 0], [n, half]),
-      sin: tf.slice(full.sin, [past, 0], [n, half]),
-    };
-  });
+  return ropeTables(n, { headDim: s.hidden / s.heads, theta: s.ropeTheta, offset: past });
 }
 
 /**
@@ -188,41 +179,39 @@ export function extendCache(model: Model, cache: KvCache, tokens: ArrayLike<numb
       throw new Error(`Token id ${t} is outside [0, ${s.vocab})`);
     }
   }
-  const depth = depthOf(model.params);
-  const tables = ropeAt(model, cache.length, n);
+  const depth = cache.layers.length || depthOf(model.params);
   const layers: LayerKv[] = [];
-  let h = tf.tidy(() => embedTokens(model, tf.tensor1d(Int32Array.from(tokens), "int32")));
+  let tables: RopeTables | undefined;
+  let h: tf.Tensor2D | undefined;
   try {
+    tables = ropeAt(model, cache.length, n);
+    h = tf.tidy(() => embedTokens(model, tf.tensor1d(Int32Array.from(tokens), "int32")));
     for (let i = 0; i < depth; i++) {
-      const prev = h;
+      const prev: tf.Tensor2D = h;
+      const rope = tables;
       const out = tf.tidy(() => {
-        const r = cachedLayer(model, prev, { layer: i, past: cache.layers[i], tables });
+        const r = cachedLayer(model, prev, { layer: i, past: cache.layers[i], tables: rope });
         return { h: r.h, k: r.kv.k, v: r.kv.v };
       });
       prev.dispose();
       h = out.h;
       layers.push({ k: out.k, v: out.v });
     }
+    const states = h;
     const logits = tf.tidy(() => {
       // Only the last position's logits are needed: the head runs on one row.
-      const last = finalNorm(model, tf.slice(h, [n - 1, 0], [1, s.hidden]));
-      const head = s.tiedEmbeddings
-        ? tf.matMul(last, param(model.params, EMBED) as tf.Tensor2D, PLAIN, TRANSPOSED)
-        : tf.matMul(last, param(model.params, LM_HEAD) as tf.Tensor2D);
-      return tf.reshape(head, [s.vocab]) as tf.Tensor1D;
+      const last = finalNorm(model, tf.slice(states, [n - 1, 0], [1, s.hidden]));
+      return tf.reshape(lmHead(model, last), [s.vocab]) as tf.Tensor1D;
     });
     disposeCache(cache);
     return { cache: { length: cache.length + n, layers }, logits };
   } catch (e) {
-    for (const l of layers) {
-      l.k.dispose();
-      l.v.dispose();
-    }
+    disposeCache({ length: 0, layers });
     throw e;
   } finally {
-    h.dispose();
-    tables.cos.dispose();
-    tables.sin.dispose();
+    h?.dispose();
+    tables?.cos.dispose();
+    tables?.sin.dispose();
   }
 }
 

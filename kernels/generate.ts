@@ -1,7 +1,7 @@
 /**
  * Autoregressive generation: prefill the prompt, then one token at a time through the key/value
- * cache (`decode.ts`), or, without the cache, the whole window again through `forwardLogits`
- * each step (the reference the cached path is tested against).
+ * cache (`decode.ts`), or, without the cache, the whole window again through the model each
+ * step, the LM head on its last position (the reference the cached path is tested against).
  *
  * Context policy: the model conditions on at most `maxSeqLen` tokens. A longer prompt keeps its
  * last `maxSeqLen` tokens. When a generated token would overflow the window, the window slides:
@@ -15,7 +15,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { createRng } from "../base/mod.ts";
 import { decodeStep, disposeCache, type KvCache, prefill } from "./decode.ts";
-import { forwardLogits, type Model } from "./model.ts";
+import { logitsAt, type Model } from "./model.ts";
 import { sampleToken, type SamplingOptions, samplingProblem } from "./sampling.ts";
 
 /** What {@link generate} does; sampling options as in `sampling.ts` (default: temperature 1). */
@@ -56,17 +56,10 @@ export interface Generation {
 /** Called with each new token (and its index); returning true stops generation after it. */
 export type OnToken = (id: number, index: number) => boolean | void;
 
+/** The next-token logits after `window`: the LM head on its last position only. */
 async function lastLogits(model: Model, window: readonly number[]): Promise<Float32Array> {
-  const logits = forwardLogits(model, {
-    tokens: Int32Array.from(window),
-    batch: 1,
-    seq: window.length,
-  });
-  const last = tf.tidy(() => tf.slice(logits, [window.length - 1, 0], [1, model.shape.vocab]));
-  logits.dispose();
-  const data = (await last.data()) as Float32Array;
-  last.dispose();
-  return data;
+  const input = { tokens: Int32Array.from(window), batch: 1, seq: window.length };
+  return await read(logitsAt(model, input, [window.length - 1]));
 }
 
 /**
@@ -146,7 +139,7 @@ export async function generate(
         cache = r.cache;
         logits = await read(r.logits);
       } else {
-        logits = await lastLogits(model, all.slice(start));
+        logits = await refill();
       }
     }
     return { ids, stop: "length", prefills };
@@ -155,7 +148,7 @@ export async function generate(
   }
 }
 
-async function read(logits: tf.Tensor1D): Promise<Float32Array> {
+async function read(logits: tf.Tensor): Promise<Float32Array> {
   try {
     return (await logits.data()) as Float32Array;
   } finally {

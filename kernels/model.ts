@@ -217,7 +217,8 @@ export function headLoss(
   });
 }
 
-function lmHead(model: Model, h: tf.Tensor2D): tf.Tensor2D {
+/** The LM head (the embedding transposed when tied) on normed final states h [rows, hidden]. */
+export function lmHead(model: Model, h: tf.Tensor2D): tf.Tensor2D {
   return model.shape.tiedEmbeddings
     ? tf.matMul(h, param(model.params, EMBED) as tf.Tensor2D, PLAIN, TRANSPOSED)
     : tf.matMul(h, param(model.params, LM_HEAD) as tf.Tensor2D);

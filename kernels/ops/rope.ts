@@ -22,10 +22,12 @@ export interface RopeTableOptions {
   readonly headDim: number;
   /** Base of the frequencies (LLaMA: 10000). */
   readonly theta: number;
+  /** Position of the first row (default 0): decoding with a cache needs rows p..p+seq−1. */
+  readonly offset?: number;
 }
 
 /**
- * Tables for positions 0..seq−1: angle(t, i) = t · theta^(−2i/headDim), i < headDim/2
+ * Tables for positions offset..offset+seq−1 (offset 0 unless given): angle(t, i) = t · theta^(−2i/headDim), i < headDim/2
  * (the second half of HF's table repeats the first, so only one half is kept).
  * Angles are computed in float64 and rounded once. The caller owns the tensors.
  *
@@ -40,12 +42,13 @@ export interface RopeTableOptions {
  */
 export function ropeTables(seq: number, options: RopeTableOptions): RopeTables {
   const { headDim, theta } = options;
+  const offset = options.offset ?? 0;
   const half = headDim / 2;
   const cos = new Float32Array(seq * half);
   const sin = new Float32Array(seq * half);
   for (let t = 0; t < seq; t++) {
     for (let i = 0; i < half; i++) {
-      const angle = t * Math.pow(theta, (-2 * i) / headDim);
+      const angle = (offset + t) * Math.pow(theta, (-2 * i) / headDim);
       cos[t * half + i] = Math.cos(angle);
       sin[t * half + i] = Math.sin(angle);
     }
