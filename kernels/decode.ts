@@ -13,13 +13,10 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { PLAIN, TRANSPOSED } from "./_flags.ts";
-import { layerNormNames } from "../base/mod.ts";
 import { causalAttention } from "./ops/attention.ts";
-import { rmsNorm } from "./ops/rms_norm.ts";
-import { rope, type RopeTables, ropeTables } from "./ops/rope.ts";
-import { swiglu } from "./ops/swiglu.ts";
-import { embedTokens, finalNorm, lmHead, type Model, proj } from "./model.ts";
-import { depthOf, param } from "./params.ts";
+import { type RopeTables, ropeTables } from "./ops/rope.ts";
+import { decoderLayer, embedTokens, finalNorm, lmHead, type Model } from "./model.ts";
+import { depthOf } from "./params.ts";
 
 /** One layer's cached keys (after RoPE) and values, each [kvHeads, length, headDim]. */
 export interface LayerKv {
@@ -85,50 +82,38 @@ function attendCached(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D): tf.Tensor
   );
 }
 
-/** The cache layout [kvHeads, n, d] of a layer's new rows x [n, kvHeads·d]. */
-function kvRows(x: tf.Tensor2D, kvHeads: number, d: number): tf.Tensor3D {
-  const n = x.shape[0];
-  return tf.transpose(tf.reshape(x, [n, kvHeads, d]), [1, 0, 2]);
+/** The cache layout [kvHeads, n, d] of a layer's new keys or values x [1, n, kvHeads, d]. */
+function kvRows(x: tf.Tensor4D): tf.Tensor3D {
+  return tf.transpose(tf.squeeze(x, [0]), [1, 0, 2]) as tf.Tensor3D;
 }
 
-/** One decoder layer over n new rows h [n, hidden] at positions p..p+n−1; returns the layer's output and its grown cache. */
+/**
+ * One decoder layer over n new rows h [n, hidden] at positions p..p+n−1: the training layer
+ * with an attention that also sees the cached positions. Returns the layer's output and its
+ * grown cache.
+ */
 function cachedLayer(
   model: Model,
   h: tf.Tensor2D,
   at: { readonly layer: number; readonly past: LayerKv | undefined; readonly tables: RopeTables },
 ): { readonly h: tf.Tensor2D; readonly kv: LayerKv } {
-  const s = model.shape;
-  const d = s.hidden / s.heads;
   const n = h.shape[0];
-  const { layer, past } = at;
-  const norms = layerNormNames(layer);
-  const eps = s.rmsNormEps;
-  const a = rmsNorm(h, param(model.params, norms.input) as tf.Tensor1D, { eps });
-  const q = rope(
-    tf.reshape(proj(model, a, layer, "q"), [1, n, s.heads, d]) as tf.Tensor4D,
-    at.tables,
-  );
-  const k = rope(
-    tf.reshape(proj(model, a, layer, "k"), [1, n, s.kvHeads, d]) as tf.Tensor4D,
-    at.tables,
-  );
-  const v = proj(model, a, layer, "v");
-  const kNew = kvRows(tf.reshape(k, [n, s.kvHeads * d]), s.kvHeads, d);
-  const vNew = kvRows(v, s.kvHeads, d);
-  const kv: LayerKv = past === undefined
-    ? { k: kNew, v: vNew }
-    : { k: tf.concat([past.k, kNew], 1), v: tf.concat([past.v, vNew], 1) };
-  // An empty cache is the training case: the same (possibly fused) causal attention op.
-  const att = past === undefined
-    ? tf.reshape(
-      causalAttention(q, k, tf.reshape(v, [1, n, s.kvHeads, d]) as tf.Tensor4D),
-      [n, s.hidden],
-    ) as tf.Tensor2D
-    : attendCached(tf.reshape(q, [n, s.heads, d]) as tf.Tensor3D, kv.k, kv.v);
-  const h1 = tf.add(h, proj(model, att, layer, "o")) as tf.Tensor2D;
-  const m = rmsNorm(h1, param(model.params, norms.post) as tf.Tensor1D, { eps });
-  const mlp = swiglu(proj(model, m, layer, "gate"), proj(model, m, layer, "up"));
-  return { h: tf.add(h1, proj(model, mlp, layer, "down")) as tf.Tensor2D, kv };
+  const { past } = at;
+  let kv: LayerKv | undefined;
+  const attend = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D => {
+    const kNew = kvRows(k);
+    const vNew = kvRows(v);
+    kv = past === undefined
+      ? { k: kNew, v: vNew }
+      : { k: tf.concat([past.k, kNew], 1), v: tf.concat([past.v, vNew], 1) };
+    // An empty cache is the training case: the same (possibly fused) causal attention op.
+    if (past === undefined) return causalAttention(q, k, v);
+    const [, , heads, d] = q.shape;
+    const att = attendCached(tf.reshape(q, [n, heads, d]) as tf.Tensor3D, kv.k, kv.v);
+    return tf.reshape(att, [1, n, heads, d]) as tf.Tensor4D;
+  };
+  const out = decoderLayer(model, h, at.layer, { batch: 1, seq: n, tables: at.tables }, attend);
+  return { h: out, kv: kv! };
 }
 
 /** The RoPE rows of positions p..p+n−1 (the values training's tables hold at those rows). */

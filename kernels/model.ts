@@ -121,12 +121,20 @@ export function embedTokens(model: Model, tokens: tf.Tensor1D): tf.Tensor2D {
   return tf.tidy(() => embedding(param(model.params, EMBED) as tf.Tensor2D, tokens));
 }
 
+/**
+ * Attention of rotated queries and keys and the values, each [batch, seq, heads or kvHeads,
+ * headDim], to [batch, seq, heads, headDim]. Training uses {@link causalAttention}; decoding
+ * with a key/value cache passes one that also sees the cached positions.
+ */
+export type Attend = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D;
+
 /** Decoder layer `layer` on hidden states h [batch·seq, hidden]. */
 export function decoderLayer(
   model: Model,
   h: tf.Tensor2D,
   layer: number,
   ctx: LayerContext,
+  attend: Attend = causalAttention,
 ): tf.Tensor2D {
   const s = model.shape;
   const headDim = s.hidden / s.heads;
@@ -152,7 +160,7 @@ export function decoderLayer(
     s.kvHeads,
     headDim,
   ]) as tf.Tensor4D;
-  const att = causalAttention(rope(q, ctx.tables), rope(k, ctx.tables), v);
+  const att = attend(rope(q, ctx.tables), rope(k, ctx.tables), v);
   const flat = reshapeKeepingNothing<tf.Rank.R2>(att, [n, s.hidden]);
   const h1 = addKeepingNothing(h, proj(model, flat, layer, "o"));
   const m = rmsNorm(h1, param(model.params, norms.post) as tf.Tensor1D, { eps });
