@@ -11,11 +11,11 @@ import { type LlamaShape, type PipelineError, trainingDiverged } from "../base/m
 import { CHECKPOINT_FILES, RUN_DIR } from "../checkpoint/mod.ts";
 import type { SftSet } from "../data/mod.ts";
 import {
+  checkedSnapshot,
   type ClockEffect,
   type Engine,
   type EngineState,
   type FinetunePlan,
-  firstNonFinite,
   formatDuration,
   padExamples,
   plannedStep,
@@ -143,17 +143,14 @@ async function start(
   return E.right({ ...r, resumedFrom: null });
 }
 
+/** The model's weights, refused when any is not finite (a diverged model is never saved). */
+function snapshot(c: LoopContext, r: Running, advice: string) {
+  return checkedSnapshot(c.engine, r.state, { node: "finetune", step: r.progress.step, advice });
+}
+
 async function saveCheckpoint(c: LoopContext, r: Running): Promise<E.Either<PipelineError, void>> {
-  const snap = await c.engine.snapshot(r.state)();
+  const snap = await snapshot(c, r, "— lower --lr");
   if (E.isLeft(snap)) return snap;
-  const bad = firstNonFinite(snap.right);
-  if (bad !== undefined) {
-    return E.left(trainingDiverged(
-      "finetune",
-      r.progress.step,
-      `weight "${bad.name}" is ${bad.value}; this model is not saved — lower --lr`,
-    ));
-  }
   return await c.dir.store.saveCheckpoint({ snapshot: snap.right, progress: r.progress })();
 }
 
@@ -169,12 +166,19 @@ interface Session {
   readonly step0: number;
 }
 
+/** What a step did: input tokens (padding not counted), its epoch and learning rate. */
+interface StepDone {
+  readonly tokens: number;
+  readonly epoch: number;
+  readonly lr: number;
+}
+
 /** One planned step on the engine: the state and the progress move on, a record is written. */
 async function step(
   c: LoopContext,
   r: Running,
   k: number,
-): Promise<E.Either<PipelineError, number>> {
+): Promise<E.Either<PipelineError, StepDone>> {
   const planned = plannedStep(c.plan, k);
   const xs = planned.examples.map((i) => c.set.examples[i]!);
   const S = c.settings;
@@ -234,17 +238,23 @@ async function step(
       ));
     }
   }
-  return E.right(realTokens(xs));
+  return E.right({ tokens: realTokens(xs), epoch: planned.epoch, lr: planned.lr });
 }
 
-function progressLine(c: LoopContext, r: Running, k: number, w: Window, session: Session): Window {
+function progressLine(
+  c: LoopContext,
+  r: Running,
+  at: { readonly k: number; readonly done: StepDone },
+  w: Window,
+  session: Session,
+): Window {
+  const { k, done: { epoch, lr } } = at;
   const steps = c.plan.steps;
   if ((k + 1) % c.limits.logEvery !== 0 && k !== 0 && k + 1 !== steps) return w;
   const now = c.clock.now();
   const tps = w.tokens / Math.max(1e-9, (now - w.start) / 1000);
   const done = k + 1 - session.step0;
   const eta = ((now - session.start) / Math.max(1, done)) * (steps - k - 1);
-  const { epoch, lr } = plannedStep(c.plan, k);
   c.dir.log.line(
     `[finetune ${k + 1}/${steps} epoch ${epoch + 1}/${c.plan.options.epochs}] loss ${
       (r.progress.lastLoss ?? NaN).toFixed(4)
@@ -270,8 +280,16 @@ export async function trainLoop(c: LoopContext): Promise<E.Either<PipelineError,
     for (let k = first; k < end; k++) {
       const done = await step(c, r, k);
       if (E.isLeft(done)) return done;
-      window = progressLine(c, r, k, { ...window, tokens: window.tokens + done.right }, session);
-      const due = (k + 1) % c.limits.checkpointEvery === 0 || k + 1 === end;
+      window = progressLine(
+        c,
+        r,
+        { k, done: done.right },
+        { ...window, tokens: window.tokens + done.right.tokens },
+        session,
+      );
+      // The last planned step writes final/ instead: one snapshot, not two.
+      const due = ((k + 1) % c.limits.checkpointEvery === 0 || k + 1 === end) &&
+        k + 1 !== c.plan.steps;
       if (due) {
         const saved = await saveCheckpoint(c, r);
         if (E.isLeft(saved)) return saved;
@@ -292,7 +310,7 @@ export async function trainLoop(c: LoopContext): Promise<E.Either<PipelineError,
     }
     const after = await evaluated(c, r, "after");
     if (E.isLeft(after)) return after;
-    const snap = await c.engine.snapshot(r.state)();
+    const snap = await snapshot(c, r, "(the last checkpoint is kept) — lower --lr");
     if (E.isLeft(snap)) return snap;
     const final = await c.dir.store.saveFinal(snap.right, c.shape)();
     if (E.isLeft(final)) return final;

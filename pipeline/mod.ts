@@ -20,5 +20,5 @@ export * from "./run_flops.ts";
 export * from "./compare_plan.ts";
 export * from "./finetune_plan.ts";
 // Pre-training's step checks and progress formatting, shared with the fine-tuning loop.
-export { firstNonFinite } from "./run_steps.ts";
+export { checkedSnapshot, firstNonFinite } from "./run_steps.ts";
 export { formatDuration } from "./train_stage.ts";

@@ -107,23 +107,37 @@ export function firstNonFinite(
   return undefined;
 }
 
-/** A snapshot of the model, refused when any weight is not finite (a diverged model is never saved). */
-export async function finiteSnapshot(
-  s: RunState,
-  env: Env,
-  node: string,
+/**
+ * A snapshot of `state`, refused when any weight is not finite (a diverged model is never saved);
+ * `advice` ends the message (what was kept, what to change).
+ */
+export async function checkedSnapshot(
+  engine: Env["engine"],
+  state: EngineState,
+  at: { readonly node: string; readonly step: number; readonly advice: string },
 ): Promise<E.Either<PipelineError, EngineSnapshot>> {
-  const snap = await run(env.engine.snapshot(modelOf(s, node)));
+  const snap = await run(engine.snapshot(state));
   if (E.isLeft(snap)) return snap;
   const bad = firstNonFinite(snap.right);
   if (bad === undefined) return snap;
   return E.left(trainingDiverged(
-    node,
-    s.progress.globalStep,
-    `weight "${bad.name}" is ${bad.value}; this model is not saved (${
-      keptCheckpoint(s)
-    }) — lower training.lr or raise warmup`,
+    at.node,
+    at.step,
+    `weight "${bad.name}" is ${bad.value}; this model is not saved ${at.advice}`,
   ));
+}
+
+/** A snapshot of the model, refused when any weight is not finite (a diverged model is never saved). */
+export function finiteSnapshot(
+  s: RunState,
+  env: Env,
+  node: string,
+): Promise<E.Either<PipelineError, EngineSnapshot>> {
+  return checkedSnapshot(env.engine, modelOf(s, node), {
+    node,
+    step: s.progress.globalStep,
+    advice: `(${keptCheckpoint(s)}) — lower training.lr or raise warmup`,
+  });
 }
 
 /** Saves the model and the progress as the run's checkpoint (nothing to save before a model). */
