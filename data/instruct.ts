@@ -47,7 +47,7 @@ export interface Turn {
 }
 
 /** Separates a finished turn's response from the next turn's prompt. */
-export const TURN_SEPARATOR = "\n\n";
+const TURN_SEPARATOR = "\n\n";
 
 /**
  * The prompt for the last turn of `turns`, earlier turns with their responses in place; every

@@ -461,8 +461,11 @@ Deno.test({
       const noData = await run(base, "--data", `${dir}/absent.json`, "--out", out);
       assertEquals(noData.code, 4);
       assertStringIncludes(noData.err, `"${dir}/absent.json": no such file`);
-      const noBase = await run(`${dir}/nothing`, "--data", `${dir}/broken.json`, "--out", out);
-      assert(noBase.code !== 0);
+      // Valid data, so the missing base is what stops the run.
+      await Deno.writeTextFile(`${dir}/ok.json`, JSON.stringify(synthetic(4)));
+      const noBase = await run(`${dir}/nothing`, "--data", `${dir}/ok.json`, "--out", out);
+      assertEquals(noBase.code, 4, noBase.err);
+      assertStringIncludes(noBase.err, `${dir}/nothing`);
 
       for (
         const [args, text] of [
