@@ -115,3 +115,17 @@ export function onePositional(
     `expected one ${what}, got ${p.positionals.length}${usage === "" ? "" : `\n\n${usage}`}`,
   ));
 }
+
+/** How a run directory is opened: `--resume`, `--force` (replace), or fresh; never both flags. */
+export function runDirModeFlag(
+  p: ParsedCommand,
+): E.Either<ConfigInvalid, "fresh" | "resume" | "replace"> {
+  const resume = booleanFlag(p, "resume");
+  const force = booleanFlag(p, "force");
+  if (resume && force) {
+    return E.left(
+      configInvalid("--resume/--force", "give one of them: continue the run or replace it"),
+    );
+  }
+  return E.right(resume ? "resume" : force ? "replace" : "fresh");
+}

@@ -33,6 +33,7 @@ import {
   onePositional,
   parseCommand,
   type ParsedCommand,
+  runDirModeFlag,
   stringFlag,
   tokenizerFlag,
 } from "./_args.ts";
@@ -164,11 +165,8 @@ function parseCli(argv: readonly string[]): Parsed<FinetuneArgs | "help"> {
   if (E.isLeft(backend)) return backend;
   const tokenizer = tokenizerFlag(cmd);
   if (E.isLeft(tokenizer)) return tokenizer;
-  if (booleanFlag(cmd, "resume") && booleanFlag(cmd, "force")) {
-    return E.left(
-      configInvalid("--resume/--force", "give one of them: continue the run or replace it"),
-    );
-  }
+  const mode = runDirModeFlag(cmd);
+  if (E.isLeft(mode)) return mode;
   const settings = settingsOf(cmd);
   if (E.isLeft(settings)) return settings;
   const { stopAfter, ...rest } = settings.right;
@@ -176,7 +174,7 @@ function parseCli(argv: readonly string[]): Parsed<FinetuneArgs | "help"> {
     base: base.right,
     data,
     out: stringFlag(cmd, "out") ?? defaultOut(base.right),
-    mode: booleanFlag(cmd, "resume") ? "resume" : booleanFlag(cmd, "force") ? "replace" : "fresh",
+    mode: mode.right,
     settings: rest,
     backend: backend.right ?? "auto",
     ...field("tokenizer", tokenizer.right),

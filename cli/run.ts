@@ -48,6 +48,7 @@ import {
   field,
   onePositional,
   parseCommand,
+  runDirModeFlag,
   stringFlag,
 } from "./_args.ts";
 import { readText } from "./_files.ts";
@@ -92,18 +93,15 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "h
   if (E.isLeft(file)) return file;
   const backend = backendFlag(cmd);
   if (E.isLeft(backend)) return backend;
-  if (booleanFlag(cmd, "resume") && booleanFlag(cmd, "force")) {
-    return E.left(
-      configInvalid("--resume/--force", "give one of them: continue the run or replace it"),
-    );
-  }
+  const mode = runDirModeFlag(cmd);
+  if (E.isLeft(mode)) return mode;
   const out = stringFlag(cmd, "out");
   if (out !== undefined && out.trim() === "") {
     return E.left(configInvalid("--out", "is empty: name the run directory"));
   }
   return E.right({
     file: file.right,
-    mode: booleanFlag(cmd, "resume") ? "resume" : booleanFlag(cmd, "force") ? "replace" : "fresh",
+    mode: mode.right,
     dryRun: booleanFlag(cmd, "dry-run"),
     ...field("out", out),
     ...field("backend", backend.right),

@@ -8,6 +8,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { assert, assertAlmostEquals, assertEquals, assertStringIncludes } from "./assert.ts";
 import { main } from "../cli/finetune.ts";
 import { main as mtbenchMain } from "../cli/mtbench.ts";
+import { momentName } from "../checkpoint/mod.ts";
 import { parseModelAnswers } from "../data/mod.ts";
 import { createEngine, type FinetuneReport, loadModel, runDirStore } from "../effects/mod.ts";
 import { isAdapterName, type LlamaShape, loraNames, projectionWeight } from "../base/mod.ts";
@@ -271,8 +272,12 @@ Deno.test({
     assertEquals(count, examples.reduce((n, x) => n + x.responseTokens, 0));
     const arrays = await exportParams(params);
     disposeParams(params);
-    const zeros = (k: string) =>
-      arrays.map((a) => ({ ...a, name: `${k}/${a.name}`, data: new Float32Array(a.data.length) }));
+    const zeros = (k: "m" | "v") =>
+      arrays.map((a) => ({
+        ...a,
+        name: momentName(k, a.name),
+        data: new Float32Array(a.data.length),
+      }));
     const state = await engine.right.restore(s, {
       params: arrays,
       moments: [...zeros("m"), ...zeros("v")],
