@@ -172,9 +172,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       const peerRate = peerRates.length > 0 ? median(peerRates) : undefined;
       for (const samples of ours.values()) {
-        const r = samples.find((x) =>
-          x.tokensPerSec === median(samples.map((y) => y.tokensPerSec))
-        )!;
+        // The median round itself (the lower middle one for an even count), so its GFLOP/s
+        // and description are that round's.
+        const sorted = [...samples].sort((a, b) => a.tokensPerSec - b.tokensPerSec);
+        const r = sorted[Math.floor((sorted.length - 1) / 2)]!;
         const row: TrainRow = peerRate === undefined
           ? r
           : { ...r, peerTokensPerSec: peerRate, ratio: r.tokensPerSec / peerRate };
