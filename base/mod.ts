@@ -32,3 +32,4 @@ export * from "./growth_layout.ts";
 export * from "./param_names.ts";
 export * from "./stage_roles.ts";
 export * from "./stats.ts";
+export * from "./init_values.ts";

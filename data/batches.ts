@@ -62,12 +62,20 @@ export function decodeBatchPosition(
   return E.right({ epoch, cursor });
 }
 
+/** Rows of a batch as start offsets into a split's token stream: row k is `tokens[starts[k] ..= starts[k] + seq]`. */
+export interface TokenWindows {
+  readonly split: "train" | "validation";
+  readonly starts: readonly number[];
+}
+
 /** One batch, row-major: `tokens[b * seq + i]` is input i of example b; `targets` is shifted by one. */
 export interface Batch {
   readonly tokens: Int32Array;
   readonly targets: Int32Array;
   readonly batch: number;
   readonly seq: number;
+  /** Where the rows were cut from (training stream batches and a run's validation batches). */
+  readonly window?: TokenWindows;
 }
 
 /** A batch and the position after it. */
@@ -194,15 +202,20 @@ export function batchAt(stream: BatchStream, position: BatchPosition): BatchStep
   const { batch, seq, tokens } = stream;
   const inputs = new Int32Array(batch * seq);
   const targets = new Int32Array(batch * seq);
+  const starts: number[] = [];
   let p = normalise(stream, position);
   for (let b = 0; b < batch; b++) {
     const start = epochOffset(stream, p.epoch) + stream.order(p.epoch)[p.cursor]! * seq;
     const window = tokens.subarray(start, start + seq + 1);
     inputs.set(window.subarray(0, seq), b * seq);
     targets.set(window.subarray(1), b * seq);
+    starts.push(start);
     p = normalise(stream, { epoch: p.epoch, cursor: p.cursor + 1 });
   }
-  return { batch: { tokens: inputs, targets, batch, seq }, next: p };
+  return {
+    batch: { tokens: inputs, targets, batch, seq, window: { split: "train", starts } },
+    next: p,
+  };
 }
 
 /**
@@ -237,6 +250,8 @@ export interface EvalBatchOptions {
   readonly maxBatches?: number;
   /** Config path named in errors (default `data`). */
   readonly where?: string;
+  /** The split `tokens` is, recorded in each batch's `window` (unset: none recorded). */
+  readonly split?: TokenWindows["split"];
 }
 
 /**
@@ -267,12 +282,21 @@ export function evalBatches(
     const rows = Math.min(batch, limit - first);
     const inputs = new Int32Array(rows * seq);
     const targets = new Int32Array(rows * seq);
+    const starts: number[] = [];
     for (let r = 0; r < rows; r++) {
       const start = (first + r) * seq;
       inputs.set(tokens.subarray(start, start + seq), r * seq);
       targets.set(tokens.subarray(start + 1, start + seq + 1), r * seq);
+      starts.push(start);
     }
-    out.push({ tokens: inputs, targets, batch: rows, seq });
+    const split = options.split;
+    out.push({
+      tokens: inputs,
+      targets,
+      batch: rows,
+      seq,
+      ...(split === undefined ? {} : { window: { split, starts } }),
+    });
   }
   return E.right(out);
 }

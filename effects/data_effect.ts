@@ -62,7 +62,12 @@ export function dataEffect(
   if (E.isLeft(stream)) return stream;
   let validationSet: Batch[] = [];
   if (corpus.validation.length > 0) {
-    const v = evalBatches(corpus.validation, { batch: options.batch, seq: options.seq, where });
+    const v = evalBatches(corpus.validation, {
+      batch: options.batch,
+      seq: options.seq,
+      where,
+      split: "validation",
+    });
     if (E.isLeft(v)) return v;
     validationSet = v.right;
   } else if (corpus.split !== "tail") {
@@ -92,6 +97,7 @@ export function dataEffect(
     },
     validation: (count: number) => validationSet.slice(0, count),
     unigramNats: unigramEntropy(corpus.train),
+    tokenStreams: { train: corpus.train, validation: corpus.validation },
     ...(floor === undefined ? {} : { floorNats: floor }),
   });
 }

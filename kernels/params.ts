@@ -8,14 +8,10 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { layerOfName, type LlamaShape, paramShapes, shapeProblem } from "../base/mod.ts";
-import { normalSamples } from "./_rng.ts";
+import { initialValues, layerOfName, type LlamaShape, shapeProblem } from "../base/mod.ts";
 
 /** Named parameter tensors; the holder of the map owns the tensors. */
 export type Params = ReadonlyMap<string, tf.Tensor>;
-
-/** Standard deviation of LLaMA's normal initialisation (HF `initializer_range`). */
-export const INIT_STD = 0.02;
 
 /**
  * The current depth: the number of decoder layers in the map.
@@ -67,12 +63,8 @@ export function initParams(shape: LlamaShape, depth: number, seed: number): Para
   const problem = shapeProblem(shape);
   if (problem !== undefined) throw new Error(`Cannot build model: ${problem}`);
   const out = new Map<string, tf.Tensor>();
-  for (const [name, dims] of paramShapes(shape, depth)) {
-    const n = tf.util.sizeFromShape(dims);
-    const data = dims.length === 1
-      ? new Float32Array(n).fill(1)
-      : normalSamples(n, { seed, name, std: INIT_STD });
-    out.set(name, tf.tensor(data, dims, "float32"));
+  for (const v of initialValues(shape, depth, seed)) {
+    out.set(v.name, tf.tensor(v.data, [...v.shape], "float32"));
   }
   return out;
 }

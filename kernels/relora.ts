@@ -12,24 +12,16 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { createRng, deriveSeed, hashString, isAdapterName, loraNames } from "../base/mod.ts";
+import { isAdapterName, loraAValues, loraNames } from "../base/mod.ts";
 import { disposeParams, type Params } from "./params.ts";
 import { disposeState, freshMoments, type TrainState } from "./train_state.ts";
 
 // topk's flag: values in descending order, so the last kept one is the threshold.
 const SORTED = true;
 
-function nameSeed(seed: number, name: string): number {
-  return deriveSeed(seed, hashString(name));
-}
-
-/** A fresh lora_A: U(−1/√in, 1/√in), from the stream named by (seed, name). */
+/** A fresh lora_A: U(−1/√in, 1/√in), from the stream named by (seed, name) (`loraAValues`). */
 export function kaimingA(inDim: number, rank: number, seed: number, name: string): tf.Tensor {
-  const rng = createRng(nameSeed(seed, name));
-  const bound = 1 / Math.sqrt(inDim);
-  const data = new Float32Array(inDim * rank);
-  for (let i = 0; i < data.length; i++) data[i] = (2 * rng.nextFloat() - 1) * bound;
-  return tf.tensor2d(data, [inDim, rank]);
+  return tf.tensor2d(loraAValues(inDim, rank, seed, name), [inDim, rank]);
 }
 
 /** Settings of {@link attachRelora}. */

@@ -7,7 +7,7 @@ import type { Batch } from "./model.ts";
 import { initParams, type Params } from "./params.ts";
 import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
 import { evalLoss, trainStep } from "./train_step.ts";
-import { normalSamples } from "./_rng.ts";
+import { normalSamples } from "../base/mod.ts";
 import { assertClose, backendTest } from "./_test_util.ts";
 import { layerOfName, loraNames, paramShapes, projectionWeight } from "../base/param_names.ts";
 

@@ -40,6 +40,15 @@ import {
   type MemoryAssumptions,
 } from "../solvers/mod.ts";
 import { DataSource, DEFAULT_TOKEN_CACHE_DIR } from "../data/mod.ts";
+import {
+  EngineCodec,
+  type EngineName,
+  TORCH_DEFAULTS,
+  TorchCodec,
+  torchProblem,
+  type TorchSettings,
+  torchSettings,
+} from "./torch_settings.ts";
 import { DEFAULT_DATA_DIR, SHARED_ZERO_SHOT } from "../evals/mod.ts";
 
 /** Tensor backends the engine knows. */
@@ -195,6 +204,8 @@ export const TrainingCodec = strict("training", {}, {
   maxSkippedSteps: PositiveInt,
   recompute: oneOf("recompute", ["none", "layers"]),
   lossChunk: PositiveInt,
+  engine: EngineCodec,
+  torch: TorchCodec,
 });
 
 /** Codec of the `data:` section (used by `run`). */
@@ -324,6 +335,9 @@ export interface TrainingSettings {
    * exist whole (the head's matmul runs twice); unset: the whole micro-batch at once.
    */
   readonly lossChunk?: number;
+  /** `tfjs` (this process) or `torch` (PyTorch launched per stage, `training.torch`). */
+  readonly engine: EngineName;
+  readonly torch: TorchSettings;
 }
 
 /** Data settings with defaults applied. */
@@ -387,6 +401,8 @@ export const TRAINING_DEFAULTS: TrainingSettings = {
   seed: 0,
   maxSkippedSteps: 3,
   recompute: "none",
+  engine: "tfjs",
+  torch: TORCH_DEFAULTS,
 };
 
 /** Defaults of the `data:` section: the built-in corpus, bytes, 5% held out. */
@@ -465,8 +481,12 @@ export function graphDataSection(d: DataSettings): t.TypeOf<typeof DataCodec> {
 }
 
 /** Training settings of a graph or config section, defaults applied. */
-export function trainingSettings(input: Partial<TrainingSettings> | undefined): TrainingSettings {
-  return { ...TRAINING_DEFAULTS, ...input };
+export function trainingSettings(
+  input:
+    | Partial<Omit<TrainingSettings, "torch">> & { readonly torch?: Partial<TorchSettings> }
+    | undefined,
+): TrainingSettings {
+  return { ...TRAINING_DEFAULTS, ...input, torch: torchSettings(input?.torch) };
 }
 
 /** Data settings of a graph or config section, defaults applied. */
@@ -496,7 +516,11 @@ export function trainingProblem(
       `${training.seqLen} exceeds model.maxSeqLen = ${shape.maxSeqLen}`,
     );
   }
-  return undefined;
+  if (training.engine !== "torch") return undefined;
+  const torch = torchProblem(training.torch, training.batchTokens / training.seqLen);
+  return torch === undefined
+    ? undefined
+    : configInvalid(`${where}training.torch.${torch.field}`, torch.message);
 }
 
 /**

@@ -17,6 +17,7 @@ import type {
   Placement,
 } from "../base/mod.ts";
 import type { SnapshotMeta } from "../checkpoint/mod.ts";
+import type { TokenWindows } from "../data/mod.ts";
 import type { FusibleOp } from "../solvers/mod.ts";
 
 /** One micro-batch of packed sequences: `targets` are `tokens` shifted by one. */
@@ -27,6 +28,17 @@ export interface MicroBatch {
   readonly targets: Int32Array;
   readonly batch: number;
   readonly seq: number;
+  /**
+   * Where the rows come from, when they are windows of the run's token streams: row k is
+   * `tokens[starts[k] .. starts[k] + seq]` of `split` (the torch engine reads them there).
+   */
+  readonly window?: TokenWindows;
+}
+
+/** The token streams batches are cut from (uint16 when the vocabulary fits, else int32). */
+export interface TokenStreams {
+  readonly train: Uint16Array | Int32Array;
+  readonly validation: Uint16Array | Int32Array;
 }
 
 /**
@@ -231,6 +243,8 @@ export interface DataEffect {
   readonly floorNats?: number;
   /** Unigram entropy of the training tokens in nats. */
   readonly unigramNats?: number;
+  /** The streams `next` and `validation` cut their windows from. */
+  readonly tokenStreams?: TokenStreams;
 }
 
 /** A checkpoint: engine snapshot plus the interpreter's progress. */

@@ -1,0 +1,410 @@
+#!/usr/bin/env python3
+"""STEP's PyTorch trainer: one launch per `train`/`continue` node of a stage graph.
+
+`deno task run --engine torch` starts it (with `torchrun`, or one process per rank with the
+same environment: RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and drives it. The
+stage graph, the schedules, the freezing rules, growth, attaching adapters, the final merge,
+checkpoints and metrics all stay in TypeScript; this process only holds the model on its
+device and runs what it is told, one JSON command per line on a TCP connection that local
+rank 0 of every node opens to its own `deno task run` (`--control HOST:PORT`):
+
+- `step`: one optimizer step over the global batch (each rank reads its share of the rows
+  from the memory-mapped token files), global-norm clipping, AdamW; non-finite → skipped;
+- `eval`: mean cross-entropy over batches;
+- `reset`: ReLoRA's merge, re-initialisation and moment pruning (`relora.py`);
+- `save`: weights, Adam moments and step into a directory (every node's local rank 0);
+- `exit`.
+
+Global rank 0's command is broadcast to every rank; the other nodes' local rank 0 check that
+their own orchestrator sent the same one. The state comes in and goes out as an exchange
+directory: `model.safetensors` (float32, HF layouts, adapters as PEFT's [r, in] and [out, r]),
+`moments.safetensors` (`m/<name>`, `v/<name>`, same layouts) and `state.json` (`shape`,
+`trainable`, `loraScale`, `adamStep`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import socket
+import sys
+import traceback
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from data import TokenFiles, rows_of, stack  # noqa: E402
+from llama import Llama  # noqa: E402
+from relora import kaiming_a, prune_mask  # noqa: E402
+from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="STEP's PyTorch trainer (driven by deno task run)")
+    ap.add_argument("--init", required=True, help="exchange directory to start from")
+    ap.add_argument("--data", default=None, help="directory of the token files")
+    ap.add_argument("--control", required=True, help="HOST:PORT of this node's orchestrator")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--strategy", choices=["ddp", "fsdp"], default="ddp")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads per rank (0: torch's default)")
+    return ap.parse_args(argv)
+
+
+def reset_process_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def process_peak_bytes() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class Session:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if args.device == "cuda":
+            if not torch.cuda.is_available():
+                raise RuntimeError("torch.device cuda was asked for, but torch.cuda.is_available() is False")
+            self.device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(self.device)
+            # Plain float32 products: TF32 would cost three decimal digits against the tfjs engine.
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        else:
+            self.device = torch.device("cpu")
+            if args.threads > 0:
+                torch.set_num_threads(args.threads)
+        if self.world > 1:
+            dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        reset_process_peak()
+        self.files = TokenFiles(args.data)
+        self._load(args.init)
+
+    # ------------------------------------------------------------------ state
+
+    def _load(self, directory: str) -> None:
+        with open(os.path.join(directory, "state.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        tensors = read_safetensors(os.path.join(directory, "model.safetensors"))
+        moments_path = os.path.join(directory, "moments.safetensors")
+        moments = read_safetensors(moments_path) if os.path.exists(moments_path) else {}
+        depth = len({n.split(".")[2] for n in tensors if n.startswith("model.layers.")})
+        model = Llama(meta["shape"], depth)
+        self.lora_scale = float(meta["loraScale"])
+        for name, proj in model.projections():
+            a = tensors.get(f"{name}.lora_A")
+            if a is not None:
+                proj.attach(a.shape[0], self.lora_scale)
+        state = {n: torch.from_numpy(v) for n, v in tensors.items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"exchange weights do not fit the model: missing {missing}, unexpected {unexpected}")
+        self.trainable = list(meta["trainable"])
+        wanted = set(self.trainable)
+        names = dict(model.named_parameters())
+        for n in wanted - set(names):
+            raise ValueError(f"trainable name {n!r} is not a parameter")
+        for n, p in names.items():
+            p.requires_grad_(n in wanted)
+        self.raw = model.to(self.device)
+        self.params = {n: p for n, p in self.raw.named_parameters()}
+        self.adam_step = int(meta["adamStep"])
+        self.model = self._wrap(self.raw)
+        self.optimizer = self._optimizer(moments)
+
+    def _wrap(self, model: Llama):
+        if self.args.strategy == "fsdp":
+            raise RuntimeError(
+                "strategy fsdp is not available in this trainer yet; use strategy: ddp"
+            )
+        if self.world == 1 or not self.trainable:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.local_rank] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def _optimizer(self, moments: dict[str, np.ndarray]):
+        decay = [self.params[n] for n in self.trainable if self.params[n].dim() >= 2]
+        plain = [self.params[n] for n in self.trainable if self.params[n].dim() < 2]
+        groups = [g for g in ({"params": decay, "decays": True}, {"params": plain, "decays": False}) if g["params"]]
+        if not groups:
+            return None
+        opt = torch.optim.AdamW(groups, lr=0.0, foreach=False)
+        for n in self.trainable:
+            m, v = moments.get(f"m/{n}"), moments.get(f"v/{n}")
+            if m is None or v is None:
+                if self.adam_step > 0:
+                    raise ValueError(f"Adam moments of {n!r} are missing")
+                continue
+            opt.state[self.params[n]] = {
+                "step": torch.tensor(float(self.adam_step)),
+                "exp_avg": torch.from_numpy(m).to(self.device),
+                "exp_avg_sq": torch.from_numpy(v).to(self.device),
+            }
+        return opt
+
+    # ------------------------------------------------------------------ helpers
+
+    def autocast(self):
+        if self.args.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def all_sum(self, values: list[float]) -> list[float]:
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.tolist()
+
+    def all_max(self, value: float) -> float:
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+
+    def my_rows(self, batches: list[dict]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+        """This rank's share of every row of `batches` (a contiguous slice), read from the files."""
+        where = [(b, i) for b in batches for i in range(b["rows"])]
+        n = len(where)
+        lo, hi = self.rank * n // self.world, (self.rank + 1) * n // self.world
+        mine: list[tuple[np.ndarray, np.ndarray]] = []
+        for b, i in where[lo:hi]:
+            if "starts" in b:
+                mine.extend(rows_of({**b, "starts": [b["starts"][i]]}, self.files))
+            else:
+                seq = b["seq"]
+                mine.append(
+                    (
+                        np.asarray(b["tokens"][i * seq : (i + 1) * seq], dtype=np.int64),
+                        np.asarray(b["targets"][i * seq : (i + 1) * seq], dtype=np.int64),
+                    )
+                )
+        return mine, n
+
+    def peak(self) -> dict:
+        if self.device.type == "cuda":
+            return {"gpuBytes": self.all_max(float(torch.cuda.max_memory_allocated(self.device)))}
+        return {"processBytes": self.all_max(process_peak_bytes())}
+
+    # ------------------------------------------------------------------ commands
+
+    def step(self, cmd: dict) -> dict:
+        h = cmd["hyper"]
+        micro = int(cmd["microBatch"])
+        rows, n = self.my_rows(cmd["batches"])
+        if n % self.world != 0:
+            raise ValueError(f"{n} rows per step do not split evenly over {self.world} ranks")
+        chunks = [rows[i : i + micro] for i in range(0, len(rows), micro)]
+        count = sum(int((t >= 0).sum()) for _, t in rows)
+        (total,) = self.all_sum([float(count)])
+        scale = self.world / total if total > 0 else 0.0
+        loss_sum = 0.0
+        for i, chunk in enumerate(chunks):
+            tokens, targets = stack(chunk, self.device)
+            last = i == len(chunks) - 1
+            sync = self.model.no_sync() if (hasattr(self.model, "no_sync") and not last) else contextlib.nullcontext()
+            if self.optimizer is None:
+                with torch.no_grad(), self.autocast():
+                    loss_sum += float(self.model(tokens, targets))
+                continue
+            with sync:
+                with self.autocast():
+                    loss = self.model(tokens, targets)
+                (loss * scale).backward()
+            loss_sum += float(loss.detach())
+        (loss_all,) = self.all_sum([loss_sum])
+        loss = loss_all / total if total > 0 else float("nan")
+        grads = [self.params[n].grad for n in self.trainable]
+        sq = sum(float(g.double().pow(2).sum()) for g in grads if g is not None)
+        norm = math.sqrt(sq)
+        skipped = not (math.isfinite(loss) and math.isfinite(norm))
+        if self.optimizer is not None and not skipped:
+            clip = h.get("clip")
+            factor = 1.0 if clip is None or clip <= 0 else min(1.0, clip / (norm + 1e-6))
+            if factor != 1.0:
+                for g in grads:
+                    if g is not None:
+                        g.mul_(factor)
+            for group in self.optimizer.param_groups:
+                group["lr"] = h["lr"]
+                group["betas"] = (h["beta1"], h["beta2"])
+                group["eps"] = h["eps"]
+                group["weight_decay"] = h["weightDecay"] if group["decays"] else 0.0
+            self.optimizer.step()
+            self.adam_step += 1
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+        return {"loss": loss, "gradNorm": norm, "skipped": skipped, "peak": self.peak()}
+
+    def evaluate(self, cmd: dict) -> dict:
+        rows, _ = self.my_rows(cmd["batches"])
+        micro = int(cmd["microBatch"])
+        loss_sum, count = 0.0, 0
+        with torch.no_grad(), self.autocast():
+            for i in range(0, len(rows), micro):
+                tokens, targets = stack(rows[i : i + micro], self.device)
+                loss_sum += float(self.raw(tokens, targets))
+                count += int((targets >= 0).sum())
+        s, c = self.all_sum([loss_sum, float(count)])
+        return {"loss": s / c if c > 0 else float("nan")}
+
+    def reset(self, cmd: dict) -> dict:
+        ratio, seed = float(cmd["pruneRatio"]), int(cmd["seed"])
+        merged = 0
+        with torch.no_grad():
+            for name, proj in self.raw.projections():
+                if proj.lora_A is None or proj.lora_B is None:
+                    continue
+                proj.weight.add_(torch.matmul(proj.lora_B, proj.lora_A) * proj.scale)
+                rank, inputs = proj.lora_A.shape
+                proj.lora_A.copy_(kaiming_a(inputs, rank, seed, f"{name}.lora_A").to(self.device))
+                proj.lora_B.zero_()
+                merged += 1
+        zeros, total = 0, 0
+        for n in self.trainable:
+            if not (n.endswith(".lora_A") or n.endswith(".lora_B")):
+                continue
+            p = self.params[n]
+            total += p.numel()
+            st = self.optimizer.state.get(p) if self.optimizer is not None else None
+            if not st:
+                continue
+            mask = prune_mask(st["exp_avg"], ratio)
+            st["exp_avg"].mul_(mask)
+            st["exp_avg_sq"].mul_(mask)
+            zeros += p.numel() - int(mask.sum())
+        return {"merged": merged, "prunedFraction": zeros / total if total else 0.0}
+
+    def save(self, cmd: dict) -> dict:
+        if self.local_rank == 0:
+            directory = cmd["dir"]
+            os.makedirs(directory, exist_ok=True)
+            weights = {n: p.detach().float().cpu().numpy() for n, p in self.raw.named_parameters()}
+            moments: dict[str, np.ndarray] = {}
+            for n in self.trainable:
+                p = self.params[n]
+                st = self.optimizer.state.get(p) if self.optimizer is not None else None
+                zero = np.zeros(tuple(p.shape), dtype=np.float32)
+                moments[f"m/{n}"] = st["exp_avg"].float().cpu().numpy() if st else zero
+                moments[f"v/{n}"] = st["exp_avg_sq"].float().cpu().numpy() if st else zero
+            write_safetensors(os.path.join(directory, "model.safetensors"), weights)
+            write_safetensors(os.path.join(directory, "moments.safetensors"), moments)
+            meta = {"trainable": self.trainable, "loraScale": self.lora_scale, "adamStep": self.adam_step}
+            tmp = os.path.join(directory, f"state.json.tmp-{os.getpid()}")
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(meta, f)
+            os.replace(tmp, os.path.join(directory, "state.json"))
+        if self.world > 1:
+            dist.barrier()
+        return {}
+
+    def run(self, cmd: dict) -> dict:
+        op = cmd["op"]
+        if op == "step":
+            return self.step(cmd)
+        if op == "eval":
+            return self.evaluate(cmd)
+        if op == "reset":
+            return self.reset(cmd)
+        if op == "save":
+            return self.save(cmd)
+        if op == "exit":
+            return {}
+        raise ValueError(f"unknown command {op!r}")
+
+
+class Channel:
+    """JSON lines to and from this node's orchestrator (local rank 0 only)."""
+
+    def __init__(self, address: str) -> None:
+        host, port = address.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)))
+        self.file = self.sock.makefile("rwb")
+
+    def send(self, obj: dict) -> None:
+        self.file.write((json.dumps(obj, allow_nan=True) + "\n").encode("utf-8"))
+        self.file.flush()
+
+    def receive(self) -> dict:
+        line = self.file.readline()
+        if not line:
+            return {"op": "exit", "orphaned": True}
+        return json.loads(line)
+
+
+def next_command(session: Session, channel: Channel | None) -> dict:
+    own = channel.receive() if channel is not None else None
+    if session.world == 1:
+        return own
+    box = [own]
+    dist.broadcast_object_list(box, src=0)
+    cmd = box[0]
+    if own is not None and session.rank != 0 and own.get("op") != "exit":
+        if json.dumps(own, sort_keys=True) != json.dumps(cmd, sort_keys=True):
+            raise RuntimeError(
+                f"node's orchestrator sent {own.get('op')!r}, global rank 0's sent {cmd.get('op')!r}: "
+                "the nodes' runs have diverged (same pipeline, data and flags on every node?)"
+            )
+    return cmd
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    channel = Channel(args.control) if local_rank == 0 else None
+    try:
+        session = Session(args)
+    except Exception as e:  # reported to the orchestrator, then the launch fails
+        if channel is not None:
+            channel.send({"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()})
+        raise
+    if channel is not None:
+        channel.send({
+            "ok": True,
+            "ready": True,
+            "torch": torch.__version__,
+            "world": session.world,
+            "device": torch.cuda.get_device_name(session.device) if session.device.type == "cuda" else "cpu",
+            "threads": torch.get_num_threads(),
+        })
+    while True:
+        cmd = next_command(session, channel)
+        try:
+            result = session.run(cmd)
+        except Exception as e:
+            if channel is not None:
+                channel.send({"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()})
+            raise
+        if cmd["op"] == "exit":
+            break
+        if channel is not None:
+            channel.send({"ok": True, **result})
+    if session.world > 1:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
