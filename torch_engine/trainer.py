@@ -335,6 +335,17 @@ class Session:
         raise ValueError(f"unknown command {op!r}")
 
 
+def finite_json(value):
+    """JSON has no NaN or infinities: they travel as the strings JavaScript's Number() reads."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
 class Channel:
     """JSON lines to and from this node's orchestrator (local rank 0 only)."""
 
@@ -344,7 +355,7 @@ class Channel:
         self.file = self.sock.makefile("rwb")
 
     def send(self, obj: dict) -> None:
-        self.file.write((json.dumps(obj, allow_nan=True) + "\n").encode("utf-8"))
+        self.file.write((json.dumps(finite_json(obj), allow_nan=False) + "\n").encode("utf-8"))
         self.file.flush()
 
     def receive(self) -> dict:

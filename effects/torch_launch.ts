@@ -1,0 +1,359 @@
+/**
+ * Launching the PyTorch trainer (`torch_engine/trainer.py`) for one stage and talking to it.
+ *
+ * The ranks of this node start with `torchrun` (`python -m torch.distributed.run`), or — on one
+ * node, where Debian's torchrun fails at start (`../shared/design/TORCH-NOTES.md`) — one
+ * process per rank started here with the variables torchrun would set (RANK, LOCAL_RANK,
+ * WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Local rank 0 connects back to a TCP
+ * port this process listens on (loopback) and speaks JSON lines: a `ready` line, then one reply
+ * per command. A rank that dies fails the pending command with the tail of its stderr, and the
+ * other ranks are stopped.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  describeUnknown,
+  type KernelFailed,
+  kernelFailed,
+} from "../base/mod.ts";
+import { type TorchSettings, worldSize } from "../pipeline/mod.ts";
+
+/** The trainer script, beside this project's TypeScript. */
+export const TRAINER_SCRIPT = new URL("../torch_engine/trainer.py", import.meta.url).pathname;
+
+/** Interpreters tried, in order, when `training.torch.python` is unset. */
+export const PYTHON_CANDIDATES = ["python3", "/usr/bin/python3"] as const;
+
+const INSTALL_HINT = "install PyTorch (Debian: `apt-get install -y python3-torch`, then " +
+  "python /usr/bin/python3; elsewhere: `pip install torch`) and name the interpreter that " +
+  "imports it in training.torch.python";
+
+/** What the interpreter found: its path and torch's version. */
+export interface TorchPython {
+  readonly python: string;
+  readonly version: string;
+}
+
+async function torchVersion(python: string): Promise<string | undefined> {
+  try {
+    const out = await new Deno.Command(python, {
+      args: ["-c", "import torch, numpy; print(torch.__version__)"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The interpreter that imports torch: the configured one, else the first candidate that does.
+ * None is `ConfigInvalid` at `training.torch.python` saying what to install.
+ */
+export async function findTorchPython(
+  configured: string | undefined,
+): Promise<E.Either<ConfigInvalid, TorchPython>> {
+  const tried = configured === undefined ? PYTHON_CANDIDATES : [configured];
+  for (const python of tried) {
+    const version = await torchVersion(python);
+    if (version !== undefined) return E.right({ python, version });
+  }
+  return E.left(configInvalid(
+    configured === undefined ? "training.engine" : "training.torch.python",
+    `the torch engine needs PyTorch and NumPy, and ${
+      tried.join(", ")
+    } cannot import them: ${INSTALL_HINT}`,
+  ));
+}
+
+/** One stage's launch: what to start from and where. */
+export interface LaunchSpec {
+  readonly python: string;
+  readonly settings: TorchSettings;
+  /** Exchange directory the ranks load. */
+  readonly init: string;
+  /** Token files (`torch_data.ts`). */
+  readonly data: string;
+  /** CPU threads per rank. */
+  readonly threads: number;
+}
+
+/** A live launch: commands in, replies out. */
+export interface TorchSession {
+  /** What local rank 0 said when ready (torch version, world size, device). */
+  readonly info: Readonly<Record<string, unknown>>;
+  /** Sends one command and waits for its reply (or a rank's death). */
+  request(command: Readonly<Record<string, unknown>>): Promise<E.Either<KernelFailed, Reply>>;
+  /** Asks the ranks to exit and waits for them (killing any that linger). */
+  close(): Promise<void>;
+}
+
+/** A decoded reply: numbers may arrive as "NaN"/"Infinity" strings. */
+export type Reply = Readonly<Record<string, unknown>>;
+
+/** A reply's number (JSON cannot carry NaN or infinities; the trainer sends them as strings). */
+export function replyNumber(r: Reply, key: string): number {
+  const v = r[key];
+  return typeof v === "number" ? v : typeof v === "string" ? Number(v) : NaN;
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** The argument vectors of this node's ranks: one torchrun, or one process per rank. */
+export function launchCommands(
+  spec: LaunchSpec,
+  control: string,
+  master: { readonly host: string; readonly port: number },
+): { readonly args: string[]; readonly env: Record<string, string> }[] {
+  const s = spec.settings;
+  const trainerArgs = [
+    TRAINER_SCRIPT,
+    "--init",
+    spec.init,
+    "--data",
+    spec.data,
+    "--control",
+    control,
+    "--device",
+    s.device,
+    "--strategy",
+    s.strategy,
+    "--precision",
+    s.precision,
+    "--threads",
+    String(spec.threads),
+  ];
+  const common = { OMP_NUM_THREADS: String(spec.threads), PYTHONUNBUFFERED: "1" };
+  const torchrun = s.launcher === "torchrun" || (s.launcher === "auto" && s.nnodes > 1);
+  if (torchrun) {
+    return [{
+      args: [
+        "-m",
+        "torch.distributed.run",
+        `--nnodes=${s.nnodes}`,
+        `--node_rank=${s.nodeRank}`,
+        `--nproc_per_node=${s.nproc}`,
+        `--master_addr=${master.host}`,
+        `--master_port=${master.port}`,
+        ...trainerArgs,
+      ],
+      env: common,
+    }];
+  }
+  return Array.from({ length: s.nproc }, (_, local) => ({
+    args: trainerArgs,
+    env: {
+      ...common,
+      RANK: String(s.nodeRank * s.nproc + local),
+      LOCAL_RANK: String(local),
+      WORLD_SIZE: String(worldSize(s)),
+      LOCAL_WORLD_SIZE: String(s.nproc),
+      MASTER_ADDR: master.host,
+      MASTER_PORT: String(master.port),
+    },
+  }));
+}
+
+/** Lines of a byte stream, as they arrive. */
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let rest = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    rest += chunk;
+    let nl = rest.indexOf("\n");
+    while (nl >= 0) {
+      yield rest.slice(0, nl);
+      rest = rest.slice(nl + 1);
+      nl = rest.indexOf("\n");
+    }
+  }
+  if (rest !== "") yield rest;
+}
+
+/** The last lines of a rank's stderr, kept for messages. */
+class Tail {
+  private kept: string[] = [];
+  constructor(private readonly limit = 30) {}
+  push(line: string): void {
+    this.kept.push(line);
+    if (this.kept.length > this.limit) this.kept.shift();
+  }
+  text(): string {
+    return this.kept.join("\n");
+  }
+}
+
+const READY_TIMEOUT_MS = 300_000;
+
+/** Starts this node's ranks of a stage and waits until local rank 0 is ready. */
+export async function startSession(
+  spec: LaunchSpec,
+): Promise<E.Either<KernelFailed, TorchSession>> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const control = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+  const m = spec.settings.master;
+  const master = m === undefined
+    ? { host: "127.0.0.1", port: freePort() }
+    : { host: m.slice(0, m.lastIndexOf(":")), port: Number(m.slice(m.lastIndexOf(":") + 1)) };
+  const tail = new Tail();
+  const children: Deno.ChildProcess[] = [];
+  const drains: Promise<void>[] = [];
+  try {
+    for (const c of launchCommands(spec, control, master)) {
+      const child = new Deno.Command(spec.python, {
+        args: c.args,
+        env: c.env,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      children.push(child);
+      for (const s of [child.stdout, child.stderr]) {
+        drains.push(
+          (async () => {
+            for await (const l of lines(s)) tail.push(l);
+          })().catch(() => {}),
+        );
+      }
+    }
+  } catch (e) {
+    listener.close();
+    for (const c of children) killQuietly(c);
+    return E.left(kernelFailed(`Cannot start ${spec.python}: ${describeUnknown(e)}`));
+  }
+  // The first rank to exit, with its status (every rank should live until `exit`).
+  const died = Promise.race(children.map((c) => c.status.then((s) => ({ child: c, status: s }))));
+  const failure = async (what: string): Promise<KernelFailed> => {
+    await Promise.race([Promise.all(drains), new Promise((r) => setTimeout(r, 2000))]);
+    return kernelFailed(
+      `${what}${tail.text() === "" ? "" : `\n--- trainer output ---\n${tail.text()}`}`,
+    );
+  };
+  const stopAll = async () => {
+    for (const c of children) killQuietly(c);
+    await Promise.all(children.map((c) => c.status));
+    await Promise.race([Promise.all(drains), new Promise((r) => setTimeout(r, 2000))]);
+  };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const accepted = await Promise.race([
+    listener.accept().then((conn) => ({ conn })),
+    died.then((d) => ({ died: d.status.code })),
+    new Promise<{ timeout: true }>((r) => {
+      timer = setTimeout(() => r({ timeout: true }), READY_TIMEOUT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  listener.close();
+  if (!("conn" in accepted)) {
+    const why = "died" in accepted
+      ? `a trainer process exited with status ${accepted.died} before it was ready`
+      : `no trainer connected within ${READY_TIMEOUT_MS / 1000} s`;
+    const err = await failure(`PyTorch launch failed: ${why}`);
+    await stopAll();
+    return E.left(err);
+  }
+  const conn = accepted.conn;
+  const incoming = lines(conn.readable);
+  const writer = conn.writable.getWriter();
+  const encoder = new TextEncoder();
+  let broken: KernelFailed | undefined;
+  const receive = async (what: string): Promise<E.Either<KernelFailed, Reply>> => {
+    if (broken !== undefined) return E.left(broken);
+    const next = await Promise.race([
+      incoming.next().then((r) => ({ line: r.done ? undefined : r.value })),
+      died.then((d) => ({ exited: d.status.code })),
+    ]);
+    if ("exited" in next || next.line === undefined) {
+      const code = "exited" in next ? next.exited : "unknown";
+      broken = await failure(
+        `PyTorch trainer stopped during ${what} (a rank exited, status ${code})`,
+      );
+      await stopAll();
+      return E.left(broken);
+    }
+    let reply: Reply;
+    try {
+      reply = JSON.parse(next.line);
+    } catch {
+      return E.left(
+        kernelFailed(`PyTorch trainer sent an unreadable reply: ${next.line.slice(0, 200)}`),
+      );
+    }
+    if (reply.ok !== true) {
+      broken = await failure(`PyTorch trainer failed during ${what}: ${String(reply.error)}`);
+      await stopAll();
+      return E.left(broken);
+    }
+    return E.right(reply);
+  };
+  const ready = await receive("start-up");
+  if (E.isLeft(ready)) {
+    await closeQuietly(writer, conn);
+    return ready;
+  }
+  let closed = false;
+  return E.right({
+    info: ready.right,
+    request: async (command) => {
+      if (closed) return E.left(kernelFailed("PyTorch session already closed"));
+      try {
+        await writer.write(encoder.encode(JSON.stringify(command) + "\n"));
+      } catch (e) {
+        return E.left(await failure(`Cannot reach the PyTorch trainer: ${describeUnknown(e)}`));
+      }
+      return await receive(`"${String(command.op)}"`);
+    },
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      try {
+        await writer.write(encoder.encode(JSON.stringify({ op: "exit" }) + "\n"));
+      } catch {
+        // Already gone: the status below says so.
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const outcome = await Promise.race([
+        Promise.all(children.map((c) => c.status)).then(() => "exited" as const),
+        new Promise<"lingering">((r) => {
+          timer = setTimeout(() => r("lingering"), 30_000);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (outcome === "lingering") await stopAll();
+      await closeQuietly(writer, conn);
+      await Promise.race([Promise.all(drains), new Promise((r) => setTimeout(r, 2000))]);
+    },
+  });
+}
+
+function killQuietly(c: Deno.ChildProcess): void {
+  try {
+    c.kill("SIGKILL");
+  } catch {
+    // Already exited.
+  }
+}
+
+async function closeQuietly(
+  writer: WritableStreamDefaultWriter<Uint8Array>,
+  conn: Deno.Conn,
+): Promise<void> {
+  try {
+    await writer.close();
+  } catch {
+    // The peer closed first.
+  }
+  try {
+    conn.close();
+  } catch {
+    // Already closed with the writer.
+  }
+}
