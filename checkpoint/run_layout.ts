@@ -36,6 +36,8 @@ export const RUN_DIR = {
   lossChart: "loss.svg",
   memoryChart: "memory.svg",
   pipeline: "pipeline.yaml",
+  /** The torch engine's token files and exchange directories. */
+  torch: "torch",
 } as const;
 
 /** What a run directory holds once a run has written into it (the lock aside). */
@@ -47,6 +49,7 @@ export const RUN_OUTPUTS: readonly string[] = [
   RUN_DIR.lossChart,
   RUN_DIR.memoryChart,
   RUN_DIR.pipeline,
+  RUN_DIR.torch,
 ];
 
 /** Files of a run's `checkpoint/` directory. */

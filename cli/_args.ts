@@ -9,7 +9,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import * as E from "fp-ts/lib/Either.js";
 import { type ConfigInvalid, configInvalid, describeUnknown } from "../base/mod.ts";
 import { TokenizerName } from "../data/mod.ts";
-import { type BackendName, BACKENDS } from "../pipeline/mod.ts";
+import { type BackendName, BACKENDS, type EngineName, ENGINES } from "../pipeline/mod.ts";
 
 /** Flags and positionals as `parseArgs` returns them. */
 export interface ParsedCommand {
@@ -101,6 +101,16 @@ export function backendFlag(p: ParsedCommand): E.Either<ConfigInvalid, BackendNa
     ? E.right(v as BackendName | undefined)
     : E.left(
       configInvalid("--backend", `unknown backend "${v}": expected one of ${BACKENDS.join(", ")}`),
+    );
+}
+
+/** `--engine NAME`: one of the training engines, or undefined when not given. */
+export function engineFlag(p: ParsedCommand): E.Either<ConfigInvalid, EngineName | undefined> {
+  const v = stringFlag(p, "engine");
+  return v === undefined || (ENGINES as readonly string[]).includes(v)
+    ? E.right(v as EngineName | undefined)
+    : E.left(
+      configInvalid("--engine", `unknown engine "${v}": expected one of ${ENGINES.join(", ")}`),
     );
 }
 

@@ -31,6 +31,8 @@ import {
   decodePipeline,
   describeGraph,
   encodePipeline,
+  type EngineName,
+  ENGINES,
   type Env,
   graphDataSection,
   methodLabel,
@@ -45,6 +47,7 @@ import { lossChartSvg, memoryChartSvg, runReportJson, runSummary } from "../repo
 import {
   backendFlag,
   booleanFlag,
+  engineFlag,
   field,
   onePositional,
   parseCommand,
@@ -67,6 +70,10 @@ Options:
   --force          replace the earlier run in DIR (without it, a used DIR is refused)
   --dry-run        print the graph and each stage's predicted memory, then stop
   --backend NAME   ${BACKENDS.join(" | ")} (overrides training.backend)
+  --engine NAME    ${
+  ENGINES.join(" | ")
+} (overrides training.engine; torch launches PyTorch for each
+                   train/continue node, as training.torch says)
   -h, --help       show this help`;
 
 interface RunArgs {
@@ -75,6 +82,7 @@ interface RunArgs {
   readonly mode: RunDirMode;
   readonly dryRun: boolean;
   readonly backend?: BackendName;
+  readonly engine?: EngineName;
 }
 
 function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "help"> {
@@ -84,6 +92,7 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "h
     force: { type: "boolean", default: false },
     "dry-run": { type: "boolean", default: false },
     backend: { type: "string" },
+    engine: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   });
   if (E.isLeft(parsed)) return parsed;
@@ -93,6 +102,8 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "h
   if (E.isLeft(file)) return file;
   const backend = backendFlag(cmd);
   if (E.isLeft(backend)) return backend;
+  const engine = engineFlag(cmd);
+  if (E.isLeft(engine)) return engine;
   const mode = runDirModeFlag(cmd);
   if (E.isLeft(mode)) return mode;
   const out = stringFlag(cmd, "out");
@@ -105,6 +116,7 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "h
     dryRun: booleanFlag(cmd, "dry-run"),
     ...field("out", out),
     ...field("backend", backend.right),
+    ...field("engine", engine.right),
   });
 }
 
@@ -181,13 +193,14 @@ export async function main(
     mode: args.mode,
     print,
     ...field("backend", args.backend),
+    ...field("engine", args.engine),
   })();
   if (E.isLeft(wired)) return fail(wired.left);
   try {
     const env = wired.right.env;
     return await runAndReport(g, { name, out, resume: args.mode === "resume", env }, print);
   } finally {
-    wired.right.release();
+    await wired.right.release();
   }
 }
 

@@ -52,7 +52,7 @@ async function runOn(g: ValidGraph, backend: BackendName, dir: string): Promise<
       seconds: (performance.now() - t0) / 1000,
     };
   } finally {
-    wired.right.release();
+    await wired.right.release();
   }
 }
 

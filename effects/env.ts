@@ -7,10 +7,13 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
+import * as path from "node:path";
+import { RUN_DIR } from "../checkpoint/mod.ts";
 import type * as TE from "fp-ts/lib/TaskEither.js";
 import {
   configInvalid,
   formatBytes,
+  graphInvalid,
   type PipelineError,
   type PlanInfeasible,
   planInfeasible,
@@ -18,16 +21,20 @@ import {
 import { type Batch, evalBatches, loadCorpus } from "../data/mod.ts";
 import {
   type BackendName,
+  type EngineName,
   type Env,
   predictStages,
   resolvedSources,
   runSeeds,
+  torchProblem,
   type ValidGraph,
 } from "../pipeline/mod.ts";
 import { dataEffect } from "./data_effect.ts";
 import { openRunDir, type RunDirMode } from "./run_dir.ts";
 import { processMemory } from "./process_memory.ts";
 import { createEngine } from "./tfjs_engine.ts";
+import { createTorchEngine } from "./torch_engine.ts";
+import { findTorchPython } from "./torch_launch.ts";
 
 /** The data effect of a graph: its corpus loaded (and cached), batched as its training says. */
 export function graphData(g: ValidGraph): TE.TaskEither<PipelineError, Env["data"]> {
@@ -116,6 +123,38 @@ export function machineMemoryProblem(
   );
 }
 
+/**
+ * The torch engine for a graph: the interpreter that imports torch (a named error saying what
+ * to install when none does), its files in the run directory's `torch/`.
+ */
+async function torchEngine(
+  g: ValidGraph,
+  data: Env["data"],
+  out: string,
+): Promise<E.Either<PipelineError, Env["engine"]>> {
+  const s = g.training.torch;
+  const problem = torchProblem(s, g.training.batchTokens / g.training.seqLen);
+  if (problem !== undefined) {
+    return E.left(configInvalid(`training.torch.${problem.field}`, problem.message));
+  }
+  if (g.stages.some((st) => st.galore !== undefined)) {
+    const node = g.stages.find((st) => st.galore !== undefined)!.trainNodeId;
+    return E.left(
+      graphInvalid(node, "GaLore runs on the tfjs engine only (training.engine: tfjs)"),
+    );
+  }
+  const found = await findTorchPython(s.python);
+  if (E.isLeft(found)) return found;
+  return E.right(createTorchEngine({
+    settings: s,
+    python: found.right.python,
+    torchVersion: found.right.version,
+    workDir: path.join(out, RUN_DIR.torch),
+    tokens: data.tokenStreams,
+    threads: s.threads ?? Math.max(1, Math.floor(navigator.hardwareConcurrency / s.nproc)),
+  }));
+}
+
 /** Options of {@link wireRun}. */
 export interface WireOptions {
   /** The run directory. */
@@ -123,14 +162,19 @@ export interface WireOptions {
   readonly mode: RunDirMode;
   /** Overrides `training.backend`. */
   readonly backend?: BackendName;
+  /** Overrides `training.engine`. */
+  readonly engine?: EngineName;
   /** Where progress lines go. */
   readonly print: (line: string) => void;
 }
 
-/** A run's effects and the lock on its directory (release it when the run ends). */
+/**
+ * A run's effects and the lock on its directory: release it when the run ends (it also stops
+ * whatever the engine runs outside this process).
+ */
 export interface WiredRun {
   readonly env: Env;
-  readonly release: () => void;
+  readonly release: () => Promise<void>;
 }
 
 /**
@@ -155,7 +199,7 @@ export interface WiredRun {
  *   const wired = await wireRun(graph.right, { out, mode: "replace", print: () => {} })();
  *   if (E.isRight(wired)) {
  *     assert(wired.right.env.data.vocabSize === 257);
- *     wired.right.release();
+ *     await wired.right.release();
  *   }
  * }
  * await Deno.remove(out, { recursive: true });
@@ -167,20 +211,28 @@ export function wireRun(
 ): TE.TaskEither<PipelineError, WiredRun> {
   return async () => {
     const backend = options.backend ?? g.training.backend;
-    if (backend !== "webgpu") {
+    const onGpu = backend === "webgpu" ||
+      ((options.engine ?? g.training.engine) === "torch" && g.training.torch.device === "cuda");
+    if (!onGpu) {
       const tooBig = machineMemoryProblem(g, Deno.systemMemoryInfo());
       if (tooBig !== undefined) return E.left(tooBig);
     }
     const data = await graphData(g)();
     if (E.isLeft(data)) return data;
-    const engine = await createEngine(backend)();
+    const engineName = options.engine ?? g.training.engine;
+    const engine = engineName === "torch"
+      ? await torchEngine(g, data.right, options.out)
+      : await createEngine(backend)();
     if (E.isLeft(engine)) return engine;
     const dir = await openRunDir(options.out, {
       mode: options.mode,
       print: options.print,
       tokenizer: g.data.tokenizer,
     })();
-    if (E.isLeft(dir)) return dir;
+    if (E.isLeft(dir)) {
+      await engine.right.shutdown?.();
+      return dir;
+    }
     return E.right({
       env: {
         engine: engine.right,
@@ -190,7 +242,13 @@ export function wireRun(
         clock: { now: () => performance.now() },
         memory: processMemory(),
       },
-      release: dir.right.release,
+      release: async () => {
+        try {
+          await engine.right.shutdown?.();
+        } finally {
+          dir.right.release();
+        }
+      },
     });
   };
 }

@@ -73,4 +73,3 @@ function galoreProblem(
   );
   return stray === undefined ? undefined : `projector "${stray}" belongs to no GaLore target`;
 }
-

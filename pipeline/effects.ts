@@ -62,18 +62,24 @@ export type MemoryByRole = t.TypeOf<typeof MemoryByRoleCodec>;
  * `bufferBytes`, the most bytes of distinct tensor buffers alive at once; `tensorCountBytes`,
  * tfjs's own per-tensor count at its peak (views and the tape's clones counted again);
  * `heapBytes`, the wasm heap's size (wasm and auto); `gpuBytes`, the most GPU bytes in use
- * (webgpu).
+ * (webgpu; the torch engine on CUDA: `torch.cuda.max_memory_allocated`, the largest over
+ * ranks); `processBytes`, the torch trainer's peak resident bytes on CPU above its resident size
+ * before any tensor existed (the interpreter and torch's libraries), the largest over ranks
+ * (VmHWM − VmRSS at start). The torch engine counts no tfjs buffers: its `bufferBytes` and `tensorCountBytes` are 0.
  */
 export const MeasuredPeakCodec = t.readonly(t.intersection([
   t.type({ bufferBytes: t.number, tensorCountBytes: t.number }),
-  t.partial({ heapBytes: t.number, gpuBytes: t.number }),
+  t.partial({ heapBytes: t.number, gpuBytes: t.number, processBytes: t.number }),
 ]));
 /** What the engine held at its peak (see {@link MeasuredPeakCodec}). */
 export type MeasuredPeak = t.TypeOf<typeof MeasuredPeakCodec>;
 
-/** The engine's own measure of a peak: GPU bytes on webgpu, distinct buffers elsewhere. */
+/**
+ * The engine's own measure of a peak: GPU bytes on webgpu and CUDA, the trainer process's peak
+ * for torch on CPU, distinct buffers elsewhere.
+ */
 export function enginePeakBytes(m: MeasuredPeak): number {
-  return m.gpuBytes ?? m.bufferBytes;
+  return m.gpuBytes ?? m.processBytes ?? m.bufferBytes;
 }
 
 /** Parameter counts of the engine's current model, by role. */
@@ -219,6 +225,8 @@ export interface Engine {
     snapshot: EngineSnapshot,
   ): TE.TaskEither<KernelFailed | ContentInvalid, EngineState>;
   dispose(state: EngineState): void;
+  /** Releases what the engine holds outside this process (the torch engine's launches). */
+  shutdown?(): Promise<void>;
 }
 
 /** Where the data stream stands: plain JSON, stored in checkpoints. */

@@ -72,7 +72,7 @@ export function graphId(g: ValidGraph): string {
  *   const wired = await wireRun(graph.right, { out, mode: "replace", print: () => {} })();
  *   if (E.isRight(wired)) {
  *     const result = await runPipeline(graph.right, { resume: false })(wired.right.env)();
- *     wired.right.release();
+ *     await wired.right.release();
  *     assert(E.isRight(result) && result.right.globalSteps === 2);
  *   }
  * }

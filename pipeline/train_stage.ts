@@ -130,6 +130,7 @@ function widerPeak(so: StagePeak | null, o: StepOutcome): StagePeak {
   const p = so?.measured;
   const heap = most(p?.heapBytes, m.heapBytes);
   const gpu = most(p?.gpuBytes, m.gpuBytes);
+  const trainer = most(p?.processBytes, m.processBytes);
   return {
     accounted: so === null || o.peak.total > so.accounted.total ? o.peak : so.accounted,
     measured: {
@@ -137,6 +138,7 @@ function widerPeak(so: StagePeak | null, o: StepOutcome): StagePeak {
       tensorCountBytes: Math.max(p?.tensorCountBytes ?? 0, m.tensorCountBytes),
       ...(heap === undefined ? {} : { heapBytes: heap }),
       ...(gpu === undefined ? {} : { gpuBytes: gpu }),
+      ...(trainer === undefined ? {} : { processBytes: trainer }),
     },
   };
 }

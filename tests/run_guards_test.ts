@@ -280,7 +280,7 @@ Deno.test({
       },
     };
     const r = await runPipeline(graph, { resume: false })({ ...env, engine })();
-    wired.release();
+    await wired.release();
     assert(E.isLeft(r) && r.left._tag === "TrainingDiverged", JSON.stringify(r));
     assertStringIncludes(r.left.message, "3 steps in a row");
     const train = (await lines(`${dir}/out/metrics.jsonl`)).filter((x) => x.type === "train");
@@ -379,7 +379,7 @@ Deno.test({
       },
     };
     const r = await runPipeline(graph, { resume: false })({ ...env, data, engine })();
-    wired.release();
+    await wired.release();
     assert(E.isRight(r), JSON.stringify(r));
     assertEquals(asked, [1, 3]);
     // End of stage (1 batch), the eval node (3), the merged export (1).

@@ -64,11 +64,12 @@ def reset_process_peak() -> None:
         pass
 
 
-def process_peak_bytes() -> float:
+def process_status_bytes(field: str) -> float:
+    """A size from /proc/self/status (VmHWM: peak resident, VmRSS: resident now), 0 elsewhere."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return float(line.split()[1]) * 1024
     except OSError:
         pass
@@ -98,6 +99,8 @@ class Session:
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         reset_process_peak()
+        # The interpreter and torch's libraries, before any tensor: what the CPU peak leaves out.
+        self.base_bytes = process_status_bytes("VmRSS")
         self.files = TokenFiles(args.data)
         self._load(args.init)
 
@@ -206,7 +209,7 @@ class Session:
     def peak(self) -> dict:
         if self.device.type == "cuda":
             return {"gpuBytes": self.all_max(float(torch.cuda.max_memory_allocated(self.device)))}
-        return {"processBytes": self.all_max(process_peak_bytes())}
+        return {"processBytes": self.all_max(process_status_bytes("VmHWM") - self.base_bytes)}
 
     # ------------------------------------------------------------------ commands
 
@@ -414,7 +417,12 @@ def main(argv: list[str]) -> int:
             channel.send({"ok": True, **result})
     if session.world > 1:
         dist.destroy_process_group()
-    return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Every file was written and synced. Tearing down the DDP wrapper after its process group
+    # sometimes hangs rank 0 (seen with torch 1.13 on gloo), so the process ends here, before
+    # the session's destructors run.
+    os._exit(0)
 
 
 if __name__ == "__main__":
