@@ -1,0 +1,284 @@
+/**
+ * The torch engine against the tfjs engine, on this machine's CPU (Debian's python3-torch,
+ * gloo): the same stage graph, initial weights and batches give the same per-step losses over
+ * a `train` node and a `continue` node with ReLoRA merges; two DDP processes equal one at the
+ * same global batch; a two-process run killed with SIGKILL mid-stage resumes to the
+ * uninterrupted losses. Skipped, with a message, where no Python imports torch.
+ */
+import * as E from "fp-ts/lib/Either.js";
+import YAML from "yaml";
+import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
+import { capture } from "./cli_capture.ts";
+import { main } from "../cli/run.ts";
+import { loraAValues } from "../base/mod.ts";
+import { findTorchPython } from "../effects/torch_launch.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const found = await findTorchPython(undefined);
+const NO_TORCH = E.isLeft(found) ? found.left.message : undefined;
+if (NO_TORCH !== undefined) {
+  console.warn(`torch engine tests skipped: ${NO_TORCH}`);
+}
+const LOSS_TOLERANCE = 1e-4;
+
+function graph(torch: Record<string, unknown> = {}): unknown {
+  return {
+    version: 1,
+    name: "torch-parity",
+    model: {
+      hidden: 32,
+      intermediate: 64,
+      heads: 4,
+      kvHeads: 2,
+      layers: 3,
+      vocab: 257,
+      maxSeqLen: 32,
+    },
+    training: {
+      backend: "cpu",
+      seqLen: 16,
+      microBatch: 4,
+      batchTokens: 128,
+      lr: 0.01,
+      warmup: 3,
+      evalEvery: 5,
+      evalBatches: 2,
+      checkpointEvery: 3,
+      logEvery: 5,
+      seed: 5,
+      torch,
+    },
+    data: { source: "builtin", builtinBytes: 30000, cacheDir: `${ROOT}.cache/tokens` },
+    nodes: [
+      { op: "train", id: "s1.train", layers: 2, steps: 10 },
+      { op: "grow", id: "s2.grow", add: 1 },
+      {
+        op: "attachPET",
+        id: "s2.pet",
+        kind: "relora",
+        rank: 4,
+        alpha: 8,
+        resetEvery: 4,
+        restartWarmup: 1,
+        pruneRatio: 0.9,
+      },
+      { op: "continue", id: "s2.continue", steps: 10 },
+    ],
+  };
+}
+
+async function writeGraph(dir: string, torch: Record<string, unknown> = {}): Promise<string> {
+  const path = `${dir}/graph.yaml`;
+  await Deno.writeTextFile(path, YAML.stringify(graph(torch)));
+  return path;
+}
+
+interface Metric {
+  readonly type: string;
+  readonly node?: string;
+  readonly step?: number;
+  readonly loss?: number;
+  readonly valLoss?: number;
+  readonly prunedFraction?: number;
+}
+
+async function metrics(dir: string): Promise<Metric[]> {
+  const text = await Deno.readTextFile(`${dir}/metrics.jsonl`);
+  return text.split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l));
+}
+
+/** Every loss of a run (train steps, then evaluations), with where it was taken. */
+function losses(ms: readonly Metric[]): { at: string; value: number }[] {
+  return ms.filter((m) => m.type === "train" || m.type === "eval").map((m, i) => ({
+    at: `${i}: ${m.type} ${m.node} ${m.step ?? ""}`,
+    value: (m.type === "train" ? m.loss : m.valLoss) ?? NaN,
+  }));
+}
+
+function assertSameLosses(got: readonly Metric[], want: readonly Metric[], tolerance: number) {
+  const a = losses(got);
+  const b = losses(want);
+  assertEquals(a.map((x) => x.at), b.map((x) => x.at));
+  for (const [i, x] of a.entries()) {
+    const d = Math.abs(x.value - b[i]!.value);
+    assert(d <= tolerance, `${x.at}: ${x.value} vs ${b[i]!.value} (differ by ${d})`);
+  }
+}
+
+async function run(...args: string[]) {
+  return await capture((a) => main(a), args);
+}
+
+Deno.test({
+  name:
+    "torch engine: losses equal the tfjs cpu backend's over a train node and a continue node with ReLoRA merges",
+  ignore: NO_TORCH !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const file = await writeGraph(dir);
+    const tfjs = await run(file, "--out", `${dir}/tfjs`);
+    assertEquals(tfjs.code, 0, tfjs.err);
+    const torch = await run(file, "--out", `${dir}/torch`, "--engine", "torch");
+    assertEquals(torch.code, 0, torch.err);
+    assertStringIncludes(torch.out, "Backend: torch");
+    const [a, b] = [await metrics(`${dir}/torch`), await metrics(`${dir}/tfjs`)];
+    // 20 steps and 4 evaluations (every 5 steps and at each stage's end), both sides of growth.
+    assertEquals(losses(a).length, 24);
+    assertSameLosses(a, b, LOSS_TOLERANCE);
+    const merges = (ms: Metric[]) => ms.filter((m) => m.type === "merge");
+    assertEquals(merges(a).length, 2);
+    for (const [i, m] of merges(a).entries()) {
+      const pruned = m.prunedFraction ?? NaN;
+      assert(Math.abs(pruned - (merges(b)[i]!.prunedFraction ?? NaN)) < 1e-3, `pruned ${pruned}`);
+    }
+    const report = async (d: string) => JSON.parse(await Deno.readTextFile(`${d}/report.json`));
+    const [ra, rb] = [await report(`${dir}/torch`), await report(`${dir}/tfjs`)];
+    for (const key of ["layers", "trainableParams", "frozenParams", "adapterParams"]) {
+      assertEquals(
+        ra.stages.map((s: Record<string, number>) => s[key]),
+        rb.stages.map((s: Record<string, number>) => s[key]),
+      );
+    }
+    assert(Math.abs(ra.mergedValLoss - rb.mergedValLoss) <= LOSS_TOLERANCE);
+    // The trainer's own peak, read from the OS, is in every stage record.
+    for (const s of ra.stages) assert(s.measuredPeakBytes > 0, JSON.stringify(s));
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "torch engine: two DDP processes equal one process at the same global batch",
+  ignore: NO_TORCH !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const one = await run(
+      await writeGraph(dir, { nproc: 1 }),
+      "--out",
+      `${dir}/one`,
+      "--engine",
+      "torch",
+    );
+    assertEquals(one.code, 0, one.err);
+    const two = await run(
+      await writeGraph(dir, { nproc: 2 }),
+      "--out",
+      `${dir}/two`,
+      "--engine",
+      "torch",
+    );
+    assertEquals(two.code, 0, two.err);
+    assertStringIncludes(two.out, "2 ranks");
+    // One process accumulates two micro-batches; two processes take one each and all-reduce.
+    assertSameLosses(await metrics(`${dir}/two`), await metrics(`${dir}/one`), 1e-5);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+function trainerProcesses(marker: string): number[] {
+  const pids: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
+      if (cmd.includes("trainer.py") && cmd.includes(marker)) pids.push(Number(e.name));
+    } catch {
+      // Gone already.
+    }
+  }
+  return pids;
+}
+
+Deno.test({
+  name:
+    "torch engine: a two-process run killed with SIGKILL mid-stage resumes to the uninterrupted losses",
+  ignore: NO_TORCH !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const file = await writeGraph(dir, { nproc: 2 });
+    const whole = await run(file, "--out", `${dir}/whole`, "--engine", "torch");
+    assertEquals(whole.code, 0, whole.err);
+
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${ROOT}cli/run.ts`, file, "--out", `${dir}/killed`, "--engine", "torch"],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    // Wait for a checkpoint in the continue node (index 3) after its first merge, then kill -9.
+    let killedAt = -1;
+    for (let i = 0; i < 1200 && killedAt < 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      try {
+        const state = JSON.parse(await Deno.readTextFile(`${dir}/killed/checkpoint/state.json`));
+        if (state.progress.nodeIndex === 3 && state.progress.stepInNode >= 5) {
+          killedAt = state.progress.globalStep;
+        }
+      } catch {
+        // Not written yet.
+      }
+    }
+    child.kill("SIGKILL");
+    await child.status;
+    assert(killedAt > 0, "the run never reached a checkpoint in stage 2");
+    // The ranks see their orchestrator's connection close and exit on their own.
+    for (let i = 0; i < 100 && trainerProcesses(`${dir}/killed/`).length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assertEquals(trainerProcesses(`${dir}/killed/`), []);
+
+    const resumed = await run(file, "--out", `${dir}/killed`, "--engine", "torch", "--resume");
+    assertEquals(resumed.code, 0, resumed.err);
+    assertStringIncludes(resumed.out, "Resumed at node");
+    const report = JSON.parse(await Deno.readTextFile(`${dir}/killed/report.json`));
+    assert(
+      report.resumedFrom >= killedAt,
+      `resumed from ${report.resumedFrom}, killed at ${killedAt}`,
+    );
+    assertSameLosses(await metrics(`${dir}/killed`), await metrics(`${dir}/whole`), 1e-6);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "torch engine: the trainer draws the same fresh LoRA A as the tfjs engine, bit for bit",
+  ignore: NO_TORCH !== undefined,
+  fn: async () => {
+    if (E.isLeft(found)) return;
+    const name = "model.layers.3.mlp.down_proj.lora_A";
+    const script = `import sys; sys.path.insert(0, ${JSON.stringify(`${ROOT}torch_engine`)})
+from relora import kaiming_a
+a = kaiming_a(24, 5, 4242424242, ${JSON.stringify(name)})
+print(",".join(repr(float(x)) for x in a.T.reshape(-1).tolist()))`;
+    const out = await new Deno.Command(found.right.python, {
+      args: ["-c", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert(out.success, new TextDecoder().decode(out.stderr));
+    const py = new TextDecoder().decode(out.stdout).trim().split(",").map(Number);
+    const ts = loraAValues(24, 5, 4242424242, name);
+    assertEquals(py, [...ts]);
+  },
+});
+
+Deno.test({
+  name: "torch engine: an interpreter without torch is a named error saying what to install",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const file = await writeGraph(dir, { python: "/nonexistent/python3" });
+    const r = await run(file, "--out", `${dir}/out`, "--engine", "torch");
+    assertEquals(r.code, 2, r.err);
+    assertStringIncludes(r.err, "training.torch.python");
+    assertStringIncludes(r.err, "python3-torch");
+    // Nothing was written: the engine is checked before the run directory is opened.
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["graph.yaml"]);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
