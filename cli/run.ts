@@ -49,6 +49,7 @@ import {
   booleanFlag,
   engineFlag,
   field,
+  intFlag,
   onePositional,
   parseCommand,
   runDirModeFlag,
@@ -83,6 +84,7 @@ interface RunArgs {
   readonly dryRun: boolean;
   readonly backend?: BackendName;
   readonly engine?: EngineName;
+  readonly nodeRank?: number;
 }
 
 function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "help"> {
@@ -93,6 +95,7 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "h
     "dry-run": { type: "boolean", default: false },
     backend: { type: "string" },
     engine: { type: "string" },
+    "node-rank": { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   });
   if (E.isLeft(parsed)) return parsed;
@@ -104,6 +107,8 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "h
   if (E.isLeft(backend)) return backend;
   const engine = engineFlag(cmd);
   if (E.isLeft(engine)) return engine;
+  const nodeRank = intFlag(cmd, "node-rank", 0);
+  if (E.isLeft(nodeRank)) return nodeRank;
   const mode = runDirModeFlag(cmd);
   if (E.isLeft(mode)) return mode;
   const out = stringFlag(cmd, "out");
@@ -117,7 +122,14 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "h
     ...field("out", out),
     ...field("backend", backend.right),
     ...field("engine", engine.right),
+    ...field("nodeRank", nodeRank.right),
   });
+}
+
+/** The graph with `--node-rank` in its torch settings (the graph's fingerprint is unchanged). */
+function withNodeRank(g: ValidGraph, nodeRank: number | undefined): ValidGraph {
+  if (nodeRank === undefined) return g;
+  return { ...g, training: { ...g.training, torch: { ...g.training.torch, nodeRank } } };
 }
 
 /** A config without `nodes:` runs as standard pre-training: one train node of full depth. */
@@ -182,7 +194,7 @@ export async function main(
   if (E.isLeft(loaded)) return fail(loaded.left);
   const graph = validateGraph(loaded.right);
   if (E.isLeft(graph)) return fail(graph.left);
-  const g = graph.right;
+  const g = withNodeRank(graph.right, args.nodeRank);
   print(describeGraph(g));
   if (args.dryRun) return 0;
 

@@ -33,7 +33,11 @@ export const TorchCodec = strict("training.torch", {}, {
   precision: oneOf("precision", ["fp32", "bf16"]),
   /** The Python interpreter that imports torch (default: the first of python3, /usr/bin/python3 that does). */
   python: t.string,
-  /** `auto`: own spawn on one node (Debian's torchrun is broken), `torchrun` across nodes. */
+  /**
+   * `auto`: own spawn on one node (Debian's torchrun is broken), `torchrun` across nodes;
+   * `spawn` across nodes starts this node's ranks with RANK = nodeRank·nproc + local rank and
+   * rendezvous at `master`, as torchrun's static rendezvous does.
+   */
   launcher: oneOf("launcher", LAUNCHERS),
   /** CPU threads per rank (default: the machine's cores over nproc). */
   threads: PositiveInt,
@@ -94,12 +98,6 @@ export function torchProblem(
   }
   if (s.master !== undefined && !/^[^\s:]+:\d{1,5}$/.test(s.master)) {
     return { field: "master", message: `"${s.master}" is not host:port` };
-  }
-  if (s.nnodes > 1 && s.launcher === "spawn") {
-    return {
-      field: "launcher",
-      message: "spawn starts the ranks of one node: use torchrun or auto",
-    };
   }
   const world = worldSize(s);
   if (sequences % world !== 0) {

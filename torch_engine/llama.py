@@ -17,6 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
@@ -137,6 +138,8 @@ class Llama(nn.Module):
         self.shape = shape
         self.model = LlamaModel(shape, depth)
         self.lm_head = None if shape["tiedEmbeddings"] else Projection(shape["hidden"], shape["vocab"])
+        # `training.recompute: layers`: keep each layer's input only, run it again in backward.
+        self.recompute = False
         self._rope: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def rope(self, seq: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,7 +164,10 @@ class Llama(nn.Module):
         cos, sin = self.rope(tokens.shape[1], tokens.device)
         h = self.model.embed_tokens(tokens)
         for layer in self.model.layers:
-            h = layer(h, cos, sin)
+            if self.recompute and torch.is_grad_enabled():
+                h = checkpoint(layer, h, cos, sin, use_reentrant=False)
+            else:
+                h = layer(h, cos, sin)
         h = self.model.norm(h)
         if self.lm_head is None:
             logits = F.linear(h, self.model.embed_tokens.weight)

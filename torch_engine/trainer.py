@@ -215,6 +215,7 @@ class Session:
 
     def step(self, cmd: dict) -> dict:
         h = cmd["hyper"]
+        self.raw.recompute = h.get("recompute") == "layers"
         micro = int(cmd["microBatch"])
         rows, n = self.my_rows(cmd["batches"])
         if n % self.world != 0:
@@ -368,20 +369,28 @@ class Channel:
         return json.loads(line)
 
 
+# Fields of a command that name this node's own files: they differ between nodes.
+NODE_LOCAL = ("dir",)
+
+
 def next_command(session: Session, channel: Channel | None) -> dict:
+    """The next command: global rank 0's, checked against this node's orchestrator's own."""
     own = channel.receive() if channel is not None else None
     if session.world == 1:
         return own
     box = [own]
     dist.broadcast_object_list(box, src=0)
     cmd = box[0]
-    if own is not None and session.rank != 0 and own.get("op") != "exit":
-        if json.dumps(own, sort_keys=True) != json.dumps(cmd, sort_keys=True):
-            raise RuntimeError(
-                f"node's orchestrator sent {own.get('op')!r}, global rank 0's sent {cmd.get('op')!r}: "
-                "the nodes' runs have diverged (same pipeline, data and flags on every node?)"
-            )
-    return cmd
+    if own is None or session.rank == 0 or own.get("op") == "exit":
+        return cmd
+    shared = lambda c: json.dumps({k: v for k, v in c.items() if k not in NODE_LOCAL}, sort_keys=True)
+    if shared(own) != shared(cmd):
+        raise RuntimeError(
+            f"this node's orchestrator sent {own.get('op')!r}, global rank 0's sent {cmd.get('op')!r} "
+            "with other arguments: the nodes' runs have diverged (same pipeline, data and flags on "
+            "every node?)"
+        )
+    return {**cmd, **{k: own[k] for k in NODE_LOCAL if k in own}}
 
 
 def main(argv: list[str]) -> int:
