@@ -34,7 +34,7 @@ import { openRunDir, type RunDirMode } from "./run_dir.ts";
 import { processMemory } from "./process_memory.ts";
 import { createEngine } from "./tfjs_engine.ts";
 import { createTorchEngine } from "./torch_engine.ts";
-import { findTorchPython } from "./torch_launch.ts";
+import { findTorchPython, torchCapabilityProblem } from "./torch_launch.ts";
 
 /** The data effect of a graph: its corpus loaded (and cached), batched as its training says. */
 export function graphData(g: ValidGraph): TE.TaskEither<PipelineError, Env["data"]> {
@@ -145,6 +145,8 @@ async function torchEngine(
   }
   const found = await findTorchPython(s.python);
   if (E.isLeft(found)) return found;
+  const unable = torchCapabilityProblem(s, found.right);
+  if (unable !== undefined) return E.left(unable);
   return E.right(createTorchEngine({
     settings: s,
     python: found.right.python,

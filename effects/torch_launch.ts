@@ -31,20 +31,35 @@ const INSTALL_HINT = "install PyTorch (Debian: `apt-get install -y python3-torch
   "python /usr/bin/python3; elsewhere: `pip install torch`) and name the interpreter that " +
   "imports it in training.torch.python";
 
-/** What the interpreter found: its path and torch's version. */
+/** What the interpreter found: its path, torch's version and what that torch can do. */
 export interface TorchPython {
   readonly python: string;
   readonly version: string;
+  /** `torch.cuda.device_count()` (0 without CUDA). */
+  readonly cudaDevices: number;
+  /** Whether `torch.distributed.fsdp.fully_shard` imports (PyTorch ≥ 2.6). */
+  readonly fsdp: boolean;
 }
 
-async function torchVersion(python: string): Promise<string | undefined> {
+const PROBE = `import json, torch, numpy
+try:
+    from torch.distributed.fsdp import fully_shard
+    fsdp = True
+except Exception:
+    fsdp = False
+print(json.dumps({"version": torch.__version__, "fsdp": fsdp,
+                  "cudaDevices": torch.cuda.device_count() if torch.cuda.is_available() else 0}))`;
+
+async function probe(python: string): Promise<TorchPython | undefined> {
   try {
     const out = await new Deno.Command(python, {
-      args: ["-c", "import torch, numpy; print(torch.__version__)"],
+      args: ["-c", PROBE],
       stdout: "piped",
       stderr: "null",
     }).output();
-    return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
+    if (!out.success) return undefined;
+    const found = JSON.parse(new TextDecoder().decode(out.stdout));
+    return { python, version: found.version, cudaDevices: found.cudaDevices, fsdp: found.fsdp };
   } catch {
     return undefined;
   }
@@ -59,8 +74,8 @@ export async function findTorchPython(
 ): Promise<E.Either<ConfigInvalid, TorchPython>> {
   const tried = configured === undefined ? PYTHON_CANDIDATES : [configured];
   for (const python of tried) {
-    const version = await torchVersion(python);
-    if (version !== undefined) return E.right({ python, version });
+    const found = await probe(python);
+    if (found !== undefined) return E.right(found);
   }
   return E.left(configInvalid(
     configured === undefined ? "training.engine" : "training.torch.python",
@@ -68,6 +83,28 @@ export async function findTorchPython(
       tried.join(", ")
     } cannot import them: ${INSTALL_HINT}`,
   ));
+}
+
+/** What the settings ask of torch that this interpreter's torch cannot give, before any launch. */
+export function torchCapabilityProblem(
+  s: TorchSettings,
+  found: TorchPython,
+): ConfigInvalid | undefined {
+  if (s.strategy === "fsdp" && !found.fsdp) {
+    return configInvalid(
+      "training.torch.strategy",
+      `fsdp needs PyTorch ≥ 2.6 (torch.distributed.fsdp.fully_shard); ${found.python} has torch ` +
+        `${found.version}, where it does not import: use ddp, or an interpreter with a newer torch`,
+    );
+  }
+  if (s.device === "cuda" && found.cudaDevices < s.nproc) {
+    return configInvalid(
+      "training.torch.device",
+      `cuda with nproc ${s.nproc} needs ${s.nproc} CUDA device(s); torch ${found.version} in ` +
+        `${found.python} sees ${found.cudaDevices}`,
+    );
+  }
+  return undefined;
 }
 
 /** One stage's launch: what to start from and where. */

@@ -282,3 +282,116 @@ Deno.test({
     await Deno.remove(dir, { recursive: true });
   },
 });
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+Deno.test({
+  name:
+    "torch engine: two nodes (one `deno task run --node-rank` each) equal one node with two ranks",
+  ignore: NO_TORCH !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const single = await run(
+      await writeGraph(dir, { nproc: 2 }),
+      "--out",
+      `${dir}/single`,
+      "--engine",
+      "torch",
+    );
+    assertEquals(single.code, 0, single.err);
+    // Two "nodes" on this machine: each orchestrator starts its one rank with the spawn launcher,
+    // RANK = nodeRank, and both meet at the master's port, as torchrun's static rendezvous does.
+    const file = await writeGraph(dir, {
+      nproc: 1,
+      nnodes: 2,
+      master: `127.0.0.1:${freePort()}`,
+      launcher: "spawn",
+    });
+    const node = (rank: number) =>
+      new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          `${ROOT}cli/run.ts`,
+          file,
+          "--out",
+          `${dir}/node${rank}`,
+          "--engine",
+          "torch",
+          "--node-rank",
+          String(rank),
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    const [n0, n1] = await Promise.all([node(0), node(1)]);
+    const text = (o: Deno.CommandOutput) => new TextDecoder().decode(o.stderr);
+    assert(n0.success && n1.success, `${text(n0)}\n${text(n1)}`);
+    const want = await metrics(`${dir}/single`);
+    assertSameLosses(await metrics(`${dir}/node0`), want, 1e-6);
+    assertSameLosses(await metrics(`${dir}/node1`), want, 1e-6);
+    // Each node holds the whole model (DDP): both write the same final weights.
+    const final = (d: string) => Deno.readFile(`${dir}/${d}/final/model.safetensors`);
+    assertEquals(await final("node0"), await final("node1"));
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "torch engine: bf16 autocast trains within 1e-2 of fp32, and differs from it",
+  ignore: NO_TORCH !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const fp32 = await run(await writeGraph(dir), "--out", `${dir}/fp32`, "--engine", "torch");
+    assertEquals(fp32.code, 0, fp32.err);
+    const bf16 = await run(
+      await writeGraph(dir, { precision: "bf16" }),
+      "--out",
+      `${dir}/bf16`,
+      "--engine",
+      "torch",
+    );
+    assertEquals(bf16.code, 0, bf16.err);
+    assertStringIncludes(bf16.out, "bf16");
+    const a = losses(await metrics(`${dir}/bf16`));
+    const b = losses(await metrics(`${dir}/fp32`));
+    const gaps = a.map((x, i) => Math.abs(x.value - b[i]!.value));
+    assert(Math.max(...gaps) < 1e-2, `largest gap ${Math.max(...gaps)}`);
+    assert(Math.max(...gaps) > 1e-6, "bf16 gave fp32's losses: autocast did not run");
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "torch engine: settings this torch cannot serve are refused before training, by field",
+  ignore: NO_TORCH !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    if (E.isLeft(found)) return;
+    const dir = await Deno.makeTempDir();
+    const refusals: [Record<string, unknown>, string][] = [
+      [{ nproc: 3 }, "training.torch.nproc"], // 8 sequences per step over 3 ranks
+      [{ nnodes: 2 }, "training.torch.master"],
+      [{ nodeRank: 1 }, "training.torch.nodeRank"],
+    ];
+    if (!found.right.fsdp) refusals.push([{ strategy: "fsdp" }, "training.torch.strategy"]);
+    if (found.right.cudaDevices === 0) refusals.push([{ device: "cuda" }, "training.torch.device"]);
+    for (const [torch, field] of refusals) {
+      const r = await run(await writeGraph(dir, torch), "--out", `${dir}/out`, "--engine", "torch");
+      assertEquals(r.code, 2, `${JSON.stringify(torch)}: ${r.err}`);
+      assertStringIncludes(r.err, field);
+      assertEquals((await Deno.stat(`${dir}/out`).catch(() => undefined))?.isDirectory, undefined);
+    }
+    await Deno.remove(dir, { recursive: true });
+  },
+});

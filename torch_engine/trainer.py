@@ -94,7 +94,7 @@ class Session:
             self.device = torch.device("cpu")
             if args.threads > 0:
                 torch.set_num_threads(args.threads)
-        if self.world > 1:
+        if self.world > 1 or args.strategy == "fsdp":
             dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -131,22 +131,61 @@ class Session:
         for n, p in names.items():
             p.requires_grad_(n in wanted)
         self.raw = model.to(self.device)
-        self.params = {n: p for n, p in self.raw.named_parameters()}
         self.adam_step = int(meta["adamStep"])
+        self.sharded = self.args.strategy == "fsdp"
         self.model = self._wrap(self.raw)
+        # After wrapping: FSDP replaces every parameter by a sharded DTensor of the same name.
+        self.params = {n: p for n, p in self.raw.named_parameters()}
         self.optimizer = self._optimizer(moments)
 
     def _wrap(self, model: Llama):
-        if self.args.strategy == "fsdp":
-            raise RuntimeError(
-                "strategy fsdp is not available in this trainer yet; use strategy: ddp"
-            )
+        if self.sharded:
+            try:
+                from torch.distributed.fsdp import fully_shard
+            except Exception as e:  # ImportError, or Debian 1.13's broken module (ValueError)
+                raise RuntimeError(
+                    f"strategy fsdp needs PyTorch ≥ 2.6 (torch.distributed.fsdp.fully_shard); this "
+                    f"interpreter has torch {torch.__version__} ({e}): use strategy: ddp"
+                ) from e
+            # One unit per decoder layer, then the rest (embedding, final norm, LM head).
+            for layer in model.model.layers:
+                fully_shard(layer)
+            fully_shard(model)
+            return model
         if self.world == 1 or not self.trainable:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.local_rank] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
+
+    def accumulating(self, last: bool):
+        """Gradients synchronise on the last micro-batch of a step only."""
+        if self.sharded:
+            self.model.set_requires_gradient_sync(last)
+            return contextlib.nullcontext()
+        if hasattr(self.model, "no_sync") and not last:
+            return self.model.no_sync()
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def full(t: torch.Tensor) -> torch.Tensor:
+        """The whole tensor (FSDP gathers its shards; every rank must call it)."""
+        return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+    @staticmethod
+    def local(t: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a tensor (its shard under FSDP)."""
+        return t.to_local() if hasattr(t, "to_local") else t
+
+    @staticmethod
+    def like(value: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """A whole tensor laid out as `p` is (sharded the same way under FSDP)."""
+        if hasattr(p, "device_mesh"):
+            from torch.distributed.tensor import distribute_tensor
+
+            return distribute_tensor(value.to(p.dtype), p.device_mesh, p.placements)
+        return value.to(device=p.device, dtype=p.dtype)
 
     def _optimizer(self, moments: dict[str, np.ndarray]):
         decay = [self.params[n] for n in self.trainable if self.params[n].dim() >= 2]
@@ -161,10 +200,11 @@ class Session:
                 if self.adam_step > 0:
                     raise ValueError(f"Adam moments of {n!r} are missing")
                 continue
-            opt.state[self.params[n]] = {
+            p = self.params[n]
+            opt.state[p] = {
                 "step": torch.tensor(float(self.adam_step)),
-                "exp_avg": torch.from_numpy(m).to(self.device),
-                "exp_avg_sq": torch.from_numpy(v).to(self.device),
+                "exp_avg": self.like(torch.from_numpy(m).to(self.device), p),
+                "exp_avg_sq": self.like(torch.from_numpy(v).to(self.device), p),
             }
         return opt
 
@@ -227,8 +267,7 @@ class Session:
         loss_sum = 0.0
         for i, chunk in enumerate(chunks):
             tokens, targets = stack(chunk, self.device)
-            last = i == len(chunks) - 1
-            sync = self.model.no_sync() if (hasattr(self.model, "no_sync") and not last) else contextlib.nullcontext()
+            sync = self.accumulating(i == len(chunks) - 1)
             if self.optimizer is None:
                 with torch.no_grad(), self.autocast():
                     loss_sum += float(self.model(tokens, targets))
@@ -241,7 +280,9 @@ class Session:
         (loss_all,) = self.all_sum([loss_sum])
         loss = loss_all / total if total > 0 else float("nan")
         grads = [self.params[n].grad for n in self.trainable]
-        sq = sum(float(g.double().pow(2).sum()) for g in grads if g is not None)
+        sq = sum(float(self.local(g).double().pow(2).sum()) for g in grads if g is not None)
+        if self.sharded:
+            (sq,) = self.all_sum([sq])
         norm = math.sqrt(sq)
         skipped = not (math.isfinite(loss) and math.isfinite(norm))
         if self.optimizer is not None and not skipped:
@@ -263,12 +304,16 @@ class Session:
         return {"loss": loss, "gradNorm": norm, "skipped": skipped, "peak": self.peak()}
 
     def evaluate(self, cmd: dict) -> dict:
-        rows, _ = self.my_rows(cmd["batches"])
+        rows, n = self.my_rows(cmd["batches"])
         micro = int(cmd["microBatch"])
+        # Every rank runs as many forward passes as the busiest one (FSDP gathers in each).
+        passes = math.ceil(math.ceil(n / self.world) / micro)
+        seq = cmd["batches"][0]["seq"] if cmd["batches"] else 1
+        idle = [(np.zeros(seq, dtype=np.int64), np.full(seq, -1, dtype=np.int64))]
         loss_sum, count = 0.0, 0
         with torch.no_grad(), self.autocast():
-            for i in range(0, len(rows), micro):
-                tokens, targets = stack(rows[i : i + micro], self.device)
+            for i in range(passes):
+                tokens, targets = stack(rows[i * micro : (i + 1) * micro] or idle, self.device)
                 loss_sum += float(self.raw(tokens, targets))
                 count += int((targets >= 0).sum())
         s, c = self.all_sum([loss_sum, float(count)])
@@ -281,38 +326,44 @@ class Session:
             for name, proj in self.raw.projections():
                 if proj.lora_A is None or proj.lora_B is None:
                     continue
-                proj.weight.add_(torch.matmul(proj.lora_B, proj.lora_A) * proj.scale)
-                rank, inputs = proj.lora_A.shape
-                proj.lora_A.copy_(kaiming_a(inputs, rank, seed, f"{name}.lora_A").to(self.device))
+                a, b = self.full(proj.lora_A), self.full(proj.lora_B)
+                w = self.full(proj.weight) + torch.matmul(b, a) * proj.scale
+                proj.weight.copy_(self.like(w, proj.weight))
+                rank, inputs = a.shape
+                fresh = kaiming_a(inputs, rank, seed, f"{name}.lora_A").to(self.device)
+                proj.lora_A.copy_(self.like(fresh, proj.lora_A))
                 proj.lora_B.zero_()
                 merged += 1
-        zeros, total = 0, 0
-        for n in self.trainable:
-            if not (n.endswith(".lora_A") or n.endswith(".lora_B")):
-                continue
-            p = self.params[n]
-            total += p.numel()
-            st = self.optimizer.state.get(p) if self.optimizer is not None else None
-            if not st:
-                continue
-            mask = prune_mask(st["exp_avg"], ratio)
-            st["exp_avg"].mul_(mask)
-            st["exp_avg_sq"].mul_(mask)
-            zeros += p.numel() - int(mask.sum())
+            zeros, total = 0, 0
+            for n in self.trainable:
+                if not (n.endswith(".lora_A") or n.endswith(".lora_B")):
+                    continue
+                p = self.params[n]
+                total += p.numel()
+                st = self.optimizer.state.get(p) if self.optimizer is not None else None
+                if not st:
+                    continue
+                m, v = self.full(st["exp_avg"]), self.full(st["exp_avg_sq"])
+                mask = prune_mask(m, ratio)
+                st["exp_avg"].copy_(self.like(m * mask, st["exp_avg"]))
+                st["exp_avg_sq"].copy_(self.like(v * mask, st["exp_avg_sq"]))
+                zeros += p.numel() - int(mask.sum())
         return {"merged": merged, "prunedFraction": zeros / total if total else 0.0}
 
     def save(self, cmd: dict) -> dict:
+        # Gathered on every rank (FSDP's all-gathers are collective), written by each node's
+        # local rank 0 into its own directory.
+        weights = {n: self.full(p.detach()).float().cpu().numpy() for n, p in self.raw.named_parameters()}
+        moments: dict[str, np.ndarray] = {}
+        for n in self.trainable:
+            p = self.params[n]
+            st = self.optimizer.state.get(p) if self.optimizer is not None else None
+            zero = np.zeros(tuple(p.shape), dtype=np.float32)
+            moments[f"m/{n}"] = self.full(st["exp_avg"]).float().cpu().numpy() if st else zero
+            moments[f"v/{n}"] = self.full(st["exp_avg_sq"]).float().cpu().numpy() if st else zero
         if self.local_rank == 0:
             directory = cmd["dir"]
             os.makedirs(directory, exist_ok=True)
-            weights = {n: p.detach().float().cpu().numpy() for n, p in self.raw.named_parameters()}
-            moments: dict[str, np.ndarray] = {}
-            for n in self.trainable:
-                p = self.params[n]
-                st = self.optimizer.state.get(p) if self.optimizer is not None else None
-                zero = np.zeros(tuple(p.shape), dtype=np.float32)
-                moments[f"m/{n}"] = st["exp_avg"].float().cpu().numpy() if st else zero
-                moments[f"v/{n}"] = st["exp_avg_sq"].float().cpu().numpy() if st else zero
             write_safetensors(os.path.join(directory, "model.safetensors"), weights)
             write_safetensors(os.path.join(directory, "moments.safetensors"), moments)
             meta = {"trainable": self.trainable, "loraScale": self.lora_scale, "adamStep": self.adam_step}
@@ -424,7 +475,7 @@ def main(argv: list[str]) -> int:
             break
         if channel is not None:
             channel.send({"ok": True, **result})
-    if session.world > 1:
+    if dist.is_initialized():
         dist.destroy_process_group()
     sys.stdout.flush()
     sys.stderr.flush()
