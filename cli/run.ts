@@ -210,7 +210,13 @@ export async function main(
   if (E.isLeft(wired)) return fail(wired.left);
   try {
     const env = wired.right.env;
-    return await runAndReport(g, { name, out, resume: args.mode === "resume", env }, print);
+    return await runAndReport(g, {
+      name,
+      out,
+      resume: args.mode === "resume",
+      env,
+      engine: args.engine,
+    }, print);
   } finally {
     await wired.right.release();
   }
@@ -218,7 +224,13 @@ export async function main(
 
 async function runAndReport(
   g: ValidGraph,
-  run: { readonly name: string; readonly out: string; readonly resume: boolean; readonly env: Env },
+  run: {
+    readonly name: string;
+    readonly out: string;
+    readonly resume: boolean;
+    readonly env: Env;
+    readonly engine: EngineName | undefined;
+  },
   print: (line: string) => void,
 ): Promise<number> {
   const { env, out, name } = run;
@@ -267,7 +279,16 @@ async function runAndReport(
     const w = await env.store.writeText(file, text)();
     if (E.isLeft(w)) return fail(w.left);
   }
-  print(runSummary(r, g.pipeline.memoryBudget, methodLabel(g)));
+  const onCpuTrainer = (run.engine ?? g.training.engine) === "torch" &&
+    g.training.torch.device === "cpu";
+  print(
+    runSummary(
+      r,
+      g.pipeline.memoryBudget,
+      methodLabel(g),
+      onCpuTrainer ? "trainer process" : "engine",
+    ),
+  );
   print(
     `Compute: ${flops.paper.toExponential(3)} FLOPs by the paper's rule, ${
       flops.executed.toExponential(3)
