@@ -94,24 +94,28 @@ export function tokenizerFlag(
     : E.left(configInvalid("--tokenizer", `unknown tokenizer "${v}": expected bytes or gpt2`));
 }
 
+/** `--FLAG NAME` where NAME must be one of `choices`, or undefined when absent. */
+function choiceFlag<C extends string>(
+  p: ParsedCommand,
+  flag: string,
+  choices: readonly C[],
+): E.Either<ConfigInvalid, C | undefined> {
+  const v = stringFlag(p, flag);
+  return v === undefined || (choices as readonly string[]).includes(v)
+    ? E.right(v as C | undefined)
+    : E.left(
+      configInvalid(`--${flag}`, `unknown ${flag} "${v}": expected one of ${choices.join(", ")}`),
+    );
+}
+
 /** `--backend NAME`, or undefined when absent. */
 export function backendFlag(p: ParsedCommand): E.Either<ConfigInvalid, BackendName | undefined> {
-  const v = stringFlag(p, "backend");
-  return v === undefined || (BACKENDS as readonly string[]).includes(v)
-    ? E.right(v as BackendName | undefined)
-    : E.left(
-      configInvalid("--backend", `unknown backend "${v}": expected one of ${BACKENDS.join(", ")}`),
-    );
+  return choiceFlag(p, "backend", BACKENDS);
 }
 
 /** `--engine NAME`: one of the training engines, or undefined when not given. */
 export function engineFlag(p: ParsedCommand): E.Either<ConfigInvalid, EngineName | undefined> {
-  const v = stringFlag(p, "engine");
-  return v === undefined || (ENGINES as readonly string[]).includes(v)
-    ? E.right(v as EngineName | undefined)
-    : E.left(
-      configInvalid("--engine", `unknown engine "${v}": expected one of ${ENGINES.join(", ")}`),
-    );
+  return choiceFlag(p, "engine", ENGINES);
 }
 
 /** The one positional argument (`what`, e.g. CHECKPOINT), or an error showing the usage. */

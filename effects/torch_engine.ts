@@ -205,6 +205,15 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
       return E.map((n: EngineSnapshot) => replace(h, h.shape, n))(next);
     });
 
+  /** Sends a command to the holder's launch (started first when it has none). */
+  const command = async (
+    h: Holder,
+    cmd: Readonly<Record<string, unknown>>,
+  ): Promise<E.Either<KernelFailed, Record<string, unknown>>> => {
+    const session = await sessionOf(h);
+    return E.isLeft(session) ? session : await session.right.request(cmd);
+  };
+
   const rowsCommand = (batches: readonly MicroBatch[]) => ({
     batches: batches.map(batchCommand),
     microBatch: Math.max(1, ...batches.map((b) => b.batch)),
@@ -238,9 +247,7 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
     step: (st, batches, hyper) =>
       attempt("Training step failed", async () => {
         const h = holder(st);
-        const session = await sessionOf(h);
-        if (E.isLeft(session)) return session;
-        const r = await session.right.request({
+        const r = await command(h, {
           op: "step",
           hyper: stepCommand(hyper),
           ...rowsCommand(batches),
@@ -265,10 +272,7 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
       }),
     evaluate: (st, batches) =>
       attempt("Evaluation failed", async () => {
-        const h = holder(st);
-        const session = await sessionOf(h);
-        if (E.isLeft(session)) return session;
-        const r = await session.right.request({ op: "eval", ...rowsCommand(batches) });
+        const r = await command(holder(st), { op: "eval", ...rowsCommand(batches) });
         return E.map((reply: Record<string, unknown>) => replyNumber(reply, "loss"))(r);
       }),
     grow: (st, spec) =>
@@ -281,10 +285,7 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
       ),
     reset: (st, spec) =>
       attempt("ReLoRA reset failed", async () => {
-        const h = holder(st);
-        const session = await sessionOf(h);
-        if (E.isLeft(session)) return session;
-        const r = await session.right.request({
+        const r = await command(holder(st), {
           op: "reset",
           pruneRatio: spec.pruneRatio,
           seed: spec.seed,
