@@ -245,6 +245,45 @@ Deno.test({
 });
 
 Deno.test({
+  name: "torch engine: a tfjs run killed mid-stage resumes on the torch engine to the tfjs losses",
+  ignore: NO_TORCH !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const file = await writeGraph(dir);
+    const whole = await run(file, "--out", `${dir}/whole`);
+    assertEquals(whole.code, 0, whole.err);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${ROOT}cli/run.ts`, file, "--out", `${dir}/moved`],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    let killedAt = -1;
+    for (let i = 0; i < 1200 && killedAt < 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      try {
+        const state = JSON.parse(await Deno.readTextFile(`${dir}/moved/checkpoint/state.json`));
+        if (state.progress.nodeIndex === 3 && state.progress.stepInNode >= 5) {
+          killedAt = state.progress.globalStep;
+        }
+      } catch {
+        // Not written yet.
+      }
+    }
+    child.kill("SIGKILL");
+    await child.status;
+    assert(killedAt > 0, "the run never reached a checkpoint in stage 2");
+    // The checkpoint (weights, adapters, Adam moments, data position) is engine-neutral.
+    const resumed = await run(file, "--out", `${dir}/moved`, "--engine", "torch", "--resume");
+    assertEquals(resumed.code, 0, resumed.err);
+    assertStringIncludes(resumed.out, "Backend: torch");
+    assertSameLosses(await metrics(`${dir}/moved`), await metrics(`${dir}/whole`), LOSS_TOLERANCE);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
   name: "torch engine: the trainer draws the same fresh LoRA A as the tfjs engine, bit for bit",
   ignore: NO_TORCH !== undefined,
   fn: async () => {
