@@ -6,6 +6,7 @@
 import YAML from "yaml";
 import { assert, assertAlmostEquals, assertEquals, assertStringIncludes } from "./assert.ts";
 import { main } from "../cli/run.ts";
+import { killAtCheckpoint } from "./kill_run.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -178,26 +179,11 @@ Deno.test({
     const whole = await run(file, "--out", `${dir}/whole`);
     assertEquals(whole.code, 0, whole.out);
 
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `${ROOT}cli/run.ts`, file, "--out", `${dir}/killed`],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
     // Wait for a checkpoint inside stage 2's `continue` (node index 3), then kill -9.
-    let killedAt = -1;
-    for (let i = 0; i < 600 && killedAt < 0; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      try {
-        const state = JSON.parse(await Deno.readTextFile(`${dir}/killed/checkpoint/state.json`));
-        if (state.progress.nodeIndex === 3 && state.progress.stepInNode > 0) {
-          killedAt = state.progress.globalStep;
-        }
-      } catch {
-        // Not written yet.
-      }
-    }
-    child.kill("SIGKILL");
-    await child.status;
+    const killedAt = await killAtCheckpoint([file, "--out", `${dir}/killed`], `${dir}/killed`, {
+      nodeIndex: 3,
+      minStep: 1,
+    });
     assert(killedAt > 12, `killed at global step ${killedAt}`);
 
     const resumed = await run(file, "--out", `${dir}/killed`, "--resume");

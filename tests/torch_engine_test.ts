@@ -12,6 +12,7 @@ import { capture } from "./cli_capture.ts";
 import { main } from "../cli/run.ts";
 import { loraAValues } from "../base/mod.ts";
 import { findTorchPython } from "../effects/torch_launch.ts";
+import { killAtCheckpoint } from "./kill_run.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const found = await findTorchPython(undefined);
@@ -109,6 +110,13 @@ async function run(...args: string[]) {
   return await capture((a) => main(a), args);
 }
 
+/** A torch-engine run of the graph with `torch` settings into `dir/out`; it must succeed. */
+async function torchRun(dir: string, out: string, torch: Record<string, unknown> = {}) {
+  const r = await run(await writeGraph(dir, torch), "--out", `${dir}/${out}`, "--engine", "torch");
+  assertEquals(r.code, 0, r.err);
+  return r;
+}
+
 Deno.test({
   name:
     "torch engine: losses equal the tfjs cpu backend's over a train node and a continue node with ReLoRA merges",
@@ -155,22 +163,8 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const dir = await Deno.makeTempDir();
-    const one = await run(
-      await writeGraph(dir, { nproc: 1 }),
-      "--out",
-      `${dir}/one`,
-      "--engine",
-      "torch",
-    );
-    assertEquals(one.code, 0, one.err);
-    const two = await run(
-      await writeGraph(dir, { nproc: 2 }),
-      "--out",
-      `${dir}/two`,
-      "--engine",
-      "torch",
-    );
-    assertEquals(two.code, 0, two.err);
+    await torchRun(dir, "one", { nproc: 1 });
+    const two = await torchRun(dir, "two", { nproc: 2 });
     assertStringIncludes(two.out, "2 ranks");
     // One process accumulates two micro-batches; two processes take one each and all-reduce.
     assertSameLosses(await metrics(`${dir}/two`), await metrics(`${dir}/one`), 1e-5);
@@ -204,26 +198,12 @@ Deno.test({
     const whole = await run(file, "--out", `${dir}/whole`, "--engine", "torch");
     assertEquals(whole.code, 0, whole.err);
 
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `${ROOT}cli/run.ts`, file, "--out", `${dir}/killed`, "--engine", "torch"],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    // Wait for a checkpoint in the continue node (index 3) after its first merge, then kill -9.
-    let killedAt = -1;
-    for (let i = 0; i < 1200 && killedAt < 0; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      try {
-        const state = JSON.parse(await Deno.readTextFile(`${dir}/killed/checkpoint/state.json`));
-        if (state.progress.nodeIndex === 3 && state.progress.stepInNode >= 5) {
-          killedAt = state.progress.globalStep;
-        }
-      } catch {
-        // Not written yet.
-      }
-    }
-    child.kill("SIGKILL");
-    await child.status;
+    // A checkpoint in the continue node (index 3) after its first merge, then kill -9.
+    const killedAt = await killAtCheckpoint(
+      [file, "--out", `${dir}/killed`, "--engine", "torch"],
+      `${dir}/killed`,
+      { nodeIndex: 3, minStep: 5 },
+    );
     assert(killedAt > 0, "the run never reached a checkpoint in stage 2");
     // The ranks see their orchestrator's connection close and exit on their own.
     for (let i = 0; i < 100 && trainerProcesses(`${dir}/killed/`).length > 0; i++) {
@@ -254,25 +234,10 @@ Deno.test({
     const file = await writeGraph(dir);
     const whole = await run(file, "--out", `${dir}/whole`);
     assertEquals(whole.code, 0, whole.err);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `${ROOT}cli/run.ts`, file, "--out", `${dir}/moved`],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    let killedAt = -1;
-    for (let i = 0; i < 1200 && killedAt < 0; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      try {
-        const state = JSON.parse(await Deno.readTextFile(`${dir}/moved/checkpoint/state.json`));
-        if (state.progress.nodeIndex === 3 && state.progress.stepInNode >= 5) {
-          killedAt = state.progress.globalStep;
-        }
-      } catch {
-        // Not written yet.
-      }
-    }
-    child.kill("SIGKILL");
-    await child.status;
+    const killedAt = await killAtCheckpoint([file, "--out", `${dir}/moved`], `${dir}/moved`, {
+      nodeIndex: 3,
+      minStep: 5,
+    });
     assert(killedAt > 0, "the run never reached a checkpoint in stage 2");
     // The checkpoint (weights, adapters, Adam moments, data position) is engine-neutral.
     const resumed = await run(file, "--out", `${dir}/moved`, "--engine", "torch", "--resume");
@@ -337,14 +302,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const dir = await Deno.makeTempDir();
-    const single = await run(
-      await writeGraph(dir, { nproc: 2 }),
-      "--out",
-      `${dir}/single`,
-      "--engine",
-      "torch",
-    );
-    assertEquals(single.code, 0, single.err);
+    await torchRun(dir, "single", { nproc: 2 });
     // Two "nodes" on this machine: each orchestrator starts its one rank with the spawn launcher,
     // RANK = nodeRank, and both meet at the master's port, as torchrun's static rendezvous does.
     const file = await writeGraph(dir, {
@@ -390,16 +348,8 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const dir = await Deno.makeTempDir();
-    const fp32 = await run(await writeGraph(dir), "--out", `${dir}/fp32`, "--engine", "torch");
-    assertEquals(fp32.code, 0, fp32.err);
-    const bf16 = await run(
-      await writeGraph(dir, { precision: "bf16" }),
-      "--out",
-      `${dir}/bf16`,
-      "--engine",
-      "torch",
-    );
-    assertEquals(bf16.code, 0, bf16.err);
+    await torchRun(dir, "fp32");
+    const bf16 = await torchRun(dir, "bf16", { precision: "bf16" });
     assertStringIncludes(bf16.out, "bf16");
     const a = losses(await metrics(`${dir}/bf16`));
     const b = losses(await metrics(`${dir}/fp32`));
