@@ -137,10 +137,13 @@ async function torchEngine(
   if (problem !== undefined) {
     return E.left(configInvalid(`training.torch.${problem.field}`, problem.message));
   }
-  if (g.stages.some((st) => st.galore !== undefined)) {
-    const node = g.stages.find((st) => st.galore !== undefined)!.trainNodeId;
+  const galore = g.stages.find((st) => st.galore !== undefined);
+  if (galore !== undefined) {
     return E.left(
-      graphInvalid(node, "GaLore runs on the tfjs engine only (training.engine: tfjs)"),
+      graphInvalid(
+        galore.trainNodeId,
+        "GaLore runs on the tfjs engine only (training.engine: tfjs)",
+      ),
     );
   }
   const found = await findTorchPython(s.python);
@@ -213,15 +216,15 @@ export function wireRun(
 ): TE.TaskEither<PipelineError, WiredRun> {
   return async () => {
     const backend = options.backend ?? g.training.backend;
+    const engineName = options.engine ?? g.training.engine;
     const onGpu = backend === "webgpu" ||
-      ((options.engine ?? g.training.engine) === "torch" && g.training.torch.device === "cuda");
+      (engineName === "torch" && g.training.torch.device === "cuda");
     if (!onGpu) {
       const tooBig = machineMemoryProblem(g, Deno.systemMemoryInfo());
       if (tooBig !== undefined) return E.left(tooBig);
     }
     const data = await graphData(g)();
     if (E.isLeft(data)) return data;
-    const engineName = options.engine ?? g.training.engine;
     const engine = engineName === "torch"
       ? await torchEngine(g, data.right, options.out)
       : await createEngine(backend)();

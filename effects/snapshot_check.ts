@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type LlamaShape, paramShapes } from "../base/mod.ts";
+import { layerOfName, type LlamaShape, paramShapes } from "../base/mod.ts";
 import { type GaloreMeta, momentName, projectorName } from "../checkpoint/mod.ts";
 import { projectedShape, projectorShape } from "../kernels/mod.ts";
 import type { EngineSnapshot, NamedArray } from "../pipeline/mod.ts";
@@ -13,10 +13,7 @@ import type { EngineSnapshot, NamedArray } from "../pipeline/mod.ts";
 /** Checks a snapshot against the model shape before any tensor is built. */
 export function snapshotProblem(shape: LlamaShape, snap: EngineSnapshot): string | undefined {
   const byName = new Map(snap.params.map((p) => [p.name, p]));
-  const depth = snap.params.reduce((d, p) => {
-    const m = /^model\.layers\.(\d+)\./.exec(p.name);
-    return m === null ? d : Math.max(d, Number(m[1]) + 1);
-  }, 0);
+  const depth = snap.params.reduce((d, p) => Math.max(d, (layerOfName(p.name) ?? -1) + 1), 0);
   for (const [name, dims] of paramShapes(shape, depth)) {
     const p = byName.get(name);
     if (p === undefined) return `parameter "${name}" is missing`;

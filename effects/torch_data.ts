@@ -10,17 +10,7 @@ import type * as TE from "fp-ts/lib/TaskEither.js";
 import * as path from "node:path";
 import { type KernelFailed, kernelFailed } from "../base/mod.ts";
 import type { TokenStreams } from "../pipeline/mod.ts";
-import { writeFileAtomic } from "../store/mod.ts";
-
-const LITTLE_ENDIAN = true;
-
-function littleEndianBytes(a: Uint16Array | Int32Array): Uint8Array {
-  const bytes = new Uint8Array(a.byteLength);
-  const view = new DataView(bytes.buffer);
-  if (a instanceof Uint16Array) a.forEach((v, i) => view.setUint16(2 * i, v, LITTLE_ENDIAN));
-  else a.forEach((v, i) => view.setInt32(4 * i, v, LITTLE_ENDIAN));
-  return bytes;
-}
+import { toRawTensor, writeFileAtomic } from "../store/mod.ts";
 
 /** Writes `dir/{train,validation}.bin` and `dir/tokens.json`. */
 export function writeTokenFiles(dir: string, t: TokenStreams): TE.TaskEither<KernelFailed, void> {
@@ -30,11 +20,19 @@ export function writeTokenFiles(dir: string, t: TokenStreams): TE.TaskEither<Ker
     } catch (e) {
       return E.left(kernelFailed(`Cannot create ${dir}: ${e}`));
     }
-    const dtype = t.train instanceof Uint16Array ? "<u2" : "<i4";
+    const wide = !(t.train instanceof Uint16Array);
+    // The safetensors encoder's little-endian bytes, without its header.
+    const raw = (name: string, a: Uint16Array | Int32Array) =>
+      toRawTensor({ dtype: wide ? "I32" : "U16", shape: [a.length], data: a }, name);
+    const train = raw("train", t.train);
+    const validation = raw("validation", t.validation);
+    if (E.isLeft(train) || E.isLeft(validation)) {
+      return E.left(kernelFailed("the token streams do not share one dtype"));
+    }
     const files: [string, Uint8Array][] = [
-      ["train.bin", littleEndianBytes(t.train)],
-      ["validation.bin", littleEndianBytes(t.validation)],
-      ["tokens.json", new TextEncoder().encode(JSON.stringify({ dtype }))],
+      ["train.bin", train.right.bytes],
+      ["validation.bin", validation.right.bytes],
+      ["tokens.json", new TextEncoder().encode(JSON.stringify({ dtype: wide ? "<i4" : "<u2" }))],
     ];
     for (const [name, bytes] of files) {
       const w = await writeFileAtomic(path.join(dir, name), bytes)();

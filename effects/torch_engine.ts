@@ -35,26 +35,22 @@ import type {
 import { writeTokenFiles } from "./torch_data.ts";
 import { replyNumber, startSession, type TorchSession } from "./torch_launch.ts";
 import {
+  accountState,
   attachedSnapshot,
   grownSnapshot,
   initialSnapshot,
   mergedSnapshot,
   readExchange,
-  snapshotMemory,
-  snapshotStats,
   writeExchange,
 } from "./torch_snapshot.ts";
 import { snapshotProblem } from "./snapshot_check.ts";
 
-/** Parameter names and shapes, and what trains: all the interpreter asks between commands. */
-interface Layout {
-  readonly params: readonly { readonly name: string; readonly shape: readonly number[] }[];
-  readonly trainable: readonly string[];
-}
+/** What the interpreter asks between commands, counted once per state (the launch keeps the layout). */
+type Layout = ReturnType<typeof accountState>;
 
 interface Holder {
   readonly shape: LlamaShape;
-  layout: Layout;
+  readonly layout: Layout;
   /** The state as arrays (before the node's launch, or after it ended). */
   snapshot: EngineSnapshot | undefined;
   /** The node's live launch (it then holds the state). */
@@ -73,10 +69,7 @@ function state(h: Holder): EngineState {
 }
 
 function layoutOf(s: EngineSnapshot): Layout {
-  return {
-    params: s.params.map((p) => ({ name: p.name, shape: p.shape })),
-    trainable: s.meta.trainable,
-  };
+  return accountState(s.params, s.meta.trainable);
 }
 
 /** Where the engine keeps its files, and what it launches. */
@@ -261,7 +254,7 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
           loss: replyNumber(r.right, "loss"),
           gradNorm: replyNumber(r.right, "gradNorm"),
           skipped: r.right.skipped === true,
-          peak: snapshotMemory(h.layout.params, h.layout.trainable),
+          peak: h.layout.memory,
           measured: {
             bufferBytes: 0,
             tensorCountBytes: 0,
@@ -305,11 +298,11 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
       ),
     stats: (st) => {
       const h = holder(st);
-      return snapshotStats(h.layout.params, h.layout.trainable);
+      return h.layout.stats;
     },
     memory: (st) => {
       const h = holder(st);
-      return snapshotMemory(h.layout.params, h.layout.trainable);
+      return h.layout.memory;
     },
     snapshot: (st) => attempt("Snapshot failed", () => snapshotOf(holder(st), "keep")),
     restore: (shape, snap) => () => {

@@ -121,8 +121,6 @@ export interface LaunchSpec {
 
 /** A live launch: commands in, replies out. */
 export interface TorchSession {
-  /** What local rank 0 said when ready (torch version, world size, device). */
-  readonly info: Readonly<Record<string, unknown>>;
   /** Sends one command and waits for its reply (or a rank's death). */
   request(command: Readonly<Record<string, unknown>>): Promise<E.Either<KernelFailed, Reply>>;
   /** Asks the ranks to exit and waits for them (killing any that linger). */
@@ -268,8 +266,11 @@ export async function startSession(
   }
   // The first rank to exit, with its status (every rank should live until `exit`).
   const died = Promise.race(children.map((c) => c.status.then((s) => ({ child: c, status: s }))));
+  // The ranks' last output, waited for at most 2 s (a wedged pipe must not hang the run).
+  const drained = () =>
+    Promise.race([Promise.all(drains), new Promise((r) => setTimeout(r, 2000))]);
   const failure = async (what: string): Promise<KernelFailed> => {
-    await Promise.race([Promise.all(drains), new Promise((r) => setTimeout(r, 2000))]);
+    await drained();
     return kernelFailed(
       `${what}${tail.text() === "" ? "" : `\n--- trainer output ---\n${tail.text()}`}`,
     );
@@ -277,7 +278,7 @@ export async function startSession(
   const stopAll = async () => {
     for (const c of children) killQuietly(c);
     await Promise.all(children.map((c) => c.status));
-    await Promise.race([Promise.all(drains), new Promise((r) => setTimeout(r, 2000))]);
+    await drained();
   };
   let timer: ReturnType<typeof setTimeout> | undefined;
   const accepted = await Promise.race([
@@ -338,7 +339,6 @@ export async function startSession(
   }
   let closed = false;
   return E.right({
-    info: ready.right,
     request: async (command) => {
       if (closed) return E.left(kernelFailed("PyTorch session already closed"));
       try {
@@ -366,7 +366,7 @@ export async function startSession(
       clearTimeout(timer);
       if (outcome === "lingering") await stopAll();
       await closeQuietly(writer, conn);
-      await Promise.race([Promise.all(drains), new Promise((r) => setTimeout(r, 2000))]);
+      await drained();
     },
   });
 }

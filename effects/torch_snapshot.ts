@@ -71,7 +71,7 @@ export function initialSnapshot(shape: LlamaShape, depth: number, seed: number):
   };
 }
 
-function depthOf(params: readonly NamedArray[]): number {
+function depthOf(params: readonly { readonly name: string }[]): number {
   return params.reduce((d, p) => Math.max(d, (layerOfName(p.name) ?? -1) + 1), 0);
 }
 
@@ -175,42 +175,45 @@ export function attachedSnapshot(
   });
 }
 
-/** Parameter counts by role, from the names alone. */
-export function snapshotStats(
-  params: readonly { readonly name: string; readonly shape: readonly number[] }[],
+/** A parameter's name and shape: all the accounting below needs. */
+export interface ParamShape {
+  readonly name: string;
+  readonly shape: readonly number[];
+}
+
+/**
+ * Parameter counts by role and model-state bytes by role in float32 (the roles of
+ * `pipeline/effects.ts`), from the parameters' names and shapes and the trainable list.
+ */
+export function accountState(
+  params: readonly ParamShape[],
   trainable: readonly string[],
-): ModelStats {
+): { readonly stats: ModelStats; readonly memory: MemoryByRole } {
   const trains = new Set(trainable);
   let trainableParams = 0;
   let frozenParams = 0;
   let adapterParams = 0;
+  let adaptersTrained = 0;
   for (const p of params) {
     const n = p.shape.reduce((a, b) => a * b, 1);
-    if (isAdapterName(p.name)) adapterParams += n;
-    else if (trains.has(p.name)) trainableParams += n;
+    if (isAdapterName(p.name)) {
+      adapterParams += n;
+      if (trains.has(p.name)) adaptersTrained += n;
+    } else if (trains.has(p.name)) trainableParams += n;
     else frozenParams += n;
   }
-  return { layers: depthOf(params as NamedArray[]), trainableParams, frozenParams, adapterParams };
-}
-
-/** Model-state bytes by role in float32, the roles of `pipeline/effects.ts`. */
-export function snapshotMemory(
-  params: readonly { readonly name: string; readonly shape: readonly number[] }[],
-  trainable: readonly string[],
-): MemoryByRole {
-  const st = snapshotStats(params, trainable);
-  const adaptersTrained = params
-    .filter((p) => isAdapterName(p.name) && trainable.includes(p.name))
-    .reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
-  const trained = st.trainableParams + adaptersTrained;
+  const trained = trainableParams + adaptersTrained;
   const roles = {
-    trainableWeights: st.trainableParams * FLOAT_BYTES,
+    trainableWeights: trainableParams * FLOAT_BYTES,
     gradients: trained * FLOAT_BYTES,
     optimizer: 2 * trained * FLOAT_BYTES,
-    frozen: st.frozenParams * FLOAT_BYTES,
-    adapters: st.adapterParams * FLOAT_BYTES,
+    frozen: frozenParams * FLOAT_BYTES,
+    adapters: adapterParams * FLOAT_BYTES,
   };
-  return { ...roles, total: Object.values(roles).reduce((a, b) => a + b, 0) };
+  return {
+    stats: { layers: depthOf(params), trainableParams, frozenParams, adapterParams },
+    memory: { ...roles, total: Object.values(roles).reduce((a, b) => a + b, 0) },
+  };
 }
 
 /** Whether a tensor is stored transposed in HF/PEFT layouts: linear weights and LoRA matrices. */

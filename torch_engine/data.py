@@ -33,21 +33,20 @@ class TokenFiles:
         return self._maps[name]
 
 
-def rows_of(batch: dict, files: TokenFiles) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Every row of a micro-batch as (inputs, targets) int64 arrays."""
+def row_at(batch: dict, i: int, files: TokenFiles) -> tuple[np.ndarray, np.ndarray]:
+    """Row i of a micro-batch as (inputs, targets) int64 arrays: a window of the token files,
+    or the ids the command carries (evaluation sets outside the run's splits)."""
     seq = batch["seq"]
     if "starts" in batch:
-        stream = files.split(batch["split"])
-        out = []
-        for s in batch["starts"]:
-            w = np.asarray(stream[s : s + seq + 1], dtype=np.int64)
-            if w.shape[0] != seq + 1:
-                raise ValueError(f"window at {s} runs past the end of split {batch['split']!r}")
-            out.append((w[:-1], w[1:]))
-        return out
-    tokens = np.asarray(batch["tokens"], dtype=np.int64).reshape(-1, seq)
-    targets = np.asarray(batch["targets"], dtype=np.int64).reshape(-1, seq)
-    return list(zip(tokens, targets))
+        s = batch["starts"][i]
+        w = np.asarray(files.split(batch["split"])[s : s + seq + 1], dtype=np.int64)
+        if w.shape[0] != seq + 1:
+            raise ValueError(f"window at {s} runs past the end of split {batch['split']!r}")
+        return w[:-1], w[1:]
+    return (
+        np.asarray(batch["tokens"][i * seq : (i + 1) * seq], dtype=np.int64),
+        np.asarray(batch["targets"][i * seq : (i + 1) * seq], dtype=np.int64),
+    )
 
 
 def stack(rows: list[tuple[np.ndarray, np.ndarray]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,7 +38,7 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data import TokenFiles, rows_of, stack  # noqa: E402
+from data import TokenFiles, row_at, stack  # noqa: E402
 from llama import Llama  # noqa: E402
 from relora import kaiming_a, prune_mask  # noqa: E402
 from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
@@ -126,8 +126,9 @@ class Session:
         self.trainable = list(meta["trainable"])
         wanted = set(self.trainable)
         names = dict(model.named_parameters())
-        for n in wanted - set(names):
-            raise ValueError(f"trainable name {n!r} is not a parameter")
+        unknown = sorted(wanted - set(names))
+        if unknown:
+            raise ValueError(f"trainable names {unknown} are not parameters")
         for n, p in names.items():
             p.requires_grad_(n in wanted)
         self.raw = model.to(self.device)
@@ -232,18 +233,7 @@ class Session:
         where = [(b, i) for b in batches for i in range(b["rows"])]
         n = len(where)
         lo, hi = self.rank * n // self.world, (self.rank + 1) * n // self.world
-        mine: list[tuple[np.ndarray, np.ndarray]] = []
-        for b, i in where[lo:hi]:
-            if "starts" in b:
-                mine.extend(rows_of({**b, "starts": [b["starts"][i]]}, self.files))
-            else:
-                seq = b["seq"]
-                mine.append(
-                    (
-                        np.asarray(b["tokens"][i * seq : (i + 1) * seq], dtype=np.int64),
-                        np.asarray(b["targets"][i * seq : (i + 1) * seq], dtype=np.int64),
-                    )
-                )
+        mine = [row_at(b, i, self.files) for b, i in where[lo:hi]]
         return mine, n
 
     def peak(self) -> dict:
@@ -455,14 +445,7 @@ def main(argv: list[str]) -> int:
             channel.send({"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()})
         raise
     if channel is not None:
-        channel.send({
-            "ok": True,
-            "ready": True,
-            "torch": torch.__version__,
-            "world": session.world,
-            "device": torch.cuda.get_device_name(session.device) if session.device.type == "cuda" else "cpu",
-            "threads": torch.get_num_threads(),
-        })
+        channel.send({"ok": True, "ready": True})
     while True:
         cmd = next_command(session, channel)
         try:
