@@ -6,7 +6,7 @@
 import YAML from "yaml";
 import { assert, assertAlmostEquals, assertEquals, assertStringIncludes } from "./assert.ts";
 import { main } from "../cli/run.ts";
-import { killAtCheckpoint } from "./kill_run.ts";
+import { stopAtCheckpoint } from "./kill_run.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -180,10 +180,11 @@ Deno.test({
     assertEquals(whole.code, 0, whole.out);
 
     // Wait for a checkpoint inside stage 2's `continue` (node index 3), then kill -9.
-    const killedAt = await killAtCheckpoint([file, "--out", `${dir}/killed`], `${dir}/killed`, {
-      nodeIndex: 3,
-      minStep: 1,
-    });
+    const { at: killedAt } = await stopAtCheckpoint(
+      [file, "--out", `${dir}/killed`],
+      `${dir}/killed`,
+      { nodeIndex: 3, minStep: 1 },
+    );
     assert(killedAt > 12, `killed at global step ${killedAt}`);
 
     const resumed = await run(file, "--out", `${dir}/killed`, "--resume");

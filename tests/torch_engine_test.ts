@@ -12,7 +12,7 @@ import { capture } from "./cli_capture.ts";
 import { main } from "../cli/run.ts";
 import { loraAValues } from "../base/mod.ts";
 import { findTorchPython } from "../effects/torch_launch.ts";
-import { killAtCheckpoint } from "./kill_run.ts";
+import { stopAtCheckpoint } from "./kill_run.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const found = await findTorchPython(undefined);
@@ -199,7 +199,7 @@ Deno.test({
     assertEquals(whole.code, 0, whole.err);
 
     // A checkpoint in the continue node (index 3) after its first merge, then kill -9.
-    const killedAt = await killAtCheckpoint(
+    const { at: killedAt } = await stopAtCheckpoint(
       [file, "--out", `${dir}/killed`, "--engine", "torch"],
       `${dir}/killed`,
       { nodeIndex: 3, minStep: 5 },
@@ -225,6 +225,44 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "torch engine: a rank killed with SIGKILL mid-stage fails the run (exit 5, naming the trainer) and --resume reproduces the losses",
+  ignore: NO_TORCH !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const file = await writeGraph(dir, { nproc: 2 });
+    await torchRun(dir, "whole", { nproc: 2 });
+    const out = `${dir}/rank`;
+    const killed: number[] = [];
+    const stopped = await stopAtCheckpoint(
+      [file, "--out", out, "--engine", "torch"],
+      out,
+      { nodeIndex: 3, minStep: 5 },
+      () => {
+        // One rank of the live launch, not the run.
+        const rank = trainerProcesses(`${out}/`)[0];
+        if (rank !== undefined) {
+          Deno.kill(rank, "SIGKILL");
+          killed.push(rank);
+        }
+      },
+    );
+    assert(stopped.at > 0, "the run never reached a checkpoint in stage 2");
+    assertEquals(killed.length, 1);
+    assertEquals(stopped.code, 5, stopped.stderr);
+    assertStringIncludes(stopped.stderr, "PyTorch trainer stopped");
+    // The other rank is stopped with it.
+    assertEquals(trainerProcesses(`${out}/`), []);
+    const resumed = await run(file, "--out", out, "--engine", "torch", "--resume");
+    assertEquals(resumed.code, 0, resumed.err);
+    assertSameLosses(await metrics(out), await metrics(`${dir}/whole`), 1e-6);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
   name: "torch engine: a tfjs run killed mid-stage resumes on the torch engine to the tfjs losses",
   ignore: NO_TORCH !== undefined,
   sanitizeOps: false,
@@ -234,10 +272,11 @@ Deno.test({
     const file = await writeGraph(dir);
     const whole = await run(file, "--out", `${dir}/whole`);
     assertEquals(whole.code, 0, whole.err);
-    const killedAt = await killAtCheckpoint([file, "--out", `${dir}/moved`], `${dir}/moved`, {
-      nodeIndex: 3,
-      minStep: 5,
-    });
+    const { at: killedAt } = await stopAtCheckpoint(
+      [file, "--out", `${dir}/moved`],
+      `${dir}/moved`,
+      { nodeIndex: 3, minStep: 5 },
+    );
     assert(killedAt > 0, "the run never reached a checkpoint in stage 2");
     // The checkpoint (weights, adapters, Adam moments, data position) is engine-neutral.
     const resumed = await run(file, "--out", `${dir}/moved`, "--engine", "torch", "--resume");
