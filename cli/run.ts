@@ -126,10 +126,20 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, RunArgs | "h
   });
 }
 
-/** The graph with `--node-rank` in its torch settings (the graph's fingerprint is unchanged). */
-function withNodeRank(g: ValidGraph, nodeRank: number | undefined): ValidGraph {
-  if (nodeRank === undefined) return g;
-  return { ...g, training: { ...g.training, torch: { ...g.training.torch, nodeRank } } };
+/**
+ * The graph with `--engine` and `--node-rank` in its training settings. Its fingerprint is
+ * unchanged: a checkpoint resumes on either engine, on any node.
+ */
+function withOverrides(g: ValidGraph, args: RunArgs): ValidGraph {
+  const t = g.training;
+  return {
+    ...g,
+    training: {
+      ...t,
+      engine: args.engine ?? t.engine,
+      torch: { ...t.torch, nodeRank: args.nodeRank ?? t.torch.nodeRank },
+    },
+  };
 }
 
 /** A config without `nodes:` runs as standard pre-training: one train node of full depth. */
@@ -194,7 +204,7 @@ export async function main(
   if (E.isLeft(loaded)) return fail(loaded.left);
   const graph = validateGraph(loaded.right);
   if (E.isLeft(graph)) return fail(graph.left);
-  const g = withNodeRank(graph.right, args.nodeRank);
+  const g = withOverrides(graph.right, args);
   print(describeGraph(g));
   if (args.dryRun) return 0;
 
@@ -205,18 +215,11 @@ export async function main(
     mode: args.mode,
     print,
     ...field("backend", args.backend),
-    ...field("engine", args.engine),
   })();
   if (E.isLeft(wired)) return fail(wired.left);
   try {
     const env = wired.right.env;
-    return await runAndReport(g, {
-      name,
-      out,
-      resume: args.mode === "resume",
-      env,
-      engine: args.engine,
-    }, print);
+    return await runAndReport(g, { name, out, resume: args.mode === "resume", env }, print);
   } finally {
     await wired.right.release();
   }
@@ -224,13 +227,7 @@ export async function main(
 
 async function runAndReport(
   g: ValidGraph,
-  run: {
-    readonly name: string;
-    readonly out: string;
-    readonly resume: boolean;
-    readonly env: Env;
-    readonly engine: EngineName | undefined;
-  },
+  run: { readonly name: string; readonly out: string; readonly resume: boolean; readonly env: Env },
   print: (line: string) => void,
 ): Promise<number> {
   const { env, out, name } = run;
@@ -279,8 +276,7 @@ async function runAndReport(
     const w = await env.store.writeText(file, text)();
     if (E.isLeft(w)) return fail(w.left);
   }
-  const onCpuTrainer = (run.engine ?? g.training.engine) === "torch" &&
-    g.training.torch.device === "cpu";
+  const onCpuTrainer = g.training.engine === "torch" && g.training.torch.device === "cpu";
   print(
     runSummary(
       r,

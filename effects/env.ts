@@ -21,7 +21,6 @@ import {
 import { type Batch, evalBatches, loadCorpus } from "../data/mod.ts";
 import {
   type BackendName,
-  type EngineName,
   type Env,
   predictStages,
   resolvedSources,
@@ -167,8 +166,6 @@ export interface WireOptions {
   readonly mode: RunDirMode;
   /** Overrides `training.backend`. */
   readonly backend?: BackendName;
-  /** Overrides `training.engine`. */
-  readonly engine?: EngineName;
   /** Where progress lines go. */
   readonly print: (line: string) => void;
 }
@@ -216,16 +213,15 @@ export function wireRun(
 ): TE.TaskEither<PipelineError, WiredRun> {
   return async () => {
     const backend = options.backend ?? g.training.backend;
-    const engineName = options.engine ?? g.training.engine;
-    const onGpu = backend === "webgpu" ||
-      (engineName === "torch" && g.training.torch.device === "cuda");
+    const onTorch = g.training.engine === "torch";
+    const onGpu = backend === "webgpu" || (onTorch && g.training.torch.device === "cuda");
     if (!onGpu) {
       const tooBig = machineMemoryProblem(g, Deno.systemMemoryInfo());
       if (tooBig !== undefined) return E.left(tooBig);
     }
     const data = await graphData(g)();
     if (E.isLeft(data)) return data;
-    const engine = engineName === "torch"
+    const engine = onTorch
       ? await torchEngine(g, data.right, options.out)
       : await createEngine(backend)();
     if (E.isLeft(engine)) return engine;
