@@ -23,14 +23,16 @@ import {
   kernelFailed,
   type LlamaShape,
 } from "../base/mod.ts";
-import type {
-  Engine,
-  EngineSnapshot,
-  EngineState,
-  MicroBatch,
-  StepHyper,
-  TokenStreams,
-  TorchSettings,
+import {
+  type Engine,
+  type EngineSnapshot,
+  type EngineState,
+  type MemoryByRole,
+  MemoryByRoleCodec,
+  type MicroBatch,
+  type StepHyper,
+  type TokenStreams,
+  type TorchSettings,
 } from "../pipeline/mod.ts";
 import { writeTokenFiles } from "./torch_data.ts";
 import { replyNumber, startSession, type TorchSession } from "./torch_launch.ts";
@@ -84,6 +86,12 @@ export interface TorchEngineOptions {
   readonly tokens: TokenStreams | undefined;
   /** CPU threads per rank. */
   readonly threads: number;
+}
+
+/** The trainer's by-role state bytes, read from its tensors, when the reply carries them whole. */
+function stateOf(v: unknown): MemoryByRole | undefined {
+  const d = MemoryByRoleCodec.decode(v);
+  return E.isRight(d) ? d.right : undefined;
 }
 
 /** What a micro-batch becomes in a command: start offsets when it has them, else its ids. */
@@ -254,7 +262,7 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
           loss: replyNumber(r.right, "loss"),
           gradNorm: replyNumber(r.right, "gradNorm"),
           skipped: r.right.skipped === true,
-          peak: h.layout.memory,
+          peak: stateOf(r.right.state) ?? h.layout.memory,
           measured: {
             bufferBytes: 0,
             tensorCountBytes: 0,

@@ -143,6 +143,16 @@ Deno.test({
     }
     const report = async (d: string) => JSON.parse(await Deno.readTextFile(`${d}/report.json`));
     const [ra, rb] = [await report(`${dir}/torch`), await report(`${dir}/tfjs`)];
+    // State by role, each engine reading its own tensors where the step peaks.
+    assert(
+      ra.stages.every((s: { accountedState?: { total: number } }) =>
+        (s.accountedState?.total ?? 0) > 0
+      ),
+    );
+    assertEquals(
+      ra.stages.map((s: Record<string, unknown>) => s.accountedState),
+      rb.stages.map((s: Record<string, unknown>) => s.accountedState),
+    );
     for (const key of ["layers", "trainableParams", "frozenParams", "adapterParams"]) {
       assertEquals(
         ra.stages.map((s: Record<string, number>) => s[key]),

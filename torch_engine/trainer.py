@@ -236,6 +236,30 @@ class Session:
         mine = [row_at(b, i, self.files) for b, i in where[lo:hi]]
         return mine, n
 
+    def state_bytes(self) -> dict:
+        """Model state by role, read from the tensors this rank holds now (its shards under
+        FSDP; weights, gradients and Adam's m and v, `step` counters aside), the largest rank's."""
+        roles = {"trainableWeights": 0.0, "gradients": 0.0, "optimizer": 0.0, "frozen": 0.0, "adapters": 0.0}
+        trains = set(self.trainable)
+        nbytes = lambda t: float(self.local(t).numel() * self.local(t).element_size())
+        for n, p in self.params.items():
+            adapter = n.endswith(".lora_A") or n.endswith(".lora_B")
+            role = "adapters" if adapter else ("trainableWeights" if n in trains else "frozen")
+            roles[role] += nbytes(p)
+            if p.grad is not None:
+                roles["gradients"] += nbytes(p.grad)
+            st = self.optimizer.state.get(p) if self.optimizer is not None else None
+            for key in ("exp_avg", "exp_avg_sq"):
+                if st and key in st:
+                    roles["optimizer"] += nbytes(st[key])
+        # One reduction for all roles: each the largest over ranks (equal under DDP).
+        t = torch.tensor(list(roles.values()), dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        out = dict(zip(roles, t.tolist()))
+        out["total"] = sum(out.values())
+        return out
+
     def peak(self) -> dict:
         if self.device.type == "cuda":
             return {"gpuBytes": self.all_max(float(torch.cuda.max_memory_allocated(self.device)))}
@@ -289,9 +313,11 @@ class Session:
                 group["weight_decay"] = h["weightDecay"] if group["decays"] else 0.0
             self.optimizer.step()
             self.adam_step += 1
+        # Where the state peaks: every gradient alive, and (after an update) every moment.
+        state = self.state_bytes()
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
-        return {"loss": loss, "gradNorm": norm, "skipped": skipped, "peak": self.peak()}
+        return {"loss": loss, "gradNorm": norm, "skipped": skipped, "peak": self.peak(), "state": state}
 
     def evaluate(self, cmd: dict) -> dict:
         rows, n = self.my_rows(cmd["batches"])
