@@ -222,12 +222,6 @@ class Session:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t.tolist()
 
-    def all_max(self, value: float) -> float:
-        t = torch.tensor([value], dtype=torch.float64, device=self.device)
-        if self.world > 1:
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return float(t.item())
-
     def my_rows(self, batches: list[dict]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
         """This rank's share of every row of `batches` (a contiguous slice), read from the files."""
         where = [(b, i) for b in batches for i in range(b["rows"])]
@@ -236,9 +230,11 @@ class Session:
         mine = [row_at(b, i, self.files) for b, i in where[lo:hi]]
         return mine, n
 
-    def state_bytes(self) -> dict:
-        """Model state by role, read from the tensors this rank holds now (its shards under
-        FSDP; weights, gradients and Adam's m and v, `step` counters aside), the largest rank's."""
+    def measures(self) -> dict:
+        """What this step held, the largest rank's, in one reduction: the model state by role,
+        read from the tensors this rank holds now (its shards under FSDP; weights, gradients and
+        Adam's m and v, `step` counters aside), and the peak so far (CUDA: bytes allocated;
+        CPU: the process's resident peak above its start-up size)."""
         roles = {"trainableWeights": 0.0, "gradients": 0.0, "optimizer": 0.0, "frozen": 0.0, "adapters": 0.0}
         trains = set(self.trainable)
         nbytes = lambda t: float(self.local(t).numel() * self.local(t).element_size())
@@ -252,18 +248,19 @@ class Session:
             for key in ("exp_avg", "exp_avg_sq"):
                 if st and key in st:
                     roles["optimizer"] += nbytes(st[key])
-        # One reduction for all roles: each the largest over ranks (equal under DDP).
-        t = torch.tensor(list(roles.values()), dtype=torch.float64, device=self.device)
+        cuda = self.device.type == "cuda"
+        peak = (
+            float(torch.cuda.max_memory_allocated(self.device))
+            if cuda
+            else process_status_bytes("VmHWM") - self.base_bytes
+        )
+        t = torch.tensor([*roles.values(), peak], dtype=torch.float64, device=self.device)
         if self.world > 1:
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        out = dict(zip(roles, t.tolist()))
-        out["total"] = sum(out.values())
-        return out
-
-    def peak(self) -> dict:
-        if self.device.type == "cuda":
-            return {"gpuBytes": self.all_max(float(torch.cuda.max_memory_allocated(self.device)))}
-        return {"processBytes": self.all_max(process_status_bytes("VmHWM") - self.base_bytes)}
+        values = t.tolist()
+        state = dict(zip(roles, values))
+        state["total"] = sum(values[:-1])
+        return {"state": state, "peak": {"gpuBytes" if cuda else "processBytes": values[-1]}}
 
     # ------------------------------------------------------------------ commands
 
@@ -313,11 +310,11 @@ class Session:
                 group["weight_decay"] = h["weightDecay"] if group["decays"] else 0.0
             self.optimizer.step()
             self.adam_step += 1
-        # Where the state peaks: every gradient alive, and (after an update) every moment.
-        state = self.state_bytes()
+        # Read where the state peaks: every gradient alive, and (after an update) every moment.
+        measured = self.measures()
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
-        return {"loss": loss, "gradNorm": norm, "skipped": skipped, "peak": self.peak(), "state": state}
+        return {"loss": loss, "gradNorm": norm, "skipped": skipped, **measured}
 
     def evaluate(self, cmd: dict) -> dict:
         rows, n = self.my_rows(cmd["batches"])
