@@ -25,10 +25,11 @@ import {
   type LlamaShape,
   reportErrors,
 } from "../base/mod.ts";
+import { LOCK_FILE } from "../store/mod.ts";
 
 /** Names inside a run directory. */
 export const RUN_DIR = {
-  lock: ".lock",
+  lock: LOCK_FILE,
   metrics: "metrics.jsonl",
   checkpoint: "checkpoint",
   final: "final",

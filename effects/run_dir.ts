@@ -42,6 +42,7 @@ import type {
   StoreEffect,
 } from "../pipeline/mod.ts";
 import {
+  lockDir,
   readSafetensors,
   recoverDir,
   removeStaleTemps,
@@ -86,27 +87,6 @@ async function present(dir: string): Promise<string[]> {
     }
   }
   return found;
-}
-
-// flock's exclusive mode: one holder, released by the OS when the holder dies.
-const EXCLUSIVE = true;
-
-/** Takes the folder's lock without waiting: another live run holding it is an error. */
-async function lock(dir: string): Promise<E.Either<PipelineError, Deno.FsFile>> {
-  const path = `${dir}/${RUN_DIR.lock}`;
-  const file = await Deno.open(path, { read: true, write: true, create: true });
-  if (!(await file.tryLock(EXCLUSIVE))) {
-    const holder = (await Deno.readTextFile(path).catch(() => "")).trim();
-    file.close();
-    return E.left(ioFailed(
-      dir,
-      `another run is writing it${holder === "" ? "" : ` (pid ${holder})`}; wait for it to ` +
-        "finish or choose another --out",
-    ));
-  }
-  await file.truncate(0);
-  await file.write(new TextEncoder().encode(`${Deno.pid}\n`));
-  return E.right(file);
 }
 
 /** Refuses what `mode` cannot take; clears the earlier run's outputs for `replace`. */
@@ -167,19 +147,9 @@ export function openRunDir(
     } catch (e) {
       return E.left(ioFailed(dir, `cannot create the run directory: ${describeUnknown(e)}`));
     }
-    const held = await lock(dir).catch((e) =>
-      E.left(ioFailed(dir, `cannot lock the run directory: ${describeUnknown(e)}`))
-    );
+    const held = await lockDir(dir, "run");
     if (E.isLeft(held)) return held;
-    const file = held.right;
-    const release = (): void => {
-      try {
-        file.unlockSync();
-        file.close();
-      } catch {
-        // Already released.
-      }
-    };
+    const release = (): void => held.right.release();
     const claimed = await claim(dir, options.mode).catch((e) =>
       E.left(ioFailed(dir, `cannot prepare the run directory: ${describeUnknown(e)}`))
     );

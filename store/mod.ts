@@ -7,6 +7,7 @@
  *   writer (layout fixed up front, tensors written in any order), both file-backed.
  * - `half`: exact F16/BF16 ⇄ F32 conversions (round to nearest even).
  * - `atomic`: atomic file and directory writes (temporary name, fsync, rename) and recovery.
+ * - `dir_lock`: one writer per folder (an OS file lock, freed when its holder dies).
  *
  * @example
  * ```ts
@@ -19,6 +20,7 @@
  * @module
  */
 export * from "./atomic.ts";
+export * from "./dir_lock.ts";
 export * from "./half.ts";
 export * from "./safetensors.ts";
 export * from "./safetensors_file.ts";
