@@ -23,6 +23,7 @@ import {
   grownLayout,
   insertionCounts,
   layerOfName,
+  nonFiniteIndex,
   type Placement,
   renumber,
 } from "../base/mod.ts";
@@ -153,8 +154,10 @@ export function attachAdapters(
 }
 
 /**
- * The view with every weight checked as it loads: a NaN or an infinity fails the load with an
- * error naming the tensor and the element (a save then writes nothing).
+ * The view with every weight (and adapter) checked as it loads, on the values as read: a NaN or
+ * an infinity fails the load with an error naming the checkpoint, the tensor and the element,
+ * followed by `advice` (what the refusal means to the caller, e.g. the flag that overrides it).
+ * A save then writes nothing; a model loaded for inference is never used.
  *
  * @example
  * ```ts
@@ -164,20 +167,19 @@ export function attachAdapters(
  *   shape: {} as never, dtype: "F32" as const, source: "x", adapters: undefined, close: () => {},
  *   tensors: [{ name: "w", shape: [2], load: () => () => Promise.resolve({ _tag: "Right" as const, right: new Float32Array([1, NaN]) }) }],
  * };
- * const r = await requireFinite(view).tensors[0]!.load()();
- * assert(r._tag === "Left");
+ * const r = await requireFinite(view, "refused").tensors[0]!.load()();
+ * assert(r._tag === "Left" && r.left.message === 'tensor "w" holds NaN at element 1; refused');
  * ```
  */
-export function requireFinite(view: ModelView): ModelView {
+export function requireFinite(view: ModelView, advice: string): ModelView {
   const check = (t: LazyTensor): LazyTensor => ({
     ...t,
     load: () =>
       TE.flatMapEither(t.load(), (values) => {
-        const i = values.findIndex((v) => !Number.isFinite(v));
+        const i = nonFiniteIndex(values);
         return i < 0 ? E.right(values) : E.left(contentInvalid(
           view.source,
-          `tensor "${t.name}" holds ${values[i]} at element ${i}; pass --allow-non-finite to ` +
-            "convert it anyway",
+          `tensor "${t.name}" holds ${values[i]} at element ${i}; ${advice}`,
         ));
       }),
   });

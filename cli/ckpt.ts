@@ -70,7 +70,8 @@ Options:
   --format hf|step            grow/merge: output format (default: the input's)
   --shape FILE                shape of a checkpoint/ directory (the run's config or pipeline YAML)
   --backend cpu|wasm          logits: tfjs backend (default cpu)
-  --allow-non-finite          import: convert weights that hold NaN or infinity (refused otherwise)
+  --allow-non-finite          import/export/grow/merge: convert weights that hold NaN or infinity
+                              (refused otherwise; logits always refuses them)
   --force                     replace the output directory if it exists
   -h, --help                  show this help`;
 
@@ -86,10 +87,28 @@ const ARITY: Readonly<Record<Command, number>> = {
 };
 
 const ALLOWED: Readonly<Record<Command, readonly string[]>> = {
-  export: ["dtype", "max-shard-size", "merge-adapters", "base-name", "shape", "force"],
+  export: [
+    "dtype",
+    "max-shard-size",
+    "merge-adapters",
+    "base-name",
+    "shape",
+    "force",
+    "allow-non-finite",
+  ],
   import: ["shape", "force", "allow-non-finite"],
-  grow: ["add", "placement", "seed", "format", "dtype", "max-shard-size", "shape", "force"],
-  merge: ["format", "dtype", "max-shard-size", "shape", "force"],
+  grow: [
+    "add",
+    "placement",
+    "seed",
+    "format",
+    "dtype",
+    "max-shard-size",
+    "shape",
+    "force",
+    "allow-non-finite",
+  ],
+  merge: ["format", "dtype", "max-shard-size", "shape", "force", "allow-non-finite"],
   logits: ["tokens", "out", "backend", "shape"],
 };
 
@@ -221,6 +240,16 @@ function withCheckpoint<A>(
   return TE.bracketW(opened(dir, values), use, (c) => TE.fromIO(() => c.view.close()));
 }
 
+/**
+ * The view, its weights checked as they are read unless `--allow-non-finite`: a broken model is
+ * not passed on as if it were one (pre-training never writes one either).
+ */
+function finiteUnlessAllowed(view: ModelView, values: Values): ModelView {
+  return values["allow-non-finite"] === true
+    ? view
+    : requireFinite(view, "pass --allow-non-finite to convert it anyway");
+}
+
 function save(
   view: ModelView,
   out: string,
@@ -285,7 +314,10 @@ function exportCmd(a: Args): TE.TaskEither<PipelineError, string> {
     TE.flatMap((output) =>
       withCheckpoint(src, a.values, (c) =>
         pipe(
-          save(c.view, out, { ...output, dtype: output.dtype ?? "float32" }, {
+          save(finiteUnlessAllowed(c.view, a.values), out, {
+            ...output,
+            dtype: output.dtype ?? "float32",
+          }, {
             format: "hf",
             adapters: a.values["merge-adapters"] === true ? "merge" : "separate",
             baseModel: str(a.values, "base-name") ?? out,
@@ -298,14 +330,13 @@ function exportCmd(a: Args): TE.TaskEither<PipelineError, string> {
 
 function importCmd(a: Args): TE.TaskEither<PipelineError, string> {
   const [src, out] = a.paths as [string, string];
-  const allowNonFinite = a.values["allow-non-finite"] === true;
   return pipe(
     TE.fromEither(outputOptions(a.values)),
     TE.flatMap((output) =>
       withCheckpoint(src, a.values, (c) =>
         pipe(
           save(
-            allowNonFinite ? c.view : requireFinite(c.view),
+            finiteUnlessAllowed(c.view, a.values),
             out,
             { ...output, format: "step" },
             {
@@ -336,7 +367,11 @@ function growCmd(a: Args): TE.TaskEither<PipelineError, string> {
         if (tooBig !== undefined) {
           return TE.left(configInvalid("--add", `growing to ${layers} layers: ${tooBig}`));
         }
-        const grown = growCheckpoint(c.view, { add, placement: p, seed });
+        const grown = growCheckpoint(finiteUnlessAllowed(c.view, a.values), {
+          add,
+          placement: p,
+          seed,
+        });
         return pipe(
           save(grown, out, output, { format: c.format, adapters: "merge", baseModel: out }),
           TE.flatMap((saved) =>
@@ -369,7 +404,11 @@ function mergeCmd(a: Args): TE.TaskEither<PipelineError, string> {
             pipe(
               TE.fromEither(attachAdapters(c.view, ad, () => undefined)),
               TE.flatMap((view) =>
-                save(view, out, output, { format: c.format, adapters: "merge", baseModel: out })
+                save(finiteUnlessAllowed(view, a.values), out, output, {
+                  format: c.format,
+                  adapters: "merge",
+                  baseModel: out,
+                })
               ),
               TE.flatMap((saved) =>
                 report(
@@ -413,7 +452,11 @@ function logitsCmd(a: Args): TE.TaskEither<PipelineError, string> {
     TE.flatMap(({ tokens, backend, out }) =>
       withCheckpoint(src, a.values, (c) =>
         pipe(
-          engineLogits(c.view, tokens, backend ?? "cpu"),
+          engineLogits(
+            requireFinite(c.view, "its logits would not be finite"),
+            tokens,
+            backend ?? "cpu",
+          ),
           TE.flatMap((json) => writeFileAtomic(out, JSON.stringify(json))),
           TE.map(() =>
             `Logits of ${describeView(c)} for ${tokens.length}×${tokens[0]!.length} tokens → ${out}`
@@ -464,7 +507,7 @@ function engineLogits(
         return E.left(contentInvalid(
           view.source,
           `the logits are not finite (${values[nonFinite]} at row ${row}, position ${pos}): ` +
-            "the checkpoint holds non-finite weights",
+            "its weights are finite, so the forward pass overflowed float32",
         ));
       }
       return E.right({

@@ -4,10 +4,20 @@
  * after, and the final model. Every step's batch and learning rate come from the plan and the
  * step number, so the loop's only carried state is the engine's and the progress record.
  *
+ * A broken model is never a result: a base whose loss is not finite before any update is refused
+ * (no learning rate can help it), and a run that diverges stops with a message saying which
+ * checkpoint is kept; neither a non-finite held-out loss nor a non-finite weight is ever saved.
+ *
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type LlamaShape, type PipelineError, trainingDiverged } from "../base/mod.ts";
+import {
+  type ContentInvalid,
+  contentInvalid,
+  type LlamaShape,
+  type PipelineError,
+  trainingDiverged,
+} from "../base/mod.ts";
 import { CHECKPOINT_FILES, RUN_DIR } from "../checkpoint/mod.ts";
 import type { SftSet } from "../data/mod.ts";
 import {
@@ -67,6 +77,30 @@ export interface LoopResult {
 interface Running {
   state: EngineState;
   progress: FinetuneProgress;
+  /** The step of the checkpoint on disk, null before one is written. */
+  savedAt: number | null;
+}
+
+/** Which checkpoint survives a failure (as pre-training words it). */
+function keptCheckpoint(r: Running): string {
+  return r.savedAt === null
+    ? "no checkpoint was written yet"
+    : `the checkpoint of global step ${r.savedAt} is kept`;
+}
+
+/** What can help a run whose updates overflowed (a broken base is refused before this). */
+const LOWER_LR = "lower --lr or raise --warmup";
+
+/**
+ * The error for a base whose loss or gradient is not finite before any update: its weights are
+ * finite (checked when loaded), so its own forward or backward pass overflows float32.
+ */
+function brokenBase(c: LoopContext, what: string): ContentInvalid {
+  return contentInvalid(
+    c.settings.base,
+    `${what}, before any update: the base's weights are finite but its forward or backward ` +
+      "pass overflows float32, so no learning rate can help",
+  );
 }
 
 function metric(c: LoopContext, r: Running, record: Record<string, unknown>): void {
@@ -85,6 +119,10 @@ async function heldOutLoss(
   return await c.engine.evaluate(state, batches)();
 }
 
+/**
+ * The held-out response loss, logged and recorded; one that is not finite is an error: before
+ * fine-tuning the base is broken, after it the run diverged (and nothing is saved).
+ */
 async function evaluated(
   c: LoopContext,
   r: Running,
@@ -92,6 +130,16 @@ async function evaluated(
 ): Promise<E.Either<PipelineError, number | null>> {
   const loss = await heldOutLoss(c, r.state);
   if (E.isLeft(loss) || loss.right === null) return loss;
+  if (!Number.isFinite(loss.right)) {
+    const what = `the held-out response loss ${when} fine-tuning is ${loss.right}`;
+    return E.left(
+      when === "before" ? brokenBase(c, what) : trainingDiverged(
+        "finetune",
+        r.progress.step,
+        `${what}; the final model is not saved (${keptCheckpoint(r)}) — ${LOWER_LR}`,
+      ),
+    );
+  }
   const n = c.plan.heldOut.length;
   metric(c, r, { type: "eval", set: "held-out", when, step: r.progress.step, loss: loss.right });
   c.dir.log.line(
@@ -124,6 +172,7 @@ async function start(
       return E.right({
         state: state.right,
         progress: progress.right,
+        savedAt: progress.right.step,
         resumedFrom: progress.right.step,
       });
     }
@@ -133,7 +182,11 @@ async function start(
   if (E.isLeft(cut)) return cut;
   const state = await c.fresh();
   if (E.isLeft(state)) return state;
-  const r: Running = { state: state.right, progress: startProgress(c.settings, null) };
+  const r: Running = {
+    state: state.right,
+    progress: startProgress(c.settings, null),
+    savedAt: null,
+  };
   const before = await evaluated(c, r, "before");
   if (E.isLeft(before)) {
     c.engine.dispose(r.state);
@@ -149,9 +202,11 @@ function snapshot(c: LoopContext, r: Running, advice: string) {
 }
 
 async function saveCheckpoint(c: LoopContext, r: Running): Promise<E.Either<PipelineError, void>> {
-  const snap = await snapshot(c, r, "— lower --lr");
+  const snap = await snapshot(c, r, `(${keptCheckpoint(r)}) — ${LOWER_LR}`);
   if (E.isLeft(snap)) return snap;
-  return await c.dir.store.saveCheckpoint({ snapshot: snap.right, progress: r.progress })();
+  const saved = await c.dir.store.saveCheckpoint({ snapshot: snap.right, progress: r.progress })();
+  if (E.isRight(saved)) r.savedAt = r.progress.step;
+  return saved;
 }
 
 /** Tokens and clock reading since the last progress line. */
@@ -231,10 +286,20 @@ async function step(
         `(${inARow} in a row, ${c.limits.maxSkippedSteps} stop the run)`,
     );
     if (inARow >= c.limits.maxSkippedSteps) {
+      const last = `last: loss ${o.loss}, gradient norm ${o.gradNorm}`;
+      // No step has updated the weights yet: they are the base's, whatever the learning rate.
+      if (r.progress.firstLoss === null) {
+        return E.left(brokenBase(
+          c,
+          `the loss or gradient was not finite on each of the first ${inARow} steps (${last})`,
+        ));
+      }
       return E.left(trainingDiverged(
         "finetune",
         k,
-        `${inARow} steps in a row had a non-finite loss or gradient; the last checkpoint is kept — lower --lr`,
+        `${inARow} steps in a row had a non-finite loss or gradient (${last}, LR ${
+          planned.lr.toExponential(2)
+        }); ${keptCheckpoint(r)} — ${LOWER_LR}`,
       ));
     }
   }
@@ -270,7 +335,11 @@ function progressLine(
 export async function trainLoop(c: LoopContext): Promise<E.Either<PipelineError, LoopResult>> {
   const started = await start(c);
   if (E.isLeft(started)) return started;
-  const r: Running = { state: started.right.state, progress: started.right.progress };
+  const r: Running = {
+    state: started.right.state,
+    progress: started.right.progress,
+    savedAt: started.right.savedAt,
+  };
   const resumedFrom = started.right.resumedFrom;
   try {
     const first = r.progress.step;
@@ -308,10 +377,19 @@ export async function trainLoop(c: LoopContext): Promise<E.Either<PipelineError,
         final: "",
       });
     }
+    if (r.progress.firstLoss === null) {
+      // Every step was skipped (fewer in a row than stop the run): the "fine-tuned" model would
+      // be the base itself.
+      return E.left(brokenBase(
+        c,
+        `the loss or gradient was not finite on all ${r.progress.step} steps`,
+      ));
+    }
+    // The weights first: a non-finite one is named, rather than the loss it makes.
+    const snap = await snapshot(c, r, `(${keptCheckpoint(r)}) — ${LOWER_LR}`);
+    if (E.isLeft(snap)) return snap;
     const after = await evaluated(c, r, "after");
     if (E.isLeft(after)) return after;
-    const snap = await snapshot(c, r, "(the last checkpoint is kept) — lower --lr");
-    if (E.isLeft(snap)) return snap;
     const final = await c.dir.store.saveFinal(snap.right, c.shape)();
     if (E.isLeft(final)) return final;
     c.dir.log.line(`Final model: ${final.right}`);

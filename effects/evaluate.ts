@@ -1,18 +1,27 @@
 /**
  * Running evaluation tasks on a loaded model: a task's records are read, turned into items and
  * token-level requests (`evals/`), scored in batches (`kernels/scoring.ts`) with a progress
- * line, and reduced to the harness's metrics.
+ * line, and reduced to the harness's metrics. A log-likelihood or a metric that is not finite
+ * is an error naming the model and the task, never a number in a report.
  *
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid, type FileError } from "../base/mod.ts";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  type ContentInvalid,
+  contentInvalid,
+  type FileError,
+  nonFiniteIndex,
+} from "../base/mod.ts";
 import {
   BUILTIN_TASKS,
   type ChoiceItem,
   choiceMetrics,
   type DocumentItem,
   encodePair,
+  nonFiniteMetric,
   pairRequest,
   perplexityMetrics,
   readRecords,
@@ -136,17 +145,29 @@ function progressReporter(
   };
 }
 
+/**
+ * Every request's score, or an error when one is not finite: the weights were checked when
+ * loaded, so non-finite logits mean the forward pass overflowed float32.
+ */
 async function score(
   loaded: LoadedModel,
   name: string,
   requests: readonly ScoreRequest[],
   options: EvaluateOptions,
-): Promise<RequestScore[]> {
+): Promise<E.Either<ContentInvalid, RequestScore[]>> {
   const report = progressReporter(name, requests.length, options.progress);
-  return await scoreRequests(loaded.model, requests, {
+  const scores = await scoreRequests(loaded.model, requests, {
     ...(options.batch === undefined ? {} : { batch: options.batch }),
     onProgress: report,
   });
+  const bad = nonFiniteIndex(scores.map((s) => s.logprob));
+  if (bad < 0) return E.right(scores);
+  return E.left(contentInvalid(
+    loaded.source,
+    `task "${name}": the log-likelihood of request ${bad + 1} of ${requests.length} is ` +
+      `${scores[bad]!.logprob}: the model's logits are not finite (its weights are, so the ` +
+      "forward pass overflowed float32); no result is reported",
+  ));
 }
 
 async function choiceTask(
@@ -154,19 +175,20 @@ async function choiceTask(
   name: string,
   items: readonly ChoiceItem[],
   options: EvaluateOptions,
-): Promise<TaskMetrics> {
+): Promise<E.Either<ContentInvalid, TaskMetrics>> {
   const tok = loaded.tokenizer;
   const window = loaded.model.shape.maxSeqLen;
   const requests = items.flatMap((it) =>
     it.options.map((o) => pairRequest(encodePair(tok, o.context, o.continuation), window))
   );
   const scores = await score(loaded, name, requests, options);
+  if (E.isLeft(scores)) return scores;
   let k = 0;
   const outcomes = items.map((it) => {
-    const logprobs = it.options.map(() => scores[k++]!.logprob);
+    const logprobs = it.options.map(() => scores.right[k++]!.logprob);
     return { logprobs, lengths: it.lengths, gold: it.gold };
   });
-  return { kind: "choice", ...choiceMetrics(outcomes) };
+  return E.right({ kind: "choice", ...choiceMetrics(outcomes) });
 }
 
 async function targetTask(
@@ -174,12 +196,15 @@ async function targetTask(
   name: string,
   items: readonly TargetItem[],
   options: EvaluateOptions,
-): Promise<TaskMetrics> {
+): Promise<E.Either<ContentInvalid, TaskMetrics>> {
   const window = loaded.model.shape.maxSeqLen;
   const requests = items.map((it) =>
     pairRequest(encodePair(loaded.tokenizer, it.context, it.continuation), window)
   );
-  return { kind: "target", ...targetMetrics(await score(loaded, name, requests, options)) };
+  const scores = await score(loaded, name, requests, options);
+  return E.map((s: RequestScore[]): TaskMetrics => ({ kind: "target", ...targetMetrics(s) }))(
+    scores,
+  );
 }
 
 async function documentTask(
@@ -187,7 +212,7 @@ async function documentTask(
   name: string,
   items: readonly DocumentItem[],
   options: EvaluateOptions,
-): Promise<E.Either<ConfigInvalid, { metrics: TaskMetrics; windows: number }>> {
+): Promise<E.Either<ConfigInvalid | ContentInvalid, { metrics: TaskMetrics; windows: number }>> {
   const max = loaded.model.shape.maxSeqLen;
   const window = options.window ?? max;
   const stride = options.stride ?? window;
@@ -211,10 +236,11 @@ async function documentTask(
     return { ids, windows: rollingWindows(ids, tok.eot, window, stride) };
   });
   const scores = await score(loaded, name, perDoc.flatMap((d) => d.windows), options);
+  if (E.isLeft(scores)) return scores;
   let k = 0;
   const docs = items.map((it, i) => {
     let logprob = 0;
-    for (let w = 0; w < perDoc[i]!.windows.length; w++) logprob += scores[k++]!.logprob;
+    for (let w = 0; w < perDoc[i]!.windows.length; w++) logprob += scores.right[k++]!.logprob;
     return {
       logprob,
       tokens: perDoc[i]!.ids.length,
@@ -244,16 +270,16 @@ export async function evaluateTask(
   if (E.isLeft(items)) return items;
   const name = task.def.name;
   const its = items.right;
-  let metrics: E.Either<ConfigInvalid, TaskMetrics>;
+  let metrics: E.Either<ConfigInvalid | ContentInvalid, TaskMetrics>;
   let requests: number;
   switch (its.kind) {
     case "choice":
       requests = its.items.reduce((a, it) => a + it.options.length, 0);
-      metrics = E.right(await choiceTask(loaded, name, its.items, options));
+      metrics = await choiceTask(loaded, name, its.items, options);
       break;
     case "target":
       requests = its.items.length;
-      metrics = E.right(await targetTask(loaded, name, its.items, options));
+      metrics = await targetTask(loaded, name, its.items, options);
       break;
     case "documents":
       {
@@ -264,6 +290,14 @@ export async function evaluateTask(
       break;
   }
   if (E.isLeft(metrics)) return metrics;
+  const bad = nonFiniteMetric(metrics.right);
+  if (bad !== undefined) {
+    return E.left(contentInvalid(
+      loaded.source,
+      `task "${name}": ${bad.name} came out ${bad.value} from finite log-likelihoods ` +
+        "(beyond what a float64 holds); no result is reported",
+    ));
+  }
   return E.right({
     name,
     metrics: metrics.right,

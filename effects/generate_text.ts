@@ -2,14 +2,27 @@
  * Text in, text out over `generate`: encodes the prompt with the model's tokenizer, streams the
  * decoded continuation as it grows, stops at end-of-text or at a stop text (an Alpaca header:
  * the model starting a new turn by itself), and times the run. Engine errors leave as
- * `KernelFailed`.
+ * `KernelFailed`; logits that are not finite (a forward pass that overflowed float32) as
+ * `ContentInvalid` naming the model: a broken model's output is never a text.
  *
  * @module
  */
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { describeUnknown, type KernelFailed, kernelFailed } from "../base/mod.ts";
+import {
+  type ContentInvalid,
+  contentInvalid,
+  describeUnknown,
+  type KernelFailed,
+  kernelFailed,
+} from "../base/mod.ts";
 import type { Tokenizer } from "../data/mod.ts";
-import { generate, type Model, type SamplingOptions, type StopReason } from "../kernels/mod.ts";
+import {
+  generate,
+  type Model,
+  NonFiniteLogits,
+  type SamplingOptions,
+  type StopReason,
+} from "../kernels/mod.ts";
 
 /** The headers of the Alpaca template: a model that writes one has finished its response. */
 export const ALPACA_STOP_TEXTS: readonly string[] = [
@@ -48,6 +61,8 @@ export interface TextGeneration {
 export interface TextModel {
   readonly model: Model;
   readonly tokenizer: Tokenizer;
+  /** Where the model came from, for messages (a `LoadedModel`'s checkpoint directory). */
+  readonly source?: string;
 }
 
 /**
@@ -134,7 +149,7 @@ export function generateText(
   prompt: string,
   options: TextOptions,
   onText?: (piece: string) => void,
-): TE.TaskEither<KernelFailed, TextGeneration> {
+): TE.TaskEither<KernelFailed | ContentInvalid, TextGeneration> {
   return TE.tryCatch(async () => {
     const { model, tokenizer } = m;
     const encoded = tokenizer.encode(prompt);
@@ -165,5 +180,12 @@ export function generateText(
       seconds,
       tokensPerSec: seconds > 0 ? out.ids.length / seconds : 0,
     };
-  }, (e) => kernelFailed(`Generation failed: ${describeUnknown(e)}`));
+  }, (e): KernelFailed | ContentInvalid =>
+    e instanceof NonFiniteLogits
+      // The loaded weights are finite (`loadModel` checks them), so the arithmetic overflowed.
+      ? contentInvalid(
+        m.source ?? "the model",
+        `${e.message}: the forward pass overflowed float32, so no token can be chosen`,
+      )
+      : kernelFailed(`Generation failed: ${describeUnknown(e)}`));
 }

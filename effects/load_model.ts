@@ -2,7 +2,8 @@
  * A checkpoint loaded for inference: whatever `openCheckpoint` reads (a run's `final/` or
  * `checkpoint/`, an imported or exported Hugging Face directory, a base with a PEFT adapter),
  * its weights in the engine, and the tokeniser its ids belong to. Evaluation, generation and
- * fine-tuning all start here.
+ * fine-tuning all start here, so this is where a broken model is refused: every weight and
+ * adapter is checked for NaN and infinity as it is read.
  *
  * @module
  */
@@ -14,6 +15,7 @@ import {
   type LazyTensor,
   type ModelView,
   openCheckpoint,
+  requireFinite,
 } from "../checkpoint/mod.ts";
 import { type Tokenizer, tokenizerFor, type TokenizerName } from "../data/mod.ts";
 import { disposeParams, importParams, type Model, type ParamRecord } from "../kernels/mod.ts";
@@ -41,9 +43,14 @@ export interface LoadOptions {
   readonly shapeFile?: string;
 }
 
+/** What a refused weight means here: nothing computed from the model would mean anything. */
+const NOT_USED = "a model with a non-finite weight is broken (diverged or damaged) and is not used";
+
+/** The weights and adapters, each checked for non-finite values as it is read. */
 async function records(
-  view: ModelView,
+  opened: ModelView,
 ): Promise<E.Either<FileError | ConfigInvalid, ParamRecord[]>> {
+  const view = requireFinite(opened, NOT_USED);
   const all: LazyTensor[] = [...view.tensors, ...(view.adapters?.tensors ?? [])];
   const out: ParamRecord[] = [];
   for (const t of all) {
@@ -57,7 +64,8 @@ async function records(
 /**
  * Opens `path`, decides its tokeniser and loads its weights (adapters unmerged, with their
  * scale) into the active backend. A checkpoint that does not say which tokeniser it was trained
- * with, and whose files do not tell, is an error asking for `--tokenizer`.
+ * with, and whose files do not tell, is an error asking for `--tokenizer`; a weight holding a
+ * NaN or an infinity is a `ContentInvalid` naming the tensor and the element.
  *
  * @example
  * ```ts

@@ -8,7 +8,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import type * as TE from "fp-ts/lib/TaskEither.js";
-import { deriveSeed, hashString, type KernelFailed } from "../base/mod.ts";
+import { type ContentInvalid, deriveSeed, hashString, type KernelFailed } from "../base/mod.ts";
 import {
   conversationPrompt,
   type ModelAnswer,
@@ -96,7 +96,7 @@ export function answerMtBench(
   m: TextModel,
   questions: readonly MtBenchQuestion[],
   options: MtBenchOptions,
-): TE.TaskEither<KernelFailed, ModelAnswer[]> {
+): TE.TaskEither<KernelFailed | ContentInvalid, ModelAnswer[]> {
   return async () => {
     const out: ModelAnswer[] = [];
     for (const [index, question] of questions.entries()) {

@@ -178,6 +178,36 @@ export type TaskMetrics =
     & PerplexityMetrics
   );
 
+/**
+ * The first value of `m` a report shows as a result that is not finite, with its name: such a
+ * value is an error, never a number in a table. Standard errors are not results (below two
+ * items they are undefined, NaN, and shown blank); counts are integers.
+ *
+ * @example
+ * ```ts
+ * import { nonFiniteMetric, perplexityMetrics } from "./metrics.ts";
+ * const m = perplexityMetrics([{ logprob: -1e6, tokens: 1, words: 1, bytes: 1 }]);
+ * const bad = nonFiniteMetric({ kind: "documents", window: 8, stride: 8, ...m });
+ * console.assert(bad?.name === "token_perplexity" && bad.value === Infinity);
+ * ```
+ */
+export function nonFiniteMetric(
+  m: TaskMetrics,
+): { readonly name: string; readonly value: number } | undefined {
+  const shown: Record<string, number> = m.kind === "choice"
+    ? { acc: m.acc, acc_norm: m.acc_norm, chance: m.chance }
+    : m.kind === "target"
+    ? { acc: m.acc, perplexity: m.perplexity }
+    : {
+      token_perplexity: m.token_perplexity,
+      word_perplexity: m.word_perplexity,
+      byte_perplexity: m.byte_perplexity,
+      bits_per_byte: m.bits_per_byte,
+    };
+  const found = Object.entries(shown).find(([, v]) => !Number.isFinite(v));
+  return found === undefined ? undefined : { name: found[0], value: found[1] };
+}
+
 /** One task's result. */
 export interface TaskResult {
   readonly name: string;

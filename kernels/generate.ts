@@ -13,7 +13,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { createRng } from "../base/mod.ts";
+import { createRng, nonFiniteIndex } from "../base/mod.ts";
 import { decodeStep, disposeCache, type KvCache, prefill } from "./decode.ts";
 import { logitsAt, type Model } from "./model.ts";
 import { sampleToken, type SamplingOptions, samplingProblem } from "./sampling.ts";
@@ -53,6 +53,22 @@ export interface Generation {
   readonly prefills: number;
 }
 
+/**
+ * The logits a new token would be chosen from hold a NaN or an infinity (among the ids that can
+ * be chosen): every choice would be arbitrary (an argmax over NaN is id 0), so generation stops.
+ */
+export class NonFiniteLogits extends Error {
+  constructor(
+    /** Which new token (1 for the first) was being chosen. */
+    readonly token: number,
+    readonly id: number,
+    readonly value: number,
+  ) {
+    super(`the logits for new token ${token} are not finite (${value} for id ${id})`);
+    this.name = "NonFiniteLogits";
+  }
+}
+
 /** Called with each new token (and its index); returning true stops generation after it. */
 export type OnToken = (id: number, index: number) => boolean | void;
 
@@ -65,7 +81,8 @@ async function lastLogits(model: Model, window: readonly number[]): Promise<Floa
 /**
  * Generates up to `maxNewTokens` after `prompt` (at least one id), calling `onToken` with each.
  *
- * @throws {Error} on unusable options, an empty prompt, or ids outside the vocabulary.
+ * @throws {Error} on unusable options, an empty prompt, or ids outside the vocabulary;
+ *   {@link NonFiniteLogits} when the model's logits are not finite.
  * @example
  * ```ts
  * import { generate } from "./generate.ts";
@@ -123,7 +140,10 @@ export async function generate(
   try {
     let logits = await refill();
     while (ids.length < options.maxNewTokens) {
-      if (options.vocabLimit !== undefined) logits.fill(-Infinity, options.vocabLimit);
+      const choosable = options.vocabLimit ?? logits.length;
+      logits.fill(-Infinity, choosable);
+      const bad = nonFiniteIndex(logits.subarray(0, choosable));
+      if (bad >= 0) throw new NonFiniteLogits(ids.length + 1, bad, logits[bad]!);
       const token = sampleToken(logits, options, rng);
       if (stopIds.has(token)) return { ids, stop: "stop-id", stopId: token, prefills };
       ids.push(token);

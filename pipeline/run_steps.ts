@@ -10,7 +10,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import type * as RTE from "fp-ts/lib/ReaderTaskEither.js";
 import type * as TE from "fp-ts/lib/TaskEither.js";
-import { type PipelineError, trainingDiverged } from "../base/mod.ts";
+import { nonFiniteIndex, type PipelineError, trainingDiverged } from "../base/mod.ts";
 import type { EngineSnapshot, EngineState, Env, MicroBatch } from "./effects.ts";
 import { keptCheckpoint, type RunState } from "./run_state.ts";
 import type { StagePrediction } from "./predict.ts";
@@ -97,12 +97,13 @@ export async function evaluateModel(
   return E.right({ state, loss });
 }
 
-/** The first parameter holding a NaN or an infinity, with the offending value. */
+/** The first parameter holding a NaN or an infinity, with the offending element and value. */
 export function firstNonFinite(
   snapshot: EngineSnapshot,
-): { readonly name: string; readonly value: number } | undefined {
+): { readonly name: string; readonly index: number; readonly value: number } | undefined {
   for (const p of snapshot.params) {
-    for (const v of p.data) if (!Number.isFinite(v)) return { name: p.name, value: v };
+    const index = nonFiniteIndex(p.data);
+    if (index >= 0) return { name: p.name, index, value: p.data[index]! };
   }
   return undefined;
 }
@@ -123,7 +124,7 @@ export async function checkedSnapshot(
   return E.left(trainingDiverged(
     at.node,
     at.step,
-    `weight "${bad.name}" is ${bad.value}; this model is not saved ${at.advice}`,
+    `weight "${bad.name}" holds ${bad.value} at element ${bad.index}; this model is not saved ${at.advice}`,
   ));
 }
 
