@@ -453,7 +453,7 @@ function logitsCmd(a: Args): TE.TaskEither<PipelineError, string> {
       withCheckpoint(src, a.values, (c) =>
         pipe(
           engineLogits(
-            requireFinite(c.view, "its logits would not be finite"),
+            requireFinite(c.view, "a model whose weights are not finite has no logits"),
             tokens,
             backend ?? "cpu",
           ),
