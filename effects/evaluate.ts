@@ -294,8 +294,8 @@ export async function evaluateTask(
   if (bad !== undefined) {
     return E.left(contentInvalid(
       loaded.source,
-      `task "${name}": ${bad.name} came out ${bad.value} from finite log-likelihoods ` +
-        "(beyond what a float64 holds); no result is reported",
+      `task "${name}": ${bad.name} came out ${bad.value} from finite log-likelihoods` +
+        `${bad.value === Infinity ? " (beyond what a float64 holds)" : ""}; no result is reported`,
     ));
   }
   return E.right({

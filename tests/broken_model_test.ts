@@ -295,6 +295,22 @@ brokenTest(
   },
 );
 
+brokenTest(
+  "eval fails on a perplexity that overflows float64 from finite log-likelihoods, never Infinity",
+  // Logits in the thousands: finite in float32, but a log-likelihood per token far below −709.
+  (name, data) => {
+    if (name === LM_HEAD) data.forEach((x, i) => (data[i] = x * 1e5));
+  },
+  async (model, dir) => {
+    const tasks = await writeTasks(dir);
+    const r = await evalRun(model, ...tasks.text, "--json");
+    assertEquals(r.code, 2, r.err);
+    assertStringIncludes(r.err, 'task "story": token_perplexity came out Infinity');
+    assertStringIncludes(r.err, "from finite log-likelihoods");
+    assertEquals(r.out, "", "no JSON with null is printed");
+  },
+);
+
 const COLOURS: readonly [string, string][] = [
   ["grass", "Green."],
   ["the sky", "Blue."],
