@@ -14,11 +14,10 @@ import * as E from "fp-ts/lib/Either.js";
 import { basename, dirname } from "node:path";
 import { configInvalid, describeUnknown, ioFailed, type PipelineError } from "../base/mod.ts";
 import { exists } from "../checkpoint/mod.ts";
-import { modelAnswersJsonl, parseQuestions } from "../data/mod.ts";
+import { modelAnswersJsonl, readQuestions } from "../data/mod.ts";
 import { answerMtBench } from "../effects/mod.ts";
 import { writeFileAtomic } from "../store/mod.ts";
 import { booleanFlag, field, intFlag, parseCommand, stringFlag } from "./_args.ts";
-import { readText } from "./_files.ts";
 import {
   describeLoaded,
   GENERATION_FLAGS,
@@ -108,9 +107,7 @@ export async function main(argv: readonly string[], io: GenerateIo = STD_IO): Pr
     return 0;
   }
   const args = cli.right;
-  const text = await readText(args.questions)();
-  if (E.isLeft(text)) return fail(text.left, io);
-  const questions = parseQuestions(text.right, args.questions);
+  const questions = await readQuestions(args.questions)();
   if (E.isLeft(questions)) return fail(questions.left, io);
   const chosen = questions.right.slice(0, args.limit ?? questions.right.length);
   // Before any answer is generated: a directory that cannot be made fails now, not after hours.

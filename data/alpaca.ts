@@ -23,10 +23,10 @@ import {
   contentInvalid,
   describeUnknown,
   type FileError,
-  ioFailed,
 } from "../base/mod.ts";
 import { alpacaPrompt, type Instruction } from "./instruct.ts";
 import { jsonLines } from "./jsonl.ts";
+import { readUtf8File } from "./text_file.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
 /** One instruction-tuning example: the prompt's fields and the response to learn. */
@@ -128,8 +128,9 @@ export function parseAlpaca(text: string, file: string): E.Either<ContentInvalid
 }
 
 /**
- * Reads and parses an Alpaca file ({@link parseAlpaca}); a missing or unreadable file is
- * `IoFailed` naming it.
+ * Reads and parses an Alpaca file ({@link parseAlpaca}) through {@link readUtf8File}: a
+ * missing or unreadable file, a FIFO or a device is `IoFailed` naming it; bytes that are not
+ * UTF-8 are `ContentInvalid` naming their offset and line.
  *
  * @example
  * ```ts
@@ -140,16 +141,8 @@ export function parseAlpaca(text: string, file: string): E.Either<ContentInvalid
  */
 export function readAlpaca(path: string): TE.TaskEither<FileError, AlpacaRecord[]> {
   return async () => {
-    let text: string;
-    try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(await Deno.readFile(path));
-    } catch (e) {
-      if (e instanceof TypeError) return E.left(contentInvalid(path, "not valid UTF-8"));
-      return E.left(
-        ioFailed(path, e instanceof Deno.errors.NotFound ? "no such file" : describeUnknown(e)),
-      );
-    }
-    return parseAlpaca(text, path);
+    const text = await readUtf8File(path)();
+    return E.isLeft(text) ? text : parseAlpaca(text.right, path);
   };
 }
 

@@ -144,7 +144,10 @@ Deno.test("readAlpaca() names a missing file and a file that is not UTF-8", asyn
     await Deno.writeFile(`${dir}/bad.json`, new Uint8Array([0x5b, 0xff, 0x5d]));
     const bad = await readAlpaca(`${dir}/bad.json`)();
     assert(E.isLeft(bad) && bad.left._tag === "ContentInvalid");
-    assertEquals(bad.left.message, "not valid UTF-8");
+    assertEquals(
+      bad.left.message,
+      "not valid UTF-8: byte 0xFF at offset 1 (line 1); save the file as UTF-8",
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -5,6 +5,7 @@
  *
  * - `tokenizer`: GPT-2 BPE (`r50k_base`) and a byte tokeniser.
  * - `sources`, `readers`: files, directories and globs of text/JSONL/Parquet.
+ * - `text_file`: every input read as text the same way (regular files only, strict UTF-8).
  * - `builtin_corpus`, `entropy`: the generated default corpus, its loss floor, unigram entropy.
  * - `token_cache`, `corpus`: tokenise once, cache on disk, split off validation data.
  * - `batches`: fixed-length windows, seeded shuffles per epoch, `{ epoch, cursor }` positions.
@@ -32,5 +33,6 @@ export * from "./token_cache.ts";
 export * from "./tokenizer.ts";
 export * from "./instruct.ts";
 export * from "./jsonl.ts";
+export * from "./text_file.ts";
 export * from "./alpaca.ts";
 export * from "./mt_bench.ts";

@@ -9,8 +9,10 @@
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
-import { type ContentInvalid, contentInvalid, decodeWith } from "../base/mod.ts";
+import type * as TE from "fp-ts/lib/TaskEither.js";
+import { type ContentInvalid, contentInvalid, decodeWith, type FileError } from "../base/mod.ts";
 import { jsonLines } from "./jsonl.ts";
+import { readUtf8File } from "./text_file.ts";
 
 const QuestionId = t.union([t.number, t.string]);
 
@@ -55,7 +57,8 @@ function parseJsonl<A>(
 
 /**
  * The questions of a FastChat `question.jsonl`, in file order. Every question needs at least
- * one turn, and ids must not repeat.
+ * one turn, ids must not repeat, and a file with no questions (empty, or blank lines only) is
+ * an error: answering nothing would only write an empty answer file.
  *
  * @example
  * ```ts
@@ -89,7 +92,28 @@ export function parseQuestions(
     const { question_id, category, turns, reference } = value;
     out.push({ question_id, category, turns, ...(reference === undefined ? {} : { reference }) });
   }
+  if (out.length === 0) {
+    return E.left(contentInvalid(file, "holds no questions (no non-blank line)"));
+  }
   return E.right(out);
+}
+
+/**
+ * Reads a FastChat `question.jsonl` ({@link parseQuestions}) the way every input file is read
+ * ({@link readUtf8File}: a FIFO or a device refused by name, bytes that are not UTF-8 named).
+ *
+ * @example
+ * ```ts
+ * import { readQuestions } from "./mt_bench.ts";
+ * const r = await readQuestions("/no/such/question.jsonl")();
+ * console.assert(r._tag === "Left" && r.left._tag === "IoFailed");
+ * ```
+ */
+export function readQuestions(path: string): TE.TaskEither<FileError, MtBenchQuestion[]> {
+  return async () => {
+    const text = await readUtf8File(path)();
+    return E.isLeft(text) ? text : parseQuestions(text.right, path);
+  };
 }
 
 /** What identifies an answer besides its question and text. */

@@ -22,7 +22,7 @@ Deno.test("parseQuestions() reads FastChat's question records in order, blank li
   ]);
 });
 
-Deno.test("parseQuestions() names the file and line of bad JSON and missing fields", () => {
+Deno.test("parseQuestions() names the file and line of bad JSON and missing fields, and no questions", () => {
   const bad = '{"question_id": 1, "category": "a", "turns": ["x"]}\n{not json';
   const e1 = left(parseQuestions(bad, "q.jsonl"));
   assertStringIncludes(e1, "q.jsonl: line 2: not valid JSON");
@@ -32,6 +32,12 @@ Deno.test("parseQuestions() names the file and line of bad JSON and missing fiel
   assertStringIncludes(e3, "line 1: turns");
   const e4 = left(parseQuestions('{"question_id": 1, "category": "a", "turns": []}', "q.jsonl"));
   assertStringIncludes(e4, "at least one turn");
+  for (const empty of ["", "\n \r\n\n"]) {
+    assertEquals(
+      left(parseQuestions(empty, "q.jsonl")),
+      "q.jsonl: holds no questions (no non-blank line)",
+    );
+  }
   const twice = '{"question_id": 7, "category": "a", "turns": ["x"]}\n'.repeat(2);
   assertStringIncludes(
     left(parseQuestions(twice, "q.jsonl")),

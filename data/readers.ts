@@ -14,6 +14,7 @@ import { contentInvalid, describeUnknown, type FileError, ioFailed } from "../ba
 import { builtinCorpus } from "./builtin_corpus.ts";
 import { jsonLines } from "./jsonl.ts";
 import type { ResolvedFile, ResolvedUnit } from "./sources.ts";
+import { readUtf8File } from "./text_file.ts";
 
 /**
  * Keeps the body of a Project Gutenberg e-book: the text between the line that starts
@@ -38,14 +39,9 @@ export function stripGutenberg(text: string): string {
 
 /** Text files: UTF-8 (a byte-order mark is dropped), CRLF normalised to LF, one document. */
 async function readText(file: ResolvedFile): Promise<E.Either<FileError, string[]>> {
-  const bytes = await Deno.readFile(file.path);
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    return E.left(contentInvalid(file.path, "File is not valid UTF-8"));
-  }
-  text = text.replace(/\r\n?/g, "\n");
+  const read = await readUtf8File(file.path)();
+  if (E.isLeft(read)) return read;
+  let text = read.right.replace(/\r\n?/g, "\n");
   if (file.gutenberg) text = stripGutenberg(text);
   return E.right(text.length > 0 ? [text] : []);
 }
@@ -56,8 +52,9 @@ function isRecord(x: unknown): x is Record<string, unknown> {
 
 /** JSONL: one JSON object per non-blank line; `field` must be a string on every line. */
 async function readJsonl(file: ResolvedFile): Promise<E.Either<FileError, string[]>> {
-  const text = await Deno.readTextFile(file.path);
-  const parsed = jsonLines(text);
+  const text = await readUtf8File(file.path)();
+  if (E.isLeft(text)) return text;
+  const parsed = jsonLines(text.right);
   if (E.isLeft(parsed)) {
     return E.left(
       contentInvalid(file.path, `Line ${parsed.left.line} is not valid JSON: ${parsed.left.why}`),

@@ -19,6 +19,7 @@ import {
   ioFailed,
 } from "../base/mod.ts";
 import { BUILTIN_CORPUS_VERSION } from "./builtin_corpus.ts";
+import { notRegularFile } from "./text_file.ts";
 
 /** How a file's documents are stored. */
 export const SourceFormat: t.KeyofC<{ text: null; jsonl: null; parquet: null }> = t.keyof({
@@ -176,23 +177,18 @@ async function expand(
       if (files.length === 0) {
         return E.left(ioFailed(target, "Directory holds no .txt, .jsonl or .parquet files"));
       }
-    } else if (info.isFile) {
+    } else {
+      const refused = notRegularFile(target, info, "a file, a directory or a glob");
+      if (refused !== undefined) return E.left(refused);
       files = [target];
       explicit = true;
-    } else {
-      return E.left(ioFailed(
-        target,
-        "not a regular file (a FIFO, socket or device cannot be read as a corpus): give a file, " +
-          "a directory or a glob",
-      ));
     }
   }
   const out: ResolvedFile[] = [];
   for (const f of files) {
     const info = await Deno.stat(f);
-    if (!info.isFile) {
-      return E.left(ioFailed(f, "not a regular file: it cannot be read as a corpus"));
-    }
+    const refused = notRegularFile(f, info);
+    if (refused !== undefined) return E.left(refused);
     const format = source.format ?? formatOfPath(f) ?? (explicit ? "text" : undefined);
     if (format === undefined) continue;
     out.push({

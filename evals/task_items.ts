@@ -50,7 +50,46 @@ export type TaskItems =
   | { readonly kind: "target"; readonly items: readonly TargetItem[] }
   | { readonly kind: "documents"; readonly items: readonly DocumentItem[] };
 
-const HOLE = /\{([^{}]+)\}/g;
+/** A hole `{field}`, or a doubled brace standing for a literal one (Python's `str.format`). */
+const HOLE = /\{\{|\}\}|\{([^{}]+)\}/g;
+
+/**
+ * What is wrong with a template's braces, or `undefined`: every `{` must open a hole `{field}`
+ * closed before the next brace, and every `}` must close one; `{{` and `}}` are literal braces.
+ * Checked when a definition is loaded, so a typo such as `"{query"` is not taken as text.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { templateProblem } from "./task_items.ts";
+ * assert(templateProblem("Q: {query}\nA:") === undefined);
+ * assert(templateProblem("{{literal}} {x}") === undefined);
+ * assert(templateProblem("{query")?.startsWith('unclosed "{" at character 1'));
+ * assert(templateProblem("query}")?.startsWith('stray "}" at character 6'));
+ * ```
+ */
+export function templateProblem(template: string): string | undefined {
+  const literal = "write {{ or }} for a literal brace";
+  for (let i = 0; i < template.length; i++) {
+    const c = template[i];
+    if ((c === "{" || c === "}") && template[i + 1] === c) {
+      i++;
+      continue;
+    }
+    if (c === "}") return `stray "}" at character ${i + 1} closes no hole: ${literal}`;
+    if (c !== "{") continue;
+    const close = template.indexOf("}", i + 1);
+    const reopen = template.indexOf("{", i + 1);
+    if (close < 0 || (reopen >= 0 && reopen < close)) {
+      return `unclosed "{" at character ${i + 1}: a hole is {field}; ${literal}`;
+    }
+    if (close === i + 1) {
+      return `empty hole "{}" at character ${i + 1}: name a field inside the braces`;
+    }
+    i = close;
+  }
+  return undefined;
+}
 
 function valueText(v: unknown): string | undefined {
   if (typeof v === "string") return v;
@@ -59,7 +98,8 @@ function valueText(v: unknown): string | undefined {
 }
 
 /**
- * `template` with each `{field}` replaced by the record's value (a string, number or boolean).
+ * `template` with each `{field}` replaced by the record's value (a string, number or boolean)
+ * and each `{{`, `}}` by a literal brace; the braces are checked at load ({@link templateProblem}).
  *
  * @example
  * ```ts
@@ -76,7 +116,8 @@ export function fill(
   what: string,
 ): E.Either<ConfigInvalid, string> {
   let problem: string | undefined;
-  const text = template.replace(HOLE, (_, name: string) => {
+  const text = template.replace(HOLE, (whole: string, name: string | undefined) => {
+    if (name === undefined) return whole[0]!;
     const v = valueText(record.fields[name]);
     if (v === undefined && problem === undefined) {
       problem = name in record.fields
@@ -169,15 +210,36 @@ function multipleChoice(
 
 /**
  * WinoGrande's partial scoring: context = the sentence up to the blank with the option in it;
- * continuation = the delimiter and the rest of the sentence, trimmed (the harness's way).
+ * continuation = the delimiter and the rest of the sentence, trimmed (the harness's way). The
+ * sentence must hold exactly one blank with text after it: the harness fills the first blank and
+ * scores what follows, so a second blank would be scored as literal text, and a blank at the end
+ * leaves an empty continuation on which every option scores alike (acc from ties, no stderr).
  */
 function fillBlank(def: FillBlankDef, record: TaskRecord): E.Either<ConfigInvalid, ChoiceItem> {
   const sentence = fill(def.sentence, record, "sentence");
   if (E.isLeft(sentence)) return sentence;
   const blank = def.blank ?? "_";
   const at = sentence.right.indexOf(blank);
+  const field = `sentence "${def.sentence}"`;
+  const shown = JSON.stringify(sentence.right);
   if (at < 0) {
-    return E.left(configInvalid(record.where, `the sentence has no blank "${blank}"`));
+    return E.left(configInvalid(record.where, `${field} has no blank "${blank}": ${shown}`));
+  }
+  const blanks = sentence.right.split(blank).length - 1;
+  if (blanks > 1) {
+    return E.left(configInvalid(
+      record.where,
+      `${field} has ${blanks} blanks "${blank}" where each option fills exactly one: ${shown}`,
+    ));
+  }
+  const before = sentence.right.slice(0, at);
+  const rest = sentence.right.slice(at + blank.length).trim();
+  if (rest === "") {
+    return E.left(configInvalid(
+      record.where,
+      `${field} has nothing after the blank "${blank}" to score (partial scoring compares the ` +
+        `likelihood of the text after the blank; with none every option scores alike): ${shown}`,
+    ));
   }
   const options: string[] = [];
   for (const o of def.options) {
@@ -187,8 +249,6 @@ function fillBlank(def: FillBlankDef, record: TaskRecord): E.Either<ConfigInvali
   }
   const gold = goldIndex(def.gold, def.goldBase ?? 0, options.length, record);
   if (E.isLeft(gold)) return gold;
-  const before = sentence.right.slice(0, at);
-  const rest = sentence.right.slice(at + blank.length).trim();
   const delimiter = def.delimiter ?? " ";
   return E.right({
     where: record.where,

@@ -1,7 +1,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals } from "../tests/assert.ts";
 import { BUILTIN_TASKS } from "./builtin_tasks.ts";
-import { taskItems, wikitextDetokenize } from "./task_items.ts";
+import { fill, taskItems, templateProblem, wikitextDetokenize } from "./task_items.ts";
 import { joinLabels, parseRecords, type TaskRecord, wikitextArticles } from "./task_records.ts";
 import { decodeTaskDef } from "./task_file.ts";
 import type { TaskDef } from "./task_def.ts";
@@ -157,4 +157,82 @@ Deno.test("malformed data and definitions name the file, line and field", () => 
   );
   const kind = decodeTaskDef({ name: "t", kind: "essay" }, "t.yaml");
   assert(E.isLeft(kind) && kind.left.where === "t.yaml: kind");
+});
+
+Deno.test("WinoGrande: two blanks, or none or nothing after it, name the record and the field", () => {
+  const def = BUILTIN_TASKS.winogrande!;
+  const sentences: [string, string][] = [
+    ["_ asked _ for help.", '"{sentence}" has 2 blanks "_"'],
+    ["Carl thanked _", '"{sentence}" has nothing after the blank "_" to score'],
+    ["Carl thanked _   ", "nothing after the blank"],
+    ["Carl thanked Dan.", '"{sentence}" has no blank "_"'],
+  ];
+  for (const [sentence, why] of sentences) {
+    const good = { sentence: "A met _ at noon.", option1: "B", option2: "C", answer: "1" };
+    const rec = JSON.stringify({ sentence, option1: "A", option2: "B", answer: "1" });
+    const r = taskItems(def, records(`${JSON.stringify(good)}\n${rec}\n`, def));
+
+    assert(E.isLeft(r) && r.left.where === "f:2", `${sentence}: ${JSON.stringify(r)}`);
+    assert(r.left.message.startsWith("sentence") && r.left.message.includes(why), r.left.message);
+  }
+  // Punctuation after the blank is something to score, as the harness scores it.
+  const dot = JSON.stringify({
+    sentence: "Carl thanked _.",
+    option1: "A",
+    option2: "B",
+    answer: "1",
+  });
+  const got = items(def, records(dot, def));
+  assert(got.kind === "choice" && got.items[0]!.options[0]!.continuation === " .");
+});
+
+Deno.test("templateProblem(): unclosed, stray and empty braces; doubled braces are literal", () => {
+  for (const ok of ["", "plain", "Q: {query}\nA:", "{a}{b}", "{{x}} {y}", "{{{z}}}", "}}{{"]) {
+    assertEquals(templateProblem(ok), undefined, ok);
+  }
+  const bad: [string, string][] = [
+    ["{query", 'unclosed "{" at character 1'],
+    ["Q: {a {b}", 'unclosed "{" at character 4'],
+    ["a}", 'stray "}" at character 2'],
+    ["{a}}", 'stray "}" at character 4'],
+    ["x {}", 'empty hole "{}" at character 3'],
+  ];
+  for (const [t, why] of bad) {
+    assert(templateProblem(t)?.startsWith(why), `${t}: ${templateProblem(t)}`);
+  }
+  const filled = fill("{{{name}}} {{name}}", { fields: { name: "v" }, where: "f:1" }, "prompt");
+  assert(E.isRight(filled) && filled.right === "{v} {name}");
+});
+
+Deno.test("decodeTaskDef() refuses a template with a brace out of place, naming file and field", () => {
+  const mc = {
+    name: "t",
+    kind: "multiple_choice",
+    reader: { data: "x.jsonl" },
+    prompt: "{query}",
+    choices: ["{a}", "{b}"],
+    gold: "{g}",
+  };
+  const cases: [Record<string, unknown>, string][] = [
+    [{ ...mc, prompt: "{query" }, "t.yaml: prompt"],
+    [{ ...mc, choices: ["{a}", "b}"] }, "t.yaml: choices[1]"],
+    [{ ...mc, choices: "{choices" }, "t.yaml: choices"],
+    [{ ...mc, gold: "{g" }, "t.yaml: gold"],
+    [{ ...BUILTIN_TASKS.winogrande!, options: ["{option1", "{option2}"] }, "t.yaml: options[0]"],
+    [{ ...BUILTIN_TASKS.winogrande!, sentence: "{sentence" }, "t.yaml: sentence"],
+    [{ ...BUILTIN_TASKS.winogrande!, blank: "" }, "t.yaml: blank"],
+    [{ ...BUILTIN_TASKS.lambada!, text: "{text" }, "t.yaml: text"],
+    [
+      { name: "l", kind: "last_word", reader: { data: "x" }, context: "{c}", target: "}" },
+      "t.yaml: target",
+    ],
+    [{ name: "p", kind: "perplexity", reader: { data: "x" }, text: "{" }, "t.yaml: text"],
+  ];
+  for (const [def, where] of cases) {
+    const r = decodeTaskDef(def, "t.yaml");
+    assert(E.isLeft(r) && r.left.where === where, `${where}: ${JSON.stringify(r)}`);
+  }
+  for (const [name, def] of Object.entries(BUILTIN_TASKS)) {
+    assert(E.isRight(decodeTaskDef(def, name)), `built-in ${name} passes the checks it imposes`);
+  }
 });

@@ -10,10 +10,9 @@ import {
   type ContentInvalid,
   contentInvalid,
   describeUnknown,
-  type IoFailed,
-  ioFailed,
+  type FileError,
 } from "../base/mod.ts";
-import { jsonLines } from "../data/mod.ts";
+import { jsonLines, readUtf8File } from "../data/mod.ts";
 import type { Format, Reader } from "./task_def.ts";
 
 /** One record and where it is (`file:line`, or `file` for a whole-file document). */
@@ -170,25 +169,21 @@ export function joinLabels(
   })));
 }
 
-async function readText(path: string): Promise<E.Either<IoFailed, string>> {
-  try {
-    return E.right(await Deno.readTextFile(path));
-  } catch (e) {
-    return E.left(ioFailed(path, describeUnknown(e)));
-  }
-}
-
-/** Reads a task's records from `path` (and its labels from `labelsPath`). */
+/**
+ * Reads a task's records from `path` (and its labels from `labelsPath`), each file the way
+ * every input is read (`readUtf8File`: a FIFO or a device refused by name before it is opened,
+ * bytes that are not UTF-8 named by offset and line).
+ */
 export async function readRecords(
   reader: Reader,
   path: string,
   labelsPath?: string,
-): Promise<E.Either<IoFailed | ContentInvalid, TaskRecord[]>> {
-  const text = await readText(path);
+): Promise<E.Either<FileError, TaskRecord[]>> {
+  const text = await readUtf8File(path)();
   if (E.isLeft(text)) return text;
   const records = parseRecords(text.right, path, formatOf(reader, path), reader.fields);
   if (E.isLeft(records) || labelsPath === undefined) return records;
-  const labels = await readText(labelsPath);
+  const labels = await readUtf8File(labelsPath)();
   if (E.isLeft(labels)) return labels;
   return joinLabels(records.right, labels.right, labelsPath);
 }

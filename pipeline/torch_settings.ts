@@ -39,7 +39,7 @@ export const TorchCodec = strict("training.torch", {}, {
    * rendezvous at `master`, as torchrun's static rendezvous does.
    */
   launcher: oneOf("launcher", LAUNCHERS),
-  /** CPU threads per rank (default: the machine's cores over nproc). */
+  /** CPU threads per rank (default: the machine's cores over nproc; at most the cores). */
   threads: PositiveInt,
 });
 
@@ -82,14 +82,40 @@ export function worldSize(s: TorchSettings): number {
   return s.nproc * s.nnodes;
 }
 
+/** Options of {@link torchProblem}. */
+export interface TorchProblemOptions {
+  /** Logical cores of the machine that launches the ranks (default: this machine's). */
+  readonly cores?: number;
+}
+
 /**
  * Problems a codec cannot see: a node rank outside the nodes, several nodes without a master,
- * and a global batch the ranks cannot share evenly (`sequences` rows per optimizer step).
+ * a global batch the ranks cannot share evenly (`sequences` rows per optimizer step), and more
+ * threads per rank than the machine has cores.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { torchProblem, torchSettings } from "./torch_settings.ts";
+ * assert(torchProblem(torchSettings({ threads: 2 }), 4, { cores: 2 }) === undefined);
+ * assert(torchProblem(torchSettings({ threads: 100000 }), 4, { cores: 2 })?.field === "threads");
+ * ```
  */
 export function torchProblem(
   s: TorchSettings,
   sequences: number,
+  options: TorchProblemOptions = {},
 ): { readonly field: string; readonly message: string } | undefined {
+  const cores = options.cores ?? navigator.hardwareConcurrency;
+  // More threads than cores buys no speed: 100000 made torch start thousands of threads that
+  // spun without progress, so the bound is the machine, not the codec's "positive".
+  if (s.threads !== undefined && s.threads > cores) {
+    return {
+      field: "threads",
+      message: `${s.threads} threads per rank exceed this machine's ${cores} cores: give at most ` +
+        `${cores} (or leave it out: cores / nproc)`,
+    };
+  }
   if (s.nodeRank >= s.nnodes) {
     return { field: "nodeRank", message: `${s.nodeRank} is not below nnodes = ${s.nnodes}` };
   }

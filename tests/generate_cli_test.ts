@@ -7,7 +7,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { main as generateMain } from "../cli/generate.ts";
 import { main as mtbenchMain } from "../cli/mtbench.ts";
-import { fitTurns } from "../cli/chat.ts";
+import { fitPrompt } from "../cli/chat.ts";
 import { runDirStore } from "../effects/run_dir.ts";
 import { loadModel } from "../effects/load_model.ts";
 import { ALPACA_STOP_TEXTS, generateText } from "../effects/generate_text.ts";
@@ -32,16 +32,16 @@ const SHAPE: LlamaShape = {
 };
 
 /** Random weights large enough that greedy text is not one repeated byte. */
-async function writeModel(dir: string): Promise<string> {
+async function writeModel(dir: string, shape: LlamaShape = SHAPE): Promise<string> {
   const rng = createRng(4);
-  const params = paramShapes(SHAPE, SHAPE.layers).map(([name, dims]) => {
+  const params = paramShapes(shape, shape.layers).map(([name, dims]) => {
     const n = dims.reduce((a, b) => a * b, 1);
     const data = Float32Array.from({ length: n }, () => (2 * rng.nextFloat() - 1) * 0.4);
     if (dims.length === 1) data.forEach((x, i) => (data[i] = 1 + x / 2));
     return { name, shape: dims, data };
   });
   const meta = { trainable: [], loraScale: 1, adamStep: 0 };
-  const r = await runDirStore(dir, "bytes").saveFinal({ params, moments: [], meta }, SHAPE)();
+  const r = await runDirStore(dir, "bytes").saveFinal({ params, moments: [], meta }, shape)();
   assert(E.isRight(r));
   return `${dir}/final`;
 }
@@ -246,7 +246,9 @@ cliTest(
 
 cliTest(
   "chat answers piped lines, keeps /reset and /quit, and stops at end of input",
-  async (ckpt) => {
+  async (_, dir) => {
+    // Chat refuses a context that cannot hold its template (140 bytes) and a turn.
+    const ckpt = await writeModel(`${dir}/chat`, { ...SHAPE, maxSeqLen: 192 });
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -281,16 +283,19 @@ cliTest(
   },
 );
 
-Deno.test("fitTurns() drops the oldest turns until the prompt fits the context", () => {
-  const tok = byteTokenizer();
+Deno.test("fitPrompt() drops the oldest turns until the prompt fits the context", () => {
+  const tokenizer = byteTokenizer();
   const turns = [
     { instruction: "first question", response: "first answer" },
     { instruction: "second question", response: "second answer" },
     { instruction: "third" },
   ];
-  const all = tok.encode(conversationPrompt(turns)).length;
-  assertEquals(fitTurns(turns, tok, all), turns);
-  const two = fitTurns(turns, tok, all - 1);
-  assertEquals(two, turns.slice(1));
-  assertEquals(fitTurns(turns, tok, 10), turns.slice(2));
+  const all = tokenizer.encode(conversationPrompt(turns)).length;
+  const fit = (maxSeqLen: number) => fitPrompt(turns, { tokenizer, maxSeqLen });
+  assertEquals(fit(all).turns, turns);
+  assertEquals(fit(all).dropped, 0);
+  assertEquals(fit(all - 1).turns, turns.slice(1));
+  assertEquals(fit(all - 1).dropped, 1);
+  assertEquals(fit(150).turns, turns.slice(2));
+  assertEquals(fit(150).cut, 0);
 });
