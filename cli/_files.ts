@@ -5,14 +5,15 @@
  * @module
  */
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { describeUnknown, type IoFailed, ioFailed } from "../base/mod.ts";
+import { describeUnknown, type FileError, type IoFailed, ioFailed } from "../base/mod.ts";
+import { readUtf8File } from "../data/mod.ts";
 
-/** Reads a text file; a missing file is an error naming it. */
-export function readText(path: string): TE.TaskEither<IoFailed, string> {
-  return TE.tryCatch(
-    () => Deno.readTextFile(path),
-    (e) => ioFailed(path, e instanceof Deno.errors.NotFound ? "no such file" : describeUnknown(e)),
-  );
+/**
+ * Reads a config or graph file as every input is read (`data/text_file.ts`): a missing file, a
+ * FIFO or a device is an error naming it, bytes that are not UTF-8 are named by offset and line.
+ */
+export function readText(path: string): TE.TaskEither<FileError, string> {
+  return readUtf8File(path);
 }
 
 /**

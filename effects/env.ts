@@ -132,7 +132,9 @@ async function torchEngine(
   out: string,
 ): Promise<E.Either<PipelineError, Env["engine"]>> {
   const s = g.training.torch;
-  const problem = torchProblem(s, g.training.batchTokens / g.training.seqLen);
+  const problem = torchProblem(s, g.training.batchTokens / g.training.seqLen, {
+    cores: navigator.hardwareConcurrency,
+  });
   if (problem !== undefined) {
     return E.left(configInvalid(`training.torch.${problem.field}`, problem.message));
   }

@@ -84,14 +84,17 @@ export function worldSize(s: TorchSettings): number {
 
 /** Options of {@link torchProblem}. */
 export interface TorchProblemOptions {
-  /** Logical cores of the machine that launches the ranks (default: this machine's). */
+  /**
+   * Logical cores of the machine that launches the ranks. Given only where the ranks start
+   * (the run's wiring): a config planned on a laptop for a larger node is not judged by the laptop.
+   */
   readonly cores?: number;
 }
 
 /**
  * Problems a codec cannot see: a node rank outside the nodes, several nodes without a master,
- * a global batch the ranks cannot share evenly (`sequences` rows per optimizer step), and more
- * threads per rank than the machine has cores.
+ * a global batch the ranks cannot share evenly (`sequences` rows per optimizer step), and, when
+ * `options.cores` names the machine that starts the ranks, more threads per rank than it has cores.
  *
  * @example
  * ```ts
@@ -106,10 +109,10 @@ export function torchProblem(
   sequences: number,
   options: TorchProblemOptions = {},
 ): { readonly field: string; readonly message: string } | undefined {
-  const cores = options.cores ?? navigator.hardwareConcurrency;
+  const cores = options.cores;
   // More threads than cores buys no speed: 100000 made torch start thousands of threads that
   // spun without progress, so the bound is the machine, not the codec's "positive".
-  if (s.threads !== undefined && s.threads > cores) {
+  if (s.threads !== undefined && cores !== undefined && s.threads > cores) {
     return {
       field: "threads",
       message: `${s.threads} threads per rank exceed this machine's ${cores} cores: give at most ` +
