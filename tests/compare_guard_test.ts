@@ -84,6 +84,18 @@ async function alive(pid: number): Promise<boolean> {
   }
 }
 
+/** The processes whose parent is `pid` (from /proc). */
+async function childrenOf(pid: number): Promise<number[]> {
+  const found: number[] = [];
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const stat = await Deno.readTextFile(`/proc/${e.name}/stat`).catch(() => "");
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (ppid === pid) found.push(Number(e.name));
+  }
+  return found;
+}
+
 async function waitFor(what: string, ok: () => Promise<boolean>, seconds: number): Promise<void> {
   for (let i = 0; i < seconds * 20; i++) {
     if (await ok()) return;
@@ -175,6 +187,8 @@ Deno.test({
       );
       const run = (await lockHolder(runDir))?.pid;
       assert(run !== undefined && (await alive(run)), "the run holds its directory");
+      const children = await childrenOf(compare.pid);
+      assert(children.includes(run), `the run ${run} is compare's child (${children})`);
 
       // Meanwhile a second comparison of the same folder is refused, naming the first.
       const second = await capture(main, [config, "--out", out]);
@@ -183,7 +197,13 @@ Deno.test({
 
       compare.kill("SIGKILL");
       await compare.status;
-      await waitFor("the run to end with its compare", async () => !(await alive(run)), 3);
+      for (const child of children) {
+        await waitFor(
+          `compare's child ${child} to end with it`,
+          async () => !(await alive(child)),
+          3,
+        );
+      }
       assertEquals(await lockHolder(runDir), undefined);
       const kept = (await checkpointProgress(runDir))!;
       const killedAt = kept.globalStep;
