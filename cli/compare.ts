@@ -5,8 +5,9 @@
  * GaLore and STEP with K stages, every one given the same compute, each run an ordinary resumable
  * run directory (`DIR/runs/<method>-s<seed>/`, run by `deno task run` in its own process, so the
  * OS's peak resident size is the run's own). A finished run is never run again; an interrupted
- * one resumes from its checkpoint. At the end `DIR/report.json`, `DIR/report.md`,
- * `DIR/loss_vs_flops.svg` and `DIR/memory.svg`.
+ * one resumes from its checkpoint. One comparison writes `DIR` at a time (its lock), and the
+ * runs and evaluations it starts end when it ends, however it ends. At the end
+ * `DIR/report.json`, `DIR/report.md`, `DIR/loss_vs_flops.svg` and `DIR/memory.svg`.
  *
  * @module
  */
@@ -16,16 +17,15 @@ import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import {
   configInvalid,
-  contentInvalid,
   describeUnknown,
   exitCode,
+  graphInvalid,
   ioFailed,
   kernelFailed,
   type PipelineError,
   renderError,
 } from "../base/mod.ts";
 import { exists, RUN_DIR } from "../checkpoint/mod.ts";
-import { readMetrics } from "../effects/mod.ts";
 import {
   type BackendName,
   BACKENDS,
@@ -36,6 +36,7 @@ import {
   type CompareRun,
   type Config,
   encodePipeline,
+  graphFileVerdict,
   methodName,
   parseConfig,
   parseMethods,
@@ -49,6 +50,7 @@ import {
   runRow,
 } from "../report/mod.ts";
 import { baselines, loadHighs, makePlan } from "../solvers/mod.ts";
+import { lockDir } from "../store/mod.ts";
 import {
   backendFlag,
   booleanFlag,
@@ -58,7 +60,15 @@ import {
   parseCommand,
   stringFlag,
 } from "./_args.ts";
+import {
+  graphEvidence,
+  graphFingerprint,
+  readRunMetrics,
+  readRunReport,
+  waitForHolder,
+} from "./_compare_runs.ts";
 import { readText, writeAllOrNothing } from "./_files.ts";
+import { exitWithParentSpawn } from "./_parent_watch.ts";
 
 const USAGE = `Usage: deno task compare CONFIG [options]
 
@@ -176,22 +186,6 @@ async function planned(
   return E.right({ splits, peaks });
 }
 
-/** Seconds each run has spent so far, over every invocation (`DIR/timing.json`). */
-type Timing = Record<string, number>;
-
-/** The file's timings; none before the first run; a damaged file is an error naming it. */
-async function readTiming(path: string): Promise<E.Either<PipelineError, Timing>> {
-  if (!(await exists(path))) return E.right({});
-  try {
-    const t: unknown = JSON.parse(await Deno.readTextFile(path));
-    const ok = typeof t === "object" && t !== null && !Array.isArray(t) &&
-      Object.values(t).every((x) => typeof x === "number" && Number.isFinite(x));
-    return ok ? E.right(t as Timing) : E.left(contentInvalid(path, "expected { run: seconds }"));
-  } catch (e) {
-    return E.left(contentInvalid(path, `not readable JSON: ${describeUnknown(e)}`));
-  }
-}
-
 const RUN_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), "run.ts");
 const EVAL_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), "eval.ts");
 
@@ -286,8 +280,11 @@ async function runOne(
  * its progress shows as it comes; resolves to its exit code.
  */
 async function runChild(args: readonly string[]): Promise<number> {
+  // The stdin pipe, never written, is how the child learns that this process has ended
+  // (`_parent_watch.ts`): it stays open until the child is done.
   const child = new Deno.Command(Deno.execPath(), {
     args: [...args],
+    ...exitWithParentSpawn,
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -295,7 +292,9 @@ async function runChild(args: readonly string[]): Promise<number> {
     forwardLines(child.stdout, (l) => console.log(l)),
     forwardLines(child.stderr, (l) => console.error(l)),
   ]);
-  return (await child.status).code;
+  const status = await child.status;
+  await child.stdin.close().catch(() => {});
+  return status.code;
 }
 
 async function forwardLines(
@@ -368,46 +367,54 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (args.dryRun) return 0;
 
   const out = args.out ?? `runs/compare-${config.name}`;
+  try {
+    await Deno.mkdir(out, { recursive: true });
+  } catch (e) {
+    return fail(ioFailed(out, describeUnknown(e)));
+  }
+  // Taken before anything in the folder is read or written: a second comparison stops here.
+  const held = await lockDir(out, "comparison");
+  if (E.isLeft(held)) return fail(held.left);
+  try {
+    return await compareIn(out, config, p, {
+      backend: args.backend,
+      plannerPeaks: pre.right.peaks,
+    });
+  } finally {
+    held.right.release();
+  }
+}
+
+/** Runs what is left of the comparison in `out` (whose lock this process holds), then reports. */
+async function compareIn(
+  out: string,
+  config: Config,
+  p: ComparePlan,
+  at: {
+    readonly backend: BackendName | undefined;
+    readonly plannerPeaks: ReadonlyMap<string, number>;
+  },
+): Promise<number> {
   const graphsDir = join(out, "graphs");
   const runsDir = join(out, "runs");
-  const timingPath = join(out, "timing.json");
   try {
     await Deno.mkdir(graphsDir, { recursive: true });
     await Deno.mkdir(runsDir, { recursive: true });
   } catch (e) {
     return fail(ioFailed(out, describeUnknown(e)));
   }
-  // A comparison directory holds one comparison: a run started from another graph is refused.
-  for (const run of p.runs) {
-    const graphPath = join(graphsDir, `${run.id}.yaml`);
-    const graphText = YAML.stringify(encodePipeline(run.graph));
-    const started = await exists(join(runsDir, run.id));
-    const earlier = await Deno.readTextFile(graphPath).catch(() => undefined);
-    if (started && earlier !== undefined && earlier !== graphText) {
-      return fail(configInvalid(
-        `${out}/runs/${run.id}`,
-        "was started from a different graph (the config changed); use another --out",
-      ));
-    }
-    const w = await writeAllOrNothing([{ path: graphPath, text: graphText }])();
-    if (E.isLeft(w)) return fail(w.left);
-  }
-  const timed = await readTiming(timingPath);
-  if (E.isLeft(timed)) return fail(timed.left);
-  const timing = timed.right;
+  const graphFiles = await settleGraphFiles(p.runs, { graphsDir, runsDir });
+  if (E.isLeft(graphFiles)) return fail(graphFiles.left);
   for (const run of p.runs) {
     const dir = join(runsDir, run.id);
+    if (!(await exists(join(dir, RUN_DIR.report)))) await waitForHolder(run.id, dir);
     if (await exists(join(dir, RUN_DIR.report))) {
       console.log(`${run.id}: finished earlier, not run again`);
       continue;
     }
     // The final model changes: its earlier evaluation, if any, no longer describes it.
     await Deno.remove(join(dir, EVAL_FILE)).catch(() => {});
-    const t0 = performance.now();
-    const code = await runOne(run, { graph: join(graphsDir, `${run.id}.yaml`), dir }, args.backend);
-    timing[run.id] = (timing[run.id] ?? 0) + (performance.now() - t0) / 1000;
-    const w = await writeAllOrNothing([{ path: timingPath, text: JSON.stringify(timing) }])();
-    if (E.isLeft(w)) return fail(w.left);
+    const code = await runOne(run, { graph: join(graphsDir, `${run.id}.yaml`), dir }, at.backend);
     if (code !== 0) {
       console.error(
         `${run.id} stopped with exit code ${code}; run the same command again to resume it`,
@@ -423,20 +430,41 @@ export async function main(argv: readonly string[]): Promise<number> {
     );
   } else if (e !== undefined) {
     for (const run of p.runs) {
-      const code = await evaluateOne(run.id, join(runsDir, run.id), e, args.backend);
+      const code = await evaluateOne(run.id, join(runsDir, run.id), e, at.backend);
       if (code !== 0) {
         console.error(`${run.id}: evaluation stopped with exit code ${code}`);
         return code;
       }
     }
   }
-  return await writeReport(config, p, {
-    out,
-    runsDir,
-    timing,
-    backend: args.backend,
-    plannerPeaks: pre.right.peaks,
-  });
+  return await writeReport(config, p, { out, runsDir, ...at });
+}
+
+/**
+ * Writes each run's graph file from the config, unless a run recorded another graph (the config
+ * changed: refused, before any file is written); a damaged file is rebuilt, with a line naming it.
+ */
+async function settleGraphFiles(
+  runs: readonly CompareRun[],
+  dirs: { readonly graphsDir: string; readonly runsDir: string },
+): Promise<E.Either<PipelineError, void>> {
+  const writes: { readonly path: string; readonly text: string; readonly note?: string }[] = [];
+  for (const run of runs) {
+    const paths = {
+      graphFile: join(dirs.graphsDir, `${run.id}.yaml`),
+      runDir: join(dirs.runsDir, run.id),
+    };
+    const text = YAML.stringify(encodePipeline(run.graph));
+    const now = graphFingerprint(text, paths.graphFile);
+    if (E.isLeft(now)) return E.left(graphInvalid(run.id, now.left));
+    const verdict = graphFileVerdict(await graphEvidence(paths, now.right));
+    if (verdict.kind === "refuse") return E.left(verdict.error);
+    if (verdict.kind === "write") {
+      writes.push({ path: paths.graphFile, text, ...field("note", verdict.note) });
+    }
+  }
+  for (const w of writes) if (w.note !== undefined) console.log(w.note);
+  return await writeAllOrNothing(writes)();
 }
 
 async function writeReport(
@@ -445,7 +473,6 @@ async function writeReport(
   at: {
     readonly out: string;
     readonly runsDir: string;
-    readonly timing: Timing;
     readonly backend: BackendName | undefined;
     readonly plannerPeaks: ReadonlyMap<string, number>;
   },
@@ -454,12 +481,11 @@ async function writeReport(
   let backend: string = at.backend ?? config.training.backend;
   for (const run of p.runs) {
     const dir = join(at.runsDir, run.id);
-    let report: Record<string, unknown>;
-    try {
-      report = JSON.parse(await Deno.readTextFile(join(dir, RUN_DIR.report)));
-    } catch (e) {
-      return fail(ioFailed(join(dir, RUN_DIR.report), describeUnknown(e)));
-    }
+    const read = await readRunReport(dir);
+    if (E.isLeft(read)) return fail(read.left);
+    const report = read.right;
+    const metrics = await readRunMetrics(dir);
+    if (E.isLeft(metrics)) return fail(metrics.left);
     if (typeof report.backend === "string") backend = report.backend;
     let evaluation: Record<string, unknown> | undefined;
     try {
@@ -469,9 +495,8 @@ async function writeReport(
     }
     outcomes.push({
       run,
-      wallSeconds: at.timing[run.id] ?? 0,
       report,
-      metrics: await readMetrics(dir),
+      metrics: metrics.right,
       ...(evaluation === undefined ? {} : { evaluation }),
     });
   }

@@ -47,6 +47,7 @@ import {
   stringFlag,
   tokenizerFlag,
 } from "./_args.ts";
+import { exitWithParent } from "./_parent_watch.ts";
 
 const DEFAULT_TASKS = [...SHARED_ZERO_SHOT, "wikitext"];
 
@@ -246,4 +247,8 @@ function fail(e: PipelineError): number {
   return exitCode(e);
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  // Started by `deno task compare`: ends when compare ends (cli/_parent_watch.ts).
+  exitWithParent();
+  Deno.exit(await main(Deno.args));
+}

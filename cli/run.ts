@@ -56,6 +56,7 @@ import {
   stringFlag,
 } from "./_args.ts";
 import { readText } from "./_files.ts";
+import { exitWithParent } from "./_parent_watch.ts";
 
 const USAGE = `Usage: deno task run PIPELINE [options]
 
@@ -301,4 +302,8 @@ function fail(e: PipelineError): number {
   return exitCode(e);
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  // Started by `deno task compare`: ends when compare ends (cli/_parent_watch.ts).
+  exitWithParent();
+  Deno.exit(await main(Deno.args));
+}

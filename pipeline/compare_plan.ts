@@ -295,3 +295,93 @@ export function comparePlan(config: Config, inputs: CompareInputs): E.Either<Pro
   }
   return E.right({ flops: C, accounting, runs });
 }
+
+/** What `DIR/graphs/<id>.yaml` holds: nothing, a graph (its fingerprint), or no readable graph. */
+export type GraphFileState =
+  | { readonly kind: "absent" }
+  | { readonly kind: "graph"; readonly graphId: string }
+  | { readonly kind: "damaged"; readonly reason: string };
+
+/** One run's graph evidence in a comparison folder, against the graph the config gives now. */
+export interface RunGraphEvidence {
+  /** The graph file, as the folder names it (`DIR/graphs/<id>.yaml`). */
+  readonly graphFile: string;
+  readonly graphFileState: GraphFileState;
+  /** The run directory (`DIR/runs/<id>`). */
+  readonly runDir: string;
+  /** Whether the run directory exists. */
+  readonly started: boolean;
+  /**
+   * The fingerprint of the graph the run itself recorded (its `pipeline.yaml` when it finished,
+   * else its checkpoint's progress) and the file it was read from; none before a checkpoint.
+   */
+  readonly recorded?: { readonly graphId: string; readonly file: string };
+  /** The fingerprint of the graph the config gives now. */
+  readonly now: string;
+}
+
+/** What to do with a run's graph file before the run goes on. */
+export type GraphFileVerdict =
+  | { readonly kind: "keep" }
+  | { readonly kind: "write"; readonly note?: string }
+  | { readonly kind: "refuse"; readonly error: ConfigInvalid };
+
+/**
+ * Whether a comparison folder's run may go on under the config's graph. The run's own record
+ * decides: when it differs from the config's graph the config changed, and going on would mix
+ * two graphs in one run. The graph file is only derived from the config, so a damaged one (or
+ * one that disagrees with a run's matching record) is rewritten, with a note naming it; it
+ * speaks for the run only when the run has recorded nothing yet.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { graphFileVerdict } from "./compare_plan.ts";
+ * const v = graphFileVerdict({
+ *   graphFile: "out/graphs/standard-s0.yaml",
+ *   graphFileState: { kind: "damaged", reason: "not valid YAML" },
+ *   runDir: "out/runs/standard-s0",
+ *   started: true,
+ *   recorded: { graphId: "00c0ffee", file: "out/runs/standard-s0/checkpoint/state.json" },
+ *   now: "00c0ffee",
+ * });
+ * assert(v.kind === "write" && v.note?.includes("out/graphs/standard-s0.yaml"));
+ * ```
+ */
+export function graphFileVerdict(x: RunGraphEvidence): GraphFileVerdict {
+  const changed = (was: string): GraphFileVerdict => ({
+    kind: "refuse",
+    error: configInvalid(
+      x.runDir,
+      `was started from a different graph than the config now gives (${was}; the config ` +
+        `gives graph ${x.now}): the config changed since. Restore the config, or use another ` +
+        "--out for the new one",
+    ),
+  });
+  const file = x.graphFileState;
+  if (x.recorded !== undefined && x.recorded.graphId !== x.now) {
+    return changed(`${x.recorded.file} records graph ${x.recorded.graphId}`);
+  }
+  if (x.recorded === undefined && x.started && file.kind === "graph" && file.graphId !== x.now) {
+    return changed(`${x.graphFile}, which it was started from, is graph ${file.graphId}`);
+  }
+  const why = x.recorded !== undefined
+    ? `, which gives the graph ${x.recorded.file} records`
+    : x.started
+    ? ` (${x.runDir} has no checkpoint yet: it starts again)`
+    : "";
+  if (file.kind === "damaged") {
+    return {
+      kind: "write",
+      note: `${x.graphFile} is damaged (${file.reason}); rebuilt from the config${why}`,
+    };
+  }
+  if (file.kind === "graph" && file.graphId !== x.now) {
+    return {
+      kind: "write",
+      note:
+        `${x.graphFile} held graph ${file.graphId}, not the run's; rebuilt from the config${why}`,
+    };
+  }
+  return file.kind === "absent" ? { kind: "write" } : { kind: "keep" };
+}

@@ -1,7 +1,14 @@
 import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals, assertStringIncludes } from "../tests/assert.ts";
 import { type Config, parseConfig } from "./config.ts";
-import { comparePlan, type CompareRun, parseMethods } from "./compare_plan.ts";
+import {
+  comparePlan,
+  type CompareRun,
+  type GraphFileState,
+  graphFileVerdict,
+  parseMethods,
+  type RunGraphEvidence,
+} from "./compare_plan.ts";
 import { flopsAtStep, stagePricesPerToken } from "./run_flops.ts";
 import { validateGraph } from "./validate_graph.ts";
 
@@ -129,4 +136,44 @@ Deno.test("comparePlan() runs the seeds each method is given", () => {
     "step-2-s1",
   ]);
   assertEquals(p.right.runs.map((r) => Number(r.graph.training?.seed)), [0, 1, 2, 0, 0, 1]);
+});
+
+Deno.test("graphFileVerdict() lets the run's own record tell a changed config from a damaged file", () => {
+  const damaged: GraphFileState = { kind: "damaged", reason: "not valid YAML" };
+  const at = (x: Partial<RunGraphEvidence>): RunGraphEvidence => ({
+    graphFile: "o/graphs/r.yaml",
+    graphFileState: { kind: "graph", graphId: "aaaa" },
+    runDir: "o/runs/r",
+    started: true,
+    now: "aaaa",
+    ...x,
+  });
+  const ckpt = (graphId: string) => ({ graphId, file: "o/runs/r/checkpoint/state.json" });
+  const kind = (x: Partial<RunGraphEvidence>) => graphFileVerdict(at(x)).kind;
+
+  // The record differs from the config's graph: the config changed, whatever the file holds.
+  for (const graphFileState of [damaged, { kind: "graph", graphId: "aaaa" } as const]) {
+    const v = graphFileVerdict(at({ recorded: ckpt("bbbb"), graphFileState }));
+    assert(v.kind === "refuse");
+    assertStringIncludes(v.error.message, "o/runs/r/checkpoint/state.json records graph bbbb");
+    assertStringIncludes(v.error.message, "the config changed since");
+  }
+  // No record yet: the file it was started from speaks for it.
+  assertEquals(kind({ graphFileState: { kind: "graph", graphId: "bbbb" } }), "refuse");
+  assertEquals(
+    kind({ started: false, graphFileState: { kind: "graph", graphId: "bbbb" } }),
+    "write",
+  );
+  // A damaged file is rebuilt, named, with or without a record that matches.
+  for (const recorded of [ckpt("aaaa"), undefined]) {
+    const v = graphFileVerdict(at({ graphFileState: damaged, ...(recorded ? { recorded } : {}) }));
+    assert(v.kind === "write");
+    assertStringIncludes(v.note ?? "", "o/graphs/r.yaml is damaged (not valid YAML)");
+  }
+  assertEquals(
+    kind({ recorded: ckpt("aaaa"), graphFileState: { kind: "graph", graphId: "cccc" } }),
+    "write",
+  );
+  assertEquals(kind({ recorded: ckpt("aaaa") }), "keep");
+  assertEquals(kind({ started: false, graphFileState: { kind: "absent" } }), "write");
 });

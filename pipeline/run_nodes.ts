@@ -142,9 +142,11 @@ function announceStage(facts: RunFacts, stage: GraphStage): Transition {
 function finishStage(facts: RunFacts, stage: GraphStage): Transition {
   return transition(async (s, env) => {
     const node = stage.trainNodeId;
+    const t0 = env.clock.now();
     const ev = await evaluateModel(s, env, { node, batches: facts.validation });
     if (E.isLeft(ev)) return ev;
     const { state, loss } = ev.right;
+    const wallSeconds = (state.progress.stageSeconds ?? 0) + (env.clock.now() - t0) / 1000;
     const model = modelOf(state, node);
     const st = env.engine.stats(model);
     const accounted = state.progress.stagePeak?.accounted ?? env.engine.memory(model);
@@ -171,6 +173,7 @@ function finishStage(facts: RunFacts, stage: GraphStage): Transition {
       predictedStateBytes: predicted?.stateBytes ?? 0,
       predictedPeakBytes: predicted?.peakBytes ?? 0,
       predictedPeakAt: predicted?.peakAt ?? "",
+      wallSeconds,
     };
     const recorded = recordMetric(state, env, { type: "stage", ...record });
     const p = recorded.progress;
@@ -181,6 +184,7 @@ function finishStage(facts: RunFacts, stage: GraphStage): Transition {
         stages: [...p.stages, record],
         stagePeak: null,
         merges: 0,
+        stageSeconds: 0,
         nodeIndex: p.nodeIndex + 1,
         stepInNode: 0,
       },

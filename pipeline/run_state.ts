@@ -28,55 +28,71 @@ const Bytes = t.union([t.number, t.null]);
  * does not tell), `predictedStateBytes` (the plan's model state) and `predictedPeakBytes` (the
  * whole prediction: model state, activations and the engine's workspace).
  */
-export const StageRecordCodec = t.readonly(t.type({
-  stage: Count,
-  node: t.string,
-  layers: Count,
-  trainableParams: Count,
-  frozenParams: Count,
-  adapterParams: Count,
-  steps: Count,
-  valLoss: t.number,
-  merges: Count,
-  accountedStateBytes: t.number,
-  accountedState: MemoryByRoleCodec,
-  measuredPeakBytes: t.number,
-  bufferPeakBytes: t.number,
-  tensorCountPeakBytes: t.number,
-  heapBytes: Bytes,
-  gpuPeakBytes: Bytes,
-  processPeakBytes: Bytes,
-  predictedStateBytes: t.number,
-  predictedPeakBytes: t.number,
-  predictedPeakAt: t.string,
-}));
+export const StageRecordCodec = t.readonly(t.intersection([
+  t.type({
+    stage: Count,
+    node: t.string,
+    layers: Count,
+    trainableParams: Count,
+    frozenParams: Count,
+    adapterParams: Count,
+    steps: Count,
+    valLoss: t.number,
+    merges: Count,
+    accountedStateBytes: t.number,
+    accountedState: MemoryByRoleCodec,
+    measuredPeakBytes: t.number,
+    bufferPeakBytes: t.number,
+    tensorCountPeakBytes: t.number,
+    heapBytes: Bytes,
+    gpuPeakBytes: Bytes,
+    processPeakBytes: Bytes,
+    predictedStateBytes: t.number,
+    predictedPeakBytes: t.number,
+    predictedPeakAt: t.string,
+  }),
+  t.partial({
+    /**
+     * Seconds the stage's steps, evaluations and checkpoints took, summed over the sessions
+     * that ran it. What a stopped session did after its last checkpoint is not in it: that
+     * work is done again, and counted then. Absent from records written before it existed.
+     */
+    wallSeconds: t.number,
+  }),
+]));
 /** What one finished stage measured. */
 export type StageRecord = t.TypeOf<typeof StageRecordCodec>;
 
 /** The interpreter's progress: saved with every checkpoint, decoded when a run resumes. */
-export const RunProgressCodec = t.readonly(t.type({
-  version: t.literal(1),
-  /** Fingerprint of the graph; a checkpoint only resumes the graph that wrote it. */
-  graphId: t.string,
-  nodeIndex: Count,
-  stepInNode: Count,
-  globalStep: Count,
-  tokens: Count,
-  /** Where the data stream stands (the data effect's own record). */
-  data: t.UnknownRecord,
-  /** Metrics records written so far (a resumed run truncates the log to this). */
-  metrics: Count,
-  stages: t.readonlyArray(StageRecordCodec),
-  /** The running stage's largest accounted model state and measured peaks so far. */
-  stagePeak: t.union([
-    t.readonly(t.type({ accounted: MemoryByRoleCodec, measured: MeasuredPeakCodec })),
-    t.null,
-  ]),
-  /** ReLoRA merges in the running stage. */
-  merges: Count,
-  /** Consecutive steps skipped for a non-finite loss or gradient. */
-  skippedInARow: Count,
-}));
+export const RunProgressCodec = t.readonly(t.intersection([
+  t.type({
+    version: t.literal(1),
+    /** Fingerprint of the graph; a checkpoint only resumes the graph that wrote it. */
+    graphId: t.string,
+    nodeIndex: Count,
+    stepInNode: Count,
+    globalStep: Count,
+    tokens: Count,
+    /** Where the data stream stands (the data effect's own record). */
+    data: t.UnknownRecord,
+    /** Metrics records written so far (a resumed run truncates the log to this). */
+    metrics: Count,
+    stages: t.readonlyArray(StageRecordCodec),
+    /** The running stage's largest accounted model state and measured peaks so far. */
+    stagePeak: t.union([
+      t.readonly(t.type({ accounted: MemoryByRoleCodec, measured: MeasuredPeakCodec })),
+      t.null,
+    ]),
+    /** ReLoRA merges in the running stage. */
+    merges: Count,
+    /** Consecutive steps skipped for a non-finite loss or gradient. */
+    skippedInARow: Count,
+  }),
+  t.partial({
+    /** Seconds spent so far on the running stage's kept work (its `wallSeconds` in the making). */
+    stageSeconds: t.number,
+  }),
+]));
 /** The interpreter's progress. */
 export type RunProgress = t.TypeOf<typeof RunProgressCodec>;
 
@@ -113,6 +129,7 @@ export function initialProgress(
     stagePeak: null,
     merges: 0,
     skippedInARow: 0,
+    stageSeconds: 0,
   };
 }
 

@@ -53,12 +53,18 @@ export function trainStage(facts: RunFacts, stage: GraphStage): Transition {
   return transition(async (s0, env) => {
     let s = s0;
     let window: Window = { start: env.clock.now(), tokens: 0 };
+    // The clock reading up to which the stage's time is in the progress: what a checkpoint
+    // saves is the time of the work it keeps.
+    let counted = window.start;
     for (let k = s.progress.stepInNode; k < stage.steps; k++) {
       const restarted = await restartIfDue(facts, stage, k)(s)(env)();
       if (E.isLeft(restarted)) return restarted;
       const stepped = await optimizerStep(facts, stage, k, restarted.right, env);
       if (E.isLeft(stepped)) return stepped;
-      const { state, outcome, lr } = stepped.right;
+      const { outcome, lr } = stepped.right;
+      const now = env.clock.now();
+      const state = withStageTime(stepped.right.state, now - counted);
+      counted = now;
       window = { ...window, tokens: window.tokens + facts.graph.training.batchTokens };
       window = progressLine(facts, stage, { k, state, outcome, lr, window }, env);
       const after = await periodic(facts, stage, k)(state)(env)();
@@ -67,6 +73,14 @@ export function trainStage(facts: RunFacts, stage: GraphStage): Transition {
     }
     return E.right(s);
   });
+}
+
+/** The state with `ms` more of the running stage's time. */
+function withStageTime(s: RunState, ms: number): RunState {
+  return {
+    ...s,
+    progress: { ...s.progress, stageSeconds: (s.progress.stageSeconds ?? 0) + ms / 1000 },
+  };
 }
 
 function schedules(facts: RunFacts, stage: GraphStage) {

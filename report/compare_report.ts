@@ -13,7 +13,6 @@ import { type CompareRun, flopsAtStep } from "../pipeline/mod.ts";
 /** What one finished run measured (read from its run directory). */
 export interface RunOutcome {
   readonly run: CompareRun;
-  readonly wallSeconds: number;
   /** The run's `report.json`. */
   readonly report: Readonly<Record<string, unknown>>;
   /** The run's `metrics.jsonl` records. */
@@ -32,7 +31,8 @@ export interface RunRow {
   readonly flopsExecuted: number;
   readonly tokens: number;
   readonly steps: number;
-  readonly wallSeconds: number;
+  /** The run's wall time, from its report ({@link runWallSeconds}); null when it does not say. */
+  readonly wallSeconds: number | null;
   readonly accountedStateBytes: number | null;
   readonly measuredPeakBytes: number | null;
   readonly predictedPeakBytes: number | null;
@@ -97,6 +97,17 @@ export function stat(values: readonly (number | null)[]): Stat {
   return { mean: mean(xs), std: xs.length < 2 ? null : sampleStd(xs), n: xs.length };
 }
 
+/**
+ * A run's wall time as its `report.json` records it: `runWallSeconds`, its stages' times summed
+ * over every session that ran them. A report written before that existed gives its `wallSeconds`
+ * only when one session ran the whole run (it is that session's time); otherwise null.
+ */
+export function runWallSeconds(report: Readonly<Record<string, unknown>>): number | null {
+  const total = num(report.runWallSeconds);
+  if (total !== null) return total;
+  return report.resumedFrom === null ? num(report.wallSeconds) : null;
+}
+
 /** The second corpus's last evaluation in a run's metrics. */
 function secondLoss(o: RunOutcome, label: string | undefined): number | null {
   if (label === undefined) return null;
@@ -149,7 +160,7 @@ export function runRow(
     flopsExecuted: f.executed,
     tokens: f.tokens,
     steps: f.steps,
-    wallSeconds: o.wallSeconds,
+    wallSeconds: runWallSeconds(r),
     accountedStateBytes: num(r.peakAccountedStateBytes),
     measuredPeakBytes: num(r.peakMeasuredBytes),
     predictedPeakBytes: num(r.peakPredictedBytes),
@@ -252,13 +263,13 @@ export function compareReportMarkdown(facts: CompareFacts, rows: readonly RunRow
     ...rows.map((r) =>
       `| ${r.method} | ${r.seed} | ${r.flopsPaper.toExponential(3)} | ${
         r.flopsExecuted.toExponential(3)
-      } | ${r.tokens} | ${r.steps} | ${r.wallSeconds.toFixed(0)} s | ${
-        bytes(r.accountedStateBytes)
-      } | ${bytes(r.measuredPeakBytes)} | ${bytes(r.predictedPeakBytes)} | ${
-        bytes(r.processPeakBytes)
-      } | ${r.valLoss?.toFixed(4) ?? "–"} | ${r.valPerplexity?.toFixed(3) ?? "–"} | ${
-        r.secondPerplexity?.toFixed(3) ?? "–"
-      } |`
+      } | ${r.tokens} | ${r.steps} | ${
+        r.wallSeconds === null ? "–" : `${r.wallSeconds.toFixed(0)} s`
+      } | ${bytes(r.accountedStateBytes)} | ${bytes(r.measuredPeakBytes)} | ${
+        bytes(r.predictedPeakBytes)
+      } | ${bytes(r.processPeakBytes)} | ${r.valLoss?.toFixed(4) ?? "–"} | ${
+        r.valPerplexity?.toFixed(3) ?? "–"
+      } | ${r.secondPerplexity?.toFixed(3) ?? "–"} |`
     ),
     "",
     ...zeroShotSection(rows),

@@ -42,10 +42,21 @@ export function runReportJson(
     globalSteps: r.globalSteps,
     tokens: r.tokens,
     resumedFrom: r.resumedFrom ?? null,
+    runWallSeconds: stagesWallSeconds(r),
     regime: "model state: fp32 Adam (4 B weight + 4 B gradient + 8 B m, v per trained " +
       "parameter; 4 B per frozen one), embeddings counted; peak: what the engine held at once " +
       "(distinct tensor buffers; GPU buffers on webgpu): model state, activations, workspace",
   };
+}
+
+/**
+ * The run's wall time over all its sessions: the sum of its stages' (null when a stage was
+ * recorded before stages timed themselves). Unlike `wallSeconds`, this session's time, it
+ * leaves out what a stopped session did after its last checkpoint.
+ */
+function stagesWallSeconds(r: RunResult): number | null {
+  const times = r.stages.map((s) => s.wallSeconds);
+  return times.every((t) => t !== undefined) ? times.reduce((a, b) => a + b, 0) : null;
 }
 
 function percent(measured: number, predicted: number): string {
