@@ -82,6 +82,17 @@ export async function evaluateModel(
   const r = await run(env.engine.evaluate(modelOf(s, at.node), at.batches));
   if (E.isLeft(r)) return r;
   const loss = r.right;
+  // A loss that is not a number is never a result: not in metrics.jsonl, the report or a chart.
+  if (!Number.isFinite(loss)) {
+    return E.left(trainingDiverged(
+      at.node,
+      s.progress.globalStep,
+      `the ${at.set === undefined ? "validation" : at.set} loss is ${loss}: the model's ` +
+        `outputs overflow float32; nothing from this evaluation is recorded (${
+          keptCheckpoint(s)
+        }) — lower training.lr or raise warmup`,
+    ));
+  }
   const state = recordMetric(s, env, {
     type: "eval",
     node: at.node,

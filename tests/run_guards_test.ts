@@ -386,3 +386,30 @@ Deno.test({
     assertEquals(seen, [1, 3, 1]);
   },
 });
+
+Deno.test({
+  ...OPTS,
+  name: "a validation loss that is not finite stops the run at its node and is never recorded",
+  fn: async () => {
+    const { graph, wired } = await wiredGraph({ evalBatches: 1 }, [
+      { op: "train", id: "t", layers: 2, steps: 2 },
+      { op: "eval", id: "wide", batches: 2 },
+    ]);
+    const env = wired.env;
+    // The weights stay finite; only the evaluation's outputs overflow (as float32 logits can).
+    let evaluations = 0;
+    const engine = {
+      ...env.engine,
+      evaluate: (...a: Parameters<typeof env.engine.evaluate>) =>
+        TE.map((loss: number) => (++evaluations === 2 ? NaN : loss))(env.engine.evaluate(...a)),
+    };
+    const r = await runPipeline(graph, { resume: false })({ ...env, engine })();
+    await wired.release();
+    assert(E.isLeft(r) && r.left._tag === "TrainingDiverged", JSON.stringify(r));
+    assertEquals(r.left.node, "wide");
+    assertStringIncludes(r.left.message, "validation loss is NaN");
+    const evals = (await lines(`${wired.dir}/out/metrics.jsonl`)).filter((m) => m.type === "eval");
+    assertEquals(evals.length, 1, "the end of stage's finite evaluation only");
+    assert(evals.every((m) => Number.isFinite(m.valLoss)), JSON.stringify(evals));
+  },
+});
