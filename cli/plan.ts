@@ -31,6 +31,7 @@ import {
   type PipelineError,
   renderError,
 } from "../base/mod.ts";
+import { checkOutputs } from "../checkpoint/mod.ts";
 import { planJson, planSvg, planText } from "../report/mod.ts";
 import {
   type HighsSolver,
@@ -145,6 +146,16 @@ export function planMode(args: PlanArgs, config: Config): E.Either<PipelineError
   return E.right({ kind: "optimal", stages: config.plan.stages });
 }
 
+/** `--emit` and `--svg` are never the config, and their folders take files: before planning. */
+function outputsWritable(args: PlanArgs): TE.TaskEither<PipelineError, void> {
+  const files: [string, string | undefined][] = [["--emit", args.emit], ["--svg", args.svg]];
+  return () =>
+    checkOutputs(
+      files.flatMap(([flag, path]) => path === undefined ? [] : [{ kind: "file", flag, path }]),
+      [{ what: "the CONFIG file", path: args.config }],
+    );
+}
+
 function loadHighs(): TE.TaskEither<PipelineError, HighsSolver> {
   return TE.tryCatch(
     () => instantiateHighs(),
@@ -163,6 +174,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     TE.fromEither(cli as E.Either<PipelineError, PlanArgs>),
     TE.bindTo("args"),
     TE.bindW("text", ({ args }) => readText(args.config)),
+    TE.tap(({ args }) => outputsWritable(args)),
     TE.bindW("config", ({ args, text }) => TE.fromEither(parseConfig(text, args.config))),
     TE.bindW("mode", ({ args, config }) => TE.fromEither(planMode(args, config))),
     TE.bindW("highs", () => loadHighs()),

@@ -15,7 +15,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import type * as TE from "fp-ts/lib/TaskEither.js";
 import type { LlamaShape, PipelineError } from "../base/mod.ts";
-import { RUN_DIR } from "../checkpoint/mod.ts";
+import { checkOutput, RUN_DIR, RUN_OUTPUTS } from "../checkpoint/mod.ts";
 import type { TokenizerName } from "../data/mod.ts";
 import type { ClockEffect, Engine } from "../pipeline/mod.ts";
 import type { FinetuneSettingsRecord } from "./_finetune_progress.ts";
@@ -89,9 +89,10 @@ export type FinetuneResult =
   | { readonly finished: false; readonly step: number; readonly steps: number };
 
 /**
- * Fine-tunes `options.base` on `options.data` into the run directory `options.out`. Every
- * input is checked (records, base, settings) before the directory is opened, so a refused
- * command writes nothing.
+ * Fine-tunes `options.base` on `options.data` into the run directory `options.out`. The output
+ * rule (`checkOutput`: not an input, not inside or holding one, not a used folder without
+ * `--force`) and every input (records, base, settings) are checked before the directory is
+ * opened, so a refused command writes nothing.
  *
  * @example
  * ```ts
@@ -110,6 +111,24 @@ export type FinetuneResult =
 export function finetune(options: FinetuneOptions): TE.TaskEither<PipelineError, FinetuneResult> {
   return async () => {
     const t0 = performance.now();
+    const allowed = await checkOutput(
+      {
+        kind: "into",
+        flag: "--out",
+        path: options.out,
+        what: "fine-tuning run",
+        names: RUN_OUTPUTS,
+        mode: options.mode,
+      },
+      [
+        { what: "the base checkpoint", path: options.base, checkpoint: true },
+        { what: "the --data file", path: options.data },
+        ...(options.shapeFile === undefined
+          ? []
+          : [{ what: "the --shape file", path: options.shapeFile }]),
+      ],
+    );
+    if (E.isLeft(allowed)) return allowed;
     const prepared = await prepare(options);
     if (E.isLeft(prepared)) return prepared;
     const p = prepared.right;
