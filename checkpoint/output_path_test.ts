@@ -335,15 +335,12 @@ Deno.test("checkOutput: unwritable places are IoFailed naming the output, and le
 Deno.test("checkOutput: used folders need --force; a folder a live process holds never", async () => {
   const root = await fixture();
   try {
-    const folder = (replace: boolean): OutputPath => ({
-      kind: "folder",
-      path: `${root}/sib`,
-      replace,
-    });
-    const used = await checkOutput(folder(false), []);
+    const keep: OutputPath = { kind: "folder", path: `${root}/sib`, replace: false };
+    const force: OutputPath = { ...keep, replace: true };
+    const used = await checkOutput(keep, []);
     assert(E.isLeft(used) && used.left._tag === "ConfigInvalid");
     assertStringIncludes(used.left.message, "pass --force");
-    assert(E.isRight(await checkOutput(folder(true), [])));
+    assert(E.isRight(await checkOutput(force, [])));
     const into = (mode: IntoMode): OutputPath => ({
       kind: "into",
       flag: "--out",
@@ -360,13 +357,13 @@ Deno.test("checkOutput: used folders need --force; a folder a live process holds
     const held = await lockDir(`${root}/sib`, "run");
     assert(E.isRight(held));
     try {
-      const live = await checkOutput(folder(true), []);
+      const live = await checkOutput(force, []);
       assert(E.isLeft(live) && live.left._tag === "IoFailed");
       assertStringIncludes(live.left.message, `pid ${Deno.pid}`);
     } finally {
       held.right.release();
     }
-    assert(E.isRight(await checkOutput(folder(true), [])));
+    assert(E.isRight(await checkOutput(force, [])));
   } finally {
     await Deno.remove(root, { recursive: true });
   }
