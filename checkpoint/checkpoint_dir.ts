@@ -153,12 +153,13 @@ export function saveCheckpoint(
       [{ what: "the input", path: view.source, checkpoint: true }],
     );
     if (E.isLeft(allowed)) return allowed;
-    await removeStaleTemps(out);
+    const target = allowed.right;
+    await removeStaleTemps(target);
     const needed = outputBytes(view, options);
-    const free = freeBytes(dirname(resolve(out)));
+    const free = freeBytes(dirname(resolve(target)));
     if (free !== undefined && needed > free) {
       return E.left(ioFailed(
-        out,
+        target,
         `writing the model needs ${formatBytes(needed)}, its disk has ${formatBytes(free)} free`,
       ));
     }
@@ -166,7 +167,7 @@ export function saveCheckpoint(
     const model = options.format === "step" || options.adapters === "merge"
       ? mergeAdapters(view)
       : view;
-    const written = await writeDirAtomic(out, (tmp) => async () => {
+    const written = await writeDirAtomic(target, (tmp) => async () => {
       if (options.format === "step") {
         const w = await writeStepCheckpoint(model, tmp)();
         if (E.isLeft(w)) return w;
@@ -188,6 +189,6 @@ export function saveCheckpoint(
       files.push(...a.right.map((f) => `${ADAPTER_DIR}/${f}`));
       return E.right(undefined);
     })();
-    return E.isLeft(written) ? written : E.right({ dir: out, files });
+    return E.isLeft(written) ? written : E.right({ dir: target, files });
   };
 }

@@ -361,8 +361,36 @@ async function folderWritable(
 }
 
 /**
- * Checks one output against the command's inputs and what is already at its path. Nothing is
- * written (a probe file that shows a folder takes files is removed at once).
+ * Where a command writes `p`: `p` as given, unless a `.` or `..` follows a name in it (or ends
+ * it); then its folder's canonical path and its last name, or the canonical path itself when
+ * the last name is `.` or `..`. Writers make missing folders (`mkdir -p`), rename a folder they
+ * replace and name their temporaries by joining strings, all of which would read such a
+ * spelling otherwise than the OS does (`a/link/../b`, `new/./x`, `out/../out`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { writePath } from "./output_path.ts";
+ * assert.equal(await writePath("../runs/t0"), "../runs/t0");
+ * assert.equal(await writePath("/tmp/x/../y/"), "/tmp/y");
+ * ```
+ */
+export async function writePath(p: string): Promise<string> {
+  const names = p.split(SEP === "/" ? "/" : /[\\/]/).filter((n) => n !== "");
+  const dot = (n: string) => n === "." || n === "..";
+  const first = names.findIndex((n) => !dot(n));
+  const tidy = names.slice(Math.max(first, 0)).some(dot) || first < 0;
+  if (!tidy) return p;
+  const last = basename(p);
+  return dot(last) || last === ""
+    ? await canonicalPath(p)
+    : join(await canonicalPath(dirname(p)), last);
+}
+
+/**
+ * Checks one output against the command's inputs and what is already at its path, and says
+ * where to write it ({@link writePath}). Nothing is written (a probe file that shows a folder
+ * takes files is removed at once).
  *
  * @example
  * ```ts
@@ -382,24 +410,14 @@ async function folderWritable(
 export async function checkOutput(
   out: OutputPath,
   inputs: readonly InputPath[],
-): Promise<E.Either<ConfigInvalid | IoFailed, void>> {
+): Promise<E.Either<ConfigInvalid | IoFailed, string>> {
   if (out.path.trim() === "") {
     return E.left(configInvalid(out.flag ?? "output", "is empty: name a path to write"));
   }
   const refused = await inputConflict(out, inputs);
   if (refused !== undefined) return E.left(refused);
-  const unwritable = out.kind === "file" ? await fileWritable(out) : await folderWritable(out);
-  return unwritable === undefined ? E.right(undefined) : E.left(unwritable);
-}
-
-/** {@link checkOutput} for each output in turn; the first refusal. */
-export async function checkOutputs(
-  outs: readonly OutputPath[],
-  inputs: readonly InputPath[],
-): Promise<E.Either<ConfigInvalid | IoFailed, void>> {
-  for (const out of outs) {
-    const checked = await checkOutput(out, inputs);
-    if (E.isLeft(checked)) return checked;
-  }
-  return E.right(undefined);
+  // What is there is looked at where the command will write.
+  const at = { ...out, path: await writePath(out.path) };
+  const unwritable = at.kind === "file" ? await fileWritable(at) : await folderWritable(at);
+  return unwritable === undefined ? E.right(at.path) : E.left(unwritable);
 }

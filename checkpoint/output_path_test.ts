@@ -233,9 +233,9 @@ Deno.test("inputConflict refuses exactly the pairs whose write replaces, clears 
   }
 });
 
-/** What a command accepted by the rule then does at `out` (a write the OS refuses is fine). */
-async function write(out: OutputPath): Promise<void> {
-  await writeUnchecked(out).catch(() => {});
+/** What a command accepted by the rule then does where the rule says (an OS refusal is fine). */
+async function write(out: OutputPath, at: string): Promise<void> {
+  await writeUnchecked({ ...out, path: at }).catch(() => {});
 }
 
 async function writeUnchecked(out: OutputPath): Promise<void> {
@@ -270,7 +270,7 @@ Deno.test({
           }
           const inputs = c.inputs.map((s) => `${root}/${landing(s.names)}`);
           const kept = await Promise.all(inputs.map((p) => snapshot(p)));
-          await write(out);
+          await write(out, checked.right);
           for (const [i, p] of inputs.entries()) {
             assertEquals([...await snapshot(p)], [...kept[i]!], `${JSON.stringify(c)}: ${p}`);
           }

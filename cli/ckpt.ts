@@ -224,11 +224,11 @@ function inputsOf(src: string, values: Values, ...more: InputPath[]): InputPath[
   ];
 }
 
-/** The output rule, before anything is opened or written. */
+/** The output rule, before anything is opened or written: where to write. */
 function guard(
   out: OutputPath,
   inputs: readonly InputPath[],
-): TE.TaskEither<PipelineError, void> {
+): TE.TaskEither<PipelineError, string> {
   return () => checkOutput(out, inputs);
 }
 
@@ -433,9 +433,11 @@ function logitsCmd(a: Args): TE.TaskEither<PipelineError, string> {
     TE.bind("backend", () => TE.fromEither(choice(a.values, "backend", ["cpu", "wasm"] as const))),
     TE.bind(
       "out",
-      () => out === undefined ? TE.left(configInvalid("--out", "is required")) : TE.right(out),
+      () =>
+        out === undefined
+          ? TE.left(configInvalid("--out", "is required"))
+          : guard({ kind: "file", flag: "--out", path: out }, inputsOf(src, a.values)),
     ),
-    TE.tap(({ out }) => guard({ kind: "file", flag: "--out", path: out }, inputsOf(src, a.values))),
     TE.flatMap(({ tokens, backend, out }) =>
       withCheckpoint(src, a.values, (c) =>
         pipe(

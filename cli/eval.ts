@@ -211,13 +211,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   const tasks = await resolveTasks(a);
   if (E.isLeft(tasks)) return fail(tasks.left);
   // Before the model is loaded: an evaluation may take hours, its output must be writable.
-  if (a.out !== undefined) {
-    const ok = await checkOutput(
-      { kind: "file", flag: "--out", path: a.out },
-      evalInputs(a, tasks.right),
-    );
-    if (E.isLeft(ok)) return fail(ok.left);
-  }
+  const out = a.out === undefined
+    ? E.right(undefined)
+    : await checkOutput({ kind: "file", flag: "--out", path: a.out }, evalInputs(a, tasks.right));
+  if (E.isLeft(out)) return fail(out.left);
   const backend = await startBackend(a.backend)();
   if (E.isLeft(backend)) return fail(backend.left);
   const loaded = await loadModel(a.checkpoint, {
@@ -260,8 +257,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     a.limit,
     results,
   );
-  if (a.out !== undefined) {
-    const w = await writeFileAtomic(a.out, JSON.stringify(json, null, 2) + "\n")();
+  if (out.right !== undefined) {
+    const w = await writeFileAtomic(out.right, JSON.stringify(json, null, 2) + "\n")();
     if (E.isLeft(w)) return fail(w.left);
   }
   console.log(a.json ? JSON.stringify(json, null, 2) : evalTable(results));

@@ -155,14 +155,15 @@ export async function main(argv: readonly string[], io: GenerateIo = STD_IO): Pr
         ),
     })();
     if (E.isLeft(answers)) return fail(answers.left, io);
+    const out = writable.right;
     try {
-      await Deno.mkdir(dirname(args.out), { recursive: true });
+      await Deno.mkdir(dirname(out), { recursive: true });
     } catch (e) {
-      return fail(ioFailed(dirname(args.out), describeUnknown(e)), io);
+      return fail(ioFailed(dirname(out), describeUnknown(e)), io);
     }
-    const written = await writeFileAtomic(args.out, modelAnswersJsonl(answers.right))();
+    const written = await writeFileAtomic(out, modelAnswersJsonl(answers.right))();
     if (E.isLeft(written)) return fail(written.left, io);
-    io.note(`Wrote ${answers.right.length} answers to ${args.out}`);
+    io.note(`Wrote ${answers.right.length} answers to ${out}`);
     return 0;
   } finally {
     loaded.dispose();

@@ -234,12 +234,11 @@ export async function main(
   if (args.dryRun) return 0;
 
   const name = g.pipeline.name ?? args.file.replace(/^.*\//, "").replace(/\.[a-z]+$/, "");
-  const out = args.out ?? `runs/${name}`;
   const allowed = await checkOutput(
     {
       kind: "into",
       flag: "--out",
-      path: out,
+      path: args.out ?? `runs/${name}`,
       what: "run",
       names: rewritten(args.mode),
       mode: args.mode,
@@ -250,6 +249,7 @@ export async function main(
     ],
   );
   if (E.isLeft(allowed)) return fail(allowed.left);
+  const out = allowed.right;
   const wired = await wireRun(g, {
     out,
     mode: args.mode,

@@ -89,10 +89,10 @@ export type FinetuneResult =
   | { readonly finished: false; readonly step: number; readonly steps: number };
 
 /**
- * Fine-tunes `options.base` on `options.data` into the run directory `options.out`. The output
- * rule (`checkOutput`: not an input, not inside or holding one, not a used folder without
- * `--force`) and every input (records, base, settings) are checked before the directory is
- * opened, so a refused command writes nothing.
+ * Fine-tunes `base` on `data` into the run directory `out` (written where the output
+ * rule says: `checkOutput`, which refuses an input, a folder inside or holding one, and a used
+ * folder without `--force`). The rule and every input (records, base, settings) are checked
+ * before the directory is opened, so a refused command writes nothing.
  *
  * @example
  * ```ts
@@ -108,27 +108,28 @@ export type FinetuneResult =
  * }
  * ```
  */
-export function finetune(options: FinetuneOptions): TE.TaskEither<PipelineError, FinetuneResult> {
+export function finetune(given: FinetuneOptions): TE.TaskEither<PipelineError, FinetuneResult> {
   return async () => {
     const t0 = performance.now();
     const allowed = await checkOutput(
       {
         kind: "into",
         flag: "--out",
-        path: options.out,
+        path: given.out,
         what: "fine-tuning run",
         names: RUN_OUTPUTS,
-        mode: options.mode,
+        mode: given.mode,
       },
       [
-        { what: "the base checkpoint", path: options.base, checkpoint: true },
-        { what: "the --data file", path: options.data },
-        ...(options.shapeFile === undefined
+        { what: "the base checkpoint", path: given.base, checkpoint: true },
+        { what: "the --data file", path: given.data },
+        ...(given.shapeFile === undefined
           ? []
-          : [{ what: "the --shape file", path: options.shapeFile }]),
+          : [{ what: "the --shape file", path: given.shapeFile }]),
       ],
     );
     if (E.isLeft(allowed)) return allowed;
+    const options = { ...given, out: allowed.right };
     const prepared = await prepare(options);
     if (E.isLeft(prepared)) return prepared;
     const p = prepared.right;
