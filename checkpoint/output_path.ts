@@ -13,7 +13,9 @@
  *
  * A refusal is a `ConfigInvalid` (exit 2) naming the flag, the output and the input it would
  * destroy; an output that cannot be written (a missing or unwritable folder, a folder held by
- * a live process) is an `IoFailed` (exit 4). Checking writes nothing that stays behind.
+ * a live process) is an `IoFailed` (exit 4). Checking writes nothing that stays behind. A
+ * command then writes where {@link checkOutput} says ({@link writePath}), so its `mkdir -p` and
+ * renames act on the place the check looked at.
  *
  * @module
  */
