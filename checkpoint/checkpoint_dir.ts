@@ -8,11 +8,12 @@
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { statfsSync } from "node:fs";
-import { basename, dirname, join, resolve, sep as SEP } from "node:path";
-import { configInvalid, formatBytes, ioFailed } from "../base/mod.ts";
+import { dirname, resolve } from "node:path";
+import { formatBytes, ioFailed } from "../base/mod.ts";
 import { removeStaleTemps, writeDirAtomic } from "../store/mod.ts";
 import { exists, readJson } from "./_files.ts";
 import type { HfDtype } from "./hf_config.ts";
+import { checkOutput } from "./output_path.ts";
 import { openHfCheckpoint, writeHfCheckpoint } from "./hf_checkpoint.ts";
 import type { CkptError, ModelView } from "./model_view.ts";
 import { writePeftAdapter } from "./peft.ts";
@@ -114,35 +115,6 @@ export interface Saved {
   readonly files: readonly string[];
 }
 
-/** The absolute, link-free form of a path that may not exist yet (its nearest existing ancestor resolved). */
-async function canonical(p: string): Promise<string> {
-  const abs = resolve(p);
-  try {
-    return await Deno.realPath(abs);
-  } catch {
-    const parent = dirname(abs);
-    return parent === abs ? abs : join(await canonical(parent), basename(abs));
-  }
-}
-
-/**
- * Whether writing `out` (which replaces it whole) would destroy `input`: `out` is `input` or a
- * folder above it.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { outputHolds } from "./checkpoint_dir.ts";
- * assert(await outputHolds("runs/t0", "runs/t0/final"));
- * assert(!(await outputHolds("out/hf", "runs/t0/final")));
- * ```
- */
-export async function outputHolds(out: string, input: string): Promise<boolean> {
-  const o = await canonical(out);
-  const i = await canonical(input);
-  return i === o || i.startsWith(o.endsWith(SEP) ? o : o + SEP);
-}
-
 /** Bytes a save of `view` writes (weights and adapters at the stored width). */
 function outputBytes(view: ModelView, options: SaveOptions): number {
   const width = options.format === "step" || options.dtype === "float32" ? 4 : 2;
@@ -165,15 +137,6 @@ function freeBytes(dir: string): number | undefined {
   }
 }
 
-async function nonEmpty(dir: string): Promise<boolean> {
-  try {
-    for await (const _ of Deno.readDir(dir)) return true;
-    return false;
-  } catch (e) {
-    return !(e instanceof Deno.errors.NotFound);
-  }
-}
-
 /**
  * Writes a view to `out` in `options.format`, streaming tensor by tensor; `out` appears
  * only when complete. Does not close the view.
@@ -184,21 +147,19 @@ export function saveCheckpoint(
   options: SaveOptions,
 ): TE.TaskEither<CkptError, Saved> {
   return async () => {
-    if (await outputHolds(out, view.source)) {
-      return E.left(configInvalid(
-        out,
-        `it holds the input "${view.source}"; writing it would replace the input: choose another output folder`,
-      ));
-    }
-    await removeStaleTemps(out);
-    if (!options.replace && await nonEmpty(out)) {
-      return E.left(configInvalid(out, "already exists; pass --force to replace it"));
-    }
+    // Library callers get the rule too: the view's own source is an input.
+    const allowed = await checkOutput(
+      { kind: "folder", path: out, replace: options.replace },
+      [{ what: "the input", path: view.source, checkpoint: true }],
+    );
+    if (E.isLeft(allowed)) return allowed;
+    const target = allowed.right;
+    await removeStaleTemps(target);
     const needed = outputBytes(view, options);
-    const free = freeBytes(dirname(resolve(out)));
+    const free = freeBytes(dirname(resolve(target)));
     if (free !== undefined && needed > free) {
       return E.left(ioFailed(
-        out,
+        target,
         `writing the model needs ${formatBytes(needed)}, its disk has ${formatBytes(free)} free`,
       ));
     }
@@ -206,7 +167,7 @@ export function saveCheckpoint(
     const model = options.format === "step" || options.adapters === "merge"
       ? mergeAdapters(view)
       : view;
-    const written = await writeDirAtomic(out, (tmp) => async () => {
+    const written = await writeDirAtomic(target, (tmp) => async () => {
       if (options.format === "step") {
         const w = await writeStepCheckpoint(model, tmp)();
         if (E.isLeft(w)) return w;
@@ -228,6 +189,6 @@ export function saveCheckpoint(
       files.push(...a.right.map((f) => `${ADAPTER_DIR}/${f}`));
       return E.right(undefined);
     })();
-    return E.isLeft(written) ? written : E.right({ dir: out, files });
+    return E.isLeft(written) ? written : E.right({ dir: target, files });
   };
 }

@@ -12,6 +12,8 @@
  * - `peft`: adapter_config.json + adapter_model.safetensors.
  * - `transforms`: merge adapters, grow.
  * - `checkpoint_dir`: open any format, save atomically.
+ * - `output_path`: the rule every writing command applies to its outputs (never an input,
+ *   never inside or above one, `--force` only where no input or live writer is).
  * - `run_layout`: the run directory's names and its checkpoint's `state.json`.
  *
  * @example
@@ -37,6 +39,7 @@ export * from "./step_checkpoint.ts";
 export * from "./peft.ts";
 export * from "./transforms.ts";
 export * from "./checkpoint_dir.ts";
+export * from "./output_path.ts";
 export * from "./run_layout.ts";
 export * from "./tokenizer_record.ts";
 export { exists } from "./_files.ts";

@@ -11,17 +11,19 @@ import * as TE from "fp-ts/lib/TaskEither.js";
 import { pipe } from "fp-ts/lib/function.js";
 import {
   attachAdapters,
+  checkOutput,
   type CheckpointFormat,
   DEFAULT_MAX_SHARD_BYTES,
   findTokenizer,
   growCheckpoint,
   HF_DTYPES,
   type HfDtype,
+  type InputPath,
   type ModelView,
   openCheckpoint,
   type OpenedCheckpoint,
   openPeftAdapter,
-  outputHolds,
+  type OutputPath,
   requireFinite,
   saveCheckpoint,
   type Saved,
@@ -231,6 +233,29 @@ function opened(dir: string, values: Values): TE.TaskEither<PipelineError, Opene
   return openCheckpoint(dir, shape === undefined ? {} : { shapeFile: shape });
 }
 
+/** What a command reads: its checkpoint (a whole folder), `--shape`, and `more`. */
+function inputsOf(src: string, values: Values, ...more: InputPath[]): InputPath[] {
+  const shape = str(values, "shape");
+  return [
+    { what: "the input", path: src, checkpoint: true },
+    ...(shape === undefined ? [] : [{ what: "the --shape file", path: shape }]),
+    ...more,
+  ];
+}
+
+/** The output rule, before anything is opened or written: where to write. */
+function guard(
+  out: OutputPath,
+  inputs: readonly InputPath[],
+): TE.TaskEither<PipelineError, string> {
+  return () => checkOutput(out, inputs);
+}
+
+/** An output folder, replaced whole; with `--force` one that exists too. */
+function folderOut(path: string, output: Output): OutputPath {
+  return { kind: "folder", path, replace: output.replace };
+}
+
 /** Opens `dir`, runs `use`, closes the files whatever happened. */
 function withCheckpoint<A>(
   dir: string,
@@ -311,6 +336,7 @@ function exportCmd(a: Args): TE.TaskEither<PipelineError, string> {
   const [src, out] = a.paths as [string, string];
   return pipe(
     TE.fromEither(outputOptions(a.values)),
+    TE.tap((output) => guard(folderOut(out, output), inputsOf(src, a.values))),
     TE.flatMap((output) =>
       withCheckpoint(src, a.values, (c) =>
         pipe(
@@ -332,6 +358,7 @@ function importCmd(a: Args): TE.TaskEither<PipelineError, string> {
   const [src, out] = a.paths as [string, string];
   return pipe(
     TE.fromEither(outputOptions(a.values)),
+    TE.tap((output) => guard(folderOut(out, output), inputsOf(src, a.values))),
     TE.flatMap((output) =>
       withCheckpoint(src, a.values, (c) =>
         pipe(
@@ -359,6 +386,7 @@ function growCmd(a: Args): TE.TaskEither<PipelineError, string> {
     TE.bind("add", () => TE.fromEither(intOption(a.values, { key: "add", min: 1 }))),
     TE.bind("seed", () => TE.fromEither(intOption(a.values, { key: "seed", min: 0, fallback: 0 }))),
     TE.bind("placement", () => TE.fromEither(choice(a.values, "placement", PLACEMENTS))),
+    TE.tap(({ output }) => guard(folderOut(out, output), inputsOf(src, a.values))),
     TE.flatMap(({ output, add, seed, placement }) =>
       withCheckpoint(src, a.values, (c) => {
         const p: Placement = placement ?? DEFAULT_PLACEMENT;
@@ -386,16 +414,13 @@ function growCmd(a: Args): TE.TaskEither<PipelineError, string> {
 function mergeCmd(a: Args): TE.TaskEither<PipelineError, string> {
   const [base, adapter, out] = a.paths as [string, string, string];
   return pipe(
-    TE.fromTask(() => outputHolds(out, adapter)),
-    TE.flatMap((holds) =>
-      holds
-        ? TE.left(configInvalid(
-          out,
-          `it holds the adapter "${adapter}"; writing it would replace the input: choose another output folder`,
-        ))
-        : TE.right(undefined)
+    TE.fromEither(outputOptions(a.values)),
+    TE.tap((output) =>
+      guard(
+        folderOut(out, output),
+        inputsOf(base, a.values, { what: "the adapter", path: adapter }),
+      )
     ),
-    TE.flatMapEither(() => outputOptions(a.values)),
     TE.flatMap((output) =>
       withCheckpoint(base, a.values, (c) =>
         TE.bracketW(
@@ -447,7 +472,10 @@ function logitsCmd(a: Args): TE.TaskEither<PipelineError, string> {
     TE.bind("backend", () => TE.fromEither(choice(a.values, "backend", ["cpu", "wasm"] as const))),
     TE.bind(
       "out",
-      () => out === undefined ? TE.left(configInvalid("--out", "is required")) : TE.right(out),
+      () =>
+        out === undefined
+          ? TE.left(configInvalid("--out", "is required"))
+          : guard({ kind: "file", flag: "--out", path: out }, inputsOf(src, a.values)),
     ),
     TE.flatMap(({ tokens, backend, out }) =>
       withCheckpoint(src, a.values, (c) =>

@@ -25,7 +25,7 @@ import {
   type PipelineError,
   renderError,
 } from "../base/mod.ts";
-import { exists, RUN_DIR } from "../checkpoint/mod.ts";
+import { checkOutput, exists, RUN_DIR } from "../checkpoint/mod.ts";
 import {
   type BackendName,
   BACKENDS,
@@ -339,6 +339,22 @@ export async function main(argv: readonly string[]): Promise<number> {
   const parsed = parseConfig(text.right, args.config);
   if (E.isLeft(parsed)) return fail(parsed.left);
   const c0 = parsed.right;
+  const allowed = await checkOutput({
+    kind: "into",
+    flag: "--out",
+    path: args.out ?? `runs/compare-${c0.name}`,
+    what: "comparison",
+    names: [
+      "graphs",
+      "runs",
+      "report.json",
+      "report.md",
+      "loss_vs_flops.svg",
+      "memory.svg",
+    ],
+    mode: "resume",
+  }, [{ what: "the CONFIG file", path: args.config }]);
+  if (E.isLeft(allowed)) return fail(allowed.left);
   const config: Config = {
     ...c0,
     training: { ...c0.training, backend: args.backend ?? c0.training.backend },

@@ -18,7 +18,7 @@ import {
   type PipelineError,
   renderError,
 } from "../base/mod.ts";
-import { exists } from "../checkpoint/mod.ts";
+import { checkOutput, exists, type InputPath } from "../checkpoint/mod.ts";
 import type { TokenizerName } from "../data/mod.ts";
 import {
   builtinTask,
@@ -181,6 +181,25 @@ async function resolveTasks(a: EvalArgs): Promise<E.Either<PipelineError, Resolv
   return E.right(out);
 }
 
+/** What an evaluation reads: the checkpoint, the definitions, their data and the data folder. */
+function evalInputs(a: EvalArgs, tasks: readonly ResolvedTask[]): InputPath[] {
+  return [
+    { what: "the checkpoint", path: a.checkpoint, checkpoint: true },
+    ...(a.taskFile === undefined ? [] : [{ what: "the --task-file", path: a.taskFile }]),
+    ...(a.data === undefined ? [] : [{ what: "the --data file", path: a.data }]),
+    ...(a.tasks.length === 0 ? [] : [{
+      what: "the --data-dir",
+      path: a.dataDir ?? DEFAULT_DATA_DIR,
+    }]),
+    ...tasks.flatMap((t) => [
+      { what: `the data of task "${t.def.name}"`, path: t.data },
+      ...(t.labels === undefined
+        ? []
+        : [{ what: `the labels of task "${t.def.name}"`, path: t.labels }]),
+    ]),
+  ];
+}
+
 /** Runs the eval command; resolves to the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   const args = parseCli(argv);
@@ -192,6 +211,11 @@ export async function main(argv: readonly string[]): Promise<number> {
   const a = args.right;
   const tasks = await resolveTasks(a);
   if (E.isLeft(tasks)) return fail(tasks.left);
+  // Before the model is loaded: an evaluation may take hours, its output must be writable.
+  const out = a.out === undefined
+    ? E.right(undefined)
+    : await checkOutput({ kind: "file", flag: "--out", path: a.out }, evalInputs(a, tasks.right));
+  if (E.isLeft(out)) return fail(out.left);
   const backend = await startBackend(a.backend)();
   if (E.isLeft(backend)) return fail(backend.left);
   const loaded = await loadModel(a.checkpoint, {
@@ -234,9 +258,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     a.limit,
     results,
   );
-  if (a.out !== undefined) {
-    const w = await writeFileAtomic(a.out, JSON.stringify(json, null, 2) + "\n")();
-    if (E.isLeft(w)) return fail(configInvalid(`--out ${a.out}`, w.left.message));
+  if (out.right !== undefined) {
+    const w = await writeFileAtomic(out.right, JSON.stringify(json, null, 2) + "\n")();
+    if (E.isLeft(w)) return fail(w.left);
   }
   console.log(a.json ? JSON.stringify(json, null, 2) : evalTable(results));
   return 0;

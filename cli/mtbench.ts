@@ -13,7 +13,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import { basename, dirname } from "node:path";
 import { configInvalid, describeUnknown, ioFailed, type PipelineError } from "../base/mod.ts";
-import { exists } from "../checkpoint/mod.ts";
+import { checkOutput, exists } from "../checkpoint/mod.ts";
 import { modelAnswersJsonl, readQuestions } from "../data/mod.ts";
 import { answerMtBench } from "../effects/mod.ts";
 import { writeFileAtomic } from "../store/mod.ts";
@@ -110,12 +110,16 @@ export async function main(argv: readonly string[], io: GenerateIo = STD_IO): Pr
   const questions = await readQuestions(args.questions)();
   if (E.isLeft(questions)) return fail(questions.left, io);
   const chosen = questions.right.slice(0, args.limit ?? questions.right.length);
-  // Before any answer is generated: a directory that cannot be made fails now, not after hours.
-  try {
-    await Deno.mkdir(dirname(args.out), { recursive: true });
-  } catch (e) {
-    return fail(ioFailed(dirname(args.out), describeUnknown(e)), io);
-  }
+  // Before any answer is generated: an output that cannot be written fails now, not after hours.
+  const writable = await checkOutput(
+    { kind: "file", flag: "--out", path: args.out, makeParent: true },
+    [
+      { what: "the checkpoint", path: args.checkpoint, checkpoint: true },
+      { what: "the --questions file", path: args.questions },
+      ...(args.shape === undefined ? [] : [{ what: "the --shape file", path: args.shape }]),
+    ],
+  );
+  if (E.isLeft(writable)) return fail(writable.left, io);
   const opened = await openForGeneration(args);
   if (E.isLeft(opened)) return fail(opened.left, io);
   const { loaded, backend } = opened.right;
@@ -148,9 +152,15 @@ export async function main(argv: readonly string[], io: GenerateIo = STD_IO): Pr
         ),
     })();
     if (E.isLeft(answers)) return fail(answers.left, io);
-    const written = await writeFileAtomic(args.out, modelAnswersJsonl(answers.right))();
+    const out = writable.right;
+    try {
+      await Deno.mkdir(dirname(out), { recursive: true });
+    } catch (e) {
+      return fail(ioFailed(dirname(out), describeUnknown(e)), io);
+    }
+    const written = await writeFileAtomic(out, modelAnswersJsonl(answers.right))();
     if (E.isLeft(written)) return fail(written.left, io);
-    io.note(`Wrote ${answers.right.length} answers to ${args.out}`);
+    io.note(`Wrote ${answers.right.length} answers to ${out}`);
     return 0;
   } finally {
     loaded.dispose();

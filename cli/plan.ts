@@ -31,6 +31,7 @@ import {
   type PipelineError,
   renderError,
 } from "../base/mod.ts";
+import { checkOutput } from "../checkpoint/mod.ts";
 import { planJson, planSvg, planText } from "../report/mod.ts";
 import {
   type HighsSolver,
@@ -145,6 +146,29 @@ export function planMode(args: PlanArgs, config: Config): E.Either<PipelineError
   return E.right({ kind: "optimal", stages: config.plan.stages });
 }
 
+/**
+ * Before planning: `--emit` and `--svg` are never the config and their folders take files;
+ * where each is written.
+ */
+function outputsWritable(
+  args: PlanArgs,
+): TE.TaskEither<PipelineError, { emit?: string; svg?: string }> {
+  const config = [{ what: "the CONFIG file", path: args.config }];
+  const file = (
+    flag: string,
+    path: string | undefined,
+  ): TE.TaskEither<PipelineError, string | undefined> =>
+    path === undefined
+      ? TE.right(undefined)
+      : () => checkOutput({ kind: "file", flag, path }, config);
+  return pipe(
+    TE.Do,
+    TE.bind("emit", () => file("--emit", args.emit)),
+    TE.bind("svg", () => file("--svg", args.svg)),
+    TE.map(({ emit, svg }) => ({ ...field("emit", emit), ...field("svg", svg) })),
+  );
+}
+
 function loadHighs(): TE.TaskEither<PipelineError, HighsSolver> {
   return TE.tryCatch(
     () => instantiateHighs(),
@@ -163,6 +187,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     TE.fromEither(cli as E.Either<PipelineError, PlanArgs>),
     TE.bindTo("args"),
     TE.bindW("text", ({ args }) => readText(args.config)),
+    TE.bindW("targets", ({ args }) => outputsWritable(args)),
     TE.bindW("config", ({ args, text }) => TE.fromEither(parseConfig(text, args.config))),
     TE.bindW("mode", ({ args, config }) => TE.fromEither(planMode(args, config))),
     TE.bindW("highs", () => loadHighs()),
@@ -174,23 +199,23 @@ export async function main(argv: readonly string[]): Promise<number> {
         mode,
         budget: config.budget,
       }))),
-    TE.bindW("files", ({ args, config, plan }) => {
+    TE.bindW("files", ({ args, config, plan, targets }) => {
       const files: { path: string; text: string }[] = [];
-      if (args.emit !== undefined) {
+      if (targets.emit !== undefined) {
         const graph = planToGraph(config, plan);
         // Round-trip through the codec and validator: what we write is what `run` accepts.
         const checked = pipe(
-          decodePipeline(encodePipeline(graph), args.emit),
+          decodePipeline(encodePipeline(graph), targets.emit),
           E.chainW(validateGraph),
         );
         if (E.isLeft(checked)) return TE.left(checked.left as PipelineError);
         files.push({
-          path: args.emit,
+          path: targets.emit,
           text: `# STEP stage graph emitted by \`deno task plan ${args.config}\`\n` +
             YAML.stringify(encodePipeline(checked.right.pipeline)),
         });
       }
-      if (args.svg !== undefined) files.push({ path: args.svg, text: planSvg(plan, config) });
+      if (targets.svg !== undefined) files.push({ path: targets.svg, text: planSvg(plan, config) });
       return TE.right(files);
     }),
     TE.chainFirstW(({ files }) => writeAllOrNothing(files)),

@@ -13,6 +13,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
+import { dirname } from "node:path";
 import YAML from "yaml";
 import {
   type ConfigInvalid,
@@ -23,7 +24,7 @@ import {
   type PipelineError,
   renderError,
 } from "../base/mod.ts";
-import { RUN_DIR } from "../checkpoint/mod.ts";
+import { checkOutput, RUN_DIR, RUN_OUTPUTS } from "../checkpoint/mod.ts";
 import { readMetrics, type RunDirMode, wireRun } from "../effects/mod.ts";
 import {
   type BackendName,
@@ -189,6 +190,30 @@ async function loadGraph(file: string): Promise<E.Either<PipelineError, Pipeline
   return isGraph ? decodePipeline(doc, file) : standardGraph(text.right, file);
 }
 
+/**
+ * What a run writes into its folder. A resumed run leaves out `pipeline.yaml`: it rewrites it
+ * with the graph that ran, so `run RUN/pipeline.yaml --out RUN --resume` may read it.
+ */
+function rewritten(mode: RunDirMode): readonly string[] {
+  return mode === "resume" ? RUN_OUTPUTS.filter((n) => n !== RUN_DIR.pipeline) : RUN_OUTPUTS;
+}
+
+/** The paths a graph's data sources read; a glob stands for the folder its fixed part names. */
+function dataPaths(g: ValidGraph): string[] {
+  const evals = g.pipeline.nodes.flatMap((n) =>
+    n.op === "eval" && n.source !== undefined ? [n.source] : []
+  );
+  return [g.data.source, g.data.validation, ...evals]
+    .flatMap((s) => (s === undefined ? [] : Array.isArray(s) ? s : [s]))
+    .flatMap((src) =>
+      typeof src === "string" ? (src === "builtin" ? [] : [src]) : "path" in src ? [src.path] : []
+    )
+    .map((p) => {
+      const glob = p.search(/[*?[\]{}]/);
+      return glob < 0 ? p : dirname(`${p.slice(0, glob)}x`);
+    });
+}
+
 /** Runs the run command; resolves to the process exit code. */
 export async function main(
   argv: readonly string[],
@@ -210,7 +235,22 @@ export async function main(
   if (args.dryRun) return 0;
 
   const name = g.pipeline.name ?? args.file.replace(/^.*\//, "").replace(/\.[a-z]+$/, "");
-  const out = args.out ?? `runs/${name}`;
+  const allowed = await checkOutput(
+    {
+      kind: "into",
+      flag: "--out",
+      path: args.out ?? `runs/${name}`,
+      what: "run",
+      names: rewritten(args.mode),
+      mode: args.mode,
+    },
+    [
+      { what: "the PIPELINE file", path: args.file },
+      ...dataPaths(g).map((path) => ({ what: "a data source", path })),
+    ],
+  );
+  if (E.isLeft(allowed)) return fail(allowed.left);
+  const out = allowed.right;
   const wired = await wireRun(g, {
     out,
     mode: args.mode,

@@ -15,7 +15,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import type * as TE from "fp-ts/lib/TaskEither.js";
 import type { LlamaShape, PipelineError } from "../base/mod.ts";
-import { RUN_DIR } from "../checkpoint/mod.ts";
+import { checkOutput, RUN_DIR, RUN_OUTPUTS } from "../checkpoint/mod.ts";
 import type { TokenizerName } from "../data/mod.ts";
 import type { ClockEffect, Engine } from "../pipeline/mod.ts";
 import type { FinetuneSettingsRecord } from "./_finetune_progress.ts";
@@ -89,9 +89,10 @@ export type FinetuneResult =
   | { readonly finished: false; readonly step: number; readonly steps: number };
 
 /**
- * Fine-tunes `options.base` on `options.data` into the run directory `options.out`. Every
- * input is checked (records, base, settings) before the directory is opened, so a refused
- * command writes nothing.
+ * Fine-tunes `base` on `data` into the run directory `out` (written where the output
+ * rule says: `checkOutput`, which refuses an input, a folder inside or holding one, and a used
+ * folder without `--force`). The rule and every input (records, base, settings) are checked
+ * before the directory is opened, so a refused command writes nothing.
  *
  * @example
  * ```ts
@@ -107,9 +108,28 @@ export type FinetuneResult =
  * }
  * ```
  */
-export function finetune(options: FinetuneOptions): TE.TaskEither<PipelineError, FinetuneResult> {
+export function finetune(given: FinetuneOptions): TE.TaskEither<PipelineError, FinetuneResult> {
   return async () => {
     const t0 = performance.now();
+    const allowed = await checkOutput(
+      {
+        kind: "into",
+        flag: "--out",
+        path: given.out,
+        what: "fine-tuning run",
+        names: RUN_OUTPUTS,
+        mode: given.mode,
+      },
+      [
+        { what: "the base checkpoint", path: given.base, checkpoint: true },
+        { what: "the --data file", path: given.data },
+        ...(given.shapeFile === undefined
+          ? []
+          : [{ what: "the --shape file", path: given.shapeFile }]),
+      ],
+    );
+    if (E.isLeft(allowed)) return allowed;
+    const options = { ...given, out: allowed.right };
     const prepared = await prepare(options);
     if (E.isLeft(prepared)) return prepared;
     const p = prepared.right;

@@ -174,10 +174,10 @@ async function poison(path: string, tensor: string, value: number, at: readonly 
 Deno.test("ckpt refuses an output folder that holds its input, and accepts report.json's model path", async () => {
   await withRun(async (dir) => {
     const before = names(`${dir}/run/final`);
-    for (const out of [`${dir}/run`, `${dir}/run/final`, dir]) {
-      const r = await run("export", `${dir}/run/final`, out, "--force");
+    for (const [out, how] of [["run", "holds"], ["run/final", "is"], ["", "holds"]]) {
+      const r = await run("export", `${dir}/run/final`, `${dir}/${out}`, "--force");
       assertEquals(r.code, 2, out);
-      assertStringIncludes(r.err, "holds the input");
+      assertStringIncludes(r.err, `${how} the input "${dir}/run/final"`);
     }
     assertEquals(names(`${dir}/run/final`), before);
     // report.json gives `finalCheckpoint` as the model file; it opens the folder that holds it.
@@ -186,7 +186,10 @@ Deno.test("ckpt refuses an output folder that holds its input, and accepts repor
     assertEquals(names(`${dir}/hf`), ["config.json", "model.safetensors"]);
     const merge = await run("merge", `${dir}/hf`, `${dir}/hf/adapter`, `${dir}/hf`, "--force");
     assertEquals(merge.code, 2);
-    assertStringIncludes(merge.err, "holds the adapter");
+    assertStringIncludes(merge.err, `is the input "${dir}/hf"`);
+    const adapter = await run("merge", `${dir}/run/final`, `${dir}/hf/adapter`, `${dir}/hf`);
+    assertEquals(adapter.code, 2);
+    assertStringIncludes(adapter.err, `holds the adapter "${dir}/hf/adapter"`);
   });
 });
 
