@@ -24,6 +24,8 @@ import {
   builtinTask,
   evaluateTask,
   loadModel,
+  type ReadTask,
+  readTask,
   type ResolvedTask,
   startBackend,
   taskFromFile,
@@ -216,6 +218,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     ? E.right(undefined)
     : await checkOutput({ kind: "file", flag: "--out", path: a.out }, evalInputs(a, tasks.right));
   if (E.isLeft(out)) return fail(out.left);
+  // Every task's data is read and checked before the model is: a bad record fails in a moment.
+  const read: ReadTask[] = [];
+  for (const task of tasks.right) {
+    const r = await readTask(task, a.limit);
+    if (E.isLeft(r)) return fail(r.left);
+    read.push(r.right);
+  }
   const backend = await startBackend(a.backend)();
   if (E.isLeft(backend)) return fail(backend.left);
   const loaded = await loadModel(a.checkpoint, {
@@ -231,9 +240,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   console.error(`Backend: ${backend.right}`);
   const results: TaskResult[] = [];
   try {
-    for (const task of tasks.right) {
+    for (const task of read) {
       const r = await evaluateTask(m, task, {
-        ...(a.limit === undefined ? {} : { limit: a.limit }),
         ...(a.batch === undefined ? {} : { batch: a.batch }),
         ...(a.window === undefined ? {} : { window: a.window }),
         ...(a.stride === undefined ? {} : { stride: a.stride }),

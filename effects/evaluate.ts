@@ -31,6 +31,7 @@ import {
   type TargetItem,
   targetMetrics,
   type TaskDef,
+  type TaskItems,
   taskItems,
   type TaskMetrics,
   type TaskResult,
@@ -49,8 +50,6 @@ export interface ResolvedTask {
 
 /** Options of {@link evaluateTask}. */
 export interface EvaluateOptions {
-  /** The first N records only. */
-  readonly limit?: number;
   /** Requests per forward pass. */
   readonly batch?: number;
   /** Rolling-window length for perplexity (default: the model's maxSeqLen). */
@@ -254,22 +253,38 @@ async function documentTask(
   });
 }
 
-/** Runs one task on the loaded model. */
-export async function evaluateTask(
-  loaded: LoadedModel,
+/** A task with its records read and turned into items: all its input, checked. */
+export interface ReadTask {
+  readonly task: ResolvedTask;
+  readonly items: TaskItems;
+}
+
+/**
+ * Reads `task`'s records (the first `limit`) and builds its items, before any model is loaded:
+ * a bad data file is refused in a moment, not after a large checkpoint has been read.
+ */
+export async function readTask(
   task: ResolvedTask,
-  options: EvaluateOptions = {},
-): Promise<E.Either<ConfigInvalid | FileError, TaskResult>> {
-  const started = performance.now();
+  limit?: number,
+): Promise<E.Either<ConfigInvalid | FileError, ReadTask>> {
   const records = await readRecords(task.def.reader, task.data, task.labels);
   if (E.isLeft(records)) return records;
-  const limit = options.limit;
   const kept = limit === undefined ? records.right : records.right.slice(0, limit);
   if (kept.length === 0) return E.left(configInvalid(task.data, "the task has no records"));
   const items = taskItems(task.def, kept);
-  if (E.isLeft(items)) return items;
+  return E.map((its: TaskItems) => ({ task, items: its }))(items);
+}
+
+/** Runs one task, read by {@link readTask}, on the loaded model. */
+export async function evaluateTask(
+  loaded: LoadedModel,
+  read: ReadTask,
+  options: EvaluateOptions = {},
+): Promise<E.Either<ConfigInvalid | FileError, TaskResult>> {
+  const started = performance.now();
+  const task = read.task;
   const name = task.def.name;
-  const its = items.right;
+  const its = read.items;
   let metrics: E.Either<ConfigInvalid | ContentInvalid, TaskMetrics>;
   let requests: number;
   switch (its.kind) {

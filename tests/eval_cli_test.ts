@@ -262,12 +262,13 @@ Deno.test({
         assertEquals(f.code, 2, flags.join(" "));
       }
 
-      // No record, no run around it, a vocabulary that says nothing: ask for --tokenizer.
+      // No record, no run around it, a vocabulary that says nothing: ask for --tokenizer. (The
+      // data is read before the model, so it must be good for the model's refusal to show.)
+      await Deno.writeTextFile(`${dir}/colors.jsonl`, mcData(3));
       const odd = await randomModel(`${dir}/odd`, undefined, { ...SMALL, vocab: 300 });
       const asks = await run(odd, "--task-file", `${dir}/colors.yaml`, "--backend", "cpu");
       assertEquals(asks.code, 2);
       assertStringIncludes(asks.err, "--tokenizer");
-      await Deno.writeTextFile(`${dir}/colors.jsonl`, mcData(3));
       const told = await run(
         odd,
         "--task-file",

@@ -100,6 +100,7 @@ Deno.test({
       assertStringIncludes(r.err, "not valid UTF-8");
       assertStringIncludes(r.err, `byte 0xE9 at offset ${head.length}`);
       assertStringIncludes(r.err, "line 3");
+      assert(!r.err.includes("Model:"), "refused before the model is loaded");
       assert(!(await exists(out)), "nothing written");
     }),
 });
