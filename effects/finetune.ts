@@ -134,6 +134,7 @@ export function finetune(given: FinetuneOptions): TE.TaskEither<PipelineError, F
     if (E.isLeft(prepared)) return prepared;
     const p = prepared.right;
     const tokenizer = p.loaded.tokenizerName;
+    const existed = await Deno.lstat(options.out).then(() => true, () => false);
     const opened = await openRunDir(options.out, {
       mode: options.mode,
       print: options.print,
@@ -146,6 +147,9 @@ export function finetune(given: FinetuneOptions): TE.TaskEither<PipelineError, F
     }
     const dir = opened.right;
     const shape = p.loaded.model.shape;
+    // A base found broken only once it computes (finite weights, non-finite loss) is bad input:
+    // like every refusal, it leaves nothing behind.
+    let broken = false;
     try {
       describe(options, p);
       const ran = await trainLoop({
@@ -162,14 +166,27 @@ export function finetune(given: FinetuneOptions): TE.TaskEither<PipelineError, F
         clock: options.clock ?? { now: () => performance.now() },
         fresh: () => baseState(options.engine, p.loaded),
       });
+      if (E.isLeft(ran) && ran.left._tag === "ContentInvalid" && options.mode !== "resume") {
+        broken = true;
+      }
       if (E.isLeft(ran) || !ran.right.finished) return E.map(unfinished)(ran);
       return await finish(options, { p, dir, shape, tokenizer, t0 }, ran.right);
     } finally {
       // A resumed run starts from its checkpoint and never needed the base's tensors.
       p.loaded.dispose();
       dir.release();
+      if (broken) await discardRun(options.out, existed);
     }
   };
+}
+
+/** Removes what a refused run wrote in `dir` (the folder too, when this run made it). */
+async function discardRun(dir: string, existed: boolean): Promise<void> {
+  for (const name of [...RUN_OUTPUTS, RUN_DIR.lock]) {
+    await Deno.remove(`${dir}/${name}`, { recursive: true }).catch(() => {});
+  }
+  // Only an empty folder goes: anything else in it was there before.
+  if (!existed) await Deno.remove(dir).catch(() => {});
 }
 
 function unfinished(r: LoopResult): FinetuneResult {
