@@ -13,26 +13,11 @@ import { main as mtbenchMain } from "../cli/mtbench.ts";
 import { main as chatMain } from "../cli/chat.ts";
 import { main as ckptMain } from "../cli/ckpt.ts";
 import { main as finetuneMain } from "../cli/finetune.ts";
-import { runDirStore } from "../effects/run_dir.ts";
-import { disposeParams, exportParams, initBackend, initParams } from "../kernels/mod.ts";
-import { FINAL_NORM, type LlamaShape, LM_HEAD } from "../base/mod.ts";
+import { FINAL_NORM, LM_HEAD } from "../base/mod.ts";
 import { exists } from "../checkpoint/mod.ts";
 import { readSafetensors, tensorToFloat32 } from "../store/mod.ts";
 import { capture, type Captured } from "./cli_capture.ts";
-
-const SHAPE: LlamaShape = {
-  hidden: 16,
-  intermediate: 32,
-  heads: 2,
-  kvHeads: 2,
-  layers: 1,
-  vocab: 257,
-  tiedEmbeddings: false,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  // Room for the Alpaca template, so the same model serves fine-tuning.
-  maxSeqLen: 256,
-};
+import { COLORS_TASK, colorsData, withTempDir, writeTinyModel } from "./tiny_model.ts";
 
 type Edit = (name: string, data: Float32Array) => void;
 
@@ -48,22 +33,6 @@ const nanHead: Edit = (name, data) => {
 const overflowingHead: Edit = (name, data) => {
   if (name === LM_HEAD || name === FINAL_NORM) data.forEach((x, i) => (data[i] = x * 1e30));
 };
-
-/** A run's final/ with random weights changed by `edit` (byte tokeniser recorded). */
-async function writeModel(dir: string, edit: Edit): Promise<string> {
-  assert(E.isRight(await initBackend("cpu")));
-  const params = initParams(SHAPE, SHAPE.layers, 3);
-  const records = await exportParams(params);
-  disposeParams(params);
-  for (const r of records) edit(r.name, r.data);
-  const saved = await runDirStore(`${dir}/run`, "bytes").saveFinal({
-    params: records,
-    moments: [],
-    meta: { trainable: [], loraScale: 1, adamStep: 0 },
-  }, SHAPE)();
-  assert(E.isRight(saved));
-  return `${dir}/run/final`;
-}
 
 async function allFinite(file: string): Promise<boolean> {
   const read = await readSafetensors(file)();
@@ -82,36 +51,17 @@ function brokenTest(name: string, edit: Edit, fn: (model: string, dir: string) =
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async () => {
-      const dir = await Deno.makeTempDir({ prefix: "broken-model-" });
-      try {
-        await fn(await writeModel(dir, edit), dir);
-      } finally {
-        await Deno.remove(dir, { recursive: true });
-      }
+      await withTempDir("broken-model-", async (dir) => {
+        await fn(await writeTinyModel(`${dir}/run`, { seed: 3, edit }), dir);
+      });
     },
   });
 }
 
-const MC_DEF = `name: colors
-kind: multiple_choice
-reader: { data: colors.jsonl }
-prompt: "Q: {query}\\nA:"
-choices: "{choices}"
-gold: "{gold}"
-`;
-
 /** A multiple-choice task and a perplexity task in `dir`; the arguments that run each. */
 async function writeTasks(dir: string): Promise<{ choice: string[]; text: string[] }> {
-  await Deno.writeTextFile(`${dir}/colors.yaml`, MC_DEF);
-  await Deno.writeTextFile(
-    `${dir}/colors.jsonl`,
-    Array.from(
-      { length: 6 },
-      (_, i) =>
-        JSON.stringify({ query: `item ${i}`, choices: ["red", "green", "blue"], gold: i % 3 }),
-    )
-      .join("\n") + "\n",
-  );
+  await Deno.writeTextFile(`${dir}/colors.yaml`, COLORS_TASK);
+  await Deno.writeTextFile(`${dir}/colors.jsonl`, colorsData(6, ["red", "green", "blue"]));
   await Deno.writeTextFile(
     `${dir}/story.yaml`,
     "name: story\nkind: perplexity\nreader: { data: story.txt, format: text }\n",

@@ -4,13 +4,10 @@
  * The table is read from the README itself, so a row added there without a case here, or a case
  * here that the README does not document, fails.
  */
-import * as E from "fp-ts/lib/Either.js";
 import YAML from "yaml";
 import { assert, assertEquals } from "./assert.ts";
-import type { LlamaShape } from "../base/llama_shape.ts";
-import { paramShapes } from "../base/param_names.ts";
-import { createRng } from "../base/prng.ts";
-import { runDirStore } from "../effects/run_dir.ts";
+import { LM_HEAD } from "../base/mod.ts";
+import { withTempDir, writeTinyModel } from "./tiny_model.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -47,36 +44,6 @@ async function documented(): Promise<Set<string>> {
     }
   }
   return pairs;
-}
-
-const SHAPE: LlamaShape = {
-  hidden: 16,
-  intermediate: 32,
-  heads: 2,
-  kvHeads: 2,
-  layers: 1,
-  vocab: 257,
-  tiedEmbeddings: false,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  // The chat template alone is 140 bytes.
-  maxSeqLen: 192,
-};
-
-/** A run's `final/` with small random weights (`"nan"`: lm_head.weight all NaN). */
-async function model(dir: string, head: "finite" | "nan" = "finite"): Promise<string> {
-  const rng = createRng(5);
-  const params = paramShapes(SHAPE, SHAPE.layers).map(([name, dims]) => {
-    const n = dims.reduce((a, b) => a * b, 1);
-    const data = Float32Array.from({ length: n }, () => (2 * rng.nextFloat() - 1) * 0.1);
-    if (dims.length === 1) data.fill(1);
-    if (head === "nan" && name === "lm_head.weight") data.fill(NaN);
-    return { name, shape: dims, data };
-  });
-  const meta = { trainable: [], loraScale: 1, adamStep: 0 };
-  const r = await runDirStore(dir, "bytes").saveFinal({ params, moments: [], meta }, SHAPE)();
-  assert(E.isRight(r));
-  return `${dir}/final`;
 }
 
 function config(training: Record<string, unknown> = {}, modelOverride = {}): string {
@@ -145,8 +112,10 @@ async function fixture(dir: string): Promise<Fixture> {
       "huge.yaml",
       config({}, { hidden: 8192, intermediate: 28672, heads: 64, layers: 4096 }),
     ),
-    model: await model(`${dir}/good`),
-    nan: await model(`${dir}/nan`, "nan"),
+    model: await writeTinyModel(`${dir}/good`),
+    nan: await writeTinyModel(`${dir}/nan`, {
+      edit: (name, data) => name === LM_HEAD && data.fill(NaN),
+    }),
     task: await write(
       "colors.yaml",
       'name: colors\nkind: multiple_choice\nreader: { data: colors.jsonl }\nprompt: "Q: {q}\\nA:"\nchoices: "{c}"\ngold: "{g}"\n',
@@ -266,8 +235,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "exit-codes-" });
-    try {
+    await withTempDir("exit-codes-", async (dir) => {
       const table = cases(await fixture(dir));
       assertEquals(
         Object.keys(table).sort(),
@@ -283,8 +251,6 @@ Deno.test({
         }
       }
       assertEquals(wrong, [], wrong.join("\n\n"));
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });

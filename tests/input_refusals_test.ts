@@ -9,72 +9,29 @@ import * as E from "fp-ts/lib/Either.js";
 import YAML from "yaml";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { capture, type Captured } from "./cli_capture.ts";
+import { COLORS_TASK, pathExists, TINY_SHAPE, withTempDir, writeTinyModel } from "./tiny_model.ts";
 import { main as evalMain } from "../cli/eval.ts";
 import { main as mtbenchMain } from "../cli/mtbench.ts";
 import { fitPrompt, main as chatMain, templateOverflow } from "../cli/chat.ts";
 import { alpacaPrompt, byteTokenizer, conversationPrompt, gpt2Tokenizer } from "../data/mod.ts";
 import { main as planMain } from "../cli/plan.ts";
 import { main as runMain } from "../cli/run.ts";
-import { runDirStore } from "../effects/run_dir.ts";
-import { disposeParams, exportParams, initBackend, initParams } from "../kernels/mod.ts";
 import type { LlamaShape } from "../base/llama_shape.ts";
 
 const OPTS = { sanitizeOps: false, sanitizeResources: false } as const;
 const ROOT = new URL("../", import.meta.url).pathname;
 
-/** A byte model small enough to load in a blink; its context holds the chat template (140 bytes). */
-const SHAPE: LlamaShape = {
-  hidden: 16,
-  intermediate: 32,
-  heads: 2,
-  kvHeads: 2,
-  layers: 1,
-  vocab: 257,
-  tiedEmbeddings: false,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  maxSeqLen: 160,
-};
+/** Its context holds the chat template (140 bytes) with a little room. */
+const SHAPE: LlamaShape = { ...TINY_SHAPE, maxSeqLen: 160 };
 
 /** A run directory's final/ with random weights and the byte tokenizer recorded. */
-async function randomModel(dir: string, shape: LlamaShape = SHAPE): Promise<string> {
-  assert(E.isRight(await initBackend("cpu")));
-  const params = initParams(shape, shape.layers, 7);
-  const records = await exportParams(params);
-  disposeParams(params);
-  const saved = await runDirStore(`${dir}/run`, "bytes").saveFinal({
-    params: records,
-    moments: [],
-    meta: { trainable: [], loraScale: 1, adamStep: 0 },
-  }, shape)();
-  assert(E.isRight(saved));
-  return `${dir}/run/final`;
-}
-
-async function withDir(f: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "input-refusals-" });
-  try {
-    await f(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
+function randomModel(dir: string, shape: LlamaShape = SHAPE): Promise<string> {
+  return writeTinyModel(`${dir}/run`, { shape });
 }
 
 function evalRun(...args: string[]): Promise<Captured> {
   return capture(evalMain, args);
 }
-
-const MC_DEF = `name: colors
-kind: multiple_choice
-reader: { data: colors.jsonl }
-prompt: "Q: {query}\\nA:"
-choices: "{choices}"
-gold: "{gold}"
-`;
 
 const MC_LINE = JSON.stringify({ query: "sky", choices: ["red", "blue"], gold: 1 });
 
@@ -82,9 +39,9 @@ Deno.test({
   ...OPTS,
   name: "eval --data that is not UTF-8 is refused naming the file, the byte and the line",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("input-refusals-", async (dir) => {
       const model = await randomModel(dir);
-      await Deno.writeTextFile(`${dir}/colors.yaml`, MC_DEF);
+      await Deno.writeTextFile(`${dir}/colors.yaml`, COLORS_TASK);
       const enc = new TextEncoder();
       const head = enc.encode(`${MC_LINE}\n${MC_LINE}\n{"query": "caf`);
       const bytes = new Uint8Array([
@@ -101,7 +58,7 @@ Deno.test({
       assertStringIncludes(r.err, `byte 0xE9 at offset ${head.length}`);
       assertStringIncludes(r.err, "line 3");
       assert(!r.err.includes("Model:"), "refused before the model is loaded");
-      assert(!(await exists(out)), "nothing written");
+      assert(!(await pathExists(out)), "nothing written");
     }),
 });
 
@@ -109,7 +66,7 @@ Deno.test({
   ...OPTS,
   name: "eval refuses an unclosed or stray brace in a template, naming the definition and field",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("input-refusals-", async (dir) => {
       const model = await randomModel(dir);
       await Deno.writeTextFile(`${dir}/colors.jsonl`, `${MC_LINE}\n`);
       const cases: [string, string, string][] = [
@@ -118,7 +75,7 @@ Deno.test({
         ['prompt: "Q: {}"', "prompt", "{}"],
       ];
       for (const [line, field, what] of cases) {
-        await Deno.writeTextFile(`${dir}/bad.yaml`, MC_DEF.replace(/^prompt: .*$/m, line));
+        await Deno.writeTextFile(`${dir}/bad.yaml`, COLORS_TASK.replace(/^prompt: .*$/m, line));
         const r = await evalRun(model, "--task-file", `${dir}/bad.yaml`);
         assertEquals(r.code, 2, `${line}: ${r.err}`);
         assertStringIncludes(r.err, `${dir}/bad.yaml`);
@@ -127,7 +84,7 @@ Deno.test({
       }
       await Deno.writeTextFile(
         `${dir}/bad.yaml`,
-        MC_DEF.replace('choices: "{choices}"', 'choices: ["{choices}", "{x"]'),
+        COLORS_TASK.replace('choices: "{choices}"', 'choices: ["{choices}", "{x"]'),
       );
       const list = await evalRun(model, "--task-file", `${dir}/bad.yaml`);
       assertEquals(list.code, 2, list.err);
@@ -135,7 +92,7 @@ Deno.test({
       // Doubled braces are literal braces: a template may still show one.
       await Deno.writeTextFile(
         `${dir}/ok.yaml`,
-        MC_DEF.replace(/^prompt: .*$/m, 'prompt: "{{set}} {query}:"'),
+        COLORS_TASK.replace(/^prompt: .*$/m, 'prompt: "{{set}} {query}:"'),
       );
       const ok = await evalRun(model, "--task-file", `${dir}/ok.yaml`, "--backend", "cpu");
       assertEquals(ok.code, 0, ok.err);
@@ -159,7 +116,7 @@ Deno.test({
   ...OPTS,
   name: "eval fill_blank: two blanks, or a blank with nothing after it, name the record and field",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("input-refusals-", async (dir) => {
       const model = await randomModel(dir);
       await Deno.writeTextFile(`${dir}/wino.yaml`, WINO_DEF);
       const good = wino("_ thanked Carl because he had helped.");
@@ -175,7 +132,7 @@ Deno.test({
       assertEquals(end.code, 2, end.err);
       assertStringIncludes(end.err, `${dir}/wino.jsonl:3`);
       assertStringIncludes(end.err, "nothing after the blank");
-      assert(!(await exists(out)), "nothing written");
+      assert(!(await pathExists(out)), "nothing written");
       await Deno.writeTextFile(`${dir}/wino.jsonl`, `${good}\n${wino("Carl thanked _.")}\n`);
       const scored = await evalRun(model, "--task-file", `${dir}/wino.yaml`, "--backend", "cpu");
       assertEquals(scored.code, 0, scored.err);
@@ -207,14 +164,14 @@ Deno.test({
   ...OPTS,
   name: "eval and mtbench refuse a FIFO and a device by name instead of hanging",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("input-refusals-", async (dir) => {
       const made = new Deno.Command("mkfifo", { args: [`${dir}/pipe.jsonl`] }).outputSync();
       if (!made.success) {
         console.warn("mkfifo is not available: the FIFO cases are skipped");
         return;
       }
       const model = await randomModel(dir);
-      await Deno.writeTextFile(`${dir}/colors.yaml`, MC_DEF);
+      await Deno.writeTextFile(`${dir}/colors.yaml`, COLORS_TASK);
       for (const data of [`${dir}/pipe.jsonl`, "/dev/zero"]) {
         const r = await runWithin(60, "eval.ts", [
           model,
@@ -243,7 +200,7 @@ Deno.test({
       assertEquals(q.code, 4, q.err);
       assertStringIncludes(q.err, `${dir}/pipe.jsonl`);
       assertStringIncludes(q.err, "not a regular file");
-      assert(!(await exists(`${dir}/never.json`)) && !(await exists(`${dir}/answers`)));
+      assert(!(await pathExists(`${dir}/never.json`)) && !(await pathExists(`${dir}/answers`)));
     }),
 });
 
@@ -251,7 +208,7 @@ Deno.test({
   ...OPTS,
   name: "plan, run and compare refuse a config that is a FIFO or a device instead of hanging",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("input-refusals-", async (dir) => {
       const made = new Deno.Command("mkfifo", { args: [`${dir}/c.yaml`] }).outputSync();
       if (!made.success) {
         console.warn("mkfifo is not available: the FIFO cases are skipped");
@@ -267,7 +224,7 @@ Deno.test({
           assertStringIncludes(r.err, "not a regular file");
         }
       }
-      assert(!(await exists(`${dir}/out`)), "nothing written");
+      assert(!(await pathExists(`${dir}/out`)), "nothing written");
     }),
 });
 
@@ -292,7 +249,7 @@ Deno.test({
   ...OPTS,
   name: "mtbench on a question file with no records exits 2 naming the file and writes nothing",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("input-refusals-", async (dir) => {
       const model = await randomModel(dir);
       for (const text of ["", "\n  \n\n"]) {
         await Deno.writeTextFile(`${dir}/question.jsonl`, text);
@@ -308,7 +265,7 @@ Deno.test({
         assertEquals(r.code, 2, r.notes.join("\n"));
         assertStringIncludes(r.notes.join("\n"), `${dir}/question.jsonl`);
         assertStringIncludes(r.notes.join("\n"), "no questions");
-        assert(!(await exists(`${dir}/answers`)), "nothing written");
+        assert(!(await pathExists(`${dir}/answers`)), "nothing written");
       }
     }),
 });
@@ -330,7 +287,7 @@ Deno.test({
   ...OPTS,
   name: "chat keeps the template when a turn outgrows the context and says so once",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("input-refusals-", async (dir) => {
       const model = await randomModel(dir);
       const long = "Tell me everything about the weather in the mountains today.";
       const r = await chat(
@@ -412,7 +369,7 @@ Deno.test({
   ...OPTS,
   name: "training.torch.threads above the machine's cores is refused where the ranks start",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("input-refusals-", async (dir) => {
       const cores = navigator.hardwareConcurrency;
       const file = `${dir}/c.yaml`;
       await Deno.writeTextFile(file, YAML.stringify(torchConfig(100000)));
@@ -421,7 +378,7 @@ Deno.test({
       assertStringIncludes(r.err, "training.torch.threads");
       assertStringIncludes(r.err, "100000");
       assertStringIncludes(r.err, `${cores} cores`);
-      assert(!(await exists(`${dir}/out`)), "nothing written");
+      assert(!(await pathExists(`${dir}/out`)), "nothing written");
       // Planning judges the model, not this machine: a config for a larger node plans here.
       const planned = await capture(planMain, [file]);
       assertEquals(planned.code, 0, planned.err);

@@ -7,11 +7,11 @@
  * test: generated output spellings around a checkpoint, given to `ckpt export`.
  */
 import fc from "fast-check";
-import * as E from "fp-ts/lib/Either.js";
 import { relative } from "node:path";
 import YAML from "yaml";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { capture, type Captured } from "./cli_capture.ts";
+import { COLORS_TASK, colorsData, pathExists, withTempDir, writeTinyModel } from "./tiny_model.ts";
 import { main as ckptMain } from "../cli/ckpt.ts";
 import { main as compareMain } from "../cli/compare.ts";
 import { main as evalMain } from "../cli/eval.ts";
@@ -19,39 +19,13 @@ import { main as finetuneMain } from "../cli/finetune.ts";
 import { main as mtbenchMain } from "../cli/mtbench.ts";
 import { main as planMain } from "../cli/plan.ts";
 import { main as runMain } from "../cli/run.ts";
-import { runDirStore } from "../effects/run_dir.ts";
-import { disposeParams, exportParams, initBackend, initParams } from "../kernels/mod.ts";
-import type { LlamaShape } from "../base/llama_shape.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const OPTS = { sanitizeOps: false, sanitizeResources: false } as const;
 
-const SHAPE: LlamaShape = {
-  hidden: 16,
-  intermediate: 32,
-  heads: 2,
-  kvHeads: 2,
-  layers: 1,
-  vocab: 257,
-  tiedEmbeddings: false,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  maxSeqLen: 256,
-};
-
 /** A run folder `dir/name` holding a random-weight `final/` (byte tokenizer); its final/. */
-async function tinyRun(dir: string, name: string): Promise<string> {
-  assert(E.isRight(await initBackend("cpu")));
-  const params = initParams(SHAPE, SHAPE.layers, 5);
-  const records = await exportParams(params);
-  disposeParams(params);
-  const saved = await runDirStore(`${dir}/${name}`, "bytes").saveFinal({
-    params: records,
-    moments: [],
-    meta: { trainable: [], loraScale: 1, adamStep: 0 },
-  }, SHAPE)();
-  assert(E.isRight(saved));
-  return `${dir}/${name}/final`;
+function tinyRun(dir: string, name: string): Promise<string> {
+  return writeTinyModel(`${dir}/${name}`, { seed: 5 });
 }
 
 /** What a pre-training run leaves beside its final/: metrics, graph, charts, a checkpoint. */
@@ -82,43 +56,15 @@ async function tree(path: string): Promise<Record<string, string>> {
   return out;
 }
 
-async function exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
-}
-
-async function withDir(f: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "output-paths-" }));
-  try {
-    await f(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-const MC_DEF = `name: colors
-kind: multiple_choice
-reader: { data: colors.jsonl }
-prompt: "Q: {query}\\nA:"
-choices: "{choices}"
-gold: "{gold}"
-`;
-
-function mcData(n: number): string {
-  return Array.from(
-    { length: n },
-    (_, i) => JSON.stringify({ query: `item ${i}`, choices: ["red", "blue"], gold: i % 2 }),
-  ).join("\n") + "\n";
-}
-
 Deno.test({
   ...OPTS,
   name: "eval --out refuses the checkpoint's own files and its --data file, changing nothing",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("output-paths-", async (dir) => {
       const ck = await tinyRun(dir, "run");
-      await Deno.writeTextFile(`${dir}/mc.yaml`, MC_DEF);
-      await Deno.writeTextFile(`${dir}/colors.jsonl`, mcData(4));
-      await Deno.writeTextFile(`${dir}/mc2.jsonl`, mcData(3));
+      await Deno.writeTextFile(`${dir}/mc.yaml`, COLORS_TASK);
+      await Deno.writeTextFile(`${dir}/colors.jsonl`, colorsData(4));
+      await Deno.writeTextFile(`${dir}/mc2.jsonl`, colorsData(3));
       await Deno.symlink(`${dir}/mc2.jsonl`, `${dir}/results.json`);
       const before = await tree(dir);
       const evalOut = (out: string, ...extra: string[]): Promise<Captured> =>
@@ -145,10 +91,10 @@ Deno.test({
   ...OPTS,
   name: "eval --out into a missing or unwritable folder is exit 4, before the model is loaded",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("output-paths-", async (dir) => {
       const ck = await tinyRun(dir, "run");
-      await Deno.writeTextFile(`${dir}/mc.yaml`, MC_DEF);
-      await Deno.writeTextFile(`${dir}/colors.jsonl`, mcData(4));
+      await Deno.writeTextFile(`${dir}/mc.yaml`, COLORS_TASK);
+      await Deno.writeTextFile(`${dir}/colors.jsonl`, colorsData(4));
       await Deno.writeTextFile(`${dir}/plain.txt`, "not a folder");
       const before = await tree(dir);
       for (
@@ -171,7 +117,7 @@ Deno.test({
   ...OPTS,
   name: "mtbench --out refuses the checkpoint's files and the --questions file, changing nothing",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("output-paths-", async (dir) => {
       const ck = await tinyRun(dir, "run");
       await Deno.writeTextFile(
         `${dir}/q.jsonl`,
@@ -203,7 +149,7 @@ Deno.test({
       assertStringIncludes(notes.join("\n"), "is not a folder");
       assertEquals(await tree(dir), before);
       assertEquals(await mtbench(`${dir}/answers/new/a.jsonl`), 0, notes.join("\n"));
-      assert(await exists(`${dir}/answers/new/a.jsonl`));
+      assert(await pathExists(`${dir}/answers/new/a.jsonl`));
     }),
 });
 
@@ -220,7 +166,7 @@ Deno.test({
   ...OPTS,
   name: "finetune --force refuses the run folder that holds its base, keeping every file of it",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("output-paths-", async (dir) => {
       const base = await tinyRun(dir, "run");
       await pretrainingFiles(`${dir}/run`);
       await Deno.writeTextFile(`${dir}/a.json`, alpaca(4));
@@ -239,7 +185,7 @@ Deno.test({
   ...OPTS,
   name: "finetune refuses a checkpoint's folder and any used folder that is not a run",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("output-paths-", async (dir) => {
       const base = await tinyRun(dir, "run");
       const other = await tinyRun(dir, "other");
       await Deno.writeTextFile(`${dir}/a.json`, alpaca(4));
@@ -282,7 +228,7 @@ Deno.test({
       const forced = await finetune(`${dir}/notes`, "--force");
       assertEquals(forced.code, 0, forced.err);
       assertEquals(await Deno.readTextFile(`${dir}/notes/todo.txt`), "keep me");
-      assert(await exists(`${dir}/notes/final/model.safetensors`));
+      assert(await pathExists(`${dir}/notes/final/model.safetensors`));
     }),
 });
 
@@ -321,7 +267,7 @@ Deno.test({
   ...OPTS,
   name: "ckpt export --force onto a run folder another process holds is exit 4 and keeps it whole",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("output-paths-", async (dir) => {
       const ck = await tinyRun(dir, "base");
       await tinyRun(dir, "run");
       await pretrainingFiles(`${dir}/run`);
@@ -335,7 +281,10 @@ Deno.test({
       // Once nobody writes it, --force replaces it as asked.
       const r = await capture(ckptMain, ["export", ck, `${dir}/run`, "--force"]);
       assertEquals(r.code, 0, r.err);
-      assert(await exists(`${dir}/run/config.json`) && !(await exists(`${dir}/run/metrics.jsonl`)));
+      assert(
+        await pathExists(`${dir}/run/config.json`) &&
+          !(await pathExists(`${dir}/run/metrics.jsonl`)),
+      );
     }),
 });
 
@@ -343,7 +292,7 @@ Deno.test({
   ...OPTS,
   name: "ckpt refuses an output inside its input, and logits refuses the weights as --out",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("output-paths-", async (dir) => {
       const ck = await tinyRun(dir, "run");
       const before = await tree(dir);
       const cases: [string[], string][] = [
@@ -396,7 +345,7 @@ Deno.test({
   ...OPTS,
   name: "run --force refuses a folder that holds its config or its data, and a checkpoint without",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("output-paths-", async (dir) => {
       await Deno.mkdir(`${dir}/exp`);
       await Deno.writeTextFile(`${dir}/exp/c.yaml`, YAML.stringify(runConfig()));
       await Deno.mkdir(`${dir}/corpus`);
@@ -425,7 +374,7 @@ Deno.test({
   ...OPTS,
   name: "run RUN/pipeline.yaml --out RUN: --resume continues the run, --force is refused",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("output-paths-", async (dir) => {
       await Deno.writeTextFile(`${dir}/c.yaml`, YAML.stringify(runConfig()));
       const run = (...args: string[]) => capture((a) => runMain(a, () => {}), args);
       const first = await run(`${dir}/c.yaml`, "--out", `${dir}/run`);
@@ -447,7 +396,7 @@ Deno.test({
   ...OPTS,
   name: "plan --emit onto its config and compare --out onto its config are refused",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("output-paths-", async (dir) => {
       await Deno.copyFile(`${ROOT}examples/configs/paper-368m.yaml`, `${dir}/c.yaml`);
       await Deno.copyFile(`${ROOT}examples/configs/compare-smoke.yaml`, `${dir}/s.yaml`);
       const before = await tree(dir);
@@ -515,7 +464,7 @@ Deno.test({
   name:
     "ckpt export, given generated output spellings around its input, refuses exactly the destructive ones and keeps every byte",
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("output-paths-", async (dir) => {
       const template = await tinyRun(dir, "template");
       await fc.assert(
         fc.asyncProperty(outSpelling, async (c) => {
