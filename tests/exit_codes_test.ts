@@ -1,8 +1,8 @@
 /**
- * The README's exit-code table is true: every code it documents for a command is produced by
- * that command, run as a user runs it (its own `deno run` process, the status the shell sees).
- * The table is read from the README itself, so a row added there without a case here, or a case
- * here that the README does not document, fails.
+ * The exit-code table of `docs/errors.md` is true: every code it documents for a command is
+ * produced by that command, run as a user runs it (its own `deno run` process, the status the shell
+ * sees). The table is read from that page itself, so a row added there without a case here, or a
+ * case here that the page does not document, fails.
  */
 import YAML from "yaml";
 import { assert, assertEquals } from "./assert.ts";
@@ -10,6 +10,7 @@ import { LM_HEAD } from "../base/mod.ts";
 import { withTempDir, writeTinyModel } from "./tiny_model.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
+const TABLE_PAGE = "docs/errors.md";
 
 const COMMANDS = [
   "plan",
@@ -24,11 +25,11 @@ const COMMANDS = [
 ] as const;
 type Command = typeof COMMANDS[number];
 
-/** `(command, code)` pairs the README's table documents. */
+/** `(command, code)` pairs the table of {@link TABLE_PAGE} documents. */
 async function documented(): Promise<Set<string>> {
-  const text = await Deno.readTextFile(`${ROOT}README.md`);
+  const text = await Deno.readTextFile(`${ROOT}${TABLE_PAGE}`);
   const start = text.indexOf("| Exit |");
-  assert(start >= 0, "the README has an exit-code table headed `| Exit |`");
+  assert(start >= 0, `${TABLE_PAGE} has an exit-code table headed \`| Exit |\``);
   const lines = text.slice(start).split("\n");
   const end = lines.findIndex((l) => !l.startsWith("|"));
   const rows = lines.slice(2, end);
@@ -39,7 +40,10 @@ async function documented(): Promise<Set<string>> {
       ? [...COMMANDS]
       : commands!.split(",").map((c) => c.trim().replaceAll("`", ""));
     for (const n of names) {
-      assert((COMMANDS as readonly string[]).includes(n), `unknown command "${n}" in the README`);
+      assert(
+        (COMMANDS as readonly string[]).includes(n),
+        `unknown command "${n}" in ${TABLE_PAGE}`,
+      );
       pairs.add(`${n} ${Number(code)}`);
     }
   }
@@ -231,7 +235,7 @@ async function exitOf(
 }
 
 Deno.test({
-  name: "every exit code the README documents for a command, that command produces",
+  name: "every exit code docs/errors.md documents for a command, that command produces",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -240,7 +244,7 @@ Deno.test({
       assertEquals(
         Object.keys(table).sort(),
         [...(await documented())].sort(),
-        "the cases here are the README's table, row for row",
+        `the cases here are ${TABLE_PAGE}'s table, row for row`,
       );
       const wrong: string[] = [];
       for (const [key, c] of Object.entries(table)) {
