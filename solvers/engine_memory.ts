@@ -12,7 +12,7 @@
  * intermediate gradient once used (`kernels/_backprop.ts`), and an op is
  * fused (one kernel, its own small saved set) or composite (plain tfjs ops
  * and their temporaries). Measured against it on a grid of shapes in
- * `bench/memory_grid.ts` (README: the error table).
+ * `bench/memory_grid.ts` (docs/memory.md: the error table).
  *
  * @module
  */

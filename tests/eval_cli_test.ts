@@ -102,7 +102,7 @@ Deno.test({
         // acc_norm divides by the choice's characters while the score also counts the
         // delimiter's byte, so a byte model with uniform predictions prefers longer choices: on
         // PIQA and ARC, whose right answers differ in length from the wrong ones, acc_norm of
-        // random weights sits off chance (README, "Evaluation"). acc has no such pull.
+        // random weights sits off chance (docs/evaluation.md). acc has no such pull.
         for (const m of name === "hellaswag" ? ["acc", "acc_norm"] as const : ["acc"] as const) {
           const gap = Math.abs((t[m] as number) - (t.chance as number));
           assert(

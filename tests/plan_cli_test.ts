@@ -168,7 +168,7 @@ Deno.test("plan names a missing config file", async () => {
   assertStringIncludes(r.err, "/nonexistent/plan.yaml");
 });
 
-Deno.test("`deno task plan` runs as the README writes it (task permissions included)", async () => {
+Deno.test("`deno task plan` runs as docs/planning.md writes it (task permissions included)", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["task", "plan", "examples/configs/paper-680m.yaml", "--json"],
     cwd: ROOT,
