@@ -19,9 +19,9 @@ import {
   adamMoments,
   type AdamWResult,
   type AdamWStepOptions,
-} from "./adamw.ts";
+} from "./ops/adamw.ts";
 import type { Params } from "./params.ts";
-import { PLAIN, TRANSPOSED } from "./_flags.ts";
+import { PLAIN, TRANSPOSED } from "./ops/flags.ts";
 
 /** GaLore's hyper-parameters (spec §4: rank 128, every 200 steps, scale 0.25). */
 export interface GaloreConfig {

@@ -12,7 +12,7 @@ import { type ShortSideSvd, svd, type SvdFailed, svdShortSide } from "../solvers
 import { checkpointStateText, decodeCheckpointState, projectorName } from "../checkpoint/mod.ts";
 import type { EngineSnapshot, EngineState, MicroBatch, StepHyper } from "../pipeline/mod.ts";
 import { engineOn } from "../effects/tfjs_engine.ts";
-import { type AdamWResult, adamwUpdate } from "./adamw.ts";
+import { type AdamWResult, adamwUpdate } from "./ops/adamw.ts";
 import { initBackend } from "./backend.ts";
 import { computeProjector, type GaloreOptions, galoreUpdate, type ProjectorSvd } from "./galore.ts";
 import { memoryByRole } from "./memory.ts";

@@ -1,5 +1,5 @@
 /**
- * The fused kernels of ../ops/_fused.ts that need no matrix product, for the
+ * The fused kernels of ../ops/fused_kernels.ts that need no matrix product, for the
  * wasm backend: RMSNorm, RoPE, SwiGLU, softmax cross-entropy and AdamW, each
  * one pass (or two) of ./_simd.ts over the tensors in wasm memory. Private to
  * `kernels/fused/`.

@@ -3,7 +3,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { assertEquals } from "../../tests/assert.ts";
 import { initBackend } from "../backend.ts";
 import { openHeapSgemm } from "../blas/mod.ts";
-import { adamwUpdate } from "../adamw.ts";
+import { adamwUpdate } from "../ops/adamw.ts";
 import { assertClose } from "../_test_util.ts";
 import {
   FUSED_ADAMW,
@@ -13,7 +13,7 @@ import {
   FUSED_ROPE,
   FUSED_SWIGLU,
   hasFusedKernel,
-} from "../ops/_fused.ts";
+} from "../ops/fused_kernels.ts";
 import { causalAttention, causalAttentionComposite } from "../ops/attention.ts";
 import { crossEntropySum, crossEntropySumComposite } from "../ops/cross_entropy.ts";
 import { embedding } from "../ops/embedding.ts";

@@ -1,6 +1,6 @@
 /**
  * Fused kernels for the "wasm" backend, implementing the contracts of
- * ../ops/_fused.ts: RMSNorm, RoPE, SwiGLU, softmax cross-entropy and AdamW
+ * ../ops/fused_kernels.ts: RMSNorm, RoPE, SwiGLU, softmax cross-entropy and AdamW
  * as hand-written WebAssembly SIMD over the tensors in wasm memory, and
  * causal attention as OpenBLAS products on strided head views plus a SIMD
  * causal softmax (given an sgemm: `openHeapSgemm` in ../blas). Also
@@ -19,7 +19,7 @@ import {
   FUSED_RMS_NORM,
   FUSED_ROPE,
   FUSED_SWIGLU,
-} from "../ops/_fused.ts";
+} from "../ops/fused_kernels.ts";
 import { attentionBackward, attentionForward } from "./_attention.ts";
 import { rowGather } from "./_gather.ts";
 import {

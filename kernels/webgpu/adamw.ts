@@ -1,8 +1,8 @@
 /**
- * `StepAdamW` (contract in ../ops/_fused.ts) as WGSL programs: three
+ * `StepAdamW` (contract in ../ops/fused_kernels.ts) as WGSL programs: three
  * element-wise sweeps, one per output, because a tfjs-webgpu program writes
  * one tensor. The first two compute m' and v' from the gradient; the third
- * reads m' and v' back, as the composite in ../adamw.ts does, rather than
+ * reads m' and v' back, as the composite in ../ops/adamw.ts does, rather than
  * recomputing them. No temporaries: the composite materializes the scaled
  * gradient, its square, the denominator and the update, each the size of
  * the parameter.
@@ -34,7 +34,7 @@ import {
 
 const KERNEL = "StepAdamW";
 
-/** The per-step scalars of one update, as ../adamw.ts computes them. */
+/** The per-step scalars of one update, as ../ops/adamw.ts computes them. */
 interface AdamWScalars {
   readonly gradScale: number;
   readonly beta1: number;

@@ -1,6 +1,6 @@
 /**
  * Fused WGSL kernels for the "webgpu" backend, implementing the contracts of
- * ../ops/_fused.ts: causal attention (forward keeps one log-sum-exp per query
+ * ../ops/fused_kernels.ts: causal attention (forward keeps one log-sum-exp per query
  * row, backward recomputes the probabilities from it), softmax cross-entropy
  * without one-hot targets, RMSNorm, RoPE, SwiGLU and AdamW (one element-wise
  * sweep per output, with none of the composites' temporaries). The ops run
@@ -19,7 +19,7 @@ import {
   FUSED_RMS_NORM,
   FUSED_ROPE,
   FUSED_SWIGLU,
-} from "../ops/_fused.ts";
+} from "../ops/fused_kernels.ts";
 import { adamwKernel } from "./adamw.ts";
 import { attentionBackward, attentionForward } from "./attention.ts";
 import { crossEntropyBackward, crossEntropyForward } from "./cross_entropy.ts";
@@ -41,7 +41,6 @@ export {
   type RunOptions,
 } from "./equivalence.ts";
 export { type GpuPeakTracker, trackGpuPeak } from "./gpu_peak.ts";
-export { releaseDisposedGpuBuffers } from "./release.ts";
 
 const BACKEND = "webgpu";
 

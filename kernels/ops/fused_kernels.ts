@@ -1,12 +1,13 @@
 /**
  * The fused-kernel seam: how an op in this folder picks a single kernel
  * registered for the ACTIVE backend, and the exact contract each such kernel
- * implements. Private to `kernels/`.
+ * implements. It sits with the ops, below ../fused and ../webgpu, because
+ * those folders implement the contracts and the ops only name them.
  *
  * ## Dispatch
  *
  * Each op (`rmsNorm`, `rope`, `causalAttention`, `swiglu`, `crossEntropySum`,
- * and `adamwUpdate` in ../adamw.ts) asks {@link hasFusedPair} (or, for AdamW,
+ * and `adamwUpdate` in ./adamw.ts) asks {@link hasFusedPair} (or, for AdamW,
  * {@link hasFusedKernel}) whether `tf.getKernel(name, tf.getBackend())` exists
  * for its forward AND its gradient kernel, and whether its float inputs are
  * float32. If so it runs a `tf.customGrad` block whose forward is one

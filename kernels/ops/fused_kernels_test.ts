@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { assertEquals } from "../../tests/assert.ts";
 import { initBackend } from "../backend.ts";
 import { assertClose } from "../_test_util.ts";
-import { FUSED_KERNEL_NAMES, FUSED_SWIGLU, hasFusedKernel, hasFusedPair } from "./_fused.ts";
+import { FUSED_KERNEL_NAMES, FUSED_SWIGLU, hasFusedKernel, hasFusedPair } from "./fused_kernels.ts";
 import { swiglu, swigluComposite } from "./swiglu.ts";
 
 const PRESENT = true;

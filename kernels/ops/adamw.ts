@@ -5,7 +5,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { FUSED_ADAMW, hasFusedKernel, runFused } from "./ops/_fused.ts";
+import { FUSED_ADAMW, hasFusedKernel, runFused } from "./fused_kernels.ts";
 
 /** AdamW hyperparameters; the defaults are the paper's (spec §4). */
 export interface AdamWOptions {
@@ -52,13 +52,13 @@ export function decays(param: tf.Tensor): boolean {
  * g' = gradScale·g; m ← β1 m + (1−β1) g'; v ← β2 v + (1−β2) g'²;
  * p ← p·(1 − lr·wd) − lr · (m/(1−β1^t)) / (√(v/(1−β2^t)) + eps).
  * Inputs are not disposed (nor, unless `consumeInputs`, overwritten). Runs the
- * backend's `StepAdamW` kernel when it has one (ops/_fused.ts).
+ * backend's `StepAdamW` kernel when it has one (./fused_kernels.ts).
  *
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
  * import { adamwUpdate } from "./adamw.ts";
- * import { initBackend } from "./backend.ts";
+ * import { initBackend } from "../backend.ts";
  * await initBackend("cpu");
  * const p = tf.ones([2, 2]);
  * const r = adamwUpdate({ param: p, grad: tf.ones([2, 2]), m: tf.zeros([2, 2]), v: tf.zeros([2, 2]) },
