@@ -48,7 +48,6 @@ export { rope, type RopeTableOptions, type RopeTables, ropeTables } from "./ops/
 export { causalAttention } from "./ops/attention.ts";
 export { swiglu } from "./ops/swiglu.ts";
 export { crossEntropySum } from "./ops/cross_entropy.ts";
-export { fusedOps } from "./ops/fused_kernels.ts";
 export * from "./peak_memory.ts";
 export * from "./scoring.ts";
 export * from "./decode.ts";
