@@ -36,6 +36,7 @@ export * from "./params.ts";
 export * from "./model.ts";
 export * from "./train_state.ts";
 export * from "./ops/adamw.ts";
+export { ADAMW_DEFAULTS, type AdamWScalars, type AdamWStep } from "./ops/adamw_rule.ts";
 export * from "./galore.ts";
 export * from "./train_step.ts";
 export * from "./memory.ts";

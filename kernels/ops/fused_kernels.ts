@@ -47,7 +47,7 @@
  * | `StepSwiGluGrad` | dy [n, f], gate, up | – | dGate = dy·up·σ(g)·(1 + g·(1 − σ(g))); dUp = dy·g·σ(g) |
  * | `StepSoftmaxCrossEntropy` | logits [n, V], targets [n] int32 (< V; negative = ignored row) | – | rowLoss [n] = lse − logits[row, target], 0 for ignored rows; lse [n] = log Σ_j exp(logits[row, j]) (any value for ignored rows) |
  * | `StepSoftmaxCrossEntropyGrad` | dy [n] (of rowLoss), logits, targets, lse | – | dLogits [n, V] = dy[row]·(exp(logits − lse) − 1[j = target]), all 0 for ignored rows |
- * | `StepAdamW` | param, grad, m, v (same shape) | lr, beta1, beta2, eps, weightDecay, step, gradScale, inPlace | param', m', v': g = gradScale·grad; m' = β1·m + (1−β1)·g; v' = β2·v + (1−β2)·g²; param' = param·(1 − lr·wd) − lr/(1−β1^step) · m'/(√(v'/(1−β2^step)) + eps). With inPlace the kernel MAY write into param/m/v's own buffers (the caller disposes them right after and never reads them); it must not when another tensor shares a buffer. No gradient. |
+ * | `StepAdamW` | param, grad, m, v (same shape) | lr, beta1, beta2, eps, weightDecay, step, gradScale (an `AdamWStep` of ./adamw_rule.ts), inPlace | param', m', v' by the formula of ./adamw_rule.ts, with the scalars `adamwScalars` derives. With inPlace the kernel MAY write into param/m/v's own buffers (the caller disposes them right after and never reads them); it must not when another tensor shares a buffer. No gradient. |
  *
  * Numerics: every fused kernel must match its composite within float32
  * rounding (tests: relative 1e-5 forward, 1e-4 gradients against the
