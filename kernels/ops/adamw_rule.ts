@@ -28,9 +28,13 @@ export const ADAMW_DEFAULTS = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay:
  * `StepAdamW` kernel (./fused_kernels.ts).
  */
 export interface AdamWStep {
+  /** Learning rate of this step. */
   readonly lr: number;
+  /** First moment's decay. */
   readonly beta1: number;
+  /** Second moment's decay. */
   readonly beta2: number;
+  /** Added to √v̂. */
   readonly eps: number;
   /** The decay of this parameter: 0 for one that does not decay. */
   readonly weightDecay: number;
@@ -90,10 +94,15 @@ export function adamwStepFrom(read: (field: keyof AdamWStep) => number): AdamWSt
 
 /** The scalars of the module's formula, in float64. */
 export interface AdamWScalars {
+  /** Factor on the gradient. */
   readonly gradScale: number;
+  /** β1, the old first moment's factor. */
   readonly beta1: number;
+  /** 1 − β1, the gradient's factor, rounded once. */
   readonly oneMinusBeta1: number;
+  /** β2, the old second moment's factor. */
   readonly beta2: number;
+  /** 1 − β2, the squared gradient's factor, rounded once. */
   readonly oneMinusBeta2: number;
   /** 1/(1 − β2^t): the second moment's bias correction, as a factor inside the root. */
   readonly vCorrection: number;
