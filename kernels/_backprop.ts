@@ -16,7 +16,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { releaseDisposedGpuBuffers } from "./webgpu/release.ts";
+import { releaseDisposedGpuBuffers } from "./ops/release.ts";
 
 /** A node of tfjs's gradient tape, as the engine records it. */
 interface TapeNode {

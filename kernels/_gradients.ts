@@ -11,7 +11,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { PLAIN, TRANSPOSED } from "./_flags.ts";
+import { PLAIN, TRANSPOSED } from "./ops/flags.ts";
 
 type GradientMap = ReturnType<tf.GradFunc>;
 

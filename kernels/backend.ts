@@ -15,8 +15,9 @@ import { registerGradients } from "./_gradients.ts";
 import { installBufferLedger } from "./peak_memory.ts";
 import { registerScatterKernels } from "./_scatter_kernels.ts";
 import { registerWasmIdentity, registerWasmMatMul } from "./_wasm_matmul.ts";
-import { registerFusedWasmKernels } from "./fused/mod.ts";
-import { registerWebGpuKernels } from "./webgpu/mod.ts";
+import { fusedUnion, type FusibleOp } from "../solvers/mod.ts";
+import { fusedWasmOps, registerFusedWasmKernels } from "./fused/mod.ts";
+import { fusedWebGpuOps, registerWebGpuKernels } from "./webgpu/mod.ts";
 
 // tfjs turns pthreads off under Node-like runtimes; Deno has no classic
 // workers for emscripten's pool either, so the wasm build runs single-threaded.
@@ -114,6 +115,14 @@ async function initWasm(): Promise<E.Either<KernelFailed, BackendInfo>> {
       " makes Identity share memory and runs RMSNorm, RoPE, SwiGLU, cross-entropy, AdamW and" +
       " the embedding as fused wasm SIMD kernels",
   });
+}
+
+/**
+ * The ops the active backend runs as fused kernels, read from the registries (the memory
+ * prediction needs them): each registry answers for its own backend only.
+ */
+export function fusedOps(): FusibleOp[] {
+  return fusedUnion(fusedWasmOps(), fusedWebGpuOps());
 }
 
 /** The WebGPU adapter, or why there is none (the message a skipped test or a failed start prints). */

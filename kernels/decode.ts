@@ -12,7 +12,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { PLAIN, TRANSPOSED } from "./_flags.ts";
+import { PLAIN, TRANSPOSED } from "./ops/flags.ts";
 import { causalAttention } from "./ops/attention.ts";
 import { type RopeTables, ropeTables } from "./ops/rope.ts";
 import { decoderLayer, embedTokens, finalNorm, lmHead, type Model } from "./model.ts";

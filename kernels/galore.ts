@@ -15,13 +15,14 @@ import * as E from "fp-ts/lib/Either.js";
 import { type ShortSideSvd, type SvdFailed, svdShortSide } from "../solvers/mod.ts";
 import {
   adamDirection,
-  adamHyper,
   adamMoments,
   type AdamWResult,
   type AdamWStepOptions,
-} from "./adamw.ts";
+  decays,
+} from "./ops/adamw.ts";
+import { adamwScalars, adamwStep } from "./ops/adamw_rule.ts";
 import type { Params } from "./params.ts";
-import { PLAIN, TRANSPOSED } from "./_flags.ts";
+import { PLAIN, TRANSPOSED } from "./ops/flags.ts";
 
 /** GaLore's hyper-parameters (spec §4: rank 128, every 200 steps, scale 0.25). */
 export interface GaloreConfig {
@@ -167,25 +168,25 @@ export function galoreUpdate(
   side: GaloreSide,
   options: GaloreStepOptions,
 ): AdamWResult {
-  const h = adamHyper(tensors.param, options);
+  // GaLore's scale multiplies the step, not the decay.
+  const s = adamwScalars(adamwStep(options, decays(tensors.param)), options.scale);
   const p = tensors.projector;
   // Projected first: every moment-sized temporary is r/min(rows, cols) of the matrix.
   const r = tf.tidy(() => {
     const g = side === "right"
       ? tf.matMul(tensors.grad, p)
       : tf.matMul(p, tensors.grad, TRANSPOSED);
-    return options.gradScale === 1 ? g : tf.mul(g, options.gradScale);
+    return s.gradScale === 1 ? g : tf.mul(g, s.gradScale);
   });
-  const { m, v } = adamMoments(tensors, r, h);
+  const { m, v } = adamMoments(tensors, r, s);
   r.dispose();
-  const direction = adamDirection(m, v, h);
-  const stepSize = (options.lr * options.scale) / (1 - Math.pow(h.b1, h.t));
+  const direction = adamDirection(m, v, s);
   const param = tf.tidy(() => {
     const back = side === "right"
       ? tf.matMul(direction, p, PLAIN, TRANSPOSED)
       : tf.matMul(p, direction);
-    const stepped = tf.sub(tensors.param, tf.mul(back, stepSize));
-    return h.wd === 0 ? stepped : tf.mul(stepped, 1 - options.lr * h.wd);
+    const stepped = tf.sub(tensors.param, tf.mul(back, s.stepSize));
+    return s.decay === 1 ? stepped : tf.mul(stepped, s.decay);
   });
   direction.dispose();
   return { param, m, v };

@@ -12,7 +12,8 @@ import { type ShortSideSvd, svd, type SvdFailed, svdShortSide } from "../solvers
 import { checkpointStateText, decodeCheckpointState, projectorName } from "../checkpoint/mod.ts";
 import type { EngineSnapshot, EngineState, MicroBatch, StepHyper } from "../pipeline/mod.ts";
 import { engineOn } from "../effects/tfjs_engine.ts";
-import { type AdamWResult, adamwUpdate } from "./adamw.ts";
+import { type AdamWResult, adamwUpdate } from "./ops/adamw.ts";
+import { adamReference } from "./ops/adamw_rule.ts";
 import { initBackend } from "./backend.ts";
 import { computeProjector, type GaloreOptions, galoreUpdate, type ProjectorSvd } from "./galore.ts";
 import { memoryByRole } from "./memory.ts";
@@ -144,18 +145,20 @@ function referenceStep(ref: RefMatrix, g: Float64Array, rank: number, step: numb
   const r = ref.side === "right"
     ? matmul(g, q!, rows, cols, rank)
     : matmul(transpose(q!, n, rank), g, rank, rows, cols);
-  const { beta1: b1, beta2: b2, eps, lr, weightDecay: wd } = HYPER;
-  const norm = new Float64Array(r.length);
-  for (let i = 0; i < r.length; i++) {
-    ref.m[i] = b1 * ref.m[i]! + (1 - b1) * r[i]!;
-    ref.v[i] = b2 * ref.v[i]! + (1 - b2) * r[i]! * r[i]!;
-    const mHat = ref.m[i]! / (1 - b1 ** step);
-    const vHat = ref.v[i]! / (1 - b2 ** step);
-    norm[i] = mHat / (Math.sqrt(vHat) + eps);
-  }
+  const { beta1, beta2, eps, lr, weightDecay: wd } = HYPER;
+  const adam = adamReference(r, ref, {
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weightDecay: wd,
+    step,
+    gradScale: 1,
+  });
+  [ref.m, ref.v] = [adam.m, adam.v];
   const back = ref.side === "right"
-    ? matmul(norm, transpose(q!, n, rank), rows, rank, cols)
-    : matmul(q!, norm, rows, rank, cols);
+    ? matmul(adam.direction, transpose(q!, n, rank), rows, rank, cols)
+    : matmul(q!, adam.direction, rows, rank, cols);
   for (let i = 0; i < ref.w.length; i++) {
     const stepped = ref.w[i]! - lr * GALORE.scale * back[i]!;
     ref.w[i] = stepped - lr * wd * stepped;

@@ -8,7 +8,7 @@
  * LoRA adapters are `<proj>.lora_A` [in, r] and `<proj>.lora_B` [r, out]
  * beside `<proj>.weight`. Every function returns tensors its caller owns
  * and frees its temporaries. The blocks in ops/ run one fused kernel per
- * direction where the active backend registers one (ops/_fused.ts names them
+ * direction where the active backend registers one (ops/fused_kernels.ts names them
  * and states their contracts; fused/ has the wasm ones, which `auto` uses),
  * and their composite tfjs ops elsewhere.
  *
@@ -35,7 +35,8 @@ export * from "./backend.ts";
 export * from "./params.ts";
 export * from "./model.ts";
 export * from "./train_state.ts";
-export * from "./adamw.ts";
+export * from "./ops/adamw.ts";
+export { ADAMW_DEFAULTS, type AdamWScalars, type AdamWStep } from "./ops/adamw_rule.ts";
 export * from "./galore.ts";
 export * from "./train_step.ts";
 export * from "./memory.ts";
@@ -48,7 +49,6 @@ export { rope, type RopeTableOptions, type RopeTables, ropeTables } from "./ops/
 export { causalAttention } from "./ops/attention.ts";
 export { swiglu } from "./ops/swiglu.ts";
 export { crossEntropySum } from "./ops/cross_entropy.ts";
-export { fusedOps } from "./ops/_fused.ts";
 export * from "./peak_memory.ts";
 export * from "./scoring.ts";
 export * from "./decode.ts";

@@ -9,7 +9,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { PLAIN, TRANSPOSED } from "./_flags.ts";
+import { PLAIN, TRANSPOSED } from "./ops/flags.ts";
 import {
   EMBED,
   FINAL_NORM,
@@ -30,7 +30,7 @@ import { addKeepingNothing, reshapeKeepingNothing } from "./ops/shape_ops.ts";
 import { rope, type RopeTables, ropeTables } from "./ops/rope.ts";
 import { swiglu } from "./ops/swiglu.ts";
 import { depthOf, param, type Params } from "./params.ts";
-import { releaseDisposedGpuBuffers } from "./webgpu/release.ts";
+import { releaseDisposedGpuBuffers } from "./ops/release.ts";
 
 /** What a forward pass needs: the shape, the weights, and the LoRA scale α/r. */
 export interface Model {

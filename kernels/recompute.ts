@@ -24,7 +24,7 @@ import {
 } from "./model.ts";
 import { depthOf } from "./params.ts";
 import type { TrainState } from "./train_state.ts";
-import { releaseDisposedGpuBuffers } from "./webgpu/release.ts";
+import { releaseDisposedGpuBuffers } from "./ops/release.ts";
 
 /** Running gradient sums by parameter name; the caller owns the tensors. */
 export type GradientSums = Map<string, tf.Tensor>;

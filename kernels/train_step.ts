@@ -4,13 +4,13 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { type AdamWOptions, adamwUpdate, clipFactor, globalNorm } from "./adamw.ts";
+import { type AdamWOptions, adamwUpdate, clipFactor, globalNorm } from "./ops/adamw.ts";
 import { type MemoryByRole, memoryByRole } from "./memory.ts";
 import { type Batch, type LossOptions, lossSum, type Model, validTargets } from "./model.ts";
 import { EMBED, LM_HEAD } from "../base/mod.ts";
 import { registerGradients } from "./_gradients.ts";
 import { backwardInto, type GradientSums, recomputedMicroBatch } from "./recompute.ts";
-import { releaseDisposedGpuBuffers } from "./webgpu/release.ts";
+import { releaseDisposedGpuBuffers } from "./ops/release.ts";
 import type { TrainState } from "./train_state.ts";
 import {
   computeProjector,

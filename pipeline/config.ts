@@ -34,7 +34,8 @@ import {
 import {
   type ActivationAssumptions,
   type BudgetSpec,
-  FUSIBLE_OPS,
+  FUSED_REGISTRIES,
+  fusedUnion,
   type FusibleOp,
   kernelTraits,
   type MemoryAssumptions,
@@ -59,14 +60,15 @@ export type BackendName = typeof BACKENDS[number];
 export const BackendCodec = oneOf("backend", BACKENDS);
 
 /**
- * The ops each backend runs fused, as `fusedOps()` reports once it has started
- * (`tests/backend_kernels_test.ts` checks the table against the running backends): what a plan
- * made before any backend exists assumes. `tensorflow` (tfjs-node) is assumed composite.
+ * The ops each backend runs fused: the registries it starts (`startBackend` in effects/; `auto`
+ * adds OpenBLAS attention to wasm's), so what a plan made before any backend exists assumes.
+ * `tests/backend_kernels_test.ts` checks it against `fusedOps()` of the running backends.
+ * `cpu`, `blas` and `tensorflow` (tfjs-node) register none.
  */
 export const BACKEND_FUSED: Readonly<Record<BackendName, readonly FusibleOp[]>> = {
-  auto: FUSIBLE_OPS,
-  wasm: FUSIBLE_OPS.filter((op) => op !== "attention"),
-  webgpu: FUSIBLE_OPS.filter((op) => op !== "adamwInPlace"),
+  auto: fusedUnion(FUSED_REGISTRIES.wasm, FUSED_REGISTRIES.wasmOpenBlas),
+  wasm: fusedUnion(FUSED_REGISTRIES.wasm),
+  webgpu: fusedUnion(FUSED_REGISTRIES.webgpu),
   cpu: [],
   blas: [],
   tensorflow: [],

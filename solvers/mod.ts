@@ -15,3 +15,4 @@ export * from "./highs_loader.ts";
 export * from "./planner.ts";
 export * from "./engine_memory.ts";
 export * from "./svd.ts";
+export * from "./fused_registries.ts";

@@ -1,6 +1,8 @@
 /**
  * The planner assumes, per backend, which ops run fused (`BACKEND_FUSED`), because a plan is made
- * before any backend exists. Each backend this machine can start must report that set.
+ * before any backend exists. It is built from the registries' declaration in solvers/, as the
+ * registries are; this checks which registries each backend starts: every backend this machine
+ * can start must report, from its live registries, the set the planner assumes.
  */
 import * as E from "fp-ts/lib/Either.js";
 import { assertEquals } from "./assert.ts";

@@ -6,7 +6,7 @@
  * structure; this test never looks at it, only at the kernels tfjs ran, so a backward matmul the
  * model forgets (or invents) shows up as a difference.
  *
- * `cpu` has no fused kernels (kernels/ops/_fused.ts): attention, the head and every projection
+ * `cpu` has no fused kernels (kernels/ops/fused_kernels.ts): attention, the head and every projection
  * are plain `BatchMatMul`s, which the test checks before counting.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * The fused kernels of ../ops/_fused.ts that need no matrix product, for the
+ * The fused kernels of ../ops/fused_kernels.ts that need no matrix product, for the
  * wasm backend: RMSNorm, RoPE, SwiGLU, softmax cross-entropy and AdamW, each
  * one pass (or two) of ./_simd.ts over the tensors in wasm memory. Private to
  * `kernels/fused/`.
@@ -7,6 +7,7 @@
  * @module
  */
 import type * as tf from "@tensorflow/tfjs-core";
+import { adamwScalars, adamwStepFrom } from "../ops/adamw_rule.ts";
 import { heapOf, sizeOf } from "./_wasm_backend.ts";
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -205,10 +206,7 @@ export function adamw(args: KernelArgs): Out {
     heap.backend.incRef(t.dataId);
     return { dataId: t.dataId, shape: [...t.shape], dtype: t.dtype };
   }) as [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo];
-  const b1 = attr(args, "beta1");
-  const b2 = attr(args, "beta2");
-  const lr = attr(args, "lr");
-  const step = attr(args, "step");
+  const s = adamwScalars(adamwStepFrom((field) => attr(args, field)));
   heap.simd.adamw(
     heap.offset(p),
     heap.offset(g),
@@ -218,15 +216,15 @@ export function adamw(args: KernelArgs): Out {
     heap.offset(outs[1]),
     heap.offset(outs[2]),
     sizeOf(p.shape),
-    attr(args, "gradScale"),
-    b1,
-    1 - b1,
-    b2,
-    1 - b2,
-    attr(args, "eps"),
-    1 - lr * attr(args, "weightDecay"),
-    lr / (1 - Math.pow(b1, step)),
-    1 / (1 - Math.pow(b2, step)),
+    s.gradScale,
+    s.beta1,
+    s.oneMinusBeta1,
+    s.beta2,
+    s.oneMinusBeta2,
+    s.eps,
+    s.decay,
+    s.stepSize,
+    s.vCorrection,
   );
   return outs;
 }

@@ -103,7 +103,7 @@ export interface SimdKernels {
     half: number,
     sign: number,
   ): void;
-  /** One AdamW update of n elements (outputs may be the inputs); see adamw in the source. */
+  /** One AdamW update of n elements (outputs may be the inputs), scalars from ../ops/adamw_rule.ts. */
   adamw(
     p: number,
     g: number,
@@ -121,7 +121,7 @@ export interface SimdKernels {
     eps: number,
     decay: number,
     stepSize: number,
-    invBias2: number,
+    vCorrection: number,
   ): void;
 }
 

@@ -188,11 +188,13 @@ export function layerFunctions(): string {
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $next))))
 
-  ;; g' = gs·g; m' = b1·m + omb1·g'; v' = b2·v + omb2·g'² (omb = 1 − b, rounded once);
-  ;; p' = p·decay − stepSize·m'/(√(v'·invBias2) + eps)
+  ;; The formula of ../ops/adamw_rule.ts, its scalars derived there (omb = 1 − b):
+  ;; g' = gs·g; m' = b1·m + omb1·g'; v' = b2·v + omb2·g'²;
+  ;; p' = p·decay − stepSize·m'/(√(v'·vCorrection) + eps)
   (func $adamw (export "adamw") (param $p i32) (param $g i32) (param $m i32) (param $v i32)
       (param $op i32) (param $om i32) (param $ov i32) (param $n i32) (param $gs f32) (param $b1 f32)
-      (param $omb1 f32) (param $b2 f32) (param $omb2 f32) (param $eps f32) (param $decay f32) (param $step f32) (param $ib2 f32)
+      (param $omb1 f32) (param $b2 f32) (param $omb2 f32) (param $eps f32) (param $decay f32)
+      (param $stepSize f32) (param $vCorrection f32)
       ${LOOP_LOCALS}
     ${
     loop("a", get("$n"), (l) => `
@@ -204,9 +206,9 @@ export function layerFunctions(): string {
                    (f32x4.splat (local.get $omb2)))))
       (local.set $vk (f32x4.sub (f32x4.mul ${l.ld(at("$p"))} (f32x4.splat (local.get $decay)))
         (f32x4.mul (f32x4.div (local.get $vx)
-          (f32x4.add (f32x4.sqrt (f32x4.mul (local.get $vy) (f32x4.splat (local.get $ib2))))
+          (f32x4.add (f32x4.sqrt (f32x4.mul (local.get $vy) (f32x4.splat (local.get $vCorrection))))
                      (f32x4.splat (local.get $eps))))
-          (f32x4.splat (local.get $step)))))
+          (f32x4.splat (local.get $stepSize)))))
       ${l.st(at("$om"), "(local.get $vx)")}
       ${l.st(at("$ov"), "(local.get $vy)")}
       ${l.st(at("$op"), "(local.get $vk)")}`)

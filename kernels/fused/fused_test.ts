@@ -3,7 +3,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { assertEquals } from "../../tests/assert.ts";
 import { initBackend } from "../backend.ts";
 import { openHeapSgemm } from "../blas/mod.ts";
-import { adamwUpdate } from "../adamw.ts";
+import { adamwUpdate } from "../ops/adamw.ts";
 import { assertClose } from "../_test_util.ts";
 import {
   FUSED_ADAMW,
@@ -13,18 +13,15 @@ import {
   FUSED_ROPE,
   FUSED_SWIGLU,
   hasFusedKernel,
-} from "../ops/_fused.ts";
+} from "../ops/fused_kernels.ts";
 import { causalAttention, causalAttentionComposite } from "../ops/attention.ts";
 import { crossEntropySum, crossEntropySumComposite } from "../ops/cross_entropy.ts";
 import { embedding } from "../ops/embedding.ts";
 import { rmsNorm, rmsNormComposite } from "../ops/rms_norm.ts";
 import { rope, ropeComposite, ropeTables } from "../ops/rope.ts";
 import { swiglu, swigluComposite } from "../ops/swiglu.ts";
-import {
-  fusedWasmKernels,
-  registerFusedWasmAttention,
-  unregisterFusedWasmAttention,
-} from "./mod.ts";
+import { FUSED_REGISTRIES } from "../../solvers/mod.ts";
+import { fusedWasmOps, registerFusedWasmAttention, unregisterFusedWasmAttention } from "./mod.ts";
 
 const CASES = 6;
 const PRESENT = true;
@@ -137,7 +134,7 @@ Deno.test('initBackend("wasm") registers the fused kernels that need no matrix p
   }
   assertEquals(hasFusedKernel(FUSED_ADAMW), PRESENT);
   unregisterFusedWasmAttention();
-  assertEquals(fusedWasmKernels().length, 9, "the attention pair needs OpenBLAS");
+  assertEquals(fusedWasmOps(), [...FUSED_REGISTRIES.wasm], "the attention pair needs OpenBLAS");
 });
 
 Deno.test("rmsNorm() fused on wasm matches the composite on random shapes", async () => {
@@ -228,6 +225,7 @@ Deno.test("causalAttention() fused with OpenBLAS on wasm matches the composite (
   registerFusedWasmAttention(opened.right.sgemm);
   try {
     assertEquals(hasFusedKernel(FUSED_ATTENTION.forward), PRESENT);
+    assertEquals(fusedWasmOps(), [...FUSED_REGISTRIES.wasm, ...FUSED_REGISTRIES.wasmOpenBlas]);
     const next = rng(5);
     // Random small cases, then sequences around the kernel's 64-row query blocks.
     const cases = [
@@ -263,6 +261,7 @@ Deno.test("causalAttention() fused with OpenBLAS on wasm matches the composite (
     unregisterFusedWasmAttention();
   }
   assertEquals(hasFusedKernel(FUSED_ATTENTION.forward), ABSENT);
+  assertEquals(fusedWasmOps(), [...FUSED_REGISTRIES.wasm]);
 });
 
 Deno.test("adamwUpdate() fused on wasm matches the composite and updates in place only when it may", async () => {

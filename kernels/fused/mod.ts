@@ -1,25 +1,25 @@
 /**
  * Fused kernels for the "wasm" backend, implementing the contracts of
- * ../ops/_fused.ts: RMSNorm, RoPE, SwiGLU, softmax cross-entropy and AdamW
- * as hand-written WebAssembly SIMD over the tensors in wasm memory, and
+ * ../ops/fused_kernels.ts for the ops that solvers/fused_registries.ts
+ * declares: RMSNorm, RoPE, SwiGLU, softmax cross-entropy and AdamW as
+ * hand-written WebAssembly SIMD over the tensors in wasm memory (`wasm`), and
  * causal attention as OpenBLAS products on strided head views plus a SIMD
- * causal softmax (given an sgemm: `openHeapSgemm` in ../blas). Also
- * replaces wasm's GatherV2 along axis 0 (the embedding) with row copies.
+ * causal softmax (`wasmOpenBlas`, given an sgemm: `openHeapSgemm` in ../blas).
+ * Also replaces wasm's GatherV2 along axis 0 (the embedding) with row copies.
  *
  * Importing this module registers nothing.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { FUSED_REGISTRIES, type FusibleOp, type RegistryOp } from "../../solvers/mod.ts";
 import type { HeapSgemm } from "../blas/mod.ts";
 import {
-  FUSED_ADAMW,
-  FUSED_ATTENTION,
-  FUSED_CROSS_ENTROPY,
-  FUSED_RMS_NORM,
-  FUSED_ROPE,
-  FUSED_SWIGLU,
-} from "../ops/_fused.ts";
+  type FusedImplementations,
+  kernelNames,
+  liveOps,
+  registryKernels,
+} from "../ops/fused_kernels.ts";
 import { attentionBackward, attentionForward } from "./_attention.ts";
 import { rowGather } from "./_gather.ts";
 import {
@@ -36,19 +36,20 @@ import {
 
 const BACKEND = "wasm";
 
-const ROW_KERNELS: readonly (readonly [string, tf.KernelFunc])[] = [
-  [FUSED_RMS_NORM.forward, rmsNormForward],
-  [FUSED_RMS_NORM.gradient, rmsNormBackward],
-  [FUSED_ROPE.forward, ropeForward],
-  [FUSED_ROPE.gradient, ropeBackward],
-  [FUSED_SWIGLU.forward, swigluForward],
-  [FUSED_SWIGLU.gradient, swigluBackward],
-  [FUSED_CROSS_ENTROPY.forward, crossEntropyForward],
-  [FUSED_CROSS_ENTROPY.gradient, crossEntropyBackward],
-  [FUSED_ADAMW, adamw],
-];
+const ROW_IMPLEMENTATIONS: FusedImplementations<RegistryOp<"wasm">> = {
+  rmsNorm: [rmsNormForward, rmsNormBackward],
+  rope: [ropeForward, ropeBackward],
+  swiglu: [swigluForward, swigluBackward],
+  crossEntropy: [crossEntropyForward, crossEntropyBackward],
+  adamw: [adamw],
+  // The same kernel: it writes into param, m and v's buffers when the caller allows it.
+  adamwInPlace: [adamw],
+};
+
+const ROW_KERNELS = registryKernels(FUSED_REGISTRIES.wasm, ROW_IMPLEMENTATIONS);
 
 let attentionSgemm: HeapSgemm | undefined;
+let attention: FusedImplementations<RegistryOp<"wasmOpenBlas">> | undefined;
 let replacedGather: tf.KernelConfig | undefined;
 let installedGather: tf.KernelFunc | undefined;
 
@@ -94,25 +95,30 @@ export function registerFusedWasmKernels(): void {
  * sgemm.
  */
 export function registerFusedWasmAttention(sgemm: HeapSgemm): void {
-  if (sgemm === attentionSgemm && tf.getKernel(FUSED_ATTENTION.forward, BACKEND) !== undefined) {
-    return;
-  }
-  install(FUSED_ATTENTION.forward, attentionForward(sgemm));
-  install(FUSED_ATTENTION.gradient, attentionBackward(sgemm));
+  const ops = FUSED_REGISTRIES.wasmOpenBlas;
+  if (
+    sgemm === attentionSgemm && attention !== undefined &&
+    liveOps(BACKEND, ops, attention).length === ops.length
+  ) return;
+  attention = { attention: [attentionForward(sgemm), attentionBackward(sgemm)] };
+  for (const [name, f] of registryKernels(ops, attention)) install(name, f);
   attentionSgemm = sgemm;
 }
 
 /** Removes the attention pair, so attention runs its composite path on "wasm". */
 export function unregisterFusedWasmAttention(): void {
-  uninstall(FUSED_ATTENTION.forward);
-  uninstall(FUSED_ATTENTION.gradient);
+  for (const name of kernelNames(FUSED_REGISTRIES.wasmOpenBlas)) uninstall(name);
   attentionSgemm = undefined;
+  attention = undefined;
 }
 
-/** The fused kernel names registered for "wasm" now. */
-export function fusedWasmKernels(): string[] {
-  return [...ROW_KERNELS.map(([n]) => n), FUSED_ATTENTION.forward, FUSED_ATTENTION.gradient]
-    .filter((n) => tf.getKernel(n, BACKEND) !== undefined);
+/** The ops that run as this folder's kernels now: none unless "wasm" is the active backend. */
+export function fusedWasmOps(): FusibleOp[] {
+  if (tf.getBackend() !== BACKEND) return [];
+  return [
+    ...liveOps(BACKEND, FUSED_REGISTRIES.wasm, ROW_IMPLEMENTATIONS),
+    ...(attention === undefined ? [] : liveOps(BACKEND, FUSED_REGISTRIES.wasmOpenBlas, attention)),
+  ];
 }
 
 /** Removes every fused kernel registered here and restores GatherV2. */

@@ -5,8 +5,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { KEEP_DIMS, PLAIN, TRANSPOSED } from "../_flags.ts";
-import { FUSED_ATTENTION, hasFusedPair, runFused } from "./_fused.ts";
+import { KEEP_DIMS, PLAIN, TRANSPOSED } from "./flags.ts";
+import { FUSED_ATTENTION, hasFusedPair, runFused } from "./fused_kernels.ts";
 
 /** Additive causal mask for `group` stacked copies of `seq` query rows: (group·seq, seq). */
 function causalMask(group: number, seq: number): tf.Tensor2D {
@@ -30,7 +30,7 @@ function causalMask(group: number, seq: number): tf.Tensor2D {
  * against one kv head, so the group's k and v are never copied and their
  * gradients sum over the group inside the matmuls. Saves q, k, v, the
  * probabilities (batch·heads·seq² floats) and the output. Runs the backend's
- * `StepCausalAttention` kernels when it has them (./_fused.ts; they save q,
+ * `StepCausalAttention` kernels when it has them (./fused_kernels.ts; they save q,
  * k, v, the output and one log-sum-exp per query row instead of the
  * probabilities), else {@link causalAttentionComposite}.
  *

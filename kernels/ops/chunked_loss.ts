@@ -13,8 +13,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { PLAIN, TRANSPOSED } from "../_flags.ts";
-import { releaseDisposedGpuBuffers } from "../webgpu/release.ts";
+import { PLAIN, TRANSPOSED } from "./flags.ts";
+import { releaseDisposedGpuBuffers } from "./release.ts";
 import { crossEntropyRows, crossEntropyRowsGrad } from "./cross_entropy.ts";
 
 /** Options of {@link chunkedHeadLoss}. */

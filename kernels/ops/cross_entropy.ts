@@ -4,8 +4,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { KEEP_DIMS } from "../_flags.ts";
-import { FUSED_CROSS_ENTROPY, hasFusedPair, runFused } from "./_fused.ts";
+import { KEEP_DIMS } from "./flags.ts";
+import { FUSED_CROSS_ENTROPY, hasFusedPair, runFused } from "./fused_kernels.ts";
 
 /**
  * Σ over rows with target ≥ 0 of −log softmax(logits)[row, target]; a scalar.
@@ -18,7 +18,7 @@ import { FUSED_CROSS_ENTROPY, hasFusedPair, runFused } from "./_fused.ts";
  * (p − 1[target])·dy: p scaled per row, then the n target entries overwritten
  * by a scatter, never an [n, vocab] one-hot. Saves p ([n, vocab]).
  * Runs the backend's `StepSoftmaxCrossEntropy` kernels when it has them
- * (./_fused.ts; they save the logits and lse instead), else
+ * (./fused_kernels.ts; they save the logits and lse instead), else
  * {@link crossEntropySumComposite}.
  *
  * @example

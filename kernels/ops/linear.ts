@@ -9,7 +9,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { addKeepingNothing, scaleKeepingNothing } from "./shape_ops.ts";
-import { releaseDisposedGpuBuffers } from "../webgpu/release.ts";
+import { releaseDisposedGpuBuffers } from "./release.ts";
 
 /** A LoRA branch: y += scale · (x·A)·B with A [in, r], B [r, out]. */
 export interface LoraBranch {

@@ -4,8 +4,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { KEEP_DIMS } from "../_flags.ts";
-import { FUSED_RMS_NORM, hasFusedPair, runFused } from "./_fused.ts";
+import { KEEP_DIMS } from "./flags.ts";
+import { FUSED_RMS_NORM, hasFusedPair, runFused } from "./fused_kernels.ts";
 
 /** Options of {@link rmsNorm}. */
 export interface RmsNormOptions {
@@ -18,7 +18,7 @@ export interface RmsNormOptions {
  *
  * Backward, with r = 1/sqrt(mean(x²)+eps), x̂ = x·r and g = dy·w:
  * dx = r · (g − x̂ · mean(g·x̂)), dw = Σ_rows dy·x̂. Saves x, w and r (n floats).
- * Runs the backend's `StepRmsNorm` kernels when it has them (./_fused.ts),
+ * Runs the backend's `StepRmsNorm` kernels when it has them (./fused_kernels.ts),
  * else {@link rmsNormComposite}.
  *
  * @example

@@ -8,7 +8,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { FUSED_ROPE, hasFusedPair, runFused } from "./_fused.ts";
+import { FUSED_ROPE, hasFusedPair, runFused } from "./fused_kernels.ts";
 
 /** cos and sin of position × frequency, each [seq, headDim/2]. */
 export interface RopeTables {
@@ -61,7 +61,7 @@ export function ropeTables(seq: number, options: RopeTableOptions): RopeTables {
  * two halves of a head, y = (x1·cos − x2·sin, x2·cos + x1·sin), i.e. HF's
  * x·cos + rotate_half(x)·sin. Backward is the inverse rotation of dy.
  * The tables' gradients are returned as zeros (they are constants).
- * Runs the backend's `StepRope` kernels when it has them (./_fused.ts), else
+ * Runs the backend's `StepRope` kernels when it has them (./fused_kernels.ts), else
  * {@link ropeComposite}.
  *
  * @example

@@ -7,14 +7,14 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { FUSED_SWIGLU, hasFusedPair, runFused } from "./_fused.ts";
+import { FUSED_SWIGLU, hasFusedPair, runFused } from "./fused_kernels.ts";
 
 /**
  * silu(gate) · up, both [n, f]; silu(g) = g·σ(g).
  *
  * Backward: d_up = dy·silu(g); d_gate = dy·up·σ(g)·(1 + g·(1 − σ(g))).
  * Saves gate and up. Runs the backend's `StepSwiGlu` kernels when it has
- * them (./_fused.ts), else {@link swigluComposite}.
+ * them (./fused_kernels.ts), else {@link swigluComposite}.
  *
  * @example
  * ```ts

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { assert, assertEquals } from "../../tests/assert.ts";
-import { adamwUpdate } from "../adamw.ts";
+import { adamwUpdate } from "../ops/adamw.ts";
 import { assertAllPassed, webGpuTest } from "./_test_util.ts";
 import { compareFusedToComposite, type KernelCase, kernelCases } from "./equivalence.ts";
 

@@ -1,6 +1,6 @@
 /**
  * `StepCausalAttention` and `StepCausalAttentionGrad` (contracts in
- * ../ops/_fused.ts) as tiled WGSL programs that never hold a t×t matrix.
+ * ../ops/fused_kernels.ts) as tiled WGSL programs that never hold a t×t matrix.
  *
  * Each thread owns one row (a query row in the forward and dq programs, a
  * key row in the dk and dv programs) and keeps it in registers as vec4s

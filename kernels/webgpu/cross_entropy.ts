@@ -1,6 +1,6 @@
 /**
  * `StepSoftmaxCrossEntropy` and `StepSoftmaxCrossEntropyGrad` (contracts in
- * ../ops/_fused.ts) as WGSL programs. The forward pass reads each row of
+ * ../ops/fused_kernels.ts) as WGSL programs. The forward pass reads each row of
  * logits once (an online max and rescaled sum per thread, merged across the
  * workgroup); the backward pass writes exp(logits − lse) − 1[target] scaled
  * by dy in one element-wise sweep. Neither builds a one-hot or keeps the

@@ -10,8 +10,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { type AdamWStepOptions, adamwUpdate } from "../adamw.ts";
-import { FUSED_ADAMW } from "../ops/_fused.ts";
+import { type AdamWStepOptions, adamwUpdate } from "../ops/adamw.ts";
+import { FUSED_ADAMW } from "../ops/fused_kernels.ts";
 import { causalAttention, causalAttentionComposite } from "../ops/attention.ts";
 import { crossEntropySum, crossEntropySumComposite } from "../ops/cross_entropy.ts";
 import { rmsNorm, rmsNormComposite } from "../ops/rms_norm.ts";
@@ -74,7 +74,7 @@ export interface CaseComparison {
   readonly passed: boolean;
 }
 
-/** Tolerances of ../ops/_fused.ts: relative to the largest expected magnitude. */
+/** Tolerances of ../ops/fused_kernels.ts: relative to the largest expected magnitude. */
 export const FORWARD_TOL = 1e-5;
 /** Gradient tolerance; see {@link FORWARD_TOL}. */
 export const GRADIENT_TOL = 1e-4;
@@ -400,7 +400,7 @@ export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<num
   return worst === 0 ? 0 : worst / Math.max(scale, GRADIENT_FLOOR / GRADIENT_TOL);
 }
 
-/** Compares two runs of `label` against the tolerances of ../ops/_fused.ts. */
+/** Compares two runs of `label` against the tolerances of ../ops/fused_kernels.ts. */
 export function compareOutputs(
   label: string,
   actual: CaseOutputs,

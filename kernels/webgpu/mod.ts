@@ -1,7 +1,8 @@
 /**
  * Fused WGSL kernels for the "webgpu" backend, implementing the contracts of
- * ../ops/_fused.ts: causal attention (forward keeps one log-sum-exp per query
- * row, backward recomputes the probabilities from it), softmax cross-entropy
+ * ../ops/fused_kernels.ts for the ops solvers/fused_registries.ts declares:
+ * causal attention (forward keeps one log-sum-exp per query row, backward
+ * recomputes the probabilities from it), softmax cross-entropy
  * without one-hot targets, RMSNorm, RoPE, SwiGLU and AdamW (one element-wise
  * sweep per output, with none of the composites' temporaries). The ops run
  * them whenever "webgpu" is the active backend; their composites stay the
@@ -12,14 +13,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import {
-  FUSED_ADAMW,
-  FUSED_ATTENTION,
-  FUSED_CROSS_ENTROPY,
-  FUSED_RMS_NORM,
-  FUSED_ROPE,
-  FUSED_SWIGLU,
-} from "../ops/_fused.ts";
+import { FUSED_REGISTRIES, type FusibleOp, type RegistryOp } from "../../solvers/mod.ts";
+import { type FusedImplementations, liveOps, registryKernels } from "../ops/fused_kernels.ts";
 import { adamwKernel } from "./adamw.ts";
 import { attentionBackward, attentionForward } from "./attention.ts";
 import { crossEntropyBackward, crossEntropyForward } from "./cross_entropy.ts";
@@ -41,23 +36,19 @@ export {
   type RunOptions,
 } from "./equivalence.ts";
 export { type GpuPeakTracker, trackGpuPeak } from "./gpu_peak.ts";
-export { releaseDisposedGpuBuffers } from "./release.ts";
 
 const BACKEND = "webgpu";
 
-const KERNELS: readonly (readonly [string, tf.KernelFunc])[] = [
-  [FUSED_RMS_NORM.forward, rmsNormForward],
-  [FUSED_RMS_NORM.gradient, rmsNormBackward],
-  [FUSED_CROSS_ENTROPY.forward, crossEntropyForward],
-  [FUSED_CROSS_ENTROPY.gradient, crossEntropyBackward],
-  [FUSED_ATTENTION.forward, attentionForward],
-  [FUSED_ATTENTION.gradient, attentionBackward],
-  [FUSED_ROPE.forward, ropeForward],
-  [FUSED_ROPE.gradient, ropeBackward],
-  [FUSED_SWIGLU.forward, swigluForward],
-  [FUSED_SWIGLU.gradient, swigluBackward],
-  [FUSED_ADAMW, adamwKernel],
-];
+const IMPLEMENTATIONS: FusedImplementations<RegistryOp<"webgpu">> = {
+  rmsNorm: [rmsNormForward, rmsNormBackward],
+  rope: [ropeForward, ropeBackward],
+  attention: [attentionForward, attentionBackward],
+  swiglu: [swigluForward, swigluBackward],
+  crossEntropy: [crossEntropyForward, crossEntropyBackward],
+  adamw: [adamwKernel],
+};
+
+const KERNELS = registryKernels(FUSED_REGISTRIES.webgpu, IMPLEMENTATIONS);
 
 /**
  * Registers the WGSL fused kernels for "webgpu" (idempotent). Call after
@@ -89,4 +80,11 @@ export function unregisterWebGpuKernels(): void {
 /** The fused kernel names registered for "webgpu" now. */
 export function webGpuKernels(): string[] {
   return KERNELS.map(([n]) => n).filter((n) => tf.getKernel(n, BACKEND) !== undefined);
+}
+
+/** The ops that run as this folder's kernels now: none unless "webgpu" is the active backend. */
+export function fusedWebGpuOps(): FusibleOp[] {
+  return tf.getBackend() === BACKEND
+    ? liveOps(BACKEND, FUSED_REGISTRIES.webgpu, IMPLEMENTATIONS)
+    : [];
 }

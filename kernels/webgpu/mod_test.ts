@@ -1,11 +1,11 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { assert, assertEquals } from "../../tests/assert.ts";
-import { FUSED_KERNEL_NAMES } from "../ops/_fused.ts";
+import { FUSED_KERNEL_NAMES } from "../ops/fused_kernels.ts";
 import { webGpuTest } from "./_test_util.ts";
 import { kernelCases, runCase } from "./equivalence.ts";
 import { registerWebGpuKernels, unregisterWebGpuKernels, webGpuKernels } from "./mod.ts";
 
-/** Every fused kernel of ../ops/_fused.ts has a WGSL implementation. */
+/** Every fused kernel of ../ops/fused_kernels.ts has a WGSL implementation. */
 const ALL = [...FUSED_KERNEL_NAMES];
 
 async function stepKernelsRun(): Promise<string[]> {

@@ -1,5 +1,5 @@
 /**
- * `StepRmsNorm` and `StepRmsNormGrad` (contracts in ../ops/_fused.ts) as WGSL
+ * `StepRmsNorm` and `StepRmsNormGrad` (contracts in ../ops/fused_kernels.ts) as WGSL
  * programs: one workgroup per row for the row reductions, element-wise
  * programs for the rest, and a two-pass column sum for the weight gradient.
  *

@@ -1,5 +1,5 @@
 /**
- * `StepRope` and `StepRopeGrad` (contracts in ../ops/_fused.ts) as WGSL
+ * `StepRope` and `StepRopeGrad` (contracts in ../ops/fused_kernels.ts) as WGSL
  * programs: one element-wise sweep each. Every output element reads its own
  * input element and its partner in the other half of the head (HF
  * rotate_half pairs i with i + d/2), so the composite's split, four products

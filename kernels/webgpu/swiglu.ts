@@ -1,5 +1,5 @@
 /**
- * `StepSwiGlu` and `StepSwiGluGrad` (contracts in ../ops/_fused.ts) as WGSL
+ * `StepSwiGlu` and `StepSwiGluGrad` (contracts in ../ops/fused_kernels.ts) as WGSL
  * programs. Each output is one element-wise sweep that recomputes σ(gate)
  * in registers, where the composite keeps σ, silu and their products as
  * tensors. The gradient has two outputs and a program writes one, so it is

@@ -5,9 +5,10 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { FUSED_ADAMW, hasFusedKernel, runFused } from "./ops/_fused.ts";
+import { type AdamWScalars, adamwScalars, adamwStep } from "./adamw_rule.ts";
+import { FUSED_ADAMW, hasFusedKernel, runFused } from "./fused_kernels.ts";
 
-/** AdamW hyperparameters; the defaults are the paper's (spec §4). */
+/** AdamW hyperparameters; the defaults are the paper's (spec §4, `ADAMW_DEFAULTS`). */
 export interface AdamWOptions {
   /** Learning rate of this step (schedules live with the caller). */
   readonly lr: number;
@@ -48,17 +49,15 @@ export function decays(param: tf.Tensor): boolean {
 }
 
 /**
- * One AdamW update of one parameter at step `step` (1-based):
- * g' = gradScale·g; m ← β1 m + (1−β1) g'; v ← β2 v + (1−β2) g'²;
- * p ← p·(1 − lr·wd) − lr · (m/(1−β1^t)) / (√(v/(1−β2^t)) + eps).
- * Inputs are not disposed (nor, unless `consumeInputs`, overwritten). Runs the
- * backend's `StepAdamW` kernel when it has one (ops/_fused.ts).
+ * One AdamW update of one parameter at step `step` (1-based), by the formula and scalars of
+ * ./adamw_rule.ts. Inputs are not disposed (nor, unless `consumeInputs`, overwritten). Runs the
+ * backend's `StepAdamW` kernel when it has one (./fused_kernels.ts).
  *
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
  * import { adamwUpdate } from "./adamw.ts";
- * import { initBackend } from "./backend.ts";
+ * import { initBackend } from "../backend.ts";
  * await initBackend("cpu");
  * const p = tf.ones([2, 2]);
  * const r = adamwUpdate({ param: p, grad: tf.ones([2, 2]), m: tf.zeros([2, 2]), v: tf.zeros([2, 2]) },
@@ -74,56 +73,28 @@ export function adamwUpdate(
   },
   options: AdamWStepOptions,
 ): AdamWResult {
-  const { b1, b2, eps, wd, t } = adamHyper(tensors.param, options);
+  const h = adamwStep(options, decays(tensors.param));
   const all = [tensors.param, tensors.grad, tensors.m, tensors.v];
   if (hasFusedKernel(FUSED_ADAMW) && all.every((x) => x.dtype === "float32")) {
     const [param, m, v] = runFused(FUSED_ADAMW, { ...tensors }, {
-      lr: options.lr,
-      beta1: b1,
-      beta2: b2,
-      eps,
-      weightDecay: wd,
-      step: t,
-      gradScale: options.gradScale,
+      ...h,
       inPlace: options.consumeInputs ?? false,
     });
     return { param: param!, m: m!, v: v! };
   }
+  const s = adamwScalars(h);
   // Scoped step by step, so at most a few temporaries of this parameter's size live at once
   // (one tidy around all of it kept about a dozen until the end).
-  const g = options.gradScale === 1 ? tensors.grad : tf.mul(tensors.grad, options.gradScale);
-  const { m, v } = adamMoments(tensors, g, { b1, b2 });
+  const g = s.gradScale === 1 ? tensors.grad : tf.mul(tensors.grad, s.gradScale);
+  const { m, v } = adamMoments(tensors, g, s);
   if (g !== tensors.grad) g.dispose();
-  const update = adamDirection(m, v, { b2, eps, t });
-  const stepSize = options.lr / (1 - Math.pow(b1, t));
+  const update = adamDirection(m, v, s);
   const param = tf.tidy(() => {
-    const decayed = wd === 0 ? tensors.param : tf.mul(tensors.param, 1 - options.lr * wd);
-    return tf.sub(decayed, tf.mul(update, stepSize));
+    const decayed = s.decay === 1 ? tensors.param : tf.mul(tensors.param, s.decay);
+    return tf.sub(decayed, tf.mul(update, s.stepSize));
   });
   update.dispose();
   return { param, m, v };
-}
-
-/** One step's Adam constants, defaults applied; decay only for parameters that `decays`. */
-export interface AdamHyper {
-  readonly b1: number;
-  readonly b2: number;
-  readonly eps: number;
-  /** Decoupled weight decay of this parameter (0 for 1-D tensors). */
-  readonly wd: number;
-  /** 1-based step (bias corrections). */
-  readonly t: number;
-}
-
-/** The Adam constants of one update of `param` (AdamW and GaLore share them). */
-export function adamHyper(param: tf.Tensor, options: AdamWStepOptions): AdamHyper {
-  return {
-    b1: options.beta1 ?? 0.9,
-    b2: options.beta2 ?? 0.95,
-    eps: options.eps ?? 1e-8,
-    wd: decays(param) ? (options.weightDecay ?? 0.1) : 0,
-    t: options.step,
-  };
 }
 
 /**
@@ -133,23 +104,20 @@ export function adamHyper(param: tf.Tensor, options: AdamWStepOptions): AdamHype
 export function adamMoments(
   old: { readonly m: tf.Tensor; readonly v: tf.Tensor },
   g: tf.Tensor,
-  h: Pick<AdamHyper, "b1" | "b2">,
+  s: Pick<AdamWScalars, "beta1" | "oneMinusBeta1" | "beta2" | "oneMinusBeta2">,
 ): { readonly m: tf.Tensor; readonly v: tf.Tensor } {
-  const m = tf.tidy(() => tf.add(tf.mul(old.m, h.b1), tf.mul(g, 1 - h.b1)));
-  const v = tf.tidy(() => tf.add(tf.mul(old.v, h.b2), tf.mul(tf.square(g), 1 - h.b2)));
+  const m = tf.tidy(() => tf.add(tf.mul(old.m, s.beta1), tf.mul(g, s.oneMinusBeta1)));
+  const v = tf.tidy(() => tf.add(tf.mul(old.v, s.beta2), tf.mul(tf.square(g), s.oneMinusBeta2)));
   return { m, v };
 }
 
-/** m / (√v̂ + ε): the update direction before the step size lr / (1 − β1^t). */
+/** m / (√(v·vCorrection) + ε): the update direction before the step size. */
 export function adamDirection(
   m: tf.Tensor,
   v: tf.Tensor,
-  h: Pick<AdamHyper, "b2" | "eps" | "t">,
+  s: Pick<AdamWScalars, "vCorrection" | "eps">,
 ): tf.Tensor {
-  return tf.tidy(() => {
-    const denom = tf.add(tf.sqrt(tf.mul(v, 1 / (1 - Math.pow(h.b2, h.t)))), h.eps);
-    return tf.div(m, denom);
-  });
+  return tf.tidy(() => tf.div(m, tf.add(tf.sqrt(tf.mul(v, s.vCorrection)), s.eps)));
 }
 
 /** √(Σ‖g‖²) over all gradients, as a scalar the caller owns. */

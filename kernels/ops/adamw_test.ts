@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs-core";
-import { assert, assertAlmostEquals, assertEquals } from "../tests/assert.ts";
+import { assert, assertAlmostEquals, assertEquals } from "../../tests/assert.ts";
 import { adamwUpdate, clipFactor, decays, globalNorm } from "./adamw.ts";
-import { assertClose, backendTest } from "./_test_util.ts";
+import { assertClose, backendTest } from "../_test_util.ts";
 
 backendTest("adamwUpdate() reproduces two AdamW steps computed by hand", async () => {
   const lr = 0.01;

@@ -2,7 +2,16 @@ import * as tf from "@tensorflow/tfjs-core";
 import { assertEquals } from "../../tests/assert.ts";
 import { initBackend } from "../backend.ts";
 import { assertClose } from "../_test_util.ts";
-import { FUSED_KERNEL_NAMES, FUSED_SWIGLU, hasFusedKernel, hasFusedPair } from "./_fused.ts";
+import {
+  FUSED_ADAMW,
+  FUSED_KERNEL_NAMES,
+  FUSED_SWIGLU,
+  hasFusedKernel,
+  hasFusedPair,
+  kernelNames,
+  liveOps,
+  registryKernels,
+} from "./fused_kernels.ts";
 import { swiglu, swigluComposite } from "./swiglu.ts";
 
 const PRESENT = true;
@@ -80,5 +89,78 @@ Deno.test({
     assertEquals(calls.length, 2, "without the kernels the composite path runs");
     assertClose(await y.data(), [1 / (1 + Math.exp(-1)), 1 / (1 + Math.exp(-1))], 1e-6, "silu");
     tf.dispose([x, y]);
+  },
+});
+
+function thrown(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+  return "nothing thrown";
+}
+
+Deno.test("registryKernels() names each kernel once and refuses a registry that breaks a contract", () => {
+  const [fwd, grad, update] = [() => [], () => [], () => []] as tf.KernelFunc[];
+  assertEquals(
+    registryKernels(["swiglu", "adamw", "adamwInPlace"], {
+      swiglu: [fwd!, grad!],
+      adamw: [update!],
+      adamwInPlace: [update!],
+    }),
+    [[FUSED_SWIGLU.forward, fwd], [FUSED_SWIGLU.gradient, grad], [FUSED_ADAMW, update]],
+  );
+  assertEquals(
+    thrown(() => registryKernels(["swiglu"], { swiglu: [fwd!] })),
+    "fused registry: swiglu has 1 kernels, its contract 2",
+  );
+  assertEquals(
+    thrown(() =>
+      registryKernels(["adamw", "adamwInPlace"], { adamw: [update!], adamwInPlace: [fwd!] })
+    ),
+    "fused registry: two functions for StepAdamW",
+  );
+  assertEquals(kernelNames(["adamw", "adamwInPlace", "swiglu"]), [
+    FUSED_ADAMW,
+    FUSED_SWIGLU.forward,
+    FUSED_SWIGLU.gradient,
+  ]);
+});
+
+Deno.test({
+  name: "liveOps() reports an op only while its kernels are registered as the registry holds them",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    assertEquals((await initBackend("cpu"))._tag, "Right");
+    const [fwd, grad, other] = [() => [], () => [], () => []] as tf.KernelFunc[];
+    const impls = { swiglu: [fwd!, grad!] };
+    assertEquals(liveOps("cpu", ["swiglu"], impls), []);
+    tf.registerKernel({ kernelName: FUSED_SWIGLU.forward, backendName: "cpu", kernelFunc: fwd! });
+    try {
+      assertEquals(liveOps("cpu", ["swiglu"], impls), [], "the gradient is missing");
+      tf.registerKernel({
+        kernelName: FUSED_SWIGLU.gradient,
+        backendName: "cpu",
+        kernelFunc: other!,
+      });
+      assertEquals(
+        liveOps("cpu", ["swiglu"], impls),
+        [],
+        "another function has the gradient's name",
+      );
+      tf.unregisterKernel(FUSED_SWIGLU.gradient, "cpu");
+      tf.registerKernel({
+        kernelName: FUSED_SWIGLU.gradient,
+        backendName: "cpu",
+        kernelFunc: grad!,
+      });
+      assertEquals(liveOps("cpu", ["swiglu"], impls), ["swiglu"]);
+      assertEquals(liveOps("wasm", ["swiglu"], impls), [], "registered for cpu only");
+    } finally {
+      tf.unregisterKernel(FUSED_SWIGLU.forward, "cpu");
+      tf.unregisterKernel(FUSED_SWIGLU.gradient, "cpu");
+    }
   },
 });

@@ -1,12 +1,13 @@
 /**
  * The fused-kernel seam: how an op in this folder picks a single kernel
  * registered for the ACTIVE backend, and the exact contract each such kernel
- * implements. Private to `kernels/`.
+ * implements. It sits with the ops, below ../fused and ../webgpu, because
+ * those folders implement the contracts and the ops only name them.
  *
  * ## Dispatch
  *
  * Each op (`rmsNorm`, `rope`, `causalAttention`, `swiglu`, `crossEntropySum`,
- * and `adamwUpdate` in ../adamw.ts) asks {@link hasFusedPair} (or, for AdamW,
+ * and `adamwUpdate` in ./adamw.ts) asks {@link hasFusedPair} (or, for AdamW,
  * {@link hasFusedKernel}) whether `tf.getKernel(name, tf.getBackend())` exists
  * for its forward AND its gradient kernel, and whether its float inputs are
  * float32. If so it runs a `tf.customGrad` block whose forward is one
@@ -46,7 +47,7 @@
  * | `StepSwiGluGrad` | dy [n, f], gate, up | – | dGate = dy·up·σ(g)·(1 + g·(1 − σ(g))); dUp = dy·g·σ(g) |
  * | `StepSoftmaxCrossEntropy` | logits [n, V], targets [n] int32 (< V; negative = ignored row) | – | rowLoss [n] = lse − logits[row, target], 0 for ignored rows; lse [n] = log Σ_j exp(logits[row, j]) (any value for ignored rows) |
  * | `StepSoftmaxCrossEntropyGrad` | dy [n] (of rowLoss), logits, targets, lse | – | dLogits [n, V] = dy[row]·(exp(logits − lse) − 1[j = target]), all 0 for ignored rows |
- * | `StepAdamW` | param, grad, m, v (same shape) | lr, beta1, beta2, eps, weightDecay, step, gradScale, inPlace | param', m', v': g = gradScale·grad; m' = β1·m + (1−β1)·g; v' = β2·v + (1−β2)·g²; param' = param·(1 − lr·wd) − lr/(1−β1^step) · m'/(√(v'/(1−β2^step)) + eps). With inPlace the kernel MAY write into param/m/v's own buffers (the caller disposes them right after and never reads them); it must not when another tensor shares a buffer. No gradient. |
+ * | `StepAdamW` | param, grad, m, v (same shape) | lr, beta1, beta2, eps, weightDecay, step, gradScale (an `AdamWStep` of ./adamw_rule.ts), inPlace | param', m', v' by the formula of ./adamw_rule.ts, with the scalars `adamwScalars` derives. With inPlace the kernel MAY write into param/m/v's own buffers (the caller disposes them right after and never reads them); it must not when another tensor shares a buffer. No gradient. |
  *
  * Numerics: every fused kernel must match its composite within float32
  * rounding (tests: relative 1e-5 forward, 1e-4 gradients against the
@@ -55,7 +56,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { FUSIBLE_OPS, type FusibleOp } from "../../solvers/mod.ts";
+import type { FusibleOp } from "../../solvers/mod.ts";
 
 /** A fused forward kernel and the kernel that computes its gradient. */
 export interface FusedPair {
@@ -113,6 +114,7 @@ export function runFused(
   return Array.isArray(out) ? out : [out];
 }
 
+/** The kernel names of each op, forward first; `adamwInPlace` is AdamW's kernel honouring `inPlace`. */
 const OP_KERNELS: Readonly<Record<FusibleOp, readonly string[]>> = {
   rmsNorm: [FUSED_RMS_NORM.forward, FUSED_RMS_NORM.gradient],
   rope: [FUSED_ROPE.forward, FUSED_ROPE.gradient],
@@ -123,14 +125,57 @@ const OP_KERNELS: Readonly<Record<FusibleOp, readonly string[]>> = {
   adamwInPlace: [FUSED_ADAMW],
 };
 
-// The wasm AdamW kernel honours `inPlace` (it updates the parameter's own buffers); webgpu's writes
-// new buffers, which the contract allows.
-const IN_PLACE_ADAMW_BACKENDS: ReadonlySet<string> = new Set(["wasm"]);
+/**
+ * A registry's kernel functions by op, in the order of the op's kernel names (forward,
+ * gradient). Typed by the ops that solvers/ declares for the registry, so a registry can neither
+ * leave out a declared op nor add one.
+ */
+export type FusedImplementations<Op extends FusibleOp> = {
+  readonly [K in Op]: readonly tf.KernelFunc[];
+};
 
-/** The ops that run as fused kernels on the active backend (the memory prediction needs them). */
-export function fusedOps(): FusibleOp[] {
-  return FUSIBLE_OPS.filter((op) =>
-    OP_KERNELS[op].every(hasFusedKernel) &&
-    (op !== "adamwInPlace" || IN_PLACE_ADAMW_BACKENDS.has(tf.getBackend()))
+/**
+ * The (kernel name, function) pairs that register `ops`, each name once.
+ *
+ * @throws {Error} when an op has not as many functions as kernel names, or two ops give one name
+ * different functions (a registry written wrong, found when its module loads).
+ */
+export function registryKernels<Op extends FusibleOp>(
+  ops: readonly Op[],
+  impls: FusedImplementations<Op>,
+): [string, tf.KernelFunc][] {
+  const byName = new Map<string, tf.KernelFunc>();
+  for (const op of ops) {
+    const names = OP_KERNELS[op];
+    const fs = impls[op];
+    if (fs.length !== names.length) {
+      throw new Error(
+        `fused registry: ${op} has ${fs.length} kernels, its contract ${names.length}`,
+      );
+    }
+    names.forEach((name, i) => {
+      const f = fs[i]!;
+      if ((byName.get(name) ?? f) !== f) {
+        throw new Error(`fused registry: two functions for ${name}`);
+      }
+      byName.set(name, f);
+    });
+  }
+  return [...byName];
+}
+
+/** The kernel names of `ops`, each once. */
+export function kernelNames(ops: readonly FusibleOp[]): string[] {
+  return [...new Set(ops.flatMap((op) => OP_KERNELS[op]))];
+}
+
+/** The ops among `ops` whose every kernel is registered for `backend` as `impls` holds it. */
+export function liveOps<Op extends FusibleOp>(
+  backend: string,
+  ops: readonly Op[],
+  impls: FusedImplementations<Op>,
+): Op[] {
+  return ops.filter((op) =>
+    OP_KERNELS[op].every((name, i) => tf.getKernel(name, backend)?.kernelFunc === impls[op][i])
   );
 }
