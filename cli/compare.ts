@@ -358,7 +358,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const config: Config = {
     ...c0,
     training: { ...c0.training, backend: args.backend ?? c0.training.backend },
-    compare: { ...c0.compare, accounting: args.accounting ?? c0.compare.accounting },
+    budget: { ...c0.budget, accounting: args.accounting ?? c0.budget.accounting },
   };
   const methods = parseMethods(
     args.methods ?? config.compare.methods,
@@ -439,12 +439,12 @@ async function compareIn(
     }
   }
   const e = config.compare.eval;
-  if (e !== undefined && !(await exists(e.dataDir))) {
+  if (e !== false && !(await exists(e.dataDir))) {
     console.log(
       `\nZero-shot evaluation skipped: ${e.dataDir} (compare.eval.dataDir) does not exist; ` +
         "the report's zero-shot and WikiText columns stay empty",
     );
-  } else if (e !== undefined) {
+  } else if (e !== false) {
     for (const run of p.runs) {
       const code = await evaluateOne(run.id, join(runsDir, run.id), e, at.backend);
       if (code !== 0) {
