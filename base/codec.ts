@@ -401,3 +401,56 @@ export function fieldCodecs<F extends SectionFields, X extends keyof F>(
     Object.entries(s.fields).filter(([k]) => !skip.has(k)).map(([k, f]) => [k, f.codec]),
   ) as { readonly [K in Exclude<keyof F, X>]: F[K]["codec"] };
 }
+
+/**
+ * A union of object codecs told apart by the string field `key` (`op` of a stage node, `type` of
+ * a metrics record): a value is decoded by its own member only, so its errors name that member's
+ * fields instead of every member's.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import * as E from "fp-ts/lib/Either.js";
+ * import * as t from "io-ts";
+ * import { decodeWith, tagged } from "./codec.ts";
+ * const Shape = tagged("shape", "kind", {
+ *   square: t.type({ kind: t.literal("square"), side: t.number }),
+ *   circle: t.type({ kind: t.literal("circle"), radius: t.number }),
+ * });
+ * assert(E.isRight(Shape.decode({ kind: "circle", radius: 1 })));
+ * assert.deepEqual(decodeWith(Shape, { kind: "circle", side: 1 }), E.left(["radius: expected a number (missing)"]));
+ * assert(E.isLeft(Shape.decode({ kind: "toString" })));
+ * ```
+ */
+export function tagged<C extends Readonly<Record<string, t.Mixed>>>(
+  name: string,
+  key: string,
+  members: C,
+): t.Type<t.TypeOf<C[keyof C]>, t.OutputOf<C[keyof C]>, unknown> {
+  const tags = Object.keys(members);
+  const memberOf = (u: unknown): t.Mixed | undefined => {
+    const tag = isMapping(u) ? u[key] : undefined;
+    return typeof tag === "string" && Object.hasOwn(members, tag) ? members[tag] : undefined;
+  };
+  return new t.Type<t.TypeOf<C[keyof C]>, t.OutputOf<C[keyof C]>, unknown>(
+    name,
+    (u): u is t.TypeOf<C[keyof C]> => memberOf(u)?.is(u) ?? false,
+    (u, c) => {
+      const member = memberOf(u);
+      if (member === undefined) {
+        const expected = `expected one of ${tags.join(", ")}`;
+        if (!isMapping(u)) {
+          return t.failure(u, c, `expected a mapping with a "${key}" (${expected})`);
+        }
+        const tag = u[key];
+        return t.failure(
+          tag,
+          t.appendContext(c, key, t.string, tag),
+          `unknown ${key} ${JSON.stringify(tag)}: ${expected}`,
+        );
+      }
+      return member.validate(u, c);
+    },
+    (a) => memberOf(a)!.encode(a),
+  );
+}

@@ -26,6 +26,7 @@ import {
   renderError,
 } from "../base/mod.ts";
 import { checkOutput, exists, RUN_DIR } from "../checkpoint/mod.ts";
+import { readMetrics } from "../effects/mod.ts";
 import {
   type BackendName,
   BACKENDS,
@@ -60,13 +61,7 @@ import {
   parseCommand,
   stringFlag,
 } from "./_args.ts";
-import {
-  graphEvidence,
-  graphFingerprint,
-  readRunMetrics,
-  readRunReport,
-  waitForHolder,
-} from "./_compare_runs.ts";
+import { graphEvidence, graphFingerprint, readRunReport, waitForHolder } from "./_compare_runs.ts";
 import { readText, writeAllOrNothing } from "./_files.ts";
 import { exitWithParentSpawn } from "./_parent_watch.ts";
 
@@ -500,7 +495,7 @@ async function writeReport(
     const read = await readRunReport(dir);
     if (E.isLeft(read)) return fail(read.left);
     const report = read.right;
-    const metrics = await readRunMetrics(dir);
+    const metrics = await readMetrics(dir);
     if (E.isLeft(metrics)) return fail(metrics.left);
     if (typeof report.backend === "string") backend = report.backend;
     let evaluation: Record<string, unknown> | undefined;

@@ -291,9 +291,10 @@ async function runAndReport(
     unigramNats: env.data.unigramNats ?? null,
   });
   const metrics = await readMetrics(out);
+  if (E.isLeft(metrics)) return fail(metrics.left);
   const files: [string, string][] = [
     [RUN_DIR.report, JSON.stringify(report, null, 2)],
-    [RUN_DIR.lossChart, lossChartSvg(`${name}: loss`, metrics, env.data.floorNats)],
+    [RUN_DIR.lossChart, lossChartSvg(`${name}: loss`, metrics.right, env.data.floorNats)],
     [
       RUN_DIR.memoryChart,
       memoryChartSvg(

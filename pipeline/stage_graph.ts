@@ -25,6 +25,7 @@ import {
   required,
   section,
   strict,
+  tagged,
 } from "../base/mod.ts";
 import { DataCodec, DataSourcesCodec, GaloreCodec, PetCodec, TrainingCodec } from "./config.ts";
 
@@ -143,39 +144,15 @@ export type StageNode =
   | EvalNode
   | CheckpointNode;
 
-const NODE_CODECS: Readonly<Record<StageNode["op"], t.Type<StageNode, unknown, unknown>>> = {
-  train: TrainNodeCodec as t.Type<StageNode, unknown, unknown>,
-  grow: GrowNodeCodec as t.Type<StageNode, unknown, unknown>,
-  attachPET: AttachPetNodeCodec as t.Type<StageNode, unknown, unknown>,
-  continue: ContinueNodeCodec as t.Type<StageNode, unknown, unknown>,
-  eval: EvalNodeCodec as t.Type<StageNode, unknown, unknown>,
-  checkpoint: CheckpointNodeCodec as t.Type<StageNode, unknown, unknown>,
-};
-
 /** Decodes a node by its `op` tag, so errors name one node type instead of all of them. */
-export const StageNodeCodec: t.Type<StageNode, unknown, unknown> = new t.Type<
-  StageNode,
-  unknown,
-  unknown
->(
-  "StageNode",
-  (u): u is StageNode =>
-    typeof u === "object" && u !== null && "op" in u &&
-    (NODE_CODECS[(u as { op: StageNode["op"] }).op]?.is(u) ?? false),
-  (u, c) => {
-    const op = typeof u === "object" && u !== null ? (u as { op?: unknown }).op : undefined;
-    const codec = typeof op === "string" ? NODE_CODECS[op as StageNode["op"]] : undefined;
-    if (codec === undefined) {
-      return t.failure(
-        u,
-        c,
-        `unknown op ${JSON.stringify(op)}: expected one of ${Object.keys(NODE_CODECS).join(", ")}`,
-      );
-    }
-    return codec.validate(u, c);
-  },
-  (a) => NODE_CODECS[a.op].encode(a),
-);
+export const StageNodeCodec: t.Type<StageNode, unknown, unknown> = tagged("StageNode", "op", {
+  train: TrainNodeCodec,
+  grow: GrowNodeCodec,
+  attachPET: AttachPetNodeCodec,
+  continue: ContinueNodeCodec,
+  eval: EvalNodeCodec,
+  checkpoint: CheckpointNodeCodec,
+});
 
 /** Codec of a whole pipeline file: its settings sections decode with their defaults applied. */
 export const PipelineCodec = section("pipeline", {
