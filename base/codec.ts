@@ -312,12 +312,12 @@ export function section<const F extends SectionFields>(name: string, fields: F):
     (u): u is SettingsOf<F> =>
       isMapping(u) && entries.every(([k, f]) =>
         u[k] === undefined ? f.absent === "unset" : f.codec.is(u[k])
-      ) && Object.keys(u).every((k) => k in fields),
+      ) && Object.keys(u).every((k) => Object.hasOwn(fields, k)),
     (u, c) => {
       if (!isMapping(u)) {
         return t.failure(u, c, `expected a mapping with fields ${known.join(", ")}`);
       }
-      const unknown = Object.keys(u).find((k) => !(k in fields));
+      const unknown = Object.keys(u).find((k) => !Object.hasOwn(fields, k));
       if (unknown !== undefined) {
         return t.failure(
           u[unknown],

@@ -62,6 +62,13 @@ Deno.test("section() names the path of every bad value, and of an unknown field"
     decodeWith(Outer, { name: "a", inner: { mdoe: "slow" } }),
     E.left(['inner.mdoe: unknown field "mdoe" (known: depth, mode) (got "slow")']),
   );
+  // A key that names an Object property is still a field the section does not know.
+  assertEquals(
+    decodeWith(Outer, { name: "a", toString: 1 }),
+    E.left([
+      'toString: unknown field "toString" (known: name, steps, ratio, fused, chunk, inner) (got 1)',
+    ]),
+  );
   assertEquals(
     decodeWith(Outer, { steps: 5 }),
     E.left(["name: expected a string (missing)"]),
