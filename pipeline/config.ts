@@ -1,7 +1,8 @@
 /**
- * The config file (YAML or JSON): codecs for every section, defaults, and the
- * cross-field checks a codec cannot express. Decoded once at the CLI edge,
- * then passed down read-only.
+ * The config file (YAML or JSON): one `section()` codec per section, each field written once
+ * with its codec, default and doc (the settings types are the codecs' types), and the
+ * cross-field checks a codec cannot express. Decoded once at the CLI edge, then passed down
+ * read-only.
  *
  * @module
  */

@@ -2,6 +2,7 @@
  * From a config and its plan to the stage graph `deno task run` executes:
  * stage 1 trains n_1 layers; every later stage grows by n_i, attaches ReLoRA to
  * the frozen layers and continues. Steps come from the FLOPs-matched budget.
+ * A config without a plan (no `nodes:`) is standard pre-training: one `train` node.
  *
  * @module
  */
