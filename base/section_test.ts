@@ -2,16 +2,8 @@ import * as E from "fp-ts/lib/Either.js";
 import * as t from "io-ts";
 import fc from "fast-check";
 import { assert, assertEquals, assertThrows } from "../tests/assert.ts";
-import {
-  decodeWith,
-  field,
-  OFF_BY_DEFAULT,
-  oneOf,
-  optional,
-  required,
-  section,
-  withDefaults,
-} from "./codec.ts";
+import { decodeWith, oneOf } from "./codec.ts";
+import { field, OFF_BY_DEFAULT, optional, required, section, withDefaults } from "./section.ts";
 import { Fraction, PositiveInt } from "./brands.ts";
 
 const Inner = section("outer.inner", {
