@@ -1,6 +1,7 @@
 /**
- * io-ts helpers shared by every codec: objects that reject unknown fields, and
- * a reporter that turns decode errors into `path: message` lines.
+ * io-ts helpers shared by every codec: objects that reject unknown fields, unions
+ * told apart by a tag field, and a reporter that turns decode errors into
+ * `path: message` lines.
  *
  * A leaf module (io-ts and the byte units beside it), so `solvers/` may use it too.
  *
