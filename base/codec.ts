@@ -1,6 +1,7 @@
 /**
- * io-ts helpers shared by every codec: objects that reject unknown fields, and
- * a reporter that turns decode errors into `path: message` lines.
+ * io-ts helpers shared by every codec: objects that reject unknown fields, unions
+ * told apart by a tag field, and a reporter that turns decode errors into
+ * `path: message` lines.
  *
  * A leaf module (io-ts and the byte units beside it), so `solvers/` may use it too.
  *
@@ -29,7 +30,7 @@ export function strict<R extends t.Props, O extends t.Props>(
     name,
     (u): u is t.TypeOfProps<R> & t.TypeOfPartialProps<O> => inner.is(u),
     (u, c) => {
-      if (typeof u !== "object" || u === null || Array.isArray(u)) {
+      if (!isMapping(u)) {
         return t.failure(u, c, `expected a mapping with fields ${[...known].join(", ")}`);
       }
       {
@@ -185,3 +186,61 @@ export const ByteSize: t.Type<number, number, unknown> = new t.Type<number, numb
   },
   t.identity,
 );
+
+/** Whether `u` is a mapping: an object that is neither null nor an array. */
+export function isMapping(u: unknown): u is Readonly<Record<string, unknown>> {
+  return typeof u === "object" && u !== null && !Array.isArray(u);
+}
+
+/**
+ * A union of object codecs told apart by the string field `key` (`op` of a stage node, `type` of
+ * a metrics record): a value is decoded by its own member only, so its errors name that member's
+ * fields instead of every member's.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import * as E from "fp-ts/lib/Either.js";
+ * import * as t from "io-ts";
+ * import { decodeWith, tagged } from "./codec.ts";
+ * const Shape = tagged("shape", "kind", {
+ *   square: t.type({ kind: t.literal("square"), side: t.number }),
+ *   circle: t.type({ kind: t.literal("circle"), radius: t.number }),
+ * });
+ * assert(E.isRight(Shape.decode({ kind: "circle", radius: 1 })));
+ * assert.deepEqual(decodeWith(Shape, { kind: "circle", side: 1 }), E.left(["radius: expected a number (missing)"]));
+ * assert(E.isLeft(Shape.decode({ kind: "toString" })));
+ * ```
+ */
+export function tagged<C extends Readonly<Record<string, t.Mixed>>>(
+  name: string,
+  key: string,
+  members: C,
+): t.Type<t.TypeOf<C[keyof C]>, t.OutputOf<C[keyof C]>, unknown> {
+  const tags = Object.keys(members);
+  const memberOf = (u: unknown): t.Mixed | undefined => {
+    const tag = isMapping(u) ? u[key] : undefined;
+    return typeof tag === "string" && Object.hasOwn(members, tag) ? members[tag] : undefined;
+  };
+  return new t.Type<t.TypeOf<C[keyof C]>, t.OutputOf<C[keyof C]>, unknown>(
+    name,
+    (u): u is t.TypeOf<C[keyof C]> => memberOf(u)?.is(u) ?? false,
+    (u, c) => {
+      const member = memberOf(u);
+      if (member === undefined) {
+        const expected = `expected one of ${tags.join(", ")}`;
+        if (!isMapping(u)) {
+          return t.failure(u, c, `expected a mapping with a "${key}" (${expected})`);
+        }
+        const tag = u[key];
+        return t.failure(
+          tag,
+          t.appendContext(c, key, t.string, tag),
+          `unknown ${key} ${JSON.stringify(tag)}: ${expected}`,
+        );
+      }
+      return member.validate(u, c);
+    },
+    (a) => memberOf(a)!.encode(a),
+  );
+}

@@ -5,7 +5,8 @@
  * functions; it imports nothing of this project's.
  *
  * - `errors`: `PipelineError`, the tagged failures a user sees, their text and exit codes.
- * - `codec`: strict object codecs, string enums and the decode-error reporter.
+ * - `codec`: strict object codecs, string enums, tagged unions and the decode-error reporter.
+ * - `section`: settings sections, each field written once with its codec and default.
  * - `prng`: splitmix32, FNV-1a and seed derivation (no `Math.random` anywhere).
  * - `units`: `24GB` ⇄ bytes, human-readable sizes and counts.
  * - `brands`: `PositiveInt`, `Fraction`, … as io-ts brands.
@@ -24,6 +25,7 @@
  */
 export * from "./errors.ts";
 export * from "./codec.ts";
+export * from "./section.ts";
 export * from "./prng.ts";
 export * from "./units.ts";
 export * from "./brands.ts";

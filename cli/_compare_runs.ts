@@ -1,7 +1,7 @@
 /**
  * What `deno task compare` reads from a comparison folder's runs before it goes on: the graph
  * each run recorded (against its graph file and the config), a run still held by a process an
- * earlier comparison left behind, and a finished run's report and metrics.
+ * earlier comparison left behind, and a finished run's report.
  *
  * @module
  */
@@ -10,7 +10,6 @@ import { join } from "node:path";
 import YAML from "yaml";
 import { contentInvalid, describeUnknown, ioFailed, type PipelineError } from "../base/mod.ts";
 import { exists, readCheckpointState, RUN_DIR } from "../checkpoint/mod.ts";
-import { readMetrics } from "../effects/mod.ts";
 import {
   decodePipeline,
   type GraphFileState,
@@ -128,17 +127,4 @@ export async function readRunReport(
   return typeof report === "object" && report !== null && !Array.isArray(report)
     ? E.right(report as Record<string, unknown>)
     : E.left(contentInvalid(path, `not a run report (expected a JSON object); ${again}`));
-}
-
-/** A run's metrics records; a damaged line is `ContentInvalid` naming the file. */
-export async function readRunMetrics(
-  runDir: string,
-): Promise<E.Either<PipelineError, Record<string, unknown>[]>> {
-  try {
-    return E.right(await readMetrics(runDir));
-  } catch (e) {
-    return E.left(
-      contentInvalid(join(runDir, RUN_DIR.metrics), `not JSON lines: ${describeUnknown(e)}`),
-    );
-  }
 }

@@ -26,6 +26,7 @@ import {
   renderError,
 } from "../base/mod.ts";
 import { checkOutput, exists, RUN_DIR } from "../checkpoint/mod.ts";
+import { readMetrics } from "../effects/mod.ts";
 import {
   type BackendName,
   BACKENDS,
@@ -60,13 +61,7 @@ import {
   parseCommand,
   stringFlag,
 } from "./_args.ts";
-import {
-  graphEvidence,
-  graphFingerprint,
-  readRunMetrics,
-  readRunReport,
-  waitForHolder,
-} from "./_compare_runs.ts";
+import { graphEvidence, graphFingerprint, readRunReport, waitForHolder } from "./_compare_runs.ts";
 import { readText, writeAllOrNothing } from "./_files.ts";
 import { exitWithParentSpawn } from "./_parent_watch.ts";
 
@@ -358,7 +353,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const config: Config = {
     ...c0,
     training: { ...c0.training, backend: args.backend ?? c0.training.backend },
-    compare: { ...c0.compare, accounting: args.accounting ?? c0.compare.accounting },
+    budget: { ...c0.budget, accounting: args.accounting ?? c0.budget.accounting },
   };
   const methods = parseMethods(
     args.methods ?? config.compare.methods,
@@ -439,12 +434,12 @@ async function compareIn(
     }
   }
   const e = config.compare.eval;
-  if (e !== undefined && !(await exists(e.dataDir))) {
+  if (e !== false && !(await exists(e.dataDir))) {
     console.log(
       `\nZero-shot evaluation skipped: ${e.dataDir} (compare.eval.dataDir) does not exist; ` +
         "the report's zero-shot and WikiText columns stay empty",
     );
-  } else if (e !== undefined) {
+  } else if (e !== false) {
     for (const run of p.runs) {
       const code = await evaluateOne(run.id, join(runsDir, run.id), e, at.backend);
       if (code !== 0) {
@@ -500,7 +495,7 @@ async function writeReport(
     const read = await readRunReport(dir);
     if (E.isLeft(read)) return fail(read.left);
     const report = read.right;
-    const metrics = await readRunMetrics(dir);
+    const metrics = await readMetrics(dir);
     if (E.isLeft(metrics)) return fail(metrics.left);
     if (typeof report.backend === "string") backend = report.backend;
     let evaluation: Record<string, unknown> | undefined;

@@ -140,8 +140,8 @@ export function planMode(args: PlanArgs, config: Config): E.Either<PipelineError
     );
   }
   if (config.plan.split !== undefined) return E.right({ kind: "split", split: config.plan.split });
-  if (config.plan.budgetBytes !== undefined) {
-    return E.right({ kind: "budget", bytes: config.plan.budgetBytes });
+  if (config.plan.budget !== undefined) {
+    return E.right({ kind: "budget", bytes: config.plan.budget });
   }
   return E.right({ kind: "optimal", stages: config.plan.stages });
 }

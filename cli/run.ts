@@ -16,11 +16,11 @@ import * as E from "fp-ts/lib/Either.js";
 import { dirname } from "node:path";
 import YAML from "yaml";
 import {
-  type ConfigInvalid,
   configInvalid,
   describeUnknown,
   exitCode,
   ioFailed,
+  NonNegativeInt,
   type PipelineError,
   renderError,
 } from "../base/mod.ts";
@@ -29,18 +29,18 @@ import { readMetrics, type RunDirMode, wireRun } from "../effects/mod.ts";
 import {
   type BackendName,
   BACKENDS,
+  decodeConfig,
   decodePipeline,
   describeGraph,
   encodePipeline,
   type EngineName,
   ENGINES,
   type Env,
-  graphDataSection,
   methodLabel,
-  parseConfig,
   type Pipeline,
   runFlops,
   runPipeline,
+  standardGraph,
   validateGraph,
   type ValidGraph,
 } from "../pipeline/mod.ts";
@@ -139,24 +139,12 @@ function withOverrides(g: ValidGraph, args: RunArgs): ValidGraph {
     training: {
       ...t,
       engine: args.engine ?? t.engine,
-      torch: { ...t.torch, nodeRank: args.nodeRank ?? t.torch.nodeRank },
+      torch: {
+        ...t.torch,
+        nodeRank: NonNegativeInt.is(args.nodeRank) ? args.nodeRank : t.torch.nodeRank,
+      },
     },
   };
-}
-
-/** A config without `nodes:` runs as standard pre-training: one train node of full depth. */
-function standardGraph(text: string, file: string): E.Either<ConfigInvalid, Pipeline> {
-  const config = parseConfig(text, file);
-  if (E.isLeft(config)) return config;
-  const c = config.right;
-  return decodePipeline({
-    version: 1,
-    name: c.name,
-    model: { ...c.shape },
-    training: { ...c.training },
-    data: graphDataSection(c.data),
-    nodes: [{ op: "train", id: "standard", layers: c.shape.layers, steps: c.training.steps }],
-  }, file);
 }
 
 async function loadGraph(file: string): Promise<E.Either<PipelineError, Pipeline>> {
@@ -186,8 +174,11 @@ async function loadGraph(file: string): Promise<E.Either<PipelineError, Pipeline
   } catch (e) {
     return E.left(configInvalid(file, `not valid YAML: ${describeUnknown(e).split("\n")[0]}`));
   }
+  // A config without `nodes:` runs as standard pre-training: one train node of full depth.
   const isGraph = typeof doc === "object" && doc !== null && "nodes" in doc;
-  return isGraph ? decodePipeline(doc, file) : standardGraph(text.right, file);
+  return isGraph
+    ? decodePipeline(doc, file)
+    : E.flatMap(decodeConfig(doc, file), (c) => standardGraph(c, file));
 }
 
 /**
@@ -300,9 +291,10 @@ async function runAndReport(
     unigramNats: env.data.unigramNats ?? null,
   });
   const metrics = await readMetrics(out);
+  if (E.isLeft(metrics)) return fail(metrics.left);
   const files: [string, string][] = [
     [RUN_DIR.report, JSON.stringify(report, null, 2)],
-    [RUN_DIR.lossChart, lossChartSvg(`${name}: loss`, metrics, env.data.floorNats)],
+    [RUN_DIR.lossChart, lossChartSvg(`${name}: loss`, metrics.right, env.data.floorNats)],
     [
       RUN_DIR.memoryChart,
       memoryChartSvg(

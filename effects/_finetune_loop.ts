@@ -25,6 +25,7 @@ import {
   type ClockEffect,
   type Engine,
   type EngineState,
+  type FinetuneMetric,
   type FinetunePlan,
   formatDuration,
   padExamples,
@@ -103,7 +104,7 @@ function brokenBase(c: LoopContext, what: string): ContentInvalid {
   );
 }
 
-function metric(c: LoopContext, r: Running, record: Record<string, unknown>): void {
+function metric(c: LoopContext, r: Running, record: FinetuneMetric): void {
   c.dir.log.metric(record);
   r.progress = { ...r.progress, metrics: r.progress.metrics + 1 };
 }

@@ -44,9 +44,11 @@ async function runOn(g: ValidGraph, backend: BackendName, dir: string): Promise<
     const r = await runPipeline(g, { resume: false })(wired.right.env)();
     if (E.isLeft(r)) throw new Error(`On "${backend}": ${renderError(r.left)}`);
     const metrics = await readMetrics(out);
+    if (E.isLeft(metrics)) throw new Error(renderError(metrics.left));
     return {
       backend,
-      losses: metrics.filter((m) => m.type === "train").map((m) => m.loss as number),
+      // A skipped step's loss is not finite: NaN, as it was computed.
+      losses: metrics.right.flatMap((m) => m.type === "train" ? [m.loss ?? NaN] : []),
       finalValLoss: r.right.finalValLoss,
       mergedValLoss: r.right.mergedValLoss,
       seconds: (performance.now() - t0) / 1000,

@@ -34,12 +34,15 @@ import {
   tokenizerRecordText,
 } from "../checkpoint/mod.ts";
 import type { TokenizerName } from "../data/mod.ts";
-import type {
-  Checkpoint,
-  EngineSnapshot,
-  LogEffect,
-  NamedArray,
-  StoreEffect,
+import {
+  type Checkpoint,
+  decodeMetricLines,
+  type EngineSnapshot,
+  type LogEffect,
+  type NamedArray,
+  type RunMetric,
+  RunMetricCodec,
+  type StoreEffect,
 } from "../pipeline/mod.ts";
 import {
   lockDir,
@@ -290,8 +293,17 @@ export function runDirLog(dir: string, print: (line: string) => void): LogEffect
   };
 }
 
-/** Reads the metrics of a run directory. */
-export async function readMetrics(dir: string): Promise<Record<string, unknown>[]> {
-  const text = await Deno.readTextFile(`${dir}/${RUN_DIR.metrics}`).catch(() => "");
-  return text.split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l));
+/**
+ * The metrics of a run directory, each line decoded (none when the file does not exist yet); a
+ * damaged line is `ContentInvalid` naming the file and the line.
+ */
+export async function readMetrics(dir: string): Promise<E.Either<FileError, RunMetric[]>> {
+  const path = `${dir}/${RUN_DIR.metrics}`;
+  let text = "";
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) return E.left(ioFailed(path, describeUnknown(e)));
+  }
+  return decodeMetricLines(RunMetricCodec, text, path);
 }

@@ -1,10 +1,14 @@
 import { assertEquals } from "../tests/assert.ts";
-import { TORCH_DEFAULTS } from "../pipeline/mod.ts";
+import * as E from "fp-ts/lib/Either.js";
+import type * as t from "io-ts";
+import { TorchCodec } from "../pipeline/mod.ts";
 import { launchCommands, TRAINER_SCRIPT } from "./torch_launch.ts";
 
-const spec = (settings: Partial<typeof TORCH_DEFAULTS>) => ({
+const spec = (settings: t.OutputOf<typeof TorchCodec>) => ({
   python: "python3",
-  settings: { ...TORCH_DEFAULTS, ...settings },
+  settings: E.getOrElseW((): never => {
+    throw new Error("the test's settings do not decode");
+  })(TorchCodec.decode(settings)),
   init: "/run/torch/exchange/in",
   data: "/run/torch/data",
   threads: 4,

@@ -10,10 +10,18 @@
 import * as E from "fp-ts/lib/Either.js";
 import { type ConfigInvalid, configInvalid, type GraphInvalid } from "../base/mod.ts";
 import { shareWeights } from "../solvers/mod.ts";
-import { type Config, graphDataSection } from "./config.ts";
+import type { Config } from "./config.ts";
 import { type RunFlops, runFlops, stagePricesPerToken } from "./run_flops.ts";
 import { stepNodes } from "./plan_to_graph.ts";
-import { decodePipeline, type Pipeline, type StageNode } from "./stage_graph.ts";
+import {
+  attachPET,
+  continueTraining,
+  decodePipeline,
+  evaluate,
+  type Pipeline,
+  type StageNode,
+  train,
+} from "./stage_graph.ts";
 import { validateGraph, type ValidGraph } from "./validate_graph.ts";
 
 /** A method of the comparison. */
@@ -113,14 +121,13 @@ function skeleton(
     case "standard":
       return {
         shares: [1],
-        nodes: ([s]) => [{ op: "train", id: "standard", layers: L, steps: s! } as StageNode],
+        nodes: ([s]) => [train({ id: "standard", layers: L, steps: s! })],
       };
     case "galore": {
       const g = config.galore;
       return {
         shares: [1],
-        nodes: ([s]) => [{
-          op: "train",
+        nodes: ([s]) => [train({
           id: "galore",
           layers: L,
           steps: s!,
@@ -131,7 +138,7 @@ function skeleton(
             scale: g.scale,
             targets: [...g.targets],
           },
-        } as StageNode],
+        })],
       };
     }
     case "relora": {
@@ -142,16 +149,14 @@ function skeleton(
         nodes: ([warm, lora]) => {
           const length = warm! + lora!;
           return [
-            {
-              op: "train",
+            train({
               id: "warm-start",
               layers: L,
               steps: warm!,
               scheduleSteps: length,
               warmup: warmup(length),
-            } as StageNode,
-            {
-              op: "attachPET",
+            }),
+            attachPET({
               id: "lora",
               kind: "relora",
               rank: p.rank,
@@ -162,15 +167,14 @@ function skeleton(
               pruneRatio: p.pruneRatio,
               trainEmbeddings: true,
               trainNorms: true,
-            } as StageNode,
-            {
-              op: "continue",
+            }),
+            continueTraining({
               id: "relora",
               steps: lora!,
               scheduleSteps: length,
               scheduleOffset: warm!,
               warmup: warmup(length),
-            } as StageNode,
+            }),
           ];
         },
       };
@@ -221,20 +225,19 @@ function graphOf(
 ): E.Either<Problem, ValidGraph> {
   const sk = skeleton(config, method, split);
   const second = config.compare.secondCorpus;
-  const evalNodes: StageNode[] = second === undefined ? [] : [{
-    op: "eval",
+  const evalNodes: StageNode[] = second === undefined ? [] : [evaluate({
     id: "second-corpus",
     source: second,
     label: config.compare.secondLabel,
     batches: config.compare.secondBatches,
-  } as StageNode];
+  })];
   const name = `${methodName(method)}-s${seed}`;
   const doc = {
     version: 1,
     name,
     model: { ...config.shape },
     training: { ...config.training, seed: config.training.seed + seed },
-    data: graphDataSection(config.data),
+    data: config.data,
     nodes: [...sk.nodes(steps), ...evalNodes],
   };
   const decoded = decodePipeline(doc, `compare: ${name}`);
@@ -247,7 +250,7 @@ function graphOf(
  * stage whose share buys less than one step is an error naming the method and the stage.
  */
 export function comparePlan(config: Config, inputs: CompareInputs): E.Either<Problem, ComparePlan> {
-  const accounting = config.compare.accounting;
+  const accounting = config.budget.accounting;
   const budget = compareBudget(config, accounting);
   if (E.isLeft(budget)) return budget;
   const C = budget.right;

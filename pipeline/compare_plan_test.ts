@@ -39,7 +39,7 @@ function plan(c: Config, names: string[], splits: [number, number[]][] = []): Co
 Deno.test("comparePlan() gives every method the same compute, within one step per stage", () => {
   for (const accounting of ["paper", "executed"] as const) {
     const c = config();
-    const cc: Config = { ...c, compare: { ...c.compare, accounting } };
+    const cc: Config = { ...c, budget: { ...c.budget, accounting } };
     const runs = plan(cc, ["standard", "relora", "galore", "step-2", "step-3"], [[2, [4, 2]], [
       3,
       [3, 2, 1],

@@ -1,7 +1,8 @@
 /**
- * The config file (YAML or JSON): codecs for every section, defaults, and the
- * cross-field checks a codec cannot express. Decoded once at the CLI edge,
- * then passed down read-only.
+ * The config file (YAML or JSON): one `section()` codec per section, each field written once
+ * with its codec, default and doc (the settings types are the codecs' types), and the
+ * cross-field checks a codec cannot express. Decoded once at the CLI edge, then passed down
+ * read-only.
  *
  * @module
  */
@@ -15,21 +16,26 @@ import {
   configInvalid,
   decodeWith,
   DEFAULT_PLACEMENT,
+  field,
   FileName,
   Fraction,
   type LlamaShape,
   LlamaShapeCodec,
   NonNegativeInt,
+  OFF_BY_DEFAULT,
+  ON_BY_DEFAULT,
   oneOf,
-  type Placement,
+  optional,
   PlacementCodec,
   PositiveInt,
   PositiveNumber,
-  type Projection,
   ProjectionCodec,
   PROJECTIONS,
+  required,
+  section,
   shapeProblem,
   strict,
+  withDefaults,
 } from "../base/mod.ts";
 import {
   type ActivationAssumptions,
@@ -41,15 +47,7 @@ import {
   type MemoryAssumptions,
 } from "../solvers/mod.ts";
 import { DataSource, DEFAULT_TOKEN_CACHE_DIR } from "../data/mod.ts";
-import {
-  EngineCodec,
-  type EngineName,
-  TORCH_DEFAULTS,
-  TorchCodec,
-  torchProblem,
-  type TorchSettings,
-  torchSettings,
-} from "./torch_settings.ts";
+import { EngineCodec, TorchCodec, torchProblem } from "./torch_settings.ts";
 import { DEFAULT_DATA_DIR, SHARED_ZERO_SHOT } from "../evals/mod.ts";
 
 /** Tensor backends the engine knows. */
@@ -82,26 +80,37 @@ export const DataSourcesCodec = t.union([DataSource, t.array(DataSource)], "sour
 /** See {@link DataSourcesCodec}. */
 export type DataSources = t.TypeOf<typeof DataSourcesCodec>;
 
-/** Codec of the `pet:` section: ReLoRA on the frozen layers. */
-export const PetCodec = strict("pet", {}, {
-  kind: oneOf("pet.kind", ["relora"]),
-  rank: PositiveInt,
-  alpha: PositiveNumber,
-  targets: t.array(ProjectionCodec),
-  resetEvery: PositiveInt,
-  restartWarmup: NonNegativeInt,
-  pruneRatio: Fraction,
+/** The `pet:` section: ReLoRA on the frozen layers (spec §4–§5). */
+export const PetCodec = section("pet", {
+  kind: field(oneOf("pet.kind", ["relora"]), "relora"),
+  rank: field(PositiveInt, 128),
+  /** Scale is alpha / rank. */
+  alpha: field(PositiveNumber, 32),
+  targets: field(t.readonlyArray(ProjectionCodec), PROJECTIONS),
+  resetEvery: field(PositiveInt, 5000),
+  /** Steps the LR re-warms over after each reset. */
+  restartWarmup: field(NonNegativeInt, 500),
+  /** Fraction of the adapters' Adam moments zeroed at each reset (by magnitude). */
+  pruneRatio: field(Fraction, 0.99),
 });
+/** ReLoRA settings. */
+export type PetSettings = t.TypeOf<typeof PetCodec>;
 
-/** Codec of the `galore:` section: the GaLore baseline's memory (plan) and trainer (compare). */
-export const GaloreCodec = strict("galore", {}, {
-  rank: PositiveInt,
-  targets: t.array(ProjectionCodec),
-  updateEvery: PositiveInt,
-  scale: PositiveNumber,
-  /** Peak LR of the GaLore run (default: training.lr / scale, so lr·scale matches AdamW's). */
-  lr: PositiveNumber,
+/**
+ * The `galore:` section: the GaLore baseline's memory (plan) and trainer (compare), with the
+ * paper's r = 128, T = 200, α = 0.25. The planner's GaLore memory reads `rank` and `targets`
+ * only: GaLore's memory does not depend on the others.
+ */
+export const GaloreCodec = section("galore", {
+  rank: field(PositiveInt, 128),
+  targets: field(t.readonlyArray(ProjectionCodec), PROJECTIONS),
+  updateEvery: field(PositiveInt, 200),
+  scale: field(PositiveNumber, 0.25),
+  /** Peak LR of the GaLore run (unset: training.lr / scale, so lr·scale matches AdamW's). */
+  lr: optional(PositiveNumber),
 });
+/** GaLore settings. */
+export type GaloreSettings = t.TypeOf<typeof GaloreCodec>;
 
 /** `activations: true`: count them with the `training:` section's micro-batch, length and modes. */
 const COUNT_FROM_TRAINING = true as const;
@@ -120,334 +129,184 @@ const ActivationsCodec = t.union([
   }),
 ], "activations");
 
-/** Codec of the `memory:` section: what the planner counts. */
-export const MemoryCodec = strict("memory", {}, {
-  precision: oneOf("precision", ["mixed", "fp32"]),
-  embeddings: t.boolean,
-  trainEmbeddingsAfterStage1: t.boolean,
-  activations: ActivationsCodec,
+/**
+ * The `memory:` section: what the planner counts. The defaults are the paper's assumptions:
+ * model state only, mixed precision.
+ */
+export const MemoryCodec = section("memory", {
+  precision: field(oneOf("precision", ["mixed", "fp32"]), "mixed"),
+  /** Count token embedding, final norm and LM head (outside Eq. 1–2). */
+  embeddings: OFF_BY_DEFAULT,
+  /** Keep embeddings, final norm and LM head trainable after stage 1. */
+  trainEmbeddingsAfterStage1: OFF_BY_DEFAULT,
+  /** Activations too (outside Eq. 1–2); each field left out is the `training:` section's. */
+  activations: optional(ActivationsCodec),
 });
 
-/** Codec of the `plan:` section. */
-export const PlanSectionCodec = strict("plan", {}, {
-  stages: PositiveInt,
-  minLayers: PositiveInt,
-  split: t.array(PositiveInt),
-  budget: ByteSize,
-  placement: PlacementCodec,
+/** The `plan:` section. */
+export const PlanSectionCodec = section("plan", {
+  stages: field(PositiveInt, 2),
+  minLayers: field(PositiveInt, 1),
+  /** A fixed split n_1..n_K instead of the integer program's. */
+  split: optional(t.readonlyArray(PositiveInt)),
+  /** A memory budget in bytes: plan the most stages that fit under it. */
+  budget: optional(ByteSize),
+  placement: field(PlacementCodec, DEFAULT_PLACEMENT),
 });
+/** Planner settings. */
+export type PlanSettings = t.TypeOf<typeof PlanSectionCodec>;
 
-/** Codec of the `budget:` section: FLOPs matching across methods. */
-export const BudgetCodec = strict("budget", {}, {
-  flops: PositiveNumber,
-  standardSteps: PositiveInt,
-  share: t.union([oneOf("share", ["layers", "equal"]), t.array(PositiveNumber)]),
-  growAt: Fraction,
+/** How `deno task compare` charges a token. */
+export const AccountingCodec = oneOf("accounting", ["paper", "executed"]);
+
+/** The `budget:` section: FLOPs matching across methods (at most one of `flops`, `standardSteps`). */
+export const BudgetCodec = section("budget", {
+  flops: optional(PositiveNumber),
+  /** Unset with `flops` unset too: `training.steps`. */
+  standardSteps: optional(PositiveInt),
+  share: field(
+    t.union([oneOf("share", ["layers", "equal"]), t.readonlyArray(PositiveNumber)]),
+    "layers",
+  ),
+  growAt: field(Fraction, 0.75),
   /**
    * How `deno task compare` charges a token: `paper` (6·N trained + 2·N frozen, non-embedding)
    * or `executed` (the matmuls the engine runs: input gradients below frozen layers, attention
    * scores, LM head, recomputation).
    */
-  accounting: oneOf("accounting", ["paper", "executed"]),
+  accounting: field(AccountingCodec, "paper"),
 });
 
 /** `compare.eval: false`: the runs are not evaluated. */
 const NO_EVALUATION = false;
 
-/** Codec of the `compare:` section (`deno task compare`). */
-export const CompareCodec = strict("compare", {}, {
-  /** `standard`, `relora`, `galore`, `step-K` (K ≥ 2 stages). */
-  methods: t.array(t.string),
-  /** Seeds per method: one count for all, or a count per method name (1 for the others). */
-  seeds: t.union([PositiveInt, t.record(t.string, PositiveInt)]),
-  /** A second corpus every run is evaluated on at the end (the paper's WikiText). */
-  secondCorpus: DataSourcesCodec,
-  secondLabel: t.string,
-  /** Micro-batches of the second corpus evaluated (the first ones, the same for every run). */
-  secondBatches: PositiveInt,
-  /** Fraction of ReLoRA's compute spent on its full-rank warm start. */
-  reloraWarmStart: Fraction,
-  /**
-   * Zero-shot tasks and WikiText perplexity of every run's final model (`deno task eval`), or
-   * `false` for none.
-   */
-  eval: t.union([
-    t.literal(NO_EVALUATION),
-    strict("compare.eval", {}, {
-      tasks: t.array(t.string),
-      wikitext: t.boolean,
-      limit: PositiveInt,
-      dataDir: t.string,
-      batch: PositiveInt,
-    }),
-  ]),
-});
-
-/** Codec of the `training:` section (used by `run`). */
-export const TrainingCodec = strict("training", {}, {
-  backend: BackendCodec,
-  seqLen: PositiveInt,
-  batchTokens: PositiveInt,
-  microBatch: PositiveInt,
-  lr: PositiveNumber,
-  warmup: NonNegativeInt,
-  minLrRatio: Fraction,
-  weightDecay: t.number,
-  beta1: Fraction,
-  beta2: Fraction,
-  eps: PositiveNumber,
-  clip: PositiveNumber,
-  steps: PositiveInt,
-  evalEvery: PositiveInt,
-  evalBatches: PositiveInt,
-  checkpointEvery: PositiveInt,
-  logEvery: PositiveInt,
-  seed: NonNegativeInt,
-  maxSkippedSteps: PositiveInt,
-  recompute: oneOf("recompute", ["none", "layers"]),
-  lossChunk: PositiveInt,
-  engine: EngineCodec,
-  torch: TorchCodec,
-});
-
-/** Codec of the `data:` section (used by `run`). */
-export const DataCodec = strict("data", {}, {
-  source: DataSourcesCodec,
-  validation: DataSourcesCodec,
-  tokenizer: oneOf("tokenizer", ["bytes", "gpt2"]),
-  textField: t.string,
-  valFraction: Fraction,
-  cacheDir: t.string,
-  builtinBytes: PositiveInt,
-});
-
-/** Codec of a whole config file. */
-export const ConfigCodec = strict("config", { model: LlamaShapeCodec }, {
-  name: FileName,
-  pet: PetCodec,
-  galore: GaloreCodec,
-  memory: MemoryCodec,
-  plan: PlanSectionCodec,
-  budget: BudgetCodec,
-  training: TrainingCodec,
-  data: DataCodec,
-  compare: CompareCodec,
-});
-
-/** A config as decoded, before defaults. */
-export type ConfigInput = t.TypeOf<typeof ConfigCodec>;
-
-/** ReLoRA settings with defaults applied. */
-export interface PetSettings {
-  readonly kind: "relora";
-  readonly rank: number;
-  /** Scale is alpha / rank. */
-  readonly alpha: number;
-  readonly targets: readonly Projection[];
-  readonly resetEvery: number;
-  readonly restartWarmup: number;
-  readonly pruneRatio: number;
-}
-
-/** GaLore settings with defaults applied. */
-export interface GaloreSettings {
-  readonly rank: number;
-  readonly targets: readonly Projection[];
-  readonly updateEvery: number;
-  readonly scale: number;
-  /** Peak LR of a GaLore run; undefined: training.lr / scale. */
-  readonly lr?: number;
-}
-
-/** `deno task compare` settings with defaults applied. */
-export interface CompareSettings {
-  readonly methods: readonly string[];
-  /** Seeds per method: one count for all, or per method name (1 for the others). */
-  readonly seeds: number | Readonly<Record<string, number>>;
-  readonly accounting: "paper" | "executed";
-  readonly secondCorpus: DataSources | undefined;
-  readonly secondLabel: string;
-  readonly secondBatches: number;
-  readonly reloraWarmStart: number;
-  /** What `deno task eval` measures on each run's final model; undefined: nothing. */
-  readonly eval: CompareEvalSettings | undefined;
-}
-
-/** The evaluation of each compared run (`compare.eval`). */
-export interface CompareEvalSettings {
+/** The evaluation of each compared run (`compare.eval`): what `deno task eval` measures. */
+export const CompareEvalCodec = section("compare.eval", {
   /** Built-in zero-shot tasks; their mean `acc` is the report's zero-shot column. */
-  readonly tasks: readonly string[];
+  tasks: field(t.readonlyArray(t.string), SHARED_ZERO_SHOT),
   /** Whether WikiText's rolling perplexity is measured too. */
-  readonly wikitext: boolean;
+  wikitext: ON_BY_DEFAULT,
   /** The first N items of each zero-shot task. */
-  readonly limit: number;
+  limit: field(PositiveInt, 500),
   /** Where the tasks' data is (a missing folder skips the evaluation with a notice). */
-  readonly dataDir: string;
-  readonly batch: number;
-}
+  dataDir: field(t.string, DEFAULT_DATA_DIR),
+  batch: field(PositiveInt, 16),
+});
+/** `compare.eval` settings. */
+export type CompareEvalSettings = t.TypeOf<typeof CompareEvalCodec>;
 
-/** Defaults of `compare.eval`: the shared zero-shot tasks, 500 items each, and WikiText. */
-export const COMPARE_EVAL_DEFAULTS: CompareEvalSettings = {
-  tasks: SHARED_ZERO_SHOT,
-  wikitext: true,
-  limit: 500,
-  dataDir: DEFAULT_DATA_DIR,
-  batch: 16,
-};
+/** The `compare:` section (`deno task compare`): by default the five methods, one seed. */
+export const CompareCodec = section("compare", {
+  /** `standard`, `relora`, `galore`, `step-K` (K ≥ 2 stages). */
+  methods: field(t.readonlyArray(t.string), ["standard", "relora", "galore", "step-2", "step-3"]),
+  /** Seeds per method: one count for all, or a count per method name (1 for the others). */
+  seeds: field(t.union([PositiveInt, t.record(t.string, PositiveInt)]), 1),
+  /** A second corpus every run is evaluated on at the end (the paper's WikiText). */
+  secondCorpus: optional(DataSourcesCodec),
+  secondLabel: field(t.string, "second corpus"),
+  /** Micro-batches of the second corpus evaluated (the first ones, the same for every run). */
+  secondBatches: field(PositiveInt, 32),
+  /** Fraction of ReLoRA's compute spent on its full-rank warm start. */
+  reloraWarmStart: field(Fraction, 0.25),
+  /** Zero-shot tasks and WikiText perplexity of every run's final model, or `false` for none. */
+  eval: field(t.union([t.literal(NO_EVALUATION), CompareEvalCodec]), {}),
+});
+/** `deno task compare` settings. */
+export type CompareSettings = t.TypeOf<typeof CompareCodec>;
 
-/** Planner settings with defaults applied. */
-export interface PlanSettings {
-  readonly stages: number;
-  readonly minLayers: number;
-  readonly split: readonly number[] | undefined;
-  readonly budgetBytes: number | undefined;
-  readonly placement: Placement;
-}
-
-/** Training settings with defaults applied. */
-export interface TrainingSettings {
-  readonly backend: BackendName;
-  readonly seqLen: number;
-  readonly batchTokens: number;
-  readonly microBatch: number;
-  readonly lr: number;
-  readonly warmup: number;
-  readonly minLrRatio: number;
-  readonly weightDecay: number;
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly eps: number;
-  readonly clip: number;
+/** The `training:` section (used by `run`): a tiny run that finishes in minutes on 2 cores. */
+export const TrainingCodec = section("training", {
+  backend: field(BackendCodec, "auto"),
+  seqLen: field(PositiveInt, 128),
+  batchTokens: field(PositiveInt, 4096),
+  microBatch: field(PositiveInt, 8),
+  lr: field(PositiveNumber, 3e-3),
+  warmup: field(NonNegativeInt, 20),
+  minLrRatio: field(Fraction, 0.1),
+  weightDecay: field(t.number, 0.1),
+  beta1: field(Fraction, 0.9),
+  beta2: field(Fraction, 0.95),
+  eps: field(PositiveNumber, 1e-8),
+  clip: field(PositiveNumber, 1.0),
   /** Standard pre-training steps: the compute every method is matched to. */
-  readonly steps: number;
-  readonly evalEvery: number;
-  readonly evalBatches: number;
-  readonly checkpointEvery: number;
-  readonly logEvery: number;
-  readonly seed: number;
+  steps: field(PositiveInt, 200),
+  evalEvery: field(PositiveInt, 50),
+  evalBatches: field(PositiveInt, 8),
+  checkpointEvery: field(PositiveInt, 50),
+  logEvery: field(PositiveInt, 10),
+  seed: field(NonNegativeInt, 0),
   /** Steps in a row with a non-finite loss or gradient (skipped, weights unchanged) that stop the run. */
-  readonly maxSkippedSteps: number;
+  maxSkippedSteps: field(PositiveInt, 3),
   /**
    * `layers`: keep only each layer's input in the forward pass and recompute the layer in the
    * backward pass (less memory, a second forward pass); `none`: keep every activation.
    */
-  readonly recompute: "none" | "layers";
+  recompute: field(oneOf("recompute", ["none", "layers"]), "none"),
+  /** `tfjs` (this process) or `torch` (PyTorch launched per stage, `training.torch`). */
+  engine: field(EngineCodec, "tfjs"),
+  torch: field(TorchCodec, {}),
   /**
    * Tokens per chunk of the LM head and cross-entropy: the logits and their gradient never
    * exist whole (the head's matmul runs twice); unset: the whole micro-batch at once.
    */
-  readonly lossChunk?: number;
-  /** `tfjs` (this process) or `torch` (PyTorch launched per stage, `training.torch`). */
-  readonly engine: EngineName;
-  readonly torch: TorchSettings;
-}
+  lossChunk: optional(PositiveInt),
+});
+/** Training settings. */
+export type TrainingSettings = t.TypeOf<typeof TrainingCodec>;
 
-/** Data settings with defaults applied. */
-export interface DataSettings {
+/** The `data:` section (used by `run`): by default the built-in corpus, bytes, 5% held out. */
+export const DataCodec = section("data", {
   /** `builtin`, a file, a directory, a glob, a source object, or a list of them. */
-  readonly source: DataSources;
-  /** A separate validation source, or undefined to hold out `valFraction`. */
-  readonly validation: DataSources | undefined;
-  readonly tokenizer: "bytes" | "gpt2";
-  readonly textField: string;
-  readonly valFraction: number;
-  readonly cacheDir: string;
-  readonly builtinBytes: number;
-}
+  source: field(DataSourcesCodec, "builtin"),
+  tokenizer: field(oneOf("tokenizer", ["bytes", "gpt2"]), "bytes"),
+  textField: field(t.string, "text"),
+  valFraction: field(Fraction, 0.05),
+  cacheDir: field(t.string, DEFAULT_TOKEN_CACHE_DIR),
+  builtinBytes: field(PositiveInt, 400_000),
+  /** A separate validation source (unset: `valFraction` of the source is held out). */
+  validation: optional(DataSourcesCodec),
+});
+/** Data settings. */
+export type DataSettings = t.TypeOf<typeof DataCodec>;
 
-/** A config with every default applied: what the rest of the program reads. */
+/** Codec of a whole config file. */
+export const ConfigCodec = section("config", {
+  model: required(LlamaShapeCodec),
+  /** The run's name, its folder under `runs/` (unset: the file's name). */
+  name: optional(FileName),
+  pet: field(PetCodec, {}),
+  galore: field(GaloreCodec, {}),
+  memory: field(MemoryCodec, {}),
+  plan: field(PlanSectionCodec, {}),
+  budget: field(BudgetCodec, {}),
+  /** Unset: a planning-only config, whose model may be longer than the default `seqLen`. */
+  training: optional(TrainingCodec),
+  data: field(DataCodec, {}),
+  compare: field(CompareCodec, {}),
+});
+
+/** A config file as decoded, before the cross-field checks and the derived settings. */
+export type ConfigInput = t.TypeOf<typeof ConfigCodec>;
+
+/** The compute budget: the planner's, and how `deno task compare` charges a token. */
+export type BudgetSettings = BudgetSpec & {
+  readonly accounting: t.TypeOf<typeof AccountingCodec>;
+};
+
+/** A config as the rest of the program reads it. */
 export interface Config {
   readonly name: string;
   readonly shape: LlamaShape;
   readonly pet: PetSettings;
   readonly galore: GaloreSettings;
+  /** The `memory:` section with its activations counted from `training:`. */
   readonly memory: MemoryAssumptions;
   readonly plan: PlanSettings;
-  readonly budget: BudgetSpec;
+  readonly budget: BudgetSettings;
   readonly training: TrainingSettings;
   readonly data: DataSettings;
   readonly compare: CompareSettings;
 }
-
-/** Defaults of the `compare:` section: the issue's five methods, one seed, the paper's rule. */
-export const COMPARE_DEFAULTS: CompareSettings = {
-  methods: ["standard", "relora", "galore", "step-2", "step-3"],
-  seeds: 1,
-  accounting: "paper",
-  secondCorpus: undefined,
-  secondLabel: "second corpus",
-  secondBatches: 32,
-  reloraWarmStart: 0.25,
-  eval: COMPARE_EVAL_DEFAULTS,
-};
-
-/** Defaults of the `training:` section: a tiny run that finishes in minutes on 2 cores. */
-export const TRAINING_DEFAULTS: TrainingSettings = {
-  backend: "auto",
-  seqLen: 128,
-  batchTokens: 4096,
-  microBatch: 8,
-  lr: 3e-3,
-  warmup: 20,
-  minLrRatio: 0.1,
-  weightDecay: 0.1,
-  beta1: 0.9,
-  beta2: 0.95,
-  eps: 1e-8,
-  clip: 1.0,
-  steps: 200,
-  evalEvery: 50,
-  evalBatches: 8,
-  checkpointEvery: 50,
-  logEvery: 10,
-  seed: 0,
-  maxSkippedSteps: 3,
-  recompute: "none",
-  engine: "tfjs",
-  torch: TORCH_DEFAULTS,
-};
-
-/** Defaults of the `data:` section: the built-in corpus, bytes, 5% held out. */
-export const DATA_DEFAULTS: DataSettings = {
-  source: "builtin",
-  validation: undefined,
-  tokenizer: "bytes",
-  textField: "text",
-  valFraction: 0.05,
-  cacheDir: DEFAULT_TOKEN_CACHE_DIR,
-  builtinBytes: 400_000,
-};
-
-/** ReLoRA defaults (spec §4–§5): r = 128, α = 32, all seven projections, reset every 5000 steps, 500 re-warm steps, 99% pruning. */
-export const PET_DEFAULTS: PetSettings = {
-  kind: "relora",
-  rank: 128,
-  alpha: 32,
-  targets: PROJECTIONS,
-  resetEvery: 5000,
-  restartWarmup: 500,
-  pruneRatio: 0.99,
-};
-
-/**
- * GaLore defaults (the paper's r = 128, T = 200, α = 0.25). The planner's GaLore memory reads
- * `rank` and `targets`; `updateEvery` and `scale` are decoded now and used by the GaLore trainer
- * (#12), not by the planner: GaLore's memory does not depend on them.
- */
-export const GALORE_DEFAULTS: GaloreSettings = {
-  rank: 128,
-  targets: PROJECTIONS,
-  updateEvery: 200,
-  scale: 0.25,
-};
-
-/** Defaults of the `memory:` section: the paper's assumptions (model state only, mixed precision). */
-export const MEMORY_DEFAULTS: MemoryAssumptions = {
-  precision: "mixed",
-  embeddings: false,
-  trainEmbeddingsAfterStage1: false,
-  activations: undefined,
-};
 
 /**
  * The sources of a `data:` field as the corpus loader takes them: `builtin` becomes the generated
@@ -467,33 +326,6 @@ export function resolvedSources(
       ? { field: settings.textField, ...src }
       : src
   );
-}
-
-/** A config's data settings as a stage graph's `data:` section (the validation source kept). */
-export function graphDataSection(d: DataSettings): t.TypeOf<typeof DataCodec> {
-  return {
-    source: d.source,
-    tokenizer: d.tokenizer,
-    textField: d.textField,
-    valFraction: d.valFraction,
-    cacheDir: d.cacheDir,
-    builtinBytes: d.builtinBytes,
-    ...(d.validation === undefined ? {} : { validation: d.validation }),
-  } as t.TypeOf<typeof DataCodec>;
-}
-
-/** Training settings of a graph or config section, defaults applied. */
-export function trainingSettings(
-  input:
-    | Partial<Omit<TrainingSettings, "torch">> & { readonly torch?: Partial<TorchSettings> }
-    | undefined,
-): TrainingSettings {
-  return { ...TRAINING_DEFAULTS, ...input, torch: torchSettings(input?.torch) };
-}
-
-/** Data settings of a graph or config section, defaults applied. */
-export function dataSettings(input: Partial<DataSettings> | undefined): DataSettings {
-  return { ...DATA_DEFAULTS, ...input };
 }
 
 /**
@@ -549,64 +381,58 @@ export function activationsOf(
   };
 }
 
-/** Applies defaults and cross-field checks to a decoded config. */
-export function resolveConfig(
-  input: ConfigInput,
-  file: string,
-): E.Either<ConfigInvalid, Config> {
+/** The cross-field checks and the derived settings of a decoded config. */
+function resolveConfig(input: ConfigInput, file: string): E.Either<ConfigInvalid, Config> {
   const shape = completeShape(input.model);
   const problem = shapeProblem(shape);
   if (problem !== undefined) return E.left(configInvalid(`${file}: model`, problem));
-  const training = trainingSettings(input.training);
+  const training = input.training ?? withDefaults(TrainingCodec, {});
   // A planning-only config (no `training:`) may describe a model longer than the default seqLen.
   const batchProblem = input.training === undefined
     ? undefined
     : trainingProblem(training, shape, `${file}: `);
   if (batchProblem !== undefined) return E.left(batchProblem);
-  const b = input.budget;
-  if (b?.flops !== undefined && b.standardSteps !== undefined) {
+  const { flops, standardSteps, ...budget } = input.budget;
+  if (flops !== undefined && standardSteps !== undefined) {
     return E.left(configInvalid(`${file}: budget`, `give "flops" or "standardSteps", not both`));
   }
-  const act = input.memory?.activations;
+  const { activations, ...memory } = input.memory;
   return E.right({
     name: input.name ?? file.replace(/^.*\//, "").replace(/\.(ya?ml|json)$/, ""),
     shape,
-    pet: { ...PET_DEFAULTS, ...input.pet },
-    galore: { ...GALORE_DEFAULTS, ...input.galore },
+    pet: input.pet,
+    galore: input.galore,
     memory: {
-      precision: input.memory?.precision ?? MEMORY_DEFAULTS.precision,
-      embeddings: input.memory?.embeddings ?? MEMORY_DEFAULTS.embeddings,
-      trainEmbeddingsAfterStage1: input.memory?.trainEmbeddingsAfterStage1 ??
-        MEMORY_DEFAULTS.trainEmbeddingsAfterStage1,
-      activations: act === undefined ? undefined : activationsOf(act === true ? {} : act, training),
+      ...memory,
+      activations: activations === undefined
+        ? undefined
+        : activationsOf(activations === true ? {} : activations, training),
     },
-    plan: {
-      stages: input.plan?.stages ?? 2,
-      minLayers: input.plan?.minLayers ?? 1,
-      split: input.plan?.split,
-      budgetBytes: input.plan?.budget,
-      placement: input.plan?.placement ?? DEFAULT_PLACEMENT,
-    },
+    plan: input.plan,
     budget: {
-      total: b?.flops !== undefined
-        ? { kind: "flops", flops: b.flops }
-        : { kind: "standardSteps", steps: b?.standardSteps ?? training.steps },
+      total: flops !== undefined
+        ? { kind: "flops", flops }
+        : { kind: "standardSteps", steps: standardSteps ?? training.steps },
       batchTokens: training.batchTokens,
-      share: b?.share ?? "layers",
-      growAt: b?.growAt ?? 0.75,
+      ...budget,
     },
     training,
-    data: dataSettings(input.data),
-    compare: {
-      ...COMPARE_DEFAULTS,
-      ...input.compare,
-      accounting: b?.accounting ?? COMPARE_DEFAULTS.accounting,
-      secondCorpus: input.compare?.secondCorpus,
-      eval: input.compare?.eval === false
-        ? undefined
-        : { ...COMPARE_EVAL_DEFAULTS, ...input.compare?.eval },
-    },
+    data: input.data,
+    compare: input.compare,
   });
+}
+
+/**
+ * Decodes a parsed config document (YAML or JSON) once: the codecs apply the defaults, then the
+ * cross-field checks run.
+ */
+export function decodeConfig(doc: unknown, file: string): E.Either<ConfigInvalid, Config> {
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+    return E.left(configInvalid(file, "expected a mapping with at least a `model:` section"));
+  }
+  const decoded = decodeWith(ConfigCodec, doc);
+  if (E.isLeft(decoded)) return E.left(configInvalid(file, decoded.left.join("; ")));
+  return resolveConfig(decoded.right, file);
 }
 
 /** Parses YAML (or JSON, a subset) text and decodes it as a config. */
@@ -618,10 +444,5 @@ export function parseConfig(text: string, file: string): E.Either<ConfigInvalid,
     const msg = e instanceof Error ? e.message.split("\n")[0] ?? e.message : String(e);
     return E.left(configInvalid(file, `not valid YAML: ${msg}`));
   }
-  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
-    return E.left(configInvalid(file, "expected a mapping with at least a `model:` section"));
-  }
-  const decoded = decodeWith(ConfigCodec, doc);
-  if (E.isLeft(decoded)) return E.left(configInvalid(file, decoded.left.join("; ")));
-  return resolveConfig(decoded.right, file);
+  return decodeConfig(doc, file);
 }

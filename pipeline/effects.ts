@@ -19,6 +19,7 @@ import type {
 import type { SnapshotMeta } from "../checkpoint/mod.ts";
 import type { TokenWindows } from "../data/mod.ts";
 import type { FusibleOp } from "../solvers/mod.ts";
+import type { MemoryByRole, MetricRecord } from "./metrics_records.ts";
 
 /** One micro-batch of packed sequences: `targets` are `tokens` shifted by one. */
 export interface MicroBatch {
@@ -40,22 +41,6 @@ export interface TokenStreams {
   readonly train: Uint16Array | Int32Array;
   readonly validation: Uint16Array | Int32Array;
 }
-
-/**
- * Live model-state bytes by role, read from the engine's tensors: `trainableWeights` (trained
- * at full rank), `gradients` and `optimizer` (Adam m and v) of every trained tensor, adapters
- * included, `frozen` weights, `adapters` (their weights), and `total`, the sum of the rows.
- */
-export const MemoryByRoleCodec = t.readonly(t.type({
-  trainableWeights: t.number,
-  gradients: t.number,
-  optimizer: t.number,
-  frozen: t.number,
-  adapters: t.number,
-  total: t.number,
-}));
-/** Live model-state bytes by role (see {@link MemoryByRoleCodec}). */
-export type MemoryByRole = t.TypeOf<typeof MemoryByRoleCodec>;
 
 /**
  * What the engine really held during a stretch of work (`kernels/peak_memory.ts`):
@@ -278,7 +263,7 @@ export interface LogEffect {
   /** One human-readable line (progress, events). */
   line(text: string): void;
   /** One metrics record (appended to metrics.jsonl). */
-  metric(record: Readonly<Record<string, unknown>>): void;
+  metric(record: MetricRecord): void;
   /** Keeps only the first `records` metrics (a resumed run rewrites the rest). */
   truncate(records: number): TE.TaskEither<IoFailed, void>;
 }

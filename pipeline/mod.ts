@@ -13,6 +13,7 @@ export * from "./predict.ts";
 export * from "./effects.ts";
 export * from "./interpreter.ts";
 export * from "./run_state.ts";
+export * from "./metrics_records.ts";
 export * from "./seeds.ts";
 export * from "./schedule.ts";
 export * from "./graph_flops.ts";

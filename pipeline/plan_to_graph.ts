@@ -2,12 +2,23 @@
  * From a config and its plan to the stage graph `deno task run` executes:
  * stage 1 trains n_1 layers; every later stage grows by n_i, attaches ReLoRA to
  * the frozen layers and continues. Steps come from the FLOPs-matched budget.
+ * A config without a plan (no `nodes:`) is standard pre-training: one `train` node.
  *
  * @module
  */
+import * as E from "fp-ts/lib/Either.js";
+import * as t from "io-ts";
+import { type ConfigInvalid, configInvalid, decodeWith, FileName } from "../base/mod.ts";
 import type { Plan } from "../solvers/mod.ts";
-import { type Config, graphDataSection } from "./config.ts";
-import type { Pipeline, StageNode } from "./stage_graph.ts";
+import type { Config } from "./config.ts";
+import {
+  attachPET,
+  continueTraining,
+  grow,
+  type Pipeline,
+  type StageNode,
+  train,
+} from "./stage_graph.ts";
 
 /** One stage's length: the steps it runs and its warmup + cosine schedule's length. */
 export interface StageLength {
@@ -36,18 +47,10 @@ export function stepNodes(
       lr: config.training.lr,
       warmup: Math.min(config.training.warmup, Math.max(0, scheduleSteps - 1)),
     };
-    if (stage === 1) {
-      return [{ op: "train", id: "s1.train", layers: added, ...schedule } as StageNode];
-    }
+    if (stage === 1) return [train({ id: "s1.train", layers: added, ...schedule })];
     return [
-      {
-        op: "grow",
-        id: `s${stage}.grow`,
-        add: added,
-        placement: config.plan.placement,
-      } as StageNode,
-      {
-        op: "attachPET",
+      grow({ id: `s${stage}.grow`, add: added, placement: config.plan.placement }),
+      attachPET({
         id: `s${stage}.pet`,
         kind: "relora",
         rank: config.pet.rank,
@@ -57,8 +60,8 @@ export function stepNodes(
         restartWarmup: Math.min(config.pet.restartWarmup, config.pet.resetEvery - 1),
         pruneRatio: config.pet.pruneRatio,
         trainEmbeddings: config.memory.trainEmbeddingsAfterStage1,
-      } as StageNode,
-      { op: "continue", id: `s${stage}.continue`, ...schedule } as StageNode,
+      }),
+      continueTraining({ id: `s${stage}.continue`, ...schedule }),
     ];
   });
 }
@@ -79,10 +82,28 @@ export function planToGraph(config: Config, plan: Plan): Pipeline {
     version: 1,
     name: config.name,
     model: { ...config.shape },
-    training: { ...config.training },
-    data: graphDataSection(config.data),
+    training: config.training,
+    data: config.data,
     ...(budget === undefined ? {} : { flops: budget.flops }),
     ...(plan.mode.kind === "budget" ? { memoryBudget: plan.mode.bytes } : {}),
     nodes,
   } as Pipeline;
+}
+
+/**
+ * The graph of a config without `nodes:`: standard pre-training, one `train` node of the full
+ * depth for `training.steps`, with the config's settings as they were decoded. The run's folder
+ * is named after the graph, so a name taken from the file's must be a plain file name too.
+ */
+export function standardGraph(config: Config, file: string): E.Either<ConfigInvalid, Pipeline> {
+  const named = decodeWith(t.type({ name: FileName }), { name: config.name });
+  if (E.isLeft(named)) return E.left(configInvalid(file, named.left.join("; ")));
+  return E.right({
+    version: 1,
+    name: named.right.name,
+    model: { ...config.shape },
+    training: config.training,
+    data: config.data,
+    nodes: [train({ id: "standard", layers: config.shape.layers, steps: config.training.steps })],
+  } as Pipeline);
 }

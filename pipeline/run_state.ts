@@ -16,52 +16,10 @@ import {
   Count,
   reportErrors,
 } from "../base/mod.ts";
-import { type EngineState, MeasuredPeakCodec, MemoryByRoleCodec } from "./effects.ts";
+import { type EngineState, MeasuredPeakCodec } from "./effects.ts";
+import { MemoryByRoleCodec, StageRecordCodec } from "./metrics_records.ts";
 
-const Bytes = t.union([t.number, t.null]);
-
-/**
- * What one finished stage measured, beside what the plan predicted:
- * `accountedStateBytes` (model state summed role by role from the live tensors where it peaks),
- * `measuredPeakBytes` (what the engine really held at its peak: GPU bytes on webgpu, distinct
- * tensor buffers elsewhere), `processPeakBytes` (the OS's peak resident size, null where it
- * does not tell), `predictedStateBytes` (the plan's model state) and `predictedPeakBytes` (the
- * whole prediction: model state, activations and the engine's workspace).
- */
-export const StageRecordCodec = t.readonly(t.intersection([
-  t.type({
-    stage: Count,
-    node: t.string,
-    layers: Count,
-    trainableParams: Count,
-    frozenParams: Count,
-    adapterParams: Count,
-    steps: Count,
-    valLoss: t.number,
-    merges: Count,
-    accountedStateBytes: t.number,
-    accountedState: MemoryByRoleCodec,
-    measuredPeakBytes: t.number,
-    bufferPeakBytes: t.number,
-    tensorCountPeakBytes: t.number,
-    heapBytes: Bytes,
-    gpuPeakBytes: Bytes,
-    processPeakBytes: Bytes,
-    predictedStateBytes: t.number,
-    predictedPeakBytes: t.number,
-    predictedPeakAt: t.string,
-  }),
-  t.partial({
-    /**
-     * Seconds the stage's steps, evaluations and checkpoints took, summed over the sessions
-     * that ran it. What a stopped session did after its last checkpoint is not in it: that
-     * work is done again, and counted then. Absent from records written before it existed.
-     */
-    wallSeconds: t.number,
-  }),
-]));
-/** What one finished stage measured. */
-export type StageRecord = t.TypeOf<typeof StageRecordCodec>;
+export type { StageRecord } from "./metrics_records.ts";
 
 /** The interpreter's progress: saved with every checkpoint, decoded when a run resumes. */
 export const RunProgressCodec = t.readonly(t.intersection([

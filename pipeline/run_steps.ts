@@ -12,6 +12,7 @@ import type * as RTE from "fp-ts/lib/ReaderTaskEither.js";
 import type * as TE from "fp-ts/lib/TaskEither.js";
 import { nonFiniteIndex, type PipelineError, trainingDiverged } from "../base/mod.ts";
 import type { EngineSnapshot, EngineState, Env, MicroBatch } from "./effects.ts";
+import type { RunMetricBody } from "./metrics_records.ts";
 import { keptCheckpoint, type RunState } from "./run_state.ts";
 import type { StagePrediction } from "./predict.ts";
 import type { RunSeeds } from "./seeds.ts";
@@ -68,7 +69,7 @@ export function modelOf(s: RunState, node: string): EngineState {
 }
 
 /** Appends a metrics record stamped with the global step, and counts it in the progress. */
-export function recordMetric(s: RunState, env: Env, record: Record<string, unknown>): RunState {
+export function recordMetric(s: RunState, env: Env, record: RunMetricBody): RunState {
   env.log.metric({ ...record, globalStep: s.progress.globalStep });
   return { ...s, progress: { ...s.progress, metrics: s.progress.metrics + 1 } };
 }

@@ -13,18 +13,21 @@ import {
   type ConfigInvalid,
   configInvalid,
   decodeWith,
+  field,
+  fieldCodecs,
   FileName,
-  Fraction,
   LlamaShapeCodec,
   NonNegativeInt,
-  oneOf,
+  optional,
   PlacementCodec,
   PositiveInt,
   PositiveNumber,
-  ProjectionCodec,
+  required,
+  section,
   strict,
+  tagged,
 } from "../base/mod.ts";
-import { DataCodec, DataSourcesCodec, TrainingCodec } from "./config.ts";
+import { DataCodec, DataSourcesCodec, GaloreCodec, PetCodec, TrainingCodec } from "./config.ts";
 
 const Id = t.string;
 
@@ -33,11 +36,11 @@ const Id = t.string;
  * of the gradient gives a rank-`rank` projector (clamped to each matrix), AdamW runs in the
  * projected space and the update is projected back, times `scale`.
  */
-export const GaloreNodeCodec = strict("galore", { rank: PositiveInt }, {
-  updateEvery: PositiveInt,
-  scale: PositiveNumber,
-  targets: t.array(ProjectionCodec),
-});
+export const GaloreNodeCodec = strict(
+  "galore",
+  { rank: GaloreCodec.fields.rank.codec },
+  fieldCodecs(GaloreCodec, ["rank", "lr"]),
+);
 /** GaLore settings of a `train` node. */
 export type GaloreNode = t.TypeOf<typeof GaloreNodeCodec>;
 
@@ -75,14 +78,10 @@ export const GrowNodeCodec = strict("grow", {
 export const AttachPetNodeCodec = strict("attachPET", {
   op: t.literal("attachPET"),
   id: Id,
-  kind: oneOf("kind", ["relora"]),
-  rank: PositiveInt,
+  kind: PetCodec.fields.kind.codec,
+  rank: PetCodec.fields.rank.codec,
 }, {
-  alpha: PositiveNumber,
-  targets: t.array(ProjectionCodec),
-  resetEvery: PositiveInt,
-  restartWarmup: NonNegativeInt,
-  pruneRatio: Fraction,
+  ...fieldCodecs(PetCodec, ["kind", "rank"]),
   /** Keep embeddings, final norm and LM head trainable (frozen by default, spec §6). */
   trainEmbeddings: t.boolean,
   /** Keep the frozen layers' RMSNorm weights trainable (ReLoRA's baseline does; STEP does not). */
@@ -145,59 +144,34 @@ export type StageNode =
   | EvalNode
   | CheckpointNode;
 
-const NODE_CODECS: Readonly<Record<StageNode["op"], t.Type<StageNode, unknown, unknown>>> = {
-  train: TrainNodeCodec as t.Type<StageNode, unknown, unknown>,
-  grow: GrowNodeCodec as t.Type<StageNode, unknown, unknown>,
-  attachPET: AttachPetNodeCodec as t.Type<StageNode, unknown, unknown>,
-  continue: ContinueNodeCodec as t.Type<StageNode, unknown, unknown>,
-  eval: EvalNodeCodec as t.Type<StageNode, unknown, unknown>,
-  checkpoint: CheckpointNodeCodec as t.Type<StageNode, unknown, unknown>,
-};
-
 /** Decodes a node by its `op` tag, so errors name one node type instead of all of them. */
-export const StageNodeCodec: t.Type<StageNode, unknown, unknown> = new t.Type<
-  StageNode,
-  unknown,
-  unknown
->(
-  "StageNode",
-  (u): u is StageNode =>
-    typeof u === "object" && u !== null && "op" in u &&
-    (NODE_CODECS[(u as { op: StageNode["op"] }).op]?.is(u) ?? false),
-  (u, c) => {
-    const op = typeof u === "object" && u !== null ? (u as { op?: unknown }).op : undefined;
-    const codec = typeof op === "string" ? NODE_CODECS[op as StageNode["op"]] : undefined;
-    if (codec === undefined) {
-      return t.failure(
-        u,
-        c,
-        `unknown op ${JSON.stringify(op)}: expected one of ${Object.keys(NODE_CODECS).join(", ")}`,
-      );
-    }
-    return codec.validate(u, c);
-  },
-  (a) => NODE_CODECS[a.op].encode(a),
-);
+export const StageNodeCodec: t.Type<StageNode, unknown, unknown> = tagged("StageNode", "op", {
+  train: TrainNodeCodec,
+  grow: GrowNodeCodec,
+  attachPET: AttachPetNodeCodec,
+  continue: ContinueNodeCodec,
+  eval: EvalNodeCodec,
+  checkpoint: CheckpointNodeCodec,
+});
 
-/** Codec of a whole pipeline file. */
-export const PipelineCodec = strict("pipeline", {
-  version: t.literal(1),
-  model: LlamaShapeCodec,
-  nodes: t.array(StageNodeCodec),
-}, {
-  name: FileName,
-  training: TrainingCodec,
-  data: DataCodec,
+/** Codec of a whole pipeline file: its settings sections decode with their defaults applied. */
+export const PipelineCodec = section("pipeline", {
+  version: required(t.literal(1)),
+  name: optional(FileName),
+  model: required(LlamaShapeCodec),
+  training: field(TrainingCodec, {}),
+  data: field(DataCodec, {}),
   /**
    * Declared total FLOPs of the graph (`plan --emit` writes the plan's budget); validation checks
    * that the nodes add up to it within one step per stage (`graph_flops.ts`).
    */
-  flops: PositiveNumber,
+  flops: optional(PositiveNumber),
   /**
    * The memory budget the graph was planned for (`plan --budget --emit` writes it): the run
    * warns before a stage predicted over it and reports each stage's measured peak against it.
    */
-  memoryBudget: ByteSize,
+  memoryBudget: optional(ByteSize),
+  nodes: required(t.array(StageNodeCodec)),
 });
 
 /** A pipeline: target model, settings, and the nodes to run in order. */
@@ -260,8 +234,8 @@ export function checkpoint(input: NodeInput<CheckpointNode> = {}): CheckpointNod
   return node<CheckpointNode>("checkpoint", "checkpoint", input);
 }
 
-/** Everything of a pipeline except its nodes and version, before branding. */
-export type PipelineHeader = Unbrand<Omit<Pipeline, "nodes" | "version">>;
+/** Everything of a pipeline file except its nodes and version, as a document writes it. */
+export type PipelineHeader = Unbrand<Omit<t.OutputOf<typeof PipelineCodec>, "nodes" | "version">>;
 
 /**
  * Assembles a pipeline from a header and nodes, giving stage-numbered ids

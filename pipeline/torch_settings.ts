@@ -6,7 +6,7 @@
  * @module
  */
 import * as t from "io-ts";
-import { NonNegativeInt, oneOf, PositiveInt, strict } from "../base/mod.ts";
+import { field, NonNegativeInt, oneOf, optional, PositiveInt, section } from "../base/mod.ts";
 
 /** Training engines: TensorFlow.js in this process, or PyTorch launched per stage. */
 export const ENGINES = ["tfjs", "torch"] as const;
@@ -18,64 +18,32 @@ export const EngineCodec = oneOf("engine", ENGINES);
 /** How the ranks of one node start: `torchrun`, or one process per rank started here. */
 export const LAUNCHERS = ["auto", "torchrun", "spawn"] as const;
 
-/** Codec of the `training.torch:` section. */
-export const TorchCodec = strict("training.torch", {}, {
+/** The `training.torch:` section: by default one CPU process, DDP, float32. */
+export const TorchCodec = section("training.torch", {
   /** Processes (ranks) per node. */
-  nproc: PositiveInt,
+  nproc: field(PositiveInt, 1),
   /** Nodes taking part (every node runs `deno task run` with its own `nodeRank`). */
-  nnodes: PositiveInt,
-  nodeRank: NonNegativeInt,
-  /** `host:port` of node 0's rendezvous (torchrun's --master-addr/--master-port). */
-  master: t.string,
-  device: oneOf("device", ["cpu", "cuda"]),
-  strategy: oneOf("strategy", ["ddp", "fsdp"]),
+  nnodes: field(PositiveInt, 1),
+  nodeRank: field(NonNegativeInt, 0),
+  /** `host:port` of node 0's rendezvous (torchrun's --master-addr/--master-port); unset: 127.0.0.1 and a free port, on one node. */
+  master: optional(t.string),
+  device: field(oneOf("device", ["cpu", "cuda"]), "cpu"),
+  strategy: field(oneOf("strategy", ["ddp", "fsdp"]), "ddp"),
   /** `bf16`: autocast to bfloat16 with float32 weights, gradients and moments. */
-  precision: oneOf("precision", ["fp32", "bf16"]),
-  /** The Python interpreter that imports torch (default: the first of python3, /usr/bin/python3 that does). */
-  python: t.string,
+  precision: field(oneOf("precision", ["fp32", "bf16"]), "fp32"),
+  /** The Python interpreter that imports torch (unset: the first of python3, /usr/bin/python3 that does). */
+  python: optional(t.string),
   /**
    * `auto`: own spawn on one node (Debian's torchrun is broken), `torchrun` across nodes;
    * `spawn` across nodes starts this node's ranks with RANK = nodeRank·nproc + local rank and
    * rendezvous at `master`, as torchrun's static rendezvous does.
    */
-  launcher: oneOf("launcher", LAUNCHERS),
-  /** CPU threads per rank (default: the machine's cores over nproc; at most the cores). */
-  threads: PositiveInt,
+  launcher: field(oneOf("launcher", LAUNCHERS), "auto"),
+  /** CPU threads per rank (unset: the machine's cores over nproc; at most the cores). */
+  threads: optional(PositiveInt),
 });
-
-/** The `training.torch:` section with defaults applied. */
-export interface TorchSettings {
-  readonly nproc: number;
-  readonly nnodes: number;
-  readonly nodeRank: number;
-  /** Unset: 127.0.0.1 and a free port, on one node. */
-  readonly master: string | undefined;
-  readonly device: "cpu" | "cuda";
-  readonly strategy: "ddp" | "fsdp";
-  readonly precision: "fp32" | "bf16";
-  readonly python: string | undefined;
-  readonly launcher: typeof LAUNCHERS[number];
-  readonly threads: number | undefined;
-}
-
-/** Defaults: one CPU process, DDP, float32. */
-export const TORCH_DEFAULTS: TorchSettings = {
-  nproc: 1,
-  nnodes: 1,
-  nodeRank: 0,
-  master: undefined,
-  device: "cpu",
-  strategy: "ddp",
-  precision: "fp32",
-  python: undefined,
-  launcher: "auto",
-  threads: undefined,
-};
-
-/** The section with defaults applied. */
-export function torchSettings(input: Partial<TorchSettings> | undefined): TorchSettings {
-  return { ...TORCH_DEFAULTS, ...input };
-}
+/** The `training.torch:` settings. */
+export type TorchSettings = t.TypeOf<typeof TorchCodec>;
 
 /** Ranks in all: nproc × nnodes. */
 export function worldSize(s: TorchSettings): number {
@@ -99,9 +67,11 @@ export interface TorchProblemOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { torchProblem, torchSettings } from "./torch_settings.ts";
- * assert(torchProblem(torchSettings({ threads: 2 }), 4, { cores: 2 }) === undefined);
- * assert(torchProblem(torchSettings({ threads: 100000 }), 4, { cores: 2 })?.field === "threads");
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { TorchCodec, torchProblem } from "./torch_settings.ts";
+ * const settings = (doc: object) => E.getOrElseW(() => assert.fail("not decoded"))(TorchCodec.decode(doc));
+ * assert(torchProblem(settings({ threads: 2 }), 4, { cores: 2 }) === undefined);
+ * assert(torchProblem(settings({ threads: 100000 }), 4, { cores: 2 })?.field === "threads");
  * ```
  */
 export function torchProblem(

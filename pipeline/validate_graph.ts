@@ -19,42 +19,29 @@ import {
   grownStageRoles,
   type LlamaShape,
   type Placement,
-  type Projection,
   projectionDims,
   projectionWeight,
   shapeProblem,
   type StageRoles,
+  withDefaults,
 } from "../base/mod.ts";
 import {
   type DataSettings,
-  dataSettings,
-  GALORE_DEFAULTS,
-  PET_DEFAULTS,
+  GaloreCodec,
+  type GaloreSettings,
+  PetCodec,
+  type PetSettings,
   trainingProblem,
   type TrainingSettings,
-  trainingSettings,
 } from "./config.ts";
 import { graphFlops } from "./graph_flops.ts";
 import type { Pipeline, StageNode } from "./stage_graph.ts";
 
-/** ReLoRA settings of a stage, defaults applied. */
-export interface StagePet {
-  readonly nodeId: string;
-  readonly rank: number;
-  readonly alpha: number;
-  readonly targets: readonly Projection[];
-  readonly resetEvery: number;
-  readonly restartWarmup: number;
-  readonly pruneRatio: number;
-}
+/** ReLoRA settings of a stage: its `attachPET` node's, defaults applied. */
+export type StagePet = PetSettings & { readonly nodeId: string };
 
 /** GaLore settings of a stage, defaults applied (the rank is clamped per matrix by the engine). */
-export interface StageGalore {
-  readonly rank: number;
-  readonly updateEvery: number;
-  readonly scale: number;
-  readonly targets: readonly Projection[];
-}
+export type StageGalore = Omit<GaloreSettings, "lr">;
 
 /** One stage of a validated graph. */
 export interface GraphStage {
@@ -123,7 +110,7 @@ export function validateGraph(p: Pipeline): E.Either<GraphProblem, ValidGraph> {
   const shape = completeShape(p.model);
   const badShape = shapeProblem(shape);
   if (badShape !== undefined) return E.left(configInvalid("model", badShape));
-  const training = trainingSettings(p.training);
+  const training = p.training;
   const batch = trainingProblem(training, shape, "");
   if (batch !== undefined) return E.left(batch);
   const nodes = validateNodes(p, shape, training.seed);
@@ -133,7 +120,7 @@ export function validateGraph(p: Pipeline): E.Either<GraphProblem, ValidGraph> {
     shape,
     stages: nodes.right,
     training,
-    data: dataSettings(p.data),
+    data: p.data,
     totalSteps: nodes.right.reduce((a, s) => a + s.steps, 0),
     accumulation: training.batchTokens / (training.microBatch * training.seqLen),
   };
@@ -186,7 +173,7 @@ function validateNodes(
         }
         const sched = scheduleProblem(n);
         if (sched !== undefined) return fail(sched);
-        const galore = n.galore === undefined ? undefined : { ...GALORE_DEFAULTS, ...n.galore };
+        const galore = n.galore === undefined ? undefined : withDefaults(GaloreCodec, n.galore);
         if (galore !== undefined && galore.targets.length === 0) {
           return fail("`galore.targets` is empty: name at least one projection");
         }
@@ -265,7 +252,8 @@ function validateNodes(
         if (open.petNodeId !== undefined) {
           return fail(`adapters were already attached by "${open.petNodeId}"`);
         }
-        const targets = n.targets ?? PET_DEFAULTS.targets;
+        const pet = withDefaults(PetCodec, n);
+        const targets = pet.targets;
         if (targets.length === 0) return fail("`targets` is empty: name at least one projection");
         const smallest = Math.min(
           ...targets.map((p) =>
@@ -275,15 +263,7 @@ function validateNodes(
         if (n.rank > smallest) {
           return fail(`rank ${n.rank} exceeds the smallest targeted dimension ${smallest}`);
         }
-        open.pet = {
-          nodeId: n.id,
-          rank: n.rank,
-          alpha: n.alpha ?? PET_DEFAULTS.alpha,
-          targets,
-          resetEvery: n.resetEvery ?? PET_DEFAULTS.resetEvery,
-          restartWarmup: n.restartWarmup ?? PET_DEFAULTS.restartWarmup,
-          pruneRatio: n.pruneRatio ?? PET_DEFAULTS.pruneRatio,
-        };
+        open.pet = { nodeId: n.id, ...pet };
         open.trainEmbeddings = n.trainEmbeddings ?? false;
         open.trainNorms = n.trainNorms ?? false;
         open.petNodeId = n.id;

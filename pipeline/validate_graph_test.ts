@@ -113,7 +113,7 @@ Deno.test("validateGraph() rejects attachPET before any model, and adapters neve
 Deno.test("validateGraph() keeps GaLore to one full-depth stage", () => {
   const ok = check([train({ layers: 6, steps: 5, galore: { rank: 4 } })]);
   assert(E.isRight(ok));
-  assertEquals(ok.right.stages[0]?.galore, {
+  assertEquals<unknown>(ok.right.stages[0]?.galore, {
     rank: 4,
     updateEvery: 200,
     scale: 0.25,

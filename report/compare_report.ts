@@ -8,7 +8,7 @@
  */
 import { type Bar, lineChart, type Series, stackedBarChart } from "../charts/mod.ts";
 import { formatBytes, mean, sampleStd } from "../base/mod.ts";
-import { type CompareRun, flopsAtStep } from "../pipeline/mod.ts";
+import { type CompareRun, flopsAtStep, type RunMetric } from "../pipeline/mod.ts";
 
 /** What one finished run measured (read from its run directory). */
 export interface RunOutcome {
@@ -16,7 +16,7 @@ export interface RunOutcome {
   /** The run's `report.json`. */
   readonly report: Readonly<Record<string, unknown>>;
   /** The run's `metrics.jsonl` records. */
-  readonly metrics: readonly Readonly<Record<string, unknown>>[];
+  readonly metrics: readonly RunMetric[];
   /** The final model's `deno task eval --json` object, when it was evaluated. */
   readonly evaluation?: Readonly<Record<string, unknown>>;
 }
@@ -111,8 +111,8 @@ export function runWallSeconds(report: Readonly<Record<string, unknown>>): numbe
 /** The second corpus's last evaluation in a run's metrics. */
 function secondLoss(o: RunOutcome, label: string | undefined): number | null {
   if (label === undefined) return null;
-  const evals = o.metrics.filter((m) => m.type === "eval" && m.set === label);
-  return num(evals.at(-1)?.valLoss);
+  const last = o.metrics.findLast((m) => m.type === "eval" && m.set === label);
+  return last?.type === "eval" ? num(last.valLoss) : null;
 }
 
 /** The zero-shot and WikiText figures of a run's evaluation. */
@@ -312,9 +312,11 @@ export function lossVsFlopsSvg(title: string, outcomes: readonly RunOutcome[]): 
     name: `${o.run.method} s${o.run.seed}`,
     group: o.run.method,
     dashed: o.run.seed > 0,
-    points: o.metrics
-      .filter((m) => m.type === "eval" && m.set === undefined && typeof m.valLoss === "number")
-      .map((m) => [flopsAtStep(o.run.flops, Number(m.globalStep)), m.valLoss as number] as const),
+    points: o.metrics.flatMap((m) =>
+      m.type === "eval" && m.set === undefined
+        ? [[flopsAtStep(o.run.flops, m.globalStep), m.valLoss] as const]
+        : []
+    ),
   }));
   return lineChart({
     title,

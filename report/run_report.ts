@@ -6,7 +6,7 @@
  */
 import { lineChart, stackedBarChart } from "../charts/mod.ts";
 import { formatBytes, formatCount } from "../base/mod.ts";
-import type { RunResult, ValidGraph } from "../pipeline/mod.ts";
+import type { RunMetric, RunResult, ValidGraph } from "../pipeline/mod.ts";
 
 /** `report.json`: per stage, measured and predicted; the final model's path. */
 export function runReportJson(
@@ -156,32 +156,29 @@ export function runSummary(
   ].join("\n");
 }
 
-/** A metrics record as the log writes it. */
-export type MetricRecord = Readonly<Record<string, unknown>>;
-
-/** Loss curve: training loss per step, validation loss, stage boundaries, the data's floor. */
+/**
+ * Loss curve: training loss per step, validation loss, stage boundaries, the data's floor. A
+ * skipped step's loss (not finite, `null` on disk) has no point.
+ */
 export function lossChartSvg(
   title: string,
-  records: readonly MetricRecord[],
+  records: readonly RunMetric[],
   floorNats: number | undefined,
 ): string {
-  const train = records.filter((r) => r.type === "train").map((r) =>
-    [Number(r.globalStep), Number(r.loss)] as const
-  );
-  const val = records.filter((r) => r.type === "eval").map((r) =>
-    [Number(r.globalStep), Number(r.valLoss)] as const
-  );
-  const markers = records.filter((r) => r.type === "grow").map((r) => ({
-    x: Number(r.globalStep),
-    label: `grow → ${r.layers}L`,
-  }));
+  const points: { train: [number, number][]; val: [number, number][] } = { train: [], val: [] };
+  const markers: { x: number; label: string }[] = [];
+  for (const r of records) {
+    if (r.type === "train") points.train.push([r.globalStep, r.loss ?? NaN]);
+    else if (r.type === "eval") points.val.push([r.globalStep, r.valLoss]);
+    else if (r.type === "grow") markers.push({ x: r.globalStep, label: `grow → ${r.layers}L` });
+  }
   return lineChart({
     title,
     xLabel: "optimizer step",
     yLabel: "cross-entropy (nats/token)",
     series: [
-      { name: "train loss", points: train },
-      { name: "val loss", points: val, dashed: true },
+      { name: "train loss", points: points.train },
+      { name: "val loss", points: points.val, dashed: true },
     ],
     markers,
     ...(floorNats === undefined ? {} : { floor: { value: floorNats, label: "data floor" } }),

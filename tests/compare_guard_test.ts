@@ -8,6 +8,7 @@ import { join } from "node:path";
 import YAML from "yaml";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { capture } from "./cli_capture.ts";
+import { ofType, runMetrics } from "./metrics.ts";
 import { main } from "../cli/compare.ts";
 import { lockHolder } from "../store/mod.ts";
 
@@ -229,9 +230,7 @@ Deno.test({
       const report = await json<RunReport>(join(runDir, "report.json"));
       assertEquals(report.resumedFrom, killedAt);
       // The metrics continue from the checkpoint: every step once, in order.
-      const steps = (await Deno.readTextFile(join(runDir, "metrics.jsonl"))).split("\n")
-        .filter((l) => l !== "").map((l) => JSON.parse(l)).filter((m) => m.type === "train")
-        .map((m) => m.step);
+      const steps = ofType(await runMetrics(runDir), "train").map((m) => m.step);
       assertEquals(steps, Array.from({ length: 300 }, (_, i) => i + 1));
 
       // The run's time is what its stage recorded: the kept work of the killed session (up to

@@ -24,6 +24,7 @@ import {
 import { baseState } from "../effects/_finetune_prepare.ts";
 import { padExamples } from "../pipeline/mod.ts";
 import { capture, type Captured } from "./cli_capture.ts";
+import { finetuneMetrics, ofType } from "./metrics.ts";
 
 const SHARED = new URL("../../shared/data/alpaca/alpaca_en_demo.json", import.meta.url).pathname;
 const hasShared = (() => {
@@ -357,11 +358,8 @@ Deno.test({
   },
 });
 
-async function trainLosses(out: string): Promise<number[]> {
-  const text = await Deno.readTextFile(`${out}/metrics.jsonl`);
-  return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l)).filter((r) =>
-    r.type === "train"
-  ).map((r) => r.loss);
+async function trainLosses(out: string): Promise<(number | null)[]> {
+  return ofType(await finetuneMetrics(out), "train").map((r) => r.loss);
 }
 
 Deno.test({

@@ -10,6 +10,7 @@ import * as TE from "fp-ts/lib/TaskEither.js";
 import YAML from "yaml";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { capture, type Captured } from "./cli_capture.ts";
+import { ofType, runMetrics } from "./metrics.ts";
 import { main } from "../cli/run.ts";
 import { openRunDir, wireRun } from "../effects/mod.ts";
 import { decodePipeline, runPipeline, validateGraph } from "../pipeline/mod.ts";
@@ -55,12 +56,6 @@ async function exists(path: string): Promise<boolean> {
   return await Deno.lstat(path).then(() => true, () => false);
 }
 
-async function lines(path: string): Promise<Record<string, unknown>[]> {
-  return (await Deno.readTextFile(path)).split("\n").filter((l) => l.length > 0).map((l) =>
-    JSON.parse(l)
-  );
-}
-
 Deno.test({
   ...OPTS,
   name: "run refuses an empty --out and a name that is not a plain file name, writing nothing",
@@ -93,7 +88,7 @@ Deno.test({
     const replaced = await run(file, "--out", `${dir}/out`, "--force");
     assertEquals(replaced.code, 0, replaced.err);
     assert(!(await Deno.readTextFile(`${dir}/out/report.json`)).includes('"old"'));
-    const steps = (await lines(`${dir}/out/metrics.jsonl`)).filter((r) => r.type === "train");
+    const steps = ofType(await runMetrics(`${dir}/out`), "train");
     assertEquals(steps.map((r) => r.step), [1, 2, 3, 4, 5, 6]);
   },
 });
@@ -145,7 +140,7 @@ Deno.test({
     await Deno.writeTextFile(`${dir}/out/metrics.jsonl`, dead.join("\n") + "\n");
     const r = await run(file, "--out", `${dir}/out`, "--resume");
     assertEquals(r.code, 0, r.err);
-    const steps = (await lines(`${dir}/out/metrics.jsonl`)).filter((x) => x.type === "train");
+    const steps = ofType(await runMetrics(`${dir}/out`), "train");
     assertEquals(steps.map((x) => x.step), [1, 2, 3, 4, 5, 6]);
     assert(steps.every((x) => x.loss !== 9));
   },
@@ -283,7 +278,7 @@ Deno.test({
     await wired.release();
     assert(E.isLeft(r) && r.left._tag === "TrainingDiverged", JSON.stringify(r));
     assertStringIncludes(r.left.message, "3 steps in a row");
-    const train = (await lines(`${dir}/out/metrics.jsonl`)).filter((x) => x.type === "train");
+    const train = ofType(await runMetrics(`${dir}/out`), "train");
     assertEquals(train.map((x) => x.skipped === true), [
       false,
       false,
@@ -408,7 +403,7 @@ Deno.test({
     assert(E.isLeft(r) && r.left._tag === "TrainingDiverged", JSON.stringify(r));
     assertEquals(r.left.node, "wide");
     assertStringIncludes(r.left.message, "validation loss is NaN");
-    const evals = (await lines(`${wired.dir}/out/metrics.jsonl`)).filter((m) => m.type === "eval");
+    const evals = ofType(await runMetrics(`${wired.dir}/out`), "eval");
     assertEquals(evals.length, 1, "the end of stage's finite evaluation only");
     assert(evals.every((m) => Number.isFinite(m.valLoss)), JSON.stringify(evals));
   },

@@ -7,6 +7,7 @@ import YAML from "yaml";
 import { assert, assertAlmostEquals, assertEquals, assertStringIncludes } from "./assert.ts";
 import { main } from "../cli/run.ts";
 import { stopAtCheckpoint } from "./kill_run.ts";
+import { ofType, runMetrics } from "./metrics.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -108,10 +109,8 @@ async function report(dir: string): Promise<Report> {
   return JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
 }
 
-async function trainLosses(dir: string): Promise<number[]> {
-  const text = await Deno.readTextFile(`${dir}/metrics.jsonl`);
-  return text.split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l))
-    .filter((r) => r.type === "train").map((r) => r.loss);
+async function trainLosses(dir: string): Promise<(number | null)[]> {
+  return ofType(await runMetrics(dir), "train").map((r) => r.loss);
 }
 
 Deno.test({

@@ -13,6 +13,8 @@ import { main } from "../cli/run.ts";
 import { loraAValues } from "../base/mod.ts";
 import { findTorchPython } from "../effects/torch_launch.ts";
 import { stopAtCheckpoint } from "./kill_run.ts";
+import { ofType, runMetrics } from "./metrics.ts";
+import type { RunMetric } from "../pipeline/mod.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const found = await findTorchPython(undefined);
@@ -74,29 +76,22 @@ async function writeGraph(dir: string, torch: Record<string, unknown> = {}): Pro
   return path;
 }
 
-interface Metric {
-  readonly type: string;
-  readonly node?: string;
-  readonly step?: number;
-  readonly loss?: number;
-  readonly valLoss?: number;
-  readonly prunedFraction?: number;
-}
-
-async function metrics(dir: string): Promise<Metric[]> {
-  const text = await Deno.readTextFile(`${dir}/metrics.jsonl`);
-  return text.split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l));
-}
-
 /** Every loss of a run (train steps, then evaluations), with where it was taken. */
-function losses(ms: readonly Metric[]): { at: string; value: number }[] {
-  return ms.filter((m) => m.type === "train" || m.type === "eval").map((m, i) => ({
-    at: `${i}: ${m.type} ${m.node} ${m.step ?? ""}`,
-    value: (m.type === "train" ? m.loss : m.valLoss) ?? NaN,
-  }));
+function losses(ms: readonly RunMetric[]): { at: string; value: number }[] {
+  return ms.flatMap((m) =>
+    m.type === "train"
+      ? [{ where: `train ${m.node} ${m.step}`, value: m.loss ?? NaN }]
+      : m.type === "eval"
+      ? [{ where: `eval ${m.node} `, value: m.valLoss }]
+      : []
+  ).map((x, i) => ({ at: `${i}: ${x.where}`, value: x.value }));
 }
 
-function assertSameLosses(got: readonly Metric[], want: readonly Metric[], tolerance: number) {
+function assertSameLosses(
+  got: readonly RunMetric[],
+  want: readonly RunMetric[],
+  tolerance: number,
+) {
   const a = losses(got);
   const b = losses(want);
   assertEquals(a.map((x) => x.at), b.map((x) => x.at));
@@ -131,15 +126,15 @@ Deno.test({
     const torch = await run(file, "--out", `${dir}/torch`, "--engine", "torch");
     assertEquals(torch.code, 0, torch.err);
     assertStringIncludes(torch.out, "Backend: torch");
-    const [a, b] = [await metrics(`${dir}/torch`), await metrics(`${dir}/tfjs`)];
+    const [a, b] = [await runMetrics(`${dir}/torch`), await runMetrics(`${dir}/tfjs`)];
     // 20 steps and 4 evaluations (every 5 steps and at each stage's end), both sides of growth.
     assertEquals(losses(a).length, 24);
     assertSameLosses(a, b, LOSS_TOLERANCE);
-    const merges = (ms: Metric[]) => ms.filter((m) => m.type === "merge");
-    assertEquals(merges(a).length, 2);
-    for (const [i, m] of merges(a).entries()) {
-      const pruned = m.prunedFraction ?? NaN;
-      assert(Math.abs(pruned - (merges(b)[i]!.prunedFraction ?? NaN)) < 1e-3, `pruned ${pruned}`);
+    const [ma, mb] = [ofType(a, "merge"), ofType(b, "merge")];
+    assertEquals(ma.length, 2);
+    for (const [i, m] of ma.entries()) {
+      const pruned = m.prunedFraction;
+      assert(Math.abs(pruned - (mb[i]?.prunedFraction ?? NaN)) < 1e-3, `pruned ${pruned}`);
     }
     const report = async (d: string) => JSON.parse(await Deno.readTextFile(`${d}/report.json`));
     const [ra, rb] = [await report(`${dir}/torch`), await report(`${dir}/tfjs`)];
@@ -177,7 +172,7 @@ Deno.test({
     const two = await torchRun(dir, "two", { nproc: 2 });
     assertStringIncludes(two.out, "2 ranks");
     // One process accumulates two micro-batches; two processes take one each and all-reduce.
-    assertSameLosses(await metrics(`${dir}/two`), await metrics(`${dir}/one`), 1e-5);
+    assertSameLosses(await runMetrics(`${dir}/two`), await runMetrics(`${dir}/one`), 1e-5);
     await Deno.remove(dir, { recursive: true });
   },
 });
@@ -229,7 +224,7 @@ Deno.test({
       report.resumedFrom >= killedAt,
       `resumed from ${report.resumedFrom}, killed at ${killedAt}`,
     );
-    assertSameLosses(await metrics(`${dir}/killed`), await metrics(`${dir}/whole`), 1e-6);
+    assertSameLosses(await runMetrics(`${dir}/killed`), await runMetrics(`${dir}/whole`), 1e-6);
     await Deno.remove(dir, { recursive: true });
   },
 });
@@ -267,7 +262,7 @@ Deno.test({
     assertEquals(trainerProcesses(`${out}/`), []);
     const resumed = await run(file, "--out", out, "--engine", "torch", "--resume");
     assertEquals(resumed.code, 0, resumed.err);
-    assertSameLosses(await metrics(out), await metrics(`${dir}/whole`), 1e-6);
+    assertSameLosses(await runMetrics(out), await runMetrics(`${dir}/whole`), 1e-6);
     await Deno.remove(dir, { recursive: true });
   },
 });
@@ -292,7 +287,11 @@ Deno.test({
     const resumed = await run(file, "--out", `${dir}/moved`, "--engine", "torch", "--resume");
     assertEquals(resumed.code, 0, resumed.err);
     assertStringIncludes(resumed.out, "Backend: torch");
-    assertSameLosses(await metrics(`${dir}/moved`), await metrics(`${dir}/whole`), LOSS_TOLERANCE);
+    assertSameLosses(
+      await runMetrics(`${dir}/moved`),
+      await runMetrics(`${dir}/whole`),
+      LOSS_TOLERANCE,
+    );
     await Deno.remove(dir, { recursive: true });
   },
 });
@@ -380,9 +379,9 @@ Deno.test({
     const [n0, n1] = await Promise.all([node(0), node(1)]);
     const text = (o: Deno.CommandOutput) => new TextDecoder().decode(o.stderr);
     assert(n0.success && n1.success, `${text(n0)}\n${text(n1)}`);
-    const want = await metrics(`${dir}/single`);
-    assertSameLosses(await metrics(`${dir}/node0`), want, 1e-6);
-    assertSameLosses(await metrics(`${dir}/node1`), want, 1e-6);
+    const want = await runMetrics(`${dir}/single`);
+    assertSameLosses(await runMetrics(`${dir}/node0`), want, 1e-6);
+    assertSameLosses(await runMetrics(`${dir}/node1`), want, 1e-6);
     // Each node holds the whole model (DDP): both write the same final weights.
     const final = (d: string) => Deno.readFile(`${dir}/${d}/final/model.safetensors`);
     assertEquals(await final("node0"), await final("node1"));
@@ -400,8 +399,8 @@ Deno.test({
     await torchRun(dir, "fp32");
     const bf16 = await torchRun(dir, "bf16", { precision: "bf16" });
     assertStringIncludes(bf16.out, "bf16");
-    const a = losses(await metrics(`${dir}/bf16`));
-    const b = losses(await metrics(`${dir}/fp32`));
+    const a = losses(await runMetrics(`${dir}/bf16`));
+    const b = losses(await runMetrics(`${dir}/fp32`));
     const gaps = a.map((x, i) => Math.abs(x.value - b[i]!.value));
     assert(Math.max(...gaps) < 1e-2, `largest gap ${Math.max(...gaps)}`);
     assert(Math.max(...gaps) > 1e-6, "bf16 gave fp32's losses: autocast did not run");
