@@ -39,7 +39,6 @@ export * from "./adamw.ts";
 export * from "./galore.ts";
 export * from "./train_step.ts";
 export * from "./memory.ts";
-export * from "./grow.ts";
 export * from "./relora.ts";
 export { embedding } from "./ops/embedding.ts";
 export { linear, type LoraBranch } from "./ops/linear.ts";
