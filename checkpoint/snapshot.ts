@@ -9,8 +9,11 @@ import type { SnapshotMeta } from "./run_layout.ts";
 
 /** A named float32 tensor as plain data, in our layout (linear weights [in, out]). */
 export interface NamedArray {
+  /** Hugging Face's name (`m/…`, `v/…`, `galore/…` for optimizer state). */
   readonly name: string;
+  /** Dimensions, row-major. */
   readonly shape: readonly number[];
+  /** The values, as many as the shape's product. */
   readonly data: Float32Array;
 }
 

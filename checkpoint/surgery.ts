@@ -75,9 +75,13 @@ export function meanValues(lo: Float32Array, hi: Float32Array): Float32Array {
 
 /** One adapter's matrices as values: A [rows, rank], B [rank, cols], and the scale α / r. */
 export interface LoraValues {
+  /** A [rows, rank], row-major. */
   readonly a: Float32Array;
+  /** B [rank, cols], row-major. */
   readonly b: Float32Array;
+  /** r. */
   readonly rank: number;
+  /** α / r (or α / √r under rank-stabilised LoRA). */
   readonly scale: number;
 }
 
@@ -120,8 +124,11 @@ export function mergeValues(w: Float32Array, lora: LoraValues): Float32Array {
 
 /** Where growth puts new layers, and the seed of the `random` placement. */
 export interface GrowOptions {
+  /** Layers inserted. */
   readonly add: number;
+  /** Where they go (`base/growth_layout.ts`). */
   readonly placement: Placement;
+  /** Seed of the `random` placement. */
   readonly seed: number;
 }
 
@@ -172,14 +179,30 @@ export function growLayers<T extends { readonly name: string }>(
   ];
 }
 
-/** Decoder layers among `params` (one more than the highest layer index). */
-export function depthOf(params: readonly { readonly name: string }[]): number {
-  return params.reduce((d, p) => Math.max(d, (layerOfName(p.name) ?? -1) + 1), 0);
+/**
+ * The depth of a model with these parameter names: one more than the highest layer index (a
+ * missing layer below it is the shape check's to name, `effects/snapshot_check.ts`).
+ */
+export function depthOf(names: Iterable<string>): number {
+  let depth = 0;
+  for (const name of names) depth = Math.max(depth, (layerOfName(name) ?? -1) + 1);
+  return depth;
 }
 
-/** Zero Adam moments (`m/…` then `v/…`) for `trainable`, in its order. */
+/** A parameter's name and shape: what its moments are made from. */
+export interface ParamShape {
+  /** Hugging Face's name. */
+  readonly name: string;
+  /** Dimensions (our layout). */
+  readonly shape: readonly number[];
+}
+
+/**
+ * Zero Adam moments (`m/…` then `v/…`) for `trainable`, in its order, each the shape of its
+ * parameter in `params` (an engine may pass another shape, as GaLore's projected one).
+ */
 export function freshMoments(
-  params: readonly NamedArray[],
+  params: readonly ParamShape[],
   trainable: readonly string[],
 ): NamedArray[] {
   const byName = new Map(params.map((p) => [p.name, p]));
@@ -187,7 +210,8 @@ export function freshMoments(
     trainable.map((n) => {
       const p = byName.get(n);
       if (p === undefined) throw new Error(`Trainable name "${n}" is not a parameter`);
-      return { name: momentName(kind, n), shape: p.shape, data: new Float32Array(p.data.length) };
+      const size = p.shape.reduce((a, b) => a * b, 1);
+      return { name: momentName(kind, n), shape: p.shape, data: new Float32Array(size) };
     })
   );
 }
@@ -265,7 +289,7 @@ function missingTrainable(
  */
 export function grownSnapshot(s: EngineSnapshot, spec: GrowSpec): E.Either<string, EngineSnapshot> {
   const plain = mergedSnapshot(s);
-  const params = growLayers(plain.params, depthOf(plain.params), spec, {
+  const params = growLayers(plain.params, depthOf(plain.params.map((p) => p.name)), spec, {
     renamed: (t, name) => ({ ...t, name }),
     mean: (lo, hi, name) => ({ name, shape: lo.shape, data: meanValues(lo.data, hi.data) }),
   });
@@ -282,8 +306,11 @@ export function grownSnapshot(s: EngineSnapshot, spec: GrowSpec): E.Either<strin
 
 /** ReLoRA attachment settings. */
 export interface AttachSpec {
+  /** r. */
   readonly rank: number;
+  /** α: the branch is scaled by α / r. */
   readonly alpha: number;
+  /** With each A's name, names the stream A's values are drawn from. */
   readonly seed: number;
   /** Projection weights that get adapters (`adaptedWeights` of the stage's roles). */
   readonly adapted: readonly string[];

@@ -14,7 +14,7 @@ import type { EngineSnapshot, NamedArray } from "../pipeline/mod.ts";
 /** Checks a snapshot against the model shape before any tensor is built. */
 export function snapshotProblem(shape: LlamaShape, snap: EngineSnapshot): string | undefined {
   const byName = new Map(snap.params.map((p) => [p.name, p]));
-  for (const [name, dims] of paramShapes(shape, depthOf(snap.params))) {
+  for (const [name, dims] of paramShapes(shape, depthOf(snap.params.map((p) => p.name)))) {
     const p = byName.get(name);
     if (p === undefined) return `parameter "${name}" is missing`;
     if (p.shape.join() !== dims.join()) {

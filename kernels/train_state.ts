@@ -12,10 +12,10 @@
  *
  * @module
  */
-import * as tf from "@tensorflow/tfjs-core";
 import type { LlamaShape } from "../base/mod.ts";
 import {
   type EngineSnapshot,
+  freshMoments,
   momentName,
   type NamedArray,
   projectorName,
@@ -94,29 +94,31 @@ export function createTrainState(
     params,
     loraScale: options.loraScale ?? 1,
     trainable,
-    adam: freshMoments(params, trainable, galore),
+    adam: freshAdam(params, trainable, galore),
     ...(galore === undefined ? {} : { galore }),
   };
 }
 
 /**
- * Zero moments for `trainable` at step 0 (also what an optimizer reset installs); GaLore's
- * targets get them in projected shape, never full size.
+ * Zero moments for `trainable` at step 0, as every run starts them (`freshMoments` of
+ * `checkpoint/surgery.ts`); GaLore's targets get them in projected shape, never full size.
  */
-export function freshMoments(
+function freshAdam(
   params: Params,
   trainable: ReadonlySet<string>,
   galore?: GaloreState,
 ): AdamState {
-  const m = new Map<string, tf.Tensor>();
-  const v = new Map<string, tf.Tensor>();
-  for (const name of trainable) {
+  const shapes = [...trainable].map((name) => {
     const full = params.get(name)!.shape;
-    const shape = galore?.targets.has(name) ? projectedShape(full, galore.config.rank) : full;
-    m.set(name, tf.zeros(shape));
-    v.set(name, tf.zeros(shape));
-  }
-  return { step: 0, m, v };
+    return {
+      name,
+      shape: galore?.targets.has(name) ? projectedShape(full, galore.config.rank) : full,
+    };
+  });
+  const moments = new Map(freshMoments(shapes, [...trainable]).map((m) => [m.name, m]));
+  const of = (kind: "m" | "v") =>
+    importParams([...trainable].map((n) => ({ ...moments.get(momentName(kind, n))!, name: n })));
+  return { step: 0, m: of("m"), v: of("v") };
 }
 
 /** Disposes every tensor the state owns (weights, moments, GaLore's projectors). */

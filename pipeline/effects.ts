@@ -110,7 +110,7 @@ export interface StepOutcome {
   readonly loss: number;
   /** Global gradient norm before clipping. */
   readonly gradNorm: number;
-  /** The loss or the gradient norm was not finite: nothing was updated (the state is the input's). */
+  /** The loss or the gradient norm was not finite: nothing was updated (`state` names the input's values). */
   readonly skipped: boolean;
   /** Model state accounted role by role where it peaks (every gradient alive). */
   readonly peak: MemoryByRole;
@@ -171,6 +171,7 @@ export interface EngineBackend {
  * transform → load. Every method owns and disposes what it replaces.
  */
 export interface Engine {
+  /** What runs the tensors. */
   readonly backend: EngineBackend;
   /**
    * The model of `snapshot` (fresh from `initialSnapshot`, transformed, or read back); `galore`
@@ -182,6 +183,7 @@ export interface Engine {
     snapshot: EngineSnapshot,
     options?: { readonly galore?: GaloreEngineSpec },
   ): TE.TaskEither<KernelFailed | ContentInvalid, EngineState>;
+  /** One optimizer step over `batches` (gradients accumulated); retires `state`. */
   step(
     state: EngineState,
     batches: readonly MicroBatch[],
@@ -196,6 +198,7 @@ export interface Engine {
   ): TE.TaskEither<KernelFailed, ResetOutcome>;
   /** The model as host-side arrays; the state stays live. */
   snapshot(state: EngineState): TE.TaskEither<KernelFailed, EngineSnapshot>;
+  /** Frees the state and retires its handle. */
   dispose(state: EngineState): void;
   /** Releases what the engine holds outside this process (the torch engine's launches). */
   shutdown?(): Promise<void>;

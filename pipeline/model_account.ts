@@ -7,19 +7,14 @@
  * @module
  */
 import { isAdapterName } from "../base/mod.ts";
-import { depthOf } from "../checkpoint/mod.ts";
+import { depthOf, type ParamShape } from "../checkpoint/mod.ts";
 import type { MemoryByRole, ModelStats } from "./effects.ts";
 
 const FLOAT_BYTES = 4;
 
-/** A parameter's name and shape: all the accounting needs. */
-export interface ParamShape {
-  readonly name: string;
-  readonly shape: readonly number[];
-}
-
 /** Counts by role and the model state they account for. */
 export interface ModelAccount {
+  /** Parameter counts by role. */
   readonly stats: ModelStats;
   /** Float32 model state by role where a step peaks: every trained tensor's gradient alive. */
   readonly state: MemoryByRole;
@@ -68,7 +63,12 @@ export function accountModel(
     adapters: adapterParams * FLOAT_BYTES,
   };
   return {
-    stats: { layers: depthOf(params), trainableParams, frozenParams, adapterParams },
+    stats: {
+      layers: depthOf(params.map((p) => p.name)),
+      trainableParams,
+      frozenParams,
+      adapterParams,
+    },
     state: { ...roles, total: Object.values(roles).reduce((a, b) => a + b, 0) },
   };
 }
