@@ -182,7 +182,11 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
         );
       }
       if (options?.galore !== undefined || snap.meta.galore !== undefined) {
-        return Promise.resolve(E.left(kernelFailed("GaLore runs on the tfjs engine only")));
+        return Promise.resolve(E.left(kernelFailed(
+          options?.galore !== undefined
+            ? "GaLore runs on the tfjs engine only"
+            : "this checkpoint uses GaLore, which runs on the tfjs engine only",
+        )));
       }
       return Promise.resolve(E.right(states.issue({
         shape,
