@@ -181,6 +181,9 @@ async function finish(
   });
 }
 
+/** Where the final model's errors are said to happen. */
+const EXPORT = "the export";
+
 /**
  * The model with its adapters merged (on a snapshot), evaluated and written, refused when a
  * weight is not finite; the engine's model is disposed whatever happens.
@@ -204,8 +207,6 @@ async function exportFinal(
   if (E.isLeft(plain)) return plain;
   return await evaluateAndSave(facts, s, env, plain.right.handle, merged);
 }
-
-const EXPORT = "the export";
 
 /** Evaluates the plain model, disposes it, and writes its snapshot unless a weight is not finite. */
 async function evaluateAndSave(
