@@ -1,7 +1,7 @@
 /**
  * Where growth puts new layers (spec §6), as pure functions of the depth: the
- * engine (`kernels/grow.ts`) and the checkpoint tools use the same layout, so
- * growing inside the engine and growing a checkpoint on disk agree.
+ * surgery every engine's model goes through (`checkpoint/surgery.ts`), the
+ * checkpoint tools and the stage roles use the same layout.
  *
  * @module
  */

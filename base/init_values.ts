@@ -74,7 +74,8 @@ export function initialValues(shape: LlamaShape, depth: number, seed: number): I
 /**
  * A fresh LoRA A [in, rank] (row-major): U(−1/√in, 1/√in), PyTorch's
  * `kaiming_uniform_(a=√5)` on a fan-in of `in` as PEFT initialises lora_A, from the stream
- * named by (`seed`, `name`). The torch trainer draws the same numbers (`torch_engine/relora.py`).
+ * named by (`seed`, `name`). The torch trainer's restarts draw the same numbers
+ * (`torch_engine/relora.py`, checked by `tests/relora_py_test.ts`).
  *
  * @example
  * ```ts

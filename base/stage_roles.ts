@@ -10,8 +10,9 @@
  * - when the stage attaches ReLoRA, every target projection of every frozen
  *   layer carries a trainable adapter (`<proj>.lora_A`, `<proj>.lora_B`).
  *
- * The engine applies these lists as given, `deno task plan --modules` prints
- * them in PyTorch's module names, and the torch trainer receives them as data.
+ * The surgery on snapshots (`checkpoint/surgery.ts`) applies these lists as
+ * given, `deno task plan --modules` prints them in PyTorch's module names, and
+ * every engine loads the result.
  *
  * @module
  */

@@ -13,13 +13,17 @@
  * - replay: `solvers/engine_memory.ts`, the step's buffers walked one by one;
  * - planner: `solvers/memory_model.ts`, the few linear forms the integer program constrains
  *   (what `deno task plan` and `--budget` use);
- * - tokens/s over the timed steps, so the price of recomputation shows beside its saving.
+ * - tokens/s over the timed steps, so the price of recomputation shows beside its saving;
+ * - for stage 2, what its boundary costs: the stage-1 model copied to host memory
+ *   (`snapshotState`), grown and adapted there (`checkpoint/surgery.ts`) and loaded back,
+ *   in bytes of the host copy and milliseconds.
  *
  * Run: `deno run -A --unstable-webgpu bench/memory_bench.ts [backend ...] [--quick]
  * [--points "d,L,H,KV,V,T,B;…"]`.
  *
  * @module
  */
+import * as E from "fp-ts/lib/Either.js";
 import { parseArgs } from "node:util";
 import {
   adaptedWeights,
@@ -32,16 +36,22 @@ import {
   stageTrainable,
 } from "../base/mod.ts";
 import {
-  attachRelora,
   createTrainState,
   disposeState,
   fusedOps,
-  growModel,
   initParams,
+  loadTrainState,
   measurePeak,
+  snapshotState,
   type TrainState,
   trainStep,
 } from "../kernels/mod.ts";
+import {
+  attachedSnapshot,
+  type EngineSnapshot,
+  grownSnapshot,
+  snapshotBytes,
+} from "../checkpoint/mod.ts";
 import {
   engineStepMemory,
   type FusibleOp,
@@ -95,6 +105,14 @@ export interface MemoryBenchRow {
   /** The planner's peak moment, e.g. `backward start`. */
   readonly plannerPhase: string;
   readonly tokensPerSec: number;
+  /** Stage 2: the boundary before it, through host memory. */
+  readonly boundary?: BoundaryCost;
+}
+
+/** A stage boundary's copy through host memory: its bytes and the time of the whole boundary. */
+export interface BoundaryCost {
+  readonly bytes: number;
+  readonly ms: number;
 }
 
 const RANK = 8;
@@ -121,28 +139,40 @@ function rolesOf(stage: MemoryStage, layers: number): StageRoles {
   });
 }
 
-/** The state of a stage's step: fresh for standard and stage 1, grown and adapted for stage 2. */
-function stateOf(stage: MemoryStage, shape: LlamaShape): TrainState {
+/**
+ * The state of a stage's step: fresh for standard and stage 1; for stage 2, a stage-1 model
+ * carried across the boundary as a run carries it (snapshot → grow → attach → load), timed.
+ */
+async function stateOf(
+  stage: MemoryStage,
+  shape: LlamaShape,
+): Promise<{ readonly state: TrainState; readonly boundary?: BoundaryCost }> {
   const roles = rolesOf(stage, shape.layers);
-  if (roles.stage === 1) return createTrainState(shape, initParams(shape, roles.layers, 0));
+  if (roles.stage === 1) {
+    return { state: createTrainState(shape, initParams(shape, roles.layers, 0)) };
+  }
   const { first, added } = growthOf(shape.layers);
   const small = createTrainState(shape, initParams(shape, first, 0));
-  const grown = growModel(small, {
+  const t0 = performance.now();
+  const snap = await snapshotState(small);
+  disposeState(small);
+  const next = E.flatMap((g: EngineSnapshot) =>
+    attachedSnapshot(g, {
+      rank: RANK,
+      alpha: 2 * RANK,
+      seed: 1,
+      adapted: adaptedWeights(roles),
+      trainable: stageTrainable(roles, shape),
+    })
+  )(grownSnapshot(snap, {
     add: added,
     placement: "upper",
     seed: 0,
     trainable: grownTrainable(roles),
-  });
-  disposeState(small);
-  const adapted = attachRelora(grown, {
-    rank: RANK,
-    alpha: 2 * RANK,
-    seed: 1,
-    adapted: adaptedWeights(roles),
-    trainable: stageTrainable(roles, shape),
-  });
-  disposeState(grown);
-  return adapted;
+  }));
+  if (E.isLeft(next)) throw new Error(next.left);
+  const state = loadTrainState(shape, next.right);
+  return { state, boundary: { bytes: snapshotBytes(snap), ms: performance.now() - t0 } };
 }
 
 function plannerOf(
@@ -210,7 +240,8 @@ export async function benchMemory(opts: MemoryBenchOptions): Promise<MemoryBench
       for (const recompute of ["none", "layers"] as const) {
         for (const stage of ["standard", "STEP stage 1", "STEP stage 2"] as const) {
           const roles = rolesOf(stage, shape.layers);
-          let state = stateOf(stage, shape);
+          const built = await stateOf(stage, shape);
+          let state = built.state;
           const options = { lr: 1e-4, recompute };
           state = (await trainStep(state, [mb], options)).state; // warm-up
           const { value, peak } = await measurePeak(() => trainStep(state, [mb], options));
@@ -243,6 +274,7 @@ export async function benchMemory(opts: MemoryBenchOptions): Promise<MemoryBench
             plannerBytes: planner.bytes,
             plannerPhase: planner.phase,
             tokensPerSec: (batch * seq) / seconds,
+            ...(built.boundary === undefined ? {} : { boundary: built.boundary }),
           };
           rows.push(row);
           opts.onRow?.(row);
@@ -312,6 +344,22 @@ export function recomputeTable(rows: readonly MemoryBenchRow[]): string {
   return lines.join("\n");
 }
 
+/** Each stage-2 boundary's host copy: bytes and time, per backend, point and recompute mode. */
+export function boundaryTable(rows: readonly MemoryBenchRow[]): string {
+  const lines = [
+    "backend  [d, L, H, KV, V, T, B]            recompute  host copy MB  boundary ms  step peak MB",
+  ];
+  for (const r of rows) {
+    if (r.boundary === undefined) continue;
+    lines.push(
+      `${r.backend.padEnd(8)} ${`[${r.point.join(", ")}]`.padEnd(33)} ${r.recompute.padEnd(10)} ${
+        mb(r.boundary.bytes).padStart(12)
+      }  ${r.boundary.ms.toFixed(1).padStart(11)}  ${mb(r.measuredBytes).padStart(12)}`,
+    );
+  }
+  return lines.join("\n");
+}
+
 /** Parses `d,L,H,KV,V,T,B;…` (the `--points` option). */
 export function parsePoints(text: string): GridPoint[] {
   return text.split(";").filter((p) => p.trim() !== "").map((p) => {
@@ -346,4 +394,5 @@ if (import.meta.main) {
     }%\n`,
   );
   console.log(recomputeTable(rows));
+  console.log(`\n${boundaryTable(rows)}`);
 }

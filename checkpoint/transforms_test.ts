@@ -1,37 +1,16 @@
 import { assert, assertEquals } from "../tests/assert.ts";
 import { grownLayout, insertionCounts } from "../base/growth_layout.ts";
-import { attachAdapters, growCheckpoint, mergeAdapters, mergeValues } from "./transforms.ts";
+import { attachAdapters, growCheckpoint, mergeAdapters } from "./transforms.ts";
+import { grownSnapshot, mergeValues } from "./surgery.ts";
 import {
   left,
   loadAll,
   memoryView,
   randomAdapters,
-  randomValues,
   randomWeights,
   right,
   TINY,
 } from "./_test_util.ts";
-
-Deno.test("mergeValues() rounds like float32 tensors: fround(w + fround(fround(Σ)·s))", () => {
-  const rows = 5;
-  const cols = 7;
-  const rank = 3;
-  const w = randomValues(rows * cols, 1);
-  const a = randomValues(rows * rank, 2);
-  const b = randomValues(rank * cols, 3);
-  const scale = 1 / 3;
-  const got = mergeValues(w, { a, b, rank, scale });
-  for (let i = 0; i < rows; i++) {
-    for (let o = 0; o < cols; o++) {
-      let sum = 0;
-      for (let k = 0; k < rank; k++) sum += a[i * rank + k]! * b[k * cols + o]!;
-      const want = Math.fround(
-        w[i * cols + o]! + Math.fround(Math.fround(sum) * Math.fround(scale)),
-      );
-      assertEquals(got[i * cols + o], want);
-    }
-  }
-});
 
 Deno.test("mergeAdapters() changes exactly the adapted weights", async () => {
   const weights = randomWeights(TINY, 1);
@@ -118,4 +97,24 @@ Deno.test("growCheckpoint() merges adapters before growing, as the engine does",
     growCheckpoint(mergeAdapters(memoryView(TINY, weights, adapters)), options),
   );
   assertEquals(direct, merged);
+});
+
+Deno.test("growCheckpoint() on a view equals grownSnapshot() on the same values, bit for bit", async () => {
+  const weights = randomWeights(TINY, 4);
+  const adapters = randomAdapters(TINY, { rank: 2, alpha: 4, layers: [0, 2], seed: 13 });
+  const view = memoryView(TINY, weights, adapters);
+  const tensors = [...view.tensors, ...adapters.tensors];
+  const values = await loadAll({ ...view, tensors, adapters: undefined });
+  const snapshot = {
+    params: tensors.map((t) => ({ name: t.name, shape: t.shape, data: values.get(t.name)! })),
+    moments: [],
+    meta: { trainable: [], loraScale: adapters.scale, adamStep: 0 },
+  };
+  for (const placement of ["upper", "random"] as const) {
+    const options = { add: 3, placement, seed: 9 };
+    const lazy = await loadAll(growCheckpoint(view, options));
+    const grown = grownSnapshot(snapshot, { ...options, trainable: [] });
+    assert(grown._tag === "Right");
+    assertEquals(new Map(grown.right.params.map((p) => [p.name, p.data])), lazy);
+  }
 });

@@ -263,7 +263,7 @@ async function runAndReport(
   print: (line: string) => void,
 ): Promise<number> {
   const { env, out, name } = run;
-  print(`Backend: ${env.engine.backend}`);
+  print(`Backend: ${env.engine.backend.description}`);
   print(
     `Data: ${env.data.description}${
       env.data.floorNats === undefined ? "" : `; floor ${env.data.floorNats.toFixed(3)} nats/token`
@@ -285,7 +285,7 @@ async function runAndReport(
     flopsExecuted: flops.executed,
     // This process's time: a resumed run's earlier sessions are not in it.
     wallSeconds,
-    backend: env.engine.backend,
+    backend: env.engine.backend.description,
     data: env.data.description,
     floorNats: env.data.floorNats ?? null,
     unigramNats: env.data.unigramNats ?? null,

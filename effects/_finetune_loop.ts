@@ -162,7 +162,7 @@ async function start(
       const where = `${c.dir.dir}/${RUN_DIR.checkpoint}/${CHECKPOINT_FILES.state}`;
       const progress = resumedProgress(ckpt.right.progress, c.settings, where);
       if (E.isLeft(progress)) return progress;
-      const state = await c.engine.restore(c.shape, ckpt.right.snapshot)();
+      const state = await c.engine.load(c.shape, ckpt.right.snapshot)();
       if (E.isLeft(state)) return state;
       const cut = await c.dir.log.truncate(progress.right.metrics)();
       if (E.isLeft(cut)) {

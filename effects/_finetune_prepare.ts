@@ -13,7 +13,7 @@ import {
   isAdapterName,
   type PipelineError,
 } from "../base/mod.ts";
-import { momentName } from "../checkpoint/mod.ts";
+import { freshMoments, mergedSnapshot } from "../checkpoint/mod.ts";
 import {
   type AlpacaRecord,
   encodeAlpacaSet,
@@ -173,8 +173,9 @@ export async function prepare(o: PrepareInputs): Promise<E.Either<PipelineError,
 
 /**
  * The base's weights as the engine's starting state: every parameter trainable, fresh moments;
- * LoRA adapters (a ReLoRA or PEFT checkpoint) are merged into their weights first, since full
- * fine-tuning trains the plain model. Consumes `loaded`'s tensors.
+ * LoRA adapters (a ReLoRA or PEFT checkpoint) are merged into their weights first
+ * (`checkpoint/surgery.ts`), since full fine-tuning trains the plain model. Consumes
+ * `loaded`'s tensors.
  */
 export async function baseState(
   engine: Engine,
@@ -183,19 +184,13 @@ export async function baseState(
   const { shape, loraScale } = loaded.model;
   const params = await exportParams(loaded.model.params);
   loaded.dispose();
-  const names = params.map((p) => p.name);
-  const zeros = (kind: "m" | "v") =>
-    params.map((p) => ({
-      name: momentName(kind, p.name),
-      shape: p.shape,
-      data: new Float32Array(p.data.length),
-    }));
+  const meta = { trainable: [], loraScale, adamStep: 0 };
+  const plain = mergedSnapshot({ params, moments: [], meta }).params;
+  const trainable = plain.map((p) => p.name);
   const snapshot: EngineSnapshot = {
-    params,
-    moments: [...zeros("m"), ...zeros("v")],
-    meta: { trainable: names, loraScale, adamStep: 0 },
+    params: plain,
+    moments: freshMoments(plain, trainable),
+    meta: { ...meta, trainable },
   };
-  const restored = await engine.restore(shape, snapshot)();
-  if (E.isLeft(restored) || !names.some(isAdapterName)) return restored;
-  return await engine.mergeAll(restored.right)();
+  return await engine.load(shape, snapshot)();
 }

@@ -211,7 +211,7 @@ function describe(o: FinetuneOptions, p: Prepared): void {
     `Plan: ${plan.options.epochs} epochs × ${plan.stepsPerEpoch} steps of ${plan.options.batch} ` +
       `examples = ${plan.steps} steps; LR ${plan.options.lr} cosine to 0, warmup ` +
       `${plan.schedule.warmup}${clamped}; AdamW β ${o.settings.beta1}/${o.settings.beta2}, ` +
-      `weight decay ${o.settings.weightDecay}, clip ${o.settings.clip}; backend ${o.engine.backend}`,
+      `weight decay ${o.settings.weightDecay}, clip ${o.settings.clip}; backend ${o.engine.backend.description}`,
   );
   if (p.adapters > 0) {
     o.print(
@@ -258,7 +258,7 @@ async function finish(
     heldOut: before === null || r.heldOutAfter === null ? null : { before, after: r.heldOutAfter },
     mergedAdapters: p.adapters,
     final: r.final,
-    backend: o.engine.backend,
+    backend: o.engine.backend.description,
     wallSeconds: (performance.now() - run.t0) / 1000,
     resumedFrom: r.resumedFrom,
   };

@@ -1,31 +1,19 @@
 /**
  * The interpreter's `engine` effect (`pipeline/effects.ts`) over the tfjs
- * engine in this folder: backend selection, training steps, growth, ReLoRA,
- * snapshots. Promises and throws from tfjs enter here and leave as
- * `KernelFailed` values.
+ * engine of `kernels/`: backend selection, loading a snapshot, training steps,
+ * ReLoRA's restarts, snapshots. Promises and throws from tfjs enter here and
+ * leave as `KernelFailed` values; a retired state handle is refused
+ * (`state_handles.ts`).
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import type {
-  BackendName as ConfigBackend,
-  Engine,
-  EngineState,
-  MemoryByRole,
-  ModelStats,
-  NamedArray,
-} from "../pipeline/mod.ts";
-import { momentName, projectorName } from "../checkpoint/mod.ts";
+import type { BackendName as ConfigBackend, Engine, MemoryByRole } from "../pipeline/mod.ts";
 import { snapshotProblem } from "./snapshot_check.ts";
-import {
-  contentInvalid,
-  describeUnknown,
-  isAdapterName,
-  type KernelFailed,
-  kernelFailed,
-} from "../base/mod.ts";
+import { StateHandles } from "./state_handles.ts";
+import { contentInvalid, describeUnknown, type KernelFailed, kernelFailed } from "../base/mod.ts";
 import {
   openHeapSgemm,
   registerBlasBackend,
@@ -34,40 +22,25 @@ import {
 } from "../kernels/blas/mod.ts";
 import { registerFusedWasmAttention, unregisterFusedWasmAttention } from "../kernels/fused/mod.ts";
 import {
-  attachRelora,
-  createTrainState,
-  depthOf,
-  disposeParams,
   disposeState,
   evalLoss,
-  exportParams,
   fusedOps,
-  growModel,
-  importParams,
   initBackend,
-  initParams,
+  loadTrainState,
   measurePeak,
-  memoryByRole,
-  mergeAdapters,
+  type MemoryByRole as HeldBytes,
   reloraReset,
+  snapshotState,
   type TrainState,
   trainStep,
 } from "../kernels/mod.ts";
-
-function ts(s: EngineState): TrainState {
-  return s as unknown as TrainState;
-}
-
-function es(s: TrainState): EngineState {
-  return s as unknown as EngineState;
-}
 
 function attempt<A>(what: string, f: () => A | Promise<A>): TE.TaskEither<KernelFailed, A> {
   return TE.tryCatch(async () => await f(), (e) => kernelFailed(`${what}: ${describeUnknown(e)}`));
 }
 
 /** The engine's byte counts in the interpreter's terms. */
-export function toRoles(m: ReturnType<typeof memoryByRole>): MemoryByRole {
+function toRoles(m: HeldBytes): MemoryByRole {
   return {
     trainableWeights: m.trainable,
     gradients: m.gradients,
@@ -76,26 +49,6 @@ export function toRoles(m: ReturnType<typeof memoryByRole>): MemoryByRole {
     adapters: m.adapters,
     total: m.modelState,
   };
-}
-
-/** Parameter counts by role. */
-export function statsOf(state: TrainState): ModelStats {
-  let trainableParams = 0;
-  let frozenParams = 0;
-  let adapterParams = 0;
-  for (const [name, t] of state.params) {
-    if (isAdapterName(name)) adapterParams += t.size;
-    else if (state.trainable.has(name)) trainableParams += t.size;
-    else frozenParams += t.size;
-  }
-  return { layers: depthOf(state.params), trainableParams, frozenParams, adapterParams };
-}
-
-async function named(
-  prefix: string,
-  params: ReadonlyMap<string, tf.Tensor>,
-): Promise<NamedArray[]> {
-  return (await exportParams(params)).map((r) => ({ ...r, name: prefix + r.name }));
 }
 
 /**
@@ -162,24 +115,24 @@ export function createEngine(backend: ConfigBackend): TE.TaskEither<KernelFailed
 
 /** The engine effect on the active tfjs backend. */
 export function engineOn(description: string): Engine {
+  const states = new StateHandles<TrainState>("tfjs");
   return {
-    backend: description,
-    fusedOps: fusedOps(),
-    init: (shape, layers, seed, options) =>
-      attempt("Cannot initialise the model", () => {
-        const params = initParams(shape, layers, seed);
-        const galore = options?.galore;
-        try {
-          return es(createTrainState(shape, params, galore === undefined ? {} : { galore }));
-        } catch (e) {
-          disposeParams(params); // a rejected GaLore spec must not leak the new weights
-          throw e;
-        }
-      }),
+    backend: { description, fusedOps: fusedOps() },
+    load: (shape, snap, options) => async () => {
+      const problem = snapshotProblem(shape, snap);
+      if (problem !== undefined) {
+        return E.left(contentInvalid("checkpoint", `corrupted checkpoint: ${problem}`));
+      }
+      const galore = options?.galore;
+      return await attempt(
+        "Cannot load the model",
+        () => states.issue(loadTrainState(shape, snap, galore === undefined ? {} : { galore })),
+      )();
+    },
     step: (s, batches, h) =>
       attempt("Training step failed", async () => {
         const { value: r, peak } = await measurePeak(() =>
-          trainStep(ts(s), batches, {
+          trainStep(states.get(s), batches, {
             lr: h.lr,
             beta1: h.beta1,
             beta2: h.beta2,
@@ -191,7 +144,7 @@ export function engineOn(description: string): Engine {
           })
         );
         return {
-          state: es(r.state),
+          state: states.replace(s, r.state, "a training step"),
           loss: r.loss,
           gradNorm: r.gradNorm,
           skipped: r.skipped,
@@ -201,79 +154,17 @@ export function engineOn(description: string): Engine {
           svdFailures: r.svdFailures,
         };
       }),
-    evaluate: (s, batches) => attempt("Evaluation failed", () => evalLoss(ts(s), batches)),
-    grow: (s, spec) => attempt("Growth failed", () => es(growModel(ts(s), spec))),
-    attach: (s, spec) => attempt("Attaching ReLoRA failed", () => es(attachRelora(ts(s), spec))),
+    evaluate: (s, batches) => attempt("Evaluation failed", () => evalLoss(states.get(s), batches)),
     reset: (s, spec) =>
       attempt("ReLoRA reset failed", async () => {
-        const r = await reloraReset(ts(s), spec);
-        return { state: es(r.state), merged: r.merged, prunedFraction: r.prunedFraction };
-      }),
-    mergeAll: (s) => attempt("Merging adapters failed", () => es(mergeAdapters(ts(s)))),
-    stats: (s) => statsOf(ts(s)),
-    memory: (s) => toRoles(memoryByRole(ts(s))),
-    snapshot: (s) =>
-      attempt("Snapshot failed", async () => {
-        const state = ts(s);
-        const g = state.galore;
+        const r = await reloraReset(states.get(s), spec);
         return {
-          params: await named("", state.params),
-          moments: [
-            ...await named(momentName("m", ""), state.adam.m),
-            ...await named(momentName("v", ""), state.adam.v),
-            ...(g === undefined ? [] : await named(projectorName(""), g.projectors)),
-          ],
-          meta: {
-            trainable: [...state.trainable],
-            loraScale: state.loraScale,
-            adamStep: state.adam.step,
-            ...(g === undefined ? {} : {
-              galore: {
-                ...g.config,
-                targets: [...g.targets],
-              },
-            }),
-          },
+          state: states.replace(s, r.state, "a ReLoRA restart"),
+          merged: r.merged,
+          prunedFraction: r.prunedFraction,
         };
       }),
-    restore: (shape, snap) => async () => {
-      const problem = snapshotProblem(shape, snap);
-      if (problem !== undefined) {
-        return E.left(contentInvalid("checkpoint", `corrupted checkpoint: ${problem}`));
-      }
-      return await attempt("Cannot restore the checkpoint", () => {
-        const params = importParams(snap.params);
-        const trainable = snap.meta.trainable;
-        const g = snap.meta.galore;
-        const state = createTrainState(shape, params, {
-          trainable,
-          loraScale: snap.meta.loraScale,
-          ...(g === undefined ? {} : { galore: g }),
-        });
-        disposeParams(state.adam.m);
-        disposeParams(state.adam.v);
-        const moments = new Map(snap.moments.map((m) => [m.name, m]));
-        const pick = (names: readonly string[], key: (n: string) => string) =>
-          importParams(
-            names.filter((n) => moments.has(key(n))).map((n) => ({
-              ...moments.get(key(n))!,
-              name: n,
-            })),
-          );
-        const adam = {
-          step: snap.meta.adamStep,
-          m: pick(trainable, (n) => momentName("m", n)),
-          v: pick(trainable, (n) => momentName("v", n)),
-        };
-        return es({
-          ...state,
-          adam,
-          ...(state.galore === undefined || g === undefined ? {} : {
-            galore: { ...state.galore, projectors: pick(g.targets, projectorName) },
-          }),
-        });
-      })();
-    },
-    dispose: (s) => disposeState(ts(s)),
+    snapshot: (s) => attempt("Snapshot failed", () => snapshotState(states.get(s))),
+    dispose: (s) => disposeState(states.retire(s, "dispose")),
   };
 }

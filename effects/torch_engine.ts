@@ -1,15 +1,16 @@
 /**
- * The interpreter's `engine` effect on PyTorch. Each `train`/`continue` node runs in one
- * launch of the project's trainer (`torch_engine/trainer.py`, started by `torch_launch.ts`):
- * the launch begins at the node's first step, from the state this process holds, and ends
- * when the interpreter next needs the model here — to grow it, attach adapters, merge them,
- * or write the final model. Steps, evaluations, ReLoRA restarts and checkpoint snapshots are
- * commands to the live launch; everything else is computed on plain arrays in TypeScript
- * (`torch_snapshot.ts`), so the schedules, freezing rules, seeds and checkpoints are the tfjs
- * engine's own.
+ * The interpreter's `engine` effect on PyTorch. A loaded model runs in one launch of the
+ * project's trainer (`torch_engine/trainer.py`, started by `torch_launch.ts`): the launch
+ * begins with the first command after `load`, from the loaded snapshot (written as an
+ * exchange directory, `torch_snapshot.ts`), and ends when its state is disposed — at a stage
+ * boundary, where the interpreter transforms the snapshot on the host
+ * (`checkpoint/surgery.ts`) and loads the result. Steps, evaluations, ReLoRA restarts and
+ * snapshots are commands to the live launch, so the schedules, freezing rules, seeds and
+ * checkpoints are the tfjs engine's own.
  *
- * The state handle is a small mutable holder (the launch is a process, not a value): every
- * transition returns a fresh holder and retires the old one.
+ * What a handle names is a small mutable holder (the launch is a process, not a value); a step
+ * or a restart retires the handle and issues a new one on the same holder
+ * (`state_handles.ts`).
  *
  * @module
  */
@@ -24,9 +25,9 @@ import {
   type LlamaShape,
 } from "../base/mod.ts";
 import {
+  accountModel,
   type Engine,
   type EngineSnapshot,
-  type EngineState,
   type MemoryByRole,
   MemoryByRoleCodec,
   type MicroBatch,
@@ -36,42 +37,19 @@ import {
 } from "../pipeline/mod.ts";
 import { writeTokenFiles } from "./torch_data.ts";
 import { replyNumber, startSession, type TorchSession } from "./torch_launch.ts";
-import {
-  accountState,
-  attachedSnapshot,
-  grownSnapshot,
-  initialSnapshot,
-  mergedSnapshot,
-  readExchange,
-  writeExchange,
-} from "./torch_snapshot.ts";
+import { readExchange, writeExchange } from "./torch_snapshot.ts";
 import { snapshotProblem } from "./snapshot_check.ts";
+import { StateHandles } from "./state_handles.ts";
 
-/** What the interpreter asks between commands, counted once per state (the launch keeps the layout). */
-type Layout = ReturnType<typeof accountState>;
-
+/** A loaded model: its arrays until its launch starts, then the launch. */
 interface Holder {
   readonly shape: LlamaShape;
-  readonly layout: Layout;
-  /** The state as arrays (before the node's launch, or after it ended). */
+  /** Model state by role, for a step whose reply does not carry the trainer's own count. */
+  readonly held: MemoryByRole;
+  /** The state as arrays (before its launch started). */
   snapshot: EngineSnapshot | undefined;
-  /** The node's live launch (it then holds the state). */
+  /** The live launch (it then holds the state). */
   session: TorchSession | undefined;
-  retired: boolean;
-}
-
-function holder(s: EngineState): Holder {
-  const h = s as unknown as Holder;
-  if (h.retired) throw new Error("torch engine: a state was used after a transition replaced it");
-  return h;
-}
-
-function state(h: Holder): EngineState {
-  return h as unknown as EngineState;
-}
-
-function layoutOf(s: EngineSnapshot): Layout {
-  return accountState(s.params, s.meta.trainable);
 }
 
 /** Where the engine keeps its files, and what it launches. */
@@ -101,13 +79,14 @@ function batchCommand(b: MicroBatch): Record<string, unknown> {
     : { rows: b.batch, seq: b.seq, split: b.window.split, starts: b.window.starts };
 }
 
-/** The torch engine effect (one launch per training node, see the module doc). */
+/** The torch engine effect (one launch per loaded model, see the module doc). */
 export function createTorchEngine(o: TorchEngineOptions): Engine {
   const s = o.settings;
   const dataDir = path.join(o.workDir, "data");
   const exchangeIn = path.join(o.workDir, "exchange", "in");
   const exchangeOut = path.join(o.workDir, "exchange", "out");
   let tokenFiles: Promise<E.Either<KernelFailed, void>> | undefined;
+  const states = new StateHandles<Holder>("torch");
   const live = new Set<TorchSession>();
 
   const closing: Promise<void>[] = [];
@@ -136,6 +115,8 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
     const snap = h.snapshot!;
     const files = await ensureTokens();
     if (E.isLeft(files)) return files;
+    // A launch ended at a stage boundary is gone before the next one starts (ports, memory).
+    await Promise.all(closing.splice(0));
     const written = await writeExchange(exchangeIn, snap, h.shape)();
     if (E.isLeft(written)) return written;
     const started = await startSession({
@@ -152,59 +133,14 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
     return started;
   };
 
-  /** The holder's state as arrays; a live launch saves it, then keeps running or ends. */
-  const snapshotOf = async (
-    h: Holder,
-    launch: "keep" | "end",
-  ): Promise<E.Either<KernelFailed, EngineSnapshot>> => {
+  /** The holder's state as arrays; a live launch saves it and keeps running. */
+  const snapshotOf = async (h: Holder): Promise<E.Either<KernelFailed, EngineSnapshot>> => {
     if (h.session === undefined) return E.right(h.snapshot!);
     const saved = await h.session.request({ op: "save", dir: exchangeOut });
     if (E.isLeft(saved)) return saved;
     const read = await readExchange(exchangeOut)();
-    if (E.isLeft(read)) return E.left(kernelFailed(read.left.message));
-    if (launch === "end") await endSession(h, read.right);
-    return read;
+    return E.isLeft(read) ? E.left(kernelFailed(read.left.message)) : read;
   };
-
-  const endSession = async (h: Holder, snap: EngineSnapshot): Promise<void> => {
-    const session = h.session;
-    h.session = undefined;
-    h.snapshot = snap;
-    if (session !== undefined) {
-      live.delete(session);
-      await session.close();
-    }
-  };
-
-  /** A new holder for `snap`, retiring `old`. */
-  const replace = (
-    old: Holder | undefined,
-    shape: LlamaShape,
-    snap: EngineSnapshot,
-  ): EngineState => {
-    if (old !== undefined) old.retired = true;
-    return state({
-      shape,
-      layout: layoutOf(snap),
-      snapshot: snap,
-      session: undefined,
-      retired: false,
-    });
-  };
-
-  /** A transform of the model as arrays: the launch (if any) ends first. */
-  const transform = (
-    what: string,
-    st: EngineState,
-    f: (snap: EngineSnapshot, shape: LlamaShape) => Promise<E.Either<KernelFailed, EngineSnapshot>>,
-  ) =>
-    attempt(what, async () => {
-      const h = holder(st);
-      const snap = await snapshotOf(h, "end");
-      if (E.isLeft(snap)) return snap;
-      const next = await f(snap.right, h.shape);
-      return E.map((n: EngineSnapshot) => replace(h, h.shape, n))(next);
-    });
 
   /** Sends a command to the holder's launch (started first when it has none). */
   const command = async (
@@ -232,22 +168,36 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
   });
 
   return {
-    backend: `torch ${o.torchVersion} (${s.device}, ${s.strategy}, ${s.precision}, ` +
-      `${s.nproc * s.nnodes} rank${s.nproc * s.nnodes === 1 ? "" : "s"}` +
-      `${s.nnodes > 1 ? ` on ${s.nnodes} nodes` : ""}; ${o.python})`,
-    fusedOps: [],
-    init: (shape, layers, seed, options) =>
-      attempt("Cannot initialise the model", () => {
-        if (options?.galore !== undefined) {
-          return Promise.resolve(E.left(kernelFailed("GaLore runs on the tfjs engine only")));
-        }
+    backend: {
+      description: `torch ${o.torchVersion} (${s.device}, ${s.strategy}, ${s.precision}, ` +
+        `${s.nproc * s.nnodes} rank${s.nproc * s.nnodes === 1 ? "" : "s"}` +
+        `${s.nnodes > 1 ? ` on ${s.nnodes} nodes` : ""}; ${o.python})`,
+      fusedOps: [],
+    },
+    load: (shape, snap, options) => () => {
+      const problem = snapshotProblem(shape, snap);
+      if (problem !== undefined) {
         return Promise.resolve(
-          E.right(replace(undefined, shape, initialSnapshot(shape, layers, seed))),
+          E.left(contentInvalid("checkpoint", `corrupted checkpoint: ${problem}`)),
         );
-      }),
+      }
+      if (options?.galore !== undefined || snap.meta.galore !== undefined) {
+        return Promise.resolve(E.left(kernelFailed(
+          options?.galore !== undefined
+            ? "GaLore runs on the tfjs engine only"
+            : "this checkpoint uses GaLore, which runs on the tfjs engine only",
+        )));
+      }
+      return Promise.resolve(E.right(states.issue({
+        shape,
+        held: accountModel(snap.params, snap.meta.trainable).state,
+        snapshot: snap,
+        session: undefined,
+      })));
+    },
     step: (st, batches, hyper) =>
       attempt("Training step failed", async () => {
-        const h = holder(st);
+        const h = states.get(st);
         const r = await command(h, {
           op: "step",
           hyper: stepCommand(hyper),
@@ -258,11 +208,11 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
         const gpu = replyNumber(peak, "gpuBytes");
         const processBytes = replyNumber(peak, "processBytes");
         return E.right({
-          state: st,
+          state: states.replace(st, h, "a training step"),
           loss: replyNumber(r.right, "loss"),
           gradNorm: replyNumber(r.right, "gradNorm"),
           skipped: r.right.skipped === true,
-          peak: stateOf(r.right.state) ?? h.layout.memory,
+          peak: stateOf(r.right.state) ?? h.held,
           measured: {
             bufferBytes: 0,
             tensorCountBytes: 0,
@@ -273,76 +223,40 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
       }),
     evaluate: (st, batches) =>
       attempt("Evaluation failed", async () => {
-        const r = await command(holder(st), { op: "eval", ...rowsCommand(batches) });
+        const r = await command(states.get(st), { op: "eval", ...rowsCommand(batches) });
         return E.map((reply: Record<string, unknown>) => replyNumber(reply, "loss"))(r);
       }),
-    grow: (st, spec) =>
-      transform("Growth failed", st, (snap, shape) => grownSnapshot(snap, shape, spec)),
-    attach: (st, spec) =>
-      transform(
-        "Attaching ReLoRA failed",
-        st,
-        (snap) => Promise.resolve(attachedSnapshot(snap, spec)),
-      ),
     reset: (st, spec) =>
       attempt("ReLoRA reset failed", async () => {
-        const r = await command(holder(st), {
+        const h = states.get(st);
+        const r = await command(h, {
           op: "reset",
           pruneRatio: spec.pruneRatio,
           seed: spec.seed,
         });
         if (E.isLeft(r)) return r;
         return E.right({
-          state: st,
+          state: states.replace(st, h, "a ReLoRA restart"),
           merged: replyNumber(r.right, "merged"),
           prunedFraction: replyNumber(r.right, "prunedFraction"),
         });
       }),
-    mergeAll: (st) =>
-      transform(
-        "Merging adapters failed",
-        st,
-        (snap) => Promise.resolve(E.right(mergedSnapshot(snap))),
-      ),
-    stats: (st) => {
-      const h = holder(st);
-      return h.layout.stats;
-    },
-    memory: (st) => {
-      const h = holder(st);
-      return h.layout.memory;
-    },
-    snapshot: (st) => attempt("Snapshot failed", () => snapshotOf(holder(st), "keep")),
-    restore: (shape, snap) => () => {
-      const problem = snapshotProblem(shape, snap);
-      if (problem !== undefined) {
-        return Promise.resolve(
-          E.left(contentInvalid("checkpoint", `corrupted checkpoint: ${problem}`)),
-        );
-      }
-      if (snap.meta.galore !== undefined) {
-        return Promise.resolve(E.left(
-          kernelFailed("this checkpoint uses GaLore, which runs on the tfjs engine only"),
-        ));
-      }
-      return Promise.resolve(E.right(replace(undefined, shape, snap)));
-    },
+    snapshot: (st) => attempt("Snapshot failed", () => snapshotOf(states.get(st))),
     dispose: (st) => {
-      const h = st as unknown as Holder;
-      h.retired = true;
+      const h = states.retire(st, "dispose");
       h.snapshot = undefined;
       if (h.session !== undefined) {
         const session = h.session;
         h.session = undefined;
         live.delete(session);
-        // Closed in the background; shutdown() waits for it.
+        // Closed in the background; the next launch and shutdown() wait for it.
         closing.push(session.close());
       }
     },
     shutdown: async () => {
       for (const session of live) closing.push(session.close());
       live.clear();
-      await Promise.all(closing);
+      await Promise.all(closing.splice(0));
     },
   };
 }

@@ -16,7 +16,7 @@ import { PLAIN, TRANSPOSED } from "./ops/flags.ts";
 import { causalAttention } from "./ops/attention.ts";
 import { type RopeTables, ropeTables } from "./ops/rope.ts";
 import { decoderLayer, embedTokens, finalNorm, lmHead, type Model } from "./model.ts";
-import { depthOf } from "./params.ts";
+import { depthOf } from "../checkpoint/mod.ts";
 
 /** One layer's cached keys (after RoPE) and values, each [kvHeads, length, headDim]. */
 export interface LayerKv {
@@ -164,7 +164,7 @@ export function extendCache(model: Model, cache: KvCache, tokens: ArrayLike<numb
       throw new Error(`Token id ${t} is outside [0, ${s.vocab})`);
     }
   }
-  const depth = cache.layers.length || depthOf(model.params);
+  const depth = cache.layers.length || depthOf(model.params.keys());
   const layers: LayerKv[] = [];
   let tables: RopeTables | undefined;
   let h: tf.Tensor2D | undefined;

@@ -9,7 +9,12 @@ import type { LlamaShape } from "../base/llama_shape.ts";
 import { LM_HEAD } from "../base/param_names.ts";
 import { projectionWeight } from "../base/param_names.ts";
 import { type ShortSideSvd, svd, type SvdFailed, svdShortSide } from "../solvers/svd.ts";
-import { checkpointStateText, decodeCheckpointState, projectorName } from "../checkpoint/mod.ts";
+import {
+  checkpointStateText,
+  decodeCheckpointState,
+  initialSnapshot,
+  projectorName,
+} from "../checkpoint/mod.ts";
 import type { EngineSnapshot, EngineState, MicroBatch, StepHyper } from "../pipeline/mod.ts";
 import { engineOn } from "../effects/tfjs_engine.ts";
 import { type AdamWResult, adamwUpdate } from "./ops/adamw.ts";
@@ -393,8 +398,16 @@ Deno.test({
       }
       return s;
     };
-    const straight = await steps(await run(engine.init(shape, 2, 7, { galore })), 0, 5);
-    const first = await steps(await run(engine.init(shape, 2, 7, { galore })), 0, 3);
+    const straight = await steps(
+      await run(engine.load(shape, initialSnapshot(shape, 2, 7), { galore })),
+      0,
+      5,
+    );
+    const first = await steps(
+      await run(engine.load(shape, initialSnapshot(shape, 2, 7), { galore })),
+      0,
+      3,
+    );
     const snap = await run(engine.snapshot(first));
     engine.dispose(first);
     assertEquals(snap.meta.galore?.targets, TARGETS);
@@ -404,7 +417,7 @@ Deno.test({
     if (E.isLeft(decoded)) throw new Error(decoded.left);
     assertEquals(decoded.right.meta, snap.meta);
     const resumed = await steps(
-      await run(engine.restore(shape, { ...snap, meta: decoded.right.meta })),
+      await run(engine.load(shape, { ...snap, meta: decoded.right.meta })),
       3,
       5,
     );
@@ -429,7 +442,7 @@ Deno.test({
   fn: async () => {
     await initBackend("cpu");
     const engine = engineOn("cpu");
-    let s = await run(engine.init(shape, 2, 8, { galore: GALORE }));
+    let s = await run(engine.load(shape, initialSnapshot(shape, 2, 8), { galore: GALORE }));
     s = (await run(engine.step(s, [asMicroBatch(batchAt(0))], ENGINE_HYPER))).state;
     const snap = await run(engine.snapshot(s));
     engine.dispose(s);
@@ -451,7 +464,7 @@ Deno.test({
       ],
     ];
     for (const [bad, message] of cases) {
-      const r = await engine.restore(shape, bad)();
+      const r = await engine.load(shape, bad)();
       assert(E.isLeft(r) && r.left._tag === "ContentInvalid", message);
       assert(r.left.message.includes(message), `${r.left.message} should say ${message}`);
     }

@@ -40,7 +40,6 @@ export { ADAMW_DEFAULTS, type AdamWScalars, type AdamWStep } from "./ops/adamw_r
 export * from "./galore.ts";
 export * from "./train_step.ts";
 export * from "./memory.ts";
-export * from "./grow.ts";
 export * from "./relora.ts";
 export { embedding } from "./ops/embedding.ts";
 export { linear, type LoraBranch } from "./ops/linear.ts";

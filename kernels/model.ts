@@ -29,7 +29,8 @@ import { rmsNorm } from "./ops/rms_norm.ts";
 import { addKeepingNothing, reshapeKeepingNothing } from "./ops/shape_ops.ts";
 import { rope, type RopeTables, ropeTables } from "./ops/rope.ts";
 import { swiglu } from "./ops/swiglu.ts";
-import { depthOf, param, type Params } from "./params.ts";
+import { param, type Params } from "./params.ts";
+import { depthOf } from "../checkpoint/mod.ts";
 import { releaseDisposedGpuBuffers } from "./ops/release.ts";
 
 /** What a forward pass needs: the shape, the weights, and the LoRA scale α/r. */
@@ -171,7 +172,7 @@ export function decoderLayer(
 /** Final hidden states [batch·seq, hidden]; temporaries of each layer are freed as it ends. */
 function hiddenStates(model: Model, input: TokenBatch): tf.Tensor2D {
   const s = model.shape;
-  const depth = depthOf(model.params);
+  const depth = depthOf(model.params.keys());
   const ctx = layerContext(s, input.batch, input.seq);
   const tables = ctx.tables;
   let h = tf.tidy(() => embedTokens(model, tf.tensor1d(input.tokens, "int32")));

@@ -3,34 +3,15 @@
  *
  * Names and layouts are `base/param_names.ts`'s (Hugging Face's names, linear
  * weights [in, out]). The depth is however many `model.layers.{i}` the map
- * holds, so growth is a renumbering.
+ * holds (`depthOf` in `checkpoint/surgery.ts`).
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { initialValues, layerOfName, type LlamaShape, shapeProblem } from "../base/mod.ts";
+import { initialValues, type LlamaShape, shapeProblem } from "../base/mod.ts";
 
 /** Named parameter tensors; the holder of the map owns the tensors. */
 export type Params = ReadonlyMap<string, tf.Tensor>;
-
-/**
- * The current depth: the number of decoder layers in the map.
- *
- * @throws {Error} when layer indices are not 0..n-1 (a growth bug).
- */
-export function depthOf(params: Params): number {
-  const seen = new Set<number>();
-  for (const name of params.keys()) {
-    const i = layerOfName(name);
-    if (i !== undefined) seen.add(i);
-  }
-  for (let i = 0; i < seen.size; i++) {
-    if (!seen.has(i)) {
-      throw new Error(`Parameter map has layers [${[...seen].sort((a, b) => a - b)}]: not 0..n-1`);
-    }
-  }
-  return seen.size;
-}
 
 /** The tensor named `name`; throws when missing (a caller bug, not user input). */
 export function param(params: Params, name: string): tf.Tensor {

@@ -22,7 +22,7 @@ import {
   layerContext,
   type LossOptions,
 } from "./model.ts";
-import { depthOf } from "./params.ts";
+import { depthOf } from "../checkpoint/mod.ts";
 import type { TrainState } from "./train_state.ts";
 import { releaseDisposedGpuBuffers } from "./ops/release.ts";
 
@@ -75,7 +75,7 @@ export function recomputedMicroBatch(
 ): tf.Scalar {
   checkBatch(state.shape, mb);
   const trains = (n: string): boolean => state.trainable.has(n);
-  const depth = depthOf(state.params);
+  const depth = depthOf(state.params.keys());
   const layerNames = Array.from(
     { length: depth },
     (_, l) => [...state.trainable].filter((n) => n.startsWith(layerPrefix(l))),

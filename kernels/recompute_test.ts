@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core";
+import * as E from "fp-ts/lib/Either.js";
 import { assert, assertAlmostEquals, assertEquals } from "../tests/assert.ts";
 import {
   adaptedWeights,
@@ -12,9 +13,13 @@ import type { Batch } from "./model.ts";
 import { lossSum } from "./model.ts";
 import { initParams } from "./params.ts";
 import { type GradientSums, recomputedMicroBatch } from "./recompute.ts";
-import { attachRelora } from "./relora.ts";
-import { growModel } from "./grow.ts";
-import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
+import { createTrainState, disposeState, loadTrainState, type TrainState } from "./train_state.ts";
+import {
+  attachedSnapshot,
+  type EngineSnapshot,
+  grownSnapshot,
+  initialSnapshot,
+} from "../checkpoint/mod.ts";
 import { trainStep } from "./train_step.ts";
 import { assertClose, backendTest } from "./_test_util.ts";
 
@@ -55,22 +60,23 @@ function stageTwo(tied: boolean): TrainState {
     targets: PROJECTIONS,
     trainEmbeddings: false,
   });
-  const small = createTrainState(s, initParams(s, 2, 3));
-  const grown = growModel(small, {
+  const grown = grownSnapshot(initialSnapshot(s, 2, 3), {
     add: 2,
     placement: "upper",
     seed: 0,
     trainable: grownTrainable(roles),
   });
-  disposeState(small);
-  const adapted = attachRelora(grown, {
-    rank: 2,
-    alpha: 4,
-    seed: 5,
-    adapted: adaptedWeights(roles),
-    trainable: stageTrainable(roles, s),
-  });
-  disposeState(grown);
+  const attached = E.flatMap((g: EngineSnapshot) =>
+    attachedSnapshot(g, {
+      rank: 2,
+      alpha: 4,
+      seed: 5,
+      adapted: adaptedWeights(roles),
+      trainable: stageTrainable(roles, s),
+    })
+  )(grown);
+  if (E.isLeft(attached)) throw new Error(attached.left);
+  const adapted = loadTrainState(s, attached.right);
   // Non-zero B so that the adapters' branch carries a gradient to A and to the input.
   const params = new Map(adapted.params);
   for (const [n, t] of adapted.params) {

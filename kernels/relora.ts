@@ -1,7 +1,8 @@
 /**
- * ReLoRA on frozen layers (spec §5): attach LoRA adapters to the projections
- * of the frozen layers, periodically merge them into the frozen weight and
- * start them afresh, and merge everything at the end.
+ * ReLoRA's restart inside a stage (spec §5), on the engine's tensors: merge
+ * each adapter into its frozen weight and start it afresh, every `resetEvery`
+ * steps. Attaching adapters and the final merge are surgery on snapshots
+ * (`checkpoint/surgery.ts`), as is every other stage boundary.
  *
  * Adapters are `<proj>.lora_A` [in, r] and `<proj>.lora_B` [r, out] in the
  * parameter map; the branch adds scale·(x·A)·B with scale = α / r. A starts
@@ -12,9 +13,9 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { isAdapterName, loraAValues, loraNames } from "../base/mod.ts";
-import { disposeParams, type Params } from "./params.ts";
-import { disposeState, freshMoments, type TrainState } from "./train_state.ts";
+import { isAdapterName, loraAValues } from "../base/mod.ts";
+import type { Params } from "./params.ts";
+import { disposeState, type TrainState } from "./train_state.ts";
 
 // topk's flag: values in descending order, so the last kept one is the threshold.
 const SORTED = true;
@@ -22,60 +23,6 @@ const SORTED = true;
 /** A fresh lora_A: U(−1/√in, 1/√in), from the stream named by (seed, name) (`loraAValues`). */
 export function kaimingA(inDim: number, rank: number, seed: number, name: string): tf.Tensor {
   return tf.tensor2d(loraAValues(inDim, rank, seed, name), [inDim, rank]);
-}
-
-/** Settings of {@link attachRelora}. */
-export interface AttachOptions {
-  readonly rank: number;
-  readonly alpha: number;
-  readonly seed: number;
-  /** Projection weights that get adapters (`adaptedWeights` of the stage's roles). */
-  readonly adapted: readonly string[];
-  /**
-   * Everything that trains afterwards, in order, adapter names included (`stageTrainable` of
-   * the stage's roles).
-   */
-  readonly trainable: readonly string[];
-}
-
-/**
- * Attaches adapters to `options.adapted` and makes `options.trainable` the
- * trainable set (STEP's rules: `base/stage_roles.ts`). AdamW starts from
- * fresh moments (spec §4: attaching PET re-initialises the optimizer state).
- * Consumes `state`.
- *
- * @throws {Error} when a named weight or trainable name does not exist.
- */
-export function attachRelora(state: TrainState, options: AttachOptions): TrainState {
-  const params = new Map<string, tf.Tensor>();
-  for (const [name, t] of state.params) params.set(name, t.clone());
-  for (const w of options.adapted) {
-    const weight = params.get(w);
-    if (weight === undefined) {
-      disposeParams(params);
-      throw new Error(`Missing parameter "${w}"`);
-    }
-    const [inDim, outDim] = weight.shape as [number, number];
-    const { a, b } = loraNames(w);
-    params.get(a)?.dispose();
-    params.get(b)?.dispose();
-    params.set(a, kaimingA(inDim, options.rank, options.seed, a));
-    params.set(b, tf.zeros([options.rank, outDim]));
-  }
-  const missing = options.trainable.find((n) => !params.has(n));
-  if (missing !== undefined) {
-    disposeParams(params);
-    throw new Error(`Trainable name "${missing}" is not a parameter`);
-  }
-  const trainable = new Set(options.trainable);
-  disposeState(state);
-  return {
-    shape: state.shape,
-    params,
-    loraScale: options.alpha / options.rank,
-    trainable,
-    adam: freshMoments(params, trainable),
-  };
 }
 
 /** The projection weights that carry adapters, with their adapter names. */
@@ -100,33 +47,6 @@ function mergedWeight(
     throw new Error(`Broken adapter at "${x.weight}"`);
   }
   return tf.tidy(() => tf.add(w, tf.mul(tf.matMul(a, b), scale)));
-}
-
-/**
- * Merges every adapter into its weight (W ← W + scale·A·B) and removes the
- * adapters: a plain LLaMA computing the same function. Moments of the
- * remaining trainable parameters are kept. Consumes `state`.
- */
-export function mergeAdapters(state: TrainState): TrainState {
-  const list = adapted(state.params);
-  if (list.length === 0) return state;
-  const params = new Map<string, tf.Tensor>();
-  const merged = new Map(
-    list.map((x) => [x.weight, mergedWeight(state.params, state.loraScale, x)]),
-  );
-  for (const [name, t] of state.params) {
-    if (isAdapterName(name)) continue;
-    params.set(name, merged.get(name) ?? t.clone());
-  }
-  const trainable = new Set([...state.trainable].filter((n) => !isAdapterName(n)));
-  const m = new Map<string, tf.Tensor>();
-  const v = new Map<string, tf.Tensor>();
-  for (const n of trainable) {
-    m.set(n, state.adam.m.get(n)!.clone());
-    v.set(n, state.adam.v.get(n)!.clone());
-  }
-  disposeState(state);
-  return { ...state, params, trainable, adam: { step: state.adam.step, m, v } };
 }
 
 /**

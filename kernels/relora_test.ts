@@ -1,13 +1,12 @@
 import * as tf from "@tensorflow/tfjs-core";
+import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals } from "../tests/assert.ts";
 import type { LlamaShape } from "../base/llama_shape.ts";
 import { PROJECTIONS } from "../base/llama_shape.ts";
-import { growModel } from "./grow.ts";
 import { memoryByRole } from "./memory.ts";
 import { forwardLogits } from "./model.ts";
-import { initParams } from "./params.ts";
-import { attachRelora, mergeAdapters, pruneByMagnitude, reloraReset } from "./relora.ts";
-import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
+import { pruneByMagnitude, reloraReset } from "./relora.ts";
+import { disposeState, loadTrainState, snapshotState, type TrainState } from "./train_state.ts";
 import { trainStep } from "./train_step.ts";
 import { backendTest, maxAbsDiff } from "./_test_util.ts";
 import { EMBED, isAdapterName, projectionWeight } from "../base/param_names.ts";
@@ -17,6 +16,13 @@ import {
   grownTrainable,
   stageTrainable,
 } from "../base/stage_roles.ts";
+import {
+  attachedSnapshot,
+  type EngineSnapshot,
+  grownSnapshot,
+  initialSnapshot,
+  mergedSnapshot,
+} from "../checkpoint/mod.ts";
 
 const SHAPE: LlamaShape = {
   hidden: 16,
@@ -59,21 +65,26 @@ async function logits(state: TrainState): Promise<Float32Array> {
   return v;
 }
 
+function right(e: E.Either<string, EngineSnapshot>): EngineSnapshot {
+  if (E.isLeft(e)) throw new Error(e.left);
+  return e.right;
+}
+
+const GROWN = right(grownSnapshot(initialSnapshot(SHAPE, 2, 5), GROW));
+
 async function trainedAdapted(): Promise<TrainState> {
-  let s = createTrainState(SHAPE, initParams(SHAPE, 2, 5));
-  s = growModel(s, GROW);
-  s = attachRelora(s, ATTACH);
+  let s = loadTrainState(SHAPE, right(attachedSnapshot(GROWN, ATTACH)));
   for (let i = 0; i < 3; i++) s = (await trainStep(s, [BATCH], { lr: 1e-2 })).state;
   return s;
 }
 
 backendTest(
-  "attachRelora() leaves the output unchanged and trains only new layers and adapters",
+  "attached adapters leave the output unchanged and train only new layers and adapters",
   async () => {
-    let s = createTrainState(SHAPE, initParams(SHAPE, 2, 5));
-    s = growModel(s, GROW);
-    const before = await logits(s);
-    s = attachRelora(s, ATTACH);
+    const grown = loadTrainState(SHAPE, GROWN);
+    const before = await logits(grown);
+    disposeState(grown);
+    const s = loadTrainState(SHAPE, right(attachedSnapshot(GROWN, ATTACH)));
     assertEquals(await logits(s), before);
     // Growing 2 layers by 2 (upper) gives [old 0, new, old 1, new]: adapters go on layers 0 and 2.
     const adapted = [...s.params.keys()].filter((n) => n.endsWith(".lora_A"));
@@ -141,10 +152,12 @@ backendTest(
   },
 );
 
-backendTest("mergeAdapters() yields a plain model with the same logits", async () => {
+backendTest("the merged snapshot, loaded, is a plain model with the same logits", async () => {
   const s = await trainedAdapted();
   const before = await logits(s);
-  const merged = mergeAdapters(s);
+  const snap = await snapshotState(s);
+  disposeState(s);
+  const merged = loadTrainState(SHAPE, mergedSnapshot(snap));
   assert([...merged.params.keys()].every((n) => !isAdapterName(n)));
   const after = await logits(merged);
   assert(maxAbsDiff(after, before) <= 1e-4, `logits moved by ${maxAbsDiff(after, before)}`);

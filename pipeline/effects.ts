@@ -1,22 +1,17 @@
 /**
  * The effects the interpreter runs on: `Env = { engine, data, store, log,
- * clock }`. Each is a narrow interface; `kernels/` implements the engine, the
- * CLI wires real implementations together, tests wire fakes. Nothing here
- * touches tensors: the engine's state is an opaque handle.
+ * clock, memory }`. Each is a narrow interface; `effects/` implements them
+ * (the tfjs engine over `kernels/`, the torch engine over `torch_engine/`),
+ * the CLI wires real implementations together, tests wire fakes. Nothing here
+ * touches tensors: the engine's state is a handle, and the model crosses the
+ * seam as a host-side snapshot (`checkpoint/snapshot.ts`).
  *
  * @module
  */
 import type * as TE from "fp-ts/lib/TaskEither.js";
 import * as t from "io-ts";
-import type {
-  ContentInvalid,
-  FileError,
-  IoFailed,
-  KernelFailed,
-  LlamaShape,
-  Placement,
-} from "../base/mod.ts";
-import type { SnapshotMeta } from "../checkpoint/mod.ts";
+import type { ContentInvalid, FileError, IoFailed, KernelFailed, LlamaShape } from "../base/mod.ts";
+import type { EngineSnapshot } from "../checkpoint/mod.ts";
 import type { TokenWindows } from "../data/mod.ts";
 import type { FusibleOp } from "../solvers/mod.ts";
 import type { MemoryByRole, MetricRecord } from "./metrics_records.ts";
@@ -67,7 +62,9 @@ export function enginePeakBytes(m: MeasuredPeak): number {
   return m.gpuBytes ?? m.processBytes ?? m.bufferBytes;
 }
 
-/** Parameter counts of the engine's current model, by role. */
+export type { EngineSnapshot, NamedArray, SnapshotMeta } from "../checkpoint/mod.ts";
+
+/** Parameter counts of a model, by role (`model_account.ts` counts them from a snapshot). */
 export interface ModelStats {
   /** Current depth. */
   readonly layers: number;
@@ -98,7 +95,7 @@ export interface StepOutcome {
   readonly loss: number;
   /** Global gradient norm before clipping. */
   readonly gradNorm: number;
-  /** The loss or the gradient norm was not finite: nothing was updated (the state is the input's). */
+  /** The loss or the gradient norm was not finite: nothing was updated (`state` names the input's values). */
   readonly skipped: boolean;
   /** Model state accounted role by role where it peaks (every gradient alive). */
   readonly peak: MemoryByRole;
@@ -110,46 +107,16 @@ export interface StepOutcome {
   readonly svdFailures?: number;
 }
 
-/** The engine's training state (weights, trainable set, adapters, optimizer): opaque here. */
+/**
+ * A handle on a model state the engine holds (weights, trainable set, adapters, optimizer).
+ * A handle is used once: `step` and `reset` return a new one and retire theirs, `dispose`
+ * retires it, and an engine refuses a retired handle with an error naming what retired it.
+ */
 export interface EngineState {
-  readonly __engineState: unique symbol;
-}
-
-/** A named float32 tensor as plain data (for checkpoints). */
-export interface NamedArray {
-  readonly name: string;
-  readonly shape: readonly number[];
-  readonly data: Float32Array;
-}
-
-/** The engine's state as plain data: enough to restore it exactly. */
-export interface EngineSnapshot {
-  /** Weights and adapters. */
-  readonly params: readonly NamedArray[];
-  /** Adam first and second moments, by parameter name. */
-  readonly moments: readonly NamedArray[];
-  /** Trainable set, adapter scale and optimizer step (`checkpoint/run_layout.ts`). */
-  readonly meta: SnapshotMeta;
-}
-
-/** Growth settings. */
-export interface GrowSpec {
-  readonly add: number;
-  readonly placement: Placement;
-  readonly seed: number;
-  /** What trains after growth, in order (`base/stage_roles.ts`). */
-  readonly trainable: readonly string[];
-}
-
-/** ReLoRA attachment settings. */
-export interface AttachSpec {
-  readonly rank: number;
-  readonly alpha: number;
-  readonly seed: number;
-  /** Projection weights that get adapters (`base/stage_roles.ts`). */
-  readonly adapted: readonly string[];
-  /** Everything that trains afterwards, in order, adapters included. */
-  readonly trainable: readonly string[];
+  /** The engine that issued it, e.g. "tfjs". */
+  readonly engine: string;
+  /** Its number among the engine's handles. */
+  readonly id: number;
 }
 
 /** What a ReLoRA merge-and-reset did. */
@@ -162,8 +129,9 @@ export interface ResetOutcome {
 }
 
 /**
- * GaLore for {@link Engine.init} (spec §5): Adam on rank-`rank` projections of the `targets`'
- * gradients, projectors refreshed every `updateEvery` steps, updates multiplied by `scale`.
+ * GaLore from {@link Engine.load} on (spec §5): Adam on rank-`rank` projections of the
+ * `targets`' gradients, projectors refreshed every `updateEvery` steps, updates multiplied by
+ * `scale`.
  */
 export interface GaloreEngineSpec {
   readonly rank: number;
@@ -173,18 +141,34 @@ export interface GaloreEngineSpec {
   readonly targets: readonly string[];
 }
 
-/** The tensor engine, as the interpreter sees it. Every method owns and disposes what it replaces. */
-export interface Engine {
-  /** Backend actually in use, e.g. "wasm" or "blas (OpenBLAS, 2 threads)". */
-  readonly backend: string;
+/** What runs an engine's tensors. */
+export interface EngineBackend {
+  /** One line, e.g. "wasm" or "blas (OpenBLAS, 2 threads)". */
+  readonly description: string;
   /** Ops that run as fused kernels on it (the memory prediction depends on them). */
   readonly fusedOps: readonly FusibleOp[];
-  init(
+}
+
+/**
+ * The tensor engine, as the interpreter sees it: it loads a model snapshot, takes steps,
+ * evaluates, restarts ReLoRA's adapters and copies the model back out. STEP's surgery between
+ * stages happens on snapshots (`checkpoint/surgery.ts`): a stage boundary is snapshot →
+ * transform → load. Every method owns and disposes what it replaces.
+ */
+export interface Engine {
+  /** What runs the tensors. */
+  readonly backend: EngineBackend;
+  /**
+   * The model of `snapshot` (fresh from `initialSnapshot`, transformed, or read back); `galore`
+   * starts GaLore on a fresh optimizer. A snapshot that does not fit `shape` is
+   * `ContentInvalid` (a damaged checkpoint: the surgery's snapshots always fit).
+   */
+  load(
     shape: LlamaShape,
-    layers: number,
-    seed: number,
+    snapshot: EngineSnapshot,
     options?: { readonly galore?: GaloreEngineSpec },
-  ): TE.TaskEither<KernelFailed, EngineState>;
+  ): TE.TaskEither<KernelFailed | ContentInvalid, EngineState>;
+  /** One optimizer step over `batches` (gradients accumulated); retires `state`. */
   step(
     state: EngineState,
     batches: readonly MicroBatch[],
@@ -192,23 +176,14 @@ export interface Engine {
   ): TE.TaskEither<KernelFailed, StepOutcome>;
   /** Mean validation cross-entropy in nats/token. */
   evaluate(state: EngineState, batches: readonly MicroBatch[]): TE.TaskEither<KernelFailed, number>;
-  grow(state: EngineState, spec: GrowSpec): TE.TaskEither<KernelFailed, EngineState>;
-  attach(state: EngineState, spec: AttachSpec): TE.TaskEither<KernelFailed, EngineState>;
-  /** ReLoRA: W += scale·B·A, re-initialise A and B, prune the adapters' moments. */
+  /** ReLoRA's restart: W += scale·B·A, re-initialise A and B, prune the adapters' moments. */
   reset(
     state: EngineState,
     spec: { readonly pruneRatio: number; readonly seed: number },
   ): TE.TaskEither<KernelFailed, ResetOutcome>;
-  /** Merges every adapter: a plain LLaMA with the same function. */
-  mergeAll(state: EngineState): TE.TaskEither<KernelFailed, EngineState>;
-  stats(state: EngineState): ModelStats;
-  memory(state: EngineState): MemoryByRole;
+  /** The model as host-side arrays; the state stays live. */
   snapshot(state: EngineState): TE.TaskEither<KernelFailed, EngineSnapshot>;
-  /** A snapshot that does not fit `shape` is `ContentInvalid` (the checkpoint is damaged). */
-  restore(
-    shape: LlamaShape,
-    snapshot: EngineSnapshot,
-  ): TE.TaskEither<KernelFailed | ContentInvalid, EngineState>;
+  /** Frees the state and retires its handle. */
   dispose(state: EngineState): void;
   /** Releases what the engine holds outside this process (the torch engine's launches). */
   shutdown?(): Promise<void>;

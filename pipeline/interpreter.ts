@@ -2,7 +2,8 @@
  * The interpreter: the stage graph is immutable data and a run is a fold over
  * its nodes. It starts from a fresh state or from the run's checkpoint (the
  * progress record decoded by its codec), chains each node's transition
- * (`run_nodes.ts`), then merges every adapter and writes the final model.
+ * (`run_nodes.ts`), then merges every adapter (on a snapshot, `checkpoint/surgery.ts`) and
+ * writes the final model.
  *
  * Resuming re-enters the graph at the recorded node and step, with the data
  * stream at the recorded position, so a resumed run repeats the
@@ -13,11 +14,18 @@
 import * as E from "fp-ts/lib/Either.js";
 import type * as RTE from "fp-ts/lib/ReaderTaskEither.js";
 import { hashString, type PipelineError } from "../base/mod.ts";
-import type { Env } from "./effects.ts";
+import { mergedSnapshot } from "../checkpoint/mod.ts";
+import type { EngineSnapshot, EngineState, Env } from "./effects.ts";
 import { predictRun, predictStandardRun } from "./predict.ts";
 import { runNode } from "./run_nodes.ts";
-import { decodeProgress, initialProgress, type RunState, type StageRecord } from "./run_state.ts";
-import { finiteSnapshot, modelOf, run, type RunFacts, sequence } from "./run_steps.ts";
+import {
+  decodeProgress,
+  initialProgress,
+  keptCheckpoint,
+  type RunState,
+  type StageRecord,
+} from "./run_state.ts";
+import { loadModel, modelOf, refuseNonFinite, run, type RunFacts, sequence } from "./run_steps.ts";
 import { runSeeds } from "./seeds.ts";
 import { encodePipeline } from "./stage_graph.ts";
 import type { ValidGraph } from "./validate_graph.ts";
@@ -91,7 +99,7 @@ export function runPipeline(
       graph: g,
       graphId: graphId(g),
       seeds: runSeeds(g.training.seed),
-      predicted: predictRun(g, env.engine.fusedOps),
+      predicted: predictRun(g, env.engine.backend.fusedOps),
       validation: env.data.validation(g.training.evalBatches),
       sessionStart: env.clock.now(),
       sessionStep0: state.progress.globalStep,
@@ -129,7 +137,7 @@ async function startState(
   const progress = decodeProgress(ckpt.progress, { graphId: id, nodes: g.pipeline.nodes.length });
   if (E.isLeft(progress)) return progress;
   const p = progress.right;
-  const model = await run(env.engine.restore(g.shape, ckpt.snapshot));
+  const model = await loadModel(env, g.shape, ckpt.snapshot);
   if (E.isLeft(model)) return model;
   const truncated = await run(env.log.truncate(p.metrics));
   if (E.isLeft(truncated)) return truncated;
@@ -153,10 +161,7 @@ async function finish(
 ): Promise<E.Either<PipelineError, RunResult>> {
   const p = s.progress;
   const finalLoss = p.stages[p.stages.length - 1]?.valLoss ?? NaN;
-  const merged = await run(env.engine.mergeAll(modelOf(s, "the export")));
-  if (E.isLeft(merged)) return merged;
-  const written = await exportFinal(facts, { ...s, model: merged.right }, env);
-  env.engine.dispose(merged.right);
+  const written = await exportFinal(facts, s, env);
   if (E.isLeft(written)) return written;
   const { mergedLoss, path } = written.right;
   env.log.line(
@@ -169,22 +174,57 @@ async function finish(
     finalValLoss: finalLoss,
     mergedValLoss: mergedLoss,
     finalCheckpoint: path,
-    standardPredicted: predictStandardRun(facts.graph, env.engine.fusedOps),
+    standardPredicted: predictStandardRun(facts.graph, env.engine.backend.fusedOps),
     globalSteps: p.globalStep,
     tokens: p.tokens,
     resumedFrom,
   });
 }
 
+/** Where the final model's errors are said to happen. */
+const EXPORT = "the export";
+
+/**
+ * The model with its adapters merged (on a snapshot), evaluated and written, refused when a
+ * weight is not finite; the engine's model is disposed whatever happens.
+ */
 async function exportFinal(
   facts: RunFacts,
-  plain: RunState,
+  s: RunState,
   env: Env,
 ): Promise<E.Either<PipelineError, { readonly mergedLoss: number; readonly path: string }>> {
-  const mergedLoss = await run(env.engine.evaluate(modelOf(plain, "the export"), facts.validation));
+  const adapted = modelOf(s, EXPORT);
+  const snap = await run(env.engine.snapshot(adapted));
+  if (E.isLeft(snap)) {
+    env.engine.dispose(adapted);
+    return snap;
+  }
+  const merged = mergedSnapshot(snap.right);
+  if (merged === snap.right) return await evaluateAndSave(facts, s, env, adapted, merged);
+  // The merged model replaces the adapted one: the engine never holds both.
+  env.engine.dispose(adapted);
+  const plain = await loadModel(env, facts.graph.shape, merged);
+  if (E.isLeft(plain)) return plain;
+  return await evaluateAndSave(facts, s, env, plain.right.handle, merged);
+}
+
+/** Evaluates the plain model, disposes it, and writes its snapshot unless a weight is not finite. */
+async function evaluateAndSave(
+  facts: RunFacts,
+  s: RunState,
+  env: Env,
+  plain: EngineState,
+  merged: EngineSnapshot,
+): Promise<E.Either<PipelineError, { readonly mergedLoss: number; readonly path: string }>> {
+  const mergedLoss = await run(env.engine.evaluate(plain, facts.validation));
+  env.engine.dispose(plain);
   if (E.isLeft(mergedLoss)) return mergedLoss;
-  const snap = await finiteSnapshot(plain, env, "the export");
-  if (E.isLeft(snap)) return snap;
-  const path = await run(env.store.saveFinal(snap.right, facts.graph.shape));
+  const finite = refuseNonFinite(merged, {
+    node: EXPORT,
+    step: s.progress.globalStep,
+    advice: `(${keptCheckpoint(s)}) — lower training.lr or raise warmup`,
+  });
+  if (E.isLeft(finite)) return finite;
+  const path = await run(env.store.saveFinal(merged, facts.graph.shape));
   return E.map((at: string) => ({ mergedLoss: mergedLoss.right, path: at }))(path);
 }

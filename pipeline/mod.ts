@@ -24,3 +24,4 @@ export * from "./torch_settings.ts";
 // Pre-training's step checks and progress formatting, shared with the fine-tuning loop.
 export { checkedSnapshot, firstNonFinite } from "./run_steps.ts";
 export { formatDuration } from "./train_stage.ts";
+export * from "./model_account.ts";

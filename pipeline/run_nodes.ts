@@ -15,19 +15,22 @@ import {
   grownTrainable,
   stageTrainable,
 } from "../base/mod.ts";
+import { attachedSnapshot, grownSnapshot, initialSnapshot } from "../checkpoint/mod.ts";
 import {
+  accountOf,
+  type BoundaryCost,
   evaluateModel,
-  modelOf,
+  loadModel,
   recordMetric,
-  run,
   type RunFacts,
   saveCheckpoint,
   sequence,
+  transformModel,
   type Transition,
   transition,
 } from "./run_steps.ts";
-import { enginePeakBytes, type EngineState } from "./effects.ts";
-import type { StageRecord } from "./run_state.ts";
+import { enginePeakBytes } from "./effects.ts";
+import type { RunModel, StageRecord } from "./run_state.ts";
 import type { CheckpointNode, EvalNode, StageNode } from "./stage_graph.ts";
 import { trainStage } from "./train_stage.ts";
 import { galoreWeights, type GraphStage } from "./validate_graph.ts";
@@ -39,7 +42,7 @@ export function runNode(facts: RunFacts, node: StageNode): Transition {
     case "continue":
       return stageNode(facts, stageOf(facts, node.id));
     case "grow":
-      return sequence(growNode(stageOpenedBy(facts, node.id)), nextNode);
+      return sequence(growNode(facts, stageOpenedBy(facts, node.id)), nextNode);
     case "attachPET":
       return sequence(attachNode(facts, stageAdaptedBy(facts, node.id)), nextNode);
     case "eval":
@@ -97,13 +100,11 @@ function initIfFresh(facts: RunFacts, stage: GraphStage): Transition {
       scale: stage.galore.scale,
       targets: galoreWeights(stage),
     };
-    const model = await run(
-      env.engine.init(
-        g.shape,
-        stage.layers,
-        facts.seeds.weights,
-        galore === undefined ? {} : { galore },
-      ),
+    const model = await loadModel(
+      env,
+      g.shape,
+      initialSnapshot(g.shape, stage.layers, facts.seeds.weights),
+      galore === undefined ? {} : { galore },
     );
     if (galore !== undefined && E.isRight(model)) {
       env.log.line(
@@ -111,7 +112,7 @@ function initIfFresh(facts: RunFacts, stage: GraphStage): Transition {
           `matrix), projectors from the gradient's SVD every ${galore.updateEvery} steps, scale ${galore.scale}`,
       );
     }
-    return E.map((m: EngineState) => ({ ...s, model: m }))(model);
+    return E.map((m: RunModel) => ({ ...s, model: m }))(model);
   });
 }
 
@@ -120,7 +121,7 @@ function announceStage(facts: RunFacts, stage: GraphStage): Transition {
     // The process's peak is the stage's from here (on resume: from the resumed step).
     env.memory.resetPeak();
     if (s.progress.stepInNode === 0) {
-      const st = env.engine.stats(modelOf(s, stage.trainNodeId));
+      const st = accountOf(s, stage.trainNodeId).stats;
       env.log.line(
         `Stage ${stage.index} (${stage.trainNodeId}): ${st.layers} layers, trainable ${st.trainableParams}, frozen ${st.frozenParams}, adapters ${st.adapterParams}; ${stage.steps} steps`,
       );
@@ -147,9 +148,8 @@ function finishStage(facts: RunFacts, stage: GraphStage): Transition {
     if (E.isLeft(ev)) return ev;
     const { state, loss } = ev.right;
     const wallSeconds = (state.progress.stageSeconds ?? 0) + (env.clock.now() - t0) / 1000;
-    const model = modelOf(state, node);
-    const st = env.engine.stats(model);
-    const accounted = state.progress.stagePeak?.accounted ?? env.engine.memory(model);
+    const { stats: st, state: held } = accountOf(state, node);
+    const accounted = state.progress.stagePeak?.accounted ?? held;
     const measured = state.progress.stagePeak?.measured ?? { bufferBytes: 0, tensorCountBytes: 0 };
     const predicted = facts.predicted[stage.index - 1];
     const record: StageRecord = {
@@ -192,21 +192,35 @@ function finishStage(facts: RunFacts, stage: GraphStage): Transition {
   });
 }
 
-function growNode(stage: GraphStage): Transition {
+/** What a boundary's copy through host memory cost, for the log. */
+function costText(c: BoundaryCost): string {
+  return `model copied through host memory: ${formatBytes(c.bytes)} in ${Math.round(c.ms)} ms`;
+}
+
+function growNode(facts: RunFacts, stage: GraphStage): Transition {
   return transition(async (s, env) => {
     const growth = stage.growth!;
-    const grown = await run(env.engine.grow(modelOf(s, growth.nodeId), {
+    const spec = {
       add: stage.added,
       placement: growth.placement,
       seed: growth.seed,
       trainable: grownTrainable(stage.roles),
-    }));
-    if (E.isLeft(grown)) return grown;
-    const layers = env.engine.stats(grown.right).layers;
-    env.log.line(
-      `Grow (${growth.nodeId}): +${stage.added} layers (${growth.placement}), now ${layers}`,
+    };
+    const grown = await transformModel(
+      s,
+      env,
+      { node: growth.nodeId, what: "Growth", shape: facts.graph.shape },
+      (snap) => grownSnapshot(snap, spec),
     );
-    return E.right(recordMetric({ ...s, model: grown.right }, env, {
+    if (E.isLeft(grown)) return grown;
+    const { state, cost } = grown.right;
+    const layers = accountOf(state, growth.nodeId).stats.layers;
+    env.log.line(
+      `Grow (${growth.nodeId}): +${stage.added} layers (${growth.placement}), now ${layers}; ${
+        costText(cost)
+      }`,
+    );
+    return E.right(recordMetric(state, env, {
       type: "grow",
       node: growth.nodeId,
       add: stage.added,
@@ -218,21 +232,28 @@ function growNode(stage: GraphStage): Transition {
 function attachNode(facts: RunFacts, stage: GraphStage): Transition {
   return transition(async (s, env) => {
     const pet = stage.pet!;
-    const attached = await run(env.engine.attach(modelOf(s, pet.nodeId), {
+    const spec = {
       rank: pet.rank,
       alpha: pet.alpha,
       seed: facts.seeds.adapters(stage.index),
       adapted: adaptedWeights(stage.roles),
       trainable: stageTrainable(stage.roles, facts.graph.shape),
-    }));
+    };
+    const attached = await transformModel(
+      s,
+      env,
+      { node: pet.nodeId, what: "Attaching ReLoRA", shape: facts.graph.shape },
+      (snap) => attachedSnapshot(snap, spec),
+    );
     if (E.isLeft(attached)) return attached;
-    const st = env.engine.stats(attached.right);
+    const { state, cost } = attached.right;
+    const st = accountOf(state, pet.nodeId).stats;
     env.log.line(
       `Attach ReLoRA (${pet.nodeId}): r=${pet.rank}, α=${pet.alpha}, ${st.adapterParams} adapter parameters on ${
         st.layers - stage.added
-      } frozen layers`,
+      } frozen layers; ${costText(cost)}`,
     );
-    return E.right({ ...s, model: attached.right });
+    return E.right(state);
   });
 }
 

@@ -1,8 +1,8 @@
 /**
  * What a run carries from node to node: the progress record (plain data,
  * saved with every checkpoint and decoded by its codec when a run resumes)
- * and the engine's model. Nothing here is mutated: every transition returns
- * a new state.
+ * and the engine's model with its counts. Nothing here is mutated: every
+ * transition returns a new state.
  *
  * @module
  */
@@ -18,6 +18,7 @@ import {
 } from "../base/mod.ts";
 import { type EngineState, MeasuredPeakCodec } from "./effects.ts";
 import { MemoryByRoleCodec, StageRecordCodec } from "./metrics_records.ts";
+import type { ModelAccount } from "./model_account.ts";
 
 export type { StageRecord } from "./metrics_records.ts";
 
@@ -54,10 +55,16 @@ export const RunProgressCodec = t.readonly(t.intersection([
 /** The interpreter's progress. */
 export type RunProgress = t.TypeOf<typeof RunProgressCodec>;
 
+/** The engine's model: its handle, and its counts by role taken from the snapshot it was loaded from. */
+export interface RunModel {
+  readonly handle: EngineState;
+  readonly account: ModelAccount;
+}
+
 /** The state threaded through the nodes: progress and the engine's model (none before training). */
 export interface RunState {
   readonly progress: RunProgress;
-  readonly model: EngineState | undefined;
+  readonly model: RunModel | undefined;
   /** Global step of the run directory's checkpoint, when one exists. */
   readonly savedAt: number | undefined;
 }

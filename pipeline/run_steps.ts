@@ -10,10 +10,18 @@
 import * as E from "fp-ts/lib/Either.js";
 import type * as RTE from "fp-ts/lib/ReaderTaskEither.js";
 import type * as TE from "fp-ts/lib/TaskEither.js";
-import { nonFiniteIndex, type PipelineError, trainingDiverged } from "../base/mod.ts";
-import type { EngineSnapshot, EngineState, Env, MicroBatch } from "./effects.ts";
+import {
+  kernelFailed,
+  type LlamaShape,
+  nonFiniteIndex,
+  type PipelineError,
+  trainingDiverged,
+} from "../base/mod.ts";
+import { snapshotBytes } from "../checkpoint/mod.ts";
+import type { EngineSnapshot, EngineState, Env, GaloreEngineSpec, MicroBatch } from "./effects.ts";
 import type { RunMetricBody } from "./metrics_records.ts";
-import { keptCheckpoint, type RunState } from "./run_state.ts";
+import { accountModel, type ModelAccount } from "./model_account.ts";
+import { keptCheckpoint, type RunModel, type RunState } from "./run_state.ts";
 import type { StagePrediction } from "./predict.ts";
 import type { RunSeeds } from "./seeds.ts";
 import type { ValidGraph } from "./validate_graph.ts";
@@ -63,9 +71,70 @@ export async function run<A>(
 }
 
 /** The model of a state that has one (validation guarantees it past the first `train`). */
-export function modelOf(s: RunState, node: string): EngineState {
+function runModel(s: RunState, node: string): RunModel {
   if (s.model === undefined) throw new Error(`no model before node "${node}"`);
   return s.model;
+}
+
+/** The engine's handle on the state's model. */
+export function modelOf(s: RunState, node: string): EngineState {
+  return runModel(s, node).handle;
+}
+
+/** The counts by role of the state's model. */
+export function accountOf(s: RunState, node: string): ModelAccount {
+  return runModel(s, node).account;
+}
+
+/** The state with the handle an engine's step or reset returned (the same model, so the same counts). */
+export function withHandle(s: RunState, handle: EngineState, node: string): RunState {
+  return { ...s, model: { ...runModel(s, node), handle } };
+}
+
+/** The model of `snapshot` on the engine, with its counts. */
+export async function loadModel(
+  env: Env,
+  shape: LlamaShape,
+  snapshot: EngineSnapshot,
+  options: { readonly galore?: GaloreEngineSpec } = {},
+): Promise<E.Either<PipelineError, RunModel>> {
+  const handle = await run(env.engine.load(shape, snapshot, options));
+  return E.map((h: EngineState): RunModel => ({
+    handle: h,
+    account: accountModel(snapshot.params, snapshot.meta.trainable),
+  }))(handle);
+}
+
+/** What carrying the model through host memory at a stage boundary cost. */
+export interface BoundaryCost {
+  /** Bytes of the host copy (weights, adapters, Adam's moments). */
+  readonly bytes: number;
+  readonly ms: number;
+}
+
+/**
+ * A stage boundary: the model copied out, `transform` applied to the copy, the result loaded.
+ * The old state is disposed before the new one loads, so the engine never holds both.
+ */
+export async function transformModel(
+  s: RunState,
+  env: Env,
+  at: { readonly node: string; readonly what: string; readonly shape: LlamaShape },
+  transform: (snap: EngineSnapshot) => E.Either<string, EngineSnapshot>,
+): Promise<E.Either<PipelineError, { readonly state: RunState; readonly cost: BoundaryCost }>> {
+  const t0 = env.clock.now();
+  const handle = modelOf(s, at.node);
+  const snap = await run(env.engine.snapshot(handle));
+  if (E.isLeft(snap)) return snap;
+  env.engine.dispose(handle);
+  const next = transform(snap.right);
+  if (E.isLeft(next)) return E.left(kernelFailed(`${at.what} failed: ${next.left}`));
+  const model = await loadModel(env, at.shape, next.right);
+  if (E.isLeft(model)) return model;
+  return E.right({
+    state: { ...s, model: model.right },
+    cost: { bytes: snapshotBytes(snap.right), ms: env.clock.now() - t0 },
+  });
 }
 
 /** Appends a metrics record stamped with the global step, and counts it in the progress. */
@@ -120,19 +189,21 @@ export function firstNonFinite(
   return undefined;
 }
 
-/**
- * A snapshot of `state`, refused when any weight is not finite (a diverged model is never saved);
- * `advice` ends the message (what was kept, what to change).
- */
-export async function checkedSnapshot(
-  engine: Env["engine"],
-  state: EngineState,
-  at: { readonly node: string; readonly step: number; readonly advice: string },
-): Promise<E.Either<PipelineError, EngineSnapshot>> {
-  const snap = await run(engine.snapshot(state));
-  if (E.isLeft(snap)) return snap;
-  const bad = firstNonFinite(snap.right);
-  if (bad === undefined) return snap;
+/** Where a snapshot is taken, and what the refusal of a non-finite one says. */
+export interface SnapshotAt {
+  readonly node: string;
+  readonly step: number;
+  /** Ends the message (what was kept, what to change). */
+  readonly advice: string;
+}
+
+/** The snapshot, refused when any weight is not finite (a diverged model is never saved). */
+export function refuseNonFinite(
+  snapshot: EngineSnapshot,
+  at: SnapshotAt,
+): E.Either<PipelineError, EngineSnapshot> {
+  const bad = firstNonFinite(snapshot);
+  if (bad === undefined) return E.right(snapshot);
   return E.left(trainingDiverged(
     at.node,
     at.step,
@@ -140,8 +211,18 @@ export async function checkedSnapshot(
   ));
 }
 
-/** A snapshot of the model, refused when any weight is not finite (a diverged model is never saved). */
-export function finiteSnapshot(
+/** A snapshot of `state`, refused when any weight is not finite. */
+export async function checkedSnapshot(
+  engine: Env["engine"],
+  state: EngineState,
+  at: SnapshotAt,
+): Promise<E.Either<PipelineError, EngineSnapshot>> {
+  const snap = await run(engine.snapshot(state));
+  return E.isLeft(snap) ? snap : refuseNonFinite(snap.right, at);
+}
+
+/** A snapshot of the model, refused when any weight is not finite. */
+function finiteSnapshot(
   s: RunState,
   env: Env,
   node: string,

@@ -26,6 +26,7 @@ import {
   saveCheckpoint,
   type Transition,
   transition,
+  withHandle,
 } from "./run_steps.ts";
 import { keptCheckpoint, type RunState } from "./run_state.ts";
 import { cosineLr, isRestartStep, jaggedLr } from "./schedule.ts";
@@ -113,8 +114,7 @@ function restartIfDue(facts: RunFacts, stage: GraphStage, k: number): Transition
     if (E.isLeft(reset)) return reset;
     const r = reset.right;
     const merged = {
-      ...s,
-      model: r.state,
+      ...withHandle(s, r.state, stage.trainNodeId),
       progress: { ...s.progress, merges: s.progress.merges + 1 },
     };
     env.log.line(
@@ -210,7 +210,7 @@ async function optimizerStep(
     stagePeak: widerPeak(p.stagePeak, o),
     skippedInARow: o.skipped ? p.skippedInARow + 1 : 0,
   };
-  const state = recordMetric({ ...s, model: o.state, progress }, env, {
+  const state = recordMetric({ ...withHandle(s, o.state, stage.trainNodeId), progress }, env, {
     type: "train",
     node: stage.trainNodeId,
     stage: stage.index,

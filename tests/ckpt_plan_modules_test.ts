@@ -1,7 +1,7 @@
 /**
  * `deno task plan --modules`: the per-stage module lists through the CLI, and
- * the same lists checked against what the engine actually trains, freezes and
- * adapts after `growModel` and `attachRelora`.
+ * the same lists checked against what the model that every engine loads trains, freezes and
+ * adapts after `grownSnapshot` and `attachedSnapshot` (`checkpoint/surgery.ts`).
  */
 import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
@@ -14,9 +14,12 @@ import {
   grownTrainable,
   stageTrainable,
 } from "../base/stage_roles.ts";
-import { createTrainState, disposeState, initBackend, initParams } from "../kernels/mod.ts";
-import { growModel } from "../kernels/grow.ts";
-import { attachRelora } from "../kernels/relora.ts";
+import {
+  attachedSnapshot,
+  type EngineSnapshot,
+  grownSnapshot,
+  initialSnapshot,
+} from "../checkpoint/mod.ts";
 import { type LlamaShape, type Projection, PROJECTIONS } from "../base/llama_shape.ts";
 import { capture, type Captured } from "./cli_capture.ts";
 
@@ -72,8 +75,7 @@ function module(name: string): string {
   return name.replace(/\.(weight|lora_A|lora_B)$/, "");
 }
 
-Deno.test("stageModules() names what the engine trains, freezes and adapts", async () => {
-  assert(E.isRight(await initBackend("cpu")));
+Deno.test("stageModules() names what the loaded model trains, freezes and adapts", () => {
   const cases: [number[], Placement, readonly Projection[], boolean][] = [
     [[2, 2], "upper", PROJECTIONS, false],
     [[3, 2, 1], "uniform", ["q", "v"], false],
@@ -91,7 +93,7 @@ Deno.test("stageModules() names what the engine trains, freezes and adapts", asy
       trainEmbeddingsAfterStage1: trainEmbeddings,
       tiedEmbeddings: false,
     });
-    let state = createTrainState(SHAPE, initParams(SHAPE, split[0]!, 0));
+    let state: EngineSnapshot = initialSnapshot(SHAPE, split[0]!, 0);
     let depth = split[0]!;
     for (const [i, s] of expected.entries()) {
       if (i > 0) {
@@ -102,33 +104,33 @@ Deno.test("stageModules() names what the engine trains, freezes and adapts", asy
           trainEmbeddings,
         });
         depth += split[i]!;
-        state = growModel(state, {
+        const grown = grownSnapshot(state, {
           add: split[i]!,
           placement,
           seed,
           trainable: grownTrainable(roles),
         });
-        state = attachRelora(state, {
-          rank: 2,
-          alpha: 4,
-          seed,
-          adapted: adaptedWeights(roles),
-          trainable: stageTrainable(roles, SHAPE),
-        });
+        const attached = E.flatMap((g: EngineSnapshot) =>
+          attachedSnapshot(g, {
+            rank: 2,
+            alpha: 4,
+            seed,
+            adapted: adaptedWeights(roles),
+            trainable: stageTrainable(roles, SHAPE),
+          })
+        )(grown);
+        assert(E.isRight(attached));
+        state = attached.right;
       }
-      const names = [...state.params.keys()];
+      const names = state.params.map((p) => p.name);
+      const trains = new Set(state.meta.trainable);
       const adapters = names.filter((n) => n.endsWith(".lora_A")).map(module);
-      const trainable = names.filter((n) => !n.includes(".lora_") && state.trainable.has(n)).map(
-        module,
-      );
-      const frozen = names.filter((n) => !n.includes(".lora_") && !state.trainable.has(n)).map(
-        module,
-      );
+      const trainable = names.filter((n) => !n.includes(".lora_") && trains.has(n)).map(module);
+      const frozen = names.filter((n) => !n.includes(".lora_") && !trains.has(n)).map(module);
       const where = `${split} ${placement} stage ${s.stage}`;
       assertEquals([...s.trainable].sort(), trainable.sort(), where);
       assertEquals([...s.frozen].sort(), frozen.sort(), where);
       assertEquals([...s.adapted].sort(), adapters.sort(), where);
     }
-    disposeState(state);
   }
 });

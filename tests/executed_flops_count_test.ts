@@ -30,10 +30,19 @@ import {
 import { executedFlopsPerToken, galoreStepExtraFlops, paperFlopsPerToken } from "../solvers/mod.ts";
 import { initBackend } from "../kernels/backend.ts";
 import { initParams } from "../kernels/params.ts";
-import { createTrainState, disposeState, type TrainState } from "../kernels/train_state.ts";
+import {
+  createTrainState,
+  disposeState,
+  loadTrainState,
+  type TrainState,
+} from "../kernels/train_state.ts";
 import { trainStep } from "../kernels/train_step.ts";
-import { growModel } from "../kernels/grow.ts";
-import { attachRelora } from "../kernels/relora.ts";
+import {
+  attachedSnapshot,
+  type EngineSnapshot,
+  grownSnapshot,
+  initialSnapshot,
+} from "../checkpoint/mod.ts";
 import type { Batch } from "../kernels/model.ts";
 
 // Grouped-query attention (kvHeads < heads) and an MLP width unlike the hidden width, so a
@@ -117,23 +126,26 @@ function grownState(depth: number, added: number, options: GrowthRoleOptions): {
   roles: StageRoles;
 } {
   const roles = grownStageRoles(2, depth, added, options);
-  let state = createTrainState(SHAPE, initParams(SHAPE, depth, 5));
-  if (added > 0) {
-    state = growModel(state, {
+  const initial = E.right<string, EngineSnapshot>(initialSnapshot(SHAPE, depth, 5));
+  const grown = added === 0 ? initial : E.flatMap((s: EngineSnapshot) =>
+    grownSnapshot(s, {
       add: added,
       placement: options.placement,
       seed: options.seed,
       trainable: grownTrainable(roles),
-    });
-  }
-  state = attachRelora(state, {
-    rank: RANK,
-    alpha: 2 * RANK,
-    seed: 11,
-    adapted: adaptedWeights(roles),
-    trainable: stageTrainable(roles, SHAPE),
-  });
-  return { state, roles };
+    })
+  )(initial);
+  const attached = E.flatMap((s: EngineSnapshot) =>
+    attachedSnapshot(s, {
+      rank: RANK,
+      alpha: 2 * RANK,
+      seed: 11,
+      adapted: adaptedWeights(roles),
+      trainable: stageTrainable(roles, SHAPE),
+    })
+  )(grown);
+  if (E.isLeft(attached)) throw new Error(attached.left);
+  return { state: loadTrainState(SHAPE, attached.right), roles };
 }
 
 interface Case {

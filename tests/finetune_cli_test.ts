@@ -22,7 +22,7 @@ import {
   initParams,
 } from "../kernels/mod.ts";
 import { baseState } from "../effects/_finetune_prepare.ts";
-import { padExamples } from "../pipeline/mod.ts";
+import { accountModel, padExamples } from "../pipeline/mod.ts";
 import { capture, type Captured } from "./cli_capture.ts";
 import { finetuneMetrics, ofType } from "./metrics.ts";
 
@@ -279,7 +279,7 @@ Deno.test({
         name: momentName(k, a.name),
         data: new Float32Array(a.data.length),
       }));
-    const state = await engine.right.restore(s, {
+    const state = await engine.right.load(s, {
       params: arrays,
       moments: [...zeros("m"), ...zeros("v")],
       meta: { trainable: arrays.map((a) => a.name), loraScale: 1, adamStep: 0 },
@@ -348,7 +348,9 @@ Deno.test({
       dispose: () => disposeParams(params),
     });
     assert(E.isRight(state));
-    const stats = engine.right.stats(state.right);
+    const snap = await engine.right.snapshot(state.right)();
+    assert(E.isRight(snap));
+    const { stats } = accountModel(snap.right.params, snap.right.meta.trainable);
     assertEquals([stats.adapterParams, stats.frozenParams], [0, 0]);
     assertEquals(stats.trainableParams, plainParams);
     const merged = await engine.right.evaluate(state.right, [batch])();

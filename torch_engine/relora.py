@@ -1,10 +1,10 @@
-"""ReLoRA's restart as the tfjs engine does it (`kernels/relora.ts`).
+"""ReLoRA's restart as the tfjs engine does it (`kernels/relora.ts`), in NumPy only, so the
+cross-language check (`tests/relora_py_test.ts`) runs wherever NumPy does.
 
-W ← W + scale·B·A (HF layout: W [out, in], A [r, in], B [out, r]); A is drawn afresh from
-the stream named by (seed, parameter name) — the same splitmix32 numbers `base/prng.ts` gives,
-so both engines draw the same matrix — and B set to zero; the adapters' Adam moments are
-pruned with one mask per tensor: the entries whose |m| is among the largest (1 − ratio)
-fraction survive in m and v alike (ties at the threshold kept).
+A is drawn afresh from the stream named by (seed, parameter name) — the same splitmix32
+numbers `base/prng.ts` gives, so both engines draw the same matrix — in HF layout [r, in]; the
+adapters' Adam moments are pruned with one mask per tensor: the entries whose |m| is among the
+largest (1 − ratio) fraction survive in m and v alike (ties at the threshold kept).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 _MASK = np.uint64(0xFFFFFFFF)
 _GOLDEN = 0x9E3779B9
@@ -51,11 +50,11 @@ def uniform_floats(seed: int, n: int) -> np.ndarray:
     return mix32(counters).astype(np.float64) / 4294967296.0
 
 
-def kaiming_a(inputs: int, rank: int, seed: int, name: str) -> torch.Tensor:
-    """A fresh lora_A [r, in]: U(−1/√in, 1/√in) drawn as `kaimingA` draws it ([in, r] order)."""
+def kaiming_a(inputs: int, rank: int, seed: int, name: str) -> np.ndarray:
+    """A fresh lora_A [r, in] (float32): U(−1/√in, 1/√in) drawn as `loraAValues` draws it ([in, r] order)."""
     u = uniform_floats(derive_seed(seed, hash_string(name)), inputs * rank)
     values = ((2.0 * u - 1.0) * (1.0 / math.sqrt(inputs))).astype(np.float32)
-    return torch.from_numpy(values.reshape(inputs, rank).T.copy())
+    return np.ascontiguousarray(values.reshape(inputs, rank).T)
 
 
 def kept_count(n: int, ratio: float) -> int:
@@ -63,14 +62,14 @@ def kept_count(n: int, ratio: float) -> int:
     return max(0, min(n, math.floor(n * (1 - ratio) + 0.5)))
 
 
-def prune_mask(key: torch.Tensor, ratio: float) -> torch.Tensor:
+def prune_mask(key: np.ndarray, ratio: float) -> np.ndarray:
     """Where |key| is among its largest (1 − ratio) fraction, ties at the threshold kept."""
-    n = key.numel()
+    n = key.size
     keep = kept_count(n, ratio)
     if keep == n:
-        return torch.ones_like(key, dtype=torch.bool)
+        return np.ones(key.shape, dtype=bool)
     if keep == 0:
-        return torch.zeros_like(key, dtype=torch.bool)
-    magnitude = key.abs()
-    threshold = torch.topk(magnitude.reshape(-1), keep, sorted=True).values[keep - 1]
+        return np.zeros(key.shape, dtype=bool)
+    magnitude = np.abs(key)
+    threshold = np.partition(magnitude.reshape(-1), n - keep)[n - keep]
     return magnitude >= threshold

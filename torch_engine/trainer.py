@@ -343,7 +343,7 @@ class Session:
                 w = self.full(proj.weight) + torch.matmul(b, a) * proj.scale
                 proj.weight.copy_(self.like(w, proj.weight))
                 rank, inputs = a.shape
-                fresh = kaiming_a(inputs, rank, seed, f"{name}.lora_A").to(self.device)
+                fresh = torch.from_numpy(kaiming_a(inputs, rank, seed, f"{name}.lora_A")).to(self.device)
                 proj.lora_A.copy_(self.like(fresh, proj.lora_A))
                 proj.lora_B.zero_()
                 merged += 1
@@ -357,7 +357,8 @@ class Session:
                 if not st:
                     continue
                 m, v = self.full(st["exp_avg"]), self.full(st["exp_avg_sq"])
-                mask = prune_mask(m, ratio)
+                # The mask on the host, by the NumPy code the cross-language check runs.
+                mask = torch.from_numpy(prune_mask(m.float().cpu().numpy(), ratio)).to(m.device)
                 st["exp_avg"].copy_(self.like(m * mask, st["exp_avg"]))
                 st["exp_avg_sq"].copy_(self.like(v * mask, st["exp_avg_sq"]))
                 zeros += p.numel() - int(mask.sum())
