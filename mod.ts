@@ -13,6 +13,9 @@
  * console.log(peakBytes(problem, [14, 10]) / 1e9); // ≈ 6.34
  * ```
  *
+ * Signatures name the io-ts and fp-ts types they use through `ext` (`ext.Type`, `ext.TypeOf`,
+ * `ext.Either`, `ext.TaskEither`): the types of those packages, documented there.
+ *
  * @module
  */
 export * from "./base/mod.ts";

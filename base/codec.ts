@@ -9,26 +9,33 @@
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
+import type * as ext from "./external_types.ts";
 import { parseBytes } from "./units.ts";
+
+/**
+ * The codec {@link strict} builds from required fields `R` and optional fields `O`: it decodes
+ * to their values and refuses any other field.
+ */
+export type StrictC<R extends ext.Props, O extends ext.Props> = ext.Type<
+  ext.TypeOfProps<R> & ext.TypeOfPartialProps<O>,
+  ext.OutputOfProps<R> & ext.OutputOfPartialProps<O>,
+  unknown
+>;
 
 /**
  * An object codec with required and optional fields that rejects any field it
  * does not know, so a typo in a config is an error instead of a silent default.
  */
-export function strict<R extends t.Props, O extends t.Props>(
+export function strict<R extends ext.Props, O extends ext.Props>(
   name: string,
   required: R,
   optional: O,
-): t.Type<
-  t.TypeOfProps<R> & t.TypeOfPartialProps<O>,
-  t.OutputOfProps<R> & t.OutputOfPartialProps<O>,
-  unknown
-> {
+): StrictC<R, O> {
   const inner = t.intersection([t.type(required), t.partial(optional)]);
   const known = new Set([...Object.keys(required), ...Object.keys(optional)]);
   return new t.Type(
     name,
-    (u): u is t.TypeOfProps<R> & t.TypeOfPartialProps<O> => inner.is(u),
+    (u): u is ext.TypeOfProps<R> & ext.TypeOfPartialProps<O> => inner.is(u),
     (u, c) => {
       if (!isMapping(u)) {
         return t.failure(u, c, `expected a mapping with fields ${[...known].join(", ")}`);
@@ -45,11 +52,11 @@ export function strict<R extends t.Props, O extends t.Props>(
         }
       }
       // Optional fields written as `undefined` would break exactOptionalPropertyTypes downstream.
-      return E.map(dropUndefined)(inner.validate(u, c)) as t.Validation<
-        t.TypeOfProps<R> & t.TypeOfPartialProps<O>
+      return E.map(dropUndefined)(inner.validate(u, c)) as ext.Validation<
+        ext.TypeOfProps<R> & ext.TypeOfPartialProps<O>
       >;
     },
-    (a) => dropUndefined(inner.encode(a)) as t.OutputOfProps<R> & t.OutputOfPartialProps<O>,
+    (a) => dropUndefined(inner.encode(a)) as ext.OutputOfProps<R> & ext.OutputOfPartialProps<O>,
   );
 }
 
@@ -64,7 +71,7 @@ function dropUndefined<A>(a: A): A {
 export function oneOf<const L extends readonly [string, ...string[]]>(
   name: string,
   values: L,
-): t.Type<L[number], L[number], unknown> {
+): ext.Type<L[number], L[number], unknown> {
   const set = new Set<string>(values);
   return new t.Type<L[number], L[number], unknown>(
     name,
@@ -77,7 +84,7 @@ export function oneOf<const L extends readonly [string, ...string[]]>(
   );
 }
 
-function pathWithIndices(context: t.Context): string {
+function pathWithIndices(context: ext.Context): string {
   const parts: string[] = [];
   for (let i = 1; i < context.length; i++) {
     const entry = context[i];
@@ -111,7 +118,7 @@ function describeType(name: string | undefined): string {
 }
 
 /** Renders one line per decode error: `field.path: message (got value)`. */
-export function reportErrors(errors: t.Errors): string[] {
+export function reportErrors(errors: ext.Errors): string[] {
   const lines = errors.map((e) => {
     const path = pathWithIndices(e.context) || "(root)";
     const last = e.context[e.context.length - 1];
@@ -123,7 +130,10 @@ export function reportErrors(errors: t.Errors): string[] {
 }
 
 /** Decodes or returns the report lines. */
-export function decodeWith<A, O>(codec: t.Type<A, O, unknown>, u: unknown): E.Either<string[], A> {
+export function decodeWith<A, O>(
+  codec: ext.Type<A, O, unknown>,
+  u: unknown,
+): ext.Either<string[], A> {
   return E.mapLeft(reportErrors)(codec.decode(u));
 }
 
@@ -131,7 +141,7 @@ export function decodeWith<A, O>(codec: t.Type<A, O, unknown>, u: unknown): E.Ei
  * A non-negative integer, unbranded: for records the program itself writes and reads back
  * (progress, counters), where arithmetic on the value must stay a plain number.
  */
-export const Count: t.Type<number, number, unknown> = new t.Type<number, number, unknown>(
+export const Count: ext.Type<number, number, unknown> = new t.Type<number, number, unknown>(
   "NonNegativeInt",
   (u): u is number => typeof u === "number" && Number.isInteger(u) && u >= 0,
   (u, c) => typeof u === "number" && Number.isInteger(u) && u >= 0 ? t.success(u) : t.failure(u, c),
@@ -144,7 +154,7 @@ const PLAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
  * A plain file name (letters, digits, `.`, `_`, `-`; no separators, not `.` or `..`): a
  * config's `name` becomes a folder under `runs/`, and must not point anywhere else.
  */
-export const FileName: t.Type<string, string, unknown> = new t.Type<string, string, unknown>(
+export const FileName: ext.Type<string, string, unknown> = new t.Type<string, string, unknown>(
   "FileName",
   (u): u is string => typeof u === "string" && PLAIN_NAME.test(u),
   (u, c) =>
@@ -169,7 +179,7 @@ export const FileName: t.Type<string, string, unknown> = new t.Type<string, stri
  * assert(E.isLeft(ByteSize.decode("lots")));
  * ```
  */
-export const ByteSize: t.Type<number, number, unknown> = new t.Type<number, number, unknown>(
+export const ByteSize: ext.Type<number, number, unknown> = new t.Type<number, number, unknown>(
   "ByteSize",
   (u): u is number => typeof u === "number" && Number.isFinite(u) && u > 0,
   (u, c) => {
@@ -212,19 +222,19 @@ export function isMapping(u: unknown): u is Readonly<Record<string, unknown>> {
  * assert(E.isLeft(Shape.decode({ kind: "toString" })));
  * ```
  */
-export function tagged<C extends Readonly<Record<string, t.Mixed>>>(
+export function tagged<C extends Readonly<Record<string, ext.Mixed>>>(
   name: string,
   key: string,
   members: C,
-): t.Type<t.TypeOf<C[keyof C]>, t.OutputOf<C[keyof C]>, unknown> {
+): ext.Type<ext.TypeOf<C[keyof C]>, ext.OutputOf<C[keyof C]>, unknown> {
   const tags = Object.keys(members);
-  const memberOf = (u: unknown): t.Mixed | undefined => {
+  const memberOf = (u: unknown): ext.Mixed | undefined => {
     const tag = isMapping(u) ? u[key] : undefined;
     return typeof tag === "string" && Object.hasOwn(members, tag) ? members[tag] : undefined;
   };
-  return new t.Type<t.TypeOf<C[keyof C]>, t.OutputOf<C[keyof C]>, unknown>(
+  return new t.Type<ext.TypeOf<C[keyof C]>, ext.OutputOf<C[keyof C]>, unknown>(
     name,
-    (u): u is t.TypeOf<C[keyof C]> => memberOf(u)?.is(u) ?? false,
+    (u): u is ext.TypeOf<C[keyof C]> => memberOf(u)?.is(u) ?? false,
     (u, c) => {
       const member = memberOf(u);
       if (member === undefined) {

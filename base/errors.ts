@@ -8,42 +8,57 @@
 
 /** A config or graph file, or a CLI flag, failed to decode or validate. */
 export interface ConfigInvalid {
+  /** Tells this failure apart from the other {@link PipelineError} members. */
   readonly _tag: "ConfigInvalid";
   /** Where: file name and/or dotted field path, e.g. `plan.yaml: model.hidden`. */
   readonly where: string;
+  /** What is wrong with the value, e.g. `expected a positive integer (got 0)`. */
   readonly message: string;
 }
 
 /** The integer program or a budget has no solution. */
 export interface PlanInfeasible {
+  /** Tells this failure apart from the other {@link PipelineError} members. */
   readonly _tag: "PlanInfeasible";
+  /** Which constraint cannot be met, with the numbers that clash (budget, peak, depth). */
   readonly message: string;
 }
 
 /** A stage graph is inconsistent; `node` names the offending node. */
 export interface GraphInvalid {
+  /** Tells this failure apart from the other {@link PipelineError} members. */
   readonly _tag: "GraphInvalid";
+  /** Id of the node the check stopped at, as the graph names it. */
   readonly node: string;
+  /** Why the node cannot stand where it is, e.g. a growth past the target depth. */
   readonly message: string;
 }
 
 /** The tensor engine failed (backend unavailable, kernel error). */
 export interface KernelFailed {
+  /** Tells this failure apart from the other {@link PipelineError} members. */
   readonly _tag: "KernelFailed";
+  /** What the engine was doing and why it failed, e.g. `Cannot start python3: …`. */
   readonly message: string;
 }
 
 /** Reading or writing a file failed (missing, unreadable, no space, locked). */
 export interface IoFailed {
+  /** Tells this failure apart from the other {@link PipelineError} members. */
   readonly _tag: "IoFailed";
+  /** The file or folder that could not be used. */
   readonly path: string;
+  /** The operation that failed and the system's reason, e.g. `cannot read: No such file`. */
   readonly message: string;
 }
 
 /** A file was read, but what it holds is wrong: corrupt, inconsistent, or not what was expected. */
 export interface ContentInvalid {
+  /** Tells this failure apart from the other {@link PipelineError} members. */
   readonly _tag: "ContentInvalid";
+  /** The file whose content is wrong. */
   readonly path: string;
+  /** What in the content is wrong: the field, record or byte range, and what was expected. */
   readonly message: string;
 }
 
@@ -52,9 +67,13 @@ export type FileError = IoFailed | ContentInvalid;
 
 /** Training produced a non-finite loss; the last good checkpoint is kept. */
 export interface TrainingDiverged {
+  /** Tells this failure apart from the other {@link PipelineError} members. */
   readonly _tag: "TrainingDiverged";
+  /** Id of the training node that diverged. */
   readonly node: string;
+  /** The step at which the non-finite value was seen. */
   readonly step: number;
+  /** What was not finite (a loss, a gradient, a weight), what is kept, and what to change. */
   readonly message: string;
 }
 

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type * as ext from "./external_types.ts";
 import { oneOf } from "./codec.ts";
 import { permutation } from "./prng.ts";
 
@@ -15,7 +16,7 @@ export type Placement = typeof PLACEMENTS[number];
 /** The paper's placement: new layers above the top ones (spec §6). */
 export const DEFAULT_PLACEMENT: Placement = "upper";
 /** Codec of a placement. */
-export const PlacementCodec = oneOf("placement", PLACEMENTS);
+export const PlacementCodec: ext.Type<Placement> = oneOf("placement", PLACEMENTS);
 
 /**
  * How many new layers go after each existing layer (index = existing layer).

@@ -41,8 +41,11 @@ export function normalSamples(
 
 /** One parameter's initial value in our layout ([in, out] for linear maps). */
 export interface InitialValue {
+  /** Hugging Face parameter name, e.g. `model.layers.0.mlp.up_proj.weight` (see `param_names`). */
   readonly name: string;
+  /** Dimensions in this project's layout: `[in, out]` for linear maps, `[hidden]` for norms. */
   readonly shape: readonly number[];
+  /** The values, row-major; `data.length` is the product of `shape`. */
   readonly data: Float32Array;
 }
 

@@ -8,26 +8,34 @@
  * @module
  */
 import * as t from "io-ts";
-import { strict } from "./codec.ts";
+import type * as ext from "./external_types.ts";
+import { strict, type StrictC } from "./codec.ts";
 import { PositiveInt, PositiveNumber } from "./brands.ts";
 
-/** Codec of a LLaMA shape as written in a config file (`model:` section). */
-export const LlamaShapeCodec = strict("model", {
+/** The fields a `model:` section must give, with their codecs (meanings: {@link LlamaShape}). */
+export const LLAMA_SHAPE_REQUIRED = {
   hidden: PositiveInt,
   intermediate: PositiveInt,
   heads: PositiveInt,
   layers: PositiveInt,
   vocab: PositiveInt,
-}, {
+};
+
+/** The fields a `model:` section may leave out, taking {@link completeShape}'s defaults. */
+export const LLAMA_SHAPE_OPTIONAL = {
   kvHeads: PositiveInt,
   tiedEmbeddings: t.boolean,
   rmsNormEps: PositiveNumber,
   ropeTheta: PositiveNumber,
   maxSeqLen: PositiveInt,
-});
+};
+
+/** Codec of a LLaMA shape as written in a config file (`model:` section). */
+export const LlamaShapeCodec: StrictC<typeof LLAMA_SHAPE_REQUIRED, typeof LLAMA_SHAPE_OPTIONAL> =
+  strict("model", LLAMA_SHAPE_REQUIRED, LLAMA_SHAPE_OPTIONAL);
 
 /** A LLaMA shape as decoded, before defaults are applied. */
-export type LlamaShapeInput = t.TypeOf<typeof LlamaShapeCodec>;
+export type LlamaShapeInput = ext.TypeOf<typeof LlamaShapeCodec>;
 
 /** A complete LLaMA shape: every field set. */
 export interface LlamaShape {
@@ -45,7 +53,9 @@ export interface LlamaShape {
   readonly vocab: number;
   /** Whether the LM head shares the token embedding matrix. */
   readonly tiedEmbeddings: boolean;
+  /** ε added to the mean square inside every RMSNorm (LLaMA: 1e-5). */
   readonly rmsNormEps: number;
+  /** Base of the rotary position frequencies (LLaMA: 10 000). */
   readonly ropeTheta: number;
   /** Longest sequence the rotary tables are built for. */
   readonly maxSeqLen: number;
@@ -106,7 +116,7 @@ export const PROJECTIONS = ["q", "k", "v", "o", "gate", "up", "down"] as const;
 export type Projection = typeof PROJECTIONS[number];
 
 /** Codec of a projection name. */
-export const ProjectionCodec = t.keyof({
+export const ProjectionCodec: ext.Type<Projection> = t.keyof({
   q: null,
   k: null,
   v: null,
@@ -118,7 +128,9 @@ export const ProjectionCodec = t.keyof({
 
 /** Input and output width of one projection: the matrix is `in × out`. */
 export interface ProjectionDims {
+  /** Width of the projection's input (rows of the `[in, out]` weight). */
   readonly in: number;
+  /** Width of the projection's output (columns of the `[in, out]` weight). */
   readonly out: number;
 }
 

@@ -7,40 +7,54 @@
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
+import type * as ext from "./external_types.ts";
 import { isMapping, reportErrors } from "./codec.ts";
 
 /** A field the document must give. */
-export interface RequiredField<C extends t.Mixed> {
+export interface RequiredField<C extends ext.Mixed> {
+  /** Decodes and encodes the field's value. */
   readonly codec: C;
+  /** A document without the field is refused with the codec's own message. */
   readonly absent: "refused";
 }
 
 /** A field the document may leave out, and then stays unset. */
-export interface OptionalField<C extends t.Mixed> {
+export interface OptionalField<C extends ext.Mixed> {
+  /** Decodes and encodes the field's value when it is given. */
   readonly codec: C;
+  /** A document without the field decodes to settings without it. */
   readonly absent: "unset";
 }
 
 /** A field the document may leave out, and then takes `fallback` (decoded like a given value). */
-export interface DefaultField<C extends t.Mixed> {
+export interface DefaultField<C extends ext.Mixed> {
+  /** Decodes and encodes the field's value, the fallback included. */
   readonly codec: C;
+  /** A document without the field decodes as if it gave `fallback`. */
   readonly absent: "default";
-  readonly fallback: t.OutputOf<C>;
+  /**
+   * The default as a document would write it (`"24GB"`, `{}`), decoded by `codec` once, when the
+   * section is built.
+   */
+  readonly fallback: ext.OutputOf<C>;
 }
 
 /** One field of a {@link section}. */
-export type SectionField = RequiredField<t.Mixed> | OptionalField<t.Mixed> | DefaultField<t.Mixed>;
+export type SectionField =
+  | RequiredField<ext.Mixed>
+  | OptionalField<ext.Mixed>
+  | DefaultField<ext.Mixed>;
 
 /** The fields of a {@link section}, in the order they are written back. */
 export type SectionFields = Readonly<Record<string, SectionField>>;
 
 /** A field the document must give. */
-export function required<C extends t.Mixed>(codec: C): RequiredField<C> {
+export function required<C extends ext.Mixed>(codec: C): RequiredField<C> {
   return { codec, absent: "refused" };
 }
 
 /** A field the document may leave out (no default: the setting stays unset). */
-export function optional<C extends t.Mixed>(codec: C): OptionalField<C> {
+export function optional<C extends ext.Mixed>(codec: C): OptionalField<C> {
   return { codec, absent: "unset" };
 }
 
@@ -48,49 +62,55 @@ export function optional<C extends t.Mixed>(codec: C): OptionalField<C> {
  * A field with its default, written as a document would write it: `{}` for a nested section
  * takes that section's own defaults.
  */
-export function field<C extends t.Mixed>(codec: C, fallback: t.OutputOf<C>): DefaultField<C> {
+export function field<C extends ext.Mixed>(codec: C, fallback: ext.OutputOf<C>): DefaultField<C> {
   return { codec, absent: "default", fallback };
 }
 
 /** A true/false field that is off unless the document turns it on. */
-export const OFF_BY_DEFAULT: DefaultField<t.BooleanC> = {
+export const OFF_BY_DEFAULT: DefaultField<ext.BooleanC> = {
   codec: t.boolean,
   absent: "default",
   fallback: false,
 };
 
 /** A true/false field that is on unless the document turns it off. */
-export const ON_BY_DEFAULT: DefaultField<t.BooleanC> = {
+export const ON_BY_DEFAULT: DefaultField<ext.BooleanC> = {
   codec: t.boolean,
   absent: "default",
   fallback: true,
 };
 
-type OptionalKeys<F extends SectionFields> = {
-  [K in keyof F]: F[K] extends OptionalField<t.Mixed> ? K : never;
+/** The names of a section's fields that may stay unset (declared with {@link optional}). */
+export type OptionalKeysOf<F extends SectionFields> = {
+  [K in keyof F]: F[K] extends OptionalField<ext.Mixed> ? K : never;
 }[keyof F];
-type RequiredKeys<F extends SectionFields> = {
-  [K in keyof F]: F[K] extends RequiredField<t.Mixed> ? K : never;
+/** The names of a section's fields a document must give (declared with {@link required}). */
+export type RequiredKeysOf<F extends SectionFields> = {
+  [K in keyof F]: F[K] extends RequiredField<ext.Mixed> ? K : never;
 }[keyof F];
 
 /** A section's settings as the program reads them: every default applied. */
 export type SettingsOf<F extends SectionFields> =
-  & { readonly [K in Exclude<keyof F, OptionalKeys<F>>]: t.TypeOf<F[K]["codec"]> }
-  & { readonly [K in OptionalKeys<F>]?: t.TypeOf<F[K]["codec"]> };
+  & { readonly [K in Exclude<keyof F, OptionalKeysOf<F>>]: ext.TypeOf<F[K]["codec"]> }
+  & { readonly [K in OptionalKeysOf<F>]?: ext.TypeOf<F[K]["codec"]> };
 
 /** A section as a document writes it: only the required fields must be there. */
 export type DocumentOf<F extends SectionFields> =
-  & { readonly [K in RequiredKeys<F>]: t.OutputOf<F[K]["codec"]> }
-  & { readonly [K in Exclude<keyof F, RequiredKeys<F>>]?: t.OutputOf<F[K]["codec"]> };
+  & { readonly [K in RequiredKeysOf<F>]: ext.OutputOf<F[K]["codec"]> }
+  & { readonly [K in Exclude<keyof F, RequiredKeysOf<F>>]?: ext.OutputOf<F[K]["codec"]> };
 
 /** Settings some of which are left out: what {@link withDefaults} completes. */
 export type GivenOf<F extends SectionFields> =
-  & { readonly [K in RequiredKeys<F>]: t.TypeOf<F[K]["codec"]> }
-  & { readonly [K in Exclude<keyof F, RequiredKeys<F>>]?: t.TypeOf<F[K]["codec"]> };
+  & { readonly [K in RequiredKeysOf<F>]: ext.TypeOf<F[K]["codec"]> }
+  & { readonly [K in Exclude<keyof F, RequiredKeysOf<F>>]?: ext.TypeOf<F[K]["codec"]> };
 
 /** The codec of a {@link section}: decoding applies the defaults; its fields stay readable. */
 export interface Section<F extends SectionFields>
-  extends t.Type<SettingsOf<F>, DocumentOf<F>, unknown> {
+  extends ext.Type<SettingsOf<F>, DocumentOf<F>, unknown> {
+  /**
+   * The fields the section was built from, in declaration order: what {@link fieldCodecs} and the
+   * defaults read.
+   */
   readonly fields: F;
   /** Each defaulted field's default, decoded. */
   readonly defaults: Readonly<Record<string, unknown>>;
@@ -147,7 +167,7 @@ export function section<const F extends SectionFields>(name: string, fields: F):
           `unknown field "${unknown}" (known: ${known.join(", ")})`,
         );
       }
-      const errors: t.ValidationError[] = [];
+      const errors: ext.ValidationError[] = [];
       const given: Record<string, unknown> = {};
       for (const [k, f] of entries) {
         const v = u[k];

@@ -29,6 +29,7 @@ import {
 
 /** How a later stage grows and what it adapts. */
 export interface GrowthRoleOptions {
+  /** Where the new layers of the growth go (spec §6). */
   readonly placement: Placement;
   /** Seed of the `random` placement. */
   readonly seed: number;
