@@ -13,7 +13,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import * as path from "node:path";
-import { describeUnknown, type IoFailed, ioFailed } from "../base/mod.ts";
+import { describeUnknown, type ext, type IoFailed, ioFailed } from "../base/mod.ts";
 
 /** A file being written under a temporary name; nothing is visible at `path` until `commit`. */
 export interface AtomicFile {
@@ -24,9 +24,9 @@ export interface AtomicFile {
   /** The open handle on `tempPath` (seekable, for positional writes). */
   readonly file: Deno.FsFile;
   /** Appends bytes at the current position. */
-  write(bytes: Uint8Array): TE.TaskEither<IoFailed, void>;
+  write(bytes: Uint8Array): ext.TaskEither<IoFailed, void>;
   /** Flushes, closes and renames onto `path`. */
-  commit(): TE.TaskEither<IoFailed, void>;
+  commit(): ext.TaskEither<IoFailed, void>;
   /** Closes and deletes the temporary file; `path` is untouched. */
   abort(): Promise<void>;
 }
@@ -134,7 +134,7 @@ export async function removeStaleTemps(target: string): Promise<number> {
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export function openAtomicFile(target: string): TE.TaskEither<IoFailed, AtomicFile> {
+export function openAtomicFile(target: string): ext.TaskEither<IoFailed, AtomicFile> {
   return TE.tryCatch(
     async () => {
       const { dir, prefix } = hiddenSibling(target, "tmp");
@@ -191,7 +191,7 @@ export function openAtomicFile(target: string): TE.TaskEither<IoFailed, AtomicFi
 export function writeFileAtomic(
   target: string,
   data: Uint8Array | string,
-): TE.TaskEither<IoFailed, void> {
+): ext.TaskEither<IoFailed, void> {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   return async () => {
     const opened = await openAtomicFile(target)();
@@ -263,8 +263,8 @@ function oldName(target: string): string {
  */
 export function writeDirAtomic<Err>(
   target: string,
-  fill: (tempDir: string) => TE.TaskEither<Err, void>,
-): TE.TaskEither<Err | IoFailed, void> {
+  fill: (tempDir: string) => ext.TaskEither<Err, void>,
+): ext.TaskEither<Err | IoFailed, void> {
   return async () => {
     const { dir, prefix } = hiddenSibling(target, "tmp");
     let tempDir: string;
@@ -318,7 +318,7 @@ export type RecoverOutcome = "present" | "restored" | "absent";
  * await Deno.remove(root, { recursive: true });
  * ```
  */
-export function recoverDir(target: string): TE.TaskEither<IoFailed, RecoverOutcome> {
+export function recoverDir(target: string): ext.TaskEither<IoFailed, RecoverOutcome> {
   return TE.tryCatch(
     async () => {
       const dir = path.dirname(target);

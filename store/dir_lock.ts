@@ -10,13 +10,14 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { describeUnknown, type IoFailed, ioFailed } from "../base/mod.ts";
+import { describeUnknown, type ext, type IoFailed, ioFailed } from "../base/mod.ts";
 
 /** The lock file's name inside the folder it guards. */
 export const LOCK_FILE = ".lock";
 
 /** A held lock: `release` frees it (the OS frees it too if the process dies). */
 export interface DirLock {
+  /** Unlocks and closes the lock file (the file stays for the next holder); again, does nothing. */
   release(): void;
 }
 
@@ -69,7 +70,7 @@ export async function lockHolder(dir: string): Promise<{ pid?: number } | undefi
  * Takes `dir`'s lock without waiting (the folder must exist). Another live holder is an
  * `IoFailed` naming the folder, the holder's pid and `what` is writing it.
  */
-export async function lockDir(dir: string, what: string): Promise<E.Either<IoFailed, DirLock>> {
+export async function lockDir(dir: string, what: string): Promise<ext.Either<IoFailed, DirLock>> {
   const path = `${dir}/${LOCK_FILE}`;
   let file: Deno.FsFile;
   try {

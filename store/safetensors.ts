@@ -22,6 +22,7 @@ import {
   configInvalid,
   type ContentInvalid,
   contentInvalid,
+  type ext,
 } from "../base/mod.ts";
 import {
   byteSize,
@@ -42,13 +43,17 @@ export const MAX_HEADER_BYTES = 100_000_000;
 
 /** One header entry: spec plus byte range in the data section, `[begin, end)`. */
 export interface TensorInfo extends TensorSpec {
+  /** Offset of the tensor's first byte, counted from the start of the data section. */
   readonly begin: number;
+  /** Offset one past the tensor's last byte; `end − begin` is dtype size × element count. */
   readonly end: number;
 }
 
 /** A parsed header. `tensors` is in data order (ascending `begin`). */
 export interface SafetensorsHeader {
+  /** Each tensor's name and entry, the `__metadata__` key left out. */
   readonly tensors: ReadonlyArray<readonly [string, TensorInfo]>;
+  /** The `__metadata__` map (string to string; empty when the file has none). */
   readonly metadata: Readonly<Record<string, string>>;
   /** File offset of the data section: 8 + header length. */
   readonly dataStart: number;
@@ -79,7 +84,7 @@ export interface Layout {
 export function planLayout(
   specs: ReadonlyArray<readonly [string, TensorSpec]>,
   metadata: Readonly<Record<string, string>>,
-): E.Either<ConfigInvalid, Layout> {
+): ext.Either<ConfigInvalid, Layout> {
   const seen = new Set<string>();
   for (const [name, spec] of specs) {
     const where = `tensor "${name}"`;
@@ -131,7 +136,7 @@ export function planLayout(
 export function encodeSafetensors(
   tensors: Readonly<Record<string, TensorInput>>,
   metadata: Readonly<Record<string, string>> = {},
-): E.Either<ConfigInvalid, Uint8Array> {
+): ext.Either<ConfigInvalid, Uint8Array> {
   const raws = new Map<string, RawTensor>();
   for (const [name, input] of Object.entries(tensors)) {
     const raw = toRawTensor(input, name);
@@ -167,7 +172,7 @@ export function readHeaderLength(
   first8: Uint8Array,
   fileSize: number,
   where: string,
-): E.Either<ContentInvalid, number> {
+): ext.Either<ContentInvalid, number> {
   if (fileSize < 8 || first8.length < 8) {
     return E.left(
       contentInvalid(
@@ -235,7 +240,7 @@ export function parseHeader(
   headerBytes: Uint8Array,
   dataLength: number,
   where: string,
-): E.Either<ContentInvalid, SafetensorsHeader> {
+): ext.Either<ContentInvalid, SafetensorsHeader> {
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(headerBytes));
@@ -297,7 +302,9 @@ export function parseHeader(
 
 /** A decoded in-memory file: the header and each tensor's bytes (views into the input). */
 export interface DecodedSafetensors {
+  /** The parsed header, its offsets relative to the data section. */
   readonly header: SafetensorsHeader;
+  /** Each tensor by name; its bytes are a view into the decoded buffer, not a copy. */
   readonly tensors: ReadonlyMap<string, RawTensor>;
 }
 
@@ -315,7 +322,7 @@ export interface DecodedSafetensors {
 export function decodeSafetensors(
   bytes: Uint8Array,
   where: string,
-): E.Either<ContentInvalid, DecodedSafetensors> {
+): ext.Either<ContentInvalid, DecodedSafetensors> {
   const n = readHeaderLength(bytes, bytes.length, where);
   if (E.isLeft(n)) return n;
   const dataStart = 8 + n.right;

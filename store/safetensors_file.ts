@@ -14,6 +14,7 @@ import {
   configInvalid,
   contentInvalid,
   describeUnknown,
+  type ext,
   type FileError,
   type IoFailed,
   ioFailed,
@@ -40,13 +41,16 @@ import {
 
 /** An open safetensors file whose header is parsed and whose tensors are read on demand. */
 export interface SafetensorsReader {
+  /** The file read, as it was given. */
   readonly path: string;
+  /** The parsed header: names, dtypes, shapes and byte ranges of every tensor. */
   readonly header: SafetensorsHeader;
+  /** Size of the file in bytes, checked against the header's last offset when it was opened. */
   readonly fileSize: number;
   /** The entry of `name`, if the file has it. */
   info(name: string): TensorInfo | undefined;
   /** Reads one tensor's bytes from the file (only those bytes). */
-  read(name: string): TE.TaskEither<FileError, RawTensor>;
+  read(name: string): ext.TaskEither<FileError, RawTensor>;
   /** Releases the file handle. */
   close(): void;
 }
@@ -82,7 +86,7 @@ async function readAt(file: Deno.FsFile, position: number, length: number): Prom
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export function openSafetensors(path: string): TE.TaskEither<FileError, SafetensorsReader> {
+export function openSafetensors(path: string): ext.TaskEither<FileError, SafetensorsReader> {
   return async () => {
     let file: Deno.FsFile;
     try {
@@ -152,7 +156,7 @@ export function openSafetensors(path: string): TE.TaskEither<FileError, Safetens
  * assert(r._tag === "Left" && r.left._tag === "IoFailed");
  * ```
  */
-export function readSafetensors(path: string): TE.TaskEither<FileError, DecodedSafetensors> {
+export function readSafetensors(path: string): ext.TaskEither<FileError, DecodedSafetensors> {
   return TE.flatMapEither(
     TE.tryCatch(
       () => Deno.readFile(path),
@@ -181,7 +185,7 @@ export function writeSafetensors(
   path: string,
   tensors: Readonly<Record<string, TensorInput>>,
   metadata: Readonly<Record<string, string>> = {},
-): TE.TaskEither<IoFailed | ConfigInvalid, void> {
+): ext.TaskEither<IoFailed | ConfigInvalid, void> {
   return async () => {
     const bytes = encodeSafetensors(tensors, metadata);
     if (E.isLeft(bytes)) return bytes;
@@ -196,15 +200,17 @@ export function writeSafetensors(
 
 /** Writes a file whose layout is fixed before any tensor bytes are supplied. */
 export interface SafetensorsWriter {
+  /** The final path: the bytes go to a temporary file that `commit` renames onto it. */
   readonly path: string;
+  /** The header written first and the byte range each tensor must fill. */
   readonly layout: Layout;
   /** Writes one tensor (any order); its dtype and shape must match the spec given at creation. */
   write(
     name: string,
     tensor: TensorInput | RawTensor,
-  ): TE.TaskEither<IoFailed | ConfigInvalid, void>;
+  ): ext.TaskEither<IoFailed | ConfigInvalid, void>;
   /** Checks every tensor was written, then makes the file visible at `path`. */
-  commit(): TE.TaskEither<IoFailed | ConfigInvalid, void>;
+  commit(): ext.TaskEither<IoFailed | ConfigInvalid, void>;
   /** Discards the temporary file. */
   abort(): Promise<void>;
 }
@@ -235,7 +241,7 @@ export function createSafetensorsWriter(
   path: string,
   specs: ReadonlyArray<readonly [string, TensorSpec]>,
   metadata: Readonly<Record<string, string>> = {},
-): TE.TaskEither<IoFailed | ConfigInvalid, SafetensorsWriter> {
+): ext.TaskEither<IoFailed | ConfigInvalid, SafetensorsWriter> {
   return async () => {
     const layout = planLayout(specs, metadata);
     if (E.isLeft(layout)) return layout;

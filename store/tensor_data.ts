@@ -6,7 +6,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid } from "../base/mod.ts";
+import { type ConfigInvalid, configInvalid, type ext } from "../base/mod.ts";
 import { bf16ToFloat32, f16ToFloat32, float32ToBf16, float32ToF16 } from "./half.ts";
 
 /** Element types this module reads and writes. */
@@ -49,12 +49,15 @@ export function isDtype(s: string): s is Dtype {
 
 /** Shape and dtype of one tensor, before any bytes exist. */
 export interface TensorSpec {
+  /** Element type, as safetensors names it (`F32`, `BF16`, …). */
   readonly dtype: Dtype;
+  /** Dimensions, outermost first; `[]` is a scalar. */
   readonly shape: readonly number[];
 }
 
 /** A tensor as stored: its spec and its little-endian bytes. */
 export interface RawTensor extends TensorSpec {
+  /** The elements, row-major and little-endian; length is dtype size × element count. */
   readonly bytes: Uint8Array;
 }
 
@@ -77,6 +80,7 @@ export type TensorValues =
  * typed array of that dtype (BOOL and U8: Uint8Array).
  */
 export interface TensorInput extends TensorSpec {
+  /** The values, row-major; as many as the shape's element count. */
   readonly data: TensorValues;
 }
 
@@ -181,7 +185,10 @@ export function dimsProblem(shape: readonly number[]): string | undefined {
  * assert(r._tag === "Right" && r.right.bytes[1] === 0x3c);
  * ```
  */
-export function toRawTensor(input: TensorInput, name: string): E.Either<ConfigInvalid, RawTensor> {
+export function toRawTensor(
+  input: TensorInput,
+  name: string,
+): ext.Either<ConfigInvalid, RawTensor> {
   const where = `tensor "${name}"`;
   const bad = dimsProblem(input.shape);
   if (bad !== undefined) return E.left(configInvalid(where, bad));
@@ -279,7 +286,7 @@ export function tensorValues(raw: RawTensor): TensorValues {
 export function tensorToFloat32(
   raw: RawTensor,
   name: string,
-): E.Either<ConfigInvalid, Float32Array> {
+): ext.Either<ConfigInvalid, Float32Array> {
   const v = tensorValues(raw);
   if (v instanceof Float32Array) return E.right(v);
   if (v instanceof Float64Array) return E.right(Float32Array.from(v));
