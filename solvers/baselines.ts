@@ -23,7 +23,9 @@ import {
 
 /** GaLore settings (spec §5: rank 128 on every attention and MLP matrix). */
 export interface GaloreSpec {
+  /** Rank r of each projected gradient (capped at the matrix's shorter side). */
   readonly rank: number;
+  /** Projections of every layer whose gradients GaLore projects. */
   readonly targets: readonly Projection[];
 }
 
@@ -39,6 +41,7 @@ export interface GaloreMemory {
   readonly embeddings: number;
   /** Activations when counted: the same as standard pre-training. */
   readonly activations: number;
+  /** Sum of the terms above: GaLore's model state in bytes. */
   readonly bytes: number;
 }
 
@@ -52,8 +55,11 @@ export interface ReloraMemory {
 
 /** The three baselines for one problem. */
 export interface Baselines {
+  /** Bytes of standard pre-training: every parameter trained at full rank (Eq. 1). */
   readonly standard: number;
+  /** ReLoRA's peak (its full-rank warm start) and its LoRA phase. */
   readonly relora: ReloraMemory;
+  /** GaLore's model state, term by term. */
   readonly galore: GaloreMemory;
 }
 

@@ -26,9 +26,11 @@ export type StageShare = "layers" | "equal" | readonly number[];
 
 /** Budget settings. */
 export interface BudgetSpec {
+  /** The compute C every method gets. */
   readonly total: ComputeTotal;
   /** Tokens per optimizer step (the batch). */
   readonly batchTokens: number;
+  /** How STEP's share of C is divided between its stages. */
   readonly share: StageShare;
   /** Fraction of a stage's schedule after which it grows (0.75 in the paper). */
   readonly growAt: number;
@@ -36,10 +38,13 @@ export interface BudgetSpec {
 
 /** Compute of one STEP stage. */
 export interface StageBudget {
+  /** 1-based stage index i. */
   readonly stage: number;
   /** 6·trainable + 2·frozen, per token. */
   readonly flopsPerToken: number;
+  /** FLOPs this stage spends: its share of C. */
   readonly flops: number;
+  /** Tokens it trains on: `flops / flopsPerToken` (not rounded). */
   readonly tokens: number;
   /** Optimizer steps this stage runs. */
   readonly steps: number;
@@ -53,17 +58,25 @@ export interface StageBudget {
 
 /** Compute of one baseline method. */
 export interface MethodBudget {
+  /** FLOPs one training token costs: 6 per trained parameter, 2 per frozen one. */
   readonly flopsPerToken: number;
+  /** Tokens C buys at that cost (not rounded). */
   readonly tokens: number;
+  /** Optimizer steps: tokens / batchTokens, rounded, at least 1. */
   readonly steps: number;
 }
 
 /** The whole budget of a plan. */
 export interface PlanBudget {
+  /** The compute C every method gets, in FLOPs. */
   readonly flops: number;
+  /** Tokens per optimizer step, the same for every method. */
   readonly batchTokens: number;
+  /** STEP's stages, in order. */
   readonly stages: readonly StageBudget[];
+  /** STEP as a whole: its stages' tokens and steps summed; its cost per token is C / tokens. */
   readonly stepTotal: MethodBudget;
+  /** Standard pre-training: 6 FLOPs per parameter and token. */
   readonly standard: MethodBudget;
   /** ReLoRA after its full-rank warm start: all layers frozen, adapters everywhere. */
   readonly relora: MethodBudget;

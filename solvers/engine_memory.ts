@@ -75,17 +75,23 @@ export type Recompute = "none" | "layers";
 
 /** What the prediction needs to know about one step. */
 export interface EngineStepSpec {
+  /** The model's widths; the stage's depth comes from `roles`. */
   readonly shape: LlamaShape;
   /** What trains this stage (`base/stage_roles.ts`), its depth included. */
   readonly roles: StageRoles;
   /** Adapter rank on the frozen layers' targeted projections (ignored without targets). */
   readonly rank: number;
+  /** Sequences per micro-batch. */
   readonly microBatch: number;
+  /** Tokens per sequence. */
   readonly seqLen: number;
   /** Micro-batches per optimizer step. */
   readonly accumulation: number;
   /** Ops that run fused on the backend; the others run composite. */
   readonly fused: readonly FusibleOp[];
+  /**
+   * Whether the backward pass recomputes each layer's forward instead of keeping its activations.
+   */
   readonly recompute: Recompute;
   /** Tokens per chunk of the LM head and cross-entropy (`kernels/ops/chunked_loss.ts`); unset: whole. */
   readonly lossChunk?: number;

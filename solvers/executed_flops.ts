@@ -42,6 +42,7 @@ import {
 
 /** What one training step runs: the model, who trains, and how the step is executed. */
 export interface ExecutedFlopsInput {
+  /** The model's dimensions (widths, heads, vocabulary). */
   readonly shape: LlamaShape;
   /** Which layers train, which are frozen, what carries adapters (`base/stage_roles.ts`). */
   readonly roles: StageRoles;
@@ -80,6 +81,7 @@ export interface ExecutedFlops {
    * `recompute: layers`, and the chunked loss's recomputed logits.
    */
   readonly recompute: number;
+  /** Sum of the terms above: matmul FLOPs per token of the whole step. */
   readonly total: number;
   /**
    * Part of `total` that no trainable parameter needs but the engine computes anyway: composite
@@ -312,6 +314,7 @@ export function paperFlopsPerToken(
 
 /** GaLore settings that size its projections. */
 export interface GaloreFlopsSpec {
+  /** Rank r of the projections (capped at each matrix's shorter side). */
   readonly rank: number;
   /** Projections of every layer whose gradients are projected. */
   readonly targets: readonly Projection[];

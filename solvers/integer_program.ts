@@ -12,32 +12,45 @@ import { type MemoryProblem, stageLinearForms } from "./memory_model.ts";
 
 /** `coef · variable`. */
 export interface LinearTerm {
+  /** Name of a variable of the program. */
   readonly variable: string;
+  /** Its coefficient. */
   readonly coef: number;
 }
 
 /** `Σ terms (sense) rhs`. */
 export interface Constraint {
+  /** Name of the row in the LP text, e.g. `stage2p0`. */
   readonly name: string;
+  /** Left-hand side: the sum of these terms. */
   readonly terms: readonly LinearTerm[];
+  /** How the left-hand side compares to `rhs`. */
   readonly sense: "<=" | ">=" | "=";
+  /** Right-hand side, a constant. */
   readonly rhs: number;
 }
 
 /** A bounded variable, integer or continuous. */
 export interface Variable {
+  /** Name of the variable, as terms and the LP text refer to it. */
   readonly name: string;
+  /** Lower bound (finite). */
   readonly lower: number;
   /** `Infinity` for no upper bound. */
   readonly upper: number;
+  /** Whether the variable must take integer values. */
   readonly integer: boolean;
 }
 
 /** A mixed-integer linear program. */
 export interface IntegerProgram {
+  /** Whether the objective is minimised or maximised. */
   readonly sense: "minimize" | "maximize";
+  /** The objective: the sum of these terms. */
   readonly objective: readonly LinearTerm[];
+  /** Every row the solution must satisfy. */
   readonly constraints: readonly Constraint[];
+  /** Every variable, with its bounds and integrality. */
   readonly variables: readonly Variable[];
 }
 

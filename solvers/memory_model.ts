@@ -72,6 +72,10 @@ export interface ActivationAssumptions {
 
 /** What the memory model counts. */
 export interface MemoryAssumptions {
+  /**
+   * Weight, gradient and optimizer bytes per parameter: `mixed` (the paper: 16-bit weights and
+   * gradients, fp32 master and moments) or `fp32` (what tfjs trains in).
+   */
   readonly precision: Precision;
   /** Count token embedding, final norm and LM head (outside Eq. 1–2). */
   readonly embeddings: boolean;
@@ -91,14 +95,19 @@ export const PAPER_ASSUMPTIONS: MemoryAssumptions = {
 
 /** ReLoRA adapter settings as the memory model needs them. */
 export interface AdapterSpec {
+  /** Adapter rank r. */
   readonly rank: number;
+  /** Projections of each frozen layer that carry an adapter. */
   readonly targets: readonly Projection[];
 }
 
 /** The problem the planner solves: a model, its adapters, what to count. */
 export interface MemoryProblem {
+  /** The model at its target depth L. */
   readonly shape: LlamaShape;
+  /** The adapters the frozen layers carry in later stages. */
   readonly adapter: AdapterSpec;
+  /** Which terms are counted, and at what precision. */
   readonly assumptions: MemoryAssumptions;
 }
 
@@ -134,7 +143,9 @@ export interface StageMemory {
   readonly layers: number;
   /** n_i: layers added by this stage. */
   readonly added: number;
+  /** Parameter counts by role. */
   readonly params: StageParams;
+  /** Bytes by term; `bytes` is their sum. */
   readonly terms: StageTerms;
   /** Sum of the terms: the stage's largest moment. */
   readonly bytes: number;

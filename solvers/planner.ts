@@ -6,7 +6,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { formatBytes, type PlanInfeasible, planInfeasible } from "../base/mod.ts";
+import { type ext, formatBytes, type PlanInfeasible, planInfeasible } from "../base/mod.ts";
 import { type Baselines, baselines, type GaloreSpec } from "./baselines.ts";
 import { type BudgetSpec, type PlanBudget, planBudget } from "./compute_budget.ts";
 import {
@@ -34,10 +34,13 @@ export type PlanMode =
 
 /** A planning request. */
 export interface PlanRequest {
+  /** The model, its adapters and what the memory model counts. */
   readonly problem: MemoryProblem;
+  /** GaLore's settings, for the baseline it is compared with. */
   readonly galore: GaloreSpec;
   /** Smallest number of layers a stage may add. */
   readonly minLayers: number;
+  /** Optimise a number of stages, evaluate a given split, or fit a memory budget. */
   readonly mode: PlanMode;
   /** FLOPs budget, when tokens and steps per stage are wanted. */
   readonly budget?: BudgetSpec;
@@ -45,24 +48,35 @@ export interface PlanRequest {
 
 /** One step of the budget search: K stages and their best peak. */
 export interface BudgetProbe {
+  /** Number of stages K tried. */
   readonly stages: number;
+  /** Peak of the best split with K stages, in bytes. */
   readonly peakBytes: number;
+  /** That split: layers added by each stage. */
   readonly split: readonly number[];
 }
 
 /** A plan: the split, memory of every stage, baselines. */
 export interface Plan {
+  /** The mode the plan was asked for. */
   readonly mode: PlanMode;
+  /** Layers added by each stage, n_1 … n_K, summing to L. */
   readonly split: readonly number[];
+  /** Memory of each stage, term by term. */
   readonly stages: readonly StageMemory[];
+  /** The largest stage's bytes: what the plan needs (Eq. 3's objective). */
   readonly peakBytes: number;
+  /** Bytes of standard pre-training of the same model under the same assumptions. */
   readonly standardBytes: number;
   /** 1 − peak / standard. */
   readonly reduction: number;
+  /** Standard, ReLoRA and GaLore memory of the same model. */
   readonly baselines: Baselines;
+  /** Which solver found the split, and how ties were broken. */
   readonly solver: { readonly name: SolverName; readonly tieRule: string };
   /** Stages probed by the budget mode, in the order tried. */
   readonly budgetSearch?: readonly BudgetProbe[];
+  /** Tokens and steps of each stage and baseline, when a FLOPs budget was asked for. */
   readonly budget?: PlanBudget;
 }
 
@@ -70,7 +84,7 @@ export interface Plan {
 export function makePlan(
   highs: HighsSolver,
   request: PlanRequest,
-): E.Either<PlanInfeasible, Plan> {
+): ext.Either<PlanInfeasible, Plan> {
   const { problem, mode } = request;
   const solved = solveMode(highs, request);
   if (E.isLeft(solved)) return solved;
@@ -97,7 +111,7 @@ interface Solved {
   readonly probes?: readonly BudgetProbe[];
 }
 
-function solveMode(highs: HighsSolver, request: PlanRequest): E.Either<PlanInfeasible, Solved> {
+function solveMode(highs: HighsSolver, request: PlanRequest): ext.Either<PlanInfeasible, Solved> {
   const { problem, mode, minLayers } = request;
   switch (mode.kind) {
     case "optimal":
@@ -118,7 +132,7 @@ export function givenSplit(
   problem: MemoryProblem,
   split: readonly number[],
   minLayers: number,
-): E.Either<PlanInfeasible, SplitSolution> {
+): ext.Either<PlanInfeasible, SplitSolution> {
   const L = problem.shape.layers;
   const sum = split.reduce((a, b) => a + b, 0);
   if (split.length === 0) return E.left(planInfeasible("the split is empty"));
@@ -156,10 +170,10 @@ function fewestStagesWithin(
   problem: MemoryProblem,
   budget: number,
   minLayers: number,
-): E.Either<PlanInfeasible, Solved> {
+): ext.Either<PlanInfeasible, Solved> {
   const maxStages = Math.floor(problem.shape.layers / minLayers);
   const probes: BudgetProbe[] = [];
-  const probe = (K: number): E.Either<PlanInfeasible, SplitSolution> => {
+  const probe = (K: number): ext.Either<PlanInfeasible, SplitSolution> => {
     const s = solveWithHighs(highs, problem, { stages: K, minLayers });
     if (E.isRight(s)) {
       probes.push({ stages: K, peakBytes: s.right.peakBytes, split: s.right.split });

@@ -12,7 +12,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type PlanInfeasible, planInfeasible } from "../base/mod.ts";
+import { type ext, type PlanInfeasible, planInfeasible } from "../base/mod.ts";
 import { byteUnit, layerVariable, splitProgram, toLpFormat } from "./integer_program.ts";
 import { type MemoryProblem, peakBytes } from "./memory_model.ts";
 
@@ -29,8 +29,11 @@ export type SolverName = "highs" | "exhaustive" | "given" | "forced";
 
 /** An optimal (or given) split and its peak. */
 export interface SplitSolution {
+  /** Layers added by each stage, n_1 … n_K. */
   readonly split: readonly number[];
+  /** The split's peak: the largest stage's bytes. */
   readonly peakBytes: number;
+  /** Who produced the split. */
   readonly solver: SolverName;
 }
 
@@ -44,6 +47,9 @@ export interface SplitQuery {
 
 /** The part of HiGHS's one-shot API this module uses. */
 export interface HighsSolver {
+  /**
+   * Solves a program in CPLEX LP text; `Status` is `"Optimal"` on success, `Columns` the values.
+   */
   solve(problem: string, options?: Record<string, unknown>): {
     readonly Status: string;
     readonly Columns: Readonly<Record<string, { readonly Primal: number }>>;
@@ -59,7 +65,10 @@ const HIGHS_OPTIONS = {
 } as const;
 
 /** Checks that K stages of at least `minLayers` layers can make L layers. */
-export function checkQuery(problem: MemoryProblem, q: SplitQuery): E.Either<PlanInfeasible, void> {
+export function checkQuery(
+  problem: MemoryProblem,
+  q: SplitQuery,
+): ext.Either<PlanInfeasible, void> {
   const L = problem.shape.layers;
   if (q.stages < 1 || q.stages > L) {
     return E.left(planInfeasible(`stages must be between 1 and L = ${L}, got ${q.stages}`));
@@ -79,7 +88,7 @@ export function solveWithHighs(
   highs: HighsSolver,
   problem: MemoryProblem,
   q: SplitQuery,
-): E.Either<PlanInfeasible, SplitSolution> {
+): ext.Either<PlanInfeasible, SplitSolution> {
   const checked = checkQuery(problem, q);
   if (E.isLeft(checked)) return checked;
   const forced = forcedSplit(problem.shape.layers, q);
@@ -127,7 +136,7 @@ function runHighs(
   highs: HighsSolver,
   lp: string,
   stages: number,
-): E.Either<PlanInfeasible, number[]> {
+): ext.Either<PlanInfeasible, number[]> {
   let result;
   try {
     result = highs.solve(lp, HIGHS_OPTIONS);
@@ -162,7 +171,7 @@ export function compositionCount(layers: number, q: SplitQuery): number {
 export function solveExhaustive(
   problem: MemoryProblem,
   q: SplitQuery,
-): E.Either<PlanInfeasible, SplitSolution> {
+): ext.Either<PlanInfeasible, SplitSolution> {
   const checked = checkQuery(problem, q);
   if (E.isLeft(checked)) return checked;
   const L = problem.shape.layers;

@@ -11,10 +11,13 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
+import type { ext } from "../base/mod.ts";
 
 /** A = U·diag(s)·Vᵀ with k = min(rows, cols). */
 export interface Svd {
+  /** Rows of the decomposed matrix. */
   readonly rows: number;
+  /** Columns of the decomposed matrix. */
   readonly cols: number;
   /** min(rows, cols). */
   readonly k: number;
@@ -30,8 +33,14 @@ export interface Svd {
 
 /** Why a decomposition was refused. */
 export interface SvdFailed {
+  /** Tells this failure apart from a successful result. */
   readonly _tag: "SvdFailed";
+  /**
+   * `non-finite`: a NaN or infinite entry; `no-convergence`: still rotating after `maxSweeps`;
+   * `bad-shape`: the data's length is not rows × cols.
+   */
   readonly reason: "non-finite" | "no-convergence" | "bad-shape";
+  /** The same in words, with the entry or shape at fault. */
   readonly message: string;
 }
 
@@ -45,7 +54,7 @@ const EPS = 2.220446049250313e-16;
 /** Below this a squared column norm (after scaling the input to max |a| = 1) is treated as 0. */
 const NEGLIGIBLE = 1e-280;
 
-function failed<A>(reason: SvdFailed["reason"], message: string): E.Either<SvdFailed, A> {
+function failed<A>(reason: SvdFailed["reason"], message: string): ext.Either<SvdFailed, A> {
   return E.left({ _tag: "SvdFailed", reason, message });
 }
 
@@ -67,7 +76,7 @@ export function svd(
   rows: number,
   cols: number,
   options: SvdOptions = {},
-): E.Either<SvdFailed, Svd> {
+): ext.Either<SvdFailed, Svd> {
   return E.map((c: Core) => {
     const { m, n, k } = c;
     const left = applyQ(c.t, c.tau, c.rot!, m, n); // Q·J, column-major m×n
@@ -84,8 +93,11 @@ export function svd(
 
 /** The singular vectors of the shorter side only (see {@link svdShortSide}). */
 export interface ShortSideSvd {
+  /** Rows of the decomposed matrix. */
   readonly rows: number;
+  /** Columns of the decomposed matrix. */
   readonly cols: number;
+  /** min(rows, cols). */
   readonly k: number;
   /** `left` (U, rows×k) when rows < cols, else `right` (V, cols×k). */
   readonly side: "left" | "right";
@@ -93,6 +105,7 @@ export interface ShortSideSvd {
   readonly vectors: Float64Array;
   /** k singular values, descending, ≥ 0. */
   readonly s: Float64Array;
+  /** Jacobi sweeps it took (the last one rotates nothing). */
   readonly sweeps: number;
 }
 
@@ -115,7 +128,7 @@ export function svdShortSide(
   rows: number,
   cols: number,
   options: SvdOptions = {},
-): E.Either<SvdFailed, ShortSideSvd> {
+): ext.Either<SvdFailed, ShortSideSvd> {
   return E.map((c: Core): ShortSideSvd => ({
     rows,
     cols,
@@ -153,7 +166,7 @@ function decompose(
   cols: number,
   options: SvdOptions,
   accumulate: "rotations" | "none",
-): E.Either<SvdFailed, Core> {
+): ext.Either<SvdFailed, Core> {
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1) {
     return failed("bad-shape", `shape ${rows}×${cols} is not a positive matrix shape`);
   }
