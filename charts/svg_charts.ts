@@ -8,13 +8,20 @@
 
 /** One coloured piece of a bar. */
 export interface Segment {
+  /** Legend entry; segments of the same name share a colour across the bars (escaped for SVG). */
   readonly name: string;
+  /**
+   * Height of the segment in the chart's y unit; a segment of 0 draws nothing and gets no legend
+   * entry.
+   */
   readonly value: number;
 }
 
 /** One bar, stacked bottom-up in segment order. */
 export interface Bar {
+  /** Text under the bar. */
   readonly label: string;
+  /** The pieces, bottom first; the bar's total is printed above it. */
   readonly segments: readonly Segment[];
   /** Draw this bar hatched-grey as a reference (e.g. standard pre-training). */
   readonly reference?: boolean;
@@ -22,8 +29,11 @@ export interface Bar {
 
 /** Options of {@link stackedBarChart}. */
 export interface StackedBarOptions {
+  /** Heading above the plot. */
   readonly title: string;
+  /** Label of the y axis, with its unit (e.g. `GB`). */
   readonly yLabel: string;
+  /** The bars, left to right. */
   readonly bars: readonly Bar[];
   /** Formats a y value for ticks and bar totals. */
   readonly format: (v: number) => string;
@@ -147,8 +157,11 @@ export function stackedBarChart(o: StackedBarOptions): string {
 
 /** One line of a line chart. */
 export interface Series {
+  /** Legend entry. */
   readonly name: string;
+  /** `[x, y]` pairs joined in the order given; points with a non-finite y are left out. */
   readonly points: readonly (readonly [number, number])[];
+  /** Draw the line dashed (e.g. a validation curve beside its training curve). */
   readonly dashed?: boolean;
   /** Series of one group share a colour (e.g. one method's seeds); default: one colour each. */
   readonly group?: string;
@@ -156,9 +169,13 @@ export interface Series {
 
 /** Options of {@link lineChart}. */
 export interface LineChartOptions {
+  /** Heading above the plot. */
   readonly title: string;
+  /** Label of the x axis, with its unit (e.g. `step`). */
   readonly xLabel: string;
+  /** Label of the y axis, with its unit (e.g. `loss (nats)`). */
   readonly yLabel: string;
+  /** The lines, drawn in order and listed in the legend in that order. */
   readonly series: readonly Series[];
   /** Vertical markers (e.g. growth steps). */
   readonly markers?: readonly { readonly x: number; readonly label: string }[];
