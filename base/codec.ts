@@ -23,6 +23,14 @@ export type StrictC<R extends ext.Props, O extends ext.Props> = ext.Type<
 >;
 
 /**
+ * The codec `t.exact(t.intersection([t.type(R), t.partial(O)]))`: required fields `R`, optional
+ * fields `O`, and any other field dropped while decoding (where {@link strict} refuses it).
+ */
+export type ExactObjectC<R extends ext.Props, O extends ext.Props> = ext.ExactC<
+  ext.IntersectionC<[ext.TypeC<R>, ext.PartialC<O>]>
+>;
+
+/**
  * An object codec with required and optional fields that rejects any field it
  * does not know, so a typo in a config is an error instead of a silent default.
  */

@@ -22,14 +22,23 @@
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid, deriveSeed, permutation } from "../base/mod.ts";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  deriveSeed,
+  type ext,
+  permutation,
+} from "../base/mod.ts";
 import type { TokenArray } from "./token_cache.ts";
 
-const BatchPositionFields = t.type({ epoch: t.number, cursor: t.number });
+/** The fields of a {@link BatchPosition}, with their codecs. */
+export const BATCH_POSITION_FIELDS = { epoch: t.number, cursor: t.number };
 /** Codec of a stream position (plain JSON). Use {@link decodeBatchPosition} to also check the numbers. */
-export const BatchPosition: t.ExactC<typeof BatchPositionFields> = t.exact(BatchPositionFields);
+export const BatchPosition: ext.ExactC<ext.TypeC<typeof BATCH_POSITION_FIELDS>> = t.exact(
+  t.type(BATCH_POSITION_FIELDS),
+);
 /** Where the next batch starts: the epoch and the index into that epoch's window order. */
-export type BatchPosition = t.TypeOf<typeof BatchPosition>;
+export type BatchPosition = ext.TypeOf<typeof BatchPosition>;
 
 /**
  * Reads a position back (e.g. from a checkpoint): both fields must be non-negative integers.
@@ -45,7 +54,7 @@ export type BatchPosition = t.TypeOf<typeof BatchPosition>;
 export function decodeBatchPosition(
   json: unknown,
   where = "position",
-): E.Either<ConfigInvalid, BatchPosition> {
+): ext.Either<ConfigInvalid, BatchPosition> {
   const decoded = BatchPosition.decode(json);
   if (E.isLeft(decoded)) {
     return E.left(configInvalid(where, "expected { epoch, cursor } with numbers"));
@@ -64,15 +73,21 @@ export function decodeBatchPosition(
 
 /** Rows of a batch as start offsets into a split's token stream: row k is `tokens[starts[k] ..= starts[k] + seq]`. */
 export interface TokenWindows {
+  /** Which split's token stream the offsets index. */
   readonly split: "train" | "validation";
+  /** One token offset per row of the batch, in row order. */
   readonly starts: readonly number[];
 }
 
 /** One batch, row-major: `tokens[b * seq + i]` is input i of example b; `targets` is shifted by one. */
 export interface Batch {
+  /** Input token ids, `batch × seq` of them. */
   readonly tokens: Int32Array;
+  /** The id that follows each input (the input stream shifted by one), `batch × seq` of them. */
   readonly targets: Int32Array;
+  /** Rows (sequences) in the batch. */
   readonly batch: number;
+  /** Tokens per row. */
   readonly seq: number;
   /** Where the rows were cut from (training stream batches and a run's validation batches). */
   readonly window?: TokenWindows;
@@ -80,14 +95,19 @@ export interface Batch {
 
 /** A batch and the position after it. */
 export interface BatchStep {
+  /** The batch at the position asked for. */
   readonly batch: Batch;
+  /** Where the following batch starts (the epoch rolls over when this one used its last window). */
   readonly next: BatchPosition;
 }
 
 /** Shape and seed of a training stream. */
 export interface BatchStreamOptions {
+  /** Rows per batch, at least 1. */
   readonly batch: number;
+  /** Tokens per row, at least 1; the stream must hold at least `seq + 1` tokens. */
   readonly seq: number;
+  /** Seed of each epoch's window order and offset. */
   readonly seed: number;
   /** Move window boundaries between epochs (default true). */
   readonly shiftWindows?: boolean;
@@ -97,21 +117,27 @@ export interface BatchStreamOptions {
 
 /** A training stream over fixed tokens; build with {@link batchStream}. */
 export interface BatchStream {
+  /** Rows per batch. */
   readonly batch: number;
+  /** Tokens per row. */
   readonly seq: number;
+  /** Seed of each epoch's window order and offset. */
   readonly seed: number;
   /** Windows per epoch (constant across epochs). */
   readonly windowsPerEpoch: number;
   /** Tokens beyond the windows, the range of the per-epoch offset. */
   readonly slack: number;
+  /** Whether window boundaries move between epochs (by an offset in `[0, slack]`). */
   readonly shiftWindows: boolean;
+  /** The position of the stream's first batch: epoch 0, cursor 0. */
   readonly start: BatchPosition;
+  /** The token stream the windows are cut from. */
   readonly tokens: TokenArray;
   /** The window order of an epoch (memoised). */
   order(epoch: number): Uint32Array;
 }
 
-function checkShape(where: string, batch: number, seq: number): E.Either<ConfigInvalid, void> {
+function checkShape(where: string, batch: number, seq: number): ext.Either<ConfigInvalid, void> {
   if (!Number.isSafeInteger(batch) || batch < 1) {
     return E.left(configInvalid(`${where}.batch`, `must be a positive integer, got ${batch}`));
   }
@@ -142,7 +168,7 @@ function tooShort(where: string, seq: number, have: number, what: string): Confi
 export function batchStream(
   tokens: TokenArray,
   options: BatchStreamOptions,
-): E.Either<ConfigInvalid, BatchStream> {
+): ext.Either<ConfigInvalid, BatchStream> {
   const where = options.where ?? "data";
   const { batch, seq, seed } = options;
   const shape = checkShape(where, batch, seq);
@@ -244,7 +270,9 @@ export function* batchesFrom(
 
 /** Shape of evaluation batches. */
 export interface EvalBatchOptions {
+  /** Rows per batch, at least 1. */
   readonly batch: number;
+  /** Tokens per row, at least 1. */
   readonly seq: number;
   /** At most this many batches (default: all windows). */
   readonly maxBatches?: number;
@@ -269,7 +297,7 @@ export interface EvalBatchOptions {
 export function evalBatches(
   tokens: TokenArray,
   options: EvalBatchOptions,
-): E.Either<ConfigInvalid, Batch[]> {
+): ext.Either<ConfigInvalid, Batch[]> {
   const where = options.where ?? "data";
   const { batch, seq } = options;
   const shape = checkShape(where, batch, seq);

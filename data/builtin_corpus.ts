@@ -16,7 +16,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { type Chooser, document, END, lex } from "./_grammar.ts";
-import { createRng } from "../base/mod.ts";
+import { createRng, type ext } from "../base/mod.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
 /** Bumped whenever the grammar changes, so token caches of the old corpus are not reused. */
@@ -27,6 +27,7 @@ export const DEFAULT_BUILTIN_BYTES = 300_000;
 
 /** How much to generate. With neither `documents` nor `bytes`, {@link DEFAULT_BUILTIN_BYTES}. */
 export interface BuiltinCorpusOptions {
+  /** Seed of the generator: the same seed and size give the same documents. */
   readonly seed: number;
   /** Exactly this many documents. */
   readonly documents?: number;
@@ -36,7 +37,9 @@ export interface BuiltinCorpusOptions {
 
 /** Generated documents and their exact negative log-likelihoods under the grammar. */
 export interface BuiltinCorpus {
+  /** The seed they were generated from. */
   readonly seed: number;
+  /** The documents, in generation order. */
   readonly documents: readonly string[];
   /** −log P(document) in nats, per document, including the choice to end it. */
   readonly docNllNats: Float64Array;
@@ -113,7 +116,7 @@ export function builtinCorpus(options: BuiltinCorpusOptions): BuiltinCorpus {
  * assert(s._tag === "Right" && Math.abs(s.right - c.docNllNats[0]!) < 1e-9);
  * ```
  */
-export function scoreBuiltinDocument(text: string): E.Either<string, number> {
+export function scoreBuiltinDocument(text: string): ext.Either<string, number> {
   const lexemes = lex(text);
   if (lexemes === undefined) return E.left("text holds characters the grammar never emits");
   let at = 0;

@@ -23,6 +23,8 @@ import {
   type ConfigInvalid,
   configInvalid,
   deriveSeed,
+  type ExactObjectC,
+  type ext,
   type FileError,
   permutation,
 } from "../base/mod.ts";
@@ -37,46 +39,76 @@ import {
 import { type Tokenizer, tokenizerFor, TokenizerName } from "./tokenizer.ts";
 
 /** How to split off validation data by fraction. */
-export const SplitBy: t.KeyofC<{ documents: null; tail: null; auto: null }> = t.keyof({
+export const SplitBy: ext.KeyofC<{ documents: null; tail: null; auto: null }> = t.keyof({
   documents: null,
   tail: null,
   auto: null,
 });
 /** See {@link SplitBy}. */
-export type SplitBy = t.TypeOf<typeof SplitBy>;
+export type SplitBy = ext.TypeOf<typeof SplitBy>;
 
-const FractionSplitFields = t.intersection([
-  t.type({ fraction: t.number }),
-  t.partial({ by: SplitBy }),
-]);
-const SourcesSplitFields = t.type({ sources: t.array(DataSource) });
+/** The field a held-out validation fraction must give. */
+export const FRACTION_SPLIT_REQUIRED = {
+  /** Share of the data held out (0.1: a tenth). */
+  fraction: t.number,
+};
+/** The field a held-out validation fraction may give. */
+export const FRACTION_SPLIT_OPTIONAL = {
+  /** Whether whole documents or the stream's tail are held out (default `auto`: see above). */
+  by: SplitBy,
+};
+/** The field of validation data read from its own sources. */
+export const SOURCES_SPLIT_FIELDS = {
+  /** Where the validation documents come from, as training sources are written. */
+  sources: t.array(DataSource),
+};
 /** Validation data: a held-out fraction, or separate sources. */
-export const ValidationSpec: t.UnionC<
-  [t.ExactC<typeof FractionSplitFields>, t.ExactC<typeof SourcesSplitFields>]
-> = t.union([t.exact(FractionSplitFields), t.exact(SourcesSplitFields)]);
-/** See {@link ValidationSpec}. */
-export type ValidationSpec = t.TypeOf<typeof ValidationSpec>;
-
-const CorpusConfigFields = t.intersection([
-  t.type({ sources: t.array(DataSource), tokenizer: TokenizerName }),
-  t.partial({ validation: ValidationSpec, seed: t.number }),
+export const ValidationSpec: ext.UnionC<[
+  ExactObjectC<typeof FRACTION_SPLIT_REQUIRED, typeof FRACTION_SPLIT_OPTIONAL>,
+  ext.ExactC<ext.TypeC<typeof SOURCES_SPLIT_FIELDS>>,
+]> = t.union([
+  t.exact(t.intersection([t.type(FRACTION_SPLIT_REQUIRED), t.partial(FRACTION_SPLIT_OPTIONAL)])),
+  t.exact(t.type(SOURCES_SPLIT_FIELDS)),
 ]);
+/** See {@link ValidationSpec}. */
+export type ValidationSpec = ext.TypeOf<typeof ValidationSpec>;
+
+/** The fields the data section of a run config must give. */
+export const CORPUS_CONFIG_REQUIRED = {
+  /** Where the training documents come from. */
+  sources: t.array(DataSource),
+  /** How text becomes tokens. */
+  tokenizer: TokenizerName,
+};
+/** The fields the data section of a run config may give. */
+export const CORPUS_CONFIG_OPTIONAL = {
+  /** How validation data is made (default {@link DEFAULT_VALIDATION}). */
+  validation: ValidationSpec,
+  /** Seed of the held-out documents' choice (default 0). */
+  seed: t.number,
+};
 /** The data section of a run config. */
-export const CorpusConfig: t.ExactC<typeof CorpusConfigFields> = t.exact(CorpusConfigFields);
+export const CorpusConfig: ExactObjectC<
+  typeof CORPUS_CONFIG_REQUIRED,
+  typeof CORPUS_CONFIG_OPTIONAL
+> = t.exact(t.intersection([t.type(CORPUS_CONFIG_REQUIRED), t.partial(CORPUS_CONFIG_OPTIONAL)]));
 /** See {@link CorpusConfig}. */
-export type CorpusConfig = t.TypeOf<typeof CorpusConfig>;
+export type CorpusConfig = ext.TypeOf<typeof CorpusConfig>;
 
 /** The default validation split. */
 export const DEFAULT_VALIDATION: ValidationSpec = { fraction: 0.1, by: "auto" };
 
 /** Token streams ready for batching. */
 export interface Corpus {
+  /** The tokeniser the streams were made with (the config's, or the one injected). */
   readonly tokenizer: Tokenizer;
   /** Training documents joined, each followed by end-of-text. */
   readonly train: TokenArray;
   /** Validation tokens (documents joined likewise, or the tail of the stream). */
   readonly validation: TokenArray;
+  /** Documents in the training stream (for a tail split all of them, the last one cut short). */
   readonly trainDocuments: number;
+  /** Documents held out whole, or read from the validation sources; 0 for a tail split. */
   readonly validationDocuments: number;
   /** How the split was made. */
   readonly split: "documents" | "tail" | "sources";
@@ -115,9 +147,16 @@ function namesOf(units: readonly ResolvedUnit[]): string {
 
 /** The result of splitting one tokenised stream. */
 export interface Split {
+  /** The training tokens. */
   readonly train: TokenArray;
+  /** The held-out tokens. */
   readonly validation: TokenArray;
+  /** How the split was made: whole documents held out, or the stream's tail. */
   readonly by: "documents" | "tail";
+  /**
+   * For a document split, indices of the held-out documents in source order; empty for a tail
+   * split.
+   */
   readonly validationDocIndices: readonly number[];
 }
 
@@ -185,7 +224,7 @@ export function splitByFraction(
   docs: TokenizedDocs,
   spec: { readonly fraction: number; readonly by?: SplitBy },
   seed: number,
-): E.Either<ConfigInvalid, Split> {
+): ext.Either<ConfigInvalid, Split> {
   const { fraction } = spec;
   if (!(fraction >= 0 && fraction < 1)) {
     return E.left(configInvalid("data.validation.fraction", `must be in [0, 1), got ${fraction}`));
@@ -244,7 +283,7 @@ export function splitByFraction(
 export function loadCorpus(
   config: CorpusConfig,
   options: LoadCorpusOptions = {},
-): TE.TaskEither<FileError | ConfigInvalid, Corpus> {
+): ext.TaskEither<FileError | ConfigInvalid, Corpus> {
   return async () => {
     const baseDir = options.baseDir ?? Deno.cwd();
     const cache = options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir };

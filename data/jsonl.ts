@@ -6,18 +6,21 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { describeUnknown } from "../base/mod.ts";
+import { describeUnknown, type ext } from "../base/mod.ts";
 
 /** A parsed line and where it was. */
 export interface JsonLine {
   /** 1-based line number. */
   readonly line: number;
+  /** The line parsed as JSON, not yet decoded. */
   readonly value: unknown;
 }
 
 /** The first line that is not valid JSON. */
 export interface BadJsonLine {
+  /** 1-based line number. */
   readonly line: number;
+  /** The JSON parser's message. */
   readonly why: string;
 }
 
@@ -35,7 +38,7 @@ export interface BadJsonLine {
  * assert(bad._tag === "Left" && bad.left.line === 2);
  * ```
  */
-export function jsonLines(text: string): E.Either<BadJsonLine, JsonLine[]> {
+export function jsonLines(text: string): ext.Either<BadJsonLine, JsonLine[]> {
   const out: JsonLine[] = [];
   const lines = text.split("\n");
   for (let i = 0; i < lines.length; i++) {

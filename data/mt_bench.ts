@@ -9,38 +9,67 @@
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
-import type * as TE from "fp-ts/lib/TaskEither.js";
-import { type ContentInvalid, contentInvalid, decodeWith, type FileError } from "../base/mod.ts";
+import {
+  type ContentInvalid,
+  contentInvalid,
+  decodeWith,
+  type ext,
+  type FileError,
+} from "../base/mod.ts";
 import { jsonLines } from "./jsonl.ts";
 import { readUtf8File } from "./text_file.ts";
 
 const QuestionId = t.union([t.number, t.string]);
 
+/** The fields every MT-Bench question has. */
+export const MT_BENCH_QUESTION_REQUIRED = {
+  /** FastChat's id, a number in `question.jsonl` (a string is accepted too). */
+  question_id: QuestionId,
+  /** MT-Bench's category, e.g. `writing`, `math`, `coding`. */
+  category: t.string,
+  /** The user's messages, asked one after the other in one conversation. */
+  turns: t.array(t.string),
+};
+/** The field some MT-Bench questions have. */
+export const MT_BENCH_QUESTION_OPTIONAL = {
+  /** Reference answers the judge sees for math, reasoning and coding questions. */
+  reference: t.array(t.string),
+};
 /** One MT-Bench question: FastChat's record (unknown fields such as `reference` are kept out). */
-export const MtBenchQuestion = t.intersection([
-  t.type({ question_id: QuestionId, category: t.string, turns: t.array(t.string) }),
-  t.partial({ reference: t.array(t.string) }),
+export const MtBenchQuestion: ext.IntersectionC<[
+  ext.TypeC<typeof MT_BENCH_QUESTION_REQUIRED>,
+  ext.PartialC<typeof MT_BENCH_QUESTION_OPTIONAL>,
+]> = t.intersection([
+  t.type(MT_BENCH_QUESTION_REQUIRED),
+  t.partial(MT_BENCH_QUESTION_OPTIONAL),
 ]);
 /** A question and its turns (MT-Bench: two), asked one after the other in one conversation. */
-export type MtBenchQuestion = t.TypeOf<typeof MtBenchQuestion>;
+export type MtBenchQuestion = ext.TypeOf<typeof MtBenchQuestion>;
 
-/** One answer record of FastChat's `model_answer` JSONL. */
-export const ModelAnswer = t.type({
+/** The fields of a {@link ModelAnswer}, as FastChat's `gen_model_answer.py` writes them. */
+export const MODEL_ANSWER_FIELDS = {
+  /** The question answered. */
   question_id: QuestionId,
+  /** A fresh id of this answer. */
   answer_id: t.string,
+  /** Name of the model that answered, the judge's name for it. */
   model_id: t.string,
+  /** The answers; FastChat writes one choice, index 0, with one reply per turn. */
   choices: t.array(t.type({ index: t.number, turns: t.array(t.string) })),
+  /** When the answer was written, in seconds since the epoch. */
   tstamp: t.number,
-});
+};
+/** One answer record of FastChat's `model_answer` JSONL. */
+export const ModelAnswer: ext.TypeC<typeof MODEL_ANSWER_FIELDS> = t.type(MODEL_ANSWER_FIELDS);
 /** A model's answers to every turn of one question. */
-export type ModelAnswer = t.TypeOf<typeof ModelAnswer>;
+export type ModelAnswer = ext.TypeOf<typeof ModelAnswer>;
 
 /** One JSON value per non-blank line, decoded; errors name the file and the line. */
 function parseJsonl<A>(
   text: string,
   file: string,
-  decode: (u: unknown) => E.Either<string[], A>,
-): E.Either<ContentInvalid, { readonly line: number; readonly value: A }[]> {
+  decode: (u: unknown) => ext.Either<string[], A>,
+): ext.Either<ContentInvalid, { readonly line: number; readonly value: A }[]> {
   const parsed = jsonLines(text);
   if (E.isLeft(parsed)) {
     const { line, why } = parsed.left;
@@ -72,7 +101,7 @@ function parseJsonl<A>(
 export function parseQuestions(
   text: string,
   file: string,
-): E.Either<ContentInvalid, MtBenchQuestion[]> {
+): ext.Either<ContentInvalid, MtBenchQuestion[]> {
   const parsed = parseJsonl(text, file, (u) => decodeWith(MtBenchQuestion, u));
   if (E.isLeft(parsed)) return parsed;
   const seen = new Map<string, number>();
@@ -109,7 +138,7 @@ export function parseQuestions(
  * console.assert(r._tag === "Left" && r.left._tag === "IoFailed");
  * ```
  */
-export function readQuestions(path: string): TE.TaskEither<FileError, MtBenchQuestion[]> {
+export function readQuestions(path: string): ext.TaskEither<FileError, MtBenchQuestion[]> {
   return async () => {
     const text = await readUtf8File(path)();
     return E.isLeft(text) ? text : parseQuestions(text.right, path);
@@ -118,6 +147,7 @@ export function readQuestions(path: string): TE.TaskEither<FileError, MtBenchQue
 
 /** What identifies an answer besides its question and text. */
 export interface AnswerStamp {
+  /** Name of the model that answered, written as FastChat's `model_id`. */
   readonly modelId: string;
   /** A unique id (FastChat uses a short uuid). */
   readonly answerId: string;
@@ -178,7 +208,7 @@ export function modelAnswersJsonl(answers: readonly ModelAnswer[]): string {
 export function parseModelAnswers(
   text: string,
   file: string,
-): E.Either<ContentInvalid, ModelAnswer[]> {
+): ext.Either<ContentInvalid, ModelAnswer[]> {
   return E.map((rows: { value: ModelAnswer }[]) => rows.map((r) => r.value))(
     parseJsonl(text, file, (u) => decodeWith(ModelAnswer, u)),
   );

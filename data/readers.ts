@@ -8,9 +8,14 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import * as TE from "fp-ts/lib/TaskEither.js";
 import { type AsyncBuffer, parquetMetadataAsync, parquetRead, parquetSchema } from "hyparquet";
-import { contentInvalid, describeUnknown, type FileError, ioFailed } from "../base/mod.ts";
+import {
+  contentInvalid,
+  describeUnknown,
+  type ext,
+  type FileError,
+  ioFailed,
+} from "../base/mod.ts";
 import { builtinCorpus } from "./builtin_corpus.ts";
 import { jsonLines } from "./jsonl.ts";
 import type { ResolvedFile, ResolvedUnit } from "./sources.ts";
@@ -38,7 +43,7 @@ export function stripGutenberg(text: string): string {
 }
 
 /** Text files: UTF-8 (a byte-order mark is dropped), CRLF normalised to LF, one document. */
-async function readText(file: ResolvedFile): Promise<E.Either<FileError, string[]>> {
+async function readText(file: ResolvedFile): Promise<ext.Either<FileError, string[]>> {
   const read = await readUtf8File(file.path)();
   if (E.isLeft(read)) return read;
   let text = read.right.replace(/\r\n?/g, "\n");
@@ -51,7 +56,7 @@ function isRecord(x: unknown): x is Record<string, unknown> {
 }
 
 /** JSONL: one JSON object per non-blank line; `field` must be a string on every line. */
-async function readJsonl(file: ResolvedFile): Promise<E.Either<FileError, string[]>> {
+async function readJsonl(file: ResolvedFile): Promise<ext.Either<FileError, string[]>> {
   const text = await readUtf8File(file.path)();
   if (E.isLeft(text)) return text;
   const parsed = jsonLines(text.right);
@@ -97,7 +102,7 @@ function fileBuffer(handle: Deno.FsFile, size: number): AsyncBuffer {
 }
 
 /** Parquet: the string column `field`, one document per row. */
-async function readParquet(file: ResolvedFile): Promise<E.Either<FileError, string[]>> {
+async function readParquet(file: ResolvedFile): Promise<ext.Either<FileError, string[]>> {
   const handle = await Deno.open(file.path, { read: true });
   try {
     const buffer = fileBuffer(handle, (await handle.stat()).size);
@@ -147,7 +152,7 @@ async function readParquet(file: ResolvedFile): Promise<E.Either<FileError, stri
  * assert(r._tag === "Right" && r.right.length === 2);
  * ```
  */
-export function readDocuments(unit: ResolvedUnit): TE.TaskEither<FileError, string[]> {
+export function readDocuments(unit: ResolvedUnit): ext.TaskEither<FileError, string[]> {
   return async () => {
     if (unit.kind === "builtin") {
       const options = {

@@ -8,13 +8,14 @@
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
-import * as TE from "fp-ts/lib/TaskEither.js";
 import { glob } from "node:fs/promises";
 import * as path from "node:path";
 import {
   type ConfigInvalid,
   configInvalid,
   describeUnknown,
+  type ExactObjectC,
+  type ext,
   type IoFailed,
   ioFailed,
 } from "../base/mod.ts";
@@ -22,68 +23,92 @@ import { BUILTIN_CORPUS_VERSION } from "./builtin_corpus.ts";
 import { notRegularFile } from "./text_file.ts";
 
 /** How a file's documents are stored. */
-export const SourceFormat: t.KeyofC<{ text: null; jsonl: null; parquet: null }> = t.keyof({
+export const SourceFormat: ext.KeyofC<{ text: null; jsonl: null; parquet: null }> = t.keyof({
   text: null,
   jsonl: null,
   parquet: null,
 });
 /** `text`: the whole file is one document; `jsonl`: one per line; `parquet`: one per row. */
-export type SourceFormat = t.TypeOf<typeof SourceFormat>;
+export type SourceFormat = ext.TypeOf<typeof SourceFormat>;
 
-const FileSourceFields = t.intersection([
-  t.type({ path: t.string }),
-  t.partial({
-    /** Overrides the format the extension implies. */
-    format: SourceFormat,
-    /** JSONL field / Parquet column holding the text (default `text`). */
-    field: t.string,
-    /** Basenames, relative paths or glob patterns to leave out of a directory or glob. */
-    exclude: t.array(t.string),
-    /** Keep only what lies between Project Gutenberg's `*** START OF` and `*** END OF` lines. */
-    gutenberg: t.boolean,
-  }),
-]);
+/** The field a {@link FileSource} must give. */
+export const FILE_SOURCE_REQUIRED = {
+  /** A file, a directory or a glob, relative to the base directory. */
+  path: t.string,
+};
+/** The fields a {@link FileSource} may give. */
+export const FILE_SOURCE_OPTIONAL = {
+  /** Overrides the format the extension implies. */
+  format: SourceFormat,
+  /** JSONL field / Parquet column holding the text (default `text`). */
+  field: t.string,
+  /** Basenames, relative paths or glob patterns to leave out of a directory or glob. */
+  exclude: t.array(t.string),
+  /** Keep only what lies between Project Gutenberg's `*** START OF` and `*** END OF` lines. */
+  gutenberg: t.boolean,
+};
 /** Files on disk: `path` is a file, a directory or a glob, relative to the base directory. */
-export const FileSource: t.ExactC<typeof FileSourceFields> = t.exact(FileSourceFields);
+export const FileSource: ExactObjectC<typeof FILE_SOURCE_REQUIRED, typeof FILE_SOURCE_OPTIONAL> = t
+  .exact(t.intersection([t.type(FILE_SOURCE_REQUIRED), t.partial(FILE_SOURCE_OPTIONAL)]));
 /** See {@link FileSource}. */
-export type FileSource = t.TypeOf<typeof FileSource>;
+export type FileSource = ext.TypeOf<typeof FileSource>;
 
-const BuiltinFields = t.exact(
-  t.intersection([t.type({ seed: t.number }), t.partial({ documents: t.number, bytes: t.number })]),
-);
-const BuiltinSourceFields = t.type({ builtin: BuiltinFields });
+/** The field of a {@link BuiltinSource}. */
+export const BUILTIN_SOURCE_FIELDS = {
+  /** The generator's settings: `seed`, and optionally how many `documents` or `bytes`. */
+  builtin: t.exact(
+    t.intersection([
+      t.type({ seed: t.number }),
+      t.partial({ documents: t.number, bytes: t.number }),
+    ]),
+  ),
+};
 /** The generated corpus (see `builtin_corpus.ts`). */
-export const BuiltinSource: t.ExactC<typeof BuiltinSourceFields> = t.exact(BuiltinSourceFields);
+export const BuiltinSource: ext.ExactC<ext.TypeC<typeof BUILTIN_SOURCE_FIELDS>> = t.exact(
+  t.type(BUILTIN_SOURCE_FIELDS),
+);
 /** See {@link BuiltinSource}. */
-export type BuiltinSource = t.TypeOf<typeof BuiltinSource>;
+export type BuiltinSource = ext.TypeOf<typeof BuiltinSource>;
 
 /** A data source in a config: a path string (shorthand for `{path}`), a {@link FileSource} or a {@link BuiltinSource}. */
-export const DataSource: t.UnionC<[t.StringC, typeof FileSource, typeof BuiltinSource]> = t.union([
-  t.string,
-  FileSource,
-  BuiltinSource,
-]);
+export const DataSource: ext.UnionC<[ext.StringC, typeof FileSource, typeof BuiltinSource]> = t
+  .union([
+    t.string,
+    FileSource,
+    BuiltinSource,
+  ]);
 /** See {@link DataSource}. */
-export type DataSource = t.TypeOf<typeof DataSource>;
+export type DataSource = ext.TypeOf<typeof DataSource>;
 
 /** One file to read, with what identifies its content for the token cache. */
 export interface ResolvedFile {
+  /** Tells a file apart from the built-in corpus. */
   readonly kind: "file";
   /** Absolute path. */
   readonly path: string;
+  /** How the file's documents are stored: given, or implied by the extension. */
   readonly format: SourceFormat;
+  /** JSONL field or Parquet column holding the text (`text` unless the source names another). */
   readonly field: string;
+  /** Whether Project Gutenberg's header and footer are cut off. */
   readonly gutenberg: boolean;
+  /** Size in bytes when resolved; with `mtimeMs`, what tells the cache the file changed. */
   readonly size: number;
+  /** Modification time in milliseconds since the epoch (0 where the system gives none). */
   readonly mtimeMs: number;
 }
 
 /** The built-in corpus with its generator version. */
 export interface ResolvedBuiltin {
+  /** Tells the built-in corpus apart from a file. */
   readonly kind: "builtin";
+  /** Seed of the generator. */
   readonly seed: number;
+  /** Exactly this many documents, when given. */
   readonly documents?: number;
+  /** Documents until their size reaches this many bytes, when given. */
   readonly bytes?: number;
+  /** The generator's version ({@link BUILTIN_CORPUS_VERSION}), part of the cache key. */
   readonly version: number;
 }
 
@@ -152,7 +177,7 @@ async function statOrUndefined(p: string): Promise<Deno.FileInfo | undefined> {
 async function expand(
   source: FileSource,
   baseDir: string,
-): Promise<E.Either<IoFailed, ResolvedFile[]>> {
+): Promise<ext.Either<IoFailed, ResolvedFile[]>> {
   const target = path.resolve(baseDir, source.path);
   const exclude = source.exclude ?? [];
   let files: string[];
@@ -219,7 +244,7 @@ async function expand(
 export function resolveSources(
   sources: readonly DataSource[],
   baseDir: string,
-): TE.TaskEither<IoFailed | ConfigInvalid, ResolvedUnit[]> {
+): ext.TaskEither<IoFailed | ConfigInvalid, ResolvedUnit[]> {
   return async () => {
     if (sources.length === 0) return E.left(configInvalid("data.sources", "no data sources given"));
     const out: ResolvedUnit[] = [];

@@ -8,11 +8,11 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import type * as TE from "fp-ts/lib/TaskEither.js";
 import {
   type ContentInvalid,
   contentInvalid,
   describeUnknown,
+  type ext,
   type FileError,
   type IoFailed,
   ioFailed,
@@ -57,6 +57,7 @@ export interface BadUtf8 {
   readonly offset: number;
   /** 1-based line (newlines before the offset + 1). */
   readonly line: number;
+  /** The value of the offending byte, 0–255. */
   readonly byte: number;
 }
 
@@ -126,7 +127,7 @@ export function firstBadUtf8(bytes: Uint8Array): BadUtf8 | undefined {
  * assert(bad._tag === "Left" && bad.left.message.startsWith("not valid UTF-8: byte 0xFF at offset 2 (line 2)"));
  * ```
  */
-export function decodeUtf8(bytes: Uint8Array, path: string): E.Either<ContentInvalid, string> {
+export function decodeUtf8(bytes: Uint8Array, path: string): ext.Either<ContentInvalid, string> {
   try {
     return E.right(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch {
@@ -152,7 +153,7 @@ export function decodeUtf8(bytes: Uint8Array, path: string): E.Either<ContentInv
  * console.assert(r._tag === "Left" && r.left._tag === "IoFailed");
  * ```
  */
-export function readUtf8File(path: string): TE.TaskEither<FileError, string> {
+export function readUtf8File(path: string): ext.TaskEither<FileError, string> {
   return async () => {
     let bytes: Uint8Array;
     try {

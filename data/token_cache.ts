@@ -16,7 +16,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import * as path from "node:path";
-import { describeUnknown, type FileError, ioFailed } from "../base/mod.ts";
+import { describeUnknown, type ext, type FileError, ioFailed } from "../base/mod.ts";
 import { writeFileAtomic } from "../store/mod.ts";
 import { readDocuments } from "./readers.ts";
 import type { ResolvedUnit } from "./sources.ts";
@@ -27,7 +27,9 @@ export type TokenArray = Uint16Array | Int32Array;
 
 /** Documents as one stream, each followed by end-of-text; `docEnds[i]` is the end (exclusive) of document i. */
 export interface TokenizedDocs {
+  /** Every document's tokens, each followed by the end-of-text id. */
   readonly tokens: TokenArray;
+  /** End (exclusive) of each document in `tokens`, its end-of-text included. */
   readonly docEnds: Uint32Array;
 }
 
@@ -136,6 +138,7 @@ function entryBytes(docs: TokenizedDocs): Uint8Array {
 
 /** What {@link loadTokenized} did. */
 export interface LoadedTokens {
+  /** The tokens and where each document ends. */
   readonly docs: TokenizedDocs;
   /** True when the tokens came from the cache (nothing was read or tokenised). */
   readonly fromCache: boolean;
@@ -166,7 +169,7 @@ export function loadTokenized(
   units: readonly ResolvedUnit[],
   tokenizer: Tokenizer,
   options: LoadTokenizedOptions = {},
-): TE.TaskEither<FileError, LoadedTokens> {
+): ext.TaskEither<FileError, LoadedTokens> {
   return async () => {
     const key = cacheKey(units, tokenizer);
     const base = options.cacheDir === undefined

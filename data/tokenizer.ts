@@ -11,15 +11,15 @@
  */
 import * as t from "io-ts";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { describeUnknown, type IoFailed, ioFailed } from "../base/mod.ts";
+import { describeUnknown, type ext, type IoFailed, ioFailed } from "../base/mod.ts";
 
 /** Names of the built-in tokenisers; the codec a config decodes them with. */
-export const TokenizerName: t.KeyofC<{ gpt2: null; bytes: null }> = t.keyof({
+export const TokenizerName: ext.KeyofC<{ gpt2: null; bytes: null }> = t.keyof({
   gpt2: null,
   bytes: null,
 });
 /** `"gpt2"` (r50k_base BPE) or `"bytes"` (UTF-8 bytes + end-of-text). */
-export type TokenizerName = t.TypeOf<typeof TokenizerName>;
+export type TokenizerName = ext.TypeOf<typeof TokenizerName>;
 
 /** The vocabulary size of each built-in tokeniser (known without loading its tables). */
 export const TOKENIZER_VOCAB: Readonly<Record<TokenizerName, number>> = { gpt2: 50257, bytes: 257 };
@@ -28,9 +28,11 @@ export const TOKENIZER_VOCAB: Readonly<Record<TokenizerName, number>> = { gpt2: 
 export interface Tokenizer {
   /** Stable name, part of the token-cache key. */
   readonly name: string;
+  /** Number of ids: every id is below it. */
   readonly vocabSize: number;
   /** The end-of-text id placed between documents. */
   readonly eot: number;
+  /** Ids of `text`, with no end-of-text added. */
   encode(text: string): Int32Array;
   /** Text of the ids; `eot` appears as `<|endoftext|>`. */
   decode(ids: ArrayLike<number>): string;
@@ -86,7 +88,7 @@ export function byteTokenizer(): Tokenizer {
  * if (r._tag === "Right") assert(r.right.eot === 50256 && r.right.encode("hello").length === 1);
  * ```
  */
-export function gpt2Tokenizer(): TE.TaskEither<IoFailed, Tokenizer> {
+export function gpt2Tokenizer(): ext.TaskEither<IoFailed, Tokenizer> {
   return TE.tryCatch(
     async () => {
       const bpe = await import("gpt-tokenizer/encoding/r50k_base");
@@ -115,7 +117,7 @@ export function gpt2Tokenizer(): TE.TaskEither<IoFailed, Tokenizer> {
  * assert(r._tag === "Right" && r.right.vocabSize === 257);
  * ```
  */
-export function tokenizerFor(name: TokenizerName): TE.TaskEither<IoFailed, Tokenizer> {
+export function tokenizerFor(name: TokenizerName): ext.TaskEither<IoFailed, Tokenizer> {
   switch (name) {
     case "gpt2":
       return gpt2Tokenizer();
