@@ -31,6 +31,7 @@ export type {
   OutputOfProps,
   PartialC,
   Props,
+  ReadonlyC,
   StringC,
   Type,
   TypeC,

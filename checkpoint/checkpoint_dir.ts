@@ -6,10 +6,9 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import * as TE from "fp-ts/lib/TaskEither.js";
 import { statfsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { formatBytes, ioFailed } from "../base/mod.ts";
+import { type ext, formatBytes, ioFailed } from "../base/mod.ts";
 import { removeStaleTemps, writeDirAtomic } from "../store/mod.ts";
 import { exists, readJson } from "./_files.ts";
 import type { HfDtype } from "./hf_config.ts";
@@ -33,7 +32,9 @@ export const ADAPTER_DIR = "adapter";
 
 /** A checkpoint open for reading and the format it was found in. */
 export interface OpenedCheckpoint {
+  /** The model as a view: shape, tensors read on demand, adapters if any. */
   readonly view: ModelView;
+  /** The format the directory was recognised as. */
   readonly format: CheckpointFormat;
 }
 
@@ -54,7 +55,7 @@ export interface OpenedCheckpoint {
 export function openCheckpoint(
   path: string,
   options: StepOpenOptions = {},
-): TE.TaskEither<CkptError, OpenedCheckpoint> {
+): ext.TaskEither<CkptError, OpenedCheckpoint> {
   return async () => {
     const dir = await checkpointDirOf(path);
     const config = `${dir}/${FINAL_FILES.config}`;
@@ -93,6 +94,7 @@ async function checkpointDirOf(path: string): Promise<string> {
 
 /** Options of {@link saveCheckpoint}. */
 export interface SaveOptions {
+  /** Which format to write: a Hugging Face directory or this project's. */
   readonly format: CheckpointFormat;
   /** Stored dtype of a Hugging Face output (ours is always float32). */
   readonly dtype: HfDtype;
@@ -111,7 +113,12 @@ export interface SaveOptions {
 
 /** What {@link saveCheckpoint} wrote: paths relative to `dir`. */
 export interface Saved {
+  /** The directory written. */
   readonly dir: string;
+  /**
+   * Every file written, relative to `dir` (e.g. `model.safetensors`,
+   * `adapter/adapter_config.json`).
+   */
   readonly files: readonly string[];
 }
 
@@ -145,7 +152,7 @@ export function saveCheckpoint(
   view: ModelView,
   out: string,
   options: SaveOptions,
-): TE.TaskEither<CkptError, Saved> {
+): ext.TaskEither<CkptError, Saved> {
   return async () => {
     // Library callers get the rule too: the view's own source is an input.
     const allowed = await checkOutput(

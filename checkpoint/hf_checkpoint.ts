@@ -13,7 +13,14 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { configInvalid, contentInvalid, ioFailed, LM_HEAD, paramShapes } from "../base/mod.ts";
+import {
+  configInvalid,
+  contentInvalid,
+  type ext,
+  ioFailed,
+  LM_HEAD,
+  paramShapes,
+} from "../base/mod.ts";
 import {
   createSafetensorsWriter,
   type SafetensorsReader,
@@ -83,7 +90,7 @@ export function planShards(
 }
 
 /** Tensor name → file, from the index or the single file. */
-async function weightFiles(dir: string): Promise<E.Either<CkptError, Map<string, string>>> {
+async function weightFiles(dir: string): Promise<ext.Either<CkptError, Map<string, string>>> {
   const indexPath = `${dir}/${INDEX_FILE}`;
   if (await exists(indexPath)) {
     const index = await readJson(indexPath)();
@@ -124,7 +131,7 @@ function locate(
   dir: string,
   files: Map<string, string>,
   readers: ReadonlyMap<string, SafetensorsReader>,
-): E.Either<CkptError, Map<string, SafetensorsReader>> {
+): ext.Either<CkptError, Map<string, SafetensorsReader>> {
   const where = new Map<string, SafetensorsReader>();
   if (files.has("*")) {
     const r = readers.get(SINGLE_FILE)!;
@@ -171,7 +178,7 @@ function locate(
  * assert(r._tag === "Left");
  * ```
  */
-export function openHfCheckpoint(dir: string): TE.TaskEither<CkptError, ModelView> {
+export function openHfCheckpoint(dir: string): ext.TaskEither<CkptError, ModelView> {
   return async () => {
     const configPath = `${dir}/config.json`;
     const json = await readJson(configPath)();
@@ -185,7 +192,7 @@ export function openHfCheckpoint(dir: string): TE.TaskEither<CkptError, ModelVie
     if (E.isLeft(opened)) return opened;
     const readers = new Map(names.map((f, i) => [f, opened.right[i]!] as const));
     const close = (): void => readers.forEach((r) => r.close());
-    const fail = (e: CkptError): E.Either<CkptError, never> => {
+    const fail = (e: CkptError): ext.Either<CkptError, never> => {
       close();
       return E.left(e);
     };
@@ -240,7 +247,7 @@ function loadHf(
   reader: SafetensorsReader,
   name: string,
   ours: readonly number[],
-): TE.TaskEither<CkptError, Float32Array> {
+): ext.TaskEither<CkptError, Float32Array> {
   return TE.flatMapEither(reader.read(name), (raw) => {
     const values = floatValues(raw, reader.path, name);
     if (E.isLeft(values) || !isLinearWeight(name)) return values;
@@ -251,6 +258,7 @@ function loadHf(
 
 /** Options of {@link writeHfCheckpoint}. */
 export interface HfWriteOptions {
+  /** Element type of the stored weights: float32, float16 or bfloat16 (rounded to nearest even). */
   readonly dtype: HfDtype;
   /** Largest shard in bytes; a model above it is split, with an index. */
   readonly maxShardBytes: number;
@@ -273,7 +281,7 @@ export function writeHfCheckpoint(
   view: ModelView,
   dir: string,
   options: HfWriteOptions,
-): TE.TaskEither<CkptError, HfWritten> {
+): ext.TaskEither<CkptError, HfWritten> {
   return async () => {
     const dtype = safetensorsDtype(options.dtype);
     const specs = new Map<string, TensorSpec>(

@@ -14,7 +14,13 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid, type LlamaShape, shapeProblem } from "../base/mod.ts";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  type ext,
+  type LlamaShape,
+  shapeProblem,
+} from "../base/mod.ts";
 import type { Dtype } from "../store/mod.ts";
 
 /** The dtypes a Hugging Face LLaMA checkpoint is stored in, by torch's name. */
@@ -110,9 +116,9 @@ const bool = (v: unknown): v is boolean => typeof v === "boolean";
  * assert(r._tag === "Right" && r.right.kvHeads === 2 && r.right.rmsNormEps === 1e-6);
  * ```
  */
-export function fromHfConfig(json: unknown, where: string): E.Either<ConfigInvalid, LlamaShape> {
+export function fromHfConfig(json: unknown, where: string): ext.Either<ConfigInvalid, LlamaShape> {
   if (!isRecord(json)) return E.left(configInvalid(where, "expected a JSON object"));
-  const bad = (key: string, message: string): E.Either<ConfigInvalid, never> =>
+  const bad = (key: string, message: string): ext.Either<ConfigInvalid, never> =>
     E.left(configInvalid(`${where}: ${key}`, message));
   if (json.model_type !== undefined && json.model_type !== "llama") {
     return bad("model_type", `expected "llama", got ${JSON.stringify(json.model_type)}`);

@@ -9,10 +9,10 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import type * as TE from "fp-ts/lib/TaskEither.js";
 import {
   type ConfigInvalid,
   configInvalid,
+  type ext,
   type FileError,
   type LlamaShape,
   type Projection,
@@ -29,7 +29,7 @@ export interface LazyTensor {
   /** Shape in our layout (linear weights [in, out]). */
   readonly shape: readonly number[];
   /** Reads (or computes) the values; each call returns a fresh array. */
-  load(): TE.TaskEither<CkptError, Float32Array>;
+  load(): ext.TaskEither<CkptError, Float32Array>;
 }
 
 /**
@@ -37,7 +37,9 @@ export interface LazyTensor {
  * `<proj>.lora_A` [in, r] and `<proj>.lora_B` [r, out], merged as W += scale·A·B.
  */
 export interface LoraAdapters {
+  /** Rank r: columns of each A, rows of each B. */
   readonly rank: number;
+  /** LoRA's α, from which `scale` follows. */
   readonly alpha: number;
   /** α / r (or α / √r under rank-stabilised LoRA). */
   readonly scale: number;
@@ -81,7 +83,7 @@ export function floatValues(
   raw: RawTensor,
   file: string,
   name: string,
-): E.Either<ConfigInvalid, Float32Array> {
+): ext.Either<ConfigInvalid, Float32Array> {
   if (raw.dtype !== "F32" && raw.dtype !== "F16" && raw.dtype !== "BF16") {
     return E.left(
       configInvalid(

@@ -25,6 +25,7 @@ import {
   type ConfigInvalid,
   configInvalid,
   describeUnknown,
+  type ext,
   type IoFailed,
   ioFailed,
 } from "../base/mod.ts";
@@ -35,6 +36,7 @@ import { RUN_DIR } from "./run_layout.ts";
 export interface InputPath {
   /** How a message names it: `the checkpoint`, `the --data file`. */
   readonly what: string;
+  /** The path as the user gave it. */
   readonly path: string;
   /**
    * A checkpoint is its whole folder: given as one of its files (`final/model.safetensors`),
@@ -412,7 +414,7 @@ export async function writePath(p: string): Promise<string> {
 export async function checkOutput(
   out: OutputPath,
   inputs: readonly InputPath[],
-): Promise<E.Either<ConfigInvalid | IoFailed, string>> {
+): Promise<ext.Either<ConfigInvalid | IoFailed, string>> {
   if (out.path.trim() === "") {
     return E.left(configInvalid(out.flag ?? "output", "is empty: name a path to write"));
   }

@@ -19,6 +19,7 @@ import * as TE from "fp-ts/lib/TaskEither.js";
 import {
   configInvalid,
   contentInvalid,
+  type ext,
   ioFailed,
   type LlamaShape,
   parseProjectionName,
@@ -113,7 +114,7 @@ export function writePeftAdapter(
   adapters: LoraAdapters,
   dir: string,
   options: PeftOptions & { readonly dtype: HfDtype },
-): TE.TaskEither<CkptError, string[]> {
+): ext.TaskEither<CkptError, string[]> {
   return async () => {
     const dtype = safetensorsDtype(options.dtype);
     const peftShape = (t: LazyTensor): number[] => [t.shape[1]!, t.shape[0]!];
@@ -149,7 +150,9 @@ export function writePeftAdapter(
 
 /** Adapters read from a PEFT directory, holding its file open until `close`. */
 export interface OpenAdapters extends LoraAdapters {
+  /** The PEFT directory the adapters were read from. */
   readonly source: string;
+  /** Closes the adapter file; tensors not yet loaded cannot be read after it. */
   close(): void;
 }
 
@@ -159,9 +162,9 @@ const TENSOR = /^base_model\.model\.(.+)\.lora_([AB])(?:\.default)?\.weight$/;
 function readConfig(
   json: unknown,
   where: string,
-): E.Either<CkptError, { rank: number; alpha: number; scale: number }> {
+): ext.Either<CkptError, { rank: number; alpha: number; scale: number }> {
   const c = (typeof json === "object" && json !== null ? json : {}) as Record<string, unknown>;
-  const bad = (key: string, message: string): E.Either<CkptError, never> =>
+  const bad = (key: string, message: string): ext.Either<CkptError, never> =>
     E.left(configInvalid(`${where}: ${key}`, message));
   if (c.peft_type !== "LORA") {
     return bad("peft_type", `expected "LORA", got ${JSON.stringify(c.peft_type)}`);
@@ -199,7 +202,7 @@ function readConfig(
 export function openPeftAdapter(
   dir: string,
   shape: LlamaShape,
-): TE.TaskEither<CkptError, OpenAdapters> {
+): ext.TaskEither<CkptError, OpenAdapters> {
   return async () => {
     const configPath = `${dir}/${ADAPTER_CONFIG}`;
     const json = await readJson(configPath)();
@@ -216,7 +219,7 @@ export function openPeftAdapter(
     const opened = await openAll([path]);
     if (E.isLeft(opened)) return opened;
     const reader = opened.right[0]!;
-    const fail = (e: CkptError): E.Either<CkptError, never> => {
+    const fail = (e: CkptError): ext.Either<CkptError, never> => {
       reader.close();
       return E.left(e);
     };
@@ -275,7 +278,7 @@ export function openPeftAdapter(
 
 function transposed(
   file: string,
-  read: (name: string) => TE.TaskEither<CkptError, RawTensor>,
+  read: (name: string) => ext.TaskEither<CkptError, RawTensor>,
   stored: string,
   name: string,
   peftShape: readonly [number, number],

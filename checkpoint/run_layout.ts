@@ -15,11 +15,11 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import type * as TE from "fp-ts/lib/TaskEither.js";
 import * as t from "io-ts";
 import {
   contentInvalid,
   describeUnknown,
+  type ext,
   type FileError,
   ioFailed,
   type LlamaShape,
@@ -69,43 +69,71 @@ export const STEP_METADATA: Readonly<Record<string, string>> = {
   layout: "linear weights are [in, out]",
 };
 
+/** The fields of {@link GaloreMetaCodec}. */
+export const GALORE_META_FIELDS = {
+  /** Rank r of the projected gradients. */
+  rank: t.number,
+  /** Optimizer steps between refreshes of each projector. */
+  updateEvery: t.number,
+  /** Factor applied to the update projected back to the weight's shape. */
+  scale: t.number,
+  /** Names of the weights GaLore optimises. */
+  targets: t.readonlyArray(t.string),
+};
+
 /**
  * GaLore's part of a snapshot: its hyper-parameters and the weights it optimises (each one's
  * side follows from its shape). A target's projector, once computed, is `galore/<name>` in `moments.safetensors`, and
  * its moments there have the projected shape.
  */
-export const GaloreMetaCodec = t.readonly(t.type({
-  rank: t.number,
-  updateEvery: t.number,
-  scale: t.number,
-  targets: t.readonlyArray(t.string),
-}));
+export const GaloreMetaCodec: ext.ReadonlyC<ext.TypeC<typeof GALORE_META_FIELDS>> = t.readonly(
+  t.type(GALORE_META_FIELDS),
+);
 /** GaLore's part of a snapshot (see {@link GaloreMetaCodec}). */
-export type GaloreMeta = t.TypeOf<typeof GaloreMetaCodec>;
+export type GaloreMeta = ext.TypeOf<typeof GaloreMetaCodec>;
+
+/** The fields every {@link SnapshotMetaCodec} record has. */
+export const SNAPSHOT_META_REQUIRED = {
+  /** Names of the parameters that train (weights and adapters); the rest are frozen. */
+  trainable: t.readonlyArray(t.string),
+  /** The LoRA scale α / r the adapters' output is multiplied by. */
+  loraScale: t.number,
+  /** AdamW's step count, which its bias correction continues from. */
+  adamStep: t.number,
+};
+/** The field a {@link SnapshotMetaCodec} record has when GaLore runs. */
+export const SNAPSHOT_META_OPTIONAL = {
+  /** GaLore's settings and targets. */
+  galore: GaloreMetaCodec,
+};
 
 /**
  * The engine's state beside the weights: which names train, the LoRA scale α / r and AdamW's
  * step count, and GaLore's settings when it runs (checkpoints from before GaLore have none).
  * Adam's moments of a trainable `name` are `m/name` and `v/name` in `moments.safetensors`.
  */
-export const SnapshotMetaCodec = t.readonly(t.intersection([
-  t.type({
-    trainable: t.readonlyArray(t.string),
-    loraScale: t.number,
-    adamStep: t.number,
-  }),
-  t.partial({ galore: GaloreMetaCodec }),
-]));
+export const SnapshotMetaCodec: ext.ReadonlyC<
+  ext.IntersectionC<[
+    ext.TypeC<typeof SNAPSHOT_META_REQUIRED>,
+    ext.PartialC<typeof SNAPSHOT_META_OPTIONAL>,
+  ]>
+> = t.readonly(t.intersection([t.type(SNAPSHOT_META_REQUIRED), t.partial(SNAPSHOT_META_OPTIONAL)]));
 /** The engine's state beside the weights. */
-export type SnapshotMeta = t.TypeOf<typeof SnapshotMetaCodec>;
+export type SnapshotMeta = ext.TypeOf<typeof SnapshotMetaCodec>;
+
+/** The fields of {@link CheckpointStateCodec}. */
+export const CHECKPOINT_STATE_FIELDS = {
+  /** The interpreter's progress (node, steps, tokens, data position), decoded when a run resumes. */
+  progress: t.UnknownRecord,
+  /** The engine's state beside the weights. */
+  meta: SnapshotMetaCodec,
+};
 
 /** `checkpoint/state.json`: the interpreter's progress (decoded by the interpreter) and the meta. */
-export const CheckpointStateCodec = t.readonly(t.type({
-  progress: t.UnknownRecord,
-  meta: SnapshotMetaCodec,
-}));
+export const CheckpointStateCodec: ext.ReadonlyC<ext.TypeC<typeof CHECKPOINT_STATE_FIELDS>> = t
+  .readonly(t.type(CHECKPOINT_STATE_FIELDS));
 /** `checkpoint/state.json`. */
-export type CheckpointState = t.TypeOf<typeof CheckpointStateCodec>;
+export type CheckpointState = ext.TypeOf<typeof CheckpointStateCodec>;
 
 /** The name of Adam's first (`m`) or second (`v`) moment of a parameter in `moments.safetensors`. */
 export function momentName(kind: "m" | "v", param: string): string {
@@ -128,7 +156,7 @@ export function projectorName(param: string): string {
  * console.assert(r._tag === "Left" && r.left._tag === "IoFailed");
  * ```
  */
-export function readCheckpointState(dir: string): TE.TaskEither<FileError, CheckpointState> {
+export function readCheckpointState(dir: string): ext.TaskEither<FileError, CheckpointState> {
   return async () => {
     const path = `${dir}/${CHECKPOINT_FILES.state}`;
     let text: string;
@@ -154,14 +182,14 @@ export function readCheckpointState(dir: string): TE.TaskEither<FileError, Check
  * assert(bad._tag === "Left");
  * ```
  */
-export function decodeCheckpointState(text: string): E.Either<string, CheckpointState> {
+export function decodeCheckpointState(text: string): ext.Either<string, CheckpointState> {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
     return E.left(`not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
   }
-  return E.mapLeft((errors: t.Errors) => reportErrors(errors).join("; "))(
+  return E.mapLeft((errors: ext.Errors) => reportErrors(errors).join("; "))(
     CheckpointStateCodec.decode(json),
   );
 }

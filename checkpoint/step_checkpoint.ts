@@ -25,6 +25,7 @@ import {
   contentInvalid,
   decodeWith,
   describeUnknown,
+  type ext,
   ioFailed,
   layerOfName,
   type LlamaShape,
@@ -56,7 +57,7 @@ import {
 } from "./model_view.ts";
 
 /** Our shape from parsed JSON/YAML: the object itself, or its `model:` section. */
-export function decodeShape(json: unknown, where: string): E.Either<CkptError, LlamaShape> {
+export function decodeShape(json: unknown, where: string): ext.Either<CkptError, LlamaShape> {
   const body = typeof json === "object" && json !== null && "model" in json
     ? (json as { model: unknown }).model
     : json;
@@ -68,7 +69,7 @@ export function decodeShape(json: unknown, where: string): E.Either<CkptError, L
 }
 
 /** Reads a shape file: JSON (`final/config.json`) or YAML (a config or pipeline). */
-export function readShapeFile(path: string): TE.TaskEither<CkptError, LlamaShape> {
+export function readShapeFile(path: string): ext.TaskEither<CkptError, LlamaShape> {
   return async () => {
     let parsed: unknown;
     try {
@@ -90,7 +91,7 @@ export interface StepOpenOptions {
 async function findShape(
   dir: string,
   options: StepOpenOptions,
-): Promise<E.Either<CkptError, LlamaShape>> {
+): Promise<ext.Either<CkptError, LlamaShape>> {
   if (options.shapeFile !== undefined) return await readShapeFile(options.shapeFile)();
   for (const candidate of shapeFileCandidates(dir)) {
     if (await exists(candidate)) return await readShapeFile(candidate)();
@@ -103,7 +104,7 @@ async function findShape(
   );
 }
 
-async function loraScale(dir: string): Promise<E.Either<CkptError, number>> {
+async function loraScale(dir: string): Promise<ext.Either<CkptError, number>> {
   const path = `${dir}/${CHECKPOINT_FILES.state}`;
   const state = await readCheckpointState(dir)();
   if (E.isLeft(state)) return state;
@@ -127,7 +128,7 @@ function adaptersOf(
   shape: LlamaShape,
   names: readonly string[],
   scale: number,
-): E.Either<CkptError, LoraAdapters> {
+): ext.Either<CkptError, LoraAdapters> {
   const found = new Map<string, { layer: number; p: Projection; rest: string }>();
   let rank: number | undefined;
   for (const name of names) {
@@ -182,14 +183,14 @@ function adaptersOf(
 export function openStepCheckpoint(
   dir: string,
   options: StepOpenOptions = {},
-): TE.TaskEither<CkptError, ModelView> {
+): ext.TaskEither<CkptError, ModelView> {
   return async () => {
     const target = await findShape(dir, options);
     if (E.isLeft(target)) return target;
     const opened = await openAll([`${dir}/${FINAL_FILES.model}`]);
     if (E.isLeft(opened)) return opened;
     const reader = opened.right[0]!;
-    const fail = (e: CkptError): E.Either<CkptError, never> => {
+    const fail = (e: CkptError): ext.Either<CkptError, never> => {
       reader.close();
       return E.left(e);
     };
@@ -246,7 +247,7 @@ export function openStepCheckpoint(
 export function writeStepCheckpoint(
   view: ModelView,
   dir: string,
-): TE.TaskEither<CkptError, string[]> {
+): ext.TaskEither<CkptError, string[]> {
   return async () => {
     if (view.adapters !== undefined) {
       return E.left(

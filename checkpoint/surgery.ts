@@ -17,6 +17,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import {
   EMBED,
+  type ext,
   grownLayout,
   initialValues,
   insertionCounts,
@@ -287,7 +288,10 @@ function missingTrainable(
  * The snapshot grown by `spec.add` layers (adapters merged first, see {@link growLayers});
  * `spec.trainable` trains afterwards, from fresh moments. Left: why it cannot be grown.
  */
-export function grownSnapshot(s: EngineSnapshot, spec: GrowSpec): E.Either<string, EngineSnapshot> {
+export function grownSnapshot(
+  s: EngineSnapshot,
+  spec: GrowSpec,
+): ext.Either<string, EngineSnapshot> {
   const plain = mergedSnapshot(s);
   const params = growLayers(plain.params, depthOf(plain.params.map((p) => p.name)), spec, {
     renamed: (t, name) => ({ ...t, name }),
@@ -326,7 +330,7 @@ export interface AttachSpec {
 export function attachedSnapshot(
   s: EngineSnapshot,
   spec: AttachSpec,
-): E.Either<string, EngineSnapshot> {
+): ext.Either<string, EngineSnapshot> {
   const byName = new Map(s.params.map((p) => [p.name, p]));
   const adapters: NamedArray[] = [];
   for (const w of spec.adapted) {

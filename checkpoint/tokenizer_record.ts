@@ -10,7 +10,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import YAML from "yaml";
-import { configInvalid, contentInvalid, describeUnknown } from "../base/mod.ts";
+import { configInvalid, contentInvalid, describeUnknown, type ext } from "../base/mod.ts";
 import { TOKENIZER_VOCAB, TokenizerName } from "../data/mod.ts";
 import { exists, readJson } from "./_files.ts";
 import type { CkptError } from "./model_view.ts";
@@ -26,6 +26,7 @@ export function tokenizerRecordText(name: TokenizerName): string {
 
 /** A tokeniser and how it was determined (for the user: a guess is said to be one). */
 export interface FoundTokenizer {
+  /** The tokeniser the model was trained with. */
   readonly name: TokenizerName;
   /** E.g. `recorded in final/step-tokenizer.json`, or `guessed from the vocabulary size 257`. */
   readonly how: string;
@@ -34,7 +35,7 @@ export interface FoundTokenizer {
 }
 
 /** The `tokenizer` field of a parsed record, checked. */
-function recordedName(json: unknown, where: string): E.Either<CkptError, TokenizerName> {
+function recordedName(json: unknown, where: string): ext.Either<CkptError, TokenizerName> {
   const name = typeof json === "object" && json !== null
     ? (json as { tokenizer?: unknown }).tokenizer
     : undefined;
@@ -43,7 +44,7 @@ function recordedName(json: unknown, where: string): E.Either<CkptError, Tokeniz
     : E.left(configInvalid(where, `expected "bytes" or "gpt2", got ${JSON.stringify(name)}`));
 }
 
-async function readRecord(path: string): Promise<E.Either<CkptError, TokenizerName>> {
+async function readRecord(path: string): Promise<ext.Either<CkptError, TokenizerName>> {
   const json = await readJson(path)();
   return E.isLeft(json) ? json : recordedName(json.right, `${path}: tokenizer`);
 }
@@ -51,7 +52,7 @@ async function readRecord(path: string): Promise<E.Either<CkptError, TokenizerNa
 /** `data.tokenizer` of a run's pipeline.yaml (a run writes it with its defaults applied). */
 async function fromPipeline(
   path: string,
-): Promise<E.Either<CkptError, TokenizerName | undefined>> {
+): Promise<ext.Either<CkptError, TokenizerName | undefined>> {
   let doc: unknown;
   try {
     doc = YAML.parse(await Deno.readTextFile(path));
@@ -82,7 +83,7 @@ async function fromPipeline(
 export async function findTokenizer(
   dir: string,
   vocab: number,
-): Promise<E.Either<CkptError, FoundTokenizer | undefined>> {
+): Promise<ext.Either<CkptError, FoundTokenizer | undefined>> {
   const found = await search(dir, vocab);
   if (E.isLeft(found) || found.right === undefined) return found;
   const size = TOKENIZER_VOCAB[found.right.name];
@@ -95,7 +96,7 @@ export async function findTokenizer(
 async function search(
   dir: string,
   vocab: number,
-): Promise<E.Either<CkptError, FoundTokenizer | undefined>> {
+): Promise<ext.Either<CkptError, FoundTokenizer | undefined>> {
   const own = `${dir}/${TOKENIZER_FILE}`;
   if (await exists(own)) {
     return E.map((name: TokenizerName) => ({ name, how: `recorded in ${own}`, guessed: false }))(

@@ -8,7 +8,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { configInvalid, contentInvalid, nonFiniteIndex } from "../base/mod.ts";
+import { configInvalid, contentInvalid, type ext, nonFiniteIndex } from "../base/mod.ts";
 import type { CkptError, LazyTensor, LoraAdapters, ModelView } from "./model_view.ts";
 import { growLayers, type GrowOptions, meanValues, mergeValues } from "./surgery.ts";
 
@@ -54,7 +54,7 @@ export function attachAdapters(
   view: ModelView,
   adapters: LoraAdapters,
   closeAdapters: () => void,
-): E.Either<CkptError, ModelView> {
+): ext.Either<CkptError, ModelView> {
   if (view.adapters !== undefined) {
     return E.left(
       configInvalid(view.source, "the model already carries adapters: merge them first"),
