@@ -9,7 +9,9 @@ import { argmax, mean, sampleStd } from "../base/mod.ts";
 
 /** The score of one continuation: Σ log p over its tokens, and whether each was the argmax. */
 export interface ContinuationScore {
+  /** Σ log p of the continuation's tokens, in nats (≤ 0). */
   readonly logprob: number;
+  /** Whether every one of its tokens was the model's most likely token at its position. */
   readonly greedy: boolean;
   /** Tokens scored. */
   readonly tokens: number;
@@ -32,18 +34,25 @@ export function stderrOfMean(xs: readonly number[]): number {
 
 /** Accuracy metrics of a choice task. */
 export interface ChoiceMetrics {
+  /** Share of items whose gold choice has the highest log-likelihood. */
   readonly acc: number;
+  /** Share of items whose gold choice has the highest log-likelihood per character. */
   readonly acc_norm: number;
+  /** Standard error of the mean of each (NaN below two items). */
   readonly stderr: { readonly acc: number; readonly acc_norm: number };
   /** Expected accuracy of guessing: the mean of 1 / choices. */
   readonly chance: number;
+  /** Items scored. */
   readonly n: number;
 }
 
 /** One choice item's scores: the log-likelihood of each option and its length in characters. */
 export interface ChoiceOutcome {
+  /** Log-likelihood of each option, in nats. */
   readonly logprobs: readonly number[];
+  /** Characters of each option, which `acc_norm` divides by. */
   readonly lengths: readonly number[];
+  /** Index of the right option, 0-based. */
   readonly gold: number;
 }
 
@@ -94,9 +103,11 @@ export function choiceMetrics(outcomes: readonly ChoiceOutcome[]): ChoiceMetrics
 export interface TargetMetrics {
   /** Share of targets whose every token was the argmax. */
   readonly acc: number;
+  /** Standard error of the mean of `acc` (NaN below two items). */
   readonly stderr: { readonly acc: number };
   /** exp(−mean over items of the target's log-likelihood), the harness's `perplexity`. */
   readonly perplexity: number;
+  /** Items scored. */
   readonly n: number;
 }
 
@@ -113,7 +124,9 @@ export function targetMetrics(scores: readonly ContinuationScore[]): TargetMetri
 
 /** One document's rolling log-likelihood and its sizes. */
 export interface DocumentScore {
+  /** Σ log p of every token of the document, in nats. */
   readonly logprob: number;
+  /** Tokens scored. */
   readonly tokens: number;
   /** Whitespace-separated words, as the harness counts them. */
   readonly words: number;
@@ -123,14 +136,21 @@ export interface DocumentScore {
 
 /** Perplexity metrics of a document set: each is pooled over all documents. */
 export interface PerplexityMetrics {
+  /** exp(−Σ log p / tokens): depends on the tokeniser. */
   readonly token_perplexity: number;
+  /** exp(−Σ log p / words): comparable across tokenisers. */
   readonly word_perplexity: number;
+  /** exp(−Σ log p / bytes): comparable across tokenisers. */
   readonly byte_perplexity: number;
+  /** −Σ log p / bytes / ln 2. */
   readonly bits_per_byte: number;
   /** Documents. */
   readonly n: number;
+  /** Tokens scored, over all documents. */
   readonly tokens: number;
+  /** Whitespace-separated words, over all documents. */
   readonly words: number;
+  /** UTF-8 bytes, over all documents. */
   readonly bytes: number;
 }
 
@@ -210,9 +230,12 @@ export function nonFiniteMetric(
 
 /** One task's result. */
 export interface TaskResult {
+  /** The task's name, as its definition gives it. */
   readonly name: string;
+  /** What the task measured, by kind. */
   readonly metrics: TaskMetrics;
   /** Scored requests (one per choice, target or window). */
   readonly requests: number;
+  /** Wall-clock time the task took, in seconds. */
   readonly seconds: number;
 }

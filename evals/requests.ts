@@ -10,13 +10,17 @@ import type { Tokenizer } from "../data/mod.ts";
 
 /** Model input and, position by position, the token to score there (-1: not scored). */
 export interface ScoreRequest {
+  /** Token ids fed to the model, at most the model's window. */
   readonly tokens: Int32Array;
+  /** For each position, the id the model should predict there, or -1 where nothing is scored. */
   readonly targets: Int32Array;
 }
 
 /** A context and continuation as token ids. */
 export interface EncodedPair {
+  /** Ids of the context (`[eot]` for an empty one). */
   readonly context: Int32Array;
+  /** Ids scored after the context. */
   readonly continuation: Int32Array;
 }
 

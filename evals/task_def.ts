@@ -18,7 +18,7 @@
  * @module
  */
 import * as t from "io-ts";
-import { oneOf, strict } from "../base/mod.ts";
+import { type ext, oneOf, strict, type StrictC } from "../base/mod.ts";
 
 /** How a data file is laid out. */
 export const FORMATS = ["jsonl", "json", "lines", "text", "wikitext"] as const;
@@ -26,6 +26,21 @@ export const FORMATS = ["jsonl", "json", "lines", "text", "wikitext"] as const;
 export type Format = typeof FORMATS[number];
 
 const Strings = t.readonlyArray(t.string);
+
+/** The field a {@link ReaderCodec} must give. */
+export const READER_REQUIRED = {
+  /** The data file: relative to `--data-dir` for a built-in task, to its own folder for a task file. */
+  data: t.string,
+};
+/** The fields a {@link ReaderCodec} may give. */
+export const READER_OPTIONAL = {
+  /** How the file is laid out (default: from its extension). */
+  format: oneOf("format", FORMATS),
+  /** Names of the lines of a record, for the `lines` layout. */
+  fields: Strings,
+  /** A file of labels, one per record, joined as field `label` (found as `data` is). */
+  labels: t.string,
+};
 
 /**
  * Where a task's records come from.
@@ -36,26 +51,49 @@ const Strings = t.readonlyArray(t.string);
  * - `labels`: a second file, one value per line, joined to the records as field `label`
  *   (PIQA's `valid-labels.lst`).
  */
-export const ReaderCodec = strict("reader", { data: t.string }, {
-  format: oneOf("format", FORMATS),
-  fields: Strings,
-  labels: t.string,
-});
+export const ReaderCodec: StrictC<typeof READER_REQUIRED, typeof READER_OPTIONAL> = strict(
+  "reader",
+  READER_REQUIRED,
+  READER_OPTIONAL,
+);
 /** Where a task's records come from. */
-export type Reader = t.TypeOf<typeof ReaderCodec>;
+export type Reader = ext.TypeOf<typeof ReaderCodec>;
 
 /** The kinds of task. */
 export const KINDS = ["multiple_choice", "fill_blank", "last_word", "perplexity"] as const;
 
-/** Fields every kind shares. */
-const common = {
+/** Fields every kind of task must give. */
+export const TASK_REQUIRED = {
+  /** The name results are reported under, e.g. `piqa`. */
   name: t.string,
+  /** Where the records come from and how they are laid out. */
   reader: ReaderCodec,
 };
-const commonOptional = {
+/** Fields the scored kinds of task (all but `perplexity`) may give. */
+export const TASK_OPTIONAL = {
   /** Text between the prompt and a continuation (the harness's `target_delimiter`). */
   delimiter: t.string,
+  /** One line on what the task is and which split of which data it reads. */
   description: t.string,
+};
+
+/** The fields a multiple-choice task must give (see {@link MultipleChoiceCodec}). */
+export const MULTIPLE_CHOICE_REQUIRED = {
+  ...TASK_REQUIRED,
+  /** The kind's tag. */
+  kind: t.literal("multiple_choice"),
+  /** Template of the context every choice continues. */
+  prompt: t.string,
+  /** The choices: a template naming a list field, or a list of templates. */
+  choices: t.union([t.string, Strings]),
+  /** Template of the right choice's index. */
+  gold: t.string,
+};
+/** The fields a multiple-choice task may give. */
+export const MULTIPLE_CHOICE_OPTIONAL = {
+  ...TASK_OPTIONAL,
+  /** What `gold` counts from (default 0). */
+  goldBase: t.number,
 };
 
 /**
@@ -63,77 +101,123 @@ const commonOptional = {
  * (`["{sol1}", "{sol2}"]`); `gold` is a template that yields the right choice's index, counted
  * from `goldBase` (0 unless the data counts from 1). `delimiter` defaults to one space.
  */
-export const MultipleChoiceCodec = strict("multiple_choice task", {
-  ...common,
-  kind: t.literal("multiple_choice"),
-  prompt: t.string,
-  choices: t.union([t.string, Strings]),
+export const MultipleChoiceCodec: StrictC<
+  typeof MULTIPLE_CHOICE_REQUIRED,
+  typeof MULTIPLE_CHOICE_OPTIONAL
+> = strict("multiple_choice task", MULTIPLE_CHOICE_REQUIRED, MULTIPLE_CHOICE_OPTIONAL);
+
+/** The fields a fill-the-blank task must give (see {@link FillBlankCodec}). */
+export const FILL_BLANK_REQUIRED = {
+  ...TASK_REQUIRED,
+  /** The kind's tag. */
+  kind: t.literal("fill_blank"),
+  /** Template of the sentence with its blank. */
+  sentence: t.string,
+  /** Templates of the options that fill the blank, in order. */
+  options: Strings,
+  /** Template of the right option's index. */
   gold: t.string,
-}, { ...commonOptional, goldBase: t.number });
+};
+/** The fields a fill-the-blank task may give. */
+export const FILL_BLANK_OPTIONAL = {
+  ...TASK_OPTIONAL,
+  /** What `gold` counts from (default 0; WinoGrande's answers count from 1). */
+  goldBase: t.number,
+  /** The text that marks the blank (default `_`). */
+  blank: t.string,
+};
 
 /**
  * `sentence` holds one blank (`blank`, default `_`); each of `options` fills it; the rest of the
  * sentence after the blank is the scored continuation (after `delimiter`, default a space).
  */
-export const FillBlankCodec = strict("fill_blank task", {
-  ...common,
-  kind: t.literal("fill_blank"),
-  sentence: t.string,
-  options: Strings,
-  gold: t.string,
-}, { ...commonOptional, goldBase: t.number, blank: t.string });
+export const FillBlankCodec: StrictC<typeof FILL_BLANK_REQUIRED, typeof FILL_BLANK_OPTIONAL> =
+  strict("fill_blank task", FILL_BLANK_REQUIRED, FILL_BLANK_OPTIONAL);
+
+/** The fields a last-word task must give (see {@link LastWordCodec}). */
+export const LAST_WORD_REQUIRED = {
+  ...TASK_REQUIRED,
+  /** The kind's tag. */
+  kind: t.literal("last_word"),
+};
+/** The fields a last-word task may give: `text`, or `context` and `target`. */
+export const LAST_WORD_OPTIONAL = {
+  ...TASK_OPTIONAL,
+  /** Template of the passage whose last word is the target. */
+  text: t.string,
+  /** Template of the context before the target. */
+  context: t.string,
+  /** Template of the target word. */
+  target: t.string,
+};
 
 /**
  * Either `text` (the passage; its last space-separated word is the target) or `context` and
  * `target` templates; the target follows `delimiter` (default a space).
  */
-export const LastWordCodec = strict("last_word task", {
-  ...common,
-  kind: t.literal("last_word"),
-}, { ...commonOptional, text: t.string, context: t.string, target: t.string });
+export const LastWordCodec: StrictC<typeof LAST_WORD_REQUIRED, typeof LAST_WORD_OPTIONAL> = strict(
+  "last_word task",
+  LAST_WORD_REQUIRED,
+  LAST_WORD_OPTIONAL,
+);
+
+/** The fields a perplexity task must give (see {@link PerplexityCodec}). */
+export const PERPLEXITY_REQUIRED = {
+  ...TASK_REQUIRED,
+  /** The kind's tag. */
+  kind: t.literal("perplexity"),
+};
+/** The fields a perplexity task may give. */
+export const PERPLEXITY_OPTIONAL = {
+  /** One line on what the task is and which split of which data it reads. */
+  description: t.string,
+  /** Template of a document (default `{text}`). */
+  text: t.string,
+  /** Undo a corpus's tokenisation before scoring; `wikitext` is the only one. */
+  detokenize: oneOf("detokenize", ["wikitext"]),
+};
 
 /**
  * Each record's `text` template (default `{text}`) is a document; `detokenize: wikitext` undoes
  * WikiText's tokenisation (` @-@ `, ` , ` …) first, as the harness does.
  */
-export const PerplexityCodec = strict("perplexity task", {
-  ...common,
-  kind: t.literal("perplexity"),
-}, {
-  description: t.string,
-  text: t.string,
-  detokenize: oneOf("detokenize", ["wikitext"]),
-});
+export const PerplexityCodec: StrictC<typeof PERPLEXITY_REQUIRED, typeof PERPLEXITY_OPTIONAL> =
+  strict("perplexity task", PERPLEXITY_REQUIRED, PERPLEXITY_OPTIONAL);
 
 /** Any task definition. */
-export const TaskDefCodec = t.union([
+export const TaskDefCodec: ext.UnionC<[
+  typeof MultipleChoiceCodec,
+  typeof FillBlankCodec,
+  typeof LastWordCodec,
+  typeof PerplexityCodec,
+]> = t.union([
   MultipleChoiceCodec,
   FillBlankCodec,
   LastWordCodec,
   PerplexityCodec,
 ]);
 /** Any task definition. */
-export type TaskDef = t.TypeOf<typeof TaskDefCodec>;
+export type TaskDef = ext.TypeOf<typeof TaskDefCodec>;
 /** A multiple-choice task. */
-export type MultipleChoiceDef = t.TypeOf<typeof MultipleChoiceCodec>;
+export type MultipleChoiceDef = ext.TypeOf<typeof MultipleChoiceCodec>;
 /** A WinoGrande-style task. */
-export type FillBlankDef = t.TypeOf<typeof FillBlankCodec>;
+export type FillBlankDef = ext.TypeOf<typeof FillBlankCodec>;
 /** A LAMBADA-style task. */
-export type LastWordDef = t.TypeOf<typeof LastWordCodec>;
+export type LastWordDef = ext.TypeOf<typeof LastWordCodec>;
 /** A perplexity task. */
-export type PerplexityDef = t.TypeOf<typeof PerplexityCodec>;
+export type PerplexityDef = ext.TypeOf<typeof PerplexityCodec>;
 
 /** The codec of a kind, for error messages that name only the fields of that kind. */
-export function codecOfKind(kind: unknown): t.Type<TaskDef, unknown, unknown> | undefined {
+export function codecOfKind(kind: unknown): ext.Type<TaskDef, unknown, unknown> | undefined {
   switch (kind) {
     case "multiple_choice":
-      return MultipleChoiceCodec as t.Type<TaskDef, unknown, unknown>;
+      return MultipleChoiceCodec as ext.Type<TaskDef, unknown, unknown>;
     case "fill_blank":
-      return FillBlankCodec as t.Type<TaskDef, unknown, unknown>;
+      return FillBlankCodec as ext.Type<TaskDef, unknown, unknown>;
     case "last_word":
-      return LastWordCodec as t.Type<TaskDef, unknown, unknown>;
+      return LastWordCodec as ext.Type<TaskDef, unknown, unknown>;
     case "perplexity":
-      return PerplexityCodec as t.Type<TaskDef, unknown, unknown>;
+      return PerplexityCodec as ext.Type<TaskDef, unknown, unknown>;
     default:
       return undefined;
   }

@@ -12,6 +12,7 @@ import {
   configInvalid,
   decodeWith,
   describeUnknown,
+  type ext,
   type FileError,
 } from "../base/mod.ts";
 import { readUtf8File } from "../data/mod.ts";
@@ -64,7 +65,7 @@ function definitionProblem(def: TaskDef, where: string): ConfigInvalid | undefin
  * console.assert(open._tag === "Left" && open.left.where === "t.yaml: text");
  * ```
  */
-export function decodeTaskDef(u: unknown, where: string): E.Either<ConfigInvalid, TaskDef> {
+export function decodeTaskDef(u: unknown, where: string): ext.Either<ConfigInvalid, TaskDef> {
   const kind = typeof u === "object" && u !== null ? (u as { kind?: unknown }).kind : undefined;
   const codec = codecOfKind(kind);
   if (codec === undefined) {
@@ -85,7 +86,7 @@ export function decodeTaskDef(u: unknown, where: string): E.Either<ConfigInvalid
  */
 export async function readTaskFile(
   path: string,
-): Promise<E.Either<ConfigInvalid | FileError, TaskDef>> {
+): Promise<ext.Either<ConfigInvalid | FileError, TaskDef>> {
   const text = await readUtf8File(path)();
   if (E.isLeft(text)) return text;
   let parsed: unknown;

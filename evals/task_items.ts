@@ -5,7 +5,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid } from "../base/mod.ts";
+import { type ConfigInvalid, configInvalid, type ext } from "../base/mod.ts";
 import type {
   FillBlankDef,
   LastWordDef,
@@ -17,22 +17,31 @@ import type { TaskRecord } from "./task_records.ts";
 
 /** One way to answer: the continuation scored after its context. */
 export interface Option {
+  /**
+   * Text the model reads first (the prompt; for a blank, the sentence up to and with the option).
+   */
   readonly context: string;
+  /** Text whose log-likelihood is scored, the delimiter first. */
   readonly continuation: string;
 }
 
 /** A multiple-choice or fill-in-the-blank item: the option with the highest score is the answer. */
 export interface ChoiceItem {
+  /** The record the item was built from, `file:line`. */
   readonly where: string;
+  /** The options, in the record's order. */
   readonly options: readonly Option[];
   /** Characters of each choice (without the delimiter): `acc_norm` divides by them. */
   readonly lengths: readonly number[];
+  /** Index of the right option, 0-based. */
   readonly gold: number;
 }
 
 /** A LAMBADA-style item: the target must be predicted greedily. */
 export interface TargetItem {
+  /** The record the item was built from, `file:line`. */
   readonly where: string;
+  /** The passage up to the target word. */
   readonly context: string;
   /** The delimiter and the target word. */
   readonly continuation: string;
@@ -40,7 +49,9 @@ export interface TargetItem {
 
 /** A document whose rolling log-likelihood is measured. */
 export interface DocumentItem {
+  /** The record the document came from, `file:line` or `file`. */
   readonly where: string;
+  /** The document, detokenised when the task asks. */
   readonly text: string;
 }
 
@@ -114,7 +125,7 @@ export function fill(
   template: string,
   record: TaskRecord,
   what: string,
-): E.Either<ConfigInvalid, string> {
+): ext.Either<ConfigInvalid, string> {
   let problem: string | undefined;
   const text = template.replace(HOLE, (whole: string, name: string | undefined) => {
     if (name === undefined) return whole[0]!;
@@ -134,7 +145,7 @@ export function fill(
 function choiceTexts(
   choices: string | readonly string[],
   record: TaskRecord,
-): E.Either<ConfigInvalid, string[]> {
+): ext.Either<ConfigInvalid, string[]> {
   if (typeof choices !== "string") {
     const out: string[] = [];
     for (const c of choices) {
@@ -170,7 +181,7 @@ function goldIndex(
   base: number,
   count: number,
   record: TaskRecord,
-): E.Either<ConfigInvalid, number> {
+): ext.Either<ConfigInvalid, number> {
   const text = fill(template, record, "gold");
   if (E.isLeft(text)) return text;
   const n = Number(text.right.trim());
@@ -187,7 +198,7 @@ function goldIndex(
 function multipleChoice(
   def: MultipleChoiceDef,
   record: TaskRecord,
-): E.Either<ConfigInvalid, ChoiceItem> {
+): ext.Either<ConfigInvalid, ChoiceItem> {
   const context = fill(def.prompt, record, "prompt");
   if (E.isLeft(context)) return context;
   const choices = choiceTexts(def.choices, record);
@@ -215,7 +226,7 @@ function multipleChoice(
  * scores what follows, so a second blank would be scored as literal text, and a blank at the end
  * leaves an empty continuation on which every option scores alike (acc from ties, no stderr).
  */
-function fillBlank(def: FillBlankDef, record: TaskRecord): E.Either<ConfigInvalid, ChoiceItem> {
+function fillBlank(def: FillBlankDef, record: TaskRecord): ext.Either<ConfigInvalid, ChoiceItem> {
   const sentence = fill(def.sentence, record, "sentence");
   if (E.isLeft(sentence)) return sentence;
   const blank = def.blank ?? "_";
@@ -258,7 +269,7 @@ function fillBlank(def: FillBlankDef, record: TaskRecord): E.Either<ConfigInvali
   });
 }
 
-function lastWord(def: LastWordDef, record: TaskRecord): E.Either<ConfigInvalid, TargetItem> {
+function lastWord(def: LastWordDef, record: TaskRecord): ext.Either<ConfigInvalid, TargetItem> {
   const delimiter = def.delimiter ?? " ";
   if (def.text !== undefined) {
     const text = fill(def.text, record, "text");
@@ -320,7 +331,10 @@ export function wikitextDetokenize(text: string): string {
   return s;
 }
 
-function documentOf(def: PerplexityDef, record: TaskRecord): E.Either<ConfigInvalid, DocumentItem> {
+function documentOf(
+  def: PerplexityDef,
+  record: TaskRecord,
+): ext.Either<ConfigInvalid, DocumentItem> {
   const text = fill(def.text ?? "{text}", record, "text");
   if (E.isLeft(text)) return text;
   const body = def.detokenize === "wikitext" ? wikitextDetokenize(text.right) : text.right;
@@ -329,8 +343,8 @@ function documentOf(def: PerplexityDef, record: TaskRecord): E.Either<ConfigInva
 
 function each<A>(
   records: readonly TaskRecord[],
-  f: (r: TaskRecord) => E.Either<ConfigInvalid, A>,
-): E.Either<ConfigInvalid, A[]> {
+  f: (r: TaskRecord) => ext.Either<ConfigInvalid, A>,
+): ext.Either<ConfigInvalid, A[]> {
   const out: A[] = [];
   for (const r of records) {
     const a = f(r);
@@ -344,7 +358,7 @@ function each<A>(
 export function taskItems(
   def: TaskDef,
   records: readonly TaskRecord[],
-): E.Either<ConfigInvalid, TaskItems> {
+): ext.Either<ConfigInvalid, TaskItems> {
   switch (def.kind) {
     case "multiple_choice":
       return E.map((items: ChoiceItem[]) => ({ kind: "choice", items } as const))(

@@ -10,6 +10,7 @@ import {
   type ContentInvalid,
   contentInvalid,
   describeUnknown,
+  type ext,
   type FileError,
 } from "../base/mod.ts";
 import { jsonLines, readUtf8File } from "../data/mod.ts";
@@ -17,7 +18,9 @@ import type { Format, Reader } from "./task_def.ts";
 
 /** One record and where it is (`file:line`, or `file` for a whole-file document). */
 export interface TaskRecord {
+  /** The record's fields by name, as the template holes name them. */
   readonly fields: Readonly<Record<string, unknown>>;
+  /** Where it is, for messages: `file:line`, or `file` for a whole-file document. */
   readonly where: string;
 }
 
@@ -40,7 +43,7 @@ function lines(text: string): string[] {
 }
 
 /** Records of JSONL text: blank lines are skipped, anything else must be a JSON object. */
-export function parseJsonl(text: string, path: string): E.Either<ContentInvalid, TaskRecord[]> {
+export function parseJsonl(text: string, path: string): ext.Either<ContentInvalid, TaskRecord[]> {
   const parsed = jsonLines(text);
   if (E.isLeft(parsed)) {
     const { line, why } = parsed.left;
@@ -55,7 +58,7 @@ export function parseJsonl(text: string, path: string): E.Either<ContentInvalid,
   return E.right(out);
 }
 
-function parseJsonArray(text: string, path: string): E.Either<ContentInvalid, TaskRecord[]> {
+function parseJsonArray(text: string, path: string): ext.Either<ContentInvalid, TaskRecord[]> {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -80,7 +83,7 @@ export function parseLineBlocks(
   text: string,
   path: string,
   fields: readonly string[],
-): E.Either<ContentInvalid, TaskRecord[]> {
+): ext.Either<ContentInvalid, TaskRecord[]> {
   if (fields.length === 0) {
     return E.left(
       contentInvalid(path, "format lines needs reader.fields (the name of each line of a record)"),
@@ -135,7 +138,7 @@ export function parseRecords(
   path: string,
   format: Format,
   fields: readonly string[] = [],
-): E.Either<ContentInvalid, TaskRecord[]> {
+): ext.Either<ContentInvalid, TaskRecord[]> {
   switch (format) {
     case "jsonl":
       return parseJsonl(text, path);
@@ -155,7 +158,7 @@ export function joinLabels(
   records: readonly TaskRecord[],
   labelsText: string,
   labelsPath: string,
-): E.Either<ContentInvalid, TaskRecord[]> {
+): ext.Either<ContentInvalid, TaskRecord[]> {
   const labels = lines(labelsText);
   if (labels.length !== records.length) {
     return E.left(contentInvalid(
@@ -178,7 +181,7 @@ export async function readRecords(
   reader: Reader,
   path: string,
   labelsPath?: string,
-): Promise<E.Either<FileError, TaskRecord[]>> {
+): Promise<ext.Either<FileError, TaskRecord[]>> {
   const text = await readUtf8File(path)();
   if (E.isLeft(text)) return text;
   const records = parseRecords(text.right, path, formatOf(reader, path), reader.fields);
