@@ -123,7 +123,7 @@ export type SnapshotMeta = ext.TypeOf<typeof SnapshotMetaCodec>;
 
 /** The fields of {@link CheckpointStateCodec}. */
 export const CHECKPOINT_STATE_FIELDS = {
-  /** The interpreter's progress (node, steps, tokens, data position), decoded when a run resumes. */
+  /** The interpreter's progress (node, steps, tokens, data position), read when a run resumes. */
   progress: t.UnknownRecord,
   /** The engine's state beside the weights. */
   meta: SnapshotMetaCodec,

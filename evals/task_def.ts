@@ -29,7 +29,7 @@ const Strings = t.readonlyArray(t.string);
 
 /** The field a {@link ReaderCodec} must give. */
 export const READER_REQUIRED = {
-  /** The data file: relative to `--data-dir` for a built-in task, to its own folder for a task file. */
+  /** The data file: relative to `--data-dir` for a built-in task, to a task file's folder. */
   data: t.string,
 };
 /** The fields a {@link ReaderCodec} may give. */

@@ -12,6 +12,7 @@ import { type CompareRun, flopsAtStep, type RunMetric } from "../pipeline/mod.ts
 
 /** What one finished run measured (read from its run directory). */
 export interface RunOutcome {
+  /** The run as planned: method, seed, graph and its FLOPs. */
   readonly run: CompareRun;
   /** The run's `report.json`. */
   readonly report: Readonly<Record<string, unknown>>;
@@ -23,25 +24,45 @@ export interface RunOutcome {
 
 /** One entry of `report.json`'s `runs`. */
 export interface RunRow {
+  /** The method's name, e.g. `standard`, `relora`, `galore`, `step-2`. */
   readonly method: string;
+  /** The seed this run of the method trained with. */
   readonly seed: number;
   /** FLOPs in the matched accounting. */
   readonly flops: number;
+  /** FLOPs in the paper's accounting: 6 per trained and 2 per frozen parameter and token. */
   readonly flopsPaper: number;
+  /** FLOPs of the matmuls the engine runs. */
   readonly flopsExecuted: number;
+  /** Tokens trained on. */
   readonly tokens: number;
+  /** Optimizer steps over all stages. */
   readonly steps: number;
   /** The run's wall time, from its report ({@link runWallSeconds}); null when it does not say. */
   readonly wallSeconds: number | null;
+  /**
+   * Largest accounted model state of any stage (live tensors by role), in bytes; null when not
+   * recorded.
+   */
   readonly accountedStateBytes: number | null;
+  /** Largest measured engine peak of any stage, in bytes; null when not recorded. */
   readonly measuredPeakBytes: number | null;
+  /**
+   * Largest predicted peak of any stage (model state, activations, workspace), in bytes; null when
+   * not recorded.
+   */
   readonly predictedPeakBytes: number | null;
   /** The planner's figure for the method (Eq. 1–2, the baselines' formulas; `memory:` terms). */
   readonly plannerPeakBytes: number | null;
+  /** The process's peak resident size, in bytes; null where the OS does not tell. */
   readonly processPeakBytes: number | null;
+  /** Final validation loss, in nats per token. */
   readonly valLoss: number | null;
+  /** exp(valLoss). */
   readonly valPerplexity: number | null;
+  /** Last validation loss on the second corpus, in nats per token; null without one. */
   readonly secondLoss: number | null;
+  /** exp(secondLoss). */
   readonly secondPerplexity: number | null;
   /** Mean `acc` over the zero-shot tasks evaluated (0–1), the paper's downstream column. */
   readonly zeroShotMean: number | null;
@@ -51,17 +72,22 @@ export interface RunRow {
   readonly zeroShot: Readonly<Record<string, number>> | null;
   /** WikiText's rolling-window perplexity per token (`deno task eval`'s `wikitext`). */
   readonly wikitextPerplexity: number | null;
+  /** WikiText's bits per byte (`deno task eval`'s `wikitext`). */
   readonly wikitextBitsPerByte: number | null;
 }
 
 /** Mean and sample standard deviation (null with fewer than two values). */
 export interface Stat {
+  /** Mean of the values that exist; null when none does. */
   readonly mean: number | null;
+  /** Sample standard deviation (n − 1); null below two values. */
   readonly std: number | null;
+  /** Values that existed (runs of the method that recorded the field). */
   readonly n: number;
 }
 
-const SUMMARY_FIELDS = [
+/** The fields of a {@link RunRow} that a {@link MethodSummary} summarises over seeds, in order. */
+export const SUMMARY_FIELDS = [
   "valLoss",
   "valPerplexity",
   "secondPerplexity",
@@ -188,11 +214,17 @@ export function summarise(rows: readonly RunRow[]): MethodSummary[] {
 
 /** The comparison's facts beside its runs. */
 export interface CompareFacts {
+  /** Name of the comparison's config. */
   readonly config: string;
+  /** Which FLOPs the methods were matched on: the paper's accounting or the executed matmuls. */
   readonly accounting: "paper" | "executed";
+  /** The compute every run got, in that accounting. */
   readonly flops: number;
+  /** The backend the runs trained on, as their reports name it. */
   readonly backend: string;
+  /** Name of the second validation corpus, when there is one. */
   readonly secondLabel: string | undefined;
+  /** OS, architecture and core count of the machine, e.g. `linux x86_64, 16 cores`. */
   readonly machine: string;
 }
 

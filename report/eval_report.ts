@@ -9,8 +9,11 @@ import type { TaskMetrics, TaskResult } from "../evals/mod.ts";
 
 /** The model an evaluation ran on, as the report names it. */
 export interface EvaluatedModel {
+  /** The checkpoint path the model was read from. */
   readonly source: string;
+  /** The checkpoint's format, e.g. `hf` or `step`. */
   readonly format: string;
+  /** The tokeniser's name, e.g. `gpt2`. */
   readonly tokenizer: string;
   /** How the tokeniser was determined. */
   readonly tokenizerHow: string;
