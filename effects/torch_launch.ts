@@ -26,6 +26,7 @@ import {
   commandSchema,
   decodeReply,
   EXIT_COMMAND,
+  ProbeReplyCodec,
   ReadyReplyCodec,
   REPLIES,
   type ReplyTo,
@@ -69,8 +70,10 @@ async function probe(python: string): Promise<TorchPython | undefined> {
       stderr: "null",
     }).output();
     if (!out.success) return undefined;
-    const found = JSON.parse(new TextDecoder().decode(out.stdout));
-    return { python, version: found.version, cudaDevices: found.cudaDevices, fsdp: found.fsdp };
+    const found = ProbeReplyCodec.decode(JSON.parse(new TextDecoder().decode(out.stdout)));
+    if (E.isLeft(found)) return undefined;
+    const { version, cudaDevices, fsdp } = found.right;
+    return { python, version, cudaDevices, fsdp };
   } catch {
     return undefined;
   }

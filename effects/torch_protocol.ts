@@ -175,6 +175,9 @@ export const FailedReplyCodec = t.intersection([
   t.partial({ trace: t.string }),
 ]);
 
+/** What `findTorchPython`'s probe prints: the interpreter's torch and what it can do. */
+export const ProbeReplyCodec = t.type({ version: t.string, fsdp: t.boolean, cudaDevices: Count });
+
 /** The reply each command that has one gets. */
 export const REPLIES = {
   step: StepReplyCodec,
