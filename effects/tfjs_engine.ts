@@ -131,18 +131,7 @@ export function engineOn(description: string): Engine {
     },
     step: (s, batches, h) =>
       attempt("Training step failed", async () => {
-        const { value: r, peak } = await measurePeak(() =>
-          trainStep(states.get(s), batches, {
-            lr: h.lr,
-            beta1: h.beta1,
-            beta2: h.beta2,
-            eps: h.eps,
-            weightDecay: h.weightDecay,
-            clipNorm: h.clip,
-            recompute: h.recompute,
-            ...(h.lossChunk === undefined ? {} : { lossChunk: h.lossChunk }),
-          })
-        );
+        const { value: r, peak } = await measurePeak(() => trainStep(states.get(s), batches, h));
         return {
           state: states.replace(s, r.state, "a training step"),
           loss: r.loss,

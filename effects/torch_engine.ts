@@ -25,18 +25,21 @@ import {
   type LlamaShape,
 } from "../base/mod.ts";
 import {
-  accountModel,
   type Engine,
   type EngineSnapshot,
-  type MemoryByRole,
-  MemoryByRoleCodec,
-  type MicroBatch,
-  type StepHyper,
   type TokenStreams,
   type TorchSettings,
 } from "../pipeline/mod.ts";
 import { writeTokenFiles } from "./torch_data.ts";
-import { replyNumber, startSession, type TorchSession } from "./torch_launch.ts";
+import { startSession, type TorchSession } from "./torch_launch.ts";
+import {
+  evalCommand,
+  type ReplyTo,
+  type Request,
+  resetCommand,
+  saveCommand,
+  stepCommand,
+} from "./torch_protocol.ts";
 import { readExchange, writeExchange } from "./torch_snapshot.ts";
 import { snapshotProblem } from "./snapshot_check.ts";
 import { StateHandles } from "./state_handles.ts";
@@ -44,8 +47,6 @@ import { StateHandles } from "./state_handles.ts";
 /** A loaded model: its arrays until its launch starts, then the launch. */
 interface Holder {
   readonly shape: LlamaShape;
-  /** Model state by role, for a step whose reply does not carry the trainer's own count. */
-  readonly held: MemoryByRole;
   /** The state as arrays (before its launch started). */
   snapshot: EngineSnapshot | undefined;
   /** The live launch (it then holds the state). */
@@ -66,25 +67,13 @@ export interface TorchEngineOptions {
   readonly threads: number;
 }
 
-/** The trainer's by-role state bytes, read from its tensors, when the reply carries them whole. */
-function stateOf(v: unknown): MemoryByRole | undefined {
-  const d = MemoryByRoleCodec.decode(v);
-  return E.isRight(d) ? d.right : undefined;
-}
-
-/** What a micro-batch becomes in a command: start offsets when it has them, else its ids. */
-function batchCommand(b: MicroBatch): Record<string, unknown> {
-  return b.window === undefined
-    ? { rows: b.batch, seq: b.seq, tokens: [...b.tokens], targets: [...b.targets] }
-    : { rows: b.batch, seq: b.seq, split: b.window.split, starts: b.window.starts };
-}
-
 /** The torch engine effect (one launch per loaded model, see the module doc). */
 export function createTorchEngine(o: TorchEngineOptions): Engine {
   const s = o.settings;
   const dataDir = path.join(o.workDir, "data");
   const exchangeIn = path.join(o.workDir, "exchange", "in");
   const exchangeOut = path.join(o.workDir, "exchange", "out");
+  const schema = path.join(o.workDir, "protocol.schema.json");
   let tokenFiles: Promise<E.Either<KernelFailed, void>> | undefined;
   const states = new StateHandles<Holder>("torch");
   const live = new Set<TorchSession>();
@@ -123,6 +112,7 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
       python: o.python,
       settings: s,
       init: exchangeIn,
+      schema,
       data: dataDir,
       threads: o.threads,
     });
@@ -136,36 +126,20 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
   /** The holder's state as arrays; a live launch saves it and keeps running. */
   const snapshotOf = async (h: Holder): Promise<E.Either<KernelFailed, EngineSnapshot>> => {
     if (h.session === undefined) return E.right(h.snapshot!);
-    const saved = await h.session.request({ op: "save", dir: exchangeOut });
+    const saved = await h.session.request(saveCommand(exchangeOut));
     if (E.isLeft(saved)) return saved;
     const read = await readExchange(exchangeOut)();
     return E.isLeft(read) ? E.left(kernelFailed(read.left.message)) : read;
   };
 
   /** Sends a command to the holder's launch (started first when it has none). */
-  const command = async (
+  const command = async <C extends Request>(
     h: Holder,
-    cmd: Readonly<Record<string, unknown>>,
-  ): Promise<E.Either<KernelFailed, Record<string, unknown>>> => {
+    cmd: C,
+  ): Promise<E.Either<KernelFailed, ReplyTo<C["op"]>>> => {
     const session = await sessionOf(h);
     return E.isLeft(session) ? session : await session.right.request(cmd);
   };
-
-  const rowsCommand = (batches: readonly MicroBatch[]) => ({
-    batches: batches.map(batchCommand),
-    microBatch: Math.max(1, ...batches.map((b) => b.batch)),
-  });
-
-  const stepCommand = (h: StepHyper) => ({
-    lr: h.lr,
-    beta1: h.beta1,
-    beta2: h.beta2,
-    eps: h.eps,
-    weightDecay: h.weightDecay,
-    // JSON has no Infinity: an unbounded clip travels as null.
-    clip: Number.isFinite(h.clip) ? h.clip : null,
-    recompute: h.recompute,
-  });
 
   return {
     backend: {
@@ -188,57 +162,42 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
             : "this checkpoint uses GaLore, which runs on the tfjs engine only",
         )));
       }
-      return Promise.resolve(E.right(states.issue({
-        shape,
-        held: accountModel(snap.params, snap.meta.trainable).state,
-        snapshot: snap,
-        session: undefined,
-      })));
+      return Promise.resolve(E.right(states.issue({ shape, snapshot: snap, session: undefined })));
     },
     step: (st, batches, hyper) =>
       attempt("Training step failed", async () => {
         const h = states.get(st);
-        const r = await command(h, {
-          op: "step",
-          hyper: stepCommand(hyper),
-          ...rowsCommand(batches),
-        });
+        const r = await command(h, stepCommand(hyper, batches));
         if (E.isLeft(r)) return r;
-        const peak = (r.right.peak ?? {}) as Record<string, unknown>;
-        const gpu = replyNumber(peak, "gpuBytes");
-        const processBytes = replyNumber(peak, "processBytes");
+        const { gpuBytes, processBytes } = r.right.peak;
         return E.right({
           state: states.replace(st, h, "a training step"),
-          loss: replyNumber(r.right, "loss"),
-          gradNorm: replyNumber(r.right, "gradNorm"),
-          skipped: r.right.skipped === true,
-          peak: stateOf(r.right.state) ?? h.held,
+          loss: r.right.loss,
+          gradNorm: r.right.gradNorm,
+          skipped: r.right.skipped,
+          peak: r.right.state,
           measured: {
             bufferBytes: 0,
             tensorCountBytes: 0,
-            ...(Number.isFinite(gpu) ? { gpuBytes: gpu } : {}),
-            ...(Number.isFinite(processBytes) ? { processBytes } : {}),
+            ...(gpuBytes === undefined ? {} : { gpuBytes }),
+            ...(processBytes === undefined ? {} : { processBytes }),
           },
         });
       }),
     evaluate: (st, batches) =>
       attempt("Evaluation failed", async () => {
-        const r = await command(states.get(st), { op: "eval", ...rowsCommand(batches) });
-        return E.map((reply: Record<string, unknown>) => replyNumber(reply, "loss"))(r);
+        const r = await command(states.get(st), evalCommand(batches));
+        return E.map((reply: ReplyTo<"eval">) => reply.loss)(r);
       }),
     reset: (st, spec) =>
       attempt("ReLoRA reset failed", async () => {
         const h = states.get(st);
-        const r = await command(h, {
-          op: "reset",
-          pruneRatio: spec.pruneRatio,
-          seed: spec.seed,
-        });
+        const r = await command(h, resetCommand(spec));
         if (E.isLeft(r)) return r;
         return E.right({
           state: states.replace(st, h, "a ReLoRA restart"),
-          merged: replyNumber(r.right, "merged"),
-          prunedFraction: replyNumber(r.right, "prunedFraction"),
+          merged: r.right.merged,
+          prunedFraction: r.right.prunedFraction,
         });
       }),
     snapshot: (st) => attempt("Snapshot failed", () => snapshotOf(states.get(st))),

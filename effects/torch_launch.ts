@@ -5,13 +5,15 @@
  * node, where Debian's torchrun fails at start (`../shared/design/TORCH-NOTES.md`) — one
  * process per rank started here with the variables torchrun would set (RANK, LOCAL_RANK,
  * WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Local rank 0 connects back to a TCP
- * port this process listens on (loopback) and speaks JSON lines: a `ready` line, then one reply
- * per command. A rank that dies fails the pending command with the tail of its stderr, and the
- * other ranks are stopped.
+ * port this process listens on (loopback) and speaks JSON lines (`torch_protocol.ts`): a `ready`
+ * line, then one reply per command, each decoded by its codec. The trainer checks every command
+ * against the protocol's schema, which the launch writes first. A rank that dies fails the
+ * pending command with the tail of its stderr, and the other ranks are stopped.
  *
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
+import type * as t from "io-ts";
 import {
   type ConfigInvalid,
   configInvalid,
@@ -20,6 +22,16 @@ import {
   kernelFailed,
 } from "../base/mod.ts";
 import { type TorchSettings, worldSize } from "../pipeline/mod.ts";
+import {
+  commandSchema,
+  decodeReply,
+  EXIT_COMMAND,
+  ProbeReplyCodec,
+  ReadyReplyCodec,
+  REPLIES,
+  type ReplyTo,
+  type Request,
+} from "./torch_protocol.ts";
 
 /** The trainer script, beside this project's TypeScript. */
 export const TRAINER_SCRIPT = new URL("../torch_engine/trainer.py", import.meta.url).pathname;
@@ -58,8 +70,10 @@ async function probe(python: string): Promise<TorchPython | undefined> {
       stderr: "null",
     }).output();
     if (!out.success) return undefined;
-    const found = JSON.parse(new TextDecoder().decode(out.stdout));
-    return { python, version: found.version, cudaDevices: found.cudaDevices, fsdp: found.fsdp };
+    const found = ProbeReplyCodec.decode(JSON.parse(new TextDecoder().decode(out.stdout)));
+    if (E.isLeft(found)) return undefined;
+    const { version, cudaDevices, fsdp } = found.right;
+    return { python, version, cudaDevices, fsdp };
   } catch {
     return undefined;
   }
@@ -113,6 +127,8 @@ export interface LaunchSpec {
   readonly settings: TorchSettings;
   /** Exchange directory the ranks load. */
   readonly init: string;
+  /** Where the launch writes the protocol's schema, which the trainer checks commands against. */
+  readonly schema: string;
   /** Token files (`torch_data.ts`). */
   readonly data: string;
   /** CPU threads per rank. */
@@ -121,19 +137,10 @@ export interface LaunchSpec {
 
 /** A live launch: commands in, replies out. */
 export interface TorchSession {
-  /** Sends one command and waits for its reply (or a rank's death). */
-  request(command: Readonly<Record<string, unknown>>): Promise<E.Either<KernelFailed, Reply>>;
+  /** Sends one command and waits for its decoded reply (or a rank's death). */
+  request<C extends Request>(command: C): Promise<E.Either<KernelFailed, ReplyTo<C["op"]>>>;
   /** Asks the ranks to exit and waits for them (killing any that linger). */
   close(): Promise<void>;
-}
-
-/** A decoded reply: numbers may arrive as "NaN"/"Infinity" strings. */
-export type Reply = Readonly<Record<string, unknown>>;
-
-/** A reply's number (JSON cannot carry NaN or infinities; the trainer sends them as strings). */
-export function replyNumber(r: Reply, key: string): number {
-  const v = r[key];
-  return typeof v === "number" ? v : typeof v === "string" ? Number(v) : NaN;
 }
 
 function freePort(): number {
@@ -158,6 +165,8 @@ export function launchCommands(
     spec.data,
     "--control",
     control,
+    "--protocol",
+    spec.schema,
     "--device",
     s.device,
     "--strategy",
@@ -232,6 +241,13 @@ const READY_TIMEOUT_MS = 300_000;
 export async function startSession(
   spec: LaunchSpec,
 ): Promise<E.Either<KernelFailed, TorchSession>> {
+  try {
+    await Deno.writeTextFile(spec.schema, JSON.stringify(commandSchema(), null, 1) + "\n");
+  } catch (e) {
+    return E.left(
+      kernelFailed(`Cannot write the protocol's schema ${spec.schema}: ${describeUnknown(e)}`),
+    );
+  }
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const control = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
   const m = spec.settings.master;
@@ -303,7 +319,10 @@ export async function startSession(
   const writer = conn.writable.getWriter();
   const encoder = new TextEncoder();
   let broken: KernelFailed | undefined;
-  const receive = async (what: string): Promise<E.Either<KernelFailed, Reply>> => {
+  const receive = async <A>(
+    what: string,
+    codec: t.Type<A, unknown, unknown>,
+  ): Promise<E.Either<KernelFailed, A>> => {
     if (broken !== undefined) return E.left(broken);
     const next = await Promise.race([
       incoming.next().then((r) => ({ line: r.done ? undefined : r.value })),
@@ -317,42 +336,39 @@ export async function startSession(
       await stopAll();
       return E.left(broken);
     }
-    let reply: Reply;
-    try {
-      reply = JSON.parse(next.line);
-    } catch {
-      return E.left(
-        kernelFailed(`PyTorch trainer sent an unreadable reply: ${next.line.slice(0, 200)}`),
-      );
-    }
-    if (reply.ok !== true) {
-      broken = await failure(`PyTorch trainer failed during ${what}: ${String(reply.error)}`);
+    const got = decodeReply(next.line, codec, what);
+    if (E.isLeft(got)) return got;
+    if (got.right.kind === "failed") {
+      broken = await failure(`PyTorch trainer failed during ${what}: ${got.right.error}`);
       await stopAll();
       return E.left(broken);
     }
-    return E.right(reply);
+    return E.right(got.right.reply);
   };
-  const ready = await receive("start-up");
+  const ready = await receive("start-up", ReadyReplyCodec);
   if (E.isLeft(ready)) {
     await closeQuietly(writer, conn);
     return ready;
   }
   let closed = false;
   return E.right({
-    request: async (command) => {
+    request: async <C extends Request>(
+      command: C,
+    ): Promise<E.Either<KernelFailed, ReplyTo<C["op"]>>> => {
       if (closed) return E.left(kernelFailed("PyTorch session already closed"));
       try {
         await writer.write(encoder.encode(JSON.stringify(command) + "\n"));
       } catch (e) {
         return E.left(await failure(`Cannot reach the PyTorch trainer: ${describeUnknown(e)}`));
       }
-      return await receive(`"${String(command.op)}"`);
+      const codec = REPLIES[command.op] as t.Type<ReplyTo<C["op"]>, unknown, unknown>;
+      return await receive(`"${command.op}"`, codec);
     },
     close: async () => {
       if (closed) return;
       closed = true;
       try {
-        await writer.write(encoder.encode(JSON.stringify({ op: "exit" }) + "\n"));
+        await writer.write(encoder.encode(JSON.stringify(EXIT_COMMAND) + "\n"));
       } catch {
         // Already gone: the status below says so.
       }

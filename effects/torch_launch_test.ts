@@ -10,6 +10,7 @@ const spec = (settings: t.OutputOf<typeof TorchCodec>) => ({
     throw new Error("the test's settings do not decode");
   })(TorchCodec.decode(settings)),
   init: "/run/torch/exchange/in",
+  schema: "/run/torch/protocol.schema.json",
   data: "/run/torch/data",
   threads: 4,
 });
@@ -56,9 +57,16 @@ Deno.test("launchCommands: several nodes go through one torchrun per node (auto)
     "--master_port=29500",
   ]);
   assertEquals(args[7], TRAINER_SCRIPT);
-  const missing = ["--device", "cuda", "--strategy", "fsdp", "--threads", "4"].filter((f) =>
-    !args.includes(f)
-  );
+  const missing = [
+    "--device",
+    "cuda",
+    "--strategy",
+    "fsdp",
+    "--threads",
+    "4",
+    "--protocol",
+    "/run/torch/protocol.schema.json",
+  ].filter((f) => !args.includes(f));
   assertEquals(missing, []);
   assertEquals(cmds[0]!.env.RANK, undefined); // torchrun sets the ranks itself
 });

@@ -51,7 +51,7 @@ const TARGETS = [
   projectionWeight(1, "v"),
 ];
 const GALORE: GaloreOptions = { rank: 3, updateEvery: 2, scale: 0.25, targets: TARGETS };
-const HYPER = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clipNorm: 0.5 };
+const HYPER = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clip: 0.5 };
 
 /** A different batch for every step, fixed by the step index. */
 function batchAt(step: number): Batch {
@@ -202,7 +202,7 @@ Deno.test({
       const grads = await gradientsOf(state, mb);
       let sq = 0;
       for (const g of grads.values()) for (const x of g) sq += x * x;
-      const gradScale = Math.min(1, HYPER.clipNorm / (Math.sqrt(sq) + 1e-6));
+      const gradScale = Math.min(1, HYPER.clip / (Math.sqrt(sq) + 1e-6));
       clipped ||= gradScale < 1;
       const r = await trainStep(state, [mb], HYPER);
       state = r.state;

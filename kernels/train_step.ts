@@ -4,10 +4,11 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { type AdamWOptions, adamwUpdate, clipFactor, globalNorm } from "./ops/adamw.ts";
+import { adamwUpdate, clipFactor, globalNorm } from "./ops/adamw.ts";
 import { type MemoryByRole, memoryByRole } from "./memory.ts";
 import { type Batch, type LossOptions, lossSum, type Model, validTargets } from "./model.ts";
 import { EMBED, LM_HEAD } from "../base/mod.ts";
+import type { StepHyper } from "../pipeline/mod.ts";
 import { registerGradients } from "./_gradients.ts";
 import { backwardInto, type GradientSums, recomputedMicroBatch } from "./recompute.ts";
 import { releaseDisposedGpuBuffers } from "./ops/release.ts";
@@ -20,14 +21,13 @@ import {
   refreshesAt,
 } from "./galore.ts";
 
-/** Hyperparameters of one step. */
-export interface StepOptions extends AdamWOptions {
-  /** Global gradient-norm bound; default 1.0; `Infinity` turns clipping off. */
-  readonly clipNorm?: number;
-  /** `layers`: keep only each layer's input and recompute the layer backward (default `none`). */
-  readonly recompute?: "none" | "layers";
-  /** Tokens per chunk of the LM head and cross-entropy (default: all at once). */
-  readonly lossChunk?: number;
+/**
+ * Hyperparameters of one step: the engines' {@link StepHyper} as it is, or, in tests, only the
+ * fields they vary (the others take AdamW's paper defaults, `clip` 1.0, no recompute, the loss
+ * at once). A `clip` of `Infinity` turns clipping off.
+ */
+export interface StepOptions extends Partial<StepHyper> {
+  readonly lr: number;
   /** GaLore's decomposition (default `svdShortSide`); tests inject failures through it. */
   readonly galoreSvd?: ProjectorSvd;
 }
@@ -135,7 +135,7 @@ export async function trainStep(
   }
 
   const step = state.adam.step + 1;
-  const gradScale = clipFactor(gradNorm, options.clipNorm ?? 1.0);
+  const gradScale = clipFactor(gradNorm, options.clip ?? 1.0);
   const params = new Map(state.params);
   const m = new Map<string, tf.Tensor>();
   const v = new Map<string, tf.Tensor>();

@@ -142,12 +142,12 @@ backendTest("trainStep() leaks no tensor once warmed up", async () => {
 backendTest("trainStep() clips by global norm before the moments", async () => {
   const free = await trainStep(createTrainState(shape, initParams(shape, 1, 5)), [both], {
     lr: 1e-3,
-    clipNorm: Infinity,
+    clip: Infinity,
   });
   const bound = free.gradNorm / 4;
   const clipped = await trainStep(createTrainState(shape, initParams(shape, 1, 5)), [both], {
     lr: 1e-3,
-    clipNorm: bound,
+    clip: bound,
   });
   assertAlmostEquals(clipped.gradNorm, free.gradNorm, 1e-6 * free.gradNorm);
   const name = projectionWeight(0, "up");

@@ -15,6 +15,7 @@ import type { EngineSnapshot } from "../checkpoint/mod.ts";
 import type { TokenWindows } from "../data/mod.ts";
 import type { FusibleOp } from "../solvers/mod.ts";
 import type { MemoryByRole, MetricRecord } from "./metrics_records.ts";
+import type { StepHyper } from "./step_hyper.ts";
 
 /** One micro-batch of packed sequences: `targets` are `tokens` shifted by one. */
 export interface MicroBatch {
@@ -71,21 +72,6 @@ export interface ModelStats {
   readonly trainableParams: number;
   readonly frozenParams: number;
   readonly adapterParams: number;
-}
-
-/** Optimizer hyper-parameters for one step. */
-export interface StepHyper {
-  readonly lr: number;
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly eps: number;
-  readonly weightDecay: number;
-  /** Global gradient-norm clip. */
-  readonly clip: number;
-  /** `layers`: recompute each layer in the backward pass instead of keeping its activations. */
-  readonly recompute: "none" | "layers";
-  /** Tokens per chunk of the LM head and cross-entropy (unset: all at once). */
-  readonly lossChunk?: number;
 }
 
 /** What one optimizer step reports. */

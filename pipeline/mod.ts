@@ -11,6 +11,7 @@ export * from "./plan_to_graph.ts";
 export * from "./plan_modules.ts";
 export * from "./predict.ts";
 export * from "./effects.ts";
+export * from "./step_hyper.ts";
 export * from "./interpreter.ts";
 export * from "./run_state.ts";
 export * from "./metrics_records.ts";

@@ -16,7 +16,7 @@ import {
   type PipelineError,
   trainingDiverged,
 } from "../base/mod.ts";
-import { enginePeakBytes, type Env, type StepHyper, type StepOutcome } from "./effects.ts";
+import { enginePeakBytes, type Env, type StepOutcome } from "./effects.ts";
 import {
   evaluateModel,
   modelOf,
@@ -30,6 +30,7 @@ import {
 } from "./run_steps.ts";
 import { keptCheckpoint, type RunState } from "./run_state.ts";
 import { cosineLr, isRestartStep, jaggedLr } from "./schedule.ts";
+import { type StepHyper, stepHyper } from "./step_hyper.ts";
 import type { GraphStage } from "./validate_graph.ts";
 
 /** 1h02m, 3m05s, 42s. */
@@ -164,21 +165,11 @@ interface Stepped {
 }
 
 function hyperAt(facts: RunFacts, stage: GraphStage, k: number): StepHyper {
-  const T = facts.graph.training;
   const { cosine, restarts, offset } = schedules(facts, stage);
   const lr = restarts === undefined
     ? cosineLr(cosine, k + offset)
     : jaggedLr(cosine, restarts, k, offset);
-  return {
-    lr,
-    beta1: T.beta1,
-    beta2: T.beta2,
-    eps: T.eps,
-    weightDecay: T.weightDecay,
-    clip: T.clip,
-    recompute: T.recompute,
-    ...(T.lossChunk === undefined ? {} : { lossChunk: T.lossChunk }),
-  };
+  return stepHyper(facts.graph.training, lr);
 }
 
 /** One optimizer step on the next batches: the progress moves on and a `train` record is written. */

@@ -11,10 +11,21 @@ import YAML from "yaml";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { capture } from "./cli_capture.ts";
 import { main } from "../cli/run.ts";
-import { findTorchPython } from "../effects/torch_launch.ts";
+import { findTorchPython, startSession } from "../effects/torch_launch.ts";
+import { evalCommand, stepCommand } from "../effects/torch_protocol.ts";
+import { writeExchange } from "../effects/torch_snapshot.ts";
+import { writeTokenFiles } from "../effects/torch_data.ts";
+import { withDefaults } from "../base/mod.ts";
+import { initialSnapshot } from "../checkpoint/mod.ts";
 import { stopAtCheckpoint } from "./kill_run.ts";
 import { ofType, runMetrics } from "./metrics.ts";
-import type { RunMetric } from "../pipeline/mod.ts";
+import {
+  type RunMetric,
+  type StepHyper,
+  stepHyper,
+  TorchCodec,
+  TrainingCodec,
+} from "../pipeline/mod.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const found = await findTorchPython(undefined);
@@ -408,5 +419,68 @@ Deno.test({
       assertEquals((await Deno.stat(`${dir}/out`).catch(() => undefined))?.isDirectory, undefined);
     }
     await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name:
+    "torch engine: the trainer answers a command that fits the protocol and refuses one that does not, naming the field",
+  ignore: NO_TORCH !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    assert(E.isRight(found));
+    const dir = await Deno.makeTempDir({ prefix: "step-torch-protocol-" });
+    const shape = {
+      hidden: 16,
+      intermediate: 32,
+      heads: 2,
+      kvHeads: 2,
+      layers: 1,
+      vocab: 257,
+      tiedEmbeddings: false,
+      rmsNormEps: 1e-5,
+      ropeTheta: 10000,
+      maxSeqLen: 16,
+    };
+    try {
+      const init = `${dir}/in`;
+      assert(E.isRight(await writeExchange(init, initialSnapshot(shape, 1, 3), shape)()));
+      const streams = { train: new Uint16Array(64), validation: new Uint16Array(64) };
+      assert(E.isRight(await writeTokenFiles(`${dir}/data`, streams)()));
+      const settings = withDefaults(TorchCodec, {});
+      const started = await startSession({
+        python: found.right.python,
+        settings,
+        init,
+        schema: `${dir}/protocol.schema.json`,
+        data: `${dir}/data`,
+        threads: 1,
+      });
+      assert(E.isRight(started), E.isLeft(started) ? started.left.message : "");
+      const session = started.right;
+      try {
+        const batch = {
+          tokens: Int32Array.from([1, 2, 3, 4]),
+          targets: Int32Array.from([2, 3, 4, 5]),
+          batch: 1,
+          seq: 4,
+        };
+        const evaluated = await session.request(evalCommand([batch]));
+        assert(E.isRight(evaluated), E.isLeft(evaluated) ? evaluated.left.message : "");
+        // A byte model at initialisation: close to ln 257 nats/token.
+        assert(Math.abs(evaluated.right.loss - Math.log(257)) < 0.5, `${evaluated.right.loss}`);
+        const { clip: _, ...noClip } = stepHyper(withDefaults(TrainingCodec, {}), 1e-3);
+        const malformed = { ...stepCommand(noClip as StepHyper, [batch]) };
+        const refused = await session.request(malformed);
+        assert(E.isLeft(refused), "a step without a clip was taken");
+        assertStringIncludes(refused.left.message, "CommandRefused");
+        assertStringIncludes(refused.left.message, "hyper.clip: expected a number (missing)");
+      } finally {
+        await session.close();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

@@ -6,10 +6,16 @@ same environment: RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and dr
 stage graph, the schedules, the freezing rules, growth, attaching adapters, the final merge,
 checkpoints and metrics all stay in TypeScript; this process only holds the model on its
 device and runs what it is told, one JSON command per line on a TCP connection that local
-rank 0 of every node opens to its own `deno task run` (`--control HOST:PORT`):
+rank 0 of every node opens to its own `deno task run` (`--control HOST:PORT`). Each command is
+checked against the protocol's schema (`--protocol FILE`, written by the launch from the codecs
+of `effects/torch_protocol.ts`; `protocol.py`) before it is used; one that does not fit fails
+with a message naming its fields:
 
 - `step`: one optimizer step over the global batch (each rank reads its share of the rows
-  from the memory-mapped token files), global-norm clipping, AdamW; non-finite → skipped;
+  from the memory-mapped token files), global-norm clipping, AdamW; non-finite → skipped.
+  Its `hyper` is the engine's step hyper-parameters as TypeScript holds them
+  (`pipeline/step_hyper.ts`); `lossChunk` is read by the tfjs engine only (the loss here is
+  computed whole);
 - `eval`: mean cross-entropy over batches;
 - `reset`: ReLoRA's merge, re-initialisation and moment pruning (`relora.py`);
 - `save`: weights, Adam moments and step into a directory (every node's local rank 0);
@@ -40,6 +46,7 @@ import torch.distributed as dist
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import TokenFiles, row_at, stack  # noqa: E402
 from llama import Llama  # noqa: E402
+from protocol import check_command, load_schema  # noqa: E402
 from relora import kaiming_a, prune_mask  # noqa: E402
 from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
 
@@ -49,6 +56,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--init", required=True, help="exchange directory to start from")
     ap.add_argument("--data", default=None, help="directory of the token files")
     ap.add_argument("--control", required=True, help="HOST:PORT of this node's orchestrator")
+    ap.add_argument("--protocol", required=True, help="the JSON Schema every command is checked against")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--strategy", choices=["ddp", "fsdp"], default="ddp")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
@@ -266,7 +274,7 @@ class Session:
 
     def step(self, cmd: dict) -> dict:
         h = cmd["hyper"]
-        self.raw.recompute = h.get("recompute") == "layers"
+        self.raw.recompute = h["recompute"] == "layers"
         micro = int(cmd["microBatch"])
         rows, n = self.my_rows(cmd["batches"])
         if n % self.world != 0:
@@ -297,8 +305,8 @@ class Session:
         norm = math.sqrt(sq)
         skipped = not (math.isfinite(loss) and math.isfinite(norm))
         if self.optimizer is not None and not skipped:
-            clip = h.get("clip")
-            factor = 1.0 if clip is None or clip <= 0 else min(1.0, clip / (norm + 1e-6))
+            # kernels/ops/adamw.ts's clipFactor.
+            factor = 1.0 if h["clip"] <= 0 else min(1.0, h["clip"] / (norm + 1e-6))
             if factor != 1.0:
                 for g in grads:
                     if g is not None:
@@ -427,20 +435,21 @@ class Channel:
         self.file.write((json.dumps(finite_json(obj), allow_nan=False) + "\n").encode("utf-8"))
         self.file.flush()
 
-    def receive(self) -> dict:
+    def receive(self, schema: dict) -> dict:
+        """The next command, checked against the protocol's schema."""
         line = self.file.readline()
         if not line:
             return {"op": "exit", "orphaned": True}
-        return json.loads(line)
+        return check_command(schema, json.loads(line))
 
 
 # Fields of a command that name this node's own files: they differ between nodes.
 NODE_LOCAL = ("dir",)
 
 
-def next_command(session: Session, channel: Channel | None) -> dict:
+def next_command(session: Session, channel: Channel | None, schema: dict) -> dict:
     """The next command: global rank 0's, checked against this node's orchestrator's own."""
-    own = channel.receive() if channel is not None else None
+    own = channel.receive(schema) if channel is not None else None
     if session.world == 1:
         return own
     box = [own]
@@ -463,6 +472,7 @@ def main(argv: list[str]) -> int:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     channel = Channel(args.control) if local_rank == 0 else None
     try:
+        schema = load_schema(args.protocol)
         session = Session(args)
     except Exception as e:  # reported to the orchestrator, then the launch fails
         if channel is not None:
@@ -471,8 +481,8 @@ def main(argv: list[str]) -> int:
     if channel is not None:
         channel.send({"ok": True, "ready": True})
     while True:
-        cmd = next_command(session, channel)
         try:
+            cmd = next_command(session, channel, schema)
             result = session.run(cmd)
         except Exception as e:
             if channel is not None:
