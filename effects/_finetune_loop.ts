@@ -116,7 +116,7 @@ async function heldOutLoss(
 ): Promise<E.Either<PipelineError, number | null>> {
   if (c.plan.heldOut.length === 0) return E.right(null);
   const xs = c.plan.heldOut.map((i) => c.set.examples[i]!);
-  const batches = padExamples(xs, { microBatch: c.plan.options.microBatch, pad: c.pad });
+  const batches = padExamples(xs, { microBatch: c.plan.microBatch, pad: c.pad });
   return await c.engine.evaluate(state, batches)();
 }
 
@@ -322,7 +322,7 @@ function progressLine(
   const done = k + 1 - session.step0;
   const eta = ((now - session.start) / Math.max(1, done)) * (steps - k - 1);
   c.dir.log.line(
-    `[finetune ${k + 1}/${steps} epoch ${epoch + 1}/${c.plan.options.epochs}] loss ${
+    `[finetune ${k + 1}/${steps} epoch ${epoch + 1}/${c.plan.settings.epochs}] loss ${
       (r.progress.lastLoss ?? NaN).toFixed(4)
     }  lr ${lr.toExponential(2)}  ${Math.round(tps)} tok/s  ETA ${formatDuration(eta)}`,
   );

@@ -9,55 +9,14 @@ import * as E from "fp-ts/lib/Either.js";
 import * as t from "io-ts";
 import {
   type ConfigInvalid,
-  configInvalid,
   type ContentInvalid,
   contentInvalid,
   reportErrors,
 } from "../base/mod.ts";
+import { type FinetuneRecord, FinetuneRecordCodec, resumeProblem } from "../pipeline/mod.ts";
 
-/** The settings that fix a run's steps: a resumed run must be given the same ones. */
-export const FinetuneSettingsCodec = t.readonly(t.type({
-  /** The base checkpoint's real path. */
-  base: t.string,
-  /** FNV-1a of the records used (after `--limit`), so an edited data file is noticed. */
-  dataHash: t.string,
-  records: t.number,
-  limit: t.union([t.number, t.null]),
-  heldOut: t.number,
-  epochs: t.number,
-  batch: t.number,
-  microBatch: t.number,
-  lr: t.number,
-  warmup: t.number,
-  seed: t.number,
-  weightDecay: t.number,
-  beta1: t.number,
-  beta2: t.number,
-  eps: t.number,
-  clip: t.number,
-}));
 /** The settings that fix a run's steps. */
-export type FinetuneSettingsRecord = t.TypeOf<typeof FinetuneSettingsCodec>;
-
-/** The command-line spelling of each setting, for the message that names a difference. */
-const FLAG: Readonly<Record<keyof FinetuneSettingsRecord, string>> = {
-  base: "CHECKPOINT",
-  dataHash: "the records of --data",
-  records: "the record count of --data",
-  limit: "--limit",
-  heldOut: "--eval-examples",
-  epochs: "--epochs",
-  batch: "--batch",
-  microBatch: "--micro-batch",
-  lr: "--lr",
-  warmup: "--warmup",
-  seed: "--seed",
-  weightDecay: "--weight-decay",
-  beta1: "beta1",
-  beta2: "beta2",
-  eps: "eps",
-  clip: "clip",
-};
+export type FinetuneSettingsRecord = FinetuneRecord;
 
 /** Response loss summed over an epoch's steps (weighted by response tokens). */
 const EpochLossCodec = t.readonly(t.type({ lossSum: t.number, tokens: t.number }));
@@ -66,7 +25,7 @@ const EpochLossCodec = t.readonly(t.type({ lossSum: t.number, tokens: t.number }
 export const FinetuneProgressCodec = t.readonly(t.type({
   version: t.literal(1),
   kind: t.literal("finetune"),
-  settings: FinetuneSettingsCodec,
+  settings: FinetuneRecordCodec,
   /** Optimizer steps done. */
   step: t.number,
   /** Metrics records written so far (a resumed run truncates the log to this). */
@@ -120,17 +79,7 @@ export function resumedProgress(
     ));
   }
   const p = decoded.right;
-  for (const key of Object.keys(FLAG) as (keyof FinetuneSettingsRecord)[]) {
-    const was = p.settings[key];
-    const now = settings[key];
-    if (was !== now) {
-      return E.left(configInvalid(
-        "--resume",
-        `the checkpoint was written with ${FLAG[key]} ${JSON.stringify(was)}, this command ` +
-          `gives ${JSON.stringify(now)}: repeat the original command with --resume, or use ` +
-          "--force or another --out to start over",
-      ));
-    }
-  }
+  const changed = resumeProblem(p.settings, settings);
+  if (changed !== undefined) return E.left(changed);
   return E.right(p);
 }

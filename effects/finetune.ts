@@ -17,13 +17,11 @@ import type * as TE from "fp-ts/lib/TaskEither.js";
 import type { LlamaShape, PipelineError } from "../base/mod.ts";
 import { checkOutput, RUN_DIR, RUN_OUTPUTS } from "../checkpoint/mod.ts";
 import type { TokenizerName } from "../data/mod.ts";
-import type { ClockEffect, Engine } from "../pipeline/mod.ts";
+import type { ClockEffect, Engine, FinetuneSettings } from "../pipeline/mod.ts";
 import type { FinetuneSettingsRecord } from "./_finetune_progress.ts";
 import { type LoopResult, trainLoop } from "./_finetune_loop.ts";
-import { baseState, type FinetuneSettings, prepare, type Prepared } from "./_finetune_prepare.ts";
+import { baseState, prepare, type Prepared } from "./_finetune_prepare.ts";
 import { openRunDir, type RunDir, type RunDirMode } from "./run_dir.ts";
-
-export { FINETUNE_DEFAULTS, type FinetuneSettings } from "./_finetune_prepare.ts";
 
 /** Options of {@link finetune}. */
 export interface FinetuneOptions {
@@ -96,7 +94,8 @@ export type FinetuneResult =
  *
  * @example
  * ```ts
- * import { finetune, FINETUNE_DEFAULTS } from "./finetune.ts";
+ * import { finetune } from "./finetune.ts";
+ * import { FINETUNE_DEFAULTS } from "../pipeline/mod.ts";
  * import { createEngine } from "./tfjs_engine.ts";
  * const engine = await createEngine("cpu")();
  * if (engine._tag === "Right") {
@@ -208,8 +207,8 @@ function describe(o: FinetuneOptions, p: Prepared): void {
     ? ` (asked ${o.settings.warmup}, clamped to the run's length − 1)`
     : "";
   o.print(
-    `Plan: ${plan.options.epochs} epochs × ${plan.stepsPerEpoch} steps of ${plan.options.batch} ` +
-      `examples = ${plan.steps} steps; LR ${plan.options.lr} cosine to 0, warmup ` +
+    `Plan: ${o.settings.epochs} epochs × ${plan.stepsPerEpoch} steps of ${o.settings.batch} ` +
+      `examples = ${plan.steps} steps; LR ${o.settings.lr} cosine to 0, warmup ` +
       `${plan.schedule.warmup}${clamped}; AdamW β ${o.settings.beta1}/${o.settings.beta2}, ` +
       `weight decay ${o.settings.weightDecay}, clip ${o.settings.clip}; backend ${o.engine.backend.description}`,
   );

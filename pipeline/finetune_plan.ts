@@ -22,6 +22,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { type ConfigInvalid, configInvalid, deriveSeed, permutation } from "../base/mod.ts";
 import type { SftExample } from "../data/mod.ts";
 import type { MicroBatch } from "./effects.ts";
+import type { FinetuneSettings } from "./finetune_settings.ts";
 import { cosineLr, type CosineSchedule } from "./schedule.ts";
 
 // Stream ids mixed into the run's seed, so the held-out choice and the epoch orders never share
@@ -29,26 +30,11 @@ import { cosineLr, type CosineSchedule } from "./schedule.ts";
 const HELD_OUT_STREAM = 1;
 const ORDER_STREAM = 2;
 
-/** Settings the plan is computed from. */
-export interface FinetunePlanOptions {
-  /** Examples after encoding (the dropped ones are not counted). */
-  readonly examples: number;
-  /** Examples kept out of training to measure the response loss on. */
-  readonly heldOut: number;
-  readonly epochs: number;
-  /** Examples per optimizer step. */
-  readonly batch: number;
-  /** Examples per forward pass (a step accumulates `ceil(batch / microBatch)` of them). */
-  readonly microBatch: number;
-  readonly seed: number;
-  /** Peak learning rate and warmup steps before clamping. */
-  readonly lr: number;
-  readonly warmup: number;
-}
-
 /** A checked plan: the split, the run's length and its schedule. */
 export interface FinetunePlan {
-  readonly options: FinetunePlanOptions;
+  readonly settings: FinetuneSettings;
+  /** Examples per forward pass (`settings.microBatch`, else the batch). */
+  readonly microBatch: number;
   /** Example indices that train, and those held out (both ascending). */
   readonly train: readonly number[];
   readonly heldOut: readonly number[];
@@ -58,60 +44,51 @@ export interface FinetunePlan {
   readonly schedule: CosineSchedule;
 }
 
-function positiveInt(where: string, n: number): ConfigInvalid | undefined {
-  return Number.isSafeInteger(n) && n >= 1
-    ? undefined
-    : configInvalid(where, `must be a positive integer, got ${n}`);
-}
-
 /**
- * Checks the settings against the number of examples and lays out the run.
+ * Lays out a run of `settings` on `examples` encoded examples (the dropped ones not counted);
+ * refused when the held-out examples leave none to train on.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { finetunePlan } from "./finetune_plan.ts";
- * const p = finetunePlan({
- *   examples: 100, heldOut: 10, epochs: 2, batch: 8, microBatch: 4, seed: 0, lr: 1e-4, warmup: 100,
- * });
+ * import { decodeFinetune } from "./finetune_settings.ts";
+ * const s = decodeFinetune({ evalExamples: 10, microBatch: 4 });
+ * const p = s._tag === "Right" ? finetunePlan(s.right, 100) : s;
  * assert(p._tag === "Right" && p.right.stepsPerEpoch === 12 && p.right.steps === 24);
- * assert(p.right.schedule.warmup === 23);
+ * assert(p.right.schedule.warmup === 23 && p.right.microBatch === 4);
  * ```
  */
-export function finetunePlan(o: FinetunePlanOptions): E.Either<ConfigInvalid, FinetunePlan> {
-  const bad = positiveInt("--epochs", o.epochs) ?? positiveInt("--batch", o.batch) ??
-    positiveInt("--micro-batch", o.microBatch);
-  if (bad !== undefined) return E.left(bad);
-  if (!Number.isSafeInteger(o.heldOut) || o.heldOut < 0) {
-    return E.left(
-      configInvalid("--eval-examples", `must be a non-negative integer, got ${o.heldOut}`),
-    );
-  }
-  if (o.heldOut >= o.examples) {
+export function finetunePlan(
+  settings: FinetuneSettings,
+  examples: number,
+): E.Either<ConfigInvalid, FinetunePlan> {
+  const heldOut = settings.evalExamples ?? Math.min(32, Math.floor(examples / 10));
+  if (heldOut >= examples) {
     return E.left(configInvalid(
       "--eval-examples",
-      `${o.heldOut} held out of ${o.examples} usable examples leaves none to train on`,
+      `${heldOut} held out of ${examples} usable examples leaves none to train on`,
     ));
   }
-  if (!(Number.isFinite(o.lr) && o.lr > 0)) {
-    return E.left(configInvalid("--lr", `must be a positive number, got ${o.lr}`));
-  }
-  if (!Number.isSafeInteger(o.warmup) || o.warmup < 0) {
-    return E.left(configInvalid("--warmup", `must be a non-negative integer, got ${o.warmup}`));
-  }
-  const shuffled = permutation(o.examples, deriveSeed(o.seed, HELD_OUT_STREAM));
-  const held = Array.from(shuffled.subarray(0, o.heldOut)).sort((a, b) => a - b);
+  const shuffled = permutation(examples, deriveSeed(settings.seed, HELD_OUT_STREAM));
+  const held = Array.from(shuffled.subarray(0, heldOut)).sort((a, b) => a - b);
   const isHeld = new Set(held);
-  const train = Array.from({ length: o.examples }, (_, i) => i).filter((i) => !isHeld.has(i));
-  const stepsPerEpoch = Math.ceil(train.length / o.batch);
-  const steps = stepsPerEpoch * o.epochs;
+  const train = Array.from({ length: examples }, (_, i) => i).filter((i) => !isHeld.has(i));
+  const stepsPerEpoch = Math.ceil(train.length / settings.batch);
+  const steps = stepsPerEpoch * settings.epochs;
   return E.right({
-    options: o,
+    settings,
+    microBatch: settings.microBatch ?? settings.batch,
     train,
     heldOut: held,
     stepsPerEpoch,
     steps,
-    schedule: { peak: o.lr, warmup: Math.min(o.warmup, steps - 1), length: steps, minRatio: 0 },
+    schedule: {
+      peak: settings.lr,
+      warmup: Math.min(settings.warmup, steps - 1),
+      length: steps,
+      minRatio: 0,
+    },
   });
 }
 
@@ -130,9 +107,9 @@ export interface PlannedStep {
  * ```ts
  * import assert from "node:assert/strict";
  * import { finetunePlan, plannedStep } from "./finetune_plan.ts";
- * const p = finetunePlan({
- *   examples: 10, heldOut: 0, epochs: 2, batch: 4, microBatch: 4, seed: 1, lr: 1e-4, warmup: 0,
- * });
+ * import { decodeFinetune } from "./finetune_settings.ts";
+ * const s = decodeFinetune({ evalExamples: 0, batch: 4, seed: 1 });
+ * const p = s._tag === "Right" ? finetunePlan(s.right, 10) : s;
  * if (p._tag === "Right") {
  *   const epoch0 = [0, 1, 2].flatMap((k) => plannedStep(p.right, k).examples);
  *   assert(epoch0.toSorted((a, b) => a - b).join() === "0,1,2,3,4,5,6,7,8,9");
@@ -146,9 +123,10 @@ export function plannedStep(plan: FinetunePlan, step: number): PlannedStep {
   }
   const epoch = Math.floor(step / plan.stepsPerEpoch);
   const k = step % plan.stepsPerEpoch;
-  const order = permutation(plan.train.length, deriveSeed(plan.options.seed, ORDER_STREAM, epoch));
-  const from = k * plan.options.batch;
-  const slice = order.subarray(from, Math.min(from + plan.options.batch, order.length));
+  const { seed, batch } = plan.settings;
+  const order = permutation(plan.train.length, deriveSeed(seed, ORDER_STREAM, epoch));
+  const from = k * batch;
+  const slice = order.subarray(from, Math.min(from + batch, order.length));
   return {
     epoch,
     examples: Array.from(slice, (i) => plan.train[i]!),

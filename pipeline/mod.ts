@@ -20,6 +20,7 @@ export * from "./graph_flops.ts";
 export * from "./run_flops.ts";
 export * from "./compare_plan.ts";
 export * from "./finetune_plan.ts";
+export * from "./finetune_settings.ts";
 export * from "./torch_settings.ts";
 // Pre-training's step checks and progress formatting, shared with the fine-tuning loop.
 export { checkedSnapshot, firstNonFinite } from "./run_steps.ts";
