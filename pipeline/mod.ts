@@ -24,5 +24,5 @@ export * from "./finetune_settings.ts";
 export * from "./torch_settings.ts";
 // Pre-training's step checks and progress formatting, shared with the fine-tuning loop.
 export { checkedSnapshot, firstNonFinite } from "./run_steps.ts";
-export { formatDuration } from "./train_stage.ts";
+export { formatDuration, type RunVoice } from "./run_voice.ts";
 export * from "./model_account.ts";

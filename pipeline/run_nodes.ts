@@ -48,7 +48,7 @@ export function runNode(facts: RunFacts, node: StageNode): Transition {
     case "eval":
       return sequence(evalNode(facts, node), nextNode);
     case "checkpoint":
-      return sequence(checkpointNode(node), nextNode);
+      return sequence(checkpointNode(facts, node), nextNode);
     default:
       return absurd(node);
   }
@@ -86,7 +86,7 @@ function stageNode(facts: RunFacts, stage: GraphStage): Transition {
     announceStage(facts, stage),
     trainStage(facts, stage),
     finishStage(facts, stage),
-    saveCheckpoint(stage.trainNodeId),
+    saveCheckpoint(stage.trainNodeId, facts.voice),
   );
 }
 
@@ -280,9 +280,9 @@ function evalNode(facts: RunFacts, node: EvalNode): Transition {
   });
 }
 
-function checkpointNode(node: CheckpointNode): Transition {
+function checkpointNode(facts: RunFacts, node: CheckpointNode): Transition {
   return transition(async (s, env) => {
-    const saved = await saveCheckpoint(node.id)(s)(env)();
+    const saved = await saveCheckpoint(node.id, facts.voice)(s)(env)();
     if (E.isRight(saved)) {
       env.log.line(`Checkpoint (${node.id}) at global step ${s.progress.globalStep}`);
     }
