@@ -1,7 +1,7 @@
 /**
  * What a fine-tuning run decides before its run directory is opened: the records read and
- * encoded, the base model loaded, the plan checked. Any refusal
- * here leaves the disk untouched. Also the base's weights as the engine's starting state.
+ * encoded, the base model loaded, the plan and the stage graph checked. Any refusal here leaves
+ * the disk untouched. Also the base's weights as the run's starting snapshot.
  *
  * @module
  */
@@ -17,12 +17,10 @@ import {
 } from "../data/mod.ts";
 import { exportParams } from "../kernels/mod.ts";
 import {
-  type Engine,
   type EngineSnapshot,
-  type EngineState,
-  type FinetunePlan,
+  finetuneGraph,
+  type FinetuneJob,
   finetunePlan,
-  type FinetuneRecord,
   finetuneRecord,
   type FinetuneSettings,
 } from "../pipeline/mod.ts";
@@ -39,15 +37,16 @@ export interface PrepareInputs {
 
 /** Everything decided before the run directory is touched. */
 export interface Prepared {
+  /** The run; its `base` consumes `loaded`'s tensors. */
+  readonly job: FinetuneJob;
   readonly loaded: LoadedModel;
   /** LoRA adapter pairs in the base, merged before training. */
   readonly adapters: number;
   readonly records: readonly AlpacaRecord[];
   readonly set: SftSet;
-  readonly plan: FinetunePlan;
-  readonly settings: FinetuneRecord;
 }
 
+/** Reads the records, loads the base, encodes the examples and lays out the run. */
 export async function prepare(o: PrepareInputs): Promise<E.Either<PipelineError, Prepared>> {
   const S = o.settings;
   const read = await readAlpaca(o.data)();
@@ -78,42 +77,41 @@ export async function prepare(o: PrepareInputs): Promise<E.Either<PipelineError,
   }
   const plan = finetunePlan(S, n);
   if (E.isLeft(plan)) return fail(plan.left);
+  const graph = finetuneGraph(shape, plan.right);
+  if (E.isLeft(graph)) return fail(graph.left);
+  const record = finetuneRecord(S, {
+    base,
+    dataHash: hashString(JSON.stringify(records)).toString(16).padStart(8, "0"),
+    records: records.length,
+    heldOut: plan.right.heldOut.length,
+    microBatch: plan.right.microBatch,
+  });
   return E.right({
+    job: { graph: graph.right, plan: plan.right, record, base: () => baseSnapshot(loaded.right) },
     loaded: loaded.right,
     adapters: [...loaded.right.model.params.keys()].filter(isAdapterName).length / 2,
     records,
     set,
-    plan: plan.right,
-    settings: finetuneRecord(S, {
-      base,
-      dataHash: hashString(JSON.stringify(records)).toString(16).padStart(8, "0"),
-      records: records.length,
-      heldOut: plan.right.heldOut.length,
-      microBatch: plan.right.microBatch,
-    }),
   });
 }
 
 /**
- * The base's weights as the engine's starting state: every parameter trainable, fresh moments;
+ * The base's weights as the run's starting snapshot: every parameter trainable, fresh moments;
  * LoRA adapters (a ReLoRA or PEFT checkpoint) are merged into their weights first
  * (`checkpoint/surgery.ts`), since full fine-tuning trains the plain model. Consumes
  * `loaded`'s tensors.
  */
-export async function baseState(
-  engine: Engine,
+export async function baseSnapshot(
   loaded: LoadedModel,
-): Promise<E.Either<PipelineError, EngineState>> {
-  const { shape, loraScale } = loaded.model;
+): Promise<E.Either<PipelineError, EngineSnapshot>> {
   const params = await exportParams(loaded.model.params);
   loaded.dispose();
-  const meta = { trainable: [], loraScale, adamStep: 0 };
+  const meta = { trainable: [], loraScale: loaded.model.loraScale, adamStep: 0 };
   const plain = mergedSnapshot({ params, moments: [], meta }).params;
   const trainable = plain.map((p) => p.name);
-  const snapshot: EngineSnapshot = {
+  return E.right({
     params: plain,
     moments: freshMoments(plain, trainable),
     meta: { ...meta, trainable },
-  };
-  return await engine.load(shape, snapshot)();
+  });
 }

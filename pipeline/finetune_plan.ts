@@ -12,9 +12,8 @@
  * - Padding: a micro-batch is as long as its longest example; shorter rows are filled with
  *   end-of-text inputs whose targets are -1, after their real tokens, so causal attention
  *   keeps them out of every counted position.
- * - Schedule: linear warmup into a cosine that decays to 0 at the last step (Alpaca's, and the
- *   Hugging Face `cosine` schedule's, floor). Warmup is clamped to `steps − 1` in a shorter run,
- *   as the pre-training stages do, so the peak is still reached.
+ * - Warmup is clamped to `steps − 1` in a shorter run, as the pre-training stages do, so the
+ *   peak is still reached; the schedule itself is the stage's (`finetune_graph.ts`).
  *
  * @module
  */
@@ -23,14 +22,13 @@ import { type ConfigInvalid, configInvalid, deriveSeed, permutation } from "../b
 import type { SftExample } from "../data/mod.ts";
 import type { MicroBatch } from "./effects.ts";
 import type { FinetuneSettings } from "./finetune_settings.ts";
-import { cosineLr, type CosineSchedule } from "./schedule.ts";
 
 // Stream ids mixed into the run's seed, so the held-out choice and the epoch orders never share
 // a random sequence.
 const HELD_OUT_STREAM = 1;
 const ORDER_STREAM = 2;
 
-/** A checked plan: the split, the run's length and its schedule. */
+/** A checked plan: the split, the run's length and its warmup. */
 export interface FinetunePlan {
   readonly settings: FinetuneSettings;
   /** Examples per forward pass (`settings.microBatch`, else the batch). */
@@ -40,8 +38,8 @@ export interface FinetunePlan {
   readonly heldOut: readonly number[];
   readonly stepsPerEpoch: number;
   readonly steps: number;
-  /** The schedule after clamping (`warmup` may be below the requested one). */
-  readonly schedule: CosineSchedule;
+  /** Warmup steps after clamping (may be below `settings.warmup`). */
+  readonly warmup: number;
 }
 
 /**
@@ -56,7 +54,7 @@ export interface FinetunePlan {
  * const s = decodeFinetune({ evalExamples: 10, microBatch: 4 });
  * const p = s._tag === "Right" ? finetunePlan(s.right, 100) : s;
  * assert(p._tag === "Right" && p.right.stepsPerEpoch === 12 && p.right.steps === 24);
- * assert(p.right.schedule.warmup === 23 && p.right.microBatch === 4);
+ * assert(p.right.warmup === 23 && p.right.microBatch === 4);
  * ```
  */
 export function finetunePlan(
@@ -83,13 +81,13 @@ export function finetunePlan(
     heldOut: held,
     stepsPerEpoch,
     steps,
-    schedule: {
-      peak: settings.lr,
-      warmup: Math.min(settings.warmup, steps - 1),
-      length: steps,
-      minRatio: 0,
-    },
+    warmup: Math.min(settings.warmup, steps - 1),
   });
+}
+
+/** The epoch (from 0) step `step` (from 0) belongs to. */
+export function epochOf(plan: FinetunePlan, step: number): number {
+  return Math.floor(step / plan.stepsPerEpoch);
 }
 
 /** What step `step` (0-based) trains on. */
@@ -97,11 +95,10 @@ export interface PlannedStep {
   readonly epoch: number;
   /** Example indices (into the encoded examples), in the epoch's order. */
   readonly examples: readonly number[];
-  readonly lr: number;
 }
 
 /**
- * The epoch, examples and learning rate of step `step` (0-based, below `plan.steps`).
+ * The epoch and examples of step `step` (0-based, below `plan.steps`).
  *
  * @example
  * ```ts
@@ -121,22 +118,18 @@ export function plannedStep(plan: FinetunePlan, step: number): PlannedStep {
   if (!Number.isSafeInteger(step) || step < 0 || step >= plan.steps) {
     throw new Error(`Step ${step} is outside the plan's ${plan.steps} steps`);
   }
-  const epoch = Math.floor(step / plan.stepsPerEpoch);
+  const epoch = epochOf(plan, step);
   const k = step % plan.stepsPerEpoch;
   const { seed, batch } = plan.settings;
   const order = permutation(plan.train.length, deriveSeed(seed, ORDER_STREAM, epoch));
   const from = k * batch;
   const slice = order.subarray(from, Math.min(from + batch, order.length));
-  return {
-    epoch,
-    examples: Array.from(slice, (i) => plan.train[i]!),
-    lr: cosineLr(plan.schedule, step),
-  };
+  return { epoch, examples: Array.from(slice, (i) => plan.train[i]!) };
 }
 
 /**
  * Pads `examples` into micro-batches of at most `microBatch` rows, each as long as its longest
- * row; padding inputs are `pad` (any valid id) with target -1.
+ * row; padding inputs are `pad` (any valid id) with target -1, and each batch counts them.
  *
  * @example
  * ```ts
@@ -145,7 +138,7 @@ export function plannedStep(plan: FinetunePlan, step: number): PlannedStep {
  * const a = { tokens: Int32Array.of(1, 2, 3), targets: Int32Array.of(-1, 3, 4), responseTokens: 2, truncated: false };
  * const b = { tokens: Int32Array.of(5), targets: Int32Array.of(6), responseTokens: 1, truncated: false };
  * const [mb] = padExamples([a, b], { microBatch: 2, pad: 0 });
- * assert(mb!.seq === 3 && mb!.targets.join() === "-1,3,4,6,-1,-1");
+ * assert(mb!.seq === 3 && mb!.targets.join() === "-1,3,4,6,-1,-1" && mb!.padding === 2);
  * ```
  */
 export function padExamples(
@@ -162,12 +155,15 @@ export function padExamples(
       tokens.set(r.tokens, b * seq);
       targets.set(r.targets, b * seq);
     });
-    out.push({ tokens, targets, batch: rows.length, seq });
+    const used = rows.reduce((n, r) => n + r.tokens.length, 0);
+    out.push({ tokens, targets, batch: rows.length, seq, padding: rows.length * seq - used });
   }
   return out;
 }
 
-/** Input tokens of `examples`, padding not counted (for tokens/s). */
-export function realTokens(examples: readonly SftExample[]): number {
-  return examples.reduce((n, x) => n + x.tokens.length, 0);
+/** Targets the loss counts (the response tokens of instruction data; -1 is never counted). */
+export function countedTargets(batches: readonly MicroBatch[]): number {
+  let n = 0;
+  for (const b of batches) for (const t of b.targets) if (t >= 0) n++;
+  return n;
 }

@@ -1,5 +1,5 @@
 import * as E from "fp-ts/lib/Either.js";
-import { assert, assertAlmostEquals, assertEquals } from "../tests/assert.ts";
+import { assert, assertEquals } from "../tests/assert.ts";
 import type { SftExample } from "../data/mod.ts";
 import { type FinetunePlan, finetunePlan, padExamples, plannedStep } from "./finetune_plan.ts";
 import { decodeFinetune, type FinetuneSettings } from "./finetune_settings.ts";
@@ -62,21 +62,8 @@ Deno.test("plannedStep() visits every training example once per epoch, in a new 
   assertEquals(plannedStep(plan(), 5), plannedStep(p, 5));
 });
 
-Deno.test("plannedStep() follows warmup and a cosine that decays towards 0", () => {
-  const p = plan({ warmup: 2 });
-  const lrs = Array.from({ length: p.steps }, (_, k) => plannedStep(p, k).lr);
-  assertAlmostEquals(lrs[0]!, 0.5e-4, 1e-18);
-  assertAlmostEquals(lrs[1]!, 1e-4, 1e-18);
-  assertEquals(lrs[2], lrs[1]);
-  for (let k = 3; k < lrs.length; k++) assert(lrs[k]! < lrs[k - 1]!);
-  // Step k of the decay: ½(1 + cos(π (k − 2) / 6)) of the peak.
-  assertAlmostEquals(lrs[7]!, 1e-4 * 0.5 * (1 + Math.cos((Math.PI * 5) / 6)), 1e-18);
-});
-
 Deno.test("finetunePlan() clamps a warmup longer than the run to its last step", () => {
-  const p = plan({ warmup: 100 });
-  assertEquals(p.schedule.warmup, 7);
-  assertAlmostEquals(plannedStep(p, 6).lr, 1e-4, 1e-18);
+  assertEquals([plan({ warmup: 2 }).warmup, plan({ warmup: 100 }).warmup], [2, 7]);
 });
 
 Deno.test("finetunePlan() resolves the held-out count and the micro-batch it was left to", () => {

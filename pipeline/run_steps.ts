@@ -253,7 +253,7 @@ export function refuseNonFinite(
 }
 
 /** A snapshot of `state`, refused when any weight is not finite. */
-export async function checkedSnapshot(
+async function checkedSnapshot(
   engine: Env["engine"],
   state: EngineState,
   at: SnapshotAt,
