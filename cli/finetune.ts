@@ -132,29 +132,32 @@ function settingsOf(
   return E.right({ settings: settings.right, ...field("stopAfter", stopAfter) });
 }
 
+/** The command's flags (settings ones parsed by {@link settingsOf}). */
+const FLAGS = {
+  data: { type: "string" },
+  out: { type: "string" },
+  epochs: { type: "string" },
+  lr: { type: "string" },
+  warmup: { type: "string" },
+  batch: { type: "string" },
+  "micro-batch": { type: "string" },
+  "weight-decay": { type: "string" },
+  limit: { type: "string" },
+  "eval-examples": { type: "string" },
+  "checkpoint-every": { type: "string" },
+  "log-every": { type: "string" },
+  seed: { type: "string" },
+  "stop-after": { type: "string" },
+  resume: { type: "boolean", default: false },
+  force: { type: "boolean", default: false },
+  tokenizer: { type: "string" },
+  shape: { type: "string" },
+  backend: { type: "string" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
 function parseCli(argv: readonly string[]): Parsed<FinetuneArgs | "help"> {
-  const parsed = parseCommand(argv, {
-    data: { type: "string" },
-    out: { type: "string" },
-    epochs: { type: "string" },
-    lr: { type: "string" },
-    warmup: { type: "string" },
-    batch: { type: "string" },
-    "micro-batch": { type: "string" },
-    "weight-decay": { type: "string" },
-    limit: { type: "string" },
-    "eval-examples": { type: "string" },
-    "checkpoint-every": { type: "string" },
-    "log-every": { type: "string" },
-    seed: { type: "string" },
-    "stop-after": { type: "string" },
-    resume: { type: "boolean", default: false },
-    force: { type: "boolean", default: false },
-    tokenizer: { type: "string" },
-    shape: { type: "string" },
-    backend: { type: "string" },
-    help: { type: "boolean", short: "h", default: false },
-  });
+  const parsed = parseCommand(argv, FLAGS);
   if (E.isLeft(parsed)) return parsed;
   const cmd = parsed.right;
   if (booleanFlag(cmd, "help")) return E.right("help");

@@ -24,6 +24,8 @@ import {
   type ClockEffect,
   decodeMetricLines,
   type Engine,
+  type Env,
+  type FinetuneMetric,
   FinetuneMetricCodec,
   type FinetuneOutcome,
   type FinetuneRecord,
@@ -117,23 +119,7 @@ export type FinetuneResult =
 export function finetune(given: FinetuneOptions): TE.TaskEither<PipelineError, FinetuneResult> {
   return async () => {
     const t0 = performance.now();
-    const allowed = await checkOutput(
-      {
-        kind: "into",
-        flag: "--out",
-        path: given.out,
-        what: "fine-tuning run",
-        names: RUN_OUTPUTS,
-        mode: given.mode,
-      },
-      [
-        { what: "the base checkpoint", path: given.base, checkpoint: true },
-        { what: "the --data file", path: given.data },
-        ...(given.shapeFile === undefined
-          ? []
-          : [{ what: "the --shape file", path: given.shapeFile }]),
-      ],
-    );
+    const allowed = await outputAllowed(given);
     if (E.isLeft(allowed)) return allowed;
     const options = { ...given, out: allowed.right };
     const prepared = await prepare(options);
@@ -159,14 +145,7 @@ export function finetune(given: FinetuneOptions): TE.TaskEither<PipelineError, F
       const ran = await runFinetune(p.job, {
         resume: options.mode === "resume",
         ...(options.stopAfter === undefined ? {} : { stopAfter: options.stopAfter }),
-      })({
-        engine: options.engine,
-        data: instructionData(p.set, p.job.plan, p.loaded.tokenizer),
-        store: dir.store,
-        log: dir.log,
-        clock: options.clock ?? { now: () => performance.now() },
-        memory: processMemory(),
-      })();
+      })(runEnv(options, p, dir))();
       broken = E.isLeft(ran) && ran.left._tag === "ContentInvalid" && options.mode !== "resume";
       if (E.isLeft(ran)) return ran;
       if (!ran.right.finished) return E.right(ran.right);
@@ -177,6 +156,37 @@ export function finetune(given: FinetuneOptions): TE.TaskEither<PipelineError, F
       dir.release();
       if (broken) await discardRun(options.out, existed);
     }
+  };
+}
+
+/** `--out` as the output rule allows it, given the inputs it must not touch. */
+function outputAllowed(o: FinetuneOptions): Promise<E.Either<PipelineError, string>> {
+  return checkOutput(
+    {
+      kind: "into",
+      flag: "--out",
+      path: o.out,
+      what: "fine-tuning run",
+      names: RUN_OUTPUTS,
+      mode: o.mode,
+    },
+    [
+      { what: "the base checkpoint", path: o.base, checkpoint: true },
+      { what: "the --data file", path: o.data },
+      ...(o.shapeFile === undefined ? [] : [{ what: "the --shape file", path: o.shapeFile }]),
+    ],
+  );
+}
+
+/** The run's effects: the given engine, the instruction examples, the run directory. */
+function runEnv(o: FinetuneOptions, p: Prepared, dir: RunDir): Env {
+  return {
+    engine: o.engine,
+    data: instructionData(p.set, p.job.plan, p.loaded.tokenizer),
+    store: dir.store,
+    log: dir.log,
+    clock: o.clock ?? { now: () => performance.now() },
+    memory: processMemory(),
   };
 }
 
@@ -216,6 +226,16 @@ function describe(o: FinetuneOptions, p: Prepared): void {
     );
   }
   o.print(`Run directory: ${o.out}`);
+}
+
+/** The records of the run's `metrics.jsonl`, each decoded. */
+async function finetuneRecords(dir: RunDir): Promise<E.Either<PipelineError, FinetuneMetric[]>> {
+  const path = `${dir.dir}/${RUN_DIR.metrics}`;
+  try {
+    return decodeMetricLines(FinetuneMetricCodec, await Deno.readTextFile(path), path);
+  } catch (e) {
+    return E.left(ioFailed(path, describeUnknown(e)));
+  }
 }
 
 /** Writes `report.json`, which sums up the run's `metrics.jsonl` (the resumed sessions' too). */
