@@ -30,13 +30,17 @@ const ORDER_STREAM = 2;
 
 /** A checked plan: the split, the run's length and its warmup. */
 export interface FinetunePlan {
+  /** The settings it was laid out for. */
   readonly settings: FinetuneSettings;
   /** Examples per forward pass (`settings.microBatch`, else the batch). */
   readonly microBatch: number;
-  /** Example indices that train, and those held out (both ascending). */
+  /** Example indices that train (ascending). */
   readonly train: readonly number[];
+  /** Example indices held out (ascending). */
   readonly heldOut: readonly number[];
+  /** Steps of one pass over the training examples. */
   readonly stepsPerEpoch: number;
+  /** Steps of the whole run. */
   readonly steps: number;
   /** Warmup steps after clamping (may be below `settings.warmup`). */
   readonly warmup: number;
@@ -92,6 +96,7 @@ export function epochOf(plan: FinetunePlan, step: number): number {
 
 /** What step `step` (0-based) trains on. */
 export interface PlannedStep {
+  /** The epoch it belongs to, from 0. */
   readonly epoch: number;
   /** Example indices (into the encoded examples), in the epoch's order. */
   readonly examples: readonly number[];

@@ -47,7 +47,9 @@ import type { ValidGraph } from "./validate_graph.ts";
 export interface FinetuneJob {
   /** One `train` node over the base's layers (`finetuneGraph`). */
   readonly graph: ValidGraph;
+  /** Which examples each step trains on. */
   readonly plan: FinetunePlan;
+  /** What a resumed command must repeat. */
   readonly record: FinetuneRecord;
   /** The base's weights, every one trainable, fresh moments (read only when not resuming). */
   readonly base: () => Promise<E.Either<PipelineError, EngineSnapshot>>;

@@ -95,6 +95,7 @@ export type FinetuneRecord = t.TypeOf<typeof FinetuneRecordCodec>;
 export interface FinetuneInputs {
   /** The base checkpoint's real path. */
   readonly base: string;
+  /** FNV-1a of the records used, as hex. */
   readonly dataHash: string;
   /** Records used (after `--limit`). */
   readonly records: number;

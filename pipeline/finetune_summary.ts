@@ -11,8 +11,9 @@ import type { FinetuneMetric } from "./metrics_records.ts";
 export interface FinetuneSummary {
   /** Response tokens of the steps that updated the weights. */
   readonly responseTokens: number;
-  /** Response loss (nats/token) of the first and the last step that updated the weights. */
+  /** Response loss (nats/token) of the first step that updated the weights. */
   readonly firstLoss: number | null;
+  /** Response loss (nats/token) of the last step that updated the weights. */
   readonly lastLoss: number | null;
   /** Mean response loss of each epoch, weighted by the steps' response tokens. */
   readonly epochLoss: readonly number[];

@@ -15,12 +15,15 @@ import type { GraphStage } from "./validate_graph.ts";
 
 /** One optimizer step, as the fold hands it to the voice. */
 export interface StepAt {
+  /** The stage the fold trains. */
   readonly stage: GraphStage;
   /** The step within the stage, from 0. */
   readonly k: number;
   /** The run after the step. */
   readonly state: RunState;
+  /** What the engine's step reported. */
   readonly outcome: StepOutcome;
+  /** The step's learning rate. */
   readonly lr: number;
   /** What the step trained on. */
   readonly batches: readonly MicroBatch[];
@@ -28,6 +31,7 @@ export interface StepAt {
 
 /** A step with this session's pace, for the progress line. */
 export interface ProgressAt extends StepAt {
+  /** Input tokens per second since the last progress line. */
   readonly tokensPerSecond: number;
   /** Milliseconds to the end of the run at this session's pace. */
   readonly etaMs: number;
