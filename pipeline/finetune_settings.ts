@@ -106,7 +106,8 @@ export interface FinetuneInputs {
 }
 
 /**
- * The record of a run of `settings` on `inputs`, its fields in the order `report.json` shows.
+ * The record of a run of `settings` on `inputs` (whose `microBatch` is the resolved one), its
+ * fields in the codec's order, which `report.json` shows.
  *
  * @example
  * ```ts
@@ -119,29 +120,15 @@ export interface FinetuneInputs {
  * ```
  */
 export function finetuneRecord(settings: FinetuneSettings, inputs: FinetuneInputs): FinetuneRecord {
-  const {
-    limit,
-    evalExamples: _evalExamples,
-    checkpointEvery: _checkpointEvery,
-    logEvery: _logEvery,
-    maxSkippedSteps: _maxSkippedSteps,
-    epochs,
-    batch,
-    microBatch: _microBatch,
-    ...rest
-  } = settings;
-  const { base, dataHash, records, heldOut, microBatch } = inputs;
-  return {
-    base,
-    dataHash,
-    records,
-    limit: limit ?? null,
-    heldOut,
-    epochs,
-    batch,
-    microBatch,
-    ...rest,
-  } as FinetuneRecord;
+  const values: Readonly<Record<string, unknown>> = {
+    ...settings,
+    ...inputs,
+    limit: settings.limit ?? null,
+  };
+  // The codec's fields, in its order: what is recorded is declared once, there.
+  return Object.fromEntries(
+    Object.keys(FinetuneRecordCodec.type.props).map((key) => [key, values[key]]),
+  ) as FinetuneRecord;
 }
 
 /** How the command spells a record field that is not `--` plus its name in kebab case. */
