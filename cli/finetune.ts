@@ -15,15 +15,14 @@ import {
   renderError,
 } from "../base/mod.ts";
 import { type TokenizerName } from "../data/mod.ts";
+import { createEngine, finetune, type FinetuneReport, type RunDirMode } from "../effects/mod.ts";
 import {
-  createEngine,
-  finetune,
+  type BackendName,
+  BACKENDS,
+  decodeFinetune,
   FINETUNE_DEFAULTS,
-  type FinetuneReport,
   type FinetuneSettings,
-  type RunDirMode,
-} from "../effects/mod.ts";
-import { type BackendName, BACKENDS } from "../pipeline/mod.ts";
+} from "../pipeline/mod.ts";
 import {
   backendFlag,
   booleanFlag,
@@ -98,8 +97,11 @@ function defaultOut(base: string): string {
   return `runs/${name}-sft`;
 }
 
-function settingsOf(cmd: ParsedCommand): Parsed<FinetuneSettings & { stopAfter?: number }> {
-  const ints = {
+/** The settings the flags give (decoded, so defaults apply in one place) and `--stop-after`. */
+function settingsOf(
+  cmd: ParsedCommand,
+): Parsed<{ readonly settings: FinetuneSettings; readonly stopAfter?: number }> {
+  const flags = {
     epochs: intFlag(cmd, "epochs", 1),
     warmup: intFlag(cmd, "warmup", 0),
     batch: intFlag(cmd, "batch", 1),
@@ -119,39 +121,43 @@ function settingsOf(cmd: ParsedCommand): Parsed<FinetuneSettings & { stopAfter?:
     ),
   };
   const given: Record<string, number> = {};
-  for (const [key, v] of Object.entries(ints)) {
+  for (const [key, v] of Object.entries(flags)) {
     if (E.isLeft(v)) return v;
     if (v.right !== undefined) given[key] = v.right;
   }
-  const batch = given.batch ?? D.batch;
-  return E.right(
-    { ...D, microBatch: batch, ...given } as FinetuneSettings & { stopAfter?: number },
-  );
+  const { stopAfter, ...document } = given;
+  // `--micro-batch` defaults to this command's `--batch`, not to the settings' default batch.
+  const settings = decodeFinetune({ microBatch: document.batch ?? D.batch, ...document });
+  if (E.isLeft(settings)) return settings;
+  return E.right({ settings: settings.right, ...field("stopAfter", stopAfter) });
 }
 
+/** The command's flags (settings ones parsed by {@link settingsOf}). */
+const FLAGS = {
+  data: { type: "string" },
+  out: { type: "string" },
+  epochs: { type: "string" },
+  lr: { type: "string" },
+  warmup: { type: "string" },
+  batch: { type: "string" },
+  "micro-batch": { type: "string" },
+  "weight-decay": { type: "string" },
+  limit: { type: "string" },
+  "eval-examples": { type: "string" },
+  "checkpoint-every": { type: "string" },
+  "log-every": { type: "string" },
+  seed: { type: "string" },
+  "stop-after": { type: "string" },
+  resume: { type: "boolean", default: false },
+  force: { type: "boolean", default: false },
+  tokenizer: { type: "string" },
+  shape: { type: "string" },
+  backend: { type: "string" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
 function parseCli(argv: readonly string[]): Parsed<FinetuneArgs | "help"> {
-  const parsed = parseCommand(argv, {
-    data: { type: "string" },
-    out: { type: "string" },
-    epochs: { type: "string" },
-    lr: { type: "string" },
-    warmup: { type: "string" },
-    batch: { type: "string" },
-    "micro-batch": { type: "string" },
-    "weight-decay": { type: "string" },
-    limit: { type: "string" },
-    "eval-examples": { type: "string" },
-    "checkpoint-every": { type: "string" },
-    "log-every": { type: "string" },
-    seed: { type: "string" },
-    "stop-after": { type: "string" },
-    resume: { type: "boolean", default: false },
-    force: { type: "boolean", default: false },
-    tokenizer: { type: "string" },
-    shape: { type: "string" },
-    backend: { type: "string" },
-    help: { type: "boolean", short: "h", default: false },
-  });
+  const parsed = parseCommand(argv, FLAGS);
   if (E.isLeft(parsed)) return parsed;
   const cmd = parsed.right;
   if (booleanFlag(cmd, "help")) return E.right("help");
@@ -169,13 +175,13 @@ function parseCli(argv: readonly string[]): Parsed<FinetuneArgs | "help"> {
   if (E.isLeft(mode)) return mode;
   const settings = settingsOf(cmd);
   if (E.isLeft(settings)) return settings;
-  const { stopAfter, ...rest } = settings.right;
+  const { stopAfter } = settings.right;
   return E.right({
     base: base.right,
     data,
     out: stringFlag(cmd, "out") ?? defaultOut(base.right),
     mode: mode.right,
-    settings: rest,
+    settings: settings.right.settings,
     backend: backend.right ?? "auto",
     ...field("tokenizer", tokenizer.right),
     ...field("shapeFile", stringFlag(cmd, "shape")),

@@ -4,26 +4,40 @@
  * (AdamW β = 0.9/0.95, peak LR 1e-4, cosine with 100 warmup steps, 2 epochs) and the rest to
  * Stanford Alpaca's (weight decay 0, gradient clip 1.0).
  *
- * The run lives in a run directory like pre-training's (`openRunDir`: lock, fresh / resume /
+ * A fine-tuning run is a stage graph run by the interpreter's machinery
+ * (`pipeline/finetune_run.ts`): one `train` node over the base, trained by the same fold as
+ * pre-training's stages, on a data effect over the instruction examples (`instruction_data.ts`).
+ * It lives in a run directory like pre-training's (`openRunDir`: lock, fresh / resume /
  * replace): `metrics.jsonl`, `checkpoint/` every `checkpointEvery` steps, `final/` (our format,
- * with the base's tokeniser recorded) and `report.json`. Which examples a step trains on and its
- * learning rate follow from the step number (`pipeline/finetune_plan.ts`), and the checkpoint
+ * with the base's tokeniser recorded) and `report.json`, which sums up `metrics.jsonl`. Which
+ * examples a step trains on and its learning rate follow from the step number, and the checkpoint
  * holds AdamW's moments, so a resumed run repeats the uninterrupted one bit for bit.
  *
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
 import type * as TE from "fp-ts/lib/TaskEither.js";
-import type { LlamaShape, PipelineError } from "../base/mod.ts";
+import { describeUnknown, ioFailed, type PipelineError } from "../base/mod.ts";
 import { checkOutput, RUN_DIR, RUN_OUTPUTS } from "../checkpoint/mod.ts";
 import type { TokenizerName } from "../data/mod.ts";
-import type { ClockEffect, Engine } from "../pipeline/mod.ts";
-import type { FinetuneSettingsRecord } from "./_finetune_progress.ts";
-import { type LoopResult, trainLoop } from "./_finetune_loop.ts";
-import { baseState, type FinetuneSettings, prepare, type Prepared } from "./_finetune_prepare.ts";
+import {
+  type ClockEffect,
+  decodeMetricLines,
+  type Engine,
+  type Env,
+  type FinetuneMetric,
+  FinetuneMetricCodec,
+  type FinetuneOutcome,
+  type FinetuneRecord,
+  type FinetuneSettings,
+  type FinetuneSummary,
+  finetuneSummary,
+  runFinetune,
+} from "../pipeline/mod.ts";
+import { prepare, type Prepared } from "./_finetune_prepare.ts";
+import { instructionData } from "./instruction_data.ts";
+import { processMemory } from "./process_memory.ts";
 import { openRunDir, type RunDir, type RunDirMode } from "./run_dir.ts";
-
-export { FINETUNE_DEFAULTS, type FinetuneSettings } from "./_finetune_prepare.ts";
 
 /** Options of {@link finetune}. */
 export interface FinetuneOptions {
@@ -47,8 +61,8 @@ export interface FinetuneOptions {
   readonly clock?: ClockEffect;
 }
 
-/** `report.json` of a fine-tuning run. */
-export interface FinetuneReport {
+/** `report.json` of a fine-tuning run: its inputs and settings, and what its records sum up to. */
+export interface FinetuneReport extends FinetuneSummary {
   readonly kind: "finetune";
   readonly base: string;
   readonly tokenizer: TokenizerName;
@@ -63,18 +77,11 @@ export interface FinetuneReport {
     readonly dropped: number;
     readonly truncated: number;
   };
-  readonly settings: FinetuneSettingsRecord & {
+  readonly settings: FinetuneRecord & {
     readonly warmupUsed: number;
     readonly logEvery: number;
   };
   readonly steps: number;
-  readonly responseTokens: number;
-  /** Response loss (nats/token) of the first and the last step, and the mean of each epoch. */
-  readonly firstLoss: number | null;
-  readonly lastLoss: number | null;
-  readonly epochLoss: readonly number[];
-  /** Response loss on the held-out examples before and after (null without held-out ones). */
-  readonly heldOut: { readonly before: number; readonly after: number } | null;
   readonly mergedAdapters: number;
   readonly final: string;
   readonly backend: string;
@@ -96,7 +103,8 @@ export type FinetuneResult =
  *
  * @example
  * ```ts
- * import { finetune, FINETUNE_DEFAULTS } from "./finetune.ts";
+ * import { finetune } from "./finetune.ts";
+ * import { FINETUNE_DEFAULTS } from "../pipeline/mod.ts";
  * import { createEngine } from "./tfjs_engine.ts";
  * const engine = await createEngine("cpu")();
  * if (engine._tag === "Right") {
@@ -111,34 +119,17 @@ export type FinetuneResult =
 export function finetune(given: FinetuneOptions): TE.TaskEither<PipelineError, FinetuneResult> {
   return async () => {
     const t0 = performance.now();
-    const allowed = await checkOutput(
-      {
-        kind: "into",
-        flag: "--out",
-        path: given.out,
-        what: "fine-tuning run",
-        names: RUN_OUTPUTS,
-        mode: given.mode,
-      },
-      [
-        { what: "the base checkpoint", path: given.base, checkpoint: true },
-        { what: "the --data file", path: given.data },
-        ...(given.shapeFile === undefined
-          ? []
-          : [{ what: "the --shape file", path: given.shapeFile }]),
-      ],
-    );
+    const allowed = await outputAllowed(given);
     if (E.isLeft(allowed)) return allowed;
     const options = { ...given, out: allowed.right };
     const prepared = await prepare(options);
     if (E.isLeft(prepared)) return prepared;
     const p = prepared.right;
-    const tokenizer = p.loaded.tokenizerName;
     const existed = await Deno.lstat(options.out).then(() => true, () => false);
     const opened = await openRunDir(options.out, {
       mode: options.mode,
       print: options.print,
-      tokenizer,
+      tokenizer: p.loaded.tokenizerName,
       shape: p.loaded.model.shape,
     })();
     if (E.isLeft(opened)) {
@@ -146,37 +137,56 @@ export function finetune(given: FinetuneOptions): TE.TaskEither<PipelineError, F
       return opened;
     }
     const dir = opened.right;
-    const shape = p.loaded.model.shape;
     // A base found broken only once it computes (finite weights, non-finite loss) is bad input:
     // like every refusal, it leaves nothing behind.
     let broken = false;
     try {
       describe(options, p);
-      const ran = await trainLoop({
-        engine: options.engine,
-        dir,
-        plan: p.plan,
-        set: p.set,
-        shape,
-        settings: p.settings,
-        limits: options.settings,
-        pad: p.loaded.tokenizer.eot,
+      const ran = await runFinetune(p.job, {
         resume: options.mode === "resume",
-        stopAfter: options.stopAfter,
-        clock: options.clock ?? { now: () => performance.now() },
-        fresh: () => baseState(options.engine, p.loaded),
-      });
-      if (E.isLeft(ran) && ran.left._tag === "ContentInvalid" && options.mode !== "resume") {
-        broken = true;
-      }
-      if (E.isLeft(ran) || !ran.right.finished) return E.map(unfinished)(ran);
-      return await finish(options, { p, dir, shape, tokenizer, t0 }, ran.right);
+        ...(options.stopAfter === undefined ? {} : { stopAfter: options.stopAfter }),
+      })(runEnv(options, p, dir))();
+      broken = E.isLeft(ran) && ran.left._tag === "ContentInvalid" && options.mode !== "resume";
+      if (E.isLeft(ran)) return ran;
+      if (!ran.right.finished) return E.right(ran.right);
+      return await finish(options, { p, dir, t0 }, ran.right);
     } finally {
       // A resumed run starts from its checkpoint and never needed the base's tensors.
       p.loaded.dispose();
       dir.release();
       if (broken) await discardRun(options.out, existed);
     }
+  };
+}
+
+/** `--out` as the output rule allows it, given the inputs it must not touch. */
+function outputAllowed(o: FinetuneOptions): Promise<E.Either<PipelineError, string>> {
+  return checkOutput(
+    {
+      kind: "into",
+      flag: "--out",
+      path: o.out,
+      what: "fine-tuning run",
+      names: RUN_OUTPUTS,
+      mode: o.mode,
+    },
+    [
+      { what: "the base checkpoint", path: o.base, checkpoint: true },
+      { what: "the --data file", path: o.data },
+      ...(o.shapeFile === undefined ? [] : [{ what: "the --shape file", path: o.shapeFile }]),
+    ],
+  );
+}
+
+/** The run's effects: the given engine, the instruction examples, the run directory. */
+function runEnv(o: FinetuneOptions, p: Prepared, dir: RunDir): Env {
+  return {
+    engine: o.engine,
+    data: instructionData(p.set, p.job.plan, p.loaded.tokenizer),
+    store: dir.store,
+    log: dir.log,
+    clock: o.clock ?? { now: () => performance.now() },
+    memory: processMemory(),
   };
 }
 
@@ -189,12 +199,10 @@ async function discardRun(dir: string, existed: boolean): Promise<void> {
   if (!existed) await Deno.remove(dir).catch(() => {});
 }
 
-function unfinished(r: LoopResult): FinetuneResult {
-  return { finished: false, step: r.step, steps: r.steps };
-}
-
 function describe(o: FinetuneOptions, p: Prepared): void {
-  const { plan, set, loaded } = p;
+  const { set, loaded } = p;
+  const { plan } = p.job;
+  const S = o.settings;
   const shape = loaded.model.shape;
   o.print(
     `Base: ${loaded.source} (${loaded.format}, ${shape.layers} layers, width ${shape.hidden}, context ${shape.maxSeqLen}); tokenizer ${loaded.tokenizer.name} (${loaded.tokenizerHow})`,
@@ -204,14 +212,13 @@ function describe(o: FinetuneOptions, p: Prepared): void {
       `(${set.dropped.length} dropped: prompt longer than ${shape.maxSeqLen} tokens; ` +
       `${set.truncated} responses cut); ${plan.train.length} train, ${plan.heldOut.length} held out`,
   );
-  const clamped = plan.schedule.warmup < o.settings.warmup
-    ? ` (asked ${o.settings.warmup}, clamped to the run's length − 1)`
+  const clamped = plan.warmup < S.warmup
+    ? ` (asked ${S.warmup}, clamped to the run's length − 1)`
     : "";
   o.print(
-    `Plan: ${plan.options.epochs} epochs × ${plan.stepsPerEpoch} steps of ${plan.options.batch} ` +
-      `examples = ${plan.steps} steps; LR ${plan.options.lr} cosine to 0, warmup ` +
-      `${plan.schedule.warmup}${clamped}; AdamW β ${o.settings.beta1}/${o.settings.beta2}, ` +
-      `weight decay ${o.settings.weightDecay}, clip ${o.settings.clip}; backend ${o.engine.backend.description}`,
+    `Plan: ${S.epochs} epochs × ${plan.stepsPerEpoch} steps of ${S.batch} examples = ` +
+      `${plan.steps} steps; LR ${S.lr} cosine to 0, warmup ${plan.warmup}${clamped}; AdamW β ` +
+      `${S.beta1}/${S.beta2}, weight decay ${S.weightDecay}, clip ${S.clip}; backend ${o.engine.backend.description}`,
   );
   if (p.adapters > 0) {
     o.print(
@@ -221,41 +228,49 @@ function describe(o: FinetuneOptions, p: Prepared): void {
   o.print(`Run directory: ${o.out}`);
 }
 
+/** The records of the run's `metrics.jsonl`, each decoded. */
+async function finetuneRecords(dir: RunDir): Promise<E.Either<PipelineError, FinetuneMetric[]>> {
+  const path = `${dir.dir}/${RUN_DIR.metrics}`;
+  try {
+    return decodeMetricLines(FinetuneMetricCodec, await Deno.readTextFile(path), path);
+  } catch (e) {
+    return E.left(ioFailed(path, describeUnknown(e)));
+  }
+}
+
+/** Writes `report.json`, which sums up the run's `metrics.jsonl` (the resumed sessions' too). */
 async function finish(
   o: FinetuneOptions,
-  run: {
-    readonly p: Prepared;
-    readonly dir: RunDir;
-    readonly shape: LlamaShape;
-    readonly tokenizer: TokenizerName;
-    readonly t0: number;
-  },
-  r: LoopResult,
+  run: { readonly p: Prepared; readonly dir: RunDir; readonly t0: number },
+  r: Extract<FinetuneOutcome, { readonly finished: true }>,
 ): Promise<E.Either<PipelineError, FinetuneResult>> {
   const { p, dir } = run;
-  const g = r.progress;
-  const before = g.heldOutBefore;
+  const { plan, record } = p.job;
+  const path = `${dir.dir}/${RUN_DIR.metrics}`;
+  const text = await Deno.readTextFile(path).then(
+    E.right,
+    (e) => E.left(ioFailed(path, describeUnknown(e))),
+  );
+  if (E.isLeft(text)) return text;
+  const records = decodeMetricLines(FinetuneMetricCodec, text.right, path);
+  if (E.isLeft(records)) return records;
   const report: FinetuneReport = {
     kind: "finetune",
     base: p.loaded.source,
-    tokenizer: run.tokenizer,
+    tokenizer: p.loaded.tokenizerName,
     tokenizerHow: p.loaded.tokenizerHow,
     data: o.data,
-    maxSeqLen: run.shape.maxSeqLen,
+    maxSeqLen: p.loaded.model.shape.maxSeqLen,
     records: p.records.length,
     examples: {
-      train: p.plan.train.length,
-      heldOut: p.plan.heldOut.length,
+      train: plan.train.length,
+      heldOut: plan.heldOut.length,
       dropped: p.set.dropped.length,
       truncated: p.set.truncated,
     },
-    settings: { ...p.settings, warmupUsed: p.plan.schedule.warmup, logEvery: o.settings.logEvery },
-    steps: g.step,
-    responseTokens: g.responseTokens,
-    firstLoss: g.firstLoss,
-    lastLoss: g.lastLoss,
-    epochLoss: g.epochs.map((e) => e.lossSum / Math.max(1, e.tokens)),
-    heldOut: before === null || r.heldOutAfter === null ? null : { before, after: r.heldOutAfter },
+    settings: { ...record, warmupUsed: plan.warmup, logEvery: o.settings.logEvery },
+    steps: plan.steps,
+    ...finetuneSummary(records.right),
     mergedAdapters: p.adapters,
     final: r.final,
     backend: o.engine.backend.description,

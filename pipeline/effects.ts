@@ -30,6 +30,8 @@ export interface MicroBatch {
    * `tokens[starts[k] .. starts[k] + seq]` of `split` (the torch engine reads them there).
    */
   readonly window?: TokenWindows;
+  /** Positions that only fill rows out to `seq` (their targets are -1); unset: none. */
+  readonly padding?: number;
 }
 
 /** The token streams batches are cut from (uint16 when the vocabulary fits, else int32). */

@@ -12,9 +12,8 @@
  * - Padding: a micro-batch is as long as its longest example; shorter rows are filled with
  *   end-of-text inputs whose targets are -1, after their real tokens, so causal attention
  *   keeps them out of every counted position.
- * - Schedule: linear warmup into a cosine that decays to 0 at the last step (Alpaca's, and the
- *   Hugging Face `cosine` schedule's, floor). Warmup is clamped to `steps − 1` in a shorter run,
- *   as the pre-training stages do, so the peak is still reached.
+ * - Warmup is clamped to `steps − 1` in a shorter run, as the pre-training stages do, so the
+ *   peak is still reached; the schedule itself is the stage's (`finetune_graph.ts`).
  *
  * @module
  */
@@ -22,117 +21,97 @@ import * as E from "fp-ts/lib/Either.js";
 import { type ConfigInvalid, configInvalid, deriveSeed, permutation } from "../base/mod.ts";
 import type { SftExample } from "../data/mod.ts";
 import type { MicroBatch } from "./effects.ts";
-import { cosineLr, type CosineSchedule } from "./schedule.ts";
+import type { FinetuneSettings } from "./finetune_settings.ts";
 
 // Stream ids mixed into the run's seed, so the held-out choice and the epoch orders never share
 // a random sequence.
 const HELD_OUT_STREAM = 1;
 const ORDER_STREAM = 2;
 
-/** Settings the plan is computed from. */
-export interface FinetunePlanOptions {
-  /** Examples after encoding (the dropped ones are not counted). */
-  readonly examples: number;
-  /** Examples kept out of training to measure the response loss on. */
-  readonly heldOut: number;
-  readonly epochs: number;
-  /** Examples per optimizer step. */
-  readonly batch: number;
-  /** Examples per forward pass (a step accumulates `ceil(batch / microBatch)` of them). */
+/** A checked plan: the split, the run's length and its warmup. */
+export interface FinetunePlan {
+  /** The settings it was laid out for. */
+  readonly settings: FinetuneSettings;
+  /** Examples per forward pass (`settings.microBatch`, else the batch). */
   readonly microBatch: number;
-  readonly seed: number;
-  /** Peak learning rate and warmup steps before clamping. */
-  readonly lr: number;
+  /** Example indices that train (ascending). */
+  readonly train: readonly number[];
+  /** Example indices held out (ascending). */
+  readonly heldOut: readonly number[];
+  /** Steps of one pass over the training examples. */
+  readonly stepsPerEpoch: number;
+  /** Steps of the whole run. */
+  readonly steps: number;
+  /** Warmup steps after clamping (may be below `settings.warmup`). */
   readonly warmup: number;
 }
 
-/** A checked plan: the split, the run's length and its schedule. */
-export interface FinetunePlan {
-  readonly options: FinetunePlanOptions;
-  /** Example indices that train, and those held out (both ascending). */
-  readonly train: readonly number[];
-  readonly heldOut: readonly number[];
-  readonly stepsPerEpoch: number;
-  readonly steps: number;
-  /** The schedule after clamping (`warmup` may be below the requested one). */
-  readonly schedule: CosineSchedule;
-}
-
-function positiveInt(where: string, n: number): ConfigInvalid | undefined {
-  return Number.isSafeInteger(n) && n >= 1
-    ? undefined
-    : configInvalid(where, `must be a positive integer, got ${n}`);
-}
-
 /**
- * Checks the settings against the number of examples and lays out the run.
+ * Lays out a run of `settings` on `examples` encoded examples (the dropped ones not counted);
+ * refused when the held-out examples leave none to train on.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { finetunePlan } from "./finetune_plan.ts";
- * const p = finetunePlan({
- *   examples: 100, heldOut: 10, epochs: 2, batch: 8, microBatch: 4, seed: 0, lr: 1e-4, warmup: 100,
- * });
+ * import { decodeFinetune } from "./finetune_settings.ts";
+ * const s = decodeFinetune({ evalExamples: 10, microBatch: 4 });
+ * const p = s._tag === "Right" ? finetunePlan(s.right, 100) : s;
  * assert(p._tag === "Right" && p.right.stepsPerEpoch === 12 && p.right.steps === 24);
- * assert(p.right.schedule.warmup === 23);
+ * assert(p.right.warmup === 23 && p.right.microBatch === 4);
  * ```
  */
-export function finetunePlan(o: FinetunePlanOptions): E.Either<ConfigInvalid, FinetunePlan> {
-  const bad = positiveInt("--epochs", o.epochs) ?? positiveInt("--batch", o.batch) ??
-    positiveInt("--micro-batch", o.microBatch);
-  if (bad !== undefined) return E.left(bad);
-  if (!Number.isSafeInteger(o.heldOut) || o.heldOut < 0) {
-    return E.left(
-      configInvalid("--eval-examples", `must be a non-negative integer, got ${o.heldOut}`),
-    );
-  }
-  if (o.heldOut >= o.examples) {
+export function finetunePlan(
+  settings: FinetuneSettings,
+  examples: number,
+): E.Either<ConfigInvalid, FinetunePlan> {
+  const heldOut = settings.evalExamples ?? Math.min(32, Math.floor(examples / 10));
+  if (heldOut >= examples) {
     return E.left(configInvalid(
       "--eval-examples",
-      `${o.heldOut} held out of ${o.examples} usable examples leaves none to train on`,
+      `${heldOut} held out of ${examples} usable examples leaves none to train on`,
     ));
   }
-  if (!(Number.isFinite(o.lr) && o.lr > 0)) {
-    return E.left(configInvalid("--lr", `must be a positive number, got ${o.lr}`));
-  }
-  if (!Number.isSafeInteger(o.warmup) || o.warmup < 0) {
-    return E.left(configInvalid("--warmup", `must be a non-negative integer, got ${o.warmup}`));
-  }
-  const shuffled = permutation(o.examples, deriveSeed(o.seed, HELD_OUT_STREAM));
-  const held = Array.from(shuffled.subarray(0, o.heldOut)).sort((a, b) => a - b);
+  const shuffled = permutation(examples, deriveSeed(settings.seed, HELD_OUT_STREAM));
+  const held = Array.from(shuffled.subarray(0, heldOut)).sort((a, b) => a - b);
   const isHeld = new Set(held);
-  const train = Array.from({ length: o.examples }, (_, i) => i).filter((i) => !isHeld.has(i));
-  const stepsPerEpoch = Math.ceil(train.length / o.batch);
-  const steps = stepsPerEpoch * o.epochs;
+  const train = Array.from({ length: examples }, (_, i) => i).filter((i) => !isHeld.has(i));
+  const stepsPerEpoch = Math.ceil(train.length / settings.batch);
+  const steps = stepsPerEpoch * settings.epochs;
   return E.right({
-    options: o,
+    settings,
+    microBatch: settings.microBatch ?? settings.batch,
     train,
     heldOut: held,
     stepsPerEpoch,
     steps,
-    schedule: { peak: o.lr, warmup: Math.min(o.warmup, steps - 1), length: steps, minRatio: 0 },
+    warmup: Math.min(settings.warmup, steps - 1),
   });
+}
+
+/** The epoch (from 0) step `step` (from 0) belongs to. */
+export function epochOf(plan: FinetunePlan, step: number): number {
+  return Math.floor(step / plan.stepsPerEpoch);
 }
 
 /** What step `step` (0-based) trains on. */
 export interface PlannedStep {
+  /** The epoch it belongs to, from 0. */
   readonly epoch: number;
   /** Example indices (into the encoded examples), in the epoch's order. */
   readonly examples: readonly number[];
-  readonly lr: number;
 }
 
 /**
- * The epoch, examples and learning rate of step `step` (0-based, below `plan.steps`).
+ * The epoch and examples of step `step` (0-based, below `plan.steps`).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { finetunePlan, plannedStep } from "./finetune_plan.ts";
- * const p = finetunePlan({
- *   examples: 10, heldOut: 0, epochs: 2, batch: 4, microBatch: 4, seed: 1, lr: 1e-4, warmup: 0,
- * });
+ * import { decodeFinetune } from "./finetune_settings.ts";
+ * const s = decodeFinetune({ evalExamples: 0, batch: 4, seed: 1 });
+ * const p = s._tag === "Right" ? finetunePlan(s.right, 10) : s;
  * if (p._tag === "Right") {
  *   const epoch0 = [0, 1, 2].flatMap((k) => plannedStep(p.right, k).examples);
  *   assert(epoch0.toSorted((a, b) => a - b).join() === "0,1,2,3,4,5,6,7,8,9");
@@ -144,21 +123,18 @@ export function plannedStep(plan: FinetunePlan, step: number): PlannedStep {
   if (!Number.isSafeInteger(step) || step < 0 || step >= plan.steps) {
     throw new Error(`Step ${step} is outside the plan's ${plan.steps} steps`);
   }
-  const epoch = Math.floor(step / plan.stepsPerEpoch);
+  const epoch = epochOf(plan, step);
   const k = step % plan.stepsPerEpoch;
-  const order = permutation(plan.train.length, deriveSeed(plan.options.seed, ORDER_STREAM, epoch));
-  const from = k * plan.options.batch;
-  const slice = order.subarray(from, Math.min(from + plan.options.batch, order.length));
-  return {
-    epoch,
-    examples: Array.from(slice, (i) => plan.train[i]!),
-    lr: cosineLr(plan.schedule, step),
-  };
+  const { seed, batch } = plan.settings;
+  const order = permutation(plan.train.length, deriveSeed(seed, ORDER_STREAM, epoch));
+  const from = k * batch;
+  const slice = order.subarray(from, Math.min(from + batch, order.length));
+  return { epoch, examples: Array.from(slice, (i) => plan.train[i]!) };
 }
 
 /**
  * Pads `examples` into micro-batches of at most `microBatch` rows, each as long as its longest
- * row; padding inputs are `pad` (any valid id) with target -1.
+ * row; padding inputs are `pad` (any valid id) with target -1, and each batch counts them.
  *
  * @example
  * ```ts
@@ -167,7 +143,7 @@ export function plannedStep(plan: FinetunePlan, step: number): PlannedStep {
  * const a = { tokens: Int32Array.of(1, 2, 3), targets: Int32Array.of(-1, 3, 4), responseTokens: 2, truncated: false };
  * const b = { tokens: Int32Array.of(5), targets: Int32Array.of(6), responseTokens: 1, truncated: false };
  * const [mb] = padExamples([a, b], { microBatch: 2, pad: 0 });
- * assert(mb!.seq === 3 && mb!.targets.join() === "-1,3,4,6,-1,-1");
+ * assert(mb!.seq === 3 && mb!.targets.join() === "-1,3,4,6,-1,-1" && mb!.padding === 2);
  * ```
  */
 export function padExamples(
@@ -184,12 +160,15 @@ export function padExamples(
       tokens.set(r.tokens, b * seq);
       targets.set(r.targets, b * seq);
     });
-    out.push({ tokens, targets, batch: rows.length, seq });
+    const used = rows.reduce((n, r) => n + r.tokens.length, 0);
+    out.push({ tokens, targets, batch: rows.length, seq, padding: rows.length * seq - used });
   }
   return out;
 }
 
-/** Input tokens of `examples`, padding not counted (for tokens/s). */
-export function realTokens(examples: readonly SftExample[]): number {
-  return examples.reduce((n, x) => n + x.tokens.length, 0);
+/** Targets the loss counts (the response tokens of instruction data; -1 is never counted). */
+export function countedTargets(batches: readonly MicroBatch[]): number {
+  let n = 0;
+  for (const b of batches) for (const t of b.targets) if (t >= 0) n++;
+  return n;
 }

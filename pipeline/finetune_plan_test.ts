@@ -1,27 +1,19 @@
 import * as E from "fp-ts/lib/Either.js";
-import { assert, assertAlmostEquals, assertEquals } from "../tests/assert.ts";
+import { assert, assertEquals } from "../tests/assert.ts";
 import type { SftExample } from "../data/mod.ts";
-import {
-  type FinetunePlan,
-  finetunePlan,
-  type FinetunePlanOptions,
-  padExamples,
-  plannedStep,
-} from "./finetune_plan.ts";
+import { type FinetunePlan, finetunePlan, padExamples, plannedStep } from "./finetune_plan.ts";
+import { decodeFinetune, type FinetuneSettings } from "./finetune_settings.ts";
 
-const BASE: FinetunePlanOptions = {
-  examples: 23,
-  heldOut: 3,
-  epochs: 2,
-  batch: 6,
-  microBatch: 6,
-  seed: 5,
-  lr: 1e-4,
-  warmup: 2,
-};
+const BASE = { evalExamples: 3, epochs: 2, batch: 6, seed: 5, lr: 1e-4, warmup: 2 };
 
-function plan(o: Partial<FinetunePlanOptions> = {}): FinetunePlan {
-  const p = finetunePlan({ ...BASE, ...o });
+function settings(o: Record<string, number> = {}): FinetuneSettings {
+  const s = decodeFinetune({ ...BASE, ...o });
+  assert(E.isRight(s), JSON.stringify(s));
+  return s.right;
+}
+
+function plan(o: Record<string, number> = {}, examples = 23): FinetunePlan {
+  const p = finetunePlan(settings(o), examples);
   assert(E.isRight(p), JSON.stringify(p));
   return p.right;
 }
@@ -70,35 +62,34 @@ Deno.test("plannedStep() visits every training example once per epoch, in a new 
   assertEquals(plannedStep(plan(), 5), plannedStep(p, 5));
 });
 
-Deno.test("plannedStep() follows warmup and a cosine that decays towards 0", () => {
-  const p = plan({ warmup: 2 });
-  const lrs = Array.from({ length: p.steps }, (_, k) => plannedStep(p, k).lr);
-  assertAlmostEquals(lrs[0]!, 0.5e-4, 1e-18);
-  assertAlmostEquals(lrs[1]!, 1e-4, 1e-18);
-  assertEquals(lrs[2], lrs[1]);
-  for (let k = 3; k < lrs.length; k++) assert(lrs[k]! < lrs[k - 1]!);
-  // Step k of the decay: ½(1 + cos(π (k − 2) / 6)) of the peak.
-  assertAlmostEquals(lrs[7]!, 1e-4 * 0.5 * (1 + Math.cos((Math.PI * 5) / 6)), 1e-18);
-});
-
 Deno.test("finetunePlan() clamps a warmup longer than the run to its last step", () => {
-  const p = plan({ warmup: 100 });
-  assertEquals(p.schedule.warmup, 7);
-  assertAlmostEquals(plannedStep(p, 6).lr, 1e-4, 1e-18);
+  assertEquals([plan({ warmup: 2 }).warmup, plan({ warmup: 100 }).warmup], [2, 7]);
 });
 
-Deno.test("finetunePlan() names the setting it refuses", () => {
-  const where = (o: Partial<FinetunePlanOptions>) => {
-    const r = finetunePlan({ ...BASE, ...o });
+Deno.test("finetunePlan() resolves the held-out count and the micro-batch it was left to", () => {
+  // Unset: a tenth of the usable examples, at most 32; the micro-batch is the batch.
+  const defaults = settings();
+  const { evalExamples: _, ...unset } = defaults;
+  const held = (n: number) => E.map((p: FinetunePlan) => p.heldOut.length)(finetunePlan(unset, n));
+  assertEquals([held(100), held(1000), held(5)], [E.right(10), E.right(32), E.right(0)]);
+  assertEquals([plan().microBatch, plan({ microBatch: 4 }).microBatch], [6, 4]);
+});
+
+Deno.test("finetunePlan() refuses a held-out set that leaves nothing to train on", () => {
+  const r = finetunePlan(settings({ evalExamples: 23 }), 23);
+  assert(E.isLeft(r));
+  assertEquals(r.left.where, "--eval-examples");
+  assertEquals(r.left.message, "23 held out of 23 usable examples leaves none to train on");
+});
+
+Deno.test("decodeFinetune() refuses a bad setting, naming its field", () => {
+  for (const [key, value] of [["epochs", 0], ["batch", 1.5], ["microBatch", -1], ["lr", 0]]) {
+    const r = decodeFinetune({ [key!]: value });
     assert(E.isLeft(r));
-    return r.left.where;
-  };
-  assertEquals(where({ epochs: 0 }), "--epochs");
-  assertEquals(where({ batch: 1.5 }), "--batch");
-  assertEquals(where({ microBatch: -1 }), "--micro-batch");
-  assertEquals(where({ heldOut: 23 }), "--eval-examples");
-  assertEquals(where({ lr: 0 }), "--lr");
-  assertEquals(where({ warmup: -1 }), "--warmup");
+    assert(r.left.message.startsWith(`${key}: `), r.left.message);
+  }
+  assert(E.isLeft(decodeFinetune({ warmup: -1 })));
+  assert(E.isLeft(decodeFinetune({ lr: 1e-4, lrr: 1 })), "an unknown field is refused");
 });
 
 Deno.test("padExamples() pads each micro-batch to its longest row with ignored targets", () => {

@@ -25,7 +25,16 @@ import {
   type RunState,
   type StageRecord,
 } from "./run_state.ts";
-import { loadModel, modelOf, refuseNonFinite, run, type RunFacts, sequence } from "./run_steps.ts";
+import {
+  loadModel,
+  modelOf,
+  refuseNonFinite,
+  resumedState,
+  run,
+  type RunFacts,
+  sequence,
+} from "./run_steps.ts";
+import { PRETRAINING_ADVICE, pretrainingVoice } from "./run_voice.ts";
 import { runSeeds } from "./seeds.ts";
 import { encodePipeline } from "./stage_graph.ts";
 import type { ValidGraph } from "./validate_graph.ts";
@@ -95,14 +104,16 @@ export function runPipeline(
     const start = await startState(g, opts, env);
     if (E.isLeft(start)) return start;
     const { state, resumedFrom } = start.right;
+    const predicted = predictRun(g, env.engine.backend.fusedOps);
     const facts: RunFacts = {
       graph: g,
       graphId: graphId(g),
       seeds: runSeeds(g.training.seed),
-      predicted: predictRun(g, env.engine.backend.fusedOps),
+      predicted,
       validation: env.data.validation(g.training.evalBatches),
       sessionStart: env.clock.now(),
       sessionStep0: state.progress.globalStep,
+      voice: pretrainingVoice(predicted),
     };
     const rest = g.pipeline.nodes.slice(state.progress.nodeIndex).map((n) => runNode(facts, n));
     const ran = await sequence(...rest)(state)(env)();
@@ -127,29 +138,22 @@ async function startState(
     resumedFrom: undefined,
   };
   if (!opts.resume) return E.right(fresh);
-  const loaded = await run(env.store.loadCheckpoint());
-  if (E.isLeft(loaded)) return loaded;
-  const ckpt = loaded.right;
-  if (ckpt === undefined) {
-    env.log.line("No checkpoint to resume from: starting from the beginning");
-    return E.map(() => fresh)(await run(env.log.truncate(0)));
-  }
-  const progress = decodeProgress(ckpt.progress, { graphId: id, nodes: g.pipeline.nodes.length });
-  if (E.isLeft(progress)) return progress;
-  const p = progress.right;
-  const model = await loadModel(env, g.shape, ckpt.snapshot);
-  if (E.isLeft(model)) return model;
-  const truncated = await run(env.log.truncate(p.metrics));
-  if (E.isLeft(truncated)) return truncated;
+  const nodes = g.pipeline.nodes;
+  const resumed = await resumedState(
+    env,
+    g.shape,
+    (u) => decodeProgress(u, { graphId: id, nodes: nodes.length }),
+  );
+  if (E.isLeft(resumed)) return resumed;
+  const state = resumed.right;
+  if (state === undefined) return E.map(() => fresh)(await run(env.log.truncate(0)));
+  const p = state.progress;
   env.log.line(
     `Resumed at node "${
-      g.pipeline.nodes[p.nodeIndex]?.id ?? "end"
+      nodes[p.nodeIndex]?.id ?? "end"
     }", step ${p.stepInNode} (global step ${p.globalStep})`,
   );
-  return E.right({
-    state: { progress: p, model: model.right, savedAt: p.globalStep },
-    resumedFrom: p.globalStep,
-  });
+  return E.right({ state, resumedFrom: p.globalStep });
 }
 
 /** Merges every adapter, evaluates the plain model and writes it as the run's final model. */
@@ -222,7 +226,7 @@ async function evaluateAndSave(
   const finite = refuseNonFinite(merged, {
     node: EXPORT,
     step: s.progress.globalStep,
-    advice: `(${keptCheckpoint(s)}) — lower training.lr or raise warmup`,
+    advice: `(${keptCheckpoint(s)}) — ${PRETRAINING_ADVICE}`,
   });
   if (E.isLeft(finite)) return finite;
   const path = await run(env.store.saveFinal(merged, facts.graph.shape));

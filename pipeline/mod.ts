@@ -21,8 +21,12 @@ export * from "./graph_flops.ts";
 export * from "./run_flops.ts";
 export * from "./compare_plan.ts";
 export * from "./finetune_plan.ts";
+export * from "./finetune_settings.ts";
+export * from "./finetune_graph.ts";
+export * from "./finetune_run.ts";
+export * from "./finetune_summary.ts";
 export * from "./torch_settings.ts";
-// Pre-training's step checks and progress formatting, shared with the fine-tuning loop.
-export { checkedSnapshot, firstNonFinite } from "./run_steps.ts";
-export { formatDuration } from "./train_stage.ts";
+export { firstNonFinite } from "./run_steps.ts";
+// What a kind of run writes and prints as the training fold runs it.
+export type { ProgressAt, RunVoice, StepAt } from "./run_voice.ts";
 export * from "./model_account.ts";

@@ -29,8 +29,8 @@ import {
   type Transition,
   transition,
 } from "./run_steps.ts";
-import { enginePeakBytes } from "./effects.ts";
-import type { RunModel, StageRecord } from "./run_state.ts";
+import { enginePeakBytes, type Env } from "./effects.ts";
+import type { RunModel, RunState, StageRecord } from "./run_state.ts";
 import type { CheckpointNode, EvalNode, StageNode } from "./stage_graph.ts";
 import { trainStage } from "./train_stage.ts";
 import { galoreWeights, type GraphStage } from "./validate_graph.ts";
@@ -48,7 +48,7 @@ export function runNode(facts: RunFacts, node: StageNode): Transition {
     case "eval":
       return sequence(evalNode(facts, node), nextNode);
     case "checkpoint":
-      return sequence(checkpointNode(node), nextNode);
+      return sequence(checkpointNode(facts, node), nextNode);
     default:
       return absurd(node);
   }
@@ -86,7 +86,7 @@ function stageNode(facts: RunFacts, stage: GraphStage): Transition {
     announceStage(facts, stage),
     trainStage(facts, stage),
     finishStage(facts, stage),
-    saveCheckpoint(stage.trainNodeId),
+    saveCheckpoint(stage.trainNodeId, facts.voice),
   );
 }
 
@@ -142,39 +142,12 @@ function announceStage(facts: RunFacts, stage: GraphStage): Transition {
 
 function finishStage(facts: RunFacts, stage: GraphStage): Transition {
   return transition(async (s, env) => {
-    const node = stage.trainNodeId;
     const t0 = env.clock.now();
-    const ev = await evaluateModel(s, env, { node, batches: facts.validation });
+    const ev = await evaluateModel(s, env, { node: stage.trainNodeId, batches: facts.validation });
     if (E.isLeft(ev)) return ev;
     const { state, loss } = ev.right;
     const wallSeconds = (state.progress.stageSeconds ?? 0) + (env.clock.now() - t0) / 1000;
-    const { stats: st, state: held } = accountOf(state, node);
-    const accounted = state.progress.stagePeak?.accounted ?? held;
-    const measured = state.progress.stagePeak?.measured ?? { bufferBytes: 0, tensorCountBytes: 0 };
-    const predicted = facts.predicted[stage.index - 1];
-    const record: StageRecord = {
-      stage: stage.index,
-      node,
-      layers: st.layers,
-      trainableParams: st.trainableParams,
-      frozenParams: st.frozenParams,
-      adapterParams: st.adapterParams,
-      steps: stage.steps,
-      valLoss: loss,
-      merges: state.progress.merges,
-      accountedStateBytes: accounted.total,
-      accountedState: accounted,
-      measuredPeakBytes: enginePeakBytes(measured),
-      bufferPeakBytes: measured.bufferBytes,
-      tensorCountPeakBytes: measured.tensorCountBytes,
-      heapBytes: measured.heapBytes ?? null,
-      gpuPeakBytes: measured.gpuBytes ?? null,
-      processPeakBytes: env.memory.peakBytes() ?? null,
-      predictedStateBytes: predicted?.stateBytes ?? 0,
-      predictedPeakBytes: predicted?.peakBytes ?? 0,
-      predictedPeakAt: predicted?.peakAt ?? "",
-      wallSeconds,
-    };
+    const record = stageRecord(facts, stage, { state, loss, wallSeconds }, env);
     const recorded = recordMetric(state, env, { type: "stage", ...record });
     const p = recorded.progress;
     return E.right({
@@ -190,6 +163,43 @@ function finishStage(facts: RunFacts, stage: GraphStage): Transition {
       },
     });
   });
+}
+
+/** What a finished stage measured (its model, peaks and time) beside what the plan predicted. */
+function stageRecord(
+  facts: RunFacts,
+  stage: GraphStage,
+  end: { readonly state: RunState; readonly loss: number; readonly wallSeconds: number },
+  env: Env,
+): StageRecord {
+  const { state } = end;
+  const { stats: st, state: held } = accountOf(state, stage.trainNodeId);
+  const accounted = state.progress.stagePeak?.accounted ?? held;
+  const measured = state.progress.stagePeak?.measured ?? { bufferBytes: 0, tensorCountBytes: 0 };
+  const predicted = facts.predicted[stage.index - 1];
+  return {
+    stage: stage.index,
+    node: stage.trainNodeId,
+    layers: st.layers,
+    trainableParams: st.trainableParams,
+    frozenParams: st.frozenParams,
+    adapterParams: st.adapterParams,
+    steps: stage.steps,
+    valLoss: end.loss,
+    merges: state.progress.merges,
+    accountedStateBytes: accounted.total,
+    accountedState: accounted,
+    measuredPeakBytes: enginePeakBytes(measured),
+    bufferPeakBytes: measured.bufferBytes,
+    tensorCountPeakBytes: measured.tensorCountBytes,
+    heapBytes: measured.heapBytes ?? null,
+    gpuPeakBytes: measured.gpuBytes ?? null,
+    processPeakBytes: env.memory.peakBytes() ?? null,
+    predictedStateBytes: predicted?.stateBytes ?? 0,
+    predictedPeakBytes: predicted?.peakBytes ?? 0,
+    predictedPeakAt: predicted?.peakAt ?? "",
+    wallSeconds: end.wallSeconds,
+  };
 }
 
 /** What a boundary's copy through host memory cost, for the log. */
@@ -280,9 +290,9 @@ function evalNode(facts: RunFacts, node: EvalNode): Transition {
   });
 }
 
-function checkpointNode(node: CheckpointNode): Transition {
+function checkpointNode(facts: RunFacts, node: CheckpointNode): Transition {
   return transition(async (s, env) => {
-    const saved = await saveCheckpoint(node.id)(s)(env)();
+    const saved = await saveCheckpoint(node.id, facts.voice)(s)(env)();
     if (E.isRight(saved)) {
       env.log.line(`Checkpoint (${node.id}) at global step ${s.progress.globalStep}`);
     }

@@ -17,6 +17,7 @@ import {
   reportErrors,
 } from "../base/mod.ts";
 import { type EngineState, MeasuredPeakCodec } from "./effects.ts";
+import { FinetuneRecordCodec } from "./finetune_settings.ts";
 import { MemoryByRoleCodec, StageRecordCodec } from "./metrics_records.ts";
 import type { ModelAccount } from "./model_account.ts";
 
@@ -50,6 +51,11 @@ export const RunProgressCodec = t.readonly(t.intersection([
   t.partial({
     /** Seconds spent so far on the running stage's kept work (its `wallSeconds` in the making). */
     stageSeconds: t.number,
+    /**
+     * A fine-tuning run's record of what fixes its steps (`finetune_settings.ts`): a resumed
+     * command must repeat it, setting by setting, where a graph is matched by `graphId`.
+     */
+    finetune: FinetuneRecordCodec,
   }),
 ]));
 /** The interpreter's progress. */

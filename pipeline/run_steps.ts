@@ -19,10 +19,11 @@ import {
 } from "../base/mod.ts";
 import { snapshotBytes } from "../checkpoint/mod.ts";
 import type { EngineSnapshot, EngineState, Env, GaloreEngineSpec, MicroBatch } from "./effects.ts";
-import type { RunMetricBody } from "./metrics_records.ts";
+import type { MetricRecord, RunMetricBody } from "./metrics_records.ts";
 import { accountModel, type ModelAccount } from "./model_account.ts";
-import { keptCheckpoint, type RunModel, type RunState } from "./run_state.ts";
+import { keptCheckpoint, type RunModel, type RunProgress, type RunState } from "./run_state.ts";
 import type { StagePrediction } from "./predict.ts";
+import { PRETRAINING_ADVICE, type RunVoice } from "./run_voice.ts";
 import type { RunSeeds } from "./seeds.ts";
 import type { ValidGraph } from "./validate_graph.ts";
 
@@ -38,6 +39,8 @@ export interface RunFacts {
   /** Clock reading and global step when this process started (for the ETA). */
   readonly sessionStart: number;
   readonly sessionStep0: number;
+  /** What the run's steps write and print (pre-training's or fine-tuning's). */
+  readonly voice: RunVoice;
 }
 
 /** One step of a run: a new state from the old, through the effects. */
@@ -105,6 +108,39 @@ export async function loadModel(
   }))(handle);
 }
 
+/**
+ * The run's checkpoint as the state to go on from: its progress decoded by `decode` (given
+ * where it is read from), its model loaded, the metrics log cut back to the records the
+ * checkpoint counted. Undefined, after saying so, when there is no checkpoint.
+ */
+export async function resumedState(
+  env: Env,
+  shape: LlamaShape,
+  decode: (u: unknown, where: string) => E.Either<PipelineError, RunProgress>,
+): Promise<E.Either<PipelineError, RunState | undefined>> {
+  const loaded = await run(env.store.loadCheckpoint());
+  if (E.isLeft(loaded)) return loaded;
+  const ckpt = loaded.right;
+  if (ckpt === undefined) {
+    env.log.line("No checkpoint to resume from: starting from the beginning");
+    return E.right(undefined);
+  }
+  const progress = decode(ckpt.progress, "checkpoint/state.json");
+  if (E.isLeft(progress)) return progress;
+  const model = await loadModel(env, shape, ckpt.snapshot);
+  if (E.isLeft(model)) return model;
+  const cut = await run(env.log.truncate(progress.right.metrics));
+  if (E.isLeft(cut)) {
+    env.engine.dispose(model.right.handle);
+    return cut;
+  }
+  return E.right({
+    progress: progress.right,
+    model: model.right,
+    savedAt: progress.right.globalStep,
+  });
+}
+
 /** What carrying the model through host memory at a stage boundary cost. */
 export interface BoundaryCost {
   /** Bytes of the host copy (weights, adapters, Adam's moments). */
@@ -137,10 +173,15 @@ export async function transformModel(
   });
 }
 
-/** Appends a metrics record stamped with the global step, and counts it in the progress. */
-export function recordMetric(s: RunState, env: Env, record: RunMetricBody): RunState {
-  env.log.metric({ ...record, globalStep: s.progress.globalStep });
+/** Appends a metrics record and counts it in the progress (a resumed run keeps that many). */
+export function countedMetric(s: RunState, env: Env, record: MetricRecord): RunState {
+  env.log.metric(record);
   return { ...s, progress: { ...s.progress, metrics: s.progress.metrics + 1 } };
+}
+
+/** Appends a pre-training record stamped with the global step, and counts it. */
+export function recordMetric(s: RunState, env: Env, record: RunMetricBody): RunState {
+  return countedMetric(s, env, { ...record, globalStep: s.progress.globalStep });
 }
 
 /** Validation loss of the state's model on `batches`, logged and recorded. */
@@ -160,7 +201,7 @@ export async function evaluateModel(
       `the ${at.set === undefined ? "validation" : at.set} loss is ${loss}: the model's ` +
         `outputs overflow float32; nothing from this evaluation is recorded (${
           keptCheckpoint(s)
-        }) — lower training.lr or raise warmup`,
+        }) — ${PRETRAINING_ADVICE}`,
     ));
   }
   const state = recordMetric(s, env, {
@@ -212,7 +253,7 @@ export function refuseNonFinite(
 }
 
 /** A snapshot of `state`, refused when any weight is not finite. */
-export async function checkedSnapshot(
+async function checkedSnapshot(
   engine: Env["engine"],
   state: EngineState,
   at: SnapshotAt,
@@ -221,24 +262,24 @@ export async function checkedSnapshot(
   return E.isLeft(snap) ? snap : refuseNonFinite(snap.right, at);
 }
 
-/** A snapshot of the model, refused when any weight is not finite. */
-function finiteSnapshot(
+/** A snapshot of the model, refused (in `voice`'s words) when any weight is not finite. */
+export function finiteSnapshot(
   s: RunState,
   env: Env,
-  node: string,
+  at: { readonly node: string; readonly voice: RunVoice },
 ): Promise<E.Either<PipelineError, EngineSnapshot>> {
-  return checkedSnapshot(env.engine, modelOf(s, node), {
-    node,
+  return checkedSnapshot(env.engine, modelOf(s, at.node), {
+    node: at.node,
     step: s.progress.globalStep,
-    advice: `(${keptCheckpoint(s)}) — lower training.lr or raise warmup`,
+    advice: `(${at.voice.kept(s)}) — ${at.voice.advice}`,
   });
 }
 
 /** Saves the model and the progress as the run's checkpoint (nothing to save before a model). */
-export function saveCheckpoint(node: string): Transition {
+export function saveCheckpoint(node: string, voice: RunVoice): Transition {
   return transition(async (s, env) => {
     if (s.model === undefined) return E.right(s);
-    const snap = await finiteSnapshot(s, env, node);
+    const snap = await finiteSnapshot(s, env, { node, voice });
     if (E.isLeft(snap)) return snap;
     const saved = await run(
       env.store.saveCheckpoint({ snapshot: snap.right, progress: s.progress }),

@@ -1,23 +1,19 @@
 /**
- * The training loop of one stage, as a fold over its steps: each step is a
- * chain of transitions (ReLoRA restart when due, one optimizer step, the
- * progress line, periodic evaluation and checkpoint). A step whose loss or
- * gradient is not finite updates nothing and is counted; `maxSkippedSteps`
- * of them in a row stop the run with `TrainingDiverged`, and the run's
- * checkpoint stays as it was.
+ * The training loop, once for every kind of run: a stage's steps as a fold, each step a chain
+ * of transitions (ReLoRA restart when due, one optimizer step on the data effect's next
+ * batches, the progress line, periodic evaluation and checkpoint). Pre-training's stages and
+ * fine-tuning (`finetune_run.ts`) both run here; what they write and print is their voice
+ * (`run_voice.ts`). A step whose loss or gradient is not finite updates nothing and is
+ * counted; `maxSkippedSteps` of them in a row stop the run with `TrainingDiverged`, and the
+ * run's checkpoint stays as it was. A stage that fails frees its model: the run ends there.
  *
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
+import { describeUnknown, ioFailed, type PipelineError, trainingDiverged } from "../base/mod.ts";
+import type { Env, MicroBatch, StepOutcome } from "./effects.ts";
 import {
-  describeUnknown,
-  formatBytes,
-  ioFailed,
-  type PipelineError,
-  trainingDiverged,
-} from "../base/mod.ts";
-import { enginePeakBytes, type Env, type StepOutcome } from "./effects.ts";
-import {
+  countedMetric,
   evaluateModel,
   modelOf,
   recordMetric,
@@ -28,53 +24,74 @@ import {
   transition,
   withHandle,
 } from "./run_steps.ts";
-import { keptCheckpoint, type RunState } from "./run_state.ts";
+import type { RunState } from "./run_state.ts";
 import { cosineLr, isRestartStep, jaggedLr } from "./schedule.ts";
 import { type StepHyper, stepHyper } from "./step_hyper.ts";
 import type { GraphStage } from "./validate_graph.ts";
 
-/** 1h02m, 3m05s, 42s. */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return "?";
-  const s = Math.round(ms / 1000);
-  return s >= 3600
-    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`
-    : s >= 60
-    ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`
-    : `${s}s`;
-}
-
 /** Tokens and clock reading since the last progress line (for tokens/s). */
-interface Window {
+interface TokenWindow {
   readonly start: number;
   readonly tokens: number;
 }
 
-/** Trains `stage` from the progress's step to its end. */
-export function trainStage(facts: RunFacts, stage: GraphStage): Transition {
+/** Options of {@link trainStage}. */
+export interface StageOptions {
+  /**
+   * Stop after this step of the stage (fine-tuning's `--stop-after`), with a checkpoint there;
+   * unset: the stage's end.
+   */
+  readonly until?: number;
+}
+
+/** Trains `stage` from the progress's step to its end (or to `options.until`). */
+export function trainStage(
+  facts: RunFacts,
+  stage: GraphStage,
+  options: StageOptions = {},
+): Transition {
   return transition(async (s0, env) => {
+    const until = Math.min(stage.steps, options.until ?? stage.steps);
     let s = s0;
-    let window: Window = { start: env.clock.now(), tokens: 0 };
+    let window: TokenWindow = { start: env.clock.now(), tokens: 0 };
     // The clock reading up to which the stage's time is in the progress: what a checkpoint
     // saves is the time of the work it keeps.
     let counted = window.start;
-    for (let k = s.progress.stepInNode; k < stage.steps; k++) {
+    for (let k = s.progress.stepInNode; k < until; k++) {
       const restarted = await restartIfDue(facts, stage, k)(s)(env)();
-      if (E.isLeft(restarted)) return restarted;
-      const stepped = await optimizerStep(facts, stage, k, restarted.right, env);
-      if (E.isLeft(stepped)) return stepped;
-      const { outcome, lr } = stepped.right;
+      if (E.isLeft(restarted)) return failed(s, stage, restarted, env);
+      s = restarted.right;
+      const stepped = await optimizerStep(facts, stage, k, s, env);
+      if (E.isLeft(stepped)) return failed(s, stage, stepped, env);
       const now = env.clock.now();
-      const state = withStageTime(stepped.right.state, now - counted);
+      const step = { ...stepped.right, state: withStageTime(stepped.right.state, now - counted) };
+      s = step.state;
       counted = now;
-      window = { ...window, tokens: window.tokens + facts.graph.training.batchTokens };
-      window = progressLine(facts, stage, { k, state, outcome, lr, window }, env);
-      const after = await periodic(facts, stage, k)(state)(env)();
-      if (E.isLeft(after)) return after;
+      const verdict = skipVerdict(facts, stage, step, env);
+      if (E.isLeft(verdict)) return failed(s, stage, verdict, env);
+      window = progressLine(facts, {
+        ...step,
+        stage,
+        k,
+        window: { ...window, tokens: window.tokens + step.tokens },
+      }, env);
+      const after = await periodic(facts, stage, { k, until })(s)(env)();
+      if (E.isLeft(after)) return failed(s, stage, after, env);
       s = after.right;
     }
     return E.right(s);
   });
+}
+
+/** Frees the model of a stage that failed (no later transition runs) and passes its error on. */
+function failed<A>(
+  s: RunState,
+  stage: GraphStage,
+  e: E.Left<PipelineError>,
+  env: Env,
+): E.Either<PipelineError, A> {
+  env.engine.dispose(modelOf(s, stage.trainNodeId));
+  return e;
 }
 
 /** The state with `ms` more of the running stage's time. */
@@ -158,10 +175,14 @@ function widerPeak(so: StagePeak | null, o: StepOutcome): StagePeak {
   };
 }
 
+/** What a step did: the run after it, its outcome and LR, and its batches and their tokens. */
 interface Stepped {
   readonly state: RunState;
   readonly outcome: StepOutcome;
   readonly lr: number;
+  readonly batches: readonly MicroBatch[];
+  /** Input tokens of the batches, padding not counted. */
+  readonly tokens: number;
 }
 
 function hyperAt(facts: RunFacts, stage: GraphStage, k: number): StepHyper {
@@ -172,7 +193,15 @@ function hyperAt(facts: RunFacts, stage: GraphStage, k: number): StepHyper {
   return stepHyper(facts.graph.training, lr);
 }
 
-/** One optimizer step on the next batches: the progress moves on and a `train` record is written. */
+/** Input tokens of `batches`, the positions that only pad a micro-batch out not counted. */
+export function inputTokens(batches: readonly MicroBatch[]): number {
+  return batches.reduce((n, b) => n + b.batch * b.seq - (b.padding ?? 0), 0);
+}
+
+/**
+ * One optimizer step on the data effect's next batches: the progress moves on and the voice's
+ * `train` record is written (a skipped step too: its verdict is {@link skipVerdict}'s).
+ */
 async function optimizerStep(
   facts: RunFacts,
   stage: GraphStage,
@@ -180,7 +209,6 @@ async function optimizerStep(
   s: RunState,
   env: Env,
 ): Promise<E.Either<PipelineError, Stepped>> {
-  const T = facts.graph.training;
   const hyper = hyperAt(facts, stage, k);
   let drawn: ReturnType<typeof env.data.next>;
   try {
@@ -192,102 +220,102 @@ async function optimizerStep(
   if (E.isLeft(out)) return out;
   const o = out.right;
   const p = s.progress;
+  const tokens = inputTokens(drawn.batches);
   const progress = {
     ...p,
     stepInNode: k + 1,
     globalStep: p.globalStep + 1,
-    tokens: p.tokens + T.batchTokens,
+    tokens: p.tokens + tokens,
     data: drawn.next,
     stagePeak: widerPeak(p.stagePeak, o),
     skippedInARow: o.skipped ? p.skippedInARow + 1 : 0,
   };
-  const state = recordMetric({ ...withHandle(s, o.state, stage.trainNodeId), progress }, env, {
-    type: "train",
-    node: stage.trainNodeId,
-    stage: stage.index,
-    step: k + 1,
-    loss: o.loss,
-    lr: hyper.lr,
-    gradNorm: o.gradNorm,
-    tokens: progress.tokens,
-    memoryBytes: o.peak.total,
-    ...(o.skipped ? { skipped: true } : {}),
-    ...((o.projectorUpdates ?? 0) > 0 ? { projectorUpdates: o.projectorUpdates } : {}),
-    ...((o.svdFailures ?? 0) > 0 ? { svdFailures: o.svdFailures } : {}),
-  });
+  const stepped = { outcome: o, lr: hyper.lr, batches: drawn.batches, tokens };
+  const moved = { ...withHandle(s, o.state, stage.trainNodeId), progress };
+  const state = countedMetric(
+    moved,
+    env,
+    facts.voice.stepRecord({ ...stepped, stage, k, state: moved }),
+  );
   if ((o.svdFailures ?? 0) > 0) {
     env.log.line(
       `  step ${k + 1}: ${o.svdFailures} GaLore decomposition(s) failed; those matrices kept ` +
         "their previous projector (or were not updated before their first one)",
     );
   }
-  return skipVerdict(facts, stage, { state, outcome: o, lr: hyper.lr }, env);
+  return E.right({ ...stepped, state });
 }
 
-/** A skipped step is logged; `maxSkippedSteps` of them in a row stop the run. */
+/**
+ * A skipped step is logged; `maxSkippedSteps` of them in a row stop the run: diverged, or, when
+ * no step has updated the weights yet, refused as the voice says a broken start is.
+ */
 function skipVerdict(
   facts: RunFacts,
   stage: GraphStage,
   stepped: Stepped,
   env: Env,
-): E.Either<PipelineError, Stepped> {
+): E.Either<PipelineError, void> {
   const { state, outcome: o, lr } = stepped;
-  if (!o.skipped) return E.right(stepped);
-  const inARow = state.progress.skippedInARow;
+  if (!o.skipped) return E.right(undefined);
+  const { skippedInARow: inARow, stepInNode, globalStep } = state.progress;
   const limit = facts.graph.training.maxSkippedSteps;
   env.log.line(
-    `  step ${state.progress.stepInNode} skipped: loss ${o.loss}, gradient norm ${o.gradNorm} ` +
+    `  step ${stepInNode} skipped: loss ${o.loss}, gradient norm ${o.gradNorm} ` +
       `(LR ${lr.toExponential(2)}); weights unchanged (${inARow} in a row, ${limit} stop the run)`,
   );
-  if (inARow < limit) return E.right(stepped);
+  if (inARow < limit) return E.right(undefined);
+  const last = `last: loss ${o.loss}, gradient norm ${o.gradNorm}`;
+  const voice = facts.voice;
+  if (inARow === globalStep && voice.untrained !== undefined) {
+    return E.left(voice.untrained(
+      `the loss or gradient was not finite on each of the first ${inARow} steps (${last})`,
+    ));
+  }
   return E.left(trainingDiverged(
     stage.trainNodeId,
-    state.progress.stepInNode - 1,
-    `${inARow} steps in a row had a non-finite loss or gradient (last: loss ${o.loss}, ` +
-      `LR ${lr.toExponential(2)}); ${keptCheckpoint(state)} — lower training.lr or raise warmup`,
+    stepInNode - 1,
+    `${inARow} steps in a row had a non-finite loss or gradient (${last}, LR ${
+      lr.toExponential(2)
+    }); ${voice.kept(state)} — ${voice.advice}`,
   ));
 }
 
+/**
+ * The voice's progress line after the first step, every `logEvery` steps and after the stage's
+ * last: tokens/s since the last line, and the time to the run's end at this session's pace.
+ */
 function progressLine(
   facts: RunFacts,
-  stage: GraphStage,
-  at: {
-    readonly k: number;
-    readonly state: RunState;
-    readonly outcome: StepOutcome;
-    readonly lr: number;
-    readonly window: Window;
-  },
+  at: Stepped & { readonly stage: GraphStage; readonly k: number; readonly window: TokenWindow },
   env: Env,
-): Window {
-  const T = facts.graph.training;
-  const last = at.k + 1 === stage.steps;
-  if ((at.k + 1) % T.logEvery !== 0 && !last) return at.window;
+): TokenWindow {
+  const { stage, k, window } = at;
+  const due = (k + 1) % facts.graph.training.logEvery === 0 || k === 0 || k + 1 === stage.steps;
+  if (!due) return window;
   const p = at.state.progress;
   const now = env.clock.now();
-  const tps = at.window.tokens / Math.max(1e-9, (now - at.window.start) / 1000);
   const perStep = (now - facts.sessionStart) / Math.max(1, p.globalStep - facts.sessionStep0);
-  const eta = perStep * (facts.graph.totalSteps - p.globalStep);
-  const pred = facts.predicted[stage.index - 1];
-  const measured = p.stagePeak === null ? 0 : enginePeakBytes(p.stagePeak.measured);
-  const process = env.memory.peakBytes();
-  env.log.line(
-    `[stage ${stage.index} ${stage.trainNodeId} ${at.k + 1}/${stage.steps}] loss ${
-      at.outcome.loss.toFixed(4)
-    }  lr ${at.lr.toExponential(2)}  ${Math.round(tps)} tok/s  ETA ${formatDuration(eta)}  peak ${
-      formatBytes(measured)
-    } (predicted ${formatBytes(pred?.peakBytes ?? 0)})  state ${
-      formatBytes(at.outcome.peak.total)
-    }${process === undefined ? "" : `  process ${formatBytes(process)}`}`,
-  );
+  env.log.line(facts.voice.progressLine({
+    ...at,
+    tokensPerSecond: window.tokens / Math.max(1e-9, (now - window.start) / 1000),
+    etaMs: perStep * (facts.graph.totalSteps - p.globalStep),
+  }, env));
   return { start: now, tokens: 0 };
 }
 
-/** Evaluation and checkpoint on their periods, except at the stage's last step (the node does both). */
-function periodic(facts: RunFacts, stage: GraphStage, k: number): Transition {
+/**
+ * Evaluation and checkpoint on their periods, and a checkpoint where the session stops early
+ * (`until`); none at the stage's last step, whose node does both (or writes the final model).
+ */
+function periodic(
+  facts: RunFacts,
+  stage: GraphStage,
+  at: { readonly k: number; readonly until: number },
+): Transition {
   return transition(async (s, env) => {
     const T = facts.graph.training;
-    if (k + 1 === stage.steps) return E.right(s);
+    if (at.k + 1 === stage.steps) return E.right(s);
     let state = s;
     if (state.progress.globalStep % T.evalEvery === 0) {
       const ev = await evaluateModel(state, env, {
@@ -297,7 +325,8 @@ function periodic(facts: RunFacts, stage: GraphStage, k: number): Transition {
       if (E.isLeft(ev)) return ev;
       state = ev.right.state;
     }
-    if (state.progress.globalStep % T.checkpointEvery !== 0) return E.right(state);
-    return await saveCheckpoint(stage.trainNodeId)(state)(env)();
+    const due = state.progress.globalStep % T.checkpointEvery === 0 || at.k + 1 === at.until;
+    if (!due) return E.right(state);
+    return await saveCheckpoint(stage.trainNodeId, facts.voice)(state)(env)();
   });
 }

@@ -382,7 +382,7 @@ brokenTest(
     );
     assertEquals(r.code, 6, r.err);
     const state = JSON.parse(await Deno.readTextFile(`${out}/checkpoint/state.json`));
-    const kept = state.progress.step as number;
+    const kept = state.progress.globalStep as number;
     assert(kept >= 1, `a checkpoint of step ${kept}`);
     assertStringIncludes(r.err, `the checkpoint of global step ${kept} is kept`);
     assertStringIncludes(r.err, "lower --lr");

@@ -21,7 +21,7 @@ import {
   forwardLogits,
   initParams,
 } from "../kernels/mod.ts";
-import { baseState } from "../effects/_finetune_prepare.ts";
+import { baseSnapshot } from "../effects/_finetune_prepare.ts";
 import { accountModel, padExamples } from "../pipeline/mod.ts";
 import { capture, type Captured } from "./cli_capture.ts";
 import { finetuneMetrics, ofType } from "./metrics.ts";
@@ -338,7 +338,7 @@ Deno.test({
     const without = await evalLoss({ ...model, params: plain }, [batch]);
     assert(Math.abs(without - withAdapters) > 1e-3, `${without} vs ${withAdapters}`);
     const plainParams = [...plain.values()].reduce((sum, t) => sum + t.size, 0);
-    const state = await baseState(engine.right, {
+    const base = await baseSnapshot({
       model,
       tokenizer: byteTokenizer(),
       tokenizerName: "bytes",
@@ -347,6 +347,8 @@ Deno.test({
       format: "step",
       dispose: () => disposeParams(params),
     });
+    assert(E.isRight(base));
+    const state = await engine.right.load(s, base.right)();
     assert(E.isRight(state));
     const snap = await engine.right.snapshot(state.right)();
     assert(E.isRight(snap));
