@@ -246,13 +246,7 @@ async function finish(
 ): Promise<E.Either<PipelineError, FinetuneResult>> {
   const { p, dir } = run;
   const { plan, record } = p.job;
-  const path = `${dir.dir}/${RUN_DIR.metrics}`;
-  const text = await Deno.readTextFile(path).then(
-    E.right,
-    (e) => E.left(ioFailed(path, describeUnknown(e))),
-  );
-  if (E.isLeft(text)) return text;
-  const records = decodeMetricLines(FinetuneMetricCodec, text.right, path);
+  const records = await finetuneRecords(dir);
   if (E.isLeft(records)) return records;
   const report: FinetuneReport = {
     kind: "finetune",
