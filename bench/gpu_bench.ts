@@ -126,7 +126,7 @@ async function benchOne(
       const r = await trainStep(state, [mb], { lr: 1e-4 });
       state = r.state;
       loss = r.loss;
-      modelState = r.peak.modelState;
+      modelState = r.accounted.modelState;
     }
     await drain(state);
   } finally {

@@ -92,8 +92,8 @@ async function checkpointDirOf(path: string): Promise<string> {
   }
 }
 
-/** Options of {@link saveCheckpoint}. */
-export interface SaveOptions {
+/** Options of {@link writeCheckpoint}. */
+export interface WriteCheckpointOptions {
   /** Which format to write: a Hugging Face directory or this project's. */
   readonly format: CheckpointFormat;
   /** Stored dtype of a Hugging Face output (ours is always float32). */
@@ -111,8 +111,8 @@ export interface SaveOptions {
   readonly replace: boolean;
 }
 
-/** What {@link saveCheckpoint} wrote: paths relative to `dir`. */
-export interface Saved {
+/** What {@link writeCheckpoint} wrote: paths relative to `dir`. */
+export interface WrittenCheckpoint {
   /** The directory written. */
   readonly dir: string;
   /**
@@ -123,7 +123,7 @@ export interface Saved {
 }
 
 /** Bytes a save of `view` writes (weights and adapters at the stored width). */
-function outputBytes(view: ModelView, options: SaveOptions): number {
+function outputBytes(view: ModelView, options: WriteCheckpointOptions): number {
   const width = options.format === "step" || options.dtype === "float32" ? 4 : 2;
   const tensors = [...view.tensors, ...(view.adapters?.tensors ?? [])];
   return tensors.reduce((sum, t) => sum + width * t.shape.reduce((a, b) => a * b, 1), 0);
@@ -148,11 +148,11 @@ function freeBytes(dir: string): number | undefined {
  * Writes a view to `out` in `options.format`, streaming tensor by tensor; `out` appears
  * only when complete. Does not close the view.
  */
-export function saveCheckpoint(
+export function writeCheckpoint(
   view: ModelView,
   out: string,
-  options: SaveOptions,
-): ext.TaskEither<CkptError, Saved> {
+  options: WriteCheckpointOptions,
+): ext.TaskEither<CkptError, WrittenCheckpoint> {
   return async () => {
     // Library callers get the rule too: the view's own source is an input.
     const allowed = await checkOutput(

@@ -1,6 +1,11 @@
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { assertEquals, assertStringIncludes } from "../tests/assert.ts";
-import { ADAPTER_DIR, openCheckpoint, saveCheckpoint, type SaveOptions } from "./checkpoint_dir.ts";
+import {
+  ADAPTER_DIR,
+  openCheckpoint,
+  writeCheckpoint,
+  type WriteCheckpointOptions,
+} from "./checkpoint_dir.ts";
 import {
   left,
   loadAll,
@@ -13,7 +18,7 @@ import {
 } from "./_test_util.ts";
 import { mergeAdapters } from "./transforms.ts";
 
-const HF: SaveOptions = {
+const HF: WriteCheckpointOptions = {
   format: "hf",
   dtype: "float32",
   maxShardBytes: 5e9,
@@ -22,12 +27,12 @@ const HF: SaveOptions = {
   replace: false,
 };
 
-Deno.test("saveCheckpoint() and openCheckpoint() recognise both formats", async () => {
+Deno.test("writeCheckpoint() and openCheckpoint() recognise both formats", async () => {
   await withTempDir(async (dir) => {
     const weights = randomWeights(TINY, 1);
-    right(await saveCheckpoint(memoryView(TINY, weights), `${dir}/hf`, HF)());
+    right(await writeCheckpoint(memoryView(TINY, weights), `${dir}/hf`, HF)());
     right(
-      await saveCheckpoint(memoryView(TINY, weights), `${dir}/step`, { ...HF, format: "step" })(),
+      await writeCheckpoint(memoryView(TINY, weights), `${dir}/step`, { ...HF, format: "step" })(),
     );
     for (const [sub, format] of [["hf", "hf"], ["step", "step"]] as const) {
       const opened = right(await openCheckpoint(`${dir}/${sub}`)());
@@ -43,11 +48,11 @@ Deno.test("saveCheckpoint() and openCheckpoint() recognise both formats", async 
   });
 });
 
-Deno.test("saveCheckpoint() writes adapters as PEFT beside the base, or merges them", async () => {
+Deno.test("writeCheckpoint() writes adapters as PEFT beside the base, or merges them", async () => {
   await withTempDir(async (dir) => {
     const adapters = randomAdapters(TINY, { rank: 2, alpha: 2, layers: [2], seed: 1 });
     const view = memoryView(TINY, randomWeights(TINY, 2), adapters);
-    const saved = right(await saveCheckpoint(view, `${dir}/sep`, HF)());
+    const saved = right(await writeCheckpoint(view, `${dir}/sep`, HF)());
     assertEquals(saved.files, [
       "model.safetensors",
       "config.json",
@@ -55,7 +60,7 @@ Deno.test("saveCheckpoint() writes adapters as PEFT beside the base, or merges t
       `${ADAPTER_DIR}/adapter_model.safetensors`,
     ]);
     const merged = right(
-      await saveCheckpoint(view, `${dir}/merged`, { ...HF, adapters: "merge" })(),
+      await writeCheckpoint(view, `${dir}/merged`, { ...HF, adapters: "merge" })(),
     );
     assertEquals(merged.files, ["model.safetensors", "config.json"]);
     const back = right(await openCheckpoint(`${dir}/merged`)());
@@ -64,11 +69,11 @@ Deno.test("saveCheckpoint() writes adapters as PEFT beside the base, or merges t
   });
 });
 
-Deno.test("saveCheckpoint() refuses to replace unless asked, and leaves nothing on failure", async () => {
+Deno.test("writeCheckpoint() refuses to replace unless asked, and leaves nothing on failure", async () => {
   await withTempDir(async (dir) => {
     const view = memoryView(TINY, randomWeights(TINY, 3));
-    right(await saveCheckpoint(view, `${dir}/out`, HF)());
-    const e = left(await saveCheckpoint(view, `${dir}/out`, HF)());
+    right(await writeCheckpoint(view, `${dir}/out`, HF)());
+    const e = left(await writeCheckpoint(view, `${dir}/out`, HF)());
     assertEquals(e._tag, "ConfigInvalid");
     assertStringIncludes(e.message, "--force");
     const broken = {
@@ -83,10 +88,10 @@ Deno.test("saveCheckpoint() refuses to replace unless asked, and leaves nothing 
       ),
     };
     assertEquals(
-      left(await saveCheckpoint(broken, `${dir}/out`, { ...HF, replace: true })()).message,
+      left(await writeCheckpoint(broken, `${dir}/out`, { ...HF, replace: true })()).message,
       "disk gone",
     );
-    assertEquals(left(await saveCheckpoint(broken, `${dir}/new`, HF)()).message, "disk gone");
+    assertEquals(left(await writeCheckpoint(broken, `${dir}/new`, HF)()).message, "disk gone");
     // The old output is intact, the new one never appeared, no temporaries remain.
     assertEquals([...Deno.readDirSync(dir)].map((d) => d.name), ["out"]);
     const still = right(await openCheckpoint(`${dir}/out`)());
@@ -95,7 +100,7 @@ Deno.test("saveCheckpoint() refuses to replace unless asked, and leaves nothing 
   });
 });
 
-Deno.test("saveCheckpoint() loads one tensor at a time, in state-dict order", async () => {
+Deno.test("writeCheckpoint() loads one tensor at a time, in state-dict order", async () => {
   await withTempDir(async (dir) => {
     const view = memoryView(TINY, randomWeights(TINY, 4));
     let live = 0;
@@ -116,7 +121,7 @@ Deno.test("saveCheckpoint() loads one tensor at a time, in state-dict order", as
         },
       })),
     };
-    right(await saveCheckpoint(tracked, `${dir}/hf`, { ...HF, maxShardBytes: 2000 })());
+    right(await writeCheckpoint(tracked, `${dir}/hf`, { ...HF, maxShardBytes: 2000 })());
     assertEquals(most, 1);
     assertEquals(order, view.tensors.map((t) => t.name));
   });

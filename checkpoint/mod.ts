@@ -21,10 +21,10 @@
  *
  * @example
  * ```ts
- * import { openCheckpoint, saveCheckpoint } from "./mod.ts";
+ * import { openCheckpoint, writeCheckpoint } from "./mod.ts";
  * const opened = await openCheckpoint("runs/tiny/final")();
  * if (opened._tag === "Right") {
- *   await saveCheckpoint(opened.right.view, "out/hf", {
+ *   await writeCheckpoint(opened.right.view, "out/hf", {
  *     format: "hf", dtype: "bfloat16", maxShardBytes: 5e9, adapters: "separate",
  *     baseModel: "out/hf", replace: false,
  *   })();

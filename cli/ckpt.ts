@@ -25,11 +25,11 @@ import {
   openPeftAdapter,
   type OutputPath,
   requireFinite,
-  saveCheckpoint,
-  type Saved,
   TOKENIZER_FILE,
   tokenizerRecordText,
   torchDtype,
+  writeCheckpoint,
+  type WrittenCheckpoint,
 } from "../checkpoint/mod.ts";
 import {
   configInvalid,
@@ -280,9 +280,9 @@ function save(
   out: string,
   output: Output,
   defaults: { format: CheckpointFormat; adapters: "separate" | "merge"; baseModel: string },
-): TE.TaskEither<PipelineError, Saved> {
+): TE.TaskEither<PipelineError, WrittenCheckpoint> {
   return pipe(
-    saveCheckpoint(view, out, {
+    writeCheckpoint(view, out, {
       format: output.format ?? defaults.format,
       dtype: output.dtype ?? torchDtype(view.dtype) ?? "float32",
       maxShardBytes: output.maxShardBytes,
@@ -298,7 +298,10 @@ function save(
  * The input's tokeniser, when it was recorded (not guessed), goes with the output: evaluation
  * and generation of a grown, merged or exported model encode text as its training did.
  */
-function carryTokenizer(view: ModelView, saved: Saved): TE.TaskEither<PipelineError, Saved> {
+function carryTokenizer(
+  view: ModelView,
+  saved: WrittenCheckpoint,
+): TE.TaskEither<PipelineError, WrittenCheckpoint> {
   return async () => {
     const found = await findTokenizer(view.source, view.shape.vocab);
     if (E.isLeft(found) || found.right === undefined || found.right.guessed) return E.right(saved);
@@ -320,13 +323,17 @@ function describeView(c: OpenedCheckpoint): string {
     })`;
 }
 
-async function sizeOf(saved: Saved): Promise<string> {
+async function sizeOf(saved: WrittenCheckpoint): Promise<string> {
   let bytes = 0;
   for (const f of saved.files) bytes += (await Deno.stat(`${saved.dir}/${f}`)).size;
   return formatBytes(bytes);
 }
 
-function report(verb: string, from: string, saved: Saved): TE.TaskEither<PipelineError, string> {
+function report(
+  verb: string,
+  from: string,
+  saved: WrittenCheckpoint,
+): TE.TaskEither<PipelineError, string> {
   return TE.fromTask(async () =>
     `${verb} ${from}\n  → ${saved.dir}: ${saved.files.join(", ")} (${await sizeOf(saved)})`
   );

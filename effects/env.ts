@@ -1,8 +1,9 @@
 /**
- * The one place a run's effects are wired together: the data stream from
- * the graph's `data:` section, the tfjs engine on the chosen backend, the run
- * directory's store and log (locked), and the clock. The CLI and library
- * callers both go through {@link wireRun}.
+ * The one place a pre-training run's effects are wired together: the data stream from the
+ * graph's `data:` section, the engine (tfjs on the chosen backend, or the torch engine with its
+ * launches' files in the run directory), the run directory's store and log (locked), the clock
+ * and the process's resident memory. The CLI and library callers both go through
+ * {@link wireRun}; fine-tuning wires its own (`finetune.ts`).
  *
  * @module
  */
@@ -243,7 +244,7 @@ export function wireRun(
         store: dir.right.store,
         log: dir.right.log,
         clock: { now: () => performance.now() },
-        memory: processMemory(),
+        processMemory: processMemory(),
       },
       release: async () => {
         try {

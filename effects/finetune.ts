@@ -186,7 +186,7 @@ function runEnv(o: FinetuneOptions, p: Prepared, dir: RunDir): Env {
     store: dir.store,
     log: dir.log,
     clock: o.clock ?? { now: () => performance.now() },
-    memory: processMemory(),
+    processMemory: processMemory(),
   };
 }
 

@@ -1,8 +1,9 @@
 /**
- * The effect implementations a run is wired from: the tfjs engine, the data
- * stream, the run directory (checkpoints, metrics, final model) and the
- * clock. `pipeline/` declares the interfaces; this folder is the only one
- * that implements them.
+ * The effect implementations a run is wired from (the tfjs and torch engines, the data
+ * stream, the run directory with its checkpoints, metrics and final model, the process's
+ * resident memory; `wireRun` puts them together), and the commands built on them that need a
+ * loaded model: evaluation, generation, MT-Bench answers and fine-tuning. `pipeline/` declares
+ * the interfaces; this folder holds their real implementations (tests wire fakes).
  *
  * @module
  */

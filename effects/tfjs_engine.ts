@@ -10,7 +10,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import type { BackendName as ConfigBackend, Engine, MemoryByRole } from "../pipeline/mod.ts";
+import type { AccountedState, BackendName as ConfigBackend, Engine } from "../pipeline/mod.ts";
 import { snapshotProblem } from "./snapshot_check.ts";
 import { StateHandles } from "./state_handles.ts";
 import { contentInvalid, describeUnknown, type KernelFailed, kernelFailed } from "../base/mod.ts";
@@ -22,13 +22,13 @@ import {
 } from "../kernels/blas/mod.ts";
 import { registerFusedWasmAttention, unregisterFusedWasmAttention } from "../kernels/fused/mod.ts";
 import {
+  type AccountedBytes,
   disposeState,
   evalLoss,
   fusedOps,
   initBackend,
   loadTrainState,
   measurePeak,
-  type MemoryByRole as HeldBytes,
   reloraReset,
   snapshotState,
   type TrainState,
@@ -40,7 +40,7 @@ function attempt<A>(what: string, f: () => A | Promise<A>): TE.TaskEither<Kernel
 }
 
 /** The engine's byte counts in the interpreter's terms. */
-function toRoles(m: HeldBytes): MemoryByRole {
+function toRoles(m: AccountedBytes): AccountedState {
   return {
     trainableWeights: m.trainable,
     gradients: m.gradients,
@@ -137,7 +137,7 @@ export function engineOn(description: string): Engine {
           loss: r.loss,
           gradNorm: r.gradNorm,
           skipped: r.skipped,
-          peak: toRoles(r.peak),
+          accounted: toRoles(r.accounted),
           measured: peak,
           projectorUpdates: r.projectorUpdates,
           svdFailures: r.svdFailures,

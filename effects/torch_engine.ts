@@ -175,7 +175,7 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
           loss: r.right.loss,
           gradNorm: r.right.gradNorm,
           skipped: r.right.skipped,
-          peak: r.right.state,
+          accounted: r.right.state,
           measured: {
             bufferBytes: 0,
             tensorCountBytes: 0,

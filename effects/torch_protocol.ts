@@ -12,7 +12,7 @@ import * as E from "fp-ts/lib/Either.js";
 import * as t from "io-ts";
 import { Count, type KernelFailed, kernelFailed, reportErrors } from "../base/mod.ts";
 import {
-  MemoryByRoleCodec,
+  AccountedStateCodec,
   type MicroBatch,
   type StepHyper,
   StepHyperCodec,
@@ -153,13 +153,17 @@ const Ok = { ok: t.literal(YES) };
 
 /** Local rank 0 is connected and the model is loaded. */
 export const ReadyReplyCodec = t.type({ ...Ok, ready: t.literal(YES) });
-/** What a step did and held (the state by role read from the trainer's tensors). */
+/**
+ * What a step did and held. The wire's `state` is the accounted model state (by role, read from
+ * the trainer's tensors: `StepOutcome.accounted`) and its `peak` the measured one
+ * (`StepOutcome.measured`); the wire keeps the trainer's names.
+ */
 export const StepReplyCodec = t.type({
   ...Ok,
   loss: WireNumber,
   gradNorm: WireNumber,
   skipped: t.boolean,
-  state: MemoryByRoleCodec,
+  state: AccountedStateCodec,
   /** CUDA: `max_memory_allocated`; CPU: the process's peak resident bytes above its start. */
   peak: t.partial({ gpuBytes: t.number, processBytes: t.number }),
 });

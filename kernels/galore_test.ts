@@ -21,7 +21,7 @@ import { type AdamWResult, adamwUpdate } from "./ops/adamw.ts";
 import { adamReference } from "./ops/adamw_rule.ts";
 import { initBackend } from "./backend.ts";
 import { computeProjector, type GaloreOptions, galoreUpdate, type ProjectorSvd } from "./galore.ts";
-import { memoryByRole } from "./memory.ts";
+import { accountedBytes } from "./accounted_bytes.ts";
 import { type Batch, lossSum } from "./model.ts";
 import { initParams } from "./params.ts";
 import { backwardInto, type GradientSums } from "./recompute.ts";
@@ -481,7 +481,7 @@ Deno.test({
 
 backendTest("GaLore steps leak no tensor; projectors count as optimizer memory", async () => {
   let state = galoreStateOf(6);
-  const m = memoryByRole(state);
+  const m = accountedBytes(state);
   const sizes = (names: Iterable<string>, of: ReadonlyMap<string, tf.Tensor>) =>
     [...names].reduce((sum, n) => sum + of.get(n)!.size, 0);
   assertEquals(m.optimizer, 4 * 2 * sizes(state.trainable, state.adam.m));
@@ -493,7 +493,7 @@ backendTest("GaLore steps leak no tensor; projectors count as optimizer memory",
   const projectors = state.galore!.projectors;
   assertEquals(projectors.size, TARGETS.length);
   assertEquals(
-    memoryByRole(state).optimizer,
+    accountedBytes(state).optimizer,
     4 * (2 * sizes(state.trainable, state.adam.m) + sizes(projectors.keys(), projectors)),
   );
   disposeState(state);

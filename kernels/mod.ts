@@ -39,7 +39,7 @@ export * from "./ops/adamw.ts";
 export { ADAMW_DEFAULTS, type AdamWScalars, type AdamWStep } from "./ops/adamw_rule.ts";
 export * from "./galore.ts";
 export * from "./train_step.ts";
-export * from "./memory.ts";
+export * from "./accounted_bytes.ts";
 export * from "./relora.ts";
 export { embedding } from "./ops/embedding.ts";
 export { linear, type LoraBranch } from "./ops/linear.ts";

@@ -3,7 +3,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals } from "../tests/assert.ts";
 import type { LlamaShape } from "../base/llama_shape.ts";
 import { PROJECTIONS } from "../base/llama_shape.ts";
-import { memoryByRole } from "./memory.ts";
+import { accountedBytes } from "./accounted_bytes.ts";
 import { forwardLogits } from "./model.ts";
 import { pruneByMagnitude, reloraReset } from "./relora.ts";
 import { disposeState, loadTrainState, snapshotState, type TrainState } from "./train_state.ts";
@@ -108,8 +108,8 @@ backendTest(
     );
     // Frozen weights hold no optimizer state and get no gradient.
     assertEquals([...s.adam.m.keys()].sort(), [...s.trainable].sort());
-    const { peak, state } = await trainStep(s, [BATCH], { lr: 1e-2 });
-    const m = memoryByRole(state);
+    const { accounted, state } = await trainStep(s, [BATCH], { lr: 1e-2 });
+    const m = accountedBytes(state);
     let frozen = 0, trainable = 0, adapters = 0;
     for (const [n, t] of state.params) {
       if (isAdapterName(n)) adapters += t.size;
@@ -118,8 +118,8 @@ backendTest(
     }
     assertEquals(m.frozen, 4 * frozen);
     assertEquals(m.optimizer, 8 * (trainable + adapters));
-    assertEquals(peak.gradients, 4 * (trainable + adapters));
-    assertEquals(peak.modelState, 16 * (trainable + adapters) + 4 * frozen);
+    assertEquals(accounted.gradients, 4 * (trainable + adapters));
+    assertEquals(accounted.modelState, 16 * (trainable + adapters) + 4 * frozen);
     disposeState(state);
   },
 );

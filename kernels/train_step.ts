@@ -5,7 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { adamwUpdate, clipFactor, globalNorm } from "./ops/adamw.ts";
-import { type MemoryByRole, memoryByRole } from "./memory.ts";
+import { type AccountedBytes, accountedBytes } from "./accounted_bytes.ts";
 import { type Batch, type LossOptions, lossSum, type Model, validTargets } from "./model.ts";
 import { EMBED, LM_HEAD } from "../base/mod.ts";
 import type { StepHyper } from "../pipeline/mod.ts";
@@ -43,7 +43,7 @@ export interface StepResult {
   /** Targets that counted towards the loss. */
   readonly tokens: number;
   /** Live bytes when the accumulated gradients exist, before any is released. */
-  readonly peak: MemoryByRole;
+  readonly accounted: AccountedBytes;
   /**
    * The loss or the gradient norm was not finite, so no weight or moment was touched: `state`
    * is the input state, still valid.
@@ -119,7 +119,7 @@ export async function trainStep(
   const [gradNorm, loss] = [(await normT.data())[0]!, (await lossTotal.data())[0]!];
   normT.dispose();
   lossTotal.dispose();
-  const peak = memoryByRole(state, new Map(names.map((n, i) => [n, gs[i]!])));
+  const accounted = accountedBytes(state, new Map(names.map((n, i) => [n, gs[i]!])));
   if (!Number.isFinite(gradNorm) || !Number.isFinite(loss)) {
     gs.forEach((g) => g.dispose());
     return {
@@ -127,7 +127,7 @@ export async function trainStep(
       loss,
       gradNorm,
       tokens: total,
-      peak,
+      accounted,
       skipped: true,
       projectorUpdates: 0,
       svdFailures: 0,
@@ -201,7 +201,7 @@ export async function trainStep(
     loss,
     gradNorm,
     tokens: total,
-    peak,
+    accounted,
     skipped: false,
     projectorUpdates,
     svdFailures,

@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { assert, assertAlmostEquals, assertEquals } from "../tests/assert.ts";
 import type { LlamaShape } from "../base/llama_shape.ts";
 import { bytesPerParam, trainedBytes } from "../solvers/memory_model.ts";
-import { memoryByRole } from "./memory.ts";
+import { accountedBytes } from "./accounted_bytes.ts";
 import type { Batch } from "./model.ts";
 import { initParams, type Params } from "./params.ts";
 import { createTrainState, disposeState, type TrainState } from "./train_state.ts";
@@ -93,7 +93,7 @@ backendTest(
     const frozen = [...s0.params.keys()].filter((n) => !s0.trainable.has(n));
     const frozenBefore = await values(new Map(frozen.map((n) => [n, s0.params.get(n)!])));
     const aBefore = (await s0.params.get("model.layers.0.self_attn.q_proj.lora_A")!.data()).slice();
-    const { state, peak } = await trainStep(s0, [both], { lr: 1e-2 });
+    const { state, accounted } = await trainStep(s0, [both], { lr: 1e-2 });
     for (const n of frozen) {
       assertEquals(state.params.get(n), s0.params.get(n), `${n} is the same tensor`);
       assertEquals(await state.params.get(n)!.data(), frozenBefore.get(n), `${n} unchanged`);
@@ -111,18 +111,21 @@ backendTest(
     const adapterCount = count([...s0.trainable].filter((n) => n.includes(".lora_")));
     const trainableCount = count(s0.trainable);
     const frozenCount = count(frozen);
-    assertEquals(peak.adapters, 4 * adapterCount);
-    assertEquals(peak.trainable, 4 * (trainableCount - adapterCount));
-    assertEquals(peak.frozen, 4 * frozenCount);
-    assertEquals(peak.gradients, 4 * trainableCount);
-    assertEquals(peak.optimizer, 8 * trainableCount);
+    assertEquals(accounted.adapters, 4 * adapterCount);
+    assertEquals(accounted.trainable, 4 * (trainableCount - adapterCount));
+    assertEquals(accounted.frozen, 4 * frozenCount);
+    assertEquals(accounted.gradients, 4 * trainableCount);
+    assertEquals(accounted.optimizer, 8 * trainableCount);
     // The planner's fp32 prediction, exactly.
     const predicted = trainedBytes("fp32") * trainableCount +
       bytesPerParam("fp32").weight * frozenCount;
-    assertEquals(peak.modelState, predicted);
-    assert(peak.engineTotal >= peak.modelState, "the engine holds at least the model state");
+    assertEquals(accounted.modelState, predicted);
+    assert(
+      accounted.engineTotal >= accounted.modelState,
+      "the engine holds at least the model state",
+    );
 
-    const between = memoryByRole(state);
+    const between = accountedBytes(state);
     assertEquals(between.gradients, 0);
     assertEquals(between.modelState, predicted - 4 * trainableCount);
     disposeState(state);
@@ -184,10 +187,10 @@ backendTest(
   async () => {
     const s0 = createTrainState(shape, initParams(shape, 1, 4), { trainable: [] });
     const expected = await evalLoss(s0, [both]);
-    const { state, loss, gradNorm, peak } = await trainStep(s0, [both], { lr: 1 });
+    const { state, loss, gradNorm, accounted } = await trainStep(s0, [both], { lr: 1 });
     assertAlmostEquals(loss, expected, 1e-6);
     assertEquals(gradNorm, 0);
-    assertEquals(peak.gradients + peak.optimizer + peak.trainable, 0);
+    assertEquals(accounted.gradients + accounted.optimizer + accounted.trainable, 0);
     assertEquals(state.params, s0.params);
     disposeState(state);
   },

@@ -1,6 +1,6 @@
 /**
  * The effects the interpreter runs on: `Env = { engine, data, store, log,
- * clock, memory }`. Each is a narrow interface; `effects/` implements them
+ * clock, processMemory }`. Each is a narrow interface; `effects/` implements them
  * (the tfjs engine over `kernels/`, the torch engine over `torch_engine/`),
  * the CLI wires real implementations together, tests wire fakes. Nothing here
  * touches tensors: the engine's state is a handle, and the model crosses the
@@ -14,7 +14,7 @@ import type { ContentInvalid, FileError, IoFailed, KernelFailed, LlamaShape } fr
 import type { EngineSnapshot } from "../checkpoint/mod.ts";
 import type { TokenWindows } from "../data/mod.ts";
 import type { FusibleOp } from "../solvers/mod.ts";
-import type { MemoryByRole, MetricRecord } from "./metrics_records.ts";
+import type { AccountedState, MetricRecord } from "./metrics_records.ts";
 import type { StepHyper } from "./step_hyper.ts";
 
 /** One micro-batch of packed sequences: `targets` are `tokens` shifted by one. */
@@ -86,7 +86,7 @@ export interface StepOutcome {
   /** The loss or the gradient norm was not finite: nothing was updated (`state` names the input's values). */
   readonly skipped: boolean;
   /** Model state accounted role by role where it peaks (every gradient alive). */
-  readonly peak: MemoryByRole;
+  readonly accounted: AccountedState;
   /** What the engine really held at the step's peak. */
   readonly measured: MeasuredPeak;
   /** GaLore projectors recomputed in this step (engines with GaLore report it). */
@@ -251,5 +251,5 @@ export interface Env {
   readonly store: StoreEffect;
   readonly log: LogEffect;
   readonly clock: ClockEffect;
-  readonly memory: ProcessMemoryEffect;
+  readonly processMemory: ProcessMemoryEffect;
 }

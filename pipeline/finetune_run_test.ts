@@ -72,7 +72,7 @@ function fakeEngine(losses: Losses = () => "finite") {
         loss: skipped ? NaN : 1 + first(snap),
         gradNorm: skipped ? NaN : 1,
         skipped,
-        peak: ROLES,
+        accounted: ROLES,
         measured: { bufferBytes: 0, tensorCountBytes: 0 },
       };
       return Promise.resolve(E.right(outcome));
@@ -119,7 +119,7 @@ function memoryDir() {
         truncate: (n: number) => TE.fromIO(() => void metrics.splice(n)),
       },
       clock: { now: () => 0 },
-      memory: { peakBytes: () => undefined, resetPeak: () => {} },
+      processMemory: { peakBytes: () => undefined, resetPeak: () => {} },
     },
   };
 }

@@ -30,7 +30,7 @@ const Bytes = t.union([t.number, t.null]);
  * at full rank), `gradients` and `optimizer` (Adam m and v) of every trained tensor, adapters
  * included, `frozen` weights, `adapters` (their weights), and `total`, the sum of the rows.
  */
-export const MemoryByRoleCodec = t.readonly(t.type({
+export const AccountedStateCodec = t.readonly(t.type({
   trainableWeights: t.number,
   gradients: t.number,
   optimizer: t.number,
@@ -38,8 +38,8 @@ export const MemoryByRoleCodec = t.readonly(t.type({
   adapters: t.number,
   total: t.number,
 }));
-/** Live model-state bytes by role (see {@link MemoryByRoleCodec}). */
-export type MemoryByRole = t.TypeOf<typeof MemoryByRoleCodec>;
+/** Live model-state bytes by role (see {@link AccountedStateCodec}). */
+export type AccountedState = t.TypeOf<typeof AccountedStateCodec>;
 
 /**
  * What one finished stage measured, beside what the plan predicted:
@@ -61,7 +61,7 @@ export const StageRecordCodec = t.readonly(t.intersection([
     valLoss: t.number,
     merges: Count,
     accountedStateBytes: t.number,
-    accountedState: MemoryByRoleCodec,
+    accountedState: AccountedStateCodec,
     measuredPeakBytes: t.number,
     bufferPeakBytes: t.number,
     tensorCountPeakBytes: t.number,
@@ -100,7 +100,10 @@ export const TrainMetricCodec = t.readonly(t.intersection([
     gradNorm: Measured,
     /** Tokens trained on so far, the whole run. */
     tokens: Count,
-    /** Accounted model state at the step's peak. */
+    /**
+     * Accounted model state at the step's peak (`StepOutcome.accounted`'s total), not a measured
+     * figure: the name is the file's, kept so existing logs still decode.
+     */
     memoryBytes: t.number,
   }),
   t.partial({

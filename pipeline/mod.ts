@@ -1,6 +1,8 @@
 /**
- * Configs, stage graphs and their validation, plan reports: pure data and
- * functions that never touch tensors.
+ * The pure core of a run: configs, stage graphs and their validation, plan → graph, the
+ * predictions and compute of a graph, the effect interfaces, the interpreter and its training
+ * fold, the records of `metrics.jsonl`, and fine-tuning's settings, plan and graph. Nothing here
+ * touches tensors: the engines behind the interfaces are `effects/`'s.
  *
  * @module
  */

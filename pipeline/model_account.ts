@@ -9,7 +9,7 @@
 import { isAdapterName } from "../base/mod.ts";
 import { depthOf, type ParamShape } from "../checkpoint/mod.ts";
 import type { ModelStats } from "./effects.ts";
-import type { MemoryByRole } from "./metrics_records.ts";
+import type { AccountedState } from "./metrics_records.ts";
 
 const FLOAT_BYTES = 4;
 
@@ -18,11 +18,11 @@ export interface ModelAccount {
   /** Parameter counts by role. */
   readonly stats: ModelStats;
   /** Float32 model state by role where a step peaks: every trained tensor's gradient alive. */
-  readonly state: MemoryByRole;
+  readonly state: AccountedState;
 }
 
 /**
- * Counts and float32 state bytes by role (the roles of `MemoryByRoleCodec`) of `params` when
+ * Counts and float32 state bytes by role (the roles of `AccountedStateCodec`) of `params` when
  * `trainable` trains: weights, a gradient and Adam's two moments for each trained tensor.
  *
  * @example

@@ -19,11 +19,11 @@ import { attachedSnapshot, grownSnapshot, initialSnapshot } from "../checkpoint/
 import {
   accountOf,
   type BoundaryCost,
+  checkpointRun,
   evaluateModel,
   loadModel,
   recordMetric,
   type RunFacts,
-  saveCheckpoint,
   sequence,
   transformModel,
   type Transition,
@@ -86,7 +86,7 @@ function stageNode(facts: RunFacts, stage: GraphStage): Transition {
     announceStage(facts, stage),
     trainStage(facts, stage),
     finishStage(facts, stage),
-    saveCheckpoint(stage.trainNodeId, facts.voice),
+    checkpointRun(stage.trainNodeId, facts.voice),
   );
 }
 
@@ -119,7 +119,7 @@ function initIfFresh(facts: RunFacts, stage: GraphStage): Transition {
 function announceStage(facts: RunFacts, stage: GraphStage): Transition {
   return transition((s, env) => {
     // The process's peak is the stage's from here (on resume: from the resumed step).
-    env.memory.resetPeak();
+    env.processMemory.resetPeak();
     if (s.progress.stepInNode === 0) {
       const st = accountOf(s, stage.trainNodeId).stats;
       env.log.line(
@@ -194,7 +194,7 @@ function stageRecord(
     tensorCountPeakBytes: measured.tensorCountBytes,
     heapBytes: measured.heapBytes ?? null,
     gpuPeakBytes: measured.gpuBytes ?? null,
-    processPeakBytes: env.memory.peakBytes() ?? null,
+    processPeakBytes: env.processMemory.peakBytes() ?? null,
     predictedStateBytes: predicted?.stateBytes ?? 0,
     predictedPeakBytes: predicted?.peakBytes ?? 0,
     predictedPeakAt: predicted?.peakAt ?? "",
@@ -292,7 +292,7 @@ function evalNode(facts: RunFacts, node: EvalNode): Transition {
 
 function checkpointNode(facts: RunFacts, node: CheckpointNode): Transition {
   return transition(async (s, env) => {
-    const saved = await saveCheckpoint(node.id, facts.voice)(s)(env)();
+    const saved = await checkpointRun(node.id, facts.voice)(s)(env)();
     if (E.isRight(saved)) {
       env.log.line(`Checkpoint (${node.id}) at global step ${s.progress.globalStep}`);
     }

@@ -18,7 +18,7 @@ import {
 } from "../base/mod.ts";
 import { type EngineState, MeasuredPeakCodec } from "./effects.ts";
 import { FinetuneRecordCodec } from "./finetune_settings.ts";
-import { MemoryByRoleCodec, StageRecordCodec } from "./metrics_records.ts";
+import { AccountedStateCodec, StageRecordCodec } from "./metrics_records.ts";
 import type { ModelAccount } from "./model_account.ts";
 
 export type { StageRecord } from "./metrics_records.ts";
@@ -40,7 +40,7 @@ export const RunProgressCodec = t.readonly(t.intersection([
     stages: t.readonlyArray(StageRecordCodec),
     /** The running stage's largest accounted model state and measured peaks so far. */
     stagePeak: t.union([
-      t.readonly(t.type({ accounted: MemoryByRoleCodec, measured: MeasuredPeakCodec })),
+      t.readonly(t.type({ accounted: AccountedStateCodec, measured: MeasuredPeakCodec })),
       t.null,
     ]),
     /** ReLoRA merges in the running stage. */

@@ -276,7 +276,7 @@ export function finiteSnapshot(
 }
 
 /** Saves the model and the progress as the run's checkpoint (nothing to save before a model). */
-export function saveCheckpoint(node: string, voice: RunVoice): Transition {
+export function checkpointRun(node: string, voice: RunVoice): Transition {
   return transition(async (s, env) => {
     if (s.model === undefined) return E.right(s);
     const snap = await finiteSnapshot(s, env, { node, voice });

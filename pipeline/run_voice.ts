@@ -83,7 +83,9 @@ export function pretrainingVoice(predicted: readonly StagePrediction[]): RunVoic
       lr,
       gradNorm: o.gradNorm,
       tokens: state.progress.tokens,
-      memoryBytes: o.peak.total,
+      // The record's field keeps its first name (metrics.jsonl's readers know it by it): it is
+      // the accounted model state at the step's peak, not a measured figure.
+      memoryBytes: o.accounted.total,
       ...(o.skipped ? { skipped: true } : {}),
       ...((o.projectorUpdates ?? 0) > 0 ? { projectorUpdates: o.projectorUpdates } : {}),
       ...((o.svdFailures ?? 0) > 0 ? { svdFailures: o.svdFailures } : {}),
@@ -94,13 +96,13 @@ export function pretrainingVoice(predicted: readonly StagePrediction[]): RunVoic
       const pred = predicted[stage.index - 1];
       const peak = state.progress.stagePeak;
       const measured = peak === null ? 0 : enginePeakBytes(peak.measured);
-      const process = env.memory.peakBytes();
+      const process = env.processMemory.peakBytes();
       return `[stage ${stage.index} ${stage.trainNodeId} ${at.k + 1}/${stage.steps}] loss ${
         at.outcome.loss.toFixed(4)
       }  lr ${at.lr.toExponential(2)}  ${Math.round(at.tokensPerSecond)} tok/s  ETA ${
         formatDuration(at.etaMs)
       }  peak ${formatBytes(measured)} (predicted ${formatBytes(pred?.peakBytes ?? 0)})  state ${
-        formatBytes(at.outcome.peak.total)
+        formatBytes(at.outcome.accounted.total)
       }${process === undefined ? "" : `  process ${formatBytes(process)}`}`;
     },
     kept: keptCheckpoint,

@@ -10,8 +10,8 @@
 /** A warmup + cosine schedule. */
 export interface CosineSchedule {
   /** Peak learning rate, reached at the end of warmup. */
-  readonly peak: number;
-  /** Warmup steps (linear from peak/warmup at step 0 to peak). */
+  readonly peakLr: number;
+  /** Warmup steps (linear from peakLr/warmup at step 0 to peakLr). */
   readonly warmup: number;
   /** Total length of the schedule in steps (warmup included). */
   readonly length: number;
@@ -34,16 +34,16 @@ export interface Restarts {
 
 /**
  * LR at 0-based step `step` of a warmup + cosine schedule. During warmup the
- * LR grows linearly, (step + 1)/warmup × peak, so step 0 already moves;
- * afterwards it follows half a cosine from the peak down to minRatio × peak at
+ * LR grows linearly, (step + 1)/warmup × peakLr, so step 0 already moves;
+ * afterwards it follows half a cosine from the peak down to minRatio × peakLr at
  * `length`, and stays at the floor beyond.
  */
 export function cosineLr(s: CosineSchedule, step: number): number {
-  if (step < s.warmup) return (s.peak * (step + 1)) / s.warmup;
+  if (step < s.warmup) return (s.peakLr * (step + 1)) / s.warmup;
   const decay = Math.max(1, s.length - s.warmup);
   const progress = Math.min(1, (step - s.warmup) / decay);
-  const floor = s.minRatio * s.peak;
-  return floor + (s.peak - floor) * 0.5 * (1 + Math.cos(Math.PI * progress));
+  const floor = s.minRatio * s.peakLr;
+  return floor + (s.peakLr - floor) * 0.5 * (1 + Math.cos(Math.PI * progress));
 }
 
 /** True when a ReLoRA merge happens before `step` (after steps every, 2·every, …). */

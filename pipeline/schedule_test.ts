@@ -1,7 +1,7 @@
 import { assertAlmostEquals, assertEquals } from "../tests/assert.ts";
 import { cosineLr, isRestartStep, jaggedLr } from "./schedule.ts";
 
-const S = { peak: 1e-3, warmup: 10, length: 110, minRatio: 0.1 };
+const S = { peakLr: 1e-3, warmup: 10, length: 110, minRatio: 0.1 };
 
 Deno.test("cosineLr() warms up linearly, peaks, halves at mid-decay and ends on the floor", () => {
   assertAlmostEquals(cosineLr(S, 0), 1e-4, 1e-15);
@@ -39,7 +39,7 @@ Deno.test("isRestartStep() marks multiples of the period, never step 0", () => {
 });
 
 Deno.test("jaggedLr() with an offset follows one cosine and re-warms at the stage's start", () => {
-  const s = { peak: 1, warmup: 4, length: 40, minRatio: 0.1 };
+  const s = { peakLr: 1, warmup: 4, length: 40, minRatio: 0.1 };
   const r = { every: 10, warmup: 3, atStart: true };
   // Step k of a stage begun at step 8 of the schedule is step k + 8 of the cosine.
   assertAlmostEquals(jaggedLr(s, { ...r, warmup: 0 }, 5, 8), cosineLr(s, 13), 1e-12);

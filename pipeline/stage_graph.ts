@@ -74,6 +74,10 @@ export const GrowNodeCodec = strict("grow", {
  * Freeze the trained layers and attach ReLoRA adapters to them. After a `grow` it adapts the
  * layers growth froze (STEP); straight after a stage, every layer (the ReLoRA baseline after its
  * full-rank warm start).
+ *
+ * `attachPET` and the `pet:` section are the names configs are written with and stay so; in the
+ * code the operation is "attach" (`attachedSnapshot` in `checkpoint/surgery.ts`) and its settings
+ * are a stage's `pet` (`PetSettings`).
  */
 export const AttachPetNodeCodec = strict("attachPET", {
   op: t.literal("attachPET"),

@@ -13,13 +13,13 @@ import * as E from "fp-ts/lib/Either.js";
 import { describeUnknown, ioFailed, type PipelineError, trainingDiverged } from "../base/mod.ts";
 import type { Env, MicroBatch, StepOutcome } from "./effects.ts";
 import {
+  checkpointRun,
   countedMetric,
   evaluateModel,
   modelOf,
   recordMetric,
   run,
   type RunFacts,
-  saveCheckpoint,
   type Transition,
   transition,
   withHandle,
@@ -30,7 +30,7 @@ import { type StepHyper, stepHyper } from "./step_hyper.ts";
 import type { GraphStage } from "./validate_graph.ts";
 
 /** Tokens and clock reading since the last progress line (for tokens/s). */
-interface TokenWindow {
+interface ThroughputSpan {
   readonly start: number;
   readonly tokens: number;
 }
@@ -53,10 +53,10 @@ export function trainStage(
   return transition(async (s0, env) => {
     const until = Math.min(stage.steps, options.until ?? stage.steps);
     let s = s0;
-    let window: TokenWindow = { start: env.clock.now(), tokens: 0 };
+    let span: ThroughputSpan = { start: env.clock.now(), tokens: 0 };
     // The clock reading up to which the stage's time is in the progress: what a checkpoint
     // saves is the time of the work it keeps.
-    let counted = window.start;
+    let counted = span.start;
     for (let k = s.progress.stepInNode; k < until; k++) {
       const restarted = await restartIfDue(facts, stage, k)(s)(env)();
       if (E.isLeft(restarted)) return failed(s, stage, restarted, env);
@@ -69,11 +69,11 @@ export function trainStage(
       counted = now;
       const verdict = skipVerdict(facts, stage, step, env);
       if (E.isLeft(verdict)) return failed(s, stage, verdict, env);
-      window = progressLine(facts, {
+      span = progressLine(facts, {
         ...step,
         stage,
         k,
-        window: { ...window, tokens: window.tokens + step.tokens },
+        span: { ...span, tokens: span.tokens + step.tokens },
       }, env);
       const after = await periodic(facts, stage, { k, until })(s)(env)();
       if (E.isLeft(after)) return failed(s, stage, after, env);
@@ -105,7 +105,7 @@ function withStageTime(s: RunState, ms: number): RunState {
 function schedules(facts: RunFacts, stage: GraphStage) {
   const T = facts.graph.training;
   const cosine = {
-    peak: stage.lr ?? T.lr,
+    peakLr: stage.lr ?? T.lr,
     warmup: Math.min(stage.warmup ?? T.warmup, stage.scheduleSteps - 1),
     length: stage.scheduleSteps,
     minRatio: T.minLrRatio,
@@ -164,7 +164,7 @@ function widerPeak(so: StagePeak | null, o: StepOutcome): StagePeak {
   const gpu = most(p?.gpuBytes, m.gpuBytes);
   const trainer = most(p?.processBytes, m.processBytes);
   return {
-    accounted: so === null || o.peak.total > so.accounted.total ? o.peak : so.accounted,
+    accounted: so === null || o.accounted.total > so.accounted.total ? o.accounted : so.accounted,
     measured: {
       bufferBytes: Math.max(p?.bufferBytes ?? 0, m.bufferBytes),
       tensorCountBytes: Math.max(p?.tensorCountBytes ?? 0, m.tensorCountBytes),
@@ -287,18 +287,18 @@ function skipVerdict(
  */
 function progressLine(
   facts: RunFacts,
-  at: Stepped & { readonly stage: GraphStage; readonly k: number; readonly window: TokenWindow },
+  at: Stepped & { readonly stage: GraphStage; readonly k: number; readonly span: ThroughputSpan },
   env: Env,
-): TokenWindow {
-  const { stage, k, window } = at;
+): ThroughputSpan {
+  const { stage, k, span } = at;
   const due = (k + 1) % facts.graph.training.logEvery === 0 || k === 0 || k + 1 === stage.steps;
-  if (!due) return window;
+  if (!due) return span;
   const p = at.state.progress;
   const now = env.clock.now();
   const perStep = (now - facts.sessionStart) / Math.max(1, p.globalStep - facts.sessionStep0);
   env.log.line(facts.voice.progressLine({
     ...at,
-    tokensPerSecond: window.tokens / Math.max(1e-9, (now - window.start) / 1000),
+    tokensPerSecond: span.tokens / Math.max(1e-9, (now - span.start) / 1000),
     etaMs: perStep * (facts.graph.totalSteps - p.globalStep),
   }, env));
   return { start: now, tokens: 0 };
@@ -327,6 +327,6 @@ function periodic(
     }
     const due = state.progress.globalStep % T.checkpointEvery === 0 || at.k + 1 === at.until;
     if (!due) return E.right(state);
-    return await saveCheckpoint(stage.trainNodeId, facts.voice)(state)(env)();
+    return await checkpointRun(stage.trainNodeId, facts.voice)(state)(env)();
   });
 }

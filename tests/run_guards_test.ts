@@ -272,7 +272,7 @@ Deno.test({
           loss: 2,
           gradNorm: NaN,
           skipped: true,
-          peak: last!.peak,
+          accounted: last!.accounted,
           measured: { bufferBytes: 0, tensorCountBytes: 0 },
         });
       },

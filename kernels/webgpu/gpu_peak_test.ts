@@ -46,7 +46,7 @@ async function stepPeak(seq: number): Promise<{ peak: number; modelState: number
   const r = await trainStep(state, [mb], { lr: 1e-4 });
   tracker.stop();
   disposeState(r.state);
-  return { peak: tracker.peak(), modelState: r.peak.modelState };
+  return { peak: tracker.peak(), modelState: r.accounted.modelState };
 }
 
 Deno.test({

@@ -1,10 +1,12 @@
 /**
- * Live bytes by role, read from the tensors themselves (dtype size × elements).
+ * The accounted model state: live bytes by role, read from the tensors themselves (dtype size ×
+ * elements). It checks that the engine holds what the plan says; what the engine really held at
+ * its peak is measured apart (`peak_memory.ts`).
  *
  * The planner predicts fp32 model state as 16 B per trainable parameter
- * (weight 4, gradient 4, Adam m and v 8) plus 4 B per frozen one; the peak
- * that `trainStep` reports is taken when exactly those tensors are live, so
- * the two can be compared one for one.
+ * (weight 4, gradient 4, Adam m and v 8) plus 4 B per frozen one; the `accounted` bytes
+ * `trainStep` reports are read when exactly those tensors are live, so the two can be compared
+ * one for one.
  *
  * @module
  */
@@ -14,7 +16,7 @@ import type { TrainState } from "./train_state.ts";
 import { isAdapterName } from "../base/mod.ts";
 
 /** Bytes per role. Adapters are trainable, but counted apart from `trainable`. */
-export interface MemoryByRole {
+export interface AccountedBytes {
   /** Trainable weights other than adapters. */
   readonly trainable: number;
   /** Trainable LoRA adapter matrices. */
@@ -30,7 +32,8 @@ export interface MemoryByRole {
   /**
    * tfjs's own count at that moment (`tf.memory().numBytes`): model state,
    * activations, temporaries. It counts per tensor, so two views of one buffer
-   * (a reshape, a clone) count twice.
+   * (a reshape, a clone) count twice. A measured figure beside the accounted ones, for a sanity
+   * check (the engine holds at least the model state); the interpreter never reads it.
    */
   readonly engineTotal: number;
 }
@@ -52,7 +55,7 @@ function bytesOf(params: Params): number {
  *
  * @example
  * ```ts
- * import { memoryByRole } from "./memory.ts";
+ * import { accountedBytes } from "./accounted_bytes.ts";
  * import { createTrainState, disposeState } from "./train_state.ts";
  * import { initParams } from "./params.ts";
  * import { initBackend } from "./backend.ts";
@@ -62,11 +65,11 @@ function bytesOf(params: Params): number {
  *   tiedEmbeddings: true, rmsNormEps: 1e-5, ropeTheta: 10000, maxSeqLen: 16,
  * };
  * const state = createTrainState(shape, initParams(shape, 1, 0));
- * console.log(memoryByRole(state).optimizer); // 8 bytes per parameter
+ * console.log(accountedBytes(state).optimizer); // 8 bytes per parameter
  * disposeState(state);
  * ```
  */
-export function memoryByRole(state: TrainState, gradients?: Params): MemoryByRole {
+export function accountedBytes(state: TrainState, gradients?: Params): AccountedBytes {
   let trainable = 0;
   let adapters = 0;
   let frozen = 0;
