@@ -20,8 +20,10 @@
  *
  * A backend opts in by registering kernels under these names, for example
  * `tf.registerKernel({ kernelName: FUSED_RMS_NORM.forward, backendName: "webgpu", kernelFunc })`.
- * Nothing is registered by importing a module: `kernels/fused/` registers the
- * JavaScript kernels for "wasm" and "blas" when a backend is started.
+ * Nothing is registered by importing a module: when a backend is started (`../backend.ts`),
+ * `../fused` registers its WebAssembly SIMD kernels for "wasm" (attention on OpenBLAS only
+ * where the `auto` backend opens it) and `../webgpu` its WGSL kernels for "webgpu"; other
+ * backends run the composites.
  *
  * ## Contracts
  *
