@@ -31,6 +31,15 @@ export type ExactObjectC<R extends ext.Props, O extends ext.Props> = ext.ExactC<
 >;
 
 /**
+ * The codec `t.readonly(t.intersection([t.type(R), t.partial(O)]))`: a record with required
+ * fields `R` and optional fields `O`, read-only once decoded (the shape of the records STEP writes
+ * and reads back: metrics, progress, protocol values).
+ */
+export type ReadonlyObjectC<R extends ext.Props, O extends ext.Props> = ext.ReadonlyC<
+  ext.IntersectionC<[ext.TypeC<R>, ext.PartialC<O>]>
+>;
+
+/**
  * An object codec with required and optional fields that rejects any field it
  * does not know, so a typo in a config is an error instead of a silent default.
  */

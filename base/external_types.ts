@@ -16,6 +16,7 @@
 export type { Either } from "fp-ts/lib/Either.js";
 export type { TaskEither } from "fp-ts/lib/TaskEither.js";
 export type {
+  ArrayC,
   BooleanC,
   BrandC,
   Branded,

@@ -16,6 +16,7 @@ import {
   configInvalid,
   decodeWith,
   DEFAULT_PLACEMENT,
+  type ext,
   field,
   FileName,
   Fraction,
@@ -32,6 +33,7 @@ import {
   ProjectionCodec,
   PROJECTIONS,
   required,
+  type Section,
   section,
   shapeProblem,
   strict,
@@ -55,7 +57,7 @@ export const BACKENDS = ["auto", "wasm", "cpu", "blas", "webgpu", "tensorflow"] 
 /** A backend name. */
 export type BackendName = typeof BACKENDS[number];
 /** Codec of a backend name. */
-export const BackendCodec = oneOf("backend", BACKENDS);
+export const BackendCodec: ext.Type<BackendName, BackendName, unknown> = oneOf("backend", BACKENDS);
 
 /**
  * The ops each backend runs fused: the registries it starts (`startBackend` in effects/; `auto`
@@ -76,41 +78,55 @@ export const BACKEND_FUSED: Readonly<Record<BackendName, readonly FusibleOp[]>> 
  * Where `data.source` / `data.validation` read from: `builtin`, a path (file, directory or glob),
  * a source object (`{ path, exclude, gutenberg, field, format }`), or a list of them.
  */
-export const DataSourcesCodec = t.union([DataSource, t.array(DataSource)], "sources");
+export const DataSourcesCodec: ext.UnionC<[typeof DataSource, ext.ArrayC<typeof DataSource>]> = t
+  .union([DataSource, t.array(DataSource)], "sources");
 /** See {@link DataSourcesCodec}. */
-export type DataSources = t.TypeOf<typeof DataSourcesCodec>;
+export type DataSources = ext.TypeOf<typeof DataSourcesCodec>;
 
-/** The `pet:` section: ReLoRA on the frozen layers (spec §4–§5). */
-export const PetCodec = section("pet", {
+/** The fields of {@link PetCodec}, each with its codec and default. */
+export const PET_FIELDS = {
+  /** The adapter: ReLoRA's LoRA matrices, merged and restarted every `resetEvery` steps. */
   kind: field(oneOf("pet.kind", ["relora"]), "relora"),
+  /** Rank r of each adapter's A [in, r] and B [r, out]. */
   rank: field(PositiveInt, 128),
   /** Scale is alpha / rank. */
   alpha: field(PositiveNumber, 32),
+  /** The projections that carry adapters. */
   targets: field(t.readonlyArray(ProjectionCodec), PROJECTIONS),
+  /** Steps between ReLoRA's merge-and-restarts. */
   resetEvery: field(PositiveInt, 5000),
   /** Steps the LR re-warms over after each reset. */
   restartWarmup: field(NonNegativeInt, 500),
   /** Fraction of the adapters' Adam moments zeroed at each reset (by magnitude). */
   pruneRatio: field(Fraction, 0.99),
-});
+};
+/** The `pet:` section: ReLoRA on the frozen layers (spec §4–§5). */
+export const PetCodec: Section<typeof PET_FIELDS> = section("pet", PET_FIELDS);
 /** ReLoRA settings. */
-export type PetSettings = t.TypeOf<typeof PetCodec>;
+export type PetSettings = ext.TypeOf<typeof PetCodec>;
+
+/** The fields of {@link GaloreCodec}, each with its codec and default. */
+export const GALORE_FIELDS = {
+  /** Rank r of the projected gradients (clamped to each matrix). */
+  rank: field(PositiveInt, 128),
+  /** The projections GaLore optimises; the other weights take plain AdamW. */
+  targets: field(t.readonlyArray(ProjectionCodec), PROJECTIONS),
+  /** Optimizer steps between refreshes of each projector (the gradient's SVD). */
+  updateEvery: field(PositiveInt, 200),
+  /** Factor applied to the update projected back to the weight's shape. */
+  scale: field(PositiveNumber, 0.25),
+  /** Peak LR of the GaLore run (unset: training.lr / scale, so lr·scale matches AdamW's). */
+  lr: optional(PositiveNumber),
+};
 
 /**
  * The `galore:` section: the GaLore baseline's memory (plan) and trainer (compare), with the
  * paper's r = 128, T = 200, α = 0.25. The planner's GaLore memory reads `rank` and `targets`
  * only: GaLore's memory does not depend on the others.
  */
-export const GaloreCodec = section("galore", {
-  rank: field(PositiveInt, 128),
-  targets: field(t.readonlyArray(ProjectionCodec), PROJECTIONS),
-  updateEvery: field(PositiveInt, 200),
-  scale: field(PositiveNumber, 0.25),
-  /** Peak LR of the GaLore run (unset: training.lr / scale, so lr·scale matches AdamW's). */
-  lr: optional(PositiveNumber),
-});
+export const GaloreCodec: Section<typeof GALORE_FIELDS> = section("galore", GALORE_FIELDS);
 /** GaLore settings. */
-export type GaloreSettings = t.TypeOf<typeof GaloreCodec>;
+export type GaloreSettings = ext.TypeOf<typeof GaloreCodec>;
 
 /** `activations: true`: count them with the `training:` section's micro-batch, length and modes. */
 const COUNT_FROM_TRAINING = true as const;
@@ -129,11 +145,9 @@ const ActivationsCodec = t.union([
   }),
 ], "activations");
 
-/**
- * The `memory:` section: what the planner counts. The defaults are the paper's assumptions:
- * model state only, mixed precision.
- */
-export const MemoryCodec = section("memory", {
+/** The fields of {@link MemoryCodec}, each with its codec and default. */
+export const MEMORY_FIELDS = {
+  /** `mixed`: 16-bit weight and gradient, fp32 master weight and moments; `fp32`: all fp32. */
   precision: field(oneOf("precision", ["mixed", "fp32"]), "mixed"),
   /** Count token embedding, final norm and LM head (outside Eq. 1–2). */
   embeddings: OFF_BY_DEFAULT,
@@ -141,33 +155,52 @@ export const MemoryCodec = section("memory", {
   trainEmbeddingsAfterStage1: OFF_BY_DEFAULT,
   /** Activations too (outside Eq. 1–2); each field left out is the `training:` section's. */
   activations: optional(ActivationsCodec),
-});
+};
 
-/** The `plan:` section. */
-export const PlanSectionCodec = section("plan", {
+/**
+ * The `memory:` section: what the planner counts. The defaults are the paper's assumptions:
+ * model state only, mixed precision.
+ */
+export const MemoryCodec: Section<typeof MEMORY_FIELDS> = section("memory", MEMORY_FIELDS);
+
+/** The fields of {@link PlanSectionCodec}, each with its codec and default. */
+export const PLAN_FIELDS = {
+  /** Number of stages K the integer program splits the model into. */
   stages: field(PositiveInt, 2),
+  /** Fewest layers any stage adds. */
   minLayers: field(PositiveInt, 1),
   /** A fixed split n_1..n_K instead of the integer program's. */
   split: optional(t.readonlyArray(PositiveInt)),
   /** A memory budget in bytes: plan the most stages that fit under it. */
   budget: optional(ByteSize),
+  /** Where growth inserts the new layers. */
   placement: field(PlacementCodec, DEFAULT_PLACEMENT),
-});
+};
+/** The `plan:` section. */
+export const PlanSectionCodec: Section<typeof PLAN_FIELDS> = section("plan", PLAN_FIELDS);
 /** Planner settings. */
-export type PlanSettings = t.TypeOf<typeof PlanSectionCodec>;
+export type PlanSettings = ext.TypeOf<typeof PlanSectionCodec>;
 
+/** How `deno task compare` charges a token in FLOPs (see {@link BUDGET_FIELDS}' `accounting`). */
+export type FlopsAccounting = "paper" | "executed";
 /** How `deno task compare` charges a token. */
-export const AccountingCodec = oneOf("accounting", ["paper", "executed"]);
+export const AccountingCodec: ext.Type<FlopsAccounting, FlopsAccounting, unknown> = oneOf(
+  "accounting",
+  ["paper", "executed"],
+);
 
-/** The `budget:` section: FLOPs matching across methods (at most one of `flops`, `standardSteps`). */
-export const BudgetCodec = section("budget", {
+/** The fields of {@link BudgetCodec}, each with its codec and default. */
+export const BUDGET_FIELDS = {
+  /** The compute every method is given, in FLOPs (unset: `standardSteps`'). */
   flops: optional(PositiveNumber),
   /** Unset with `flops` unset too: `training.steps`. */
   standardSteps: optional(PositiveInt),
+  /** How STEP's compute is shared between its stages: `layers` (n_i / L), `equal` or weights. */
   share: field(
     t.union([oneOf("share", ["layers", "equal"]), t.readonlyArray(PositiveNumber)]),
     "layers",
   ),
+  /** Fraction of a stage's schedule after which growth cuts it short. */
   growAt: field(Fraction, 0.75),
   /**
    * How `deno task compare` charges a token: `paper` (6·N trained + 2·N frozen, non-embedding)
@@ -175,13 +208,15 @@ export const BudgetCodec = section("budget", {
    * scores, LM head, recomputation).
    */
   accounting: field(AccountingCodec, "paper"),
-});
+};
+/** The `budget:` section: FLOPs matching across methods (at most one of `flops`, `standardSteps`). */
+export const BudgetCodec: Section<typeof BUDGET_FIELDS> = section("budget", BUDGET_FIELDS);
 
 /** `compare.eval: false`: the runs are not evaluated. */
 const NO_EVALUATION = false;
 
-/** The evaluation of each compared run (`compare.eval`): what `deno task eval` measures. */
-export const CompareEvalCodec = section("compare.eval", {
+/** The fields of {@link CompareEvalCodec}, each with its codec and default. */
+export const COMPARE_EVAL_FIELDS = {
   /** Built-in zero-shot tasks; their mean `acc` is the report's zero-shot column. */
   tasks: field(t.readonlyArray(t.string), SHARED_ZERO_SHOT),
   /** Whether WikiText's rolling perplexity is measured too. */
@@ -190,19 +225,26 @@ export const CompareEvalCodec = section("compare.eval", {
   limit: field(PositiveInt, 500),
   /** Where the tasks' data is (a missing folder skips the evaluation with a notice). */
   dataDir: field(t.string, DEFAULT_DATA_DIR),
+  /** Requests scored per batch. */
   batch: field(PositiveInt, 16),
-});
+};
+/** The evaluation of each compared run (`compare.eval`): what `deno task eval` measures. */
+export const CompareEvalCodec: Section<typeof COMPARE_EVAL_FIELDS> = section(
+  "compare.eval",
+  COMPARE_EVAL_FIELDS,
+);
 /** `compare.eval` settings. */
-export type CompareEvalSettings = t.TypeOf<typeof CompareEvalCodec>;
+export type CompareEvalSettings = ext.TypeOf<typeof CompareEvalCodec>;
 
-/** The `compare:` section (`deno task compare`): by default the five methods, one seed. */
-export const CompareCodec = section("compare", {
+/** The fields of {@link CompareCodec}, each with its codec and default. */
+export const COMPARE_FIELDS = {
   /** `standard`, `relora`, `galore`, `step-K` (K ≥ 2 stages). */
   methods: field(t.readonlyArray(t.string), ["standard", "relora", "galore", "step-2", "step-3"]),
   /** Seeds per method: one count for all, or a count per method name (1 for the others). */
   seeds: field(t.union([PositiveInt, t.record(t.string, PositiveInt)]), 1),
   /** A second corpus every run is evaluated on at the end (the paper's WikiText). */
   secondCorpus: optional(DataSourcesCodec),
+  /** The second corpus's name in the report. */
   secondLabel: field(t.string, "second corpus"),
   /** Micro-batches of the second corpus evaluated (the first ones, the same for every run). */
   secondBatches: field(PositiveInt, 32),
@@ -210,30 +252,49 @@ export const CompareCodec = section("compare", {
   reloraWarmStart: field(Fraction, 0.25),
   /** Zero-shot tasks and WikiText perplexity of every run's final model, or `false` for none. */
   eval: field(t.union([t.literal(NO_EVALUATION), CompareEvalCodec]), {}),
-});
+};
+/** The `compare:` section (`deno task compare`): by default the five methods, one seed. */
+export const CompareCodec: Section<typeof COMPARE_FIELDS> = section("compare", COMPARE_FIELDS);
 /** `deno task compare` settings. */
-export type CompareSettings = t.TypeOf<typeof CompareCodec>;
+export type CompareSettings = ext.TypeOf<typeof CompareCodec>;
 
-/** The `training:` section (used by `run`): a tiny run that finishes in minutes on 2 cores. */
-export const TrainingCodec = section("training", {
+/** The fields of {@link TrainingCodec}, each with its codec and default. */
+export const TRAINING_FIELDS = {
+  /** The tfjs backend the tfjs engine runs on (`auto`: the fastest measured on a CPU). */
   backend: field(BackendCodec, "auto"),
+  /** Tokens per sequence. */
   seqLen: field(PositiveInt, 128),
+  /** Tokens per optimizer step (micro-batches accumulate up to it). */
   batchTokens: field(PositiveInt, 4096),
+  /** Sequences per micro-batch: one forward and backward pass. */
   microBatch: field(PositiveInt, 8),
+  /** Peak learning rate of each stage's warmup + cosine. */
   lr: field(PositiveNumber, 3e-3),
+  /** Warmup steps of each stage's schedule. */
   warmup: field(NonNegativeInt, 20),
+  /** The cosine's floor as a fraction of the peak learning rate. */
   minLrRatio: field(Fraction, 0.1),
+  /** AdamW's decoupled weight decay, applied to matrices only (norm weights are not decayed). */
   weightDecay: field(t.number, 0.1),
+  /** AdamW's first-moment decay β1. */
   beta1: field(Fraction, 0.9),
+  /** AdamW's second-moment decay β2. */
   beta2: field(Fraction, 0.95),
+  /** AdamW's ε, added to √v̂. */
   eps: field(PositiveNumber, 1e-8),
+  /** Global gradient-norm clipping threshold. */
   clip: field(PositiveNumber, 1.0),
   /** Standard pre-training steps: the compute every method is matched to. */
   steps: field(PositiveInt, 200),
+  /** Steps between validation evaluations. */
   evalEvery: field(PositiveInt, 50),
+  /** Validation micro-batches per evaluation. */
   evalBatches: field(PositiveInt, 8),
+  /** Steps between checkpoints. */
   checkpointEvery: field(PositiveInt, 50),
+  /** Steps between progress lines. */
   logEvery: field(PositiveInt, 10),
+  /** The run's seed, from which every random stream is derived (`seeds.ts`). */
   seed: field(NonNegativeInt, 0),
   /** Steps in a row with a non-finite loss or gradient (skipped, weights unchanged) that stop the run. */
   maxSkippedSteps: field(PositiveInt, 3),
@@ -250,61 +311,89 @@ export const TrainingCodec = section("training", {
    * exist whole (the head's matmul runs twice); unset: the whole micro-batch at once.
    */
   lossChunk: optional(PositiveInt),
-});
+};
+/** The `training:` section (used by `run`): a tiny run that finishes in minutes on 2 cores. */
+export const TrainingCodec: Section<typeof TRAINING_FIELDS> = section("training", TRAINING_FIELDS);
 /** Training settings. */
-export type TrainingSettings = t.TypeOf<typeof TrainingCodec>;
+export type TrainingSettings = ext.TypeOf<typeof TrainingCodec>;
 
-/** The `data:` section (used by `run`): by default the built-in corpus, bytes, 5% held out. */
-export const DataCodec = section("data", {
+/** The fields of {@link DataCodec}, each with its codec and default. */
+export const DATA_FIELDS = {
   /** `builtin`, a file, a directory, a glob, a source object, or a list of them. */
   source: field(DataSourcesCodec, "builtin"),
+  /** `bytes` (one id per byte) or `gpt2` (GPT-2's BPE). */
   tokenizer: field(oneOf("tokenizer", ["bytes", "gpt2"]), "bytes"),
+  /** The field of a JSON-lines or Parquet record that holds its text. */
   textField: field(t.string, "text"),
+  /** Fraction of the source held out for validation. */
   valFraction: field(Fraction, 0.05),
+  /** Where tokenised sources are cached as token shards. */
   cacheDir: field(t.string, DEFAULT_TOKEN_CACHE_DIR),
+  /** Size of the generated built-in corpus. */
   builtinBytes: field(PositiveInt, 400_000),
   /** A separate validation source (unset: `valFraction` of the source is held out). */
   validation: optional(DataSourcesCodec),
-});
+};
+/** The `data:` section (used by `run`): by default the built-in corpus, bytes, 5% held out. */
+export const DataCodec: Section<typeof DATA_FIELDS> = section("data", DATA_FIELDS);
 /** Data settings. */
-export type DataSettings = t.TypeOf<typeof DataCodec>;
+export type DataSettings = ext.TypeOf<typeof DataCodec>;
 
-/** Codec of a whole config file. */
-export const ConfigCodec = section("config", {
+/** The fields of {@link ConfigCodec}: the sections of a config file. */
+export const CONFIG_FIELDS = {
+  /** The model's shape (`hidden`, `layers`, `heads`, …; the rest completed from them). */
   model: required(LlamaShapeCodec),
   /** The run's name, its folder under `runs/` (unset: the file's name). */
   name: optional(FileName),
+  /** ReLoRA's settings. */
   pet: field(PetCodec, {}),
+  /** The GaLore baseline's settings. */
   galore: field(GaloreCodec, {}),
+  /** What the planner counts. */
   memory: field(MemoryCodec, {}),
+  /** The planner's settings. */
   plan: field(PlanSectionCodec, {}),
+  /** FLOPs matching across methods. */
   budget: field(BudgetCodec, {}),
   /** Unset: a planning-only config, whose model may be longer than the default `seqLen`. */
   training: optional(TrainingCodec),
+  /** The corpus and its tokenizer. */
   data: field(DataCodec, {}),
+  /** `deno task compare`'s methods, seeds and evaluation. */
   compare: field(CompareCodec, {}),
-});
+};
+/** Codec of a whole config file. */
+export const ConfigCodec: Section<typeof CONFIG_FIELDS> = section("config", CONFIG_FIELDS);
 
 /** A config file as decoded, before the cross-field checks and the derived settings. */
-export type ConfigInput = t.TypeOf<typeof ConfigCodec>;
+export type ConfigInput = ext.TypeOf<typeof ConfigCodec>;
 
 /** The compute budget: the planner's, and how `deno task compare` charges a token. */
 export type BudgetSettings = BudgetSpec & {
-  readonly accounting: t.TypeOf<typeof AccountingCodec>;
+  readonly accounting: FlopsAccounting;
 };
 
 /** A config as the rest of the program reads it. */
 export interface Config {
+  /** The run's name (the file's when the config gives none): its folder under `runs/`. */
   readonly name: string;
+  /** The model's shape, completed and checked. */
   readonly shape: LlamaShape;
+  /** ReLoRA's settings. */
   readonly pet: PetSettings;
+  /** The GaLore baseline's settings. */
   readonly galore: GaloreSettings;
   /** The `memory:` section with its activations counted from `training:`. */
   readonly memory: MemoryAssumptions;
+  /** The planner's settings. */
   readonly plan: PlanSettings;
+  /** The compute budget, its total resolved from `flops` or `standardSteps`. */
   readonly budget: BudgetSettings;
+  /** The training settings (defaults for a planning-only config). */
   readonly training: TrainingSettings;
+  /** The corpus and its tokenizer. */
   readonly data: DataSettings;
+  /** `deno task compare`'s settings. */
   readonly compare: CompareSettings;
 }
 
@@ -426,7 +515,7 @@ function resolveConfig(input: ConfigInput, file: string): E.Either<ConfigInvalid
  * Decodes a parsed config document (YAML or JSON) once: the codecs apply the defaults, then the
  * cross-field checks run.
  */
-export function decodeConfig(doc: unknown, file: string): E.Either<ConfigInvalid, Config> {
+export function decodeConfig(doc: unknown, file: string): ext.Either<ConfigInvalid, Config> {
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
     return E.left(configInvalid(file, "expected a mapping with at least a `model:` section"));
   }
@@ -436,7 +525,7 @@ export function decodeConfig(doc: unknown, file: string): E.Either<ConfigInvalid
 }
 
 /** Parses YAML (or JSON, a subset) text and decodes it as a config. */
-export function parseConfig(text: string, file: string): E.Either<ConfigInvalid, Config> {
+export function parseConfig(text: string, file: string): ext.Either<ConfigInvalid, Config> {
   let doc: unknown;
   try {
     doc = YAML.parse(text, { prettyErrors: true, uniqueKeys: true });

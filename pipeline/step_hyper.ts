@@ -6,34 +6,42 @@
  * @module
  */
 import * as t from "io-ts";
-import { Count } from "../base/mod.ts";
+import { Count, type ext, type ReadonlyObjectC } from "../base/mod.ts";
+
+/** The fields every {@link StepHyperCodec} value has. */
+export const STEP_HYPER_REQUIRED = {
+  /** This step's learning rate: the schedule's value at the step. */
+  lr: t.number,
+  /** AdamW's first-moment decay β1. */
+  beta1: t.number,
+  /** AdamW's second-moment decay β2. */
+  beta2: t.number,
+  /** AdamW's ε, added to √v̂. */
+  eps: t.number,
+  /** Decoupled weight decay, applied to matrices only. */
+  weightDecay: t.number,
+  /** Global gradient-norm bound. */
+  clip: t.number,
+  /** `layers`: recompute each layer in the backward pass instead of keeping its activations. */
+  recompute: t.keyof({ none: null, layers: null }),
+};
+/** The field a {@link StepHyperCodec} value may have. */
+export const STEP_HYPER_OPTIONAL = {
+  /** Tokens per chunk of the LM head and cross-entropy (unset: all at once). */
+  lossChunk: Count,
+};
 
 /**
  * One step's hyper-parameters. The numbers are plain (not branded): the settings they come from
  * were checked when decoded, and the torch trainer checks them again on arrival against the
  * schema derived from this codec (`effects/torch_protocol.ts`).
  */
-export const StepHyperCodec = t.readonly(t.intersection([
-  t.type({
-    /** This step's learning rate: the schedule's value at the step. */
-    lr: t.number,
-    beta1: t.number,
-    beta2: t.number,
-    eps: t.number,
-    /** Decoupled weight decay, applied to matrices only. */
-    weightDecay: t.number,
-    /** Global gradient-norm bound. */
-    clip: t.number,
-    /** `layers`: recompute each layer in the backward pass instead of keeping its activations. */
-    recompute: t.keyof({ none: null, layers: null }),
-  }),
-  t.partial({
-    /** Tokens per chunk of the LM head and cross-entropy (unset: all at once). */
-    lossChunk: Count,
-  }),
-]));
+export const StepHyperCodec: ReadonlyObjectC<
+  typeof STEP_HYPER_REQUIRED,
+  typeof STEP_HYPER_OPTIONAL
+> = t.readonly(t.intersection([t.type(STEP_HYPER_REQUIRED), t.partial(STEP_HYPER_OPTIONAL)]));
 /** Optimizer hyper-parameters for one step (see {@link StepHyperCodec}). */
-export type StepHyper = t.TypeOf<typeof StepHyperCodec>;
+export type StepHyper = ext.TypeOf<typeof StepHyperCodec>;
 
 /** What a step reads from the settings: every field of {@link StepHyper} but the LR. */
 export type StepSettings = Omit<StepHyper, "lr">;

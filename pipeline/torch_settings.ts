@@ -6,28 +6,40 @@
  * @module
  */
 import * as t from "io-ts";
-import { field, NonNegativeInt, oneOf, optional, PositiveInt, section } from "../base/mod.ts";
+import {
+  type ext,
+  field,
+  NonNegativeInt,
+  oneOf,
+  optional,
+  PositiveInt,
+  type Section,
+  section,
+} from "../base/mod.ts";
 
 /** Training engines: TensorFlow.js in this process, or PyTorch launched per stage. */
 export const ENGINES = ["tfjs", "torch"] as const;
 /** An engine name. */
 export type EngineName = typeof ENGINES[number];
 /** Codec of an engine name. */
-export const EngineCodec = oneOf("engine", ENGINES);
+export const EngineCodec: ext.Type<EngineName, EngineName, unknown> = oneOf("engine", ENGINES);
 
 /** How the ranks of one node start: `torchrun`, or one process per rank started here. */
 export const LAUNCHERS = ["auto", "torchrun", "spawn"] as const;
 
-/** The `training.torch:` section: by default one CPU process, DDP, float32. */
-export const TorchCodec = section("training.torch", {
+/** The fields of {@link TorchCodec}, each with its codec and default. */
+export const TORCH_FIELDS = {
   /** Processes (ranks) per node. */
   nproc: field(PositiveInt, 1),
   /** Nodes taking part (every node runs `deno task run` with its own `nodeRank`). */
   nnodes: field(PositiveInt, 1),
+  /** This node's number among the `nnodes`, from 0 (node 0 holds the rendezvous). */
   nodeRank: field(NonNegativeInt, 0),
   /** `host:port` of node 0's rendezvous (torchrun's --master-addr/--master-port); unset: 127.0.0.1 and a free port, on one node. */
   master: optional(t.string),
+  /** Where the ranks hold the model: the CPU or one CUDA device per rank. */
   device: field(oneOf("device", ["cpu", "cuda"]), "cpu"),
+  /** Data parallelism: DDP (a full copy per rank) or FSDP (parameters sharded across ranks). */
   strategy: field(oneOf("strategy", ["ddp", "fsdp"]), "ddp"),
   /** `bf16`: autocast to bfloat16 with float32 weights, gradients and moments. */
   precision: field(oneOf("precision", ["fp32", "bf16"]), "fp32"),
@@ -41,9 +53,11 @@ export const TorchCodec = section("training.torch", {
   launcher: field(oneOf("launcher", LAUNCHERS), "auto"),
   /** CPU threads per rank (unset: the machine's cores over nproc; at most the cores). */
   threads: optional(PositiveInt),
-});
+};
+/** The `training.torch:` section: by default one CPU process, DDP, float32. */
+export const TorchCodec: Section<typeof TORCH_FIELDS> = section("training.torch", TORCH_FIELDS);
 /** The `training.torch:` settings. */
-export type TorchSettings = t.TypeOf<typeof TorchCodec>;
+export type TorchSettings = ext.TypeOf<typeof TorchCodec>;
 
 /** Ranks in all: nproc × nnodes. */
 export function worldSize(s: TorchSettings): number {
