@@ -214,6 +214,16 @@ export const ByteSize: ext.Type<number, number, unknown> = new t.Type<number, nu
   t.identity,
 );
 
+/**
+ * The codec {@link tagged} builds from its members `C`: it decodes to the union of their values
+ * (and encodes their outputs).
+ */
+export type TaggedC<C extends Readonly<Record<string, ext.Mixed>>> = ext.Type<
+  ext.TypeOf<C[keyof C]>,
+  ext.OutputOf<C[keyof C]>,
+  unknown
+>;
+
 /** Whether `u` is a mapping: an object that is neither null nor an array. */
 export function isMapping(u: unknown): u is Readonly<Record<string, unknown>> {
   return typeof u === "object" && u !== null && !Array.isArray(u);
@@ -243,7 +253,7 @@ export function tagged<C extends Readonly<Record<string, ext.Mixed>>>(
   name: string,
   key: string,
   members: C,
-): ext.Type<ext.TypeOf<C[keyof C]>, ext.OutputOf<C[keyof C]>, unknown> {
+): TaggedC<C> {
   const tags = Object.keys(members);
   const memberOf = (u: unknown): ext.Mixed | undefined => {
     const tag = isMapping(u) ? u[key] : undefined;
