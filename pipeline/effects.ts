@@ -8,9 +8,16 @@
  *
  * @module
  */
-import type * as TE from "fp-ts/lib/TaskEither.js";
 import * as t from "io-ts";
-import type { ContentInvalid, FileError, IoFailed, KernelFailed, LlamaShape } from "../base/mod.ts";
+import type {
+  ContentInvalid,
+  ext,
+  FileError,
+  IoFailed,
+  KernelFailed,
+  LlamaShape,
+  ReadonlyObjectC,
+} from "../base/mod.ts";
 import type { EngineSnapshot } from "../checkpoint/mod.ts";
 import type { TokenWindows } from "../data/mod.ts";
 import type { FusibleOp } from "../solvers/mod.ts";
@@ -23,7 +30,9 @@ export interface MicroBatch {
   readonly tokens: Int32Array;
   /** Row-major (batch, seq) next-token ids. */
   readonly targets: Int32Array;
+  /** Rows (sequences). */
   readonly batch: number;
+  /** Positions per row. */
   readonly seq: number;
   /**
    * Where the rows come from, when they are windows of the run's token streams: row k is
@@ -36,9 +45,28 @@ export interface MicroBatch {
 
 /** The token streams batches are cut from (uint16 when the vocabulary fits, else int32). */
 export interface TokenStreams {
+  /** The training split's tokens, documents one after another. */
   readonly train: Uint16Array | Int32Array;
+  /** The validation split's tokens. */
   readonly validation: Uint16Array | Int32Array;
 }
+
+/** The fields every {@link MeasuredPeakCodec} record has, in bytes (0 on the torch engine). */
+export const MEASURED_PEAK_REQUIRED = {
+  /** The most bytes of distinct tensor buffers alive at once. */
+  bufferBytes: t.number,
+  /** tfjs's own per-tensor count at its peak (views and the tape's clones counted again). */
+  tensorCountBytes: t.number,
+};
+/** The fields a {@link MeasuredPeakCodec} record has where the engine can tell, in bytes. */
+export const MEASURED_PEAK_OPTIONAL = {
+  /** The wasm heap's size (wasm and auto). */
+  heapBytes: t.number,
+  /** The most GPU bytes in use (webgpu; CUDA, the largest over ranks). */
+  gpuBytes: t.number,
+  /** The torch trainer's peak resident bytes on CPU above its start, the largest over ranks. */
+  processBytes: t.number,
+};
 
 /**
  * What the engine really held during a stretch of work (`kernels/peak_memory.ts`):
@@ -50,12 +78,14 @@ export interface TokenStreams {
  * before any tensor existed (the interpreter and torch's libraries), the largest over ranks
  * (VmHWM − VmRSS at start). The torch engine counts no tfjs buffers: its `bufferBytes` and `tensorCountBytes` are 0.
  */
-export const MeasuredPeakCodec = t.readonly(t.intersection([
-  t.type({ bufferBytes: t.number, tensorCountBytes: t.number }),
-  t.partial({ heapBytes: t.number, gpuBytes: t.number, processBytes: t.number }),
-]));
+export const MeasuredPeakCodec: ReadonlyObjectC<
+  typeof MEASURED_PEAK_REQUIRED,
+  typeof MEASURED_PEAK_OPTIONAL
+> = t.readonly(
+  t.intersection([t.type(MEASURED_PEAK_REQUIRED), t.partial(MEASURED_PEAK_OPTIONAL)]),
+);
 /** What the engine held at its peak (see {@link MeasuredPeakCodec}). */
-export type MeasuredPeak = t.TypeOf<typeof MeasuredPeakCodec>;
+export type MeasuredPeak = ext.TypeOf<typeof MeasuredPeakCodec>;
 
 /**
  * The engine's own measure of a peak: GPU bytes on webgpu and CUDA, the trainer process's peak
@@ -71,13 +101,17 @@ export type { EngineSnapshot, NamedArray, SnapshotMeta } from "../checkpoint/mod
 export interface ModelStats {
   /** Current depth. */
   readonly layers: number;
+  /** Parameters trained at full rank. */
   readonly trainableParams: number;
+  /** Parameters that do not train. */
   readonly frozenParams: number;
+  /** The adapters' parameters. */
   readonly adapterParams: number;
 }
 
 /** What one optimizer step reports. */
 export interface StepOutcome {
+  /** The handle on the stepped model (the input's is retired). */
   readonly state: EngineState;
   /** Mean cross-entropy (nats/token) over all micro-batches of the step. */
   readonly loss: number;
@@ -109,6 +143,7 @@ export interface EngineState {
 
 /** What a ReLoRA merge-and-reset did. */
 export interface ResetOutcome {
+  /** The handle on the restarted model (the input's is retired). */
   readonly state: EngineState;
   /** Adapters merged into their frozen weights. */
   readonly merged: number;
@@ -122,8 +157,11 @@ export interface ResetOutcome {
  * `scale`.
  */
 export interface GaloreEngineSpec {
+  /** Rank of the projections (clamped to each matrix). */
   readonly rank: number;
+  /** Steps between refreshes of a projector. */
   readonly updateEvery: number;
+  /** Factor applied to the update projected back. */
   readonly scale: number;
   /** Weight names (2-D, trainable) that GaLore optimises; the others take plain AdamW. */
   readonly targets: readonly string[];
@@ -155,22 +193,25 @@ export interface Engine {
     shape: LlamaShape,
     snapshot: EngineSnapshot,
     options?: { readonly galore?: GaloreEngineSpec },
-  ): TE.TaskEither<KernelFailed | ContentInvalid, EngineState>;
+  ): ext.TaskEither<KernelFailed | ContentInvalid, EngineState>;
   /** One optimizer step over `batches` (gradients accumulated); retires `state`. */
   step(
     state: EngineState,
     batches: readonly MicroBatch[],
     hyper: StepHyper,
-  ): TE.TaskEither<KernelFailed, StepOutcome>;
+  ): ext.TaskEither<KernelFailed, StepOutcome>;
   /** Mean validation cross-entropy in nats/token. */
-  evaluate(state: EngineState, batches: readonly MicroBatch[]): TE.TaskEither<KernelFailed, number>;
+  evaluate(
+    state: EngineState,
+    batches: readonly MicroBatch[],
+  ): ext.TaskEither<KernelFailed, number>;
   /** ReLoRA's restart: W += scale·B·A, re-initialise A and B, prune the adapters' moments. */
   reset(
     state: EngineState,
     spec: { readonly pruneRatio: number; readonly seed: number },
-  ): TE.TaskEither<KernelFailed, ResetOutcome>;
+  ): ext.TaskEither<KernelFailed, ResetOutcome>;
   /** The model as host-side arrays; the state stays live. */
-  snapshot(state: EngineState): TE.TaskEither<KernelFailed, EngineSnapshot>;
+  snapshot(state: EngineState): ext.TaskEither<KernelFailed, EngineSnapshot>;
   /** Frees the state and retires its handle. */
   dispose(state: EngineState): void;
   /** Releases what the engine holds outside this process (the torch engine's launches). */
@@ -182,9 +223,13 @@ export type DataPosition = Readonly<Record<string, unknown>>;
 
 /** Batches for training and a fixed validation set. */
 export interface DataEffect {
+  /** One line for the log: what the batches come from (tokens and split, or examples). */
   readonly description: string;
+  /** Token ids run from 0 to `vocabSize` − 1. */
   readonly vocabSize: number;
+  /** Tokens in the training split. */
   readonly trainTokens: number;
+  /** The position of a fresh run. */
   readonly start: DataPosition;
   /** The next `count` micro-batches and the position after them. */
   next(position: DataPosition, count: number): { batches: MicroBatch[]; next: DataPosition };
@@ -205,20 +250,22 @@ export interface DataEffect {
 
 /** A checkpoint: engine snapshot plus the interpreter's progress. */
 export interface Checkpoint {
+  /** The model: weights, trainable set, adapters, optimizer moments. */
   readonly snapshot: EngineSnapshot;
+  /** The interpreter's progress (`RunProgress`, decoded by the interpreter when it resumes). */
   readonly progress: Readonly<Record<string, unknown>>;
 }
 
 /** Durable storage of a run directory. */
 export interface StoreEffect {
   /** Replaces the run's checkpoint atomically. */
-  saveCheckpoint(c: Checkpoint): TE.TaskEither<IoFailed, void>;
+  saveCheckpoint(c: Checkpoint): ext.TaskEither<IoFailed, void>;
   /** The run's checkpoint, or undefined when there is none. */
-  loadCheckpoint(): TE.TaskEither<FileError, Checkpoint | undefined>;
+  loadCheckpoint(): ext.TaskEither<FileError, Checkpoint | undefined>;
   /** Writes the merged final model; returns its path. */
-  saveFinal(snapshot: EngineSnapshot, shape: LlamaShape): TE.TaskEither<IoFailed, string>;
+  saveFinal(snapshot: EngineSnapshot, shape: LlamaShape): ext.TaskEither<IoFailed, string>;
   /** Writes a text file inside the run directory; returns its path. */
-  writeText(name: string, text: string): TE.TaskEither<IoFailed, string>;
+  writeText(name: string, text: string): ext.TaskEither<IoFailed, string>;
 }
 
 /** Progress for people, metrics for programs. */
@@ -228,7 +275,7 @@ export interface LogEffect {
   /** One metrics record (appended to metrics.jsonl). */
   metric(record: MetricRecord): void;
   /** Keeps only the first `records` metrics (a resumed run rewrites the rest). */
-  truncate(records: number): TE.TaskEither<IoFailed, void>;
+  truncate(records: number): ext.TaskEither<IoFailed, void>;
 }
 
 /** The process's resident memory, as the operating system counts it. */
@@ -241,15 +288,22 @@ export interface ProcessMemoryEffect {
 
 /** Wall-clock time in milliseconds (injected so tests are deterministic). */
 export interface ClockEffect {
+  /** Milliseconds since an arbitrary origin (only differences are read). */
   now(): number;
 }
 
 /** Everything a run needs from the outside world. */
 export interface Env {
+  /** The tensors: the model's steps, evaluations and snapshots. */
   readonly engine: Engine;
+  /** The batches. */
   readonly data: DataEffect;
+  /** The run directory's checkpoint and final model. */
   readonly store: StoreEffect;
+  /** Progress lines and metrics records. */
   readonly log: LogEffect;
+  /** Wall-clock time. */
   readonly clock: ClockEffect;
+  /** The process's resident memory, as the OS counts it (a measured figure). */
   readonly processMemory: ProcessMemoryEffect;
 }

@@ -14,6 +14,8 @@ import {
   type ContentInvalid,
   contentInvalid,
   Count,
+  type ext,
+  type ReadonlyObjectC,
   reportErrors,
 } from "../base/mod.ts";
 import { type EngineState, MeasuredPeakCodec } from "./effects.ts";
@@ -23,53 +25,70 @@ import type { ModelAccount } from "./model_account.ts";
 
 export type { StageRecord } from "./metrics_records.ts";
 
+/** The fields every {@link RunProgressCodec} record has. */
+export const RUN_PROGRESS_REQUIRED = {
+  /** The record's format. */
+  version: t.literal(1),
+  /** Fingerprint of the graph; a checkpoint only resumes the graph that wrote it. */
+  graphId: t.string,
+  /** The node the run is in (its index in the graph's nodes). */
+  nodeIndex: Count,
+  /** Steps of that node done. */
+  stepInNode: Count,
+  /** Optimizer steps of the whole run done. */
+  globalStep: Count,
+  /** Tokens trained on so far. */
+  tokens: Count,
+  /** Where the data stream stands (the data effect's own record). */
+  data: t.UnknownRecord,
+  /** Metrics records written so far (a resumed run truncates the log to this). */
+  metrics: Count,
+  /** The records of the finished stages. */
+  stages: t.readonlyArray(StageRecordCodec),
+  /**
+   * The running stage's largest accounted model state and measured peaks so far (null before
+   * its first step); the name is `state.json`'s.
+   */
+  stagePeak: t.union([
+    t.readonly(t.type({ accounted: AccountedStateCodec, measured: MeasuredPeakCodec })),
+    t.null,
+  ]),
+  /** ReLoRA merges in the running stage. */
+  merges: Count,
+  /** Consecutive steps skipped for a non-finite loss or gradient. */
+  skippedInARow: Count,
+};
+/** The fields a {@link RunProgressCodec} record may have. */
+export const RUN_PROGRESS_OPTIONAL = {
+  /** Seconds spent so far on the running stage's kept work (its `wallSeconds` in the making). */
+  stageSeconds: t.number,
+  /**
+   * A fine-tuning run's record of what fixes its steps (`finetune_settings.ts`): a resumed
+   * command must repeat it, setting by setting, where a graph is matched by `graphId`.
+   */
+  finetune: FinetuneRecordCodec,
+};
 /** The interpreter's progress: saved with every checkpoint, decoded when a run resumes. */
-export const RunProgressCodec = t.readonly(t.intersection([
-  t.type({
-    version: t.literal(1),
-    /** Fingerprint of the graph; a checkpoint only resumes the graph that wrote it. */
-    graphId: t.string,
-    nodeIndex: Count,
-    stepInNode: Count,
-    globalStep: Count,
-    tokens: Count,
-    /** Where the data stream stands (the data effect's own record). */
-    data: t.UnknownRecord,
-    /** Metrics records written so far (a resumed run truncates the log to this). */
-    metrics: Count,
-    stages: t.readonlyArray(StageRecordCodec),
-    /** The running stage's largest accounted model state and measured peaks so far. */
-    stagePeak: t.union([
-      t.readonly(t.type({ accounted: AccountedStateCodec, measured: MeasuredPeakCodec })),
-      t.null,
-    ]),
-    /** ReLoRA merges in the running stage. */
-    merges: Count,
-    /** Consecutive steps skipped for a non-finite loss or gradient. */
-    skippedInARow: Count,
-  }),
-  t.partial({
-    /** Seconds spent so far on the running stage's kept work (its `wallSeconds` in the making). */
-    stageSeconds: t.number,
-    /**
-     * A fine-tuning run's record of what fixes its steps (`finetune_settings.ts`): a resumed
-     * command must repeat it, setting by setting, where a graph is matched by `graphId`.
-     */
-    finetune: FinetuneRecordCodec,
-  }),
-]));
+export const RunProgressCodec: ReadonlyObjectC<
+  typeof RUN_PROGRESS_REQUIRED,
+  typeof RUN_PROGRESS_OPTIONAL
+> = t.readonly(t.intersection([t.type(RUN_PROGRESS_REQUIRED), t.partial(RUN_PROGRESS_OPTIONAL)]));
 /** The interpreter's progress. */
-export type RunProgress = t.TypeOf<typeof RunProgressCodec>;
+export type RunProgress = ext.TypeOf<typeof RunProgressCodec>;
 
 /** The engine's model: its handle, and its counts by role taken from the snapshot it was loaded from. */
 export interface RunModel {
+  /** The engine's handle on the model (used once: each step replaces it). */
   readonly handle: EngineState;
+  /** Parameter counts and accounted state by role. */
   readonly account: ModelAccount;
 }
 
 /** The state threaded through the nodes: progress and the engine's model (none before training). */
 export interface RunState {
+  /** Where the run stands: saved with every checkpoint. */
   readonly progress: RunProgress;
+  /** The engine's model; undefined before the first stage loads one. */
   readonly model: RunModel | undefined;
   /** Global step of the run directory's checkpoint, when one exists. */
   readonly savedAt: number | undefined;
@@ -119,7 +138,7 @@ export function initialProgress(
 export function decodeProgress(
   u: unknown,
   graph: { readonly graphId: string; readonly nodes: number },
-): E.Either<ContentInvalid | ConfigInvalid, RunProgress> {
+): ext.Either<ContentInvalid | ConfigInvalid, RunProgress> {
   const where = "checkpoint/state.json";
   const decoded = RunProgressCodec.decode(u);
   if (E.isLeft(decoded)) {
