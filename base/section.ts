@@ -229,13 +229,18 @@ export function withDefaults<F extends SectionFields>(
   );
 }
 
+/** The codecs of the fields `F` but `X`, as props of an object codec: what {@link fieldCodecs} returns. */
+export type FieldCodecs<F extends SectionFields, X extends keyof F> = {
+  readonly [K in Exclude<keyof F, X>]: F[K]["codec"];
+};
+
 /** The codecs of a section's fields but `except`, as props of an object codec (a node's). */
 export function fieldCodecs<F extends SectionFields, X extends keyof F>(
   s: Section<F>,
   except: readonly X[],
-): { readonly [K in Exclude<keyof F, X>]: F[K]["codec"] } {
+): FieldCodecs<F, X> {
   const skip = new Set<PropertyKey>(except);
   return Object.fromEntries(
     Object.entries(s.fields).filter(([k]) => !skip.has(k)).map(([k, f]) => [k, f.codec]),
-  ) as { readonly [K in Exclude<keyof F, X>]: F[K]["codec"] };
+  ) as FieldCodecs<F, X>;
 }
