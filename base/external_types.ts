@@ -15,6 +15,7 @@
  */
 export type { Either } from "fp-ts/lib/Either.js";
 export type { TaskEither } from "fp-ts/lib/TaskEither.js";
+export type { ReaderTaskEither } from "fp-ts/lib/ReaderTaskEither.js";
 export type {
   ArrayC,
   BooleanC,

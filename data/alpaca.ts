@@ -17,11 +17,11 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import type * as TE from "fp-ts/lib/TaskEither.js";
 import {
   type ContentInvalid,
   contentInvalid,
   describeUnknown,
+  type ext,
   type FileError,
 } from "../base/mod.ts";
 import { alpacaPrompt, type Instruction } from "./instruct.ts";
@@ -43,7 +43,7 @@ function kind(u: unknown): string {
 }
 
 /** The record, or what is wrong with it (`where` names file, record and line). */
-function decodeRecord(u: unknown, where: string): E.Either<string, AlpacaRecord> {
+function decodeRecord(u: unknown, where: string): ext.Either<string, AlpacaRecord> {
   if (!isObject(u)) return E.left(`${where}: expected an object, got ${kind(u)}`);
   for (const field of ["instruction", "output"] as const) {
     const v = u[field];
@@ -66,7 +66,7 @@ function decodeRecord(u: unknown, where: string): E.Either<string, AlpacaRecord>
   });
 }
 
-function fromArray(text: string, file: string): E.Either<ContentInvalid, AlpacaRecord[]> {
+function fromArray(text: string, file: string): ext.Either<ContentInvalid, AlpacaRecord[]> {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -85,7 +85,7 @@ function fromArray(text: string, file: string): E.Either<ContentInvalid, AlpacaR
   return E.right(out);
 }
 
-function fromLines(text: string, file: string): E.Either<ContentInvalid, AlpacaRecord[]> {
+function fromLines(text: string, file: string): ext.Either<ContentInvalid, AlpacaRecord[]> {
   const parsed = jsonLines(text);
   if (E.isLeft(parsed)) {
     const { line, why } = parsed.left;
@@ -118,7 +118,10 @@ function fromLines(text: string, file: string): E.Either<ContentInvalid, AlpacaR
  * assert(bad._tag === "Left" && bad.left.message === 'record 1 (line 2): "output" is missing');
  * ```
  */
-export function parseAlpaca(text: string, file: string): E.Either<ContentInvalid, AlpacaRecord[]> {
+export function parseAlpaca(
+  text: string,
+  file: string,
+): ext.Either<ContentInvalid, AlpacaRecord[]> {
   const body = text.replace(/^\uFEFF/, "").replace(/\r\n?/g, "\n");
   const parsed = body.trimStart().startsWith("[") ? fromArray(body, file) : fromLines(body, file);
   if (E.isRight(parsed) && parsed.right.length === 0) {
@@ -139,7 +142,7 @@ export function parseAlpaca(text: string, file: string): E.Either<ContentInvalid
  * console.assert(r._tag === "Left" && r.left._tag === "IoFailed");
  * ```
  */
-export function readAlpaca(path: string): TE.TaskEither<FileError, AlpacaRecord[]> {
+export function readAlpaca(path: string): ext.TaskEither<FileError, AlpacaRecord[]> {
   return async () => {
     const text = await readUtf8File(path)();
     return E.isLeft(text) ? text : parseAlpaca(text.right, path);

@@ -8,7 +8,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid, type GraphInvalid } from "../base/mod.ts";
+import { type ConfigInvalid, configInvalid, type ext, type GraphInvalid } from "../base/mod.ts";
 import { shareWeights } from "../solvers/mod.ts";
 import type { Config } from "./config.ts";
 import { type RunFlops, runFlops, stagePricesPerToken } from "./run_flops.ts";
@@ -41,7 +41,7 @@ export function parseMethods(
   names: readonly string[],
   layers: number,
   where: string,
-): E.Either<ConfigInvalid, CompareMethod[]> {
+): ext.Either<ConfigInvalid, CompareMethod[]> {
   if (names.length === 0) return E.left(configInvalid(where, "no methods given"));
   const out: CompareMethod[] = [];
   for (const name of names) {
@@ -207,7 +207,7 @@ function normalised(w: readonly number[]): number[] {
 export function compareBudget(
   config: Config,
   accounting: "paper" | "executed",
-): E.Either<Problem, number> {
+): ext.Either<Problem, number> {
   const total = config.budget.total;
   if (total.kind === "flops") return E.right(total.flops);
   const probe = graphOf(config, { kind: "standard" }, undefined, 0, [1]);
@@ -222,7 +222,7 @@ function graphOf(
   split: readonly number[] | undefined,
   seed: number,
   steps: readonly number[],
-): E.Either<Problem, ValidGraph> {
+): ext.Either<Problem, ValidGraph> {
   const sk = skeleton(config, method, split);
   const second = config.compare.secondCorpus;
   const evalNodes: StageNode[] = second === undefined ? [] : [evaluate({
@@ -249,7 +249,10 @@ function graphOf(
  * Every run's graph, each stage given its share of the compute at its own per-token price. A
  * stage whose share buys less than one step is an error naming the method and the stage.
  */
-export function comparePlan(config: Config, inputs: CompareInputs): E.Either<Problem, ComparePlan> {
+export function comparePlan(
+  config: Config,
+  inputs: CompareInputs,
+): ext.Either<Problem, ComparePlan> {
   const accounting = config.budget.accounting;
   const budget = compareBudget(config, accounting);
   if (E.isLeft(budget)) return budget;

@@ -9,7 +9,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import type { LlamaShape, PipelineError } from "../base/mod.ts";
+import type { ext, LlamaShape, PipelineError } from "../base/mod.ts";
 import { countedTargets, epochOf, type FinetunePlan } from "./finetune_plan.ts";
 import type { RunState } from "./run_state.ts";
 import { formatDuration, type RunVoice } from "./run_voice.ts";
@@ -41,7 +41,7 @@ export const FINETUNE_NODE = "finetune";
 export function finetuneGraph(
   shape: LlamaShape,
   plan: FinetunePlan,
-): E.Either<PipelineError, ValidGraph> {
+): ext.Either<PipelineError, ValidGraph> {
   const S = plan.settings;
   const accumulation = Math.ceil(S.batch / plan.microBatch);
   const graph = pipeline({

@@ -18,7 +18,13 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ConfigInvalid, configInvalid, deriveSeed, permutation } from "../base/mod.ts";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  deriveSeed,
+  type ext,
+  permutation,
+} from "../base/mod.ts";
 import type { SftExample } from "../data/mod.ts";
 import type { MicroBatch } from "./effects.ts";
 import type { FinetuneSettings } from "./finetune_settings.ts";
@@ -64,7 +70,7 @@ export interface FinetunePlan {
 export function finetunePlan(
   settings: FinetuneSettings,
   examples: number,
-): E.Either<ConfigInvalid, FinetunePlan> {
+): ext.Either<ConfigInvalid, FinetunePlan> {
   const heldOut = settings.evalExamples ?? Math.min(32, Math.floor(examples / 10));
   if (heldOut >= examples) {
     return E.left(configInvalid(

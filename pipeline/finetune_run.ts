@@ -13,10 +13,10 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import type * as RTE from "fp-ts/lib/ReaderTaskEither.js";
 import {
   type ContentInvalid,
   contentInvalid,
+  type ext,
   hashString,
   type PipelineError,
   reportErrors,
@@ -52,7 +52,7 @@ export interface FinetuneJob {
   /** What a resumed command must repeat. */
   readonly record: FinetuneRecord;
   /** The base's weights, every one trainable, fresh moments (read only when not resuming). */
-  readonly base: () => Promise<E.Either<PipelineError, EngineSnapshot>>;
+  readonly base: () => Promise<ext.Either<PipelineError, EngineSnapshot>>;
 }
 
 /** Options of {@link runFinetune}. */
@@ -76,7 +76,7 @@ export type FinetuneOutcome =
 export function runFinetune(
   job: FinetuneJob,
   options: FinetuneRunOptions,
-): RTE.ReaderTaskEither<Env, PipelineError, FinetuneOutcome> {
+): ext.ReaderTaskEither<Env, PipelineError, FinetuneOutcome> {
   return (env) => async () => {
     const voice = finetuneVoice(job.plan, (message) => brokenBase(job, message));
     const validation = env.data.validation(job.graph.training.evalBatches);
@@ -175,7 +175,7 @@ function decodeFinetuneProgress(
   u: unknown,
   record: FinetuneRecord,
   where: string,
-): E.Either<PipelineError, RunProgress> {
+): ext.Either<PipelineError, RunProgress> {
   const decoded = RunProgressCodec.decode(u);
   const was = E.isRight(decoded) ? decoded.right.finetune : undefined;
   if (E.isLeft(decoded) || was === undefined) {
@@ -193,7 +193,7 @@ async function start(
   job: FinetuneJob,
   o: FinetuneRunOptions & Evaluations,
   env: Env,
-): Promise<E.Either<PipelineError, { state: RunState; resumedFrom: number | null }>> {
+): Promise<ext.Either<PipelineError, { state: RunState; resumedFrom: number | null }>> {
   if (o.resume) {
     const resumed = await resumedState(
       env,
@@ -232,7 +232,7 @@ async function finish(
   s: RunState,
   o: Evaluations & { readonly resumedFrom: number | null },
   env: Env,
-): Promise<E.Either<PipelineError, FinetuneOutcome>> {
+): Promise<ext.Either<PipelineError, FinetuneOutcome>> {
   const { skippedInARow, globalStep } = s.progress;
   if (skippedInARow === globalStep) {
     // Every step was skipped (fewer in a row than stop the run): the "fine-tuned" model would

@@ -17,19 +17,22 @@ import {
   type ConfigInvalid,
   configInvalid,
   decodeWith,
+  type ext,
   field,
+  type FieldCodecs,
   fieldCodecs,
   Fraction,
   NonNegativeInt,
   optional,
   PositiveInt,
   PositiveNumber,
+  type Section,
   section,
   withDefaults,
 } from "../base/mod.ts";
 
-/** The `finetune` command's settings (see the module doc for where the defaults come from). */
-export const FinetuneCodec = section("finetune", {
+/** The fields of {@link FinetuneCodec}, each with its codec, default and flag's meaning. */
+export const FINETUNE_FIELDS = {
   /** Passes over the training examples. */
   epochs: field(PositiveInt, 2),
   /** Examples per optimizer step. */
@@ -42,9 +45,13 @@ export const FinetuneCodec = section("finetune", {
   warmup: field(NonNegativeInt, 100),
   /** The held-out choice and the example order. */
   seed: field(NonNegativeInt, 0),
+  /** AdamW's decoupled weight decay (Alpaca's 0). */
   weightDecay: field(t.number, 0),
+  /** AdamW's first-moment decay β1. */
   beta1: field(Fraction, 0.9),
+  /** AdamW's second-moment decay β2. */
   beta2: field(Fraction, 0.95),
+  /** AdamW's ε, added to √v̂. */
   eps: field(PositiveNumber, 1e-8),
   /** Global gradient-norm clip. */
   clip: field(PositiveNumber, 1.0),
@@ -61,35 +68,50 @@ export const FinetuneCodec = section("finetune", {
   logEvery: field(PositiveInt, 10),
   /** Steps in a row with a non-finite loss or gradient (skipped, weights unchanged) that stop the run. */
   maxSkippedSteps: field(PositiveInt, 3),
-});
+};
+/** The `finetune` command's settings (see the module doc for where the defaults come from). */
+export const FinetuneCodec: Section<typeof FINETUNE_FIELDS> = section("finetune", FINETUNE_FIELDS);
 /** A fine-tuning run's settings. */
-export type FinetuneSettings = t.TypeOf<typeof FinetuneCodec>;
+export type FinetuneSettings = ext.TypeOf<typeof FinetuneCodec>;
 
 /** Every setting at its default. */
 export const FINETUNE_DEFAULTS: FinetuneSettings = withDefaults(FinetuneCodec, {});
 
+/** The inputs a {@link FinetuneRecordCodec} record names. */
+export const FINETUNE_RECORD_INPUTS = {
+  /** The base checkpoint's real path. */
+  base: t.string,
+  /** FNV-1a of the records used, as hex. */
+  dataHash: t.string,
+  /** Records used (after `--limit`). */
+  records: t.number,
+  /** `--limit`, or null without one. */
+  limit: t.union([t.number, t.null]),
+  /** Examples held out (`evalExamples` resolved). */
+  heldOut: t.number,
+};
+/** The settings a {@link FinetuneRecordCodec} record holds: those the run's steps depend on. */
+export const FINETUNE_RECORD_SETTINGS: FieldCodecs<
+  typeof FINETUNE_FIELDS,
+  "limit" | "evalExamples" | "checkpointEvery" | "logEvery" | "maxSkippedSteps"
+> = fieldCodecs(FinetuneCodec, [
+  "limit",
+  "evalExamples",
+  "checkpointEvery",
+  "logEvery",
+  "maxSkippedSteps",
+]);
 /**
  * What fixes a run's steps, kept in its checkpoints: the inputs (the base's real path, the
  * records used and their FNV-1a, so an edited data file is noticed), the examples held out, and
  * the settings the steps depend on. How often the run logs and checkpoints may change between
  * sessions; these may not.
  */
-export const FinetuneRecordCodec = t.readonly(t.type({
-  base: t.string,
-  dataHash: t.string,
-  records: t.number,
-  limit: t.union([t.number, t.null]),
-  heldOut: t.number,
-  ...fieldCodecs(FinetuneCodec, [
-    "limit",
-    "evalExamples",
-    "checkpointEvery",
-    "logEvery",
-    "maxSkippedSteps",
-  ]),
-}));
+export const FinetuneRecordCodec: ext.ReadonlyC<
+  ext.TypeC<typeof FINETUNE_RECORD_INPUTS & typeof FINETUNE_RECORD_SETTINGS>
+> = t.readonly(t.type({ ...FINETUNE_RECORD_INPUTS, ...FINETUNE_RECORD_SETTINGS }));
 /** What fixes a fine-tuning run's steps. */
-export type FinetuneRecord = t.TypeOf<typeof FinetuneRecordCodec>;
+export type FinetuneRecord = ext.TypeOf<typeof FinetuneRecordCodec>;
 
 /** The inputs a {@link finetuneRecord} names beside the settings. */
 export interface FinetuneInputs {
@@ -191,7 +213,7 @@ export function resumeProblem(
  * assert(decodeFinetune({ epochs: 0 })._tag === "Left");
  * ```
  */
-export function decodeFinetune(u: unknown): E.Either<ConfigInvalid, FinetuneSettings> {
+export function decodeFinetune(u: unknown): ext.Either<ConfigInvalid, FinetuneSettings> {
   return E.mapLeft((lines: string[]) => configInvalid("finetune settings", lines.join("; ")))(
     decodeWith(FinetuneCodec, u),
   );

@@ -12,8 +12,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import type * as RTE from "fp-ts/lib/ReaderTaskEither.js";
-import { hashString, type PipelineError } from "../base/mod.ts";
+import { type ext, hashString, type PipelineError } from "../base/mod.ts";
 import { mergedSnapshot } from "../checkpoint/mod.ts";
 import type { EngineSnapshot, EngineState, Env } from "./effects.ts";
 import { predictRun, predictStandardRun } from "./predict.ts";
@@ -99,7 +98,7 @@ export function graphId(g: ValidGraph): string {
 export function runPipeline(
   g: ValidGraph,
   opts: RunOptions,
-): RTE.ReaderTaskEither<Env, PipelineError, RunResult> {
+): ext.ReaderTaskEither<Env, PipelineError, RunResult> {
   return (env) => async () => {
     const start = await startState(g, opts, env);
     if (E.isLeft(start)) return start;
@@ -131,7 +130,7 @@ async function startState(
   g: ValidGraph,
   opts: RunOptions,
   env: Env,
-): Promise<E.Either<PipelineError, Start>> {
+): Promise<ext.Either<PipelineError, Start>> {
   const id = graphId(g);
   const fresh: Start = {
     state: { progress: initialProgress(id, env.data.start), model: undefined, savedAt: undefined },
@@ -162,7 +161,7 @@ async function finish(
   s: RunState,
   resumedFrom: number | undefined,
   env: Env,
-): Promise<E.Either<PipelineError, RunResult>> {
+): Promise<ext.Either<PipelineError, RunResult>> {
   const p = s.progress;
   const finalLoss = p.stages[p.stages.length - 1]?.valLoss ?? NaN;
   const written = await exportFinal(facts, s, env);
@@ -196,7 +195,7 @@ async function exportFinal(
   facts: RunFacts,
   s: RunState,
   env: Env,
-): Promise<E.Either<PipelineError, { readonly mergedLoss: number; readonly path: string }>> {
+): Promise<ext.Either<PipelineError, { readonly mergedLoss: number; readonly path: string }>> {
   const adapted = modelOf(s, EXPORT);
   const snap = await run(env.engine.snapshot(adapted));
   if (E.isLeft(snap)) {
@@ -219,7 +218,7 @@ async function evaluateAndSave(
   env: Env,
   plain: EngineState,
   merged: EngineSnapshot,
-): Promise<E.Either<PipelineError, { readonly mergedLoss: number; readonly path: string }>> {
+): Promise<ext.Either<PipelineError, { readonly mergedLoss: number; readonly path: string }>> {
   const mergedLoss = await run(env.engine.evaluate(plain, facts.validation));
   env.engine.dispose(plain);
   if (E.isLeft(mergedLoss)) return mergedLoss;

@@ -8,7 +8,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as t from "io-ts";
-import { type ConfigInvalid, configInvalid, decodeWith, FileName } from "../base/mod.ts";
+import { type ConfigInvalid, configInvalid, decodeWith, type ext, FileName } from "../base/mod.ts";
 import type { Plan } from "../solvers/mod.ts";
 import type { Config } from "./config.ts";
 import {
@@ -95,7 +95,7 @@ export function planToGraph(config: Config, plan: Plan): Pipeline {
  * depth for `training.steps`, with the config's settings as they were decoded. The run's folder
  * is named after the graph, so a name taken from the file's must be a plain file name too.
  */
-export function standardGraph(config: Config, file: string): E.Either<ConfigInvalid, Pipeline> {
+export function standardGraph(config: Config, file: string): ext.Either<ConfigInvalid, Pipeline> {
   const named = decodeWith(t.type({ name: FileName }), { name: config.name });
   if (E.isLeft(named)) return E.left(configInvalid(file, named.left.join("; ")));
   return E.right({

@@ -13,6 +13,7 @@ import {
   type ConfigInvalid,
   configInvalid,
   DEFAULT_PLACEMENT,
+  type ext,
   firstStageRoles,
   type GraphInvalid,
   graphInvalid,
@@ -106,7 +107,7 @@ interface Open {
  * Validates a pipeline and returns its stages, or the first problem found: the model, the
  * batch arithmetic, the nodes in order, then the declared FLOPs.
  */
-export function validateGraph(p: Pipeline): E.Either<GraphProblem, ValidGraph> {
+export function validateGraph(p: Pipeline): ext.Either<GraphProblem, ValidGraph> {
   const shape = completeShape(p.model);
   const badShape = shapeProblem(shape);
   if (badShape !== undefined) return E.left(configInvalid("model", badShape));
@@ -150,7 +151,7 @@ function validateNodes(
   p: Pipeline,
   shape: LlamaShape,
   trainingSeed: number,
-): E.Either<GraphInvalid, GraphStage[]> {
+): ext.Either<GraphInvalid, GraphStage[]> {
   const target = shape.layers;
   const stages: GraphStage[] = [];
   const ids = new Set<string>();
@@ -163,7 +164,7 @@ function validateNodes(
     if (n.id === "") return E.left(graphInvalid(where, "node has an empty id"));
     if (ids.has(n.id)) return E.left(graphInvalid(where, `id "${n.id}" is used twice`));
     ids.add(n.id);
-    const fail = (msg: string): E.Either<GraphInvalid, GraphStage[]> =>
+    const fail = (msg: string): ext.Either<GraphInvalid, GraphStage[]> =>
       E.left(graphInvalid(where, msg));
     switch (n.op) {
       case "train": {
