@@ -31,6 +31,7 @@ import type { Tokenizer } from "./tokenizer.ts";
 
 /** One instruction-tuning example: the prompt's fields and the response to learn. */
 export interface AlpacaRecord extends Instruction {
+  /** The response the model learns to give. */
   readonly output: string;
 }
 
@@ -151,6 +152,7 @@ export function readAlpaca(path: string): ext.TaskEither<FileError, AlpacaRecord
 
 /** One encoded example: inputs and next-token targets, prompt targets -1. */
 export interface SftExample {
+  /** The prompt's and the response's token ids, the last one left out (it is only a target). */
   readonly tokens: Int32Array;
   /** Same length as `tokens`; -1 where the next token is still part of the prompt. */
   readonly targets: Int32Array;
@@ -162,7 +164,9 @@ export interface SftExample {
 
 /** What encoding needs: the tokeniser and the model's context length. */
 export interface SftEncoding {
+  /** Encodes the prompt and the response; `eot` ends the response. */
   readonly tokenizer: Pick<Tokenizer, "encode" | "eot">;
+  /** The model's context length: an example's tokens are cut to it. */
   readonly maxSeqLen: number;
 }
 
@@ -202,6 +206,7 @@ export function encodeAlpaca(record: AlpacaRecord, how: SftEncoding): SftExample
 
 /** The encoded examples of a record list, and what the length limit did to it. */
 export interface SftSet {
+  /** The records that fit, encoded, in file order. */
   readonly examples: readonly SftExample[];
   /** Indices (into the record list) of the records behind `examples`, in order. */
   readonly kept: readonly number[];

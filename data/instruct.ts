@@ -10,6 +10,7 @@
 
 /** One instruction record: what Alpaca's JSON holds per example. */
 export interface Instruction {
+  /** The task, as the user writes it. */
   readonly instruction: string;
   /** Optional context for the instruction; empty or absent selects the shorter template. */
   readonly input?: string;
@@ -42,7 +43,9 @@ export function alpacaPrompt(x: Instruction): string {
 
 /** A turn of a conversation: a user's instruction and, for earlier turns, the model's answer. */
 export interface Turn {
+  /** The user's instruction. */
   readonly instruction: string;
+  /** The model's answer, for a finished turn; absent for the turn being asked. */
   readonly response?: string;
 }
 

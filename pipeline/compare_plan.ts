@@ -10,7 +10,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import { type ConfigInvalid, configInvalid, type ext, type GraphInvalid } from "../base/mod.ts";
 import { shareWeights } from "../solvers/mod.ts";
-import type { Config } from "./config.ts";
+import type { Config, FlopsAccounting } from "./config.ts";
 import { type RunFlops, runFlops, stagePricesPerToken } from "./run_flops.ts";
 import { stepNodes } from "./plan_to_graph.ts";
 import {
@@ -76,9 +76,13 @@ export function parseMethods(
 export interface CompareRun {
   /** Directory name under `DIR/runs/`: `<method>-s<seed>`. */
   readonly id: string;
+  /** The method's name: `standard`, `relora`, `galore` or `step-K`. */
   readonly method: string;
+  /** The seed's number among the method's runs, from 0 (added to `training.seed`). */
   readonly seed: number;
+  /** The run's stage graph. */
   readonly graph: Pipeline;
+  /** The compute the run spends, in both accountings. */
   readonly flops: RunFlops;
 }
 
@@ -86,12 +90,15 @@ export interface CompareRun {
 export interface ComparePlan {
   /** The compute every run matches. */
   readonly flops: number;
-  readonly accounting: "paper" | "executed";
+  /** How a token was charged in matching it. */
+  readonly accounting: FlopsAccounting;
+  /** Every run: each method with each of its seeds. */
   readonly runs: readonly CompareRun[];
 }
 
 /** What building the graphs needs beyond the config. */
 export interface CompareInputs {
+  /** The methods compared (`parseMethods`). */
   readonly methods: readonly CompareMethod[];
   /** Seeds per method: one count for all, or a count per method name (1 for the others). */
   readonly seeds: number | Readonly<Record<string, number>>;
@@ -99,7 +106,8 @@ export interface CompareInputs {
   readonly splits: ReadonlyMap<number, readonly number[]>;
 }
 
-type Problem = ConfigInvalid | GraphInvalid;
+/** Why the comparison's graphs cannot be built: a config they refuse, or a graph that fails validation. */
+export type CompareProblem = ConfigInvalid | GraphInvalid;
 
 /** The per-stage nodes of a method, for given steps per stage. */
 interface Skeleton {
@@ -206,8 +214,8 @@ function normalised(w: readonly number[]): number[] {
 /** The compute every run gets: `budget.flops`, or standard pre-training's steps priced. */
 export function compareBudget(
   config: Config,
-  accounting: "paper" | "executed",
-): ext.Either<Problem, number> {
+  accounting: FlopsAccounting,
+): ext.Either<CompareProblem, number> {
   const total = config.budget.total;
   if (total.kind === "flops") return E.right(total.flops);
   const probe = graphOf(config, { kind: "standard" }, undefined, 0, [1]);
@@ -222,7 +230,7 @@ function graphOf(
   split: readonly number[] | undefined,
   seed: number,
   steps: readonly number[],
-): ext.Either<Problem, ValidGraph> {
+): ext.Either<CompareProblem, ValidGraph> {
   const sk = skeleton(config, method, split);
   const second = config.compare.secondCorpus;
   const evalNodes: StageNode[] = second === undefined ? [] : [evaluate({
@@ -252,7 +260,7 @@ function graphOf(
 export function comparePlan(
   config: Config,
   inputs: CompareInputs,
-): ext.Either<Problem, ComparePlan> {
+): ext.Either<CompareProblem, ComparePlan> {
   const accounting = config.budget.accounting;
   const budget = compareBudget(config, accounting);
   if (E.isLeft(budget)) return budget;
@@ -312,6 +320,7 @@ export type GraphFileState =
 export interface RunGraphEvidence {
   /** The graph file, as the folder names it (`DIR/graphs/<id>.yaml`). */
   readonly graphFile: string;
+  /** What the graph file holds. */
   readonly graphFileState: GraphFileState;
   /** The run directory (`DIR/runs/<id>`). */
   readonly runDir: string;

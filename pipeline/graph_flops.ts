@@ -14,6 +14,7 @@ import { stageFlopsPerToken } from "../solvers/mod.ts";
 export interface FlopsStage {
   /** n_i: layers this stage adds. */
   readonly added: number;
+  /** Optimizer steps of the stage. */
   readonly steps: number;
   /** Adapters on the frozen layers, if any. */
   readonly pet: { readonly rank: number; readonly targets: readonly Projection[] } | undefined;
@@ -21,12 +22,14 @@ export interface FlopsStage {
 
 /** The graph's compute, per stage and in total. */
 export interface GraphFlops {
+  /** Per stage: its number, FLOPs per token (6·trained + 2·frozen), tokens and FLOPs. */
   readonly stages: readonly {
     readonly stage: number;
     readonly flopsPerToken: number;
     readonly tokens: number;
     readonly flops: number;
   }[];
+  /** The whole graph's FLOPs. */
   readonly total: number;
   /** One optimizer step of every stage: how far rounding steps to integers can move the total. */
   readonly oneStepPerStage: number;

@@ -42,15 +42,21 @@ export type { RunProgress, StageRecord } from "./run_state.ts";
 
 /** What a run returns. */
 export interface RunResult {
+  /** What each stage measured, beside the plan's prediction. */
   readonly stages: readonly StageRecord[];
+  /** Validation loss of the last stage's model, adapters unmerged. */
   readonly finalValLoss: number;
   /** Validation loss after merging every adapter (should equal `finalValLoss`). */
   readonly mergedValLoss: number;
+  /** Path of the merged final model. */
   readonly finalCheckpoint: string;
   /** Standard pre-training of the final model with the same batches, on the same backend. */
   readonly standardPredicted: { readonly stateBytes: number; readonly peakBytes: number };
+  /** Optimizer steps of the whole run. */
   readonly globalSteps: number;
+  /** Tokens trained on. */
   readonly tokens: number;
+  /** The global step this session resumed from; undefined for a fresh run. */
   readonly resumedFrom: number | undefined;
 }
 

@@ -21,13 +21,17 @@ import {
 
 /** Options of {@link stageModules}. */
 export interface StageModulesOptions {
+  /** Where growth puts the new layers. */
   readonly placement: Placement;
   /** Seed of the `random` placement (the run's `training.seed`). */
   readonly seed: number;
   /** Projections that get adapters. */
   readonly targets: readonly Projection[];
+  /** The adapters' rank r. */
   readonly rank: number;
+  /** The adapters' α (their output is scaled by α / r). */
   readonly alpha: number;
+  /** Whether embeddings, final norm and LM head keep training after stage 1. */
   readonly trainEmbeddingsAfterStage1: boolean;
   /** A tied LM head is the embedding: no separate `lm_head` entry. */
   readonly tiedEmbeddings: boolean;
@@ -35,20 +39,27 @@ export interface StageModulesOptions {
 
 /** PEFT's LoraConfig arguments that adapt exactly the stage's adapted modules. */
 export interface PeftTargets {
+  /** The adapters' rank. */
   readonly r: number;
+  /** The adapters' α. */
   readonly lora_alpha: number;
+  /** Projection names adapted (`q_proj`, …). */
   readonly target_modules: readonly string[];
+  /** Indices of the layers adapted. */
   readonly layers_to_transform: readonly number[];
+  /** The name of the module list those indices count in. */
   readonly layers_pattern: "layers";
 }
 
 /** Module roles of one stage. */
 export interface StageModules {
+  /** The stage's number, from 1. */
   readonly stage: number;
   /** Depth during the stage. */
   readonly layers: number;
   /** Indices (in this stage's numbering) of the layers this stage added. */
   readonly newLayers: readonly number[];
+  /** Modules whose weights train at full rank. */
   readonly trainable: readonly string[];
   /** Modules whose weights do not train, adapted ones included. */
   readonly frozen: readonly string[];

@@ -22,7 +22,9 @@ import {
 
 /** One stage's length: the steps it runs and its warmup + cosine schedule's length. */
 export interface StageLength {
+  /** Optimizer steps the stage runs. */
   readonly steps: number;
+  /** Length of its warmup + cosine schedule. */
   readonly scheduleSteps: number;
 }
 

@@ -109,6 +109,7 @@ export function predictStandard(g: ValidGraph): number {
 
 /** What one stage of a run is predicted to hold. */
 export interface StagePrediction {
+  /** The stage's number, from 1. */
   readonly stage: number;
   /** Model state per the plan (engine regime). */
   readonly stateBytes: number;

@@ -39,10 +39,13 @@ export function stagePricesPerToken(
 
 /** A run's compute in both accountings. */
 export interface RunFlops {
+  /** FLOPs in the paper's accounting (6·N trained + 2·N frozen per token, non-embedding). */
   readonly paper: number;
+  /** FLOPs of the matmuls the engine executes. */
   readonly executed: number;
   /** Tokens trained on. */
   readonly tokens: number;
+  /** Optimizer steps of the run. */
   readonly steps: number;
   /** Cumulative FLOPs (matched accounting) at the end of each stage, by global step. */
   readonly stageEnds: readonly { readonly globalStep: number; readonly flops: number }[];

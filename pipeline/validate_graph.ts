@@ -54,12 +54,15 @@ export interface GraphStage {
   readonly layers: number;
   /** n_i: layers this stage adds. */
   readonly added: number;
+  /** Optimizer steps the stage runs. */
   readonly steps: number;
+  /** Length of the stage's warmup + cosine (longer than `steps` when growth cuts it short). */
   readonly scheduleSteps: number;
   /** Steps of the schedule the stage before already spent (ReLoRA's one cosine); 0 for STEP. */
   readonly scheduleOffset: number;
   /** Peak LR of this stage (each stage re-warms to it). */
   readonly lr: number | undefined;
+  /** Warmup steps of this stage's schedule (unset: `training.warmup`). */
   readonly warmup: number | undefined;
   /** Growth that opened this stage (none for stage 1); `seed` is the node's, else training.seed. */
   readonly growth:
@@ -77,10 +80,15 @@ export interface GraphStage {
 
 /** A graph that passed validation, with its stages and its settings, defaults applied. */
 export interface ValidGraph {
+  /** The graph as decoded. */
   readonly pipeline: Pipeline;
+  /** The model the graph grows into, completed. */
   readonly shape: LlamaShape;
+  /** The stages, in order: what each trains, freezes and adapts. */
   readonly stages: readonly GraphStage[];
+  /** The training settings, defaults applied. */
   readonly training: TrainingSettings;
+  /** The data settings, defaults applied. */
   readonly data: DataSettings;
   /** Optimizer steps of the whole graph. */
   readonly totalSteps: number;
