@@ -9,7 +9,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { statfsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { type ext, formatBytes, ioFailed } from "../base/mod.ts";
-import { removeStaleTemps, writeDirAtomic } from "../store/mod.ts";
+import { removeStaleTemps, writeDirAtomic, writeFileAtomic } from "../store/mod.ts";
 import { exists, readJson } from "./_files.ts";
 import type { HfDtype } from "./hf_config.ts";
 import { checkOutput } from "./output_path.ts";
@@ -109,6 +109,11 @@ export interface WriteCheckpointOptions {
   readonly baseModel: string;
   /** Replace `out` if it exists (otherwise that is an error). */
   readonly replace: boolean;
+  /**
+   * Text files (name → text) written beside the weights inside the same atomic directory, e.g.
+   * the tokeniser's (`tokenizerFiles`): the output never appears without them.
+   */
+  readonly extraFiles?: Readonly<Record<string, string>>;
 }
 
 /** What {@link writeCheckpoint} wrote: paths relative to `dir`. */
@@ -126,7 +131,11 @@ export interface WrittenCheckpoint {
 function outputBytes(view: ModelView, options: WriteCheckpointOptions): number {
   const width = options.format === "step" || options.dtype === "float32" ? 4 : 2;
   const tensors = [...view.tensors, ...(view.adapters?.tensors ?? [])];
-  return tensors.reduce((sum, t) => sum + width * t.shape.reduce((a, b) => a * b, 1), 0);
+  const extra = Object.values(options.extraFiles ?? {}).reduce(
+    (sum, text) => sum + text.length * 3,
+    0,
+  );
+  return tensors.reduce((sum, t) => sum + width * t.shape.reduce((a, b) => a * b, 1), extra);
 }
 
 /** Free bytes on the file system that holds `dir` (or its nearest existing ancestor). */
@@ -175,6 +184,10 @@ export function writeCheckpoint(
       ? mergeAdapters(view)
       : view;
     const written = await writeDirAtomic(target, (tmp) => async () => {
+      for (const [name, text] of Object.entries(options.extraFiles ?? {})) {
+        const w = await writeFileAtomic(`${tmp}/${name}`, text)();
+        if (E.isLeft(w)) return w;
+      }
       if (options.format === "step") {
         const w = await writeStepCheckpoint(model, tmp)();
         if (E.isLeft(w)) return w;
@@ -196,6 +209,7 @@ export function writeCheckpoint(
       files.push(...a.right.map((f) => `${ADAPTER_DIR}/${f}`));
       return E.right(undefined);
     })();
-    return E.isLeft(written) ? written : E.right({ dir: target, files });
+    const extra = Object.keys(options.extraFiles ?? {});
+    return E.isLeft(written) ? written : E.right({ dir: target, files: [...files, ...extra] });
   };
 }

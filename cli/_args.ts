@@ -8,7 +8,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import * as E from "fp-ts/lib/Either.js";
 import { type ConfigInvalid, configInvalid, describeUnknown } from "../base/mod.ts";
-import { TokenizerName } from "../data/mod.ts";
+import { TokenizerName, type TokenizerSpec } from "../data/mod.ts";
 import { type BackendName, BACKENDS, type EngineName, ENGINES } from "../pipeline/mod.ts";
 
 /** Flags and positionals as `parseArgs` returns them. */
@@ -84,14 +84,27 @@ export function intFlag(
   );
 }
 
-/** `--tokenizer bytes|gpt2`, or undefined when absent. */
+/**
+ * `--tokenizer bytes|gpt2|PATH` (a `tokenizer.json` or a Hugging Face model folder holding one,
+ * relative to the working directory), or undefined when absent. A path that does not exist is
+ * refused here, naming the flag; the file itself is read when the model is opened.
+ */
 export function tokenizerFlag(
   p: ParsedCommand,
-): E.Either<ConfigInvalid, TokenizerName | undefined> {
+): E.Either<ConfigInvalid, TokenizerSpec | undefined> {
   const v = stringFlag(p, "tokenizer");
-  return v === undefined || TokenizerName.is(v)
-    ? E.right(v as TokenizerName | undefined)
-    : E.left(configInvalid("--tokenizer", `unknown tokenizer "${v}": expected bytes or gpt2`));
+  if (v === undefined || TokenizerName.is(v)) return E.right(v);
+  let found = false;
+  try {
+    Deno.statSync(v);
+    found = true;
+  } catch {
+    // Not there (or not readable): refused below, naming the flag.
+  }
+  return found && v.trim() !== "" ? E.right(v) : E.left(configInvalid(
+    "--tokenizer",
+    `"${v}" is neither bytes, gpt2 nor an existing tokenizer.json or Hugging Face model folder`,
+  ));
 }
 
 /** `--FLAG NAME` where NAME must be one of `choices`, or undefined when absent. */

@@ -6,7 +6,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { type ConfigInvalid, type PipelineError } from "../base/mod.ts";
-import type { TokenizerName } from "../data/mod.ts";
+import type { TokenizerSpec } from "../data/mod.ts";
 import { type LoadedModel, loadModel, startBackend } from "../effects/mod.ts";
 import { type BackendName, BACKENDS } from "../pipeline/mod.ts";
 import { samplingProblem } from "../kernels/mod.ts";
@@ -47,7 +47,8 @@ export function generationUsage(defaults: GenerationDefaults): string {
   --top-k K          sample from the K most likely tokens (default ${defaults.topK ?? "off"})
   --top-p P          sample from the smallest set of mass ≥ P (default ${defaults.topP ?? "off"})
   --seed S           seed of the sampling stream (default 0)
-  --tokenizer NAME   bytes | gpt2, when the checkpoint does not record it
+  --tokenizer T      bytes | gpt2 | a tokenizer.json or HF model folder, when the
+                     checkpoint carries none
   --shape FILE       model shape, for a bare checkpoint/ directory
   --backend NAME     ${BACKENDS.join(" | ")} (default auto)
   --no-cache         recompute the whole context every token (the key/value cache's reference)
@@ -77,7 +78,7 @@ export interface GenerationArgs {
   readonly topK?: number;
   readonly topP?: number;
   readonly seed: number;
-  readonly tokenizer?: TokenizerName;
+  readonly tokenizer?: TokenizerSpec;
   readonly shape?: string;
   readonly backend: BackendName;
   readonly cache: boolean;

@@ -17,16 +17,20 @@ import {
   findTokenizer,
   growCheckpoint,
   HF_DTYPES,
+  HF_TOKENIZER_FILES,
   type HfDtype,
   type InputPath,
+  loadFoundTokenizer,
   type ModelView,
+  modelVocab,
   openCheckpoint,
   type OpenedCheckpoint,
   openPeftAdapter,
   type OutputPath,
   requireFinite,
   TOKENIZER_FILE,
-  tokenizerRecordText,
+  type TokenizerFiles,
+  tokenizerFiles,
   torchDtype,
   writeCheckpoint,
   type WrittenCheckpoint,
@@ -38,7 +42,6 @@ import {
   describeUnknown,
   exitCode,
   formatBytes,
-  ioFailed,
   kernelFailed,
   parseBytes,
   type PipelineError,
@@ -60,6 +63,9 @@ Commands:
   merge BASE ADAPTER OUT      merge a PEFT LoRA adapter into BASE
   logits CHECKPOINT --tokens "1,2,3[;4,5,6]" --out FILE
                               next-token logits on the engine, as JSON (for comparing with transformers)
+
+Every output carries the input's tokenizer (tokenizer.json, tokenizer_config.json and the record
+step-tokenizer.json), so an exported folder is a complete Hugging Face model folder.
 
 Options:
   --dtype float32|float16|bfloat16  stored dtype of a Hugging Face output (default: export float32,
@@ -275,42 +281,87 @@ function finiteUnlessAllowed(view: ModelView, values: Values): ModelView {
     : requireFinite(view, "pass --allow-non-finite to convert it anyway");
 }
 
+/** A save: what was written and what became of the input's tokeniser (a line for the user). */
+interface Saved {
+  readonly saved: WrittenCheckpoint;
+  readonly tokenizer: string;
+}
+
 function save(
+  c: OpenedCheckpoint,
   view: ModelView,
   out: string,
-  output: Output,
-  defaults: { format: CheckpointFormat; adapters: "separate" | "merge"; baseModel: string },
-): TE.TaskEither<PipelineError, WrittenCheckpoint> {
+  o: {
+    readonly output: Output;
+    readonly values: Values;
+    readonly defaults: {
+      format: CheckpointFormat;
+      adapters: "separate" | "merge";
+      baseModel: string;
+    };
+  },
+): TE.TaskEither<PipelineError, Saved> {
+  const { output, defaults } = o;
   return pipe(
-    writeCheckpoint(view, out, {
-      format: output.format ?? defaults.format,
-      dtype: output.dtype ?? torchDtype(view.dtype) ?? "float32",
-      maxShardBytes: output.maxShardBytes,
-      adapters: defaults.adapters,
-      baseModel: defaults.baseModel,
-      replace: output.replace,
-    }),
-    TE.flatMap((saved) => carryTokenizer(view, saved)),
+    carriedTokenizer(c, str(o.values, "shape")),
+    TE.flatMap((carried) =>
+      pipe(
+        writeCheckpoint(view, out, {
+          format: output.format ?? defaults.format,
+          dtype: output.dtype ?? torchDtype(view.dtype) ?? "float32",
+          maxShardBytes: output.maxShardBytes,
+          adapters: defaults.adapters,
+          baseModel: defaults.baseModel,
+          replace: output.replace,
+          extraFiles: carried.files,
+        }),
+        TE.map((saved) => ({ saved, tokenizer: carried.note })),
+      )
+    ),
   );
 }
 
+/** The tokeniser files an output carries, and a line saying what they are. */
+interface Carried {
+  readonly files: TokenizerFiles;
+  readonly note: string;
+}
+
 /**
- * The input's tokeniser, when it was recorded (not guessed), goes with the output: evaluation
- * and generation of a grown, merged or exported model encode text as its training did.
+ * The input's tokeniser goes with every output, inside the same atomic write: Hugging Face's
+ * `tokenizer.json` and `tokenizer_config.json` (an exported folder is a complete HF model) and
+ * STEP's record (evaluation and generation of a grown, merged, imported or exported model encode
+ * text as its training did). One that does not fit the model's vocabulary is refused before
+ * anything is written; a guessed one is not written down as if it had been recorded.
  */
-function carryTokenizer(
-  view: ModelView,
-  saved: WrittenCheckpoint,
-): TE.TaskEither<PipelineError, WrittenCheckpoint> {
+function carriedTokenizer(
+  c: OpenedCheckpoint,
+  shapeFile: string | undefined,
+): TE.TaskEither<PipelineError, Carried> {
   return async () => {
+    const { view } = c;
     const found = await findTokenizer(view.source, view.shape.vocab);
-    if (E.isLeft(found) || found.right === undefined || found.right.guessed) return E.right(saved);
-    const w = await writeFileAtomic(
-      `${saved.dir}/${TOKENIZER_FILE}`,
-      tokenizerRecordText(found.right.name),
-    )();
-    if (E.isLeft(w)) return E.left(ioFailed(`${saved.dir}/${TOKENIZER_FILE}`, w.left.message));
-    return E.right({ ...saved, files: [...saved.files, TOKENIZER_FILE] });
+    if (E.isLeft(found)) return found;
+    const f = found.right;
+    if (f === undefined || f.guessed) {
+      const none = `no tokenizer: ${view.source} has no ${TOKENIZER_FILE} or ` +
+        `${HF_TOKENIZER_FILES.tokenizer}, so the output carries none`;
+      return E.right({
+        files: {},
+        note: f === undefined
+          ? `${none}; give eval, generate, chat and finetune --tokenizer`
+          : `${none} (${f.how}: a guess is not recorded); give eval, generate, chat and ` +
+            "finetune --tokenizer if the guess is wrong",
+      });
+    }
+    const opened = await loadFoundTokenizer(f, await modelVocab(view, c.format, shapeFile));
+    if (E.isLeft(opened)) return opened;
+    const files = tokenizerFiles(f.spec, opened.right.tokenizer);
+    return E.right({
+      files,
+      note:
+        `tokenizer ${opened.right.tokenizer.name} (${opened.right.tokenizer.vocabSize} ids; ${f.how})`,
+    });
   };
 }
 
@@ -332,10 +383,13 @@ async function sizeOf(saved: WrittenCheckpoint): Promise<string> {
 function report(
   verb: string,
   from: string,
-  saved: WrittenCheckpoint,
+  s: Saved,
 ): TE.TaskEither<PipelineError, string> {
+  const { saved } = s;
   return TE.fromTask(async () =>
-    `${verb} ${from}\n  → ${saved.dir}: ${saved.files.join(", ")} (${await sizeOf(saved)})`
+    `${verb} ${from}\n  → ${saved.dir}: ${saved.files.join(", ")} (${await sizeOf(saved)})\n  ${
+      s.tokenizer[0]!.toUpperCase() + s.tokenizer.slice(1)
+    }`
   );
 }
 
@@ -347,13 +401,14 @@ function exportCmd(a: Args): TE.TaskEither<PipelineError, string> {
     TE.flatMap((output) =>
       withCheckpoint(src, a.values, (c) =>
         pipe(
-          save(finiteUnlessAllowed(c.view, a.values), out, {
-            ...output,
-            dtype: output.dtype ?? "float32",
-          }, {
-            format: "hf",
-            adapters: a.values["merge-adapters"] === true ? "merge" : "separate",
-            baseModel: str(a.values, "base-name") ?? out,
+          save(c, finiteUnlessAllowed(c.view, a.values), out, {
+            output: { ...output, dtype: output.dtype ?? "float32" },
+            values: a.values,
+            defaults: {
+              format: "hf",
+              adapters: a.values["merge-adapters"] === true ? "merge" : "separate",
+              baseModel: str(a.values, "base-name") ?? out,
+            },
           }),
           TE.flatMap((saved) => report("Exported", describeView(c), saved)),
         ))
@@ -369,16 +424,11 @@ function importCmd(a: Args): TE.TaskEither<PipelineError, string> {
     TE.flatMap((output) =>
       withCheckpoint(src, a.values, (c) =>
         pipe(
-          save(
-            finiteUnlessAllowed(c.view, a.values),
-            out,
-            { ...output, format: "step" },
-            {
-              format: "step",
-              adapters: "merge",
-              baseModel: out,
-            },
-          ),
+          save(c, finiteUnlessAllowed(c.view, a.values), out, {
+            output: { ...output, format: "step" },
+            values: a.values,
+            defaults: { format: "step", adapters: "merge", baseModel: out },
+          }),
           TE.flatMap((saved) => report("Imported", describeView(c), saved)),
         ))
     ),
@@ -408,7 +458,11 @@ function growCmd(a: Args): TE.TaskEither<PipelineError, string> {
           seed,
         });
         return pipe(
-          save(grown, out, output, { format: c.format, adapters: "merge", baseModel: out }),
+          save(c, grown, out, {
+            output,
+            values: a.values,
+            defaults: { format: c.format, adapters: "merge", baseModel: out },
+          }),
           TE.flatMap((saved) =>
             report(`Grew (+${add} layers, ${p}, now ${grown.shape.layers})`, describeView(c), saved)
           ),
@@ -436,10 +490,10 @@ function mergeCmd(a: Args): TE.TaskEither<PipelineError, string> {
             pipe(
               TE.fromEither(attachAdapters(c.view, ad, () => undefined)),
               TE.flatMap((view) =>
-                save(finiteUnlessAllowed(view, a.values), out, output, {
-                  format: c.format,
-                  adapters: "merge",
-                  baseModel: out,
+                save(c, finiteUnlessAllowed(view, a.values), out, {
+                  output,
+                  values: a.values,
+                  defaults: { format: c.format, adapters: "merge", baseModel: out },
                 })
               ),
               TE.flatMap((saved) =>

@@ -1,6 +1,6 @@
 /**
  * `deno task eval CHECKPOINT [--tasks a,b,…] [--task-file DEF --data PATH] [--data-dir DIR]
- * [--limit N] [--batch N] [--window N] [--stride N] [--json] [--out FILE] [--tokenizer NAME]
+ * [--limit N] [--batch N] [--window N] [--stride N] [--json] [--out FILE] [--tokenizer NAME|PATH]
  * [--backend NAME]`
  *
  * Zero-shot evaluation the way lm-evaluation-harness does it (multiple choice by
@@ -19,7 +19,7 @@ import {
   renderError,
 } from "../base/mod.ts";
 import { checkOutput, exists, type InputPath } from "../checkpoint/mod.ts";
-import type { TokenizerName } from "../data/mod.ts";
+import type { TokenizerSpec } from "../data/mod.ts";
 import {
   builtinTask,
   evaluateTask,
@@ -70,7 +70,8 @@ Options:
   --stride N         ids newly scored per window (default: the window)
   --json             print one JSON object instead of the table
   --out FILE         also write the JSON object to FILE (atomically)
-  --tokenizer NAME   bytes | gpt2, when the checkpoint does not record it
+  --tokenizer T      bytes | gpt2 | a tokenizer.json or HF model folder, when the
+                     checkpoint carries none
   --backend NAME     ${BACKENDS.join(" | ")} (default auto)
   -h, --help         show this help`;
 
@@ -86,7 +87,7 @@ interface EvalArgs {
   readonly stride?: number;
   readonly json: boolean;
   readonly out?: string;
-  readonly tokenizer?: TokenizerName;
+  readonly tokenizer?: TokenizerSpec;
   readonly backend: BackendName;
 }
 

@@ -14,7 +14,7 @@ import {
   type PipelineError,
   renderError,
 } from "../base/mod.ts";
-import { type TokenizerName } from "../data/mod.ts";
+import type { TokenizerSpec } from "../data/mod.ts";
 import { createEngine, finetune, type FinetuneReport, type RunDirMode } from "../effects/mod.ts";
 import {
   type BackendName,
@@ -65,7 +65,8 @@ Options (defaults: the paper's fine-tuning settings, then Stanford Alpaca's):
   --stop-after N        stop after N steps of this session, with a checkpoint to --resume from
   --resume              continue the run in DIR from its checkpoint (same options)
   --force               replace the earlier run in DIR (without it, a used DIR is refused)
-  --tokenizer NAME      bytes | gpt2, when the checkpoint does not record its tokenizer
+  --tokenizer T         bytes | gpt2 | a tokenizer.json or HF model folder, when the
+                        checkpoint carries no tokenizer
   --shape FILE          the model shape of a bare checkpoint/ directory
   --backend NAME        ${BACKENDS.join(" | ")} (default auto)
   -h, --help            show this help
@@ -79,7 +80,7 @@ interface FinetuneArgs {
   readonly out: string;
   readonly mode: RunDirMode;
   readonly settings: FinetuneSettings;
-  readonly tokenizer?: TokenizerName;
+  readonly tokenizer?: TokenizerSpec;
   readonly shapeFile?: string;
   readonly backend: BackendName;
   readonly stopAfter?: number;

@@ -1,6 +1,6 @@
 /**
  * `deno task generate CHECKPOINT --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
- * [--top-p P] [--seed S] [--tokenizer bytes|gpt2] [--backend NAME] [--no-cache] [--json]`
+ * [--top-p P] [--seed S] [--tokenizer bytes|gpt2|PATH] [--backend NAME] [--no-cache] [--json]`
  *
  * Continues a prompt with the model, printing the text to stdout as it is generated (the
  * prompt itself is not repeated); the model line and tokens/s go to stderr. With `--json`,

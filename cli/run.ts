@@ -246,6 +246,7 @@ export async function main(
     out,
     mode: args.mode,
     print,
+    configFile: args.file,
     ...field("backend", args.backend),
   })();
   if (E.isLeft(wired)) return fail(wired.left);

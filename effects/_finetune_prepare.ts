@@ -13,7 +13,7 @@ import {
   encodeAlpacaSet,
   readAlpaca,
   type SftSet,
-  type TokenizerName,
+  type TokenizerSpec,
 } from "../data/mod.ts";
 import { exportParams } from "../kernels/mod.ts";
 import {
@@ -31,7 +31,7 @@ export interface PrepareInputs {
   readonly base: string;
   readonly data: string;
   readonly settings: FinetuneSettings;
-  readonly tokenizer?: TokenizerName;
+  readonly tokenizer?: TokenizerSpec;
   readonly shapeFile?: string;
 }
 

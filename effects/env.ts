@@ -9,7 +9,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as path from "node:path";
-import { RUN_DIR } from "../checkpoint/mod.ts";
+import { RUN_DIR, vocabProblem } from "../checkpoint/mod.ts";
 import type * as TE from "fp-ts/lib/TaskEither.js";
 import {
   configInvalid,
@@ -19,7 +19,7 @@ import {
   type PlanInfeasible,
   planInfeasible,
 } from "../base/mod.ts";
-import { type Batch, evalBatches, loadCorpus } from "../data/mod.ts";
+import { type Batch, evalBatches, loadCorpus, loadTokenizer, type Tokenizer } from "../data/mod.ts";
 import {
   type BackendName,
   type Env,
@@ -31,40 +31,49 @@ import {
 } from "../pipeline/mod.ts";
 import { dataEffect } from "./data_effect.ts";
 import { openRunDir, type RunDirMode } from "./run_dir.ts";
+import { runTokenizer } from "./run_tokenizer.ts";
 import { processMemory } from "./process_memory.ts";
 import { createEngine } from "./tfjs_engine.ts";
 import { createTorchEngine } from "./torch_engine.ts";
 import { findTorchPython, torchCapabilityProblem } from "./torch_launch.ts";
 
-/** The data effect of a graph: its corpus loaded (and cached), batched as its training says. */
-export function graphData(g: ValidGraph): TE.TaskEither<PipelineError, Env["data"]> {
+/**
+ * The data effect of a graph: its corpus loaded (and cached), batched as its training says;
+ * `tokenizer` is the run's (`runTokenizer`), loaded from `data.tokenizer` when not given.
+ */
+export function graphData(
+  g: ValidGraph,
+  tokenizer?: Tokenizer,
+): TE.TaskEither<PipelineError, Env["data"]> {
   return async () => {
     const T = g.training;
     const d = g.data;
     const seeds = runSeeds(T.seed);
     const how = { textField: d.textField, builtinBytes: d.builtinBytes, seed: seeds.builtinCorpus };
+    const tok = tokenizer === undefined ? await loadTokenizer(d.tokenizer)() : E.right(tokenizer);
+    if (E.isLeft(tok)) return tok;
+    const problem = vocabProblem(tok.right, d.tokenizer, {
+      vocab: g.shape.vocab,
+      file: "model.vocab",
+    });
+    if (problem !== undefined) return E.left(problem);
     const corpus = await loadCorpus({
       sources: resolvedSources(d.source, how),
-      tokenizer: d.tokenizer,
+      // The loaded tokeniser below is the one used; the name is the config's form only.
+      tokenizer: "bytes",
       seed: seeds.dataOrder,
       validation: d.validation === undefined
         ? { fraction: d.valFraction, by: "auto" }
         : { sources: resolvedSources(d.validation, how) },
-    }, { cacheDir: d.cacheDir })();
+    }, { cacheDir: d.cacheDir, tokenizer: tok.right })();
     if (E.isLeft(corpus)) return corpus;
-    if (corpus.right.tokenizer.vocabSize > g.shape.vocab) {
-      return E.left(configInvalid(
-        "model.vocab",
-        `${g.shape.vocab} is smaller than the ${corpus.right.tokenizer.name} tokenizer's ${corpus.right.tokenizer.vocabSize} tokens`,
-      ));
-    }
     const data = dataEffect(corpus.right, {
       batch: T.microBatch,
       seq: T.seqLen,
       seed: seeds.dataOrder,
     });
     if (E.isLeft(data)) return data;
-    const sets = await evaluationSets(g, how);
+    const sets = await evaluationSets(g, how, corpus.right.tokenizer);
     if (E.isLeft(sets)) return sets;
     const byNode = sets.right;
     return E.right({
@@ -81,6 +90,7 @@ export function graphData(g: ValidGraph): TE.TaskEither<PipelineError, Env["data
 async function evaluationSets(
   g: ValidGraph,
   how: Parameters<typeof resolvedSources>[1],
+  tokenizer: Tokenizer,
 ): Promise<E.Either<PipelineError, Map<string, Batch[]>>> {
   const T = g.training;
   const sets = new Map<string, Batch[]>();
@@ -88,9 +98,9 @@ async function evaluationSets(
     if (n.op !== "eval" || n.source === undefined) continue;
     const corpus = await loadCorpus({
       sources: resolvedSources(n.source, how),
-      tokenizer: g.data.tokenizer,
+      tokenizer: "bytes", // the loaded tokeniser below is the one used
       validation: { fraction: 0 },
-    }, { cacheDir: g.data.cacheDir })();
+    }, { cacheDir: g.data.cacheDir, tokenizer })();
     if (E.isLeft(corpus)) return corpus;
     const batches = evalBatches(corpus.right.train, {
       batch: T.microBatch,
@@ -171,6 +181,8 @@ export interface WireOptions {
   readonly backend?: BackendName;
   /** Where progress lines go. */
   readonly print: (line: string) => void;
+  /** The config or pipeline file the graph came from, for messages (`FILE: model.vocab`). */
+  readonly configFile?: string;
 }
 
 /**
@@ -222,7 +234,20 @@ export function wireRun(
       const tooBig = machineMemoryProblem(g, Deno.systemMemoryInfo());
       if (tooBig !== undefined) return E.left(tooBig);
     }
-    const data = await graphData(g)();
+    // The tokeniser first: a vocabulary that cannot hold its ids is refused before any data is read.
+    const at = (field: string) =>
+      options.configFile === undefined ? field : `${options.configFile}: ${field}`;
+    const tok = await runTokenizer(g.data.tokenizer, {
+      out: options.out,
+      resume: options.mode === "resume",
+      model: { vocab: g.shape.vocab, file: at("model.vocab") },
+      where: at("data.tokenizer"),
+    });
+    if (E.isLeft(tok)) return tok;
+    options.print(
+      `Tokenizer: ${tok.right.tokenizer.name} (${tok.right.tokenizer.vocabSize} ids; ${tok.right.how})`,
+    );
+    const data = await graphData(g, tok.right.tokenizer)();
     if (E.isLeft(data)) return data;
     const engine = onTorch
       ? await torchEngine(g, data.right, options.out)
@@ -231,7 +256,7 @@ export function wireRun(
     const dir = await openRunDir(options.out, {
       mode: options.mode,
       print: options.print,
-      tokenizer: g.data.tokenizer,
+      tokenizer: tok.right.files,
     })();
     if (E.isLeft(dir)) {
       await engine.right.shutdown?.();

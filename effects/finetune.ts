@@ -18,8 +18,8 @@
 import * as E from "fp-ts/lib/Either.js";
 import type * as TE from "fp-ts/lib/TaskEither.js";
 import { describeUnknown, ioFailed, type PipelineError } from "../base/mod.ts";
-import { checkOutput, RUN_DIR, RUN_OUTPUTS } from "../checkpoint/mod.ts";
-import type { TokenizerName } from "../data/mod.ts";
+import { checkOutput, RUN_DIR, RUN_OUTPUTS, tokenizerFiles } from "../checkpoint/mod.ts";
+import type { TokenizerSpec } from "../data/mod.ts";
 import {
   type ClockEffect,
   decodeMetricLines,
@@ -52,7 +52,7 @@ export interface FinetuneOptions {
   readonly engine: Engine;
   readonly settings: FinetuneSettings;
   /** The base's tokeniser, when its checkpoint does not say (`--tokenizer`). */
-  readonly tokenizer?: TokenizerName;
+  readonly tokenizer?: TokenizerSpec;
   /** The shape of a bare `checkpoint/` directory (`--shape`). */
   readonly shapeFile?: string;
   /** Stop after this many steps of this session, with a checkpoint to `--resume` from. */
@@ -65,7 +65,8 @@ export interface FinetuneOptions {
 export interface FinetuneReport extends FinetuneSummary {
   readonly kind: "finetune";
   readonly base: string;
-  readonly tokenizer: TokenizerName;
+  /** The base's tokeniser (its `name`), which the output carries. */
+  readonly tokenizer: string;
   readonly tokenizerHow: string;
   readonly data: string;
   readonly maxSeqLen: number;
@@ -129,7 +130,7 @@ export function finetune(given: FinetuneOptions): TE.TaskEither<PipelineError, F
     const opened = await openRunDir(options.out, {
       mode: options.mode,
       print: options.print,
-      tokenizer: p.loaded.tokenizerName,
+      tokenizer: tokenizerFiles(p.loaded.tokenizerSpec, p.loaded.tokenizer),
       shape: p.loaded.model.shape,
     })();
     if (E.isLeft(opened)) {
@@ -251,7 +252,7 @@ async function finish(
   const report: FinetuneReport = {
     kind: "finetune",
     base: p.loaded.source,
-    tokenizer: p.loaded.tokenizerName,
+    tokenizer: p.loaded.tokenizer.name,
     tokenizerHow: p.loaded.tokenizerHow,
     data: o.data,
     maxSeqLen: p.loaded.model.shape.maxSeqLen,

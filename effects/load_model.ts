@@ -11,21 +11,25 @@ import * as E from "fp-ts/lib/Either.js";
 import type * as TE from "fp-ts/lib/TaskEither.js";
 import { type ConfigInvalid, configInvalid, type FileError } from "../base/mod.ts";
 import {
-  findTokenizer,
   type LazyTensor,
   type ModelView,
+  modelVocab,
   openCheckpoint,
+  openTokenizer,
   requireFinite,
 } from "../checkpoint/mod.ts";
-import { type Tokenizer, tokenizerFor, type TokenizerName } from "../data/mod.ts";
+import type { Tokenizer, TokenizerSpec } from "../data/mod.ts";
 import { disposeParams, importParams, type Model, type ParamRecord } from "../kernels/mod.ts";
 
 /** A model in the engine and its tokeniser; `dispose` frees the weights. */
 export interface LoadedModel {
   readonly model: Model;
   readonly tokenizer: Tokenizer;
-  /** The tokeniser's name, as a checkpoint records it. */
-  readonly tokenizerName: TokenizerName;
+  /**
+   * Where the tokeniser was loaded from: `bytes`, `gpt2`, or the path of its `tokenizer.json`
+   * (or of the folder holding it), for writing it beside weights trained from this model.
+   */
+  readonly tokenizerSpec: TokenizerSpec;
   /** How the tokeniser was determined (recorded, from the run, guessed, or given). */
   readonly tokenizerHow: string;
   /** The checkpoint directory, for messages and reports. */
@@ -37,8 +41,8 @@ export interface LoadedModel {
 
 /** Options of {@link loadModel}. */
 export interface LoadOptions {
-  /** The tokeniser to use whatever the checkpoint says (`--tokenizer`). */
-  readonly tokenizer?: TokenizerName;
+  /** The tokeniser to use whatever the checkpoint says (`--tokenizer`): a name or a path. */
+  readonly tokenizer?: TokenizerSpec;
   /** A shape file for a bare `checkpoint/` directory (`--shape`). */
   readonly shapeFile?: string;
 }
@@ -64,8 +68,10 @@ async function records(
 /**
  * Opens `path`, decides its tokeniser and loads its weights (adapters unmerged, with their
  * scale) into the active backend. A checkpoint that does not say which tokeniser it was trained
- * with, and whose files do not tell, is an error asking for `--tokenizer`; a weight holding a
- * NaN or an infinity is a `ContentInvalid` naming the tensor and the element.
+ * with, and whose files do not tell, is an error asking for `--tokenizer`; a tokeniser with more
+ * ids than the model's vocabulary is refused before any weight is read, naming both numbers
+ * and both files; a weight holding a NaN or an infinity is a `ContentInvalid` naming the tensor
+ * and the element.
  *
  * @example
  * ```ts
@@ -87,34 +93,25 @@ export function loadModel(
     const { view, format } = opened.right;
     try {
       const shape = view.shape;
-      let name = options.tokenizer;
-      let how = "given with --tokenizer";
-      if (name === undefined) {
-        const found = await findTokenizer(view.source, shape.vocab);
-        if (E.isLeft(found)) return found;
-        if (found.right === undefined) {
-          return E.left(configInvalid(
-            view.source,
-            `cannot tell which tokenizer this checkpoint was trained with (no step-tokenizer.json, no run around it, vocabulary ${shape.vocab}): pass --tokenizer bytes or --tokenizer gpt2`,
-          ));
-        }
-        ({ name, how } = found.right);
-      }
-      const tokenizer = await tokenizerFor(name)();
-      if (E.isLeft(tokenizer)) return tokenizer;
-      if (tokenizer.right.vocabSize > shape.vocab) {
+      const tok = await openTokenizer(view.source, {
+        model: await modelVocab(view, format, options.shapeFile),
+        ...(options.tokenizer === undefined ? {} : { given: options.tokenizer }),
+      });
+      if (E.isLeft(tok)) return tok;
+      if (tok.right === undefined) {
         return E.left(configInvalid(
           view.source,
-          `the ${name} tokenizer has ${tokenizer.right.vocabSize} tokens, more than the model's vocabulary of ${shape.vocab}`,
+          `cannot tell which tokenizer this checkpoint was trained with (no step-tokenizer.json or tokenizer.json, no run around it, vocabulary ${shape.vocab}): pass --tokenizer bytes, gpt2 or the path of its tokenizer.json`,
         ));
       }
+      const { tokenizer, spec, how } = tok.right;
       const weights = await records(view);
       if (E.isLeft(weights)) return weights;
       const params = importParams(weights.right);
       return E.right({
         model: { shape, params, loraScale: view.adapters?.scale ?? 1 },
-        tokenizer: tokenizer.right,
-        tokenizerName: name,
+        tokenizer,
+        tokenizerSpec: spec,
         tokenizerHow: how,
         source: view.source,
         format,

@@ -18,3 +18,4 @@ export * from "./evaluate.ts";
 export * from "./finetune.ts";
 export * from "./generate_text.ts";
 export * from "./mt_bench.ts";
+export * from "./run_tokenizer.ts";

@@ -30,10 +30,8 @@ import {
   RUN_OUTPUTS,
   shapeConfigText,
   STEP_METADATA,
-  TOKENIZER_FILE,
-  tokenizerRecordText,
+  type TokenizerFiles,
 } from "../checkpoint/mod.ts";
-import type { TokenizerName } from "../data/mod.ts";
 import {
   type Checkpoint,
   decodeMetricLines,
@@ -73,8 +71,12 @@ export interface RunDirOptions {
   readonly mode: RunDirMode;
   /** Where human-readable lines go. */
   readonly print: (line: string) => void;
-  /** The tokeniser the run's ids belong to, recorded beside the weights it writes. */
-  readonly tokenizer?: TokenizerName;
+  /**
+   * The tokeniser the run's ids belong to, as the files written beside every checkpoint's
+   * weights (`tokenizerFiles`: Hugging Face's tokenizer.json and tokenizer_config.json, and
+   * STEP's record).
+   */
+  readonly tokenizer?: TokenizerFiles;
   /** The model's shape when the run cannot change it (fine-tuning), recorded in checkpoints. */
   readonly shape?: LlamaShape;
 }
@@ -224,14 +226,13 @@ function loadCheckpoint(ckpt: string): TE.TaskEither<FileError, Checkpoint | und
 /** The store effect over `dir` (the caller holds the directory's lock). */
 export function runDirStore(
   dir: string,
-  tokenizer?: TokenizerName,
+  tokenizer?: TokenizerFiles,
   fixedShape?: LlamaShape,
 ): StoreEffect {
-  // Evaluation and generation read which tokeniser the ids belong to from the checkpoint itself.
+  // The tokeniser travels with the weights, inside the same atomic directory: evaluation and
+  // generation read it from the checkpoint itself, and HF loaders find a complete model folder.
   const tokenizerRecord = (tmp: string) =>
-    tokenizer === undefined
-      ? []
-      : [writeFileAtomic(`${tmp}/${TOKENIZER_FILE}`, tokenizerRecordText(tokenizer))];
+    Object.entries(tokenizer ?? {}).map(([name, text]) => writeFileAtomic(`${tmp}/${name}`, text));
   // A shape that cannot change during the run (fine-tuning) makes each checkpoint open on its
   // own; pre-training's depth changes at every growth, so its checkpoints take it from the run.
   const shapeRecord = (tmp: string) =>

@@ -317,12 +317,36 @@ export const TrainingCodec: Section<typeof TRAINING_FIELDS> = section("training"
 /** Training settings. */
 export type TrainingSettings = ext.TypeOf<typeof TrainingCodec>;
 
+/**
+ * Codec of `data.tokenizer`: `bytes`, `gpt2`, or a path to a `tokenizer.json` or a folder holding
+ * one. Only the form is checked here; the file is read (and a missing one named) when the run
+ * loads it.
+ */
+export const TokenizerSpecCodec: ext.Type<string, string, unknown> = new t.Type<
+  string,
+  string,
+  unknown
+>(
+  "TokenizerSpec",
+  (u): u is string => typeof u === "string" && u.trim() !== "",
+  (u, c) =>
+    typeof u === "string" && u.trim() !== "" ? t.success(u) : t.failure(
+      u,
+      c,
+      'expected "bytes", "gpt2", or a path to a tokenizer.json or a Hugging Face model folder',
+    ),
+  t.identity,
+);
+
 /** The fields of {@link DataCodec}, each with its codec and default. */
 export const DATA_FIELDS = {
   /** `builtin`, a file, a directory, a glob, a source object, or a list of them. */
   source: field(DataSourcesCodec, "builtin"),
-  /** `bytes` (one id per byte) or `gpt2` (GPT-2's BPE). */
-  tokenizer: field(oneOf("tokenizer", ["bytes", "gpt2"]), "bytes"),
+  /**
+   * `bytes` (one id per byte), `gpt2` (GPT-2's BPE), or a path (relative to the working
+   * directory, as `source` is) to a Hugging Face `tokenizer.json` or a model folder holding one.
+   */
+  tokenizer: field(TokenizerSpecCodec, "bytes"),
   /** The field of a JSON-lines or Parquet record that holds its text. */
   textField: field(t.string, "text"),
   /** Fraction of the source held out for validation. */

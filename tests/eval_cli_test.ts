@@ -12,6 +12,7 @@ import { disposeParams, exportParams, initBackend, initParams } from "../kernels
 import type { LlamaShape } from "../base/llama_shape.ts";
 import { TOKENIZER_FILE } from "../checkpoint/mod.ts";
 import { capture, type Captured } from "./cli_capture.ts";
+import { BYTES_FILES } from "./tiny_model.ts";
 
 const SHARED = fileURLToPath(new URL("../../shared/data", import.meta.url));
 const haveShared = (() => {
@@ -52,11 +53,12 @@ async function randomModel(
   const params = initParams(shape, shape.layers, 11);
   const records = await exportParams(params);
   disposeParams(params);
-  const saved = await runDirStore(`${dir}/run`, tokenizer).saveFinal({
-    params: records,
-    moments: [],
-    meta: { trainable: [], loraScale: 1, adamStep: 0 },
-  }, shape)();
+  const saved = await runDirStore(`${dir}/run`, tokenizer === undefined ? undefined : BYTES_FILES)
+    .saveFinal({
+      params: records,
+      moments: [],
+      meta: { trainable: [], loraScale: 1, adamStep: 0 },
+    }, shape)();
   assert(E.isRight(saved));
   return `${dir}/run/final`;
 }

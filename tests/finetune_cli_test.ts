@@ -25,6 +25,7 @@ import { baseSnapshot } from "../effects/_finetune_prepare.ts";
 import { accountModel, padExamples } from "../pipeline/mod.ts";
 import { capture, type Captured } from "./cli_capture.ts";
 import { finetuneMetrics, ofType } from "./metrics.ts";
+import { BYTES_FILES } from "./tiny_model.ts";
 
 const SHARED = new URL("../../shared/data/alpaca/alpaca_en_demo.json", import.meta.url).pathname;
 const hasShared = (() => {
@@ -56,7 +57,7 @@ async function writeBase(dir: string, s: LlamaShape): Promise<string> {
   const params = initParams(s, s.layers, 7);
   const records = await exportParams(params);
   disposeParams(params);
-  const saved = await runDirStore(`${dir}/base`, "bytes").saveFinal({
+  const saved = await runDirStore(`${dir}/base`, BYTES_FILES).saveFinal({
     params: records,
     moments: [],
     meta: { trainable: [], loraScale: 1, adamStep: 0 },
@@ -341,7 +342,7 @@ Deno.test({
     const base = await baseSnapshot({
       model,
       tokenizer: byteTokenizer(),
-      tokenizerName: "bytes",
+      tokenizerSpec: "bytes",
       tokenizerHow: "given",
       source: "memory",
       format: "step",
@@ -398,7 +399,7 @@ Deno.test({
       // The mid-run checkpoint opens on its own (shape and tokenizer beside its weights).
       const mid = await loadModel(`${dir}/cut/checkpoint`)();
       assert(E.isRight(mid), E.isLeft(mid) ? mid.left.message : "");
-      assertEquals(mid.right.tokenizerName, "bytes");
+      assertEquals(mid.right.tokenizerSpec, "bytes");
       mid.right.dispose();
       // What a process killed after its checkpoint leaves behind: records past the checkpoint.
       await Deno.writeTextFile(`${dir}/cut/metrics.jsonl`, '{"type":"train","step":5,"loss":0}\n', {

@@ -9,6 +9,7 @@ import { main as generateMain } from "../cli/generate.ts";
 import { main as mtbenchMain } from "../cli/mtbench.ts";
 import { fitPrompt } from "../cli/chat.ts";
 import { runDirStore } from "../effects/run_dir.ts";
+import { BYTES_FILES } from "./tiny_model.ts";
 import { loadModel } from "../effects/load_model.ts";
 import { ALPACA_STOP_TEXTS, generateText } from "../effects/generate_text.ts";
 import { initBackend } from "../kernels/mod.ts";
@@ -41,7 +42,7 @@ async function writeModel(dir: string, shape: LlamaShape = SHAPE): Promise<strin
     return { name, shape: dims, data };
   });
   const meta = { trainable: [], loraScale: 1, adamStep: 0 };
-  const r = await runDirStore(dir, "bytes").saveFinal({ params, moments: [], meta }, shape)();
+  const r = await runDirStore(dir, BYTES_FILES).saveFinal({ params, moments: [], meta }, shape)();
   assert(E.isRight(r));
   return `${dir}/final`;
 }

@@ -8,7 +8,12 @@ import * as E from "fp-ts/lib/Either.js";
 import { assert } from "./assert.ts";
 import type { LlamaShape } from "../base/llama_shape.ts";
 import { runDirStore } from "../effects/run_dir.ts";
+import { type TokenizerFiles, tokenizerFiles } from "../checkpoint/mod.ts";
+import { byteTokenizer } from "../data/mod.ts";
 import { disposeParams, exportParams, initBackend, initParams } from "../kernels/mod.ts";
+
+/** What a run writes beside a byte model's weights: HF's tokenizer files and the record. */
+export const BYTES_FILES: TokenizerFiles = tokenizerFiles("bytes", byteTokenizer());
 
 /** A byte model that loads in a blink; its context holds the chat and Alpaca templates. */
 export const TINY_SHAPE: LlamaShape = {
@@ -43,7 +48,7 @@ export async function writeTinyModel(
   const records = await exportParams(params);
   disposeParams(params);
   for (const r of records) options.edit?.(r.name, r.data);
-  const saved = await runDirStore(runDir, "bytes").saveFinal({
+  const saved = await runDirStore(runDir, BYTES_FILES).saveFinal({
     params: records,
     moments: [],
     meta: { trainable: [], loraScale: 1, adamStep: 0 },
