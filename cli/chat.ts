@@ -1,6 +1,6 @@
 /**
  * `deno task chat CHECKPOINT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
- * [--seed S] [--tokenizer bytes|gpt2] [--backend NAME] [--no-cache]`
+ * [--seed S] [--tokenizer bytes|gpt2|PATH] [--backend NAME] [--no-cache]`
  *
  * A small conversation loop: each line read from stdin is an instruction, answered in the
  * Alpaca template with the earlier turns (and the model's answers) in the prompt. When the
@@ -15,7 +15,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import { configInvalid } from "../base/mod.ts";
 import { conversationPrompt, type Tokenizer, type Turn } from "../data/mod.ts";
-import { ALPACA_STOP_TEXTS, generateText } from "../effects/mod.ts";
+import { ALPACA_STOP_TEXTS, generateText, promptIds } from "../effects/mod.ts";
 import { booleanFlag, field, parseCommand } from "./_args.ts";
 import {
   describeLoaded,
@@ -62,7 +62,7 @@ async function* lines(input: ReadableStream<Uint8Array>): AsyncGenerator<string>
 
 /** What a prompt must fit: the model's tokenizer and context. */
 export interface ChatContext {
-  readonly tokenizer: Pick<Tokenizer, "encode">;
+  readonly tokenizer: Pick<Tokenizer, "encode" | "eot" | "bos">;
   readonly maxSeqLen: number;
 }
 
@@ -78,7 +78,7 @@ export interface FittedPrompt {
 }
 
 function tokens(turns: readonly Turn[], context: ChatContext): number {
-  return context.tokenizer.encode(conversationPrompt(turns)).length;
+  return promptIds(context.tokenizer, conversationPrompt(turns)).length;
 }
 
 /**

@@ -164,8 +164,11 @@ export interface SftExample {
 
 /** What encoding needs: the tokeniser and the model's context length. */
 export interface SftEncoding {
-  /** Encodes the prompt and the response; `eot` ends the response. */
-  readonly tokenizer: Pick<Tokenizer, "encode" | "eot">;
+  /**
+   * Encodes the prompt and the response; `eot` ends the response, and `bos`, where the
+   * tokeniser's config prepends one, starts the prompt (as it starts generation's prompts).
+   */
+  readonly tokenizer: Pick<Tokenizer, "encode" | "eot" | "bos">;
   /** The model's context length: an example's tokens are cut to it. */
   readonly maxSeqLen: number;
 }
@@ -188,7 +191,9 @@ export interface SftEncoding {
  * ```
  */
 export function encodeAlpaca(record: AlpacaRecord, how: SftEncoding): SftExample | undefined {
-  const prompt = how.tokenizer.encode(alpacaPrompt(record));
+  const text = how.tokenizer.encode(alpacaPrompt(record));
+  const bos = how.tokenizer.bos;
+  const prompt = bos === undefined ? text : Int32Array.of(bos, ...text);
   if (prompt.length > how.maxSeqLen) return undefined;
   const output = how.tokenizer.encode(record.output);
   const whole = prompt.length + output.length + 1;

@@ -85,6 +85,23 @@ Deno.test("encodeAlpaca() masks the prompt and ends the response with end-of-tex
   assertEquals(tok.decode(x.targets.filter((t) => t >= 0)), "Red.<|endoftext|>");
 });
 
+Deno.test("encodeAlpaca() starts the prompt with BOS where the tokenizer prepends one", () => {
+  const plain = byteTokenizer();
+  const tok = { ...plain, bos: 300 };
+  const r = { instruction: "Hi.", output: "Yo" };
+  const x = encodeAlpaca(r, { tokenizer: tok, maxSeqLen: 1024 });
+  assert(x !== undefined);
+  const prompt = [300, ...plain.encode(alpacaPrompt(r))];
+  const whole = [...prompt, ...plain.encode("Yo"), plain.eot];
+  assertEquals(Array.from(x.tokens), whole.slice(0, -1));
+  assertEquals(
+    Array.from(x.targets),
+    whole.slice(1).map((t, i) => (i + 1 < prompt.length ? -1 : t)),
+  );
+  // BOS counts against the context like any prompt token.
+  assertEquals(encodeAlpaca(r, { tokenizer: tok, maxSeqLen: prompt.length - 1 }), undefined);
+});
+
 Deno.test("encodeAlpaca() keeps the prompt whole and cuts the response's tail", () => {
   const tok = byteTokenizer();
   const r = { instruction: "Count.", output: "0123456789" };

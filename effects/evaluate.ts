@@ -24,6 +24,7 @@ import {
   nonFiniteMetric,
   pairRequest,
   perplexityMetrics,
+  prefixToken,
   readRecords,
   readTaskFile,
   rollingWindows,
@@ -232,7 +233,7 @@ async function documentTask(
   const encoder = new TextEncoder();
   const perDoc = items.map((it) => {
     const ids = tok.encode(it.text);
-    return { ids, windows: rollingWindows(ids, tok.eot, window, stride) };
+    return { ids, windows: rollingWindows(ids, prefixToken(tok), window, stride) };
   });
   const scores = await score(loaded, name, perDoc.flatMap((d) => d.windows), options);
   if (E.isLeft(scores)) return scores;

@@ -125,8 +125,38 @@ function heldForStop(text: string, stopTexts: readonly string[]): number {
 }
 
 /**
- * Generates a continuation of `prompt` (an empty prompt starts from end-of-text, as GPT-2's
- * unconditional samples do), calling `onText` with each settled piece of text.
+ * The ids a prompt is fed to the model as: BOS first where the tokeniser's config prepends it
+ * (as training put it before every document), otherwise the prompt's ids, and for an empty
+ * prompt end-of-text (as GPT-2's unconditional samples start).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { byteTokenizer } from "../data/mod.ts";
+ * import { promptIds } from "./generate_text.ts";
+ * assert.deepEqual([...promptIds(byteTokenizer(), "Hi")], [72, 105]);
+ * assert.deepEqual([...promptIds(byteTokenizer(), "")], [256]);
+ * assert.deepEqual([...promptIds({ ...byteTokenizer(), bos: 1 }, "")], [1]);
+ * ```
+ */
+export function promptIds(
+  tokenizer: Pick<Tokenizer, "encode" | "eot" | "bos">,
+  prompt: string,
+): Int32Array {
+  const encoded = tokenizer.encode(prompt);
+  if (tokenizer.bos === undefined) {
+    return encoded.length > 0 ? encoded : Int32Array.of(tokenizer.eot);
+  }
+  const ids = new Int32Array(encoded.length + 1);
+  ids[0] = tokenizer.bos;
+  ids.set(encoded, 1);
+  return ids;
+}
+
+/**
+ * Generates a continuation of `prompt` ({@link promptIds}: after BOS where the tokeniser adds
+ * one; an empty prompt without one starts from end-of-text), calling `onText` with each settled
+ * piece of text. Generation stops at the tokeniser's end-of-text id (its config's EOS).
  *
  * @example
  * ```ts
@@ -152,8 +182,7 @@ export function generateText(
 ): TE.TaskEither<KernelFailed | ContentInvalid, TextGeneration> {
   return TE.tryCatch(async () => {
     const { model, tokenizer } = m;
-    const encoded = tokenizer.encode(prompt);
-    const ids = encoded.length > 0 ? encoded : Int32Array.of(tokenizer.eot);
+    const ids = promptIds(tokenizer, prompt);
     const stream = textStream(tokenizer, options.stopTexts);
     const t0 = performance.now();
     let first: number | undefined;

@@ -1,8 +1,9 @@
 /**
  * Token-level requests, the harness's way: a (context, continuation) pair is encoded as the
  * whole string minus the context's encoding (so a BPE merge across the boundary goes to the
- * continuation), an empty context becomes the end-of-text token, and what does not fit the
- * model's window is cut from the left. Documents are scored in rolling windows.
+ * continuation), an empty context becomes the prefix token (the tokeniser's BOS when it has one,
+ * else end-of-text: the harness's `prefix_token_id`), and what does not fit the model's window is
+ * cut from the left. Documents are scored in rolling windows.
  *
  * @module
  */
@@ -18,16 +19,32 @@ export interface ScoreRequest {
 
 /** A context and continuation as token ids. */
 export interface EncodedPair {
-  /** Ids of the context (`[eot]` for an empty one). */
+  /** Ids of the context (`[prefix]` for an empty one: {@link prefixToken}). */
   readonly context: Int32Array;
   /** Ids scored after the context. */
   readonly continuation: Int32Array;
 }
 
 /**
+ * The id the harness puts before an empty context and a document's first window
+ * (`prefix_token_id`): the tokeniser's BOS when it has one, else its end-of-text.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { prefixToken } from "./requests.ts";
+ * assert.equal(prefixToken({ eot: 256 }), 256);
+ * assert.equal(prefixToken({ eot: 2, bos: 1 }), 1);
+ * ```
+ */
+export function prefixToken(tok: Pick<Tokenizer, "eot" | "bos">): number {
+  return tok.bos ?? tok.eot;
+}
+
+/**
  * Encodes a pair as lm-evaluation-harness does: trailing spaces of the context move to the
  * continuation; the continuation's ids are those of `context + continuation` after the
- * context's own ids; an empty context is `[eot]`.
+ * context's own ids; an empty context is `[prefix]` ({@link prefixToken}).
  *
  * @example
  * ```ts
@@ -43,7 +60,7 @@ export function encodePair(tok: Tokenizer, context: string, continuation: string
   const trimmed = context.replace(/ +$/, "");
   const moved = context.slice(trimmed.length) + continuation;
   if (trimmed === "") {
-    return { context: Int32Array.of(tok.eot), continuation: tok.encode(moved) };
+    return { context: Int32Array.of(prefixToken(tok)), continuation: tok.encode(moved) };
   }
   const whole = tok.encode(trimmed + moved);
   const ctx = tok.encode(trimmed);
@@ -80,8 +97,8 @@ export function pairRequest(pair: EncodedPair, window: number): ScoreRequest {
 
 /**
  * Rolling windows over a document's ids so that every id is scored exactly once: the first
- * window is `[eot]` and the first `window − 1` ids; each later one scores the next `stride`
- * ids (fewer at the end) with the `window` ids before each as context. `stride = window` is the
+ * window is `[prefix]` ({@link prefixToken}) and the first `window − 1` ids; each later one
+ * scores the next `stride` ids (fewer at the end) with the `window` ids before each as context. `stride = window` is the
  * harness's `loglikelihood_rolling`; a smaller stride gives every id more context, at more cost.
  *
  * @throws {Error} when `stride` is not in 1..window (a caller bug: flags are checked first).
@@ -96,7 +113,7 @@ export function pairRequest(pair: EncodedPair, window: number): ScoreRequest {
  */
 export function rollingWindows(
   ids: Int32Array,
-  eot: number,
+  prefix: number,
   window: number,
   stride: number,
 ): ScoreRequest[] {
@@ -108,7 +125,7 @@ export function rollingWindows(
   const first = Math.min(window, n);
   const out: ScoreRequest[] = [];
   const tokens = new Int32Array(first);
-  tokens[0] = eot;
+  tokens[0] = prefix;
   tokens.set(ids.subarray(0, first - 1), 1);
   out.push({ tokens, targets: ids.slice(0, first) });
   let predicted = first;

@@ -58,13 +58,16 @@ Deno.test("pairRequest keeps the continuation and cuts the context from the left
   assertEquals([...long.targets], [4, 5, 6], "an over-long continuation is scored on its tail");
 });
 
-Deno.test("encodePair moves the context's trailing spaces to the continuation; empty context is end-of-text", () => {
+Deno.test("encodePair moves the context's trailing spaces to the continuation; empty context is the prefix", () => {
   const tok = byteTokenizer();
   const p = encodePair(tok, "ab  ", "c");
   assertEquals([...p.context], [97, 98]);
   assertEquals([...p.continuation], [32, 32, 99]);
   const e = encodePair(tok, "", "x");
   assertEquals([...e.context], [256]);
+  // A tokeniser whose config prepends BOS: the harness's prefix_token_id is BOS.
+  assertEquals([...encodePair({ ...tok, bos: 300 }, "", "x").context], [300]);
+  assertEquals([...encodePair({ ...tok, bos: 300 }, "a", "x").context], [97]);
   // With a merging tokeniser the continuation is the whole string's ids after the context's.
   const merging: Tokenizer = {
     name: "pairs",
