@@ -13,7 +13,7 @@ import { removeStaleTemps, writeDirAtomic, writeFileAtomic } from "../store/mod.
 import { exists, readJson } from "./_files.ts";
 import type { HfDtype } from "./hf_config.ts";
 import { checkOutput } from "./output_path.ts";
-import { openHfCheckpoint, writeHfCheckpoint } from "./hf_checkpoint.ts";
+import { openHfCheckpoint, type SpecialTokens, writeHfCheckpoint } from "./hf_checkpoint.ts";
 import type { CkptError, ModelView } from "./model_view.ts";
 import { writePeftAdapter } from "./peft.ts";
 import { CHECKPOINT_FILES, FINAL_FILES, RUN_DIR } from "./run_layout.ts";
@@ -114,6 +114,8 @@ export interface WriteCheckpointOptions {
    * the tokeniser's (`tokenizerFiles`): the output never appears without them.
    */
   readonly extraFiles?: Readonly<Record<string, string>>;
+  /** A Hugging Face output's `bos_token_id` / `eos_token_id` (the carried tokeniser's). */
+  readonly specialTokens?: SpecialTokens;
 }
 
 /** What {@link writeCheckpoint} wrote: paths relative to `dir`. */

@@ -262,6 +262,20 @@ export interface HfWriteOptions {
   readonly dtype: HfDtype;
   /** Largest shard in bytes; a model above it is split, with an index. */
   readonly maxShardBytes: number;
+  /**
+   * The tokeniser's special ids, written as `config.json`'s `bos_token_id` (null: none) and
+   * `eos_token_id`, where `transformers` takes them for generation; unset: not written (and
+   * LlamaConfig's defaults, 1 and 2, apply).
+   */
+  readonly specialTokens?: SpecialTokens;
+}
+
+/** A tokeniser's special ids as a Hugging Face `config.json` names them. */
+export interface SpecialTokens {
+  /** The id put before every document; undefined when the tokeniser prepends none. */
+  readonly bos?: number;
+  /** The end-of-text id. */
+  readonly eos: number;
 }
 
 /** What {@link writeHfCheckpoint} wrote. */
@@ -327,7 +341,13 @@ export function writeHfCheckpoint(
     const totalBytes = [...specs.values()].reduce((sum, s) => sum + bytesOf(s), 0);
     const extra: [string, string][] = [[
       "config.json",
-      jsonText(toHfConfig(view.shape, options.dtype)),
+      jsonText({
+        ...toHfConfig(view.shape, options.dtype),
+        ...(options.specialTokens === undefined ? {} : {
+          bos_token_id: options.specialTokens.bos ?? null,
+          eos_token_id: options.specialTokens.eos,
+        }),
+      }),
     ]];
     if (shards.length > 1) {
       const sorted = Object.fromEntries(

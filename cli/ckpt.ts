@@ -28,6 +28,7 @@ import {
   openPeftAdapter,
   type OutputPath,
   requireFinite,
+  type SpecialTokens,
   TOKENIZER_FILE,
   type TokenizerFiles,
   tokenizerFiles,
@@ -314,6 +315,7 @@ function save(
           baseModel: defaults.baseModel,
           replace: output.replace,
           extraFiles: carried.files,
+          ...(carried.specialTokens === undefined ? {} : { specialTokens: carried.specialTokens }),
         }),
         TE.map((saved) => ({ saved, tokenizer: carried.note })),
       )
@@ -325,6 +327,8 @@ function save(
 interface Carried {
   readonly files: TokenizerFiles;
   readonly note: string;
+  /** Its BOS and EOS ids, for a Hugging Face output's config.json. */
+  readonly specialTokens?: SpecialTokens;
 }
 
 /**
@@ -356,9 +360,11 @@ function carriedTokenizer(
     }
     const opened = await loadFoundTokenizer(f, await modelVocab(view, c.format, shapeFile));
     if (E.isLeft(opened)) return opened;
-    const files = tokenizerFiles(f.spec, opened.right.tokenizer);
+    const t = opened.right.tokenizer;
+    const files = tokenizerFiles(f.spec, t);
     return E.right({
       files,
+      specialTokens: t.bos === undefined ? { eos: t.eot } : { bos: t.bos, eos: t.eot },
       note:
         `tokenizer ${opened.right.tokenizer.name} (${opened.right.tokenizer.vocabSize} ids; ${f.how})`,
     });

@@ -130,6 +130,12 @@ Deno.test({
       assertEquals([back.vocabSize, back.bos, back.eot], [32000, 1, 2]);
       for (const s of SAMPLES) assertEquals([...back.encode(s)], [...original.encode(s)], s);
       assertEquals([...back.encode("Hello world")], [22557, 1526]);
+      const hfConfig = JSON.parse(await Deno.readTextFile(`${dir}/hf/config.json`));
+      assertEquals([hfConfig.bos_token_id, hfConfig.eos_token_id, hfConfig.vocab_size], [
+        1,
+        2,
+        32000,
+      ]);
 
       await Deno.writeTextFile(`${dir}/colors.yaml`, COLORS_TASK);
       await Deno.writeTextFile(`${dir}/colors.jsonl`, colorsData(4));

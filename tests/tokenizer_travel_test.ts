@@ -93,6 +93,9 @@ Deno.test("every checkpoint writer carries the tokenizer beside the weights", ()
     );
     assertStringIncludes(exported.out, "Tokenizer bytes (257 ids; recorded in");
     await carriesBytes(`${dir}/hf`);
+    // transformers takes generation's special ids from config.json: the byte tokenizer's.
+    const config = JSON.parse(await Deno.readTextFile(`${dir}/hf/config.json`));
+    assertEquals([config.bos_token_id, config.eos_token_id], [null, 256]);
     await ok("import", `${dir}/hf`, `${dir}/imported`);
     await carriesBytes(`${dir}/imported`);
     await ok("grow", `${dir}/run/final`, `${dir}/grown`, "--add", "1");
@@ -111,6 +114,10 @@ Deno.test("every checkpoint writer carries the tokenizer beside the weights", ()
       await Deno.copyFile(`${dir}/hf/${f}`, `${dir}/bare/${f}`);
     }
     const bare = await ok("import", `${dir}/bare`, `${dir}/bare-in`);
+    // Exported on, still without one: config.json names no special ids it cannot know.
+    await ok("export", `${dir}/bare-in`, `${dir}/bare-hf`);
+    const bareConfig = JSON.parse(await Deno.readTextFile(`${dir}/bare-hf/config.json`));
+    assert(!("bos_token_id" in bareConfig) && !("eos_token_id" in bareConfig));
     assertStringIncludes(bare.out, "No tokenizer");
     assertStringIncludes(bare.out, "--tokenizer");
     assertEquals(names(`${dir}/bare-in`), ["config.json", "model.safetensors"]);
