@@ -350,6 +350,7 @@ export async function modelVocab(
 
 /** A checkpoint's tokeniser, loaded and checked against its vocabulary. */
 export interface OpenedTokenizer extends FoundTokenizer {
+  /** The tokeniser, loaded. */
   readonly tokenizer: Tokenizer;
 }
 
