@@ -15,6 +15,21 @@ import { byteTokenizer, gpt2Tokenizer, loadTokenizer, type Tokenizer } from "./t
 const PYTHON = Deno.env.get("HF_CHECK_PYTHON") ?? "python3";
 const SCRIPT = fileURLToPath(new URL("./hf_tokenizer_check.py", import.meta.url));
 
+/** Whether PYTHON can import transformers (probed once, without importing it). */
+const available = (() => {
+  try {
+    const probe =
+      "import importlib.util, sys; sys.exit(importlib.util.find_spec('transformers') is None)";
+    return new Deno.Command(PYTHON, { args: ["-c", probe], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+if (!available) {
+  console.warn(`data/hf_tokenizer_py_test.ts: ${PYTHON} cannot import transformers; skipping`);
+}
+
 function folderOf(pkg: string): string {
   return path.dirname(fileURLToPath(import.meta.resolve(`${pkg}/models/tokenizer.json`)));
 }
@@ -50,7 +65,11 @@ async function transformersIds(
   return JSON.parse(new TextDecoder().decode(out.stdout)) as Record<string, PyIds>;
 }
 
-Deno.test("transformers (Python) agrees with our tokenizers: ids, EOS, BOS (skipped without it)", async () => {
+Deno.test({
+  name: "transformers (Python) agrees with our tokenizers: ids, EOS, BOS" +
+    (available ? "" : ` (skipped: ${PYTHON} has no transformers; set HF_CHECK_PYTHON)`),
+  ignore: !available,
+}, async () => {
   const dir = await Deno.makeTempDir();
   try {
     const gpt2 = await gpt2Tokenizer()();
@@ -77,10 +96,7 @@ Deno.test("transformers (Python) agrees with our tokenizers: ids, EOS, BOS (skip
       ...fc.sample(fc.string({ unit: "grapheme", maxLength: 40 }), { numRuns: 40, seed: 23 }),
     ].map((s) => s.toWellFormed());
     const got = await transformersIds(folders.map(([f]) => f), texts);
-    if (got === undefined) {
-      console.warn(`data/hf_tokenizer_py_test.ts: ${PYTHON} has no transformers; check skipped`);
-      return;
-    }
+    if (got === undefined) throw new Error(`${PYTHON} could not import transformers`);
     for (const [folder, t] of folders) {
       const py: PyIds = got[folder]!;
       assertEquals(py.eos, t.eot, `EOS of ${folder}`);
