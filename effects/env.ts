@@ -59,7 +59,7 @@ export function graphData(
     if (problem !== undefined) return E.left(problem);
     const corpus = await loadCorpus({
       sources: resolvedSources(d.source, how),
-      // The loaded tokeniser below is the one used; the name is the config's form only.
+      // CorpusConfig still names only a built-in; the loaded tokeniser (options) is the one used.
       tokenizer: "bytes",
       seed: seeds.dataOrder,
       validation: d.validation === undefined

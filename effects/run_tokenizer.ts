@@ -29,6 +29,11 @@ export interface RunTokenizer {
   readonly files: TokenizerFiles;
   /** Where it was loaded from, for the run's first lines. */
   readonly how: string;
+  /**
+   * What it was loaded from (`data.tokenizer`, or the run's copy: `DIR/checkpoint`), for whatever
+   * loads it again (e.g. tokenising workers).
+   */
+  readonly spec: TokenizerSpec;
 }
 
 /** Options of {@link runTokenizer}. */
@@ -71,6 +76,7 @@ export async function runTokenizer(
       tokenizer: g.tokenizer,
       files: tokenizerFiles(spec, g.tokenizer),
       how,
+      spec,
     }))(given);
   };
   const named = `data.tokenizer: ${tokenizerSource(spec)}`;
@@ -87,6 +93,7 @@ export async function runTokenizer(
       tokenizer: c.tokenizer,
       files,
       how: `the run's copy in ${ckpt} (data.tokenizer ${spec} cannot be found from here)`,
+      spec: c.spec,
     });
   }
   const given = await fromSpec(named);

@@ -197,6 +197,7 @@ Deno.test({
       const copy = await runTokenizer(`${dir}/moved/tokenizer.json`, resume);
       assert(E.isRight(copy), E.isLeft(copy) ? copy.left.message : "");
       assertStringIncludes(copy.right.how, "the run's copy");
+      assertEquals(copy.right.spec, `${dir}/run/checkpoint`);
       assertEquals([...copy.right.tokenizer.encode(SAMPLES[1]!)], [
         ...original.encode(SAMPLES[1]!),
       ]);
