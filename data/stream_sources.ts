@@ -201,11 +201,11 @@ function badUtf8(
   compressed: boolean,
 ): SourceFailure {
   const bad = firstBadUtf8(bytes);
-  const at = bad === undefined ? "" : `: byte 0x${
-    bad.byte.toString(16).toUpperCase().padStart(2, "0")
-  } at offset ${offset + bad.offset}${compressed ? " of the decompressed text" : ""} (line ${
-    line + bad.line - 1
-  })`;
+  const at = bad === undefined
+    ? ""
+    : `: byte 0x${bad.byte.toString(16).toUpperCase().padStart(2, "0")} at offset ${
+      offset + bad.offset
+    }${compressed ? " of the decompressed text" : ""} (line ${line + bad.line - 1})`;
   return new SourceFailure(contentInvalid(path, `not valid UTF-8${at}; save the file as UTF-8`));
 }
 
@@ -319,9 +319,7 @@ const LINE_BREAK = /[\n\u2028\u2029]/g;
 
 /** Whether `rest`, the text after a line start, may still become one of `markers`. */
 function mayBecome(rest: string, markers: readonly string[]): boolean {
-  return markers.some((m) =>
-    rest.length >= m.length ? rest.startsWith(m) : m.startsWith(rest)
-  );
+  return markers.some((m) => rest.length >= m.length ? rest.startsWith(m) : m.startsWith(rest));
 }
 
 /** Index of the last line break of `s` at or after `from`, or -1. */

@@ -46,7 +46,10 @@ async function streamed(
   return E.right(docs);
 }
 
-async function resolveOne(path: string, extra: Record<string, unknown> = {}): Promise<ResolvedFile> {
+async function resolveOne(
+  path: string,
+  extra: Record<string, unknown> = {},
+): Promise<ResolvedFile> {
   const r = await resolveSources([{ path, ...extra }], "/")();
   if (E.isLeft(r)) throw new Error(r.left.message);
   assert(r.right.length === 1);
@@ -85,7 +88,8 @@ async function write(dir: string, name: string, data: string | Uint8Array): Prom
 }
 
 Deno.test({
-  name: `streamDocuments: real text, JSONL and Parquet files read as readDocuments reads them${skipNote}`,
+  name:
+    `streamDocuments: real text, JSONL and Parquet files read as readDocuments reads them${skipNote}`,
   ignore: !shared,
   fn: async () => {
     const files: [string, Record<string, unknown>, (number | undefined)[]][] = [
@@ -106,7 +110,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: `streamDocuments: a big text is cut at safe line ends, each piece about the chunk size${skipNote}`,
+  name:
+    `streamDocuments: a big text is cut at safe line ends, each piece about the chunk size${skipNote}`,
   ignore: !shared,
   fn: async () => {
     const unit = await resolveOne(`${SHARED}/tinyshakespeare/input.txt`);
@@ -148,7 +153,8 @@ Deno.test("streamDocuments: Gutenberg header and footer cut as stripGutenberg cu
   await withDir(async (dir) => {
     const body = "Chapter 1\n\nIt was a dark night. 😀\nThe end.";
     const texts: Record<string, string> = {
-      "both.txt": `licence\n*** START OF THE BOOK ***\n\n  ${body}  \n\n*** END OF THE BOOK ***\nmore`,
+      "both.txt":
+        `licence\n*** START OF THE BOOK ***\n\n  ${body}  \n\n*** END OF THE BOOK ***\nmore`,
       "tight.txt": `***START OF X\n${body}\n***END OF X`,
       "no_start.txt": `${body}\n*** END OF IT\nafter`,
       "no_end.txt": `head\n*** START OF IT ***\r\n${body}\r\n`,
@@ -239,25 +245,36 @@ Deno.test("streamDocuments: bad UTF-8 is named by byte, offset and line, whereve
       const unit = await write(dir, name, bytes);
       await same(unit, [1, 2, 3, 4, 5, 9, undefined]);
       const r = await streamed(unit, 2);
-      assert(E.isLeft(r) && r.left._tag === "ContentInvalid" && /offset \d+ \(line \d+\)/.test(r.left.message));
+      assert(
+        E.isLeft(r) && r.left._tag === "ContentInvalid" &&
+          /offset \d+ \(line \d+\)/.test(r.left.message),
+      );
     }
   });
 });
 
 Deno.test("streamDocuments: .gz (several members too) and .zst text and JSONL decompressed while streaming", async () => {
   await withDir(async (dir) => {
-    const text = "\uFEFFhead\r\n*** START OF X\n" + "Ünïcödé 😀 line\n".repeat(500) + "*** END OF X\n";
+    const text = "\uFEFFhead\r\n*** START OF X\n" + "Ünïcödé 😀 line\n".repeat(500) +
+      "*** END OF X\n";
     const plain = await write(dir, "book.txt", text);
     const bytes = new TextEncoder().encode(text);
     const half = bytes.length >> 1;
-    const members = new Uint8Array([...gzipSync(bytes.subarray(0, half)), ...gzipSync(bytes.subarray(half))]);
-    const jsonl = Array.from({ length: 200 }, (_, i) => JSON.stringify({ text: `doc ${i} é` })).join("\n");
+    const members = new Uint8Array([
+      ...gzipSync(bytes.subarray(0, half)),
+      ...gzipSync(bytes.subarray(half)),
+    ]);
+    const jsonl = Array.from({ length: 200 }, (_, i) => JSON.stringify({ text: `doc ${i} é` }))
+      .join("\n");
     const pairs: [ResolvedFile, ResolvedFile][] = [
       [await write(dir, "a.txt.gz", gzipSync(bytes)), plain],
       [await write(dir, "b.txt.gz", members), plain],
       [await write(dir, "c.txt.zst", zstdCompressSync(bytes)), plain],
       [await write(dir, "d.jsonl.gz", gzipSync(jsonl)), await write(dir, "d.jsonl", jsonl)],
-      [await write(dir, "e.jsonl.zst", zstdCompressSync(jsonl)), await write(dir, "e.jsonl", jsonl)],
+      [
+        await write(dir, "e.jsonl.zst", zstdCompressSync(jsonl)),
+        await write(dir, "e.jsonl", jsonl),
+      ],
     ];
     for (const [packed, original] of pairs) {
       for (const gutenberg of [false, true]) {
@@ -272,7 +289,11 @@ Deno.test("streamDocuments: .gz (several members too) and .zst text and JSONL de
     const corrupt = await write(dir, "f.txt.gz", gzipSync(bytes).subarray(0, 100));
     const bad = await streamed(corrupt);
     assert(E.isLeft(bad) && bad.left._tag === "ContentInvalid" && bad.left.path === corrupt.path);
-    const badUtf8 = await write(dir, "g.txt.zst", zstdCompressSync(new Uint8Array([0x61, 0x0a, 0xff])));
+    const badUtf8 = await write(
+      dir,
+      "g.txt.zst",
+      zstdCompressSync(new Uint8Array([0x61, 0x0a, 0xff])),
+    );
     assertEquals(
       await streamed(badUtf8),
       E.left({
@@ -287,7 +308,10 @@ Deno.test("streamDocuments: .gz (several members too) and .zst text and JSONL de
 
 Deno.test("streamDocuments: Parquet row group by row group, reading only that group's bytes", async () => {
   await withDir(async (dir) => {
-    const texts = Array.from({ length: 90 }, (_, i) => (i % 7 === 3 ? "" : `row ${i} ${"é".repeat(i)}`));
+    const texts = Array.from(
+      { length: 90 },
+      (_, i) => (i % 7 === 3 ? "" : `row ${i} ${"é".repeat(i)}`),
+    );
     const bulk = Array.from({ length: 90 }, (_, i) => "z".repeat(20_000) + i);
     const bytes = parquetWriteBuffer({
       columnData: [
@@ -311,7 +335,9 @@ Deno.test("streamDocuments: Parquet row group by row group, reading only that gr
     assert(read < bytes.byteLength / 4, `read ${read} of ${bytes.byteLength} bytes`);
     const missing = await resolveOne(unit.path, { field: "body" });
     await same(missing, [undefined]);
-    const numbers = parquetWriteBuffer({ columnData: [{ name: "text", data: [1, 2], type: "INT32" }] });
+    const numbers = parquetWriteBuffer({
+      columnData: [{ name: "text", data: [1, 2], type: "INT32" }],
+    });
     await same(await write(dir, "n.parquet", new Uint8Array(numbers)), [undefined]);
   });
 });
@@ -333,7 +359,9 @@ Deno.test("streamDocuments: the built-in corpus, and a missing file or a FIFO as
     E.left({ _tag: "IoFailed", path: "/nonexistent/x.txt", message: "no such file" }),
   );
   const dev = await streamed({ ...missing, path: "/dev/zero" });
-  assert(E.isLeft(dev) && dev.left._tag === "IoFailed" && dev.left.message.includes("character device"));
+  assert(
+    E.isLeft(dev) && dev.left._tag === "IoFailed" && dev.left.message.includes("character device"),
+  );
 });
 
 Deno.test("resolveSources: .gz and .zst after a text or JSONL extension are data; .parquet.gz is not", async () => {
