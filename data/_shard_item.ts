@@ -65,6 +65,15 @@ export function loadTokenizerSpec(
   );
 }
 
+/**
+ * What the built-in tokenisers' specs load, known without loading their tables (a worker that
+ * loads anything else is refused: `shard_build.ts` compares).
+ */
+export const BUILTIN_FACTS: Readonly<Record<string, TokenizerFacts>> = {
+  bytes: { name: "bytes", vocabSize: 257, eot: 256 },
+  gpt2: { name: "gpt2-r50k_base", vocabSize: 50257, eot: 50256 },
+};
+
 /** The spec that loads a tokeniser equal to `t` in a worker, when one is known. */
 export function specOf(t: Tokenizer): string | undefined {
   return t.name === "bytes" ? "bytes" : t.name === "gpt2-r50k_base" ? "gpt2" : undefined;

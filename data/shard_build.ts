@@ -41,6 +41,7 @@ import type { ResolvedUnit } from "./sources.ts";
 import { DEFAULT_CHUNK_BYTES, streamDocuments, unitBytes } from "./stream_sources.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 import {
+  BUILTIN_FACTS,
   type EncodedItem,
   encodeItem,
   factsOf,
@@ -130,6 +131,8 @@ export interface PrepareShardsOptions {
   readonly chunkBytes?: number;
   /** Text (UTF-16 units) per work item (default 1 MiB). */
   readonly itemBytes?: number;
+  /** The config field the units come from, named when they hold no document (default `data.source`). */
+  readonly field?: string;
   /** Called after every written item and once at the end (`done: true`). */
   readonly progress?: (p: PrepareProgress) => void;
 }
@@ -196,12 +199,20 @@ async function sha256Hex(text: string): Promise<string> {
  * assert(/^c\/[0-9a-f]{32}$/.test(at.dir));
  * ```
  */
-export async function shardSetDir(
+export function shardSetDir(
   units: readonly ResolvedUnit[],
   tokenizer: Tokenizer,
   cacheDir: string,
 ): Promise<{ readonly dir: string; readonly key: string }> {
-  const key = shardSetKey(units, factsOf(tokenizer));
+  return locate(units, factsOf(tokenizer), cacheDir);
+}
+
+async function locate(
+  units: readonly ResolvedUnit[],
+  facts: TokenizerFacts,
+  cacheDir: string,
+): Promise<{ readonly dir: string; readonly key: string }> {
+  const key = shardSetKey(units, facts);
   return { dir: path.join(cacheDir, (await sha256Hex(key)).slice(0, 32)), key };
 }
 
@@ -503,6 +514,16 @@ async function build(
     if (E.isLeft(drained)) return drained;
     const shards = await writer.finish();
     const { tokens, documents } = writer.totals();
+    if (documents === 0) {
+      const names = units.map((u) => (u.kind === "file" ? `"${u.path}"` : "the built-in corpus"));
+      const shown = names.slice(0, 3).join(", ") + (names.length > 3 ? ", …" : "");
+      return E.left(
+        configInvalid(
+          options.field ?? "data.source",
+          `${shown || "no sources"}: no non-empty documents`,
+        ),
+      );
+    }
     const manifest: BuiltManifest = {
       format: FORMAT,
       version: VERSION,
@@ -554,23 +575,33 @@ export function prepareShards(
   options: PrepareShardsOptions,
 ): ext.TaskEither<FileError | ConfigInvalid, PreparedShards> {
   return async () => {
-    let t: Tokenizer;
+    const wanted = Math.max(1, Math.floor(options.workers ?? navigator.hardwareConcurrency ?? 1));
+    let loaded: Tokenizer | undefined;
     let spec: string | undefined;
+    let facts: TokenizerFacts;
     if (typeof tokenizer === "string") {
-      const loaded = await loadTokenizerSpec(tokenizer)();
-      if (E.isLeft(loaded)) return loaded;
-      t = loaded.right;
       spec = tokenizer;
+      // Workers load the tables themselves: this process needs only what the key holds.
+      const known = wanted > 1 && Object.hasOwn(BUILTIN_FACTS, spec)
+        ? BUILTIN_FACTS[spec]
+        : undefined;
+      if (known !== undefined) facts = known;
+      else {
+        const made = await loadTokenizerSpec(tokenizer)();
+        if (E.isLeft(made)) return made;
+        loaded = made.right;
+        facts = factsOf(loaded);
+      }
     } else {
-      t = tokenizer;
+      loaded = tokenizer;
       spec = specOf(tokenizer);
+      facts = factsOf(tokenizer);
     }
     const { cacheDir } = options;
     if (!LITTLE_ENDIAN) {
       return E.left(ioFailed(cacheDir, "token shards are little-endian; this host is big-endian"));
     }
-    const facts = factsOf(t);
-    const { dir, key } = await shardSetDir(units, t, cacheDir);
+    const { dir, key } = await locate(units, facts, cacheDir);
     const hit = await completeSet(dir, key);
     if (hit !== undefined) return E.right({ dir, manifest: hit, fromCache: true });
     const hash = path.basename(dir);
@@ -585,17 +616,16 @@ export function prepareShards(
         ioFailed(cacheDir, `Cannot create the token shard folder: ${describeUnknown(e)}`),
       );
     }
-    const wanted = Math.floor(options.workers ?? navigator.hardwareConcurrency ?? 1);
     const wide = facts.vocabSize > 65536;
     let encoder: Encoder;
-    if (wanted > 1 && spec !== undefined) {
-      const pool = await workerPool(spec, wanted, wide, facts);
+    if ((wanted > 1 && spec !== undefined) || loaded === undefined) {
+      const pool = await workerPool(spec!, wanted, wide, facts);
       if (E.isLeft(pool)) {
         await Deno.remove(temp, { recursive: true }).catch(() => undefined);
         return E.left(configInvalid("data.tokenizer", pool.left));
       }
       encoder = pool.right;
-    } else encoder = inProcessEncoder(t, wide);
+    } else encoder = inProcessEncoder(loaded, wide);
     let built: ext.Either<FileError | ConfigInvalid, BuiltManifest>;
     try {
       built = await build(units, encoder, facts, temp, key, options);
