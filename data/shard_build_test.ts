@@ -246,6 +246,7 @@ function customTokenizer(kind: "bos" | "wide" | "broken"): Tokenizer {
   }
   const shift = 70_000;
   return {
+    ...bytes, // whatever else a Tokenizer carries
     name: "wide",
     vocabSize: shift + 257,
     eot: shift + 256,
