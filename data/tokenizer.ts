@@ -1,17 +1,42 @@
 /**
  * Tokenisers: GPT-2's byte-level BPE (`r50k_base`, the vocabulary the STEP
- * paper trains with: 50,257 ids, `<|endoftext|>` = 50256) and a plain byte
- * tokeniser for tiny models (ids 0–255 are UTF-8 bytes, 256 is end-of-text).
+ * paper trains with: 50,257 ids, `<|endoftext|>` = 50256), a plain byte
+ * tokeniser for tiny models (ids 0–255 are UTF-8 bytes, 256 is end-of-text),
+ * and any Hugging Face `tokenizer.json` ({@link loadTokenizer}).
  *
- * Both treat text as text: a literal `<|endoftext|>` inside a document is
- * encoded as ordinary characters, so the only end-of-text ids in a stream are
- * the ones the packer inserts between documents.
+ * The two built-ins treat text as text: a literal `<|endoftext|>` inside a
+ * document is encoded as ordinary characters, so the only end-of-text ids in a
+ * stream are the ones the packer inserts between documents. Each can write
+ * itself as HF files (`hfFiles()`) that load back to exactly its ids.
  *
  * @module
  */
 import * as t from "io-ts";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { describeUnknown, type ext, type IoFailed, ioFailed } from "../base/mod.ts";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  describeUnknown,
+  type ext,
+  type FileError,
+  type IoFailed,
+  ioFailed,
+} from "../base/mod.ts";
+import { loadHfTokenizer } from "./hf_tokenizer.ts";
+import { byteTokenizerFiles, gpt2TokenizerFiles } from "./hf_tokenizer_files.ts";
+import {
+  EOT_TEXT,
+  type HfTokenizerFiles,
+  type Tokenizer,
+  type TokenizerSpec,
+} from "./tokenizer_types.ts";
+
+export {
+  EOT_TEXT,
+  type HfTokenizerFiles,
+  type Tokenizer,
+  type TokenizerSpec,
+} from "./tokenizer_types.ts";
 
 /** Names of the built-in tokenisers; the codec a config decodes them with. */
 export const TokenizerName: ext.KeyofC<{ gpt2: null; bytes: null }> = t.keyof({
@@ -23,23 +48,6 @@ export type TokenizerName = ext.TypeOf<typeof TokenizerName>;
 
 /** The vocabulary size of each built-in tokeniser (known without loading its tables). */
 export const TOKENIZER_VOCAB: Readonly<Record<TokenizerName, number>> = { gpt2: 50257, bytes: 257 };
-
-/** What every tokeniser offers. Ids are small non-negative integers below `vocabSize`. */
-export interface Tokenizer {
-  /** Stable name, part of the token-cache key. */
-  readonly name: string;
-  /** Number of ids: every id is below it. */
-  readonly vocabSize: number;
-  /** The end-of-text id placed between documents. */
-  readonly eot: number;
-  /** Ids of `text`, with no end-of-text added. */
-  encode(text: string): Int32Array;
-  /** Text of the ids; `eot` appears as `<|endoftext|>`. */
-  decode(ids: ArrayLike<number>): string;
-}
-
-/** The text GPT-2 prints for its end-of-text id; the byte tokeniser uses the same. */
-export const EOT_TEXT = "<|endoftext|>";
 
 /**
  * The byte tokeniser: vocab 257, ids 0–255 are the UTF-8 bytes, 256 is end-of-text.
@@ -55,6 +63,7 @@ export const EOT_TEXT = "<|endoftext|>";
 export function byteTokenizer(): Tokenizer {
   const encoder = new TextEncoder();
   const decoder = new TextDecoder();
+  let files: HfTokenizerFiles | undefined;
   return {
     name: "bytes",
     vocabSize: 257,
@@ -73,6 +82,7 @@ export function byteTokenizer(): Tokenizer {
       }
       return out + decoder.decode(new Uint8Array(run));
     },
+    hfFiles: () => files ??= byteTokenizerFiles(),
   };
 }
 
@@ -92,15 +102,19 @@ export function gpt2Tokenizer(): ext.TaskEither<IoFailed, Tokenizer> {
   return TE.tryCatch(
     async () => {
       const bpe = await import("gpt-tokenizer/encoding/r50k_base");
+      const { default: ranks } = await import("gpt-tokenizer/bpeRanks/r50k_base");
       // An empty disallow list makes special-token strings plain text instead of an error.
       const options = { disallowedSpecial: new Set<string>() };
-      return {
+      let files: HfTokenizerFiles | undefined;
+      const tokenizer: Tokenizer = {
         name: "gpt2-r50k_base",
         vocabSize: bpe.vocabularySize,
         eot: 50256,
         encode: (text: string) => Int32Array.from(bpe.encode(text, options)),
         decode: (ids: ArrayLike<number>) => bpe.decode(Array.from(ids)),
+        hfFiles: () => files ??= gpt2TokenizerFiles(ranks),
       };
+      return tokenizer;
     },
     (e) => ioFailed("npm:gpt-tokenizer", `Cannot load the GPT-2 tokeniser: ${describeUnknown(e)}`),
   );
@@ -124,4 +138,60 @@ export function tokenizerFor(name: TokenizerName): ext.TaskEither<IoFailed, Toke
     case "bytes":
       return TE.right(byteTokenizer());
   }
+}
+
+/**
+ * A document as training packs it: `[bos] + encode(text) + [eot]` (no `bos` when the tokeniser
+ * has none).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { byteTokenizer, encodeDocument } from "./tokenizer.ts";
+ * assert.deepEqual(Array.from(encodeDocument(byteTokenizer(), "hi")), [104, 105, 256]);
+ * ```
+ */
+export function encodeDocument(t: Tokenizer, text: string): Int32Array {
+  const ids = t.encode(text);
+  const head = t.bos === undefined ? 0 : 1;
+  const out = new Int32Array(head + ids.length + 1);
+  if (t.bos !== undefined) out[0] = t.bos;
+  out.set(ids, head);
+  out[out.length - 1] = t.eot;
+  return out;
+}
+
+/**
+ * The tokeniser a config names: `"bytes"`, `"gpt2"`, or a path to a Hugging Face
+ * `tokenizer.json` or to a folder holding one (with its `tokenizer_config.json` where present;
+ * see `hf_tokenizer.ts` for how EOS and BOS are chosen). `where` is the config field the spec
+ * came from, named in errors (default `data.tokenizer`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadTokenizer } from "./tokenizer.ts";
+ * const bytes = await loadTokenizer("bytes")();
+ * assert(bytes._tag === "Right" && bytes.right.eot === 256 && bytes.right.bos === undefined);
+ * const missing = await loadTokenizer("no/such/tokenizer.json")();
+ * assert(missing._tag === "Left" && missing.left._tag === "IoFailed");
+ * ```
+ */
+export function loadTokenizer(
+  spec: TokenizerSpec,
+  where = "data.tokenizer",
+): ext.TaskEither<FileError | ConfigInvalid, Tokenizer> {
+  if (TokenizerName.is(spec)) return tokenizerFor(spec);
+  if (spec.trim() === "") {
+    return TE.left(configInvalid(where, 'expected "bytes", "gpt2" or a path to a tokenizer.json'));
+  }
+  return TE.mapLeft((e: FileError) =>
+    e._tag === "IoFailed"
+      ? ioFailed(
+        e.path,
+        `${e.message} (${where} takes "bytes", "gpt2", or a path to a tokenizer.json or to a ` +
+          "folder holding one)",
+      )
+      : e
+  )(loadHfTokenizer(spec));
 }

@@ -76,6 +76,7 @@ Deno.test("encodePair moves the context's trailing spaces to the continuation; e
         (x) => x.length === 2 ? 200 + x.charCodeAt(1) % 90 : x.charCodeAt(0) % 90,
       ),
     decode: () => "",
+    hfFiles: () => byteTokenizer().hfFiles(),
   };
   const m = encodePair(merging, "abc", "d");
   assertEquals([...m.continuation], [
