@@ -126,7 +126,7 @@ export function encodeItem(
 
 /** Messages from the builder to a worker. */
 export type ToWorker =
-  | { readonly kind: "init"; readonly spec: string; readonly wide: boolean }
+  | { readonly kind: "init"; readonly spec: string }
   | { readonly kind: "encode"; readonly id: number; readonly item: WorkItem };
 
 /** Messages from a worker to the builder. */

@@ -349,14 +349,16 @@ Deno.test("prepareShards: a bad source or tokenizer is an error naming it, and l
     assert(
       E.isLeft(gz) && gz.left.message.includes("offset 100 of the decompressed text (line 34)"),
     );
-    const unknown = await prepareShards(await units(["a.txt"], dir), "llama", { cacheDir })();
-    assertEquals(
-      unknown,
-      E.left({
-        _tag: "ConfigInvalid",
-        where: "data.tokenizer",
-        message: 'unknown tokenizer "llama": expected bytes or gpt2',
-      }),
-    );
+    for (const workers of [1, 2]) {
+      // Refused in this process, or by the first worker: naming the spec and the field.
+      const unknown = await prepareShards(await units(["a.txt"], dir), "llama", {
+        cacheDir,
+        workers,
+      })();
+      assert(E.isLeft(unknown));
+      const said = JSON.stringify(unknown.left);
+      assert(said.includes("llama") && said.includes("data.tokenizer"), said);
+    }
+    assertEquals([...Deno.readDirSync(cacheDir)], []);
   });
 });

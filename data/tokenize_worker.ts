@@ -40,7 +40,7 @@ scope.onmessage = async (event: MessageEvent<ToWorker>) => {
       return;
     }
     tokenizer = loaded.right;
-    wide = m.wide;
+    wide = tokenizer.vocabSize > 65536; // as the builder decides the dtype
     send({ kind: "ready", facts: factsOf(tokenizer) });
     return;
   }
