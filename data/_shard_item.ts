@@ -133,4 +133,5 @@ export type ToWorker =
 export type FromWorker =
   | { readonly kind: "ready"; readonly facts: TokenizerFacts }
   | { readonly kind: "encoded"; readonly id: number; readonly item: EncodedItem }
-  | { readonly kind: "failed"; readonly id: number; readonly message: string };
+  | { readonly kind: "failed"; readonly id: number; readonly message: string }
+  | { readonly kind: "unloaded"; readonly error: FileError | ConfigInvalid };

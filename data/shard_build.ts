@@ -299,23 +299,23 @@ interface Slot {
 async function spawnWorkers(
   spec: string,
   n: number,
-): Promise<ext.Either<string, { slots: Slot[]; facts: TokenizerFacts[] }>> {
+): Promise<ext.Either<FileError | ConfigInvalid, { slots: Slot[]; facts: TokenizerFacts[] }>> {
   const url = new URL("./tokenize_worker.ts", import.meta.url).href;
   const slots: Slot[] = Array.from({ length: n }, () => ({
     worker: new Worker(url, { type: "module" }),
     waiting: new Map(),
   }));
   const ready = slots.map((slot) =>
-    new Promise<ext.Either<string, TokenizerFacts>>((resolve) => {
+    new Promise<ext.Either<FileError | ConfigInvalid, TokenizerFacts>>((resolve) => {
       const fail = (message: string): void => {
-        resolve(E.left(message));
+        resolve(E.left(configInvalid("data.tokenizer", message)));
         for (const w of slot.waiting.values()) w(E.left(message));
         slot.waiting.clear();
       };
       slot.worker.onmessage = (event: MessageEvent<FromWorker>) => {
         const m = event.data;
         if (m.kind === "ready") resolve(E.right(m.facts));
-        else if (m.kind === "failed" && m.id < 0) fail(m.message);
+        else if (m.kind === "unloaded") resolve(E.left(m.error));
         else {
           const w = slot.waiting.get(m.id);
           slot.waiting.delete(m.id);
@@ -605,7 +605,7 @@ export function prepareShards(
       if (known !== undefined) facts = known;
       else {
         const first = await spawnWorkers(spec, 1);
-        if (E.isLeft(first)) return E.left(configInvalid("data.tokenizer", first.left));
+        if (E.isLeft(first)) return first;
         early = first.right.slots;
         facts = first.right.facts[0]!;
       }
@@ -639,17 +639,19 @@ export function prepareShards(
     let encoder: Encoder;
     if (parallel) {
       const more = await spawnWorkers(spec!, wanted - early.length);
-      const problem = E.isLeft(more) ? more.left : more.right.facts
+      const other = E.isLeft(more) ? undefined : more.right.facts
         .map((f) => JSON.stringify(f))
         .find((f) => f !== JSON.stringify(facts));
-      if (problem !== undefined || E.isLeft(more)) {
+      if (other !== undefined || E.isLeft(more)) {
         stopEarly();
         if (E.isRight(more)) more.right.slots.forEach((s) => s.worker.terminate());
         await Deno.remove(temp, { recursive: true }).catch(() => undefined);
-        const why = E.isLeft(more)
-          ? more.left
-          : `a worker loaded ${problem} from "${spec}", not ${JSON.stringify(facts)}`;
-        return E.left(configInvalid("data.tokenizer", why));
+        return E.isLeft(more) ? more : E.left(
+          configInvalid(
+            "data.tokenizer",
+            `a worker loaded ${other} from "${spec}", not ${JSON.stringify(facts)}`,
+          ),
+        );
       }
       encoder = workerEncoder([...early, ...more.right.slots]);
     } else encoder = inProcessEncoder(loaded!, wide);

@@ -36,7 +36,7 @@ scope.onmessage = async (event: MessageEvent<ToWorker>) => {
   if (m.kind === "init") {
     const loaded = await loadTokenizerSpec(m.spec)();
     if (E.isLeft(loaded)) {
-      send({ kind: "failed", id: -1, message: loaded.left.message });
+      send({ kind: "unloaded", error: loaded.left });
       return;
     }
     tokenizer = loaded.right;
