@@ -26,6 +26,7 @@ import {
 import {
   type BuiltManifest,
   type DataSource,
+  loadTokenizer,
   type PreparedShards,
   prepareShards,
   progressPrinter,
@@ -400,7 +401,7 @@ async function inspect(target: string, p: ParsedCommand): Promise<E.Either<Pipel
   const { data, seed } = loaded.right;
   const parts = await configParts(data, seed);
   if (E.isLeft(parts)) return parts;
-  const t = await tokenizerFor(data.tokenizer)();
+  const t = await loadTokenizer(data.tokenizer)();
   if (E.isLeft(t)) return t;
   for (const [i, part] of parts.right.entries()) {
     const { dir } = await shardSetDir(part.units, t.right, data.cacheDir);

@@ -7,9 +7,8 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import * as TE from "fp-ts/lib/TaskEither.js";
-import { type ConfigInvalid, configInvalid, type ext, type FileError } from "../base/mod.ts";
-import { type Tokenizer, tokenizerFor, TokenizerName } from "./tokenizer.ts";
+import type { ConfigInvalid, ext, FileError } from "../base/mod.ts";
+import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
 
 /** Pieces of documents, in order; `flags[i]` bit 0: piece i starts a document, bit 1: ends one. */
 export interface WorkItem {
@@ -36,9 +35,9 @@ export interface TokenizerFacts {
   readonly bos?: number;
 }
 
-/** The BOS id a tokeniser prepends to a document, if any (the field `tok` adds to `Tokenizer`). */
+/** The BOS id a tokeniser prepends to a document, if any. */
 export function bosOf(t: Tokenizer): number | undefined {
-  return (t as Tokenizer & { readonly bos?: number }).bos;
+  return t.bos;
 }
 
 /** Name, vocabulary size, EOS and BOS of a tokeniser: what the cache key and workers check. */
@@ -52,17 +51,11 @@ export function factsOf(t: Tokenizer): TokenizerFacts {
   };
 }
 
-/**
- * The tokeniser a spec names. `bytes` and `gpt2` today; a path to a `tokenizer.json` once
- * `loadTokenizer` (data/tokenizer.ts) lands, which this then calls.
- */
+/** The tokeniser a spec names: `bytes`, `gpt2`, or a path to a `tokenizer.json` or its folder. */
 export function loadTokenizerSpec(
   spec: string,
 ): ext.TaskEither<FileError | ConfigInvalid, Tokenizer> {
-  if (TokenizerName.is(spec)) return tokenizerFor(spec);
-  return TE.left(
-    configInvalid("data.tokenizer", `unknown tokenizer "${spec}": expected bytes or gpt2`),
-  );
+  return loadTokenizer(spec);
 }
 
 /**

