@@ -4,23 +4,27 @@
  * Hugging Face beside transformers.js). BPE with byte fallback (LLaMA-2/Mistral SentencePiece
  * style), byte-level BPE of any vocabulary size (GPT-2, LLaMA-3, Qwen) and Unigram.
  *
- * Why this implementation (measured on this project's 2-core machine, shared with other jobs,
- * so ±30%: LLaMA-3.1's `tokenizer.json`, 4.1 MB of `corpus-en` books encoded paragraph by
- * paragraph, one thread, best of three rounds):
+ * Why this implementation. Measured on this project's 2-core machine (load average 1.5–2.5 from
+ * other jobs) with LLaMA-3.1's `tokenizer.json`: 4.14 MB of `corpus-en` books encoded as 12,468
+ * paragraphs, one thread, three alternating rounds:
  *
- * | package | kind | load | encode |
+ * | package | kind | load | encode MB/s |
  * |---|---|---|---|
- * | `@huggingface/tokenizers` 0.2.0 | pure JS, sync | 1.1 s | 1.0–1.7 MB/s (2.0–2.4 with the cache below) |
- * | `@lenml/tokenizers` 3.7.2 | transformers.js fork, sync | 0.75 s | 0.9 MB/s |
- * | `tokenizers` 0.23.2 (HF's own Node binding of the Rust crate) | napi, async only | 0.6 s | 1.4 MB/s one await at a time; 2.3–2.9 MB/s `encodeBatch` on one Rayon thread |
- * | `@anush008/tokenizers` 0.6.0 (a republished build of the same binding) | napi, async only | 0.6 s | 0.6–1.4 MB/s awaited; 1.8–2.7 MB/s batched |
+ * | `@huggingface/tokenizers` 0.2.0 | pure JS, synchronous | 0.65 s | 1.1–1.2 |
+ * | the same behind this module's word cache (`hf_tokenizer_cache.ts`) | | 0.85 s | 3.2 cold, 7.3–7.9 warm |
+ * | `@lenml/tokenizers` 3.7.2 (a transformers.js fork) | pure JS, synchronous | 0.97 s | 1.1–1.3 |
+ * | `tokenizers` 0.23.2 (HF's own Node-API binding of the Rust crate) | native, `Promise` only | 0.39 s | 1.0–1.6 one await at a time; 2.6 `encodeBatch` on one Rayon thread |
+ * | `@anush008/tokenizers` 0.6.0 (a republished build of that binding) | native, `Promise` only | 0.42 s | 1.1–1.3 awaited; 1.9–2.6 batched |
  *
- * All four gave identical ids on that text (993,287 tokens). The Rust bindings are not faster
- * here once each call crosses into Node-API and back, and they only offer `Promise`-returning
- * `encode`, which {@link Tokenizer}'s synchronous `encode` (and the token-shard workers built on
- * it) cannot use; `@huggingface/tokenizers` is Hugging Face's maintained JavaScript port, installs
- * as plain JavaScript on every platform, and is synchronous. The Rust binding stays a test
- * dependency: the tests check this module's ids against it on random Unicode.
+ * All gave identical ids on that text (993,287 tokens). The Rust bindings are not faster here
+ * once every call crosses Node-API and builds a JS `Encoding`, and they only offer
+ * `Promise`-returning `encode`, which {@link Tokenizer}'s synchronous `encode` (and the
+ * token-shard workers built on it) cannot use. `@huggingface/tokenizers` is Hugging Face's
+ * maintained JavaScript port (the tokenisers of transformers.js), installs as plain JavaScript on
+ * every platform, and is synchronous; with the word cache in front it is the fastest of the
+ * four. The Rust binding stays a test dependency: the tests compare this module's ids and
+ * decoding with it on random Unicode. For the GPT-2 BPE the same path runs at ~15 MB/s against
+ * npm `tiktoken`'s ~7 (`bench/tokenize_bench.ts`).
  *
  * What HF's Python `transformers` does and this module therefore does too: `eot` is the config's
  * `eos_token`; `bos` is the config's `bos_token` when `add_bos_token` is true, none when it is
@@ -28,6 +32,14 @@
  * before a text (LLaMA-3.1's `TemplateProcessing`), if any. `split_special_tokens: true` in the
  * config makes special-token text ordinary text. Decoding never applies
  * `clean_up_tokenization_spaces` (it would break `decode(encode(s)) == s`).
+ *
+ * Ids are those of the `tokenizer.json` as HF's `tokenizers` library reads it. (transformers 5
+ * rebuilds some classes' pipelines from its own templates: for Mistral's file, named
+ * `LlamaTokenizer`, it then drops a text's leading space token; the tests show the rest agree.)
+ *
+ * Memory: a loaded tokeniser keeps the library's tables and the parsed file, about 190 MB of
+ * resident memory for LLaMA-3.1, 170 MB for Qwen3, 65 MB for Mistral-7B; every worker that loads
+ * one pays it.
  *
  * Without an `eos_token` in the config (or without a config), the end-of-text token is the one
  * the post-processor appends after a text, else the first special added token spelled
@@ -51,6 +63,7 @@ import {
   type FileError,
   ioFailed,
 } from "../base/mod.ts";
+import { type CacheableJson, cachedEncoder } from "./hf_tokenizer_cache.ts";
 import { readUtf8File } from "./text_file.ts";
 import type { HfTokenizerFiles, Tokenizer } from "./tokenizer_types.ts";
 
@@ -232,31 +245,6 @@ function withSpecialsAsText(
   });
 }
 
-/** The part of the library's BPE model whose cache we replace. */
-interface BpeCacheHolder {
-  cache?: { get: unknown; put: unknown; clear: unknown };
-}
-
-/**
- * The library's BPE keeps 10,000 words in an LRU map that is rewritten on every hit (a delete and
- * a set per word); a plain map cleared when full did the same work ~30% faster on English books
- * (1.5 → 2.0 MB/s with LLaMA-3). The replacement is only made where that cache is found.
- */
-function speedUpBpeCache(lib: HfLibTokenizer): void {
-  const model = lib.model as unknown as BpeCacheHolder | null;
-  const old = model?.cache;
-  if (model === null || typeof old?.get !== "function" || typeof old.put !== "function") return;
-  const words = new Map<string, unknown>();
-  model.cache = {
-    get: (word: string) => words.get(word),
-    put: (word: string, pieces: unknown) => {
-      if (words.size >= 200_000) words.clear();
-      words.set(word, pieces);
-    },
-    clear: () => words.clear(),
-  };
-}
-
 function configFor(eot: string, bos: string | undefined): string {
   const config = {
     tokenizer_class: "PreTrainedTokenizerFast",
@@ -320,12 +308,15 @@ export function hfTokenizer(source: HfTokenizerSource): ext.Either<ContentInvali
               >;
             // The library's Unigram looks the EOS text up in its vocabulary: give it the string.
             const lib = new HfLibTokenizer(forLib, { ...cfg, eos_token: ids.eotText });
-            speedUpBpeCache(lib);
-            return lib;
+            const cached = cachedEncoder(lib, forLib as unknown as CacheableJson, cfg);
+            const encode = cached ??
+              ((text: string) =>
+                Int32Array.from(lib.encode(text, { add_special_tokens: false }).ids));
+            return { lib, encode };
           }, (e) => contentInvalid(jsonPath, `cannot build the tokenizer: ${describeUnknown(e)}`))
         ),
       )),
-    E.map(({ facts, ids, lib }) => {
+    E.map(({ facts, ids, lib: { lib, encode } }) => {
       const files: HfTokenizerFiles = {
         "tokenizer.json": source.jsonText,
         "tokenizer_config.json": source.configText ?? configFor(ids.eotText, ids.bosText),
@@ -337,8 +328,7 @@ export function hfTokenizer(source: HfTokenizerSource): ext.Either<ContentInvali
         eot: ids.eot,
         ...(ids.bos !== undefined ? { bos: ids.bos } : {}),
         // A lone surrogate becomes U+FFFD first, as UTF-8 (and so HF's Rust library) sees it.
-        encode: (text) =>
-          Int32Array.from(lib.encode(text.toWellFormed(), { add_special_tokens: false }).ids),
+        encode: (text) => encode(text.toWellFormed()),
         decode: (ids) => {
           if (ids.length === 0) return "";
           const list = Array.from(ids);

@@ -1,6 +1,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import * as path from "node:path";
 import * as E from "fp-ts/lib/Either.js";
+import fc from "fast-check";
 import {
   byteTokenizer,
   encodeDocument,
@@ -35,6 +36,36 @@ Deno.test("gpt2Tokenizer() is r50k_base: 50257 ids, <|endoftext|> = 50256, known
   const text =
     "Thou art more lovely and more temperate:\nRough winds do shake the darling buds of May.";
   assertEquals(tok.decode(tok.encode(text)), text);
+});
+
+Deno.test("gpt2Tokenizer()'s word cache gives gpt-tokenizer's own ids (books, random Unicode)", async () => {
+  const r = await gpt2Tokenizer()();
+  assert(E.isRight(r));
+  const tok = r.right;
+  const bpe = await import("gpt-tokenizer/encoding/r50k_base");
+  const direct = (s: string) => bpe.encode(s, { disallowedSpecial: new Set<string>() });
+  let book = "Thou art more lovely and more temperate:\n\n  Rough winds do shake ".repeat(200);
+  try {
+    const shared = new URL("../../shared/data/tinyshakespeare/input.txt", import.meta.url);
+    book = Deno.readTextFileSync(shared).slice(0, 300_000);
+  } catch {
+    console.warn("data/tokenizer_test.ts: ../shared/data is absent; a built-in text instead");
+  }
+  for (let pass = 0; pass < 2; pass++) assertEquals(Array.from(tok.encode(book)), direct(book));
+  const text = fc.array(
+    fc.oneof(
+      fc.string({ unit: "binary", maxLength: 12 }),
+      fc.string({ unit: "grapheme", maxLength: 12 }),
+      fc.constantFrom("  ", " \n\n ", "'s", "'ll", "\ud800", "<|endoftext|>", "\t\t x"),
+    ),
+    { maxLength: 20 },
+  ).map((parts) => parts.join(""));
+  fc.assert(
+    fc.property(text, (s) => {
+      assertEquals(Array.from(tok.encode(s)), direct(s));
+    }),
+    { numRuns: 500 },
+  );
 });
 
 Deno.test("tokenizerFor() builds each named tokeniser", async () => {
