@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--json] [--only solver,train,memory,generate] [--backend auto,wasm,…]
+ * `deno task bench [--json] [--only solver,train,memory,generate,tokenize] [--backend auto,wasm,…]
  * [--shapes "d,L,V,T,B;…"] [--steps N] [--rounds N] [--no-peer] [--peer-env stock]`
  *
  * Benchmarks, each measured side by side in one run (these machines are
@@ -18,6 +18,10 @@
  * Generation (`bench/generate_bench.ts`, `--only generate`): tokens/s of greedy decoding with
  * and without the key/value cache, side by side, and their ratio.
  *
+ * Tokenisation (`bench/tokenize_bench.ts`, `bench/prepare_bench.ts`, `--only tokenize`): single-thread
+ * MB/s of the GPT-2 BPE (built-in, through its tokenizer.json, npm tiktoken), and corpus
+ * preparation (`prepareShards`, 1 worker and one per core) beside tiktoken on the same text.
+ *
  * Memory (`bench/memory_bench.ts`): per backend, grid point and recompute mode, the measured
  * peak of a standard, a STEP stage-1 and a STEP stage-2 step against the buffer replay and the
  * planner, and tokens/s with and without recomputation.
@@ -33,6 +37,8 @@ import { benchSolver, type SolverBenchResult } from "./solver_bench.ts";
 import { benchTraining, DEFAULT_SHAPES, type TrainBenchRow } from "./train_bench.ts";
 import { benchGpu, type GpuBenchRow, gpuBenchTable } from "./gpu_bench.ts";
 import { benchGeneration, GENERATE_TABLE_HEADER, generateBenchLine } from "./generate_bench.ts";
+import { benchTokenize, tokenizeBenchTable } from "./tokenize_bench.ts";
+import { benchPrepare, prepareBenchTable } from "./prepare_bench.ts";
 import {
   benchMemory,
   MEMORY_GRID,
@@ -104,7 +110,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       "peer-env": { type: "string", default: "tuned" },
     },
   });
-  const only = new Set((values.only ?? "solver,train,memory,generate").split(","));
+  const only = new Set((values.only ?? "solver,train,memory,generate,tokenize").split(","));
   const requested = (values.backend ?? DEFAULT_BACKENDS.join(",")).split(",");
   // WebGPU has its own bench (GPU memory, adapter); the CPU peer is no reference for it.
   const backends = requested.filter((b) => b !== "webgpu");
@@ -260,6 +266,19 @@ export async function main(argv: readonly string[]): Promise<number> {
       rounds,
       onRow: (r) => log(generateBenchLine(r)),
     });
+  }
+  if (only.has("tokenize")) {
+    log("");
+    log(
+      "Tokenisation, one thread: GPT-2's BPE three ways on the same text, ids checked equal; " +
+        "cold = first pass (word caches empty), MB/s = median of later rounds on the same text",
+    );
+    const single = await benchTokenize({ rounds });
+    log(tokenizeBenchTable(single));
+    log("");
+    const prepare = await benchPrepare({ rounds: Math.min(rounds, 2) });
+    log(prepareBenchTable(prepare));
+    report.tokenize = { single, prepare };
   }
   if (values.json) console.log(JSON.stringify(report, null, 2));
   return 0;
