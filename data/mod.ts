@@ -8,7 +8,10 @@
  * - `text_file`: every input read as text the same way (regular files only, strict UTF-8).
  * - `builtin_corpus`, `entropy`: the generated default corpus, its loss floor, unigram entropy.
  * - `token_cache`, `corpus`: tokenise once, cache on disk, split off validation data.
+ * - `shard_set`, `token_stream`: token shards on disk, and streams (in memory, on disk, views)
+ *   that batches read window by window.
  * - `batches`: fixed-length windows, seeded shuffles per epoch, `{ epoch, cursor }` positions.
+ * - `mixture`: rows drawn from weighted sources, each with its own epochs.
  *
  * @example
  * ```ts
@@ -36,3 +39,6 @@ export * from "./jsonl.ts";
 export * from "./text_file.ts";
 export * from "./alpaca.ts";
 export * from "./mt_bench.ts";
+export * from "./shard_set.ts";
+export * from "./token_stream.ts";
+export * from "./mixture.ts";
