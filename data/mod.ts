@@ -8,6 +8,8 @@
  * - `text_file`: every input read as text the same way (regular files only, strict UTF-8).
  * - `builtin_corpus`, `entropy`: the generated default corpus, its loss floor, unigram entropy.
  * - `token_cache`, `corpus`: tokenise once, cache on disk, split off validation data.
+ * - `stream_sources`, `shard_build`, `progress_bar`: sources streamed as pieces of documents,
+ *   tokenised in parallel into token shards on disk, with a progress line.
  * - `shard_set`, `token_stream`: token shards on disk, and streams (in memory, on disk, views)
  *   that batches read window by window.
  * - `batches`: fixed-length windows, seeded shuffles per epoch, `{ epoch, cursor }` positions.
@@ -33,6 +35,9 @@ export * from "./entropy.ts";
 export * from "./readers.ts";
 export * from "./sources.ts";
 export * from "./token_cache.ts";
+export * from "./stream_sources.ts";
+export * from "./shard_build.ts";
+export * from "./progress_bar.ts";
 export * from "./tokenizer.ts";
 export * from "./instruct.ts";
 export * from "./jsonl.ts";

@@ -131,9 +131,18 @@ const EXTENSIONS: Readonly<Record<string, SourceFormat>> = {
   ".parquet": "parquet",
 };
 
-/** The format a file name implies, or `undefined` when the extension is not a data extension. */
+/** A compression suffix a text or JSONL file may carry (`a.txt.gz`, `b.jsonl.zst`). */
+const COMPRESSED = /\.(gz|zst)$/i;
+
+/**
+ * The format a file name implies, or `undefined` when the extension is not a data extension.
+ * Text and JSONL may be compressed (`.gz`, `.zst` after the extension: the streaming reader
+ * decompresses them); Parquet compresses inside the file, so `x.parquet.gz` is not data.
+ */
 export function formatOfPath(p: string): SourceFormat | undefined {
-  return EXTENSIONS[path.extname(p).toLowerCase()];
+  const inner = p.replace(COMPRESSED, "");
+  const format = EXTENSIONS[path.extname(inner).toLowerCase()];
+  return inner !== p && format === "parquet" ? undefined : format;
 }
 
 function hasGlobChars(p: string): boolean {

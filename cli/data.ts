@@ -1,0 +1,448 @@
+/**
+ * `deno task data prepare CONFIG [--workers N]` and
+ * `deno task data inspect CONFIG|SHARD_DIR [--sample N]`
+ *
+ * `prepare` tokenises a config's data sources (`data.source`, and `data.validation` when it
+ * names sources) once into token shards under `data.cacheDir`, in parallel, with a progress
+ * line on stderr, and prints where they are. `inspect` prints a shard set's counts, the start of
+ * a document decoded back, and how much of the vocabulary the corpus uses.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import YAML from "yaml";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  contentInvalid,
+  describeUnknown,
+  exitCode,
+  type FileError,
+  formatBytes,
+  ioFailed,
+  type PipelineError,
+  renderError,
+} from "../base/mod.ts";
+import {
+  type BuiltManifest,
+  type DataSource,
+  type PreparedShards,
+  prepareShards,
+  progressPrinter,
+  type ResolvedUnit,
+  resolveSources,
+  shardSetDir,
+  type Tokenizer,
+  tokenizerFor,
+  TokenizerName,
+} from "../data/mod.ts";
+import {
+  type DataSettings,
+  decodeConfig,
+  decodePipeline,
+  type Pipeline,
+  resolvedSources,
+  runSeeds,
+} from "../pipeline/mod.ts";
+import { intFlag, parseCommand, type ParsedCommand } from "./_args.ts";
+import { readText } from "./_files.ts";
+
+const USAGE = `Usage: deno task data prepare CONFIG [--workers N]
+       deno task data inspect CONFIG|SHARD_DIR [--sample N]
+
+prepare  tokenises the config's data sources (data.source, and data.validation when it names
+         sources) into token shards under data.cacheDir (default .cache/tokens), in parallel,
+         and prints where they are; sources already prepared with the same tokenizer are not
+         read again (a changed file is: its size and modification time are part of the key)
+inspect  prints a shard set's documents, tokens, shards and bytes, the start of its first
+         document decoded back, and the vocabulary's use (ids used, the 10 most frequent);
+         given a CONFIG, the sets prepare made for it
+
+CONFIG     a run config (.yaml with model/training/data sections) or a stage graph
+           (.yaml/.json, or a .ts module exporting \`pipeline\`)
+SHARD_DIR  a folder holding a shard set's manifest.json
+
+Options:
+  --workers N   tokenizer workers (default: the machine's cores, ${navigator.hardwareConcurrency});
+                1 tokenizes in this process
+  --sample N    tokens of the sample document inspect decodes (default 200)
+  -h, --help    show this help`;
+
+const OPTIONS = {
+  workers: { type: "string" },
+  sample: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** The config's data section and run seed, from whichever form the file takes. */
+async function loadData(
+  file: string,
+): Promise<E.Either<PipelineError, { data: DataSettings; seed: number }>> {
+  let pipeline: E.Either<PipelineError, Pipeline>;
+  if (file.endsWith(".ts")) {
+    let mod: Record<string, unknown>;
+    try {
+      mod = await import(new URL(file, `file://${Deno.cwd()}/`).href);
+    } catch (e) {
+      return E.left(ioFailed(file, `cannot import the pipeline module: ${describeUnknown(e)}`));
+    }
+    const exported = mod.pipeline;
+    const value = typeof exported === "function" ? await (exported as () => unknown)() : exported;
+    if (value === undefined) {
+      return E.left(configInvalid(file, "the module does not export `pipeline`"));
+    }
+    pipeline = typeof value === "object" && value !== null && "_tag" in value
+      ? value as E.Either<PipelineError, Pipeline>
+      : decodePipeline(value, file);
+  } else {
+    const text = await readText(file)();
+    if (E.isLeft(text)) return text;
+    let doc: unknown;
+    try {
+      doc = YAML.parse(text.right, { uniqueKeys: true });
+    } catch (e) {
+      return E.left(configInvalid(file, `not valid YAML: ${describeUnknown(e).split("\n")[0]}`));
+    }
+    const isGraph = typeof doc === "object" && doc !== null && "nodes" in doc;
+    if (!isGraph) {
+      return E.map((c: { data: DataSettings; training: { seed: number } }) => ({
+        data: c.data,
+        seed: c.training.seed,
+      }))(decodeConfig(doc, file));
+    }
+    pipeline = decodePipeline(doc, file);
+  }
+  return E.map((p: Pipeline) => ({ data: p.data, seed: p.training.seed }))(pipeline);
+}
+
+/** A data set of the config: the field it comes from and its resolved units. */
+interface Part {
+  readonly label: "train" | "validation";
+  readonly field: string;
+  readonly units: readonly ResolvedUnit[];
+}
+
+/** The config's training sources and, when it names them, its validation sources, resolved. */
+async function configParts(
+  data: DataSettings,
+  seed: number,
+): Promise<E.Either<FileError | ConfigInvalid, Part[]>> {
+  const how = {
+    textField: data.textField,
+    builtinBytes: data.builtinBytes,
+    seed: runSeeds(seed).builtinCorpus,
+  };
+  const parts: Part[] = [];
+  const sets: [Part["label"], string, DataSettings["source"] | undefined][] = [
+    ["train", "data.source", data.source],
+    ["validation", "data.validation", data.validation],
+  ];
+  for (const [label, field, sources] of sets) {
+    if (sources === undefined) continue;
+    const list: DataSource[] = resolvedSources(sources, how);
+    const units = await resolveSources(list, Deno.cwd())();
+    if (E.isLeft(units)) {
+      return E.left(
+        units.left._tag === "ConfigInvalid" ? configInvalid(field, units.left.message) : units.left,
+      );
+    }
+    parts.push({ label, field, units: units.right });
+  }
+  return E.right(parts);
+}
+
+function count(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
+function describeSet(m: BuiltManifest): string {
+  return `${count(m.documents)} documents, ${count(m.tokens)} tokens, ${m.shards.length} shard${
+    m.shards.length === 1 ? "" : "s"
+  }, from ${formatBytes(m.sourceBytes)}`;
+}
+
+async function prepare(file: string, p: ParsedCommand): Promise<E.Either<PipelineError, void>> {
+  const workers = intFlag(p, "workers", 1);
+  if (E.isLeft(workers)) return workers;
+  const loaded = await loadData(file);
+  if (E.isLeft(loaded)) return loaded;
+  const { data, seed } = loaded.right;
+  const parts = await configParts(data, seed);
+  if (E.isLeft(parts)) return parts;
+  const terminal = Deno.stderr.isTerminal();
+  const encoder = new TextEncoder();
+  for (const part of parts.right) {
+    const started = performance.now();
+    const print = progressPrinter((line, final) => {
+      const text = `${part.label}: ${line}`;
+      if (terminal) Deno.stderr.writeSync(encoder.encode(`\r\x1b[K${text}${final ? "\n" : ""}`));
+      else console.error(text);
+    }, terminal ? 250 : 10_000);
+    const built: E.Either<PipelineError, PreparedShards> = await prepareShards(
+      part.units,
+      data.tokenizer,
+      {
+        cacheDir: data.cacheDir,
+        field: part.field,
+        ...(workers.right === undefined ? {} : { workers: workers.right }),
+        progress: print,
+      },
+    )();
+    if (E.isLeft(built)) return built;
+    const { dir, manifest, fromCache } = built.right;
+    const how = fromCache
+      ? "already prepared"
+      : `prepared in ${((performance.now() - started) / 1000).toFixed(1)} s`;
+    console.log(`${part.label}: ${dir} (${describeSet(manifest)}; ${how})`);
+  }
+  return E.right(undefined);
+}
+
+/** The manifest of the set in `dir`, with the light checks inspect needs to read it. */
+async function readManifest(dir: string): Promise<E.Either<FileError, BuiltManifest>> {
+  const file = `${dir}/manifest.json`;
+  let m: BuiltManifest;
+  try {
+    m = JSON.parse(await Deno.readTextFile(file));
+  } catch (e) {
+    return E.left(
+      e instanceof SyntaxError
+        ? contentInvalid(file, `not valid JSON: ${e.message}`)
+        : ioFailed(file, e instanceof Deno.errors.NotFound ? "no such file" : describeUnknown(e)),
+    );
+  }
+  const ok = m !== null && typeof m === "object" && m.format === "step-token-shards" &&
+    Array.isArray(m.shards) && (m.dtype === "uint16" || m.dtype === "uint32") &&
+    Number.isSafeInteger(m.vocabSize) && m.vocabSize > 0;
+  return ok ? E.right(m) : E.left(contentInvalid(file, "not a token shard manifest"));
+}
+
+/** The tokeniser a manifest names, when it is one this program knows by name. */
+async function tokenizerNamed(name: string): Promise<Tokenizer | undefined> {
+  const spec = name === "gpt2-r50k_base" ? "gpt2" : name;
+  if (!TokenizerName.is(spec)) return undefined;
+  const t = await tokenizerFor(spec)();
+  return E.isRight(t) && t.right.name === name ? t.right : undefined;
+}
+
+/** Counts of every id over the whole set, read a megabyte at a time. */
+async function idCounts(dir: string, m: BuiltManifest): Promise<E.Either<FileError, Float64Array>> {
+  const counts = new Float64Array(m.vocabSize);
+  const width = m.dtype === "uint16" ? 2 : 4;
+  const buf = new Uint8Array(1 << 20);
+  for (const s of m.shards) {
+    const path = `${dir}/${s.file}`;
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch (e) {
+      return E.left(ioFailed(path, describeUnknown(e)));
+    }
+    try {
+      let carry = 0; // bytes of a partial id left at the front of buf
+      while (true) {
+        const n = await file.read(buf.subarray(carry));
+        if (n === null) break;
+        const have = carry + n;
+        const whole = have - (have % width);
+        const view = new DataView(buf.buffer, 0, whole);
+        for (let i = 0; i < whole; i += width) {
+          const id = width === 2 ? view.getUint16(i, true) : view.getUint32(i, true);
+          if (id >= m.vocabSize) {
+            return E.left(contentInvalid(path, `id ${id} is not below vocabSize ${m.vocabSize}`));
+          }
+          counts[id]!++;
+        }
+        buf.copyWithin(0, whole, have);
+        carry = have - whole;
+      }
+    } finally {
+      file.close();
+    }
+  }
+  return E.right(counts);
+}
+
+/** The first `n` tokens of the set's first document. */
+async function sample(
+  dir: string,
+  m: BuiltManifest,
+  n: number,
+): Promise<E.Either<FileError, { ids: number[]; length: number }>> {
+  const s = m.shards[0];
+  if (s === undefined) return E.right({ ids: [], length: 0 });
+  try {
+    const table = new Uint8Array(8);
+    const docs = await Deno.open(`${dir}/${s.docs}`, { read: true });
+    try {
+      await docs.read(table);
+    } finally {
+      docs.close();
+    }
+    const length = new DataView(table.buffer).getFloat64(0, true);
+    const width = m.dtype === "uint16" ? 2 : 4;
+    const take = Math.min(n, length);
+    const bytes = new Uint8Array(take * width);
+    const tok = await Deno.open(`${dir}/${s.file}`, { read: true });
+    try {
+      let done = 0;
+      while (done < bytes.length) {
+        const k = await tok.read(bytes.subarray(done));
+        if (k === null) break;
+        done += k;
+      }
+    } finally {
+      tok.close();
+    }
+    const view = new DataView(bytes.buffer);
+    const ids = Array.from(
+      { length: take },
+      (_, i) => width === 2 ? view.getUint16(i * 2, true) : view.getUint32(i * 4, true),
+    );
+    return E.right({ ids, length });
+  } catch (e) {
+    return E.left(ioFailed(`${dir}/${s.file}`, describeUnknown(e)));
+  }
+}
+
+function indent(text: string): string {
+  return text.split("\n").map((l) => `  | ${l}`).join("\n");
+}
+
+async function inspectSet(
+  label: string,
+  dir: string,
+  sampleTokens: number,
+  given?: Tokenizer,
+): Promise<E.Either<PipelineError, void>> {
+  const m = await readManifest(dir);
+  if (E.isLeft(m)) return m;
+  const manifest = m.right;
+  let onDisk = 0;
+  for (const s of manifest.shards) {
+    for (const f of [s.file, s.docs]) {
+      try {
+        onDisk += (await Deno.stat(`${dir}/${f}`)).size;
+      } catch (e) {
+        return E.left(ioFailed(`${dir}/${f}`, describeUnknown(e)));
+      }
+    }
+  }
+  const tokenizer = given ?? await tokenizerNamed(manifest.tokenizer);
+  const lines = [
+    `${label}${dir}`,
+    `  tokenizer   ${manifest.tokenizer} (vocabulary ${
+      count(manifest.vocabSize)
+    }, end of document ${manifest.eot}), stored as ${manifest.dtype}`,
+    `  documents   ${count(manifest.documents)}`,
+    `  tokens      ${count(manifest.tokens)} (${
+      manifest.documents === 0 ? 0 : count(Math.round(manifest.tokens / manifest.documents))
+    } per document on average)`,
+    `  shards      ${manifest.shards.length}, ${formatBytes(onDisk)} on disk`,
+    `  source      ${formatBytes(manifest.sourceBytes)}, ${
+      manifest.sourceBytes === 0 ? "–" : (manifest.tokens / manifest.sourceBytes).toFixed(3)
+    } tokens per byte`,
+  ];
+  const first = await sample(dir, manifest, sampleTokens);
+  if (E.isLeft(first)) return first;
+  const { ids, length } = first.right;
+  if (ids.length > 0) {
+    lines.push(
+      `Sample: the first ${count(ids.length)} of ${count(length)} tokens of document 1, ${
+        tokenizer === undefined ? "as ids (the tokenizer is not known by name)" : "decoded"
+      }:`,
+      indent(tokenizer === undefined ? ids.join(" ") : tokenizer.decode(ids)),
+    );
+  }
+  const counts = await idCounts(dir, manifest);
+  if (E.isLeft(counts)) return counts;
+  const used = counts.right.reduce((s, c) => s + (c > 0 ? 1 : 0), 0);
+  const top = Array.from(counts.right.keys()).filter((id) => counts.right[id]! > 0)
+    .sort((a, b) => counts.right[b]! - counts.right[a]! || a - b).slice(0, 10);
+  lines.push(
+    `Vocabulary: ${count(used)} of ${count(manifest.vocabSize)} ids used (${
+      (100 * used / manifest.vocabSize).toFixed(1)
+    }%); the ${top.length} most frequent:`,
+    ...top.map((id) =>
+      `  ${String(id).padStart(7)}  ${
+        ((100 * counts.right[id]!) / Math.max(1, manifest.tokens)).toFixed(2).padStart(6)
+      }%  ${tokenizer === undefined ? "" : JSON.stringify(tokenizer.decode([id]))}`
+    ),
+  );
+  console.log(lines.join("\n"));
+  return E.right(undefined);
+}
+
+async function inspect(target: string, p: ParsedCommand): Promise<E.Either<PipelineError, void>> {
+  const n = intFlag(p, "sample", 1);
+  if (E.isLeft(n)) return n;
+  const sampleTokens = n.right ?? 200;
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(target);
+  } catch (e) {
+    return E.left(
+      ioFailed(
+        target,
+        e instanceof Deno.errors.NotFound ? "no such file or folder" : describeUnknown(e),
+      ),
+    );
+  }
+  if (info.isDirectory) return await inspectSet("Token shards: ", target, sampleTokens);
+  const loaded = await loadData(target);
+  if (E.isLeft(loaded)) return loaded;
+  const { data, seed } = loaded.right;
+  const parts = await configParts(data, seed);
+  if (E.isLeft(parts)) return parts;
+  const t = await tokenizerFor(data.tokenizer)();
+  if (E.isLeft(t)) return t;
+  for (const [i, part] of parts.right.entries()) {
+    const { dir } = await shardSetDir(part.units, t.right, data.cacheDir);
+    try {
+      await Deno.stat(`${dir}/manifest.json`);
+    } catch {
+      return E.left(
+        ioFailed(
+          dir,
+          `no token shards prepared for ${part.field}: run \`deno task data prepare ${target}\` first`,
+        ),
+      );
+    }
+    if (i > 0) console.log("");
+    const shown = await inspectSet(`${part.label} (${part.field}): `, dir, sampleTokens, t.right);
+    if (E.isLeft(shown)) return shown;
+  }
+  return E.right(undefined);
+}
+
+/** Runs `deno task data` with `argv`; the exit code (docs/errors.md). */
+export async function main(argv: readonly string[]): Promise<number> {
+  const parsed = parseCommand(argv, OPTIONS);
+  if (E.isRight(parsed) && parsed.right.values.help === true) {
+    console.log(USAGE);
+    return 0;
+  }
+  let result: E.Either<PipelineError, void>;
+  if (E.isLeft(parsed)) result = parsed;
+  else {
+    const [command, target, ...rest] = parsed.right.positionals;
+    result = command === undefined || target === undefined || rest.length > 0
+      ? E.left(
+        configInvalid("command line", "expected `prepare CONFIG` or `inspect CONFIG|SHARD_DIR`"),
+      )
+      : command === "prepare"
+      ? await prepare(target, parsed.right)
+      : command === "inspect"
+      ? await inspect(target, parsed.right)
+      : E.left(
+        configInvalid("command line", `unknown command "${command}": expected prepare or inspect`),
+      );
+  }
+  if (E.isLeft(result)) {
+    console.error(renderError(result.left));
+    return exitCode(result.left);
+  }
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

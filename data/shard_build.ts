@@ -1,0 +1,654 @@
+/**
+ * Tokenise once into binary token shards on disk, in parallel, in bounded memory.
+ *
+ * {@link prepareShards} reads the sources in order as streamed pieces (`stream_sources.ts`),
+ * groups them into work items of about `itemBytes` (1 MiB by default; a text piece may make one
+ * up to 4 MiB), has them encoded by `workers` Web Workers (`tokenize_worker.ts`), and writes
+ * the results back in source order: the output is byte for byte the same whatever the number
+ * of workers, and (for regex pre-tokenisers: see `stream_sources.ts`) whatever the chunk size.
+ * At most two items per worker are in flight, and tokens go straight from an item to the open
+ * shard file, so memory stays bounded by a few items whatever the corpus size.
+ *
+ * The set, in `<cacheDir>/<32 hex of SHA-256(key)>/` (the format `data/shard_set.ts` reads):
+ * - `NNNNN.tok`: little-endian uint16 ids (uint32 when the vocabulary exceeds 65,536), whole
+ *   documents back to back in source order, each `[bos] + ids + [eos]`. A document never
+ *   straddles two shards; a shard is closed at the first document end at or past
+ *   `shardTokens` (default 2^26).
+ * - `NNNNN.docs`: little-endian float64, the end (exclusive, within the shard) of each
+ *   document.
+ * - `manifest.json`, written last: the set is complete iff it exists.
+ *
+ * The key covers the format version, the tokeniser (name, vocabulary size, EOS, BOS) and every
+ * resolved source (absolute path, size, modification time, format, field, Gutenberg cut) or the
+ * built-in corpus parameters; not the validation split or the seed, which are views made when
+ * reading. A set is built in `<hash>.tmp-<pid>-<random>/` beside it and renamed into place; a
+ * temporary directory left by a killed build (its process gone) is removed by the next build.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import * as path from "node:path";
+import {
+  type ConfigInvalid,
+  configInvalid,
+  describeUnknown,
+  type ext,
+  type FileError,
+  ioFailed,
+} from "../base/mod.ts";
+import { writeAll } from "../store/mod.ts";
+import type { ResolvedUnit } from "./sources.ts";
+import { DEFAULT_CHUNK_BYTES, streamDocuments, unitBytes } from "./stream_sources.ts";
+import type { Tokenizer } from "./tokenizer.ts";
+import {
+  BUILTIN_FACTS,
+  type EncodedItem,
+  encodeItem,
+  factsOf,
+  FIRST,
+  type FromWorker,
+  LAST,
+  loadTokenizerSpec,
+  specOf,
+  type TokenizerFacts,
+  type ToWorker,
+  type WorkItem,
+} from "./_shard_item.ts";
+
+const FORMAT = "step-token-shards";
+const VERSION = 1;
+const MANIFEST = "manifest.json";
+
+/** Tokens after which a shard is closed (at the next document end): 2^26 (128 MiB of uint16). */
+export const DEFAULT_SHARD_TOKENS: number = 2 ** 26;
+
+/** One shard's entry in the manifest. */
+export interface BuiltShard {
+  /** Token file name inside the set's directory (`00000.tok`). */
+  readonly file: string;
+  /** Document table file name (`00000.docs`). */
+  readonly docs: string;
+  /** Tokens in the shard. */
+  readonly tokens: number;
+  /** Documents in the shard. */
+  readonly documents: number;
+}
+
+/**
+ * `manifest.json` as this builder writes it: the JSON of the shard format (the same fields as
+ * `ShardManifest`, the codec `data/shard_set.ts` reads it with).
+ */
+export interface BuiltManifest {
+  /** Always `step-token-shards`. */
+  readonly format: "step-token-shards";
+  /** Layout version, 1. */
+  readonly version: number;
+  /** The cache key whose SHA-256 names the directory. */
+  readonly key: string;
+  /** The tokeniser's name. */
+  readonly tokenizer: string;
+  /** Every id is below it. */
+  readonly vocabSize: number;
+  /** The id closing every document. */
+  readonly eot: number;
+  /** How ids are stored: uint16 iff `vocabSize` ≤ 65,536. */
+  readonly dtype: "uint16" | "uint32";
+  /** Tokens in the set. */
+  readonly tokens: number;
+  /** Documents in the set. */
+  readonly documents: number;
+  /** Bytes of the sources (files' sizes on disk; the built-in corpus's UTF-8 size). */
+  readonly sourceBytes: number;
+  /** The shards, in source order. */
+  readonly shards: readonly BuiltShard[];
+}
+
+/** Where a build stands; passed to {@link PrepareShardsOptions.progress}. */
+export interface PrepareProgress {
+  /** Source bytes read and tokenised so far (compressed bytes for a compressed file). */
+  readonly bytesRead: number;
+  /** Bytes of all the sources. */
+  readonly totalBytes: number;
+  /** Tokens written. */
+  readonly tokens: number;
+  /** Documents written. */
+  readonly documents: number;
+  /** Milliseconds since the build started. */
+  readonly elapsedMs: number;
+  /** True on the last call, once the set is complete. */
+  readonly done: boolean;
+}
+
+/** How {@link prepareShards} builds. */
+export interface PrepareShardsOptions {
+  /** The folder holding shard sets (a run config's `data.cacheDir`, `.cache/tokens`). */
+  readonly cacheDir: string;
+  /** Web Workers encoding in parallel (default `navigator.hardwareConcurrency`; 1: in process). */
+  readonly workers?: number;
+  /** Tokens after which a shard closes at the next document end (default 2^26). */
+  readonly shardTokens?: number;
+  /** Bytes read at a time and text piece size (default 1 MiB; tests force it tiny). */
+  readonly chunkBytes?: number;
+  /** Text (UTF-16 units) per work item (default 1 MiB). */
+  readonly itemBytes?: number;
+  /** The config field the units come from, named when they hold no document (default `data.source`). */
+  readonly field?: string;
+  /** Called after every written item and once at the end (`done: true`). */
+  readonly progress?: (p: PrepareProgress) => void;
+}
+
+/** A complete shard set. */
+export interface PreparedShards {
+  /** The set's directory. */
+  readonly dir: string;
+  /** Its manifest. */
+  readonly manifest: BuiltManifest;
+  /** True when the set existed already (same key) and nothing was read. */
+  readonly fromCache: boolean;
+}
+
+/**
+ * The key a shard set is cached under: format version, tokeniser facts, the resolved units.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { shardSetKey } from "./shard_build.ts";
+ * const units = [{ kind: "builtin", seed: 1, version: 1 }] as const;
+ * const bytes = { name: "bytes", vocabSize: 257, eot: 256 };
+ * assert(shardSetKey(units, bytes) !== shardSetKey(units, { ...bytes, bos: 1 }));
+ * ```
+ */
+export function shardSetKey(
+  units: readonly ResolvedUnit[],
+  tokenizer: {
+    readonly name: string;
+    readonly vocabSize: number;
+    readonly eot: number;
+    readonly bos?: number;
+  },
+): string {
+  return JSON.stringify({
+    format: FORMAT,
+    version: VERSION,
+    tokenizer: {
+      name: tokenizer.name,
+      vocabSize: tokenizer.vocabSize,
+      eot: tokenizer.eot,
+      bos: tokenizer.bos ?? null,
+    },
+    units,
+  });
+}
+
+async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The directory a shard set of `units` tokenised by `tokenizer` has (or would have) under
+ * `cacheDir`, and its key.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { shardSetDir } from "./shard_build.ts";
+ * import { byteTokenizer } from "./tokenizer.ts";
+ * const at = await shardSetDir([{ kind: "builtin", seed: 1, version: 1 }], byteTokenizer(), "c");
+ * assert(/^c\/[0-9a-f]{32}$/.test(at.dir));
+ * ```
+ */
+export function shardSetDir(
+  units: readonly ResolvedUnit[],
+  tokenizer: Tokenizer,
+  cacheDir: string,
+): Promise<{ readonly dir: string; readonly key: string }> {
+  return locate(units, factsOf(tokenizer), cacheDir);
+}
+
+async function locate(
+  units: readonly ResolvedUnit[],
+  facts: TokenizerFacts,
+  cacheDir: string,
+): Promise<{ readonly dir: string; readonly key: string }> {
+  const key = shardSetKey(units, facts);
+  return { dir: path.join(cacheDir, (await sha256Hex(key)).slice(0, 32)), key };
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+async function fileSize(p: string): Promise<number | undefined> {
+  try {
+    return (await Deno.stat(p)).size;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The manifest of the complete set in `dir` with this `key`, or undefined (none, another key,
+ * or files whose sizes disagree with it: then it is rebuilt). `shard_set.ts` checks deeper.
+ */
+async function completeSet(dir: string, key: string): Promise<BuiltManifest | undefined> {
+  let m: BuiltManifest;
+  try {
+    m = JSON.parse(await Deno.readTextFile(path.join(dir, MANIFEST)));
+  } catch {
+    return undefined;
+  }
+  if (m?.format !== FORMAT || m.version !== VERSION || m.key !== key) return undefined;
+  if (!Array.isArray(m.shards)) return undefined;
+  const width = m.dtype === "uint32" ? 4 : 2;
+  for (const s of m.shards) {
+    if (await fileSize(path.join(dir, s.file)) !== s.tokens * width) return undefined;
+    if (await fileSize(path.join(dir, s.docs)) !== s.documents * 8) return undefined;
+  }
+  return m;
+}
+
+/** Whether process `pid` runs (Linux `/proc`; elsewhere every other process counts as gone). */
+function processAlive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes `<hash>.tmp-<pid>-…` directories whose building process is gone. */
+async function removeStaleBuilds(cacheDir: string, hash: string): Promise<void> {
+  const pattern = new RegExp(`^${hash}\\.tmp-(\\d+)-`);
+  for await (const e of Deno.readDir(cacheDir)) {
+    const m = pattern.exec(e.name);
+    if (m === null) continue;
+    const pid = Number(m[1]);
+    if (pid === Deno.pid || processAlive(pid)) continue; // ours, or a build still running
+    await Deno.remove(path.join(cacheDir, e.name), { recursive: true }).catch(() => undefined);
+  }
+}
+
+/** Encodes work items, in process or in workers; results come back as promises, in any order. */
+interface Encoder {
+  /** Items that may usefully wait encoded or in flight at once. */
+  readonly capacity: number;
+  encode(item: WorkItem): Promise<ext.Either<string, EncodedItem>>;
+  close(): void;
+}
+
+function inProcessEncoder(t: Tokenizer, wide: boolean): Encoder {
+  return {
+    capacity: 1,
+    encode: (item) => Promise.resolve(encodeItem(t, item, wide)),
+    close: () => {},
+  };
+}
+
+/**
+ * `n` workers, each loading the tokeniser from `spec`; refuses when one loads a tokeniser other
+ * than `facts` describe. An item goes to the worker with the fewest items waiting.
+ */
+async function workerPool(
+  spec: string,
+  n: number,
+  wide: boolean,
+  facts: TokenizerFacts,
+): Promise<ext.Either<string, Encoder>> {
+  const url = new URL("./tokenize_worker.ts", import.meta.url).href;
+  type Waiter = (r: ext.Either<string, EncodedItem>) => void;
+  const pools = Array.from({ length: n }, () => ({
+    worker: new Worker(url, { type: "module" }),
+    waiting: new Map<number, Waiter>(),
+  }));
+  let nextId = 0;
+  const ready = pools.map((p) =>
+    new Promise<ext.Either<string, TokenizerFacts>>((resolve) => {
+      const fail = (message: string): void => {
+        resolve(E.left(message));
+        for (const w of p.waiting.values()) w(E.left(message));
+        p.waiting.clear();
+      };
+      p.worker.onmessage = (event: MessageEvent<FromWorker>) => {
+        const m = event.data;
+        if (m.kind === "ready") resolve(E.right(m.facts));
+        else if (m.kind === "failed" && m.id < 0) fail(m.message);
+        else {
+          const w = p.waiting.get(m.id);
+          p.waiting.delete(m.id);
+          w?.(m.kind === "encoded" ? E.right(m.item) : E.left(m.message));
+        }
+      };
+      p.worker.onerror = (event: ErrorEvent) => {
+        event.preventDefault();
+        fail(`a tokenizer worker failed: ${event.message}`);
+      };
+      const init: ToWorker = { kind: "init", spec, wide };
+      p.worker.postMessage(init);
+    })
+  );
+  const close = (): void => pools.forEach((p) => p.worker.terminate());
+  for (const r of await Promise.all(ready)) {
+    const problem = E.isLeft(r)
+      ? r.left
+      : JSON.stringify(r.right) !== JSON.stringify(facts)
+      ? `a worker loaded ${JSON.stringify(r.right)} from "${spec}", not ${JSON.stringify(facts)}`
+      : undefined;
+    if (problem !== undefined) {
+      close();
+      return E.left(problem);
+    }
+  }
+  return E.right({
+    capacity: 2 * n,
+    encode: (item) =>
+      new Promise((resolve) => {
+        const p = pools.reduce((a, b) => (b.waiting.size < a.waiting.size ? b : a));
+        const id = nextId++;
+        p.waiting.set(id, resolve);
+        const message: ToWorker = { kind: "encode", id, item };
+        p.worker.postMessage(message);
+      }),
+    close,
+  });
+}
+
+/** Writes encoded items into shard files, closing a shard at the first document end past the target. */
+function shardWriter(dir: string, wide: boolean, target: number) {
+  const width = wide ? 4 : 2;
+  const shards: BuiltShard[] = [];
+  const docTable = new Float64Array(8192);
+  let docCount = 0; // entries of docTable not yet written
+  let tok: Deno.FsFile | undefined;
+  let docs: Deno.FsFile | undefined;
+  let shardTokens = 0;
+  let shardDocs = 0;
+  let tokens = 0;
+  let documents = 0;
+  const name = (i: number, ext: string): string => `${String(i).padStart(5, "0")}.${ext}`;
+  const open = async (): Promise<void> => {
+    const options = { write: true, createNew: true } as const;
+    tok = await Deno.open(path.join(dir, name(shards.length, "tok")), options);
+    docs = await Deno.open(path.join(dir, name(shards.length, "docs")), options);
+  };
+  const flushDocs = async (): Promise<void> => {
+    if (docCount === 0) return;
+    await writeAll(docs!, new Uint8Array(docTable.buffer, 0, docCount * 8));
+    docCount = 0;
+  };
+  const writeTokens = async (ids: Uint16Array | Uint32Array, from: number, to: number) => {
+    if (to > from) {
+      await writeAll(
+        tok!,
+        new Uint8Array(ids.buffer, ids.byteOffset + from * width, (to - from) * width),
+      );
+    }
+  };
+  const closeShard = async (): Promise<void> => {
+    await flushDocs();
+    tok!.close();
+    docs!.close();
+    tok = docs = undefined;
+    shards.push({
+      file: name(shards.length, "tok"),
+      docs: name(shards.length, "docs"),
+      tokens: shardTokens,
+      documents: shardDocs,
+    });
+    shardTokens = shardDocs = 0;
+  };
+  return {
+    totals: () => ({ tokens, documents }),
+    /** Appends an item's tokens; its first tokens may continue the previous item's document. */
+    async append(item: EncodedItem): Promise<void> {
+      let from = 0; // first token of the item not yet written
+      let at = 0; // tokens of the item counted into the shard
+      for (const end of item.ends) {
+        if (tok === undefined) await open();
+        shardTokens += end - at;
+        tokens += end - at;
+        at = end;
+        docTable[docCount++] = shardTokens;
+        shardDocs++;
+        documents++;
+        if (docCount === docTable.length) await flushDocs();
+        if (shardTokens >= target) {
+          await writeTokens(item.tokens, from, end);
+          from = end;
+          await closeShard();
+        }
+      }
+      if (at < item.tokens.length) {
+        if (tok === undefined) await open();
+        shardTokens += item.tokens.length - at;
+        tokens += item.tokens.length - at;
+      }
+      await writeTokens(item.tokens, from, item.tokens.length);
+    },
+    /** Closes the last shard; the shards written. */
+    async finish(): Promise<BuiltShard[]> {
+      if (tok !== undefined) await closeShard();
+      return shards;
+    },
+    /** Closes whatever is open (after a failure; the directory is then removed). */
+    abort(): void {
+      tok?.close();
+      docs?.close();
+      tok = docs = undefined;
+    },
+  };
+}
+
+const DONE = true;
+const NOT_DONE = false;
+
+/** Reads, encodes and writes the set into `dir`; the manifest last. */
+async function build(
+  units: readonly ResolvedUnit[],
+  encoder: Encoder,
+  facts: TokenizerFacts,
+  dir: string,
+  key: string,
+  options: PrepareShardsOptions,
+): Promise<ext.Either<FileError | ConfigInvalid, BuiltManifest>> {
+  const wide = facts.vocabSize > 65536;
+  const writer = shardWriter(dir, wide, options.shardTokens ?? DEFAULT_SHARD_TOKENS);
+  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  const itemChars = Math.max(1, options.itemBytes ?? DEFAULT_CHUNK_BYTES);
+  const started = performance.now();
+  const totalBytes = units.reduce((s, u) => s + unitBytes(u), 0);
+  let bytesRead = 0;
+  const report = (bytes: number, done: boolean): void =>
+    options.progress?.({
+      bytesRead: bytes,
+      totalBytes,
+      ...writer.totals(),
+      elapsedMs: performance.now() - started,
+      done,
+    });
+  const inFlight: { result: Promise<ext.Either<string, EncodedItem>>; bytesAt: number }[] = [];
+  /** Writes finished items in order until at most `keep` are in flight. */
+  const drain = async (keep: number): Promise<ext.Either<ConfigInvalid, void>> => {
+    while (inFlight.length > keep) {
+      const next = inFlight.shift()!;
+      const r = await next.result;
+      if (E.isLeft(r)) return E.left(configInvalid("data.tokenizer", `${facts.name}: ${r.left}`));
+      await writer.append(r.right);
+      report(next.bytesAt, NOT_DONE);
+    }
+    return E.right(undefined);
+  };
+  let texts: string[] = [];
+  let flags: number[] = [];
+  let size = 0;
+  const submit = async (): Promise<ext.Either<ConfigInvalid, void>> => {
+    if (texts.length === 0) return E.right(undefined);
+    const item: WorkItem = { texts, flags: Uint8Array.from(flags) };
+    texts = [];
+    flags = [];
+    size = 0;
+    inFlight.push({ result: encoder.encode(item), bytesAt: bytesRead });
+    return await drain(encoder.capacity - 1);
+  };
+  try {
+    for (const unit of units) {
+      let first = true;
+      const onBytes = (n: number): void => {
+        bytesRead += n;
+      };
+      for await (const r of streamDocuments(unit, { chunkBytes, onBytes })) {
+        if (E.isLeft(r)) return r;
+        texts.push(r.right.text);
+        flags.push((first ? FIRST : 0) | (r.right.last ? LAST : 0));
+        first = r.right.last;
+        size += r.right.text.length;
+        if (size >= itemChars) {
+          const written = await submit();
+          if (E.isLeft(written)) return written;
+        }
+      }
+    }
+    const last = await submit();
+    if (E.isLeft(last)) return last;
+    const drained = await drain(0);
+    if (E.isLeft(drained)) return drained;
+    const shards = await writer.finish();
+    const { tokens, documents } = writer.totals();
+    if (documents === 0) {
+      const names = units.map((u) => (u.kind === "file" ? `"${u.path}"` : "the built-in corpus"));
+      const shown = names.slice(0, 3).join(", ") + (names.length > 3 ? ", …" : "");
+      return E.left(
+        configInvalid(
+          options.field ?? "data.source",
+          `${shown || "no sources"}: no non-empty documents`,
+        ),
+      );
+    }
+    const manifest: BuiltManifest = {
+      format: FORMAT,
+      version: VERSION,
+      key,
+      tokenizer: facts.name,
+      vocabSize: facts.vocabSize,
+      eot: facts.eot,
+      dtype: wide ? "uint32" : "uint16",
+      tokens,
+      documents,
+      sourceBytes: totalBytes,
+      shards,
+    };
+    await Deno.writeTextFile(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 1));
+    report(totalBytes, DONE);
+    return E.right(manifest);
+  } catch (e) {
+    return E.left(ioFailed(dir, `Cannot write token shards: ${describeUnknown(e)}`));
+  } finally {
+    writer.abort();
+    // Items still in flight after a failure are dropped with their workers.
+    await Promise.allSettled(inFlight.map((f) => f.result));
+  }
+}
+
+/**
+ * Tokenises `units` into a shard set under `options.cacheDir` (see the module doc), or finds it
+ * there already built with the same key. `tokenizer` is a spec (`bytes`, `gpt2`; a
+ * `tokenizer.json` path once `loadTokenizer` lands), which every worker loads for itself, or a
+ * loaded tokeniser: then workers load it by its spec when it is a built-in one, else encoding
+ * runs in this process.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { prepareShards } from "./shard_build.ts";
+ * const cacheDir = await Deno.makeTempDir();
+ * const units = [{ kind: "builtin", seed: 1, documents: 5, version: 1 }] as const;
+ * const r = await prepareShards(units, "bytes", { cacheDir, workers: 1 })();
+ * assert(r._tag === "Right" && r.right.manifest.documents === 5 && !r.right.fromCache);
+ * const again = await prepareShards(units, "bytes", { cacheDir })();
+ * assert(again._tag === "Right" && again.right.fromCache);
+ * await Deno.remove(cacheDir, { recursive: true });
+ * ```
+ */
+export function prepareShards(
+  units: readonly ResolvedUnit[],
+  tokenizer: string | Tokenizer,
+  options: PrepareShardsOptions,
+): ext.TaskEither<FileError | ConfigInvalid, PreparedShards> {
+  return async () => {
+    const wanted = Math.max(1, Math.floor(options.workers ?? navigator.hardwareConcurrency ?? 1));
+    let loaded: Tokenizer | undefined;
+    let spec: string | undefined;
+    let facts: TokenizerFacts;
+    if (typeof tokenizer === "string") {
+      spec = tokenizer;
+      // Workers load the tables themselves: this process needs only what the key holds.
+      const known = wanted > 1 && Object.hasOwn(BUILTIN_FACTS, spec)
+        ? BUILTIN_FACTS[spec]
+        : undefined;
+      if (known !== undefined) facts = known;
+      else {
+        const made = await loadTokenizerSpec(tokenizer)();
+        if (E.isLeft(made)) return made;
+        loaded = made.right;
+        facts = factsOf(loaded);
+      }
+    } else {
+      loaded = tokenizer;
+      spec = specOf(tokenizer);
+      facts = factsOf(tokenizer);
+    }
+    const { cacheDir } = options;
+    if (!LITTLE_ENDIAN) {
+      return E.left(ioFailed(cacheDir, "token shards are little-endian; this host is big-endian"));
+    }
+    const { dir, key } = await locate(units, facts, cacheDir);
+    const hit = await completeSet(dir, key);
+    if (hit !== undefined) return E.right({ dir, manifest: hit, fromCache: true });
+    const hash = path.basename(dir);
+    let temp: string;
+    try {
+      await Deno.mkdir(cacheDir, { recursive: true });
+      await removeStaleBuilds(cacheDir, hash);
+      temp = path.join(cacheDir, `${hash}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`);
+      await Deno.mkdir(temp);
+    } catch (e) {
+      return E.left(
+        ioFailed(cacheDir, `Cannot create the token shard folder: ${describeUnknown(e)}`),
+      );
+    }
+    const wide = facts.vocabSize > 65536;
+    let encoder: Encoder;
+    if ((wanted > 1 && spec !== undefined) || loaded === undefined) {
+      const pool = await workerPool(spec!, wanted, wide, facts);
+      if (E.isLeft(pool)) {
+        await Deno.remove(temp, { recursive: true }).catch(() => undefined);
+        return E.left(configInvalid("data.tokenizer", pool.left));
+      }
+      encoder = pool.right;
+    } else encoder = inProcessEncoder(loaded, wide);
+    let built: ext.Either<FileError | ConfigInvalid, BuiltManifest>;
+    try {
+      built = await build(units, encoder, facts, temp, key, options);
+    } finally {
+      encoder.close();
+    }
+    if (E.isLeft(built)) {
+      await Deno.remove(temp, { recursive: true }).catch(() => undefined);
+      return built;
+    }
+    try {
+      // A set here has failed the check above (damaged, or another key with the same hash).
+      await Deno.remove(dir, { recursive: true }).catch(() => undefined);
+      await Deno.rename(temp, dir);
+    } catch (e) {
+      // Another process may have completed the same set meanwhile: use it.
+      const theirs = await completeSet(dir, key);
+      await Deno.remove(temp, { recursive: true }).catch(() => undefined);
+      if (theirs !== undefined) return E.right({ dir, manifest: theirs, fromCache: true });
+      return E.left(
+        ioFailed(dir, `Cannot move the token shards into place: ${describeUnknown(e)}`),
+      );
+    }
+    return E.right({ dir, manifest: built.right, fromCache: false });
+  };
+}
