@@ -25,7 +25,6 @@
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
-import * as TE from "fp-ts/lib/TaskEither.js";
 import {
   type ConfigInvalid,
   configInvalid,
@@ -37,18 +36,16 @@ import {
 } from "../base/mod.ts";
 import { builtinCorpus } from "./builtin_corpus.ts";
 import { DataSource, type ResolvedBuiltin, type ResolvedUnit, resolveSources } from "./sources.ts";
-import {
-  type LoadedTokens,
-  loadTokenized,
-  type TokenizedDocs,
-  tokenizeDocuments,
-} from "./token_cache.ts";
+import { type TokenizedDocs, tokenizeDocuments } from "./token_cache.ts";
+import { type PrepareProgress, prepareShards } from "./shard_build.ts";
+import { openShardSet } from "./shard_set.ts";
 import { readDocuments } from "./readers.ts";
 import { type Tokenizer, tokenizerFor, TokenizerName } from "./tokenizer.ts";
 import {
   concatStreams,
   documentsStream,
   memoryStream,
+  shardStream,
   sliceStream,
   type TokenStream,
 } from "./token_stream.ts";
@@ -172,6 +169,10 @@ export interface LoadCorpusOptions {
   readonly cacheDir?: string;
   /** Use this tokeniser instead of the one the config names (tests inject one). */
   readonly tokenizer?: Tokenizer;
+  /** Workers tokenising a source into shards (default: one per core). */
+  readonly workers?: number;
+  /** Called while a shard set is being built (see `shard_build.ts`). */
+  readonly progress?: (p: PrepareProgress) => void;
 }
 
 /** The files behind resolved sources, quoted, for error messages. */
@@ -313,21 +314,21 @@ interface LoadedDocuments {
 }
 
 /**
- * The documents of `sources`: tokenised in memory without a cache directory, else through the
- * token cache.
+ * The documents of `sources`: tokenised in memory without a cache directory, else prepared as a
+ * token shard set in it (or found there) and read from the shards. A set that fails
+ * {@link openShardSet}'s checks is damaged: it is removed and built once more.
  */
 function loadDocuments(
   sources: readonly DataSource[],
   tokenizer: Tokenizer,
-  baseDir: string,
-  cacheDir: string | undefined,
   where: string,
+  options: LoadCorpusOptions,
 ): ext.TaskEither<FileError | ConfigInvalid, LoadedDocuments> {
   return async () => {
-    const units = await resolveSources(sources, baseDir)();
+    const units = await resolveSources(sources, options.baseDir ?? Deno.cwd())();
     if (E.isLeft(units)) return units;
     let loaded: LoadedDocuments;
-    if (cacheDir === undefined) {
+    if (options.cacheDir === undefined) {
       const texts: string[] = [];
       for (const u of units.right) {
         const docs = await readDocuments(u)();
@@ -341,12 +342,26 @@ function loadDocuments(
         units: units.right,
       };
     } else {
-      const r = await loadTokenized(units.right, tokenizer, { cacheDir })();
-      if (E.isLeft(r)) return r;
-      const { docs, fromCache }: LoadedTokens = r.right;
+      const prepare = () =>
+        prepareShards(units.right, tokenizer, {
+          cacheDir: options.cacheDir!,
+          field: where,
+          ...(options.workers === undefined ? {} : { workers: options.workers }),
+          ...(options.progress === undefined ? {} : { progress: options.progress }),
+        })();
+      let built = await prepare();
+      if (E.isLeft(built)) return built;
+      let set = await openShardSet(built.right.dir)();
+      if (E.isLeft(set) && set.left._tag === "ContentInvalid") {
+        await Deno.remove(built.right.dir, { recursive: true }).catch(() => undefined);
+        built = await prepare();
+        if (E.isLeft(built)) return built;
+        set = await openShardSet(built.right.dir)();
+      }
+      if (E.isLeft(set)) return set;
       loaded = {
-        docs: { tokens: memoryStream(docs.tokens), docEnds: docs.docEnds },
-        fromCache,
+        docs: { tokens: shardStream(set.right), docEnds: set.right.docEnds },
+        fromCache: built.right.fromCache,
         units: units.right,
       };
     }
@@ -355,6 +370,24 @@ function loadDocuments(
     }
     return E.right(loaded);
   };
+}
+
+/**
+ * How a config's training sources are tokenised: one shard set for all of them, or, when any
+ * carries a `weight` (and there are several), one per source, each its own stream in the
+ * mixture. `deno task data prepare` prepares the same sets a run reads.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sourceGroups } from "./corpus.ts";
+ * assert(sourceGroups(["a.txt", "b.txt"]).length === 1);
+ * assert(sourceGroups([{ path: "a.txt", weight: 2 }, "b.txt"]).length === 2);
+ * ```
+ */
+export function sourceGroups(sources: readonly DataSource[]): DataSource[][] {
+  const weighted = sources.length > 1 && sources.some((s) => weightOf(s) !== undefined);
+  return weighted ? sources.map((s) => [s]) : [sources.slice()];
 }
 
 /** The weight a source carries, when it carries one. */
@@ -387,7 +420,6 @@ export function loadCorpus(
   options: LoadCorpusOptions = {},
 ): ext.TaskEither<FileError | ConfigInvalid, Corpus> {
   return async () => {
-    const baseDir = options.baseDir ?? Deno.cwd();
     let tokenizer: Tokenizer;
     if (options.tokenizer === undefined) {
       const made = await tokenizerFor(config.tokenizer)();
@@ -395,7 +427,7 @@ export function loadCorpus(
       tokenizer = made.right;
     } else tokenizer = options.tokenizer;
     const load = (sources: readonly DataSource[], where: string) =>
-      loadDocuments(sources, tokenizer, baseDir, options.cacheDir, where);
+      loadDocuments(sources, tokenizer, where, options);
     const spec = config.validation ?? DEFAULT_VALIDATION;
     if ("sources" in spec) {
       const weighted = spec.sources.findIndex((s) => weightOf(s) !== undefined);
@@ -418,7 +450,7 @@ export function loadCorpus(
         ),
       );
     }
-    if (config.sources.length > 1 && weights.some((w) => w !== undefined)) {
+    if (sourceGroups(config.sources).length > 1) {
       return loadGroups(config, spec, weights.map((w) => w ?? 1), tokenizer, load);
     }
     const main = await load(config.sources, "data.sources")();
