@@ -19,7 +19,7 @@ import {
   type PlanInfeasible,
   planInfeasible,
 } from "../base/mod.ts";
-import { type Batch, evalBatches, loadCorpus } from "../data/mod.ts";
+import { type Batch, evalBatches, loadCorpus, progressPrinter } from "../data/mod.ts";
 import {
   type BackendName,
   type Env,
@@ -36,13 +36,22 @@ import { createEngine } from "./tfjs_engine.ts";
 import { createTorchEngine } from "./torch_engine.ts";
 import { findTorchPython, torchCapabilityProblem } from "./torch_launch.ts";
 
-/** The data effect of a graph: its corpus loaded (and cached), batched as its training says. */
-export function graphData(g: ValidGraph): TE.TaskEither<PipelineError, Env["data"]> {
+/**
+ * The data effect of a graph: its corpus loaded (tokenised into token shards in `cacheDir` the
+ * first time, a progress line every 10 s to `print` meanwhile), batched as its training says.
+ */
+export function graphData(
+  g: ValidGraph,
+  print?: (line: string) => void,
+): TE.TaskEither<PipelineError, Env["data"]> {
   return async () => {
     const T = g.training;
     const d = g.data;
     const seeds = runSeeds(T.seed);
     const how = { textField: d.textField, builtinBytes: d.builtinBytes, seed: seeds.builtinCorpus };
+    const progress = print === undefined
+      ? {}
+      : { progress: progressPrinter((line) => print(`Tokenising: ${line}`), 10_000) };
     const corpus = await loadCorpus({
       sources: resolvedSources(d.source, how),
       tokenizer: d.tokenizer,
@@ -50,7 +59,7 @@ export function graphData(g: ValidGraph): TE.TaskEither<PipelineError, Env["data
       validation: d.validation === undefined
         ? { fraction: d.valFraction, by: "auto" }
         : { sources: resolvedSources(d.validation, how) },
-    }, { cacheDir: d.cacheDir })();
+    }, { cacheDir: d.cacheDir, ...progress })();
     if (E.isLeft(corpus)) return corpus;
     if (corpus.right.tokenizer.vocabSize > g.shape.vocab) {
       return E.left(configInvalid(
@@ -222,7 +231,7 @@ export function wireRun(
       const tooBig = machineMemoryProblem(g, Deno.systemMemoryInfo());
       if (tooBig !== undefined) return E.left(tooBig);
     }
-    const data = await graphData(g)();
+    const data = await graphData(g, options.print)();
     if (E.isLeft(data)) return data;
     const engine = onTorch
       ? await torchEngine(g, data.right, options.out)

@@ -8,6 +8,11 @@ the start offset of each of its rows in the split, and row k is the window
 [start, start + seq + 1): inputs the first seq tokens, targets the last seq. Files are
 memory-mapped, so a rank reads only the rows it trains on; a window that crosses a segment
 boundary is put together from its pieces (binary search over the segments' cumulative ends).
+
+The maps are dropped after each step's rows are read (`TokenFiles.release`): pages of a mapped
+file that a read touched (and the kernel's fault-around beside them) count in the process's
+resident size for as long as the map lives, so a long run over a large corpus would otherwise
+show most of the corpus as resident (nanoGPT re-creates its memmap per batch for the same reason).
 """
 
 from __future__ import annotations
@@ -26,10 +31,8 @@ class SplitTokens:
             table = json.load(f)
         if table.get("format") != "step-token-segments" or table.get("version") != 1:
             raise ValueError(f"{table_path}: not a version-1 token segment table")
-        self._maps = [
-            np.memmap(f["path"], dtype=np.dtype(f["dtype"]), mode="r") if os.path.getsize(f["path"]) > 0 else None
-            for f in table["files"]
-        ]
+        self._files = [(f["path"], np.dtype(f["dtype"])) for f in table["files"]]
+        self._maps: dict[int, np.memmap] = {}
         segments = np.asarray(table["segments"], dtype=np.int64).reshape(-1, 3)
         self._file = segments[:, 0]
         self._start = segments[:, 1]
@@ -38,6 +41,16 @@ class SplitTokens:
         self.length = int(self._ends[-1]) if len(self._ends) > 0 else 0
         if self.length != table["tokens"]:
             raise ValueError(f"{table_path}: segments hold {self.length} tokens, the table says {table['tokens']}")
+
+    def _map(self, f: int) -> np.memmap:
+        if f not in self._maps:
+            path, dtype = self._files[f]
+            self._maps[f] = np.memmap(path, dtype=dtype, mode="r")
+        return self._maps[f]
+
+    def release(self) -> None:
+        """Unmaps the files (they are mapped again on the next read)."""
+        self._maps.clear()
 
     def window(self, start: int, count: int) -> np.ndarray:
         """Tokens [start, start + count) as int64."""
@@ -50,7 +63,7 @@ class SplitTokens:
             offset = pos - int(self._ends[i] - self._length[i])
             n = min(int(self._length[i]) - offset, count - to)
             first = int(self._start[i]) + offset
-            out[to : to + n] = self._maps[int(self._file[i])][first : first + n]
+            out[to : to + n] = self._map(int(self._file[i]))[first : first + n]
             pos, to, i = pos + n, to + n, i + 1
         return out
 
@@ -66,6 +79,11 @@ class TokenFiles:
                 raise ValueError(f"no token files were given, but a batch reads split {name!r}")
             self._splits[name] = SplitTokens(os.path.join(self.directory, f"{name}.segments.json"))
         return self._splits[name]
+
+    def release(self) -> None:
+        """Unmaps every split's files: call after reading a step's rows."""
+        for s in self._splits.values():
+            s.release()
 
 
 def row_at(batch: dict, i: int, files: TokenFiles) -> tuple[np.ndarray, np.ndarray]:
