@@ -151,6 +151,9 @@ async function configParts(
   return E.right(parts);
 }
 
+/** Shard files are little-endian. */
+const LITTLE_ENDIAN = true;
+
 function count(n: number): string {
   return n.toLocaleString("en-US");
 }
@@ -247,7 +250,9 @@ async function idCounts(dir: string, m: BuiltManifest): Promise<E.Either<FileErr
         const whole = have - (have % width);
         const view = new DataView(buf.buffer, 0, whole);
         for (let i = 0; i < whole; i += width) {
-          const id = width === 2 ? view.getUint16(i, true) : view.getUint32(i, true);
+          const id = width === 2
+            ? view.getUint16(i, LITTLE_ENDIAN)
+            : view.getUint32(i, LITTLE_ENDIAN);
           if (id >= m.vocabSize) {
             return E.left(contentInvalid(path, `id ${id} is not below vocabSize ${m.vocabSize}`));
           }
@@ -279,7 +284,7 @@ async function sample(
     } finally {
       docs.close();
     }
-    const length = new DataView(table.buffer).getFloat64(0, true);
+    const length = new DataView(table.buffer).getFloat64(0, LITTLE_ENDIAN);
     const width = m.dtype === "uint16" ? 2 : 4;
     const take = Math.min(n, length);
     const bytes = new Uint8Array(take * width);
@@ -297,7 +302,8 @@ async function sample(
     const view = new DataView(bytes.buffer);
     const ids = Array.from(
       { length: take },
-      (_, i) => width === 2 ? view.getUint16(i * 2, true) : view.getUint32(i * 4, true),
+      (_, i) =>
+        width === 2 ? view.getUint16(i * 2, LITTLE_ENDIAN) : view.getUint32(i * 4, LITTLE_ENDIAN),
     );
     return E.right({ ids, length });
   } catch (e) {

@@ -126,11 +126,12 @@ export function encodeItem(
 
 /** Messages from the builder to a worker. */
 export type ToWorker =
-  | { readonly kind: "init"; readonly spec: string; readonly wide: boolean }
+  | { readonly kind: "init"; readonly spec: string }
   | { readonly kind: "encode"; readonly id: number; readonly item: WorkItem };
 
 /** Messages from a worker to the builder. */
 export type FromWorker =
   | { readonly kind: "ready"; readonly facts: TokenizerFacts }
   | { readonly kind: "encoded"; readonly id: number; readonly item: EncodedItem }
-  | { readonly kind: "failed"; readonly id: number; readonly message: string };
+  | { readonly kind: "failed"; readonly id: number; readonly message: string }
+  | { readonly kind: "unloaded"; readonly error: FileError | ConfigInvalid };

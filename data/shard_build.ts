@@ -285,72 +285,77 @@ function inProcessEncoder(t: Tokenizer, wide: boolean): Encoder {
   };
 }
 
+/** A worker and the items it has been sent, by id, waiting for their tokens. */
+interface Slot {
+  readonly worker: Worker;
+  readonly waiting: Map<number, (r: ext.Either<string, EncodedItem>) => void>;
+}
+
 /**
- * `n` workers, each loading the tokeniser from `spec`; refuses when one loads a tokeniser other
- * than `facts` describe. An item goes to the worker with the fewest items waiting.
+ * Starts `n` workers, each loading the tokeniser from `spec` (each stores ids as uint32 iff its
+ * vocabulary exceeds 65,536); the facts each reports once loaded, or the first failure (then
+ * every one started is stopped).
  */
-async function workerPool(
+async function spawnWorkers(
   spec: string,
   n: number,
-  wide: boolean,
-  facts: TokenizerFacts,
-): Promise<ext.Either<string, Encoder>> {
+): Promise<ext.Either<FileError | ConfigInvalid, { slots: Slot[]; facts: TokenizerFacts[] }>> {
   const url = new URL("./tokenize_worker.ts", import.meta.url).href;
-  type Waiter = (r: ext.Either<string, EncodedItem>) => void;
-  const pools = Array.from({ length: n }, () => ({
+  const slots: Slot[] = Array.from({ length: n }, () => ({
     worker: new Worker(url, { type: "module" }),
-    waiting: new Map<number, Waiter>(),
+    waiting: new Map(),
   }));
-  let nextId = 0;
-  const ready = pools.map((p) =>
-    new Promise<ext.Either<string, TokenizerFacts>>((resolve) => {
+  const ready = slots.map((slot) =>
+    new Promise<ext.Either<FileError | ConfigInvalid, TokenizerFacts>>((resolve) => {
       const fail = (message: string): void => {
-        resolve(E.left(message));
-        for (const w of p.waiting.values()) w(E.left(message));
-        p.waiting.clear();
+        resolve(E.left(configInvalid("data.tokenizer", message)));
+        for (const w of slot.waiting.values()) w(E.left(message));
+        slot.waiting.clear();
       };
-      p.worker.onmessage = (event: MessageEvent<FromWorker>) => {
+      slot.worker.onmessage = (event: MessageEvent<FromWorker>) => {
         const m = event.data;
         if (m.kind === "ready") resolve(E.right(m.facts));
-        else if (m.kind === "failed" && m.id < 0) fail(m.message);
+        else if (m.kind === "unloaded") resolve(E.left(m.error));
         else {
-          const w = p.waiting.get(m.id);
-          p.waiting.delete(m.id);
+          const w = slot.waiting.get(m.id);
+          slot.waiting.delete(m.id);
           w?.(m.kind === "encoded" ? E.right(m.item) : E.left(m.message));
         }
       };
-      p.worker.onerror = (event: ErrorEvent) => {
+      slot.worker.onerror = (event: ErrorEvent) => {
         event.preventDefault();
         fail(`a tokenizer worker failed: ${event.message}`);
       };
-      const init: ToWorker = { kind: "init", spec, wide };
-      p.worker.postMessage(init);
+      const init: ToWorker = { kind: "init", spec };
+      slot.worker.postMessage(init);
     })
   );
-  const close = (): void => pools.forEach((p) => p.worker.terminate());
+  const facts: TokenizerFacts[] = [];
   for (const r of await Promise.all(ready)) {
-    const problem = E.isLeft(r)
-      ? r.left
-      : JSON.stringify(r.right) !== JSON.stringify(facts)
-      ? `a worker loaded ${JSON.stringify(r.right)} from "${spec}", not ${JSON.stringify(facts)}`
-      : undefined;
-    if (problem !== undefined) {
-      close();
-      return E.left(problem);
+    if (E.isLeft(r)) {
+      slots.forEach((s) => s.worker.terminate());
+      return r;
     }
+    facts.push(r.right);
   }
-  return E.right({
-    capacity: 2 * n,
+  return E.right({ slots, facts });
+}
+
+/** Encoding by workers: an item goes to the worker with the fewest items waiting. */
+function workerEncoder(slots: readonly Slot[]): Encoder {
+  let nextId = 0;
+  return {
+    capacity: 2 * slots.length,
     encode: (item) =>
       new Promise((resolve) => {
-        const p = pools.reduce((a, b) => (b.waiting.size < a.waiting.size ? b : a));
+        const slot = slots.reduce((a, b) => (b.waiting.size < a.waiting.size ? b : a));
         const id = nextId++;
-        p.waiting.set(id, resolve);
+        slot.waiting.set(id, resolve);
         const message: ToWorker = { kind: "encode", id, item };
-        p.worker.postMessage(message);
+        slot.worker.postMessage(message);
       }),
-    close,
-  });
+    close: () => slots.forEach((s) => s.worker.terminate()),
+  };
 }
 
 /** Writes encoded items into shard files, closing a shard at the first document end past the target. */
@@ -576,34 +581,47 @@ export function prepareShards(
 ): ext.TaskEither<FileError | ConfigInvalid, PreparedShards> {
   return async () => {
     const wanted = Math.max(1, Math.floor(options.workers ?? navigator.hardwareConcurrency ?? 1));
-    let loaded: Tokenizer | undefined;
+    const parallel = wanted > 1 &&
+      (typeof tokenizer === "string" || specOf(tokenizer) !== undefined);
     let spec: string | undefined;
+    let loaded: Tokenizer | undefined; // in this process: only when it encodes here
+    let early: Slot[] = []; // a worker started to learn what the key holds
     let facts: TokenizerFacts;
-    if (typeof tokenizer === "string") {
-      spec = tokenizer;
-      // Workers load the tables themselves: this process needs only what the key holds.
-      const known = wanted > 1 && Object.hasOwn(BUILTIN_FACTS, spec)
-        ? BUILTIN_FACTS[spec]
-        : undefined;
-      if (known !== undefined) facts = known;
-      else {
-        const made = await loadTokenizerSpec(tokenizer)();
-        if (E.isLeft(made)) return made;
-        loaded = made.right;
-        facts = factsOf(loaded);
-      }
-    } else {
+    if (typeof tokenizer !== "string") {
       loaded = tokenizer;
       spec = specOf(tokenizer);
       facts = factsOf(tokenizer);
+    } else if (!parallel) {
+      const made = await loadTokenizerSpec(tokenizer)();
+      if (E.isLeft(made)) return made;
+      loaded = made.right;
+      facts = factsOf(loaded);
+    } else {
+      spec = tokenizer;
+      // Workers load the tables; this process needs only the facts the key holds: known for
+      // the built-in tokenisers, else reported by the first worker (no copy of a large
+      // tokeniser here).
+      const known = Object.hasOwn(BUILTIN_FACTS, spec) ? BUILTIN_FACTS[spec] : undefined;
+      if (known !== undefined) facts = known;
+      else {
+        const first = await spawnWorkers(spec, 1);
+        if (E.isLeft(first)) return first;
+        early = first.right.slots;
+        facts = first.right.facts[0]!;
+      }
     }
+    const stopEarly = (): void => early.forEach((s) => s.worker.terminate());
     const { cacheDir } = options;
     if (!LITTLE_ENDIAN) {
+      stopEarly();
       return E.left(ioFailed(cacheDir, "token shards are little-endian; this host is big-endian"));
     }
     const { dir, key } = await locate(units, facts, cacheDir);
     const hit = await completeSet(dir, key);
-    if (hit !== undefined) return E.right({ dir, manifest: hit, fromCache: true });
+    if (hit !== undefined) {
+      stopEarly();
+      return E.right({ dir, manifest: hit, fromCache: true });
+    }
     const hash = path.basename(dir);
     let temp: string;
     try {
@@ -612,20 +630,31 @@ export function prepareShards(
       temp = path.join(cacheDir, `${hash}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`);
       await Deno.mkdir(temp);
     } catch (e) {
+      stopEarly();
       return E.left(
         ioFailed(cacheDir, `Cannot create the token shard folder: ${describeUnknown(e)}`),
       );
     }
     const wide = facts.vocabSize > 65536;
     let encoder: Encoder;
-    if ((wanted > 1 && spec !== undefined) || loaded === undefined) {
-      const pool = await workerPool(spec!, wanted, wide, facts);
-      if (E.isLeft(pool)) {
+    if (parallel) {
+      const more = await spawnWorkers(spec!, wanted - early.length);
+      const other = E.isLeft(more) ? undefined : more.right.facts
+        .map((f) => JSON.stringify(f))
+        .find((f) => f !== JSON.stringify(facts));
+      if (other !== undefined || E.isLeft(more)) {
+        stopEarly();
+        if (E.isRight(more)) more.right.slots.forEach((s) => s.worker.terminate());
         await Deno.remove(temp, { recursive: true }).catch(() => undefined);
-        return E.left(configInvalid("data.tokenizer", pool.left));
+        return E.isLeft(more) ? more : E.left(
+          configInvalid(
+            "data.tokenizer",
+            `a worker loaded ${other} from "${spec}", not ${JSON.stringify(facts)}`,
+          ),
+        );
       }
-      encoder = pool.right;
-    } else encoder = inProcessEncoder(loaded, wide);
+      encoder = workerEncoder([...early, ...more.right.slots]);
+    } else encoder = inProcessEncoder(loaded!, wide);
     let built: ext.Either<FileError | ConfigInvalid, BuiltManifest>;
     try {
       built = await build(units, encoder, facts, temp, key, options);

@@ -246,6 +246,7 @@ function customTokenizer(kind: "bos" | "wide" | "broken"): Tokenizer {
   }
   const shift = 70_000;
   return {
+    ...bytes, // whatever else a Tokenizer carries
     name: "wide",
     vocabSize: shift + 257,
     eot: shift + 256,
@@ -348,14 +349,14 @@ Deno.test("prepareShards: a bad source or tokenizer is an error naming it, and l
     assert(
       E.isLeft(gz) && gz.left.message.includes("offset 100 of the decompressed text (line 34)"),
     );
-    const unknown = await prepareShards(await units(["a.txt"], dir), "llama", { cacheDir })();
-    assertEquals(
-      unknown,
-      E.left({
-        _tag: "ConfigInvalid",
-        where: "data.tokenizer",
-        message: 'unknown tokenizer "llama": expected bytes or gpt2',
-      }),
-    );
+    // Refused in this process, or by the first worker: the same error, naming the spec.
+    const refusals = [];
+    for (const workers of [1, 2]) {
+      const u = await units(["a.txt"], dir);
+      refusals.push(await prepareShards(u, "llama", { cacheDir, workers })());
+    }
+    assert(E.isLeft(refusals[0]!) && JSON.stringify(refusals[0].left).includes("llama"));
+    assertEquals(refusals[1], refusals[0]);
+    assertEquals([...Deno.readDirSync(cacheDir)], []);
   });
 });

@@ -36,11 +36,11 @@ scope.onmessage = async (event: MessageEvent<ToWorker>) => {
   if (m.kind === "init") {
     const loaded = await loadTokenizerSpec(m.spec)();
     if (E.isLeft(loaded)) {
-      send({ kind: "failed", id: -1, message: loaded.left.message });
+      send({ kind: "unloaded", error: loaded.left });
       return;
     }
     tokenizer = loaded.right;
-    wide = m.wide;
+    wide = tokenizer.vocabSize > 65536; // as the builder decides the dtype
     send({ kind: "ready", facts: factsOf(tokenizer) });
     return;
   }
