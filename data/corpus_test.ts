@@ -279,3 +279,20 @@ Deno.test("loadCorpus() with weights splits every source on its own and lists th
   assert(E.isLeft(heldWeight) && heldWeight.left._tag === "ConfigInvalid");
   assertEquals(heldWeight.left.where, "data.validation.sources[0].weight");
 });
+
+Deno.test("loadCorpus() packs documents the same in memory and from shards, BOS included", async () => {
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    const withBos = { ...byteTokenizer(), name: "bytes-with-bos", vocabSize: 258, bos: 257 };
+    const config = { sources: [builtin40], tokenizer: "bytes" as const, seed: 2 };
+    const inMemory = await loadCorpus(config, { tokenizer: withBos })();
+    const sharded = await loadCorpus(config, { tokenizer: withBos, cacheDir, workers: 1 })();
+    assert(E.isRight(inMemory) && E.isRight(sharded));
+    const train = readAll(inMemory.right.train);
+    assertEquals(readAll(sharded.right.train), train);
+    assertEquals(readAll(sharded.right.validation), readAll(inMemory.right.validation));
+    assertEquals([train[0], train.filter((t) => t === 257).length], [257, 36]);
+  } finally {
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});

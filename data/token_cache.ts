@@ -23,7 +23,8 @@ function allocTokens(n: number, vocabSize: number): TokenArray {
 }
 
 /**
- * Tokenises documents into one stream, appending end-of-text after each.
+ * Tokenises documents into one stream, each as training packs it: `[bos] + ids + [eot]` (BOS
+ * only for a tokeniser that has one), as the token shards hold them.
  *
  * @example
  * ```ts
@@ -38,12 +39,17 @@ export function tokenizeDocuments(
   documents: readonly string[],
   tokenizer: Tokenizer,
 ): TokenizedDocs {
+  // `bos` is part of the tokeniser interface once Hugging Face tokenisers land; read it
+  // structurally until then (the byte and GPT-2 tokenisers have none).
+  const bos = (tokenizer as Tokenizer & { readonly bos?: number }).bos;
+  const extra = bos === undefined ? 1 : 2;
   const parts = documents.map((d) => tokenizer.encode(d));
-  const total = parts.reduce((s, p) => s + p.length + 1, 0);
+  const total = parts.reduce((s, p) => s + p.length + extra, 0);
   const tokens = allocTokens(total, tokenizer.vocabSize);
   const docEnds = new Uint32Array(parts.length);
   let at = 0;
   parts.forEach((p, i) => {
+    if (bos !== undefined) tokens[at++] = bos;
     tokens.set(p, at);
     at += p.length;
     tokens[at++] = tokenizer.eot;
