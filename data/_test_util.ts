@@ -6,6 +6,9 @@
  * @module
  */
 
+/** DataView's flag: shard files are little-endian. */
+const LE = true;
+
 /** How {@link writeShardSetForTest} lays the documents out. */
 export interface TestShardOptions {
   /** Vocabulary size (uint32 storage above 65,536). */
@@ -36,10 +39,10 @@ export async function writeShardSetForTest(
     let at = 0;
     pending.forEach((d, k) => {
       for (let i = 0; i < d.length; i++, at++) {
-        if (wide) view.setUint32(at * 4, d[i]!, true);
-        else view.setUint16(at * 2, d[i]!, true);
+        if (wide) view.setUint32(at * 4, d[i]!, LE);
+        else view.setUint16(at * 2, d[i]!, LE);
       }
-      endView.setFloat64(k * 8, at, true);
+      endView.setFloat64(k * 8, at, LE);
     });
     const name = String(shards.length).padStart(5, "0");
     await Deno.writeFile(`${dir}/${name}.tok`, bytes);

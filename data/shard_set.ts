@@ -158,7 +158,9 @@ export function manifestProblem(m: ShardManifest): string | undefined {
   return undefined;
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** DataView's flag: the files are little-endian. */
+const LE = true;
 
 /** Reads exactly `bytes.length` bytes at `offset` of an open file. */
 function readFully(file: Deno.FsFile, offset: number, bytes: Uint8Array): void {
@@ -174,17 +176,17 @@ function readFully(file: Deno.FsFile, offset: number, bytes: Uint8Array): void {
 /** Little-endian float64 values of a whole (small) file. */
 function float64s(bytes: Uint8Array): Float64Array {
   const n = bytes.length / 8;
-  if (LITTLE_ENDIAN && bytes.byteOffset % 8 === 0) {
+  if (HOST_LITTLE_ENDIAN && bytes.byteOffset % 8 === 0) {
     return new Float64Array(bytes.buffer, bytes.byteOffset, n);
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return Float64Array.from({ length: n }, (_, i) => view.getFloat64(i * 8, true));
+  return Float64Array.from({ length: n }, (_, i) => view.getFloat64(i * 8, LE));
 }
 
 /** Widens little-endian ids in `bytes` into `out` from `at`. */
 function decodeIds(bytes: Uint8Array, width: 2 | 4, out: Int32Array, at: number): void {
   const n = bytes.length / width;
-  if (LITTLE_ENDIAN && bytes.byteOffset % width === 0) {
+  if (HOST_LITTLE_ENDIAN && bytes.byteOffset % width === 0) {
     // Ids are below the vocabulary size, so uint32 ids fit int32 unchanged.
     const ids = width === 2
       ? new Uint16Array(bytes.buffer, bytes.byteOffset, n)
@@ -194,7 +196,7 @@ function decodeIds(bytes: Uint8Array, width: 2 | 4, out: Int32Array, at: number)
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   for (let i = 0; i < n; i++) {
-    out[at + i] = width === 2 ? view.getUint16(i * 2, true) : view.getUint32(i * 4, true);
+    out[at + i] = width === 2 ? view.getUint16(i * 2, LE) : view.getUint32(i * 4, LE);
   }
 }
 

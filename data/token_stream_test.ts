@@ -24,6 +24,8 @@ function concat(docs: readonly ArrayLike<number>[]): Int32Array {
   return out;
 }
 
+const LE = true;
+
 /** The ids a list of file segments names, read straight from the files. */
 function segmentTokens(segments: readonly FileSegment[]): number[] {
   const out: number[] = [];
@@ -31,7 +33,7 @@ function segmentTokens(segments: readonly FileSegment[]): number[] {
     const bytes = Deno.readFileSync(s.file);
     const view = new DataView(bytes.buffer);
     for (let i = s.start; i < s.start + s.length; i++) {
-      out.push(s.dtype === "uint16" ? view.getUint16(i * 2, true) : view.getUint32(i * 4, true));
+      out.push(s.dtype === "uint16" ? view.getUint16(i * 2, LE) : view.getUint32(i * 4, LE));
     }
   }
   return out;
