@@ -8,7 +8,7 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import * as E from "fp-ts/lib/Either.js";
 import { deriveSeed, permutation } from "../base/mod.ts";
 import { batchAt, type BatchPosition, batchStream, epochOffset, evalBatches } from "./batches.ts";
-import { splitByFraction } from "./corpus.ts";
+import { splitByFraction } from "./split.ts";
 import { unigramEntropy } from "./entropy.ts";
 import { openShardSet } from "./shard_set.ts";
 import { shardStream } from "./token_stream.ts";

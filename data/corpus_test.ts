@@ -1,7 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { builtinCorpus, floorNatsPerToken } from "./builtin_corpus.ts";
-import { CorpusConfig, loadCorpus, splitByFraction } from "./corpus.ts";
+import { CorpusConfig, loadCorpus } from "./corpus.ts";
+import { splitByFraction } from "./split.ts";
 import { tokenizeDocuments } from "./token_cache.ts";
 import { readAll } from "./token_stream.ts";
 import { byteTokenizer, type Tokenizer } from "./tokenizer.ts";
