@@ -69,7 +69,7 @@ export const BUILTIN_FACTS: Readonly<Record<string, TokenizerFacts>> = {
 
 /** The spec that loads a tokeniser equal to `t` in a worker, when one is known. */
 export function specOf(t: Tokenizer): string | undefined {
-  return t.name === "bytes" ? "bytes" : t.name === "gpt2-r50k_base" ? "gpt2" : undefined;
+  return t.spec;
 }
 
 /**

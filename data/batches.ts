@@ -18,6 +18,9 @@
  * options and the position, so a run that stores the position in its
  * checkpoint resumes with exactly the batch it would have drawn.
  *
+ * Tokens are read window by window from a {@link TokenStream} (in memory or
+ * on disk), so a batch costs its own rows and nothing more.
+ *
  * @module
  */
 import * as t from "io-ts";
@@ -30,6 +33,7 @@ import {
   permutation,
 } from "../base/mod.ts";
 import type { TokenArray } from "./token_cache.ts";
+import { memoryStream, type TokenStream } from "./token_stream.ts";
 
 /** The fields of a {@link BatchPosition}, with their codecs. */
 export const BATCH_POSITION_FIELDS = { epoch: t.number, cursor: t.number };
@@ -132,7 +136,7 @@ export interface BatchStream {
   /** The position of the stream's first batch: epoch 0, cursor 0. */
   readonly start: BatchPosition;
   /** The token stream the windows are cut from. */
-  readonly tokens: TokenArray;
+  readonly tokens: TokenStream;
   /** The window order of an epoch (memoised). */
   order(epoch: number): Uint32Array;
 }
@@ -154,6 +158,13 @@ function tooShort(where: string, seq: number, have: number, what: string): Confi
   );
 }
 
+/** A stream as is, or ids in memory as a stream. */
+export function asTokenStream(tokens: TokenStream | TokenArray): TokenStream {
+  return tokens instanceof Uint16Array || tokens instanceof Int32Array
+    ? memoryStream(tokens)
+    : tokens;
+}
+
 /**
  * Builds a batch stream over a token stream; refuses shapes the data cannot fill.
  *
@@ -166,9 +177,10 @@ function tooShort(where: string, seq: number, have: number, what: string): Confi
  * ```
  */
 export function batchStream(
-  tokens: TokenArray,
+  source: TokenStream | TokenArray,
   options: BatchStreamOptions,
 ): ext.Either<ConfigInvalid, BatchStream> {
+  const tokens = asTokenStream(source);
   const where = options.where ?? "data";
   const { batch, seq, seed } = options;
   const shape = checkShape(where, batch, seq);
@@ -228,20 +240,52 @@ export function batchAt(stream: BatchStream, position: BatchPosition): BatchStep
   const { batch, seq, tokens } = stream;
   const inputs = new Int32Array(batch * seq);
   const targets = new Int32Array(batch * seq);
+  const window = new Int32Array(seq + 1);
   const starts: number[] = [];
-  let p = normalise(stream, position);
+  let p = position;
   for (let b = 0; b < batch; b++) {
-    const start = epochOffset(stream, p.epoch) + stream.order(p.epoch)[p.cursor]! * seq;
-    const window = tokens.subarray(start, start + seq + 1);
-    inputs.set(window.subarray(0, seq), b * seq);
-    targets.set(window.subarray(1), b * seq);
-    starts.push(start);
-    p = normalise(stream, { epoch: p.epoch, cursor: p.cursor + 1 });
+    const w = windowAt(stream, p);
+    readRow(tokens, w.start, window, inputs, targets, b);
+    starts.push(w.start);
+    p = w.next;
   }
   return {
     batch: { tokens: inputs, targets, batch, seq, window: { split: "train", starts } },
     next: p,
   };
+}
+
+/** Row `row` of a batch: the window of `seq + 1` tokens from `start`, as inputs and targets. */
+export function readRow(
+  tokens: TokenStream,
+  start: number,
+  window: Int32Array,
+  inputs: Int32Array,
+  targets: Int32Array,
+  row: number,
+): void {
+  const seq = window.length - 1;
+  tokens.read(start, seq + 1, window);
+  inputs.set(window.subarray(0, seq), row * seq);
+  targets.set(window.subarray(1), row * seq);
+}
+
+/** What {@link windowAt} returns. */
+export interface WindowStep {
+  /** Offset of the window (`seq + 1` tokens) in the stream's tokens. */
+  readonly start: number;
+  /** The position of the window after it. */
+  readonly next: BatchPosition;
+}
+
+/**
+ * The single window at `position` (normalised first, so a cursor past its epoch's end rolls
+ * over) and the position after it: {@link batchAt} is `batch` of these in a row.
+ */
+export function windowAt(stream: BatchStream, position: BatchPosition): WindowStep {
+  const p = normalise(stream, position);
+  const start = epochOffset(stream, p.epoch) + stream.order(p.epoch)[p.cursor]! * stream.seq;
+  return { start, next: normalise(stream, { epoch: p.epoch, cursor: p.cursor + 1 }) };
 }
 
 /**
@@ -282,9 +326,73 @@ export interface EvalBatchOptions {
   readonly split?: TokenWindows["split"];
 }
 
+/** A split's evaluation batches, made on demand: see {@link evalSet}. */
+export interface EvalSet {
+  /** Windows of `seq + 1` tokens the split holds (capped by `maxBatches`). */
+  readonly windows: number;
+  /** Batches in the set: `ceil(windows / batch)`. */
+  readonly batches: number;
+  /** The first `count` batches (all of them when `count` is larger), read now. */
+  first(count: number): Batch[];
+}
+
 /**
  * Validation batches: consecutive windows in order (no shuffle, no offset), so every
  * evaluation sees the same tokens. The last batch may hold fewer than `batch` examples.
+ * Nothing is read until {@link EvalSet.first} asks for batches, and then only those.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { evalSet } from "./batches.ts";
+ * const r = evalSet(new Uint16Array(41), { batch: 3, seq: 10 });
+ * assert(r._tag === "Right" && r.right.batches === 2 && r.right.first(1)[0]!.batch === 3);
+ * ```
+ */
+export function evalSet(
+  source: TokenStream | TokenArray,
+  options: EvalBatchOptions,
+): ext.Either<ConfigInvalid, EvalSet> {
+  const tokens = asTokenStream(source);
+  const where = options.where ?? "data";
+  const { batch, seq } = options;
+  const shape = checkShape(where, batch, seq);
+  if (E.isLeft(shape)) return shape;
+  const all = Math.floor((tokens.length - 1) / seq);
+  if (all < 1) return E.left(tooShort(where, seq, tokens.length, "validation split"));
+  const windows = Math.min(all, batch * (options.maxBatches ?? Infinity));
+  const split = options.split;
+  const batchOf = (first: number): Batch => {
+    const rows = Math.min(batch, windows - first);
+    const inputs = new Int32Array(rows * seq);
+    const targets = new Int32Array(rows * seq);
+    const window = new Int32Array(seq + 1);
+    const starts: number[] = [];
+    for (let r = 0; r < rows; r++) {
+      const start = (first + r) * seq;
+      readRow(tokens, start, window, inputs, targets, r);
+      starts.push(start);
+    }
+    return {
+      tokens: inputs,
+      targets,
+      batch: rows,
+      seq,
+      ...(split === undefined ? {} : { window: { split, starts } }),
+    };
+  };
+  const batches = Math.ceil(windows / batch);
+  return E.right({
+    windows,
+    batches,
+    first: (count) =>
+      Array.from({ length: Math.min(Math.max(0, count), batches) }, (_, k) => batchOf(k * batch)),
+  });
+}
+
+/**
+ * Validation batches, all of them up to `maxBatches` (see {@link evalSet}, which makes them
+ * on demand).
  *
  * @example
  * ```ts
@@ -295,36 +403,8 @@ export interface EvalBatchOptions {
  * ```
  */
 export function evalBatches(
-  tokens: TokenArray,
+  tokens: TokenStream | TokenArray,
   options: EvalBatchOptions,
 ): ext.Either<ConfigInvalid, Batch[]> {
-  const where = options.where ?? "data";
-  const { batch, seq } = options;
-  const shape = checkShape(where, batch, seq);
-  if (E.isLeft(shape)) return shape;
-  const windows = Math.floor((tokens.length - 1) / seq);
-  if (windows < 1) return E.left(tooShort(where, seq, tokens.length, "validation split"));
-  const limit = Math.min(windows, batch * (options.maxBatches ?? Infinity));
-  const out: Batch[] = [];
-  for (let first = 0; first < limit; first += batch) {
-    const rows = Math.min(batch, limit - first);
-    const inputs = new Int32Array(rows * seq);
-    const targets = new Int32Array(rows * seq);
-    const starts: number[] = [];
-    for (let r = 0; r < rows; r++) {
-      const start = (first + r) * seq;
-      inputs.set(tokens.subarray(start, start + seq), r * seq);
-      targets.set(tokens.subarray(start + 1, start + seq + 1), r * seq);
-      starts.push(start);
-    }
-    const split = options.split;
-    out.push({
-      tokens: inputs,
-      targets,
-      batch: rows,
-      seq,
-      ...(split === undefined ? {} : { window: { split, starts } }),
-    });
-  }
-  return E.right(out);
+  return E.map((set: EvalSet) => set.first(set.batches))(evalSet(tokens, options));
 }

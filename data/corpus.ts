@@ -1,6 +1,8 @@
 /**
- * A training corpus: sources → documents → tokens (cached) → a train and a
- * validation stream.
+ * A training corpus: sources → documents → tokens (cached as token shards) →
+ * a train and a validation {@link TokenStream}. The splits are views of the
+ * tokenised documents (runs of them, in source order), never copies, so a
+ * corpus on disk is read window by window and never held whole.
  *
  * The validation split is one of:
  * - `{ fraction, by: "documents" }`: a seeded random `round(fraction × n)` of
@@ -14,38 +16,37 @@
  *
  * With no `validation` the default is `{ fraction: 0.1, by: "auto" }`.
  *
+ * Mixing weights: when any training source carries a `weight`, each source
+ * is a group of its own (its own tokens, its own held-out documents by the
+ * same rule, its own epochs), and {@link Corpus.groups} lists them for the
+ * batch mixture (`mixture.ts`); a source without one weighs 1.
+ *
  * @module
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
-import * as TE from "fp-ts/lib/TaskEither.js";
 import {
   type ConfigInvalid,
   configInvalid,
-  deriveSeed,
   type ExactObjectC,
   type ext,
   type FileError,
-  permutation,
 } from "../base/mod.ts";
 import { builtinCorpus } from "./builtin_corpus.ts";
 import { DataSource, type ResolvedBuiltin, type ResolvedUnit, resolveSources } from "./sources.ts";
-import {
-  type LoadedTokens,
-  loadTokenized,
-  type TokenArray,
-  type TokenizedDocs,
-} from "./token_cache.ts";
+import { type DocumentStream, type Split, SplitBy, splitByFraction } from "./split.ts";
+import { tokenizeDocuments } from "./token_cache.ts";
+import { type PrepareProgress, prepareShards } from "./shard_build.ts";
+import { openShardSet } from "./shard_set.ts";
+import { readDocuments } from "./readers.ts";
 import { type Tokenizer, tokenizerFor, TokenizerName } from "./tokenizer.ts";
-
-/** How to split off validation data by fraction. */
-export const SplitBy: ext.KeyofC<{ documents: null; tail: null; auto: null }> = t.keyof({
-  documents: null,
-  tail: null,
-  auto: null,
-});
-/** See {@link SplitBy}. */
-export type SplitBy = ext.TypeOf<typeof SplitBy>;
+import {
+  concatStreams,
+  memoryStream,
+  shardStream,
+  sliceStream,
+  type TokenStream,
+} from "./token_stream.ts";
 
 /** The field a held-out validation fraction must give. */
 export const FRACTION_SPLIT_REQUIRED = {
@@ -98,21 +99,38 @@ export type CorpusConfig = ext.TypeOf<typeof CorpusConfig>;
 /** The default validation split. */
 export const DEFAULT_VALIDATION: ValidationSpec = { fraction: 0.1, by: "auto" };
 
+/** One weighted source of a corpus: its own split, for the batch mixture. */
+export interface CorpusGroup {
+  /** The source's weight (1 when the config gives none). */
+  readonly weight: number;
+  /** The source's training documents. */
+  readonly train: TokenStream;
+  /** The source's held-out documents (or its tail). */
+  readonly validation: TokenStream;
+  /** Documents in `train`. */
+  readonly trainDocuments: number;
+  /** Documents in `validation` (0 for a tail split). */
+  readonly validationDocuments: number;
+}
+
 /** Token streams ready for batching. */
 export interface Corpus {
   /** The tokeniser the streams were made with (the config's, or the one injected). */
   readonly tokenizer: Tokenizer;
-  /** Training documents joined, each followed by end-of-text. */
-  readonly train: TokenArray;
+  /** Training documents joined, each followed by end-of-text (with groups: theirs, in order). */
+  readonly train: TokenStream;
   /** Validation tokens (documents joined likewise, or the tail of the stream). */
-  readonly validation: TokenArray;
+  readonly validation: TokenStream;
   /** Documents in the training stream (for a tail split all of them, the last one cut short). */
   readonly trainDocuments: number;
   /** Documents held out whole, or read from the validation sources; 0 for a tail split. */
   readonly validationDocuments: number;
   /** How the split was made. */
   readonly split: "documents" | "tail" | "sources";
-  /** For a document split: indices (in source order) of the held-out documents. */
+  /**
+   * For a document split of one group: indices (in source order) of the held-out documents;
+   * empty otherwise.
+   */
   readonly validationDocIndices: readonly number[];
   /** True when every token stream came from the cache. */
   readonly fromCache: boolean;
@@ -122,6 +140,11 @@ export interface Corpus {
    * For a tail split (which cuts a document) both are the whole stream's floor.
    */
   readonly floorNats?: { readonly train: number; readonly validation: number };
+  /**
+   * When training sources carry weights: each source's split and weight, in config order
+   * (`train` and `validation` are then their streams laid end to end).
+   */
+  readonly groups?: readonly CorpusGroup[];
 }
 
 /** The conventional token cache directory, relative to the repository root (git-ignored). */
@@ -135,6 +158,10 @@ export interface LoadCorpusOptions {
   readonly cacheDir?: string;
   /** Use this tokeniser instead of the one the config names (tests inject one). */
   readonly tokenizer?: Tokenizer;
+  /** Workers tokenising a source into shards (default: one per core). */
+  readonly workers?: number;
+  /** Called while a shard set is being built (see `shard_build.ts`). */
+  readonly progress?: (p: PrepareProgress) => void;
 }
 
 /** The files behind resolved sources, quoted, for error messages. */
@@ -143,21 +170,6 @@ function namesOf(units: readonly ResolvedUnit[]): string {
   return names.length === 0
     ? "the sources"
     : names.slice(0, 5).join(", ") + (names.length > 5 ? ", …" : "");
-}
-
-/** The result of splitting one tokenised stream. */
-export interface Split {
-  /** The training tokens. */
-  readonly train: TokenArray;
-  /** The held-out tokens. */
-  readonly validation: TokenArray;
-  /** How the split was made: whole documents held out, or the stream's tail. */
-  readonly by: "documents" | "tail";
-  /**
-   * For a document split, indices of the held-out documents in source order; empty for a tail
-   * split.
-   */
-  readonly validationDocIndices: readonly number[];
 }
 
 function sum(xs: ArrayLike<number>): number {
@@ -182,7 +194,7 @@ function builtinNll(units: readonly ResolvedUnit[]): number[] | undefined {
 
 function splitFloors(
   nll: readonly number[],
-  docs: TokenizedDocs,
+  docs: DocumentStream,
   split: Split,
 ): { train: number; validation: number } {
   if (split.by === "tail") {
@@ -194,78 +206,101 @@ function splitFloors(
   return { train: trainNll / split.train.length, validation: validNll / split.validation.length };
 }
 
-function gather(docs: TokenizedDocs, indices: readonly number[]): TokenArray {
-  const lengths = indices.map((i) => docs.docEnds[i]! - (i === 0 ? 0 : docs.docEnds[i - 1]!));
-  const out = docs.tokens instanceof Uint16Array
-    ? new Uint16Array(lengths.reduce((a, b) => a + b, 0))
-    : new Int32Array(lengths.reduce((a, b) => a + b, 0));
-  let at = 0;
-  indices.forEach((i, k) => {
-    const start = i === 0 ? 0 : docs.docEnds[i - 1]!;
-    out.set(docs.tokens.subarray(start, start + lengths[k]!), at);
-    at += lengths[k]!;
-  });
-  return out;
+/** Tokenised documents of some units, and whether they came from the cache. */
+interface LoadedDocuments {
+  readonly docs: DocumentStream;
+  readonly fromCache: boolean;
+  readonly units: readonly ResolvedUnit[];
 }
 
 /**
- * Splits tokenised documents into train and validation by a held-out fraction.
+ * The documents of `sources`: tokenised in memory without a cache directory, else prepared as a
+ * token shard set in it (or found there) and read from the shards. A set that fails
+ * {@link openShardSet}'s checks is damaged: it is removed and built once more.
+ */
+function loadDocuments(
+  sources: readonly DataSource[],
+  tokenizer: Tokenizer,
+  where: string,
+  options: LoadCorpusOptions,
+): ext.TaskEither<FileError | ConfigInvalid, LoadedDocuments> {
+  return async () => {
+    const units = await resolveSources(sources, options.baseDir ?? Deno.cwd())();
+    if (E.isLeft(units)) return units;
+    let loaded: LoadedDocuments;
+    if (options.cacheDir === undefined) {
+      const texts: string[] = [];
+      for (const u of units.right) {
+        const docs = await readDocuments(u)();
+        if (E.isLeft(docs)) return docs;
+        texts.push(...docs.right);
+      }
+      const docs = tokenizeDocuments(texts, tokenizer);
+      loaded = {
+        docs: { tokens: memoryStream(docs.tokens), docEnds: docs.docEnds },
+        fromCache: false,
+        units: units.right,
+      };
+    } else {
+      const prepare = () =>
+        prepareShards(units.right, tokenizer, {
+          cacheDir: options.cacheDir!,
+          field: where,
+          ...(options.workers === undefined ? {} : { workers: options.workers }),
+          ...(options.progress === undefined ? {} : { progress: options.progress }),
+        })();
+      let built = await prepare();
+      if (E.isLeft(built)) return built;
+      let set = await openShardSet(built.right.dir)();
+      if (E.isLeft(set) && set.left._tag === "ContentInvalid") {
+        await Deno.remove(built.right.dir, { recursive: true }).catch(() => undefined);
+        built = await prepare();
+        if (E.isLeft(built)) return built;
+        set = await openShardSet(built.right.dir)();
+      }
+      if (E.isLeft(set)) return set;
+      loaded = {
+        docs: { tokens: shardStream(set.right), docEnds: set.right.docEnds },
+        fromCache: built.right.fromCache,
+        units: units.right,
+      };
+    }
+    if (loaded.docs.docEnds.length === 0) {
+      return E.left(configInvalid(where, `${namesOf(loaded.units)} hold no non-empty documents`));
+    }
+    return E.right(loaded);
+  };
+}
+
+/**
+ * How a config's training sources are tokenised: one shard set for all of them, or, when any
+ * carries a `weight` (and there are several), one per source, each its own stream in the
+ * mixture. `deno task data prepare` prepares the same sets a run reads.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { splitByFraction } from "./corpus.ts";
- * const docs = { tokens: new Uint16Array([1, 0, 2, 0, 3, 0, 4, 0]), docEnds: new Uint32Array([2, 4, 6, 8]) };
- * const s = splitByFraction(docs, { fraction: 0.5, by: "documents" }, 1);
- * assert(s._tag === "Right" && s.right.validation.length === 4);
+ * import { sourceGroups } from "./corpus.ts";
+ * assert(sourceGroups(["a.txt", "b.txt"]).length === 1);
+ * assert(sourceGroups([{ path: "a.txt", weight: 2 }, "b.txt"]).length === 2);
  * ```
  */
-export function splitByFraction(
-  docs: TokenizedDocs,
-  spec: { readonly fraction: number; readonly by?: SplitBy },
-  seed: number,
-): ext.Either<ConfigInvalid, Split> {
-  const { fraction } = spec;
-  if (!(fraction >= 0 && fraction < 1)) {
-    return E.left(configInvalid("data.validation.fraction", `must be in [0, 1), got ${fraction}`));
-  }
-  const n = docs.docEnds.length;
-  const held = Math.round(fraction * n);
-  const by = spec.by === undefined || spec.by === "auto"
-    ? (held >= 2 && held < n ? "documents" : "tail")
-    : spec.by;
-  if (by === "tail") {
-    const cut = docs.tokens.length - Math.round(fraction * docs.tokens.length);
-    return E.right({
-      train: docs.tokens.subarray(0, cut),
-      validation: docs.tokens.subarray(cut),
-      by,
-      validationDocIndices: [],
-    });
-  }
-  if (fraction > 0 && (held < 1 || held >= n)) {
-    return E.left(
-      configInvalid(
-        "data.validation",
-        `holding out ${fraction} of ${n} documents leaves ${held} for validation and ${
-          n - held
-        } for training`,
-      ),
-    );
-  }
-  // A stream id distinct from the batch shuffles', so changing one never moves the other.
-  const order = permutation(n, deriveSeed(seed, 0x5ba1));
-  const isHeld = new Uint8Array(n);
-  for (let k = 0; k < held; k++) isHeld[order[k]!] = 1;
-  const trainIdx: number[] = [];
-  const validIdx: number[] = [];
-  for (let i = 0; i < n; i++) (isHeld[i] ? validIdx : trainIdx).push(i);
-  return E.right({
-    train: gather(docs, trainIdx),
-    validation: gather(docs, validIdx),
-    by,
-    validationDocIndices: validIdx,
-  });
+export function sourceGroups(sources: readonly DataSource[]): DataSource[][] {
+  const weighted = sources.length > 1 && sources.some((s) => weightOf(s) !== undefined);
+  return weighted ? sources.map((s) => [s]) : [sources.slice()];
+}
+
+/** The weight a source carries, when it carries one. */
+function weightOf(source: DataSource): number | undefined {
+  return typeof source === "string" ? undefined : source.weight;
+}
+
+/** NLL sums and token counts of one group's splits (built-in sources only). */
+interface GroupNll {
+  readonly train: number;
+  readonly trainTokens: number;
+  readonly validation: number;
+  readonly validationTokens: number;
 }
 
 /**
@@ -285,61 +320,65 @@ export function loadCorpus(
   options: LoadCorpusOptions = {},
 ): ext.TaskEither<FileError | ConfigInvalid, Corpus> {
   return async () => {
-    const baseDir = options.baseDir ?? Deno.cwd();
-    const cache = options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir };
     let tokenizer: Tokenizer;
     if (options.tokenizer === undefined) {
       const made = await tokenizerFor(config.tokenizer)();
       if (E.isLeft(made)) return made;
       tokenizer = made.right;
     } else tokenizer = options.tokenizer;
-    const load = (sources: readonly DataSource[]) =>
-      TE.flatMap(
-        resolveSources(sources, baseDir),
-        (units) =>
-          TE.map((loaded: LoadedTokens) => ({ ...loaded, units }))(
-            loadTokenized(units, tokenizer, cache),
-          ),
-      );
-    const main = await load(config.sources)();
-    if (E.isLeft(main)) return main;
-    if (main.right.docs.docEnds.length === 0) {
-      return E.left(
-        configInvalid("data.sources", `${namesOf(main.right.units)} hold no non-empty documents`),
-      );
-    }
+    const load = (sources: readonly DataSource[], where: string) =>
+      loadDocuments(sources, tokenizer, where, options);
     const spec = config.validation ?? DEFAULT_VALIDATION;
     if ("sources" in spec) {
-      const valid = await load(spec.sources)();
-      if (E.isLeft(valid)) return valid;
-      if (valid.right.docs.docEnds.length === 0) {
+      const weighted = spec.sources.findIndex((s) => weightOf(s) !== undefined);
+      if (weighted >= 0) {
         return E.left(
           configInvalid(
-            "data.validation.sources",
-            `${namesOf(valid.right.units)} hold no non-empty documents`,
+            `data.validation.sources[${weighted}].weight`,
+            "weights mix training sources; validation sources are all evaluated",
           ),
         );
       }
+    }
+    const weights = config.sources.map(weightOf);
+    const bad = weights.findIndex((w) => w !== undefined && !(Number.isFinite(w) && w > 0));
+    if (bad >= 0) {
+      return E.left(
+        configInvalid(
+          `data.sources[${bad}].weight`,
+          `must be a positive number, got ${weights[bad]}`,
+        ),
+      );
+    }
+    if (sourceGroups(config.sources).length > 1) {
+      return loadGroups(config, spec, weights.map((w) => w ?? 1), tokenizer, load);
+    }
+    const main = await load(config.sources, "data.sources")();
+    if (E.isLeft(main)) return main;
+    const docs = main.right.docs;
+    if ("sources" in spec) {
+      const valid = await load(spec.sources, "data.validation.sources")();
+      if (E.isLeft(valid)) return valid;
       const trainNll = builtinNll(main.right.units);
       const validNll = builtinNll(valid.right.units);
       return E.right({
         tokenizer,
-        train: main.right.docs.tokens,
+        train: docs.tokens,
         validation: valid.right.docs.tokens,
-        trainDocuments: main.right.docs.docEnds.length,
+        trainDocuments: docs.docEnds.length,
         validationDocuments: valid.right.docs.docEnds.length,
         split: "sources",
         validationDocIndices: [],
         fromCache: main.right.fromCache && valid.right.fromCache,
         ...(trainNll === undefined || validNll === undefined ? {} : {
           floorNats: {
-            train: sum(trainNll) / main.right.docs.tokens.length,
+            train: sum(trainNll) / docs.tokens.length,
             validation: sum(validNll) / valid.right.docs.tokens.length,
           },
         }),
       });
     }
-    const split = splitByFraction(main.right.docs, spec, config.seed ?? 0);
+    const split = splitByFraction(docs, spec, config.seed ?? 0);
     if (E.isLeft(split)) return split;
     const held = split.right.validationDocIndices.length;
     const nll = builtinNll(main.right.units);
@@ -348,13 +387,123 @@ export function loadCorpus(
       train: split.right.train,
       validation: split.right.validation,
       trainDocuments: split.right.by === "documents"
-        ? main.right.docs.docEnds.length - held
-        : main.right.docs.docEnds.length,
+        ? docs.docEnds.length - held
+        : docs.docEnds.length,
       validationDocuments: held,
       split: split.right.by,
       validationDocIndices: split.right.validationDocIndices,
       fromCache: main.right.fromCache,
-      ...(nll === undefined ? {} : { floorNats: splitFloors(nll, main.right.docs, split.right) }),
+      ...(nll === undefined ? {} : { floorNats: splitFloors(nll, docs, split.right) }),
     });
   };
+}
+
+/** A corpus of weighted sources: each source loaded and split on its own (see the module doc). */
+async function loadGroups(
+  config: CorpusConfig,
+  spec: ValidationSpec,
+  weights: readonly number[],
+  tokenizer: Tokenizer,
+  load: (
+    sources: readonly DataSource[],
+    where: string,
+  ) => ext.TaskEither<FileError | ConfigInvalid, LoadedDocuments>,
+): Promise<ext.Either<FileError | ConfigInvalid, Corpus>> {
+  const groups: CorpusGroup[] = [];
+  const nlls: (GroupNll | undefined)[] = [];
+  let fromCache = true;
+  let byDocuments = false;
+  for (const [i, source] of config.sources.entries()) {
+    const weight = weights[i]!;
+    const loaded = await load([source], `data.sources[${i}]`)();
+    if (E.isLeft(loaded)) return loaded;
+    const docs = loaded.right.docs;
+    fromCache &&= loaded.right.fromCache;
+    const nll = builtinNll(loaded.right.units);
+    if ("sources" in spec) {
+      groups.push({
+        weight,
+        train: docs.tokens,
+        validation: sliceStream(docs.tokens, 0, 0),
+        trainDocuments: docs.docEnds.length,
+        validationDocuments: 0,
+      });
+      nlls.push(
+        nll === undefined ? undefined : {
+          train: sum(nll),
+          trainTokens: docs.tokens.length,
+          validation: 0,
+          validationTokens: 0,
+        },
+      );
+      continue;
+    }
+    const split = splitByFraction(docs, spec, config.seed ?? 0);
+    if (E.isLeft(split)) {
+      return E.left(configInvalid(`data.sources[${i}]: ${split.left.where}`, split.left.message));
+    }
+    const s = split.right;
+    const held = s.validationDocIndices.length;
+    byDocuments ||= s.by === "documents";
+    groups.push({
+      weight,
+      train: s.train,
+      validation: s.validation,
+      trainDocuments: s.by === "documents" ? docs.docEnds.length - held : docs.docEnds.length,
+      validationDocuments: held,
+    });
+    if (nll === undefined) nlls.push(undefined);
+    else {
+      const f = splitFloors(nll, docs, s);
+      nlls.push({
+        train: f.train * s.train.length,
+        trainTokens: s.train.length,
+        validation: f.validation * s.validation.length,
+        validationTokens: s.validation.length,
+      });
+    }
+  }
+  let validation = concatStreams(groups.map((g) => g.validation));
+  let validationDocuments = groups.reduce((a, g) => a + g.validationDocuments, 0);
+  let validNll: GroupNll | undefined;
+  if ("sources" in spec) {
+    const valid = await load(spec.sources, "data.validation.sources")();
+    if (E.isLeft(valid)) return valid;
+    validation = valid.right.docs.tokens;
+    validationDocuments = valid.right.docs.docEnds.length;
+    fromCache &&= valid.right.fromCache;
+    const nll = builtinNll(valid.right.units);
+    if (nll !== undefined) {
+      validNll = {
+        train: 0,
+        trainTokens: 0,
+        validation: sum(nll),
+        validationTokens: validation.length,
+      };
+    }
+  }
+  const train = concatStreams(groups.map((g) => g.train));
+  const known = nlls.every((n) => n !== undefined) &&
+    (!("sources" in spec) || validNll !== undefined);
+  const all = [...nlls, validNll].filter((n) => n !== undefined);
+  const total = (k: keyof GroupNll) => all.reduce((a, n) => a + n[k], 0);
+  return E.right({
+    tokenizer,
+    train,
+    validation,
+    trainDocuments: groups.reduce((a, g) => a + g.trainDocuments, 0),
+    validationDocuments,
+    split: "sources" in spec ? "sources" : byDocuments ? "documents" : "tail",
+    validationDocIndices: [],
+    fromCache,
+    groups,
+    ...(known
+      ? {
+        floorNats: {
+          train: total("train") / total("trainTokens"),
+          validation: total("validation") / total("validationTokens"),
+        },
+      }
+      : {}),
+  });
 }

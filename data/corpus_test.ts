@@ -1,9 +1,11 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { builtinCorpus, floorNatsPerToken } from "./builtin_corpus.ts";
-import { CorpusConfig, loadCorpus, splitByFraction } from "./corpus.ts";
+import { CorpusConfig, loadCorpus } from "./corpus.ts";
+import { splitByFraction } from "./split.ts";
 import { tokenizeDocuments } from "./token_cache.ts";
-import { byteTokenizer } from "./tokenizer.ts";
+import { readAll } from "./token_stream.ts";
+import { byteTokenizer, type Tokenizer } from "./tokenizer.ts";
 
 const builtin40 = { builtin: { seed: 1, documents: 40 } };
 
@@ -40,9 +42,11 @@ Deno.test("splitByFraction() by documents holds out whole documents, disjoint an
   const expected = a.right.validationDocIndices.map((i) => c.documents[i] + "<|endoftext|>").join(
     "",
   );
-  assertEquals(tok.decode(a.right.validation), expected);
+  assertEquals(tok.decode(readAll(a.right.validation)), expected);
   const held = new Set(a.right.validationDocIndices.map((i) => c.documents[i]));
-  for (const d of tok.decode(a.right.train).split("<|endoftext|>").filter((s) => s !== "")) {
+  for (
+    const d of tok.decode(readAll(a.right.train)).split("<|endoftext|>").filter((s) => s !== "")
+  ) {
     assert(!held.has(d));
   }
 });
@@ -80,7 +84,7 @@ Deno.test("loadCorpus() splits the built-in corpus by documents and caches it", 
     assert(!first.right.fromCache);
     const second = await loadCorpus(config, { cacheDir })();
     assert(E.isRight(second) && second.right.fromCache);
-    assertEquals(Array.from(second.right.validation), Array.from(first.right.validation));
+    assertEquals(readAll(second.right.validation), readAll(first.right.validation));
   } finally {
     await Deno.remove(cacheDir, { recursive: true });
   }
@@ -102,7 +106,7 @@ Deno.test("loadCorpus() takes validation from separate sources when given", asyn
     builtinCorpus({ seed: 2, documents: 5 }).documents,
     byteTokenizer(),
   );
-  assertEquals(Array.from(r.right.validation), Array.from(expected.tokens));
+  assertEquals(Array.from(readAll(r.right.validation)), Array.from(expected.tokens));
 });
 
 Deno.test("loadCorpus() reports an empty corpus and a missing source", async () => {
@@ -148,5 +152,148 @@ Deno.test("loadCorpus() reports the built-in corpus's floor per split, and none 
     assert(E.isRight(files) && files.right.floorNats === undefined);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** The byte tokeniser, counting how many documents it encodes. */
+function countingTokenizer(): Tokenizer & { calls: number } {
+  const inner = byteTokenizer();
+  const counter = {
+    ...inner,
+    calls: 0,
+    encode: (text: string) => {
+      counter.calls++;
+      return inner.encode(text);
+    },
+  };
+  return counter;
+}
+
+Deno.test("loadCorpus() reads its token shards on the second load, and misses them when a source, a field or the tokeniser changes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/a.jsonl`, '{"text":"first doc"}\n{"text":"second"}\n');
+    await Deno.writeTextFile(`${dir}/b.txt`, "third");
+    const cacheDir = `${dir}/.cache/tokens`;
+    const tok = countingTokenizer();
+    const load = async (
+      sources: CorpusConfig["sources"] = ["a.jsonl", "b.txt"],
+      tokenizer: Tokenizer = tok,
+    ) => {
+      const r = await loadCorpus({ sources, tokenizer: "bytes", validation: { fraction: 0 } }, {
+        baseDir: dir,
+        cacheDir,
+        tokenizer,
+        workers: 1,
+      })();
+      assert(E.isRight(r), E.isLeft(r) ? JSON.stringify(r.left) : "");
+      return r.right;
+    };
+    const first = await load();
+    assertEquals([first.fromCache, tok.calls > 0, first.trainDocuments], [false, true, 3]);
+    const sets: string[] = [];
+    for await (const e of Deno.readDir(cacheDir)) sets.push(e.name);
+    assertEquals(sets.map((f) => f.replace(/^[0-9a-f]{32}$/, "<hash>")), ["<hash>"]);
+    assert((await Deno.stat(`${cacheDir}/${sets[0]}/manifest.json`)).isFile);
+    const calls = tok.calls;
+    const second = await load();
+    assertEquals([second.fromCache, tok.calls], [true, calls]); // nothing encoded
+    assertEquals(readAll(second.train), readAll(first.train));
+    assertEquals(
+      byteTokenizer().decode(readAll(second.train)),
+      "first doc<|endoftext|>second<|endoftext|>third<|endoftext|>",
+    );
+    await Deno.writeTextFile(`${dir}/b.txt`, "third, longer");
+    const changed = await load();
+    assert(!changed.fromCache);
+    assertEquals(
+      byteTokenizer().decode(readAll(changed.train)),
+      "first doc<|endoftext|>second<|endoftext|>third, longer<|endoftext|>",
+    );
+    assert(
+      !(await load([{ path: "a.jsonl", field: "text" }, { path: "b.txt", field: "body" }]))
+        .fromCache,
+    );
+    assert(!(await load(undefined, { ...byteTokenizer(), name: "bytes-v2" })).fromCache);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadCorpus() rebuilds a shard set whose document table is damaged", async () => {
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    const config = { sources: [builtin40], tokenizer: "bytes" as const, seed: 5 };
+    const first = await loadCorpus(config, { cacheDir, workers: 1 })();
+    assert(E.isRight(first));
+    const [set] = await Array.fromAsync(Deno.readDir(cacheDir));
+    const docs = `${cacheDir}/${set!.name}/00000.docs`;
+    const ends = new Float64Array((await Deno.readFile(docs)).buffer);
+    ends[3] = ends[1]!; // same size, ends out of order
+    await Deno.writeFile(docs, new Uint8Array(ends.buffer));
+    const again = await loadCorpus(config, { cacheDir, workers: 1 })();
+    assert(E.isRight(again));
+    assert(!again.right.fromCache);
+    assertEquals(readAll(again.right.train), readAll(first.right.train));
+    assertEquals(again.right.validationDocIndices, first.right.validationDocIndices);
+    const third = await loadCorpus(config, { cacheDir, workers: 1 })();
+    assert(E.isRight(third) && third.right.fromCache);
+  } finally {
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+Deno.test("loadCorpus() with weights splits every source on its own and lists them as groups", async () => {
+  const a = { builtin: { seed: 1, documents: 40 }, weight: 3 };
+  const b = { builtin: { seed: 2, documents: 20 } };
+  const r = await loadCorpus({ sources: [a, b], tokenizer: "bytes", seed: 4 })();
+  assert(E.isRight(r));
+  const groups = r.right.groups;
+  assert(groups !== undefined && groups.length === 2);
+  assertEquals(groups.map((g) => [g.weight, g.trainDocuments, g.validationDocuments]), [
+    [3, 36, 4],
+    [1, 18, 2],
+  ]);
+  // Each group is the source loaded alone, split by the same rule.
+  for (const [i, source] of [a, b].entries()) {
+    const alone = await loadCorpus({ sources: [source], tokenizer: "bytes", seed: 4 })();
+    assert(E.isRight(alone) && alone.right.groups === undefined);
+    assertEquals(readAll(groups[i]!.train), readAll(alone.right.train));
+    assertEquals(readAll(groups[i]!.validation), readAll(alone.right.validation));
+  }
+  assertEquals(
+    readAll(r.right.train),
+    Int32Array.from([...readAll(groups[0]!.train), ...readAll(groups[1]!.train)]),
+  );
+  assertEquals(r.right.validationDocuments, 6);
+  assert(r.right.floorNats !== undefined);
+  const bad = await loadCorpus({ sources: [{ ...a, weight: -1 }, b], tokenizer: "bytes" })();
+  assert(
+    E.isLeft(bad) && bad.left._tag === "ConfigInvalid" &&
+      bad.left.where === "data.sources[0].weight",
+  );
+  const heldWeight = await loadCorpus({
+    sources: [a, b],
+    tokenizer: "bytes",
+    validation: { sources: [{ builtin: { seed: 3, documents: 5 }, weight: 2 }] },
+  })();
+  assert(E.isLeft(heldWeight) && heldWeight.left._tag === "ConfigInvalid");
+  assertEquals(heldWeight.left.where, "data.validation.sources[0].weight");
+});
+
+Deno.test("loadCorpus() packs documents the same in memory and from shards, BOS included", async () => {
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    const withBos = { ...byteTokenizer(), name: "bytes-with-bos", vocabSize: 258, bos: 257 };
+    const config = { sources: [builtin40], tokenizer: "bytes" as const, seed: 2 };
+    const inMemory = await loadCorpus(config, { tokenizer: withBos })();
+    const sharded = await loadCorpus(config, { tokenizer: withBos, cacheDir, workers: 1 })();
+    assert(E.isRight(inMemory) && E.isRight(sharded));
+    const train = readAll(inMemory.right.train);
+    assertEquals(readAll(sharded.right.train), train);
+    assertEquals(readAll(sharded.right.validation), readAll(inMemory.right.validation));
+    assertEquals([train[0], train.filter((t) => t === 257).length], [257, 36]);
+  } finally {
+    await Deno.remove(cacheDir, { recursive: true });
   }
 });

@@ -467,14 +467,14 @@ export function loadHfTokenizer(where: string): ext.TaskEither<FileError, Tokeni
       ),
       TE.bind("sha256", ({ jsonText }) => TE.fromTask(() => sha256Hex(jsonText))),
       TE.chainEitherKW(({ jsonText, configText, sha256 }) =>
-        hfTokenizer({
+        E.map((t: Tokenizer): Tokenizer => ({ ...t, spec: path.resolve(where) }))(hfTokenizer({
           label: path.basename(path.resolve(folder)),
           jsonPath,
           jsonText,
           sha256,
           configPath,
           ...(configText === undefined ? {} : { configText }),
-        })
+        }))
       ),
     )();
   };

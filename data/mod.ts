@@ -7,10 +7,14 @@
  * - `sources`, `readers`: files, directories and globs of text/JSONL/Parquet.
  * - `text_file`: every input read as text the same way (regular files only, strict UTF-8).
  * - `builtin_corpus`, `entropy`: the generated default corpus, its loss floor, unigram entropy.
- * - `token_cache`, `corpus`: tokenise once, cache on disk, split off validation data.
+ * - `token_cache`, `corpus`, `split`: tokenise, load from token shards (or in memory), split
+ *   off validation data as views.
  * - `stream_sources`, `shard_build`, `progress_bar`: sources streamed as pieces of documents,
  *   tokenised in parallel into token shards on disk, with a progress line.
+ * - `shard_set`, `token_stream`: token shards on disk, and streams (in memory, on disk, views)
+ *   that batches read window by window.
  * - `batches`: fixed-length windows, seeded shuffles per epoch, `{ epoch, cursor }` positions.
+ * - `mixture`: rows drawn from weighted sources, each with its own epochs.
  *
  * @example
  * ```ts
@@ -28,6 +32,7 @@
 export * from "./batches.ts";
 export * from "./builtin_corpus.ts";
 export * from "./corpus.ts";
+export * from "./split.ts";
 export * from "./entropy.ts";
 export * from "./readers.ts";
 export * from "./sources.ts";
@@ -41,3 +46,6 @@ export * from "./jsonl.ts";
 export * from "./text_file.ts";
 export * from "./alpaca.ts";
 export * from "./mt_bench.ts";
+export * from "./shard_set.ts";
+export * from "./token_stream.ts";
+export * from "./mixture.ts";

@@ -9,6 +9,7 @@ import { loadCorpus } from "./corpus.ts";
 import { readDocuments } from "./readers.ts";
 import { type ResolvedFile, resolveSources } from "./sources.ts";
 import { byteTokenizer, gpt2Tokenizer } from "./tokenizer.ts";
+import { readAll, sliceStream } from "./token_stream.ts";
 
 const SHARED = fileURLToPath(new URL("../../shared/data", import.meta.url));
 const available = (() => {
@@ -48,7 +49,7 @@ test("tinyshakespeare: GPT-2 gives 338,025 tokens (nanoGPT's figure) and a tail 
   assertEquals([c.split, c.trainDocuments, c.validationDocuments], ["tail", 1, 0]);
   assertEquals(c.train.length + c.validation.length, 338025 + 1); // + end-of-text
   assertEquals(c.validation.length, Math.round(0.1 * 338026));
-  assert(gpt2.right.decode(c.train.subarray(0, 4)).startsWith("First Citizen"));
+  assert(gpt2.right.decode(readAll(sliceStream(c.train, 0, 4))).startsWith("First Citizen"));
 });
 
 test("c4-sample: JSONL and Parquet give the same 300 documents", async () => {
@@ -112,7 +113,7 @@ test("corpus-en: the SOURCE.md author split via exclude + validation sources, Gu
     { baseDir: SHARED },
   )();
   assert(E.isRight(r));
-  const dracula = byteTokenizer().decode(r.right.validation);
+  const dracula = byteTokenizer().decode(readAll(r.right.validation));
   assert(
     dracula.startsWith("Produced by") && dracula.slice(0, 2000).includes("DRACULA"),
     dracula.slice(0, 80),

@@ -46,6 +46,8 @@ export const FILE_SOURCE_OPTIONAL = {
   exclude: t.array(t.string),
   /** Keep only what lies between Project Gutenberg's `*** START OF` and `*** END OF` lines. */
   gutenberg: t.boolean,
+  /** Share of the training rows drawn from this source, relative to the others' (see `corpus.ts`). */
+  weight: t.number,
 };
 /** Files on disk: `path` is a file, a directory or a glob, relative to the base directory. */
 export const FileSource: ExactObjectC<typeof FILE_SOURCE_REQUIRED, typeof FILE_SOURCE_OPTIONAL> = t
@@ -63,10 +65,16 @@ export const BUILTIN_SOURCE_FIELDS = {
     ]),
   ),
 };
+/** The optional field of a {@link BuiltinSource}. */
+export const BUILTIN_SOURCE_OPTIONAL = {
+  /** Share of the training rows drawn from this source, relative to the others' (see `corpus.ts`). */
+  weight: t.number,
+};
 /** The generated corpus (see `builtin_corpus.ts`). */
-export const BuiltinSource: ext.ExactC<ext.TypeC<typeof BUILTIN_SOURCE_FIELDS>> = t.exact(
-  t.type(BUILTIN_SOURCE_FIELDS),
-);
+export const BuiltinSource: ExactObjectC<
+  typeof BUILTIN_SOURCE_FIELDS,
+  typeof BUILTIN_SOURCE_OPTIONAL
+> = t.exact(t.intersection([t.type(BUILTIN_SOURCE_FIELDS), t.partial(BUILTIN_SOURCE_OPTIONAL)]));
 /** See {@link BuiltinSource}. */
 export type BuiltinSource = ext.TypeOf<typeof BuiltinSource>;
 

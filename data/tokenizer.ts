@@ -66,6 +66,7 @@ export function byteTokenizer(): Tokenizer {
   let files: HfTokenizerFiles | undefined;
   return {
     name: "bytes",
+    spec: "bytes",
     vocabSize: 257,
     eot: 256,
     encode: (text) => Int32Array.from(encoder.encode(text)),
@@ -126,6 +127,7 @@ export function gpt2Tokenizer(): ext.TaskEither<IoFailed, Tokenizer> {
       let files: HfTokenizerFiles | undefined;
       const tokenizer: Tokenizer = {
         name: "gpt2-r50k_base",
+        spec: "gpt2",
         vocabSize: bpe.vocabularySize,
         eot: 50256,
         encode: (text: string) => {

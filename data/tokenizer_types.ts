@@ -29,6 +29,11 @@ export interface Tokenizer {
   readonly eot: number;
   /** The id put before every document, present when the tokeniser's config prepends BOS. */
   readonly bos?: number;
+  /**
+   * What loads this tokeniser again elsewhere (a tokenising worker): `"bytes"`, `"gpt2"`, or the
+   * absolute path it was read from; absent for one built from texts in memory.
+   */
+  readonly spec?: TokenizerSpec;
   /** Ids of `text`, with no BOS/EOS added; special tokens in the text as HF treats them. */
   encode(text: string): Int32Array;
   /** Text of the ids; special ids appear as their text (`eot` as e.g. `<|endoftext|>`). */

@@ -19,7 +19,14 @@ import {
   type PlanInfeasible,
   planInfeasible,
 } from "../base/mod.ts";
-import { type Batch, evalBatches, loadCorpus, loadTokenizer, type Tokenizer } from "../data/mod.ts";
+import {
+  type Batch,
+  evalBatches,
+  loadCorpus,
+  loadTokenizer,
+  progressPrinter,
+  type Tokenizer,
+} from "../data/mod.ts";
 import {
   type BackendName,
   type Env,
@@ -38,12 +45,14 @@ import { createTorchEngine } from "./torch_engine.ts";
 import { findTorchPython, torchCapabilityProblem } from "./torch_launch.ts";
 
 /**
- * The data effect of a graph: its corpus loaded (and cached), batched as its training says;
+ * The data effect of a graph: its corpus loaded (tokenised into token shards in `cacheDir` the
+ * first time, a progress line every 10 s to `print` meanwhile), batched as its training says;
  * `tokenizer` is the run's (`runTokenizer`), loaded from `data.tokenizer` when not given.
  */
 export function graphData(
   g: ValidGraph,
   tokenizer?: Tokenizer,
+  print?: (line: string) => void,
 ): TE.TaskEither<PipelineError, Env["data"]> {
   return async () => {
     const T = g.training;
@@ -57,6 +66,9 @@ export function graphData(
       file: "model.vocab",
     });
     if (problem !== undefined) return E.left(problem);
+    const progress = print === undefined
+      ? {}
+      : { progress: progressPrinter((line) => print(`Tokenising: ${line}`), 10_000) };
     const corpus = await loadCorpus({
       sources: resolvedSources(d.source, how),
       // CorpusConfig still names only a built-in; the loaded tokeniser (options) is the one used.
@@ -65,7 +77,7 @@ export function graphData(
       validation: d.validation === undefined
         ? { fraction: d.valFraction, by: "auto" }
         : { sources: resolvedSources(d.validation, how) },
-    }, { cacheDir: d.cacheDir, tokenizer: tok.right })();
+    }, { cacheDir: d.cacheDir, tokenizer: tok.right, ...progress })();
     if (E.isLeft(corpus)) return corpus;
     const data = dataEffect(corpus.right, {
       batch: T.microBatch,
@@ -247,7 +259,7 @@ export function wireRun(
     options.print(
       `Tokenizer: ${tok.right.tokenizer.name} (${tok.right.tokenizer.vocabSize} ids; ${tok.right.how})`,
     );
-    const data = await graphData(g, tok.right.tokenizer)();
+    const data = await graphData(g, tok.right.tokenizer, options.print)();
     if (E.isLeft(data)) return data;
     const engine = onTorch
       ? await torchEngine(g, data.right, options.out)

@@ -19,7 +19,7 @@ import type {
   ReadonlyObjectC,
 } from "../base/mod.ts";
 import type { EngineSnapshot } from "../checkpoint/mod.ts";
-import type { TokenWindows } from "../data/mod.ts";
+import type { TokenStream, TokenWindows } from "../data/mod.ts";
 import type { FusibleOp } from "../solvers/mod.ts";
 import type { AccountedState, MetricRecord } from "./metrics_records.ts";
 import type { StepHyper } from "./step_hyper.ts";
@@ -43,12 +43,15 @@ export interface MicroBatch {
   readonly padding?: number;
 }
 
-/** The token streams batches are cut from (uint16 when the vocabulary fits, else int32). */
+/**
+ * The token streams batches are cut from: a row's window offsets index them. Read window by
+ * window (in memory, or from token shards on disk, where `segments` says which files).
+ */
 export interface TokenStreams {
   /** The training split's tokens, documents one after another. */
-  readonly train: Uint16Array | Int32Array;
+  readonly train: TokenStream;
   /** The validation split's tokens. */
-  readonly validation: Uint16Array | Int32Array;
+  readonly validation: TokenStream;
 }
 
 /** The fields every {@link MeasuredPeakCodec} record has, in bytes (0 on the torch engine). */

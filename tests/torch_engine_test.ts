@@ -17,6 +17,7 @@ import { writeExchange } from "../effects/torch_snapshot.ts";
 import { writeTokenFiles } from "../effects/torch_data.ts";
 import { withDefaults } from "../base/mod.ts";
 import { initialSnapshot } from "../checkpoint/mod.ts";
+import { memoryStream } from "../data/mod.ts";
 import { stopAtCheckpoint } from "./kill_run.ts";
 import { ofType, runMetrics } from "./metrics.ts";
 import {
@@ -446,7 +447,10 @@ Deno.test({
     try {
       const init = `${dir}/in`;
       assert(E.isRight(await writeExchange(init, initialSnapshot(shape, 1, 3), shape)()));
-      const streams = { train: new Uint16Array(64), validation: new Uint16Array(64) };
+      const streams = {
+        train: memoryStream(new Uint16Array(64)),
+        validation: memoryStream(new Uint16Array(64)),
+      };
       assert(E.isRight(await writeTokenFiles(`${dir}/data`, streams)()));
       const settings = withDefaults(TorchCodec, {});
       const started = await startSession({

@@ -236,6 +236,7 @@ class Session:
         n = len(where)
         lo, hi = self.rank * n // self.world, (self.rank + 1) * n // self.world
         mine = [row_at(b, i, self.files) for b, i in where[lo:hi]]
+        self.files.release()  # the rows are copies: keep no corpus pages mapped between steps
         return mine, n
 
     def measures(self) -> dict:
