@@ -35,14 +35,9 @@ export interface TokenizerFacts {
   readonly bos?: number;
 }
 
-/** The BOS id a tokeniser prepends to a document, if any. */
-export function bosOf(t: Tokenizer): number | undefined {
-  return t.bos;
-}
-
 /** Name, vocabulary size, EOS and BOS of a tokeniser: what the cache key and workers check. */
 export function factsOf(t: Tokenizer): TokenizerFacts {
-  const bos = bosOf(t);
+  const bos = t.bos;
   return {
     name: t.name,
     vocabSize: t.vocabSize,
@@ -82,7 +77,7 @@ export function encodeItem(
   item: WorkItem,
   wide: boolean,
 ): ext.Either<string, EncodedItem> {
-  const bos = bosOf(t);
+  const bos = t.bos;
   const parts = item.texts.map((s) => t.encode(s));
   let total = 0;
   let docs = 0;

@@ -39,7 +39,7 @@ import { tokenizeDocuments } from "./token_cache.ts";
 import { type PrepareProgress, prepareShards } from "./shard_build.ts";
 import { openShardSet } from "./shard_set.ts";
 import { readDocuments } from "./readers.ts";
-import { type Tokenizer, tokenizerFor, TokenizerName } from "./tokenizer.ts";
+import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
 import {
   concatStreams,
   memoryStream,
@@ -78,8 +78,8 @@ export type ValidationSpec = ext.TypeOf<typeof ValidationSpec>;
 export const CORPUS_CONFIG_REQUIRED = {
   /** Where the training documents come from. */
   sources: t.array(DataSource),
-  /** How text becomes tokens. */
-  tokenizer: TokenizerName,
+  /** How text becomes tokens: `bytes`, `gpt2`, or a path to a `tokenizer.json` or its folder. */
+  tokenizer: t.string,
 };
 /** The fields the data section of a run config may give. */
 export const CORPUS_CONFIG_OPTIONAL = {
@@ -322,7 +322,7 @@ export function loadCorpus(
   return async () => {
     let tokenizer: Tokenizer;
     if (options.tokenizer === undefined) {
-      const made = await tokenizerFor(config.tokenizer)();
+      const made = await loadTokenizer(config.tokenizer)();
       if (E.isLeft(made)) return made;
       tokenizer = made.right;
     } else tokenizer = options.tokenizer;

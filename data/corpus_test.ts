@@ -20,10 +20,19 @@ Deno.test("CorpusConfig decodes a YAML-like data section and rejects a bad one",
     seed: 7,
   });
   assert(E.isRight(good));
-  assert(E.isLeft(CorpusConfig.decode({ sources: ["a.txt"], tokenizer: "llama" })));
+  assert(E.isLeft(CorpusConfig.decode({ sources: ["a.txt"], tokenizer: 7 })));
   assert(
     E.isLeft(CorpusConfig.decode({ sources: [{ path: "a", format: "csv" }], tokenizer: "bytes" })),
   );
+});
+
+Deno.test("loadCorpus() names data.tokenizer when it is neither a built-in nor a file", async () => {
+  const r = await loadCorpus({
+    sources: [{ builtin: { seed: 1, documents: 4 } }],
+    tokenizer: "llama",
+  })();
+  assert(E.isLeft(r) && r.left._tag === "IoFailed");
+  assert(r.left.message.includes("data.tokenizer"), r.left.message);
 });
 
 Deno.test("splitByFraction() by documents holds out whole documents, disjoint and seeded", () => {

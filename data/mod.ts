@@ -1,9 +1,10 @@
 /**
  * The data layer: tokenisers, document readers, the built-in corpus with a
- * known entropy, the token cache, train/validation splits and a resumable
+ * known entropy, token shards on disk, train/validation splits and a resumable
  * batch stream. Plain typed arrays only; nothing here touches tensors.
  *
- * - `tokenizer`: GPT-2 BPE (`r50k_base`) and a byte tokeniser.
+ * - `tokenizer`, `hf_tokenizer`: GPT-2 BPE (`r50k_base`), a byte tokeniser, and any Hugging Face
+ *   `tokenizer.json` (BPE, byte fallback, Unigram); each writes its `tokenizer.json`.
  * - `sources`, `readers`: files, directories and globs of text/JSONL/Parquet.
  * - `text_file`: every input read as text the same way (regular files only, strict UTF-8).
  * - `builtin_corpus`, `entropy`: the generated default corpus, its loss floor, unigram entropy.

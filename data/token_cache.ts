@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Tokenizer } from "./tokenizer.ts";
+import { encodeDocument, type Tokenizer } from "./tokenizer.ts";
 
 /** Token ids in memory: uint16 when the vocabulary has at most 65,536 ids. */
 export type TokenArray = Uint16Array | Int32Array;
@@ -39,20 +39,13 @@ export function tokenizeDocuments(
   documents: readonly string[],
   tokenizer: Tokenizer,
 ): TokenizedDocs {
-  // `bos` is part of the tokeniser interface once Hugging Face tokenisers land; read it
-  // structurally until then (the byte and GPT-2 tokenisers have none).
-  const bos = (tokenizer as Tokenizer & { readonly bos?: number }).bos;
-  const extra = bos === undefined ? 1 : 2;
-  const parts = documents.map((d) => tokenizer.encode(d));
-  const total = parts.reduce((s, p) => s + p.length + extra, 0);
-  const tokens = allocTokens(total, tokenizer.vocabSize);
+  const parts = documents.map((d) => encodeDocument(tokenizer, d));
+  const tokens = allocTokens(parts.reduce((s, p) => s + p.length, 0), tokenizer.vocabSize);
   const docEnds = new Uint32Array(parts.length);
   let at = 0;
   parts.forEach((p, i) => {
-    if (bos !== undefined) tokens[at++] = bos;
     tokens.set(p, at);
     at += p.length;
-    tokens[at++] = tokenizer.eot;
     docEnds[i] = at;
   });
   return { tokens, docEnds };

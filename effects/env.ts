@@ -71,8 +71,7 @@ export function graphData(
       : { progress: progressPrinter((line) => print(`Tokenising: ${line}`), 10_000) };
     const corpus = await loadCorpus({
       sources: resolvedSources(d.source, how),
-      // CorpusConfig still names only a built-in; the loaded tokeniser (options) is the one used.
-      tokenizer: "bytes",
+      tokenizer: d.tokenizer,
       seed: seeds.dataOrder,
       validation: d.validation === undefined
         ? { fraction: d.valFraction, by: "auto" }
