@@ -24,14 +24,18 @@ import {
   renderError,
 } from "../base/mod.ts";
 import {
-  type BuiltManifest,
   type DataSource,
+  dtypeBytes,
   loadTokenizer,
+  openShardSet,
   type PreparedShards,
   prepareShards,
   progressPrinter,
   type ResolvedUnit,
   resolveSources,
+  segmentAt,
+  type ShardManifest,
+  type ShardSet,
   shardSetDir,
   type Tokenizer,
   tokenizerFor,
@@ -152,14 +156,11 @@ async function configParts(
   return E.right(parts);
 }
 
-/** Shard files are little-endian. */
-const LITTLE_ENDIAN = true;
-
 function count(n: number): string {
   return n.toLocaleString("en-US");
 }
 
-function describeSet(m: BuiltManifest): string {
+function describeSet(m: ShardManifest): string {
   return `${count(m.documents)} documents, ${count(m.tokens)} tokens, ${m.shards.length} shard${
     m.shards.length === 1 ? "" : "s"
   }, from ${formatBytes(m.sourceBytes)}`;
@@ -202,25 +203,6 @@ async function prepare(file: string, p: ParsedCommand): Promise<E.Either<Pipelin
   return E.right(undefined);
 }
 
-/** The manifest of the set in `dir`, with the light checks inspect needs to read it. */
-async function readManifest(dir: string): Promise<E.Either<FileError, BuiltManifest>> {
-  const file = `${dir}/manifest.json`;
-  let m: BuiltManifest;
-  try {
-    m = JSON.parse(await Deno.readTextFile(file));
-  } catch (e) {
-    return E.left(
-      e instanceof SyntaxError
-        ? contentInvalid(file, `not valid JSON: ${e.message}`)
-        : ioFailed(file, e instanceof Deno.errors.NotFound ? "no such file" : describeUnknown(e)),
-    );
-  }
-  const ok = m !== null && typeof m === "object" && m.format === "step-token-shards" &&
-    Array.isArray(m.shards) && (m.dtype === "uint16" || m.dtype === "uint32") &&
-    Number.isSafeInteger(m.vocabSize) && m.vocabSize > 0;
-  return ok ? E.right(m) : E.left(contentInvalid(file, "not a token shard manifest"));
-}
-
 /** The tokeniser a manifest names, when it is one this program knows by name. */
 async function tokenizerNamed(name: string): Promise<Tokenizer | undefined> {
   const spec = name === "gpt2-r50k_base" ? "gpt2" : name;
@@ -229,87 +211,44 @@ async function tokenizerNamed(name: string): Promise<Tokenizer | undefined> {
   return E.isRight(t) && t.right.name === name ? t.right : undefined;
 }
 
-/** Counts of every id over the whole set, read a megabyte at a time. */
-async function idCounts(dir: string, m: BuiltManifest): Promise<E.Either<FileError, Float64Array>> {
+/** Tokens read at a time while counting. */
+const COUNT_CHUNK = 1 << 18;
+
+/** Counts of every id over the whole set, read a chunk at a time. */
+function idCounts(set: ShardSet): E.Either<FileError, Float64Array> {
+  const m = set.manifest;
   const counts = new Float64Array(m.vocabSize);
-  const width = m.dtype === "uint16" ? 2 : 4;
-  const buf = new Uint8Array(1 << 20);
-  for (const s of m.shards) {
-    const path = `${dir}/${s.file}`;
-    let file: Deno.FsFile;
+  const buf = new Int32Array(Math.min(COUNT_CHUNK, m.tokens));
+  for (let start = 0; start < m.tokens; start += buf.length) {
+    const n = Math.min(buf.length, m.tokens - start);
     try {
-      file = await Deno.open(path, { read: true });
+      set.read(start, n, buf);
     } catch (e) {
-      return E.left(ioFailed(path, describeUnknown(e)));
+      return E.left(ioFailed(set.dir, `Cannot read the token shards: ${describeUnknown(e)}`));
     }
-    try {
-      let carry = 0; // bytes of a partial id left at the front of buf
-      while (true) {
-        const n = await file.read(buf.subarray(carry));
-        if (n === null) break;
-        const have = carry + n;
-        const whole = have - (have % width);
-        const view = new DataView(buf.buffer, 0, whole);
-        for (let i = 0; i < whole; i += width) {
-          const id = width === 2
-            ? view.getUint16(i, LITTLE_ENDIAN)
-            : view.getUint32(i, LITTLE_ENDIAN);
-          if (id >= m.vocabSize) {
-            return E.left(contentInvalid(path, `id ${id} is not below vocabSize ${m.vocabSize}`));
-          }
-          counts[id]!++;
-        }
-        buf.copyWithin(0, whole, have);
-        carry = have - whole;
+    for (let i = 0; i < n; i++) {
+      const id = buf[i]!;
+      if (!(id >= 0 && id < m.vocabSize)) {
+        const shard = set.files[segmentAt(set.shardStarts, start + i)]!;
+        return E.left(contentInvalid(shard, `id ${id} is not below vocabSize ${m.vocabSize}`));
       }
-    } finally {
-      file.close();
+      counts[id]!++;
     }
   }
   return E.right(counts);
 }
 
-/** The first `n` tokens of the set's first document. */
-async function sample(
-  dir: string,
-  m: BuiltManifest,
-  n: number,
-): Promise<E.Either<FileError, { ids: number[]; length: number }>> {
-  const s = m.shards[0];
-  if (s === undefined) return E.right({ ids: [], length: 0 });
+/** The first `n` tokens of the set's first document, and its length. */
+function sample(set: ShardSet, n: number): E.Either<FileError, { ids: number[]; length: number }> {
+  const length = set.docEnds[0];
+  if (length === undefined) return E.right({ ids: [], length: 0 });
+  const ids = new Int32Array(Math.min(n, length));
   try {
-    const table = new Uint8Array(8);
-    const docs = await Deno.open(`${dir}/${s.docs}`, { read: true });
-    try {
-      await docs.read(table);
-    } finally {
-      docs.close();
-    }
-    const length = new DataView(table.buffer).getFloat64(0, LITTLE_ENDIAN);
-    const width = m.dtype === "uint16" ? 2 : 4;
-    const take = Math.min(n, length);
-    const bytes = new Uint8Array(take * width);
-    const tok = await Deno.open(`${dir}/${s.file}`, { read: true });
-    try {
-      let done = 0;
-      while (done < bytes.length) {
-        const k = await tok.read(bytes.subarray(done));
-        if (k === null) break;
-        done += k;
-      }
-    } finally {
-      tok.close();
-    }
-    const view = new DataView(bytes.buffer);
-    const ids = Array.from(
-      { length: take },
-      (_, i) =>
-        width === 2 ? view.getUint16(i * 2, LITTLE_ENDIAN) : view.getUint32(i * 4, LITTLE_ENDIAN),
-    );
-    return E.right({ ids, length });
+    set.read(0, ids.length, ids);
   } catch (e) {
-    return E.left(ioFailed(`${dir}/${s.file}`, describeUnknown(e)));
+    return E.left(ioFailed(set.files[0]!, `Cannot read the token shards: ${describeUnknown(e)}`));
   }
+  return E.right({ ids: Array.from(ids), length });
 }
 
 function indent(text: string): string {
@@ -322,19 +261,12 @@ async function inspectSet(
   sampleTokens: number,
   given?: Tokenizer,
 ): Promise<E.Either<PipelineError, void>> {
-  const m = await readManifest(dir);
-  if (E.isLeft(m)) return m;
-  const manifest = m.right;
-  let onDisk = 0;
-  for (const s of manifest.shards) {
-    for (const f of [s.file, s.docs]) {
-      try {
-        onDisk += (await Deno.stat(`${dir}/${f}`)).size;
-      } catch (e) {
-        return E.left(ioFailed(`${dir}/${f}`, describeUnknown(e)));
-      }
-    }
-  }
+  const opened = await openShardSet(dir)();
+  if (E.isLeft(opened)) return opened;
+  const set = opened.right;
+  const manifest = set.manifest;
+  // openShardSet checked every file's size against the manifest.
+  const onDisk = manifest.tokens * dtypeBytes(manifest.dtype) + manifest.documents * 8;
   const tokenizer = given ?? await tokenizerNamed(manifest.tokenizer);
   const lines = [
     `${label}${dir}`,
@@ -350,7 +282,7 @@ async function inspectSet(
       manifest.sourceBytes === 0 ? "–" : (manifest.tokens / manifest.sourceBytes).toFixed(3)
     } tokens per byte`,
   ];
-  const first = await sample(dir, manifest, sampleTokens);
+  const first = sample(set, sampleTokens);
   if (E.isLeft(first)) return first;
   const { ids, length } = first.right;
   if (ids.length > 0) {
@@ -361,7 +293,7 @@ async function inspectSet(
       indent(tokenizer === undefined ? ids.join(" ") : tokenizer.decode(ids)),
     );
   }
-  const counts = await idCounts(dir, manifest);
+  const counts = idCounts(set);
   if (E.isLeft(counts)) return counts;
   const used = counts.right.reduce((s, c) => s + (c > 0 ? 1 : 0), 0);
   const top = Array.from(counts.right.keys()).filter((id) => counts.right[id]! > 0)

@@ -31,6 +31,8 @@ import * as path from "node:path";
 import {
   type ConfigInvalid,
   configInvalid,
+  contentInvalid,
+  decodeWith,
   describeUnknown,
   type ext,
   type FileError,
@@ -39,6 +41,15 @@ import {
 import { writeAll } from "../store/mod.ts";
 import type { ResolvedUnit } from "./sources.ts";
 import { DEFAULT_CHUNK_BYTES, streamDocuments, unitBytes } from "./stream_sources.ts";
+import {
+  dtypeBytes,
+  manifestProblem,
+  SHARD_FORMAT,
+  SHARD_FORMAT_VERSION,
+  SHARD_MANIFEST,
+  type ShardEntry,
+  ShardManifest,
+} from "./shard_set.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 import {
   BUILTIN_FACTS,
@@ -55,53 +66,8 @@ import {
   type WorkItem,
 } from "./_shard_item.ts";
 
-const FORMAT = "step-token-shards";
-const VERSION = 1;
-const MANIFEST = "manifest.json";
-
 /** Tokens after which a shard is closed (at the next document end): 2^26 (128 MiB of uint16). */
 export const DEFAULT_SHARD_TOKENS: number = 2 ** 26;
-
-/** One shard's entry in the manifest. */
-export interface BuiltShard {
-  /** Token file name inside the set's directory (`00000.tok`). */
-  readonly file: string;
-  /** Document table file name (`00000.docs`). */
-  readonly docs: string;
-  /** Tokens in the shard. */
-  readonly tokens: number;
-  /** Documents in the shard. */
-  readonly documents: number;
-}
-
-/**
- * `manifest.json` as this builder writes it: the JSON of the shard format (the same fields as
- * `ShardManifest`, the codec `data/shard_set.ts` reads it with).
- */
-export interface BuiltManifest {
-  /** Always `step-token-shards`. */
-  readonly format: "step-token-shards";
-  /** Layout version, 1. */
-  readonly version: number;
-  /** The cache key whose SHA-256 names the directory. */
-  readonly key: string;
-  /** The tokeniser's name. */
-  readonly tokenizer: string;
-  /** Every id is below it. */
-  readonly vocabSize: number;
-  /** The id closing every document. */
-  readonly eot: number;
-  /** How ids are stored: uint16 iff `vocabSize` ≤ 65,536. */
-  readonly dtype: "uint16" | "uint32";
-  /** Tokens in the set. */
-  readonly tokens: number;
-  /** Documents in the set. */
-  readonly documents: number;
-  /** Bytes of the sources (files' sizes on disk; the built-in corpus's UTF-8 size). */
-  readonly sourceBytes: number;
-  /** The shards, in source order. */
-  readonly shards: readonly BuiltShard[];
-}
 
 /** Where a build stands; passed to {@link PrepareShardsOptions.progress}. */
 export interface PrepareProgress {
@@ -142,7 +108,7 @@ export interface PreparedShards {
   /** The set's directory. */
   readonly dir: string;
   /** Its manifest. */
-  readonly manifest: BuiltManifest;
+  readonly manifest: ShardManifest;
   /** True when the set existed already (same key) and nothing was read. */
   readonly fromCache: boolean;
 }
@@ -169,8 +135,8 @@ export function shardSetKey(
   },
 ): string {
   return JSON.stringify({
-    format: FORMAT,
-    version: VERSION,
+    format: SHARD_FORMAT,
+    version: SHARD_FORMAT_VERSION,
     tokenizer: {
       name: tokenizer.name,
       vocabSize: tokenizer.vocabSize,
@@ -218,33 +184,59 @@ async function locate(
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-async function fileSize(p: string): Promise<number | undefined> {
-  try {
-    return (await Deno.stat(p)).size;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
- * The manifest of the complete set in `dir` with this `key`, or undefined (none, another key,
- * or files whose sizes disagree with it: then it is rebuilt). `shard_set.ts` checks deeper.
+ * The manifest of the complete set in `dir` with this `key`: decoded with `shard_set.ts`'s codec,
+ * consistent (`manifestProblem`), and every shard file of the size it gives. Otherwise why not,
+ * naming the file: `IoFailed` when there is no manifest (no complete set), `ContentInvalid` for
+ * a damaged set or another key's; the caller then builds the set anew. The document tables are
+ * checked by `openShardSet` when the set is read.
  */
-async function completeSet(dir: string, key: string): Promise<BuiltManifest | undefined> {
-  let m: BuiltManifest;
+async function completeSet(
+  dir: string,
+  key: string,
+): Promise<ext.Either<FileError, ShardManifest>> {
+  const file = path.join(dir, SHARD_MANIFEST);
+  let json: unknown;
   try {
-    m = JSON.parse(await Deno.readTextFile(path.join(dir, MANIFEST)));
-  } catch {
-    return undefined;
+    json = JSON.parse(await Deno.readTextFile(file));
+  } catch (e) {
+    return E.left(
+      e instanceof SyntaxError
+        ? contentInvalid(file, `Not valid JSON: ${e.message}`)
+        : ioFailed(file, `Cannot read the shard manifest: ${describeUnknown(e)}`),
+    );
   }
-  if (m?.format !== FORMAT || m.version !== VERSION || m.key !== key) return undefined;
-  if (!Array.isArray(m.shards)) return undefined;
-  const width = m.dtype === "uint32" ? 4 : 2;
+  const decoded = decodeWith(ShardManifest, json);
+  if (E.isLeft(decoded)) {
+    return E.left(contentInvalid(file, `Not a token shard manifest: ${decoded.left.join("; ")}`));
+  }
+  const m = decoded.right;
+  const problem = manifestProblem(m);
+  if (problem !== undefined) {
+    return E.left(contentInvalid(file, `Inconsistent shard manifest: ${problem}`));
+  }
+  if (m.key !== key) return E.left(contentInvalid(file, "A shard set of another key"));
+  const width = dtypeBytes(m.dtype);
   for (const s of m.shards) {
-    if (await fileSize(path.join(dir, s.file)) !== s.tokens * width) return undefined;
-    if (await fileSize(path.join(dir, s.docs)) !== s.documents * 8) return undefined;
+    for (const [name, bytes] of [[s.file, s.tokens * width], [s.docs, s.documents * 8]] as const) {
+      const at = path.join(dir, name);
+      let size: number;
+      try {
+        size = (await Deno.stat(at)).size;
+      } catch (e) {
+        return E.left(contentInvalid(at, `Damaged token shard set: ${describeUnknown(e)}`));
+      }
+      if (size !== bytes) {
+        return E.left(
+          contentInvalid(
+            at,
+            `Damaged token shard set: the file has ${size} bytes, the manifest says ${bytes}`,
+          ),
+        );
+      }
+    }
   }
-  return m;
+  return E.right(m);
 }
 
 /** Whether process `pid` runs (Linux `/proc`; elsewhere every other process counts as gone). */
@@ -361,7 +353,7 @@ function workerEncoder(slots: readonly Slot[]): Encoder {
 /** Writes encoded items into shard files, closing a shard at the first document end past the target. */
 function shardWriter(dir: string, wide: boolean, target: number) {
   const width = wide ? 4 : 2;
-  const shards: BuiltShard[] = [];
+  const shards: ShardEntry[] = [];
   const docTable = new Float64Array(8192);
   let docCount = 0; // entries of docTable not yet written
   let tok: Deno.FsFile | undefined;
@@ -431,7 +423,7 @@ function shardWriter(dir: string, wide: boolean, target: number) {
       await writeTokens(item.tokens, from, item.tokens.length);
     },
     /** Closes the last shard; the shards written. */
-    async finish(): Promise<BuiltShard[]> {
+    async finish(): Promise<ShardEntry[]> {
       if (tok !== undefined) await closeShard();
       return shards;
     },
@@ -455,7 +447,7 @@ async function build(
   dir: string,
   key: string,
   options: PrepareShardsOptions,
-): Promise<ext.Either<FileError | ConfigInvalid, BuiltManifest>> {
+): Promise<ext.Either<FileError | ConfigInvalid, ShardManifest>> {
   const wide = facts.vocabSize > 65536;
   const writer = shardWriter(dir, wide, options.shardTokens ?? DEFAULT_SHARD_TOKENS);
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
@@ -529,9 +521,9 @@ async function build(
         ),
       );
     }
-    const manifest: BuiltManifest = {
-      format: FORMAT,
-      version: VERSION,
+    const manifest: ShardManifest = {
+      format: SHARD_FORMAT,
+      version: SHARD_FORMAT_VERSION,
       key,
       tokenizer: facts.name,
       vocabSize: facts.vocabSize,
@@ -542,7 +534,7 @@ async function build(
       sourceBytes: totalBytes,
       shards,
     };
-    await Deno.writeTextFile(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 1));
+    await Deno.writeTextFile(path.join(dir, SHARD_MANIFEST), JSON.stringify(manifest, null, 1));
     report(totalBytes, DONE);
     return E.right(manifest);
   } catch (e) {
@@ -618,9 +610,9 @@ export function prepareShards(
     }
     const { dir, key } = await locate(units, facts, cacheDir);
     const hit = await completeSet(dir, key);
-    if (hit !== undefined) {
+    if (E.isRight(hit)) {
       stopEarly();
-      return E.right({ dir, manifest: hit, fromCache: true });
+      return E.right({ dir, manifest: hit.right, fromCache: true });
     }
     const hash = path.basename(dir);
     let temp: string;
@@ -655,7 +647,7 @@ export function prepareShards(
       }
       encoder = workerEncoder([...early, ...more.right.slots]);
     } else encoder = inProcessEncoder(loaded!, wide);
-    let built: ext.Either<FileError | ConfigInvalid, BuiltManifest>;
+    let built: ext.Either<FileError | ConfigInvalid, ShardManifest>;
     try {
       built = await build(units, encoder, facts, temp, key, options);
     } finally {
@@ -673,7 +665,7 @@ export function prepareShards(
       // Another process may have completed the same set meanwhile: use it.
       const theirs = await completeSet(dir, key);
       await Deno.remove(temp, { recursive: true }).catch(() => undefined);
-      if (theirs !== undefined) return E.right({ dir, manifest: theirs, fromCache: true });
+      if (E.isRight(theirs)) return E.right({ dir, manifest: theirs.right, fromCache: true });
       return E.left(
         ioFailed(dir, `Cannot move the token shards into place: ${describeUnknown(e)}`),
       );

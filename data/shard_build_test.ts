@@ -16,12 +16,12 @@ import { gzipSync } from "node:zlib";
 import { readDocuments } from "./readers.ts";
 import { type ResolvedUnit, resolveSources } from "./sources.ts";
 import {
-  type BuiltManifest,
   type PrepareProgress,
   prepareShards,
   type PrepareShardsOptions,
   shardSetDir,
 } from "./shard_build.ts";
+import type { ShardManifest } from "./shard_set.ts";
 import {
   byteTokenizer,
   encodeDocument,
@@ -59,7 +59,7 @@ async function build(
   u: readonly ResolvedUnit[],
   tokenizer: string | Tokenizer,
   options: PrepareShardsOptions,
-): Promise<{ dir: string; manifest: BuiltManifest; fromCache: boolean }> {
+): Promise<{ dir: string; manifest: ShardManifest; fromCache: boolean }> {
   const r = await prepareShards(u, tokenizer, options)();
   if (E.isLeft(r)) throw new Error(`${r.left._tag}: ${r.left.message}`);
   return r.right;
@@ -68,8 +68,8 @@ async function build(
 const LE = true;
 
 /** The set's documents read straight from its files (not through the builder's code). */
-async function readSet(dir: string): Promise<{ manifest: BuiltManifest; docs: number[][] }> {
-  const manifest: BuiltManifest = JSON.parse(await Deno.readTextFile(`${dir}/manifest.json`));
+async function readSet(dir: string): Promise<{ manifest: ShardManifest; docs: number[][] }> {
+  const manifest: ShardManifest = JSON.parse(await Deno.readTextFile(`${dir}/manifest.json`));
   const docs: number[][] = [];
   for (const s of manifest.shards) {
     const bytes = await Deno.readFile(`${dir}/${s.file}`);
@@ -245,7 +245,8 @@ Deno.test("prepareShards: byte-identical with workers and a tiny chunk size; pro
 
 /** The byte tokeniser with a BOS id, or with ids shifted past 65,536 (a stand-in for LLaMA-3). */
 function customTokenizer(kind: "bos" | "wide" | "broken"): Tokenizer {
-  const bytes = byteTokenizer();
+  // Without the byte tokeniser's spec: no worker could load these, so they encode in process.
+  const { spec: _, ...bytes } = byteTokenizer();
   if (kind === "bos") return { ...bytes, name: "bytes+bos", vocabSize: 258, bos: 257 } as Tokenizer;
   if (kind === "broken") {
     return {
@@ -308,6 +309,22 @@ Deno.test("prepareShards: a second build is a cache hit; a changed source or a d
     const rebuilt = await build(await units(["a.txt"], dir), "bytes", { cacheDir, workers: 1 });
     assert(!rebuilt.fromCache && rebuilt.dir === changed.dir);
     assertEquals(await Deno.readFile(tok), good);
+    // A manifest that is not one (decoded, not cast: a null shard entry used to throw), or
+    // whose totals disagree with its shards, is a damaged set too.
+    const manifestFile = `${changed.dir}/manifest.json`;
+    const text = await Deno.readTextFile(manifestFile);
+    const damaged = [
+      "{ not json",
+      JSON.stringify({ ...rebuilt.manifest, shards: [null] }),
+      JSON.stringify({ ...rebuilt.manifest, tokens: rebuilt.manifest.tokens + 1 }),
+      JSON.stringify({ ...rebuilt.manifest, dtype: "uint32" }),
+    ];
+    for (const bad of damaged) {
+      await Deno.writeTextFile(manifestFile, bad);
+      const r = await build(await units(["a.txt"], dir), "bytes", { cacheDir, workers: 1 });
+      assert(!r.fromCache && r.dir === changed.dir, bad);
+      assertEquals(await Deno.readTextFile(manifestFile), text);
+    }
   });
 });
 

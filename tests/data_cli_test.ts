@@ -98,6 +98,20 @@ Deno.test("data inspect: counts, a sample decoded back, and the vocabulary's use
     const byDir = await data("inspect", folder, "--sample", "7");
     assertEquals(byDir.code, 0, byDir.err);
     assertEquals(byDir.out.split("\n").slice(1), r.out.split("\n").slice(1));
+    // A damaged set is an error naming the file: a token file cut short, a manifest that is not one.
+    const tok = `${folder}/00000.tok`;
+    const bytes = await Deno.readFile(tok);
+    await Deno.writeFile(tok, bytes.subarray(0, bytes.length - 2));
+    const cut = await data("inspect", folder);
+    assertEquals(cut.code, 2, cut.err);
+    assertStringIncludes(
+      cut.err,
+      `Invalid content in "${tok}": Damaged token shard set: the file has ${2 * n - 2} bytes`,
+    );
+    await Deno.writeTextFile(`${folder}/manifest.json`, '{"format": "step-token-shards"}');
+    const bad = await data("inspect", "c.yaml");
+    assertEquals(bad.code, 2, bad.err);
+    assertStringIncludes(bad.err, `"${folder}/manifest.json": Not a token shard manifest`);
   });
 });
 
@@ -119,7 +133,12 @@ Deno.test("data: bad input exits 2 or 4 naming the file or field", async () => {
         2,
         `data.source: "${dir}/empty.txt": no non-empty documents`,
       ],
-      ["tok.yaml", config("corpus").replace("bytes", "llama"), 2, "data.tokenizer"],
+      [
+        "tok.yaml",
+        config("corpus").replace("bytes", "llama"),
+        4,
+        `"llama": no such file or folder (data.tokenizer takes`,
+      ],
       ["yaml.yaml", "model: [", 2, "yaml.yaml: not valid YAML"],
     ];
     for (const [file, text, code, message] of cases) {
