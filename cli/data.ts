@@ -4,7 +4,9 @@
  *
  * `prepare` tokenises a config's data sources (`data.source`, and `data.validation` when it
  * names sources) once into token shards under `data.cacheDir`, in parallel, with a progress
- * line on stderr, and prints where they are. `inspect` prints a shard set's counts, the start of
+ * line on stderr, and prints where they are: exactly the shard sets a run of the config opens
+ * (`loadCorpus`), so the run reads them from the cache; with weighted training sources that is
+ * one set per source (`sourceGroups`). `inspect` prints a shard set's counts, the start of
  * a document decoded back, and how much of the vocabulary the corpus uses.
  *
  * @module
@@ -37,6 +39,7 @@ import {
   type ShardManifest,
   type ShardSet,
   shardSetDir,
+  sourceGroups,
   type Tokenizer,
   tokenizerFor,
   TokenizerName,
@@ -57,8 +60,10 @@ const USAGE = `Usage: deno task data prepare CONFIG [--workers N]
 
 prepare  tokenises the config's data sources (data.source, and data.validation when it names
          sources) into token shards under data.cacheDir (default .cache/tokens), in parallel,
-         and prints where they are; sources already prepared with the same tokenizer are not
-         read again (a changed file is: its size and modification time are part of the key)
+         and prints where they are: the sets a run of the config reads (one per training
+         source when any carries a weight); sources already prepared with the same tokenizer
+         are not read again (a changed file is: its size and modification time are part of
+         the key)
 inspect  prints a shard set's documents, tokens, shards and bytes, the start of its first
          document decoded back, and the vocabulary's use (ids used, the 10 most frequent);
          given a CONFIG, the sets prepare made for it
@@ -120,14 +125,19 @@ async function loadData(
   return E.map((p: Pipeline) => ({ data: p.data, seed: p.training.seed }))(pipeline);
 }
 
-/** A data set of the config: the field it comes from and its resolved units. */
+/** A shard set of the config: its label, the field it comes from and its resolved units. */
 interface Part {
-  readonly label: "train" | "validation";
+  /** `train`, `train[i]` (the i-th of weighted sources) or `validation`. */
+  readonly label: string;
   readonly field: string;
   readonly units: readonly ResolvedUnit[];
 }
 
-/** The config's training sources and, when it names them, its validation sources, resolved. */
+/**
+ * The shard sets a run of the config opens, resolved: its training sources grouped as
+ * `loadCorpus` groups them (`sourceGroups`: one set for all, or one per source when any carries
+ * a `weight`), then, when it names them, its validation sources (one set).
+ */
 async function configParts(
   data: DataSettings,
   seed: number,
@@ -137,15 +147,22 @@ async function configParts(
     builtinBytes: data.builtinBytes,
     seed: runSeeds(seed).builtinCorpus,
   };
+  const groups = sourceGroups(resolvedSources(data.source, how));
+  const sets: (Omit<Part, "units"> & { sources: DataSource[] })[] = groups.map((sources, i) =>
+    groups.length === 1
+      ? { label: "train", field: "data.source", sources }
+      : { label: `train[${i}]`, field: `data.source[${i}]`, sources }
+  );
+  if (data.validation !== undefined) {
+    sets.push({
+      label: "validation",
+      field: "data.validation",
+      sources: resolvedSources(data.validation, how),
+    });
+  }
   const parts: Part[] = [];
-  const sets: [Part["label"], string, DataSettings["source"] | undefined][] = [
-    ["train", "data.source", data.source],
-    ["validation", "data.validation", data.validation],
-  ];
-  for (const [label, field, sources] of sets) {
-    if (sources === undefined) continue;
-    const list: DataSource[] = resolvedSources(sources, how);
-    const units = await resolveSources(list, Deno.cwd())();
+  for (const { label, field, sources } of sets) {
+    const units = await resolveSources(sources, Deno.cwd())();
     if (E.isLeft(units)) {
       return E.left(
         units.left._tag === "ConfigInvalid" ? configInvalid(field, units.left.message) : units.left,

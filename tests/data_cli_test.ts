@@ -4,8 +4,12 @@
  * (checked against figures computed here from the source text), and bad input exits with the
  * code docs/errors.md gives, naming the file or field.
  */
+import * as E from "fp-ts/lib/Either.js";
+import YAML from "yaml";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { main } from "../cli/data.ts";
+import { loadCorpus } from "../data/mod.ts";
+import { decodeConfig, resolvedSources, runSeeds } from "../pipeline/mod.ts";
 import { capture, type Captured } from "./cli_capture.ts";
 
 function data(...args: string[]): Promise<Captured> {
@@ -58,6 +62,52 @@ Deno.test("data prepare: builds the train and validation sets once, then finds t
     const again = await data("prepare", "c.yaml");
     assertEquals(again.code, 0, again.err);
     assertEquals(again.out, first.out.replace(/prepared in [0-9.]+ s/g, "already prepared"));
+  });
+});
+
+Deno.test("data prepare: weighted sources make the sets a run opens, one per source", async () => {
+  await withProject(async (dir) => {
+    const source =
+      "\n    - { path: corpus/a.txt, weight: 2 }\n    - { path: corpus/b.jsonl, weight: 1 }";
+    const file = `${dir}/c.yaml`;
+    await Deno.writeTextFile(file, config(source, "  validation: held.txt"));
+    const prepared = await data("prepare", "c.yaml", "--workers", "1");
+    assertEquals(prepared.code, 0, prepared.err);
+    const lines = prepared.out.trim().split("\n");
+    assertEquals(lines.map((l) => l.split(":")[0]), ["train[0]", "train[1]", "validation"]);
+    assertStringIncludes(lines[0]!, `(1 documents, ${TEXT.length + 1} tokens`);
+    assertStringIncludes(lines[1]!, "(2 documents, 9 tokens"); // "zzz" and "éé" (4 bytes), EOS each
+    const sets = () => [...Deno.readDirSync(`${dir}/cache`)].map((e) => e.name).sort();
+    const before = sets();
+    assertEquals(before.length, 3);
+    // The corpus loaded as `deno task run` loads it (effects/env.ts graphData): all from cache.
+    const c = decodeConfig(YAML.parse(await Deno.readTextFile(file)), file);
+    assert(E.isRight(c), JSON.stringify(c));
+    const d = c.right.data;
+    const how = {
+      textField: d.textField,
+      builtinBytes: d.builtinBytes,
+      seed: runSeeds(c.right.training.seed).builtinCorpus,
+    };
+    const corpus = await loadCorpus({
+      sources: resolvedSources(d.source, how),
+      tokenizer: d.tokenizer,
+      seed: runSeeds(c.right.training.seed).dataOrder,
+      validation: { sources: resolvedSources(d.validation!, how) },
+    }, { cacheDir: d.cacheDir })();
+    assert(E.isRight(corpus), JSON.stringify(corpus));
+    assertEquals(corpus.right.groups?.map((g) => g.weight), [2, 1]);
+    assert(corpus.right.fromCache, "every stream from the sets prepare made");
+    assertEquals(sets(), before, "nothing built twice");
+    // inspect shows the same three sets.
+    const shown = await data("inspect", "c.yaml", "--sample", "3");
+    assertEquals(shown.code, 0, shown.err);
+    const heads = shown.out.split("\n").filter((l) => /^[a-z]/.test(l) && l.includes(": cache/"));
+    assertEquals(heads.map((l) => l.split(": ")[0]), [
+      "train[0] (data.source[0])",
+      "train[1] (data.source[1])",
+      "validation (data.validation)",
+    ]);
   });
 });
 
