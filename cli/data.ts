@@ -29,6 +29,7 @@ import {
   type DataSource,
   dtypeBytes,
   loadTokenizer,
+  machineDefaultWorkers,
   openShardSet,
   type PreparedShards,
   prepareShards,
@@ -73,8 +74,9 @@ CONFIG     a run config (.yaml with model/training/data sections) or a stage gra
 SHARD_DIR  a folder holding a shard set's manifest.json
 
 Options:
-  --workers N   tokenizer workers (default: the machine's cores, ${navigator.hardwareConcurrency});
-                1 tokenizes in this process
+  --workers N   tokenizer workers, each holding its own tokenizer (default: one per core, at
+                most 8, and no more than fit in half the available memory at 400 MiB each:
+                ${machineDefaultWorkers()} here); 1 tokenizes in this process
   --sample N    tokens of the sample document inspect decodes (default 200)
   -h, --help    show this help`;
 

@@ -69,6 +69,53 @@ import {
 /** Tokens after which a shard is closed (at the next document end): 2^26 (128 MiB of uint16). */
 export const DEFAULT_SHARD_TOKENS: number = 2 ** 26;
 
+/**
+ * Memory allowed per tokenising worker: each loads its own tokeniser, whose tables and caches
+ * measured about 250–300 MB resident for GPT-2, 190 MB for LLaMA-3.1's `tokenizer.json` and
+ * 65 MB for Mistral's; 400 MiB leaves room for the items in flight.
+ */
+export const WORKER_MEMORY_BYTES: number = 400 * 2 ** 20;
+
+/** The most workers {@link defaultWorkers} gives (more may be asked for: `workers`, `--workers`). */
+export const MAX_DEFAULT_WORKERS = 8;
+
+/**
+ * The default number of tokenising workers: one per core, at most {@link MAX_DEFAULT_WORKERS},
+ * and no more than fit in half of the memory available now at {@link WORKER_MEMORY_BYTES}
+ * each (the other half is left to the rest of the process and the machine); at least 1.
+ * `availableBytes` undefined (not known) leaves memory out.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultWorkers } from "./shard_build.ts";
+ * assert(defaultWorkers(16, 64 * 2 ** 30) === 8);
+ * assert(defaultWorkers(16, 2 * 2 ** 30) === 2); // 1 GiB of it for workers: 2 × 400 MiB
+ * assert(defaultWorkers(4, 100 * 2 ** 20) === 1);
+ * ```
+ */
+export function defaultWorkers(cores: number, availableBytes: number | undefined): number {
+  const byCores = Number.isFinite(cores) ? Math.floor(cores) : 1;
+  const byMemory = availableBytes === undefined || !Number.isFinite(availableBytes)
+    ? Infinity
+    : Math.floor(availableBytes / 2 / WORKER_MEMORY_BYTES);
+  return Math.max(1, Math.min(byCores, MAX_DEFAULT_WORKERS, byMemory));
+}
+
+/**
+ * {@link defaultWorkers} for this machine: `navigator.hardwareConcurrency` cores and
+ * `Deno.systemMemoryInfo().available` bytes (left out when the `sys` permission is not given).
+ */
+export function machineDefaultWorkers(): number {
+  let available: number | undefined;
+  try {
+    available = Deno.systemMemoryInfo().available;
+  } catch {
+    available = undefined;
+  }
+  return defaultWorkers(navigator.hardwareConcurrency ?? 1, available);
+}
+
 /** Where a build stands; passed to {@link PrepareShardsOptions.progress}. */
 export interface PrepareProgress {
   /** Source bytes read and tokenised so far (compressed bytes for a compressed file). */
@@ -89,7 +136,11 @@ export interface PrepareProgress {
 export interface PrepareShardsOptions {
   /** The folder holding shard sets (a run config's `data.cacheDir`, `.cache/tokens`). */
   readonly cacheDir: string;
-  /** Web Workers encoding in parallel (default `navigator.hardwareConcurrency`; 1: in process). */
+  /**
+   * Web Workers encoding in parallel, each holding its own tokeniser (1: encoding in this
+   * process). Default {@link machineDefaultWorkers}: one per core, at most 8, and no more than
+   * fit in half of the memory available at 400 MiB each, at least 1.
+   */
   readonly workers?: number;
   /** Tokens after which a shard closes at the next document end (default 2^26). */
   readonly shardTokens?: number;
@@ -572,7 +623,7 @@ export function prepareShards(
   options: PrepareShardsOptions,
 ): ext.TaskEither<FileError | ConfigInvalid, PreparedShards> {
   return async () => {
-    const wanted = Math.max(1, Math.floor(options.workers ?? navigator.hardwareConcurrency ?? 1));
+    const wanted = Math.max(1, Math.floor(options.workers ?? machineDefaultWorkers()));
     const parallel = wanted > 1 &&
       (typeof tokenizer === "string" || specOf(tokenizer) !== undefined);
     let spec: string | undefined;

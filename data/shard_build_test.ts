@@ -16,6 +16,7 @@ import { gzipSync } from "node:zlib";
 import { readDocuments } from "./readers.ts";
 import { type ResolvedUnit, resolveSources } from "./sources.ts";
 import {
+  defaultWorkers,
   type PrepareProgress,
   prepareShards,
   type PrepareShardsOptions,
@@ -431,4 +432,24 @@ Deno.test({
       }
     });
   },
+});
+
+Deno.test("defaultWorkers: one per core, at most 8, as many as fit in half the available memory at 400 MiB", () => {
+  const MiB = 2 ** 20;
+  const GiB = 2 ** 30;
+  const cases: [cores: number, available: number | undefined, workers: number][] = [
+    [2, 64 * GiB, 2], // the cores
+    [16, 64 * GiB, 8], // the cap
+    [16, 800 * MiB, 1], // 400 MiB of it for workers: one
+    [16, 3200 * MiB - 1, 3], // just short of 1600 MiB for workers: three
+    [16, 3200 * MiB, 4], // exactly four
+    [16, 100 * MiB, 1], // none fits: still one
+    [16, 0, 1],
+    [4, undefined, 4], // memory unknown: left out
+    [Number.NaN, 64 * GiB, 1], // cores unknown: one
+    [6.5, 64 * GiB, 6],
+  ];
+  for (const [cores, available, workers] of cases) {
+    assertEquals(defaultWorkers(cores, available), workers, `${cores} cores, ${available} bytes`);
+  }
 });
