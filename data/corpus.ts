@@ -158,7 +158,7 @@ export interface LoadCorpusOptions {
   readonly cacheDir?: string;
   /** Use this tokeniser instead of the one the config names (tests inject one). */
   readonly tokenizer?: Tokenizer;
-  /** Workers tokenising a source into shards (default: one per core). */
+  /** Workers tokenising a source into shards (default: `machineDefaultWorkers()`). */
   readonly workers?: number;
   /** Called while a shard set is being built (see `shard_build.ts`). */
   readonly progress?: (p: PrepareProgress) => void;
