@@ -12,7 +12,6 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import YAML from "yaml";
 import {
   type ConfigInvalid,
   configInvalid,
@@ -45,16 +44,9 @@ import {
   tokenizerFor,
   TokenizerName,
 } from "../data/mod.ts";
-import {
-  type DataSettings,
-  decodeConfig,
-  decodePipeline,
-  type Pipeline,
-  resolvedSources,
-  runSeeds,
-} from "../pipeline/mod.ts";
+import { type DataSettings, type Pipeline, resolvedSources, runSeeds } from "../pipeline/mod.ts";
 import { intFlag, parseCommand, type ParsedCommand } from "./_args.ts";
-import { readText } from "./_files.ts";
+import { loadPipelineFile } from "./_pipeline_file.ts";
 
 const USAGE = `Usage: deno task data prepare CONFIG [--workers N]
        deno task data inspect CONFIG|SHARD_DIR [--sample N]
@@ -90,40 +82,7 @@ const OPTIONS = {
 async function loadData(
   file: string,
 ): Promise<E.Either<PipelineError, { data: DataSettings; seed: number }>> {
-  let pipeline: E.Either<PipelineError, Pipeline>;
-  if (file.endsWith(".ts")) {
-    let mod: Record<string, unknown>;
-    try {
-      mod = await import(new URL(file, `file://${Deno.cwd()}/`).href);
-    } catch (e) {
-      return E.left(ioFailed(file, `cannot import the pipeline module: ${describeUnknown(e)}`));
-    }
-    const exported = mod.pipeline;
-    const value = typeof exported === "function" ? await (exported as () => unknown)() : exported;
-    if (value === undefined) {
-      return E.left(configInvalid(file, "the module does not export `pipeline`"));
-    }
-    pipeline = typeof value === "object" && value !== null && "_tag" in value
-      ? value as E.Either<PipelineError, Pipeline>
-      : decodePipeline(value, file);
-  } else {
-    const text = await readText(file)();
-    if (E.isLeft(text)) return text;
-    let doc: unknown;
-    try {
-      doc = YAML.parse(text.right, { uniqueKeys: true });
-    } catch (e) {
-      return E.left(configInvalid(file, `not valid YAML: ${describeUnknown(e).split("\n")[0]}`));
-    }
-    const isGraph = typeof doc === "object" && doc !== null && "nodes" in doc;
-    if (!isGraph) {
-      return E.map((c: { data: DataSettings; training: { seed: number } }) => ({
-        data: c.data,
-        seed: c.training.seed,
-      }))(decodeConfig(doc, file));
-    }
-    pipeline = decodePipeline(doc, file);
-  }
+  const pipeline = await loadPipelineFile(file);
   return E.map((p: Pipeline) => ({ data: p.data, seed: p.training.seed }))(pipeline);
 }
 

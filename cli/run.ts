@@ -17,9 +17,7 @@ import { dirname } from "node:path";
 import YAML from "yaml";
 import {
   configInvalid,
-  describeUnknown,
   exitCode,
-  ioFailed,
   NonNegativeInt,
   type PipelineError,
   renderError,
@@ -29,18 +27,14 @@ import { readMetrics, type RunDirMode, wireRun } from "../effects/mod.ts";
 import {
   type BackendName,
   BACKENDS,
-  decodeConfig,
-  decodePipeline,
   describeGraph,
   encodePipeline,
   type EngineName,
   ENGINES,
   type Env,
   methodLabel,
-  type Pipeline,
   runFlops,
   runPipeline,
-  standardGraph,
   validateGraph,
   type ValidGraph,
 } from "../pipeline/mod.ts";
@@ -56,7 +50,7 @@ import {
   runDirModeFlag,
   stringFlag,
 } from "./_args.ts";
-import { readText } from "./_files.ts";
+import { loadPipelineFile } from "./_pipeline_file.ts";
 import { exitWithParent } from "./_parent_watch.ts";
 
 const USAGE = `Usage: deno task run PIPELINE [options]
@@ -147,40 +141,6 @@ function withOverrides(g: ValidGraph, args: RunArgs): ValidGraph {
   };
 }
 
-async function loadGraph(file: string): Promise<E.Either<PipelineError, Pipeline>> {
-  if (file.endsWith(".ts")) {
-    let mod: Record<string, unknown>;
-    try {
-      mod = await import(new URL(file, `file://${Deno.cwd()}/`).href);
-    } catch (e) {
-      return E.left(ioFailed(file, `cannot import the pipeline module: ${describeUnknown(e)}`));
-    }
-    const exported = mod.pipeline;
-    const value = typeof exported === "function" ? await (exported as () => unknown)() : exported;
-    if (value === undefined) {
-      return E.left(configInvalid(file, "the module does not export `pipeline`"));
-    }
-    // Builders return Either; a hand-written object is decoded like a YAML document.
-    if (typeof value === "object" && value !== null && "_tag" in value) {
-      return value as E.Either<PipelineError, Pipeline>;
-    }
-    return decodePipeline(value, file);
-  }
-  const text = await readText(file)();
-  if (E.isLeft(text)) return text;
-  let doc: unknown;
-  try {
-    doc = YAML.parse(text.right, { uniqueKeys: true });
-  } catch (e) {
-    return E.left(configInvalid(file, `not valid YAML: ${describeUnknown(e).split("\n")[0]}`));
-  }
-  // A config without `nodes:` runs as standard pre-training: one train node of full depth.
-  const isGraph = typeof doc === "object" && doc !== null && "nodes" in doc;
-  return isGraph
-    ? decodePipeline(doc, file)
-    : E.flatMap(decodeConfig(doc, file), (c) => standardGraph(c, file));
-}
-
 /**
  * What a run writes into its folder. A resumed run leaves out `pipeline.yaml`: it rewrites it
  * with the graph that ran, so `run RUN/pipeline.yaml --out RUN --resume` may read it.
@@ -217,7 +177,7 @@ export async function main(
     return 0;
   }
   const args = cli.right;
-  const loaded = await loadGraph(args.file);
+  const loaded = await loadPipelineFile(args.file);
   if (E.isLeft(loaded)) return fail(loaded.left);
   const graph = validateGraph(loaded.right);
   if (E.isLeft(graph)) return fail(graph.left);

@@ -77,8 +77,15 @@ async function readJsonl(file: ResolvedFile): Promise<ext.Either<FileError, stri
   return E.right(docs);
 }
 
-/** hyparquet's random-access buffer over an open file; reads run one at a time. */
-function fileBuffer(handle: Deno.FsFile, size: number): AsyncBuffer {
+/**
+ * hyparquet's random-access buffer over an open file; reads run one at a time, and `onBytes`
+ * hears how many bytes each read brought in (the streamed reader's progress).
+ */
+export function parquetFileBuffer(
+  handle: Deno.FsFile,
+  size: number,
+  onBytes: (n: number) => void = () => {},
+): AsyncBuffer {
   let queue: Promise<unknown> = Promise.resolve();
   return {
     byteLength: size,
@@ -93,6 +100,7 @@ function fileBuffer(handle: Deno.FsFile, size: number): AsyncBuffer {
           if (n === null) throw new Error(`file ended at byte ${start + done}`);
           done += n;
         }
+        onBytes(done);
         return out.buffer;
       });
       queue = job.catch(() => undefined);
@@ -105,7 +113,7 @@ function fileBuffer(handle: Deno.FsFile, size: number): AsyncBuffer {
 async function readParquet(file: ResolvedFile): Promise<ext.Either<FileError, string[]>> {
   const handle = await Deno.open(file.path, { read: true });
   try {
-    const buffer = fileBuffer(handle, (await handle.stat()).size);
+    const buffer = parquetFileBuffer(handle, (await handle.stat()).size);
     const metadata = await parquetMetadataAsync(buffer);
     const columns = parquetSchema(metadata).children.map((c) => c.element.name);
     if (!columns.includes(file.field)) {

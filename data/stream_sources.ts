@@ -38,7 +38,8 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type AsyncBuffer, parquetMetadataAsync, parquetRead, parquetSchema } from "hyparquet";
+import { parquetMetadataAsync, parquetRead, parquetSchema } from "hyparquet";
+import { parquetFileBuffer } from "./readers.ts";
 import { Readable } from "node:stream";
 import { createGunzip, createZstdDecompress } from "node:zlib";
 import {
@@ -480,31 +481,6 @@ async function* jsonlPieces(
   if (doc !== undefined) yield doc;
 }
 
-/** hyparquet's random-access view of an open file, counting the bytes it reads. */
-function countingBuffer(
-  handle: Deno.FsFile,
-  size: number,
-  onBytes: (n: number) => void,
-): AsyncBuffer {
-  let queue: Promise<unknown> = Promise.resolve();
-  return {
-    byteLength: size,
-    slice(start: number, end?: number): Promise<ArrayBuffer> {
-      const stop = end ?? size;
-      const job = queue.then(async () => {
-        const out = new Uint8Array(stop - start);
-        await handle.seek(start, Deno.SeekMode.Start);
-        const n = await readFull(handle, out);
-        if (n < out.length) throw new Error(`file ended at byte ${start + n}`);
-        onBytes(n);
-        return out.buffer;
-      });
-      queue = job.catch(() => undefined);
-      return job;
-    },
-  };
-}
-
 /** Parquet: the string column `field`, row group by row group, one document per row. */
 async function* parquetPieces(
   file: ResolvedFile,
@@ -521,7 +497,7 @@ async function* parquetPieces(
   }
   const handle = await Deno.open(file.path, { read: true });
   try {
-    const buffer = countingBuffer(handle, (await handle.stat()).size, onBytes);
+    const buffer = parquetFileBuffer(handle, (await handle.stat()).size, onBytes);
     // hyparquet's default first read is the file's last 512 KiB; the footer is usually far
     // smaller, and a bigger one is fetched in a second read.
     const metadata = await parquetMetadataAsync(buffer, { initialFetchSize: 1 << 16 });
