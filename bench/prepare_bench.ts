@@ -28,6 +28,13 @@ export interface PrepareBenchRow {
   readonly tokensPerSec: number;
   /** MB/s per thread over tiktoken's single-thread MB/s. */
   readonly perCoreVsTiktoken: number;
+  /**
+   * MB per CPU second the OS charged the process (all threads): what a core does, whatever
+   * else the machine runs meanwhile.
+   */
+  readonly mbPerCpuSecond: number;
+  /** {@link mbPerCpuSecond} over tiktoken's. */
+  readonly perCpuVsTiktoken: number;
 }
 
 /** What {@link benchPrepare} measured. */
@@ -40,6 +47,76 @@ export interface PrepareBenchResult {
   readonly cores: number;
   /** One row per configuration. */
   readonly rows: readonly PrepareBenchRow[];
+}
+
+/** One measurement in a child process: `workers` 0 means tiktoken on the same documents. */
+async function childRun(
+  corpus: string,
+  workers: number,
+  cacheDir: string,
+): Promise<{ seconds: number; cpuSeconds: number; tokens: number }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL(import.meta.url).pathname,
+      "--child",
+      corpus,
+      String(workers),
+      cacheDir,
+    ],
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`the measurement with ${workers} workers failed`);
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+/**
+ * CPU seconds this process (all its threads, workers included) has used, from the OS
+ * (`/proc/self/stat` utime + stime, in clock ticks of 1/100 s); NaN where there is no procfs.
+ */
+function cpuSeconds(): number {
+  try {
+    const stat = Deno.readTextFileSync("/proc/self/stat");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * The child's side of {@link childRun}: prints `{ seconds, cpuSeconds, tokens }` (EOS ids left
+ * out).
+ */
+async function measureOnce(corpus: string, workers: number, cacheDir: string): Promise<void> {
+  const units = await resolveSources([corpus], ".")();
+  if (E.isLeft(units)) throw new Error(units.left.message);
+  if (workers === 0) {
+    const documents: string[] = [];
+    for (const u of units.right) {
+      if (u.kind === "file") documents.push(await Deno.readTextFile(u.path));
+    }
+    const enc = get_encoding("r50k_base");
+    const none: string[] = [];
+    const c0 = cpuSeconds();
+    const t0 = performance.now();
+    let n = 0;
+    for (const d of documents) n += enc.encode(d, none, none).length;
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = cpuSeconds() - c0;
+    enc.free();
+    console.log(JSON.stringify({ seconds, cpuSeconds: cpu, tokens: n }));
+    return;
+  }
+  const c0 = cpuSeconds();
+  const t0 = performance.now();
+  const built = await prepareShards(units.right, "gpt2", { cacheDir, workers })();
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = cpuSeconds() - c0;
+  if (E.isLeft(built)) throw new Error(built.left.message);
+  const m = built.right.manifest;
+  console.log(JSON.stringify({ seconds, cpuSeconds: cpu, tokens: m.tokens - m.documents }));
 }
 
 /** Writes ~`mb` MB of shuffled paragraphs as ~1 MB text files in `dir`; returns the documents. */
@@ -98,39 +175,29 @@ export async function benchPrepare(
     await Deno.mkdir(corpus);
     const documents = await writeCorpus(corpus, options.mb ?? 24);
     const bytes = documents.reduce((n, d) => n + new TextEncoder().encode(d).length, 0);
-    const units = await resolveSources([corpus], root)();
-    if (E.isLeft(units)) throw new Error(units.left.message);
     const threads = [...new Set([1, cores])];
     const times: Record<string, number[]> = {};
+    const cpu: Record<string, number[]> = {};
     const tokens: Record<string, number> = {};
     for (let r = 0; r < rounds; r++) {
-      for (const w of threads) {
-        const key = `prepareShards gpt2 ×${w} worker${w === 1 ? "" : "s"}`;
-        // A fresh cache each time: a hit would time nothing.
+      // Each measurement in a fresh process: tokenisers keep word caches (ours, and
+      // gpt-tokenizer's own), so a second pass in one process would time warm caches.
+      for (const w of [...threads, 0]) {
+        const key = w === 0
+          ? "tiktoken r50k_base"
+          : `prepareShards gpt2 ×${w} worker${w === 1 ? "" : "s"}`;
         const cacheDir = path.join(root, `cache-${r}-${w}`);
-        const t0 = performance.now();
-        const built = await prepareShards(units.right, "gpt2", { cacheDir, workers: w })();
-        const seconds = (performance.now() - t0) / 1000;
-        if (E.isLeft(built)) throw new Error(built.left.message);
-        (times[key] ??= []).push(seconds);
-        tokens[key] = built.right.manifest.tokens - built.right.manifest.documents;
-        await Deno.remove(cacheDir, { recursive: true });
-      }
-      // A fresh encoder per round: tiktoken keeps no cache between calls, but be even-handed.
-      const enc = get_encoding("r50k_base");
-      try {
-        const none: string[] = [];
-        const t0 = performance.now();
-        let n = 0;
-        for (const d of documents) n += enc.encode(d, none, none).length;
-        (times["tiktoken r50k_base"] ??= []).push((performance.now() - t0) / 1000);
-        tokens["tiktoken r50k_base"] = n;
-      } finally {
-        enc.free();
+        const child = await childRun(corpus, w, cacheDir);
+        (times[key] ??= []).push(child.seconds);
+        (cpu[key] ??= []).push(child.cpuSeconds);
+        tokens[key] = child.tokens;
+        await Deno.remove(cacheDir, { recursive: true }).catch(() => undefined);
       }
     }
     const mbps = (key: string) => bytes / 1e6 / median(times[key]!);
+    const mbPerCpu = (key: string) => bytes / 1e6 / median(cpu[key]!);
     const tiktoken = mbps("tiktoken r50k_base");
+    const tiktokenCpu = mbPerCpu("tiktoken r50k_base");
     const rows = Object.keys(times).map((name): PrepareBenchRow => {
       const t = name.startsWith("tiktoken") ? 1 : Number(name.match(/×(\d+)/)![1]);
       return {
@@ -139,6 +206,8 @@ export async function benchPrepare(
         mbPerSec: mbps(name),
         tokensPerSec: tokens[name]! / median(times[name]!),
         perCoreVsTiktoken: mbps(name) / t / tiktoken,
+        mbPerCpuSecond: mbPerCpu(name),
+        perCpuVsTiktoken: mbPerCpu(name) / tiktokenCpu,
       };
     });
     if (new Set(Object.values(tokens)).size !== 1) {
@@ -155,7 +224,8 @@ export function prepareBenchTable(r: PrepareBenchResult): string {
   const lines = [
     `Corpus preparation: ${(r.bytes / 1e6).toFixed(1)} MB of shuffled paragraphs in ${r.files} ` +
     `files, ${r.cores} cores; MB/s includes reading and writing the shards for prepareShards`,
-    "configuration                     threads     MB/s   Mtok/s   MB/s per thread ÷ tiktoken",
+    "configuration                     threads     MB/s   Mtok/s   MB/s per thread ÷ tiktoken" +
+    "   MB per CPU-s   ÷ tiktoken",
   ];
   for (const row of r.rows) {
     lines.push(
@@ -163,10 +233,16 @@ export function prepareBenchTable(r: PrepareBenchResult): string {
         row.mbPerSec.toFixed(2).padStart(8)
       } ${(row.tokensPerSec / 1e6).toFixed(2).padStart(8)}   ${
         row.perCoreVsTiktoken.toFixed(2).padStart(6)
+      }                       ${row.mbPerCpuSecond.toFixed(2).padStart(8)}   ${
+        row.perCpuVsTiktoken.toFixed(2).padStart(6)
       }`,
     );
   }
   return lines.join("\n");
 }
 
-if (import.meta.main) console.log(prepareBenchTable(await benchPrepare()));
+if (import.meta.main) {
+  if (Deno.args[0] === "--child") {
+    await measureOnce(Deno.args[1]!, Number(Deno.args[2]), Deno.args[3]!);
+  } else console.log(prepareBenchTable(await benchPrepare()));
+}
