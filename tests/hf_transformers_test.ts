@@ -208,29 +208,58 @@ interface PyTokens {
   readonly special: number[][];
   readonly bos: number | null;
   readonly eos: number | null;
+  /** The ids of `tokenizers.Tokenizer.from_file(folder/tokenizer.json)`. */
+  readonly file: number[][];
 }
 
-/** Asserts AutoTokenizer's ids, BOS and EOS are the project's tokenizer's. */
+/**
+ * A text that starts with a space. transformers 5 rebuilds a `LlamaTokenizer` (the class
+ * Mistral's tokenizer_config.json names) with its own `Metaspace(prepend_scheme="first")`
+ * pre-tokenizer (`legacy=False`) in place of the file's normalizer (prepend "▁", spaces → "▁"),
+ * and so drops the lone "▁" piece that the file, SentencePiece and this project put before a
+ * leading space. Checked below as that exact difference; every other text agrees.
+ */
+const LEADING_SPACE = " Alice was beginning to get very tired of sitting by her sister";
+
+/** `""` when `got` equals `want`, else where and how they first differ. */
+function idsDiffer(got: readonly number[], want: readonly number[]): string {
+  const at = want.findIndex((id, k) => got[k] !== id);
+  if (at < 0 && got.length === want.length) return "";
+  const k = at < 0 ? want.length : at;
+  return `${got.length} ids against our ${want.length}, first difference at ${k}: ` +
+    `[${got.slice(k, k + 5)}] vs [${want.slice(k, k + 5)}]`;
+}
+
+/**
+ * Asserts AutoTokenizer's ids, BOS and EOS are the project's tokenizer's on `texts` and on
+ * {@link LEADING_SPACE} (the last text the job was given), and that the Rust library reads the
+ * same ids from the folder's tokenizer.json.
+ */
 function expectSameIds(label: string, ours: Tokenizer, py: PyTokens, texts: string[]): void {
   let ids = 0;
-  texts.forEach((text, i) => {
+  [...texts, LEADING_SPACE].forEach((text, i) => {
     const want = Array.from(ours.encode(text));
+    const file = idsDiffer(py.file[i]!, want);
+    assert(file === "", `${label}, text ${i}: tokenizers' Tokenizer.from_file gives ${file}`);
     const got = py.plain[i]!;
-    const at = want.findIndex((id, k) => got[k] !== id);
-    assert(
-      at < 0 && got.length === want.length,
-      `${label}, text ${i}: AutoTokenizer (${py.class}) gives ${got.length} ids, ours ` +
-        `${want.length}; first difference at ${at}: ${got.slice(at, at + 5)} vs ${
-          want.slice(at, at + 5)
-        }`,
-    );
+    if (text === LEADING_SPACE && py.class === "LlamaTokenizer") {
+      assertEquals(got, want.slice(1), `${label}: transformers' LlamaTokenizer on a leading space`);
+      console.log(
+        `${label}: a leading space is where AutoTokenizer (${py.class}) differs, as documented ` +
+          `above: it drops our (and the file's) first id ${want[0]} ("▁")`,
+      );
+    } else {
+      const auto = idsDiffer(got, want);
+      assert(auto === "", `${label}, text ${i}: AutoTokenizer (${py.class}) gives ${auto}`);
+    }
     assertEquals(py.special[i], ours.bos === undefined ? got : [ours.bos, ...got], `${label}: BOS`);
     ids += want.length;
   });
   assertEquals(py.eos, ours.eot, `${label}: end-of-text id`);
   console.log(
-    `${label}: AutoTokenizer (${py.class}) gives our ${ids} ids on ${texts.length} texts ` +
-      `(${texts.reduce((n, t) => n + t.length, 0)} characters); EOS ${py.eos}, BOS ${ours.bos}`,
+    `${label}: AutoTokenizer (${py.class}) and Tokenizer.from_file give our ${ids} ids on ` +
+      `${texts.length + 1} texts (${texts.reduce((n, t) => n + t.length, 0)} characters of ` +
+      `real text); EOS ${py.eos}, BOS ${ours.bos}`,
   );
 }
 
@@ -367,7 +396,12 @@ Deno.test({
           tokens,
           out: `${dir}/${f}.theirs.json`,
         });
-        jobs.push({ id: `${f}.tokenize`, kind: "tokenize", folder: `${dir}/${f}`, texts });
+        jobs.push({
+          id: `${f}.tokenize`,
+          kind: "tokenize",
+          folder: `${dir}/${f}`,
+          texts: [...texts, LEADING_SPACE],
+        });
       }
       // A model transformers writes, with the GPT-2 tokenizer re-saved by transformers beside it.
       const written = `${dir}/transformers-model`;
@@ -394,7 +428,12 @@ Deno.test({
         tokens: writtenTokens,
         out: `${dir}/written.theirs.json`,
       });
-      jobs.push({ id: "written.tokenize", kind: "tokenize", folder: written, texts });
+      jobs.push({
+        id: "written.tokenize",
+        kind: "tokenize",
+        folder: written,
+        texts: [...texts, LEADING_SPACE],
+      });
       const peftTokens = idsOf(tokenizers.trained!, texts[2]!);
       if (PEFT !== undefined) {
         await ourLogits(`${dir}/run/checkpoint`, peftTokens, `${dir}/peft.ours.json`);

@@ -13,7 +13,9 @@ Jobs ("id" names each; paths are absolute):
   many modules PEFT wrapped) and "adapterEffect" (max |adapted − base| with the adapter disabled).
 - {"kind": "tokenize", "folder", "texts": [str, ...]}: `AutoTokenizer.from_pretrained(folder)`.
   RESULT: {"class", "plain": [encode(text, add_special_tokens=False)], "special": [encode(text)],
-  "bos", "eos"}.
+  "bos", "eos", "file": the ids of `tokenizers.Tokenizer.from_file(folder/tokenizer.json)`
+  without special tokens (the file as the Rust library reads it, whatever class
+  tokenizer_config.json names)}.
 - {"kind": "merge", "folder", "adapter", "ours"}: PEFT's `merge_and_unload()` of the adapter on
   the base, against the folder `deno task ckpt merge` wrote (read with `safetensors`). RESULT:
   {"tensors", "missing", "unexpected", "changed" (tensors the merge changed), "maxAbsDiff",
@@ -40,6 +42,7 @@ os.dup2(2, 1)
 
 import safetensors  # noqa: E402
 import safetensors.torch  # noqa: E402
+import tokenizers  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import (  # noqa: E402
@@ -94,12 +97,14 @@ def logits_job(job: dict) -> dict:
 
 def tokenize_job(job: dict) -> dict:
     tok = AutoTokenizer.from_pretrained(job["folder"])
+    file = tokenizers.Tokenizer.from_file(os.path.join(job["folder"], "tokenizer.json"))
     return {
         "class": type(tok).__name__,
         "plain": [tok.encode(t, add_special_tokens=False) for t in job["texts"]],
         "special": [tok.encode(t) for t in job["texts"]],
         "bos": tok.bos_token_id,
         "eos": tok.eos_token_id,
+        "file": [file.encode(t, add_special_tokens=False).ids for t in job["texts"]],
     }
 
 
@@ -182,6 +187,7 @@ def main() -> None:
     versions = {
         "torch": torch.__version__,
         "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
         "safetensors": safetensors.__version__,
     }
     try:
