@@ -43,10 +43,10 @@ import { createRng } from "../base/prng.ts";
 import { paramShapes } from "../base/param_names.ts";
 import type { LlamaShape } from "../base/llama_shape.ts";
 
-const PYTHON = await referencePython(["torch", "transformers", "safetensors"]);
-const PEFT = PYTHON === undefined
-  ? undefined
-  : await referencePython(["torch", "transformers", "safetensors", "peft"]);
+// Each probe imports torch (seconds): PEFT's first, which in CI answers for both.
+const CLIENTS = ["torch", "transformers", "tokenizers", "safetensors"];
+const PEFT = await referencePython([...CLIENTS, "peft"]);
+const PYTHON = PEFT ?? await referencePython(CLIENTS);
 
 const SCRIPT = fileURLToPath(new URL("./py/hf_check.py", import.meta.url));
 const SHARED = fileURLToPath(new URL("../../shared/data", import.meta.url));
