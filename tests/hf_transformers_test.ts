@@ -70,8 +70,12 @@ async function realText(): Promise<string[]> {
     await read("tinyshakespeare/input.txt", 0, 3000),
   ];
   if (texts.every((t) => t !== undefined)) return texts as string[];
-  console.log(`${SHARED} is absent: the tokenizers are compared on a short built-in text only`);
-  return ["Alice was beginning to get very tired of sitting by her sister on the bank."];
+  console.log(`${SHARED} is absent: the tokenizers are compared on a built-in paragraph only`);
+  const alice = "Alice was beginning to get very tired of sitting by her sister on the bank, and " +
+    "of having nothing to do: once or twice she had peeped into the book her sister was reading, " +
+    "but it had no pictures or conversations in it, “and what is the use of a book,” thought " +
+    "Alice “without pictures or conversations?”";
+  return [alice, alice.toUpperCase(), alice.replaceAll(" ", "\r\n")];
 }
 
 /** The STEP run: stage 1 trains 2 layers, stage 2 grows to 3 and trains ReLoRA adapters. */
@@ -258,8 +262,8 @@ function expectSameIds(label: string, ours: Tokenizer, py: PyTokens, texts: stri
   assertEquals(py.eos, ours.eot, `${label}: end-of-text id`);
   console.log(
     `${label}: AutoTokenizer (${py.class}) and Tokenizer.from_file give our ${ids} ids on ` +
-      `${texts.length + 1} texts (${texts.reduce((n, t) => n + t.length, 0)} characters of ` +
-      `real text); EOS ${py.eos}, BOS ${ours.bos}`,
+      `${texts.length + 1} texts (${texts.reduce((n, t) => n + t.length, 0)} characters and ` +
+      `the leading-space probe); EOS ${py.eos}, BOS ${ours.bos}`,
   );
 }
 
