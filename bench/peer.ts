@@ -28,7 +28,7 @@ export type PeerResult =
 
 /** Options of {@link runPeer}. */
 export interface PeerOptions {
-  /** Python interpreter; default `STEP_PEER_PYTHON`, else /usr/bin/python3 (Debian's torch). */
+  /** Python interpreter; default {@link defaultPeerPython}. */
   readonly python?: string;
   readonly steps: number;
   readonly threads: number;
@@ -55,6 +55,23 @@ export function peerEnv(core: string | undefined, stock: boolean): Record<string
 }
 
 /**
+ * The peer's interpreter: `STEP_PEER_PYTHON`, else the reference environment's PyTorch 2.13
+ * (`.venv-ref/`, made by tools/reference_env.sh), else /usr/bin/python3 (Debian's torch 1.13).
+ * The table's header names the torch version that ran.
+ */
+export function defaultPeerPython(): string {
+  const set = Deno.env.get("STEP_PEER_PYTHON");
+  if (set !== undefined) return set;
+  const venv = new URL("../.venv-ref/bin/python", import.meta.url).pathname;
+  try {
+    Deno.statSync(venv);
+    return venv;
+  } catch {
+    return "/usr/bin/python3";
+  }
+}
+
+/**
  * Runs bench/peer_torch.py on `shapes`; never throws (a missing interpreter or
  * torch comes back as `ran: false` with the reason).
  *
@@ -69,7 +86,7 @@ export async function runPeer(
   shapes: readonly (readonly number[])[],
   options: PeerOptions,
 ): Promise<PeerResult> {
-  const python = options.python ?? Deno.env.get("STEP_PEER_PYTHON") ?? "/usr/bin/python3";
+  const python = options.python ?? defaultPeerPython();
   const script = new URL("./peer_torch.py", import.meta.url).pathname;
   let out: Deno.CommandOutput;
   try {
