@@ -229,9 +229,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     ? E.right(undefined)
     : await checkOutput({ kind: "file", flag: "--out", path: a.out }, evalInputs(a, tasks.right));
   if (E.isLeft(out)) return fail(out.left);
-  const itemsOut = a.items === undefined
-    ? E.right(undefined)
-    : await checkOutput({ kind: "file", flag: "--items", path: a.items }, evalInputs(a, tasks.right));
+  const itemsOut = a.items === undefined ? E.right(undefined) : await checkOutput(
+    { kind: "file", flag: "--items", path: a.items },
+    evalInputs(a, tasks.right),
+  );
   if (E.isLeft(itemsOut)) return fail(itemsOut.left);
   // Every task's data is read and checked before the model is: a bad record fails in a moment.
   const read: ReadTask[] = [];

@@ -29,8 +29,10 @@ const haveShared = await Deno.stat(SHARED).then((s) => s.isDirectory, () => fals
 if (!haveShared) console.log(`skipped: lm_eval_test reads ${SHARED}, which is absent`);
 const PYTHON = haveShared ? await referencePython(["lm_eval", "transformers"]) : undefined;
 
-/** Items per task on both sides. */
+/** Items per multiple-choice task on both sides. */
 const LIMIT = 20;
+/** WikiText articles on both sides (each rolls over some 60 windows). */
+const WIKI_DOCS = 3;
 /** Per-item log-likelihood tolerance, nats (float32 on both sides). */
 const TOL = 1e-4;
 
@@ -77,6 +79,7 @@ interface ChoiceRow {
   readonly greedy: boolean;
   readonly words: number;
   readonly bytes: number;
+  readonly tokens: number;
 }
 
 interface Client {
@@ -131,7 +134,7 @@ async function prepare(dir: string): Promise<{ model: string; pairs: [string, st
   assert(E.isRight(wiki));
   await Deno.writeTextFile(
     `${dir}/wiki.jsonl`,
-    wiki.right.slice(0, LIMIT).map((r) => JSON.stringify({ page: r.fields.text })).join("\n"),
+    wiki.right.slice(0, WIKI_DOCS).map((r) => JSON.stringify({ page: r.fields.text })).join("\n"),
   );
   // Long continuations: exactly the window, the window + 1 (the harness refuses it), and a
   // context cut from the left. GPT-2 gives " x" one id each.
@@ -273,23 +276,30 @@ Deno.test({
       const theirs = await client({
         folder: model,
         include: `${dir}/tasks`,
-        tasks: ["piqa_local", "arc_easy_local", "arc_newline", "wikitext_local"],
-        limit: LIMIT,
+        runs: [
+          { tasks: ["piqa_local", "arc_easy_local", "arc_newline"], limit: LIMIT },
+          { tasks: ["wikitext_local"], limit: WIKI_DOCS },
+        ],
         pairs,
       });
       const pySeconds = (performance.now() - started) / 1000;
       assertEquals(theirs.versions.max_length, SHAPE.maxSeqLen);
-      const a = await ours(dir, model, `${dir}/arc_newline.yaml`, "piqa,arc_easy,wikitext", LIMIT);
-      const b = await ours(dir, model, `${dir}/long.yaml`, "", pairs.length);
+      const oursStarted = performance.now();
+      const a = await ours(dir, model, `${dir}/arc_newline.yaml`, "piqa,arc_easy", LIMIT);
+      assertEquals(pairs.length, WIKI_DOCS);
+      const b = await ours(dir, model, `${dir}/long.yaml`, "wikitext", WIKI_DOCS);
+      const oursSeconds = (performance.now() - oursStarted) / 1000;
       const worst: Record<string, number> = {};
       const note = (k: string, d: number) => (worst[k] = Math.max(worst[k] ?? 0, d));
 
       // Multiple choice: every option's log-likelihood, and acc / acc_norm item by item.
-      for (const [mine, their] of [
-        ["piqa", "piqa_local"],
-        ["arc_easy", "arc_easy_local"],
-        ["arc_newline", "arc_newline"],
-      ] as const) {
+      for (
+        const [mine, their] of [
+          ["piqa", "piqa_local"],
+          ["arc_easy", "arc_easy_local"],
+          ["arc_newline", "arc_newline"],
+        ] as const
+      ) {
         const rows = a.rows.filter((r) => r.task === mine);
         const items = theirs.tasks[their]!.items;
         assertEquals(rows.length, LIMIT);
@@ -318,17 +328,18 @@ Deno.test({
       }
 
       // Rolling perplexity: each document's log-likelihood, then word perplexity pooled.
-      const docs = a.rows.filter((r) => r.task === "wikitext");
+      const docs = b.rows.filter((r) => r.task === "wikitext");
       const pages = theirs.tasks.wikitext_local!.items;
-      assertEquals(docs.length, LIMIT);
-      for (let i = 0; i < LIMIT; i++) {
+      assertEquals(docs.length, WIKI_DOCS);
+      assertEquals(pages.length, WIKI_DOCS);
+      for (let i = 0; i < WIKI_DOCS; i++) {
         const rel = Math.abs(docs[i]!.logprob - pages[i]!.logprob) / Math.abs(pages[i]!.logprob);
         note("wikitext per-document loglik (relative)", rel);
         assert(rel <= TOL, `document ${i}: ours ${docs[i]!.logprob}, lm_eval ${pages[i]!.logprob}`);
         assertEquals([docs[i]!.words, docs[i]!.bytes], [pages[i]!.words, pages[i]!.bytes]);
       }
       for (const metric of ["word_perplexity", "byte_perplexity", "bits_per_byte"]) {
-        const [m, t] = [a.json.wikitext![metric]!, theirs.tasks.wikitext_local!.metrics[metric]!];
+        const [m, t] = [b.json.wikitext![metric]!, theirs.tasks.wikitext_local!.metrics[metric]!];
         const rel = Math.abs(m - t) / t;
         note(`wikitext ${metric} (relative)`, rel);
         assert(rel <= TOL, `${metric}: ours ${m}, lm_eval ${t}`);
@@ -340,14 +351,17 @@ Deno.test({
       for (const i of [0, 2]) {
         const d = Math.abs(long[i]!.logprob - theirs.pairs[i]!.logprob!);
         note("long pairs loglik", d);
-        assert(d <= TOL, `pair ${i}: ours ${long[i]!.logprob}, lm_eval ${theirs.pairs[i]!.logprob}`);
+        assert(
+          d <= TOL,
+          `pair ${i}: ours ${long[i]!.logprob}, lm_eval ${theirs.pairs[i]!.logprob}`,
+        );
         assertEquals(long[i]!.greedy, theirs.pairs[i]!.greedy);
       }
       assert(theirs.pairs[1]!.error?.startsWith("AssertionError"), JSON.stringify(theirs.pairs[1]));
       assertEquals(long[1]!.tokens, SHAPE.maxSeqLen);
       console.log(
-        `lm_eval ${JSON.stringify(theirs.versions)} in ${
-          pySeconds.toFixed(1)
+        `lm_eval ${JSON.stringify(theirs.versions)} in ${pySeconds.toFixed(1)} s, ours in ${
+          oursSeconds.toFixed(1)
         } s; largest differences: ${JSON.stringify(worst)}`,
       );
     });

@@ -7,12 +7,13 @@
  * @module
  */
 import * as path from "node:path";
+import { fileURLToPath } from "node:url";
 
 /** Why a reference test was skipped, and how to run it. */
 export const REFERENCE_HINT =
   "needs the reference Python environment: run tools/reference_env.sh (or set STEP_REF_PYTHON)";
 
-const REPO = path.resolve(path.dirname(path.fromFileUrl(import.meta.url)), "..");
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 /** The interpreter that imports `modules`, or undefined (with the reason printed once). */
 export async function referencePython(

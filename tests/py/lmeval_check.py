@@ -2,10 +2,10 @@
 a folder `deno task ckpt export` wrote, through task YAMLs that read local JSON files.
 
 Reads one JSON request on stdin:
-  {"folder": HF model folder, "include": folder of task YAMLs, "tasks": [name, ...],
-   "limit": N, "pairs": [[context, continuation], ...]}
+  {"folder": HF model folder, "include": folder of task YAMLs,
+   "runs": [{"tasks": [name, ...], "limit": N}, ...], "pairs": [[context, continuation], ...]}
 and loads the folder once with lm-eval's `hf` model type (`HFLM`: cpu, float32, batch size 1),
-runs `lm_eval.simple_evaluate` on the tasks (zero-shot, the first `limit` documents, per-sample
+runs `lm_eval.simple_evaluate` on each run's tasks (zero-shot, the first `limit` documents, per-sample
 logs kept) with `TaskManager(include_path=include)`, then scores each pair directly with
 `HFLM.loglikelihood` (an over-long continuation: the harness's error is reported, not raised).
 
@@ -29,30 +29,20 @@ ANSWER = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)
 
 
-def main() -> None:
-    request = json.load(sys.stdin)
+def evaluate(lm, manager, names: list[str], limit: int) -> dict:
     import lm_eval
-    import torch
-    import transformers
-    from lm_eval.api.instance import Instance
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
-    lm = HFLM(
-        pretrained=request["folder"], device="cpu", dtype="float32", batch_size=1
-    )
-    manager = TaskManager(include_path=request["include"])
     out = lm_eval.simple_evaluate(
         model=lm,
-        tasks=request["tasks"],
+        tasks=names,
         num_fewshot=0,
-        limit=request["limit"],
+        limit=limit,
         task_manager=manager,
         log_samples=True,
         bootstrap_iters=0,
     )
     tasks = {}
-    for name in request["tasks"]:
+    for name in names:
         items = []
         for s in sorted(out["samples"][name], key=lambda s: s["doc_id"]):
             resps = [r[0] for r in s["resps"]]
@@ -83,7 +73,27 @@ def main() -> None:
             if isinstance(v, (int, float)) and "stderr" not in k
         }
         tasks[name] = {"metrics": metrics, "items": items}
+    return tasks
+
+
+def main() -> None:
+    request = json.load(sys.stdin)
+    import lm_eval
+    import torch
+    import transformers
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    lm = HFLM(
+        pretrained=request["folder"], device="cpu", dtype="float32", batch_size=1
+    )
+    manager = TaskManager(include_path=request["include"])
+    tasks = {}
+    for run in request["runs"]:
+        tasks.update(evaluate(lm, manager, run["tasks"], run["limit"]))
     pairs = []
+
     for context, continuation in request["pairs"]:
         req = Instance(
             request_type="loglikelihood",
