@@ -255,8 +255,8 @@ async function documentTask(
     return {
       logprob,
       tokens: perDoc[i]!.ids.length,
-      words: wordCount(it.text),
-      bytes: encoder.encode(it.text).length,
+      words: wordCount(it.original),
+      bytes: encoder.encode(it.original).length,
     };
   });
   return E.right({

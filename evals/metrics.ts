@@ -6,6 +6,7 @@
  * @module
  */
 import { argmax, mean, sampleStd } from "../base/mod.ts";
+import { PY_SPACE } from "./requests.ts";
 
 /** The score of one continuation: Σ log p over its tokens, and whether each was the argmax. */
 export interface ContinuationScore {
@@ -154,9 +155,11 @@ export interface PerplexityMetrics {
   readonly bytes: number;
 }
 
-/** The words of a document as the harness counts them (`re.split(r"\s+", doc)`). */
+const SPACES = new RegExp(`[${PY_SPACE}]+`, "u");
+
+/** The words of a document as the harness counts them (`re.split(r"\s+", doc)`, Python's `\s`). */
 export function wordCount(text: string): number {
-  return text.split(/\s+/).length;
+  return text.split(SPACES).length;
 }
 
 /**
