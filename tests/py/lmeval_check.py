@@ -9,7 +9,7 @@ runs `lm_eval.simple_evaluate` on each run's tasks (zero-shot, the first `limit`
 logs kept) with `TaskManager(include_path=include)`, then scores each pair directly with
 `HFLM.loglikelihood` (an over-long continuation: the harness's error is reported, not raised).
 
-Writes {"versions", "tasks": {name: {"metrics", "items"}}, "pairs": [...]} on stdout, where a
+Writes {"versions", "tasks": {name: {"metrics", "items"}}, "pairs": [...], "seconds"} on stdout, where a
 multiple-choice item is {"doc_id", "logprobs": [per choice], "greedy": [...], "acc", "acc_norm"},
 a rolling item {"doc_id", "logprob", "words", "bytes"} (words and bytes as the task's
 process_results counts them), and a pair {"logprob", "greedy"} or {"error"}. Needs no network:
@@ -23,6 +23,18 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+
+STARTED = time.perf_counter()
+SECONDS: dict[str, float] = {}
+
+
+def lap(what: str) -> None:
+    """Seconds since the previous lap, under `what` (the answer's "seconds")."""
+    global STARTED
+    now = time.perf_counter()
+    SECONDS[what] = round(now - STARTED, 2)
+    STARTED = now
 
 # Libraries print notices on stdout: send file descriptor 1 to stderr, keep it for the answer.
 ANSWER = os.fdopen(os.dup(1), "w")
@@ -85,13 +97,16 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    lap("import")
     lm = HFLM(
         pretrained=request["folder"], device="cpu", dtype="float32", batch_size=1
     )
     manager = TaskManager(include_path=request["include"])
+    lap("load")
     tasks = {}
     for run in request["runs"]:
         tasks.update(evaluate(lm, manager, run["tasks"], run["limit"]))
+        lap(",".join(run["tasks"]))
     pairs = []
 
     for context, continuation in request["pairs"]:
@@ -106,6 +121,7 @@ def main() -> None:
             pairs.append({"logprob": float(logprob), "greedy": bool(greedy)})
         except AssertionError as e:
             pairs.append({"error": f"AssertionError {e}".strip()})
+    lap("pairs")
     json.dump(
         {
             "versions": {
@@ -117,6 +133,7 @@ def main() -> None:
             },
             "tasks": tasks,
             "pairs": pairs,
+            "seconds": SECONDS,
         },
         ANSWER,
     )
