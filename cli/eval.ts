@@ -1,7 +1,7 @@
 /**
  * `deno task eval CHECKPOINT [--tasks a,b,…] [--task-file DEF --data PATH] [--data-dir DIR]
- * [--limit N] [--batch N] [--window N] [--stride N] [--json] [--out FILE] [--tokenizer NAME|PATH]
- * [--backend NAME]`
+ * [--limit N] [--batch N] [--window N] [--stride N] [--json] [--out FILE] [--items FILE]
+ * [--tokenizer NAME|PATH] [--backend NAME]`
  *
  * Zero-shot evaluation the way lm-evaluation-harness does it (multiple choice by
  * log-likelihood with `acc`/`acc_norm` and standard errors, LAMBADA's greedy last word,
@@ -70,6 +70,9 @@ Options:
   --stride N         ids newly scored per window (default: the window)
   --json             print one JSON object instead of the table
   --out FILE         also write the JSON object to FILE (atomically)
+  --items FILE       write each item's log-likelihoods to FILE as JSON lines: {task, item,
+                     logprobs, gold} (choices), {task, item, logprob, greedy, tokens} (targets),
+                     {task, item, logprob, tokens, words, bytes} (documents); nats
   --tokenizer T      bytes | gpt2 | a tokenizer.json or HF model folder, when the
                      checkpoint carries none
   --backend NAME     ${BACKENDS.join(" | ")} (default auto)
@@ -87,6 +90,7 @@ interface EvalArgs {
   readonly stride?: number;
   readonly json: boolean;
   readonly out?: string;
+  readonly items?: string;
   readonly tokenizer?: TokenizerSpec;
   readonly backend: BackendName;
 }
@@ -103,6 +107,7 @@ function parseCli(argv: readonly string[]): E.Either<ConfigInvalid, EvalArgs | "
     stride: { type: "string" },
     json: { type: "boolean", default: false },
     out: { type: "string" },
+    items: { type: "string" },
     tokenizer: { type: "string" },
     backend: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
@@ -137,6 +142,10 @@ function parseCli(argv: readonly string[]): E.Either<ConfigInvalid, EvalArgs | "
   const backend = backendFlag(cmd);
   if (E.isLeft(backend)) return backend;
   const out = stringFlag(cmd, "out");
+  const items = stringFlag(cmd, "items");
+  if (out !== undefined && out === items) {
+    return E.left(configInvalid("--items", `is ${items}, the --out file too: name two files`));
+  }
   const dataDir = stringFlag(cmd, "data-dir");
   return E.right({
     checkpoint: checkpoint.right,
@@ -147,6 +156,7 @@ function parseCli(argv: readonly string[]): E.Either<ConfigInvalid, EvalArgs | "
     ...(data === undefined ? {} : { data }),
     ...(dataDir === undefined ? {} : { dataDir }),
     ...(out === undefined ? {} : { out }),
+    ...(items === undefined ? {} : { items }),
     ...(tokenizer.right === undefined ? {} : { tokenizer: tokenizer.right }),
     ...Object.fromEntries(Object.entries(ints).filter(([, v]) => v !== undefined)),
   });
@@ -219,6 +229,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     ? E.right(undefined)
     : await checkOutput({ kind: "file", flag: "--out", path: a.out }, evalInputs(a, tasks.right));
   if (E.isLeft(out)) return fail(out.left);
+  const itemsOut = a.items === undefined ? E.right(undefined) : await checkOutput(
+    { kind: "file", flag: "--items", path: a.items },
+    evalInputs(a, tasks.right),
+  );
+  if (E.isLeft(itemsOut)) return fail(itemsOut.left);
   // Every task's data is read and checked before the model is: a bad record fails in a moment.
   const read: ReadTask[] = [];
   for (const task of tasks.right) {
@@ -269,6 +284,13 @@ export async function main(argv: readonly string[]): Promise<number> {
   );
   if (out.right !== undefined) {
     const w = await writeFileAtomic(out.right, JSON.stringify(json, null, 2) + "\n")();
+    if (E.isLeft(w)) return fail(w.left);
+  }
+  if (itemsOut.right !== undefined) {
+    const lines = results.flatMap((r) =>
+      (r.items ?? []).map((s, item) => JSON.stringify({ task: r.name, item, ...s }) + "\n")
+    );
+    const w = await writeFileAtomic(itemsOut.right, lines.join(""))();
     if (E.isLeft(w)) return fail(w.left);
   }
   console.log(a.json ? JSON.stringify(json, null, 2) : evalTable(results));

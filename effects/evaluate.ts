@@ -21,6 +21,7 @@ import {
   choiceMetrics,
   type DocumentItem,
   encodePair,
+  type ItemScore,
   nonFiniteMetric,
   pairRequest,
   perplexityMetrics,
@@ -170,12 +171,18 @@ async function score(
   ));
 }
 
+/** A task's metrics and each item's scores. */
+interface Scored {
+  readonly metrics: TaskMetrics;
+  readonly items: readonly ItemScore[];
+}
+
 async function choiceTask(
   loaded: LoadedModel,
   name: string,
   items: readonly ChoiceItem[],
   options: EvaluateOptions,
-): Promise<E.Either<ContentInvalid, TaskMetrics>> {
+): Promise<E.Either<ContentInvalid, Scored>> {
   const tok = loaded.tokenizer;
   const window = loaded.model.shape.maxSeqLen;
   const requests = items.flatMap((it) =>
@@ -188,7 +195,10 @@ async function choiceTask(
     const logprobs = it.options.map(() => scores.right[k++]!.logprob);
     return { logprobs, lengths: it.lengths, gold: it.gold };
   });
-  return E.right({ kind: "choice", ...choiceMetrics(outcomes) });
+  return E.right({
+    metrics: { kind: "choice", ...choiceMetrics(outcomes) },
+    items: outcomes.map((o) => ({ logprobs: o.logprobs, gold: o.gold })),
+  });
 }
 
 async function targetTask(
@@ -196,15 +206,16 @@ async function targetTask(
   name: string,
   items: readonly TargetItem[],
   options: EvaluateOptions,
-): Promise<E.Either<ContentInvalid, TaskMetrics>> {
+): Promise<E.Either<ContentInvalid, Scored>> {
   const window = loaded.model.shape.maxSeqLen;
   const requests = items.map((it) =>
     pairRequest(encodePair(loaded.tokenizer, it.context, it.continuation), window)
   );
   const scores = await score(loaded, name, requests, options);
-  return E.map((s: RequestScore[]): TaskMetrics => ({ kind: "target", ...targetMetrics(s) }))(
-    scores,
-  );
+  return E.map((s: RequestScore[]): Scored => ({
+    metrics: { kind: "target", ...targetMetrics(s) },
+    items: s.map((r) => ({ logprob: r.logprob, greedy: r.greedy, tokens: r.tokens })),
+  }))(scores);
 }
 
 async function documentTask(
@@ -212,7 +223,7 @@ async function documentTask(
   name: string,
   items: readonly DocumentItem[],
   options: EvaluateOptions,
-): Promise<E.Either<ConfigInvalid | ContentInvalid, { metrics: TaskMetrics; windows: number }>> {
+): Promise<E.Either<ConfigInvalid | ContentInvalid, Scored & { windows: number }>> {
   const max = loaded.model.shape.maxSeqLen;
   const window = options.window ?? max;
   const stride = options.stride ?? window;
@@ -244,12 +255,13 @@ async function documentTask(
     return {
       logprob,
       tokens: perDoc[i]!.ids.length,
-      words: wordCount(it.text),
-      bytes: encoder.encode(it.text).length,
+      words: wordCount(it.original),
+      bytes: encoder.encode(it.original).length,
     };
   });
   return E.right({
     metrics: { kind: "documents", window, stride, ...perplexityMetrics(docs) },
+    items: docs,
     windows: k,
   });
 }
@@ -286,27 +298,28 @@ export async function evaluateTask(
   const task = read.task;
   const name = task.def.name;
   const its = read.items;
-  let metrics: E.Either<ConfigInvalid | ContentInvalid, TaskMetrics>;
+  let scored: E.Either<ConfigInvalid | ContentInvalid, Scored>;
   let requests: number;
   switch (its.kind) {
     case "choice":
       requests = its.items.reduce((a, it) => a + it.options.length, 0);
-      metrics = await choiceTask(loaded, name, its.items, options);
+      scored = await choiceTask(loaded, name, its.items, options);
       break;
     case "target":
       requests = its.items.length;
-      metrics = await targetTask(loaded, name, its.items, options);
+      scored = await targetTask(loaded, name, its.items, options);
       break;
     case "documents":
       {
         const d = await documentTask(loaded, name, its.items, options);
-        metrics = E.map((x: { metrics: TaskMetrics }) => x.metrics)(d);
+        scored = d;
         requests = E.isRight(d) ? d.right.windows : 0;
       }
       break;
   }
-  if (E.isLeft(metrics)) return metrics;
-  const bad = nonFiniteMetric(metrics.right);
+  if (E.isLeft(scored)) return scored;
+  const metrics = scored.right.metrics;
+  const bad = nonFiniteMetric(metrics);
   if (bad !== undefined) {
     return E.left(contentInvalid(
       loaded.source,
@@ -316,8 +329,9 @@ export async function evaluateTask(
   }
   return E.right({
     name,
-    metrics: metrics.right,
+    metrics,
     requests,
     seconds: (performance.now() - started) / 1000,
+    items: scored.right.items,
   });
 }

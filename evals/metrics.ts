@@ -6,6 +6,7 @@
  * @module
  */
 import { argmax, mean, sampleStd } from "../base/mod.ts";
+import { PY_SPACE } from "./requests.ts";
 
 /** The score of one continuation: Σ log p over its tokens, and whether each was the argmax. */
 export interface ContinuationScore {
@@ -154,9 +155,11 @@ export interface PerplexityMetrics {
   readonly bytes: number;
 }
 
-/** The words of a document as the harness counts them (`re.split(r"\s+", doc)`). */
+const SPACES = new RegExp(`[${PY_SPACE}]+`, "u");
+
+/** The words of a document as the harness counts them (`re.split(r"\s+", doc)`, Python's `\s`). */
 export function wordCount(text: string): number {
-  return text.split(/\s+/).length;
+  return text.split(SPACES).length;
 }
 
 /**
@@ -228,6 +231,16 @@ export function nonFiniteMetric(
   return found === undefined ? undefined : { name: found[0], value: found[1] };
 }
 
+/**
+ * One item's scores as `deno task eval --items` writes them: a choice item's log-likelihood per
+ * option and its gold index, a target's log-likelihood, greedy flag and tokens, or a
+ * document's rolling log-likelihood and sizes ({@link DocumentScore}). Log-likelihoods in nats.
+ */
+export type ItemScore =
+  | { readonly logprobs: readonly number[]; readonly gold: number }
+  | ContinuationScore
+  | DocumentScore;
+
 /** One task's result. */
 export interface TaskResult {
   /** The task's name, as its definition gives it. */
@@ -238,4 +251,6 @@ export interface TaskResult {
   readonly requests: number;
   /** Wall-clock time the task took, in seconds. */
   readonly seconds: number;
+  /** Each item's scores, in the data's order (what `--items` writes). */
+  readonly items?: readonly ItemScore[];
 }

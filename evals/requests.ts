@@ -42,9 +42,20 @@ export function prefixToken(tok: Pick<Tokenizer, "eot" | "bos">): number {
 }
 
 /**
- * Encodes a pair as lm-evaluation-harness does: trailing spaces of the context move to the
- * continuation; the continuation's ids are those of `context + continuation` after the
- * context's own ids; an empty context is `[prefix]` ({@link prefixToken}).
+ * The characters Python's `str.isspace()` accepts, which `str.rstrip()` strips, as the body of
+ * a regular-expression character class: JavaScript's `\s` differs (it has U+FEFF, lacks
+ * U+001C–U+001F and U+0085).
+ */
+export const PY_SPACE =
+  "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+const TRAILING_SPACE = new RegExp(`[${PY_SPACE}]+$`, "u");
+
+/**
+ * Encodes a pair as lm-evaluation-harness does: the context's trailing whitespace (Python's
+ * `str.rstrip()`: spaces, but also newlines, tabs and the rest of {@link PY_SPACE}) moves to
+ * the continuation and is scored with it; the continuation's ids are those of
+ * `context + continuation` after the context's own ids; an empty context (or one of whitespace
+ * only) is `[prefix]` ({@link prefixToken}).
  *
  * @example
  * ```ts
@@ -57,7 +68,7 @@ export function prefixToken(tok: Pick<Tokenizer, "eot" | "bos">): number {
  * ```
  */
 export function encodePair(tok: Tokenizer, context: string, continuation: string): EncodedPair {
-  const trimmed = context.replace(/ +$/, "");
+  const trimmed = context.replace(TRAILING_SPACE, "");
   const moved = context.slice(trimmed.length) + continuation;
   if (trimmed === "") {
     return { context: Int32Array.of(prefixToken(tok)), continuation: tok.encode(moved) };

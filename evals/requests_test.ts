@@ -58,11 +58,16 @@ Deno.test("pairRequest keeps the continuation and cuts the context from the left
   assertEquals([...long.targets], [4, 5, 6], "an over-long continuation is scored on its tail");
 });
 
-Deno.test("encodePair moves the context's trailing spaces to the continuation; empty context is the prefix", () => {
+Deno.test("encodePair moves the context's trailing whitespace to the continuation; empty context is the prefix", () => {
   const tok = byteTokenizer();
   const p = encodePair(tok, "ab  ", "c");
   assertEquals([...p.context], [97, 98]);
   assertEquals([...p.continuation], [32, 32, 99]);
+  // Python's rstrip(): a newline, a tab and U+0085 move too (scored); U+FEFF stays.
+  const n = encodePair(tok, "ab\n\t\u0085", "c");
+  assertEquals([...n.context], [97, 98]);
+  assertEquals([...n.continuation], [10, 9, 0xc2, 0x85, 99]);
+  assertEquals([...encodePair(tok, "ab\ufeff", "c").context], [97, 98, 0xef, 0xbb, 0xbf]);
   const e = encodePair(tok, "", "x");
   assertEquals([...e.context], [256]);
   // A tokeniser whose config prepends BOS: the harness's prefix_token_id is BOS.

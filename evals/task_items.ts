@@ -14,6 +14,7 @@ import type {
   TaskDef,
 } from "./task_def.ts";
 import type { TaskRecord } from "./task_records.ts";
+import { PY_SPACE } from "./requests.ts";
 
 /** One way to answer: the continuation scored after its context. */
 export interface Option {
@@ -51,8 +52,13 @@ export interface TargetItem {
 export interface DocumentItem {
   /** The record the document came from, `file:line` or `file`. */
   readonly where: string;
-  /** The document, detokenised when the task asks. */
+  /** The document, detokenised when the task asks: what is scored. */
   readonly text: string;
+  /**
+   * The document as read, before detokenising: its words and bytes are counted on it, as the
+   * harness's WikiText `process_results` counts them.
+   */
+  readonly original: string;
 }
 
 /** The items of one task, by kind. */
@@ -305,10 +311,14 @@ function lastWord(def: LastWordDef, record: TaskRecord): ext.Either<ConfigInvali
   });
 }
 
+const WS = `[${PY_SPACE}]`;
+
 /**
- * WikiText's tokenised text back to ordinary prose: joined numbers (` @-@ `, ` @,@ `,
- * ` @.@ `), punctuation and brackets re-attached, headings tightened. Approximate, as the
- * harness's own detokeniser is; it only changes what the perplexity is measured on.
+ * WikiText's tokenised text back to ordinary prose, exactly as lm-evaluation-harness's
+ * `wikitext_detokenizer` (`lm_eval/tasks/wikitext/preprocess_wikitext.py`, 0.4.x) does it, step
+ * by step and in its order: joined numbers (` @-@ `, ` @,@ `, ` @.@ `), punctuation, brackets and
+ * quotes tightened, headings (`= = =` → `===`), the spaces around line breaks dropped, ` N ` →
+ * ` 1 `, ` 's` → `'s`. `\s` is Python's ({@link PY_SPACE}).
  *
  * @example
  * ```ts
@@ -320,14 +330,25 @@ function lastWord(def: LastWordDef, record: TaskRecord): ext.Either<ConfigInvali
  */
 export function wikitextDetokenize(text: string): string {
   let s = text;
+  // contractions
+  s = s.replaceAll("s '", "s'");
+  s = s.replace(/\/' [0-9]\//g, "/'[0-9]/"); // as the harness has it: literal slashes
+  // number separators
   s = s.replaceAll(" @-@ ", "-").replaceAll(" @,@ ", ",").replaceAll(" @.@ ", ".");
-  for (const p of [",", ".", ":", ";", "!", "?", "'s", "n't", "'re", "'ve", "'ll", "'d", "'m"]) {
-    s = s.replaceAll(` ${p}`, p);
-  }
-  s = s.replace(/\( ([^()]*?) \)/g, "($1)").replace(/\[ ([^[\]]*?) \]/g, "[$1]");
-  s = s.replace(/" ([^"]*?) "/g, '"$1"');
-  s = s.replace(/= = = /g, "=== ").replace(/ = = =/g, " ===");
-  s = s.replace(/= = /g, "== ").replace(/ = =/g, " ==");
+  // punctuation
+  for (const p of [":", ";", ".", "!", "?", ","]) s = s.replaceAll(` ${p} `, `${p} `);
+  // double brackets
+  s = s.replace(new RegExp(`\\(${WS}*([^)]*?)${WS}*\\)`, "gu"), "($1)");
+  s = s.replace(new RegExp(`\\[${WS}*([^\\]]*?)${WS}*\\]`, "gu"), "[$1]");
+  s = s.replace(new RegExp(`\\{${WS}*([^}]*?)${WS}*\\}`, "gu"), "{$1}");
+  s = s.replace(new RegExp(`"${WS}*([^"]*?)${WS}*"`, "gu"), '"$1"');
+  s = s.replace(new RegExp(`'${WS}*([^']*?)${WS}*'`, "gu"), "'$1'");
+  // miscellaneous
+  s = s.replaceAll("= = = =", "====").replaceAll("= = =", "===").replaceAll("= =", "==");
+  s = s.replaceAll(" \u00b0 ", "\u00b0");
+  s = s.replaceAll(" \n", "\n").replaceAll("\n ", "\n");
+  s = s.replaceAll(" N ", " 1 ");
+  s = s.replaceAll(" 's", "'s");
   return s;
 }
 
@@ -338,7 +359,7 @@ function documentOf(
   const text = fill(def.text ?? "{text}", record, "text");
   if (E.isLeft(text)) return text;
   const body = def.detokenize === "wikitext" ? wikitextDetokenize(text.right) : text.right;
-  return E.right({ where: record.where, text: body });
+  return E.right({ where: record.where, text: body, original: text.right });
 }
 
 function each<A>(
