@@ -8,7 +8,8 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type AsyncBuffer, parquetMetadataAsync, parquetRead, parquetSchema } from "hyparquet";
+import { parquetMetadataAsync, parquetRead, parquetSchema } from "hyparquet";
+import { parquetFileBuffer } from "./_parquet_buffer.ts";
 import {
   contentInvalid,
   describeUnknown,
@@ -75,38 +76,6 @@ async function readJsonl(file: ResolvedFile): Promise<ext.Either<FileError, stri
     if (value.length > 0) docs.push(value);
   }
   return E.right(docs);
-}
-
-/**
- * hyparquet's random-access buffer over an open file; reads run one at a time, and `onBytes`
- * hears how many bytes each read brought in (the streamed reader's progress).
- */
-export function parquetFileBuffer(
-  handle: Deno.FsFile,
-  size: number,
-  onBytes: (n: number) => void = () => {},
-): AsyncBuffer {
-  let queue: Promise<unknown> = Promise.resolve();
-  return {
-    byteLength: size,
-    slice(start: number, end?: number): Promise<ArrayBuffer> {
-      const stop = end ?? size;
-      const job = queue.then(async () => {
-        const out = new Uint8Array(stop - start);
-        await handle.seek(start, Deno.SeekMode.Start);
-        let done = 0;
-        while (done < out.length) {
-          const n = await handle.read(out.subarray(done));
-          if (n === null) throw new Error(`file ended at byte ${start + done}`);
-          done += n;
-        }
-        onBytes(done);
-        return out.buffer;
-      });
-      queue = job.catch(() => undefined);
-      return job;
-    },
-  };
 }
 
 /** Parquet: the string column `field`, one document per row. */

@@ -39,7 +39,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { parquetMetadataAsync, parquetRead, parquetSchema } from "hyparquet";
-import { parquetFileBuffer } from "./readers.ts";
+import { parquetFileBuffer } from "./_parquet_buffer.ts";
 import { Readable } from "node:stream";
 import { createGunzip, createZstdDecompress } from "node:zlib";
 import {
