@@ -4,7 +4,7 @@
  * endian) around `tensorflow.Event` protocol buffers. Only the fields a scalar log needs are
  * encoded, by hand: `wall_time` (1, double), `step` (2, int64), `file_version` (3, string; the
  * first event of a file says `brain.Event:2`), `summary` (5: repeated `value` (1) of `tag` (1,
- * string) and `simple_value` (2, float)) and `session_log` (6: `status` (1) `START` = 1, which
+ * string) and `simple_value` (2, float)) and `session_log` (7: `status` (1) `START` = 1, which
  * tells TensorBoard that a resumed run discards what was logged from its step on).
  *
  * @module
@@ -187,7 +187,7 @@ const SESSION_START = 1;
  * import assert from "node:assert/strict";
  * import { encodeEvent } from "./tfevents.ts";
  * const e = encodeEvent({ wallTime: 0, step: 3, payload: { kind: "sessionStart" } });
- * assert.deepEqual([...e.subarray(9)], [0x10, 3, 0x32, 2, 0x08, 1]);
+ * assert.deepEqual([...e.subarray(9)], [0x10, 3, 0x3a, 2, 0x08, 1]);
  * ```
  */
 export function encodeEvent(event: Event): Uint8Array {
@@ -204,7 +204,7 @@ export function encodeEvent(event: Event): Uint8Array {
       return m.bytes(5, summary.done()).done();
     }
     case "sessionStart":
-      return m.bytes(6, new Message().int(1, SESSION_START).done()).done();
+      return m.bytes(7, new Message().int(1, SESSION_START).done()).done();
   }
 }
 
