@@ -10,6 +10,7 @@ import type { MetricRecord } from "./metrics_records.ts";
 export interface MetricScalar {
   /** `<type>/<field>`, `<type>/<set>/<field>` for a record of another corpus (see {@link metricScalars}). */
   readonly tag: string;
+  /** The record's number (a boolean as 1 or 0). */
   readonly value: number;
 }
 
@@ -17,6 +18,7 @@ export interface MetricScalar {
 export interface MetricScalars {
   /** A pre-training record's `globalStep`; a fine-tuning record's `step`. */
   readonly step: number;
+  /** The record's numbers, in its fields' order. */
   readonly values: readonly MetricScalar[];
 }
 

@@ -1,4 +1,4 @@
-import { assertEquals } from "../tests/assert.ts";
+import { assert, assertEquals } from "../tests/assert.ts";
 import { metricScalars } from "./metric_scalars.ts";
 import type { FinetuneMetric, RunMetric } from "./metrics_records.ts";
 
@@ -74,7 +74,7 @@ Deno.test("metricScalars() goes into a stage record's accounted state by role", 
   ]);
   assertEquals(s.values.find((v) => v.tag === "stage/measuredPeakBytes")?.value, 40);
   assertEquals(s.values.find((v) => v.tag === "stage/predictedPeakBytes")?.value, 42);
-  assertEquals(s.values.some((v) => v.tag === "stage/heapBytes"), false);
+  assert(!s.values.some((v) => v.tag === "stage/heapBytes"));
   assertEquals(s.values.length, 21);
 });
 

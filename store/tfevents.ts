@@ -16,6 +16,9 @@ export const EVENTS_FILE_VERSION = "brain.Event:2";
 /** What names an event file: TensorBoard reads every file whose name holds `tfevents`. */
 export const EVENTS_FILE_PREFIX = "events.out.tfevents.";
 
+/** TFRecord's integers and protobuf's fixed-width numbers are little-endian. */
+const LITTLE_ENDIAN = true;
+
 /** CRC-32C's reflected polynomial (Castagnoli). */
 const CASTAGNOLI = 0x82f63b78;
 
@@ -75,16 +78,17 @@ export function maskedCrc32c(bytes: Uint8Array): number {
 export function tfRecord(data: Uint8Array): Uint8Array {
   const out = new Uint8Array(8 + 4 + data.length + 4);
   const view = new DataView(out.buffer);
-  view.setUint32(0, data.length % 2 ** 32, true);
-  view.setUint32(4, Math.floor(data.length / 2 ** 32), true);
-  view.setUint32(8, maskedCrc32c(out.subarray(0, 8)), true);
+  view.setUint32(0, data.length % 2 ** 32, LITTLE_ENDIAN);
+  view.setUint32(4, Math.floor(data.length / 2 ** 32), LITTLE_ENDIAN);
+  view.setUint32(8, maskedCrc32c(out.subarray(0, 8)), LITTLE_ENDIAN);
   out.set(data, 12);
-  view.setUint32(12 + data.length, maskedCrc32c(data), true);
+  view.setUint32(12 + data.length, maskedCrc32c(data), LITTLE_ENDIAN);
   return out;
 }
 
 /** One scalar of a summary: TensorBoard plots each `tag` as a curve over the events' steps. */
 export interface ScalarValue {
+  /** The curve's name (`train/loss`); TensorBoard groups tags by the part before the first `/`. */
   readonly tag: string;
   /** Stored as a 32-bit float (`simple_value`): what TensorBoard reads is `Math.fround(value)`. */
   readonly value: number;
@@ -103,6 +107,7 @@ export interface Event {
   readonly wallTime: number;
   /** A non-negative integer: the x of every value the event holds. */
   readonly step: number;
+  /** What the event says: the file's version, scalars, or a session's start. */
   readonly payload: EventPayload;
 }
 
@@ -138,14 +143,14 @@ class Message {
 
   double(field: number, x: number): this {
     const b = new Uint8Array(8);
-    new DataView(b.buffer).setFloat64(0, x, true);
+    new DataView(b.buffer).setFloat64(0, x, LITTLE_ENDIAN);
     this.key(field, FIXED64).parts.push(b);
     return this;
   }
 
   float(field: number, x: number): this {
     const b = new Uint8Array(4);
-    new DataView(b.buffer).setFloat32(0, x, true);
+    new DataView(b.buffer).setFloat32(0, x, LITTLE_ENDIAN);
     this.key(field, FIXED32).parts.push(b);
     return this;
   }

@@ -40,11 +40,12 @@ Deno.test("tfRecord() frames the data: little-endian uint64 length, its masked C
   const data = new Uint8Array(300).fill(7);
   const r = tfRecord(data);
   const view = new DataView(r.buffer);
+  const littleEndian = true;
   assertEquals(r.length, 8 + 4 + 300 + 4);
   assertEquals([...r.subarray(0, 8)], [0x2c, 0x01, 0, 0, 0, 0, 0, 0]);
-  assertEquals(view.getUint32(8, true), maskedCrc32c(r.subarray(0, 8)));
+  assertEquals(view.getUint32(8, littleEndian), maskedCrc32c(r.subarray(0, 8)));
   assertEquals(r.subarray(12, 312), data);
-  assertEquals(view.getUint32(312, true), maskedCrc32c(data));
+  assertEquals(view.getUint32(312, littleEndian), maskedCrc32c(data));
 });
 
 Deno.test("encodeEvent() writes wall_time, step as a varint, and a summary of tag and float value", () => {
