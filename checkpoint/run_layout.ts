@@ -10,6 +10,7 @@
  * DIR/final/                 the merged model: model.safetensors + config.json (our shape)
  * DIR/report.json, *.svg     written at the end
  * DIR/pipeline.yaml          the graph that ran
+ * DIR/tensorboard/           TensorBoard event files, one per session (unless turned off)
  * ```
  *
  * @module
@@ -39,6 +40,8 @@ export const RUN_DIR = {
   pipeline: "pipeline.yaml",
   /** The torch engine's token files and exchange directories. */
   torch: "torch",
+  /** TensorBoard's event files: the scalars of `metrics.jsonl`, one file per session. */
+  tensorboard: "tensorboard",
 } as const;
 
 /** What a run directory holds once a run has written into it (the lock aside). */
@@ -51,6 +54,7 @@ export const RUN_OUTPUTS: readonly string[] = [
   RUN_DIR.memoryChart,
   RUN_DIR.pipeline,
   RUN_DIR.torch,
+  RUN_DIR.tensorboard,
 ];
 
 /** Files of a run's `checkpoint/` directory. */

@@ -62,6 +62,8 @@ Options (defaults: the paper's fine-tuning settings, then Stanford Alpaca's):
   --checkpoint-every N  steps between checkpoints (default ${D.checkpointEvery})
   --log-every N         steps between progress lines (default ${D.logEvery})
   --seed S              held-out choice and example order (default ${D.seed})
+  --no-tensorboard      write metrics.jsonl only (default: also TensorBoard event files in
+                        DIR/tensorboard/)
   --stop-after N        stop after N steps of this session, with a checkpoint to --resume from
   --resume              continue the run in DIR from its checkpoint (same options)
   --force               replace the earlier run in DIR (without it, a used DIR is refused)
@@ -128,7 +130,11 @@ function settingsOf(
   }
   const { stopAfter, ...document } = given;
   // `--micro-batch` defaults to this command's `--batch`, not to the settings' default batch.
-  const settings = decodeFinetune({ microBatch: document.batch ?? D.batch, ...document });
+  const settings = decodeFinetune({
+    microBatch: document.batch ?? D.batch,
+    ...document,
+    ...(booleanFlag(cmd, "no-tensorboard") ? { tensorboard: false } : {}),
+  });
   if (E.isLeft(settings)) return settings;
   return E.right({ settings: settings.right, ...field("stopAfter", stopAfter) });
 }
@@ -151,6 +157,7 @@ const FLAGS = {
   "stop-after": { type: "string" },
   resume: { type: "boolean", default: false },
   force: { type: "boolean", default: false },
+  "no-tensorboard": { type: "boolean", default: false },
   tokenizer: { type: "string" },
   shape: { type: "string" },
   backend: { type: "string" },

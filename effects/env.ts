@@ -268,6 +268,7 @@ export function wireRun(
       mode: options.mode,
       print: options.print,
       tokenizer: tok.right.files,
+      tensorboard: g.training.tensorboard,
     })();
     if (E.isLeft(dir)) {
       await engine.right.shutdown?.();

@@ -132,6 +132,7 @@ export function finetune(given: FinetuneOptions): TE.TaskEither<PipelineError, F
       print: options.print,
       tokenizer: tokenizerFiles(p.loaded.tokenizerSpec, p.loaded.tokenizer),
       shape: p.loaded.model.shape,
+      tensorboard: options.settings.tensorboard,
     })();
     if (E.isLeft(opened)) {
       p.loaded.dispose();

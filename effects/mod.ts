@@ -10,6 +10,7 @@
 export * from "./tfjs_engine.ts";
 export * from "./data_effect.ts";
 export * from "./run_dir.ts";
+export * from "./tensorboard_log.ts";
 export * from "./env.ts";
 export * from "./compare_backends.ts";
 export * from "./process_memory.ts";

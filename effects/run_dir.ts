@@ -53,6 +53,7 @@ import {
   writeFileAtomic,
   writeSafetensors,
 } from "../store/mod.ts";
+import { tensorboardLog } from "./tensorboard_log.ts";
 
 /** How to treat the folder: a new run, the continuation of the run in it, or a replacement. */
 export type RunDirMode = "fresh" | "resume" | "replace";
@@ -79,6 +80,11 @@ export interface RunDirOptions {
   readonly tokenizer?: TokenizerFiles;
   /** The model's shape when the run cannot change it (fine-tuning), recorded in checkpoints. */
   readonly shape?: LlamaShape;
+  /**
+   * Whether the metrics are also written as TensorBoard event files in `DIR/tensorboard/`
+   * (`tensorboard_log.ts`); unset: not.
+   */
+  readonly tensorboard?: boolean;
 }
 
 async function present(dir: string): Promise<string[]> {
@@ -165,7 +171,7 @@ export function openRunDir(
     return E.right({
       dir,
       store: runDirStore(dir, options.tokenizer, options.shape),
-      log: runDirLog(dir, options.print),
+      log: runDirLog(dir, options.print, { tensorboard: options.tensorboard ?? false }),
       release,
     });
   };
@@ -274,12 +280,32 @@ export function runDirStore(
   };
 }
 
-/** The log effect: lines to `print`, metrics appended to the run's metrics file. */
-export function runDirLog(dir: string, print: (line: string) => void): LogEffect {
+/** Options of {@link runDirLog}. */
+export interface RunDirLogOptions {
+  /** Whether each record is also appended to the session's TensorBoard event file. */
+  readonly tensorboard: boolean;
+}
+
+/**
+ * The log effect: lines to `print`, metrics appended to the run's metrics file and, with
+ * `tensorboard`, to the session's event file in `DIR/tensorboard/` (a failed event write is a
+ * warning: the metrics file is written first and the run goes on).
+ */
+export function runDirLog(
+  dir: string,
+  print: (line: string) => void,
+  options: RunDirLogOptions = { tensorboard: false },
+): LogEffect {
   const path = `${dir}/${RUN_DIR.metrics}`;
+  const events = options.tensorboard
+    ? tensorboardLog(`${dir}/${RUN_DIR.tensorboard}`, { print })
+    : undefined;
   return {
     line: print,
-    metric: (r) => Deno.writeTextFileSync(path, JSON.stringify(r) + "\n", { append: true }),
+    metric: (r) => {
+      Deno.writeTextFileSync(path, JSON.stringify(r) + "\n", { append: true });
+      events?.record(r);
+    },
     truncate: (records: number) =>
       TE.tryCatch(async () => {
         let text = "";
@@ -288,8 +314,10 @@ export function runDirLog(dir: string, print: (line: string) => void): LogEffect
         } catch (e) {
           if (!(e instanceof Deno.errors.NotFound)) throw e;
         }
-        const kept = text.split("\n").filter((l) => l.length > 0).slice(0, records);
+        const lines = text.split("\n").filter((l) => l.length > 0);
+        const kept = lines.slice(0, records);
         await writeFileAtomic(path, kept.map((l) => l + "\n").join(""))();
+        events?.resumed(kept, lines.slice(records));
       }, (e) => ioFailed(path, describeUnknown(e))),
   };
 }

@@ -294,6 +294,11 @@ export const TRAINING_FIELDS = {
   checkpointEvery: field(PositiveInt, 50),
   /** Steps between progress lines. */
   logEvery: field(PositiveInt, 10),
+  /**
+   * Whether the run also writes its metrics as TensorBoard event files (`RUN/tensorboard/`), so
+   * `tensorboard --logdir runs/` plots every run; `false`: `metrics.jsonl` only.
+   */
+  tensorboard: ON_BY_DEFAULT,
   /** The run's seed, from which every random stream is derived (`seeds.ts`). */
   seed: field(NonNegativeInt, 0),
   /** Steps in a row with a non-finite loss or gradient (skipped, weights unchanged) that stop the run. */

@@ -42,6 +42,7 @@ Deno.test("parseConfig() of a model alone gives the documented defaults", () => 
     evalBatches: 8,
     checkpointEvery: 50,
     logEvery: 10,
+    tensorboard: true,
     seed: 0,
     maxSkippedSteps: 3,
     recompute: "none",

@@ -23,6 +23,7 @@ import {
   fieldCodecs,
   Fraction,
   NonNegativeInt,
+  ON_BY_DEFAULT,
   optional,
   PositiveInt,
   PositiveNumber,
@@ -68,6 +69,8 @@ export const FINETUNE_FIELDS = {
   logEvery: field(PositiveInt, 10),
   /** Steps in a row with a non-finite loss or gradient (skipped, weights unchanged) that stop the run. */
   maxSkippedSteps: field(PositiveInt, 3),
+  /** Whether the metrics are also written as TensorBoard event files (`--no-tensorboard`: not). */
+  tensorboard: ON_BY_DEFAULT,
 };
 /** The `finetune` command's settings (see the module doc for where the defaults come from). */
 export const FinetuneCodec: Section<typeof FINETUNE_FIELDS> = section("finetune", FINETUNE_FIELDS);
@@ -93,19 +96,20 @@ export const FINETUNE_RECORD_INPUTS = {
 /** The settings a {@link FinetuneRecordCodec} record holds: those the run's steps depend on. */
 export const FINETUNE_RECORD_SETTINGS: FieldCodecs<
   typeof FINETUNE_FIELDS,
-  "limit" | "evalExamples" | "checkpointEvery" | "logEvery" | "maxSkippedSteps"
+  "limit" | "evalExamples" | "checkpointEvery" | "logEvery" | "maxSkippedSteps" | "tensorboard"
 > = fieldCodecs(FinetuneCodec, [
   "limit",
   "evalExamples",
   "checkpointEvery",
   "logEvery",
   "maxSkippedSteps",
+  "tensorboard",
 ]);
 /**
  * What fixes a run's steps, kept in its checkpoints: the inputs (the base's real path, the
  * records used and their FNV-1a, so an edited data file is noticed), the examples held out, and
- * the settings the steps depend on. How often the run logs and checkpoints may change between
- * sessions; these may not.
+ * the settings the steps depend on. How often the run logs and checkpoints (and whether it writes
+ * TensorBoard events) may change between sessions; these may not.
  */
 export const FinetuneRecordCodec: ext.ReadonlyC<
   ext.TypeC<typeof FINETUNE_RECORD_INPUTS & typeof FINETUNE_RECORD_SETTINGS>

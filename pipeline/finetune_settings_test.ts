@@ -17,6 +17,7 @@ Deno.test("FINETUNE_DEFAULTS are the paper's settings, then Stanford Alpaca's", 
     [2, 1e-4, 100, 0.9, 0.95, 1e-8, 0, 1, 8],
   );
   assertEquals([D.checkpointEvery, D.logEvery, D.seed, D.maxSkippedSteps], [100, 10, 0, 3]);
+  assert(D.tensorboard);
   // Left unset, they are resolved against the data: the held-out count and the micro-batch.
   assertEquals([D.microBatch, D.evalExamples, D.limit], [undefined, undefined, undefined]);
   assertEquals(decodeFinetune({}), E.right(D));

@@ -17,6 +17,7 @@ export * from "./step_hyper.ts";
 export * from "./interpreter.ts";
 export * from "./run_state.ts";
 export * from "./metrics_records.ts";
+export * from "./metric_scalars.ts";
 export * from "./seeds.ts";
 export * from "./schedule.ts";
 export * from "./graph_flops.ts";

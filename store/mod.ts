@@ -8,6 +8,7 @@
  * - `half`: exact F16/BF16 ⇄ F32 conversions (round to nearest even).
  * - `atomic`: atomic file and directory writes (temporary name, fsync, rename) and recovery.
  * - `dir_lock`: one writer per folder (an OS file lock, freed when its holder dies).
+ * - `tfevents`: TensorBoard's event files (TFRecord framing, masked CRC-32C, scalar events).
  *
  * @example
  * ```ts
@@ -25,3 +26,4 @@ export * from "./half.ts";
 export * from "./safetensors.ts";
 export * from "./safetensors_file.ts";
 export * from "./tensor_data.ts";
+export * from "./tfevents.ts";
