@@ -325,11 +325,23 @@ export async function startSession(
   ): Promise<E.Either<KernelFailed, A>> => {
     if (broken !== undefined) return E.left(broken);
     const next = await Promise.race([
-      incoming.next().then((r) => ({ line: r.done ? undefined : r.value })),
+      incoming.next().then(
+        (r) => ({ line: r.done ? undefined : r.value }),
+        // A rank killed mid-reply resets the connection: that is the trainer stopping too.
+        () => ({ line: undefined }),
+      ),
       died.then((d) => ({ exited: d.status.code })),
     ]);
     if ("exited" in next || next.line === undefined) {
-      const code = "exited" in next ? next.exited : "unknown";
+      // The socket may close before the process's exit is seen: wait a moment for the status.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const code = "exited" in next ? next.exited : await Promise.race([
+        died.then((d) => d.status.code),
+        new Promise<string>((r) => {
+          timer = setTimeout(() => r("unknown"), 5_000);
+        }),
+      ]);
+      clearTimeout(timer);
       broken = await failure(
         `PyTorch trainer stopped during ${what} (a rank exited, status ${code})`,
       );
