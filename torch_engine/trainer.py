@@ -177,6 +177,18 @@ class Session:
             return self.model.no_sync()
         return contextlib.nullcontext()
 
+    def reshard(self) -> None:
+        """Frees every gathered parameter (FSDP). FSDP2 keeps the root unit's parameters gathered
+        after a forward pass, for the backward that would follow; after an evaluation (forward
+        passes only) the next step's backward failed to free them, seen with torch 2.13 in a
+        ReLoRA stage ("RuntimeError: Trying to resize storage that is not resizable"), so an
+        evaluation ends with every unit sharded again."""
+        if not self.sharded:
+            return
+        for m in self.raw.modules():
+            if hasattr(m, "reshard") and hasattr(m, "unshard"):
+                m.reshard()
+
     @staticmethod
     def full(t: torch.Tensor) -> torch.Tensor:
         """The whole tensor (FSDP gathers its shards; every rank must call it)."""
@@ -338,6 +350,7 @@ class Session:
                 tokens, targets = stack(rows[i * micro : (i + 1) * micro] or idle, self.device)
                 loss_sum += float(self.raw(tokens, targets))
                 count += int((targets >= 0).sum())
+        self.reshard()
         s, c = self.all_sum([loss_sum, float(count)])
         return {"loss": s / c if c > 0 else float("nan")}
 
