@@ -84,6 +84,16 @@ def process_status_bytes(field: str) -> float:
     return 0.0
 
 
+def preload_wrappers() -> None:
+    """Loads the libraries DDP and FSDP load on first use, before the start-up size is read:
+    with torch 2.x, wrapping a model imports torch._dynamo (about 70 MB resident on torch 2.13,
+    CPU), which is code, not model state, and would otherwise count in every step's CPU peak."""
+    try:
+        import torch._dynamo  # noqa: F401
+    except Exception:  # torch 1.x has none
+        pass
+
+
 class Session:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -106,6 +116,8 @@ class Session:
             dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+        if self.world > 1 or args.strategy == "fsdp":
+            preload_wrappers()
         reset_process_peak()
         # The interpreter and torch's libraries, before any tensor: what the CPU peak leaves out.
         self.base_bytes = process_status_bytes("VmRSS")
