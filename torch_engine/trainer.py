@@ -84,10 +84,11 @@ def process_status_bytes(field: str) -> float:
     return 0.0
 
 
-def preload_wrappers() -> None:
-    """Loads the libraries DDP and FSDP load on first use, before the start-up size is read:
-    with torch 2.x, wrapping a model imports torch._dynamo (about 70 MB resident on torch 2.13,
-    CPU), which is code, not model state, and would otherwise count in every step's CPU peak."""
+def preload_lazy_modules() -> None:
+    """Loads what torch 2.x loads on first use, before the start-up size is read: the first
+    backward pass (and wrapping a model in DDP or FSDP) imports torch._dynamo, about 75 MB
+    resident on torch 2.13 (CPU), which is code, not model state, and would otherwise count in
+    every step's CPU peak."""
     try:
         import torch._dynamo  # noqa: F401
     except Exception:  # torch 1.x has none
@@ -116,8 +117,7 @@ class Session:
             dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        if self.world > 1 or args.strategy == "fsdp":
-            preload_wrappers()
+        preload_lazy_modules()
         reset_process_peak()
         # The interpreter and torch's libraries, before any tensor: what the CPU peak leaves out.
         self.base_bytes = process_status_bytes("VmRSS")
