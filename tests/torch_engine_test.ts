@@ -532,6 +532,7 @@ Deno.test({
     const a = losses(await runMetrics(`${dir}/bf16`));
     const b = losses(await runMetrics(`${dir}/fp32`));
     const gaps = a.map((x, i) => Math.abs(x.value - b[i]!.value));
+    console.log(`bf16 against fp32: largest gap ${Math.max(...gaps)} (bound 1e-2)`);
     assert(Math.max(...gaps) < 1e-2, `largest gap ${Math.max(...gaps)}`);
     assert(Math.max(...gaps) > 1e-6, "bf16 gave fp32's losses: autocast did not run");
     await Deno.remove(dir, { recursive: true });
