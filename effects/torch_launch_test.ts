@@ -93,12 +93,15 @@ Deno.test("launchCommands: auto spawns across nodes on torch 1.x, whose torchrun
   assertEquals(explicit[0]!.args.slice(0, 2), ["-m", "torch.distributed.run"]);
   // One node: auto spawns whatever the version; torchrun only when asked for.
   const decode = (doc: t.OutputOf<typeof TorchCodec>) => spec(doc).settings;
-  assertEquals(usesTorchrun(decode({ nproc: 2 }), "2.13.0"), false);
-  assertEquals(usesTorchrun(decode({ nproc: 2, launcher: "torchrun" }), "2.13.0"), true);
-  assertEquals(usesTorchrun(decode({ nnodes: 2, master: "h:1" }), "2.13.0"), true);
+  const torchrun = (doc: t.OutputOf<typeof TorchCodec>) => usesTorchrun(decode(doc), "2.13.0");
   assertEquals(
-    usesTorchrun(decode({ nnodes: 2, master: "h:1", launcher: "spawn" }), "2.13.0"),
-    false,
+    [
+      { nproc: 2 },
+      { nproc: 2, launcher: "torchrun" as const },
+      { nnodes: 2, master: "h:1" },
+      { nnodes: 2, master: "h:1", launcher: "spawn" as const },
+    ].map(torchrun),
+    [false, true, true, false],
   );
 });
 
