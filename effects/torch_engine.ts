@@ -31,7 +31,7 @@ import {
   type TorchSettings,
 } from "../pipeline/mod.ts";
 import { writeTokenFiles } from "./torch_data.ts";
-import { startSession, type TorchSession } from "./torch_launch.ts";
+import { startSession, type TorchSession, usesTorchrun } from "./torch_launch.ts";
 import {
   evalCommand,
   type ReplyTo,
@@ -110,6 +110,7 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
     if (E.isLeft(written)) return written;
     const started = await startSession({
       python: o.python,
+      torchVersion: o.torchVersion,
       settings: s,
       init: exchangeIn,
       schema,
@@ -145,7 +146,8 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
     backend: {
       description: `torch ${o.torchVersion} (${s.device}, ${s.strategy}, ${s.precision}, ` +
         `${s.nproc * s.nnodes} rank${s.nproc * s.nnodes === 1 ? "" : "s"}` +
-        `${s.nnodes > 1 ? ` on ${s.nnodes} nodes` : ""}; ${o.python})`,
+        `${s.nnodes > 1 ? ` on ${s.nnodes} nodes` : ""}, ` +
+        `${usesTorchrun(s, o.torchVersion) ? "torchrun" : "spawned"}; ${o.python})`,
       fusedOps: [],
     },
     load: (shape, snap, options) => () => {

@@ -2,8 +2,8 @@
  * Launching the PyTorch trainer (`torch_engine/trainer.py`) for one stage and talking to it.
  *
  * The ranks of this node start with `torchrun` (`python -m torch.distributed.run`), or — on one
- * node, where Debian's torchrun fails at start (`../shared/design/TORCH-NOTES.md`) — one
- * process per rank started here with the variables torchrun would set (RANK, LOCAL_RANK,
+ * node, and wherever Debian's 1.13 torchrun would fail at start (`../shared/design/TORCH-NOTES.md`;
+ * {@link usesTorchrun}) — one process per rank started here with the variables torchrun would set (RANK, LOCAL_RANK,
  * WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Local rank 0 connects back to a TCP
  * port this process listens on (loopback) and speaks JSON lines (`torch_protocol.ts`): a `ready`
  * line, then one reply per command, each decoded by its codec. The trainer checks every command
@@ -36,12 +36,22 @@ import {
 /** The trainer script, beside this project's TypeScript. */
 export const TRAINER_SCRIPT = new URL("../torch_engine/trainer.py", import.meta.url).pathname;
 
-/** Interpreters tried, in order, when `training.torch.python` is unset. */
-export const PYTHON_CANDIDATES = ["python3", "/usr/bin/python3"] as const;
+/**
+ * The reference environment `tools/reference_env.sh` creates in this repository (PyTorch 2.13,
+ * pinned); tried first when `training.torch.python` is unset.
+ */
+export const REFERENCE_PYTHON = new URL("../.venv-ref/bin/python", import.meta.url).pathname;
 
-const INSTALL_HINT = "install PyTorch (Debian: `apt-get install -y python3-torch`, then " +
-  "python /usr/bin/python3; elsewhere: `pip install torch`) and name the interpreter that " +
-  "imports it in training.torch.python";
+/**
+ * Interpreters tried when `training.torch.python` is unset. Of those that import torch and
+ * NumPy, the newest torch wins (ties: the first listed), so PyTorch 2.x (the reference
+ * environment, or one `pip` put on PATH) is preferred over Debian's 1.13 at /usr/bin/python3.
+ */
+export const PYTHON_CANDIDATES = [REFERENCE_PYTHON, "python3", "/usr/bin/python3"] as const;
+
+const INSTALL_HINT = "install PyTorch (`tools/reference_env.sh` makes .venv-ref with PyTorch " +
+  "2.13; or `pip install torch==2.13.0`; Debian: `apt-get install -y python3-torch`, which is " +
+  "1.13, without FSDP) and name the interpreter that imports it in training.torch.python";
 
 /** What the interpreter found: its path, torch's version and what that torch can do. */
 export interface TorchPython {
@@ -80,23 +90,66 @@ async function probe(python: string): Promise<TorchPython | undefined> {
 }
 
 /**
- * The interpreter that imports torch: the configured one, else the first candidate that does.
- * None is `ConfigInvalid` at `training.torch.python` saying what to install.
+ * A torch version string (`2.13.0+cpu`, `1.13.0a0`) as [major, minor], or undefined when it
+ * does not start with two numbers.
+ */
+export function torchRelease(version: string): readonly [number, number] | undefined {
+  const m = /^(\d+)\.(\d+)/.exec(version);
+  return m === null ? undefined : [Number(m[1]), Number(m[2])];
+}
+
+/** The oldest torch the engine runs on (Debian 12's python3-torch is 1.13). */
+export const OLDEST_TORCH: readonly [number, number] = [1, 13];
+
+/**
+ * Of the interpreters that answered, the one with the newest torch (the first listed among
+ * equals); an unreadable version ranks last.
+ */
+export function newestTorch(found: readonly TorchPython[]): TorchPython | undefined {
+  const rank = (f: TorchPython) => {
+    const r = torchRelease(f.version);
+    return r === undefined ? -1 : r[0] * 1000 + r[1];
+  };
+  return found.reduce<TorchPython | undefined>(
+    (best, f) => best === undefined || rank(f) > rank(best) ? f : best,
+    undefined,
+  );
+}
+
+/**
+ * The interpreter that imports torch: the configured one, else the candidate with the newest
+ * torch ({@link PYTHON_CANDIDATES}, probed together). None is `ConfigInvalid` at
+ * `training.engine` (or `training.torch.python`) saying what to install; a torch older than
+ * {@link OLDEST_TORCH} is refused the same way, naming its version.
  */
 export async function findTorchPython(
   configured: string | undefined,
+  candidates: readonly string[] = PYTHON_CANDIDATES,
 ): Promise<E.Either<ConfigInvalid, TorchPython>> {
-  const tried = configured === undefined ? PYTHON_CANDIDATES : [configured];
-  for (const python of tried) {
-    const found = await probe(python);
-    if (found !== undefined) return E.right(found);
+  const tried = configured === undefined ? candidates : [configured];
+  const field = configured === undefined ? "training.engine" : "training.torch.python";
+  const probed = await Promise.all(tried.map(probe));
+  const best = newestTorch(probed.filter((f): f is TorchPython => f !== undefined));
+  if (best === undefined) {
+    return E.left(configInvalid(
+      field,
+      `the torch engine needs PyTorch and NumPy, and ${
+        tried.join(", ")
+      } cannot import them: ${INSTALL_HINT}`,
+    ));
   }
-  return E.left(configInvalid(
-    configured === undefined ? "training.engine" : "training.torch.python",
-    `the torch engine needs PyTorch and NumPy, and ${
-      tried.join(", ")
-    } cannot import them: ${INSTALL_HINT}`,
-  ));
+  const release = torchRelease(best.version);
+  if (
+    release === undefined || release[0] < OLDEST_TORCH[0] ||
+    (release[0] === OLDEST_TORCH[0] && release[1] < OLDEST_TORCH[1])
+  ) {
+    return E.left(configInvalid(
+      field,
+      `${best.python} has torch ${best.version}; the torch engine needs PyTorch ≥ ` +
+        `${OLDEST_TORCH.join(".")} (≥ 2.6 for strategy fsdp): ${INSTALL_HINT}`,
+    ));
+  }
+  return E.right(best);
 }
 
 /** What the settings ask of torch that this interpreter's torch cannot give, before any launch. */
@@ -124,6 +177,8 @@ export function torchCapabilityProblem(
 /** One stage's launch: what to start from and where. */
 export interface LaunchSpec {
   readonly python: string;
+  /** That interpreter's `torch.__version__` (`auto` picks the launcher by it). */
+  readonly torchVersion: string;
   readonly settings: TorchSettings;
   /** Exchange directory the ranks load. */
   readonly init: string;
@@ -148,6 +203,17 @@ function freePort(): number {
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
   return port;
+}
+
+/**
+ * Whether this node's ranks start through `torchrun` (`python -m torch.distributed.run`):
+ * `launcher: torchrun`, or `auto` across nodes with PyTorch ≥ 2 (Debian's 1.13 torchrun fails
+ * at start on Python 3.11, so `auto` spawns there, with torchrun's static-rendezvous variables).
+ * On one node `auto` spawns: the same ranks, without torchrun's agent process.
+ */
+export function usesTorchrun(s: TorchSettings, torchVersion: string): boolean {
+  if (s.launcher !== "auto") return s.launcher === "torchrun";
+  return s.nnodes > 1 && (torchRelease(torchVersion)?.[0] ?? 0) >= 2;
 }
 
 /** The argument vectors of this node's ranks: one torchrun, or one process per rank. */
@@ -177,8 +243,7 @@ export function launchCommands(
     String(spec.threads),
   ];
   const common = { OMP_NUM_THREADS: String(spec.threads), PYTHONUNBUFFERED: "1" };
-  const torchrun = s.launcher === "torchrun" || (s.launcher === "auto" && s.nnodes > 1);
-  if (torchrun) {
+  if (usesTorchrun(s, spec.torchVersion)) {
     return [{
       args: [
         "-m",

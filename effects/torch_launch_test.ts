@@ -2,10 +2,17 @@ import { assertEquals } from "../tests/assert.ts";
 import * as E from "fp-ts/lib/Either.js";
 import type * as t from "io-ts";
 import { TorchCodec } from "../pipeline/mod.ts";
-import { launchCommands, TRAINER_SCRIPT } from "./torch_launch.ts";
+import {
+  launchCommands,
+  newestTorch,
+  torchRelease,
+  TRAINER_SCRIPT,
+  usesTorchrun,
+} from "./torch_launch.ts";
 
-const spec = (settings: t.OutputOf<typeof TorchCodec>) => ({
+const spec = (settings: t.OutputOf<typeof TorchCodec>, torchVersion = "2.13.0+cpu") => ({
   python: "python3",
+  torchVersion,
   settings: E.getOrElseW((): never => {
     throw new Error("the test's settings do not decode");
   })(TorchCodec.decode(settings)),
@@ -69,4 +76,52 @@ Deno.test("launchCommands: several nodes go through one torchrun per node (auto)
   ].filter((f) => !args.includes(f));
   assertEquals(missing, []);
   assertEquals(cmds[0]!.env.RANK, undefined); // torchrun sets the ranks itself
+});
+
+Deno.test("launchCommands: auto spawns across nodes on torch 1.x, whose torchrun fails at start", () => {
+  const settings = { nproc: 2, nnodes: 2, nodeRank: 1 };
+  const old = launchCommands(spec(settings, "1.13.0a0"), "127.0.0.1:7", master);
+  assertEquals(old.map((c) => [c.args[0], c.env.RANK]), [[TRAINER_SCRIPT, "2"], [
+    TRAINER_SCRIPT,
+    "3",
+  ]]);
+  const explicit = launchCommands(
+    spec({ ...settings, launcher: "torchrun" }, "1.13.0a0"),
+    "127.0.0.1:7",
+    master,
+  );
+  assertEquals(explicit[0]!.args.slice(0, 2), ["-m", "torch.distributed.run"]);
+  // One node: auto spawns whatever the version; torchrun only when asked for.
+  const decode = (doc: t.OutputOf<typeof TorchCodec>) => spec(doc).settings;
+  const torchrun = (doc: t.OutputOf<typeof TorchCodec>) => usesTorchrun(decode(doc), "2.13.0");
+  assertEquals(
+    [
+      { nproc: 2 },
+      { nproc: 2, launcher: "torchrun" as const },
+      { nnodes: 2, master: "h:1" },
+      { nnodes: 2, master: "h:1", launcher: "spawn" as const },
+    ].map(torchrun),
+    [false, true, true, false],
+  );
+});
+
+Deno.test("torchRelease and newestTorch: the newest torch wins, the first listed among equals", () => {
+  assertEquals(torchRelease("2.13.0+cpu"), [2, 13]);
+  assertEquals(torchRelease("1.13.0a0"), [1, 13]);
+  assertEquals(torchRelease("2.9.1"), [2, 9]);
+  assertEquals(torchRelease("nightly"), undefined);
+  const found = (python: string, version: string) => ({
+    python,
+    version,
+    cudaDevices: 0,
+    fsdp: version.startsWith("2"),
+  });
+  const debian = found("/usr/bin/python3", "1.13.0a0");
+  const ref = found(".venv-ref/bin/python", "2.13.0+cpu");
+  const nine = found("python3", "2.9.1");
+  assertEquals(newestTorch([debian, nine, ref])?.python, ".venv-ref/bin/python");
+  assertEquals(newestTorch([nine, debian])?.python, "python3");
+  assertEquals(newestTorch([ref, found("same", "2.13.0")])?.python, ".venv-ref/bin/python");
+  assertEquals(newestTorch([found("odd", "nightly"), debian])?.python, "/usr/bin/python3");
+  assertEquals(newestTorch([]), undefined);
 });

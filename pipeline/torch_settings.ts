@@ -43,10 +43,14 @@ export const TORCH_FIELDS = {
   strategy: field(oneOf("strategy", ["ddp", "fsdp"]), "ddp"),
   /** `bf16`: autocast to bfloat16 with float32 weights, gradients and moments. */
   precision: field(oneOf("precision", ["fp32", "bf16"]), "fp32"),
-  /** The Python interpreter that imports torch (unset: the first of python3, /usr/bin/python3 that does). */
+  /**
+   * The Python interpreter that imports torch (unset: of the repository's `.venv-ref/bin/python`,
+   * `python3` and `/usr/bin/python3`, the one with the newest torch, at least 1.13).
+   */
   python: optional(t.string),
   /**
-   * `auto`: own spawn on one node (Debian's torchrun is broken), `torchrun` across nodes;
+   * `auto`: own spawn on one node, `torchrun` across nodes with PyTorch ≥ 2 (spawn with 1.x:
+   * Debian's 1.13 torchrun fails at start);
    * `spawn` across nodes starts this node's ranks with RANK = nodeRank·nproc + local rank and
    * rendezvous at `master`, as torchrun's static rendezvous does.
    */
