@@ -1,6 +1,6 @@
 /**
- * An extra cross-check, run only where Python's `transformers` is installed (CI does not have it;
- * set HF_CHECK_PYTHON to an interpreter that does, e.g. a venv's): `transformers`' AutoTokenizer
+ * A cross-check by Python's `transformers` (HF_CHECK_PYTHON names an interpreter; else the
+ * reference environment, `tools/reference_env.sh`, which CI creates): `transformers`' AutoTokenizer
  * on the folders our tokenisers write or read gives our ids, our EOS, and puts our BOS (and only
  * it) before a text when asked for special tokens, which checks the config rules in
  * `hf_tokenizer.ts` (`add_bos_token`, post-processor templates, `split_special_tokens`).
@@ -11,8 +11,10 @@ import * as path from "node:path";
 import * as E from "fp-ts/lib/Either.js";
 import fc from "fast-check";
 import { byteTokenizer, gpt2Tokenizer, loadTokenizer, type Tokenizer } from "./tokenizer.ts";
+import { referencePython } from "../tests/reference_python.ts";
 
-const PYTHON = Deno.env.get("HF_CHECK_PYTHON") ?? "python3";
+const PYTHON = Deno.env.get("HF_CHECK_PYTHON") ?? (await referencePython(["transformers"])) ??
+  "python3";
 const SCRIPT = fileURLToPath(new URL("./hf_tokenizer_check.py", import.meta.url));
 
 /** Whether PYTHON can import transformers (probed once, without importing it). */
