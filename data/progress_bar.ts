@@ -5,22 +5,8 @@
  *
  * @module
  */
-import { formatBytes, formatCount } from "../base/mod.ts";
+import { formatBytes, formatCount, formatDuration } from "../base/mod.ts";
 import type { PrepareProgress } from "./shard_build.ts";
-
-/**
- * 1h02m, 3m05s, 42s. The same form as `pipeline/run_voice.ts`'s training ETA (data/ sits below
- * pipeline/ in the import order, so it cannot use that one).
- */
-function duration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return "?";
-  const s = Math.round(seconds);
-  return s >= 3600
-    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`
-    : s >= 60
-    ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`
-    : `${s}s`;
-}
 
 /**
  * One progress line for `p`. The ETA assumes the rest of the sources read at the rate so far.
@@ -46,7 +32,7 @@ export function formatPrepareProgress(p: PrepareProgress): string {
   }  ${(p.bytesRead / 1e6 / seconds).toFixed(1)} MB/s  ${formatCount(p.tokens)} tokens  ${
     formatCount(Math.round(p.tokens / seconds))
   } tok/s  ${formatCount(p.documents)} docs  ${
-    p.done ? `done in ${duration(seconds)}` : `ETA ${duration(left)}`
+    p.done ? `done in ${formatDuration(seconds * 1000)}` : `ETA ${formatDuration(left * 1000)}`
   }`;
 }
 

@@ -9,10 +9,10 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import type { ext, LlamaShape, PipelineError } from "../base/mod.ts";
+import { type ext, formatDuration, type LlamaShape, type PipelineError } from "../base/mod.ts";
 import { countedTargets, epochOf, type FinetunePlan } from "./finetune_plan.ts";
 import type { RunState } from "./run_state.ts";
-import { formatDuration, type RunVoice } from "./run_voice.ts";
+import type { RunVoice } from "./run_voice.ts";
 import { pipeline, train } from "./stage_graph.ts";
 import { validateGraph, type ValidGraph } from "./validate_graph.ts";
 

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { formatBytes, type PipelineError } from "../base/mod.ts";
+import { formatBytes, formatDuration, type PipelineError } from "../base/mod.ts";
 import { enginePeakBytes, type Env, type MicroBatch, type StepOutcome } from "./effects.ts";
 import type { MetricRecord } from "./metrics_records.ts";
 import type { StagePrediction } from "./predict.ts";
@@ -52,17 +52,6 @@ export interface RunVoice {
    * starting weights are broken, whatever the LR (unset: the run diverged, like any other).
    */
   untrained?(message: string): PipelineError;
-}
-
-/** 1h02m, 3m05s, 42s. */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return "?";
-  const s = Math.round(ms / 1000);
-  return s >= 3600
-    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`
-    : s >= 60
-    ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`
-    : `${s}s`;
 }
 
 /** Where pre-training's advice sends a user: the config file's fields. */
