@@ -11,6 +11,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import YAML from "yaml";
+import { TINY_SHAPE } from "./tiny_model.ts";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { capture } from "./cli_capture.ts";
 import { REFERENCE_HINT, referencePython } from "./reference_python.ts";
@@ -577,18 +578,7 @@ Deno.test({
   fn: async () => {
     assert(E.isRight(found));
     const dir = await Deno.makeTempDir({ prefix: "step-torch-protocol-" });
-    const shape = {
-      hidden: 16,
-      intermediate: 32,
-      heads: 2,
-      kvHeads: 2,
-      layers: 1,
-      vocab: 257,
-      tiedEmbeddings: false,
-      rmsNormEps: 1e-5,
-      ropeTheta: 10000,
-      maxSeqLen: 16,
-    };
+    const shape = { ...TINY_SHAPE, maxSeqLen: 16 };
     try {
       const init = `${dir}/in`;
       assert(E.isRight(await writeExchange(init, initialSnapshot(shape, 1, 3), shape)()));
