@@ -62,11 +62,6 @@ export const BUILTIN_FACTS: Readonly<Record<string, TokenizerFacts>> = {
   gpt2: { name: "gpt2-r50k_base", vocabSize: 50257, eot: 50256 },
 };
 
-/** The spec that loads a tokeniser equal to `t` in a worker, when one is known. */
-export function specOf(t: Tokenizer): string | undefined {
-  return t.spec;
-}
-
 /**
  * Encodes an item: each piece alone, BOS before a first piece (when the tokeniser has one),
  * EOS after a last one; ids stored as uint32 when `wide`, else uint16. An id outside the

@@ -60,7 +60,6 @@ import {
   type FromWorker,
   LAST,
   loadTokenizerSpec,
-  specOf,
   type TokenizerFacts,
   type ToWorker,
   type WorkItem,
@@ -625,14 +624,14 @@ export function prepareShards(
   return async () => {
     const wanted = Math.max(1, Math.floor(options.workers ?? machineDefaultWorkers()));
     const parallel = wanted > 1 &&
-      (typeof tokenizer === "string" || specOf(tokenizer) !== undefined);
+      (typeof tokenizer === "string" || tokenizer.spec !== undefined);
     let spec: string | undefined;
     let loaded: Tokenizer | undefined; // in this process: only when it encodes here
     let early: Slot[] = []; // a worker started to learn what the key holds
     let facts: TokenizerFacts;
     if (typeof tokenizer !== "string") {
       loaded = tokenizer;
-      spec = specOf(tokenizer);
+      spec = tokenizer.spec;
       facts = factsOf(tokenizer);
     } else if (!parallel) {
       const made = await loadTokenizerSpec(tokenizer)();
