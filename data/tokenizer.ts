@@ -87,6 +87,9 @@ export function byteTokenizer(): Tokenizer {
   };
 }
 
+/** Unicode's White_Space characters, as a regex class body (what tiktoken's `\s` means). */
+const WHITE_SPACE = String.raw`\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000`;
+
 /**
  * GPT-2's tokeniser (`r50k_base` from `gpt-tokenizer`). The BPE tables are
  * loaded on first call (tens of milliseconds), not at import.
@@ -104,19 +107,29 @@ export function gpt2Tokenizer(): ext.TaskEither<IoFailed, Tokenizer> {
     async () => {
       const bpe = await import("gpt-tokenizer/encoding/r50k_base");
       const { default: ranks } = await import("gpt-tokenizer/bpeRanks/r50k_base");
-      const { R50K_TOKEN_SPLIT_REGEX: pieces } = await import(
-        "gpt-tokenizer/encodingParams/constants"
+      const { BytePairEncodingCore } = await import("gpt-tokenizer/BytePairEncodingCore");
+      // GPT-2's split pattern with Unicode's White_Space where gpt-tokenizer has JavaScript's \s
+      // (which adds U+FEFF and leaves out U+0085): tiktoken and HF split by White_Space, and a
+      // "\n\n\u0085" encoded 198,198,… here against their 628,… (found by the property test).
+      const pieces = new RegExp(
+        String.raw`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^${WHITE_SPACE}\p{L}\p{N}]+|` +
+          String.raw`[${WHITE_SPACE}]+(?![^${WHITE_SPACE}])|[${WHITE_SPACE}]+`,
+        "gu",
       );
-      // An empty disallow list makes special-token strings plain text instead of an error.
-      const options = { disallowedSpecial: new Set<string>() };
-      // gpt-tokenizer encodes each piece of its split pattern on its own; remembering the ids of
-      // each piece met (most words repeat) took it from ~5.5 to ~15 MB/s on English books, one
-      // thread (npm tiktoken: ~7; bench/tokenize_bench.ts). Long pieces rarely repeat: not kept.
+      // No special tokens: a special token's text is plain text.
+      const core = new BytePairEncodingCore({
+        bytePairRankDecoder: ranks,
+        specialTokensEncoder: new Map(),
+        tokenSplitRegex: pieces,
+      });
+      // Each piece of the split pattern is encoded on its own; remembering the ids of each piece
+      // met (most words repeat) took it from ~5.5 to ~15 MB/s on English books, one thread (npm
+      // tiktoken: ~7; bench/tokenize_bench.ts). Long pieces rarely repeat: not kept.
       const words = new Map<string, readonly number[]>();
       const idsOf = (piece: string): readonly number[] => {
         let ids = words.get(piece);
         if (ids === undefined) {
-          ids = bpe.encode(piece, options);
+          ids = core.encodeNative(piece);
           if (piece.length <= 64) {
             if (words.size >= 100_000) words.clear();
             words.set(piece, ids);

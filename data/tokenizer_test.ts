@@ -248,3 +248,22 @@ Deno.test("loadTokenizer() keeps the built-ins' names and ids", async () => {
   assertEquals(Array.from(g.right.encode("Hello world")), [15496, 995]);
   assertEquals([b.right.bos, g.right.bos], [undefined, undefined]);
 });
+
+Deno.test("gpt2 splits at Unicode's White_Space as tiktoken does (U+0085, U+FEFF)", async () => {
+  const { get_encoding } = await import("tiktoken");
+  const { gpt2Tokenizer } = await import("./tokenizer.ts");
+  const ours = await gpt2Tokenizer()();
+  if (ours._tag === "Left") throw new Error(ours.left.message);
+  const reference = get_encoding("r50k_base");
+  try {
+    for (const s of ["\n\n\u0085", "a\n\n\u0085b", "x\ufeff y", "\ufeff\n\nz", " \u2028 q"]) {
+      const want = Array.from(reference.encode(s, [], []));
+      const got = Array.from(ours.right.encode(s));
+      if (want.join() !== got.join()) {
+        throw new Error(`${JSON.stringify(s)}: tiktoken ${want} but ours ${got}`);
+      }
+    }
+  } finally {
+    reference.free();
+  }
+});
