@@ -6,6 +6,12 @@
  * Rounds alternate the two paths; each reports its median round. Both paths must produce the
  * same tokens (a check, reported as `same`).
  *
+ * Beside them, in the same rounds, the PyTorch loop a user would write
+ * (bench/peer_generate_torch.py: the same model shape with its own preallocated key/value cache,
+ * `inference_mode`, the same prompt and number of new tokens, the same timing), and the ratio of
+ * our cached rate to it. Its weights come from torch's generator, so its tokens differ from ours;
+ * the work per token is the same.
+ *
  * Model per shape [d, L, V, T, H]: hidden d, L layers, vocabulary V, context T, H heads of
  * d/H (SwiGLU width as in `train_bench.ts`), random LLaMA initialisation, batch 1.
  *
@@ -16,6 +22,7 @@
 import { median } from "../base/mod.ts";
 import { disposeParams, generate, initParams, type Model } from "../kernels/mod.ts";
 import { benchShape, useBackend } from "./train_bench.ts";
+import { runPeerScript } from "./peer.ts";
 
 /** One measured (shape, backend). */
 export interface GenerateBenchRow {
@@ -31,6 +38,17 @@ export interface GenerateBenchRow {
   readonly ratio: number;
   /** Both paths chose the same tokens. */
   readonly same: boolean;
+  /** The PyTorch key/value-cache loop's tokens/s (median round), when it ran. */
+  readonly peerTokensPerSec?: number;
+  /** cached / PyTorch. */
+  readonly peerRatio?: number;
+}
+
+/** How to run the PyTorch peer: its environment and interpreter (see bench/peer.ts). */
+export interface GeneratePeer {
+  readonly env: Record<string, string>;
+  readonly python?: string;
+  readonly threads: number;
 }
 
 /** The study's model (d 192, 8 layers, bytes, context 128) and a wider, deeper-context one. */
@@ -47,6 +65,29 @@ export interface GenerateBenchOptions {
   readonly rounds?: number;
   /** Called with each finished row. */
   readonly onRow?: (row: GenerateBenchRow) => void;
+  /** Runs the PyTorch key/value-cache loop in each round; left out, no peer. */
+  readonly peer?: GeneratePeer;
+  /** Called once with the peer's torch version, or the reason it did not run. */
+  readonly onPeer?: (what: { torch: string } | { reason: string }) => void;
+}
+
+/** One round of the PyTorch peer on `dims`: its tokens/s, or why it did not run. */
+async function peerRound(
+  peer: GeneratePeer,
+  dims: readonly number[],
+): Promise<{ rate: number; torch: string } | { reason: string }> {
+  const out = await runPeerScript("peer_generate_torch.py", [
+    "--shapes",
+    dims.join(","),
+    "--rounds",
+    "1",
+    "--threads",
+    String(peer.threads),
+  ], { env: peer.env, ...(peer.python !== undefined ? { python: peer.python } : {}) });
+  if (!out.ran) return { reason: out.reason };
+  const json = out.json as { torch: string; results: { tokensPerSec: number }[] };
+  const rate = json.results[0]?.tokensPerSec;
+  return rate === undefined ? { reason: "no result" } : { rate, torch: json.torch };
 }
 
 const CACHED = true;
@@ -65,6 +106,7 @@ const UNCACHED = false;
 export async function benchGeneration(opts: GenerateBenchOptions): Promise<GenerateBenchRow[]> {
   const rows: GenerateBenchRow[] = [];
   const rounds = Math.max(1, opts.rounds ?? 3);
+  let peerFailed = false;
   for (const backend of opts.backends) {
     const description = await useBackend(backend);
     for (const dims of opts.shapes ?? GENERATE_SHAPES) {
@@ -84,6 +126,7 @@ export async function benchGeneration(opts: GenerateBenchOptions): Promise<Gener
         await timed(UNCACHED, 2);
         const cached: number[] = [];
         const uncached: number[] = [];
+        const peerRates: number[] = [];
         let same = true;
         for (let round = 0; round < rounds; round++) {
           const a = await timed(CACHED, newTokens);
@@ -91,7 +134,18 @@ export async function benchGeneration(opts: GenerateBenchOptions): Promise<Gener
           cached.push(a.rate);
           uncached.push(b.rate);
           same &&= a.ids === b.ids;
+          if (opts.peer !== undefined && !peerFailed) {
+            const p = await peerRound(opts.peer, dims);
+            if ("reason" in p) {
+              peerFailed = true;
+              opts.onPeer?.(p);
+            } else {
+              if (peerRates.length === 0 && rows.length === 0) opts.onPeer?.({ torch: p.torch });
+              peerRates.push(p.rate);
+            }
+          }
         }
+        const peerRate = peerRates.length > 0 ? median(peerRates) : undefined;
         const row: GenerateBenchRow = {
           shape: [...dims],
           backend,
@@ -102,6 +156,9 @@ export async function benchGeneration(opts: GenerateBenchOptions): Promise<Gener
           uncachedTokensPerSec: median(uncached),
           ratio: median(cached) / median(uncached),
           same,
+          ...(peerRate !== undefined
+            ? { peerTokensPerSec: peerRate, peerRatio: median(cached) / peerRate }
+            : {}),
         };
         opts.onRow?.(row);
         rows.push(row);
@@ -115,7 +172,8 @@ export async function benchGeneration(opts: GenerateBenchOptions): Promise<Gener
 
 /** The header of {@link generateBenchLine}'s table. */
 export const GENERATE_TABLE_HEADER =
-  "shape [d, L, V, T, H]       backend   prompt+new   cached tok/s   uncached tok/s   ratio   same";
+  "shape [d, L, V, T, H]       backend   prompt+new   cached tok/s   uncached tok/s   ratio   same" +
+  "   PyTorch KV tok/s   vs PyTorch";
 
 /** One row of the generation table. */
 export function generateBenchLine(r: GenerateBenchRow): string {
@@ -123,5 +181,7 @@ export function generateBenchLine(r: GenerateBenchRow): string {
     `${r.promptTokens}+${r.newTokens}`.padStart(10) +
     r.cachedTokensPerSec.toFixed(1).padStart(15) +
     r.uncachedTokensPerSec.toFixed(1).padStart(17) +
-    r.ratio.toFixed(2).padStart(8) + (r.same ? "yes" : "NO").padStart(7);
+    r.ratio.toFixed(2).padStart(8) + (r.same ? "yes" : "NO").padStart(7) +
+    (r.peerTokensPerSec === undefined ? "–" : r.peerTokensPerSec.toFixed(1)).padStart(19) +
+    (r.peerRatio === undefined ? "–" : r.peerRatio.toFixed(2)).padStart(13);
 }

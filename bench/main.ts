@@ -95,6 +95,12 @@ function fmt(x: number | undefined, digits: number, width: number): string {
   return (x === undefined ? "–" : x.toFixed(digits)).padStart(width);
 }
 
+/** The peers' environment for `--peer-env` (`tuned` or `stock`; see `peerEnv`). */
+function peerEnvOf(mode: string | undefined): Record<string, string> {
+  const blas = openHeapSgemm();
+  return peerEnv(E.isRight(blas) ? blas.right.info.core : undefined, mode === "stock");
+}
+
 /** Runs the selected benchmarks; resolves to the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   const { values } = parseArgs({
@@ -130,11 +136,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     const rows: TrainRow[] = [];
     const skipped: { backend: string; reason: string }[] = [];
     const descriptions = new Map<string, string>();
-    const blas = openHeapSgemm();
-    const env = peerEnv(
-      E.isRight(blas) ? blas.right.info.core : undefined,
-      values["peer-env"] === "stock",
-    );
+    const env = peerEnvOf(values["peer-env"]);
     const peers: PeerResult[] = [];
     log("Training step (forward, backward, AdamW), 2 CPU threads where a path can use them:");
     log(
@@ -261,11 +263,19 @@ export async function main(argv: readonly string[]): Promise<number> {
         `whole context every token, median of ${rounds} alternating rounds; H = heads`,
     );
     log(GENERATE_TABLE_HEADER);
+    let peerLine = "";
     report.generate = await benchGeneration({
       backends,
       rounds,
       onRow: (r) => log(generateBenchLine(r)),
+      ...(values["no-peer"] ? {} : { peer: { env: peerEnvOf(values["peer-env"]), threads: 2 } }),
+      onPeer: (p) => {
+        peerLine = "torch" in p
+          ? `PyTorch peer: torch ${p.torch}, 2 threads, bench/peer_generate_torch.py`
+          : `PyTorch peer skipped: ${p.reason}`;
+      },
     });
+    if (peerLine !== "") log(peerLine);
   }
   if (only.has("tokenize")) {
     log("");

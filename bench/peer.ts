@@ -71,6 +71,45 @@ export function defaultPeerPython(): string {
   }
 }
 
+/** A peer script's JSON, or why it did not run (never throws). */
+export type PeerOutput =
+  | { readonly ran: true; readonly json: unknown }
+  | { readonly ran: false; readonly reason: string };
+
+/**
+ * Runs `script` (a file in bench/) with `args` on `python` and `env`, parsing its stdout as JSON.
+ * Exit status 2 means torch is missing (the script says so on stderr).
+ */
+export async function runPeerScript(
+  script: string,
+  args: readonly string[],
+  options: { readonly python?: string; readonly env: Record<string, string> },
+): Promise<PeerOutput> {
+  const python = options.python ?? defaultPeerPython();
+  const path = new URL(`./${script}`, import.meta.url).pathname;
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(python, {
+      args: [path, ...args],
+      env: options.env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } catch (e: unknown) {
+    return { ran: false, reason: `cannot run ${python}: ${e instanceof Error ? e.message : e}` };
+  }
+  const stderr = new TextDecoder().decode(out.stderr).trim();
+  if (out.code === 2) return { ran: false, reason: stderr || "torch is not installed" };
+  if (!out.success) {
+    return { ran: false, reason: `${script} failed: ${stderr.split("\n").slice(-1)[0]}` };
+  }
+  try {
+    return { ran: true, json: JSON.parse(new TextDecoder().decode(out.stdout)) };
+  } catch {
+    return { ran: false, reason: `${script} printed no JSON` };
+  }
+}
+
 /**
  * Runs bench/peer_torch.py on `shapes`; never throws (a missing interpreter or
  * torch comes back as `ran: false` with the reason).
@@ -86,46 +125,21 @@ export async function runPeer(
   shapes: readonly (readonly number[])[],
   options: PeerOptions,
 ): Promise<PeerResult> {
-  const python = options.python ?? defaultPeerPython();
-  const script = new URL("./peer_torch.py", import.meta.url).pathname;
-  let out: Deno.CommandOutput;
-  try {
-    out = await new Deno.Command(python, {
-      args: [
-        script,
-        "--shapes",
-        shapes.map((s) => s.join(",")).join(";"),
-        "--steps",
-        String(options.steps),
-        "--threads",
-        String(options.threads),
-      ],
-      env: options.env,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-  } catch (e: unknown) {
-    return { ran: false, reason: `cannot run ${python}: ${e instanceof Error ? e.message : e}` };
-  }
-  const stderr = new TextDecoder().decode(out.stderr).trim();
-  if (out.code === 2) return { ran: false, reason: stderr || "torch is not installed" };
-  if (!out.success) {
-    return { ran: false, reason: `peer_torch.py failed: ${stderr.split("\n").slice(-1)[0]}` };
-  }
-  try {
-    const parsed = JSON.parse(new TextDecoder().decode(out.stdout)) as {
-      torch: string;
-      threads: number;
-      results: PeerRow[];
-    };
-    return {
-      ran: true,
-      torch: parsed.torch,
-      threads: parsed.threads,
-      env: options.env,
-      rows: parsed.results,
-    };
-  } catch {
-    return { ran: false, reason: "peer_torch.py printed no JSON" };
-  }
+  const out = await runPeerScript("peer_torch.py", [
+    "--shapes",
+    shapes.map((s) => s.join(",")).join(";"),
+    "--steps",
+    String(options.steps),
+    "--threads",
+    String(options.threads),
+  ], { ...(options.python !== undefined ? { python: options.python } : {}), env: options.env });
+  if (!out.ran) return out;
+  const parsed = out.json as { torch: string; threads: number; results: PeerRow[] };
+  return {
+    ran: true,
+    torch: parsed.torch,
+    threads: parsed.threads,
+    env: options.env,
+    rows: parsed.results,
+  };
 }

@@ -60,8 +60,9 @@ function attendCached(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D): tf.Tensor
   const [kvHeads, total] = k.shape;
   const group = heads / kvHeads;
   const past = total - n;
-  // (n, kvHeads, group, d) -> (kvHeads, group·n, d)
-  const qRows = tf.reshape(
+  // (n, kvHeads, group, d) -> (kvHeads, group·n, d); with one query row that is a reshape, and
+  // skipping the transposes saves two kernels per layer and token when decoding.
+  const qRows = n === 1 ? tf.reshape(q, [kvHeads, group, d]) : tf.reshape(
     tf.transpose(tf.reshape(q, [n, kvHeads, group, d]), [1, 2, 0, 3]),
     [kvHeads, group * n, d],
   );
@@ -76,6 +77,7 @@ function attendCached(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D): tf.Tensor
   }
   const out = tf.matMul(tf.softmax(scores), v); // (kvHeads, group·n, d)
   // (kvHeads, group, n, d) -> (n, kvHeads, group, d) = (n, heads·d)
+  if (n === 1) return tf.reshape(out, [1, heads * d]);
   return tf.reshape(
     tf.transpose(tf.reshape(out, [kvHeads, group, n, d]), [2, 0, 1, 3]),
     [n, heads * d],
@@ -84,6 +86,8 @@ function attendCached(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D): tf.Tensor
 
 /** The cache layout [kvHeads, n, d] of a layer's new keys or values x [1, n, kvHeads, d]. */
 function kvRows(x: tf.Tensor4D): tf.Tensor3D {
+  const [, n, kvHeads, d] = x.shape;
+  if (n === 1) return tf.reshape(x, [kvHeads, 1, d]);
   return tf.transpose(tf.squeeze(x, [0]), [1, 0, 2]) as tf.Tensor3D;
 }
 

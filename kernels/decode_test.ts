@@ -14,6 +14,7 @@ import {
   prefill,
 } from "./decode.ts";
 import { generate, type GenerateOptions } from "./generate.ts";
+import { openRowDecoder } from "./row_decoder.ts";
 import { forwardLogits, type Model } from "./model.ts";
 import { disposeParams, importParams, type Params } from "./params.ts";
 import { maxAbsDiff, TESTED_BACKENDS } from "./_test_util.ts";
@@ -267,3 +268,48 @@ onBackends("extendCache() rejects bad ids and leaves the cache it was given usab
   disposeCache(emptyCache());
   disposeParams(model.params);
 });
+
+for (const c of CASES) {
+  onBackends(
+    `the row decoder's logits match forwardLogits of the whole prefix (${c.label})`,
+    async () => {
+      const model: Model = {
+        shape: c.shape,
+        params: randomParams(c.shape, 13, c.lora),
+        loraScale: 0.75,
+      };
+      const opened = openRowDecoder(model);
+      // On "auto" (wasm with OpenBLAS) the row decoder must open: generate() relies on it there.
+      if (E.isLeft(opened)) throw new Error(`the row decoder did not open: ${opened.left}`);
+      const rows = opened.right;
+      const before = tf.memory().numTensors;
+      const r = prefill(model, SEQUENCE.slice(0, 3));
+      await take(r.logits);
+      rows.load(r.cache);
+      disposeCache(r.cache);
+      let worst = 0;
+      let scale = 0;
+      for (let len = 4; len <= 12; len++) {
+        const got = rows.step(SEQUENCE[len - 1]!);
+        assertEquals(rows.length, len);
+        const want = await referenceRow(model, SEQUENCE.slice(0, len));
+        worst = Math.max(worst, maxAbsDiff(got, want));
+        for (const x of want) scale = Math.max(scale, Math.abs(x));
+      }
+      throwsWith(() => rows.step(1), "maxSeqLen 12");
+      throwsWith(() => rows.step(c.shape.vocab), "outside");
+      assertEquals(tf.memory().numTensors, before, "tensors left by the row decoder");
+      assert(scale > 1, `logits scale ${scale} too small to test`);
+      assert(worst <= 1e-4 * scale, `max |row decoder − full| = ${worst} (logit scale ${scale})`);
+      disposeParams(model.params);
+    },
+    ["auto"],
+  );
+}
+
+onBackends("the row decoder declines backends whose weights are not in a wasm heap", () => {
+  const model: Model = { shape: GQA, params: randomParams(GQA, 3, NO_LORA), loraScale: 1 };
+  const opened = openRowDecoder(model);
+  assert(E.isLeft(opened) && opened.left.includes("not wasm"), JSON.stringify(opened));
+  disposeParams(model.params);
+}, ["cpu"]);

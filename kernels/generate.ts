@@ -14,7 +14,9 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { createRng, nonFiniteIndex } from "../base/mod.ts";
+import * as E from "fp-ts/lib/Either.js";
 import { decodeStep, disposeCache, type KvCache, prefill } from "./decode.ts";
+import { openRowDecoder, type RowDecoder } from "./row_decoder.ts";
 import { logitsAt, type Model } from "./model.ts";
 import { sampleToken, type SamplingOptions, samplingProblem } from "./sampling.ts";
 
@@ -28,6 +30,11 @@ export interface GenerateOptions extends SamplingOptions {
   readonly stopIds?: readonly number[];
   /** Use the key/value cache (default) or recompute the window every step. */
   readonly cache?: boolean;
+  /**
+   * With the cache, decode each new token through `row_decoder.ts` where the backend allows
+   * (wasm with OpenBLAS; default) or always through tfjs ops (`false`: the reference path).
+   */
+  readonly rowDecoder?: boolean;
   /** When the window is full: slide it (default) or stop. */
   readonly overflow?: "slide" | "stop";
   /** Tokens kept when the window slides; default ⌊maxSeqLen/2⌋ (at least 1). */
@@ -125,6 +132,10 @@ export async function generate(
   const ids: number[] = [];
   let cache: KvCache | undefined;
   let prefills = 0;
+  const opened = useCache && options.rowDecoder !== false ? openRowDecoder(model) : undefined;
+  const rows: RowDecoder | undefined = opened !== undefined && E.isRight(opened)
+    ? opened.right
+    : undefined;
 
   const refill = async (): Promise<Float32Array> => {
     const window = all.slice(start);
@@ -132,8 +143,17 @@ export async function generate(
     if (cache !== undefined) disposeCache(cache);
     cache = undefined;
     const r = prefill(model, window);
-    cache = r.cache;
     prefills++;
+    if (rows !== undefined) {
+      // The prompt goes through tfjs as one matrix product; the row decoder takes its cache.
+      try {
+        rows.load(r.cache);
+      } finally {
+        disposeCache(r.cache);
+      }
+    } else {
+      cache = r.cache;
+    }
     return await read(r.logits);
   };
 
@@ -154,6 +174,8 @@ export async function generate(
         if (options.overflow === "stop") return { ids, stop: "context", prefills };
         start = all.length - keep;
         logits = await refill();
+      } else if (rows !== undefined) {
+        logits = rows.step(token);
       } else if (useCache) {
         const r = decodeStep(model, cache!, token);
         cache = r.cache;

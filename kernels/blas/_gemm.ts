@@ -170,21 +170,45 @@ export function sgemmAt(
   for (let i = 0; i < batch; i++) {
     const ai = aIndex[i] ?? 0;
     const bi = bIndex[i] ?? 0;
-    blas.sgemm(
-      CBLAS_ROW_MAJOR,
-      ta,
-      tb,
-      m,
-      n,
-      k,
-      1,
-      ai === 0 ? pa : Deno.UnsafePointer.offset(pa, ai * aStride),
-      lda,
-      bi === 0 ? pb : Deno.UnsafePointer.offset(pb, bi * bStride),
-      ldb,
+    const one = {
+      a: ai === 0 ? pa : Deno.UnsafePointer.offset(pa, ai * aStride),
+      b: bi === 0 ? pb : Deno.UnsafePointer.offset(pb, bi * bStride),
+      out: i === 0 ? pc : Deno.UnsafePointer.offset(pc, i * cStride),
       beta,
-      i === 0 ? pc : Deno.UnsafePointer.offset(pc, i * cStride),
-      n,
-    );
+    };
+    if (vectorProduct(blas, plan, one)) continue;
+    blas.sgemm(CBLAS_ROW_MAJOR, ta, tb, m, n, k, 1, one.a, lda, one.b, ldb, beta, one.out, n);
   }
+}
+
+/**
+ * One product with a single row (m = 1: a token's activations times a weight matrix) or a
+ * single column (n = 1) as `cblas_sgemv`; false when neither holds or the library has no
+ * sgemv. The vector side is contiguous in every transpose case (its other extent is 1).
+ */
+function vectorProduct(
+  blas: OpenBlas,
+  plan: MatMulPlan,
+  at: {
+    a: Deno.PointerValue;
+    b: Deno.PointerValue;
+    out: Deno.PointerValue;
+    beta: number;
+  },
+): boolean {
+  const { m, n, k, transposeA, transposeB } = plan;
+  if (blas.sgemv === null) return false;
+  if (m === 1) {
+    // outᵀ = op(B)ᵀ·a: B is stored [k, n] (plain) or [n, k] (transposed).
+    const [rows, cols, trans] = transposeB ? [n, k, CBLAS_NO_TRANS] : [k, n, CBLAS_TRANS];
+    blas.sgemv(CBLAS_ROW_MAJOR, trans, rows, cols, 1, at.b, cols, at.a, 1, at.beta, at.out, 1);
+    return true;
+  }
+  if (n === 1) {
+    // out = op(A)·b: A is stored [m, k] (plain) or [k, m] (transposed).
+    const [rows, cols, trans] = transposeA ? [k, m, CBLAS_TRANS] : [m, k, CBLAS_NO_TRANS];
+    blas.sgemv(CBLAS_ROW_MAJOR, trans, rows, cols, 1, at.a, cols, at.b, 1, at.beta, at.out, 1);
+    return true;
+  }
+  return false;
 }

@@ -32,6 +32,25 @@ const SYMBOLS = {
     ],
     result: "void",
   },
+  // void cblas_sgemv(order, trans, M, N, alpha, A, lda, X, incX, beta, Y, incY)
+  cblas_sgemv: {
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "pointer",
+      "i32",
+      "pointer",
+      "i32",
+      "f32",
+      "pointer",
+      "i32",
+    ],
+    result: "void",
+    optional: true,
+  },
   // The openblas_* helpers are absent when STEP_BLAS_LIB points at another CBLAS.
   openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
   openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
@@ -44,6 +63,14 @@ export interface OpenBlas {
   /** The name or path that `dlopen` accepted. */
   readonly library: string;
   readonly sgemm: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]["cblas_sgemm"];
+  /**
+   * `cblas_sgemv`, or null where the library lacks it. A product with one row or one column
+   * goes here: sgemm packs the whole matrix into panels first, which costs more than the
+   * product itself when each weight is read once (decoding one token).
+   */
+  readonly sgemv: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]["cblas_sgemv"] | null;
+  /** `openblas_set_num_threads`, or null where the library lacks it. */
+  readonly setThreads: ((n: number) => void) | null;
   /** Threads OpenBLAS uses per call after setup. */
   readonly threads: number;
   /** The kernel family OpenBLAS picked (`openblas_get_corename`), or "unknown". */
@@ -229,6 +256,8 @@ export function openBlas(options: OpenBlasOptions = {}): E.Either<string, OpenBl
   return E.right({
     library,
     sgemm: lib.symbols.cblas_sgemm,
+    sgemv: lib.symbols.cblas_sgemv,
+    setThreads: setThreads === null ? null : (n: number) => setThreads(n),
     threads: getThreads === null ? want ?? 1 : getThreads(),
     core: corename(lib),
     config: configFn === null ? "unknown" : cString(configFn()),

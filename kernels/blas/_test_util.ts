@@ -118,6 +118,9 @@ export const SIZES: [number, number, number][] = [
   [64, 64, 64],
   [33, 1, 7],
   [2, 130, 5],
+  // One row or one column large enough for OpenBLAS to thread its sgemv (decoding's products).
+  [1, 300, 700],
+  [700, 300, 1],
 ];
 export const TRANSPOSES: [boolean, boolean][] = [[false, false], [true, false], [false, true], [
   true,

@@ -6,7 +6,8 @@
  * - {@link registerBlasWasmMatMul}: the "wasm" backend's BatchMatMul on OpenBLAS, working on
  *   the wasm heap in place, so all other ops keep wasm's SIMD kernels;
  * - {@link openHeapSgemm}: sgemm on byte offsets of a wasm heap, for fused kernels that
- *   multiply strided views (kernels/fused's attention).
+ *   multiply strided views (kernels/fused's attention);
+ * - {@link openSgemv}: sgemv on raw addresses, for decoding one token at a time.
  *
  * Importing this module does nothing.
  *
@@ -21,6 +22,7 @@ export {
 } from "./blas_backend.ts";
 export { registerBlasWasmMatMul, unregisterBlasWasmMatMul } from "./wasm_mat_mul.ts";
 export { type HeapSgemm, openHeapSgemm, type SgemmArgs } from "./heap_sgemm.ts";
+export { openSgemv, type Sgemv, type SgemvArgs } from "./sgemv.ts";
 export {
   CBLAS_NO_TRANS,
   CBLAS_ROW_MAJOR,
