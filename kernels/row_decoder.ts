@@ -364,54 +364,50 @@ function rowDecoderOver(
       }
       refreshHeap();
       const pos = length;
-      try {
-        for (let i = 0; i < half; i++) {
-          const angle = pos * inverseFrequency[i]!;
-          cos[i] = Math.cos(angle);
-          sin[i] = Math.sin(angle);
-        }
-        const e0 = (w.embed.at / 4) + token * d;
-        x.v.set(heapF32.subarray(e0, e0 + d));
-        w.layers.forEach((lw, l) => {
-          rmsNorm(x.v, lw.inputNorm, a.v);
-          linear(lw.proj.q, a.p, q.p);
-          linear(lw.proj.k, a.p, k.p);
-          linear(lw.proj.v, a.p, v.p);
-          rotate(q.v, s.heads);
-          rotate(k.v, s.kvHeads);
-          for (let h = 0; h < s.kvHeads; h++) {
-            keys[l]!.v.set(k.v.subarray(h * hd, (h + 1) * hd), (h * maxLen + pos) * hd);
-            values[l]!.v.set(v.v.subarray(h * hd, (h + 1) * hd), (h * maxLen + pos) * hd);
-          }
-          attend(l, pos + 1);
-          linear(lw.proj.o, att.p, y.p);
-          for (let i = 0; i < d; i++) x.v[i] = x.v[i]! + y.v[i]!;
-          rmsNorm(x.v, lw.postNorm, a.v);
-          linear(lw.proj.gate, a.p, gate.p);
-          linear(lw.proj.up, a.p, up.p);
-          const g = gate.v;
-          const u = up.v;
-          for (let i = 0; i < s.intermediate; i++) g[i] = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
-          linear(lw.proj.down, gate.p, y.p);
-          for (let i = 0; i < d; i++) x.v[i] = x.v[i]! + y.v[i]!;
-        });
-        rmsNorm(x.v, w.finalNorm, a.v);
-        const hm = w.head;
-        // Untied head [hidden, vocab]: logits = headᵀ·a; tied, the embedding [vocab, hidden]: E·a.
-        gemv({
-          trans: !s.tiedEmbeddings,
-          rows: hm.rows,
-          cols: hm.cols,
-          a: at(hm.at),
-          lda: hm.cols,
-          x: a.p,
-          y: logits.p,
-          alpha: 1,
-          beta: 0,
-        });
-      } finally {
-        gemv.release();
+      for (let i = 0; i < half; i++) {
+        const angle = pos * inverseFrequency[i]!;
+        cos[i] = Math.cos(angle);
+        sin[i] = Math.sin(angle);
       }
+      const e0 = (w.embed.at / 4) + token * d;
+      x.v.set(heapF32.subarray(e0, e0 + d));
+      w.layers.forEach((lw, l) => {
+        rmsNorm(x.v, lw.inputNorm, a.v);
+        linear(lw.proj.q, a.p, q.p);
+        linear(lw.proj.k, a.p, k.p);
+        linear(lw.proj.v, a.p, v.p);
+        rotate(q.v, s.heads);
+        rotate(k.v, s.kvHeads);
+        for (let h = 0; h < s.kvHeads; h++) {
+          keys[l]!.v.set(k.v.subarray(h * hd, (h + 1) * hd), (h * maxLen + pos) * hd);
+          values[l]!.v.set(v.v.subarray(h * hd, (h + 1) * hd), (h * maxLen + pos) * hd);
+        }
+        attend(l, pos + 1);
+        linear(lw.proj.o, att.p, y.p);
+        for (let i = 0; i < d; i++) x.v[i] = x.v[i]! + y.v[i]!;
+        rmsNorm(x.v, lw.postNorm, a.v);
+        linear(lw.proj.gate, a.p, gate.p);
+        linear(lw.proj.up, a.p, up.p);
+        const g = gate.v;
+        const u = up.v;
+        for (let i = 0; i < s.intermediate; i++) g[i] = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
+        linear(lw.proj.down, gate.p, y.p);
+        for (let i = 0; i < d; i++) x.v[i] = x.v[i]! + y.v[i]!;
+      });
+      rmsNorm(x.v, w.finalNorm, a.v);
+      const hm = w.head;
+      // Untied head [hidden, vocab]: logits = headᵀ·a; tied, the embedding [vocab, hidden]: E·a.
+      gemv({
+        trans: !s.tiedEmbeddings,
+        rows: hm.rows,
+        cols: hm.cols,
+        a: at(hm.at),
+        lda: hm.cols,
+        x: a.p,
+        y: logits.p,
+        alpha: 1,
+        beta: 0,
+      });
       length = pos + 1;
       return logits.v.slice();
     },

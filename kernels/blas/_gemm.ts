@@ -161,12 +161,14 @@ export function sgemmAt(
   // (batch, m, k)·(k, n) with one shared B is one (batch·m, k)·(k, n) product: one call
   // instead of `batch`, and bigger blocks for OpenBLAS's threads.
   if (batch > 1 && !transposeA && bCount === 1 && aCount === batch) {
+    blas.prepare(batch * m * n * k);
     blas.sgemm(CBLAS_ROW_MAJOR, ta, tb, batch * m, n, k, 1, pa, lda, pb, ldb, beta, pc, n);
     return;
   }
   const aStride = m * k * 4;
   const bStride = k * n * 4;
   const cStride = m * n * 4;
+  blas.prepare(m * n * k);
   for (let i = 0; i < batch; i++) {
     const ai = aIndex[i] ?? 0;
     const bi = bIndex[i] ?? 0;

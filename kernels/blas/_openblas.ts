@@ -69,8 +69,12 @@ export interface OpenBlas {
    * product itself when each weight is read once (decoding one token).
    */
   readonly sgemv: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]["cblas_sgemv"] | null;
-  /** `openblas_set_num_threads`, or null where the library lacks it. */
-  readonly setThreads: ((n: number) => void) | null;
+  /**
+   * Sets the threads for the next products: one below {@link SINGLE_THREAD_BELOW} multiply-adds
+   * (a sgemm's m·n·k, a sgemv's rows·cols), `threads` from there on. Every call site runs it
+   * before its product; the thread count changes only when the size class does.
+   */
+  readonly prepare: (multiplyAdds: number) => void;
   /** Threads OpenBLAS uses per call after setup. */
   readonly threads: number;
   /** The kernel family OpenBLAS picked (`openblas_get_corename`), or "unknown". */
@@ -257,12 +261,37 @@ export function openBlas(options: OpenBlasOptions = {}): E.Either<string, OpenBl
     library,
     sgemm: lib.symbols.cblas_sgemm,
     sgemv: lib.symbols.cblas_sgemv,
-    setThreads: setThreads === null ? null : (n: number) => setThreads(n),
+    prepare: threadPolicy(
+      getThreads === null ? want ?? 1 : getThreads(),
+      setThreads === null ? null : (n: number) => setThreads(n),
+    ),
     threads: getThreads === null ? want ?? 1 : getThreads(),
     core: corename(lib),
     config: configFn === null ? "unknown" : cString(configFn()),
     ...(warning !== undefined ? { warning } : {}),
   });
+}
+
+/**
+ * Products below this many multiply-adds (4 MFLOP: tens of µs on one core) run on one thread.
+ * OpenBLAS threads a sgemm from 262,144 multiply-adds and a sgemv from a few thousand; at
+ * attention's per-head blocks (64·128·64) and a decoded token's rows its threads' hand-off cost
+ * more than they saved here (192×512 sgemv: 17 µs on 2 threads, 7 µs on one), and far more
+ * whenever another process held the second core.
+ */
+export const SINGLE_THREAD_BELOW = 1 << 21;
+
+function threadPolicy(
+  threads: number,
+  setThreads: ((n: number) => void) | null,
+): (multiplyAdds: number) => void {
+  let current = threads;
+  return (multiplyAdds) => {
+    const want = multiplyAdds < SINGLE_THREAD_BELOW ? 1 : threads;
+    if (setThreads === null || want === current) return;
+    setThreads(want);
+    current = want;
+  };
 }
 
 let opened: OpenBlas | undefined;

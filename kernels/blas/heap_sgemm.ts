@@ -68,6 +68,7 @@ export function openHeapSgemm(
     }
     if (base === null) throw new Error("Cannot take the address of the wasm heap");
     const at = (offset: number): Deno.PointerValue => Deno.UnsafePointer.offset(base!, offset);
+    blas.prepare(g.m * g.n * g.k);
     blas.sgemm(
       CBLAS_ROW_MAJOR,
       g.transA ? CBLAS_TRANS : CBLAS_NO_TRANS,

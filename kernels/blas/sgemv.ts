@@ -21,22 +21,8 @@ export interface SgemvArgs {
   readonly beta: number;
 }
 
-/**
- * Runs one {@link SgemvArgs}; `release` gives OpenBLAS back its thread count after a run of
- * products (call it before other OpenBLAS work, e.g. at the end of a decoded token).
- */
-export interface Sgemv {
-  (g: SgemvArgs): void;
-  release(): void;
-}
-
-/**
- * Below this many matrix elements (4 MiB of float32) a product runs on one thread. OpenBLAS
- * threads sgemv from a few thousand elements on; at a token's sizes its threads' hand-off costs
- * more than they save (here: 192×512 took 17 µs on 2 threads, 7 µs on one), and far more when
- * another process holds the second core.
- */
-export const THREADED_MIN_ELEMENTS = 1 << 20;
+/** Runs one {@link SgemvArgs}. */
+export type Sgemv = (g: SgemvArgs) => void;
 
 /**
  * OpenBLAS's sgemv (the library the other OpenBLAS paths opened). Left says why not: no
@@ -51,7 +37,6 @@ export const THREADED_MIN_ELEMENTS = 1 << 20;
  *   const a = new Float32Array([1, 2, 3, 4]), x = new Float32Array([1, 1]), y = new Float32Array(2);
  *   const p = (v: Float32Array) => Deno.UnsafePointer.of(v);
  *   r.right({ trans: false, rows: 2, cols: 2, a: p(a), lda: 2, x: p(x), y: p(y), alpha: 1, beta: 0 });
- *   r.right.release();
  *   console.assert(y[0] === 3 && y[1] === 7);
  * }
  * ```
@@ -61,16 +46,10 @@ export function openSgemv(): E.Either<string, Sgemv> {
   if (E.isLeft(opened)) return opened;
   const gemv = opened.right.sgemv;
   if (gemv === null) return E.left(`${opened.right.library} has no cblas_sgemv`);
-  const { setThreads, threads } = opened.right;
-  let current = threads;
-  const use = (n: number): void => {
-    if (setThreads === null || n === current) return;
-    setThreads(n);
-    current = n;
-  };
-  const run = (g: SgemvArgs): void => {
+  const { prepare } = opened.right;
+  return E.right((g) => {
     if (g.rows === 0 || g.cols === 0) return;
-    use(g.rows * g.cols < THREADED_MIN_ELEMENTS ? 1 : threads);
+    prepare(g.rows * g.cols);
     gemv(
       CBLAS_ROW_MAJOR,
       g.trans ? CBLAS_TRANS : CBLAS_NO_TRANS,
@@ -85,6 +64,5 @@ export function openSgemv(): E.Either<string, Sgemv> {
       g.y,
       1,
     );
-  };
-  return E.right(Object.assign(run, { release: () => use(threads) }));
+  });
 }
