@@ -34,7 +34,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { openHeapSgemm } from "../kernels/blas/mod.ts";
 import { peerEnv, type PeerResult, runPeer } from "./peer.ts";
 import { benchSolver, type SolverBenchResult } from "./solver_bench.ts";
-import { benchTraining, DEFAULT_SHAPES, type TrainBenchRow } from "./train_bench.ts";
+import { benchTraining, CPU_BENCH_SHAPES, type TrainBenchRow } from "./train_bench.ts";
 import { benchGpu, type GpuBenchRow, gpuBenchTable } from "./gpu_bench.ts";
 import { benchGeneration, GENERATE_TABLE_HEADER, generateBenchLine } from "./generate_bench.ts";
 import { benchTokenize, tokenizeBenchTable } from "./tokenize_bench.ts";
@@ -79,7 +79,7 @@ function solverTable(rows: readonly SolverBenchResult[]): string {
 }
 
 function parseShapes(text: string | undefined): [number, number, number, number, number][] {
-  if (text === undefined) return DEFAULT_SHAPES;
+  if (text === undefined) return CPU_BENCH_SHAPES;
   return text.split(";").filter((p) => p.trim() !== "").map((p) => {
     const dims = p.split(",").map(Number);
     if (dims.length !== 5 || dims.some((d) => !Number.isInteger(d) || d <= 0)) {

@@ -56,6 +56,15 @@ export const DEFAULT_SHAPES: [number, number, number, number, number][] = [
   [256, 4, 4096, 256, 8],
 ];
 
+/** GPT-2's vocabulary at d 512: the LM head and its loss are a third of the step. */
+export const GPT2_VOCAB_SHAPE: [number, number, number, number, number] = [512, 8, 50257, 512, 4];
+
+/** What `deno task bench` trains by default on the CPU: the reference shapes and GPT-2's vocabulary. */
+export const CPU_BENCH_SHAPES: [number, number, number, number, number][] = [
+  ...DEFAULT_SHAPES,
+  GPT2_VOCAB_SHAPE,
+];
+
 /** The bench model for hidden d, depth L, vocabulary V, context T (heads of 64 by default). */
 export function benchShape(
   d: number,
