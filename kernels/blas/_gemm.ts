@@ -6,7 +6,14 @@
  */
 
 import { broadcast_util } from "@tensorflow/tfjs-core";
-import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, type OpenBlas } from "./_openblas.ts";
+import {
+  CBLAS_NO_TRANS,
+  CBLAS_ROW_MAJOR,
+  CBLAS_TRANS,
+  GEMV_SINGLE_THREAD_BELOW,
+  type OpenBlas,
+  SINGLE_THREAD_BELOW,
+} from "./_openblas.ts";
 
 /** Everything one BatchMatMul needs, computed from shapes only. */
 export interface MatMulPlan {
@@ -168,7 +175,7 @@ export function sgemmAt(
   const aStride = m * k * 4;
   const bStride = k * n * 4;
   const cStride = m * n * 4;
-  blas.prepare(m * n * k);
+  blas.prepare(m * n * k, m === 1 || n === 1 ? GEMV_SINGLE_THREAD_BELOW : SINGLE_THREAD_BELOW);
   for (let i = 0; i < batch; i++) {
     const ai = aIndex[i] ?? 0;
     const bi = bIndex[i] ?? 0;

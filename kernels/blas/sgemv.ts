@@ -6,7 +6,13 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, openBlasOnce } from "./_openblas.ts";
+import {
+  CBLAS_NO_TRANS,
+  CBLAS_ROW_MAJOR,
+  CBLAS_TRANS,
+  GEMV_SINGLE_THREAD_BELOW,
+  openBlasOnce,
+} from "./_openblas.ts";
 
 /** One matrix-vector product; x and y are contiguous. */
 export interface SgemvArgs {
@@ -49,7 +55,7 @@ export function openSgemv(): E.Either<string, Sgemv> {
   const { prepare } = opened.right;
   return E.right((g) => {
     if (g.rows === 0 || g.cols === 0) return;
-    prepare(g.rows * g.cols);
+    prepare(g.rows * g.cols, GEMV_SINGLE_THREAD_BELOW);
     gemv(
       CBLAS_ROW_MAJOR,
       g.trans ? CBLAS_TRANS : CBLAS_NO_TRANS,
