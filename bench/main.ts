@@ -34,6 +34,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { openHeapSgemm } from "../kernels/blas/mod.ts";
 import { peerEnv, type PeerResult, runPeer } from "./peer.ts";
 import { benchSolver, type SolverBenchResult } from "./solver_bench.ts";
+import { benchMatmul } from "./matmul_bench.ts";
 import { benchTraining, CPU_BENCH_SHAPES, type TrainBenchRow } from "./train_bench.ts";
 import { benchGpu, type GpuBenchRow, gpuBenchTable } from "./gpu_bench.ts";
 import { benchGeneration, GENERATE_TABLE_HEADER, generateBenchLine } from "./generate_bench.ts";
@@ -198,6 +199,19 @@ export async function main(argv: readonly string[]): Promise<number> {
 
     log("");
     for (const [name, d] of descriptions) log(d.startsWith(`${name}:`) ? d : `${name}: ${d}`);
+    // The machine's ceiling for these figures, measured now: a step is mostly sgemm.
+    const limit = await benchMatmul({
+      sizes: [1024, 2048],
+      transposes: [[false, false]],
+      impls: ["sgemm"],
+      rounds: 3,
+    });
+    report.sgemmLimit = limit.map((r) => ({ size: r.size, gflops: r.gflops }));
+    log(
+      `sgemm limit (raw cblas_sgemm through FFI, A·B, median of 3): ${
+        limit.map((r) => `${r.size}² ${r.gflops.toFixed(0)} GFLOP/s`).join(", ")
+      }`,
+    );
     const first = peers.find((p) => p.ran);
     if (first !== undefined && first.ran) {
       const envText = Object.entries(first.env).map(([k, v]) => `${k}=${v}`).join(" ");

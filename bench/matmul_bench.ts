@@ -172,6 +172,7 @@ export async function benchMatmul(options: MatmulBenchOptions = {}): Promise<Mat
         const tb = trans[1] ? CBLAS_TRANS : CBLAS_NO_TRANS;
         runners.set("sgemm", {
           run(): void {
+            lib.prepare(n * n * n);
             lib.sgemm(CBLAS_ROW_MAJOR, ta, tb, n, n, n, 1, pa, n, pb, n, 0, pc, n);
           },
           dispose(): void {},
