@@ -21,8 +21,8 @@ import {
   type Tokenizer,
 } from "../data/mod.ts";
 import {
-  type BackendName,
   backendLimit,
+  type BackendName,
   type Env,
   fitProblem,
   type MemoryFit,

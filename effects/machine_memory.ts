@@ -188,8 +188,15 @@ export function machineMemory(): MachineMemory {
     availableBytes = meminfo.availableBytes;
     availableFrom = "MemAvailable in /proc/meminfo";
   } else {
-    availableBytes = Deno.systemMemoryInfo().available;
-    availableFrom = "the OS's available memory";
+    try {
+      // Deno may not read /proc without --allow-all; its own reading is MemAvailable too.
+      availableBytes = Deno.systemMemoryInfo().available;
+      availableFrom = "MemAvailable through Deno.systemMemoryInfo";
+    } catch {
+      // Without /proc and without the `sys` permission nothing says how much there is.
+      availableBytes = Infinity;
+      availableFrom = "unknown: /proc/meminfo unreadable and no --allow-sys";
+    }
   }
   const cgroup = cgroupFiles();
   const room = cgroup === undefined ? undefined : cgroupRoom(cgroup.files);

@@ -7,9 +7,9 @@
  *
  * @module
  */
-import { formatBytes, planInfeasible, type PlanInfeasible } from "../base/mod.ts";
+import { formatBytes, type PlanInfeasible, planInfeasible } from "../base/mod.ts";
 import { type FusibleOp, type Largest, largestWithin, type MemoryLimit } from "../solvers/mod.ts";
-import { type BackendName, BACKEND_FUSED } from "./config.ts";
+import { BACKEND_FUSED, type BackendName } from "./config.ts";
 import { predictRun, predictStandardRun } from "./predict.ts";
 import type { ValidGraph } from "./validate_graph.ts";
 
@@ -20,8 +20,20 @@ import type { ValidGraph } from "./validate_graph.ts";
  */
 export const EMSCRIPTEN_HEAP_CEILING = 2 ** 32 - 2 ** 16;
 
-/** Depths the largest-model search looks at; a replay of 1024 layers takes about 60 ms. */
-export const LARGEST_DEPTH_SEARCHED = 1024;
+/**
+ * What tfjs-backend-wasm's allocator loses to fragmentation near the heap's ceiling, measured
+ * here: a standard step of width 512 and 82 layers held 4.21 GB of tensors when a 2.9 MB one
+ * found no room in the full 4.29 GB heap (84 MB free, in pieces), while 81 layers (a 4.17 GB
+ * peak) trained.
+ */
+export const WASM_HEAP_FRAGMENTATION = 96 * 2 ** 20;
+
+/**
+ * Depths the largest-model search looks at: the replay's cost grows with the square of the
+ * depth (256 layers: a few ms at width 1024; 1024 layers: 60 ms, 2048: 650 ms), and a deeper
+ * model is far past what these backends train in useful time.
+ */
+export const LARGEST_DEPTH_SEARCHED = 256;
 
 /** What `effects/` read about this machine's memory. */
 export interface MachineMemory {
@@ -51,7 +63,8 @@ function fusedFor(g: ValidGraph, backend: BackendName): readonly FusibleOp[] {
 /**
  * The memory a graph's tensors can use on `backend`: the wasm backends hold every tensor in
  * the wasm32 heap (`auto` runs OpenBLAS in place on it), less the initial pages that hold the
- * module's static data and stack, and never more than the OS gives; `cpu`, `blas` and
+ * module's static data and stack and what the allocator loses to fragmentation, and never more
+ * than the OS gives; `cpu`, `blas` and
  * `tensorflow` hold them in the process's own memory; the torch engine on the CPU runs
  * `nproc` ranks on this node, each with the whole model (FSDP shards less: the figure is then
  * conservative). GPU memory is not known before the backend allocates.
@@ -67,7 +80,7 @@ function fusedFor(g: ValidGraph, backend: BackendName): readonly FusibleOp[] {
  * };
  * const cpu = { engine: "tfjs", torch: { device: "cpu", nproc: 1 } } as const;
  * const wasm = backendLimit(cpu, "auto", machine);
- * assert(wasm.kind === "bytes" && wasm.bytes === 2 ** 32 - 2 ** 16 - 2 ** 24);
+ * assert(wasm.kind === "bytes" && wasm.bytes === 2 ** 32 - 2 ** 16 - 2 ** 24 - 96 * 2 ** 20);
  * const blas = backendLimit(cpu, "blas", machine);
  * assert(blas.kind === "bytes" && blas.bytes === 24e9);
  * assert(backendLimit(cpu, "webgpu", machine).kind === "unknown");
@@ -82,7 +95,13 @@ export function backendLimit(
   machine: MachineMemory,
 ): MemoryLimit {
   const os = machine.availableBytes;
-  const osWhat = `${formatBytes(os)} available (${machine.availableFrom})`;
+  const osWhat = Number.isFinite(os)
+    ? `${formatBytes(os)} available (${machine.availableFrom})`
+    : machine.availableFrom;
+  const osLimit = (bytes: number, what: string): MemoryLimit =>
+    Number.isFinite(bytes)
+      ? { kind: "bytes", bytes, what }
+      : { kind: "unknown", what: `the OS's memory is ${machine.availableFrom}` };
   if (training.engine === "torch") {
     const { device, nproc } = training.torch;
     if (device === "cuda") {
@@ -91,13 +110,10 @@ export function backendLimit(
         what: "GPU memory is not known before launch (the trainer measures the CUDA peak)",
       };
     }
-    return nproc === 1
-      ? { kind: "bytes", bytes: os, what: `the OS's memory: ${osWhat}` }
-      : {
-        kind: "bytes",
-        bytes: Math.floor(os / nproc),
-        what: `the OS's memory over ${nproc} ranks on this node: ${osWhat}`,
-      };
+    return nproc === 1 ? osLimit(os, `the OS's memory: ${osWhat}`) : osLimit(
+      Math.floor(os / nproc),
+      `the OS's memory over ${nproc} ranks on this node: ${osWhat}`,
+    );
   }
   if (backend === "webgpu") {
     return {
@@ -108,29 +124,23 @@ export function backendLimit(
   if (backend === "auto" || backend === "wasm") {
     const heap = machine.wasmHeap;
     if (heap === undefined) {
-      return {
-        kind: "bytes",
-        bytes: os,
-        what: `the OS's memory (the wasm heap's size could not be read): ${osWhat}`,
-      };
+      return osLimit(os, `the OS's memory (the wasm heap's size could not be read): ${osWhat}`);
     }
     const ceiling = Math.min(heap.maxBytes, EMSCRIPTEN_HEAP_CEILING);
-    const usable = ceiling - heap.initialBytes;
+    const usable = ceiling - heap.initialBytes - WASM_HEAP_FRAGMENTATION;
     return usable <= os
       ? {
         kind: "bytes",
         bytes: usable,
         what: `the wasm32 heap: ${formatBytes(ceiling)} at most, less its initial ${
           formatBytes(heap.initialBytes)
-        } (static data, stack); the OS has ${osWhat}`,
+        } (static data, stack) and ${
+          formatBytes(WASM_HEAP_FRAGMENTATION)
+        } lost to fragmentation; the OS has ${osWhat}`,
       }
-      : {
-        kind: "bytes",
-        bytes: os,
-        what: `the OS's memory, below the wasm32 heap's ${formatBytes(usable)}: ${osWhat}`,
-      };
+      : osLimit(os, `the OS's memory, below the wasm32 heap's ${formatBytes(usable)}: ${osWhat}`);
   }
-  return { kind: "bytes", bytes: os, what: `the OS's memory: ${osWhat}` };
+  return osLimit(os, `the OS's memory: ${osWhat}`);
 }
 
 /** One stage's predicted peak against the limit. */
@@ -195,9 +205,10 @@ function largestText(g: ValidGraph, fit: MemoryFit): string | undefined {
   const l = fit.largestDepth;
   if (l === undefined) return undefined;
   const T = g.training;
-  const at = `hidden ${g.shape.hidden}, vocabulary ${g.shape.vocab}, micro-batch ${T.microBatch} × ${T.seqLen} tokens${
-    T.recompute === "layers" ? ", layers recomputed" : ""
-  }`;
+  const at =
+    `hidden ${g.shape.hidden}, vocabulary ${g.shape.vocab}, micro-batch ${T.microBatch} × ${T.seqLen} tokens${
+      T.recompute === "layers" ? ", layers recomputed" : ""
+    }`;
   if (l.size === 0) return `no standard pre-training at ${at} fits, not even 1 layer`;
   return `the largest standard pre-training that fits at ${at}: ${
     l.capped ? `at least ${l.size}` : l.size
@@ -237,7 +248,9 @@ export function fitText(g: ValidGraph, fit: MemoryFit): string {
       ? ""
       : s.fits
       ? " fits"
-      : ` does not fit (${formatBytes(s.peakBytes - (limit.kind === "bytes" ? limit.bytes : 0))} over)`;
+      : ` does not fit (${
+        formatBytes(s.peakBytes - (limit.kind === "bytes" ? limit.bytes : 0))
+      } over)`;
     lines.push(`  stage ${s.stage} (${s.node}): peak ${formatBytes(s.peakBytes)}${verdict}`);
   }
   const largest = largestText(g, fit);
@@ -257,9 +270,9 @@ export function fitProblem(g: ValidGraph, fit: MemoryFit): PlanInfeasible | unde
   return planInfeasible(
     `stage ${over.stage} (node ${over.node}) is predicted to peak at ${
       formatBytes(over.peakBytes)
-    } (${over.peakBytes} bytes) on ${fit.on}, past the ${formatBytes(fit.limit.bytes)} (${
-      fit.limit.bytes
-    } bytes) this machine has for it: ${fit.limit.what}. ${
+    } (${over.peakBytes} bytes) on ${fit.on}, past the ${
+      formatBytes(fit.limit.bytes)
+    } (${fit.limit.bytes} bytes) this machine has for it: ${fit.limit.what}. ${
       largest === undefined ? "" : `${largest[0]?.toUpperCase()}${largest.slice(1)}. `
     }Train fewer layers per stage, a smaller micro-batch, recompute layers ` +
       "(training.recompute: layers), or choose a backend with more memory",

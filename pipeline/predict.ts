@@ -26,7 +26,7 @@ import {
   projectionDims,
   type StageRoles,
 } from "../base/mod.ts";
-import { type BackendName, BACKEND_FUSED } from "./config.ts";
+import { BACKEND_FUSED, type BackendName } from "./config.ts";
 import { runFlops } from "./run_flops.ts";
 import type { ValidGraph } from "./validate_graph.ts";
 
