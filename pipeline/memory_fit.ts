@@ -145,9 +145,11 @@ export function backendLimit(
 
 /** One stage's predicted peak against the limit. */
 export interface StageFit {
+  /** The stage's number, from 1. */
   readonly stage: number;
   /** The stage's `train` node, which error messages name. */
   readonly node: string;
+  /** The predicted peak of one of its training steps (state, activations, workspace). */
   readonly peakBytes: number;
   /** Whether the peak is within the limit; undefined when the limit is not known. */
   readonly fits?: boolean;
@@ -157,7 +159,9 @@ export interface StageFit {
 export interface MemoryFit {
   /** The engine and backend, e.g. `auto` or `torch on cpu`. */
   readonly on: string;
+  /** The memory the backend has for tensors here, or why it is not known. */
   readonly limit: MemoryLimit;
+  /** Every stage, in order. */
   readonly stages: readonly StageFit[];
   /**
    * The most layers standard pre-training at the graph's width, vocabulary and batch fits

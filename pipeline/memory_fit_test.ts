@@ -78,7 +78,7 @@ Deno.test("a stage fits at its predicted peak to the byte and not one byte below
     bytes: worst.peakBytes - 1,
     what: "the test's",
   });
-  assertEquals(below.stages.find((s) => s.node === worst.node)?.fits, false);
+  assert(below.stages.find((s) => s.node === worst.node)?.fits === false);
   const problem = fitProblem(g, below);
   assert(problem !== undefined);
   assertEquals(problem._tag, "PlanInfeasible");

@@ -20,6 +20,7 @@ export type MemoryLimit =
 
 /** The largest size found and its peak; `size` 0 when not even the smallest size fits. */
 export interface Largest {
+  /** The largest size that fits, from 1; 0 when none does. */
   readonly size: number;
   /** The peak at `size` (undefined when `size` is 0). */
   readonly peak?: number;
