@@ -13,14 +13,18 @@ import { pipe } from "fp-ts/lib/function.js";
 import { resolve } from "node:path";
 import YAML from "yaml";
 import {
+  type BackendName,
   type Config,
   decodePipeline,
   encodePipeline,
+  fitText,
+  type MemoryFit,
   parseConfig,
   planToGraph,
   stageModules,
   stageModulesText,
   validateGraph,
+  type ValidGraph,
 } from "../pipeline/mod.ts";
 import {
   configInvalid,
@@ -32,14 +36,16 @@ import {
   renderError,
 } from "../base/mod.ts";
 import { checkOutput } from "../checkpoint/mod.ts";
+import { graphMemoryFit } from "../effects/mod.ts";
 import { planJson, planSvg, planText } from "../report/mod.ts";
 import {
   type HighsSolver,
   loadHighs as instantiateHighs,
   makePlan,
+  type Plan,
   type PlanMode,
 } from "../solvers/mod.ts";
-import { booleanFlag, field, parseCommand, stringFlag } from "./_args.ts";
+import { backendFlag, booleanFlag, field, parseCommand, stringFlag } from "./_args.ts";
 import { readText, writeAllOrNothing } from "./_files.ts";
 
 const USAGE = `Usage: deno task plan CONFIG.yaml [options]
@@ -54,6 +60,8 @@ Options:
   --emit FILE     write the plan as a stage graph (YAML) for \`deno task run\`
   --svg FILE      draw memory per stage beside the baselines (the paper's Fig. 2)
   --modules       list each stage's trainable, frozen and adapted modules (PyTorch names)
+  --backend NAME  the backend whose memory on this machine each stage is checked against
+                  (default: training.backend, or the torch engine when training.engine says so)
   -h, --help      show this help`;
 
 interface PlanArgs {
@@ -65,6 +73,7 @@ interface PlanArgs {
   readonly emit?: string;
   readonly svg?: string;
   readonly modules: boolean;
+  readonly backend?: BackendName;
 }
 
 function parseCli(argv: readonly string[]): E.Either<PipelineError, PlanArgs | "help"> {
@@ -76,6 +85,7 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, PlanArgs | "
     emit: { type: "string" },
     svg: { type: "string" },
     modules: { type: "boolean", default: false },
+    backend: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   });
   if (E.isLeft(parsed)) return parsed;
@@ -88,6 +98,8 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, PlanArgs | "
       `expected exactly one CONFIG file, got ${positionals.length}\n\n${USAGE}`,
     ));
   }
+  const backend = backendFlag(cmd);
+  if (E.isLeft(backend)) return backend;
   const [emit, svg] = [stringFlag(cmd, "emit"), stringFlag(cmd, "svg")];
   if (emit !== undefined && svg !== undefined && resolve(emit) === resolve(svg)) {
     return E.left(configInvalid("--emit/--svg", `both name "${emit}": give each its own file`));
@@ -101,6 +113,7 @@ function parseCli(argv: readonly string[]): E.Either<PipelineError, PlanArgs | "
     ...field("budget", stringFlag(cmd, "budget")),
     ...field("emit", emit),
     ...field("svg", svg),
+    ...field("backend", backend.right),
   });
 }
 
@@ -176,6 +189,45 @@ function loadHighs(): TE.TaskEither<PipelineError, HighsSolver> {
   );
 }
 
+/**
+ * The plan's stages as `run` would train them (the emitted graph: fp32 Adam, activations as the
+ * engine holds them) against the backend's memory on this machine; Left says why the config's
+ * training settings make no runnable graph. A plan is not refused for not fitting here: it may
+ * be meant for a larger machine.
+ */
+function machineFit(
+  config: Config,
+  plan: Plan,
+  backend: BackendName | undefined,
+): E.Either<string, { graph: ValidGraph; fit: MemoryFit }> {
+  const graph = pipe(
+    decodePipeline(encodePipeline(planToGraph(config, plan)), config.name),
+    E.chainW(validateGraph),
+  );
+  if (E.isLeft(graph)) {
+    return E.left(
+      `Memory on this machine: not checked (the plan as a graph: ${renderError(graph.left)})`,
+    );
+  }
+  const g = graph.right;
+  return E.right({ graph: g, fit: graphMemoryFit(g, backend ?? g.training.backend) });
+}
+
+function machineJson(
+  machine: E.Either<string, { graph: ValidGraph; fit: MemoryFit }>,
+): Record<string, unknown> {
+  if (E.isLeft(machine)) return { checked: false, why: machine.left };
+  const { fit } = machine.right;
+  return {
+    checked: true,
+    on: fit.on,
+    limitBytes: fit.limit.kind === "bytes" ? fit.limit.bytes : null,
+    limit: fit.limit.what,
+    stages: fit.stages,
+    largestDepth: fit.largestDepth ?? null,
+  };
+}
+
 /** Runs the plan command; resolves to the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   const cli = parseCli(argv);
@@ -226,6 +278,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return exitCode(result.left);
   }
   const { args, plan, config, files } = result.right;
+  const machine = machineFit(config, plan, args.backend);
   const modules = args.modules
     ? stageModules(plan.split, {
       placement: config.plan.placement,
@@ -239,10 +292,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     })
     : undefined;
   if (args.json) {
-    const json = planJson(plan, config);
+    const json = { ...planJson(plan, config), thisMachine: machineJson(machine) };
     console.log(JSON.stringify(modules === undefined ? json : { ...json, modules }, null, 2));
   } else {
     console.log(planText(plan, config));
+    console.log(
+      `\n${E.isRight(machine) ? fitText(machine.right.graph, machine.right.fit) : machine.left}`,
+    );
     if (modules !== undefined) console.log(`\n${stageModulesText(modules)}`);
   }
   if (!args.json) { for (const f of files) console.log(`wrote ${f.path}`); }

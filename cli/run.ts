@@ -23,7 +23,7 @@ import {
   renderError,
 } from "../base/mod.ts";
 import { checkOutput, RUN_DIR, RUN_OUTPUTS } from "../checkpoint/mod.ts";
-import { readMetrics, type RunDirMode, wireRun } from "../effects/mod.ts";
+import { graphMemoryFit, readMetrics, type RunDirMode, wireRun } from "../effects/mod.ts";
 import {
   type BackendName,
   BACKENDS,
@@ -32,6 +32,8 @@ import {
   type EngineName,
   ENGINES,
   type Env,
+  fitProblem,
+  fitText,
   methodLabel,
   runFlops,
   runPipeline,
@@ -182,8 +184,13 @@ export async function main(
   const graph = validateGraph(loaded.right);
   if (E.isLeft(graph)) return fail(graph.left);
   const g = withOverrides(graph.right, args);
-  print(describeGraph(g));
-  if (args.dryRun) return 0;
+  const backend = args.backend ?? g.training.backend;
+  print(describeGraph(g, backend));
+  const fit = graphMemoryFit(g, backend);
+  print(fitText(g, fit));
+  // A dry run answers whether the run would start, so a stage that does not fit fails it too.
+  const tooBig = fitProblem(g, fit);
+  if (args.dryRun) return tooBig === undefined ? 0 : fail(tooBig);
 
   const name = g.pipeline.name ?? args.file.replace(/^.*\//, "").replace(/\.[a-z]+$/, "");
   const allowed = await checkOutput(

@@ -11,14 +11,7 @@ import * as E from "fp-ts/lib/Either.js";
 import * as path from "node:path";
 import { RUN_DIR, vocabProblem } from "../checkpoint/mod.ts";
 import type * as TE from "fp-ts/lib/TaskEither.js";
-import {
-  configInvalid,
-  formatBytes,
-  graphInvalid,
-  type PipelineError,
-  type PlanInfeasible,
-  planInfeasible,
-} from "../base/mod.ts";
+import { configInvalid, graphInvalid, type PipelineError } from "../base/mod.ts";
 import {
   type Batch,
   evalBatches,
@@ -28,9 +21,12 @@ import {
   type Tokenizer,
 } from "../data/mod.ts";
 import {
+  backendLimit,
   type BackendName,
   type Env,
-  predictStages,
+  fitProblem,
+  type MemoryFit,
+  memoryFit,
   resolvedSources,
   runSeeds,
   torchProblem,
@@ -40,6 +36,7 @@ import { dataEffect } from "./data_effect.ts";
 import { openRunDir, type RunDirMode } from "./run_dir.ts";
 import { runTokenizer } from "./run_tokenizer.ts";
 import { processMemory } from "./process_memory.ts";
+import { machineMemory } from "./machine_memory.ts";
 import { createEngine } from "./tfjs_engine.ts";
 import { createTorchEngine } from "./torch_engine.ts";
 import { findTorchPython, torchCapabilityProblem } from "./torch_launch.ts";
@@ -126,22 +123,11 @@ async function evaluationSets(
 }
 
 /**
- * Refuses a graph whose predicted model state cannot fit this machine's memory, before anything
- * is allocated (tensors on the CPU backends live in main memory).
+ * Each stage of `g` on `backend` against the memory this machine has for it now (read from the
+ * OS and the wasm binary), as `run --dry-run` prints it and `wireRun` checks it.
  */
-export function machineMemoryProblem(
-  g: ValidGraph,
-  memory: { readonly total: number; readonly available: number },
-): PlanInfeasible | undefined {
-  const stages = predictStages(g);
-  const worst = stages.reduce((a, b) => (b.bytes > a.bytes ? b : a));
-  if (worst.bytes <= memory.total) return undefined;
-  return planInfeasible(
-    `stage ${worst.stage} needs ${formatBytes(worst.bytes)} of model state (predicted, fp32 ` +
-      `Adam), this machine has ${formatBytes(memory.total)} of memory (${
-        formatBytes(memory.available)
-      } available): train fewer layers per stage or a smaller model`,
-  );
+export function graphMemoryFit(g: ValidGraph, backend: BackendName): MemoryFit {
+  return memoryFit(g, backend, backendLimit(g.training, backend, machineMemory()));
 }
 
 /**
@@ -240,11 +226,10 @@ export function wireRun(
   return async () => {
     const backend = options.backend ?? g.training.backend;
     const onTorch = g.training.engine === "torch";
-    const onGpu = backend === "webgpu" || (onTorch && g.training.torch.device === "cuda");
-    if (!onGpu) {
-      const tooBig = machineMemoryProblem(g, Deno.systemMemoryInfo());
-      if (tooBig !== undefined) return E.left(tooBig);
-    }
+    // Before any tensor, file or process: a stage past the backend's memory would otherwise
+    // fail mid-run (on wasm, a bare `Aborted()` from the full heap).
+    const tooBig = fitProblem(g, graphMemoryFit(g, backend));
+    if (tooBig !== undefined) return E.left(tooBig);
     // The tokeniser first: a vocabulary that cannot hold its ids is refused before any data is read.
     const at = (field: string) =>
       options.configFile === undefined ? field : `${options.configFile}: ${field}`;

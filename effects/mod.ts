@@ -14,6 +14,7 @@ export * from "./tensorboard_log.ts";
 export * from "./env.ts";
 export * from "./compare_backends.ts";
 export * from "./process_memory.ts";
+export * from "./machine_memory.ts";
 export * from "./load_model.ts";
 export * from "./evaluate.ts";
 export * from "./finetune.ts";

@@ -106,6 +106,7 @@ async function initWasm(): Promise<E.Either<KernelFailed, BackendInfo>> {
   registerWasmIdentity();
   registerFusedWasmKernels();
   if (!(await activate("wasm"))) return E.left(kernelFailed(`Cannot start backend "wasm"`));
+  guardWasmMalloc();
   const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
   return E.right({
     name: "wasm",
@@ -115,6 +116,56 @@ async function initWasm(): Promise<E.Either<KernelFailed, BackendInfo>> {
       " makes Identity share memory and runs RMSNorm, RoPE, SwiGLU, cross-entropy, AdamW and" +
       " the embedding as fused wasm SIMD kernels",
   });
+}
+
+/** The part of tfjs-backend-wasm 4.22's emscripten module the allocation guard wraps. */
+interface WasmModuleLike {
+  _malloc: (bytes: number) => number;
+  readonly asm: { readonly malloc: (bytes: number) => number };
+  readonly HEAPU8: Uint8Array;
+}
+
+const guardedModules = new WeakSet<object>();
+
+/**
+ * Makes a failed heap allocation an error that says so. tfjs-backend-wasm takes `_malloc`'s
+ * result as the tensor's address without checking it: when the wasm32 heap cannot grow, the
+ * tensor lands at address 0 or past the heap's end, and some later access aborts with a bare
+ * `Aborted()` or "memory access out of bounds". Tensors are allocated through this JavaScript
+ * export, so wrapping it catches every one of them.
+ */
+function guardWasmMalloc(): void {
+  const wasm = (tf.backend() as unknown as { wasm: WasmModuleLike }).wasm;
+  if (guardedModules.has(wasm)) return;
+  guardedModules.add(wasm);
+  // Emscripten's `_malloc` is a stub that replaces itself with the raw export on its first
+  // call, which would drop a wrapper of the stub: wrap the export itself.
+  const malloc = wasm.asm.malloc;
+  wasm._malloc = (bytes: number) => {
+    const at = malloc(bytes);
+    // Near 4 GiB the allocator also hands out blocks that end past the heap (seen here: a 256
+    // MiB block at 3.75 GiB of a 3.84 GiB heap that could not grow), so the end is checked too.
+    if (bytes > 0 && (at === 0 || (at >>> 0) + bytes > wasm.HEAPU8.length)) {
+      throw new WasmHeapFull(bytes, wasm.HEAPU8.length);
+    }
+    return at;
+  };
+}
+
+/** A tensor the wasm backend could not allocate: its heap (wasm32: at most 4 GiB) is full. */
+export class WasmHeapFull extends Error {
+  /**
+   * @param requested bytes of the tensor that did not fit
+   * @param heapBytes the heap's size when it failed
+   */
+  constructor(readonly requested: number, readonly heapBytes: number) {
+    super(
+      `the wasm heap is full: a tensor of ${requested} bytes did not fit in its ${heapBytes} ` +
+        "bytes (wasm32 heaps end at 4 GiB); `deno task run --dry-run` states the largest model " +
+        "this backend can train",
+    );
+    this.name = "WasmHeapFull";
+  }
 }
 
 /**

@@ -12,6 +12,7 @@ export * from "./validate_graph.ts";
 export * from "./plan_to_graph.ts";
 export * from "./plan_modules.ts";
 export * from "./predict.ts";
+export * from "./memory_fit.ts";
 export * from "./effects.ts";
 export * from "./step_hyper.ts";
 export * from "./interpreter.ts";

@@ -26,7 +26,7 @@ import {
   projectionDims,
   type StageRoles,
 } from "../base/mod.ts";
-import { BACKEND_FUSED } from "./config.ts";
+import { BACKEND_FUSED, type BackendName } from "./config.ts";
 import { runFlops } from "./run_flops.ts";
 import type { ValidGraph } from "./validate_graph.ts";
 
@@ -166,9 +166,9 @@ export function predictStandardRun(
 }
 
 /** The graph and each node's predicted memory, as `--dry-run` prints it. */
-export function describeGraph(g: ValidGraph): string {
+export function describeGraph(g: ValidGraph, backend: BackendName = g.training.backend): string {
   const predicted = predictStages(g);
-  const fused = BACKEND_FUSED[g.training.backend];
+  const fused = BACKEND_FUSED[backend];
   const peaks = predictRun(g, fused);
   const byNode = new Map(g.stages.map((s) => [s.trainNodeId, s]));
   const lines = [
@@ -176,7 +176,7 @@ export function describeGraph(g: ValidGraph): string {
       g.stages.map((s) => s.added).join(", ")
     }]`,
     "Predicted per stage: model state (fp32 Adam, embeddings counted) and the whole peak of a " +
-    `step (state, activations, workspace; with the ${g.training.backend} backend's kernels):`,
+    `step (state, activations, workspace; with the ${backend} backend's kernels):`,
   ];
   for (const n of g.pipeline.nodes) {
     const stage = byNode.get(n.id);

@@ -16,3 +16,4 @@ export * from "./planner.ts";
 export * from "./engine_memory.ts";
 export * from "./svd.ts";
 export * from "./fused_registries.ts";
+export * from "./memory_fit.ts";

@@ -12,8 +12,15 @@ import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { capture, type Captured } from "./cli_capture.ts";
 import { ofType, runMetrics } from "./metrics.ts";
 import { main } from "../cli/run.ts";
-import { openRunDir, wireRun } from "../effects/mod.ts";
-import { decodePipeline, runPipeline, type StepOutcome, validateGraph } from "../pipeline/mod.ts";
+import { machineMemory, openRunDir, wireRun } from "../effects/mod.ts";
+import {
+  backendLimit,
+  decodePipeline,
+  memoryFit,
+  runPipeline,
+  type StepOutcome,
+  validateGraph,
+} from "../pipeline/mod.ts";
 import { readSafetensors, tensorToFloat32 } from "../store/mod.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -351,6 +358,52 @@ Deno.test({
     assertEquals(h.code, 3, h.err);
     assertStringIncludes(h.err, "this machine has");
     assert(!(await exists(`${dir}/huge/metrics.jsonl`)));
+  },
+});
+
+Deno.test({
+  ...OPTS,
+  name:
+    "run and --dry-run refuse a model past the wasm heap with the limit and the predicted bytes, writing nothing",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const at = (layers: number) =>
+      config({
+        model: { hidden: 1024, intermediate: 2816, heads: 8, layers, vocab: 257, maxSeqLen: 64 },
+      }, { backend: "auto", seqLen: 64, microBatch: 2, batchTokens: 128 });
+    const limit = backendLimit(
+      { engine: "tfjs", torch: { device: "cpu", nproc: 1 } },
+      "auto",
+      machineMemory(),
+    );
+    if (limit.kind !== "bytes" || limit.bytes > 5e9) {
+      console.log(`skipped: the wasm heap is not what limits auto here (${limit.what})`);
+      return;
+    }
+    const big = await write(dir, at(24));
+    // The same model as the graph a config runs: one `train` node of the full depth.
+    const nodes = [{ op: "train", id: "standard", layers: 24, steps: 6 }];
+    const graph = E.flatMap(decodePipeline({ ...at(24), version: 1, nodes }, "big"), validateGraph);
+    assert(E.isRight(graph));
+    const predicted = memoryFit(graph.right, "auto", limit).stages[0]!.peakBytes;
+    assert(predicted > limit.bytes);
+    for (const extra of [["--dry-run"], []]) {
+      const r = await run(big, "--out", `${dir}/out`, ...extra);
+      assertEquals(r.code, 3, r.err);
+      assertStringIncludes(r.err, "node standard");
+      assertStringIncludes(r.err, `(${predicted} bytes)`);
+      assertStringIncludes(r.err, `(${limit.bytes} bytes)`);
+      assertStringIncludes(r.err, "wasm32 heap");
+      assertStringIncludes(r.err, "largest standard pre-training that fits");
+      assert(!(await exists(`${dir}/out`)), `${extra}: the run directory was made`);
+    }
+    // The depth the refusal names as the largest is itself accepted.
+    const said = (await run(big, "--dry-run")).err.match(/that fits at [^:]*: (\d+) layers/);
+    assert(said !== null);
+    const ok = await run(await write(dir, at(Number(said[1]))), "--dry-run");
+    assertEquals(ok.code, 0, ok.err);
+    assertStringIncludes(ok.out, "stage 1 (standard): peak");
+    assertStringIncludes(ok.out, " fits");
   },
 });
 

@@ -136,9 +136,9 @@ export function attentionForward(sgemm: HeapSgemm): tf.KernelFunc {
             ldc: qStride,
           });
         }
-        const l = (lse0 + at.lse) >> 2;
+        const l = (lse0 + at.lse) >>> 2;
         for (let r = 0; r < seq; r++) {
-          f[l + r] = f[(max0 >> 2) + r]! + Math.log(f[(sum0 >> 2) + r]!);
+          f[l + r] = f[(max0 >>> 2) + r]! + Math.log(f[(sum0 >>> 2) + r]!);
         }
       }
     }

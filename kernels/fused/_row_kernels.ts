@@ -137,9 +137,9 @@ export function crossEntropyForward(args: KernelArgs): Out {
   const f = heap.f32();
   const targets = heap.i32();
   const x0 = heap.offset(logits);
-  const t0 = heap.offset(input(args, "targets")) >> 2;
-  const l0 = heap.offset(rowLoss) >> 2;
-  const s0 = heap.offset(lse) >> 2;
+  const t0 = heap.offset(input(args, "targets")) >>> 2;
+  const l0 = heap.offset(rowLoss) >>> 2;
+  const s0 = heap.offset(lse) >>> 2;
   const rowBytes = 4 * vocab;
   for (let r = 0; r < n; r++) {
     const target = targets[t0 + r]!;
@@ -152,7 +152,7 @@ export function crossEntropyForward(args: KernelArgs): Out {
     const max = heap.simd.max(row, vocab);
     const logSum = max + Math.log(heap.simd.sumExp(row, vocab, max));
     f[s0 + r] = logSum;
-    f[l0 + r] = logSum - f[(row >> 2) + target]!;
+    f[l0 + r] = logSum - f[(row >>> 2) + target]!;
   }
   return [rowLoss, lse];
 }
@@ -167,9 +167,9 @@ export function crossEntropyBackward(args: KernelArgs): Out {
   const targets = heap.i32();
   const x0 = heap.offset(logits);
   const d0 = heap.offset(dx);
-  const t0 = heap.offset(input(args, "targets")) >> 2;
-  const s0 = heap.offset(input(args, "lse")) >> 2;
-  const g0 = heap.offset(input(args, "dy")) >> 2;
+  const t0 = heap.offset(input(args, "targets")) >>> 2;
+  const s0 = heap.offset(input(args, "lse")) >>> 2;
+  const g0 = heap.offset(input(args, "dy")) >>> 2;
   const rowBytes = 4 * vocab;
   for (let r = 0; r < n; r++) {
     const target = targets[t0 + r]!;
@@ -180,7 +180,7 @@ export function crossEntropyBackward(args: KernelArgs): Out {
     }
     const dy = f[g0 + r]!;
     heap.simd.expScaled(x0 + r * rowBytes, out, vocab, f[s0 + r]!, dy);
-    f[(out >> 2) + target]! -= dy;
+    f[(out >>> 2) + target]! -= dy;
   }
   return dx;
 }
