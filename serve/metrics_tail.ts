@@ -50,8 +50,10 @@ export interface MetricsTail {
 const NEWLINE = 0x0a;
 
 /**
- * A reader of `path` from byte `offset` (0: the whole file). `compute` places records on the
- * FLOPs axes. A missing file reads as no records (a run writes its log with its first step).
+ * A reader of `path`. `compute` places records on the FLOPs axes. Records of the lines that end
+ * at or before byte `shownUpTo` are already on the page: they are decoded to place later ones
+ * (tokens are carried from the last `train` record) but not returned. A missing file reads as no
+ * records (a run writes its log with its first step).
  *
  * @example
  * ```ts
@@ -68,7 +70,11 @@ const NEWLINE = 0x0a;
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export function metricsTail(path: string, compute: RunCompute | undefined): MetricsTail {
+export function metricsTail(
+  path: string,
+  compute: RunCompute | undefined,
+  shownUpTo = 0,
+): MetricsTail {
   let offset = 0;
   let lineNo = 0;
   let tokens = 0;
@@ -80,6 +86,7 @@ export function metricsTail(path: string, compute: RunCompute | undefined): Metr
       flopsExecuted: compute === undefined ? null : flopsAtStep(compute.executed, r.globalStep),
     };
   };
+  const decoder = new TextDecoder();
   return {
     get offset() {
       return offset;
@@ -92,21 +99,28 @@ export function metricsTail(path: string, compute: RunCompute | undefined): Metr
         if (e instanceof Deno.errors.NotFound) {
           return { records: [], problems: [], truncated: offset > 0 };
         }
-        return { records: [], problems: [`cannot read it: ${describeUnknown(e)}`], truncated: false };
+        return {
+          records: [],
+          problems: [`cannot read it: ${describeUnknown(e)}`],
+          truncated: false,
+        };
       }
       if (bytes.length < offset) return { records: [], problems: [], truncated: true };
-      const end = bytes.lastIndexOf(NEWLINE) + 1;
-      if (end <= offset) return { records: [], problems: [], truncated: false };
-      const text = new TextDecoder().decode(bytes.subarray(offset, end));
-      offset = end;
       const records: PlacedRecord[] = [];
       const problems: string[] = [];
-      for (const line of text.slice(0, -1).split("\n")) {
+      for (let nl = bytes.indexOf(NEWLINE, offset); nl >= 0; nl = bytes.indexOf(NEWLINE, offset)) {
+        const line = decoder.decode(bytes.subarray(offset, nl));
+        offset = nl + 1;
         lineNo++;
         if (line.trim() === "") continue;
+        const shown = offset <= shownUpTo;
         const r = decodeLine(line);
-        if (E.isLeft(r)) problems.push(`line ${lineNo} ${r.left}`);
-        else records.push({ ...r.right, at: place(r.right) });
+        if (E.isLeft(r)) {
+          if (!shown) problems.push(`line ${lineNo} ${r.left}`);
+        } else {
+          const at = place(r.right);
+          if (!shown) records.push({ ...r.right, at });
+        }
       }
       return { records, problems, truncated: false };
     },

@@ -174,10 +174,12 @@ async function runGraph(
   graphFile: string | undefined,
   note: (file: string, message: string) => void,
 ): Promise<{ view: GraphView; compute: RunCompute } | undefined> {
-  for (const [file, label] of [
-    [`${dir}/${RUN_DIR.pipeline}`, RUN_DIR.pipeline],
-    ...(graphFile === undefined ? [] : [[graphFile, graphFile]]),
-  ] as const) {
+  for (
+    const [file, label] of [
+      [`${dir}/${RUN_DIR.pipeline}`, RUN_DIR.pipeline],
+      ...(graphFile === undefined ? [] : [[graphFile, graphFile]]),
+    ] as const
+  ) {
     const g = await readGraph(file);
     if (g === undefined) continue;
     if (E.isRight(g)) return g.right;
