@@ -11,7 +11,13 @@ import { type Dashboard, startDashboard } from "../serve/mod.ts";
 import { lockDir } from "../store/mod.ts";
 import { main as serveMain } from "../cli/serve.ts";
 import { capture } from "./cli_capture.ts";
-import { trainLine, writeComparison, writeFinishedRun, writeRunningRun } from "./serve_fixture.ts";
+import {
+  skippedTrainLine,
+  trainLine,
+  writeComparison,
+  writeFinishedRun,
+  writeRunningRun,
+} from "./serve_fixture.ts";
 
 async function withDashboard(
   dirs: (tmp: string) => Promise<string[]>,
@@ -134,7 +140,7 @@ Deno.test("dashboard status: running while a process holds the lock, finished, f
     await writeFinishedRun(`${tmp}/finished`);
     await writeRunningRun(`${tmp}/running`);
     await writeRunningRun(`${tmp}/failed`);
-    await Deno.writeTextFile(`${tmp}/failed/metrics.jsonl`, trainLine(13, null, true), {
+    await Deno.writeTextFile(`${tmp}/failed/metrics.jsonl`, skippedTrainLine(13), {
       append: true,
     });
     await writeRunningRun(`${tmp}/stopped`);

@@ -37,7 +37,16 @@ const ACCOUNTED = {
 };
 
 /** One `train` record of global step `step` (stage 1 up to step 20, then stage 2). */
-export function trainLine(step: number, loss: number | null, skipped = false): string {
+export function trainLine(step: number, loss: number): string {
+  return trainRecord(step, loss, {});
+}
+
+/** A skipped step: its loss was not finite (`null` on disk), the weights were left as they were. */
+export function skippedTrainLine(step: number): string {
+  return trainRecord(step, null, { skipped: true });
+}
+
+function trainRecord(step: number, loss: number | null, extra: { skipped?: true }): string {
   const stage = step <= 20 ? 1 : 2;
   return line({
     type: "train",
@@ -50,7 +59,7 @@ export function trainLine(step: number, loss: number | null, skipped = false): s
     tokens: step * BATCH,
     memoryBytes: 400_000,
     globalStep: step,
-    ...(skipped ? { skipped: true } : {}),
+    ...extra,
   });
 }
 
@@ -95,7 +104,7 @@ function line(record: RunMetricBody & { globalStep: number }): string {
 export function finishedLog(): string {
   let text = "";
   for (let s = 1; s <= 30; s++) {
-    text += s === 7 ? trainLine(s, null, true) : trainLine(s, 5 - s * 0.1);
+    text += s === 7 ? skippedTrainLine(s) : trainLine(s, 5 - s * 0.1);
     if (s % 10 === 0) {
       text += line({
         type: "eval",
