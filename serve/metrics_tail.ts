@@ -8,6 +8,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { decodeWith, describeUnknown } from "../base/mod.ts";
+import { readBytesFrom } from "./file_bytes.ts";
 import { flopsAtStep, type RunFlops, type RunMetric, RunMetricCodec } from "../pipeline/mod.ts";
 
 /** Where a record lies on the axes the charts can draw against. */
@@ -92,9 +93,9 @@ export function metricsTail(
       return offset;
     },
     async read(): Promise<TailRead> {
-      let bytes: Uint8Array;
+      let bytes: Uint8Array | "truncated";
       try {
-        bytes = await Deno.readFile(path);
+        bytes = await readBytesFrom(path, offset);
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) {
           return { records: [], problems: [], truncated: offset > 0 };
@@ -105,12 +106,15 @@ export function metricsTail(
           truncated: false,
         };
       }
-      if (bytes.length < offset) return { records: [], problems: [], truncated: true };
+      if (bytes === "truncated") return { records: [], problems: [], truncated: true };
+      const start = offset;
       const records: PlacedRecord[] = [];
       const problems: string[] = [];
-      for (let nl = bytes.indexOf(NEWLINE, offset); nl >= 0; nl = bytes.indexOf(NEWLINE, offset)) {
-        const line = decoder.decode(bytes.subarray(offset, nl));
-        offset = nl + 1;
+      let at = 0;
+      for (let nl = bytes.indexOf(NEWLINE); nl >= 0; nl = bytes.indexOf(NEWLINE, at)) {
+        const line = decoder.decode(bytes.subarray(at, nl));
+        at = nl + 1;
+        offset = start + at;
         lineNo++;
         if (line.trim() === "") continue;
         const shown = offset <= shownUpTo;

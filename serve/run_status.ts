@@ -12,6 +12,7 @@ import { RUN_DIR } from "../checkpoint/mod.ts";
 import { decodeWith } from "../base/mod.ts";
 import { RunMetricCodec } from "../pipeline/mod.ts";
 import { LOCK_FILE, lockHolder } from "../store/mod.ts";
+import { readBytesFrom } from "./file_bytes.ts";
 
 /** The four states of a run or comparison. */
 export type RunStatus = "running" | "finished" | "failed" | "stopped";
@@ -36,38 +37,19 @@ async function exists(path: string): Promise<boolean> {
 
 /** Whether the last `train` record of a `metrics.jsonl` is a skipped step (false without one). */
 export async function lastStepSkipped(metrics: string): Promise<boolean> {
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(metrics, { read: true });
-  } catch {
-    return false;
-  }
-  try {
-    const size = (await file.stat()).size;
-    const start = Math.max(0, size - TAIL_BYTES);
-    await file.seek(start, Deno.SeekMode.Start);
-    const buf = new Uint8Array(size - start);
-    let got = 0;
-    while (got < buf.length) {
-      const n = await file.read(buf.subarray(got));
-      if (n === null) break;
-      got += n;
+  const bytes = await readBytesFrom(metrics, -TAIL_BYTES).catch(() => undefined);
+  if (bytes === undefined || bytes === "truncated") return false;
+  for (const line of new TextDecoder().decode(bytes).split("\n").reverse()) {
+    let u: unknown;
+    try {
+      u = JSON.parse(line);
+    } catch {
+      continue;
     }
-    const lines = new TextDecoder().decode(buf.subarray(0, got)).split("\n");
-    for (const line of lines.reverse()) {
-      let u: unknown;
-      try {
-        u = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      const r = decodeWith(RunMetricCodec, u);
-      if (r._tag === "Right" && r.right.type === "train") return r.right.skipped === true;
-    }
-    return false;
-  } finally {
-    file.close();
+    const r = decodeWith(RunMetricCodec, u);
+    if (r._tag === "Right" && r.right.type === "train") return r.right.skipped === true;
   }
+  return false;
 }
 
 /**
