@@ -100,6 +100,11 @@ function thin(points, most = 1500) {
   return points.filter((_, i) => i % every === 0 || i === points.length - 1);
 }
 
+// Small values (a learning rate) read better as 7.50e-6 than as 0.00000750.
+function tickLabel(v) {
+  return v !== 0 && Math.abs(v) < 1e-3 ? v.toExponential(2) : v.toPrecision(3);
+}
+
 /**
  * An SVG line chart. `series`: { name, color, dashed, dots, points: [[x, y]] }; `markers`:
  * vertical lines { x, label, color }; `ticks`: short red marks at the axis { x } (skipped steps).
@@ -135,7 +140,7 @@ function lineChart(o) {
   ];
   for (let i = 0; i <= 5; i++) {
     const yv = y0 + ((y1 - y0) * i) / 5;
-    const label = logY ? (10 ** yv).toPrecision(3) : yv.toPrecision(3);
+    const label = tickLabel(logY ? 10 ** yv : yv);
     const py = M.top + ph - (i / 5) * ph;
     const xv = x0 + ((x1 - x0) * i) / 5;
     parts.push(
@@ -535,7 +540,7 @@ function memorySection(view, stageRecords) {
       `Memory budget: ${budget === null ? "none set" : bytes(budget)}. ` +
         "Stages not finished show the plan alone.",
     ),
-    table(
+    rows.length === 0 ? h("p", { class: "note" }, "No stage has finished yet.") : table(
       [
         "stage",
         "measured peak",
