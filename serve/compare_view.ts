@@ -13,8 +13,7 @@ import { readGraph } from "./graph_view.ts";
 import { finite, type JsonObject, readJsonObject } from "./json_file.ts";
 import { metricsTail } from "./metrics_tail.ts";
 import type { FileProblem } from "./run_view.ts";
-import { runStatus, type StatusView } from "./run_status.ts";
-import { comparisonStatus } from "./run_status.ts";
+import { comparisonStatus, runStatus, type StatusView } from "./run_status.ts";
 
 /** A comparison folder's parts (`cli/compare.ts` writes them). */
 export const COMPARE_DIR = {

@@ -97,7 +97,7 @@ async function comparisonGraphFile(root: ServedRoot, dir: string): Promise<strin
   const run = parts.at(-1);
   const comparison = parts.slice(0, -2).join("/");
   if (parts.at(-2) !== COMPARE_DIR.runs || run === undefined) return undefined;
-  if (!comparison.startsWith(root.real)) return undefined;
+  if (comparison !== root.real && !comparison.startsWith(`${root.real}/`)) return undefined;
   return (await folderKind(comparison)) === "comparison"
     ? `${comparison}/${COMPARE_DIR.graphs}/${run}.yaml`
     : undefined;
@@ -147,7 +147,8 @@ export async function startDashboard(
     const dir = await resolveServed(roots.right, id);
     if (dir === undefined) return notFound();
     const kind = await folderKind(dir);
-    const name = decodeURIComponent(id.split("/").slice(1).join("/")) || roots.right[0]!.given;
+    // Segments were decoded once already by resolveServed, so this cannot throw.
+    const name = decodeURIComponent(id.split("/").slice(1).join("/")) || rootOf(id).given;
     if (what === "comparison") {
       return kind === "comparison" ? json(await readCompareView(dir, name)) : notFound();
     }

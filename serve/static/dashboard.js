@@ -661,16 +661,23 @@ async function runView(id) {
       render();
     });
     source.addEventListener("status", (e) => {
-      view = { ...view, status: JSON.parse(e.data) };
-      render();
+      const status = JSON.parse(e.data);
+      // A run that ends writes its report and graph: the page reads it again to show them.
+      if (view.status.status === "running" && status.status !== "running") reread();
+      else {
+        view = { ...view, status };
+        render();
+      }
     });
-    source.addEventListener("reset", async () => {
-      source.close();
-      view = await getJson(`/api/run/${id}`);
-      records = [...view.records];
-      render();
-      listen(view.metricsOffset);
-    });
+    source.addEventListener("reset", reread);
+  };
+  const reread = async () => {
+    source.close();
+    view = await getJson(`/api/run/${id}`);
+    records = [...view.records];
+    problems.splice(0, problems.length, ...view.problems);
+    render();
+    listen(view.metricsOffset);
   };
   listen(view.metricsOffset);
   leave = () => source?.close();
