@@ -294,6 +294,8 @@ async function runAndReport(
   print(
     `Report: ${out}/${RUN_DIR.report}, ${out}/${RUN_DIR.lossChart}, ${out}/${RUN_DIR.memoryChart}`,
   );
+  // The folder above the run, so the dashboard lists it beside the runs it is compared with.
+  print(`Dashboard of it and the runs beside it: deno task serve ${dirname(out)}`);
   return 0;
 }
 

@@ -28,7 +28,7 @@ export const ORDER: readonly (readonly string[])[] = [
   ["checkpoint", "evals"],
   ["pipeline"],
   ["report", "kernels"],
-  ["effects"],
+  ["effects", "serve"],
   ["cli", "mod.ts"],
   ["examples"],
   ["bench", "tools"],
@@ -45,6 +45,7 @@ export const TENSOR_FREE: readonly string[] = [
   "evals",
   "pipeline",
   "report",
+  "serve",
 ];
 
 /**
