@@ -119,10 +119,16 @@ export function stackedBarChart(o: StackedBarOptions): string {
       );
       base += s.value;
     }
-    parts.push(
-      `<text x="${x + barW / 2}" y="${y(base) - 6}" text-anchor="middle" font-weight="bold">${
+    // Totals side by side overlap once a slot is narrower than their text: they stand upright.
+    const total = slot < 64
+      ? `<text transform="translate(${x + barW / 2 + 4} ${
+        y(base) - 4
+      }) rotate(-90)" font-size="10" font-weight="bold">${esc(o.format(base))}</text>`
+      : `<text x="${x + barW / 2}" y="${y(base) - 6}" text-anchor="middle" font-weight="bold">${
         esc(o.format(base))
-      }</text>`,
+      }</text>`;
+    parts.push(
+      total,
       `<text x="${x + barW / 2}" y="${M.top + plotH + 18}" text-anchor="middle">${
         esc(b.label)
       }</text>`,
