@@ -282,12 +282,14 @@ export function openBlas(options: OpenBlasOptions = {}): E.Either<string, OpenBl
 export const SINGLE_THREAD_BELOW = 1 << 21;
 
 /**
- * Matrices below this many elements (2 MiB of float32) are multiplied on one thread. A sgemv
- * reads each weight once, so a second core helps as soon as memory bandwidth is the limit;
- * measured here: 192×512 took 17 µs on 2 threads and 7 µs on one, 512×1376 95 µs on 2 and 116 µs
- * on one, 512×4096 487 µs and 608 µs.
+ * Matrices below this many elements (16 MiB of float32) are multiplied on one thread. A sgemv
+ * reads each weight once, so it runs at memory bandwidth, which a second core did not add to here:
+ * cycling through distinct matrices as decoding does (34–45 MB of them), 512×512 took 40 µs on
+ * one thread and 42–43 µs on two, 512×1376 103–105 µs and 111 µs, 512×4096 303–319 µs and
+ * 321–328 µs; 192×512 16 µs and 17–22 µs. Larger matrices get the threads, for machines whose
+ * bandwidth grows with cores.
  */
-export const GEMV_SINGLE_THREAD_BELOW = 1 << 19;
+export const GEMV_SINGLE_THREAD_BELOW = 1 << 22;
 
 function threadPolicy(
   threads: number,
