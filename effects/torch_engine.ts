@@ -27,6 +27,7 @@ import {
 import {
   type Engine,
   type EngineSnapshot,
+  type StepReport,
   type TokenStreams,
   type TorchSettings,
 } from "../pipeline/mod.ts";
@@ -51,6 +52,23 @@ interface Holder {
   snapshot: EngineSnapshot | undefined;
   /** The live launch (it then holds the state). */
   session: TorchSession | undefined;
+}
+
+/** The trainer's reply to a step, in the engine's terms. */
+function stepReport(r: ReplyTo<"step">): StepReport {
+  const { gpuBytes, processBytes } = r.peak;
+  return {
+    loss: r.loss,
+    gradNorm: r.gradNorm,
+    skipped: r.skipped,
+    accounted: r.state,
+    measured: {
+      bufferBytes: 0,
+      tensorCountBytes: 0,
+      ...(gpuBytes === undefined ? {} : { gpuBytes }),
+      ...(processBytes === undefined ? {} : { processBytes }),
+    },
+  };
 }
 
 /** Where the engine keeps its files, and what it launches. */
@@ -166,25 +184,23 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
       }
       return Promise.resolve(E.right(states.issue({ shape, snapshot: snap, session: undefined })));
     },
+    stepAhead: (st, batches, hyper) =>
+      attempt("Training step failed", async () => {
+        const h = states.get(st);
+        const session = await sessionOf(h);
+        if (E.isLeft(session)) return session;
+        const report = session.right.request(stepCommand(hyper, batches)).then(
+          E.map(stepReport),
+          (e: unknown) => E.left(kernelFailed(`Training step failed: ${describeUnknown(e)}`)),
+        );
+        return E.right({ state: states.replace(st, h, "a training step"), report });
+      }),
     step: (st, batches, hyper) =>
       attempt("Training step failed", async () => {
         const h = states.get(st);
         const r = await command(h, stepCommand(hyper, batches));
         if (E.isLeft(r)) return r;
-        const { gpuBytes, processBytes } = r.right.peak;
-        return E.right({
-          state: states.replace(st, h, "a training step"),
-          loss: r.right.loss,
-          gradNorm: r.right.gradNorm,
-          skipped: r.right.skipped,
-          accounted: r.right.state,
-          measured: {
-            bufferBytes: 0,
-            tensorCountBytes: 0,
-            ...(gpuBytes === undefined ? {} : { gpuBytes }),
-            ...(processBytes === undefined ? {} : { processBytes }),
-          },
-        });
+        return E.right({ state: states.replace(st, h, "a training step"), ...stepReport(r.right) });
       }),
     evaluate: (st, batches) =>
       attempt("Evaluation failed", async () => {
