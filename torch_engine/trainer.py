@@ -35,8 +35,10 @@ import contextlib
 import json
 import math
 import os
+import queue
 import socket
 import sys
+import threading
 import traceback
 
 import numpy as np
@@ -113,8 +115,13 @@ class Session:
             self.device = torch.device("cpu")
             if args.threads > 0:
                 torch.set_num_threads(args.threads)
+        self.commands_group = None
         if self.world > 1 or args.strategy == "fsdp":
             dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
+            # Commands travel on a group of their own: the thread that reads them ahead
+            # (`Commands`) broadcasts while this thread's collectives run on the default group.
+            if self.world > 1:
+                self.commands_group = dist.new_group(backend="gloo")
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         preload_lazy_modules()
@@ -297,34 +304,58 @@ class Session:
 
     # ------------------------------------------------------------------ commands
 
-    def step(self, cmd: dict) -> dict:
-        h = cmd["hyper"]
-        self.raw.recompute = h["recompute"] == "layers"
+    def prepare(self, cmd: dict) -> dict:
+        """What a command needs read from the token files, read ahead of its turn (in the
+        `Commands` thread): the rank's rows as (tokens, targets) tensors on the device, one pair
+        per forward pass."""
+        op = cmd["op"]
+        if op not in ("step", "eval"):
+            return {}
         micro = int(cmd["microBatch"])
         rows, n = self.my_rows(cmd["batches"])
-        if n % self.world != 0:
-            raise ValueError(f"{n} rows per step do not split evenly over {self.world} ranks")
-        chunks = [rows[i : i + micro] for i in range(0, len(rows), micro)]
-        count = sum(int((t >= 0).sum()) for _, t in rows)
-        (total,) = self.all_sum([float(count)])
+        if op == "step":
+            if n % self.world != 0:
+                raise ValueError(f"{n} rows per step do not split evenly over {self.world} ranks")
+            passes = [rows[i : i + micro] for i in range(0, len(rows), micro)]
+        else:
+            # Every rank runs as many forward passes as the busiest one (FSDP gathers in each).
+            count = math.ceil(math.ceil(n / self.world) / micro)
+            seq = cmd["batches"][0]["seq"] if cmd["batches"] else 1
+            idle = [(np.zeros(seq, dtype=np.int64), np.full(seq, -1, dtype=np.int64))]
+            passes = [rows[i * micro : (i + 1) * micro] or idle for i in range(count)]
+        return {"passes": [stack(p, self.device) for p in passes]}
+
+    def step(self, cmd: dict, prepared: dict) -> dict:
+        h = cmd["hyper"]
+        self.raw.recompute = h["recompute"] == "layers"
+        passes = prepared["passes"]
+        # The global batch's scored tokens, from the command itself: every rank has it, so no
+        # collective is spent on it.
+        total = float(scored_tokens(cmd["batches"]))
         scale = self.world / total if total > 0 else 0.0
-        loss_sum = 0.0
-        for i, chunk in enumerate(chunks):
-            tokens, targets = stack(chunk, self.device)
-            sync = self.accumulating(i == len(chunks) - 1)
+        # Summed on the device: one read per step, not one per forward pass.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        for i, (tokens, targets) in enumerate(passes):
+            sync = self.accumulating(i == len(passes) - 1)
             if self.optimizer is None:
                 with torch.no_grad(), self.autocast():
-                    loss_sum += float(self.model(tokens, targets))
+                    loss_sum += self.model(tokens, targets).detach()
                 continue
             with sync:
                 with self.autocast():
                     loss = self.model(tokens, targets)
                 (loss * scale).backward()
-            loss_sum += float(loss.detach())
-        (loss_all,) = self.all_sum([loss_sum])
+            loss_sum += loss.detach()
+        (loss_all,) = self.all_sum([float(loss_sum)])
         loss = loss_all / total if total > 0 else float("nan")
         grads = [self.params[n].grad for n in self.trainable]
-        sq = sum(float(self.local(g).double().pow(2).sum()) for g in grads if g is not None)
+        present = [self.local(g) for g in grads if g is not None]
+        # In float64, summed on the device and read once.
+        sq = (
+            float(torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for g in present]).square().sum())
+            if present
+            else 0.0
+        )
         if self.sharded:
             (sq,) = self.all_sum([sq])
         norm = math.sqrt(sq)
@@ -349,17 +380,10 @@ class Session:
             self.optimizer.zero_grad(set_to_none=True)
         return {"loss": loss, "gradNorm": norm, "skipped": skipped, **measured}
 
-    def evaluate(self, cmd: dict) -> dict:
-        rows, n = self.my_rows(cmd["batches"])
-        micro = int(cmd["microBatch"])
-        # Every rank runs as many forward passes as the busiest one (FSDP gathers in each).
-        passes = math.ceil(math.ceil(n / self.world) / micro)
-        seq = cmd["batches"][0]["seq"] if cmd["batches"] else 1
-        idle = [(np.zeros(seq, dtype=np.int64), np.full(seq, -1, dtype=np.int64))]
+    def evaluate(self, cmd: dict, prepared: dict) -> dict:
         loss_sum, count = 0.0, 0
         with torch.no_grad(), self.autocast():
-            for i in range(passes):
-                tokens, targets = stack(rows[i * micro : (i + 1) * micro] or idle, self.device)
+            for tokens, targets in prepared["passes"]:
                 loss_sum += float(self.raw(tokens, targets))
                 count += int((targets >= 0).sum())
         self.reshard()
@@ -423,12 +447,12 @@ class Session:
             dist.barrier()
         return {}
 
-    def run(self, cmd: dict) -> dict:
+    def run(self, cmd: dict, prepared: dict) -> dict:
         op = cmd["op"]
         if op == "step":
-            return self.step(cmd)
+            return self.step(cmd, prepared)
         if op == "eval":
-            return self.evaluate(cmd)
+            return self.evaluate(cmd, prepared)
         if op == "reset":
             return self.reset(cmd)
         if op == "save":
@@ -436,6 +460,14 @@ class Session:
         if op == "exit":
             return {}
         raise ValueError(f"unknown command {op!r}")
+
+
+def scored_tokens(batches: list[dict]) -> int:
+    """Targets ≥ 0 in the whole global batch: every position of a window row, and the ids
+    rows' non-negative targets."""
+    return sum(
+        b["rows"] * b["seq"] if "starts" in b else sum(1 for t in b["targets"] if t >= 0) for b in batches
+    )
 
 
 def finite_json(value):
@@ -450,20 +482,23 @@ def finite_json(value):
 
 
 class Channel:
-    """JSON lines to and from this node's orchestrator (local rank 0 only)."""
+    """JSON lines to and from this node's orchestrator (local rank 0 only). Commands are read
+    in the `Commands` thread and replies written in the main one, each on its own file."""
 
     def __init__(self, address: str) -> None:
         host, port = address.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)))
-        self.file = self.sock.makefile("rwb")
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = self.sock.makefile("rb")
+        self.writer = self.sock.makefile("wb")
 
     def send(self, obj: dict) -> None:
-        self.file.write((json.dumps(finite_json(obj), allow_nan=False) + "\n").encode("utf-8"))
-        self.file.flush()
+        self.writer.write((json.dumps(finite_json(obj), allow_nan=False) + "\n").encode("utf-8"))
+        self.writer.flush()
 
     def receive(self, schema: dict) -> dict:
         """The next command, checked against the protocol's schema."""
-        line = self.file.readline()
+        line = self.reader.readline()
         if not line:
             return {"op": "exit", "orphaned": True}
         return check_command(schema, json.loads(line))
@@ -479,7 +514,7 @@ def next_command(session: Session, channel: Channel | None, schema: dict) -> dic
     if session.world == 1:
         return own
     box = [own]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=session.commands_group)
     cmd = box[0]
     if own is None or session.rank == 0 or own.get("op") == "exit":
         return cmd
@@ -491,6 +526,62 @@ def next_command(session: Session, channel: Channel | None, schema: dict) -> dic
             "every node?)"
         )
     return {**cmd, **{k: own[k] for k in NODE_LOCAL if k in own}}
+
+
+class Commands:
+    """Commands read, checked and prepared ahead of the one running, in a thread of their own.
+
+    The orchestrator sends steps without waiting for their replies (`torch_launch.ts`), so the
+    next command is usually already on the socket while a step runs: this thread reads it
+    (global rank 0's, broadcast on the session's commands group), checks it, and reads its rows
+    from the token files into tensors (`Session.prepare`), so the main thread goes from one step
+    straight to the next. At most `DEPTH` commands wait prepared (their rows are held in memory);
+    the rest wait on the socket. A command that fails here (refused by the schema, a bad window)
+    fails in its turn, after the commands before it have run.
+    """
+
+    DEPTH = 2
+
+    def __init__(self, session: Session, channel: Channel | None, schema: dict) -> None:
+        self.session, self.channel, self.schema = session, channel, schema
+        self.queue: queue.Queue = queue.Queue(maxsize=self.DEPTH)
+        threading.Thread(target=self._read, name="commands", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                cmd = next_command(self.session, self.channel, self.schema)
+                self.queue.put((cmd, self.session.prepare(cmd), None))
+            except BaseException as e:  # noqa: BLE001 — handed to the main thread, which reports it
+                self.queue.put((None, None, (e, f"{type(e).__name__}: {e}", traceback.format_exc())))
+                return
+            if cmd["op"] == "exit":
+                return
+
+    def next(self) -> tuple[dict, dict]:
+        """The next command and what `prepare` read for it; raises what failed reading it."""
+        cmd, prepared, failure = self.queue.get()
+        if failure is not None:
+            raise CommandFailed(failure[1], failure[2]) from failure[0]
+        return cmd, prepared
+
+
+class CommandFailed(Exception):
+    """A command that failed in the `Commands` thread, with that thread's error and trace."""
+
+    def __init__(self, error: str, trace: str) -> None:
+        super().__init__(error)
+        self.trace = trace
+
+
+def report_failure(channel: Channel | None, e: BaseException) -> None:
+    if isinstance(e, CommandFailed):
+        error, trace = str(e), e.trace
+    else:
+        error, trace = f"{type(e).__name__}: {e}", traceback.format_exc()
+    print(trace, file=sys.stderr, flush=True)
+    if channel is not None:
+        channel.send({"ok": False, "error": error, "trace": trace})
 
 
 def main(argv: list[str]) -> int:
@@ -506,14 +597,18 @@ def main(argv: list[str]) -> int:
         raise
     if channel is not None:
         channel.send({"ok": True, "ready": True})
+    commands = Commands(session, channel, schema)
     while True:
         try:
-            cmd = next_command(session, channel, schema)
-            result = session.run(cmd)
+            cmd, prepared = commands.next()
+            result = session.run(cmd, prepared)
         except Exception as e:
-            if channel is not None:
-                channel.send({"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()})
-            raise
+            report_failure(channel, e)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # Not a return through the interpreter's shutdown: the commands thread may be blocked
+            # in a collective or a read, and the process group's teardown would wait for it.
+            os._exit(1)
         if cmd["op"] == "exit":
             break
         if channel is not None:
