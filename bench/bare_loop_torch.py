@@ -9,12 +9,14 @@ AdamW, next. One process, or `--nproc N` processes with DistributedDataParallel 
 reading its contiguous share of the batch's rows.
 
 - model: `torch_engine/llama.py` (the engine's own module), from `--init`, an exchange
-  directory (`model.safetensors` in HF layouts, `state.json` with the shape);
+  directory (`model.safetensors` in HF layouts, `state.json` with the shape, and optionally the
+  `trainable` names: the rest is frozen; LoRA adapters where the file has them);
 - batch of step i: row r (of `--batch`) starts at ((i·batch + r)·seq) mod (tokens − seq − 1)
   in `--tokens` (uint16 or uint32 by `--dtype`), inputs the first seq tokens, targets the next
   seq — the rule bench/torch_engine_bench.ts gives the engine;
 - step: summed cross-entropy over the rank's rows divided by the global batch's tokens, times
-  the world size (DDP averages gradients), backward, `clip_grad_norm_(max_norm=--clip)`, AdamW
+  the world size (DDP averages gradients), backward (in passes of `--micro` rows, gradients
+  accumulated), `clip_grad_norm_(max_norm=--clip)`, AdamW
   (`--lr`, betas, eps, weight decay on matrices only; PyTorch's defaults otherwise), fp32;
 - timing: `--warmup` untimed steps, then `--steps` timed ones on `time.perf_counter`; every
   rank's losses are gathered after the clock stops.
@@ -26,6 +28,7 @@ Prints one JSON line (rank 0): {"torch": version, "nproc": n, "threads": t, "tok
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -49,6 +52,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--dtype", choices=["uint16", "uint32"], default="uint16")
     ap.add_argument("--batch", type=int, required=True, help="rows per step (global)")
     ap.add_argument("--seq", type=int, required=True)
+    ap.add_argument("--micro", type=int, default=0, help="rows per forward pass (0: a rank's whole share)")
     ap.add_argument("--steps", type=int, required=True, help="timed steps")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--nproc", type=int, default=1)
@@ -67,16 +71,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ap.error(f"--warmup must be at least 0, got {a.warmup}")
     if a.batch % a.nproc != 0:
         ap.error(f"--nproc {a.nproc} does not divide --batch {a.batch}")
+    if a.micro < 0:
+        ap.error(f"--micro must be at least 0, got {a.micro}")
+    a.micro = a.micro or a.batch // a.nproc
     return a
 
 
 def load_model(directory: str) -> Llama:
+    """The model of an exchange directory: its depth, its adapters where `lora_A` is stored, and
+    only the names `state.json`'s `trainable` lists (all of them when it lists none) trained."""
     with open(os.path.join(directory, "state.json"), encoding="utf-8") as f:
         meta = json.load(f)
     weights = read_safetensors(os.path.join(directory, "model.safetensors"))
     depth = len({n.split(".")[2] for n in weights if n.startswith("model.layers.")})
     model = Llama(meta["shape"], depth)
+    for name, proj in model.projections():
+        a = weights.get(f"{name}.lora_A")
+        if a is not None:
+            proj.attach(a.shape[0], float(meta.get("loraScale", 1.0)))
     model.load_state_dict({n: torch.from_numpy(v) for n, v in weights.items()}, strict=True)
+    trainable = set(meta.get("trainable") or weights)
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in trainable)
     return model
 
 
@@ -99,8 +115,9 @@ def train(rank: int, a: argparse.Namespace, port: int) -> None:
         os.environ["MASTER_PORT"] = str(port)
         dist.init_process_group("gloo", rank=rank, world_size=a.nproc)
     model = load_model(a.init)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    plain = [p for p in model.parameters() if p.dim() < 2]
+    trained = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trained if p.dim() >= 2]
+    plain = [p for p in trained if p.dim() < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": a.weight_decay}, {"params": plain, "weight_decay": 0.0}],
         lr=a.lr,
@@ -119,9 +136,15 @@ def train(rank: int, a: argparse.Namespace, port: int) -> None:
         if step == a.warmup:
             start = time.perf_counter()
         x, y = get_batch(a, step, rank)
-        loss = net(x, y) * scale
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
+        loss = torch.zeros(())
+        for i in range(0, len(x), a.micro):
+            # Gradients sync on the step's last micro-batch only.
+            last = i + a.micro >= len(x)
+            with contextlib.nullcontext() if last or a.nproc == 1 else net.no_sync():
+                part = net(x[i : i + a.micro], y[i : i + a.micro]) * scale
+                part.backward()
+            loss += part.detach()
+        torch.nn.utils.clip_grad_norm_(trained, a.clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach())
