@@ -22,7 +22,8 @@ reading its contiguous share of the batch's rows.
   rank's losses are gathered after the clock stops.
 
 Prints one JSON line (rank 0): {"torch": version, "nproc": n, "threads": t, "tokensPerSec": x,
-"stepMs": y, "losses": [...]} with the global mean loss of every step, warm-up included.
+"stepMs": y, "losses": [...], "trainableParams", "frozenParams", "adapterParams"} with the global
+mean loss of every step, warm-up included, and the model's parameters by role.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--eps", type=float, default=1e-8)
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--clip", type=float, default=1.0)
+    ap.add_argument("--adapt-frozen", type=int, default=0, help="LoRA rank on every frozen projection (0: none)")
+    ap.add_argument("--lora-scale", type=float, default=1.0, help="the adapters' scale (alpha / rank)")
     a = ap.parse_args(argv)
     for name in ("batch", "seq", "steps", "nproc", "threads"):
         if getattr(a, name) < 1:
@@ -71,15 +74,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ap.error(f"--warmup must be at least 0, got {a.warmup}")
     if a.batch % a.nproc != 0:
         ap.error(f"--nproc {a.nproc} does not divide --batch {a.batch}")
+    if a.adapt_frozen < 0:
+        ap.error(f"--adapt-frozen must be at least 0, got {a.adapt_frozen}")
     if a.micro < 0:
         ap.error(f"--micro must be at least 0, got {a.micro}")
     a.micro = a.micro or a.batch // a.nproc
     return a
 
 
-def load_model(directory: str) -> Llama:
+def load_model(directory: str, adapt_frozen: int = 0, lora_scale: float = 1.0) -> Llama:
     """The model of an exchange directory: its depth, its adapters where `lora_A` is stored, and
-    only the names `state.json`'s `trainable` lists (all of them when it lists none) trained."""
+    only the names `state.json`'s `trainable` lists (all of them when it lists none) trained.
+    `adapt_frozen` > 0 attaches fresh adapters of that rank (A small random, B zero, scale
+    `lora_scale`) to every decoder-layer projection that does not train, and trains them:
+    ReLoRA's stage over frozen layers (the LM head stays as it is)."""
     with open(os.path.join(directory, "state.json"), encoding="utf-8") as f:
         meta = json.load(f)
     weights = read_safetensors(os.path.join(directory, "model.safetensors"))
@@ -91,9 +99,28 @@ def load_model(directory: str) -> Llama:
             proj.attach(a.shape[0], float(meta.get("loraScale", 1.0)))
     model.load_state_dict({n: torch.from_numpy(v) for n, v in weights.items()}, strict=True)
     trainable = set(meta.get("trainable") or weights)
+    if adapt_frozen > 0:
+        for name, proj in model.projections():
+            inside = name.startswith("model.layers.")
+            if inside and f"{name}.weight" not in trainable and proj.lora_A is None:
+                proj.attach(adapt_frozen, lora_scale)
+                with torch.no_grad():
+                    proj.lora_A.normal_(0.0, 0.02)
+                trainable |= {f"{name}.lora_A", f"{name}.lora_B"}
     for n, p in model.named_parameters():
         p.requires_grad_(n in trainable)
     return model
+
+
+def counts(model: Llama) -> dict:
+    """Parameters by role, as the run's report counts them."""
+    adapter = lambda n: n.endswith(".lora_A") or n.endswith(".lora_B")
+    named = list(model.named_parameters())
+    return {
+        "trainableParams": sum(p.numel() for n, p in named if p.requires_grad and not adapter(n)),
+        "frozenParams": sum(p.numel() for n, p in named if not p.requires_grad and not adapter(n)),
+        "adapterParams": sum(p.numel() for n, p in named if adapter(n)),
+    }
 
 
 def get_batch(a: argparse.Namespace, step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,7 +141,7 @@ def train(rank: int, a: argparse.Namespace, port: int) -> None:
         os.environ["MASTER_ADDR"] = "127.0.0.1"
         os.environ["MASTER_PORT"] = str(port)
         dist.init_process_group("gloo", rank=rank, world_size=a.nproc)
-    model = load_model(a.init)
+    model = load_model(a.init, a.adapt_frozen, a.lora_scale)
     trained = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in trained if p.dim() >= 2]
     plain = [p for p in trained if p.dim() < 2]
@@ -162,6 +189,7 @@ def train(rank: int, a: argparse.Namespace, port: int) -> None:
                     "tokensPerSec": a.steps * a.batch * a.seq / seconds,
                     "stepMs": seconds * 1000 / a.steps,
                     "losses": mine.tolist(),
+                    **counts(model),
                 }
             ),
             flush=True,

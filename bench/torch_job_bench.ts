@@ -5,7 +5,8 @@
  * merge), then `bench/bare_loop_torch.py` once per stage for exactly that stage's steps: the
  * stage's model (its depth; for the last stage its frozen weights, adapters and trainable set,
  * read from the run's last exchange directory), the same rows per step, micro-batches and
- * sequence length, the run's own token file, timed as a process from start to exit. The bare
+ * sequence length, the run's own token file (the first its training split's segment table
+ * names), timed as a process from start to exit. The bare
  * loop neither evaluates nor saves: the difference is everything the engine does around its
  * steps.
  *
@@ -31,6 +32,17 @@ interface StageReport {
   readonly layers: number;
   readonly steps: number;
   readonly wallSeconds: number;
+  readonly trainableParams: number;
+  readonly frozenParams: number;
+  readonly adapterParams: number;
+}
+
+/** The bare loop's reading: its loop's time and its model's parameters by role. */
+interface BareResult {
+  readonly stepMs: number;
+  readonly trainableParams: number;
+  readonly frozenParams: number;
+  readonly adapterParams: number;
 }
 
 /** One round: the job's wall time and each stage's, and the bare loop's per stage. */
@@ -73,16 +85,21 @@ async function bareStage(
   python: string,
   init: string,
   tokens: string,
+  dtype: string,
   t: { rows: number; micro: number; seq: number; steps: number },
+  adapters: { rank: number; scale: number } | undefined,
   threads: number,
-): Promise<{ seconds: number; loopSeconds: number }> {
+): Promise<{ seconds: number; loopSeconds: number; result: BareResult }> {
   const start = performance.now();
   const r = await new Deno.Command(python, {
     args: [
       BARE_LOOP,
-      ...["--init", init, "--tokens", tokens, "--batch", String(t.rows)],
+      ...["--init", init, "--tokens", tokens, "--dtype", dtype, "--batch", String(t.rows)],
       ...["--micro", String(t.micro), "--seq", String(t.seq), "--steps", String(t.steps)],
       ...["--warmup", "0", "--threads", String(threads)],
+      ...(adapters === undefined
+        ? []
+        : ["--adapt-frozen", String(adapters.rank), "--lora-scale", String(adapters.scale)]),
     ],
     env: { OMP_NUM_THREADS: String(threads) },
     stdout: "piped",
@@ -96,10 +113,10 @@ async function bareStage(
       }`,
     );
   }
-  const result = JSON.parse(new TextDecoder().decode(r.stdout).trim().split("\n").at(-1)!) as {
-    stepMs: number;
-  };
-  return { seconds, loopSeconds: (result.stepMs * t.steps) / 1000 };
+  const result = JSON.parse(
+    new TextDecoder().decode(r.stdout).trim().split("\n").at(-1)!,
+  ) as BareResult;
+  return { seconds, loopSeconds: (result.stepMs * t.steps) / 1000, result };
 }
 
 /** One round of both sides (`engineFirst` orders them). */
@@ -115,17 +132,37 @@ async function round(python: string, engineFirst: boolean): Promise<JobRound> {
     if (!engineFirst) await runJob(files);
     const graph = YAML.parse(await Deno.readTextFile(path.join(files, "pipeline.yaml"))) as {
       training: { seqLen: number; microBatch: number; batchTokens: number };
+      nodes: { op: string; rank?: number; alpha?: number }[];
     };
+    const pet = graph.nodes.find((n) => n.op === "attachPET");
     const report = JSON.parse(await Deno.readTextFile(path.join(files, "report.json"))) as {
       stages: StageReport[];
     };
     const last = path.join(files, "torch", "exchange", "in");
     const shape = JSON.parse(await Deno.readTextFile(path.join(last, "state.json"))).shape;
     const { seqLen, microBatch, batchTokens } = graph.training;
+    // The run's training tokens: the first file its segment table names (a token shard, or the
+    // split written from memory), read whole by the bare loop.
+    const table = JSON.parse(
+      await Deno.readTextFile(path.join(files, "torch", "data", "train.segments.json")),
+    ) as { files: { path: string; dtype: string }[] };
+    const tokenFile = table.files[0];
+    if (tokenFile === undefined) throw new Error(`${files}: the training split has no token file`);
+    const dtype = tokenFile.dtype === "<u4" ? "uint32" : "uint16";
     const threads = navigator.hardwareConcurrency;
     const bare: { seconds: number; loopSeconds: number }[] = [];
     for (const [i, st] of report.stages.entries()) {
+      // The last stage from the run's last exchange directory: the final merge's model, whose
+      // trainable set is the stage's full-rank one; adapters go back on its frozen projections
+      // (the README's graph adapts every frozen layer). The parameter counts are checked
+      // against the run's report below, so a stage built otherwise is an error, not a figure.
       let init = last;
+      const adapted = i === report.stages.length - 1 && st.adapterParams > 0;
+      if (adapted && (pet?.rank === undefined || pet.alpha === undefined)) {
+        throw new Error(
+          `${files}/pipeline.yaml: stage ${st.stage} has adapters but no attachPET rank`,
+        );
+      }
       if (i < report.stages.length - 1) {
         // Earlier stages train every weight of a fresh model of their depth (STEP's first
         // stage; the graph's later stages start from surgery and are read from the run).
@@ -133,14 +170,29 @@ async function round(python: string, engineFirst: boolean): Promise<JobRound> {
         const written = await writeExchange(init, initialSnapshot(shape, st.layers, 1), shape)();
         if (E.isLeft(written)) throw new Error(written.left.message);
       }
-      bare.push(
-        await bareStage(python, init, path.join(files, "torch", "data", "train.bin"), {
+      const b = await bareStage(
+        python,
+        init,
+        tokenFile.path,
+        dtype,
+        {
           rows: batchTokens / seqLen,
           micro: microBatch,
           seq: seqLen,
           steps: st.steps,
-        }, threads),
+        },
+        adapted ? { rank: pet!.rank!, scale: pet!.alpha! / pet!.rank! } : undefined,
+        threads,
       );
+      for (const role of ["trainableParams", "frozenParams", "adapterParams"] as const) {
+        if (b.result[role] !== st[role]) {
+          throw new Error(
+            `stage ${st.stage}: the bare loop's model has ${b.result[role]} ${role}, the run's ` +
+              `report ${st[role]}: not the same model`,
+          );
+        }
+      }
+      bare.push(b);
     }
     if (!engineFirst) job = await runJob(out);
     return {

@@ -7,7 +7,6 @@
  * verdict stops the run at the same step.
  */
 import * as E from "fp-ts/lib/Either.js";
-import YAML from "yaml";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { ofType, runMetrics } from "./metrics.ts";
 import { wireRun } from "../effects/mod.ts";
