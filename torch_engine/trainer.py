@@ -19,6 +19,7 @@ with a message naming its fields:
 - `eval`: mean cross-entropy over batches;
 - `reset`: ReLoRA's merge, re-initialisation and moment pruning (`relora.py`);
 - `save`: weights, Adam moments and step into a directory (every node's local rank 0);
+- `load`: the next stage's model from an exchange directory, in this process (the old one freed);
 - `exit`.
 
 Global rank 0's command is broadcast to every rank; the other nodes' local rank 0 check that
@@ -32,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import gc
 import json
 import math
 import os
@@ -71,6 +74,15 @@ def reset_process_peak() -> None:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:
+        pass
+
+
+def release_free_memory() -> None:
+    """Hands the C heap's free pages back to the OS (glibc's malloc_trim), so a model freed in
+    this process does not count in the next one's resident peak; a no-op elsewhere."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
         pass
 
 
@@ -447,8 +459,27 @@ class Session:
             dist.barrier()
         return {}
 
+    def load(self, cmd: dict) -> dict:
+        """Another model from an exchange directory, in this process: the next stage's, where
+        the orchestrator would otherwise start a new launch (interpreter, torch's import, the
+        process group). The old model, its gradients and moments are freed first, and the peaks
+        start again from here, as a new launch's would; the CPU peak stays measured above the
+        process's start-up size."""
+        self.model = self.raw = self.optimizer = None
+        self.params = {}
+        gc.collect()
+        release_free_memory()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+        reset_process_peak()
+        self._load(cmd["dir"])
+        return {}
+
     def run(self, cmd: dict, prepared: dict) -> dict:
         op = cmd["op"]
+        if op == "load":
+            return self.load(cmd)
         if op == "step":
             return self.step(cmd, prepared)
         if op == "eval":
