@@ -8,7 +8,6 @@
  *
  * @module
  */
-import type * as E from "fp-ts/lib/Either.js";
 import * as t from "io-ts";
 import type {
   ContentInvalid,
@@ -144,7 +143,7 @@ export interface StepInFlight {
   /** The handle on the model after this step (the input's is retired). */
   readonly state: EngineState;
   /** The step's report; resolves (never rejects) once the engine has run it. */
-  readonly report: Promise<E.Either<KernelFailed, StepReport>>;
+  readonly report: Promise<ext.Either<KernelFailed, StepReport>>;
 }
 
 /**
