@@ -307,12 +307,19 @@ class Session:
             else process_status_bytes("VmHWM") - self.base_bytes
         )
         t = torch.tensor([*roles.values(), peak], dtype=torch.float64, device=self.device)
-        if self.world > 1:
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        values = t.tolist()
-        state = dict(zip(roles, values))
-        state["total"] = sum(values[:-1])
-        return {"state": state, "peak": {"gpuBytes" if cuda else "processBytes": values[-1]}}
+        # Reduced in the background: no rank waits for the others here, only when the reply
+        # is sent (`main`'s replies go out in groups), by when the reduction is long done.
+        work = dist.all_reduce(t, op=dist.ReduceOp.MAX, async_op=True) if self.world > 1 else None
+
+        def finish() -> dict:
+            if work is not None:
+                work.wait()
+            values = t.tolist()
+            state = dict(zip(roles, values))
+            state["total"] = sum(values[:-1])
+            return {"state": state, "peak": {"gpuBytes" if cuda else "processBytes": values[-1]}}
+
+        return finish
 
     # ------------------------------------------------------------------ commands
 
@@ -390,7 +397,7 @@ class Session:
         measured = self.measures()
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
-        return {"loss": loss, "gradNorm": norm, "skipped": skipped, **measured}
+        return lambda: {"loss": loss, "gradNorm": norm, "skipped": skipped, **measured()}
 
     def evaluate(self, cmd: dict, prepared: dict) -> dict:
         loss_sum, count = 0.0, 0
@@ -476,21 +483,25 @@ class Session:
         self._load(cmd["dir"])
         return {}
 
-    def run(self, cmd: dict, prepared: dict) -> dict:
+    def run(self, cmd: dict, prepared: dict):
+        """Runs a command; returns a function that gives its reply (a step's waits for its
+        measures' reduction)."""
         op = cmd["op"]
-        if op == "load":
-            return self.load(cmd)
         if op == "step":
             return self.step(cmd, prepared)
-        if op == "eval":
-            return self.evaluate(cmd, prepared)
-        if op == "reset":
-            return self.reset(cmd)
-        if op == "save":
-            return self.save(cmd)
-        if op == "exit":
-            return {}
-        raise ValueError(f"unknown command {op!r}")
+        if op == "load":
+            result = self.load(cmd)
+        elif op == "eval":
+            result = self.evaluate(cmd, prepared)
+        elif op == "reset":
+            result = self.reset(cmd)
+        elif op == "save":
+            result = self.save(cmd)
+        elif op == "exit":
+            result = {}
+        else:
+            raise ValueError(f"unknown command {op!r}")
+        return lambda: result
 
 
 def scored_tokens(batches: list[dict]) -> int:
@@ -523,8 +534,9 @@ class Channel:
         self.reader = self.sock.makefile("rb")
         self.writer = self.sock.makefile("wb")
 
-    def send(self, obj: dict) -> None:
-        self.writer.write((json.dumps(finite_json(obj), allow_nan=False) + "\n").encode("utf-8"))
+    def send(self, *objs: dict) -> None:
+        """Lines, in one write."""
+        self.writer.write(b"".join((json.dumps(finite_json(o), allow_nan=False) + "\n").encode("utf-8") for o in objs))
         self.writer.flush()
 
     def receive(self, schema: dict) -> dict:
@@ -534,6 +546,10 @@ class Channel:
             return {"op": "exit", "orphaned": True}
         return check_command(schema, json.loads(line))
 
+
+# Step replies sent in one write at most (see `main`); below the orchestrator's window of steps
+# in flight (pipeline/train_stage.ts's STEPS_AHEAD, 8), so it never waits for a group to fill.
+REPLY_GROUP = 4
 
 # Fields of a command that name this node's own files: they differ between nodes.
 NODE_LOCAL = ("dir",)
@@ -589,6 +605,10 @@ class Commands:
             if cmd["op"] == "exit":
                 return
 
+    def idle(self) -> bool:
+        """Whether no command is ready: `next` would wait for the orchestrator."""
+        return self.queue.empty()
+
     def next(self) -> tuple[dict, dict]:
         """The next command and what `prepare` read for it; raises what failed reading it."""
         cmd, prepared, failure = self.queue.get()
@@ -629,21 +649,42 @@ def main(argv: list[str]) -> int:
     if channel is not None:
         channel.send({"ok": True, "ready": True})
     commands = Commands(session, channel, schema)
+    # Replies of steps not sent yet. Steps come ahead of their replies (the orchestrator does
+    # not wait for them), so replies go out in groups of up to REPLY_GROUP, in one write: the
+    # orchestrator wakes once per group, not once per step, and a step's measures are reduced
+    # by then. Every reply owed goes out before this process waits for a command, so an
+    # orchestrator waiting for one (before an evaluation, a checkpoint, at a stage's end, or
+    # with its window full) always gets it.
+    owed: list = []
+
+    def pay() -> None:
+        replies = [{"ok": True, **reply()} for reply in owed]
+        owed.clear()
+        if channel is not None and replies:
+            channel.send(*replies)
+
     while True:
         try:
+            if owed and commands.idle():
+                pay()
             cmd, prepared = commands.next()
-            result = session.run(cmd, prepared)
+            if cmd["op"] == "exit":
+                pay()
+                break
+            owed.append(session.run(cmd, prepared))
+            if cmd["op"] != "step" or len(owed) >= REPLY_GROUP:
+                pay()
         except Exception as e:
+            try:
+                pay()  # the replies of the commands before the failed one come first
+            except Exception:  # noqa: BLE001 — the failure below is what the orchestrator needs
+                pass
             report_failure(channel, e)
             sys.stdout.flush()
             sys.stderr.flush()
             # Not a return through the interpreter's shutdown: the commands thread may be blocked
             # in a collective or a read, and the process group's teardown would wait for it.
             os._exit(1)
-        if cmd["op"] == "exit":
-            break
-        if channel is not None:
-            channel.send({"ok": True, **result})
     if dist.is_initialized():
         dist.destroy_process_group()
     sys.stdout.flush()
