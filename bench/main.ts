@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--json] [--only solver,train,memory,generate,tokenize] [--backend auto,wasm,…]
+ * `deno task bench [--json] [--only solver,train,memory,generate,tokenize,torch] [--backend auto,wasm,…]
  * [--shapes "d,L,V,T,B;…"] [--steps N] [--rounds N] [--no-peer] [--peer-env stock]`
  *
  * Benchmarks, each measured side by side in one run (these machines are
@@ -17,6 +17,10 @@
  *
  * Generation (`bench/generate_bench.ts`, `--only generate`): tokens/s of greedy decoding with
  * and without the key/value cache, side by side, and their ratio.
+ *
+ * The torch engine (`bench/torch_engine_bench.ts`, `--only torch`, `--torch-steps N`, default
+ * 20): `--engine torch` against a bare PyTorch loop on the same model and batches, 1 and 2
+ * processes, tokens/s each and their ratio.
  *
  * Tokenisation (`bench/tokenize_bench.ts`, `bench/prepare_bench.ts`, `--only tokenize`): single-thread
  * MB/s of the GPT-2 BPE (built-in, through its tokenizer.json, npm tiktoken), and corpus
@@ -40,6 +44,11 @@ import { benchGpu, type GpuBenchRow, gpuBenchTable } from "./gpu_bench.ts";
 import { benchGeneration, GENERATE_TABLE_HEADER, generateBenchLine } from "./generate_bench.ts";
 import { benchTokenize, tokenizeBenchTable } from "./tokenize_bench.ts";
 import { benchPrepare, prepareBenchTable } from "./prepare_bench.ts";
+import {
+  benchTorchEngine,
+  TORCH_ENGINE_TABLE_HEADER,
+  torchEngineBenchLine,
+} from "./torch_engine_bench.ts";
 import {
   benchMemory,
   MEMORY_GRID,
@@ -115,9 +124,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       rounds: { type: "string", default: "3" },
       "no-peer": { type: "boolean", default: false },
       "peer-env": { type: "string", default: "tuned" },
+      "torch-steps": { type: "string", default: "20" },
     },
   });
-  const only = new Set((values.only ?? "solver,train,memory,generate,tokenize").split(","));
+  const only = new Set(
+    (values.only ?? "solver,train,memory,generate,tokenize,torch").split(","),
+  );
   const requested = (values.backend ?? DEFAULT_BACKENDS.join(",")).split(",");
   // WebGPU has its own bench (GPU memory, adapter); the CPU peer is no reference for it.
   const backends = requested.filter((b) => b !== "webgpu");
@@ -303,6 +315,28 @@ export async function main(argv: readonly string[]): Promise<number> {
     const prepare = await benchPrepare({ rounds: Math.min(rounds, 2) });
     log(prepareBenchTable(prepare));
     report.tokenize = { single, prepare };
+  }
+  if (only.has("torch")) {
+    const torchSteps = Number(values["torch-steps"]);
+    if (!Number.isInteger(torchSteps) || torchSteps < 1) {
+      throw new Error(`--torch-steps must be a positive integer, got ${values["torch-steps"]}`);
+    }
+    log("");
+    log(
+      "--engine torch against a bare PyTorch loop (bench/bare_loop_torch.py) on the same model, " +
+        `weights and batches: tokens/s, median of ${rounds} alternating rounds of ${torchSteps} steps`,
+    );
+    try {
+      const { python, rows } = await benchTorchEngine({ shapes, steps: torchSteps, rounds });
+      log(`torch ${python.version} (${python.python})`);
+      log(TORCH_ENGINE_TABLE_HEADER);
+      for (const r of rows) log(torchEngineBenchLine(r));
+      report.torch = { torch: python.version, rows };
+    } catch (e: unknown) {
+      const reason = e instanceof Error ? e.message.split("\n")[0]! : String(e);
+      log(`skipped (${reason})`);
+      report.torch = { skipped: reason };
+    }
   }
   if (values.json) console.log(JSON.stringify(report, null, 2));
   return 0;

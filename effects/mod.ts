@@ -21,3 +21,7 @@ export * from "./finetune.ts";
 export * from "./generate_text.ts";
 export * from "./mt_bench.ts";
 export * from "./run_tokenizer.ts";
+// The torch engine's pieces a bench drives directly (bench/torch_engine_bench.ts).
+export { createTorchEngine, type TorchEngineOptions } from "./torch_engine.ts";
+export { findTorchPython, type TorchPython } from "./torch_launch.ts";
+export { writeExchange } from "./torch_snapshot.ts";

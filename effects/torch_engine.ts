@@ -1,10 +1,11 @@
 /**
- * The interpreter's `engine` effect on PyTorch. A loaded model runs in one launch of the
- * project's trainer (`torch_engine/trainer.py`, started by `torch_launch.ts`): the launch
- * begins with the first command after `load`, from the loaded snapshot (written as an
- * exchange directory, `torch_snapshot.ts`), and ends when its state is disposed — at a stage
- * boundary, where the interpreter transforms the snapshot on the host
- * (`checkpoint/surgery.ts`) and loads the result. Steps, evaluations, ReLoRA restarts and
+ * The interpreter's `engine` effect on PyTorch. A loaded model runs in a launch of the
+ * project's trainer (`torch_engine/trainer.py`, started by `torch_launch.ts`): the first
+ * command after `load` starts one from the loaded snapshot (written as an exchange directory,
+ * `torch_snapshot.ts`). When the state is disposed — at a stage boundary, where the
+ * interpreter transforms the snapshot on the host (`checkpoint/surgery.ts`) and loads the
+ * result — the launch is kept, and the next model's first command has it `load` that model
+ * (the old one freed) instead of starting another; `shutdown` ends it. Steps, evaluations, ReLoRA restarts and
  * snapshots are commands to the live launch, so the schedules, freezing rules, seeds and
  * checkpoints are the tfjs engine's own.
  *
@@ -27,6 +28,7 @@ import {
 import {
   type Engine,
   type EngineSnapshot,
+  type StepReport,
   type TokenStreams,
   type TorchSettings,
 } from "../pipeline/mod.ts";
@@ -34,6 +36,7 @@ import { writeTokenFiles } from "./torch_data.ts";
 import { startSession, type TorchSession, usesTorchrun } from "./torch_launch.ts";
 import {
   evalCommand,
+  loadCommand,
   type ReplyTo,
   type Request,
   resetCommand,
@@ -51,6 +54,23 @@ interface Holder {
   snapshot: EngineSnapshot | undefined;
   /** The live launch (it then holds the state). */
   session: TorchSession | undefined;
+}
+
+/** The trainer's reply to a step, in the engine's terms. */
+function stepReport(r: ReplyTo<"step">): StepReport {
+  const { gpuBytes, processBytes } = r.peak;
+  return {
+    loss: r.loss,
+    gradNorm: r.gradNorm,
+    skipped: r.skipped,
+    accounted: r.state,
+    measured: {
+      bufferBytes: 0,
+      tensorCountBytes: 0,
+      ...(gpuBytes === undefined ? {} : { gpuBytes }),
+      ...(processBytes === undefined ? {} : { processBytes }),
+    },
+  };
 }
 
 /** Where the engine keeps its files, and what it launches. */
@@ -77,6 +97,9 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
   let tokenFiles: Promise<E.Either<KernelFailed, void>> | undefined;
   const states = new StateHandles<Holder>("torch");
   const live = new Set<TorchSession>();
+  // A launch whose model was disposed (a stage boundary), kept for the next model to `load`:
+  // a new launch would cost an interpreter, torch's import and a process group again.
+  let spare: TorchSession | undefined;
 
   const closing: Promise<void>[] = [];
   const attempt = <A>(
@@ -108,6 +131,19 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
     await Promise.all(closing.splice(0));
     const written = await writeExchange(exchangeIn, snap, h.shape)();
     if (E.isLeft(written)) return written;
+    if (spare !== undefined) {
+      const session = spare;
+      spare = undefined;
+      const loaded = await session.request(loadCommand(exchangeIn));
+      if (E.isLeft(loaded)) {
+        live.delete(session);
+        closing.push(session.close());
+        return loaded;
+      }
+      h.session = session;
+      h.snapshot = undefined;
+      return E.right(session);
+    }
     const started = await startSession({
       python: o.python,
       torchVersion: o.torchVersion,
@@ -166,25 +202,23 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
       }
       return Promise.resolve(E.right(states.issue({ shape, snapshot: snap, session: undefined })));
     },
+    stepAhead: (st, batches, hyper) =>
+      attempt("Training step failed", async () => {
+        const h = states.get(st);
+        const session = await sessionOf(h);
+        if (E.isLeft(session)) return session;
+        const report = session.right.request(stepCommand(hyper, batches)).then(
+          E.map(stepReport),
+          (e: unknown) => E.left(kernelFailed(`Training step failed: ${describeUnknown(e)}`)),
+        );
+        return E.right({ state: states.replace(st, h, "a training step"), report });
+      }),
     step: (st, batches, hyper) =>
       attempt("Training step failed", async () => {
         const h = states.get(st);
         const r = await command(h, stepCommand(hyper, batches));
         if (E.isLeft(r)) return r;
-        const { gpuBytes, processBytes } = r.right.peak;
-        return E.right({
-          state: states.replace(st, h, "a training step"),
-          loss: r.right.loss,
-          gradNorm: r.right.gradNorm,
-          skipped: r.right.skipped,
-          accounted: r.right.state,
-          measured: {
-            bufferBytes: 0,
-            tensorCountBytes: 0,
-            ...(gpuBytes === undefined ? {} : { gpuBytes }),
-            ...(processBytes === undefined ? {} : { processBytes }),
-          },
-        });
+        return E.right({ state: states.replace(st, h, "a training step"), ...stepReport(r.right) });
       }),
     evaluate: (st, batches) =>
       attempt("Evaluation failed", async () => {
@@ -209,12 +243,18 @@ export function createTorchEngine(o: TorchEngineOptions): Engine {
       if (h.session !== undefined) {
         const session = h.session;
         h.session = undefined;
-        live.delete(session);
-        // Closed in the background; the next launch and shutdown() wait for it.
-        closing.push(session.close());
+        if (spare === undefined) {
+          // Kept for the next model (it frees this one when it loads that); shutdown() ends it.
+          spare = session;
+        } else {
+          live.delete(session);
+          // Closed in the background; the next launch and shutdown() wait for it.
+          closing.push(session.close());
+        }
       }
     },
     shutdown: async () => {
+      spare = undefined;
       for (const session of live) closing.push(session.close());
       live.clear();
       await Promise.all(closing.splice(0));

@@ -192,7 +192,11 @@ export interface LaunchSpec {
 
 /** A live launch: commands in, replies out. */
 export interface TorchSession {
-  /** Sends one command and waits for its decoded reply (or a rank's death). */
+  /**
+   * Sends one command at once and resolves to its decoded reply (or a rank's death); several may
+   * be in flight: replies are matched to commands in order, and once one fails every later one
+   * fails with the same error. Never rejects.
+   */
   request<C extends Request>(command: C): Promise<E.Either<KernelFailed, ReplyTo<C["op"]>>>;
   /** Asks the ranks to exit and waits for them (killing any that linger). */
   close(): Promise<void>;
@@ -428,18 +432,32 @@ export async function startSession(
     return ready;
   }
   let closed = false;
+  // Replies come back in the order the commands went out, so each request reads the line after
+  // the one its predecessor reads: requests may be sent without waiting for earlier replies.
+  let lastReply: Promise<unknown> = Promise.resolve();
   return E.right({
-    request: async <C extends Request>(
+    request: <C extends Request>(
       command: C,
     ): Promise<E.Either<KernelFailed, ReplyTo<C["op"]>>> => {
-      if (closed) return E.left(kernelFailed("PyTorch session already closed"));
-      try {
-        await writer.write(encoder.encode(JSON.stringify(command) + "\n"));
-      } catch (e) {
-        return E.left(await failure(`Cannot reach the PyTorch trainer: ${describeUnknown(e)}`));
-      }
+      if (closed) return Promise.resolve(E.left(kernelFailed("PyTorch session already closed")));
+      const what = `"${command.op}"`;
+      // Written at once (a stream's writes keep their order); a write that fails is reported
+      // in this command's turn, after the replies to the commands before it.
+      const written = writer.write(encoder.encode(JSON.stringify(command) + "\n")).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       const codec = REPLIES[command.op] as t.Type<ReplyTo<C["op"]>, unknown, unknown>;
-      return await receive(`"${command.op}"`, codec);
+      const reply = lastReply.then(async (): Promise<E.Either<KernelFailed, ReplyTo<C["op"]>>> => {
+        const error = await written;
+        if (error !== undefined && broken === undefined) {
+          broken = await failure(`Cannot reach the PyTorch trainer: ${describeUnknown(error)}`);
+          await stopAll();
+        }
+        return await receive(what, codec);
+      }).catch((e: unknown) => E.left(kernelFailed(`${what}: ${describeUnknown(e)}`)));
+      lastReply = reply;
+      return reply;
     },
     close: async () => {
       if (closed) return;

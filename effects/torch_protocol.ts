@@ -58,6 +58,11 @@ export const ResetCommandCodec = closed(t.type({
 }));
 /** Weights, moments and step into the exchange directory `dir` (this node's own path). */
 export const SaveCommandCodec = closed(t.type({ op: t.literal("save"), dir: t.string }));
+/**
+ * The model of the exchange directory `dir` (this node's own path) replaces the launch's: the
+ * next stage runs in the same processes, without a new interpreter, import and process group.
+ */
+export const LoadCommandCodec = closed(t.type({ op: t.literal("load"), dir: t.string }));
 /** The ranks exit; no reply. */
 export const ExitCommandCodec = closed(t.type({ op: t.literal("exit") }));
 
@@ -67,6 +72,7 @@ export const CommandCodec = t.union([
   EvalCommandCodec,
   ResetCommandCodec,
   SaveCommandCodec,
+  LoadCommandCodec,
   ExitCommandCodec,
 ]);
 /** A command, as written on the wire. */
@@ -126,6 +132,11 @@ export function saveCommand(dir: string): t.OutputOf<typeof SaveCommandCodec> {
   return { op: "save", dir };
 }
 
+/** The `load` command. */
+export function loadCommand(dir: string): t.OutputOf<typeof LoadCommandCodec> {
+  return { op: "load", dir };
+}
+
 /** The `exit` command. */
 export const EXIT_COMMAND: t.OutputOf<typeof ExitCommandCodec> = { op: "exit" };
 
@@ -173,6 +184,8 @@ export const EvalReplyCodec = t.type({ ...Ok, loss: WireNumber });
 export const ResetReplyCodec = t.type({ ...Ok, merged: Count, prunedFraction: t.number });
 /** The exchange directory is written. */
 export const SaveReplyCodec = t.type(Ok);
+/** The model is loaded. */
+export const LoadReplyCodec = t.type(Ok);
 /** The command failed (the launch ends): the exception and its trace. */
 export const FailedReplyCodec = t.intersection([
   t.type({ ok: t.literal(NO), error: t.string }),
@@ -188,6 +201,7 @@ export const REPLIES = {
   eval: EvalReplyCodec,
   reset: ResetReplyCodec,
   save: SaveReplyCodec,
+  load: LoadReplyCodec,
 } as const;
 /** A command that is answered. */
 export type Request = Extract<Command, { readonly op: keyof typeof REPLIES }>;

@@ -132,6 +132,20 @@ export interface StepOutcome {
   readonly svdFailures?: number;
 }
 
+/** What a step sent ahead reports when it is done: {@link StepOutcome} but the handle. */
+export type StepReport = Omit<StepOutcome, "state">;
+
+/**
+ * A step an engine took on and has not finished: the handle on the model after it, at once, so
+ * the next step can be sent behind it, and its report to come.
+ */
+export interface StepInFlight {
+  /** The handle on the model after this step (the input's is retired). */
+  readonly state: EngineState;
+  /** The step's report; resolves (never rejects) once the engine has run it. */
+  readonly report: Promise<ext.Either<KernelFailed, StepReport>>;
+}
+
 /**
  * A handle on a model state the engine holds (weights, trainable set, adapters, optimizer).
  * A handle is used once: `step` and `reset` return a new one and retire theirs, `dispose`
@@ -203,6 +217,18 @@ export interface Engine {
     batches: readonly MicroBatch[],
     hyper: StepHyper,
   ): ext.TaskEither<KernelFailed, StepOutcome>;
+  /**
+   * The same step as {@link Engine.step}, sent without waiting for it (engines whose steps run
+   * elsewhere: the torch engine's trainer): resolves once the step is on its way, with the next
+   * handle and the report to come. Steps, evaluations and restarts run in the order they were
+   * sent; the training loop keeps a window of these in flight and waits for reports only where
+   * it needs them. Unset: the loop waits for every step.
+   */
+  stepAhead?(
+    state: EngineState,
+    batches: readonly MicroBatch[],
+    hyper: StepHyper,
+  ): ext.TaskEither<KernelFailed, StepInFlight>;
   /** Mean validation cross-entropy in nats/token. */
   evaluate(
     state: EngineState,

@@ -31,6 +31,7 @@ export * from "./finetune_run.ts";
 export * from "./finetune_summary.ts";
 export * from "./torch_settings.ts";
 export { firstNonFinite } from "./run_steps.ts";
+export { STEPS_AHEAD } from "./train_stage.ts";
 // What a kind of run writes and prints as the training fold runs it.
 export type { ProgressAt, RunVoice, StepAt } from "./run_voice.ts";
 export * from "./model_account.ts";

@@ -10,8 +10,24 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { describeUnknown, ioFailed, type PipelineError, trainingDiverged } from "../base/mod.ts";
-import type { Env, MicroBatch, StepOutcome } from "./effects.ts";
+import {
+  describeUnknown,
+  ioFailed,
+  type KernelFailed,
+  kernelFailed,
+  type PipelineError,
+  trainingDiverged,
+} from "../base/mod.ts";
+import type {
+  DataPosition,
+  Engine,
+  EngineState,
+  Env,
+  MicroBatch,
+  StepInFlight,
+  StepOutcome,
+  StepReport,
+} from "./effects.ts";
 import {
   checkpointRun,
   countedMetric,
@@ -44,7 +60,33 @@ export interface StageOptions {
   readonly until?: number;
 }
 
-/** Trains `stage` from the progress's step to its end (or to `options.until`). */
+/**
+ * Steps in flight at most on an engine that sends steps ahead ({@link Engine.stepAhead}): enough
+ * to keep its trainer busy through this process's pauses (a metrics write, a collection), few
+ * enough that a run stopped for divergence wastes little work past the step that stopped it.
+ */
+export const STEPS_AHEAD = 8;
+
+/** A step sent to the engine whose report has not been taken yet. */
+interface Sent {
+  readonly k: number;
+  readonly hyper: StepHyper;
+  readonly batches: readonly MicroBatch[];
+  readonly next: DataPosition;
+  readonly report: Promise<E.Either<KernelFailed, StepReport>>;
+}
+
+/**
+ * Trains `stage` from the progress's step to its end (or to `options.until`).
+ *
+ * On an engine that sends steps ahead, up to {@link STEPS_AHEAD} steps are in flight: a step's
+ * batches and LR depend on its number only, so step k + 1 is sent before step k's report is
+ * back. Reports are taken in step order, and each one's record, skip verdict and progress line
+ * are written then, so metrics.jsonl and the log are those of a loop that waits for every step.
+ * The loop waits for every step sent before a ReLoRA restart, an evaluation, a checkpoint and
+ * the stage's end; a run stopped by a skip verdict or a failed step has sent at most
+ * {@link STEPS_AHEAD} − 1 steps past it, which never reach the run's state.
+ */
 export function trainStage(
   facts: RunFacts,
   stage: GraphStage,
@@ -52,46 +94,124 @@ export function trainStage(
 ): Transition {
   return transition(async (s0, env) => {
     const until = Math.min(stage.steps, options.until ?? stage.steps);
+    const window = env.engine.stepAhead === undefined ? 1 : STEPS_AHEAD;
+    // `s` holds the progress through the last step whose report was taken, and the handle
+    // after the last step sent; `position` is the data position after the last step sent.
     let s = s0;
+    let position = s0.progress.data;
+    const inFlight: Sent[] = [];
     let span: ThroughputSpan = { start: env.clock.now(), tokens: 0 };
     // The clock reading up to which the stage's time is in the progress: what a checkpoint
     // saves is the time of the work it keeps.
     let counted = span.start;
-    for (let k = s.progress.stepInNode; k < until; k++) {
-      const restarted = await restartIfDue(facts, stage, k)(s)(env)();
-      if (E.isLeft(restarted)) return failed(s, stage, restarted, env);
-      s = restarted.right;
-      const stepped = await optimizerStep(facts, stage, k, s, env);
-      if (E.isLeft(stepped)) return failed(s, stage, stepped, env);
+    /** Takes the oldest step's report: its record, skip verdict and progress line. */
+    const settle = async (): Promise<E.Either<PipelineError, void>> => {
+      const sent = inFlight.shift()!;
+      const report = await sent.report;
+      if (E.isLeft(report)) return E.left(atStep(report.left, stage, sent.k));
+      const stepped = recordStep(
+        facts,
+        stage,
+        sent,
+        { state: modelOf(s, stage.trainNodeId), ...report.right },
+        s,
+        env,
+      );
       const now = env.clock.now();
-      const step = { ...stepped.right, state: withStageTime(stepped.right.state, now - counted) };
+      const step = { ...stepped, state: withStageTime(stepped.state, now - counted) };
       s = step.state;
       counted = now;
       const verdict = skipVerdict(facts, stage, step, env);
-      if (E.isLeft(verdict)) return failed(s, stage, verdict, env);
+      if (E.isLeft(verdict)) return verdict;
       span = progressLine(facts, {
         ...step,
         stage,
-        k,
+        k: sent.k,
         span: { ...span, tokens: span.tokens + step.tokens },
       }, env);
+      return E.right(undefined);
+    };
+    /** Takes reports until at most `left` steps are in flight. */
+    const settleTo = async (left: number): Promise<E.Either<PipelineError, void>> => {
+      while (inFlight.length > left) {
+        const r = await settle();
+        if (E.isLeft(r)) return r;
+      }
+      return E.right(undefined);
+    };
+    /** Stops the stage with `e`, after the reports of the steps sent before it (theirs first). */
+    const stop = async (e: PipelineError): Promise<E.Either<PipelineError, RunState>> => {
+      const earlier = await settleTo(0);
+      return failed(s, stage, E.isLeft(earlier) ? earlier.left : e, env);
+    };
+    for (let k = s.progress.stepInNode; k < until; k++) {
+      if (restartDue(facts, stage, k)) {
+        const settled = await settleTo(0);
+        if (E.isLeft(settled)) return failed(s, stage, settled.left, env);
+        const restarted = await restartIfDue(facts, stage, k)(s)(env)();
+        if (E.isLeft(restarted)) return failed(s, stage, restarted.left, env);
+        s = restarted.right;
+      }
+      const hyper = hyperAt(facts, stage, k);
+      let drawn: ReturnType<typeof env.data.next>;
+      try {
+        drawn = env.data.next(position, facts.graph.accumulation);
+      } catch (e) {
+        return await stop(
+          ioFailed("checkpoint/state.json", `bad data position: ${describeUnknown(e)}`),
+        );
+      }
+      const sent = await sendStep(env.engine, modelOf(s, stage.trainNodeId), drawn.batches, hyper);
+      if (E.isLeft(sent)) return await stop(atStep(sent.left, stage, k));
+      s = withHandle(s, sent.right.state, stage.trainNodeId);
+      position = drawn.next;
+      inFlight.push({ k, hyper, batches: drawn.batches, next: drawn.next, ...sent.right });
+      // The global step after k: the steps whose reports are in `s`, and those in flight.
+      const global = s.progress.globalStep + inFlight.length;
+      const periodicDue = dueAfter(facts, stage, { k, until, globalStep: global });
+      const settled = await settleTo(periodicDue ? 0 : window - 1);
+      if (E.isLeft(settled)) return failed(s, stage, settled.left, env);
+      if (!periodicDue) continue;
       const after = await periodic(facts, stage, { k, until })(s)(env)();
-      if (E.isLeft(after)) return failed(s, stage, after, env);
+      if (E.isLeft(after)) return failed(s, stage, after.left, env);
       s = after.right;
     }
+    const settled = await settleTo(0);
+    if (E.isLeft(settled)) return failed(s, stage, settled.left, env);
     return E.right(s);
   });
+}
+
+/** A step sent ahead where the engine can, else taken here and handed over as done. */
+async function sendStep(
+  engine: Engine,
+  state: EngineState,
+  batches: readonly MicroBatch[],
+  hyper: StepHyper,
+): Promise<E.Either<PipelineError, StepInFlight>> {
+  if (engine.stepAhead !== undefined) return await run(engine.stepAhead(state, batches, hyper));
+  const done = await run(engine.step(state, batches, hyper));
+  if (E.isLeft(done)) return done;
+  const { state: next, ...report } = done.right;
+  return E.right({ state: next, report: Promise.resolve(E.right(report)) });
+}
+
+/** An engine's failure in step `k`, saying which step it was (the loop may be steps ahead). */
+function atStep(e: PipelineError, stage: GraphStage, k: number): PipelineError {
+  return e._tag === "KernelFailed"
+    ? kernelFailed(`step ${k + 1} of "${stage.trainNodeId}": ${e.message}`)
+    : e;
 }
 
 /** Frees the model of a stage that failed (no later transition runs) and passes its error on. */
 function failed<A>(
   s: RunState,
   stage: GraphStage,
-  e: E.Left<PipelineError>,
+  e: PipelineError,
   env: Env,
 ): E.Either<PipelineError, A> {
   env.engine.dispose(modelOf(s, stage.trainNodeId));
-  return e;
+  return E.left(e);
 }
 
 /** The state with `ms` more of the running stage's time. */
@@ -118,11 +238,17 @@ function schedules(facts: RunFacts, stage: GraphStage) {
   return { cosine, restarts, offset: stage.scheduleOffset };
 }
 
+/** Whether ReLoRA restarts the adapters before step `k`. */
+function restartDue(facts: RunFacts, stage: GraphStage, k: number): boolean {
+  const { restarts } = schedules(facts, stage);
+  return restarts !== undefined && stage.pet !== undefined && isRestartStep(restarts, k);
+}
+
 function restartIfDue(facts: RunFacts, stage: GraphStage, k: number): Transition {
   return transition(async (s, env) => {
     const { restarts } = schedules(facts, stage);
     const pet = stage.pet;
-    if (restarts === undefined || pet === undefined || !isRestartStep(restarts, k)) {
+    if (restarts === undefined || pet === undefined || !restartDue(facts, stage, k)) {
       return E.right(s);
     }
     const reset = await run(env.engine.reset(modelOf(s, stage.trainNodeId), {
@@ -199,51 +325,44 @@ export function inputTokens(batches: readonly MicroBatch[]): number {
 }
 
 /**
- * One optimizer step on the data effect's next batches: the progress moves on and the voice's
- * `train` record is written (a skipped step too: its verdict is {@link skipVerdict}'s).
+ * The progress after step `sent.k` and the voice's `train` record of it (a skipped step too:
+ * its verdict is {@link skipVerdict}'s); `s` holds the progress through the step before.
  */
-async function optimizerStep(
+function recordStep(
   facts: RunFacts,
   stage: GraphStage,
-  k: number,
+  sent: Sent,
+  o: StepOutcome,
   s: RunState,
   env: Env,
-): Promise<E.Either<PipelineError, Stepped>> {
-  const hyper = hyperAt(facts, stage, k);
-  let drawn: ReturnType<typeof env.data.next>;
-  try {
-    drawn = env.data.next(s.progress.data, facts.graph.accumulation);
-  } catch (e) {
-    return E.left(ioFailed("checkpoint/state.json", `bad data position: ${describeUnknown(e)}`));
-  }
-  const out = await run(env.engine.step(modelOf(s, stage.trainNodeId), drawn.batches, hyper));
-  if (E.isLeft(out)) return out;
-  const o = out.right;
+): Stepped {
   const p = s.progress;
-  const tokens = inputTokens(drawn.batches);
+  const tokens = inputTokens(sent.batches);
   const progress = {
     ...p,
-    stepInNode: k + 1,
+    stepInNode: sent.k + 1,
     globalStep: p.globalStep + 1,
     tokens: p.tokens + tokens,
-    data: drawn.next,
+    data: sent.next,
     stagePeak: widerPeak(p.stagePeak, o),
     skippedInARow: o.skipped ? p.skippedInARow + 1 : 0,
   };
-  const stepped = { outcome: o, lr: hyper.lr, batches: drawn.batches, tokens };
-  const moved = { ...withHandle(s, o.state, stage.trainNodeId), progress };
+  const stepped = { outcome: o, lr: sent.hyper.lr, batches: sent.batches, tokens };
+  const moved = { ...s, progress };
   const state = countedMetric(
     moved,
     env,
-    facts.voice.stepRecord({ ...stepped, stage, k, state: moved }),
+    facts.voice.stepRecord({ ...stepped, stage, k: sent.k, state: moved }),
   );
   if ((o.svdFailures ?? 0) > 0) {
     env.log.line(
-      `  step ${k + 1}: ${o.svdFailures} GaLore decomposition(s) failed; those matrices kept ` +
+      `  step ${
+        sent.k + 1
+      }: ${o.svdFailures} GaLore decomposition(s) failed; those matrices kept ` +
         "their previous projector (or were not updated before their first one)",
     );
   }
-  return E.right({ ...stepped, state });
+  return { ...stepped, state };
 }
 
 /**
@@ -304,6 +423,18 @@ function progressLine(
   return { start: now, tokens: 0 };
 }
 
+/** Whether an evaluation or a checkpoint follows step `k`, `globalStep` being the run's after it. */
+function dueAfter(
+  facts: RunFacts,
+  stage: GraphStage,
+  at: { readonly k: number; readonly until: number; readonly globalStep: number },
+): boolean {
+  const T = facts.graph.training;
+  if (at.k + 1 === stage.steps) return false;
+  return at.globalStep % T.evalEvery === 0 || at.globalStep % T.checkpointEvery === 0 ||
+    at.k + 1 === at.until;
+}
+
 /**
  * Evaluation and checkpoint on their periods, and a checkpoint where the session stops early
  * (`until`); none at the stage's last step, whose node does both (or writes the final model).
@@ -315,7 +446,7 @@ function periodic(
 ): Transition {
   return transition(async (s, env) => {
     const T = facts.graph.training;
-    if (at.k + 1 === stage.steps) return E.right(s);
+    if (!dueAfter(facts, stage, { ...at, globalStep: s.progress.globalStep })) return E.right(s);
     let state = s;
     if (state.progress.globalStep % T.evalEvery === 0) {
       const ev = await evaluateModel(state, env, {

@@ -571,7 +571,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "torch engine: the trainer answers a command that fits the protocol and refuses one that does not, naming the field",
+    "torch engine: the trainer answers commands sent together in order, and refuses one that does not fit the protocol, naming the field, failing those behind it",
   ignore: NO_TORCH !== undefined,
   sanitizeOps: false,
   sanitizeResources: false,
@@ -610,12 +610,26 @@ Deno.test({
         assert(E.isRight(evaluated), E.isLeft(evaluated) ? evaluated.left.message : "");
         // A byte model at initialisation: close to ln 257 nats/token.
         assert(Math.abs(evaluated.right.loss - Math.log(257)) < 0.5, `${evaluated.right.loss}`);
-        const { clip: _, ...noClip } = stepHyper(withDefaults(TrainingCodec, {}), 1e-3);
+        const hyper = stepHyper(withDefaults(TrainingCodec, {}), 1e-3);
+        const { clip: _, ...noClip } = hyper;
         const malformed = { ...stepCommand(noClip as StepHyper, [batch]) };
-        const refused = await session.request(malformed);
+        // Sent together, as the training loop sends steps ahead: the replies come back in
+        // order, the refused command fails in its turn, and every command behind it fails too.
+        const replies = await Promise.all([
+          session.request(stepCommand(hyper, [batch])),
+          session.request(stepCommand(hyper, [batch])),
+          session.request(malformed),
+          session.request(stepCommand(hyper, [batch])),
+        ]);
+        const [first, second, refused, behind] = replies;
+        assert(E.isRight(first) && E.isRight(second), JSON.stringify(replies));
+        // The second step trained on the same row after the first one's update.
+        assert(second.right.loss < first.right.loss, JSON.stringify(replies));
         assert(E.isLeft(refused), "a step without a clip was taken");
         assertStringIncludes(refused.left.message, "CommandRefused");
         assertStringIncludes(refused.left.message, "hyper.clip: expected a number (missing)");
+        assert(E.isLeft(behind), "a step behind a refused one was taken");
+        assertEquals(behind.left.message, refused.left.message);
       } finally {
         await session.close();
       }

@@ -14,6 +14,7 @@ import {
   commandSchema,
   evalCommand,
   EXIT_COMMAND,
+  loadCommand,
   resetCommand,
   saveCommand,
   stepCommand,
@@ -102,6 +103,7 @@ const EMITTED: readonly Command[] = [
   evalCommand([]),
   resetCommand({ pruneRatio: 0.99, seed: 4242424242 }),
   saveCommand("/run/torch/exchange/out"),
+  loadCommand("/run/torch/exchange/in"),
   EXIT_COMMAND,
 ];
 

@@ -19,6 +19,7 @@ with a message naming its fields:
 - `eval`: mean cross-entropy over batches;
 - `reset`: ReLoRA's merge, re-initialisation and moment pruning (`relora.py`);
 - `save`: weights, Adam moments and step into a directory (every node's local rank 0);
+- `load`: the next stage's model from an exchange directory, in this process (the old one freed);
 - `exit`.
 
 Global rank 0's command is broadcast to every rank; the other nodes' local rank 0 check that
@@ -32,11 +33,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import gc
 import json
 import math
 import os
+import queue
 import socket
 import sys
+import threading
 import traceback
 
 import numpy as np
@@ -69,6 +74,15 @@ def reset_process_peak() -> None:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:
+        pass
+
+
+def release_free_memory() -> None:
+    """Hands the C heap's free pages back to the OS (glibc's malloc_trim), so a model freed in
+    this process does not count in the next one's resident peak; a no-op elsewhere."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
         pass
 
 
@@ -113,8 +127,13 @@ class Session:
             self.device = torch.device("cpu")
             if args.threads > 0:
                 torch.set_num_threads(args.threads)
+        self.commands_group = None
         if self.world > 1 or args.strategy == "fsdp":
             dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
+            # Commands travel on a group of their own: the thread that reads them ahead
+            # (`Commands`) broadcasts while this thread's collectives run on the default group.
+            if self.world > 1:
+                self.commands_group = dist.new_group(backend="gloo")
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         preload_lazy_modules()
@@ -288,43 +307,74 @@ class Session:
             else process_status_bytes("VmHWM") - self.base_bytes
         )
         t = torch.tensor([*roles.values(), peak], dtype=torch.float64, device=self.device)
-        if self.world > 1:
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        values = t.tolist()
-        state = dict(zip(roles, values))
-        state["total"] = sum(values[:-1])
-        return {"state": state, "peak": {"gpuBytes" if cuda else "processBytes": values[-1]}}
+        # Reduced in the background: no rank waits for the others here, only when the reply
+        # is sent (`main`'s replies go out in groups), by when the reduction is long done.
+        work = dist.all_reduce(t, op=dist.ReduceOp.MAX, async_op=True) if self.world > 1 else None
+
+        def finish() -> dict:
+            if work is not None:
+                work.wait()
+            values = t.tolist()
+            state = dict(zip(roles, values))
+            state["total"] = sum(values[:-1])
+            return {"state": state, "peak": {"gpuBytes" if cuda else "processBytes": values[-1]}}
+
+        return finish
 
     # ------------------------------------------------------------------ commands
 
-    def step(self, cmd: dict) -> dict:
-        h = cmd["hyper"]
-        self.raw.recompute = h["recompute"] == "layers"
+    def prepare(self, cmd: dict) -> dict:
+        """What a command needs read from the token files, read ahead of its turn (in the
+        `Commands` thread): the rank's rows as (tokens, targets) tensors on the device, one pair
+        per forward pass."""
+        op = cmd["op"]
+        if op not in ("step", "eval"):
+            return {}
         micro = int(cmd["microBatch"])
         rows, n = self.my_rows(cmd["batches"])
-        if n % self.world != 0:
-            raise ValueError(f"{n} rows per step do not split evenly over {self.world} ranks")
-        chunks = [rows[i : i + micro] for i in range(0, len(rows), micro)]
-        count = sum(int((t >= 0).sum()) for _, t in rows)
-        (total,) = self.all_sum([float(count)])
+        if op == "step":
+            if n % self.world != 0:
+                raise ValueError(f"{n} rows per step do not split evenly over {self.world} ranks")
+            passes = [rows[i : i + micro] for i in range(0, len(rows), micro)]
+        else:
+            # Every rank runs as many forward passes as the busiest one (FSDP gathers in each).
+            count = math.ceil(math.ceil(n / self.world) / micro)
+            seq = cmd["batches"][0]["seq"] if cmd["batches"] else 1
+            idle = [(np.zeros(seq, dtype=np.int64), np.full(seq, -1, dtype=np.int64))]
+            passes = [rows[i * micro : (i + 1) * micro] or idle for i in range(count)]
+        return {"passes": [stack(p, self.device) for p in passes]}
+
+    def step(self, cmd: dict, prepared: dict) -> dict:
+        h = cmd["hyper"]
+        self.raw.recompute = h["recompute"] == "layers"
+        passes = prepared["passes"]
+        # The global batch's scored tokens, from the command itself: every rank has it, so no
+        # collective is spent on it.
+        total = float(scored_tokens(cmd["batches"]))
         scale = self.world / total if total > 0 else 0.0
-        loss_sum = 0.0
-        for i, chunk in enumerate(chunks):
-            tokens, targets = stack(chunk, self.device)
-            sync = self.accumulating(i == len(chunks) - 1)
+        # Summed on the device: one read per step, not one per forward pass.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        for i, (tokens, targets) in enumerate(passes):
+            sync = self.accumulating(i == len(passes) - 1)
             if self.optimizer is None:
                 with torch.no_grad(), self.autocast():
-                    loss_sum += float(self.model(tokens, targets))
+                    loss_sum += self.model(tokens, targets).detach()
                 continue
             with sync:
                 with self.autocast():
                     loss = self.model(tokens, targets)
                 (loss * scale).backward()
-            loss_sum += float(loss.detach())
-        (loss_all,) = self.all_sum([loss_sum])
+            loss_sum += loss.detach()
+        (loss_all,) = self.all_sum([float(loss_sum)])
         loss = loss_all / total if total > 0 else float("nan")
         grads = [self.params[n].grad for n in self.trainable]
-        sq = sum(float(self.local(g).double().pow(2).sum()) for g in grads if g is not None)
+        present = [self.local(g) for g in grads if g is not None]
+        # In float64, summed on the device and read once.
+        sq = (
+            float(torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for g in present]).square().sum())
+            if present
+            else 0.0
+        )
         if self.sharded:
             (sq,) = self.all_sum([sq])
         norm = math.sqrt(sq)
@@ -347,19 +397,12 @@ class Session:
         measured = self.measures()
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
-        return {"loss": loss, "gradNorm": norm, "skipped": skipped, **measured}
+        return lambda: {"loss": loss, "gradNorm": norm, "skipped": skipped, **measured()}
 
-    def evaluate(self, cmd: dict) -> dict:
-        rows, n = self.my_rows(cmd["batches"])
-        micro = int(cmd["microBatch"])
-        # Every rank runs as many forward passes as the busiest one (FSDP gathers in each).
-        passes = math.ceil(math.ceil(n / self.world) / micro)
-        seq = cmd["batches"][0]["seq"] if cmd["batches"] else 1
-        idle = [(np.zeros(seq, dtype=np.int64), np.full(seq, -1, dtype=np.int64))]
+    def evaluate(self, cmd: dict, prepared: dict) -> dict:
         loss_sum, count = 0.0, 0
         with torch.no_grad(), self.autocast():
-            for i in range(passes):
-                tokens, targets = stack(rows[i * micro : (i + 1) * micro] or idle, self.device)
+            for tokens, targets in prepared["passes"]:
                 loss_sum += float(self.raw(tokens, targets))
                 count += int((targets >= 0).sum())
         self.reshard()
@@ -423,19 +466,50 @@ class Session:
             dist.barrier()
         return {}
 
-    def run(self, cmd: dict) -> dict:
+    def load(self, cmd: dict) -> dict:
+        """Another model from an exchange directory, in this process: the next stage's, where
+        the orchestrator would otherwise start a new launch (interpreter, torch's import, the
+        process group). The old model, its gradients and moments are freed first, and the peaks
+        start again from here, as a new launch's would; the CPU peak stays measured above the
+        process's start-up size."""
+        self.model = self.raw = self.optimizer = None
+        self.params = {}
+        gc.collect()
+        release_free_memory()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+        reset_process_peak()
+        self._load(cmd["dir"])
+        return {}
+
+    def run(self, cmd: dict, prepared: dict):
+        """Runs a command; returns a function that gives its reply (a step's waits for its
+        measures' reduction)."""
         op = cmd["op"]
         if op == "step":
-            return self.step(cmd)
-        if op == "eval":
-            return self.evaluate(cmd)
-        if op == "reset":
-            return self.reset(cmd)
-        if op == "save":
-            return self.save(cmd)
-        if op == "exit":
-            return {}
-        raise ValueError(f"unknown command {op!r}")
+            return self.step(cmd, prepared)
+        if op == "load":
+            result = self.load(cmd)
+        elif op == "eval":
+            result = self.evaluate(cmd, prepared)
+        elif op == "reset":
+            result = self.reset(cmd)
+        elif op == "save":
+            result = self.save(cmd)
+        elif op == "exit":
+            result = {}
+        else:
+            raise ValueError(f"unknown command {op!r}")
+        return lambda: result
+
+
+def scored_tokens(batches: list[dict]) -> int:
+    """Targets ≥ 0 in the whole global batch: every position of a window row, and the ids
+    rows' non-negative targets."""
+    return sum(
+        b["rows"] * b["seq"] if "starts" in b else sum(1 for t in b["targets"] if t >= 0) for b in batches
+    )
 
 
 def finite_json(value):
@@ -450,24 +524,32 @@ def finite_json(value):
 
 
 class Channel:
-    """JSON lines to and from this node's orchestrator (local rank 0 only)."""
+    """JSON lines to and from this node's orchestrator (local rank 0 only). Commands are read
+    in the `Commands` thread and replies written in the main one, each on its own file."""
 
     def __init__(self, address: str) -> None:
         host, port = address.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)))
-        self.file = self.sock.makefile("rwb")
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = self.sock.makefile("rb")
+        self.writer = self.sock.makefile("wb")
 
-    def send(self, obj: dict) -> None:
-        self.file.write((json.dumps(finite_json(obj), allow_nan=False) + "\n").encode("utf-8"))
-        self.file.flush()
+    def send(self, *objs: dict) -> None:
+        """Lines, in one write."""
+        self.writer.write(b"".join((json.dumps(finite_json(o), allow_nan=False) + "\n").encode("utf-8") for o in objs))
+        self.writer.flush()
 
     def receive(self, schema: dict) -> dict:
         """The next command, checked against the protocol's schema."""
-        line = self.file.readline()
+        line = self.reader.readline()
         if not line:
             return {"op": "exit", "orphaned": True}
         return check_command(schema, json.loads(line))
 
+
+# Step replies sent in one write at most (see `main`); below the orchestrator's window of steps
+# in flight (pipeline/train_stage.ts's STEPS_AHEAD, 8), so it never waits for a group to fill.
+REPLY_GROUP = 4
 
 # Fields of a command that name this node's own files: they differ between nodes.
 NODE_LOCAL = ("dir",)
@@ -479,7 +561,7 @@ def next_command(session: Session, channel: Channel | None, schema: dict) -> dic
     if session.world == 1:
         return own
     box = [own]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=session.commands_group)
     cmd = box[0]
     if own is None or session.rank == 0 or own.get("op") == "exit":
         return cmd
@@ -491,6 +573,66 @@ def next_command(session: Session, channel: Channel | None, schema: dict) -> dic
             "every node?)"
         )
     return {**cmd, **{k: own[k] for k in NODE_LOCAL if k in own}}
+
+
+class Commands:
+    """Commands read, checked and prepared ahead of the one running, in a thread of their own.
+
+    The orchestrator sends steps without waiting for their replies (`torch_launch.ts`), so the
+    next command is usually already on the socket while a step runs: this thread reads it
+    (global rank 0's, broadcast on the session's commands group), checks it, and reads its rows
+    from the token files into tensors (`Session.prepare`), so the main thread goes from one step
+    straight to the next. At most `DEPTH` commands wait prepared (their rows are held in memory);
+    the rest wait on the socket. A command that fails here (refused by the schema, a bad window)
+    fails in its turn, after the commands before it have run.
+    """
+
+    DEPTH = 2
+
+    def __init__(self, session: Session, channel: Channel | None, schema: dict) -> None:
+        self.session, self.channel, self.schema = session, channel, schema
+        self.queue: queue.Queue = queue.Queue(maxsize=self.DEPTH)
+        threading.Thread(target=self._read, name="commands", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                cmd = next_command(self.session, self.channel, self.schema)
+                self.queue.put((cmd, self.session.prepare(cmd), None))
+            except BaseException as e:  # noqa: BLE001 — handed to the main thread, which reports it
+                self.queue.put((None, None, (e, f"{type(e).__name__}: {e}", traceback.format_exc())))
+                return
+            if cmd["op"] == "exit":
+                return
+
+    def idle(self) -> bool:
+        """Whether no command is ready: `next` would wait for the orchestrator."""
+        return self.queue.empty()
+
+    def next(self) -> tuple[dict, dict]:
+        """The next command and what `prepare` read for it; raises what failed reading it."""
+        cmd, prepared, failure = self.queue.get()
+        if failure is not None:
+            raise CommandFailed(failure[1], failure[2]) from failure[0]
+        return cmd, prepared
+
+
+class CommandFailed(Exception):
+    """A command that failed in the `Commands` thread, with that thread's error and trace."""
+
+    def __init__(self, error: str, trace: str) -> None:
+        super().__init__(error)
+        self.trace = trace
+
+
+def report_failure(channel: Channel | None, e: BaseException) -> None:
+    if isinstance(e, CommandFailed):
+        error, trace = str(e), e.trace
+    else:
+        error, trace = f"{type(e).__name__}: {e}", traceback.format_exc()
+    print(trace, file=sys.stderr, flush=True)
+    if channel is not None:
+        channel.send({"ok": False, "error": error, "trace": trace})
 
 
 def main(argv: list[str]) -> int:
@@ -506,18 +648,43 @@ def main(argv: list[str]) -> int:
         raise
     if channel is not None:
         channel.send({"ok": True, "ready": True})
+    commands = Commands(session, channel, schema)
+    # Replies of steps not sent yet. Steps come ahead of their replies (the orchestrator does
+    # not wait for them), so replies go out in groups of up to REPLY_GROUP, in one write: the
+    # orchestrator wakes once per group, not once per step, and a step's measures are reduced
+    # by then. Every reply owed goes out before this process waits for a command, so an
+    # orchestrator waiting for one (before an evaluation, a checkpoint, at a stage's end, or
+    # with its window full) always gets it.
+    owed: list = []
+
+    def pay() -> None:
+        replies = [{"ok": True, **reply()} for reply in owed]
+        owed.clear()
+        if channel is not None and replies:
+            channel.send(*replies)
+
     while True:
         try:
-            cmd = next_command(session, channel, schema)
-            result = session.run(cmd)
+            if owed and commands.idle():
+                pay()
+            cmd, prepared = commands.next()
+            if cmd["op"] == "exit":
+                pay()
+                break
+            owed.append(session.run(cmd, prepared))
+            if cmd["op"] != "step" or len(owed) >= REPLY_GROUP:
+                pay()
         except Exception as e:
-            if channel is not None:
-                channel.send({"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()})
-            raise
-        if cmd["op"] == "exit":
-            break
-        if channel is not None:
-            channel.send({"ok": True, **result})
+            try:
+                pay()  # the replies of the commands before the failed one come first
+            except Exception:  # noqa: BLE001 — the failure below is what the orchestrator needs
+                pass
+            report_failure(channel, e)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # Not a return through the interpreter's shutdown: the commands thread may be blocked
+            # in a collective or a read, and the process group's teardown would wait for it.
+            os._exit(1)
     if dist.is_initialized():
         dist.destroy_process_group()
     sys.stdout.flush()
