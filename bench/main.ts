@@ -19,8 +19,11 @@
  * and without the key/value cache, side by side, and their ratio.
  *
  * The torch engine (`bench/torch_engine_bench.ts`, `--only torch`, `--torch-steps N`, default
- * 20): `--engine torch` against a bare PyTorch loop on the same model and batches, 1 and 2
- * processes, tokens/s each and their ratio.
+ * 20, `--torch-shapes`, default the two reference shapes): `--engine torch` against a bare
+ * PyTorch loop on the same model and batches, 1 and 2 processes, tokens/s each and their ratio.
+ *
+ * Generation also runs the PyTorch loop with its own key/value cache (bench/peer_generate_torch.py)
+ * in the same rounds, and training prints the machine's sgemm ceiling measured in the same run.
  *
  * Tokenisation (`bench/tokenize_bench.ts`, `bench/prepare_bench.ts`, `--only tokenize`): single-thread
  * MB/s of the GPT-2 BPE (built-in, through its tokenizer.json, npm tiktoken), and corpus
@@ -39,7 +42,12 @@ import { openHeapSgemm } from "../kernels/blas/mod.ts";
 import { peerEnv, type PeerResult, runPeer } from "./peer.ts";
 import { benchSolver, type SolverBenchResult } from "./solver_bench.ts";
 import { benchMatmul } from "./matmul_bench.ts";
-import { benchTraining, CPU_BENCH_SHAPES, type TrainBenchRow } from "./train_bench.ts";
+import {
+  benchTraining,
+  CPU_BENCH_SHAPES,
+  DEFAULT_SHAPES,
+  type TrainBenchRow,
+} from "./train_bench.ts";
 import { benchGpu, type GpuBenchRow, gpuBenchTable } from "./gpu_bench.ts";
 import { benchGeneration, GENERATE_TABLE_HEADER, generateBenchLine } from "./generate_bench.ts";
 import { benchTokenize, tokenizeBenchTable } from "./tokenize_bench.ts";
@@ -125,6 +133,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       "no-peer": { type: "boolean", default: false },
       "peer-env": { type: "string", default: "tuned" },
       "torch-steps": { type: "string", default: "20" },
+      "torch-shapes": { type: "string" },
     },
   });
   const only = new Set(
@@ -327,7 +336,16 @@ export async function main(argv: readonly string[]): Promise<number> {
         `weights and batches: tokens/s, median of ${rounds} alternating rounds of ${torchSteps} steps`,
     );
     try {
-      const { python, rows } = await benchTorchEngine({ shapes, steps: torchSteps, rounds });
+      // The two reference shapes unless named: GPT-2's vocabulary takes ~7 s a step on each side,
+      // half an hour for its rows here.
+      const torchShapes = values["torch-shapes"] === undefined
+        ? DEFAULT_SHAPES
+        : parseShapes(values["torch-shapes"]);
+      const { python, rows } = await benchTorchEngine({
+        shapes: torchShapes,
+        steps: torchSteps,
+        rounds,
+      });
       log(`torch ${python.version} (${python.python})`);
       log(TORCH_ENGINE_TABLE_HEADER);
       for (const r of rows) log(torchEngineBenchLine(r));
