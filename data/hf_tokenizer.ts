@@ -63,7 +63,7 @@ import {
   type FileError,
   ioFailed,
 } from "../base/mod.ts";
-import { type CacheableJson, cachedEncoder } from "./hf_tokenizer_cache.ts";
+import { type CacheableJson, cachedEncoder, fixByteLevelPatterns } from "./hf_tokenizer_cache.ts";
 import { readUtf8File } from "./text_file.ts";
 import type { HfTokenizerFiles, Tokenizer } from "./tokenizer_types.ts";
 
@@ -308,6 +308,7 @@ export function hfTokenizer(source: HfTokenizerSource): ext.Either<ContentInvali
               >;
             // The library's Unigram looks the EOS text up in its vocabulary: give it the string.
             const lib = new HfLibTokenizer(forLib, { ...cfg, eos_token: ids.eotText });
+            fixByteLevelPatterns((lib as unknown as { pre_tokenizer: unknown }).pre_tokenizer);
             const cached = cachedEncoder(lib, forLib as unknown as CacheableJson, cfg);
             const encode = cached ??
               ((text: string) =>

@@ -56,6 +56,36 @@ interface Piecer {
   readonly toModel: (piece: string) => string;
 }
 
+/**
+ * A GPT-2 split pattern whose `\s` is Unicode's White_Space, as in HF's Rust library and
+ * tiktoken. The JavaScript library's ByteLevel pattern uses JavaScript's `\s`, which leaves out
+ * U+0085 and takes in U+FEFF: " \u0085" gave one piece (id 1587) there against Rust's two (220,
+ * 126) — found by the random-Unicode property test. Its `Split` patterns already translate `\s`.
+ */
+export function withWhiteSpace(pattern: RegExp): RegExp {
+  const source = pattern.source.replace(
+    /\\([sS])/g,
+    (_, c: string) => c === "s" ? String.raw`\p{White_Space}` : String.raw`\P{White_Space}`,
+  );
+  return new RegExp(source, pattern.flags.includes("u") ? pattern.flags : `${pattern.flags}u`);
+}
+
+/**
+ * Gives the library's ByteLevel pre-tokenisers (alone or inside a Sequence) the White_Space
+ * pattern of {@link withWhiteSpace}, so its own encoding (where the cache does not apply)
+ * splits as HF's Rust library does.
+ */
+export function fixByteLevelPatterns(pre: unknown): void {
+  if (pre instanceof ByteLevelPreTokenizer) {
+    const p = pre as unknown as { pattern: RegExp };
+    p.pattern = withWhiteSpace(p.pattern);
+  } else if (pre instanceof SequencePreTokenizer) {
+    for (const inner of (pre as unknown as { tokenizers: unknown[] }).tokenizers) {
+      fixByteLevelPatterns(inner);
+    }
+  }
+}
+
 /** The pre-tokeniser without its final byte-level mapping, when it ends in one. */
 function byteLevelPiecer(pre: unknown): Piecer | undefined {
   if (typeof pre !== "object" || pre === null) return undefined;
@@ -64,7 +94,7 @@ function byteLevelPiecer(pre: unknown): Piecer | undefined {
   const toModel = (piece: string) => Array.from(utf8.encode(piece), (b) => byteChars[b]).join("");
   const p = pre as ByteLevelConfig & { pretokenizers?: unknown };
   if (p.type === "ByteLevel" && p.use_regex !== false && p.add_prefix_space !== true) {
-    const pattern = new ByteLevelPreTokenizer(pre as never).pattern;
+    const pattern = withWhiteSpace(new ByteLevelPreTokenizer(pre as never).pattern);
     return { split: (text) => text.match(pattern) ?? [], toModel };
   }
   if (p.type !== "Sequence" || !Array.isArray(p.pretokenizers)) return undefined;

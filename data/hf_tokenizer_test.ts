@@ -391,3 +391,20 @@ for (const [name, make] of BUILTINS) {
     );
   });
 }
+
+Deno.test("gpt2 through tokenizer.json splits at Unicode's White_Space as tiktoken does (U+0085, U+FEFF)", async () => {
+  const r = await gpt2Tokenizer()();
+  if (E.isLeft(r)) throw new Error(r.left.message);
+  const hf = await reloaded(r.right);
+  const tiktoken = get_encoding("gpt2");
+  try {
+    // The JavaScript library's ByteLevel pattern has JavaScript's \s; HF's Rust library does not.
+    for (
+      const s of [" \u0085", "a \u0085b", "\n\n\u0085", "x\ufeff y", "\ufeff\n\nz", " \u2028 q"]
+    ) {
+      assertEquals(Array.from(hf.encode(s)), Array.from(tiktoken.encode(s)), JSON.stringify(s));
+    }
+  } finally {
+    tiktoken.free();
+  }
+});
