@@ -119,6 +119,12 @@ function peerEnvOf(mode: string | undefined): Record<string, string> {
   return peerEnv(E.isRight(blas) ? blas.right.info.core : undefined, mode === "stock");
 }
 
+/** {@link peerEnvOf} without OMP_WAIT_POLICY, which slows PyTorch's one-token steps. */
+function generationPeerEnv(mode: string | undefined): Record<string, string> {
+  const { OMP_WAIT_POLICY: _, ...rest } = peerEnvOf(mode);
+  return rest;
+}
+
 /** Runs the selected benchmarks; resolves to the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   const { values } = parseArgs({
@@ -303,10 +309,14 @@ export async function main(argv: readonly string[]): Promise<number> {
       backends,
       rounds,
       onRow: (r) => log(generateBenchLine(r)),
-      ...(values["no-peer"] ? {} : { peer: { env: peerEnvOf(values["peer-env"]), threads: 2 } }),
+      // PyTorch at its best here: OMP_WAIT_POLICY=PASSIVE, which helps its training 3–5×, made its
+      // decoding 5× slower (2 threads: 116 against 615 tokens/s at the small shape).
+      ...(values["no-peer"]
+        ? {}
+        : { peer: { env: generationPeerEnv(values["peer-env"]), threads: 2 } }),
       onPeer: (p) => {
         peerLine = "torch" in p
-          ? `PyTorch peer: torch ${p.torch}, 2 threads, bench/peer_generate_torch.py`
+          ? `PyTorch peer: torch ${p.torch}, 2 threads, bench/peer_generate_torch.py, its own OpenMP wait policy`
           : `PyTorch peer skipped: ${p.reason}`;
       },
     });

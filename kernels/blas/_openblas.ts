@@ -282,14 +282,13 @@ export function openBlas(options: OpenBlasOptions = {}): E.Either<string, OpenBl
 export const SINGLE_THREAD_BELOW = 1 << 21;
 
 /**
- * Matrices below this many elements (16 MiB of float32) are multiplied on one thread. A sgemv
- * reads each weight once, so it runs at memory bandwidth, which a second core did not add to here:
- * cycling through distinct matrices as decoding does (34–45 MB of them), 512×512 took 40 µs on
- * one thread and 42–43 µs on two, 512×1376 103–105 µs and 111 µs, 512×4096 303–319 µs and
- * 321–328 µs; 192×512 16 µs and 17–22 µs. Larger matrices get the threads, for machines whose
- * bandwidth grows with cores.
+ * Matrices below this many elements (512 KiB of float32) are multiplied on one thread. A sgemv
+ * reads each weight once and runs at memory bandwidth: on an idle machine a second thread raised
+ * it (a decoded token of the [512, 8, 4096] bench model: 6.0 ms with one thread per product, 4.0 ms
+ * with two from this size on), while the hand-off dominates small ones (192×512: 17 µs on two
+ * threads, 7 µs on one). When another process holds the second core, two threads lose.
  */
-export const GEMV_SINGLE_THREAD_BELOW = 1 << 22;
+export const GEMV_SINGLE_THREAD_BELOW = 1 << 17;
 
 function threadPolicy(
   threads: number,
