@@ -258,14 +258,17 @@ Deno.test("dashboard.close() ends the live streams still open", () =>
     assertEquals((JSON.parse(first ?? "{}") as { records?: unknown[] }).records?.length, 12);
     await d.close();
     // Then the stream ends from the server's side, within a few seconds.
+    const ENDED = "ended";
+    const STILL_OPEN = "still open";
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const ended = await Promise.race([
+    const outcome = await Promise.race([
       (async () => {
         while (!(await reader.read()).done) { /* later events, if any */ }
-        return true;
+        return ENDED;
       })(),
-      new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), 5000)),
+      new Promise<string>((resolve) => timer = setTimeout(() => resolve(STILL_OPEN), 5000)),
     ]);
+    const ended = outcome === ENDED;
     clearTimeout(timer);
     if (!ended) await reader.cancel();
     assert(ended, "the live stream stayed open after close()");
