@@ -216,11 +216,28 @@ function rowDecoderOver(
     heapBuffer = bytes.buffer;
     heapF32 = new Float32Array(bytes.buffer);
     base = Deno.UnsafePointer.of(bytes);
+    weightPointers.clear();
   };
-  const at = (byteOffset: number): Deno.PointerValue =>
-    Deno.UnsafePointer.offset(base!, byteOffset);
+  // A token makes ~150 FFI calls: their pointers are made once (per heap move), not per call.
+  const weightPointers = new Map<number, Deno.PointerValue>();
+  const at = (byteOffset: number): Deno.PointerValue => {
+    let p = weightPointers.get(byteOffset);
+    if (p === undefined) {
+      p = Deno.UnsafePointer.offset(base!, byteOffset);
+      weightPointers.set(byteOffset, p);
+    }
+    return p;
+  };
   const offset = (p: Deno.PointerValue, floats: number): Deno.PointerValue =>
     floats === 0 ? p : Deno.UnsafePointer.offset(p!, floats * 4);
+  const qHeads = Array.from({ length: s.heads }, (_, h) => offset(q.p, h * hd));
+  const attHeads = Array.from({ length: s.heads }, (_, h) => offset(att.p, h * hd));
+  const keyHeads = keys.map((b) =>
+    Array.from({ length: s.kvHeads }, (_, kv) => offset(b.p, kv * maxLen * hd))
+  );
+  const valueHeads = values.map((b) =>
+    Array.from({ length: s.kvHeads }, (_, kv) => offset(b.p, kv * maxLen * hd))
+  );
 
   /** out = input · W (+ scale · input · A · B): W stored [in, out], so op = Wᵀ on the row. */
   const linear = (lin: Linear, input: Deno.PointerValue, out: Deno.PointerValue): void => {
@@ -288,8 +305,8 @@ function rowDecoderOver(
     const p = probs.v;
     for (let h = 0; h < s.heads; h++) {
       const kv = Math.floor(h / group);
-      const kAt = offset(keys[layer]!.p, kv * maxLen * hd);
-      const vAt = offset(values[layer]!.p, kv * maxLen * hd);
+      const kAt = keyHeads[layer]![kv]!;
+      const vAt = valueHeads[layer]![kv]!;
       // scores = K_h · q_h over the cached positions
       gemv({
         trans: false,
@@ -297,7 +314,7 @@ function rowDecoderOver(
         cols: hd,
         a: kAt,
         lda: hd,
-        x: offset(q.p, h * hd),
+        x: qHeads[h]!,
         y: probs.p,
         alpha: 1,
         beta: 0,
@@ -322,7 +339,7 @@ function rowDecoderOver(
         a: vAt,
         lda: hd,
         x: probs.p,
-        y: offset(att.p, h * hd),
+        y: attHeads[h]!,
         alpha: 1,
         beta: 0,
       });
