@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { lineChart, stackedBarChart } from "../charts/mod.ts";
+import { type Bar, lineChart, stackedBarChart } from "../charts/mod.ts";
 import { formatBytes, formatCount } from "../base/mod.ts";
 import type { RunMetric, RunResult, ValidGraph } from "../pipeline/mod.ts";
 
@@ -185,6 +185,36 @@ export function lossChartSvg(
   });
 }
 
+/** What {@link measuredStageBar} reads of a stage's record. */
+export interface MeasuredStage {
+  /** Stage number, from 1. */
+  readonly stage: number;
+  /** Model state by role at the stage's step. */
+  readonly accountedState: RunResult["stages"][number]["accountedState"];
+  /** Their sum. */
+  readonly accountedStateBytes: number;
+  /** The step's measured peak. */
+  readonly measuredPeakBytes: number;
+}
+
+/** A stage's measured peak as a stacked bar: model state by role, then the rest of the peak. */
+export function measuredStageBar(s: MeasuredStage): Bar {
+  return {
+    label: `s${s.stage} measured`,
+    segments: [
+      { name: "trained weights", value: s.accountedState.trainableWeights },
+      { name: "adapters", value: s.accountedState.adapters },
+      { name: "gradients", value: s.accountedState.gradients },
+      { name: "Adam m, v", value: s.accountedState.optimizer },
+      { name: "frozen weights", value: s.accountedState.frozen },
+      {
+        name: "activations, workspace",
+        value: Math.max(0, s.measuredPeakBytes - s.accountedStateBytes),
+      },
+    ],
+  };
+}
+
 /**
  * Per stage: the measured peak, split into model state (role by role) and the rest (activations
  * and workspace), beside the predicted peak; standard pre-training's predicted peak last.
@@ -197,20 +227,7 @@ export function memoryChartSvg(title: string, r: RunResult, budget?: number): st
     format: fmt,
     bars: [
       ...r.stages.flatMap((s) => [
-        {
-          label: `s${s.stage} measured`,
-          segments: [
-            { name: "trained weights", value: s.accountedState.trainableWeights },
-            { name: "adapters", value: s.accountedState.adapters },
-            { name: "gradients", value: s.accountedState.gradients },
-            { name: "Adam m, v", value: s.accountedState.optimizer },
-            { name: "frozen weights", value: s.accountedState.frozen },
-            {
-              name: "activations, workspace",
-              value: Math.max(0, s.measuredPeakBytes - s.accountedStateBytes),
-            },
-          ],
-        },
+        measuredStageBar(s),
         {
           label: `s${s.stage} predicted`,
           segments: [{ name: "predicted", value: s.predictedPeakBytes }],

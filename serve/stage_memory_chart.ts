@@ -8,6 +8,7 @@
 import { type Bar, stackedBarChart } from "../charts/mod.ts";
 import { formatBytes } from "../base/mod.ts";
 import type { StageRecord } from "../pipeline/mod.ts";
+import { measuredStageBar } from "../report/mod.ts";
 import type { PlannedStage } from "./graph_view.ts";
 
 /** The chart, or null when there is nothing to draw yet. */
@@ -23,20 +24,7 @@ export function stageMemorySvg(
     const p = planned.find((s) => s.stage === stage);
     const predicted = m?.predictedPeakBytes ?? p?.predictedPeakBytes ?? null;
     return [
-      ...(m === undefined ? [] : [{
-        label: `s${stage} measured`,
-        segments: [
-          { name: "trained weights", value: m.accountedState.trainableWeights },
-          { name: "adapters", value: m.accountedState.adapters },
-          { name: "gradients", value: m.accountedState.gradients },
-          { name: "Adam m, v", value: m.accountedState.optimizer },
-          { name: "frozen weights", value: m.accountedState.frozen },
-          {
-            name: "activations, workspace",
-            value: Math.max(0, m.measuredPeakBytes - m.accountedStateBytes),
-          },
-        ],
-      }]),
+      ...(m === undefined ? [] : [measuredStageBar(m)]),
       ...(predicted === null ? [] : [{
         label: `s${stage} predicted`,
         segments: [{ name: "predicted", value: predicted }],
