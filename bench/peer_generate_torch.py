@@ -3,7 +3,7 @@
 
 `deno task bench --only generate` runs this beside its own generation benchmark
 (bench/generate_bench.ts), in the same invocation, and prints our tokens/s over PyTorch's.
-It is the loop a PyTorch user writes: the bench LLaMA of bench/peer_torch.py with H heads,
+It is the loop a PyTorch user writes: the bench LLaMA of bench/peer_torch.py (its `build`) with H heads,
 batch 1, float32, `torch.inference_mode()`; the prompt (the first half of the context) goes
 through in one forward pass that fills each layer's cache, then each new token is the argmax
 of the last logits and goes through alone, attending to the cached keys and values
@@ -21,94 +21,55 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_torch import build  # noqa: E402
 
 
 def parse_shapes(text: str) -> list[list[int]]:
     return [[int(x) for x in part.split(",")] for part in text.split(";") if part.strip()]
 
 
-def build(torch, d: int, layers: int, vocab: int, seq: int, heads: int):
-    nn = torch.nn
-    F = torch.nn.functional
-    hd = d // heads
-    width = math.ceil(8 * d / 3 / 32) * 32
-    inv = 10000.0 ** (-torch.arange(0, hd, 2, dtype=torch.float64) / hd)
-    ang = torch.arange(seq, dtype=torch.float64)[:, None] * inv[None, :]
-    ang = torch.cat([ang, ang], dim=-1)
-    cos_all = ang.cos().float()[None, None]  # (1, 1, T, hd)
-    sin_all = ang.sin().float()[None, None]
+class CachedDecoder:
+    """The bench model of bench/peer_torch.py (its modules and weights) run with a key/value
+    cache: preallocated [1, H, T, d/H] buffers per layer, written in place."""
 
-    def rotate_half(x):
-        x1, x2 = x.chunk(2, dim=-1)
-        return torch.cat([-x2, x1], dim=-1)
+    def __init__(self, torch, model, heads: int, seq: int) -> None:
+        self.torch, self.model, self.heads = torch, model, heads
+        d = model.norm.weight.shape[0]
+        self.hd = d // heads
+        self.cache = [(torch.zeros(1, heads, seq, self.hd), torch.zeros(1, heads, seq, self.hd))
+                      for _ in model.layers]
 
-    class RMSNorm(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.weight = nn.Parameter(torch.ones(d))
-
-        def forward(self, x):
-            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * self.weight
-
-    class Layer(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.n1 = RMSNorm()
-            self.n2 = RMSNorm()
-            self.q = nn.Linear(d, d, bias=False)
-            self.k = nn.Linear(d, d, bias=False)
-            self.v = nn.Linear(d, d, bias=False)
-            self.o = nn.Linear(d, d, bias=False)
-            self.gate = nn.Linear(d, width, bias=False)
-            self.up = nn.Linear(d, width, bias=False)
-            self.down = nn.Linear(width, d, bias=False)
-            self.k_cache = torch.zeros(1, heads, seq, hd)
-            self.v_cache = torch.zeros(1, heads, seq, hd)
-
-        def forward(self, h, start: int):
-            b, t, _ = h.shape
-            end = start + t
-            a = self.n1(h)
-            q = self.q(a).view(b, t, heads, hd).transpose(1, 2)
-            k = self.k(a).view(b, t, heads, hd).transpose(1, 2)
-            v = self.v(a).view(b, t, heads, hd).transpose(1, 2)
-            cos, sin = cos_all[:, :, start:end], sin_all[:, :, start:end]
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
-            self.k_cache[:, :, start:end] = k
-            self.v_cache[:, :, start:end] = v
-            keys, values = self.k_cache[:, :, :end], self.v_cache[:, :, :end]
-            s = q @ keys.transpose(-1, -2) / math.sqrt(hd)
+    def __call__(self, tokens, start: int):
+        torch, m, heads, hd = self.torch, self.model, self.heads, self.hd
+        F = torch.nn.functional
+        cos_all, sin_all = m.rope
+        b, t = tokens.shape
+        end = start + t
+        cos, sin = cos_all[:, :, start:end], sin_all[:, :, start:end]
+        h = m.embed(tokens)
+        for layer, (k_cache, v_cache) in zip(m.layers, self.cache):
+            a = layer.input_layernorm(h)
+            q = layer.q(a).view(b, t, heads, hd).transpose(1, 2)
+            k = layer.k(a).view(b, t, heads, hd).transpose(1, 2)
+            v = layer.v(a).view(b, t, heads, hd).transpose(1, 2)
+            q = q * cos + m.rotate_half(q) * sin
+            k = k * cos + m.rotate_half(k) * sin
+            k_cache[:, :, start:end] = k
+            v_cache[:, :, start:end] = v
+            s = q @ k_cache[:, :, :end].transpose(-1, -2) / math.sqrt(hd)
             if t > 1:
                 s = s + torch.full((t, end), float("-inf")).triu(start + 1)
-            o = s.softmax(-1) @ values
-            h = h + self.o(o.transpose(1, 2).reshape(b, t, d))
-            m = self.n2(h)
-            return h + self.down(F.silu(self.gate(m)) * self.up(m))
-
-    class Llama(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = nn.Embedding(vocab, d)
-            self.layers = nn.ModuleList([Layer() for _ in range(layers)])
-            self.norm = RMSNorm()
-            self.lm_head = nn.Linear(d, vocab, bias=False)
-
-        def forward(self, tokens, start: int):
-            h = self.embed(tokens)
-            for layer in self.layers:
-                h = layer(h, start)
-            return self.lm_head(self.norm(h[:, -1:]))
-
-    model = Llama()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.normal_(0.0, 0.02)
-    return model.eval()
+            o = s.softmax(-1) @ v_cache[:, :, :end]
+            h = h + layer.o(o.transpose(1, 2).reshape(b, t, heads * hd))
+            n = layer.post_attention_layernorm(h)
+            h = h + layer.down(F.silu(layer.gate(n)) * layer.up(n))
+        return m.lm_head(m.norm(h[:, -1:]))
 
 
 def generate(torch, model, prompt: list[int], new_tokens: int) -> list[int]:
@@ -128,7 +89,7 @@ def generate(torch, model, prompt: list[int], new_tokens: int) -> list[int]:
 def bench_shape(torch, shape: list[int], rounds: int) -> dict:
     d, layers, vocab, seq, heads = shape
     torch.manual_seed(0)
-    model = build(torch, d, layers, vocab, seq, heads)
+    model = CachedDecoder(torch, build(torch, d, layers, vocab, seq, heads=heads).eval(), heads, seq)
     prompt_len = seq // 2
     new_tokens = seq - prompt_len
     prompt = [(i * 7919 + 13) % vocab for i in range(prompt_len)]

@@ -36,14 +36,17 @@ def parse_shapes(text: str) -> list[list[int]]:
     return [[int(x) for x in part.split(",")] for part in text.split(";") if part.strip()]
 
 
-def build(torch, d: int, layers: int, vocab: int, seq: int, attention: str = "plain", device=None):
+def build(torch, d: int, layers: int, vocab: int, seq: int, attention: str = "plain", device=None,
+          heads: int | None = None):
     """The bench LLaMA (see the module doc) on `device` (default CPU); attention "plain"
     writes softmax(q·kᵀ + mask)·v out, "sdpa" uses F.scaled_dot_product_attention (torch ≥ 2);
-    bench/gpu_peer_torch.py builds its CUDA model here too."""
+    bench/gpu_peer_torch.py builds its CUDA model here too, and bench/peer_generate_torch.py
+    decodes with its modules (`model.rope` holds the (cos, sin) tables, `model.rotate_half`).
+    `heads` defaults to d/64."""
     device = device if device is not None else torch.device("cpu")
     nn = torch.nn
     F = torch.nn.functional
-    heads = max(1, round(d / 64))
+    heads = heads if heads is not None else max(1, round(d / 64))
     head_dim = d // heads
     width = math.ceil(8 * d / 3 / 32) * 32
 
@@ -111,6 +114,8 @@ def build(torch, d: int, layers: int, vocab: int, seq: int, attention: str = "pl
             return self.lm_head(self.norm(h))
 
     model = Llama().to(device)
+    model.rope = (cos, sin)
+    model.rotate_half = rotate_half
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() >= 2:
