@@ -3,7 +3,8 @@
  * it (every token recomputes the whole context through `forwardLogits`), side by side in one
  * run, per shape and backend. A prompt of half the context is prefilled, then the other half
  * is generated, so no window slides and the uncached path's context grows from T/2 to T.
- * Rounds alternate the two paths; each reports its median round. Both paths must produce the
+ * Rounds alternate the two paths; each reports its median round. Every timed run follows a
+ * short warm-up run of the same path (4 new tokens), as each PyTorch round does. Both paths must produce the
  * same tokens (a check, reported as `same`).
  *
  * Beside them, in the same rounds, the PyTorch loop a user would write
@@ -129,7 +130,10 @@ export async function benchGeneration(opts: GenerateBenchOptions): Promise<Gener
         const peerRates: number[] = [];
         let same = true;
         for (let round = 0; round < rounds; round++) {
+          // Each timed run follows a short warm-up of its own, as the peer's does in its process.
+          await timed(CACHED, 4);
           const a = await timed(CACHED, newTokens);
+          await timed(UNCACHED, 2);
           const b = await timed(UNCACHED, newTokens);
           cached.push(a.rate);
           uncached.push(b.rate);

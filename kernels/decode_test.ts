@@ -270,42 +270,81 @@ onBackends("extendCache() rejects bad ids and leaves the cache it was given usab
 });
 
 for (const c of CASES) {
-  onBackends(
-    `the row decoder's logits match forwardLogits of the whole prefix (${c.label})`,
-    async () => {
-      const model: Model = {
-        shape: c.shape,
-        params: randomParams(c.shape, 13, c.lora),
-        loraScale: 0.75,
-      };
-      const opened = openRowDecoder(model);
-      // On "auto" (wasm with OpenBLAS) the row decoder must open: generate() relies on it there.
-      if (E.isLeft(opened)) throw new Error(`the row decoder did not open: ${opened.left}`);
-      const rows = opened.right;
-      const before = tf.memory().numTensors;
+  for (const pack of [true, false]) {
+    onBackends(
+      `the row decoder's logits match forwardLogits of the whole prefix (${c.label}, ${
+        pack ? "packed" : "in place"
+      })`,
+      async () => {
+        const model: Model = {
+          shape: c.shape,
+          params: randomParams(c.shape, 13, c.lora),
+          loraScale: 0.75,
+        };
+        const opened = openRowDecoder(model, { pack });
+        // On "auto" (wasm with OpenBLAS) the row decoder must open: generate() relies on it there.
+        if (E.isLeft(opened)) throw new Error(`the row decoder did not open: ${opened.left}`);
+        const rows = opened.right;
+        assertEquals(rows.packed, pack);
+        const before = tf.memory().numTensors;
+        const r = prefill(model, SEQUENCE.slice(0, 3));
+        await take(r.logits);
+        rows.load(r.cache);
+        disposeCache(r.cache);
+        let worst = 0;
+        let scale = 0;
+        for (let len = 4; len <= 12; len++) {
+          const got = rows.step(SEQUENCE[len - 1]!);
+          assertEquals(rows.length, len);
+          const want = await referenceRow(model, SEQUENCE.slice(0, len));
+          worst = Math.max(worst, maxAbsDiff(got, want));
+          for (const x of want) scale = Math.max(scale, Math.abs(x));
+        }
+        throwsWith(() => rows.step(1), "maxSeqLen 12");
+        throwsWith(() => rows.step(c.shape.vocab), "outside");
+        assertEquals(tf.memory().numTensors, before, "tensors left by the row decoder");
+        assert(scale > 1, `logits scale ${scale} too small to test`);
+        assert(worst <= 1e-4 * scale, `max |row decoder − full| = ${worst} (logit scale ${scale})`);
+        disposeParams(model.params);
+      },
+      ["auto"],
+    );
+  }
+}
+
+onBackends(
+  "a packed row decoder follows its weights: a replaced weight tensor is packed again",
+  async () => {
+    const model: Model = { shape: GQA, params: randomParams(GQA, 21, NO_LORA), loraScale: 1 };
+    const stepOnce = async () => {
+      const opened = openRowDecoder(model, { pack: true });
+      if (E.isLeft(opened)) throw new Error(opened.left);
       const r = prefill(model, SEQUENCE.slice(0, 3));
       await take(r.logits);
-      rows.load(r.cache);
+      opened.right.load(r.cache);
       disposeCache(r.cache);
-      let worst = 0;
-      let scale = 0;
-      for (let len = 4; len <= 12; len++) {
-        const got = rows.step(SEQUENCE[len - 1]!);
-        assertEquals(rows.length, len);
-        const want = await referenceRow(model, SEQUENCE.slice(0, len));
-        worst = Math.max(worst, maxAbsDiff(got, want));
-        for (const x of want) scale = Math.max(scale, Math.abs(x));
-      }
-      throwsWith(() => rows.step(1), "maxSeqLen 12");
-      throwsWith(() => rows.step(c.shape.vocab), "outside");
-      assertEquals(tf.memory().numTensors, before, "tensors left by the row decoder");
-      assert(scale > 1, `logits scale ${scale} too small to test`);
-      assert(worst <= 1e-4 * scale, `max |row decoder − full| = ${worst} (logit scale ${scale})`);
-      disposeParams(model.params);
-    },
-    ["auto"],
-  );
-}
+      const got = opened.right.step(SEQUENCE[3]!);
+      const want = await referenceRow(model, SEQUENCE.slice(0, 4));
+      return maxAbsDiff(got, want) / Math.max(...want.map(Math.abs));
+    };
+    assert(await stepOnce() <= 1e-4, "first packing");
+    assert(await stepOnce() <= 1e-4, "packing reused");
+    // A caller holding the Map may swap tensors under the same names; the copy must not go stale.
+    const params = model.params as Map<string, tf.Tensor>;
+    for (const p of ["q", "up", "down"] as const) {
+      const name = projectionWeight(1, p);
+      const old = model.params.get(name)!;
+      params.set(name, tf.mul(old, -1.5));
+      old.dispose();
+    }
+    const lm = model.params.get("lm_head.weight")!;
+    params.set("lm_head.weight", tf.mul(lm, 2));
+    lm.dispose();
+    assert(await stepOnce() <= 1e-4, "after replacing weights");
+    disposeParams(model.params);
+  },
+  ["auto"],
+);
 
 onBackends("the row decoder declines backends whose weights are not in a wasm heap", () => {
   const model: Model = { shape: GQA, params: randomParams(GQA, 3, NO_LORA), loraScale: 1 };

@@ -9,6 +9,12 @@
  * OpenBLAS's sgemm packs each weight matrix before a one-row product, which sgemv does not.
  * Prefill stays on the tfjs path (a prompt is a real matrix product); its cache is copied in.
  *
+ * Where memory allows, the layers' weights are also copied once, transposed and side by side
+ * (q|k|v, gate|up), outside the heap: a token then runs four sgemv per layer over contiguous
+ * output rows instead of seven over the stored [in, out] columns, which OpenBLAS reads at about
+ * 1.3–1.9× the rate here (bench/generate_bench.ts). The copy is kept per parameter map and made
+ * again when any weight tensor changes.
+ *
  * The arithmetic is the tfjs path's (kernels/model.ts, decode.ts), rounded at different points
  * (float64 loops here, float32 kernels there): tests compare the logits with a tolerance.
  *
@@ -43,37 +49,79 @@ interface Matrix {
   readonly at: number;
   readonly rows: number;
   readonly cols: number;
+  /** The tensor's data (changes when a variable is assigned): tells whether a packed copy is stale. */
+  readonly dataId: tf.DataId;
 }
 
-/** A projection's weight [in, out] and, when attached, its adapter A [in, r], B [r, out]. */
-interface Linear {
-  readonly w: Matrix;
-  readonly lora?: { readonly a: Matrix; readonly b: Matrix };
+/** A float32 array off the JS heap (its address never moves) and that address. */
+interface Buffer {
+  readonly v: Float32Array;
+  readonly p: Deno.PointerValue;
+}
+
+/**
+ * Products whose outputs lie side by side in one row (q|k|v, gate|up, or one projection): each
+ * part is a weight [in, width] and, when attached, its adapter A [in, r], B [r, width].
+ */
+interface Group {
+  readonly input: number;
+  readonly width: number;
+  readonly parts: readonly {
+    readonly w: Matrix;
+    readonly offset: number;
+    readonly lora?: { readonly a: Matrix; readonly b: Matrix };
+  }[];
 }
 
 interface LayerWeights {
   readonly inputNorm: number;
   readonly postNorm: number;
-  readonly proj: Readonly<Record<Projection, Linear>>;
+  readonly qkv: Group;
+  readonly o: Group;
+  readonly gateUp: Group;
+  readonly down: Group;
 }
+
+/** Each group's weights transposed, [width, input] row-major, outside the heap. */
+interface Packed {
+  readonly ids: readonly tf.DataId[];
+  readonly layers: readonly Readonly<Record<"qkv" | "o" | "gateUp" | "down", Buffer>>[];
+  /** The untied head as [vocab, hidden]; a tied head is already stored so. */
+  readonly head?: Buffer;
+}
+
+/** One packed copy per parameter map: a bench or a chat generates many times from one model. */
+const packedByParams = new WeakMap<object, Packed>();
 
 /** A one-token decoder over a model's weights; see the module doc. */
 export interface RowDecoder {
   /** Positions in the cache. */
   readonly length: number;
+  /** Whether it reads a packed copy of the weights (see the module doc) or the heap in place. */
+  readonly packed: boolean;
   /** Replaces the cache with a tfjs one (`[kvHeads, length, headDim]` per layer); the caller keeps it. */
   load(cache: KvCache): void;
   /** Runs `token` at position `length` and returns the next-token logits (a new array). */
   step(token: number): Float32Array;
 }
 
-const PROJECTIONS: readonly Projection[] = ["q", "k", "v", "o", "gate", "up", "down"];
+/** Options of {@link openRowDecoder}. */
+export interface RowDecoderOptions {
+  /**
+   * Pack the weights (module doc). Default: when the copy takes at most a quarter of the
+   * memory the OS reports free (256 MiB where it cannot be read). false reads them in place.
+   */
+  readonly pack?: boolean;
+}
+
+/** Packed products of at least this many elements run on two threads (measured, module doc). */
+const PACKED_SINGLE_THREAD_BELOW = 1 << 16;
 
 /**
  * A row decoder for `model` when it can run one: the active backend is "wasm", OpenBLAS with
  * sgemv loads, and every weight is a float32 tensor in the wasm heap. Left says why not (the
  * caller decodes through tfjs instead). The weights must stay alive and unchanged while the
- * decoder is used; it holds no tensors, only its cache's plain arrays.
+ * decoder is used; it holds no tensors, only plain arrays (its cache, and the packed copy).
  *
  * @example
  * ```ts
@@ -99,77 +147,180 @@ const PROJECTIONS: readonly Projection[] = ["q", "k", "v", "o", "gate", "up", "d
  * disposeParams(model.params);
  * ```
  */
-export function openRowDecoder(model: Model): E.Either<string, RowDecoder> {
+export function openRowDecoder(
+  model: Model,
+  options: RowDecoderOptions = {},
+): E.Either<string, RowDecoder> {
   if (tf.getBackend() !== "wasm") return E.left(`the backend is ${tf.getBackend()}, not wasm`);
   const gemv = openSgemv();
   if (E.isLeft(gemv)) return gemv;
   const backend = tf.backend() as unknown as WasmBackendLike;
   const s = model.shape;
-  const matrixOf = (name: string): Matrix | string => {
+  const matrixOf = (name: string): Matrix => {
     const t = model.params.get(name);
-    if (t === undefined) return `no parameter ${name}`;
-    if (t.dtype !== "float32" || t.isDisposed) return `${name} is not a live float32 tensor`;
+    if (t === undefined) throw new Error(`no parameter ${name}`);
+    if (t.dtype !== "float32" || t.isDisposed) {
+      throw new Error(`${name} is not a live float32 tensor`);
+    }
     const info = backend.dataIdMap.get(t.dataId);
-    if (info === undefined) return `${name} is not in the wasm heap`;
-    return { at: info.memoryOffset, rows: t.shape[0] ?? 1, cols: t.shape[1] ?? 1 };
+    if (info === undefined) throw new Error(`${name} is not in the wasm heap`);
+    return {
+      at: info.memoryOffset,
+      rows: t.shape[0] ?? 1,
+      cols: t.shape[1] ?? 1,
+      dataId: t.dataId,
+    };
+  };
+  const groupOf = (l: number, projections: readonly Projection[]): Group => {
+    let width = 0;
+    const parts = projections.map((p) => {
+      const name = projectionWeight(l, p);
+      const w = matrixOf(name);
+      const ln = loraNames(name);
+      const lora = model.params.has(ln.a) || model.params.has(ln.b)
+        ? { a: matrixOf(ln.a), b: matrixOf(ln.b) }
+        : undefined;
+      const part = { w, offset: width, ...(lora !== undefined ? { lora } : {}) };
+      width += w.cols;
+      return part;
+    });
+    return { input: parts[0]!.w.rows, width, parts };
   };
   try {
     const depth = depthOf(model.params.keys());
     const layers: LayerWeights[] = [];
     for (let l = 0; l < depth; l++) {
       const norms = layerNormNames(l);
-      const inputNorm = matrixOf(norms.input);
-      const postNorm = matrixOf(norms.post);
-      if (typeof inputNorm === "string") return E.left(inputNorm);
-      if (typeof postNorm === "string") return E.left(postNorm);
-      const proj = {} as Record<Projection, Linear>;
-      for (const p of PROJECTIONS) {
-        const name = projectionWeight(l, p);
-        const w = matrixOf(name);
-        if (typeof w === "string") return E.left(w);
-        const ln = loraNames(name);
-        if (model.params.has(ln.a) || model.params.has(ln.b)) {
-          const a = matrixOf(ln.a);
-          const b = matrixOf(ln.b);
-          if (typeof a === "string") return E.left(a);
-          if (typeof b === "string") return E.left(b);
-          proj[p] = { w, lora: { a, b } };
-        } else {
-          proj[p] = { w };
-        }
-      }
-      layers.push({ inputNorm: inputNorm.at, postNorm: postNorm.at, proj });
+      layers.push({
+        inputNorm: matrixOf(norms.input).at,
+        postNorm: matrixOf(norms.post).at,
+        qkv: groupOf(l, ["q", "k", "v"]),
+        o: groupOf(l, ["o"]),
+        gateUp: groupOf(l, ["gate", "up"]),
+        down: groupOf(l, ["down"]),
+      });
     }
     const embed = matrixOf(EMBED);
-    const finalNorm = matrixOf(FINAL_NORM);
+    const finalNorm = matrixOf(FINAL_NORM).at;
     const head = s.tiedEmbeddings ? embed : matrixOf(LM_HEAD);
-    if (typeof embed === "string") return E.left(embed);
-    if (typeof finalNorm === "string") return E.left(finalNorm);
-    if (typeof head === "string") return E.left(head);
-    return E.right(
-      rowDecoderOver(model, gemv.right, backend, { layers, embed, finalNorm: finalNorm.at, head }),
-    );
+    const weights = { layers, embed, finalNorm, head };
+    const packed = packedWeights(model, backend, weights, options.pack);
+    return E.right(rowDecoderOver(model, gemv.right, backend, weights, packed));
   } catch (e: unknown) {
     return E.left(e instanceof Error ? e.message : String(e));
   }
 }
 
-/** A float32 array off the JS heap (its address never moves) and that address. */
-function buffer(length: number): { readonly v: Float32Array; readonly p: Deno.PointerValue } {
+function buffer(length: number): Buffer {
   const v = new Float32Array(new ArrayBuffer(Math.max(1, length) * 4));
   return { v, p: Deno.UnsafePointer.of(v) };
+}
+
+interface Weights {
+  readonly layers: readonly LayerWeights[];
+  readonly embed: Matrix;
+  readonly finalNorm: number;
+  readonly head: Matrix;
+}
+
+const GROUPS = ["qkv", "o", "gateUp", "down"] as const;
+
+/** The packed copy of `w` (module doc): reused while every weight is the same tensor data. */
+function packedWeights(
+  model: Model,
+  backend: WasmBackendLike,
+  w: Weights,
+  pack: boolean | undefined,
+): Packed | undefined {
+  if (pack === false) return undefined;
+  const ids = w.layers.flatMap((l) => GROUPS.flatMap((g) => l[g].parts.map((p) => p.w.dataId)));
+  const untied = !model.shape.tiedEmbeddings;
+  if (untied) ids.push(w.head.dataId);
+  const kept = packedByParams.get(model.params);
+  if (
+    kept !== undefined && kept.ids.length === ids.length && kept.ids.every((id, i) => id === ids[i])
+  ) {
+    return kept;
+  }
+  packedByParams.delete(model.params);
+  const floats =
+    w.layers.reduce((n, l) => n + GROUPS.reduce((m, g) => m + l[g].input * l[g].width, 0), 0) +
+    (untied ? w.head.rows * w.head.cols : 0);
+  if (pack === undefined && floats * 4 > packBudget()) return undefined;
+  const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
+  const transposed = (group: Group): Buffer => {
+    const out = buffer(group.input * group.width);
+    for (const part of group.parts) {
+      transposeInto(
+        heap,
+        part.w.at / 4,
+        part.w.rows,
+        part.w.cols,
+        out.v,
+        part.offset * group.input,
+      );
+    }
+    return out;
+  };
+  const made: Packed = {
+    ids,
+    layers: w.layers.map((l) => ({
+      qkv: transposed(l.qkv),
+      o: transposed(l.o),
+      gateUp: transposed(l.gateUp),
+      down: transposed(l.down),
+    })),
+    ...(untied
+      ? {
+        head: transposed({
+          input: w.head.rows,
+          width: w.head.cols,
+          parts: [{ w: w.head, offset: 0 }],
+        }),
+      }
+      : {}),
+  };
+  packedByParams.set(model.params, made);
+  return made;
+}
+
+/** A quarter of the memory the OS reports free; 256 MiB where it cannot be read (no --allow-sys). */
+function packBudget(): number {
+  try {
+    return Deno.systemMemoryInfo().available / 4;
+  } catch {
+    return 256 * 2 ** 20;
+  }
+}
+
+/** to[start + j·rows + i] = from[at + i·cols + j]: a [rows, cols] matrix written as [cols, rows]. */
+function transposeInto(
+  from: Float32Array,
+  at: number,
+  rows: number,
+  cols: number,
+  to: Float32Array,
+  start: number,
+): void {
+  const B = 32; // a tile of each stays in L1
+  for (let i0 = 0; i0 < rows; i0 += B) {
+    const i1 = Math.min(rows, i0 + B);
+    for (let j0 = 0; j0 < cols; j0 += B) {
+      const j1 = Math.min(cols, j0 + B);
+      for (let i = i0; i < i1; i++) {
+        const src = at + i * cols;
+        for (let j = j0; j < j1; j++) to[start + j * rows + i] = from[src + j]!;
+      }
+    }
+  }
 }
 
 function rowDecoderOver(
   model: Model,
   gemv: Sgemv,
   backend: WasmBackendLike,
-  w: {
-    readonly layers: readonly LayerWeights[];
-    readonly embed: Matrix;
-    readonly finalNorm: number;
-    readonly head: Matrix;
-  },
+  w: Weights,
+  packed: Packed | undefined,
 ): RowDecoder {
   const s = model.shape;
   const d = s.hidden;
@@ -181,16 +332,17 @@ function rowDecoderOver(
   const eps = s.rmsNormEps;
   const x = buffer(d);
   const a = buffer(d);
-  const q = buffer(d);
-  const k = buffer(kvWidth);
-  const v = buffer(kvWidth);
+  // q|k|v and gate|up side by side, as the packed groups write them.
+  const qkv = buffer(d + 2 * kvWidth);
+  const q = qkv.v.subarray(0, d);
+  const k = qkv.v.subarray(d, d + kvWidth);
+  const v = qkv.v.subarray(d + kvWidth);
   const att = buffer(d);
-  const y = buffer(Math.max(d, s.intermediate));
-  const gate = buffer(s.intermediate);
-  const up = buffer(s.intermediate);
+  const y = buffer(d);
+  const gateUp = buffer(2 * s.intermediate);
   const rank = Math.max(
     1,
-    ...w.layers.flatMap((l) => PROJECTIONS.map((p) => l.proj[p].lora?.a.cols ?? 1)),
+    ...w.layers.flatMap((l) => GROUPS.flatMap((g) => l[g].parts.map((p) => p.lora?.a.cols ?? 1))),
   );
   const low = buffer(rank);
   const probs = buffer(maxLen);
@@ -218,7 +370,7 @@ function rowDecoderOver(
     base = Deno.UnsafePointer.of(bytes);
     weightPointers.clear();
   };
-  // A token makes ~150 FFI calls: their pointers are made once (per heap move), not per call.
+  // A token makes ~100 FFI calls: their pointers are made once (per heap move), not per call.
   const weightPointers = new Map<number, Deno.PointerValue>();
   const at = (byteOffset: number): Deno.PointerValue => {
     let p = weightPointers.get(byteOffset);
@@ -230,7 +382,7 @@ function rowDecoderOver(
   };
   const offset = (p: Deno.PointerValue, floats: number): Deno.PointerValue =>
     floats === 0 ? p : Deno.UnsafePointer.offset(p!, floats * 4);
-  const qHeads = Array.from({ length: s.heads }, (_, h) => offset(q.p, h * hd));
+  const qHeads = Array.from({ length: s.heads }, (_, h) => offset(qkv.p, h * hd));
   const attHeads = Array.from({ length: s.heads }, (_, h) => offset(att.p, h * hd));
   const keyHeads = keys.map((b) =>
     Array.from({ length: s.kvHeads }, (_, kv) => offset(b.p, kv * maxLen * hd))
@@ -238,45 +390,76 @@ function rowDecoderOver(
   const valueHeads = values.map((b) =>
     Array.from({ length: s.kvHeads }, (_, kv) => offset(b.p, kv * maxLen * hd))
   );
+  // Where each part of each group writes, made once.
+  const partOut = new Map<Matrix, Deno.PointerValue>();
+  const outOf = (g: Group, out: Buffer) => {
+    for (const part of g.parts) partOut.set(part.w, offset(out.p, part.offset));
+  };
+  for (const l of w.layers) {
+    outOf(l.qkv, qkv);
+    outOf(l.o, y);
+    outOf(l.gateUp, gateUp);
+    outOf(l.down, y);
+  }
 
-  /** out = input · W (+ scale · input · A · B): W stored [in, out], so op = Wᵀ on the row. */
-  const linear = (lin: Linear, input: Deno.PointerValue, out: Deno.PointerValue): void => {
-    const { w: m } = lin;
-    gemv({
-      trans: true,
-      rows: m.rows,
-      cols: m.cols,
-      a: at(m.at),
-      lda: m.cols,
-      x: input,
-      y: out,
-      alpha: 1,
-      beta: 0,
-    });
-    if (lin.lora === undefined) return;
-    const { a: la, b: lb } = lin.lora;
-    gemv({
-      trans: true,
-      rows: la.rows,
-      cols: la.cols,
-      a: at(la.at),
-      lda: la.cols,
-      x: input,
-      y: low.p,
-      alpha: 1,
-      beta: 0,
-    });
-    gemv({
-      trans: true,
-      rows: lb.rows,
-      cols: lb.cols,
-      a: at(lb.at),
-      lda: lb.cols,
-      x: low.p,
-      y: out,
-      alpha: model.loraScale,
-      beta: 1,
-    });
+  /** out = input · [W₁ | W₂ …] (+ scale · input · Aᵢ · Bᵢ per part with an adapter). */
+  const product = (g: Group, wt: Buffer | undefined, input: Deno.PointerValue): void => {
+    if (wt !== undefined) {
+      gemv({
+        trans: false,
+        rows: g.width,
+        cols: g.input,
+        a: wt.p,
+        lda: g.input,
+        x: input,
+        y: partOut.get(g.parts[0]!.w)!,
+        alpha: 1,
+        beta: 0,
+        singleThreadBelow: PACKED_SINGLE_THREAD_BELOW,
+      });
+    }
+    for (const part of g.parts) {
+      const m = part.w;
+      const out = partOut.get(m)!;
+      // W stored [in, out]: op = Wᵀ on the row.
+      if (wt === undefined) {
+        gemv({
+          trans: true,
+          rows: m.rows,
+          cols: m.cols,
+          a: at(m.at),
+          lda: m.cols,
+          x: input,
+          y: out,
+          alpha: 1,
+          beta: 0,
+        });
+      }
+      if (part.lora === undefined) continue;
+      const { a: la, b: lb } = part.lora;
+      gemv({
+        trans: true,
+        rows: la.rows,
+        cols: la.cols,
+        a: at(la.at),
+        lda: la.cols,
+        x: input,
+        y: low.p,
+        alpha: 1,
+        beta: 0,
+      });
+      gemv({
+        trans: true,
+        rows: lb.rows,
+        cols: lb.cols,
+        a: at(lb.at),
+        lda: lb.cols,
+        x: low.p,
+        y: out,
+        alpha: model.loraScale,
+        beta: 1,
+      });
+    }
   };
 
   const rmsNorm = (from: Float32Array, weightAt: number, to: Float32Array): void => {
@@ -307,7 +490,7 @@ function rowDecoderOver(
       const kv = Math.floor(h / group);
       const kAt = keyHeads[layer]![kv]!;
       const vAt = valueHeads[layer]![kv]!;
-      // scores = K_h · q_h over the cached positions
+      // scores = K_h · q_h / √hd over the cached positions
       gemv({
         trans: false,
         rows: positions,
@@ -316,22 +499,18 @@ function rowDecoderOver(
         lda: hd,
         x: qHeads[h]!,
         y: probs.p,
-        alpha: 1,
+        alpha: scale,
         beta: 0,
       });
       let max = -Infinity;
-      for (let j = 0; j < positions; j++) {
-        p[j] = p[j]! * scale;
-        if (p[j]! > max) max = p[j]!;
-      }
+      for (let j = 0; j < positions; j++) if (p[j]! > max) max = p[j]!;
       let sum = 0;
       for (let j = 0; j < positions; j++) {
         const e = Math.exp(p[j]! - max);
         p[j] = e;
         sum += e;
       }
-      for (let j = 0; j < positions; j++) p[j] = p[j]! / sum;
-      // out_h = V_hᵀ · p
+      // out_h = V_hᵀ · softmax
       gemv({
         trans: true,
         rows: positions,
@@ -340,7 +519,7 @@ function rowDecoderOver(
         lda: hd,
         x: probs.p,
         y: attHeads[h]!,
-        alpha: 1,
+        alpha: 1 / sum, // the softmax's normalisation
         beta: 0,
       });
     }
@@ -350,6 +529,7 @@ function rowDecoderOver(
     get length() {
       return length;
     },
+    packed: packed !== undefined,
     load(cache: KvCache): void {
       if (cache.layers.length !== w.layers.length) {
         throw new Error(
@@ -388,43 +568,57 @@ function rowDecoderOver(
       }
       const e0 = (w.embed.at / 4) + token * d;
       x.v.set(heapF32.subarray(e0, e0 + d));
+      const I = s.intermediate;
       w.layers.forEach((lw, l) => {
+        const pl = packed?.layers[l];
         rmsNorm(x.v, lw.inputNorm, a.v);
-        linear(lw.proj.q, a.p, q.p);
-        linear(lw.proj.k, a.p, k.p);
-        linear(lw.proj.v, a.p, v.p);
-        rotate(q.v, s.heads);
-        rotate(k.v, s.kvHeads);
+        product(lw.qkv, pl?.qkv, a.p);
+        rotate(q, s.heads);
+        rotate(k, s.kvHeads);
         for (let h = 0; h < s.kvHeads; h++) {
-          keys[l]!.v.set(k.v.subarray(h * hd, (h + 1) * hd), (h * maxLen + pos) * hd);
-          values[l]!.v.set(v.v.subarray(h * hd, (h + 1) * hd), (h * maxLen + pos) * hd);
+          keys[l]!.v.set(k.subarray(h * hd, (h + 1) * hd), (h * maxLen + pos) * hd);
+          values[l]!.v.set(v.subarray(h * hd, (h + 1) * hd), (h * maxLen + pos) * hd);
         }
         attend(l, pos + 1);
-        linear(lw.proj.o, att.p, y.p);
+        product(lw.o, pl?.o, att.p);
         for (let i = 0; i < d; i++) x.v[i] = x.v[i]! + y.v[i]!;
         rmsNorm(x.v, lw.postNorm, a.v);
-        linear(lw.proj.gate, a.p, gate.p);
-        linear(lw.proj.up, a.p, up.p);
-        const g = gate.v;
-        const u = up.v;
-        for (let i = 0; i < s.intermediate; i++) g[i] = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
-        linear(lw.proj.down, gate.p, y.p);
+        product(lw.gateUp, pl?.gateUp, a.p);
+        // SwiGLU in place over the gate half; down reads it.
+        const gu = gateUp.v;
+        for (let i = 0; i < I; i++) gu[i] = (gu[i]! / (1 + Math.exp(-gu[i]!))) * gu[I + i]!;
+        product(lw.down, pl?.down, gateUp.p);
         for (let i = 0; i < d; i++) x.v[i] = x.v[i]! + y.v[i]!;
       });
       rmsNorm(x.v, w.finalNorm, a.v);
       const hm = w.head;
-      // Untied head [hidden, vocab]: logits = headᵀ·a; tied, the embedding [vocab, hidden]: E·a.
-      gemv({
-        trans: !s.tiedEmbeddings,
-        rows: hm.rows,
-        cols: hm.cols,
-        a: at(hm.at),
-        lda: hm.cols,
-        x: a.p,
-        y: logits.p,
-        alpha: 1,
-        beta: 0,
-      });
+      if (packed?.head !== undefined) {
+        gemv({
+          trans: false,
+          rows: hm.cols,
+          cols: hm.rows,
+          a: packed.head.p,
+          lda: hm.rows,
+          x: a.p,
+          y: logits.p,
+          alpha: 1,
+          beta: 0,
+          singleThreadBelow: PACKED_SINGLE_THREAD_BELOW,
+        });
+      } else {
+        // Untied head [hidden, vocab]: logits = headᵀ·a; tied, the embedding [vocab, hidden]: E·a.
+        gemv({
+          trans: !s.tiedEmbeddings,
+          rows: hm.rows,
+          cols: hm.cols,
+          a: at(hm.at),
+          lda: hm.cols,
+          x: a.p,
+          y: logits.p,
+          alpha: 1,
+          beta: 0,
+        });
+      }
       length = pos + 1;
       return logits.v.slice();
     },

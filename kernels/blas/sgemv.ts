@@ -25,6 +25,11 @@ export interface SgemvArgs {
   readonly y: Deno.PointerValue;
   readonly alpha: number;
   readonly beta: number;
+  /**
+   * Products of fewer elements run on one thread (default {@link GEMV_SINGLE_THREAD_BELOW}, which
+   * was measured for `trans`; a no-trans product reads rows and gains from two threads sooner).
+   */
+  readonly singleThreadBelow?: number;
 }
 
 /** Runs one {@link SgemvArgs}. */
@@ -55,7 +60,7 @@ export function openSgemv(): E.Either<string, Sgemv> {
   const { prepare } = opened.right;
   return E.right((g) => {
     if (g.rows === 0 || g.cols === 0) return;
-    prepare(g.rows * g.cols, GEMV_SINGLE_THREAD_BELOW);
+    prepare(g.rows * g.cols, g.singleThreadBelow ?? GEMV_SINGLE_THREAD_BELOW);
     gemv(
       CBLAS_ROW_MAJOR,
       g.trans ? CBLAS_TRANS : CBLAS_NO_TRANS,
