@@ -32,6 +32,7 @@ import {
   projectionWeight,
 } from "../base/mod.ts";
 import { openSgemv, type Sgemv } from "./blas/mod.ts";
+import { hugePageFloats } from "./blas/huge_pages.ts";
 import { depthOf } from "../checkpoint/mod.ts";
 import type { KvCache } from "./decode.ts";
 import type { Model } from "./model.ts";
@@ -248,8 +249,14 @@ function packedWeights(
     (untied ? w.head.rows * w.head.cols : 0);
   if (pack === undefined && floats * 4 > packBudget()) return undefined;
   const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
+  // One allocation for the whole copy, on huge pages where the OS gives them: a token streams it.
+  const all = hugePageFloats(floats);
+  let used = 0;
   const transposed = (group: Group): Buffer => {
-    const out = buffer(group.input * group.width);
+    const n = group.input * group.width;
+    const v = all.subarray(used, used + n);
+    used += n;
+    const out = { v, p: Deno.UnsafePointer.of(v) };
     for (const part of group.parts) {
       transposeInto(
         heap,
