@@ -633,14 +633,17 @@ class Commands:
         threading.Thread(target=self._read, name="commands", daemon=True).start()
 
     def _read(self) -> None:
-        # The lowest ordinary priority (Linux: per thread): its work is small, and it runs where a
-        # core is free (a rank waiting on a collective, a GPU running) instead of preempting a
-        # step. Preempting one rank stalls every rank at the next collective: on two busy cores
-        # the default priority cost 2 processes about 5% of the bare loop's speed.
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (AttributeError, OSError):
-            pass
+        # With several ranks, the lowest ordinary priority (Linux: per thread): its work is small,
+        # and it runs where a core is free (a rank waiting on a collective, a GPU running) instead
+        # of preempting a step, which stalls every rank at the next collective (on two busy cores
+        # the default priority cost 2 processes about 5% of the bare loop's speed). One process
+        # keeps the default: nothing waits for it, and at nice 19 the thread's work waited for
+        # the step's end instead of filling its OpenMP threads' idle moments.
+        if self.session.world > 1:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            except (AttributeError, OSError):
+                pass
         while True:
             try:
                 cmd = next_command(self.session, self.channel, self.schema)
