@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { RUN_DIR } from "../checkpoint/mod.ts";
+import { exists, RUN_DIR } from "../checkpoint/mod.ts";
 import { decodeWith } from "../base/mod.ts";
 import { RunMetricCodec } from "../pipeline/mod.ts";
 import { LOCK_FILE, lockHolder } from "../store/mod.ts";
@@ -25,15 +25,6 @@ export interface StatusView {
 
 // Enough of the log's end to hold its last `train` record, however long the run.
 const TAIL_BYTES = 64 * 1024;
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Whether the last `train` record of a `metrics.jsonl` is a skipped step (false without one). */
 export async function lastStepSkipped(metrics: string): Promise<boolean> {
