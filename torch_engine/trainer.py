@@ -267,10 +267,10 @@ class Session:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def all_sum_started(self, value: torch.Tensor):
-        """Starts summing `value` (a scalar) over the ranks; returns the call that waits for it."""
-        t = value.detach().clone().reshape(1)
-        work = dist.all_reduce(t, op=dist.ReduceOp.SUM, async_op=True) if self.world > 1 else None
+    def reduce_started(self, t: torch.Tensor, op=dist.ReduceOp.SUM):
+        """Starts reducing `t` (in place) over the ranks; returns the call that waits for it and
+        gives the values as a list."""
+        work = dist.all_reduce(t, op=op, async_op=True) if self.world > 1 else None
 
         def wait() -> list[float]:
             if work is not None:
@@ -280,10 +280,7 @@ class Session:
         return wait
 
     def all_sum(self, values: list[float]) -> list[float]:
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        if self.world > 1:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return t.tolist()
+        return self.reduce_started(torch.tensor(values, dtype=torch.float64, device=self.device))()
 
     def my_rows(self, batches: list[dict]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
         """This rank's share of every row of `batches` (a contiguous slice), read from the files."""
@@ -321,12 +318,10 @@ class Session:
         t = torch.tensor([*roles.values(), peak], dtype=torch.float64, device=self.device)
         # Reduced in the background: no rank waits for the others here, only when the reply
         # is sent (`main`'s replies go out in groups), by when the reduction is long done.
-        work = dist.all_reduce(t, op=dist.ReduceOp.MAX, async_op=True) if self.world > 1 else None
+        reduced = self.reduce_started(t, dist.ReduceOp.MAX)
 
         def finish() -> dict:
-            if work is not None:
-                work.wait()
-            values = t.tolist()
+            values = reduced()
             state = dict(zip(roles, values))
             state["total"] = sum(values[:-1])
             return {"state": state, "peak": {"gpuBytes" if cuda else "processBytes": values[-1]}}
@@ -381,7 +376,7 @@ class Session:
                 if last:
                     # The global loss is reduced while the last backward runs, not after it: every
                     # rank issues it before that backward's own collectives, so their order agrees.
-                    reduced = self.all_sum_started(loss_sum)
+                    reduced = self.reduce_started(loss_sum.detach().clone().reshape(1))
                 (loss * scale).backward()
         (loss_all,) = reduced() if reduced is not None else self.all_sum([float(loss_sum)])
         loss = loss_all / total if total > 0 else float("nan")
@@ -633,12 +628,12 @@ class Commands:
         threading.Thread(target=self._read, name="commands", daemon=True).start()
 
     def _read(self) -> None:
-        # With several ranks, the lowest ordinary priority (Linux: per thread): its work is small,
-        # and it runs where a core is free (a rank waiting on a collective, a GPU running) instead
-        # of preempting a step, which stalls every rank at the next collective (on two busy cores
-        # the default priority cost 2 processes about 5% of the bare loop's speed). One process
-        # keeps the default: nothing waits for it, and at nice 19 the thread's work waited for
-        # the step's end instead of filling its OpenMP threads' idle moments.
+        # With several ranks, the lowest ordinary priority (Linux: per thread): its work is small
+        # (about 1 ms a step), and a rank it preempts mid-step stalls every rank at the next
+        # collective; at nice 19 it runs where a core is free (a rank waiting on a collective, a
+        # GPU running). On two busy cores the gain stayed within the machine's noise
+        # (docs/torch-engine.md). One process keeps the default: nothing waits for it, and at
+        # nice 19 the thread's work waited for the step's end.
         if self.session.world > 1:
             try:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
