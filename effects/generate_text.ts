@@ -8,6 +8,7 @@
  * @module
  */
 import * as TE from "fp-ts/lib/TaskEither.js";
+import { availableMemory } from "./machine_memory.ts";
 import {
   type ContentInvalid,
   contentInvalid,
@@ -186,8 +187,11 @@ export function generateText(
     const stream = textStream(tokenizer, options.stopTexts);
     const t0 = performance.now();
     let first: number | undefined;
+    // Read per call: memory freed or taken since the last one counts.
+    const free = availableMemory().bytes;
     const out = await generate(model, ids, {
       ...options,
+      ...(Number.isFinite(free) ? { availableBytes: free } : {}),
       stopIds: (options.stopAtEot ?? true) ? [tokenizer.eot] : [],
       vocabLimit: Math.min(tokenizer.vocabSize, model.shape.vocab),
     }, (id) => {

@@ -177,37 +177,49 @@ function wasmBinaryPath(): string | undefined {
 }
 
 /**
- * This machine's memory now: the OS's available bytes (`/proc/meminfo`, or `Deno`'s reading
- * elsewhere; a cgroup's room when smaller) and the wasm heap's declared limits.
+ * The bytes the OS can give this process now: MemAvailable (`/proc/meminfo`, or `Deno`'s
+ * reading elsewhere), or a cgroup's room when smaller; Infinity when nothing says.
  */
-export function machineMemory(): MachineMemory {
+export function availableMemory(): { readonly bytes: number; readonly from: string } {
   const meminfo = parseMeminfo(readOptional("/proc/meminfo") ?? "");
-  let availableBytes: number;
-  let availableFrom: string;
+  let bytes: number;
+  let from: string;
   if (meminfo !== undefined) {
-    availableBytes = meminfo.availableBytes;
-    availableFrom = "MemAvailable in /proc/meminfo";
+    bytes = meminfo.availableBytes;
+    from = "MemAvailable in /proc/meminfo";
   } else {
     try {
       // Deno may not read /proc without --allow-all; its own reading is MemAvailable too.
-      availableBytes = Deno.systemMemoryInfo().available;
-      availableFrom = "MemAvailable through Deno.systemMemoryInfo";
+      bytes = Deno.systemMemoryInfo().available;
+      from = "MemAvailable through Deno.systemMemoryInfo";
     } catch {
       // Without /proc and without the `sys` permission nothing says how much there is.
-      availableBytes = Infinity;
-      availableFrom = "unknown: /proc/meminfo unreadable and no --allow-sys";
+      bytes = Infinity;
+      from = "unknown: /proc/meminfo unreadable and no --allow-sys";
     }
   }
   const cgroup = cgroupFiles();
   const room = cgroup === undefined ? undefined : cgroupRoom(cgroup.files);
-  if (cgroup !== undefined && room !== undefined && room < availableBytes) {
-    availableBytes = room;
-    availableFrom = `the room left under ${cgroup.where}`;
+  if (cgroup !== undefined && room !== undefined && room < bytes) {
+    bytes = room;
+    from = `the room left under ${cgroup.where}`;
   }
+  return { bytes, from };
+}
+
+/**
+ * This machine's memory now: {@link availableMemory} and the wasm heap's declared limits.
+ */
+export function machineMemory(): MachineMemory {
+  const os = availableMemory();
   const binary = wasmBinaryPath();
   const bytes = binary === undefined ? undefined : readBinary(binary);
   const heap = bytes === undefined ? undefined : wasmMemoryLimits(bytes);
-  return { availableBytes, availableFrom, ...(heap === undefined ? {} : { wasmHeap: heap }) };
+  return {
+    availableBytes: os.bytes,
+    availableFrom: os.from,
+    ...(heap === undefined ? {} : { wasmHeap: heap }),
+  };
 }
 
 function readBinary(path: string): Uint8Array | undefined {

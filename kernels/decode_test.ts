@@ -346,6 +346,23 @@ onBackends(
   ["auto"],
 );
 
+onBackends(
+  "the row decoder packs its weights only within a quarter of the memory it is told is free",
+  () => {
+    const model: Model = { shape: GQA, params: randomParams(GQA, 5, NO_LORA), loraScale: 1 };
+    const opened = (availableBytes: number) => {
+      const r = openRowDecoder(model, { availableBytes });
+      if (E.isLeft(r)) throw new Error(r.left);
+      return r.right.packed;
+    };
+    // The GQA test model's products and head hold a few thousand floats: 4 bytes each.
+    assert(!opened(1000), "packed with 1000 bytes free");
+    assert(opened(1e9), "not packed with 1 GB free");
+    disposeParams(model.params);
+  },
+  ["auto"],
+);
+
 onBackends("the row decoder declines backends whose weights are not in a wasm heap", () => {
   const model: Model = { shape: GQA, params: randomParams(GQA, 3, NO_LORA), loraScale: 1 };
   const opened = openRowDecoder(model);

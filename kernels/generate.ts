@@ -35,6 +35,11 @@ export interface GenerateOptions extends SamplingOptions {
    * (wasm with OpenBLAS; default) or always through tfjs ops (`false`: the reference path).
    */
   readonly rowDecoder?: boolean;
+  /**
+   * The memory the machine can give this process now (the row decoder packs its weights within
+   * a quarter of it; see `RowDecoderOptions.availableBytes`).
+   */
+  readonly availableBytes?: number;
   /** When the window is full: slide it (default) or stop. */
   readonly overflow?: "slide" | "stop";
   /** Tokens kept when the window slides; default ⌊maxSeqLen/2⌋ (at least 1). */
@@ -132,7 +137,11 @@ export async function generate(
   const ids: number[] = [];
   let cache: KvCache | undefined;
   let prefills = 0;
-  const opened = useCache && options.rowDecoder !== false ? openRowDecoder(model) : undefined;
+  const opened = useCache && options.rowDecoder !== false
+    ? openRowDecoder(model, {
+      ...(options.availableBytes === undefined ? {} : { availableBytes: options.availableBytes }),
+    })
+    : undefined;
   const rows: RowDecoder | undefined = opened !== undefined && E.isRight(opened)
     ? opened.right
     : undefined;

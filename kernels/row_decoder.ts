@@ -9,7 +9,7 @@
  * OpenBLAS's sgemm packs each weight matrix before a one-row product, which sgemv does not.
  * Prefill stays on the tfjs path (a prompt is a real matrix product); its cache is copied in.
  *
- * Where memory allows, the layers' weights are also copied once, transposed and side by side
+ * Where memory allows (the caller says how much is free), the layers' weights are also copied once, transposed and side by side
  * (q|k|v, gate|up), outside the heap: a token then runs four sgemv per layer over contiguous
  * output rows instead of seven over the stored [in, out] columns, which OpenBLAS reads at about
  * 1.3–1.9× the rate here (bench/generate_bench.ts). The copy is kept per parameter map and made
@@ -109,11 +109,19 @@ export interface RowDecoder {
 /** Options of {@link openRowDecoder}. */
 export interface RowDecoderOptions {
   /**
-   * Pack the weights (module doc). Default: when the copy takes at most a quarter of the
-   * memory the OS reports free (256 MiB where it cannot be read). false reads them in place.
+   * Pack the weights (module doc): true whatever the copy's size, false never; left out, when
+   * the copy takes at most a quarter of `availableBytes`.
    */
   readonly pack?: boolean;
+  /**
+   * The memory the machine can give this process now, as the caller read it
+   * (`effects/machine_memory.ts`'s `availableMemory`); left out, {@link UNKNOWN_MEMORY_BYTES}.
+   */
+  readonly availableBytes?: number;
 }
+
+/** What the packing assumes free where the caller says nothing: copies up to 256 MiB. */
+export const UNKNOWN_MEMORY_BYTES = 2 ** 30;
 
 /** Packed products of at least this many elements run on two threads (measured, module doc). */
 const PACKED_SINGLE_THREAD_BELOW = 1 << 16;
@@ -205,7 +213,7 @@ export function openRowDecoder(
     const finalNorm = matrixOf(FINAL_NORM).at;
     const head = s.tiedEmbeddings ? embed : matrixOf(LM_HEAD);
     const weights = { layers, embed, finalNorm, head };
-    const packed = packedWeights(model, backend, weights, options.pack);
+    const packed = packedWeights(model, backend, weights, options);
     return E.right(rowDecoderOver(model, gemv.right, backend, weights, packed));
   } catch (e: unknown) {
     return E.left(e instanceof Error ? e.message : String(e));
@@ -231,9 +239,9 @@ function packedWeights(
   model: Model,
   backend: WasmBackendLike,
   w: Weights,
-  pack: boolean | undefined,
+  options: RowDecoderOptions,
 ): Packed | undefined {
-  if (pack === false) return undefined;
+  if (options.pack === false) return undefined;
   const ids = w.layers.flatMap((l) => GROUPS.flatMap((g) => l[g].parts.map((p) => p.w.dataId)));
   const untied = !model.shape.tiedEmbeddings;
   if (untied) ids.push(w.head.dataId);
@@ -247,7 +255,8 @@ function packedWeights(
   const floats =
     w.layers.reduce((n, l) => n + GROUPS.reduce((m, g) => m + l[g].input * l[g].width, 0), 0) +
     (untied ? w.head.rows * w.head.cols : 0);
-  if (pack === undefined && floats * 4 > packBudget()) return undefined;
+  const budget = (options.availableBytes ?? UNKNOWN_MEMORY_BYTES) / 4;
+  if (options.pack === undefined && floats * 4 > budget) return undefined;
   const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
   // One allocation for the whole copy, on huge pages where the OS gives them: a token streams it.
   const all = hugePageFloats(floats);
@@ -289,15 +298,6 @@ function packedWeights(
   };
   packedByParams.set(model.params, made);
   return made;
-}
-
-/** A quarter of the memory the OS reports free; 256 MiB where it cannot be read (no --allow-sys). */
-function packBudget(): number {
-  try {
-    return Deno.systemMemoryInfo().available / 4;
-  } catch {
-    return 256 * 2 ** 20;
-  }
 }
 
 /** to[start + j·rows + i] = from[at + i·cols + j]: a [rows, cols] matrix written as [cols, rows]. */
