@@ -214,6 +214,7 @@ export async function main(
     mode: args.mode,
     print,
     configFile: args.file,
+    memoryFit: fit,
     ...field("backend", args.backend),
   })();
   if (E.isLeft(wired)) return fail(wired.left);

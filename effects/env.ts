@@ -180,6 +180,8 @@ export interface WireOptions {
   readonly print: (line: string) => void;
   /** The config or pipeline file the graph came from, for messages (`FILE: model.vocab`). */
   readonly configFile?: string;
+  /** {@link graphMemoryFit} of the graph on this backend, where the caller has read it already. */
+  readonly memoryFit?: MemoryFit;
 }
 
 /**
@@ -228,7 +230,7 @@ export function wireRun(
     const onTorch = g.training.engine === "torch";
     // Before any tensor, file or process: a stage past the backend's memory would otherwise
     // fail mid-run (on wasm, a bare `Aborted()` from the full heap).
-    const tooBig = fitProblem(g, graphMemoryFit(g, backend));
+    const tooBig = fitProblem(g, options.memoryFit ?? graphMemoryFit(g, backend));
     if (tooBig !== undefined) return E.left(tooBig);
     // The tokeniser first: a vocabulary that cannot hold its ids is refused before any data is read.
     const at = (field: string) =>
