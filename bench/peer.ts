@@ -111,6 +111,36 @@ export async function runPeerScript(
 }
 
 /**
+ * Runs `command` with `args` (and `env` on top of this process's), for a bench side that must
+ * run: its stdout's last line and its wall time; throws, naming `what` with its exit status and
+ * the end of its stderr, when it fails.
+ */
+export async function runOrThrow(
+  what: string,
+  command: string,
+  args: readonly string[],
+  env: Record<string, string> = {},
+): Promise<{ readonly lastLine: string; readonly seconds: number }> {
+  const start = performance.now();
+  const out = await new Deno.Command(command, {
+    args: [...args],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const seconds = (performance.now() - start) / 1000;
+  if (!out.success) {
+    throw new Error(
+      `${what} failed (status ${out.code}): ${new TextDecoder().decode(out.stderr).slice(-2000)}`,
+    );
+  }
+  return {
+    lastLine: new TextDecoder().decode(out.stdout).trim().split("\n").at(-1) ?? "",
+    seconds,
+  };
+}
+
+/**
  * Runs bench/peer_torch.py on `shapes`; never throws (a missing interpreter or
  * torch comes back as `ran: false` with the reason).
  *

@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { runOrThrow } from "./peer.ts";
 import * as E from "fp-ts/lib/Either.js";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
@@ -215,21 +216,9 @@ async function bareRound(
     ...["--lr", String(h.lr), "--beta1", String(h.beta1), "--beta2", String(h.beta2)],
     ...["--eps", String(h.eps), "--weight-decay", String(h.weightDecay), "--clip", String(h.clip)],
   ];
-  const out = await new Deno.Command(py.python, {
-    args,
-    env: { OMP_NUM_THREADS: String(threads) },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout).trim();
-  if (!out.success) {
-    throw new Error(
-      `bare_loop_torch.py failed (status ${out.code}): ${
-        new TextDecoder().decode(out.stderr).slice(-2000)
-      }`,
-    );
-  }
-  const last = text.split("\n").at(-1) ?? "";
+  const { lastLine: last } = await runOrThrow("bare_loop_torch.py", py.python, args, {
+    OMP_NUM_THREADS: String(threads),
+  });
   const parsed = JSON.parse(last) as { tokensPerSec?: unknown; losses?: unknown };
   if (typeof parsed.tokensPerSec !== "number" || !Array.isArray(parsed.losses)) {
     throw new Error(`bare_loop_torch.py printed no result: ${last.slice(0, 300)}`);

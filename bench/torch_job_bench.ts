@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { runOrThrow } from "./peer.ts";
 import * as E from "fp-ts/lib/Either.js";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
@@ -55,23 +56,10 @@ export interface JobRound {
 }
 
 async function runJob(out: string): Promise<{ seconds: number; stages: StageReport[] }> {
-  const start = performance.now();
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: [
-      ...["run", "--allow-all", "--unstable-webgpu", path.join(ROOT, "cli/run.ts")],
-      ...[path.join(ROOT, "examples/pipeline.ts"), "--engine", "torch", "--out", out],
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const seconds = (performance.now() - start) / 1000;
-  if (!r.success) {
-    throw new Error(
-      `the README's job failed (status ${r.code}): ${
-        new TextDecoder().decode(r.stderr).slice(-1500)
-      }`,
-    );
-  }
+  const { seconds } = await runOrThrow("the README's job", Deno.execPath(), [
+    ...["run", "--allow-all", "--unstable-webgpu", path.join(ROOT, "cli/run.ts")],
+    ...[path.join(ROOT, "examples/pipeline.ts"), "--engine", "torch", "--out", out],
+  ]);
   const report = JSON.parse(await Deno.readTextFile(path.join(out, "report.json"))) as {
     stages?: StageReport[];
   };
@@ -90,32 +78,16 @@ async function bareStage(
   adapters: { rank: number; scale: number } | undefined,
   threads: number,
 ): Promise<{ seconds: number; loopSeconds: number; result: BareResult }> {
-  const start = performance.now();
-  const r = await new Deno.Command(python, {
-    args: [
-      BARE_LOOP,
-      ...["--init", init, "--tokens", tokens, "--dtype", dtype, "--batch", String(t.rows)],
-      ...["--micro", String(t.micro), "--seq", String(t.seq), "--steps", String(t.steps)],
-      ...["--warmup", "0", "--threads", String(threads)],
-      ...(adapters === undefined
-        ? []
-        : ["--adapt-frozen", String(adapters.rank), "--lora-scale", String(adapters.scale)]),
-    ],
-    env: { OMP_NUM_THREADS: String(threads) },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const seconds = (performance.now() - start) / 1000;
-  if (!r.success) {
-    throw new Error(
-      `bare_loop_torch.py failed (status ${r.code}): ${
-        new TextDecoder().decode(r.stderr).slice(-1500)
-      }`,
-    );
-  }
-  const result = JSON.parse(
-    new TextDecoder().decode(r.stdout).trim().split("\n").at(-1)!,
-  ) as BareResult;
+  const { lastLine, seconds } = await runOrThrow("bare_loop_torch.py", python, [
+    BARE_LOOP,
+    ...["--init", init, "--tokens", tokens, "--dtype", dtype, "--batch", String(t.rows)],
+    ...["--micro", String(t.micro), "--seq", String(t.seq), "--steps", String(t.steps)],
+    ...["--warmup", "0", "--threads", String(threads)],
+    ...(adapters === undefined
+      ? []
+      : ["--adapt-frozen", String(adapters.rank), "--lora-scale", String(adapters.scale)]),
+  ], { OMP_NUM_THREADS: String(threads) });
+  const result = JSON.parse(lastLine) as BareResult;
   return { seconds, loopSeconds: (result.stepMs * t.steps) / 1000, result };
 }
 

@@ -31,8 +31,7 @@ import {
   type Projection,
   projectionWeight,
 } from "../base/mod.ts";
-import { openSgemv, type Sgemv } from "./blas/mod.ts";
-import { hugePageFloats } from "./blas/huge_pages.ts";
+import { hugePageFloats, openSgemv, openTransposeCopy, type Sgemv } from "./blas/mod.ts";
 import { depthOf } from "../checkpoint/mod.ts";
 import type { KvCache } from "./decode.ts";
 import type { Model } from "./model.ts";
@@ -257,7 +256,9 @@ function packedWeights(
     (untied ? w.head.rows * w.head.cols : 0);
   const budget = (options.availableBytes ?? UNKNOWN_MEMORY_BYTES) / 4;
   if (options.pack === undefined && floats * 4 > budget) return undefined;
-  const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
+  const copy = openTransposeCopy();
+  if (E.isLeft(copy)) return undefined; // a CBLAS without OpenBLAS's extension: read in place
+  const heap = Deno.UnsafePointer.of(backend.wasm.HEAPU8);
   // One allocation for the whole copy, on huge pages where the OS gives them: a token streams it.
   const all = hugePageFloats(floats);
   let used = 0;
@@ -267,14 +268,9 @@ function packedWeights(
     used += n;
     const out = { v, p: Deno.UnsafePointer.of(v) };
     for (const part of group.parts) {
-      transposeInto(
-        heap,
-        part.w.at / 4,
-        part.w.rows,
-        part.w.cols,
-        out.v,
-        part.offset * group.input,
-      );
+      const to = Deno.UnsafePointer.offset(out.p!, 4 * part.offset * group.input);
+      const from = Deno.UnsafePointer.offset(heap!, part.w.at);
+      copy.right(from, part.w.rows, part.w.cols, to, group.input);
     }
     return out;
   };
@@ -298,28 +294,6 @@ function packedWeights(
   };
   packedByParams.set(model.params, made);
   return made;
-}
-
-/** to[start + j·rows + i] = from[at + i·cols + j]: a [rows, cols] matrix written as [cols, rows]. */
-function transposeInto(
-  from: Float32Array,
-  at: number,
-  rows: number,
-  cols: number,
-  to: Float32Array,
-  start: number,
-): void {
-  const B = 32; // a tile of each stays in L1
-  for (let i0 = 0; i0 < rows; i0 += B) {
-    const i1 = Math.min(rows, i0 + B);
-    for (let j0 = 0; j0 < cols; j0 += B) {
-      const j1 = Math.min(cols, j0 + B);
-      for (let i = i0; i < i1; i++) {
-        const src = at + i * cols;
-        for (let j = j0; j < j1; j++) to[start + j * rows + i] = from[src + j]!;
-      }
-    }
-  }
 }
 
 function rowDecoderOver(

@@ -51,6 +51,12 @@ const SYMBOLS = {
     result: "void",
     optional: true,
   },
+  // void cblas_somatcopy(order, trans, rows, cols, alpha, A, lda, B, ldb): B = alpha·op(A)
+  cblas_somatcopy: {
+    parameters: ["i32", "i32", "i32", "i32", "f32", "pointer", "i32", "pointer", "i32"],
+    result: "void",
+    optional: true,
+  },
   // The openblas_* helpers are absent when STEP_BLAS_LIB points at another CBLAS.
   openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
   openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
@@ -69,6 +75,8 @@ export interface OpenBlas {
    * product itself when each weight is read once (decoding one token).
    */
   readonly sgemv: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]["cblas_sgemv"] | null;
+  /** `cblas_somatcopy` (an OpenBLAS extension: a scaled copy, transposed or not), or null. */
+  readonly somatcopy: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]["cblas_somatcopy"] | null;
   /**
    * Sets the threads for the next products: one below `singleBelow` multiply-adds (a sgemm's
    * m·n·k, a sgemv's rows·cols; default {@link SINGLE_THREAD_BELOW}), `threads` from there on. Every call site runs it
@@ -261,6 +269,7 @@ export function openBlas(options: OpenBlasOptions = {}): E.Either<string, OpenBl
     library,
     sgemm: lib.symbols.cblas_sgemm,
     sgemv: lib.symbols.cblas_sgemv,
+    somatcopy: lib.symbols.cblas_somatcopy,
     prepare: threadPolicy(
       getThreads === null ? want ?? 1 : getThreads(),
       setThreads === null ? null : (n: number) => setThreads(n),

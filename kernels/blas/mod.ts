@@ -23,6 +23,8 @@ export {
 export { registerBlasWasmMatMul, unregisterBlasWasmMatMul } from "./wasm_mat_mul.ts";
 export { type HeapSgemm, openHeapSgemm, type SgemmArgs } from "./heap_sgemm.ts";
 export { openSgemv, type Sgemv, type SgemvArgs } from "./sgemv.ts";
+export { openTransposeCopy, type TransposeCopy } from "./transpose_copy.ts";
+export { hugePageFloats } from "./huge_pages.ts";
 export {
   CBLAS_NO_TRANS,
   CBLAS_ROW_MAJOR,
