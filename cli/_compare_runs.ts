@@ -7,30 +7,19 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import YAML from "yaml";
 import { contentInvalid, describeUnknown, ioFailed, type PipelineError } from "../base/mod.ts";
 import { exists, readCheckpointState, RUN_DIR } from "../checkpoint/mod.ts";
 import {
-  decodePipeline,
   type GraphFileState,
+  graphFromYaml,
   graphId,
   type RunGraphEvidence,
-  validateGraph,
 } from "../pipeline/mod.ts";
 import { lockHolder } from "../store/mod.ts";
 
 /** The fingerprint `deno task run` gives the graph in `text` (YAML), or why it has none. */
 export function graphFingerprint(text: string, where: string): E.Either<string, string> {
-  let doc: unknown;
-  try {
-    doc = YAML.parse(text, { uniqueKeys: true });
-  } catch (e) {
-    return E.left(`not valid YAML: ${describeUnknown(e).split("\n")[0]}`);
-  }
-  const graph = E.flatMap(decodePipeline(doc, where), validateGraph);
-  return E.isLeft(graph) ? E.left(`not a valid stage graph: ${graph.left.message}`) : E.right(
-    graphId(graph.right),
-  );
+  return E.map(graphId)(graphFromYaml(text, where));
 }
 
 async function graphFileState(path: string): Promise<GraphFileState> {

@@ -8,11 +8,13 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
+import YAML from "yaml";
 import {
   completeShape,
   type ConfigInvalid,
   configInvalid,
   DEFAULT_PLACEMENT,
+  describeUnknown,
   type ext,
   firstStageRoles,
   type GraphInvalid,
@@ -36,7 +38,7 @@ import {
   type TrainingSettings,
 } from "./config.ts";
 import { graphFlops } from "./graph_flops.ts";
-import type { Pipeline, StageNode } from "./stage_graph.ts";
+import { decodePipeline, type Pipeline, type StageNode } from "./stage_graph.ts";
 
 /** ReLoRA settings of a stage: its `attachPET` node's, defaults applied. */
 export type StagePet = PetSettings & { readonly nodeId: string };
@@ -417,4 +419,28 @@ export function methodLabel(g: ValidGraph): string {
   if (g.stages.some((s) => s.galore !== undefined)) return "GaLore";
   if (g.stages.some((s) => s.added === 0 && s.pet !== undefined)) return "ReLoRA";
   return g.stages.length > 1 ? "STEP" : "standard pre-training";
+}
+
+/**
+ * A stage graph from YAML text (a run's `pipeline.yaml`, a comparison's `graphs/<run>.yaml`),
+ * decoded and validated, or a sentence saying why not, for readers that report a file's state
+ * rather than fail on it (the dashboard, a comparison's resume check).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { graphFromYaml } from "./validate_graph.ts";
+ * const r = graphFromYaml("nodes: [", "p.yaml");
+ * assert(r._tag === "Left" && r.left.startsWith("not valid YAML"));
+ * ```
+ */
+export function graphFromYaml(text: string, file: string): E.Either<string, ValidGraph> {
+  let doc: unknown;
+  try {
+    doc = YAML.parse(text, { uniqueKeys: true });
+  } catch (e) {
+    return E.left(`not valid YAML: ${describeUnknown(e).split("\n")[0]}`);
+  }
+  const g = E.flatMap(decodePipeline(doc, file), validateGraph);
+  return E.isLeft(g) ? E.left(`not a valid stage graph: ${g.left.message}`) : g;
 }

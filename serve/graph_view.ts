@@ -7,16 +7,14 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import YAML from "yaml";
 import { DEFAULT_PLACEMENT, describeUnknown } from "../base/mod.ts";
 import {
   BACKEND_FUSED,
-  decodePipeline,
+  graphFromYaml,
   methodLabel,
   predictRun,
   predictStages,
   runFlops,
-  validateGraph,
   type ValidGraph,
 } from "../pipeline/mod.ts";
 import type { RunCompute } from "./metrics_tail.ts";
@@ -157,14 +155,8 @@ export async function readGraph(file: string): Promise<E.Either<string, ReadGrap
     if (e instanceof Deno.errors.NotFound) return undefined;
     return E.left(`cannot read it: ${describeUnknown(e)}`);
   }
-  let doc: unknown;
-  try {
-    doc = YAML.parse(text, { uniqueKeys: true });
-  } catch (e) {
-    return E.left(`not valid YAML: ${describeUnknown(e).split("\n")[0]}`);
-  }
-  const g = E.flatMap(decodePipeline(doc, file), validateGraph);
-  if (E.isLeft(g)) return E.left(`not a valid stage graph: ${g.left.message}`);
+  const g = graphFromYaml(text, file);
+  if (E.isLeft(g)) return g;
   return E.right({
     view: graphView(g.right, file),
     compute: { paper: runFlops(g.right, "paper"), executed: runFlops(g.right, "executed") },
