@@ -434,7 +434,7 @@ export function methodLabel(g: ValidGraph): string {
  * assert(r._tag === "Left" && r.left.startsWith("not valid YAML"));
  * ```
  */
-export function graphFromYaml(text: string, file: string): E.Either<string, ValidGraph> {
+export function graphFromYaml(text: string, file: string): ext.Either<string, ValidGraph> {
   let doc: unknown;
   try {
     doc = YAML.parse(text, { uniqueKeys: true });
