@@ -57,8 +57,14 @@ export interface TorchEngineBenchRow {
   readonly threads: number;
   readonly engineTokensPerSec: number;
   readonly bareTokensPerSec: number;
-  /** engine / bare. */
+  /** engine / bare, of the two medians. */
   readonly ratio: number;
+  /**
+   * Each round's own engine / bare (the two sides ran back to back): their median, least and
+   * largest. The spread is the machine's noise at this row; a median of paired ratios also
+   * cancels a load that drifts across rounds.
+   */
+  readonly roundRatios: { readonly median: number; readonly min: number; readonly max: number };
   /** Each round's tokens/s, in order (engine, bare). */
   readonly rounds: readonly { readonly engine: number; readonly bare: number }[];
   /** The largest |engine − bare| step loss over every round. */
@@ -287,6 +293,7 @@ export async function benchTorchEngine(
         }
         const engineTokensPerSec = median(rounds.map((x) => x.engine));
         const bareTokensPerSec = median(rounds.map((x) => x.bare));
+        const paired = rounds.map((x) => x.engine / x.bare);
         rows.push({
           shape: dims,
           nproc,
@@ -294,6 +301,11 @@ export async function benchTorchEngine(
           engineTokensPerSec,
           bareTokensPerSec,
           ratio: engineTokensPerSec / bareTokensPerSec,
+          roundRatios: {
+            median: median(paired),
+            min: Math.min(...paired),
+            max: Math.max(...paired),
+          },
           rounds,
           lossGap,
         });
@@ -307,15 +319,18 @@ export async function benchTorchEngine(
 
 /** The table's header line. */
 export const TORCH_ENGINE_TABLE_HEADER =
-  "shape [d, L, V, T, B]      procs × threads   engine tok/s   bare tok/s   engine/bare   loss gap";
+  "shape [d, L, V, T, B]      procs × threads   engine tok/s   bare tok/s   engine/bare" +
+  "   per round: median (min–max)   loss gap";
 
 /** One row of the table. */
 export function torchEngineBenchLine(r: TorchEngineBenchRow): string {
   return `${`[${r.shape.join(", ")}]`.padEnd(26)} ${`${r.nproc} × ${r.threads}`.padEnd(17)} ${
     r.engineTokensPerSec.toFixed(0).padStart(12)
   } ${r.bareTokensPerSec.toFixed(0).padStart(12)} ${r.ratio.toFixed(3).padStart(13)} ${
-    r.lossGap.toExponential(1).padStart(10)
-  }`;
+    `${r.roundRatios.median.toFixed(3)} (${r.roundRatios.min.toFixed(3)}–${
+      r.roundRatios.max.toFixed(3)
+    })`.padStart(30)
+  } ${r.lossGap.toExponential(1).padStart(10)}`;
 }
 
 if (import.meta.main) {
