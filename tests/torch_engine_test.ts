@@ -17,8 +17,8 @@ import { capture } from "./cli_capture.ts";
 import { REFERENCE_HINT, referencePython } from "./reference_python.ts";
 import { main } from "../cli/run.ts";
 import { findTorchPython, startSession, torchRelease } from "../effects/torch_launch.ts";
-import { evalCommand, stepCommand } from "../effects/torch_protocol.ts";
-import { writeExchange } from "../effects/torch_snapshot.ts";
+import { evalCommand, saveCommand, stepCommand } from "../effects/torch_protocol.ts";
+import { readExchange, writeExchange } from "../effects/torch_snapshot.ts";
 import { writeTokenFiles } from "../effects/torch_data.ts";
 import { withDefaults } from "../base/mod.ts";
 import { initialSnapshot } from "../checkpoint/mod.ts";
@@ -633,6 +633,177 @@ Deno.test({
       } finally {
         await session.close();
       }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+for (
+  const [label, python, version] of [
+    ["", PYTHON, E.isRight(found) ? found.right.version : ""],
+    [` (Debian's torch ${OLD?.version})`, OLD?.python, OLD?.version ?? ""],
+  ] as const
+) {
+  Deno.test({
+    name:
+      `torch engine${label}: a step whose loss is not finite is skipped (weights, moments and the update count stay), the next finite one updates`,
+    ignore: python === undefined,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      const dir = await Deno.makeTempDir({ prefix: "step-torch-skip-" });
+      const shape = { ...TINY_SHAPE, maxSeqLen: 16 };
+      const POISON = 7;
+      try {
+        // Token 7's embedding row is infinite: a row that reads it has a NaN loss, one that
+        // does not is finite (the row gets no gradient, and stays as it is).
+        const start = initialSnapshot(shape, 1, 3);
+        const params = start.params.map((p) => {
+          if (p.name !== "model.embed_tokens.weight") return p;
+          const data = Float32Array.from(p.data);
+          data.fill(Infinity, POISON * shape.hidden, (POISON + 1) * shape.hidden);
+          return { ...p, data };
+        });
+        assert(params.some((p) => p.data.includes(Infinity)), "no embedding row was poisoned");
+        const init = `${dir}/in`;
+        assert(E.isRight(await writeExchange(init, { ...start, params }, shape)()));
+        const streams = {
+          train: memoryStream(new Uint16Array(64)),
+          validation: memoryStream(new Uint16Array(64)),
+        };
+        assert(E.isRight(await writeTokenFiles(`${dir}/data`, streams)()));
+        const started = await startSession({
+          python: python!,
+          torchVersion: version,
+          settings: withDefaults(TorchCodec, {}),
+          init,
+          schema: `${dir}/protocol.schema.json`,
+          data: `${dir}/data`,
+          threads: 1,
+        });
+        assert(E.isRight(started), E.isLeft(started) ? started.left.message : "");
+        const session = started.right;
+        const row = (tokens: number[]) => ({
+          tokens: Int32Array.from(tokens),
+          targets: Int32Array.from(tokens.map((t) => t + 1)),
+          batch: 1,
+          seq: tokens.length,
+        });
+        const hyper = stepHyper(withDefaults(TrainingCodec, {}), 1e-2);
+        const saved = async (name: string) => {
+          const r = await session.request(saveCommand(`${dir}/${name}`));
+          assert(E.isRight(r), E.isLeft(r) ? r.left.message : "");
+          const back = await readExchange(`${dir}/${name}`)();
+          assert(E.isRight(back), E.isLeft(back) ? back.left.message : "");
+          return back.right;
+        };
+        try {
+          // Sent together, as the training loop sends steps ahead.
+          const [poisoned, clean] = await Promise.all([
+            session.request(stepCommand(hyper, [row([1, POISON, 3, 4])])),
+            session.request(saveCommand(`${dir}/after-skip`)),
+          ]);
+          assert(E.isRight(poisoned) && E.isRight(clean), JSON.stringify([poisoned, clean]));
+          assert(poisoned.right.skipped, `not skipped: ${JSON.stringify(poisoned.right)}`);
+          assert(!Number.isFinite(poisoned.right.loss), `loss ${poisoned.right.loss}`);
+          const skipped = await readExchange(`${dir}/after-skip`)();
+          assert(E.isRight(skipped), E.isLeft(skipped) ? skipped.left.message : "");
+          assertEquals(skipped.right.meta.adamStep, 0);
+          const byName = new Map(skipped.right.params.map((p) => [p.name, p.data]));
+          for (const p of params) assertEquals(byName.get(p.name), p.data, p.name);
+          for (const m of skipped.right.moments) {
+            assert(m.data.every((x) => x === 0), `moment ${m.name} moved on a skipped step`);
+          }
+          const finite = await session.request(stepCommand(hyper, [row([1, 2, 3, 4])]));
+          assert(E.isRight(finite), E.isLeft(finite) ? finite.left.message : "");
+          assert(!finite.right.skipped && Number.isFinite(finite.right.loss));
+          assert(Number.isFinite(finite.right.gradNorm) && finite.right.gradNorm > 0);
+          const updated = await saved("after-update");
+          assertEquals(updated.meta.adamStep, 1);
+          const moved = updated.params.find((p) => p.name === "model.norm.weight")!;
+          const before = params.find((p) => p.name === "model.norm.weight")!;
+          assert(moved.data.some((x, i) => x !== before.data[i]), "a finite step moved nothing");
+        } finally {
+          await session.close();
+        }
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
+
+Deno.test({
+  name:
+    "torch engine: with a fused AdamW (torch ≥ 2.4), a step reads no tensor value on the host; its reply reads them",
+  ignore: PYTHON === undefined || !TORCH2,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "step-torch-reads-" });
+    const shape = { ...TINY_SHAPE, maxSeqLen: 16 };
+    try {
+      const init = `${dir}/in`;
+      assert(E.isRight(await writeExchange(init, initialSnapshot(shape, 2, 3), shape)()));
+      const streams = {
+        train: memoryStream(Uint16Array.from({ length: 64 }, (_, i) => (i * 7) % 200)),
+        validation: memoryStream(new Uint16Array(64)),
+      };
+      assert(E.isRight(await writeTokenFiles(`${dir}/data`, streams)()));
+      const hyper = stepHyper(withDefaults(TrainingCodec, {}), 1e-2);
+      const batch = {
+        tokens: new Int32Array(8),
+        targets: new Int32Array(8),
+        batch: 2,
+        seq: 4,
+        window: { split: "train" as const, starts: [0, 20] },
+      };
+      const command = JSON.stringify(stepCommand({ ...hyper, clip: 0.01 }, [batch]));
+      // Every way Python code reads a tensor's value to the host (on a GPU, each waits for the
+      // kernels queued before it), counted while two steps run, then restored for the replies.
+      const script = `
+import json, sys
+sys.path.insert(0, ${JSON.stringify(`${ROOT}torch_engine`)})
+import torch, trainer
+s = trainer.Session(trainer.parse_args(["--init", sys.argv[1], "--data", sys.argv[2],
+    "--control", "127.0.0.1:1", "--protocol", "unused", "--threads", "1"]))
+cmd = json.loads(sys.argv[3])
+ready = [s.prepare(cmd), s.prepare(cmd)]
+names = ["item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__"]
+saved = {n: getattr(torch.Tensor, n) for n in names}
+reads = []
+def counting(n):
+    def read(self, *a, **k):
+        reads.append(n)
+        return saved[n](self, *a, **k)
+    return read
+for n in names:
+    setattr(torch.Tensor, n, counting(n))
+try:
+    replies = [s.step(cmd, p) for p in ready]
+finally:
+    for n, f in saved.items():
+        setattr(torch.Tensor, n, f)
+print(json.dumps({"fused": s.skips_on_device, "reads": reads, "replies": [r() for r in replies],
+                  "adamStep": s.adam_step}))
+`;
+      const out = await new Deno.Command(PYTHON!, {
+        args: ["-c", script, init, `${dir}/data`, command],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const err = new TextDecoder().decode(out.stderr);
+      assert(out.success, err);
+      const got = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+      assert(got.fused, `torch ${E.isRight(found) ? found.right.version : ""} took the loop AdamW`);
+      assertEquals(got.reads, []);
+      const [first, second] = got.replies;
+      assert(!first.skipped && !second.skipped, JSON.stringify(got.replies));
+      // Clipped hard (0.01), the same rows' loss still falls after one update.
+      assert(second.loss < first.loss, JSON.stringify(got.replies));
+      assert(first.gradNorm > 0.01, `norm ${first.gradNorm}: the clip did not bind`);
+      assertEquals(got.adamStep, 2);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

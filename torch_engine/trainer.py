@@ -134,6 +134,12 @@ class Session:
             # (`Commands`) broadcasts while this thread's collectives run on the default group.
             if self.world > 1:
                 self.commands_group = dist.new_group(backend="gloo")
+        # The measures are host values (sizes, the process's or allocator's peak): reduced where
+        # they are, on gloo, so that no step copies them to a GPU (a copy from pageable memory
+        # waits for every kernel queued before it).
+        self.host_group = (
+            dist.new_group(backend="gloo") if self.world > 1 and args.device == "cuda" else None
+        )
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         preload_lazy_modules()
@@ -171,7 +177,9 @@ class Session:
         for n, p in names.items():
             p.requires_grad_(n in wanted)
         self.raw = model.to(self.device)
-        self.adam_step = int(meta["adamStep"])
+        self._adam_step = int(meta["adamStep"])
+        self._pending_updates: list[torch.Tensor] = []
+        self.skips_on_device = False
         self.sharded = self.args.strategy == "fsdp"
         self.model = self._wrap(self.raw)
         # After wrapping: FSDP replaces every parameter by a sharded DTensor of the same name.
@@ -239,13 +247,23 @@ class Session:
             return distribute_tensor(value.to(p.dtype), p.device_mesh, p.placements)
         return value.to(device=p.device, dtype=p.dtype)
 
+    @property
+    def adam_step(self) -> int:
+        """Updates made so far. A step's verdict (made or skipped) stays on the device until
+        something needs the count (a save, the next model's optimizer); reading it here waits
+        for the steps before."""
+        if self._pending_updates:
+            self._adam_step += int(torch.stack(self._pending_updates).sum())
+            self._pending_updates.clear()
+        return self._adam_step
+
     def _optimizer(self, moments: dict[str, np.ndarray]):
         decay = [self.params[n] for n in self.trainable if self.params[n].dim() >= 2]
         plain = [self.params[n] for n in self.trainable if self.params[n].dim() < 2]
         groups = [g for g in ({"params": decay, "decays": True}, {"params": plain, "decays": False}) if g["params"]]
         if not groups:
             return None
-        opt = torch.optim.AdamW(groups, lr=0.0, foreach=False)
+        opt, self.skips_on_device = adamw(groups)
         for n in self.trainable:
             m, v = moments.get(f"m/{n}"), moments.get(f"v/{n}")
             if m is None or v is None:
@@ -254,7 +272,8 @@ class Session:
                 continue
             p = self.params[n]
             opt.state[p] = {
-                "step": torch.tensor(float(self.adam_step)),
+                # The fused AdamW keeps its counters with the parameters (on a GPU, say).
+                "step": torch.tensor(float(self.adam_step), device=p.device if self.skips_on_device else None),
                 "exp_avg": self.like(torch.from_numpy(m).to(self.device), p),
                 "exp_avg_sq": self.like(torch.from_numpy(v).to(self.device), p),
             }
@@ -267,20 +286,22 @@ class Session:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def reduce_started(self, t: torch.Tensor, op=dist.ReduceOp.SUM):
+    def reduce_started(self, t: torch.Tensor, op=dist.ReduceOp.SUM, group=None):
         """Starts reducing `t` (in place) over the ranks; returns the call that waits for it and
-        gives the values as a list."""
-        work = dist.all_reduce(t, op=op, async_op=True) if self.world > 1 else None
+        gives `t`. On a GPU the wait only orders the stream after the reduction: the host reads
+        nothing until someone reads `t`."""
+        work = dist.all_reduce(t, op=op, group=group, async_op=True) if self.world > 1 else None
 
-        def wait() -> list[float]:
+        def wait() -> torch.Tensor:
             if work is not None:
                 work.wait()
-            return t.tolist()
+            return t
 
         return wait
 
     def all_sum(self, values: list[float]) -> list[float]:
-        return self.reduce_started(torch.tensor(values, dtype=torch.float64, device=self.device))()
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        return self.reduce_started(t)().tolist()
 
     def my_rows(self, batches: list[dict]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
         """This rank's share of every row of `batches` (a contiguous slice), read from the files."""
@@ -315,13 +336,14 @@ class Session:
             if cuda
             else process_status_bytes("VmHWM") - self.base_bytes
         )
-        t = torch.tensor([*roles.values(), peak], dtype=torch.float64, device=self.device)
+        host = self.device.type == "cpu" or self.host_group is not None or self.world == 1
+        t = torch.tensor([*roles.values(), peak], dtype=torch.float64, device="cpu" if host else self.device)
         # Reduced in the background: no rank waits for the others here, only when the reply
         # is sent (`main`'s replies go out in groups), by when the reduction is long done.
-        reduced = self.reduce_started(t, dist.ReduceOp.MAX)
+        reduced = self.reduce_started(t, dist.ReduceOp.MAX, self.host_group)
 
         def finish() -> dict:
-            values = reduced()
+            values = reduced().tolist()
             state = dict(zip(roles, values))
             state["total"] = sum(values[:-1])
             return {"state": state, "peak": {"gpuBytes" if cuda else "processBytes": values[-1]}}
@@ -378,34 +400,50 @@ class Session:
                     # rank issues it before that backward's own collectives, so their order agrees.
                     reduced = self.reduce_started(loss_sum.detach().clone().reshape(1))
                 (loss * scale).backward()
-        (loss_all,) = reduced() if reduced is not None else self.all_sum([float(loss_sum)])
-        loss = loss_all / total if total > 0 else float("nan")
+        if reduced is None:
+            reduced = self.reduce_started(loss_sum.detach().clone().reshape(1))
+        # Everything below stays on the device until the reply is read (`main` reads replies in
+        # groups): the loss, the norm, the clip factor and the verdict. Where the optimizer takes
+        # the verdict as a device flag (torch's fused AdamW, `found_inf`), a step on a GPU never
+        # waits for the host; elsewhere the verdict is read before the update.
+        nan = torch.full((), float("nan"), dtype=torch.float64, device=self.device)
+        loss = reduced().reshape(()) / total if total > 0 else nan
         grads = [self.params[n].grad for n in self.trainable]
         present = [self.local(g) for g in grads if g is not None]
         # Each gradient's norm in float32 (one fused call where torch has it), their squares
-        # summed in float64 on the device and read once.
-        sq = float(torch.stack(norms_of(present)).double().square().sum()) if present else 0.0
+        # summed in float64.
+        zero = torch.zeros((), dtype=torch.float64, device=self.device)
+        sq = torch.stack(norms_of(present)).double().square().sum() if present else zero
         if self.sharded:
-            (sq,) = self.all_sum([sq])
-        norm = math.sqrt(sq)
-        skipped = not (math.isfinite(loss) and math.isfinite(norm))
-        if self.optimizer is not None and not skipped:
-            # kernels/ops/adamw.ts's clipFactor.
-            factor = 1.0 if h["clip"] <= 0 else min(1.0, h["clip"] / (norm + 1e-6))
-            if factor != 1.0:
-                scale_all([g for g in grads if g is not None], factor)
+            sq = self.reduce_started(sq.reshape(1))().reshape(())
+        norm = sq.sqrt()
+        finite = torch.isfinite(loss) & torch.isfinite(norm)
+        if self.optimizer is not None:
+            if h["clip"] > 0:
+                # kernels/ops/adamw.ts's clipFactor, in float64; a factor of 1 changes nothing.
+                scale_all(present, torch.clamp(h["clip"] / (norm + 1e-6), max=1.0))
             for group in self.optimizer.param_groups:
                 group["lr"] = h["lr"]
                 group["betas"] = (h["beta1"], h["beta2"])
                 group["eps"] = h["eps"]
                 group["weight_decay"] = h["weightDecay"] if group["decays"] else 0.0
-            self.optimizer.step()
-            self.adam_step += 1
+            if self.skips_on_device:
+                self.optimizer.found_inf = (~finite).float()
+                self.optimizer.step()
+                self._pending_updates.append(finite)
+            elif bool(finite):
+                self.optimizer.step()
+                self._adam_step += 1
         # Read where the state peaks: every gradient alive, and (after an update) every moment.
         measured = self.measures()
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
-        return lambda: {"loss": loss, "gradNorm": norm, "skipped": skipped, **measured()}
+        return lambda: {
+            "loss": float(loss),
+            "gradNorm": float(norm),
+            "skipped": not bool(finite),
+            **measured(),
+        }
 
     def evaluate(self, cmd: dict, prepared: dict) -> dict:
         loss_sum, count = 0.0, 0
@@ -512,6 +550,17 @@ class Session:
         return lambda: result
 
 
+def adamw(groups: list[dict]) -> tuple[torch.optim.AdamW, bool]:
+    """AdamW over `groups`, and whether it skips an update on a device flag: torch's fused AdamW
+    where this torch has one for these parameters (CPU since 2.4, CUDA since 2.0; it reads
+    `found_inf`, a step's non-finite verdict, on the device), else the loop, which needs the
+    verdict on the host before the update. Both compute the same update."""
+    try:
+        return torch.optim.AdamW(groups, lr=0.0, fused=True), True
+    except (TypeError, RuntimeError, ValueError):  # torch 1.x, or no fused kernel for this device
+        return torch.optim.AdamW(groups, lr=0.0, foreach=False), False
+
+
 def norms_of(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """Each tensor's 2-norm: torch's fused call where it has one (a loop of ~40 small calls costs
     a measurable share of a small model's step)."""
@@ -524,8 +573,9 @@ def norms_of(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return [torch.linalg.vector_norm(t) for t in tensors]
 
 
-def scale_all(tensors: list[torch.Tensor], factor: float) -> None:
-    """Multiplies every tensor by `factor` in place (fused where torch has it)."""
+def scale_all(tensors: list[torch.Tensor], factor: torch.Tensor) -> None:
+    """Multiplies every tensor by `factor`, a 0-dim tensor on their device, in place (fused where
+    torch has it); the tensors keep their dtype."""
     fused = getattr(torch, "_foreach_mul_", None)
     if fused is not None:
         try:
