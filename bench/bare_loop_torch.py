@@ -17,7 +17,9 @@ reading its contiguous share of the batch's rows.
 - step: summed cross-entropy over the rank's rows divided by the global batch's tokens, times
   the world size (DDP averages gradients), backward (in passes of `--micro` rows, gradients
   accumulated), `clip_grad_norm_(max_norm=--clip)`, AdamW
-  (`--lr`, betas, eps, weight decay on matrices only; PyTorch's defaults otherwise), fp32;
+  (`--lr`, betas, eps, weight decay on matrices only; PyTorch's defaults otherwise, so on a
+  CPU its per-tensor loop, as nanoGPT chooses there; `--fused-adamw` takes torch's fused
+  kernel, which the engine uses where torch has it), fp32;
 - timing: `--warmup` untimed steps, then `--steps` timed ones on `time.perf_counter`; every
   rank's losses are gathered after the clock stops.
 
@@ -64,6 +66,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--eps", type=float, default=1e-8)
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--clip", type=float, default=1.0)
+    ap.add_argument("--fused-adamw", action="store_true", help="torch's fused AdamW instead of its default")
     ap.add_argument("--adapt-frozen", type=int, default=0, help="LoRA rank on every frozen projection (0: none)")
     ap.add_argument("--lora-scale", type=float, default=1.0, help="the adapters' scale (alpha / rank)")
     a = ap.parse_args(argv)
@@ -150,6 +153,7 @@ def train(rank: int, a: argparse.Namespace, port: int) -> None:
         lr=a.lr,
         betas=(a.beta1, a.beta2),
         eps=a.eps,
+        **({"fused": True} if a.fused_adamw else {}),
     )
     net = model
     if a.nproc > 1:

@@ -17,7 +17,10 @@
  * another order than 1 thread in each of 2).
  *
  * Run: `deno task bench --only torch` (bench/main.ts), or
- * `deno run -A bench/torch_engine_bench.ts [--shapes "d,L,V,T,B;…"] [--steps N] [--rounds N]`.
+ * `deno run -A bench/torch_engine_bench.ts [--shapes "d,L,V,T,B;…"] [--steps N] [--rounds N]
+ * [--bare-fused-adamw]`. The loop takes torch's default AdamW (on a CPU, its per-tensor loop,
+ * as nanoGPT does there); the engine takes the fused kernel where torch has one. With
+ * `--bare-fused-adamw` the loop takes it too, and the ratio is the orchestration's alone.
  *
  * @module
  */
@@ -82,6 +85,12 @@ export interface TorchEngineBenchOptions {
   readonly procs?: readonly number[];
   /** The interpreter (default: the torch engine's discovery, `.venv-ref` first). */
   readonly python?: string | undefined;
+  /**
+   * The loop's AdamW: torch's default (false: on a CPU its per-tensor loop, what nanoGPT
+   * takes there) or its fused kernel (true: what the engine takes where torch has one, so the
+   * ratio shows the orchestration alone).
+   */
+  readonly bareFusedAdamW?: boolean;
   /** One line per round as it ends. */
   readonly progress?: (line: string) => void;
 }
@@ -210,6 +219,7 @@ async function bareRound(
   nproc: number,
   threads: number,
   steps: number,
+  fusedAdamW: boolean,
 ): Promise<{ tokensPerSec: number; losses: number[] }> {
   const [, , , T, B] = c.shape;
   const h = c.hyper;
@@ -221,6 +231,7 @@ async function bareRound(
     ...["--warmup", String(WARMUP), "--nproc", String(nproc), "--threads", String(threads)],
     ...["--lr", String(h.lr), "--beta1", String(h.beta1), "--beta2", String(h.beta2)],
     ...["--eps", String(h.eps), "--weight-decay", String(h.weightDecay), "--clip", String(h.clip)],
+    ...(fusedAdamW ? ["--fused-adamw"] : []),
   ];
   const { lastLine: last } = await runOrThrow("bare_loop_torch.py", py.python, args, {
     OMP_NUM_THREADS: String(threads),
@@ -273,7 +284,7 @@ export async function benchTorchEngine(
           const run = (side: string) =>
             side === "engine"
               ? engineRound(c, py, nproc, threads, o.steps)
-              : bareRound(c, py, nproc, threads, o.steps);
+              : bareRound(c, py, nproc, threads, o.steps, o.bareFusedAdamW ?? false);
           const a = await run(first);
           const b = await run(first === "engine" ? "bare" : "engine");
           const [engine, bare] = first === "engine" ? [a, b] : [b, a];
@@ -342,6 +353,7 @@ if (import.meta.main) {
       rounds: { type: "string", default: "3" },
       procs: { type: "string", default: "1,2" },
       python: { type: "string" },
+      "bare-fused-adamw": { type: "boolean", default: false },
     },
   });
   const shapes = values.shapes.split(";").filter((p) => p.trim() !== "").map((p) =>
@@ -368,10 +380,12 @@ if (import.meta.main) {
     rounds,
     procs,
     python: values.python,
+    bareFusedAdamW: values["bare-fused-adamw"],
     progress: (l) => console.log(l),
   });
   console.log(
-    `torch ${python.version} (${python.python}), median of ${rounds} rounds of ${steps} steps`,
+    `torch ${python.version} (${python.python}), median of ${rounds} rounds of ${steps} steps; ` +
+      `the loop's AdamW: ${values["bare-fused-adamw"] ? "fused" : "torch's default"}`,
   );
   console.log(TORCH_ENGINE_TABLE_HEADER);
   for (const r of rows) console.log(torchEngineBenchLine(r));
