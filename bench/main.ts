@@ -343,7 +343,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     log("");
     log(
       "--engine torch against a bare PyTorch loop (bench/bare_loop_torch.py) on the same model, " +
-        `weights and batches: tokens/s, median of ${rounds} alternating rounds of ${torchSteps} steps`,
+        `weights and batches: tokens/s, median of ${rounds} alternating rounds of ${torchSteps} steps; ` +
+        "the loop takes torch's default AdamW (on a CPU its per-tensor loop, as nanoGPT does), the " +
+        "engine the fused one where torch has it (bench/torch_engine_bench.ts --bare-fused-adamw " +
+        "gives the loop the fused one too)",
     );
     try {
       // The two reference shapes unless named: GPT-2's vocabulary takes ~7 s a step on each side,
