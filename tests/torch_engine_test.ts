@@ -16,12 +16,17 @@ import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { capture } from "./cli_capture.ts";
 import { REFERENCE_HINT, referencePython } from "./reference_python.ts";
 import { main } from "../cli/run.ts";
-import { findTorchPython, startSession, torchRelease } from "../effects/torch_launch.ts";
+import {
+  findTorchPython,
+  startSession,
+  torchRelease,
+  type TorchSession,
+} from "../effects/torch_launch.ts";
 import { evalCommand, saveCommand, stepCommand } from "../effects/torch_protocol.ts";
 import { readExchange, writeExchange } from "../effects/torch_snapshot.ts";
 import { writeTokenFiles } from "../effects/torch_data.ts";
 import { withDefaults } from "../base/mod.ts";
-import { initialSnapshot } from "../checkpoint/mod.ts";
+import { type EngineSnapshot, initialSnapshot } from "../checkpoint/mod.ts";
 import { memoryStream } from "../data/mod.ts";
 import { stopAtCheckpoint } from "./kill_run.ts";
 import { ofType, runMetrics } from "./metrics.ts";
@@ -58,6 +63,11 @@ const OLD = await (async () => {
   if (E.isLeft(debian) || debian.right.python === PYTHON) return undefined;
   return (torchRelease(debian.right.version)?.[0] ?? 0) < 2 ? debian.right : undefined;
 })();
+/** The interpreters the engine's checks run on: the torch above, and Debian's 1.x beside it. */
+const INTERPRETERS = [
+  ["", PYTHON, E.isRight(found) ? found.right.version : ""],
+  [` (Debian's torch ${OLD?.version})`, OLD?.python, OLD?.version ?? ""],
+] as const;
 const LOSS_TOLERANCE = 1e-4;
 
 function graph(torch: Record<string, unknown> = {}): unknown {
@@ -147,6 +157,37 @@ async function run(...args: string[]) {
   return await capture((a) => main(a), args);
 }
 
+/**
+ * A trainer (one rank) on `python` started from `start`, written under `dir` with 64 zero tokens
+ * per split; it must start.
+ */
+async function tinySession(
+  dir: string,
+  python: string,
+  version: string,
+  start: EngineSnapshot,
+): Promise<TorchSession> {
+  const shape = { ...TINY_SHAPE, maxSeqLen: 16 };
+  const init = `${dir}/in`;
+  assert(E.isRight(await writeExchange(init, start, shape)()));
+  const streams = {
+    train: memoryStream(new Uint16Array(64)),
+    validation: memoryStream(new Uint16Array(64)),
+  };
+  assert(E.isRight(await writeTokenFiles(`${dir}/data`, streams)()));
+  const started = await startSession({
+    python,
+    torchVersion: version,
+    settings: withDefaults(TorchCodec, {}),
+    init,
+    schema: `${dir}/protocol.schema.json`,
+    data: `${dir}/data`,
+    threads: 1,
+  });
+  assert(E.isRight(started), E.isLeft(started) ? started.left.message : "");
+  return started.right;
+}
+
 /** A torch-engine run of the graph with `torch` settings into `dir/out`; it must succeed. */
 async function torchRun(dir: string, out: string, torch: Record<string, unknown> = {}) {
   const r = await run(await writeGraph(dir, torch), "--out", `${dir}/${out}`, "--engine", "torch");
@@ -154,12 +195,7 @@ async function torchRun(dir: string, out: string, torch: Record<string, unknown>
   return r;
 }
 
-for (
-  const [label, python, version] of [
-    ["", PYTHON, E.isRight(found) ? found.right.version : ""],
-    [` (Debian's torch ${OLD?.version})`, OLD?.python, OLD?.version ?? ""],
-  ] as const
-) {
+for (const [label, python, version] of INTERPRETERS) {
   Deno.test({
     name:
       `torch engine${label}: losses equal the tfjs cpu backend's over a train node and a continue node with ReLoRA merges`,
@@ -580,25 +616,12 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "step-torch-protocol-" });
     const shape = { ...TINY_SHAPE, maxSeqLen: 16 };
     try {
-      const init = `${dir}/in`;
-      assert(E.isRight(await writeExchange(init, initialSnapshot(shape, 1, 3), shape)()));
-      const streams = {
-        train: memoryStream(new Uint16Array(64)),
-        validation: memoryStream(new Uint16Array(64)),
-      };
-      assert(E.isRight(await writeTokenFiles(`${dir}/data`, streams)()));
-      const settings = withDefaults(TorchCodec, {});
-      const started = await startSession({
-        python: found.right.python,
-        torchVersion: found.right.version,
-        settings,
-        init,
-        schema: `${dir}/protocol.schema.json`,
-        data: `${dir}/data`,
-        threads: 1,
-      });
-      assert(E.isRight(started), E.isLeft(started) ? started.left.message : "");
-      const session = started.right;
+      const session = await tinySession(
+        dir,
+        found.right.python,
+        found.right.version,
+        initialSnapshot(shape, 1, 3),
+      );
       try {
         const batch = {
           tokens: Int32Array.from([1, 2, 3, 4]),
@@ -639,12 +662,7 @@ Deno.test({
   },
 });
 
-for (
-  const [label, python, version] of [
-    ["", PYTHON, E.isRight(found) ? found.right.version : ""],
-    [` (Debian's torch ${OLD?.version})`, OLD?.python, OLD?.version ?? ""],
-  ] as const
-) {
+for (const [label, python, version] of INTERPRETERS) {
   Deno.test({
     name:
       `torch engine${label}: a step whose loss is not finite is skipped (weights, moments and the update count stay), the next finite one updates`,
@@ -666,24 +684,7 @@ for (
           return { ...p, data };
         });
         assert(params.some((p) => p.data.includes(Infinity)), "no embedding row was poisoned");
-        const init = `${dir}/in`;
-        assert(E.isRight(await writeExchange(init, { ...start, params }, shape)()));
-        const streams = {
-          train: memoryStream(new Uint16Array(64)),
-          validation: memoryStream(new Uint16Array(64)),
-        };
-        assert(E.isRight(await writeTokenFiles(`${dir}/data`, streams)()));
-        const started = await startSession({
-          python: python!,
-          torchVersion: version,
-          settings: withDefaults(TorchCodec, {}),
-          init,
-          schema: `${dir}/protocol.schema.json`,
-          data: `${dir}/data`,
-          threads: 1,
-        });
-        assert(E.isRight(started), E.isLeft(started) ? started.left.message : "");
-        const session = started.right;
+        const session = await tinySession(dir, python!, version, { ...start, params });
         const row = (tokens: number[]) => ({
           tokens: Int32Array.from(tokens),
           targets: Int32Array.from(tokens.map((t) => t + 1)),
@@ -691,9 +692,7 @@ for (
           seq: tokens.length,
         });
         const hyper = stepHyper(withDefaults(TrainingCodec, {}), 1e-2);
-        const saved = async (name: string) => {
-          const r = await session.request(saveCommand(`${dir}/${name}`));
-          assert(E.isRight(r), E.isLeft(r) ? r.left.message : "");
+        const readBack = async (name: string) => {
           const back = await readExchange(`${dir}/${name}`)();
           assert(E.isRight(back), E.isLeft(back) ? back.left.message : "");
           return back.right;
@@ -707,19 +706,21 @@ for (
           assert(E.isRight(poisoned) && E.isRight(clean), JSON.stringify([poisoned, clean]));
           assert(poisoned.right.skipped, `not skipped: ${JSON.stringify(poisoned.right)}`);
           assert(!Number.isFinite(poisoned.right.loss), `loss ${poisoned.right.loss}`);
-          const skipped = await readExchange(`${dir}/after-skip`)();
-          assert(E.isRight(skipped), E.isLeft(skipped) ? skipped.left.message : "");
-          assertEquals(skipped.right.meta.adamStep, 0);
-          const byName = new Map(skipped.right.params.map((p) => [p.name, p.data]));
+          const skipped = await readBack("after-skip");
+          assertEquals(skipped.meta.adamStep, 0);
+          const byName = new Map(skipped.params.map((p) => [p.name, p.data]));
           for (const p of params) assertEquals(byName.get(p.name), p.data, p.name);
-          for (const m of skipped.right.moments) {
+          for (const m of skipped.moments) {
             assert(m.data.every((x) => x === 0), `moment ${m.name} moved on a skipped step`);
           }
-          const finite = await session.request(stepCommand(hyper, [row([1, 2, 3, 4])]));
-          assert(E.isRight(finite), E.isLeft(finite) ? finite.left.message : "");
+          const [finite, saved] = await Promise.all([
+            session.request(stepCommand(hyper, [row([1, 2, 3, 4])])),
+            session.request(saveCommand(`${dir}/after-update`)),
+          ]);
+          assert(E.isRight(finite) && E.isRight(saved), JSON.stringify([finite, saved]));
           assert(!finite.right.skipped && Number.isFinite(finite.right.loss));
           assert(Number.isFinite(finite.right.gradNorm) && finite.right.gradNorm > 0);
-          const updated = await saved("after-update");
+          const updated = await readBack("after-update");
           assertEquals(updated.meta.adamStep, 1);
           const moved = updated.params.find((p) => p.name === "model.norm.weight")!;
           const before = params.find((p) => p.name === "model.norm.weight")!;
