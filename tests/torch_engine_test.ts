@@ -762,7 +762,8 @@ Deno.test({
       };
       const command = JSON.stringify(stepCommand({ ...hyper, clip: 0.01 }, [batch]));
       // Every way Python code reads a tensor's value to the host (on a GPU, each waits for the
-      // kernels queued before it), counted while two steps run, then restored for the replies.
+      // kernels queued before it), counted while two steps run, then restored for the replies;
+      // and torch's own op for a read, counted by its profiler, outside the optimizer's kernel.
       const script = `
 import json, sys
 sys.path.insert(0, ${JSON.stringify(`${ROOT}torch_engine`)})
@@ -782,12 +783,24 @@ def counting(n):
 for n in names:
     setattr(torch.Tensor, n, counting(n))
 try:
-    replies = [s.step(cmd, p) for p in ready]
+    # The profiler sees the reads made inside torch's C++ too: each is an _local_scalar_dense.
+    with torch.profiler.profile() as prof:
+        replies = [s.step(cmd, p) for p in ready]
 finally:
     for n, f in saved.items():
         setattr(torch.Tensor, n, f)
-print(json.dumps({"fused": s.skips_on_device, "reads": reads, "replies": [r() for r in replies],
-                  "adamStep": s.adam_step}))
+def within(e, name):
+    while e is not None:
+        if e.name == name:
+            return True
+        e = e.cpu_parent
+    return False
+# The fused AdamW's CPU kernel reads its step counters (CPU memory); on CUDA they stay there.
+reads += [e.name for e in prof.events()
+          if e.name == "aten::_local_scalar_dense" and not within(e, "aten::_fused_adamw_")]
+ops = len(prof.events())
+print(json.dumps({"fused": s.skips_on_device, "reads": reads, "ops": ops,
+                  "replies": [r() for r in replies], "adamStep": s.adam_step}))
 `;
       const out = await new Deno.Command(PYTHON!, {
         args: ["-c", script, init, `${dir}/data`, command],
@@ -799,6 +812,7 @@ print(json.dumps({"fused": s.skips_on_device, "reads": reads, "replies": [r() fo
       const got = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
       assert(got.fused, `torch ${E.isRight(found) ? found.right.version : ""} took the loop AdamW`);
       assertEquals(got.reads, []);
+      assert(got.ops > 100, `the profiler saw ${got.ops} ops in two steps`);
       const [first, second] = got.replies;
       assert(!first.skipped && !second.skipped, JSON.stringify(got.replies));
       // Clipped hard (0.01), the same rows' loss still falls after one update.

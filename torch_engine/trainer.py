@@ -336,10 +336,10 @@ class Session:
             if cuda
             else process_status_bytes("VmHWM") - self.base_bytes
         )
-        host = self.device.type == "cpu" or self.host_group is not None or self.world == 1
-        t = torch.tensor([*roles.values(), peak], dtype=torch.float64, device="cpu" if host else self.device)
-        # Reduced in the background: no rank waits for the others here, only when the reply
-        # is sent (`main`'s replies go out in groups), by when the reduction is long done.
+        # A host tensor, reduced on gloo (the default group on a CPU, `host_group` on CUDA) in
+        # the background: no rank waits for the others here, only when the reply is sent
+        # (`main`'s replies go out in groups), by when the reduction is long done.
+        t = torch.tensor([*roles.values(), peak], dtype=torch.float64)
         reduced = self.reduce_started(t, dist.ReduceOp.MAX, self.host_group)
 
         def finish() -> dict:
