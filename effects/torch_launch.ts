@@ -245,6 +245,7 @@ export function launchCommands(
     s.precision,
     "--threads",
     String(spec.threads),
+    ...(s.pinCores ? ["--pin-cores"] : []),
   ];
   const common = { OMP_NUM_THREADS: String(spec.threads), PYTHONUNBUFFERED: "1" };
   if (usesTorchrun(s, spec.torchVersion)) {

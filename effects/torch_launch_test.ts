@@ -125,3 +125,40 @@ Deno.test("torchRelease and newestTorch: the newest torch wins, the first listed
   assertEquals(newestTorch([found("odd", "nightly"), debian])?.python, "/usr/bin/python3");
   assertEquals(newestTorch([]), undefined);
 });
+
+Deno.test("launchCommands: pinCores (the default) asks the trainer to bind its ranks; false does not", () => {
+  const has = (s: t.OutputOf<typeof TorchCodec>) =>
+    launchCommands(spec(s), "127.0.0.1:7", master).every((c) => c.args.includes("--pin-cores"));
+  assertEquals([has({ nproc: 2 }), has({ nproc: 2, pinCores: false })], [true, false]);
+});
+
+Deno.test({
+  name:
+    "trainer.py's rank_cores: ranks that take every allowed core get their own, in order; otherwise the OS places them",
+  // The function is read out of trainer.py and run alone (the module imports torch), so any
+  // python3 runs it.
+  fn: async () => {
+    const source = await Deno.readTextFile(TRAINER_SCRIPT);
+    const start = source.indexOf("def rank_cores(");
+    const end = source.indexOf("\ndef ", start + 1);
+    const script = `${source.slice(start, end)}
+import json
+cases = [([0, 1], 0, 2, 1), ([0, 1], 1, 2, 1), ([3, 2, 1, 0], 1, 2, 2), ([4, 6, 5, 7], 0, 4, 1),
+         ([0, 1], 0, 1, 2), ([0, 1, 2], 0, 2, 1), ([0, 1, 2, 3], 1, 2, 1), ([0, 1], 0, 2, 0)]
+print(json.dumps([rank_cores(*c) for c in cases]))
+`;
+    const out = await new Deno.Command("python3", { args: ["-c", script], stderr: "piped" })
+      .output();
+    assertEquals(new TextDecoder().decode(out.stderr), "");
+    assertEquals(JSON.parse(new TextDecoder().decode(out.stdout)), [
+      [0],
+      [1],
+      [2, 3],
+      [4],
+      null, // one rank
+      null, // 2 × 1 of 3 cores: not every core
+      null, // 2 × 1 of 4 cores
+      null, // no thread count
+    ]);
+  },
+});

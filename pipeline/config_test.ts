@@ -55,6 +55,7 @@ Deno.test("parseConfig() of a model alone gives the documented defaults", () => 
       strategy: "ddp",
       precision: "fp32",
       launcher: "auto",
+      pinCores: true,
     },
   });
   assertEquals<unknown>(c.pet, {

@@ -57,6 +57,13 @@ export const TORCH_FIELDS = {
   launcher: field(oneOf("launcher", LAUNCHERS), "auto"),
   /** CPU threads per rank (unset: the machine's cores over nproc; at most the cores). */
   threads: optional(PositiveInt),
+  /**
+   * On the CPU (Linux), each rank bound to cores of its own when this node's ranks × threads take
+   * every core the process may use: a rank's helper threads then take time from that rank only,
+   * and no rank migrates. Fewer ranks or threads than cores, one rank, or `false`: the OS places
+   * them.
+   */
+  pinCores: field(t.boolean, true),
 };
 /** The `training.torch:` section: by default one CPU process, DDP, float32. */
 export const TorchCodec: Section<typeof TORCH_FIELDS> = section("training.torch", TORCH_FIELDS);

@@ -66,7 +66,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--strategy", choices=["ddp", "fsdp"], default="ddp")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads per rank (0: torch's default)")
+    ap.add_argument("--pin-cores", action="store_true", help="bind each rank to cores of its own (CPU)")
     return ap.parse_args(argv)
+
+
+def rank_cores(allowed: list[int], local_rank: int, local_world: int, threads: int) -> list[int] | None:
+    """The cores local rank `local_rank` is bound to, or None to leave it to the OS: only when
+    several ranks of `threads` threads take every allowed core, each rank then gets `threads` of
+    them in order. Measured on this project's 2-core machine (two ranks of one thread against a
+    bare loop, 6 alternating runs each): 0.99 of the loop bound, 0.94 unbound."""
+    cores = sorted(allowed)
+    if local_world < 2 or threads < 1 or local_world * threads != len(cores):
+        return None
+    return cores[local_rank * threads : (local_rank + 1) * threads]
+
+
+def pin_cores(args: argparse.Namespace, local_rank: int) -> None:
+    """Binds this rank (every thread it starts after this) as `rank_cores` says, on Linux's CPU."""
+    if not args.pin_cores or args.device != "cpu" or not hasattr(os, "sched_setaffinity"):
+        return
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    cores = rank_cores(list(os.sched_getaffinity(0)), local_rank, local_world, args.threads)
+    if cores is not None:
+        os.sched_setaffinity(0, cores)
 
 
 def reset_process_peak() -> None:
@@ -732,6 +754,8 @@ def report_failure(channel: Channel | None, e: BaseException) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    # Before any thread starts (torch's pools, gloo's, the commands thread): they inherit it.
+    pin_cores(args, local_rank)
     channel = Channel(args.control) if local_rank == 0 else None
     try:
         schema = load_schema(args.protocol)
