@@ -10,6 +10,7 @@ import {
   type ext,
   field,
   NonNegativeInt,
+  ON_BY_DEFAULT,
   oneOf,
   optional,
   PositiveInt,
@@ -63,7 +64,7 @@ export const TORCH_FIELDS = {
    * and no rank migrates. Fewer ranks or threads than cores, one rank, or `false`: the OS places
    * them.
    */
-  pinCores: field(t.boolean, true),
+  pinCores: ON_BY_DEFAULT,
 };
 /** The `training.torch:` section: by default one CPU process, DDP, float32. */
 export const TorchCodec: Section<typeof TORCH_FIELDS> = section("training.torch", TORCH_FIELDS);
