@@ -200,7 +200,8 @@ class Session:
             p.requires_grad_(n in wanted)
         self.raw = model.to(self.device)
         self._adam_step = int(meta["adamStep"])
-        self._pending_updates: list[torch.Tensor] = []
+        # Updates the fused AdamW made since `_adam_step` was last settled, counted on the device.
+        self._pending_updates: torch.Tensor | None = None
         self.skips_on_device = False
         self.sharded = self.args.strategy == "fsdp"
         self.model = self._wrap(self.raw)
@@ -274,9 +275,9 @@ class Session:
         """Updates made so far. A step's verdict (made or skipped) stays on the device until
         something needs the count (a save, the next model's optimizer); reading it here waits
         for the steps before."""
-        if self._pending_updates:
-            self._adam_step += int(torch.stack(self._pending_updates).sum())
-            self._pending_updates.clear()
+        if self._pending_updates is not None:
+            self._adam_step += int(self._pending_updates)
+            self._pending_updates = None
         return self._adam_step
 
     def _optimizer(self, moments: dict[str, np.ndarray]):
@@ -420,22 +421,28 @@ class Session:
                 if last:
                     # The global loss is reduced while the last backward runs, not after it: every
                     # rank issues it before that backward's own collectives, so their order agrees.
-                    reduced = self.reduce_started(loss_sum.detach().clone().reshape(1))
+                    reduced = self.reduce_started(loss_sum.clone().reshape(1))
                 (loss * scale).backward()
-        if reduced is None:
-            reduced = self.reduce_started(loss_sum.detach().clone().reshape(1))
+        if reduced is None:  # forward passes only: nothing to overlap
+            reduced = self.reduce_started(loss_sum.clone().reshape(1))
         # Everything below stays on the device until the reply is read (`main` reads replies in
         # groups): the loss, the norm, the clip factor and the verdict. Where the optimizer takes
         # the verdict as a device flag (torch's fused AdamW, `found_inf`), a step on a GPU never
         # waits for the host; elsewhere the verdict is read before the update.
-        nan = torch.full((), float("nan"), dtype=torch.float64, device=self.device)
-        loss = reduced().reshape(()) / total if total > 0 else nan
+        loss = (
+            reduced().reshape(()) / total
+            if total > 0
+            else torch.full((), float("nan"), dtype=torch.float64, device=self.device)
+        )
         grads = [self.params[n].grad for n in self.trainable]
         present = [self.local(g) for g in grads if g is not None]
         # Each gradient's norm in float32 (one fused call where torch has it), their squares
         # summed in float64.
-        zero = torch.zeros((), dtype=torch.float64, device=self.device)
-        sq = torch.stack(norms_of(present)).double().square().sum() if present else zero
+        sq = (
+            torch.stack(norms_of(present)).double().square().sum()
+            if present
+            else torch.zeros((), dtype=torch.float64, device=self.device)
+        )
         if self.sharded:
             sq = self.reduce_started(sq.reshape(1))().reshape(())
         norm = sq.sqrt()
@@ -452,7 +459,8 @@ class Session:
             if self.skips_on_device:
                 self.optimizer.found_inf = (~finite).float()
                 self.optimizer.step()
-                self._pending_updates.append(finite)
+                made = finite.long()
+                self._pending_updates = made if self._pending_updates is None else self._pending_updates.add_(made)
             elif bool(finite):
                 self.optimizer.step()
                 self._adam_step += 1
