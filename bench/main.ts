@@ -346,7 +346,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         `weights and batches: tokens/s, median of ${rounds} alternating rounds of ${torchSteps} steps; ` +
         "the loop takes torch's default AdamW (on a CPU its per-tensor loop, as nanoGPT does), the " +
         "engine the fused one where torch has it (bench/torch_engine_bench.ts --bare-fused-adamw " +
-        "gives the loop the fused one too)",
+        "gives the loop the fused one too); the engine binds each rank to its own core where the " +
+        "ranks fill the cores (training.torch.pinCores), the loop leaves them to the OS",
     );
     try {
       // The two reference shapes unless named: GPT-2's vocabulary takes ~7 s a step on each side,
