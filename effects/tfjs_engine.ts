@@ -31,6 +31,7 @@ import {
   measurePeak,
   reloraReset,
   snapshotState,
+  threadsText,
   type TrainState,
   trainStep,
 } from "../kernels/mod.ts";
@@ -98,7 +99,8 @@ async function startWasm(withBlas: boolean): Promise<E.Either<KernelFailed, stri
         `wasm + OpenBLAS: products (matmuls, attention) on ${blas.library} ` +
           `(${blas.core}, ${blas.threads} threads) in place on the wasm heap; fused wasm SIMD ` +
           "kernels for RMSNorm, RoPE, attention softmax, SwiGLU, cross-entropy, AdamW (in place) " +
-          "and the embedding; other ops on tfjs wasm (XNNPACK SIMD, 1 thread)",
+          `and the embedding (${threadsText(got.right.fusedThreads ?? 1)}); other ops on tfjs ` +
+          "wasm (XNNPACK SIMD, 1 thread)",
       );
     }
     console.error(`Note: ${E.isLeft(heap) ? heap.left : "OpenBLAS unavailable"}; running wasm`);

@@ -16,7 +16,13 @@ import { installBufferLedger } from "./peak_memory.ts";
 import { registerScatterKernels } from "./_scatter_kernels.ts";
 import { registerWasmIdentity, registerWasmMatMul } from "./_wasm_matmul.ts";
 import { fusedUnion, type FusibleOp } from "../solvers/mod.ts";
-import { fusedWasmOps, registerFusedWasmKernels } from "./fused/mod.ts";
+import {
+  fusedWasmOps,
+  kernelThreads,
+  registerFusedWasmKernels,
+  startFusedWasmPool,
+} from "./fused/mod.ts";
+import { withSharedWasmMemory } from "./_shared_wasm_memory.ts";
 import { fusedWebGpuOps, registerWebGpuKernels } from "./webgpu/mod.ts";
 
 // tfjs turns pthreads off under Node-like runtimes; Deno has no classic
@@ -35,6 +41,8 @@ export interface BackendInfo {
   readonly tfjsBackend: string;
   /** One line, e.g. `wasm: XNNPACK SIMD, 1 thread; kernels/ adds ...`. */
   readonly description: string;
+  /** "wasm": the threads its fused kernels' jobs are cut over (1 unless the heap is shared). */
+  readonly fusedThreads?: number;
 }
 
 /** Narrows a user-supplied string to a {@link BackendName}. */
@@ -105,17 +113,29 @@ async function initWasm(): Promise<E.Either<KernelFailed, BackendInfo>> {
   registerWasmMatMul();
   registerWasmIdentity();
   registerFusedWasmKernels();
-  if (!(await activate("wasm"))) return E.left(kernelFailed(`Cannot start backend "wasm"`));
+  // More than one thread for the fused kernels needs the heap on a shared memory, which
+  // only the first start of the backend in a process can choose.
+  const started = kernelThreads() > 1
+    ? await withSharedWasmMemory(() => activate("wasm"))
+    : { result: await activate("wasm"), shared: false };
+  if (!started.result) return E.left(kernelFailed(`Cannot start backend "wasm"`));
   guardWasmMalloc();
   const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
+  const fusedThreads = startFusedWasmPool();
   return E.right({
     name: "wasm",
     tfjsBackend: "wasm",
     description: `wasm: XNNPACK${simd ? " SIMD" : " (no SIMD)"}, ${wasm.getThreadsCount()} thread` +
       "; kernels/ adds UnsortedSegmentSum, routes transposed/batched matmuls to XNNPACK," +
       " makes Identity share memory and runs RMSNorm, RoPE, SwiGLU, cross-entropy, AdamW and" +
-      " the embedding as fused wasm SIMD kernels",
+      ` the embedding as fused wasm SIMD kernels (${threadsText(fusedThreads)})`,
+    fusedThreads,
   });
+}
+
+/** "1 thread", or "2 threads on a shared wasm memory". */
+export function threadsText(threads: number): string {
+  return threads === 1 ? "1 thread" : `${threads} threads on a shared wasm memory`;
 }
 
 /** The part of tfjs-backend-wasm 4.22's emscripten module the allocation guard wraps. */

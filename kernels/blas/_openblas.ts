@@ -177,12 +177,43 @@ function betterCoreType(picked: string, flags: Set<string>): string | undefined 
   return undefined;
 }
 
-function envWritable(): boolean {
+function envWritable(variable = "OPENBLAS_CORETYPE"): boolean {
   try {
-    return Deno.permissions.querySync({ name: "env", variable: "OPENBLAS_CORETYPE" }).state ===
-      "granted";
+    return Deno.permissions.querySync({ name: "env", variable }).state === "granted";
   } catch {
     return false;
+  }
+}
+
+/**
+ * `OPENBLAS_THREAD_TIMEOUT` for the load: after a product, OpenBLAS's helper threads
+ * spin 2^n cycles before they sleep (n = 28 by default, ~0.1 s), on the cores the fused
+ * kernels' own threads (kernels/fused/_pool.ts) then run on. Spun down at once (the
+ * least, 4), the medium bench step's SwiGLU halved on two threads and the products kept
+ * their time (bench/NOTES.md §6).
+ */
+export const THREAD_TIMEOUT_LOG2 = 4;
+
+/** Variables OpenBLAS reads once, as it loads: set for the load only, never over the user's. */
+function loadEnv(core?: string): Record<string, string> {
+  const vars: Record<string, string> = {};
+  if (envVar("OPENBLAS_THREAD_TIMEOUT") === undefined && envWritable("OPENBLAS_THREAD_TIMEOUT")) {
+    vars["OPENBLAS_THREAD_TIMEOUT"] = String(THREAD_TIMEOUT_LOG2);
+  }
+  if (core !== undefined) vars["OPENBLAS_CORETYPE"] = core;
+  return vars;
+}
+
+/** Opens `name` with `vars` set in the environment for the duration of the load only. */
+function openWithEnv(
+  name: string,
+  vars: Record<string, string>,
+): E.Either<string, Deno.DynamicLibrary<typeof SYMBOLS>> {
+  for (const [k, v] of Object.entries(vars)) Deno.env.set(k, v);
+  try {
+    return tryOpen(name);
+  } finally {
+    for (const k of Object.keys(vars)) Deno.env.delete(k);
   }
 }
 
@@ -191,19 +222,6 @@ function tryOpen(name: string): E.Either<string, Deno.DynamicLibrary<typeof SYMB
     return E.right(Deno.dlopen(name, SYMBOLS));
   } catch (e: unknown) {
     return E.left(e instanceof Error ? e.message : String(e));
-  }
-}
-
-/** Opens with OPENBLAS_CORETYPE set only for the duration of the load (it is read at init). */
-function reopenWithCore(
-  name: string,
-  core: string,
-): E.Either<string, Deno.DynamicLibrary<typeof SYMBOLS>> {
-  Deno.env.set("OPENBLAS_CORETYPE", core);
-  try {
-    return tryOpen(name);
-  } finally {
-    Deno.env.delete("OPENBLAS_CORETYPE");
   }
 }
 
@@ -220,7 +238,7 @@ export function openBlas(options: OpenBlasOptions = {}): E.Either<string, OpenBl
   let library = "";
   let lastError = "";
   for (const name of names) {
-    const r = tryOpen(name);
+    const r = openWithEnv(name, loadEnv());
     if (E.isRight(r)) {
       lib = r.right;
       library = name;
@@ -251,7 +269,7 @@ export function openBlas(options: OpenBlasOptions = {}): E.Either<string, OpenBl
         `allow setting OPENBLAS_CORETYPE (--allow-env), or set it to ${better} yourself`;
     } else if (better !== undefined) {
       lib.close();
-      const r = reopenWithCore(library, better);
+      const r = openWithEnv(library, loadEnv(better));
       if (E.isLeft(r)) return E.left(`Cannot reload OpenBLAS as ${better}: ${r.left}`);
       lib = r.right;
     }

@@ -34,14 +34,10 @@ export function rmsNormForward(args: KernelArgs): Out {
   const n = sizeOf(x.shape) / h;
   const y = heap.alloc([...x.shape]);
   const rstd = heap.alloc([n]);
-  heap.simd.rmsNormForward(
-    heap.offset(x),
-    heap.offset(w),
-    heap.offset(y),
-    heap.offset(rstd),
-    n,
-    h,
-    attr(args, "eps"),
+  heap.run(
+    "rmsNormForward",
+    [heap.offset(x), heap.offset(w), heap.offset(y), heap.offset(rstd), n, h, attr(args, "eps")],
+    n * h,
   );
   return [y, rstd];
 }
@@ -54,16 +50,35 @@ export function rmsNormBackward(args: KernelArgs): Out {
   const n = sizeOf(x.shape) / h;
   const dx = heap.alloc([...x.shape]);
   const dw = heap.alloc([h]);
-  heap.simd.rmsNormBackward(
-    heap.offset(input(args, "dy")),
-    heap.offset(x),
-    heap.offset(input(args, "weight")),
-    heap.offset(input(args, "rstd")),
-    heap.offset(dx),
-    heap.offset(dw),
-    n,
-    h,
+  // Each part after the first sums its rows' weight gradient apart; they are added last.
+  const planned = heap.parts(n * h);
+  const partials = planned > 1 ? heap.alloc([(planned - 1) * h]) : undefined;
+  const used = heap.run(
+    "rmsNormBackward",
+    [
+      heap.offset(input(args, "dy")),
+      heap.offset(x),
+      heap.offset(input(args, "weight")),
+      heap.offset(input(args, "rstd")),
+      heap.offset(dx),
+      heap.offset(dw),
+      n,
+      h,
+      partials === undefined ? 0 : heap.offset(partials),
+    ],
+    n * h,
+    planned,
   );
+  if (partials !== undefined) {
+    const f = heap.f32();
+    const d0 = heap.offset(dw) >>> 2;
+    const p0 = heap.offset(partials) >>> 2;
+    for (let part = 1; part < used; part++) {
+      const at = p0 + (part - 1) * h;
+      for (let i = 0; i < h; i++) f[d0 + i]! += f[at + i]!;
+    }
+    heap.free(partials);
+  }
   return [dx, dw];
 }
 
@@ -72,16 +87,20 @@ function rope(args: KernelArgs, xName: string, sign: number): Out {
   const x = input(args, xName);
   const [b, t, heads, d] = x.shape as [number, number, number, number];
   const y = heap.alloc([...x.shape]);
-  heap.simd.rope(
-    heap.offset(x),
-    heap.offset(input(args, "cos")),
-    heap.offset(input(args, "sin")),
-    heap.offset(y),
-    b * t,
-    t,
-    heads,
-    d / 2,
-    sign,
+  heap.run(
+    "rope",
+    [
+      heap.offset(x),
+      heap.offset(input(args, "cos")),
+      heap.offset(input(args, "sin")),
+      heap.offset(y),
+      b * t,
+      t,
+      heads,
+      d / 2,
+      sign,
+    ],
+    sizeOf(x.shape),
   );
   return y;
 }
@@ -101,11 +120,11 @@ export function swigluForward(args: KernelArgs): Out {
   const heap = heapOf(args.backend);
   const g = input(args, "gate");
   const y = heap.alloc([...g.shape]);
-  heap.simd.swigluForward(
-    heap.offset(g),
-    heap.offset(input(args, "up")),
-    heap.offset(y),
-    sizeOf(g.shape),
+  const n = sizeOf(g.shape);
+  heap.run(
+    "swigluForward",
+    [heap.offset(g), heap.offset(input(args, "up")), heap.offset(y), n],
+    n,
   );
   return y;
 }
@@ -116,13 +135,18 @@ export function swigluBackward(args: KernelArgs): Out {
   const g = input(args, "gate");
   const dg = heap.alloc([...g.shape]);
   const du = heap.alloc([...g.shape]);
-  heap.simd.swigluBackward(
-    heap.offset(input(args, "dy")),
-    heap.offset(g),
-    heap.offset(input(args, "up")),
-    heap.offset(dg),
-    heap.offset(du),
-    sizeOf(g.shape),
+  const n = sizeOf(g.shape);
+  heap.run(
+    "swigluBackward",
+    [
+      heap.offset(input(args, "dy")),
+      heap.offset(g),
+      heap.offset(input(args, "up")),
+      heap.offset(dg),
+      heap.offset(du),
+      n,
+    ],
+    n,
   );
   return [dg, du];
 }
@@ -134,26 +158,18 @@ export function crossEntropyForward(args: KernelArgs): Out {
   const [n, vocab] = logits.shape as [number, number];
   const rowLoss = heap.alloc([n]);
   const lse = heap.alloc([n]);
-  const f = heap.f32();
-  const targets = heap.i32();
-  const x0 = heap.offset(logits);
-  const t0 = heap.offset(input(args, "targets")) >>> 2;
-  const l0 = heap.offset(rowLoss) >>> 2;
-  const s0 = heap.offset(lse) >>> 2;
-  const rowBytes = 4 * vocab;
-  for (let r = 0; r < n; r++) {
-    const target = targets[t0 + r]!;
-    if (target < 0) {
-      f[l0 + r] = 0;
-      f[s0 + r] = 0;
-      continue;
-    }
-    const row = x0 + r * rowBytes;
-    const max = heap.simd.max(row, vocab);
-    const logSum = max + Math.log(heap.simd.sumExp(row, vocab, max));
-    f[s0 + r] = logSum;
-    f[l0 + r] = logSum - f[(row >>> 2) + target]!;
-  }
+  heap.run(
+    "crossEntropyForward",
+    [
+      heap.offset(logits),
+      heap.offset(input(args, "targets")),
+      heap.offset(rowLoss),
+      heap.offset(lse),
+      n,
+      vocab,
+    ],
+    n * vocab,
+  );
   return [rowLoss, lse];
 }
 
@@ -163,25 +179,19 @@ export function crossEntropyBackward(args: KernelArgs): Out {
   const logits = input(args, "logits");
   const [n, vocab] = logits.shape as [number, number];
   const dx = heap.alloc([n, vocab]);
-  const f = heap.f32();
-  const targets = heap.i32();
-  const x0 = heap.offset(logits);
-  const d0 = heap.offset(dx);
-  const t0 = heap.offset(input(args, "targets")) >>> 2;
-  const s0 = heap.offset(input(args, "lse")) >>> 2;
-  const g0 = heap.offset(input(args, "dy")) >>> 2;
-  const rowBytes = 4 * vocab;
-  for (let r = 0; r < n; r++) {
-    const target = targets[t0 + r]!;
-    const out = d0 + r * rowBytes;
-    if (target < 0) {
-      heap.simd.fill(out, vocab, 0);
-      continue;
-    }
-    const dy = f[g0 + r]!;
-    heap.simd.expScaled(x0 + r * rowBytes, out, vocab, f[s0 + r]!, dy);
-    f[(out >>> 2) + target]! -= dy;
-  }
+  heap.run(
+    "crossEntropyBackward",
+    [
+      heap.offset(input(args, "dy")),
+      heap.offset(logits),
+      heap.offset(input(args, "targets")),
+      heap.offset(input(args, "lse")),
+      heap.offset(dx),
+      n,
+      vocab,
+    ],
+    n * vocab,
+  );
   return dx;
 }
 
@@ -207,24 +217,23 @@ export function adamw(args: KernelArgs): Out {
     return { dataId: t.dataId, shape: [...t.shape], dtype: t.dtype };
   }) as [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo];
   const s = adamwScalars(adamwStepFrom((field) => attr(args, field)));
-  heap.simd.adamw(
-    heap.offset(p),
-    heap.offset(g),
-    heap.offset(m),
-    heap.offset(v),
-    heap.offset(outs[0]),
-    heap.offset(outs[1]),
-    heap.offset(outs[2]),
-    sizeOf(p.shape),
-    s.gradScale,
-    s.beta1,
-    s.oneMinusBeta1,
-    s.beta2,
-    s.oneMinusBeta2,
-    s.eps,
-    s.decay,
-    s.stepSize,
-    s.vCorrection,
+  const n = sizeOf(p.shape);
+  heap.run(
+    "adamw",
+    [
+      ...[p, g, m, v, ...outs].map(heap.offset),
+      n,
+      s.gradScale,
+      s.beta1,
+      s.oneMinusBeta1,
+      s.beta2,
+      s.oneMinusBeta2,
+      s.eps,
+      s.decay,
+      s.stepSize,
+      s.vCorrection,
+    ],
+    n,
   );
   return outs;
 }

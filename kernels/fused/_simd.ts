@@ -125,23 +125,37 @@ export interface SimdKernels {
   ): void;
 }
 
-function source(): string {
+/** wasm32's largest memory, in 64 KiB pages: what a shared memory must declare as its maximum. */
+export const WASM32_PAGES = 65536;
+
+function source(shared: boolean): string {
+  const memory = shared ? `(memory 1 ${WASM32_PAGES} shared)` : "(memory 1)";
   return `(module
-  (import "env" "memory" (memory 1))
+  (import "env" "memory" ${memory})
   ${softmaxFunctions()}
   ${layerFunctions()}
 )`;
 }
 
 const instances = new WeakMap<WebAssembly.Memory, SimdKernels>();
-let compiled: WebAssembly.Module | undefined;
+const compiled = new Map<boolean, WebAssembly.Module>();
+
+/** The kernels compiled for a plain or a shared memory (a shared one must be imported as such). */
+export function simdModule(shared: boolean): WebAssembly.Module {
+  let m = compiled.get(shared);
+  if (m === undefined) {
+    m = new WebAssembly.Module(assembleWat(source(shared)));
+    compiled.set(shared, m);
+  }
+  return m;
+}
 
 /** The kernels above instantiated on `memory` (once per memory). */
 export function simdKernels(memory: WebAssembly.Memory): SimdKernels {
   let k = instances.get(memory);
   if (k === undefined) {
-    compiled ??= new WebAssembly.Module(assembleWat(source()));
-    const instance = new WebAssembly.Instance(compiled, { env: { memory } });
+    const shared = memory.buffer instanceof SharedArrayBuffer;
+    const instance = new WebAssembly.Instance(simdModule(shared), { env: { memory } });
     k = instance.exports as unknown as SimdKernels;
     instances.set(memory, k);
   }

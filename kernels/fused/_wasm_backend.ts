@@ -7,6 +7,14 @@
  */
 import type * as tf from "@tensorflow/tfjs-core";
 import { type SimdKernels, simdKernels } from "./_simd.ts";
+import type { JobName } from "./_parts.ts";
+import { poolOf } from "./_pool.ts";
+
+/**
+ * Jobs touching fewer elements than this run on the calling thread: handing one to the
+ * workers costs 6–12 µs, what SwiGLU takes for ~16K elements.
+ */
+export const PARALLEL_FROM = 1 << 16;
 
 /** The parts of BackendWasm used here. */
 export interface WasmBackendLike {
@@ -38,20 +46,31 @@ export interface Heap {
   i32(): Int32Array;
   /** The memory as bytes, after the last `alloc` (for sgemm). */
   bytes(): Uint8Array;
+  /**
+   * Runs a job of ./_parts.ts: over the kernel pool's threads when it touches `work`
+   * elements or more ({@link PARALLEL_FROM}), on at most `maxParts`; returns the parts used.
+   */
+  run(job: JobName, args: readonly number[], work: number, maxParts?: number): number;
+  /** Parts a job of `work` elements would be cut into now (at least 1). */
+  parts(work: number): number;
 }
 
 /** The heap of the backend a kernel was called with. */
 export function heapOf(backend: unknown): Heap {
   const b = backend as unknown as WasmBackendLike;
+  const memory = b.wasm.asm.memory;
   return {
     backend: b,
-    simd: simdKernels(b.wasm.asm.memory),
+    simd: simdKernels(memory),
     offset: (t) => b.dataIdMap.get(t.dataId).memoryOffset,
     alloc: (shape) => b.makeOutput(shape, "float32"),
     free: (t) => void b.disposeData(t.dataId),
     f32: () => new Float32Array(b.wasm.HEAPU8.buffer),
     i32: () => new Int32Array(b.wasm.HEAPU8.buffer),
     bytes: () => b.wasm.HEAPU8,
+    run: (job, args, work, maxParts) =>
+      poolOf(memory).run(job, args, work < PARALLEL_FROM ? 1 : maxParts),
+    parts: (work) => work < PARALLEL_FROM ? 1 : poolOf(memory).threads(),
   };
 }
 

@@ -9,7 +9,7 @@
  *
  * ```wat
  * (module
- *   (import "env" "memory" (memory 1))
+ *   (import "env" "memory" (memory 1))            ;; or (memory 1 65536 shared)
  *   (func $name (export "name") (param $p i32) (result f32) (local $x v128)
  *     (block $out (loop $top (br_if $out (i32.ge_u (local.get $i) (local.get $n))) …))))
  * ```
@@ -380,8 +380,12 @@ export function assembleWat(source: string): Uint8Array<ArrayBuffer> {
     const f = field as Node[];
     if (h === "func") funcs.push(declareFunc(f));
     else if (h === "import" && head(f[3]) === "memory") {
-      const min = num((f[3] as Node[])[1]!, "memory size");
-      imports.push([...name(str(f[1]!)), ...name(str(f[2]!)), 0x02, 0x00, ...uleb1(min)]);
+      imports.push([
+        ...name(str(f[1]!)),
+        ...name(str(f[2]!)),
+        0x02,
+        ...memoryLimits(f[3] as Node[]),
+      ]);
     } else throw new Error(`wat: unsupported module field ${show(field).slice(0, 80)}`);
   }
   const funcIndex = new Map(funcs.map((f, i) => [f.name, i]));
@@ -425,6 +429,17 @@ export function assembleWat(source: string): Uint8Array<ArrayBuffer> {
   });
   section(10, body(codes), out);
   return new Uint8Array(out);
+}
+
+/** `(memory min)`, `(memory min max)` or `(memory min max shared)` as a limits encoding. */
+function memoryLimits(form: Node[]): number[] {
+  const [, minForm, maxForm, sharedForm] = form;
+  const min = uleb1(num(minForm!, "memory size"));
+  if (maxForm === undefined) return [0x00, ...min];
+  const max = uleb1(num(maxForm, "memory maximum"));
+  if (sharedForm === undefined) return [0x01, ...min, ...max];
+  if (sharedForm !== "shared") throw new Error(`wat: bad memory form ${show(form)}`);
+  return [0x03, ...min, ...max];
 }
 
 function uleb1(v: number): number[] {

@@ -22,6 +22,8 @@ import {
 } from "../ops/fused_kernels.ts";
 import { attentionBackward, attentionForward } from "./_attention.ts";
 import { rowGather } from "./_gather.ts";
+import { kernelThreads, poolOf } from "./_pool.ts";
+import type { WasmBackendLike } from "./_wasm_backend.ts";
 import {
   adamw,
   crossEntropyBackward,
@@ -110,6 +112,27 @@ export function unregisterFusedWasmAttention(): void {
   for (const name of kernelNames(FUSED_REGISTRIES.wasmOpenBlas)) uninstall(name);
   attentionSgemm = undefined;
   attention = undefined;
+}
+
+export { kernelThreads };
+
+/**
+ * Starts the worker threads of the active "wasm" backend's fused kernels (once per heap) and
+ * returns the threads their jobs will be cut over: {@link kernelThreads} on a shared wasm
+ * memory, 1 on a plain one. The workers report ready within a few hundred ms; jobs run on
+ * the calling thread alone until then.
+ */
+export function startFusedWasmPool(): number {
+  if (tf.getBackend() !== BACKEND) return 1;
+  const memory = (tf.backend() as unknown as WasmBackendLike).wasm.asm.memory;
+  poolOf(memory);
+  return memory.buffer instanceof SharedArrayBuffer ? kernelThreads() : 1;
+}
+
+/** Threads the active "wasm" backend's fused kernels cut their jobs over now (ready workers + 1). */
+export function fusedWasmThreads(): number {
+  if (tf.getBackend() !== BACKEND) return 1;
+  return poolOf((tf.backend() as unknown as WasmBackendLike).wasm.asm.memory).threads();
 }
 
 /** The ops that run as this folder's kernels now: none unless "wasm" is the active backend. */

@@ -1,0 +1,175 @@
+/**
+ * Puts tfjs-backend-wasm's heap on a shared WebAssembly memory, so that the
+ * fused kernels' worker threads (./fused/_pool.ts) can work on the tensors in
+ * place. Private to `kernels/`.
+ *
+ * The single-threaded SIMD build defines its own (unshared) memory; tfjs's
+ * threaded build, which imports a shared one, needs emscripten's pthread
+ * workers, which Deno cannot start. So the binary is rewritten as it is
+ * instantiated: its memory section becomes an import of a shared memory with
+ * the same initial size and wasm32's maximum, created here. Nothing else in
+ * the module changes (memory imports take no function indices, the export of
+ * memory 0 stays valid), and the emscripten glue grows the memory and renews
+ * its views as before.
+ *
+ * @module
+ */
+
+/** The import the rewritten module asks for. */
+export const SHARED_MEMORY_IMPORT = { module: "step", field: "memory" } as const;
+
+/** wasm32's largest memory in 64 KiB pages; a shared memory must declare a maximum. */
+const MAX_PAGES = 65536;
+
+function readUleb(bytes: Uint8Array, at: number, where: string): [number, number] {
+  let value = 0;
+  let scale = 1;
+  for (let i = at; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    value += (b & 0x7f) * scale;
+    scale *= 128;
+    if ((b & 0x80) === 0) return [value, i + 1];
+  }
+  throw new Error(`wasm rewrite: ${where} runs past the end of the binary`);
+}
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    out.push(b);
+  } while (n > 0);
+  return out;
+}
+
+function name(s: string): number[] {
+  const bytes = new TextEncoder().encode(s);
+  return [...uleb(bytes.length), ...bytes];
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A module rewritten by {@link importSharedMemory}. */
+export interface SharedMemoryModule {
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  /** The memory's initial size in pages, as the original defined it. */
+  readonly initialPages: number;
+}
+
+/**
+ * Rewrites a wasm binary whose one memory is defined inside it into one that
+ * imports a shared memory ({@link SHARED_MEMORY_IMPORT}) of the same initial
+ * size and wasm32's maximum.
+ *
+ * @throws {Error} when the binary is not wasm, has no import section, or does
+ * not define exactly one unshared memory.
+ */
+export function importSharedMemory(binary: Uint8Array): SharedMemoryModule {
+  const magic = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+  if (binary.length < 8 || magic.some((b, i) => binary[i] !== b)) {
+    throw new Error("wasm rewrite: not a version-1 wasm binary");
+  }
+  const sections: { id: number; body: Uint8Array }[] = [];
+  for (let at = 8; at < binary.length;) {
+    const id = binary[at]!;
+    const [size, start] = readUleb(binary, at + 1, `section ${id}'s size`);
+    if (start + size > binary.length) throw new Error(`wasm rewrite: section ${id} is truncated`);
+    sections.push({ id, body: binary.subarray(start, start + size) });
+    at = start + size;
+  }
+  const memory = sections.filter((s) => s.id === 5);
+  if (memory.length !== 1) throw new Error("wasm rewrite: no memory section to share");
+  const body = memory[0]!.body;
+  const [count, flagsAt] = readUleb(body, 0, "memory count");
+  if (count !== 1) throw new Error(`wasm rewrite: ${count} memories, expected one`);
+  const flags = body[flagsAt]!;
+  if ((flags & 0x02) !== 0) throw new Error("wasm rewrite: the memory is shared already");
+  const [initialPages] = readUleb(body, flagsAt + 1, "memory minimum");
+  if (!sections.some((s) => s.id === 2)) throw new Error("wasm rewrite: no import section");
+  const memoryImport = [
+    ...name(SHARED_MEMORY_IMPORT.module),
+    ...name(SHARED_MEMORY_IMPORT.field),
+    0x02, // memory
+    0x03, // shared, with a maximum
+    ...uleb(initialPages),
+    ...uleb(MAX_PAGES),
+  ];
+  const out: Uint8Array[] = [binary.subarray(0, 8)];
+  for (const s of sections) {
+    if (s.id === 5) continue;
+    let content = s.body;
+    if (s.id === 2) {
+      const [imports, rest] = readUleb(s.body, 0, "import count");
+      content = concat([
+        new Uint8Array(uleb(imports + 1)),
+        s.body.subarray(rest),
+        new Uint8Array(memoryImport),
+      ]);
+    }
+    out.push(new Uint8Array([s.id, ...uleb(content.length)]), content);
+  }
+  return { bytes: concat(out), initialPages };
+}
+
+function rewritable(bytes: Uint8Array): SharedMemoryModule | undefined {
+  try {
+    return importSharedMemory(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+type Instantiate = typeof WebAssembly.instantiate;
+
+/**
+ * Runs `start` (which instantiates tfjs-backend-wasm) with `WebAssembly.instantiate`
+ * wrapped: a binary that defines its own memory is instantiated rewritten, on a new
+ * shared memory. Restored afterwards. Returns what `start` returns and whether a
+ * module was put on a shared memory.
+ */
+export async function withSharedWasmMemory<T>(
+  start: () => Promise<T>,
+): Promise<{ result: T; shared: boolean }> {
+  const original: Instantiate = WebAssembly.instantiate;
+  let shared = false;
+  const wrapped = (source: unknown, imports?: WebAssembly.Imports): Promise<unknown> => {
+    const bytes = source instanceof ArrayBuffer
+      ? new Uint8Array(source)
+      : ArrayBuffer.isView(source) && source.buffer instanceof ArrayBuffer
+      ? new Uint8Array(source.buffer, source.byteOffset, source.byteLength)
+      : undefined;
+    const rewritten = bytes === undefined ? undefined : rewritable(bytes);
+    if (rewritten === undefined) {
+      return (original as (s: unknown, i?: WebAssembly.Imports) => Promise<unknown>)(
+        source,
+        imports,
+      );
+    }
+    const memory = new WebAssembly.Memory({
+      initial: rewritten.initialPages,
+      maximum: MAX_PAGES,
+      shared: true,
+    });
+    shared = true;
+    return original(rewritten.bytes, {
+      ...imports,
+      [SHARED_MEMORY_IMPORT.module]: { [SHARED_MEMORY_IMPORT.field]: memory },
+    });
+  };
+  WebAssembly.instantiate = wrapped as Instantiate;
+  try {
+    return { result: await start(), shared };
+  } finally {
+    WebAssembly.instantiate = original;
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * A pool of worker threads that run the fused kernels' parts (./_parts.ts) on
+ * the wasm backend's memory beside the main thread, when that memory is shared
+ * (./_shared_memory.ts). The tfjs kernels are synchronous, so a job is handed
+ * over through a small shared control block and `Atomics.wait`/`notify` (a
+ * round trip of 6–12 µs here), not through messages: the main thread writes
+ * the arguments, wakes the workers, runs part 0 itself and waits for the rest.
+ *
+ * The workers are `node:worker_threads` workers, unreferenced so that they
+ * never keep the process alive; each compiles its own instance of ./_simd.ts
+ * on the shared memory. Until every worker has reported ready, and on a
+ * memory that is not shared, jobs run whole on the calling thread. Private to
+ * `kernels/fused/`.
+ *
+ * @module
+ */
+import { Worker } from "node:worker_threads";
+import { JOB_NAMES, type JobName, MAX_ARGS, PARTS } from "./_parts.ts";
+import { simdKernels } from "./_simd.ts";
+
+/** Control block layout: Int32 slots, then the arguments as float64 from byte `argsAt`. */
+export const CONTROL = {
+  /** Bumped once per job; workers wait on it. −1 asks them to stop. */
+  seq: 0,
+  /** The job's number in JOB_NAMES. */
+  job: 1,
+  /** Parts the job is cut into (workers with a higher index sit it out). */
+  parts: 2,
+  /** Per worker from here: the last seq it finished. */
+  done: 8,
+  /** Per worker from here: 1 once its kernels are instantiated, 2 if a part threw. */
+  state: 8 + 32,
+  /** Byte offset of the arguments. */
+  argsAt: 4 * (8 + 32 + 32),
+} as const;
+const MAX_WORKERS = 32;
+const STATE = CONTROL.state;
+const CONTROL_BYTES = CONTROL.argsAt + 8 * MAX_ARGS;
+/** A worker that has not answered after this long has died: the job fails instead of hanging. */
+const WAIT_LIMIT_MS = 120_000;
+
+/** Runs jobs on the calling thread and the pool's workers. */
+export interface KernelPool {
+  /** Threads a job is cut over: the workers that are ready, plus the caller. */
+  readonly threads: () => number;
+  /**
+   * Runs every part of `job`, cut over at most `maxParts` threads (default all that are
+   * ready), and returns when all are done, with the number of parts it was cut into.
+   */
+  run(job: JobName, args: readonly number[], maxParts?: number): number;
+  /** Stops the workers; later jobs run on the calling thread. */
+  close(): void;
+}
+
+/** Workers to start for `threads` threads in all (the caller is one). */
+export function workersFor(threads: number): number {
+  return Math.max(0, Math.min(MAX_WORKERS, Math.floor(threads) - 1));
+}
+
+/**
+ * Threads for the fused kernels: `STEP_KERNEL_THREADS` when set (1 turns the pool off),
+ * else the cores this process may use.
+ */
+export function kernelThreads(): number {
+  let fromEnv: string | undefined;
+  try {
+    fromEnv = Deno.env.get("STEP_KERNEL_THREADS");
+  } catch {
+    fromEnv = undefined;
+  }
+  const n = fromEnv === undefined || fromEnv === ""
+    ? navigator.hardwareConcurrency
+    : Number(fromEnv);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new Error(`STEP_KERNEL_THREADS must be a whole number ≥ 1, got "${fromEnv}"`);
+  }
+  return n;
+}
+
+function inline(memory: WebAssembly.Memory): KernelPool {
+  const ctx = { simd: simdKernels(memory), memory };
+  return {
+    threads: () => 1,
+    run: (job, args) => {
+      PARTS[job](ctx, Float64Array.from(args), 0, 1);
+      return 1;
+    },
+    close: () => {},
+  };
+}
+
+/** Starts `workers` workers on `memory` (shared); with none, or a plain memory, jobs run inline. */
+export function startPool(memory: WebAssembly.Memory, workers: number): KernelPool {
+  if (workers < 1 || !(memory.buffer instanceof SharedArrayBuffer)) return inline(memory);
+  const control = new SharedArrayBuffer(CONTROL_BYTES);
+  const ints = new Int32Array(control);
+  const args = new Float64Array(control, CONTROL.argsAt, MAX_ARGS);
+  const ctx = { simd: simdKernels(memory), memory };
+  const threads: Worker[] = [];
+  for (let i = 0; i < workers; i++) {
+    const w = new Worker(new URL("./_pool_worker.ts", import.meta.url), {
+      workerData: { memory, control, index: i },
+    });
+    w.unref();
+    threads.push(w);
+  }
+  let closed = false;
+  let seq = 0;
+  const ready = (): number => {
+    if (closed) return 0;
+    let n = 0;
+    while (n < workers && Atomics.load(ints, STATE + n) === 1) n++;
+    return n;
+  };
+  const waitFor = (worker: number, job: JobName): void => {
+    const slot = CONTROL.done + worker;
+    const started = performance.now();
+    for (let spin = 0; Atomics.load(ints, slot) !== seq; spin++) {
+      if (spin < 2000) continue;
+      Atomics.wait(ints, slot, Atomics.load(ints, slot), 10);
+      if (performance.now() - started > WAIT_LIMIT_MS) {
+        throw new Error(`kernel pool: worker ${worker} did not finish ${job} in 120 s`);
+      }
+    }
+    if (Atomics.load(ints, STATE + worker) === 2) {
+      throw new Error(`kernel pool: worker ${worker} failed in ${job} (its error is on stderr)`);
+    }
+  };
+  return {
+    threads: () => ready() + 1,
+    run(job, values, maxParts = MAX_WORKERS + 1) {
+      const parts = Math.max(1, Math.min(maxParts, ready() + 1));
+      if (parts === 1) {
+        PARTS[job](ctx, Float64Array.from(values), 0, 1);
+        return 1;
+      }
+      if (values.length > MAX_ARGS) throw new Error(`kernel pool: ${job} has too many arguments`);
+      args.set(values);
+      Atomics.store(ints, CONTROL.job, JOB_NAMES.indexOf(job));
+      Atomics.store(ints, CONTROL.parts, parts);
+      seq = seq + 1;
+      Atomics.store(ints, CONTROL.seq, seq);
+      Atomics.notify(ints, CONTROL.seq);
+      PARTS[job](ctx, args, 0, parts);
+      for (let w = 0; w < parts - 1; w++) waitFor(w, job);
+      return parts;
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      Atomics.store(ints, CONTROL.seq, -1);
+      Atomics.notify(ints, CONTROL.seq);
+      for (const w of threads) void w.terminate();
+    },
+  };
+}
+
+const pools = new WeakMap<WebAssembly.Memory, KernelPool>();
+
+/** The pool of `memory`, started on first use with {@link kernelThreads} threads. */
+export function poolOf(memory: WebAssembly.Memory): KernelPool {
+  let p = pools.get(memory);
+  if (p === undefined) {
+    p = startPool(memory, workersFor(kernelThreads()));
+    pools.set(memory, p);
+  }
+  return p;
+}
