@@ -1,6 +1,7 @@
 /**
  * Run by ./fused_threads_test.ts in a process of its own, since a process chooses its wasm heap
- * once: starts the "wasm" backend with the fused kernels on `STEP_KERNEL_THREADS` threads,
+ * once: starts the "wasm" backend with the fused kernels on `STEP_KERNEL_THREADS` threads
+ * (with OpenBLAS's products and attention where it is installed, as `auto` does),
  * trains three steps of a model whose tensors are large enough to be cut into parts, and
  * prints the backend's line, the losses, every parameter and the live tensors as JSON.
  *
@@ -12,10 +13,14 @@ import { initBackend } from "./backend.ts";
 import { createTrainState, disposeState } from "./train_state.ts";
 import { initParams } from "./params.ts";
 import { trainStep } from "./train_step.ts";
-import { fusedWasmThreads } from "./fused/mod.ts";
+import { fusedWasmThreads, registerFusedWasmAttention } from "./fused/mod.ts";
+import { openHeapSgemm, registerBlasWasmMatMul } from "./blas/mod.ts";
 
 const got = await initBackend("wasm");
 if (E.isLeft(got)) throw new Error(got.left.message);
+// As the "auto" backend: products and attention on OpenBLAS where it is installed.
+const blas = E.isRight(registerBlasWasmMatMul()) ? openHeapSgemm() : undefined;
+if (blas !== undefined && E.isRight(blas)) registerFusedWasmAttention(blas.right.sgemm);
 const heap = (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8;
 for (let i = 0; i < 300 && fusedWasmThreads() < got.right.fusedThreads!; i++) {
   await new Promise((r) => setTimeout(r, 20));
@@ -50,6 +55,7 @@ console.log(JSON.stringify({
   description: got.right.description,
   threads: fusedWasmThreads(),
   shared: heap.buffer instanceof SharedArrayBuffer,
+  openBlas: blas !== undefined && E.isRight(blas),
   losses,
   params,
   leaked: tf.memory().numTensors - before,

@@ -4,6 +4,7 @@ interface Probe {
   readonly description: string;
   readonly threads: number;
   readonly shared: boolean;
+  readonly openBlas: boolean;
   readonly losses: number[];
   readonly params: Record<string, number[]>;
   readonly leaked: number;
@@ -29,6 +30,7 @@ Deno.test("fused kernels on 2 threads train as on 1: same losses and weights, no
   assertStringIncludes(one.description, "fused wasm SIMD kernels (1 thread)");
   assertStringIncludes(two.description, "(2 threads on a shared wasm memory)");
   assertEquals([one.leaked, two.leaked], [0, 0]);
+  if (!two.openBlas) console.log("OpenBLAS is not installed: attention ran its composite path");
   assert(one.losses[2]! < one.losses[0]!, `the loss falls: ${one.losses}`);
   // Elementwise and row parts compute each value as one thread does; RMSNorm's weight
   // gradient adds its parts' sums in another order, so the weights may move by rounding.

@@ -28,7 +28,85 @@ export interface SgemmArgs {
 }
 
 /** One sgemm on `heap` (read its view after any allocation: wasm memory moves as it grows). */
-export type HeapSgemm = (heap: Uint8Array, args: SgemmArgs) => void;
+export interface HeapSgemm {
+  (heap: Uint8Array, args: SgemmArgs): void;
+  /** The library, as `dlopen` accepted it: another thread attaches to it by this name. */
+  readonly library: string;
+  /**
+   * Sets OpenBLAS's threads for products of this many multiply-adds, as each call does. The
+   * setting is the process's: call it before other threads multiply, which must not change it.
+   */
+  readonly threadsFor: (multiplyAdds: number) => void;
+}
+
+const SGEMM = {
+  cblas_sgemm: {
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "pointer",
+      "i32",
+      "pointer",
+      "i32",
+      "f32",
+      "pointer",
+      "i32",
+    ],
+    result: "void",
+  },
+} as const;
+
+type RawSgemm = Deno.DynamicLibrary<typeof SGEMM>["symbols"]["cblas_sgemm"];
+
+/** The heap-offset sgemm over a raw `cblas_sgemm`, taking the heap's address once per buffer. */
+function onHeap(raw: RawSgemm, before: (multiplyAdds: number) => void) {
+  let buffer: ArrayBufferLike | undefined;
+  let base: Deno.PointerObject | null = null;
+  return (heap: Uint8Array, g: SgemmArgs): void => {
+    if (g.m === 0 || g.n === 0) return;
+    if (heap.buffer !== buffer) {
+      base = Deno.UnsafePointer.of(heap);
+      buffer = heap.buffer;
+    }
+    if (base === null) throw new Error("Cannot take the address of the wasm heap");
+    const at = (offset: number): Deno.PointerValue => Deno.UnsafePointer.offset(base!, offset);
+    before(g.m * g.n * g.k);
+    raw(
+      CBLAS_ROW_MAJOR,
+      g.transA ? CBLAS_TRANS : CBLAS_NO_TRANS,
+      g.transB ? CBLAS_TRANS : CBLAS_NO_TRANS,
+      g.m,
+      g.n,
+      g.k,
+      g.alpha,
+      at(g.a),
+      g.lda,
+      at(g.b),
+      g.ldb,
+      g.beta,
+      at(g.c),
+      g.ldc,
+    );
+  };
+}
+
+/**
+ * The sgemm of a library that {@link openHeapSgemm} has opened and set up in this process, for
+ * another thread (a kernel pool worker): it opens the same library again for its own symbol
+ * and leaves the kernel family and the thread count as the first thread set them.
+ */
+export function attachHeapSgemm(library: string): HeapSgemm {
+  const lib = Deno.dlopen(library, SGEMM);
+  return Object.assign(onHeap(lib.symbols.cblas_sgemm, () => {}), {
+    library,
+    threadsFor: () => {},
+  });
+}
 
 /**
  * Opens OpenBLAS (shared with the other OpenBLAS paths) and returns an sgemm
@@ -58,34 +136,11 @@ export function openHeapSgemm(
   });
   if (E.isLeft(opened)) return opened;
   const blas = opened.right;
-  let buffer: ArrayBufferLike | undefined;
-  let base: Deno.PointerObject | null = null;
-  const sgemm: HeapSgemm = (heap, g) => {
-    if (g.m === 0 || g.n === 0) return;
-    if (heap.buffer !== buffer) {
-      base = Deno.UnsafePointer.of(heap);
-      buffer = heap.buffer;
-    }
-    if (base === null) throw new Error("Cannot take the address of the wasm heap");
-    const at = (offset: number): Deno.PointerValue => Deno.UnsafePointer.offset(base!, offset);
-    blas.prepare(g.m * g.n * g.k);
-    blas.sgemm(
-      CBLAS_ROW_MAJOR,
-      g.transA ? CBLAS_TRANS : CBLAS_NO_TRANS,
-      g.transB ? CBLAS_TRANS : CBLAS_NO_TRANS,
-      g.m,
-      g.n,
-      g.k,
-      g.alpha,
-      at(g.a),
-      g.lda,
-      at(g.b),
-      g.ldb,
-      g.beta,
-      at(g.c),
-      g.ldc,
-    );
-  };
+  const threadsFor = (multiplyAdds: number): void => blas.prepare(multiplyAdds);
+  const sgemm: HeapSgemm = Object.assign(onHeap(blas.sgemm, threadsFor), {
+    library: blas.library,
+    threadsFor,
+  });
   return E.right({
     sgemm,
     info: {

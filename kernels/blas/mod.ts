@@ -21,7 +21,7 @@ export {
   registerBlasBackend,
 } from "./blas_backend.ts";
 export { registerBlasWasmMatMul, unregisterBlasWasmMatMul } from "./wasm_mat_mul.ts";
-export { type HeapSgemm, openHeapSgemm, type SgemmArgs } from "./heap_sgemm.ts";
+export { attachHeapSgemm, type HeapSgemm, openHeapSgemm, type SgemmArgs } from "./heap_sgemm.ts";
 export { openSgemv, type Sgemv, type SgemvArgs } from "./sgemv.ts";
 export { openTransposeCopy, type TransposeCopy } from "./transpose_copy.ts";
 export { hugePageFloats } from "./huge_pages.ts";

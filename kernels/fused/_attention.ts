@@ -5,6 +5,10 @@
  * the products. The backward pass recomputes the probabilities from the saved
  * log-sum-exp instead of keeping batch·heads·seq² floats alive.
  *
+ * The (batch, kv head) units are independent, so a call is cut into parts of
+ * whole units (./_parts.ts) that the kernel pool's threads run side by side,
+ * each with scratch of its own and single-threaded products.
+ *
  * Queries go in blocks of {@link BLOCK} rows, each multiplied only against the
  * keys it can see (rows [r0, r1) need keys [0, r1)): about 5/8 of the full
  * products' work at seq = 256, with the masked upper blocks never computed.
@@ -14,9 +18,16 @@
  */
 import type * as tf from "@tensorflow/tfjs-core";
 import type { HeapSgemm, SgemmArgs } from "../blas/mod.ts";
-import { heapOf } from "./_wasm_backend.ts";
+import type { SimdKernels } from "./_simd.ts";
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+/** What an attention part runs on: a thread's kernels and sgemm, and the memory. */
+export interface AttentionContext {
+  readonly simd: SimdKernels;
+  readonly sgemm: HeapSgemm;
+  readonly memory: WebAssembly.Memory;
+}
 
 const PLAIN = false;
 const TRANSPOSED = true;
@@ -24,7 +35,7 @@ const TRANSPOSED = true;
 const BLOCK = 64;
 
 /** Shapes of one call and the element strides of a sequence position. */
-interface Dims {
+export interface Dims {
   readonly batch: number;
   readonly seq: number;
   readonly heads: number;
@@ -35,13 +46,43 @@ interface Dims {
   readonly kvStride: number;
 }
 
-function dimsOf(q: tf.TensorInfo, k: tf.TensorInfo): Dims {
+/** The dimensions of q [batch, seq, heads, d] and k [batch, seq, kvHeads, d]. */
+export function dimsOf(q: tf.TensorInfo, k: tf.TensorInfo): Dims {
   const [batch, seq, heads, d] = q.shape as [number, number, number, number];
-  const kvHeads = k.shape[2]!;
+  return dims(batch, seq, heads, k.shape[2]!, d);
+}
+
+function dims(batch: number, seq: number, heads: number, kvHeads: number, d: number): Dims {
   return { batch, seq, heads, kvHeads, d, qStride: heads * d, kvStride: kvHeads * d };
 }
 
-function inputs(args: KernelArgs, names: readonly string[]): tf.TensorInfo[] {
+/** The dimensions as job arguments, and back. */
+export function dimArgs(x: Dims): number[] {
+  return [x.batch, x.seq, x.heads, x.kvHeads, x.d];
+}
+
+/** The dimensions from job arguments `at`…`at + 4`. */
+export function dimsAt(a: Float64Array, at: number): Dims {
+  return dims(a[at]!, a[at + 1]!, a[at + 2]!, a[at + 3]!, a[at + 4]!);
+}
+
+/** The units a call is cut into: (batch, kv head) pairs, whose heads write the same dk, dv. */
+export function unitsOf(x: Dims): number {
+  return x.batch * x.kvHeads;
+}
+
+/** Floats of scratch one part of the forward pass uses: the scores, row maxima and sums. */
+export function forwardScratch(x: Dims): number {
+  return x.seq * x.seq + 2 * x.seq;
+}
+
+/** Floats of scratch one part of the backward pass uses: P, dS and the row dots. */
+export function backwardScratch(x: Dims): number {
+  return 2 * x.seq * x.seq + x.seq;
+}
+
+/** The named inputs of a kernel call. */
+export function inputs(args: KernelArgs, names: readonly string[]): tf.TensorInfo[] {
   return names.map((n) => {
     const t = args.inputs[n];
     if (t === undefined) throw new Error(`StepCausalAttention: input "${n}" is missing`);
@@ -75,209 +116,196 @@ function blocks(seq: number): [number, number][] {
   return out;
 }
 
-/** The forward kernel on `sgemm`: q, k, v → o [b, t, H, d], lse [b, H, t]. */
-export function attentionForward(sgemm: HeapSgemm): tf.KernelFunc {
-  return function stepCausalAttention(args: KernelArgs): tf.TensorInfo[] {
-    const heap = heapOf(args.backend);
-    const [q, k, v] = inputs(args, ["q", "k", "v"]) as [
-      tf.TensorInfo,
-      tf.TensorInfo,
-      tf.TensorInfo,
-    ];
-    const scale = args.attrs!["scale"] as number;
-    const dims = dimsOf(q, k);
-    const { batch, seq, heads, d, qStride, kvStride } = dims;
-    const o = heap.alloc([...q.shape]);
-    const lse = heap.alloc([batch, heads, seq]);
-    const s = heap.alloc([seq, seq]);
-    const rowMax = heap.alloc([seq]);
-    const rowSum = heap.alloc([seq]);
-    const [q0, k0, v0, o0, lse0, s0, max0, sum0] = [q, k, v, o, lse, s, rowMax, rowSum]
-      .map(heap.offset) as [number, number, number, number, number, number, number, number];
-    const bytes = heap.bytes();
-    const f = heap.f32();
-    const gemm = (g: SgemmArgs): void => sgemm(bytes, g);
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < heads; h++) {
-        const at = headOf(dims, b, h);
-        for (const [r0, r1] of blocks(seq)) {
-          const rows = r1 - r0;
-          const sBlock = s0 + 4 * r0 * seq;
-          // scores of the block against the keys it sees: (rows, r1)
-          gemm({
-            transA: PLAIN,
-            transB: TRANSPOSED,
-            m: rows,
-            n: r1,
-            k: d,
-            alpha: scale,
-            a: q0 + at.q + 4 * r0 * qStride,
-            lda: qStride,
-            b: k0 + at.kv,
-            ldb: kvStride,
-            beta: 0,
-            c: sBlock,
-            ldc: seq,
-          });
-          heap.simd.causalSoftmax(sBlock, rows, r0, r1, seq, max0 + 4 * r0, sum0 + 4 * r0);
-          gemm({
-            transA: PLAIN,
-            transB: PLAIN,
-            m: rows,
-            n: d,
-            k: r1,
-            alpha: 1,
-            a: sBlock,
-            lda: seq,
-            b: v0 + at.kv,
-            ldb: kvStride,
-            beta: 0,
-            c: o0 + at.q + 4 * r0 * qStride,
-            ldc: qStride,
-          });
-        }
-        const l = (lse0 + at.lse) >>> 2;
-        for (let r = 0; r < seq; r++) {
-          f[l + r] = f[(max0 >>> 2) + r]! + Math.log(f[(sum0 >>> 2) + r]!);
-        }
-      }
-    }
-    [s, rowMax, rowSum].forEach(heap.free);
-    return [o, lse];
-  };
+/** The (batch, head) pairs of units [u0, u1), in order: a kv head's query heads together. */
+function* headsOf(x: Dims, u0: number, u1: number): Generator<[number, number]> {
+  const group = x.heads / x.kvHeads;
+  for (let u = u0; u < u1; u++) {
+    const b = Math.floor(u / x.kvHeads);
+    const kv = u % x.kvHeads;
+    for (let h = kv * group; h < (kv + 1) * group; h++) yield [b, h];
+  }
 }
 
 /**
- * The gradient kernel on `sgemm`: dy, q, k, v, o, lse → dq, dk, dv. Per head,
- * row blocks first fill P and dS (lower-triangular blocks only) and dq; then
- * key blocks [c0, c1) take dv = Pᵀ·dO and dk = dSᵀ·q over the rows that see
- * them (c0 and later), products with a long inner dimension.
+ * Forward over units [u0, u1). Arguments: q, k, v, o, lse, then batch, seq, heads, kvHeads,
+ * d, then scale and the byte offset of this part's {@link forwardScratch} floats.
  */
-export function attentionBackward(sgemm: HeapSgemm): tf.KernelFunc {
-  return function stepCausalAttentionGrad(args: KernelArgs): tf.TensorInfo[] {
-    const heap = heapOf(args.backend);
-    const [dy, q, k, v, o, lse] = inputs(args, ["dy", "q", "k", "v", "o", "lse"]) as [
-      tf.TensorInfo,
-      tf.TensorInfo,
-      tf.TensorInfo,
-      tf.TensorInfo,
-      tf.TensorInfo,
-      tf.TensorInfo,
-    ];
-    const scale = args.attrs!["scale"] as number;
-    const dims = dimsOf(q, k);
-    const { batch, seq, heads, kvHeads, d, qStride, kvStride } = dims;
-    const group = heads / kvHeads;
-    const dq = heap.alloc([...q.shape]);
-    const dk = heap.alloc([...k.shape]);
-    const dv = heap.alloc([...v.shape]);
-    const p = heap.alloc([seq, seq]);
-    const ds = heap.alloc([seq, seq]);
-    const rowDot = heap.alloc([seq]);
-    const off = (t: tf.TensorInfo): number => heap.offset(t);
-    const [dy0, q0, k0, v0, o0, lse0] = [dy, q, k, v, o, lse].map(off) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
-    const [dq0, dk0, dv0, p0, ds0, dot0] = [dq, dk, dv, p, ds, rowDot].map(off) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
-    const bytes = heap.bytes();
-    const gemm = (g: SgemmArgs): void => sgemm(bytes, g);
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < heads; h++) {
-        const at = headOf(dims, b, h);
-        for (const [r0, r1] of blocks(seq)) {
-          const rows = r1 - r0;
-          const qRows = 4 * r0 * qStride;
-          const pBlock = p0 + 4 * r0 * seq;
-          const dsBlock = ds0 + 4 * r0 * seq;
-          // P of the block, recomputed: exp(scale·q·kᵀ − lse)
-          gemm({
-            transA: PLAIN,
-            transB: TRANSPOSED,
-            m: rows,
-            n: r1,
-            k: d,
-            alpha: scale,
-            a: q0 + at.q + qRows,
-            lda: qStride,
-            b: k0 + at.kv,
-            ldb: kvStride,
-            beta: 0,
-            c: pBlock,
-            ldc: seq,
-          });
-          heap.simd.causalExp(pBlock, rows, r0, r1, seq, lse0 + at.lse + 4 * r0);
-          // dP = dO·vᵀ, then softmax backward in place: dS = scale·P·(dP − Σ_d dO·O)
-          gemm({
-            transA: PLAIN,
-            transB: TRANSPOSED,
-            m: rows,
-            n: r1,
-            k: d,
-            alpha: 1,
-            a: dy0 + at.q + qRows,
-            lda: qStride,
-            b: v0 + at.kv,
-            ldb: kvStride,
-            beta: 0,
-            c: dsBlock,
-            ldc: seq,
-          });
-          heap.simd.stridedDots(dy0 + at.q + qRows, o0 + at.q + qRows, rows, d, 4 * qStride, dot0);
-          heap.simd.causalSoftmaxGrad(dsBlock, pBlock, rows, r0, r1, seq, dot0, scale);
-          // dq[r0, r1) = dS·k
-          gemm({
-            transA: PLAIN,
-            transB: PLAIN,
-            m: rows,
-            n: d,
-            k: r1,
-            alpha: 1,
-            a: dsBlock,
-            lda: seq,
-            b: k0 + at.kv,
-            ldb: kvStride,
-            beta: 0,
-            c: dq0 + at.q + qRows,
-            ldc: qStride,
-          });
-        }
-        // dk and dv of a kv head sum over its group's query heads; the first one writes.
-        const beta = h % group === 0 ? 0 : 1;
-        for (const [c0, c1] of blocks(seq)) {
-          const from = 4 * (c0 * seq + c0);
-          for (const [src, rhs, out] of [[p0, dy0, dv0], [ds0, q0, dk0]] as const) {
-            gemm({
-              transA: TRANSPOSED,
-              transB: PLAIN,
-              m: c1 - c0,
-              n: d,
-              k: seq - c0,
-              alpha: 1,
-              a: src + from,
-              lda: seq,
-              b: rhs + at.q + 4 * c0 * qStride,
-              ldb: qStride,
-              beta,
-              c: out + at.kv + 4 * c0 * kvStride,
-              ldc: kvStride,
-            });
-          }
-        }
+export function forwardUnits(
+  c: AttentionContext,
+  a: Float64Array,
+  u0: number,
+  u1: number,
+  scratch: number,
+): void {
+  const [q0, k0, v0, o0, lse0] = [a[0]!, a[1]!, a[2]!, a[3]!, a[4]!];
+  const x = dimsAt(a, 5);
+  const scale = a[10]!;
+  const { seq, d, qStride, kvStride } = x;
+  const s0 = scratch;
+  const max0 = s0 + 4 * seq * seq;
+  const sum0 = max0 + 4 * seq;
+  const bytes = new Uint8Array(c.memory.buffer);
+  const f = new Float32Array(c.memory.buffer);
+  const gemm = (g: SgemmArgs): void => c.sgemm(bytes, g);
+  for (const [b, h] of headsOf(x, u0, u1)) {
+    const at = headOf(x, b, h);
+    for (const [r0, r1] of blocks(seq)) {
+      const rows = r1 - r0;
+      const sBlock = s0 + 4 * r0 * seq;
+      // scores of the block against the keys it sees: (rows, r1)
+      gemm({
+        transA: PLAIN,
+        transB: TRANSPOSED,
+        m: rows,
+        n: r1,
+        k: d,
+        alpha: scale,
+        a: q0 + at.q + 4 * r0 * qStride,
+        lda: qStride,
+        b: k0 + at.kv,
+        ldb: kvStride,
+        beta: 0,
+        c: sBlock,
+        ldc: seq,
+      });
+      c.simd.causalSoftmax(sBlock, rows, r0, r1, seq, max0 + 4 * r0, sum0 + 4 * r0);
+      gemm({
+        transA: PLAIN,
+        transB: PLAIN,
+        m: rows,
+        n: d,
+        k: r1,
+        alpha: 1,
+        a: sBlock,
+        lda: seq,
+        b: v0 + at.kv,
+        ldb: kvStride,
+        beta: 0,
+        c: o0 + at.q + 4 * r0 * qStride,
+        ldc: qStride,
+      });
+    }
+    const l = (lse0 + at.lse) >>> 2;
+    for (let r = 0; r < seq; r++) {
+      f[l + r] = f[(max0 >>> 2) + r]! + Math.log(f[(sum0 >>> 2) + r]!);
+    }
+  }
+}
+
+/**
+ * Backward over units [u0, u1). Arguments: dy, q, k, v, o, lse, dq, dk, dv, then batch, seq,
+ * heads, kvHeads, d, then scale and the byte offset of this part's {@link backwardScratch}
+ * floats. Per head, row blocks first fill P and dS (lower-triangular blocks only) and dq;
+ * then key blocks [c0, c1) take dv = Pᵀ·dO and dk = dSᵀ·q over the rows that see them (c0
+ * and later), products with a long inner dimension.
+ */
+export function backwardUnits(
+  c: AttentionContext,
+  a: Float64Array,
+  u0: number,
+  u1: number,
+  scratch: number,
+): void {
+  const [dy0, q0, k0, v0, o0, lse0, dq0, dk0, dv0] = [
+    a[0]!,
+    a[1]!,
+    a[2]!,
+    a[3]!,
+    a[4]!,
+    a[5]!,
+    a[6]!,
+    a[7]!,
+    a[8]!,
+  ];
+  const x = dimsAt(a, 9);
+  const scale = a[14]!;
+  const { seq, heads, kvHeads, d, qStride, kvStride } = x;
+  const group = heads / kvHeads;
+  const p0 = scratch;
+  const ds0 = p0 + 4 * seq * seq;
+  const dot0 = ds0 + 4 * seq * seq;
+  const bytes = new Uint8Array(c.memory.buffer);
+  const gemm = (g: SgemmArgs): void => c.sgemm(bytes, g);
+  for (const [b, h] of headsOf(x, u0, u1)) {
+    const at = headOf(x, b, h);
+    for (const [r0, r1] of blocks(seq)) {
+      const rows = r1 - r0;
+      const qRows = 4 * r0 * qStride;
+      const pBlock = p0 + 4 * r0 * seq;
+      const dsBlock = ds0 + 4 * r0 * seq;
+      // P of the block, recomputed: exp(scale·q·kᵀ − lse)
+      gemm({
+        transA: PLAIN,
+        transB: TRANSPOSED,
+        m: rows,
+        n: r1,
+        k: d,
+        alpha: scale,
+        a: q0 + at.q + qRows,
+        lda: qStride,
+        b: k0 + at.kv,
+        ldb: kvStride,
+        beta: 0,
+        c: pBlock,
+        ldc: seq,
+      });
+      c.simd.causalExp(pBlock, rows, r0, r1, seq, lse0 + at.lse + 4 * r0);
+      // dP = dO·vᵀ, then softmax backward in place: dS = scale·P·(dP − Σ_d dO·O)
+      gemm({
+        transA: PLAIN,
+        transB: TRANSPOSED,
+        m: rows,
+        n: r1,
+        k: d,
+        alpha: 1,
+        a: dy0 + at.q + qRows,
+        lda: qStride,
+        b: v0 + at.kv,
+        ldb: kvStride,
+        beta: 0,
+        c: dsBlock,
+        ldc: seq,
+      });
+      c.simd.stridedDots(dy0 + at.q + qRows, o0 + at.q + qRows, rows, d, 4 * qStride, dot0);
+      c.simd.causalSoftmaxGrad(dsBlock, pBlock, rows, r0, r1, seq, dot0, scale);
+      // dq[r0, r1) = dS·k
+      gemm({
+        transA: PLAIN,
+        transB: PLAIN,
+        m: rows,
+        n: d,
+        k: r1,
+        alpha: 1,
+        a: dsBlock,
+        lda: seq,
+        b: k0 + at.kv,
+        ldb: kvStride,
+        beta: 0,
+        c: dq0 + at.q + qRows,
+        ldc: qStride,
+      });
+    }
+    // dk and dv of a kv head sum over its group's query heads; the first one writes.
+    const beta = h % group === 0 ? 0 : 1;
+    for (const [c0, c1] of blocks(seq)) {
+      const from = 4 * (c0 * seq + c0);
+      for (const [src, rhs, out] of [[p0, dy0, dv0], [ds0, q0, dk0]] as const) {
+        gemm({
+          transA: TRANSPOSED,
+          transB: PLAIN,
+          m: c1 - c0,
+          n: d,
+          k: seq - c0,
+          alpha: 1,
+          a: src + from,
+          lda: seq,
+          b: rhs + at.q + 4 * c0 * qStride,
+          ldb: qStride,
+          beta,
+          c: out + at.kv + 4 * c0 * kvStride,
+          ldc: kvStride,
+        });
       }
     }
-    [p, ds, rowDot].forEach(heap.free);
-    return [dq, dk, dv];
-  };
+  }
 }

@@ -13,12 +13,26 @@
  *
  * @module
  */
+import type { HeapSgemm } from "../blas/mod.ts";
+import {
+  backwardScratch,
+  backwardUnits,
+  dimsAt,
+  forwardScratch,
+  forwardUnits,
+  unitsOf,
+} from "./_attention.ts";
 import type { SimdKernels } from "./_simd.ts";
 
 /** What a part runs on. */
 export interface PartContext {
   readonly simd: SimdKernels;
   readonly memory: WebAssembly.Memory;
+  /**
+   * This thread's sgemm on the memory, which leaves OpenBLAS's thread count alone (the
+   * kernel that starts a job sets it); throws where no library was attached.
+   */
+  readonly sgemm: () => HeapSgemm;
 }
 
 /** Part `part` of `parts` of a job, on the arguments the job was given. */
@@ -200,6 +214,27 @@ function crossEntropyBackward(c: PartContext, a: Float64Array, part: number, par
   }
 }
 
+/**
+ * Arguments: those of `forwardUnits` in ./_attention.ts, the last the byte offset of
+ * parts × `forwardScratch` floats. Parts take whole (batch, kv head) units.
+ */
+function attentionForward(c: PartContext, a: Float64Array, part: number, parts: number): void {
+  const x = dimsAt(a, 5);
+  const [u0, u1] = partRange(unitsOf(x), part, parts);
+  if (u1 <= u0) return;
+  const scratch = arg(a, 11) + 4 * part * forwardScratch(x);
+  forwardUnits({ ...c, sgemm: c.sgemm() }, a, u0, u1, scratch);
+}
+
+/** Arguments: those of `backwardUnits`, the last the byte offset of parts × `backwardScratch`. */
+function attentionBackward(c: PartContext, a: Float64Array, part: number, parts: number): void {
+  const x = dimsAt(a, 9);
+  const [u0, u1] = partRange(unitsOf(x), part, parts);
+  if (u1 <= u0) return;
+  const scratch = arg(a, 15) + 4 * part * backwardScratch(x);
+  backwardUnits({ ...c, sgemm: c.sgemm() }, a, u0, u1, scratch);
+}
+
 /** Every job, by name; a job's number is its place in {@link JOB_NAMES}. */
 export const PARTS = {
   swigluForward,
@@ -210,6 +245,8 @@ export const PARTS = {
   rope,
   crossEntropyForward,
   crossEntropyBackward,
+  attentionForward,
+  attentionBackward,
 } as const satisfies Record<string, Part>;
 
 /** A job's name. */

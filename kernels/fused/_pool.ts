@@ -15,7 +15,8 @@
  * @module
  */
 import { Worker } from "node:worker_threads";
-import { JOB_NAMES, type JobName, MAX_ARGS, PARTS } from "./_parts.ts";
+import { attachHeapSgemm, type HeapSgemm } from "../blas/mod.ts";
+import { JOB_NAMES, type JobName, MAX_ARGS, type PartContext, PARTS } from "./_parts.ts";
 import { simdKernels } from "./_simd.ts";
 
 /** Control block layout: Int32 slots, then the arguments as float64 from byte `argsAt`. */
@@ -32,10 +33,14 @@ export const CONTROL = {
   state: 8 + 32,
   /** Byte offset of the arguments. */
   argsAt: 4 * (8 + 32 + 32),
+  /** Byte offset of the attached BLAS library's name: its UTF-8 length (int32), then the bytes. */
+  libraryAt: 4 * (8 + 32 + 32) + 8 * MAX_ARGS,
 } as const;
+/** Longest library name the control block holds. */
+const LIBRARY_BYTES = 4096;
 const MAX_WORKERS = 32;
 const STATE = CONTROL.state;
-const CONTROL_BYTES = CONTROL.argsAt + 8 * MAX_ARGS;
+const CONTROL_BYTES = CONTROL.libraryAt + 4 + LIBRARY_BYTES;
 /** A worker that has not answered after this long has died: the job fails instead of hanging. */
 const WAIT_LIMIT_MS = 120_000;
 
@@ -48,8 +53,40 @@ export interface KernelPool {
    * ready), and returns when all are done, with the number of parts it was cut into.
    */
   run(job: JobName, args: readonly number[], maxParts?: number): number;
+  /**
+   * Makes OpenBLAS's sgemm (by the name `dlopen` accepted, already opened and set up in this
+   * process) available to the jobs that multiply; idempotent for the same library.
+   */
+  attach(library: string): void;
   /** Stops the workers; later jobs run on the calling thread. */
   close(): void;
+}
+
+/** The sgemm accessor of a part context: the library attached by name, opened once. */
+export function lazySgemm(name: () => string | undefined): () => HeapSgemm {
+  let opened: HeapSgemm | undefined;
+  return () => {
+    const library = name();
+    if (library === undefined) throw new Error("kernel pool: no BLAS library attached");
+    if (opened === undefined || opened.library !== library) opened = attachHeapSgemm(library);
+    return opened;
+  };
+}
+
+/** Writes `library` into the control block, where the workers read it. */
+function writeLibrary(control: SharedArrayBuffer, library: string): void {
+  const bytes = new TextEncoder().encode(library);
+  if (bytes.length > LIBRARY_BYTES) throw new Error(`kernel pool: library name too long`);
+  new Uint8Array(control, CONTROL.libraryAt + 4, bytes.length).set(bytes);
+  Atomics.store(new Int32Array(control, CONTROL.libraryAt, 1), 0, bytes.length);
+}
+
+/** The library name in the control block, or undefined when none was written. */
+export function readLibrary(control: SharedArrayBuffer): string | undefined {
+  const length = Atomics.load(new Int32Array(control, CONTROL.libraryAt, 1), 0);
+  if (length === 0) return undefined;
+  // A copy: TextDecoder takes no view of shared memory.
+  return new TextDecoder().decode(new Uint8Array(control, CONTROL.libraryAt + 4, length).slice());
 }
 
 /** Workers to start for `threads` threads in all (the caller is one). */
@@ -78,13 +115,15 @@ export function kernelThreads(): number {
 }
 
 function inline(memory: WebAssembly.Memory): KernelPool {
-  const ctx = { simd: simdKernels(memory), memory };
+  let library: string | undefined;
+  const ctx: PartContext = { simd: simdKernels(memory), memory, sgemm: lazySgemm(() => library) };
   return {
     threads: () => 1,
     run: (job, args) => {
       PARTS[job](ctx, Float64Array.from(args), 0, 1);
       return 1;
     },
+    attach: (name) => void (library = name),
     close: () => {},
   };
 }
@@ -95,7 +134,8 @@ export function startPool(memory: WebAssembly.Memory, workers: number): KernelPo
   const control = new SharedArrayBuffer(CONTROL_BYTES);
   const ints = new Int32Array(control);
   const args = new Float64Array(control, CONTROL.argsAt, MAX_ARGS);
-  const ctx = { simd: simdKernels(memory), memory };
+  let library: string | undefined;
+  const ctx: PartContext = { simd: simdKernels(memory), memory, sgemm: lazySgemm(() => library) };
   const threads: Worker[] = [];
   for (let i = 0; i < workers; i++) {
     const w = new Worker(new URL("./_pool_worker.ts", import.meta.url), {
@@ -144,6 +184,11 @@ export function startPool(memory: WebAssembly.Memory, workers: number): KernelPo
       PARTS[job](ctx, args, 0, parts);
       for (let w = 0; w < parts - 1; w++) waitFor(w, job);
       return parts;
+    },
+    attach(name) {
+      if (name === library) return;
+      writeLibrary(control, name);
+      library = name;
     },
     close() {
       if (closed) return;

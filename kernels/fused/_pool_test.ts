@@ -1,4 +1,7 @@
+import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals, assertStringIncludes } from "../../tests/assert.ts";
+import { openHeapSgemm } from "../blas/mod.ts";
+import { backwardScratch, dimArgs, forwardScratch } from "./_attention.ts";
 import { JOB_NAMES, type JobName, partRange } from "./_parts.ts";
 import { kernelThreads, startPool, workersFor } from "./_pool.ts";
 import { WASM32_PAGES } from "./_simd.ts";
@@ -76,6 +79,48 @@ interface Case {
   readonly job: JobName;
   readonly args: number[];
   readonly outputs: [at: number, n: number][];
+}
+
+/**
+ * Causal attention with grouped kv heads over a sequence that ends in a short block: forward,
+ * then backward on its outputs. Scratch for up to 6 parts, one per (batch, kv head).
+ */
+function attentionCases(arena: Arena): Case[] {
+  const r = random(11);
+  const x = { batch: 3, seq: 70, heads: 4, kvHeads: 2, d: 8 };
+  const qn = x.batch * x.seq * x.heads * x.d;
+  const kn = x.batch * x.seq * x.kvHeads * x.d;
+  const ln = x.batch * x.heads * x.seq;
+  const [q, k, v, dy] = [qn, kn, kn, qn].map((n) => arena.alloc(n, r)) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  const [o, lse, dq, dk, dv] = [qn, ln, qn, kn, kn].map((n) => arena.alloc(n)) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const dims = dimArgs({ ...x, qStride: x.heads * x.d, kvStride: x.kvHeads * x.d });
+  const full = { ...x, qStride: 0, kvStride: 0 };
+  const fScratch = arena.alloc(6 * forwardScratch(full));
+  const bScratch = arena.alloc(6 * backwardScratch(full));
+  const scale = 1 / Math.sqrt(x.d);
+  return [
+    {
+      job: "attentionForward",
+      args: [q, k, v, o, lse, ...dims, scale, fScratch],
+      outputs: [[o, qn], [lse, ln]],
+    },
+    {
+      job: "attentionBackward",
+      args: [dy, q, k, v, o, lse, dq, dk, dv, ...dims, scale, bScratch],
+      outputs: [[dq, qn], [dk, kn], [dv, kn]],
+    },
+  ];
 }
 
 function cases(arena: Arena): Case[] {
@@ -164,12 +209,20 @@ async function readyPool(memory: WebAssembly.Memory, workers: number) {
   return pool;
 }
 
-Deno.test("kernel pool: every job cut over 2 and 3 threads writes what one thread writes", async () => {
+Deno.test("kernel pool: every job cut over 2 and 3 threads writes what one thread writes", async (t) => {
+  const blas = openHeapSgemm();
+  if (E.isLeft(blas)) {
+    t.step({ name: `skipped: ${blas.left}`, ignore: true, fn: () => {} });
+    return;
+  }
+  // One thread per product, as the attention kernels set it before their parts run.
+  blas.right.sgemm.threadsFor(1);
   const memory = new WebAssembly.Memory({ initial: 64, maximum: WASM32_PAGES, shared: true });
   const arena = new Arena(memory);
-  const all = cases(arena);
+  const all = [...cases(arena), ...attentionCases(arena)];
   assertEquals(all.map((c) => c.job).sort(), [...JOB_NAMES].sort(), "every job is covered");
   const pool = await readyPool(memory, 2);
+  pool.attach(blas.right.sgemm.library);
   try {
     for (const c of all) {
       assertEquals(pool.run(c.job, c.args, 1), 1);

@@ -7,7 +7,7 @@
  * @module
  */
 import { workerData } from "node:worker_threads";
-import { CONTROL } from "./_pool.ts";
+import { CONTROL, lazySgemm, readLibrary } from "./_pool.ts";
 import { JOB_NAMES, MAX_ARGS, PARTS } from "./_parts.ts";
 import { simdKernels } from "./_simd.ts";
 
@@ -19,7 +19,7 @@ const { memory, control, index } = workerData as {
 const ints = new Int32Array(control);
 const STATE = CONTROL.state;
 const args = new Float64Array(control, CONTROL.argsAt, MAX_ARGS);
-const ctx = { simd: simdKernels(memory), memory };
+const ctx = { simd: simdKernels(memory), memory, sgemm: lazySgemm(() => readLibrary(control)) };
 const part = index + 1;
 
 Atomics.store(ints, STATE + index, 1);

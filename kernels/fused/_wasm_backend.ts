@@ -53,6 +53,8 @@ export interface Heap {
   run(job: JobName, args: readonly number[], work: number, maxParts?: number): number;
   /** Parts a job of `work` elements would be cut into now (at least 1). */
   parts(work: number): number;
+  /** Lets the jobs that multiply use OpenBLAS, already opened under this name. */
+  attachBlas(library: string): void;
 }
 
 /** The heap of the backend a kernel was called with. */
@@ -71,6 +73,7 @@ export function heapOf(backend: unknown): Heap {
     run: (job, args, work, maxParts) =>
       poolOf(memory).run(job, args, work < PARALLEL_FROM ? 1 : maxParts),
     parts: (work) => work < PARALLEL_FROM ? 1 : poolOf(memory).threads(),
+    attachBlas: (library) => poolOf(memory).attach(library),
   };
 }
 

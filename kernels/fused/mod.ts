@@ -20,7 +20,7 @@ import {
   liveOps,
   registryKernels,
 } from "../ops/fused_kernels.ts";
-import { attentionBackward, attentionForward } from "./_attention.ts";
+import { attentionBackward, attentionForward } from "./_attention_kernels.ts";
 import { rowGather } from "./_gather.ts";
 import { kernelThreads, poolOf } from "./_pool.ts";
 import type { WasmBackendLike } from "./_wasm_backend.ts";

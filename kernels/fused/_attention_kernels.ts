@@ -1,0 +1,101 @@
+/**
+ * The `StepCausalAttention` pair as wasm kernels: allocate the outputs and each
+ * part's scratch, then run ./_attention.ts's units as a job of the kernel pool.
+ * Private to `kernels/fused/`.
+ *
+ * @module
+ */
+import type * as tf from "@tensorflow/tfjs-core";
+import type { HeapSgemm } from "../blas/mod.ts";
+import {
+  backwardScratch,
+  dimArgs,
+  type Dims,
+  dimsOf,
+  forwardScratch,
+  inputs,
+  unitsOf,
+} from "./_attention.ts";
+import { type Heap, heapOf } from "./_wasm_backend.ts";
+
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+/** Query rows per block, as ./_attention.ts cuts them: the largest product is BLOCK·seq·d. */
+const BLOCK_ROWS = 64;
+
+/**
+ * Parts for a call, and OpenBLAS's threads set for them: one per product when the parts run
+ * side by side (the setting is the process's, so it is made before any part starts), as
+ * for the largest product when one thread does all.
+ */
+function plan(heap: Heap, sgemm: HeapSgemm, x: Dims): number {
+  const work = x.batch * x.heads * x.seq * x.seq * x.d;
+  const parts = Math.min(heap.parts(work), unitsOf(x));
+  heap.attachBlas(sgemm.library);
+  sgemm.threadsFor(parts > 1 ? 1 : Math.min(BLOCK_ROWS, x.seq) * x.seq * x.d);
+  return parts;
+}
+
+/** The forward kernel on `sgemm`: q, k, v → o [b, t, H, d], lse [b, H, t]. */
+export function attentionForward(sgemm: HeapSgemm): tf.KernelFunc {
+  return function stepCausalAttention(args: KernelArgs): tf.TensorInfo[] {
+    const heap = heapOf(args.backend);
+    const [q, k, v] = inputs(args, ["q", "k", "v"]) as [
+      tf.TensorInfo,
+      tf.TensorInfo,
+      tf.TensorInfo,
+    ];
+    const x = dimsOf(q, k);
+    const o = heap.alloc([...q.shape]);
+    const lse = heap.alloc([x.batch, x.heads, x.seq]);
+    const parts = plan(heap, sgemm, x);
+    const scratch = heap.alloc([parts * forwardScratch(x)]);
+    heap.run(
+      "attentionForward",
+      [
+        ...[q, k, v, o, lse].map(heap.offset),
+        ...dimArgs(x),
+        args.attrs!["scale"] as number,
+        heap.offset(scratch),
+      ],
+      Infinity,
+      parts,
+    );
+    heap.free(scratch);
+    return [o, lse];
+  };
+}
+
+/** The gradient kernel on `sgemm`: dy, q, k, v, o, lse → dq, dk, dv. */
+export function attentionBackward(sgemm: HeapSgemm): tf.KernelFunc {
+  return function stepCausalAttentionGrad(args: KernelArgs): tf.TensorInfo[] {
+    const heap = heapOf(args.backend);
+    const [dy, q, k, v, o, lse] = inputs(args, ["dy", "q", "k", "v", "o", "lse"]) as [
+      tf.TensorInfo,
+      tf.TensorInfo,
+      tf.TensorInfo,
+      tf.TensorInfo,
+      tf.TensorInfo,
+      tf.TensorInfo,
+    ];
+    const x = dimsOf(q, k);
+    const dq = heap.alloc([...q.shape]);
+    const dk = heap.alloc([...k.shape]);
+    const dv = heap.alloc([...v.shape]);
+    const parts = plan(heap, sgemm, x);
+    const scratch = heap.alloc([parts * backwardScratch(x)]);
+    heap.run(
+      "attentionBackward",
+      [
+        ...[dy, q, k, v, o, lse, dq, dk, dv].map(heap.offset),
+        ...dimArgs(x),
+        args.attrs!["scale"] as number,
+        heap.offset(scratch),
+      ],
+      Infinity,
+      parts,
+    );
+    heap.free(scratch);
+    return [dq, dk, dv];
+  };
+}
