@@ -115,7 +115,13 @@ async function initWasm(): Promise<E.Either<KernelFailed, BackendInfo>> {
   registerFusedWasmKernels();
   // More than one thread for the fused kernels needs the heap on a shared memory, which
   // only the first start of the backend in a process can choose.
-  const started = kernelThreads() > 1
+  let threads: number;
+  try {
+    threads = kernelThreads();
+  } catch (e: unknown) {
+    return E.left(kernelFailed(describeUnknown(e)));
+  }
+  const started = threads > 1
     ? await withSharedWasmMemory(() => activate("wasm"))
     : { result: await activate("wasm"), shared: false };
   if (!started.result) return E.left(kernelFailed(`Cannot start backend "wasm"`));

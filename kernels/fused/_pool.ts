@@ -137,12 +137,19 @@ export function startPool(memory: WebAssembly.Memory, workers: number): KernelPo
   let library: string | undefined;
   const ctx: PartContext = { simd: simdKernels(memory), memory, sgemm: lazySgemm(() => library) };
   const threads: Worker[] = [];
-  for (let i = 0; i < workers; i++) {
-    const w = new Worker(new URL("./_pool_worker.ts", import.meta.url), {
-      workerData: { memory, control, index: i },
-    });
-    w.unref();
-    threads.push(w);
+  try {
+    for (let i = 0; i < workers; i++) {
+      const w = new Worker(new URL("./_pool_worker.ts", import.meta.url), {
+        workerData: { memory, control, index: i },
+      });
+      w.unref();
+      threads.push(w);
+    }
+  } catch (e: unknown) {
+    // Without permission to read the worker's module, say: the kernels still run, on one thread.
+    for (const w of threads) void w.terminate();
+    console.error(`Note: the fused kernels run on one thread: no worker thread started (${e})`);
+    return inline(memory);
   }
   let closed = false;
   let seq = 0;
