@@ -190,7 +190,7 @@ function envWritable(variable = "OPENBLAS_CORETYPE"): boolean {
  * spin 2^n cycles before they sleep (n = 28 by default, ~0.1 s), on the cores the fused
  * kernels' own threads (kernels/fused/_pool.ts) then run on. Spun down at once (the
  * least, 4), the medium bench step's SwiGLU halved on two threads and the products kept
- * their time (bench/NOTES.md §6).
+ * their time (bench/NOTES.md §9).
  */
 export const THREAD_TIMEOUT_LOG2 = 4;
 
