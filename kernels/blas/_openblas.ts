@@ -186,13 +186,15 @@ function envWritable(variable = "OPENBLAS_CORETYPE"): boolean {
 }
 
 /**
- * `OPENBLAS_THREAD_TIMEOUT` for the load: after a product, OpenBLAS's helper threads
- * spin 2^n cycles before they sleep (n = 28 by default, ~0.1 s), on the cores the fused
- * kernels' own threads (kernels/fused/_pool.ts) then run on. Spun down at once (the
- * least, 4), the medium bench step's SwiGLU halved on two threads and the products kept
- * their time (bench/NOTES.md §9).
+ * `OPENBLAS_THREAD_TIMEOUT` for the load: after a product, OpenBLAS's helper threads spin
+ * 2^n cycles before they sleep (n = 28 by default, ~0.1 s), taking half the core that the fused
+ * kernels' own threads (kernels/fused/_pool.ts) then need. 2^20 (~0.4 ms) keeps them awake
+ * between the back-to-back products of a decoded token and lets them sleep during a training
+ * step's other kernels. Medium bench step / cached generation on the bench's two shapes, two
+ * runs each (bench/NOTES.md §9): n = 4: 401–420 ms, 560–565 and 153–157 tokens/s; n = 20:
+ * 393–403 ms, 1035–1076 and 196–209; n = 28: 451–478 ms, 957–1005 and 194–236.
  */
-export const THREAD_TIMEOUT_LOG2 = 4;
+export const THREAD_TIMEOUT_LOG2 = 20;
 
 /** Variables OpenBLAS reads once, as it loads: set for the load only, never over the user's. */
 function loadEnv(core?: string): Record<string, string> {
