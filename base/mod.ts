@@ -12,6 +12,7 @@
  * - `brands`: `PositiveInt`, `Fraction`, … as io-ts brands.
  * - `llama_shape`: the model's dimensions and parameter counts.
  * - `growth_layout`: the layer layout of a grown model (placement → new layer positions).
+ * - `wasm_binary`: LEB128 integers and the sections of a WebAssembly binary.
  * - `ext`: the io-ts and fp-ts types exported signatures name (`ext.Type`, `ext.Either`, …).
  *
  * @example
@@ -36,6 +37,7 @@ export * from "./param_names.ts";
 export * from "./stage_roles.ts";
 export * from "./stats.ts";
 export * from "./init_values.ts";
+export * from "./wasm_binary.ts";
 /**
  * The io-ts and fp-ts types that exported signatures name: `ext.Either` and `ext.TaskEither` are
  * fp-ts's, `ext.Type`, `ext.TypeOf` and the other codec types io-ts's, each documented by its

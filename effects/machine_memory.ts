@@ -8,6 +8,7 @@
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import type { MachineMemory } from "../pipeline/mod.ts";
+import { readUleb128, wasmSections } from "../base/mod.ts";
 
 const WASM_PAGE = 65536;
 /** A wasm32 memory without a declared maximum can still grow no further than 2³² bytes. */
@@ -92,39 +93,20 @@ export function cgroupRoom(files: CgroupFiles): number | undefined {
 export function wasmMemoryLimits(
   bytes: Uint8Array,
 ): { readonly initialBytes: number; readonly maxBytes: number } | undefined {
-  const magic = [0x00, 0x61, 0x73, 0x6d];
-  if (bytes.length < 8 || magic.some((b, i) => bytes[i] !== b)) return undefined;
-  let at = 8;
-  const leb = (): number => {
-    let value = 0;
-    let scale = 1;
-    for (;;) {
-      const b = bytes[at++];
-      if (b === undefined) throw new RangeError("truncated LEB128");
-      value += (b & 0x7f) * scale;
-      scale *= 128;
-      if ((b & 0x80) === 0) return value;
-    }
-  };
   try {
-    while (at < bytes.length) {
-      const id = bytes[at++];
-      const size = leb();
-      const end = at + size;
-      if (id === 5 && leb() >= 1) {
-        const flags = leb();
-        // Bit 2 is memory64, whose limits this reading does not cover.
-        if ((flags & 0x04) !== 0) return undefined;
-        const min = leb();
-        const max = (flags & 0x01) !== 0 ? leb() : WASM32_PAGES;
-        return { initialBytes: min * WASM_PAGE, maxBytes: max * WASM_PAGE };
-      }
-      at = end;
-    }
+    const memory = wasmSections(bytes)?.find((s) => s.id === 5)?.body;
+    if (memory === undefined) return undefined;
+    const [count, flagsAt] = readUleb128(memory, 0);
+    if (count < 1) return undefined;
+    const [flags, minAt] = readUleb128(memory, flagsAt);
+    // Bit 2 is memory64, whose limits this reading does not cover.
+    if ((flags & 0x04) !== 0) return undefined;
+    const [min, maxAt] = readUleb128(memory, minAt);
+    const max = (flags & 0x01) !== 0 ? readUleb128(memory, maxAt)[0] : WASM32_PAGES;
+    return { initialBytes: min * WASM_PAGE, maxBytes: max * WASM_PAGE };
   } catch {
     return undefined;
   }
-  return undefined;
 }
 
 function readOptional(path: string): string | undefined {

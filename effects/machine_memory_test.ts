@@ -1,19 +1,11 @@
 import fc from "fast-check";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { uleb128 } from "../base/mod.ts";
 import { assert, assertEquals } from "../tests/assert.ts";
 import { cgroupRoom, machineMemory, parseMeminfo, wasmMemoryLimits } from "./machine_memory.ts";
 
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
+const leb = uleb128;
 
 /** A module that defines one memory of `min` pages (at most `max`) and exports it as `m`. */
 function memoryModule(

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { readUleb128, uleb128, wasmSections } from "../base/mod.ts";
 
 /** The import the rewritten module asks for. */
 export const SHARED_MEMORY_IMPORT = { module: "step", field: "memory" } as const;
@@ -21,32 +22,9 @@ export const SHARED_MEMORY_IMPORT = { module: "step", field: "memory" } as const
 /** wasm32's largest memory in 64 KiB pages; a shared memory must declare a maximum. */
 const MAX_PAGES = 65536;
 
-function readUleb(bytes: Uint8Array, at: number, where: string): [number, number] {
-  let value = 0;
-  let scale = 1;
-  for (let i = at; i < bytes.length; i++) {
-    const b = bytes[i]!;
-    value += (b & 0x7f) * scale;
-    scale *= 128;
-    if ((b & 0x80) === 0) return [value, i + 1];
-  }
-  throw new Error(`wasm rewrite: ${where} runs past the end of the binary`);
-}
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
-
 function name(s: string): number[] {
   const bytes = new TextEncoder().encode(s);
-  return [...uleb(bytes.length), ...bytes];
+  return [...uleb128(bytes.length), ...bytes];
 }
 
 function concat(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
@@ -75,48 +53,43 @@ export interface SharedMemoryModule {
  * not define exactly one unshared memory.
  */
 export function importSharedMemory(binary: Uint8Array): SharedMemoryModule {
-  const magic = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
-  if (binary.length < 8 || magic.some((b, i) => binary[i] !== b)) {
-    throw new Error("wasm rewrite: not a version-1 wasm binary");
+  let sections;
+  try {
+    sections = wasmSections(binary);
+  } catch (e: unknown) {
+    throw new Error(`wasm rewrite: ${e instanceof Error ? e.message : e}`);
   }
-  const sections: { id: number; body: Uint8Array }[] = [];
-  for (let at = 8; at < binary.length;) {
-    const id = binary[at]!;
-    const [size, start] = readUleb(binary, at + 1, `section ${id}'s size`);
-    if (start + size > binary.length) throw new Error(`wasm rewrite: section ${id} is truncated`);
-    sections.push({ id, body: binary.subarray(start, start + size) });
-    at = start + size;
-  }
+  if (sections === undefined) throw new Error("wasm rewrite: not a version-1 wasm binary");
   const memory = sections.filter((s) => s.id === 5);
   if (memory.length !== 1) throw new Error("wasm rewrite: no memory section to share");
   const body = memory[0]!.body;
-  const [count, flagsAt] = readUleb(body, 0, "memory count");
+  const [count, flagsAt] = readUleb128(body, 0);
   if (count !== 1) throw new Error(`wasm rewrite: ${count} memories, expected one`);
   const flags = body[flagsAt]!;
   if ((flags & 0x02) !== 0) throw new Error("wasm rewrite: the memory is shared already");
-  const [initialPages] = readUleb(body, flagsAt + 1, "memory minimum");
+  const [initialPages] = readUleb128(body, flagsAt + 1);
   if (!sections.some((s) => s.id === 2)) throw new Error("wasm rewrite: no import section");
   const memoryImport = [
     ...name(SHARED_MEMORY_IMPORT.module),
     ...name(SHARED_MEMORY_IMPORT.field),
     0x02, // memory
     0x03, // shared, with a maximum
-    ...uleb(initialPages),
-    ...uleb(MAX_PAGES),
+    ...uleb128(initialPages),
+    ...uleb128(MAX_PAGES),
   ];
   const out: Uint8Array[] = [binary.subarray(0, 8)];
   for (const s of sections) {
     if (s.id === 5) continue;
     let content = s.body;
     if (s.id === 2) {
-      const [imports, rest] = readUleb(s.body, 0, "import count");
+      const [imports, rest] = readUleb128(s.body, 0);
       content = concat([
-        new Uint8Array(uleb(imports + 1)),
+        new Uint8Array(uleb128(imports + 1)),
         s.body.subarray(rest),
         new Uint8Array(memoryImport),
       ]);
     }
-    out.push(new Uint8Array([s.id, ...uleb(content.length)]), content);
+    out.push(new Uint8Array([s.id, ...uleb128(content.length)]), content);
   }
   return { bytes: concat(out), initialPages };
 }

@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { uleb128 } from "../../base/mod.ts";
 
 type Node = string | Node[];
 
@@ -133,12 +134,7 @@ function head(n: Node | undefined): string | undefined {
 }
 
 function uleb(value: number, out: number[]): void {
-  let v = value >>> 0;
-  do {
-    const byte = v & 0x7f;
-    v >>>= 7;
-    out.push(v === 0 ? byte : byte | 0x80);
-  } while (v !== 0);
+  out.push(...uleb128(value >>> 0));
 }
 
 function sleb(value: number, out: number[]): void {
