@@ -64,6 +64,9 @@ const SYMBOLS = {
   openblas_get_config: { parameters: [], result: "pointer", optional: true },
 } as const;
 
+/** `cblas_sgemm` alone: what a second thread opens of a library already set up (heap_sgemm.ts). */
+export const SGEMM_SYMBOLS = { cblas_sgemm: SYMBOLS.cblas_sgemm } as const;
+
 /** The opened library and its `cblas_sgemm`. */
 export interface OpenBlas {
   /** The name or path that `dlopen` accepted. */

@@ -7,7 +7,13 @@
  */
 
 import * as E from "fp-ts/lib/Either.js";
-import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, openBlasOnce } from "./_openblas.ts";
+import {
+  CBLAS_NO_TRANS,
+  CBLAS_ROW_MAJOR,
+  CBLAS_TRANS,
+  openBlasOnce,
+  SGEMM_SYMBOLS,
+} from "./_openblas.ts";
 import type { BlasInfo, BlasOptions } from "./blas_backend.ts";
 
 /** C = alpha·op(A)·op(B) + beta·C; a, b, c are byte offsets, lda/ldb/ldc in elements. */
@@ -39,29 +45,7 @@ export interface HeapSgemm {
   readonly threadsFor: (multiplyAdds: number) => void;
 }
 
-const SGEMM = {
-  cblas_sgemm: {
-    parameters: [
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "f32",
-      "pointer",
-      "i32",
-      "pointer",
-      "i32",
-      "f32",
-      "pointer",
-      "i32",
-    ],
-    result: "void",
-  },
-} as const;
-
-type RawSgemm = Deno.DynamicLibrary<typeof SGEMM>["symbols"]["cblas_sgemm"];
+type RawSgemm = Deno.DynamicLibrary<typeof SGEMM_SYMBOLS>["symbols"]["cblas_sgemm"];
 
 /** The heap-offset sgemm over a raw `cblas_sgemm`, taking the heap's address once per buffer. */
 function onHeap(raw: RawSgemm, before: (multiplyAdds: number) => void) {
@@ -101,7 +85,7 @@ function onHeap(raw: RawSgemm, before: (multiplyAdds: number) => void) {
  * and leaves the kernel family and the thread count as the first thread set them.
  */
 export function attachHeapSgemm(library: string): HeapSgemm {
-  const lib = Deno.dlopen(library, SGEMM);
+  const lib = Deno.dlopen(library, SGEMM_SYMBOLS);
   return Object.assign(onHeap(lib.symbols.cblas_sgemm, () => {}), {
     library,
     threadsFor: () => {},
