@@ -36,6 +36,31 @@ function plan(heap: Heap, sgemm: HeapSgemm, x: Dims): number {
   return parts;
 }
 
+/**
+ * Runs `job` over `tensors` (inputs, then the outputs already allocated) with each part's
+ * `scratchFloats` of scratch, freed after.
+ */
+function runUnits(
+  heap: Heap,
+  sgemm: HeapSgemm,
+  args: KernelArgs,
+  x: Dims,
+  job: "attentionForward" | "attentionBackward",
+  tensors: readonly tf.TensorInfo[],
+  scratchFloats: number,
+): void {
+  const parts = plan(heap, sgemm, x);
+  const scratch = heap.alloc([parts * scratchFloats]);
+  const scale = args.attrs!["scale"] as number;
+  heap.run(
+    job,
+    [...tensors.map(heap.offset), ...dimArgs(x), scale, heap.offset(scratch)],
+    Infinity,
+    parts,
+  );
+  heap.free(scratch);
+}
+
 /** The forward kernel on `sgemm`: q, k, v → o [b, t, H, d], lse [b, H, t]. */
 export function attentionForward(sgemm: HeapSgemm): tf.KernelFunc {
   return function stepCausalAttention(args: KernelArgs): tf.TensorInfo[] {
@@ -48,20 +73,7 @@ export function attentionForward(sgemm: HeapSgemm): tf.KernelFunc {
     const x = dimsOf(q, k);
     const o = heap.alloc([...q.shape]);
     const lse = heap.alloc([x.batch, x.heads, x.seq]);
-    const parts = plan(heap, sgemm, x);
-    const scratch = heap.alloc([parts * forwardScratch(x)]);
-    heap.run(
-      "attentionForward",
-      [
-        ...[q, k, v, o, lse].map(heap.offset),
-        ...dimArgs(x),
-        args.attrs!["scale"] as number,
-        heap.offset(scratch),
-      ],
-      Infinity,
-      parts,
-    );
-    heap.free(scratch);
+    runUnits(heap, sgemm, args, x, "attentionForward", [q, k, v, o, lse], forwardScratch(x));
     return [o, lse];
   };
 }
@@ -82,20 +94,8 @@ export function attentionBackward(sgemm: HeapSgemm): tf.KernelFunc {
     const dq = heap.alloc([...q.shape]);
     const dk = heap.alloc([...k.shape]);
     const dv = heap.alloc([...v.shape]);
-    const parts = plan(heap, sgemm, x);
-    const scratch = heap.alloc([parts * backwardScratch(x)]);
-    heap.run(
-      "attentionBackward",
-      [
-        ...[dy, q, k, v, o, lse, dq, dk, dv].map(heap.offset),
-        ...dimArgs(x),
-        args.attrs!["scale"] as number,
-        heap.offset(scratch),
-      ],
-      Infinity,
-      parts,
-    );
-    heap.free(scratch);
+    const tensors = [dy, q, k, v, o, lse, dq, dk, dv];
+    runUnits(heap, sgemm, args, x, "attentionBackward", tensors, backwardScratch(x));
     return [dq, dk, dv];
   };
 }
