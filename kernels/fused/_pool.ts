@@ -1,7 +1,7 @@
 /**
  * A pool of worker threads that run the fused kernels' parts (./_parts.ts) on
  * the wasm backend's memory beside the main thread, when that memory is shared
- * (./_shared_memory.ts). The tfjs kernels are synchronous, so a job is handed
+ * (../_shared_wasm_memory.ts). The tfjs kernels are synchronous, so a job is handed
  * over through a small shared control block and `Atomics.wait`/`notify` (a
  * round trip of 6–12 µs here), not through messages: the main thread writes
  * the arguments, wakes the workers, runs part 0 itself and waits for the rest.
