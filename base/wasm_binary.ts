@@ -6,6 +6,12 @@
  * @module
  */
 
+/** Bytes in a page of WebAssembly memory. */
+export const WASM_PAGE_BYTES = 65536;
+
+/** wasm32's largest memory, in pages (4 GiB): what a shared memory declares as its maximum. */
+export const WASM32_PAGES = 65536;
+
 /** The magic number and version 1 that begin every wasm binary. */
 export const WASM_HEADER: readonly number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
 

@@ -8,11 +8,7 @@
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import type { MachineMemory } from "../pipeline/mod.ts";
-import { readUleb128, wasmSections } from "../base/mod.ts";
-
-const WASM_PAGE = 65536;
-/** A wasm32 memory without a declared maximum can still grow no further than 2³² bytes. */
-const WASM32_PAGES = 65536;
+import { readUleb128, WASM32_PAGES, WASM_PAGE_BYTES, wasmSections } from "../base/mod.ts";
 
 /**
  * `MemAvailable` and `MemTotal` of a `/proc/meminfo` text, in bytes; undefined when either is
@@ -102,8 +98,9 @@ export function wasmMemoryLimits(
     // Bit 2 is memory64, whose limits this reading does not cover.
     if ((flags & 0x04) !== 0) return undefined;
     const [min, maxAt] = readUleb128(memory, minAt);
+    // A wasm32 memory without a declared maximum can still grow no further than 2³² bytes.
     const max = (flags & 0x01) !== 0 ? readUleb128(memory, maxAt)[0] : WASM32_PAGES;
-    return { initialBytes: min * WASM_PAGE, maxBytes: max * WASM_PAGE };
+    return { initialBytes: min * WASM_PAGE_BYTES, maxBytes: max * WASM_PAGE_BYTES };
   } catch {
     return undefined;
   }

@@ -14,13 +14,10 @@
  *
  * @module
  */
-import { readUleb128, uleb128, wasmSections } from "../base/mod.ts";
+import { readUleb128, uleb128, WASM32_PAGES, wasmSections } from "../base/mod.ts";
 
 /** The import the rewritten module asks for. */
 export const SHARED_MEMORY_IMPORT = { module: "step", field: "memory" } as const;
-
-/** wasm32's largest memory in 64 KiB pages; a shared memory must declare a maximum. */
-const MAX_PAGES = 65536;
 
 function name(s: string): number[] {
   const bytes = new TextEncoder().encode(s);
@@ -75,7 +72,7 @@ export function importSharedMemory(binary: Uint8Array): SharedMemoryModule {
     0x02, // memory
     0x03, // shared, with a maximum
     ...uleb128(initialPages),
-    ...uleb128(MAX_PAGES),
+    ...uleb128(WASM32_PAGES),
   ];
   const out: Uint8Array[] = [binary.subarray(0, 8)];
   for (const s of sections) {
@@ -130,7 +127,7 @@ export async function withSharedWasmMemory<T>(
     }
     const memory = new WebAssembly.Memory({
       initial: rewritten.initialPages,
-      maximum: MAX_PAGES,
+      maximum: WASM32_PAGES,
       shared: true,
     });
     shared = true;

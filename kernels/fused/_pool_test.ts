@@ -1,10 +1,10 @@
 import * as E from "fp-ts/lib/Either.js";
+import { WASM32_PAGES } from "../../base/mod.ts";
 import { assert, assertEquals, assertStringIncludes } from "../../tests/assert.ts";
 import { openHeapSgemm } from "../blas/mod.ts";
 import { backwardScratch, dimArgs, forwardScratch } from "./_attention.ts";
 import { JOB_NAMES, type JobName, partRange } from "./_parts.ts";
 import { kernelThreads, startPool, workersFor } from "./_pool.ts";
-import { WASM32_PAGES } from "./_simd.ts";
 
 Deno.test("partRange: parts cover [0, n) in order, without overlap, cut on the alignment", () => {
   for (let n = 0; n <= 70; n++) {

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { WASM32_PAGES } from "../../base/mod.ts";
 import { assembleWat } from "./_wat.ts";
 import { layerFunctions } from "./_simd_layers.ts";
 import { softmaxFunctions } from "./_simd_softmax.ts";
@@ -124,9 +125,6 @@ export interface SimdKernels {
     vCorrection: number,
   ): void;
 }
-
-/** wasm32's largest memory, in 64 KiB pages: what a shared memory must declare as its maximum. */
-export const WASM32_PAGES = 65536;
 
 function source(shared: boolean): string {
   const memory = shared ? `(memory 1 ${WASM32_PAGES} shared)` : "(memory 1)";
