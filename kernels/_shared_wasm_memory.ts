@@ -104,14 +104,11 @@ type Instantiate = typeof WebAssembly.instantiate;
 /**
  * Runs `start` (which instantiates tfjs-backend-wasm) with `WebAssembly.instantiate`
  * wrapped: a binary that defines its own memory is instantiated rewritten, on a new
- * shared memory. Restored afterwards. Returns what `start` returns and whether a
- * module was put on a shared memory.
+ * shared memory. Restored afterwards. Returns what `start` returns; whether the heap
+ * is shared is read from it (`memory.buffer instanceof SharedArrayBuffer`).
  */
-export async function withSharedWasmMemory<T>(
-  start: () => Promise<T>,
-): Promise<{ result: T; shared: boolean }> {
+export async function withSharedWasmMemory<T>(start: () => Promise<T>): Promise<T> {
   const original: Instantiate = WebAssembly.instantiate;
-  let shared = false;
   const wrapped = (source: unknown, imports?: WebAssembly.Imports): Promise<unknown> => {
     const bytes = source instanceof ArrayBuffer
       ? new Uint8Array(source)
@@ -130,7 +127,6 @@ export async function withSharedWasmMemory<T>(
       maximum: WASM32_PAGES,
       shared: true,
     });
-    shared = true;
     return original(rewritten.bytes, {
       ...imports,
       [SHARED_MEMORY_IMPORT.module]: { [SHARED_MEMORY_IMPORT.field]: memory },
@@ -138,7 +134,7 @@ export async function withSharedWasmMemory<T>(
   };
   WebAssembly.instantiate = wrapped as Instantiate;
   try {
-    return { result: await start(), shared };
+    return await start();
   } finally {
     WebAssembly.instantiate = original;
   }

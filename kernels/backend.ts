@@ -123,8 +123,8 @@ async function initWasm(): Promise<E.Either<KernelFailed, BackendInfo>> {
   }
   const started = threads > 1
     ? await withSharedWasmMemory(() => activate("wasm"))
-    : { result: await activate("wasm"), shared: false };
-  if (!started.result) return E.left(kernelFailed(`Cannot start backend "wasm"`));
+    : await activate("wasm");
+  if (!started) return E.left(kernelFailed(`Cannot start backend "wasm"`));
   guardWasmMalloc();
   const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
   const fusedThreads = startFusedWasmPool();

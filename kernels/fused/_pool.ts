@@ -48,6 +48,8 @@ const WAIT_LIMIT_MS = 120_000;
 export interface KernelPool {
   /** Threads a job is cut over: the workers that are ready, plus the caller. */
   readonly threads: () => number;
+  /** Threads once every worker started is ready: 1 when none could start or the memory is plain. */
+  readonly planned: number;
   /**
    * Runs every part of `job`, cut over at most `maxParts` threads (default all that are
    * ready), and returns when all are done, with the number of parts it was cut into.
@@ -85,8 +87,7 @@ function writeLibrary(control: SharedArrayBuffer, library: string): void {
 export function readLibrary(control: SharedArrayBuffer): string | undefined {
   const length = Atomics.load(new Int32Array(control, CONTROL.libraryAt, 1), 0);
   if (length === 0) return undefined;
-  // A copy: TextDecoder takes no view of shared memory.
-  return new TextDecoder().decode(new Uint8Array(control, CONTROL.libraryAt + 4, length).slice());
+  return new TextDecoder().decode(new Uint8Array(control, CONTROL.libraryAt + 4, length));
 }
 
 /** Workers to start for `threads` threads in all (the caller is one). */
@@ -119,6 +120,7 @@ function inline(memory: WebAssembly.Memory): KernelPool {
   const ctx: PartContext = { simd: simdKernels(memory), memory, sgemm: lazySgemm(() => library) };
   return {
     threads: () => 1,
+    planned: 1,
     run: (job, args) => {
       PARTS[job](ctx, Float64Array.from(args), 0, 1);
       return 1;
@@ -175,6 +177,7 @@ export function startPool(memory: WebAssembly.Memory, workers: number): KernelPo
   };
   return {
     threads: () => ready() + 1,
+    planned: workers + 1,
     run(job, values, maxParts = MAX_WORKERS + 1) {
       const parts = Math.max(1, Math.min(maxParts, ready() + 1));
       if (parts === 1) {

@@ -206,6 +206,7 @@ async function readyPool(memory: WebAssembly.Memory, workers: number) {
     await new Promise((r) => setTimeout(r, 20));
   }
   assertEquals(pool.threads(), workers + 1, "the workers report ready within 6 s");
+  assertEquals(pool.planned, workers + 1);
   return pool;
 }
 
@@ -257,9 +258,12 @@ Deno.test("kernel pool: every job cut over 2 and 3 threads writes what one threa
 });
 
 Deno.test("kernel pool: a plain memory or no workers runs jobs on the caller", () => {
+  const shared = new WebAssembly.Memory({ initial: 1, maximum: WASM32_PAGES, shared: true });
+  const none = startPool(shared, 0);
+  assertEquals([none.threads(), none.planned], [1, 1], "no workers on a shared memory");
   const plain = new WebAssembly.Memory({ initial: 64 });
   const pool = startPool(plain, 2);
-  assertEquals(pool.threads(), 1);
+  assertEquals([pool.threads(), pool.planned], [1, 1], "a plain memory takes no workers");
   const arena = new Arena(plain);
   const [g, u, y] = [arena.alloc(8, (i) => i), arena.alloc(8, () => 1), arena.alloc(8)];
   assertEquals(pool.run("swigluForward", [g, u, y, 8], 4), 1);

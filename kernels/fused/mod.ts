@@ -22,7 +22,7 @@ import {
 } from "../ops/fused_kernels.ts";
 import { attentionBackward, attentionForward } from "./_attention_kernels.ts";
 import { rowGather } from "./_gather.ts";
-import { kernelThreads, poolOf } from "./_pool.ts";
+import { type KernelPool, kernelThreads, poolOf } from "./_pool.ts";
 import type { WasmBackendLike } from "./_wasm_backend.ts";
 import {
   adamw,
@@ -116,23 +116,26 @@ export function unregisterFusedWasmAttention(): void {
 
 export { kernelThreads };
 
+/** The kernel pool of the active "wasm" backend's heap, or undefined on another backend. */
+function activePool(): KernelPool | undefined {
+  if (tf.getBackend() !== BACKEND) return undefined;
+  return poolOf((tf.backend() as unknown as WasmBackendLike).wasm.asm.memory);
+}
+
 /**
  * Starts the worker threads of the active "wasm" backend's fused kernels (once per heap) and
- * returns the threads their jobs will be cut over: {@link kernelThreads} on a shared wasm
- * memory, 1 on a plain one. The workers report ready within a few hundred ms; jobs run on
- * the calling thread alone until then.
+ * returns the threads their jobs will be cut over once the workers are ready:
+ * {@link kernelThreads} on a shared wasm memory, 1 on a plain one or when no worker could
+ * start. The workers report ready within a few hundred ms; jobs run on the calling thread
+ * alone until then.
  */
 export function startFusedWasmPool(): number {
-  if (tf.getBackend() !== BACKEND) return 1;
-  const memory = (tf.backend() as unknown as WasmBackendLike).wasm.asm.memory;
-  poolOf(memory);
-  return memory.buffer instanceof SharedArrayBuffer ? kernelThreads() : 1;
+  return activePool()?.planned ?? 1;
 }
 
 /** Threads the active "wasm" backend's fused kernels cut their jobs over now (ready workers + 1). */
 export function fusedWasmThreads(): number {
-  if (tf.getBackend() !== BACKEND) return 1;
-  return poolOf((tf.backend() as unknown as WasmBackendLike).wasm.asm.memory).threads();
+  return activePool()?.threads() ?? 1;
 }
 
 /** The ops that run as this folder's kernels now: none unless "wasm" is the active backend. */
