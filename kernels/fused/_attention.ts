@@ -12,6 +12,8 @@
  * Queries go in blocks of {@link BLOCK} rows, each multiplied only against the
  * keys it can see (rows [r0, r1) need keys [0, r1)): about 5/8 of the full
  * products' work at seq = 256, with the masked upper blocks never computed.
+ * One block's scores are held at a time, so scratch grows with BLOCK·seq, not
+ * seq² (at seq = 4096 the backward pass held 134 MB a part, now 2 MB).
  * Private to `kernels/fused/`.
  *
  * @module
@@ -32,7 +34,7 @@ export interface AttentionContext {
 const PLAIN = false;
 const TRANSPOSED = true;
 /** Query rows per block: big enough for OpenBLAS to stay efficient, small enough to skip work. */
-const BLOCK = 64;
+export const BLOCK = 64;
 
 /** Shapes of one call and the element strides of a sequence position. */
 export interface Dims {
@@ -71,14 +73,19 @@ export function unitsOf(x: Dims): number {
   return x.batch * x.kvHeads;
 }
 
-/** Floats of scratch one part of the forward pass uses: the scores, row maxima and sums. */
-export function forwardScratch(x: Dims): number {
-  return x.seq * x.seq + 2 * x.seq;
+/** Rows of one query block: the scratch holds one block's scores at a time. */
+function blockRows(x: Dims): number {
+  return Math.min(BLOCK, x.seq);
 }
 
-/** Floats of scratch one part of the backward pass uses: P, dS and the row dots. */
+/** Floats of scratch one part of the forward pass uses: a block's scores, row maxima and sums. */
+export function forwardScratch(x: Dims): number {
+  return blockRows(x) * x.seq + 2 * x.seq;
+}
+
+/** Floats of scratch one part of the backward pass uses: a block's P and dS, its row dots. */
 export function backwardScratch(x: Dims): number {
-  return 2 * x.seq * x.seq + x.seq;
+  return 2 * blockRows(x) * x.seq + blockRows(x);
 }
 
 /** The named inputs of a kernel call. */
@@ -142,7 +149,7 @@ export function forwardUnits(
   const scale = a[10]!;
   const { seq, d, qStride, kvStride } = x;
   const s0 = scratch;
-  const max0 = s0 + 4 * seq * seq;
+  const max0 = s0 + 4 * blockRows(x) * seq;
   const sum0 = max0 + 4 * seq;
   const bytes = new Uint8Array(c.memory.buffer);
   const f = new Float32Array(c.memory.buffer);
@@ -151,7 +158,7 @@ export function forwardUnits(
     const at = headOf(x, b, h);
     for (const [r0, r1] of blocks(seq)) {
       const rows = r1 - r0;
-      const sBlock = s0 + 4 * r0 * seq;
+      const sBlock = s0;
       // scores of the block against the keys it sees: (rows, r1)
       gemm({
         transA: PLAIN,
@@ -195,9 +202,8 @@ export function forwardUnits(
 /**
  * Backward over units [u0, u1). Arguments: dy, q, k, v, o, lse, dq, dk, dv, then batch, seq,
  * heads, kvHeads, d, then scale and the byte offset of this part's {@link backwardScratch}
- * floats. Per head, row blocks first fill P and dS (lower-triangular blocks only) and dq;
- * then key blocks [c0, c1) take dv = Pᵀ·dO and dk = dSᵀ·q over the rows that see them (c0
- * and later), products with a long inner dimension.
+ * floats. Per head and row block [r0, r1): P and dS of the block (the keys it sees), dq of its
+ * rows, and its share of dk and dv over keys [0, r1), added to what earlier blocks wrote.
  */
 export function backwardUnits(
   c: AttentionContext,
@@ -221,18 +227,17 @@ export function backwardUnits(
   const scale = a[14]!;
   const { seq, heads, kvHeads, d, qStride, kvStride } = x;
   const group = heads / kvHeads;
-  const p0 = scratch;
-  const ds0 = p0 + 4 * seq * seq;
-  const dot0 = ds0 + 4 * seq * seq;
+  const pBlock = scratch;
+  const dsBlock = pBlock + 4 * blockRows(x) * seq;
+  const dot0 = dsBlock + 4 * blockRows(x) * seq;
   const bytes = new Uint8Array(c.memory.buffer);
   const gemm = (g: SgemmArgs): void => c.sgemm(bytes, g);
   for (const [b, h] of headsOf(x, u0, u1)) {
     const at = headOf(x, b, h);
+    const first = h % group === 0;
     for (const [r0, r1] of blocks(seq)) {
       const rows = r1 - r0;
       const qRows = 4 * r0 * qStride;
-      const pBlock = p0 + 4 * r0 * seq;
-      const dsBlock = ds0 + 4 * r0 * seq;
       // P of the block, recomputed: exp(scale·q·kᵀ − lse)
       gemm({
         transA: PLAIN,
@@ -284,27 +289,29 @@ export function backwardUnits(
         c: dq0 + at.q + qRows,
         ldc: qStride,
       });
-    }
-    // dk and dv of a kv head sum over its group's query heads; the first one writes.
-    const beta = h % group === 0 ? 0 : 1;
-    for (const [c0, c1] of blocks(seq)) {
-      const from = 4 * (c0 * seq + c0);
-      for (const [src, rhs, out] of [[p0, dy0, dv0], [ds0, q0, dk0]] as const) {
-        gemm({
-          transA: TRANSPOSED,
-          transB: PLAIN,
-          m: c1 - c0,
-          n: d,
-          k: seq - c0,
-          alpha: 1,
-          a: src + from,
-          lda: seq,
-          b: rhs + at.q + 4 * c0 * qStride,
-          ldb: qStride,
-          beta,
-          c: out + at.kv + 4 * c0 * kvStride,
-          ldc: kvStride,
-        });
+      // dv += Pᵀ·dO and dk += dSᵀ·q over keys [0, r1). Keys [r0, r1) are new to this block:
+      // the group's first head writes them (beta 0); everything else adds.
+      for (const [src, rhs, out] of [[pBlock, dy0, dv0], [dsBlock, q0, dk0]] as const) {
+        const spans: [number, number, number][] = first
+          ? [[0, r0, 1], [r0, r1, 0]]
+          : [[0, r1, 1]];
+        for (const [c0, c1, beta] of spans) {
+          gemm({
+            transA: TRANSPOSED,
+            transB: PLAIN,
+            m: c1 - c0,
+            n: d,
+            k: rows,
+            alpha: 1,
+            a: src + 4 * c0,
+            lda: seq,
+            b: rhs + at.q + qRows,
+            ldb: qStride,
+            beta,
+            c: out + at.kv + 4 * c0 * kvStride,
+            ldc: kvStride,
+          });
+        }
       }
     }
   }

@@ -9,6 +9,7 @@ import type * as tf from "@tensorflow/tfjs-core";
 import type { HeapSgemm } from "../blas/mod.ts";
 import {
   backwardScratch,
+  BLOCK,
   dimArgs,
   type Dims,
   dimsOf,
@@ -20,9 +21,6 @@ import { type Heap, heapOf } from "./_wasm_backend.ts";
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
-/** Query rows per block, as ./_attention.ts cuts them: the largest product is BLOCK·seq·d. */
-const BLOCK_ROWS = 64;
-
 /**
  * Parts for a call, and OpenBLAS's threads set for them: one per product when the parts run
  * side by side (the setting is the process's, so it is made before any part starts), as
@@ -32,7 +30,7 @@ function plan(heap: Heap, sgemm: HeapSgemm, x: Dims): number {
   const work = x.batch * x.heads * x.seq * x.seq * x.d;
   const parts = Math.min(heap.parts(work), unitsOf(x));
   heap.attachBlas(sgemm.library);
-  sgemm.threadsFor(parts > 1 ? 1 : Math.min(BLOCK_ROWS, x.seq) * x.seq * x.d);
+  sgemm.threadsFor(parts > 1 ? 1 : Math.min(BLOCK, x.seq) * x.seq * x.d);
   return parts;
 }
 
