@@ -292,9 +292,7 @@ export function backwardUnits(
       // dv += Pᵀ·dO and dk += dSᵀ·q over keys [0, r1). Keys [r0, r1) are new to this block:
       // the group's first head writes them (beta 0); everything else adds.
       for (const [src, rhs, out] of [[pBlock, dy0, dv0], [dsBlock, q0, dk0]] as const) {
-        const spans: [number, number, number][] = first
-          ? [[0, r0, 1], [r0, r1, 0]]
-          : [[0, r1, 1]];
+        const spans: [number, number, number][] = first ? [[0, r0, 1], [r0, r1, 0]] : [[0, r1, 1]];
         for (const [c0, c1, beta] of spans) {
           gemm({
             transA: TRANSPOSED,
