@@ -13,6 +13,7 @@
  * - `llama_shape`: the model's dimensions and parameter counts.
  * - `growth_layout`: the layer layout of a grown model (placement → new layer positions).
  * - `wasm_binary`: LEB128 integers and the sections of a WebAssembly binary.
+ * - `kernel_parts`: how the CPU engine's fused kernels cut their work, attention's scratch.
  * - `ext`: the io-ts and fp-ts types exported signatures name (`ext.Type`, `ext.Either`, …).
  *
  * @example
@@ -38,6 +39,7 @@ export * from "./stage_roles.ts";
 export * from "./stats.ts";
 export * from "./init_values.ts";
 export * from "./wasm_binary.ts";
+export * from "./kernel_parts.ts";
 /**
  * The io-ts and fp-ts types that exported signatures name: `ext.Either` and `ext.TaskEither` are
  * fp-ts's, `ext.Type`, `ext.TypeOf` and the other codec types io-ts's, each documented by its

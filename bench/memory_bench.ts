@@ -38,6 +38,7 @@ import {
 import {
   createTrainState,
   disposeState,
+  fusedKernelThreads,
   fusedOps,
   initParams,
   loadTrainState,
@@ -233,6 +234,7 @@ export async function benchMemory(opts: MemoryBenchOptions): Promise<MemoryBench
   for (const backend of opts.backends) {
     await useBackend(backend);
     const fused: readonly FusibleOp[] = fusedOps();
+    const kernelThreads = fusedKernelThreads();
     for (const point of opts.grid ?? MEMORY_GRID) {
       const shape = shapeOf(point);
       const [, , , , vocab, seq, batch] = point;
@@ -262,6 +264,7 @@ export async function benchMemory(opts: MemoryBenchOptions): Promise<MemoryBench
             accumulation: 1,
             fused,
             recompute,
+            kernelThreads,
           });
           const planner = plannerOf(stage, shape, point, recompute === "layers", fused);
           const row: MemoryBenchRow = {

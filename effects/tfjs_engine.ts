@@ -25,6 +25,7 @@ import {
   type AccountedBytes,
   disposeState,
   evalLoss,
+  fusedKernelThreads,
   fusedOps,
   initBackend,
   loadTrainState,
@@ -119,7 +120,7 @@ export function createEngine(backend: ConfigBackend): TE.TaskEither<KernelFailed
 export function engineOn(description: string): Engine {
   const states = new StateHandles<TrainState>("tfjs");
   return {
-    backend: { description, fusedOps: fusedOps() },
+    backend: { description, fusedOps: fusedOps(), kernelThreads: fusedKernelThreads() },
     load: (shape, snap, options) => async () => {
       const problem = snapshotProblem(shape, snap);
       if (problem !== undefined) {

@@ -202,6 +202,14 @@ export function fusedOps(): FusibleOp[] {
   return fusedUnion(fusedWasmOps(), fusedWebGpuOps());
 }
 
+/**
+ * Threads the active backend's fused kernels cut a call over once its workers are ready (the
+ * memory prediction counts fused attention's scratch per part): the wasm pool's plan, else 1.
+ */
+export function fusedKernelThreads(): number {
+  return tf.getBackend() === "wasm" ? startFusedWasmPool() : 1;
+}
+
 /** The WebGPU adapter, or why there is none (the message a skipped test or a failed start prints). */
 export async function webGpuAdapter(): Promise<E.Either<string, GPUAdapter>> {
   const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;

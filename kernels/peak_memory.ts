@@ -8,12 +8,15 @@
  *
  * A ledger wraps the engine's bookkeeping calls (`trackTensor`,
  * `removeDataId`) once: the peak falls inside a kernel sequence no caller
- * can sample, so every tracker reads the running high-water mark.
+ * can sample, so every tracker reads the running high-water mark. The fused
+ * wasm kernels' scratch, which tfjs never sees as a tensor, is reported to it
+ * while it lives.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { trackGpuPeak } from "./webgpu/gpu_peak.ts";
+import { listenToScratch } from "./fused/mod.ts";
 
 /** The part of tfjs's engine the ledger reads and wraps. */
 interface EngineLike {
@@ -67,6 +70,22 @@ export function installBufferLedger(): void {
     }
   };
   ledger = l;
+  listenToScratch((bytes) => holdScratch(l, bytes));
+}
+
+/**
+ * Counts `bytes` that a kernel allocates outside tfjs's tensors (its scratch) as held until the
+ * returned release runs, so every tracker's peak sees them.
+ */
+function holdScratch(l: Ledger, bytes: number): () => void {
+  l.held += bytes;
+  for (const m of l.marks) m.peak = Math.max(m.peak, l.held);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    l.held -= bytes;
+  };
 }
 
 /** A running measurement of the engine's buffers. */

@@ -190,6 +190,8 @@ export interface EngineBackend {
   readonly description: string;
   /** Ops that run as fused kernels on it (the memory prediction depends on them). */
   readonly fusedOps: readonly FusibleOp[];
+  /** Threads its fused kernels cut a call over (fused attention's scratch is per part); 1 if unset. */
+  readonly kernelThreads?: number;
 }
 
 /**

@@ -109,7 +109,7 @@ export function runPipeline(
     const start = await startState(g, opts, env);
     if (E.isLeft(start)) return start;
     const { state, resumedFrom } = start.right;
-    const predicted = predictRun(g, env.engine.backend.fusedOps);
+    const predicted = predictRun(g, env.engine.backend.fusedOps, env.engine.backend.kernelThreads);
     const facts: RunFacts = {
       graph: g,
       graphId: graphId(g),
@@ -183,7 +183,11 @@ async function finish(
     finalValLoss: finalLoss,
     mergedValLoss: mergedLoss,
     finalCheckpoint: path,
-    standardPredicted: predictStandardRun(facts.graph, env.engine.backend.fusedOps),
+    standardPredicted: predictStandardRun(
+      facts.graph,
+      env.engine.backend.fusedOps,
+      env.engine.backend.kernelThreads,
+    ),
     globalSteps: p.globalStep,
     tokens: p.tokens,
     resumedFrom,

@@ -125,6 +125,7 @@ function replayStep(
   fused: readonly FusibleOp[],
   roles: StageRoles,
   rank: number,
+  kernelThreads: number,
 ): ReturnType<typeof engineStepMemory> {
   const T = g.training;
   return engineStepMemory({
@@ -137,14 +138,22 @@ function replayStep(
     fused,
     recompute: T.recompute,
     ...(T.lossChunk === undefined ? {} : { lossChunk: T.lossChunk }),
+    kernelThreads,
   });
 }
 
-/** Predicted model state and peak of every stage, on a backend that fuses `fused`. */
-export function predictRun(g: ValidGraph, fused: readonly FusibleOp[]): StagePrediction[] {
+/**
+ * Predicted model state and peak of every stage, on a backend that fuses `fused` and cuts its
+ * fused kernels over `kernelThreads` threads (default 1: fused attention's scratch is per thread).
+ */
+export function predictRun(
+  g: ValidGraph,
+  fused: readonly FusibleOp[],
+  kernelThreads = 1,
+): StagePrediction[] {
   const states = predictStages(g);
   return g.stages.map((s, i) => {
-    const step = replayStep(g, fused, s.roles, s.pet?.rank ?? 0);
+    const step = replayStep(g, fused, s.roles, s.pet?.rank ?? 0, kernelThreads);
     // GaLore's smaller moments are alive through the whole step, so every moment drops by them.
     const saving = s.galore === undefined ? 0 : galoreSavingBytes(g.shape, s.layers, s.galore);
     return {
@@ -160,8 +169,9 @@ export function predictRun(g: ValidGraph, fused: readonly FusibleOp[]): StagePre
 export function predictStandardRun(
   g: ValidGraph,
   fused: readonly FusibleOp[],
+  kernelThreads = 1,
 ): Omit<StagePrediction, "stage"> {
-  const step = replayStep(g, fused, firstStageRoles(g.shape.layers), 0);
+  const step = replayStep(g, fused, firstStageRoles(g.shape.layers), 0, kernelThreads);
   return { stateBytes: predictStandard(g), peakBytes: step.peakBytes, peakAt: step.peakAt };
 }
 

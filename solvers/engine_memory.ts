@@ -17,6 +17,9 @@
  * @module
  */
 import {
+  attentionParts,
+  type AttentionScratch,
+  attentionScratch,
   type LlamaShape,
   type Projection,
   projectionDims,
@@ -95,6 +98,11 @@ export interface EngineStepSpec {
   readonly recompute: Recompute;
   /** Tokens per chunk of the LM head and cross-entropy (`kernels/ops/chunked_loss.ts`); unset: whole. */
   readonly lossChunk?: number;
+  /**
+   * Threads the fused CPU kernels cut a call over (`kernels/fused/_pool.ts`): fused attention
+   * holds one scratch area per part (`base/kernel_parts.ts`). Default 1.
+   */
+  readonly kernelThreads?: number;
 }
 
 /** The predicted step. */
@@ -234,6 +242,20 @@ function rmsForward(r: Replay, name: string, out: string, at: string): void {
   if (!r.fused.has("rmsNorm")) t.spike(2 * d.n * d.h, at);
 }
 
+/** The fused attention kernel's scratch of all parts of one call, per pass. */
+function attentionScratchOf(r: Replay): AttentionScratch {
+  const { spec, d } = r;
+  const parts = attentionParts(spec.kernelThreads ?? 1, {
+    sequences: spec.microBatch,
+    seq: d.seq,
+    heads: d.heads,
+    kvHeads: spec.shape.kvHeads,
+    headDim: d.h / d.heads,
+  });
+  const one = attentionScratch(d.seq);
+  return { forward: parts * one.forward, backward: parts * one.backward };
+}
+
 function attentionForward(r: Replay, L: string, at: string): void {
   const { t, d } = r;
   const scores = d.n * d.heads * d.seq;
@@ -246,6 +268,7 @@ function attentionForward(r: Replay, L: string, at: string): void {
   if (r.fused.has("attention")) {
     t.alloc(`${L}.o`, d.n * d.h, at);
     t.alloc(`${L}.lse`, d.n * d.heads, at);
+    t.spike(attentionScratchOf(r).forward, at);
     return;
   }
   // composite: q, k, v regrouped per kv head, the probabilities and the output per group (all
@@ -386,6 +409,7 @@ function attentionBackward(r: Replay, L: string, at: string): void {
   t.alloc(`${L}.dqr`, d.n * d.h, at);
   t.alloc(`${L}.dkr`, d.n * d.kv, at);
   t.alloc(`${L}.dv`, d.n * d.kv, at);
+  if (r.fused.has("attention")) t.spike(attentionScratchOf(r).backward, at);
   t.free(`${L}.do`, `${L}.qr`, `${L}.kr`, `${L}.v`, `${L}.o`, `${L}.lse`);
   t.free(`${L}.qkvRows`, `${L}.p`, `${L}.oh`);
   // rope backward, k then q (the tape's reverse order)

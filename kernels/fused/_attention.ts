@@ -9,7 +9,7 @@
  * whole units (./_parts.ts) that the kernel pool's threads run side by side,
  * each with scratch of its own and single-threaded products.
  *
- * Queries go in blocks of {@link BLOCK} rows, each multiplied only against the
+ * Queries go in blocks of `ATTENTION_BLOCK` rows (base/attention_blocks.ts), each multiplied only against the
  * keys it can see (rows [r0, r1) need keys [0, r1)): about 5/8 of the full
  * products' work at seq = 256, with the masked upper blocks never computed.
  * One block's scores are held at a time, so scratch grows with BLOCK·seq, not
@@ -21,6 +21,7 @@
 import type * as tf from "@tensorflow/tfjs-core";
 import type { HeapSgemm, SgemmArgs } from "../blas/mod.ts";
 import type { SimdKernels } from "./_simd.ts";
+import { ATTENTION_BLOCK, attentionScratch } from "../../base/mod.ts";
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
@@ -33,8 +34,7 @@ export interface AttentionContext {
 
 const PLAIN = false;
 const TRANSPOSED = true;
-/** Query rows per block: big enough for OpenBLAS to stay efficient, small enough to skip work. */
-export const BLOCK = 64;
+const BLOCK = ATTENTION_BLOCK;
 
 /** Shapes of one call and the element strides of a sequence position. */
 export interface Dims {
@@ -80,12 +80,12 @@ function blockRows(x: Dims): number {
 
 /** Floats of scratch one part of the forward pass uses: a block's scores, row maxima and sums. */
 export function forwardScratch(x: Dims): number {
-  return blockRows(x) * x.seq + 2 * x.seq;
+  return attentionScratch(x.seq).forward;
 }
 
 /** Floats of scratch one part of the backward pass uses: a block's P and dS, its row dots. */
 export function backwardScratch(x: Dims): number {
-  return 2 * blockRows(x) * x.seq + blockRows(x);
+  return attentionScratch(x.seq).backward;
 }
 
 /** The named inputs of a kernel call. */

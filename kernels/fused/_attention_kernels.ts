@@ -9,15 +9,14 @@ import type * as tf from "@tensorflow/tfjs-core";
 import type { HeapSgemm } from "../blas/mod.ts";
 import {
   backwardScratch,
-  BLOCK,
   dimArgs,
   type Dims,
   dimsOf,
   forwardScratch,
   inputs,
-  unitsOf,
 } from "./_attention.ts";
 import { type Heap, heapOf } from "./_wasm_backend.ts";
+import { ATTENTION_BLOCK, attentionParts } from "../../base/mod.ts";
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
@@ -27,16 +26,21 @@ type KernelArgs = Parameters<tf.KernelFunc>[0];
  * for the largest product when one thread does all.
  */
 function plan(heap: Heap, sgemm: HeapSgemm, x: Dims): number {
-  const work = x.batch * x.heads * x.seq * x.seq * x.d;
-  const parts = Math.min(heap.parts(work), unitsOf(x));
+  const parts = attentionParts(heap.parts(Infinity), {
+    sequences: x.batch,
+    seq: x.seq,
+    heads: x.heads,
+    kvHeads: x.kvHeads,
+    headDim: x.d,
+  });
   heap.attachBlas(sgemm.library);
-  sgemm.threadsFor(parts > 1 ? 1 : Math.min(BLOCK, x.seq) * x.seq * x.d);
+  sgemm.threadsFor(parts > 1 ? 1 : Math.min(ATTENTION_BLOCK, x.seq) * x.seq * x.d);
   return parts;
 }
 
 /**
  * Runs `job` over `tensors` (inputs, then the outputs already allocated) with each part's
- * `scratchFloats` of scratch, freed after.
+ * `scratchFloats` of scratch (held in the buffer ledger while it lives), freed after.
  */
 function runUnits(
   heap: Heap,
@@ -48,7 +52,7 @@ function runUnits(
   scratchFloats: number,
 ): void {
   const parts = plan(heap, sgemm, x);
-  const scratch = heap.alloc([parts * scratchFloats]);
+  const scratch = heap.scratch(parts * scratchFloats);
   const scale = args.attrs!["scale"] as number;
   heap.run(
     job,

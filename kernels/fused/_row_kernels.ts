@@ -52,7 +52,7 @@ export function rmsNormBackward(args: KernelArgs): Out {
   const dw = heap.alloc([h]);
   // Each part after the first sums its rows' weight gradient apart; they are added last.
   const planned = heap.parts(n * h);
-  const partials = planned > 1 ? heap.alloc([(planned - 1) * h]) : undefined;
+  const partials = planned > 1 ? heap.scratch((planned - 1) * h) : undefined;
   const used = heap.run(
     "rmsNormBackward",
     [

@@ -9,12 +9,7 @@ import type * as tf from "@tensorflow/tfjs-core";
 import { type SimdKernels, simdKernels } from "./_simd.ts";
 import type { JobName } from "./_parts.ts";
 import { poolOf } from "./_pool.ts";
-
-/**
- * Jobs touching fewer elements than this run on the calling thread: handing one to the
- * workers costs 6–12 µs, what SwiGLU takes for ~16K elements.
- */
-export const PARALLEL_FROM = 1 << 16;
+import { PARALLEL_FROM } from "../../base/mod.ts";
 
 /** The parts of BackendWasm used here. */
 export interface WasmBackendLike {
@@ -38,7 +33,12 @@ export interface Heap {
   offset(t: tf.TensorInfo): number;
   /** A new uninitialised float32 tensor. */
   alloc(shape: number[]): tf.TensorInfo;
-  /** Frees a tensor made by `alloc` that is not returned. */
+  /**
+   * Scratch of `floats` floats inside one kernel: counted by the buffer ledger
+   * (kernels/peak_memory.ts) until `free`, since tfjs never sees it as a tensor.
+   */
+  scratch(floats: number): tf.TensorInfo;
+  /** Frees a tensor made by `alloc` that is not returned, or scratch. */
   free(t: tf.TensorInfo): void;
   /** Float32 view of the whole memory: take it after the last `alloc`. */
   f32(): Float32Array;
@@ -57,16 +57,50 @@ export interface Heap {
   attachBlas(library: string): void;
 }
 
+/** Releases of the scratch alive now, by buffer. */
+const held = new Map<tf.DataId, () => void>();
+
+/**
+ * Told, as a kernel makes scratch, of the bytes held beyond tfjs's tensors while it lives: the
+ * scratch and the outputs the kernel has made so far (tfjs tracks those only once the kernel
+ * returns). Returns what to call when the scratch is freed.
+ */
+export type ScratchListener = (bytes: number) => () => void;
+
+let listener: ScratchListener | undefined;
+
+/** Sets who hears of kernel scratch (the buffer ledger, `kernels/peak_memory.ts`). */
+export function listenToScratch(l: ScratchListener | undefined): void {
+  listener = l;
+}
+
 /** The heap of the backend a kernel was called with. */
 export function heapOf(backend: unknown): Heap {
   const b = backend as unknown as WasmBackendLike;
   const memory = b.wasm.asm.memory;
+  // Bytes of the outputs this call has made, by buffer (a heap serves one kernel call).
+  const made = new Map<tf.DataId, number>();
+  const sum = (): number => [...made.values()].reduce((x, y) => x + y, 0);
   return {
     backend: b,
     simd: simdKernels(memory),
     offset: (t) => b.dataIdMap.get(t.dataId).memoryOffset,
-    alloc: (shape) => b.makeOutput(shape, "float32"),
-    free: (t) => void b.disposeData(t.dataId),
+    alloc: (shape) => {
+      const t = b.makeOutput(shape, "float32");
+      made.set(t.dataId, 4 * sizeOf(shape));
+      return t;
+    },
+    scratch: (floats) => {
+      const t = b.makeOutput([floats], "float32");
+      if (listener !== undefined) held.set(t.dataId, listener(sum() + 4 * floats));
+      return t;
+    },
+    free: (t) => {
+      b.disposeData(t.dataId);
+      made.delete(t.dataId);
+      held.get(t.dataId)?.();
+      held.delete(t.dataId);
+    },
     f32: () => new Float32Array(b.wasm.HEAPU8.buffer),
     i32: () => new Int32Array(b.wasm.HEAPU8.buffer),
     bytes: () => b.wasm.HEAPU8,

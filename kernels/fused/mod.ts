@@ -115,6 +115,7 @@ export function unregisterFusedWasmAttention(): void {
 }
 
 export { kernelThreads };
+export { listenToScratch, type ScratchListener } from "./_wasm_backend.ts";
 
 /** The kernel pool of the active "wasm" backend's heap, or undefined on another backend. */
 function activePool(): KernelPool | undefined {
