@@ -39,6 +39,7 @@ export const FUSIBLE_OPS = [
   "crossEntropy",
   "adamw",
   "adamwInPlace",
+  "sumSquares",
 ] as const;
 /** One of {@link FUSIBLE_OPS}. */
 export type FusibleOp = typeof FUSIBLE_OPS[number];
@@ -604,8 +605,9 @@ export function engineStepMemory(spec: EngineStepSpec): EngineStepMemory {
   t.alloc("weights", p.all, "start");
   t.alloc("moments", 2 * p.trained, "start");
   for (let k = 0; k < spec.accumulation; k++) microBatch(r);
-  // The global gradient norm squares one gradient at a time.
-  t.spike(p.largest, "gradient norm");
+  // The global gradient norm: the composite squares one gradient at a time; the fused kernel
+  // reads them in place.
+  if (!r.fused.has("sumSquares")) t.spike(p.largest, "gradient norm");
   // The update, one parameter at a time, the largest deciding.
   t.spike(kernelTraits(spec.fused).updateBuffers * p.largest, "optimizer");
   return {

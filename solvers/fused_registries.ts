@@ -11,7 +11,7 @@ import { FUSIBLE_OPS, type FusibleOp } from "./engine_memory.ts";
 /** The ops of each registry; a registry must implement exactly these (its type says so). */
 export const FUSED_REGISTRIES = {
   /** wasm SIMD kernels, registered whenever wasm starts; AdamW writes into its inputs' buffers. */
-  wasm: ["rmsNorm", "rope", "swiglu", "crossEntropy", "adamw", "adamwInPlace"],
+  wasm: ["rmsNorm", "rope", "swiglu", "crossEntropy", "adamw", "adamwInPlace", "sumSquares"],
   /** Causal attention on OpenBLAS products in wasm memory, registered when OpenBLAS loads. */
   wasmOpenBlas: ["attention"],
   /** WGSL kernels; AdamW writes new buffers, as the contract allows. */

@@ -235,6 +235,22 @@ function attentionBackward(c: PartContext, a: Float64Array, part: number, parts:
   backwardUnits({ ...c, sgemm: c.sgemm() }, a, u0, u1, scratch);
 }
 
+/** Floats per float32 partial sum of squares: long float32 sums lose digits; chunks add in float64. */
+const SQUARES_CHUNK = 4096;
+
+/**
+ * Arguments: x (byte offset), n, then the byte offset of one float per part: part p writes
+ * Σ x² over its elements there.
+ */
+function sumSquares(c: PartContext, a: Float64Array, part: number, parts: number): void {
+  const [s, e] = partRange(arg(a, 1), part, parts, 4);
+  let sum = 0;
+  for (let i = s; i < e; i += SQUARES_CHUNK) {
+    sum += c.simd.sumSquares(arg(a, 0) + 4 * i, Math.min(SQUARES_CHUNK, e - i));
+  }
+  new Float32Array(c.memory.buffer)[(arg(a, 2) >>> 2) + part] = sum;
+}
+
 /** Every job, by name; a job's number is its place in {@link JOB_NAMES}. */
 export const PARTS = {
   swigluForward,
@@ -247,6 +263,7 @@ export const PARTS = {
   crossEntropyBackward,
   attentionForward,
   attentionBackward,
+  sumSquares,
 } as const satisfies Record<string, Part>;
 
 /** A job's name. */

@@ -163,7 +163,10 @@ function cases(arena: Arena): Case[] {
     out(rows * vocab),
   ];
   const adamScalars = [1, 0.9, 0.1, 0.999, 0.001, 1e-8, 0.99, 0.01, 1.2];
+  const squares = out(3);
   return [
+    // One partial sum per part: compared after the loop, summed.
+    { job: "sumSquares", args: [g, n, squares], outputs: [] },
     { job: "swigluForward", args: [g, u, y, n], outputs: [[y, n]] },
     { job: "swigluBackward", args: [dy, g, u, dg, du, n], outputs: [[dg, n], [du, n]] },
     {
@@ -251,6 +254,15 @@ Deno.test("kernel pool: every job cut over 2 and 3 threads writes what one threa
       assert(Math.abs(sum - whole[i]!) <= 1e-5 * (1 + Math.abs(whole[i]!)), `dw[${i}]`);
     }
     assert(rows! > 3);
+    // Σ x²: the parts' float32 sums add up to the float64 sum whatever the cut.
+    const sq = all.find((c) => c.job === "sumSquares")!;
+    const [xAt, n, sumsAt] = sq.args as [number, number, number];
+    const want = arena.read(xAt, n).reduce((a, x) => a + x * x, 0);
+    for (const parts of [1, 2, 3]) {
+      pool.run("sumSquares", sq.args, parts);
+      const got = arena.read(sumsAt, parts).reduce((a, x) => a + x, 0);
+      assert(Math.abs(got / want - 1) < 1e-6, `sumSquares on ${parts}: ${got} vs ${want}`);
+    }
   } finally {
     pool.close();
   }

@@ -25,6 +25,29 @@ function attr(args: KernelArgs, name: string): number {
   return v;
 }
 
+/**
+ * `StepSumSquares`: x0 … x{k−1} (any shapes) → Σ x² over all of them, a float32 scalar. Each
+ * tensor is read once (its parts over the pool), the parts' sums added in float64.
+ */
+export function sumSquares(args: KernelArgs): Out {
+  const heap = heapOf(args.backend);
+  const xs: tf.TensorInfo[] = [];
+  for (let t = args.inputs["x0"]; t !== undefined; t = args.inputs[`x${xs.length}`]) xs.push(t);
+  const out = heap.alloc([]);
+  const partial = heap.scratch(heap.parts(Math.max(0, ...xs.map((x) => sizeOf(x.shape)))));
+  let total = 0;
+  for (const x of xs) {
+    const n = sizeOf(x.shape);
+    if (n === 0) continue;
+    const used = heap.run("sumSquares", [heap.offset(x), n, heap.offset(partial)], n);
+    const f = heap.f32();
+    for (let p = 0; p < used; p++) total += f[(heap.offset(partial) >>> 2) + p]!;
+  }
+  heap.f32()[heap.offset(out) >>> 2] = total;
+  heap.free(partial);
+  return out;
+}
+
 /** `StepRmsNorm`: x [n, h], weight [h] → y [n, h], rstd [n]. */
 export function rmsNormForward(args: KernelArgs): Out {
   const heap = heapOf(args.backend);

@@ -31,6 +31,8 @@ export interface SimdKernels {
   scale(dst: number, src: number, n: number, a: number): void;
   /** dst[i] = value. */
   fill(dst: number, n: number, value: number): void;
+  /** Σ p[i]² over i < n, in float32. */
+  sumSquares(p: number, n: number): number;
   /** out[r] = Σ_i a[r·stride + i]·b[r·stride + i] for r < rows, i < n; stride in bytes. */
   stridedDots(a: number, b: number, rows: number, n: number, stride: number, out: number): void;
   /**

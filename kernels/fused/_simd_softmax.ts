@@ -70,6 +70,9 @@ export function softmaxFunctions(): string {
   }
     ${reduce("$acc", "add")})
 
+  (func $sumSquares (export "sumSquares") (param $p i32) (param $n i32) (result f32)
+    (call $dot (local.get $p) (local.get $p) (local.get $n)))
+
   (func $stridedDots (export "stridedDots") (param $a i32) (param $b i32) (param $rows i32)
       (param $n i32) (param $stride i32) (param $out i32) (local $r i32)
     (block $done (loop $next

@@ -1,9 +1,9 @@
 import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
-import { assertEquals } from "../../tests/assert.ts";
+import { assert, assertEquals } from "../../tests/assert.ts";
 import { initBackend } from "../backend.ts";
 import { openHeapSgemm } from "../blas/mod.ts";
-import { adamwUpdate } from "../ops/adamw.ts";
+import { adamwUpdate, globalNorm } from "../ops/adamw.ts";
 import { assertClose } from "../_test_util.ts";
 import {
   FUSED_ADAMW,
@@ -11,6 +11,7 @@ import {
   FUSED_CROSS_ENTROPY,
   FUSED_RMS_NORM,
   FUSED_ROPE,
+  FUSED_SUM_SQUARES,
   FUSED_SWIGLU,
   hasFusedKernel,
 } from "../ops/fused_kernels.ts";
@@ -329,4 +330,28 @@ Deno.test("embedding() on wasm's row-copy gather matches cpu, repeated ids and g
   const [y1, g1] = await run();
   assertEquals(Array.from(y1), Array.from(y0));
   assertClose(g1, g0, 1e-6, "embedding gradient");
+});
+
+Deno.test("globalNorm() fused on wasm is the float64 norm of every gradient, read in place", async () => {
+  await onWasm();
+  assertEquals(hasFusedKernel(FUSED_SUM_SQUARES), PRESENT);
+  const next = rng(7);
+  // Odd sizes, an empty tensor, and one past the size the kernel pool cuts into parts.
+  const shapes = [[3], [0], [int(next, 1, 9), int(next, 1, 13)], [5, 7, 3], [300, 301], [1]];
+  const grads = shapes.map((s, i) => randomTensor(next, s, [1, 30, 0.01][i % 3]!));
+  let want = 0;
+  for (const g of grads) for (const x of await values(g)) want += x * x;
+  want = Math.sqrt(want);
+  const before = tf.memory().numTensors;
+  const norm = globalNorm(grads);
+  const got = (await values(norm))[0]!;
+  assert(Math.abs(got / want - 1) < 1e-6, `fused ${got}, float64 ${want}`);
+  norm.dispose();
+  assertEquals(tf.memory().numTensors, before, "no tensor left");
+  assertEquals(
+    (await values(globalNorm([grads[1]!])))[0],
+    0,
+    "an empty gradient has norm 0",
+  );
+  tf.dispose(grads);
 });

@@ -32,6 +32,7 @@ import {
   rmsNormForward,
   ropeBackward,
   ropeForward,
+  sumSquares,
   swigluBackward,
   swigluForward,
 } from "./_row_kernels.ts";
@@ -46,6 +47,7 @@ const ROW_IMPLEMENTATIONS: FusedImplementations<RegistryOp<"wasm">> = {
   adamw: [adamw],
   // The same kernel: it writes into param, m and v's buffers when the caller allows it.
   adamwInPlace: [adamw],
+  sumSquares: [sumSquares],
 };
 
 const ROW_KERNELS = registryKernels(FUSED_REGISTRIES.wasm, ROW_IMPLEMENTATIONS);

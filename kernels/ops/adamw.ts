@@ -6,7 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { type AdamWScalars, adamwScalars, adamwStep } from "./adamw_rule.ts";
-import { FUSED_ADAMW, hasFusedKernel, runFused } from "./fused_kernels.ts";
+import { FUSED_ADAMW, FUSED_SUM_SQUARES, hasFusedKernel, runFused } from "./fused_kernels.ts";
 
 /** AdamW hyperparameters; the defaults are the paper's (spec §4, `ADAMW_DEFAULTS`). */
 export interface AdamWOptions {
@@ -120,10 +120,17 @@ export function adamDirection(
   return tf.tidy(() => tf.div(m, tf.add(tf.sqrt(tf.mul(v, s.vCorrection)), s.eps)));
 }
 
-/** √(Σ‖g‖²) over all gradients, as a scalar the caller owns. */
+/**
+ * √(Σ‖g‖²) over all gradients, as a scalar the caller owns: one `StepSumSquares` kernel where the
+ * backend has it (each gradient read in place), else a square and a sum per gradient.
+ */
 export function globalNorm(grads: readonly tf.Tensor[]): tf.Scalar {
   return tf.tidy(() => {
     if (grads.length === 0) return tf.scalar(0);
+    if (hasFusedKernel(FUSED_SUM_SQUARES) && grads.every((g) => g.dtype === "float32")) {
+      const inputs = Object.fromEntries(grads.map((g, i) => [`x${i}`, g]));
+      return tf.sqrt(runFused(FUSED_SUM_SQUARES, inputs)[0]!) as tf.Scalar;
+    }
     // Pairwise adds, not addN: webgpu's AddN binds one buffer per input and
     // returns stale data past the adapter's storage-buffer limit (8 on Mesa).
     // One scope per gradient: its square dies at once (together they would equal the gradients).

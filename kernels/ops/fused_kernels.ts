@@ -50,6 +50,7 @@
  * | `StepSoftmaxCrossEntropy` | logits [n, V], targets [n] int32 (< V; negative = ignored row) | – | rowLoss [n] = lse − logits[row, target], 0 for ignored rows; lse [n] = log Σ_j exp(logits[row, j]) (any value for ignored rows) |
  * | `StepSoftmaxCrossEntropyGrad` | dy [n] (of rowLoss), logits, targets, lse | – | dLogits [n, V] = dy[row]·(exp(logits − lse) − 1[j = target]), all 0 for ignored rows |
  * | `StepAdamW` | param, grad, m, v (same shape) | lr, beta1, beta2, eps, weightDecay, step, gradScale (an `AdamWStep` of ./adamw_rule.ts), inPlace | param', m', v' by the formula of ./adamw_rule.ts, with the scalars `adamwScalars` derives. With inPlace the kernel MAY write into param/m/v's own buffers (the caller disposes them right after and never reads them); it must not when another tensor shares a buffer. No gradient. |
+ * | `StepSumSquares` | x0, x1, … x{k−1} (any shapes; the names run on from x0 without a gap) | – | [] = Σ over every input of Σ x², float32 (the global gradient norm's square, `globalNorm` in ./adamw.ts). No gradient. |
  *
  * Numerics: every fused kernel must match its composite within float32
  * rounding (tests: relative 1e-5 forward, 1e-4 gradients against the
@@ -85,11 +86,15 @@ export const FUSED_CROSS_ENTROPY: FusedPair = {
 /** One AdamW update of one parameter (not differentiable); see the module table. */
 export const FUSED_ADAMW = "StepAdamW";
 
+/** The sum of squares of many tensors, the global gradient norm's (no gradient); see the module table. */
+export const FUSED_SUM_SQUARES = "StepSumSquares";
+
 /** Every fused kernel name, forward and gradient. */
 export const FUSED_KERNEL_NAMES: readonly string[] = [
   ...[FUSED_RMS_NORM, FUSED_ROPE, FUSED_ATTENTION, FUSED_SWIGLU, FUSED_CROSS_ENTROPY]
     .flatMap((p) => [p.forward, p.gradient]),
   FUSED_ADAMW,
+  FUSED_SUM_SQUARES,
 ];
 
 /** Whether the active backend has a kernel called `name`. */
@@ -125,6 +130,7 @@ const OP_KERNELS: Readonly<Record<FusibleOp, readonly string[]>> = {
   crossEntropy: [FUSED_CROSS_ENTROPY.forward, FUSED_CROSS_ENTROPY.gradient],
   adamw: [FUSED_ADAMW],
   adamwInPlace: [FUSED_ADAMW],
+  sumSquares: [FUSED_SUM_SQUARES],
 };
 
 /**
