@@ -20,7 +20,12 @@ import {
   registerBlasWasmMatMul,
   unregisterBlasWasmMatMul,
 } from "../kernels/blas/mod.ts";
-import { registerFusedWasmAttention, unregisterFusedWasmAttention } from "../kernels/fused/mod.ts";
+import {
+  registerFusedWasmAttention,
+  registerPooledWasmMatMul,
+  unregisterFusedWasmAttention,
+  unregisterPooledWasmMatMul,
+} from "../kernels/fused/mod.ts";
 import {
   type AccountedBytes,
   disposeState,
@@ -89,19 +94,25 @@ export function startBackend(name: ConfigBackend): TE.TaskEither<KernelFailed, s
 async function startWasm(withBlas: boolean): Promise<E.Either<KernelFailed, string>> {
   const got = await initBackend("wasm");
   if (E.isLeft(got)) return got;
+  // The pooled products wrap OpenBLAS's BatchMatMul: off first, so a restart never stacks them.
+  unregisterPooledWasmMatMul();
   if (withBlas) {
     const matMul = registerBlasWasmMatMul();
     const heap = E.isRight(matMul) ? openHeapSgemm() : matMul;
     if (E.isRight(matMul) && E.isRight(heap)) {
       registerFusedWasmAttention(heap.right.sgemm);
+      registerPooledWasmMatMul(heap.right.sgemm);
       const blas = matMul.right;
       if (blas.warning !== undefined) console.error(`Note: ${blas.warning}`);
+      const threads = got.right.fusedThreads ?? 1;
+      const cut = threads > 1
+        ? "cut by rows over the kernel threads, one OpenBLAS thread each"
+        : `${blas.threads} OpenBLAS threads`;
       return E.right(
-        `wasm + OpenBLAS: products (matmuls, attention) on ${blas.library} ` +
-          `(${blas.core}, ${blas.threads} threads) in place on the wasm heap; fused wasm SIMD ` +
-          "kernels for RMSNorm, RoPE, attention softmax, SwiGLU, cross-entropy, AdamW (in place) " +
-          `and the embedding (${threadsText(got.right.fusedThreads ?? 1)}); other ops on tfjs ` +
-          "wasm (XNNPACK SIMD, 1 thread)",
+        `wasm + OpenBLAS: products (matmuls, attention) on ${blas.library} (${blas.core}, ` +
+          `${cut}) in place on the wasm heap; fused wasm SIMD kernels for RMSNorm, RoPE, ` +
+          "attention softmax, SwiGLU, cross-entropy, AdamW (in place), the gradient norm and the " +
+          `embedding (${threadsText(threads)}); other ops on tfjs wasm (XNNPACK SIMD, 1 thread)`,
       );
     }
     console.error(`Note: ${E.isLeft(heap) ? heap.left : "OpenBLAS unavailable"}; running wasm`);

@@ -13,14 +13,21 @@ import { initBackend } from "./backend.ts";
 import { createTrainState, disposeState } from "./train_state.ts";
 import { initParams } from "./params.ts";
 import { trainStep } from "./train_step.ts";
-import { fusedWasmThreads, registerFusedWasmAttention } from "./fused/mod.ts";
+import {
+  fusedWasmThreads,
+  registerFusedWasmAttention,
+  registerPooledWasmMatMul,
+} from "./fused/mod.ts";
 import { openHeapSgemm, registerBlasWasmMatMul } from "./blas/mod.ts";
 
 const got = await initBackend("wasm");
 if (E.isLeft(got)) throw new Error(got.left.message);
 // As the "auto" backend: products and attention on OpenBLAS where it is installed.
 const blas = E.isRight(registerBlasWasmMatMul()) ? openHeapSgemm() : undefined;
-if (blas !== undefined && E.isRight(blas)) registerFusedWasmAttention(blas.right.sgemm);
+if (blas !== undefined && E.isRight(blas)) {
+  registerFusedWasmAttention(blas.right.sgemm);
+  registerPooledWasmMatMul(blas.right.sgemm);
+}
 const heap = (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8;
 for (let i = 0; i < 300 && fusedWasmThreads() < got.right.fusedThreads!; i++) {
   await new Promise((r) => setTimeout(r, 20));

@@ -25,6 +25,7 @@ export { attachHeapSgemm, type HeapSgemm, openHeapSgemm, type SgemmArgs } from "
 export { openSgemv, type Sgemv, type SgemvArgs } from "./sgemv.ts";
 export { openTransposeCopy, type TransposeCopy } from "./transpose_copy.ts";
 export { hugePageFloats } from "./huge_pages.ts";
+export { type MatMulPlan, planMatMul } from "./_gemm.ts";
 export {
   CBLAS_NO_TRANS,
   CBLAS_ROW_MAJOR,

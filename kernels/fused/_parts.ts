@@ -251,6 +251,38 @@ function sumSquares(c: PartContext, a: Float64Array, part: number, parts: number
   new Float32Array(c.memory.buffer)[(arg(a, 2) >>> 2) + part] = sum;
 }
 
+/**
+ * Arguments: transA, transB (0 or 1), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc (byte offsets
+ * for a, b, c): C = alpha·op(A)·op(B) + beta·C, cut by rows of C into whole blocks of
+ * {@link GEMM_ROWS} rows (each row is computed by one single-threaded sgemm, whichever part).
+ */
+function sgemm(c: PartContext, a: Float64Array, part: number, parts: number): void {
+  const transA = arg(a, 0) === 1;
+  const [s, e] = partRange(arg(a, 2), part, parts, GEMM_ROWS);
+  if (e <= s) return;
+  const lda = arg(a, 7);
+  const ldc = arg(a, 12);
+  c.sgemm()(new Uint8Array(c.memory.buffer), {
+    transA,
+    transB: arg(a, 1) === 1,
+    m: e - s,
+    n: arg(a, 3),
+    k: arg(a, 4),
+    alpha: arg(a, 5),
+    // Rows of op(A): rows of A, or columns of A when it is transposed.
+    a: arg(a, 6) + 4 * (transA ? s : s * lda),
+    lda,
+    b: arg(a, 8),
+    ldb: arg(a, 9),
+    beta: arg(a, 10),
+    c: arg(a, 11) + 4 * s * ldc,
+    ldc,
+  });
+}
+
+/** Rows of C per unit of a cut product: whole register blocks of OpenBLAS's sgemm kernels. */
+export const GEMM_ROWS = 16;
+
 /** Every job, by name; a job's number is its place in {@link JOB_NAMES}. */
 export const PARTS = {
   swigluForward,
@@ -264,6 +296,7 @@ export const PARTS = {
   attentionForward,
   attentionBackward,
   sumSquares,
+  sgemm,
 } as const satisfies Record<string, Part>;
 
 /** A job's name. */

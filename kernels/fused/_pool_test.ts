@@ -203,6 +203,27 @@ function cases(arena: Arena): Case[] {
   ];
 }
 
+/**
+ * C = 0.5·op(A)·op(B) in the four transpositions, 37 rows (two whole 16-row blocks and a tail)
+ * by 19 by 23, A and B on leading dimensions wider than the matrices.
+ */
+function sgemmCases(arena: Arena): Case[] {
+  const r = random(13);
+  const [m, n, k, pad] = [37, 19, 23, 3];
+  return [[0, 0], [0, 1], [1, 0], [1, 1]].map(([ta, tb]) => {
+    const [aRows, aCols] = ta === 1 ? [k, m] : [m, k];
+    const [bRows, bCols] = tb === 1 ? [n, k] : [k, n];
+    const a = arena.alloc(aRows * (aCols + pad), r);
+    const b = arena.alloc(bRows * (bCols + pad), r);
+    const c = arena.alloc(m * n);
+    return {
+      job: "sgemm" as const,
+      args: [ta!, tb!, m, n, k, 0.5, a, aCols + pad, b, bCols + pad, 0, c, n],
+      outputs: [[c, m * n]] as [number, number][],
+    };
+  });
+}
+
 async function readyPool(memory: WebAssembly.Memory, workers: number) {
   const pool = startPool(memory, workers);
   for (let i = 0; i < 300 && pool.threads() < workers + 1; i++) {
@@ -223,8 +244,9 @@ Deno.test("kernel pool: every job cut over 2 and 3 threads writes what one threa
   blas.right.sgemm.threadsFor(1);
   const memory = new WebAssembly.Memory({ initial: 64, maximum: WASM32_PAGES, shared: true });
   const arena = new Arena(memory);
-  const all = [...cases(arena), ...attentionCases(arena)];
-  assertEquals(all.map((c) => c.job).sort(), [...JOB_NAMES].sort(), "every job is covered");
+  const all = [...cases(arena), ...attentionCases(arena), ...sgemmCases(arena)];
+  const jobs = [...new Set(all.map((c) => c.job))];
+  assertEquals(jobs.sort(), [...JOB_NAMES].sort(), "every job is covered");
   const pool = await readyPool(memory, 2);
   pool.attach(blas.right.sgemm.library);
   try {

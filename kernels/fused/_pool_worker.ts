@@ -21,10 +21,22 @@ const STATE = CONTROL.state;
 const args = new Float64Array(control, CONTROL.argsAt, MAX_ARGS);
 const ctx = { simd: simdKernels(memory), memory, sgemm: lazySgemm(() => readLibrary(control)) };
 const part = index + 1;
+/**
+ * How long a worker spins for the next job before it sleeps, ms. Small bench step (products on
+ * the pool), median of 20, three alternating runs: no spin 63.6–68.5 ms, 0.3 ms 55.0–59.6,
+ * 1 ms 55.7–56.9 (bench/NOTES.md §10).
+ */
+const SPIN_MS = 1;
 
 Atomics.store(ints, STATE + index, 1);
 let seen = Atomics.load(ints, CONTROL.seq);
 for (;;) {
+  // Spin a while before sleeping: a training step's kernels and products follow each other
+  // within microseconds, and a futex wake costs more than the smaller ones take.
+  const until = performance.now() + SPIN_MS;
+  for (let i = 1; Atomics.load(ints, CONTROL.seq) === seen; i++) {
+    if ((i & 63) === 0 && performance.now() > until) break;
+  }
   Atomics.wait(ints, CONTROL.seq, seen);
   const seq = Atomics.load(ints, CONTROL.seq);
   if (seq < 0) break;

@@ -22,7 +22,15 @@ import { rmsNorm, rmsNormComposite } from "../ops/rms_norm.ts";
 import { rope, ropeComposite, ropeTables } from "../ops/rope.ts";
 import { swiglu, swigluComposite } from "../ops/swiglu.ts";
 import { FUSED_REGISTRIES } from "../../solvers/mod.ts";
-import { fusedWasmOps, registerFusedWasmAttention, unregisterFusedWasmAttention } from "./mod.ts";
+import {
+  fusedWasmOps,
+  fusedWasmThreads,
+  registerFusedWasmAttention,
+  registerPooledWasmMatMul,
+  startFusedWasmPool,
+  unregisterFusedWasmAttention,
+  unregisterPooledWasmMatMul,
+} from "./mod.ts";
 
 const CASES = 6;
 const PRESENT = true;
@@ -354,4 +362,64 @@ Deno.test("globalNorm() fused on wasm is the float64 norm of every gradient, rea
     "an empty gradient has norm 0",
   );
   tf.dispose(grads);
+});
+
+Deno.test("BatchMatMul cut over the kernel pool is the float64 product in all four transpositions", async (t) => {
+  const opened = openHeapSgemm();
+  if (E.isLeft(opened)) {
+    console.log(`  skipping: ${opened.left}`);
+    await t.step({ name: "needs OpenBLAS", ignore: true, fn: () => {} });
+    return;
+  }
+  await onWasm();
+  for (let i = 0; i < 300 && fusedWasmThreads() < startFusedWasmPool(); i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  if (fusedWasmThreads() < 2) {
+    await t.step({ name: "needs two threads for the kernel pool", ignore: true, fn: () => {} });
+    return;
+  }
+  const mm = tf.getKernel("BatchMatMul", "wasm")!;
+  let cut = 0;
+  const counting: tf.KernelFunc = (args) => {
+    cut++;
+    return mm.kernelFunc(args);
+  };
+  registerPooledWasmMatMul(opened.right.sgemm);
+  const pooled = tf.getKernel("BatchMatMul", "wasm")!;
+  assert(pooled.kernelFunc !== mm.kernelFunc, "the pooled kernel is in place");
+  // Count what falls through to the kernel underneath: products too small to cut.
+  tf.unregisterKernel("BatchMatMul", "wasm");
+  tf.registerKernel({ ...mm, kernelFunc: counting });
+  unregisterPooledWasmMatMul();
+  registerPooledWasmMatMul(opened.right.sgemm);
+  try {
+    const next = rng(8);
+    const [m, n, k] = [301, 67, 129]; // 2.6M multiply-adds: cut; 301 rows: a tail block
+    for (const [ta, tb] of [[false, false], [false, true], [true, false], [true, true]]) {
+      const a = randomTensor(next, ta ? [k, m] : [m, k]);
+      const b = randomTensor(next, tb ? [n, k] : [k, n]);
+      const [av, bv] = [await values(a), await values(b)];
+      const got = await values(tf.matMul(a, b, ta, tb));
+      for (let r = 0; r < m; r++) {
+        for (let c = 0; c < n; c++) {
+          let want = 0;
+          for (let j = 0; j < k; j++) {
+            want += av[ta ? j * m + r : r * k + j]! * bv[tb ? c * k + j : j * n + c]!;
+          }
+          const e = got[r * n + c]! - want;
+          assert(Math.abs(e) <= 1e-5 * (1 + Math.abs(want)), `${ta}/${tb} [${r}, ${c}]: ${e}`);
+        }
+      }
+      tf.dispose([a, b]);
+    }
+    assertEquals(cut, 0, "every product here was cut over the pool");
+    const small = tf.matMul(tf.ones([4, 4]), tf.ones([4, 4]));
+    assertEquals(cut, 1, "a small product goes to the kernel underneath");
+    small.dispose();
+  } finally {
+    unregisterPooledWasmMatMul();
+    tf.unregisterKernel("BatchMatMul", "wasm");
+    tf.registerKernel(mm);
+  }
 });

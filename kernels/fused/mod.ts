@@ -22,6 +22,7 @@ import {
 } from "../ops/fused_kernels.ts";
 import { attentionBackward, attentionForward } from "./_attention_kernels.ts";
 import { rowGather } from "./_gather.ts";
+import { pooledMatMul } from "./_pooled_mat_mul.ts";
 import { type KernelPool, kernelThreads, poolOf } from "./_pool.ts";
 import type { WasmBackendLike } from "./_wasm_backend.ts";
 import {
@@ -38,6 +39,7 @@ import {
 } from "./_row_kernels.ts";
 
 const BACKEND = "wasm";
+const BatchMatMul = "BatchMatMul";
 
 const ROW_IMPLEMENTATIONS: FusedImplementations<RegistryOp<"wasm">> = {
   rmsNorm: [rmsNormForward, rmsNormBackward],
@@ -107,6 +109,37 @@ export function registerFusedWasmAttention(sgemm: HeapSgemm): void {
   attention = { attention: [attentionForward(sgemm), attentionBackward(sgemm)] };
   for (const [name, f] of registryKernels(ops, attention)) install(name, f);
   attentionSgemm = sgemm;
+}
+
+let pooledOver: tf.KernelConfig | undefined;
+let pooledInstalled: tf.KernelFunc | undefined;
+
+/**
+ * Cuts "wasm"'s float32 matrix products of 2^21 multiply-adds and more by rows over the kernel
+ * pool, each part a single-threaded sgemm on `sgemm`'s OpenBLAS; smaller and batched products go
+ * to the BatchMatMul registered now (OpenBLAS's own, `registerBlasWasmMatMul` in ../blas, which
+ * must be in place first). One set of threads then serves products and fused kernels, so the
+ * pool's worker, still spinning from the last kernel, takes the next product at once instead of
+ * OpenBLAS's sleeping threads (bench/NOTES.md §10). Idempotent.
+ */
+export function registerPooledWasmMatMul(sgemm: HeapSgemm): void {
+  const current = tf.getKernel(BatchMatMul, BACKEND);
+  if (current === undefined || current.kernelFunc === pooledInstalled) return;
+  pooledOver = current;
+  pooledInstalled = pooledMatMul(sgemm, current.kernelFunc);
+  tf.unregisterKernel(BatchMatMul, BACKEND);
+  tf.registerKernel({ ...current, kernelFunc: pooledInstalled });
+}
+
+/** Puts back the BatchMatMul that {@link registerPooledWasmMatMul} wrapped, if it is in place. */
+export function unregisterPooledWasmMatMul(): void {
+  const current = tf.getKernel(BatchMatMul, BACKEND);
+  if (pooledOver !== undefined && current?.kernelFunc === pooledInstalled) {
+    tf.unregisterKernel(BatchMatMul, BACKEND);
+    tf.registerKernel(pooledOver);
+  }
+  pooledOver = undefined;
+  pooledInstalled = undefined;
 }
 
 /** Removes the attention pair, so attention runs its composite path on "wasm". */
