@@ -253,35 +253,36 @@ function sumSquares(c: PartContext, a: Float64Array, part: number, parts: number
 
 /**
  * Arguments: transA, transB (0 or 1), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc (byte offsets
- * for a, b, c): C = alpha·op(A)·op(B) + beta·C, cut by rows of C into whole blocks of
- * {@link GEMM_ROWS} rows (each row is computed by one single-threaded sgemm, whichever part).
+ * for a, b, c): C = alpha·op(A)·op(B) + beta·C, cut along the longer side of C (rows, or columns
+ * when n > m: a weight gradient's few rows are slow to pack) into whole blocks of
+ * {@link GEMM_BLOCK}; each element is computed by one single-threaded sgemm, whichever part.
  */
 function sgemm(c: PartContext, a: Float64Array, part: number, parts: number): void {
-  const transA = arg(a, 0) === 1;
-  const [s, e] = partRange(arg(a, 2), part, parts, GEMM_ROWS);
+  const [transA, transB] = [arg(a, 0) === 1, arg(a, 1) === 1];
+  const [m, n, lda, ldb, ldc] = [arg(a, 2), arg(a, 3), arg(a, 7), arg(a, 9), arg(a, 12)];
+  const byColumns = n > m;
+  const [s, e] = partRange(byColumns ? n : m, part, parts, GEMM_BLOCK);
   if (e <= s) return;
-  const lda = arg(a, 7);
-  const ldc = arg(a, 12);
   c.sgemm()(new Uint8Array(c.memory.buffer), {
     transA,
-    transB: arg(a, 1) === 1,
-    m: e - s,
-    n: arg(a, 3),
+    transB,
+    m: byColumns ? m : e - s,
+    n: byColumns ? e - s : n,
     k: arg(a, 4),
     alpha: arg(a, 5),
-    // Rows of op(A): rows of A, or columns of A when it is transposed.
-    a: arg(a, 6) + 4 * (transA ? s : s * lda),
+    // Rows of op(A) are rows of A, or its columns when transposed; columns of op(B) likewise.
+    a: arg(a, 6) + (byColumns ? 0 : 4 * (transA ? s : s * lda)),
     lda,
-    b: arg(a, 8),
-    ldb: arg(a, 9),
+    b: arg(a, 8) + (byColumns ? 4 * (transB ? s * ldb : s) : 0),
+    ldb,
     beta: arg(a, 10),
-    c: arg(a, 11) + 4 * s * ldc,
+    c: arg(a, 11) + 4 * (byColumns ? s : s * ldc),
     ldc,
   });
 }
 
-/** Rows of C per unit of a cut product: whole register blocks of OpenBLAS's sgemm kernels. */
-export const GEMM_ROWS = 16;
+/** Rows or columns of C per unit of a cut product: whole register blocks of sgemm kernels. */
+export const GEMM_BLOCK = 16;
 
 /** Every job, by name; a job's number is its place in {@link JOB_NAMES}. */
 export const PARTS = {

@@ -204,24 +204,28 @@ function cases(arena: Arena): Case[] {
 }
 
 /**
- * C = 0.5·op(A)·op(B) in the four transpositions, 37 rows (two whole 16-row blocks and a tail)
- * by 19 by 23, A and B on leading dimensions wider than the matrices.
+ * C = 0.5·op(A)·op(B) in the four transpositions, cut by rows (37 by 19: two whole 16-row blocks
+ * and a tail) and by columns (19 by 37), inner size 23, A and B on leading dimensions wider than
+ * the matrices.
  */
 function sgemmCases(arena: Arena): Case[] {
   const r = random(13);
-  const [m, n, k, pad] = [37, 19, 23, 3];
-  return [[0, 0], [0, 1], [1, 0], [1, 1]].map(([ta, tb]) => {
-    const [aRows, aCols] = ta === 1 ? [k, m] : [m, k];
-    const [bRows, bCols] = tb === 1 ? [n, k] : [k, n];
-    const a = arena.alloc(aRows * (aCols + pad), r);
-    const b = arena.alloc(bRows * (bCols + pad), r);
-    const c = arena.alloc(m * n);
-    return {
-      job: "sgemm" as const,
-      args: [ta!, tb!, m, n, k, 0.5, a, aCols + pad, b, bCols + pad, 0, c, n],
-      outputs: [[c, m * n]] as [number, number][],
-    };
-  });
+  const [k, pad] = [23, 3];
+  const transpositions = [[0, 0], [0, 1], [1, 0], [1, 1]];
+  return [[37, 19], [19, 37]].flatMap(([m, n]) =>
+    transpositions.map(([ta, tb]) => {
+      const [aRows, aCols] = ta === 1 ? [k, m!] : [m!, k];
+      const [bRows, bCols] = tb === 1 ? [n!, k] : [k, n!];
+      const a = arena.alloc(aRows * (aCols + pad), r);
+      const b = arena.alloc(bRows * (bCols + pad), r);
+      const c = arena.alloc(m! * n!);
+      return {
+        job: "sgemm" as const,
+        args: [ta!, tb!, m!, n!, k, 0.5, a, aCols! + pad, b, bCols! + pad, 0, c, n!],
+        outputs: [[c, m! * n!]] as [number, number][],
+      };
+    })
+  );
 }
 
 async function readyPool(memory: WebAssembly.Memory, workers: number) {

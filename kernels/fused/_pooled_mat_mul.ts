@@ -1,5 +1,5 @@
 /**
- * `BatchMatMul` on the kernel pool: a product's rows of C are cut over the pool's threads, each
+ * `BatchMatMul` on the kernel pool: a product's rows (or columns) of C are cut over the pool's threads, each
  * part one single-threaded OpenBLAS sgemm on the wasm heap in place. One set of threads then
  * serves the products and the fused kernels, instead of OpenBLAS's own threads beside the
  * pool's. Private to `kernels/fused/`.
@@ -9,7 +9,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { HeapSgemm } from "../blas/mod.ts";
 import { planMatMul } from "../blas/mod.ts";
-import { GEMM_ROWS } from "./_parts.ts";
+import { GEMM_BLOCK } from "./_parts.ts";
 import { heapOf } from "./_wasm_backend.ts";
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -32,7 +32,7 @@ export function pooledMatMul(sgemm: HeapSgemm, fallback: tf.KernelFunc): tf.Kern
     const plan = planMatMul(a.shape, b.shape, transposeA, transposeB);
     const { m, n, k } = plan;
     const heap = heapOf(args.backend);
-    const parts = Math.min(heap.parts(Infinity), Math.ceil(m / GEMM_ROWS));
+    const parts = Math.min(heap.parts(Infinity), Math.ceil(Math.max(m, n) / GEMM_BLOCK));
     if (m * n * k < CUT_FROM || parts < 2) return fallback(args);
     const out = heap.alloc(plan.outShape);
     heap.attachBlas(sgemm.library);
