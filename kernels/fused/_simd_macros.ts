@@ -49,20 +49,23 @@ export const EXP_SETUP = EXP_CONSTANTS.map(([n, v]) => `(local.set ${n} ${f4(v)}
  */
 export function exp4(v: string, k: string, p: string): string {
   const c = (name: string): string => get(name);
+  // relaxed_madd(a, b, c) = a·b + c, fused where the CPU has FMA (x64 with FMA3, arm64).
+  const madd = (a: string, b: string, d: string): string => `(f32x4.relaxed_madd ${a} ${b} ${d})`;
+  const nmadd = (a: string, b: string, d: string): string => `(f32x4.relaxed_nmadd ${a} ${b} ${d})`;
   return `
     (local.set ${v} (f32x4.pmax (f32x4.pmin ${get(v)} ${c("$eHi")}) ${c("$eLo")}))
-    (local.set ${p} (f32x4.add (f32x4.mul ${get(v)} ${c("$eLog2e")}) ${c("$eMagic")}))
+    (local.set ${p} ${madd(get(v), c("$eLog2e"), c("$eMagic"))})
     (local.set ${k} (f32x4.sub ${get(p)} ${c("$eMagic")}))
-    (local.set ${v} (f32x4.sub (f32x4.sub ${get(v)} (f32x4.mul ${get(k)} ${c("$eLn2Hi")}))
-                               (f32x4.mul ${get(k)} ${c("$eLn2Lo")})))
+    (local.set ${v} ${nmadd(get(k), c("$eLn2Lo"), nmadd(get(k), c("$eLn2Hi"), get(v)))})
     (local.set ${k} (i32x4.shl (i32x4.sub ${get(p)} ${c("$eBias")}) (i32.const 23)))
-    (local.set ${p} (f32x4.add (f32x4.mul ${c("$eP5")} ${get(v)}) ${c("$eP4")}))
-    (local.set ${p} (f32x4.add (f32x4.mul ${get(p)} ${get(v)}) ${c("$eP3")}))
-    (local.set ${p} (f32x4.add (f32x4.mul ${get(p)} ${get(v)}) ${c("$eP2")}))
-    (local.set ${p} (f32x4.add (f32x4.mul ${get(p)} ${get(v)}) ${c("$eP1")}))
-    (local.set ${p} (f32x4.add (f32x4.mul ${get(p)} ${get(v)}) ${c("$eP0")}))
-    (local.set ${p} (f32x4.add (f32x4.add (f32x4.mul ${get(p)} (f32x4.mul ${get(v)} ${get(v)}))
-                                          ${get(v)}) ${c("$eOne")}))
+    (local.set ${p} ${madd(c("$eP5"), get(v), c("$eP4"))})
+    (local.set ${p} ${madd(get(p), get(v), c("$eP3"))})
+    (local.set ${p} ${madd(get(p), get(v), c("$eP2"))})
+    (local.set ${p} ${madd(get(p), get(v), c("$eP1"))})
+    (local.set ${p} ${madd(get(p), get(v), c("$eP0"))})
+    (local.set ${p} (f32x4.add ${madd(get(p), `(f32x4.mul ${get(v)} ${get(v)})`, get(v))} ${
+    c("$eOne")
+  }))
     (local.set ${v} (f32x4.mul ${get(p)} ${get(k)}))`;
 }
 

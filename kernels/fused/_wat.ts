@@ -88,6 +88,7 @@ function table(): Map<string, Op> {
   simd(0xe3, "none", "f32x4.sqrt", "f32x4.add", "f32x4.sub", "f32x4.mul", "f32x4.div");
   simd(0xe8, "none", "f32x4.min", "f32x4.max", "f32x4.pmin", "f32x4.pmax");
   simd(0xf8, "none", "i32x4.trunc_sat_f32x4_s");
+  simd(0x105, "none", "f32x4.relaxed_madd", "f32x4.relaxed_nmadd");
   simd(0xfa, "none", "f32x4.convert_i32x4_s");
   return ops;
 }
