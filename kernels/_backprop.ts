@@ -10,13 +10,16 @@
  * and needed by no one once that node is done.
  *
  * The arithmetic is tfjs's own: the same gradient functions, run in the same
- * order, accumulated with the same `add` (a step's losses and gradients are
- * bit for bit those of `tf.engine().gradients`). Private to `kernels/`.
+ * order, accumulated with the same `add`, except that where the backend adds a
+ * matrix product into an existing sum (the pooled products of ./fused), a
+ * product's contribution to a gradient already begun is summed inside the
+ * product: the same sum, rounded once less. Private to `kernels/`.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { releaseDisposedGpuBuffers } from "./ops/release.ts";
+import { addingNextProduct } from "./fused/mod.ts";
 
 /** A node of tfjs's gradient tape, as the engine records it. */
 interface TapeNode {
@@ -35,6 +38,15 @@ interface EngineInternals {
   startTape(): void;
   endTape(): void;
   tidy<T extends tf.TensorContainer>(nameOrFn: string | (() => T), fn?: () => T): T;
+}
+
+const BatchMatMul = "BatchMatMul";
+
+/** Whether `t` is the gradient of one tensor only (a gradient function may hand one on). */
+function sole(grad: ReadonlyMap<number, tf.Tensor>, t: tf.Tensor): boolean {
+  let n = 0;
+  for (const g of grad.values()) if (g === t) n++;
+  return n === 1;
 }
 
 /** The nodes on a path from some x to y, their inputs pruned to those that depend on an x. */
@@ -109,11 +121,22 @@ export function gradientsReleasing<Y extends tf.Tensor = tf.Scalar>(
       const dys = node.outputs.map((o) => grad.get(o.id) ?? null);
       const gradient = node.gradient;
       const names = Object.keys(node.inputs);
+      // A matrix product's contribution to a gradient already begun is added inside the product
+      // (./fused: sgemm's beta = 1, where the backend does it) instead of by an Add after it.
+      const summed = new Set<string>();
       // One scope per node: what a gradient function makes besides its results (a composite
       // op's temporaries, zeros for unused outputs) dies here, not at the end of the pass.
       const dxs = engine.tidy(() => {
         const inputGrads = gradient(dys);
-        return names.map((name) => inputGrads[name]!());
+        return names.map((name) => {
+          const current = grad.get(node.inputs[name]!.id);
+          if (node.kernelName !== BatchMatMul || current === undefined || !sole(grad, current)) {
+            return inputGrads[name]!();
+          }
+          const r = addingNextProduct(current, inputGrads[name]!);
+          if (r.added) summed.add(name);
+          return r.value;
+        });
       });
       for (const [k, name] of names.entries()) {
         const x = node.inputs[name]!;
@@ -126,6 +149,12 @@ export function gradientsReleasing<Y extends tf.Tensor = tf.Scalar>(
         const current = grad.get(x.id);
         if (current === undefined) {
           grad.set(x.id, dx);
+          continue;
+        }
+        if (summed.has(name)) {
+          // dx holds current + the product, on current's buffer.
+          grad.set(x.id, dx);
+          current.dispose();
           continue;
         }
         grad.set(x.id, tf.add(current, dx));

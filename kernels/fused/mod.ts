@@ -23,6 +23,7 @@ import {
 import { attentionBackward, attentionForward } from "./_attention_kernels.ts";
 import { rowGather } from "./_gather.ts";
 import { pooledMatMul } from "./_pooled_mat_mul.ts";
+export { addingNextProduct } from "./_pooled_mat_mul.ts";
 import { type KernelPool, kernelThreads, poolOf } from "./_pool.ts";
 import type { WasmBackendLike } from "./_wasm_backend.ts";
 import {
