@@ -496,6 +496,8 @@ export function activationsOf(
     ...(lossChunk === undefined ? {} : { lossChunk }),
     updateBuffers: act.updateBuffers ?? kernels.updateBuffers,
     attention: act.attention ?? kernels.attention,
+    gradientNorm: act.gradientNorm ?? kernels.gradientNorm,
+    productSums: act.productSums ?? kernels.productSums,
   };
 }
 

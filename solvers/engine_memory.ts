@@ -28,8 +28,10 @@ import {
 } from "../base/mod.ts";
 
 /**
- * Ops that may run as one fused kernel or as composite tfjs ops, and `adamwInPlace`: the fused
- * AdamW writes into its inputs' buffers (wasm) instead of new ones (webgpu).
+ * Ops that may run as one fused kernel or as composite tfjs ops; `adamwInPlace`: the fused AdamW
+ * writes into its inputs' buffers (wasm) instead of new ones (webgpu); `productSums`: a matrix
+ * product's contribution to a gradient already begun is added inside the product, into the
+ * running sum's buffer (the pooled products of `kernels/fused`), instead of by an Add.
  */
 export const FUSIBLE_OPS = [
   "rmsNorm",
@@ -40,6 +42,7 @@ export const FUSIBLE_OPS = [
   "adamw",
   "adamwInPlace",
   "sumSquares",
+  "productSums",
 ] as const;
 /** One of {@link FUSIBLE_OPS}. */
 export type FusibleOp = typeof FUSIBLE_OPS[number];
@@ -54,6 +57,10 @@ export interface KernelTraits {
   readonly updateBuffers: number;
   /** `fused`: one log-sum-exp per head and row kept; `composite`: each head's probabilities. */
   readonly attention: "fused" | "composite";
+  /** `fused`: the global gradient norm reads the gradients in place; `composite`: squares each. */
+  readonly gradientNorm: "fused" | "composite";
+  /** Whether a product's contribution to a gradient sum is added inside the product. */
+  readonly productSums: boolean;
 }
 
 /**
@@ -63,14 +70,20 @@ export interface KernelTraits {
  * ```ts
  * import assert from "node:assert/strict";
  * import { FUSIBLE_OPS, kernelTraits } from "./engine_memory.ts";
- * assert.deepEqual(kernelTraits(FUSIBLE_OPS), { updateBuffers: 0, attention: "fused" });
- * assert.deepEqual(kernelTraits([]), { updateBuffers: 6, attention: "composite" });
+ * assert.deepEqual(kernelTraits(FUSIBLE_OPS), {
+ *   updateBuffers: 0, attention: "fused", gradientNorm: "fused", productSums: true,
+ * });
+ * assert.deepEqual(kernelTraits([]), {
+ *   updateBuffers: 6, attention: "composite", gradientNorm: "composite", productSums: false,
+ * });
  * ```
  */
 export function kernelTraits(fused: readonly FusibleOp[]): KernelTraits {
   return {
     updateBuffers: fused.includes("adamw") ? (fused.includes("adamwInPlace") ? 0 : 3) : 6,
     attention: fused.includes("attention") ? "fused" : "composite",
+    gradientNorm: fused.includes("sumSquares") ? "fused" : "composite",
+    productSums: fused.includes("productSums"),
   };
 }
 
@@ -341,56 +354,71 @@ function headForward(r: Replay): void {
 
 // ---- backward ----
 
-/** A parameter's gradient arrives: a new buffer, or added into the running sum. */
+/** A parameter's gradient arrives (a product): a new buffer, or added into the running sum. */
 function paramGrad(r: Replay, name: string, size: number, at: string): void {
   const { t } = r;
   if (!t.sizes.has(`grad:${name}`)) {
     t.alloc(`grad:${name}`, size, at);
     return;
   }
+  if (r.fused.has("productSums")) return;
   // add(acc, dx): the contribution and the sum live together for a moment
   t.alloc("~contribution", size, at);
   t.spike(size, at);
   t.free("~contribution");
 }
 
-/** Backward of a projection: returns the buffer name of the input's gradient. */
-function projectBackward(r: Replay, l: Layer, p: Projection, dyName: string): string {
+/**
+ * One product's contribution to the gradient summed in `into`: the name of its own buffer, or
+ * undefined when it needs none (it starts the sum, or the product adds into the sum).
+ */
+function contribution(r: Replay, into: string, floats: number, at: string): string | undefined {
+  const { t } = r;
+  if (!t.sizes.has(into)) {
+    t.alloc(into, floats, at);
+    return undefined;
+  }
+  if (r.fused.has("productSums")) return undefined;
+  t.alloc(`${into}~c`, floats, at);
+  return `${into}~c`;
+}
+
+/** add(sum, c): the new sum beside both, then the old sum and the contribution go. */
+function sumInto(r: Replay, c: string | undefined, at: string): void {
+  if (c === undefined) return;
+  r.t.spike(r.t.sizes.get(c)! / 4, at);
+  r.t.free(c);
+}
+
+/** Backward of a projection whose input's gradient sums into `into`. */
+function projectBackward(
+  r: Replay,
+  l: Layer,
+  p: Projection,
+  dyName: string,
+  into: string,
+): void {
   const { t, d, spec } = r;
   const dims = projectionDims(spec.shape, p);
   const L = `L${l.index}`;
   const at = `backward layer ${l.index} ${p}_proj`;
-  const dx = `${L}.d_${p}_in`;
   if (l.adapted.has(p)) {
-    // scale: dy·s; (x·A)·B: d(x·A), dB; x·A: dx branch, dA; x·W: dx main, summed
+    // scale: dy·s; (x·A)·B: d(x·A), dB; x·A: dx (branch), dA; x·W: dx (main)
     t.alloc(`${L}.dlow`, d.n * dims.out, at);
     t.alloc(`${L}.dxA`, d.n * spec.rank, at);
     paramGrad(r, `${L}.${p}.B`, spec.rank * dims.out, at);
     t.free(`${L}.dlow`);
-    t.alloc(dx, d.n * dims.in, at);
+    const branch = contribution(r, into, d.n * dims.in, at);
     paramGrad(r, `${L}.${p}.A`, dims.in * spec.rank, at);
+    sumInto(r, branch, at);
     t.free(`${L}.dxA`, `${L}.${p}.xA`);
-    t.alloc(`${dx}.main`, d.n * dims.in, at);
-    t.spike(d.n * dims.in, at);
-    t.free(`${dx}.main`);
+    sumInto(r, contribution(r, into, d.n * dims.in, at), at);
   } else {
-    t.alloc(dx, d.n * dims.in, at);
+    const c = contribution(r, into, d.n * dims.in, at);
     if (l.trains) paramGrad(r, `${L}.${p}.W`, weightSize(spec.shape, p), at);
+    sumInto(r, c, at);
   }
   t.free(dyName);
-  return dx;
-}
-
-/** Gradient contributions to one tensor, summed as they come: the running sum's name. */
-function accumulate(r: Replay, into: string, dx: string, at: string): void {
-  const { t } = r;
-  if (!t.sizes.has(into)) {
-    t.rename(dx, into);
-    return;
-  }
-  const size = t.sizes.get(dx)! / 4;
-  t.spike(size, at);
-  t.free(dx);
 }
 
 function rmsBackward(r: Replay, name: string, trains: boolean, at: string): string {
@@ -429,17 +457,16 @@ function layerBackward(r: Replay, l: Layer): void {
   // dh (the gradient of this layer's output) flows to h1 and to the down projection as views.
   const dh = `dh${l.index + 1}`;
   t.free(`h${l.index + 1}`);
-  const ds = projectBackward(r, l, "down", "~view");
+  const ds = `${L}.ds`;
+  projectBackward(r, l, "down", "~view", ds);
   t.free(`${L}.s`);
   // SwiGLU
   if (!r.fused.has("swiglu")) t.spike(7 * d.n * d.f, `${at} swiglu`);
   t.alloc(`${L}.dg`, d.n * d.f, `${at} swiglu`);
   t.alloc(`${L}.du`, d.n * d.f, `${at} swiglu`);
   t.free(ds, `${L}.g`, `${L}.u`);
-  const dmUp = projectBackward(r, l, "up", `${L}.du`);
-  accumulate(r, `${L}.dm`, dmUp, at);
-  const dmGate = projectBackward(r, l, "gate", `${L}.dg`);
-  accumulate(r, `${L}.dm`, dmGate, at);
+  projectBackward(r, l, "up", `${L}.du`, `${L}.dm`);
+  projectBackward(r, l, "gate", `${L}.dg`, `${L}.dm`);
   t.free(`${L}.m`);
   const dn2 = rmsBackward(r, `${L}.n2`, l.trains, `${at} norm`);
   t.free(`${L}.dm`, `${L}.h1`);
@@ -447,14 +474,11 @@ function layerBackward(r: Replay, l: Layer): void {
   t.alloc(`${L}.dh1`, d.n * d.h, at);
   t.free(dn2, dh);
   // the residual add hands dh1 to h_l and to the o projection as views
-  t.rename(projectBackward(r, l, "o", "~view"), `${L}.do`);
+  projectBackward(r, l, "o", "~view", `${L}.do`);
   attentionBackward(r, L, `${at} attention`);
-  const daV = projectBackward(r, l, "v", `${L}.dv`);
-  accumulate(r, `${L}.da`, daV, at);
-  const daK = projectBackward(r, l, "k", `${L}.dk`);
-  accumulate(r, `${L}.da`, daK, at);
-  const daQ = projectBackward(r, l, "q", `${L}.dq`);
-  accumulate(r, `${L}.da`, daQ, at);
+  projectBackward(r, l, "v", `${L}.dv`, `${L}.da`);
+  projectBackward(r, l, "k", `${L}.dk`, `${L}.da`);
+  projectBackward(r, l, "q", `${L}.dq`, `${L}.da`);
   t.free(`${L}.a`);
   const dn1 = rmsBackward(r, `${L}.n1`, l.trains, `${at} norm`);
   t.free(`${L}.da`);

@@ -12,8 +12,11 @@ import { FUSIBLE_OPS, type FusibleOp } from "./engine_memory.ts";
 export const FUSED_REGISTRIES = {
   /** wasm SIMD kernels, registered whenever wasm starts; AdamW writes into its inputs' buffers. */
   wasm: ["rmsNorm", "rope", "swiglu", "crossEntropy", "adamw", "adamwInPlace", "sumSquares"],
-  /** Causal attention on OpenBLAS products in wasm memory, registered when OpenBLAS loads. */
-  wasmOpenBlas: ["attention"],
+  /**
+   * Causal attention on OpenBLAS products in wasm memory, and the products cut over the kernel
+   * pool, which add into gradient sums; registered when OpenBLAS loads.
+   */
+  wasmOpenBlas: ["attention", "productSums"],
   /** WGSL kernels; AdamW writes new buffers, as the contract allows. */
   webgpu: ["rmsNorm", "rope", "attention", "swiglu", "crossEntropy", "adamw"],
 } as const satisfies Record<string, readonly FusibleOp[]>;

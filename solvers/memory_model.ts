@@ -68,6 +68,10 @@ export interface ActivationAssumptions {
   readonly updateBuffers?: number;
   /** Attention as the backend runs it (`KernelTraits`); default `fused`. */
   readonly attention?: "fused" | "composite";
+  /** The global gradient norm as the backend runs it (`KernelTraits`); default `composite`. */
+  readonly gradientNorm?: "fused" | "composite";
+  /** Products add into gradient sums (`KernelTraits`); default false. */
+  readonly productSums?: boolean;
 }
 
 /** What the memory model counts. */
@@ -289,8 +293,12 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
   const largestTrained = Math.max(headGrad / bytes.grad, f * h);
   // The token embedding's gradient comes after the bottom layer's backward (one pass, untied).
   const embeddingGradLater = !summing && headGrad > 0 && !shape.tiedEmbeddings ? headGrad : 0;
-  // A weight gradient just made: a new buffer, or (summing) a contribution and the new sum.
-  const madeGrads = summing ? 2 * downGrad : headGrad + downGrad;
+  // A weight gradient just made: a new buffer, or (summing) a contribution and the new sum, or
+  // nothing where the product adds into the sum.
+  const inSums = act.productSums ?? false;
+  const contribution = (grad: number) => inSums ? 0 : 2 * grad;
+  const madeGrads = summing ? contribution(downGrad) : headGrad + downGrad;
+  const normCopy = act.gradientNorm === "fused" ? 0 : bytes.grad * largestTrained;
   const forms: StageLinearForm[] = [
     {
       phase: "backward start",
@@ -307,11 +315,11 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
     },
     {
       // Every gradient made, the last beside the embedding output's gradient, then the global
-      // norm squaring the largest gradient.
+      // norm squaring the largest gradient (a composite norm).
       phase: "end of backward",
       perNew: full.perNew,
       perOld: full.perOld,
-      constant: full.constant + Math.max(n * b * h, bytes.grad * largestTrained),
+      constant: full.constant + Math.max(n * b * h, normCopy),
     },
   ];
   if (act.attention === "composite") {
@@ -361,7 +369,7 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
       phase: "head backward",
       perNew: full.perNew + perLayer,
       perOld: stage === 1 ? 0 : full.perOld + perOldAct,
-      constant: full.constant + n * b * (3 * h + shape.vocab + 5) + 2 * headGrad,
+      constant: full.constant + n * b * (3 * h + shape.vocab + 5) + contribution(headGrad),
     });
   }
   if (!act.recompute) return forms;
@@ -372,10 +380,12 @@ export function stageLinearForms(problem: MemoryProblem, stage: number): StageLi
   // input's gradient and a temporary (f + f on top of the trained layer's), or the rebuild at
   // the up projection, where q, k and the output projection's result are not yet freed at the
   // layer's end (2h + kv) and the up projection's temporaries (3f) stand in for the backward's
-  // gradients, with no output yet (h).
+  // gradients, with no output yet (h). Where products add into gradient sums, the branch's copy
+  // and its sum never exist and the rebuild is the busier.
   const bottom = stage === 1
-    ? inLayer - (summing ? -downGrad : bytes.grad * P - downGrad)
-    : n * b * (7 * h + 2 * kv + 5 * f + shape.heads + 4 + adapterTok + Math.max(f, h + kv));
+    ? inLayer - (summing ? downGrad - contribution(downGrad) : bytes.grad * P - downGrad)
+    : n * b * (7 * h + 2 * kv + 5 * f + shape.heads + 4 + adapterTok +
+      (inSums ? h + kv : Math.max(f, h + kv)));
   return [...forms, {
     phase: "bottom layer backward",
     perNew: full.perNew,

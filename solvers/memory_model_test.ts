@@ -17,7 +17,7 @@ import {
   sumTerms,
 } from "./memory_model.ts";
 import { galoreMemory, galoreStateElements } from "./baselines.ts";
-import { engineStepMemory, FUSIBLE_OPS } from "./engine_memory.ts";
+import { engineStepMemory, FUSIBLE_OPS, kernelTraits } from "./engine_memory.ts";
 
 function paperProblem(hidden: number, intermediate: number, layers: number): MemoryProblem {
   const shape = completeShape({
@@ -198,18 +198,11 @@ Deno.test("the planner's phases follow the engine's buffer replay within 10%", (
     [256, 4, 4, 4, 32000, 128, 4],
   ] as const;
   const kernels = [
-    { fused: FUSIBLE_OPS, updateBuffers: 0, attention: "fused" },
-    {
-      fused: FUSIBLE_OPS.filter((o) => o !== "adamwInPlace"),
-      updateBuffers: 3,
-      attention: "fused",
-    },
-    {
-      fused: FUSIBLE_OPS.filter((o) => o !== "attention"),
-      updateBuffers: 0,
-      attention: "composite",
-    },
-  ] as const;
+    { fused: FUSIBLE_OPS },
+    { fused: FUSIBLE_OPS.filter((o) => o !== "adamwInPlace" && o !== "productSums") },
+    { fused: FUSIBLE_OPS.filter((o) => o !== "attention" && o !== "productSums") },
+    { fused: FUSIBLE_OPS.filter((o) => o !== "sumSquares") },
+  ].map((k) => ({ ...k, ...kernelTraits(k.fused) }));
   for (const k of kernels) {
     for (const accumulation of [1, 2]) {
       for (const recompute of [false, true]) {
@@ -237,6 +230,8 @@ Deno.test("the planner's phases follow the engine's buffer replay within 10%", (
                 accumulation,
                 updateBuffers: k.updateBuffers,
                 attention: k.attention,
+                gradientNorm: k.gradientNorm,
+                productSums: k.productSums,
               },
             },
           };
@@ -263,7 +258,8 @@ Deno.test("the planner's phases follow the engine's buffer replay within 10%", (
             assert(
               Math.abs(ratio - 1) < 0.1,
               `${[hidden, layers, heads, kvHeads, vocab, seqLen, microBatch]} ${k.attention} ` +
-                `attention, ${k.updateBuffers} update buffers, ${accumulation} micro-batches, ` +
+                `attention, ${k.updateBuffers} update buffers, ${k.gradientNorm} norm, sums in products ` +
+                `${k.productSums}, ${accumulation} micro-batches, ` +
                 `recompute ${recompute}, stage ${i + 1}: planner ${s.bytes} vs replay ${
                   replayed[i]!.peakBytes
                 }`,

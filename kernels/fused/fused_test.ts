@@ -234,7 +234,8 @@ Deno.test("causalAttention() fused with OpenBLAS on wasm matches the composite (
   registerFusedWasmAttention(opened.right.sgemm);
   try {
     assertEquals(hasFusedKernel(FUSED_ATTENTION.forward), PRESENT);
-    assertEquals(fusedWasmOps(), [...FUSED_REGISTRIES.wasm, ...FUSED_REGISTRIES.wasmOpenBlas]);
+    // The products' sums come with the pooled products (registerPooledWasmMatMul), not here.
+    assertEquals(fusedWasmOps(), [...FUSED_REGISTRIES.wasm, "attention"]);
     const next = rng(5);
     // Random small cases, then sequences around the kernel's 64-row query blocks.
     const cases = [
@@ -388,6 +389,7 @@ Deno.test("BatchMatMul cut over the kernel pool is the float64 product in all fo
   registerPooledWasmMatMul(opened.right.sgemm);
   const pooled = tf.getKernel("BatchMatMul", "wasm")!;
   assert(pooled.kernelFunc !== mm.kernelFunc, "the pooled kernel is in place");
+  assert(fusedWasmOps().includes("productSums"), "it adds products into gradient sums");
   // Count what falls through to the kernel underneath: products too small to cut.
   tf.unregisterKernel("BatchMatMul", "wasm");
   tf.registerKernel({ ...mm, kernelFunc: counting });

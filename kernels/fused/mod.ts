@@ -107,7 +107,10 @@ export function registerFusedWasmAttention(sgemm: HeapSgemm): void {
     sgemm === attentionSgemm && attention !== undefined &&
     liveOps(BACKEND, ops, attention).length === ops.length
   ) return;
-  attention = { attention: [attentionForward(sgemm), attentionBackward(sgemm)] };
+  attention = {
+    attention: [attentionForward(sgemm), attentionBackward(sgemm)],
+    productSums: [],
+  };
   for (const [name, f] of registryKernels(ops, attention)) install(name, f);
   attentionSgemm = sgemm;
 }
@@ -130,6 +133,12 @@ export function registerPooledWasmMatMul(sgemm: HeapSgemm): void {
   pooledInstalled = pooledMatMul(sgemm, current.kernelFunc);
   tf.unregisterKernel(BatchMatMul, BACKEND);
   tf.registerKernel({ ...current, kernelFunc: pooledInstalled });
+}
+
+/** Whether the pooled BatchMatMul is the one registered. */
+function pooledLive(): boolean {
+  return pooledInstalled !== undefined &&
+    tf.getKernel(BatchMatMul, BACKEND)?.kernelFunc === pooledInstalled;
 }
 
 /** Puts back the BatchMatMul that {@link registerPooledWasmMatMul} wrapped, if it is in place. */
@@ -180,7 +189,11 @@ export function fusedWasmOps(): FusibleOp[] {
   if (tf.getBackend() !== BACKEND) return [];
   return [
     ...liveOps(BACKEND, FUSED_REGISTRIES.wasm, ROW_IMPLEMENTATIONS),
-    ...(attention === undefined ? [] : liveOps(BACKEND, FUSED_REGISTRIES.wasmOpenBlas, attention)),
+    ...FUSED_REGISTRIES.wasmOpenBlas.filter((op) =>
+      op === "productSums"
+        ? pooledLive()
+        : attention !== undefined && liveOps(BACKEND, [op], attention).length === 1
+    ),
   ];
 }
 

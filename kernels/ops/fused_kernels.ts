@@ -131,6 +131,8 @@ const OP_KERNELS: Readonly<Record<FusibleOp, readonly string[]>> = {
   adamw: [FUSED_ADAMW],
   adamwInPlace: [FUSED_ADAMW],
   sumSquares: [FUSED_SUM_SQUARES],
+  // No kernel of its own: the pooled BatchMatMul of ../fused, live when it is registered.
+  productSums: [],
 };
 
 /**
