@@ -31,7 +31,7 @@ export interface AttentionScratch {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { attentionScratch } from "./attention_blocks.ts";
+ * import { attentionScratch } from "./kernel_parts.ts";
  * assert.deepEqual(attentionScratch(4096), { forward: 64 * 4096 + 2 * 4096, backward: 2 * 64 * 4096 + 64 });
  * assert.deepEqual(attentionScratch(10), { forward: 120, backward: 210 });
  * ```

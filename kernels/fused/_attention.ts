@@ -9,11 +9,12 @@
  * whole units (./_parts.ts) that the kernel pool's threads run side by side,
  * each with scratch of its own and single-threaded products.
  *
- * Queries go in blocks of `ATTENTION_BLOCK` rows (base/attention_blocks.ts), each multiplied only against the
- * keys it can see (rows [r0, r1) need keys [0, r1)): about 5/8 of the full
- * products' work at seq = 256, with the masked upper blocks never computed.
- * One block's scores are held at a time, so scratch grows with BLOCK·seq, not
- * seq² (at seq = 4096 the backward pass held 134 MB a part, now 2 MB).
+ * Queries go in blocks of `ATTENTION_BLOCK` rows (base/kernel_parts.ts), each
+ * multiplied only against the keys it can see (rows [r0, r1) need keys
+ * [0, r1)): about 5/8 of the full products' work at seq = 256, with the masked
+ * upper blocks never computed. One block's scores are held at a time, so
+ * scratch grows with BLOCK·seq, not seq² (at seq = 4096 the backward pass held
+ * 134 MB a part, now 2 MB).
  * Private to `kernels/fused/`.
  *
  * @module
