@@ -79,6 +79,8 @@ const NOT_BY_DEFAULT = ["blas", "webgpu", "cpu"];
 interface TrainRow extends TrainBenchRow {
   readonly description: string;
   readonly peerTokensPerSec?: number;
+  /** The environment PyTorch was fastest in at this shape. */
+  readonly peerEnv?: Record<string, string>;
   readonly ratio?: number;
 }
 
@@ -125,6 +127,23 @@ function generationPeerEnv(mode: string | undefined): Record<string, string> {
   return rest;
 }
 
+/**
+ * The environments the training peer runs in, each shape keeping the faster: OpenMP's passive
+ * waits helped torch 1.13 on OpenBLAS 3–5× here, and slow torch 2.13 (its own OpenMP, MKL) up to
+ * 2× (small shape, 8 900 against 15 700–17 700 tokens/s), so neither is PyTorch at its best
+ * everywhere. `stock`: the environment as it is, alone.
+ */
+function trainingPeerEnvs(mode: string | undefined): Record<string, string>[] {
+  const tuned = peerEnvOf(mode);
+  const without = generationPeerEnv(mode);
+  return mode === "stock" || tuned.OMP_WAIT_POLICY === undefined ? [tuned] : [without, tuned];
+}
+
+function envText(env: Record<string, string>): string {
+  const text = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(" ");
+  return text === "" ? "(none)" : text;
+}
+
 /** Runs the selected benchmarks; resolves to the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   const { values } = parseArgs({
@@ -164,7 +183,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     const rows: TrainRow[] = [];
     const skipped: { backend: string; reason: string }[] = [];
     const descriptions = new Map<string, string>();
-    const env = peerEnvOf(values["peer-env"]);
+    const envs = trainingPeerEnvs(values["peer-env"]);
     const peers: PeerResult[] = [];
     log("Training step (forward, backward, AdamW), 2 CPU threads where a path can use them:");
     log(
@@ -184,7 +203,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       // Rounds alternate our backends and the peer, so a load spike from other users of
       // the machine hits both sides; each side reports its median round.
       const ours = new Map<string, TrainBenchRow[]>();
-      const peerRates: number[] = [];
+      const peerRates: number[][] = envs.map(() => []);
       for (let round = 0; round < rounds; round++) {
         for (const backend of backends) {
           if (skipped.some((s) => s.backend === backend)) continue;
@@ -199,22 +218,30 @@ export async function main(argv: readonly string[]): Promise<number> {
             log(`${backend}: skipped (${reason})`);
           }
         }
-        const peer = values["no-peer"]
-          ? { ran: false as const, reason: "--no-peer" }
-          : await runPeer([shape], { steps, threads: 2, env });
-        peers.push(peer);
-        const rate = peer.ran ? peer.rows[0]?.tokensPerSec : undefined;
-        if (rate !== undefined) peerRates.push(rate);
+        for (const [i, env] of envs.entries()) {
+          const peer = values["no-peer"]
+            ? { ran: false as const, reason: "--no-peer" }
+            : await runPeer([shape], { steps, threads: 2, env });
+          peers.push(peer);
+          const rate = peer.ran ? peer.rows[0]?.tokensPerSec : undefined;
+          if (rate !== undefined) peerRates[i]!.push(rate);
+        }
       }
-      const peerRate = peerRates.length > 0 ? median(peerRates) : undefined;
+      // PyTorch at its best: the environment whose median round is fastest.
+      const medians = peerRates.map((r) => r.length > 0 ? median(r) : -1);
+      const best = medians.indexOf(Math.max(...medians));
+      const peerRate = medians[best]! >= 0 ? medians[best] : undefined;
       for (const samples of ours.values()) {
         // The median round itself (the lower middle one for an even count), so its GFLOP/s
         // and description are that round's.
         const sorted = [...samples].sort((a, b) => a.tokensPerSec - b.tokensPerSec);
         const r = sorted[Math.floor((sorted.length - 1) / 2)]!;
-        const row: TrainRow = peerRate === undefined
-          ? r
-          : { ...r, peerTokensPerSec: peerRate, ratio: r.tokensPerSec / peerRate };
+        const row: TrainRow = peerRate === undefined ? r : {
+          ...r,
+          peerTokensPerSec: peerRate,
+          peerEnv: envs[best]!,
+          ratio: r.tokensPerSec / peerRate,
+        };
         rows.push(row);
         log(
           `[${r.shape.join(", ")}]`.padEnd(27) + r.backend.padEnd(10) +
@@ -241,10 +268,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     );
     const first = peers.find((p) => p.ran);
     if (first !== undefined && first.ran) {
-      const envText = Object.entries(first.env).map(([k, v]) => `${k}=${v}`).join(" ");
       log(
-        `PyTorch peer: torch ${first.torch}, ${first.threads} threads, bench/peer_torch.py` +
-          (envText === "" ? "" : `, env ${envText}`),
+        `PyTorch peer: torch ${first.torch}, ${first.threads} threads, bench/peer_torch.py, ` +
+          `each shape's faster of env ${envs.map(envText).join(" | ")}: ` +
+          rows.filter((r) => r.peerEnv !== undefined).map((r) =>
+            `[${r.shape.join(", ")}] ${envText(r.peerEnv!)}`
+          ).join("; "),
       );
     } else {
       log(`PyTorch peer skipped: ${peers[0]?.ran === false ? peers[0].reason : "no shapes"}`);
@@ -253,7 +282,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     report.rounds = rounds;
     report.skipped = skipped;
     report.peer = first !== undefined && first.ran
-      ? { torch: first.torch, threads: first.threads, env: first.env }
+      ? { torch: first.torch, threads: first.threads, envs }
       : { skipped: peers[0]?.ran === false ? peers[0].reason : "no shapes" };
   }
   if (only.has("train") && requested.includes("webgpu")) {

@@ -9,6 +9,19 @@ import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
 import { type BackendName, initBackend, webGpuUnavailable } from "./backend.ts";
 import { type Arr, arr, dot, finiteDiff, uniformArr } from "./_reference.ts";
+import { type HeapSgemm, openHeapSgemm } from "./blas/mod.ts";
+
+/**
+ * OpenBLAS's heap sgemm, or undefined after marking the test's step as skipped (with the reason)
+ * where the library is missing.
+ */
+export async function heapSgemmOrSkip(t: Deno.TestContext): Promise<HeapSgemm | undefined> {
+  const opened = openHeapSgemm();
+  if (E.isRight(opened)) return opened.right.sgemm;
+  console.log(`  skipping: ${opened.left}`);
+  await t.step({ name: "needs OpenBLAS", ignore: true, fn: () => {} });
+  return undefined;
+}
 
 /** Backends the kernel tests cover; webgpu is skipped (with a message) without an adapter. */
 export const TESTED_BACKENDS: readonly BackendName[] = ["cpu", "wasm", "webgpu"];

@@ -2,9 +2,8 @@ import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals } from "../../tests/assert.ts";
 import { initBackend } from "../backend.ts";
-import { openHeapSgemm } from "../blas/mod.ts";
 import { adamwUpdate, globalNorm } from "../ops/adamw.ts";
-import { assertClose } from "../_test_util.ts";
+import { assertClose, heapSgemmOrSkip } from "../_test_util.ts";
 import {
   FUSED_ADAMW,
   FUSED_ATTENTION,
@@ -224,14 +223,10 @@ Deno.test("crossEntropySum() fused on wasm matches the composite, ignored rows i
 });
 
 Deno.test("causalAttention() fused with OpenBLAS on wasm matches the composite (GQA, odd sizes)", async (t) => {
-  const opened = openHeapSgemm();
-  if (E.isLeft(opened)) {
-    console.log(`  skipping: ${opened.left}`);
-    await t.step({ name: "needs OpenBLAS", ignore: true, fn: () => {} });
-    return;
-  }
+  const sgemm = await heapSgemmOrSkip(t);
+  if (sgemm === undefined) return;
   await onWasm();
-  registerFusedWasmAttention(opened.right.sgemm);
+  registerFusedWasmAttention(sgemm);
   try {
     assertEquals(hasFusedKernel(FUSED_ATTENTION.forward), PRESENT);
     // The products' sums come with the pooled products (registerPooledWasmMatMul), not here.
@@ -366,12 +361,8 @@ Deno.test("globalNorm() fused on wasm is the float64 norm of every gradient, rea
 });
 
 Deno.test("BatchMatMul cut over the kernel pool is the float64 product in all four transpositions", async (t) => {
-  const opened = openHeapSgemm();
-  if (E.isLeft(opened)) {
-    console.log(`  skipping: ${opened.left}`);
-    await t.step({ name: "needs OpenBLAS", ignore: true, fn: () => {} });
-    return;
-  }
+  const sgemm = await heapSgemmOrSkip(t);
+  if (sgemm === undefined) return;
   await onWasm();
   for (let i = 0; i < 300 && fusedWasmThreads() < startFusedWasmPool(); i++) {
     await new Promise((r) => setTimeout(r, 20));
@@ -386,7 +377,7 @@ Deno.test("BatchMatMul cut over the kernel pool is the float64 product in all fo
     cut++;
     return mm.kernelFunc(args);
   };
-  registerPooledWasmMatMul(opened.right.sgemm);
+  registerPooledWasmMatMul(sgemm);
   const pooled = tf.getKernel("BatchMatMul", "wasm")!;
   assert(pooled.kernelFunc !== mm.kernelFunc, "the pooled kernel is in place");
   assert(fusedWasmOps().includes("productSums"), "it adds products into gradient sums");
@@ -394,7 +385,7 @@ Deno.test("BatchMatMul cut over the kernel pool is the float64 product in all fo
   tf.unregisterKernel("BatchMatMul", "wasm");
   tf.registerKernel({ ...mm, kernelFunc: counting });
   unregisterPooledWasmMatMul();
-  registerPooledWasmMatMul(opened.right.sgemm);
+  registerPooledWasmMatMul(sgemm);
   try {
     const next = rng(8);
     const [m, n, k] = [301, 67, 129]; // 2.6M multiply-adds: cut; 301 rows: a tail block

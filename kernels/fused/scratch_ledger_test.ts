@@ -4,10 +4,9 @@
  * not from the scratch formula.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import * as E from "fp-ts/lib/Either.js";
 import { assert, assertEquals } from "../../tests/assert.ts";
 import { initBackend } from "../backend.ts";
-import { openHeapSgemm } from "../blas/mod.ts";
+import { heapSgemmOrSkip } from "../_test_util.ts";
 import { causalAttention } from "../ops/attention.ts";
 import { trackBufferPeak } from "../peak_memory.ts";
 import { registerFusedWasmAttention, unregisterFusedWasmAttention } from "./mod.ts";
@@ -34,14 +33,10 @@ function allocatedBy(work: () => void): number[] {
 }
 
 Deno.test("the measured peak of fused attention's forward and backward includes their scratch", async (t) => {
-  const opened = openHeapSgemm();
-  if (E.isLeft(opened)) {
-    console.log(`  skipping: ${opened.left}`);
-    await t.step({ name: "needs OpenBLAS", ignore: true, fn: () => {} });
-    return;
-  }
+  const sgemm = await heapSgemmOrSkip(t);
+  if (sgemm === undefined) return;
   await initBackend("wasm");
-  registerFusedWasmAttention(opened.right.sgemm);
+  registerFusedWasmAttention(sgemm);
   try {
     // A sequence long enough that a part's scratch outweighs the outputs' lse.
     const [b, seq, heads, d] = [2, 160, 2, 8];
