@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
-import { assertEquals } from "../../tests/assert.ts";
+import { assert, assertEquals } from "../../tests/assert.ts";
 import type { LlamaShape } from "../../base/llama_shape.ts";
 import { openHeapSgemm } from "../blas/mod.ts";
 import { startBackend } from "../../effects/tfjs_engine.ts";
@@ -44,9 +44,18 @@ interface Run {
   readonly params: Map<string, Float32Array>;
 }
 
+/** The batch's two sequences as two micro-batches. */
+const halves: Batch[] = [0, 1].map((i) => ({
+  tokens: batch.tokens.slice(7 * i, 7 * i + 7),
+  targets: batch.targets.slice(7 * i, 7 * i + 7),
+  batch: 1,
+  seq: 7,
+}));
+
 async function twoSteps(
   backend: "cpu" | "auto" | "wasm" | "blas",
   shape: LlamaShape,
+  microBatches: readonly Batch[] = [batch],
 ): Promise<Run> {
   const got = await startBackend(backend)();
   if (E.isLeft(got)) throw new Error(got.left.message);
@@ -54,7 +63,7 @@ async function twoSteps(
   const losses: number[] = [];
   const norms: number[] = [];
   for (let i = 0; i < 2; i++) {
-    const r = await trainStep(state, [batch], { lr: 1e-2 });
+    const r = await trainStep(state, microBatches, { lr: 1e-2 });
     state = r.state;
     losses.push(r.loss);
     norms.push(r.gradNorm);
@@ -92,6 +101,30 @@ for (const tied of [UNTIED, !UNTIED]) {
     },
   });
 }
+
+Deno.test({
+  name: "trainStep() on auto over two micro-batches (gradient sums inside the products) " +
+    "agrees with cpu over their union",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async (t) => {
+    if (E.isLeft(openHeapSgemm())) {
+      await t.step({ name: "needs OpenBLAS", ignore: true, fn: () => {} });
+      return;
+    }
+    const shape = shapeOf(UNTIED);
+    const reference = await twoSteps("cpu", shape);
+    const run = await twoSteps("auto", shape, halves);
+    assert(fusedWasmOps().includes("productSums"), "auto adds products into gradient sums");
+    for (let i = 0; i < 2; i++) {
+      assertClose([run.losses[i]!], [reference.losses[i]!], 1e-5, `loss ${i}`);
+      assertClose([run.norms[i]!], [reference.norms[i]!], 1e-4, `grad norm ${i}`);
+    }
+    for (const [name, want] of reference.params) {
+      assertClose(run.params.get(name)!, want, 1e-5, name);
+    }
+  },
+});
 
 Deno.test({
   name: "trainStep() on auto leaks no tensor and no wasm buffer once warmed up",
