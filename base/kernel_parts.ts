@@ -17,6 +17,11 @@ export const PARALLEL_FROM = 1 << 16;
 /** Query rows per block: big enough for OpenBLAS to stay efficient, small enough to skip work. */
 export const ATTENTION_BLOCK = 64;
 
+/** Rows of one query block at sequence length `seq`: the block, or the whole sequence. */
+export function attentionBlockRows(seq: number): number {
+  return Math.min(ATTENTION_BLOCK, seq);
+}
+
 /** Floats of scratch one part uses in each pass at sequence length `seq`. */
 export interface AttentionScratch {
   /** A block's scores, then each row's maximum and sum. */
@@ -37,7 +42,7 @@ export interface AttentionScratch {
  * ```
  */
 export function attentionScratch(seq: number): AttentionScratch {
-  const rows = Math.min(ATTENTION_BLOCK, seq);
+  const rows = attentionBlockRows(seq);
   return { forward: rows * seq + 2 * seq, backward: 2 * rows * seq + rows };
 }
 

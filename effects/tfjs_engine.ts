@@ -106,7 +106,7 @@ async function startWasm(withBlas: boolean): Promise<E.Either<KernelFailed, stri
       if (blas.warning !== undefined) console.error(`Note: ${blas.warning}`);
       const threads = got.right.fusedThreads ?? 1;
       const cut = threads > 1
-        ? "cut by rows over the kernel threads, one OpenBLAS thread each"
+        ? "cut into row or column blocks over the kernel threads, one OpenBLAS thread each"
         : `${blas.threads} OpenBLAS threads`;
       return E.right(
         `wasm + OpenBLAS: products (matmuls, attention) on ${blas.library} (${blas.core}, ` +

@@ -354,18 +354,9 @@ function headForward(r: Replay): void {
 
 // ---- backward ----
 
-/** A parameter's gradient arrives (a product): a new buffer, or added into the running sum. */
+/** A parameter's gradient arrives (a product): a new buffer, or summed into the running sum. */
 function paramGrad(r: Replay, name: string, size: number, at: string): void {
-  const { t } = r;
-  if (!t.sizes.has(`grad:${name}`)) {
-    t.alloc(`grad:${name}`, size, at);
-    return;
-  }
-  if (r.fused.has("productSums")) return;
-  // add(acc, dx): the contribution and the sum live together for a moment
-  t.alloc("~contribution", size, at);
-  t.spike(size, at);
-  t.free("~contribution");
+  sumInto(r, contribution(r, `grad:${name}`, size, at), at);
 }
 
 /**

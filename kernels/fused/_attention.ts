@@ -22,7 +22,7 @@
 import type * as tf from "@tensorflow/tfjs-core";
 import type { HeapSgemm, SgemmArgs } from "../blas/mod.ts";
 import type { SimdKernels } from "./_simd.ts";
-import { ATTENTION_BLOCK, attentionScratch } from "../../base/mod.ts";
+import { ATTENTION_BLOCK, attentionBlockRows, attentionScratch } from "../../base/mod.ts";
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
@@ -76,7 +76,7 @@ export function unitsOf(x: Dims): number {
 
 /** Rows of one query block: the scratch holds one block's scores at a time. */
 function blockRows(x: Dims): number {
-  return Math.min(BLOCK, x.seq);
+  return attentionBlockRows(x.seq);
 }
 
 /** Floats of scratch one part of the forward pass uses: a block's scores, row maxima and sums. */

@@ -16,7 +16,7 @@ import {
   inputs,
 } from "./_attention.ts";
 import { type Heap, heapOf } from "./_wasm_backend.ts";
-import { ATTENTION_BLOCK, attentionParts } from "../../base/mod.ts";
+import { attentionBlockRows, attentionParts } from "../../base/mod.ts";
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
@@ -34,7 +34,7 @@ function plan(heap: Heap, sgemm: HeapSgemm, x: Dims): number {
     headDim: x.d,
   });
   heap.attachBlas(sgemm.library);
-  sgemm.threadsFor(parts > 1 ? 1 : Math.min(ATTENTION_BLOCK, x.seq) * x.seq * x.d);
+  sgemm.threadsFor(parts > 1 ? 1 : attentionBlockRows(x.seq) * x.seq * x.d);
   return parts;
 }
 

@@ -34,12 +34,15 @@ export function sumSquares(args: KernelArgs): Out {
   const xs: tf.TensorInfo[] = [];
   for (let t = args.inputs["x0"]; t !== undefined; t = args.inputs[`x${xs.length}`]) xs.push(t);
   const out = heap.alloc([]);
-  const partial = heap.scratch(heap.parts(Math.max(0, ...xs.map((x) => sizeOf(x.shape)))));
+  // One float per part; no call may take more parts than planned here (workers that become
+  // ready meanwhile would otherwise write past the scratch).
+  const planned = heap.parts(Math.max(0, ...xs.map((x) => sizeOf(x.shape))));
+  const partial = heap.scratch(planned);
   let total = 0;
   for (const x of xs) {
     const n = sizeOf(x.shape);
     if (n === 0) continue;
-    const used = heap.run("sumSquares", [heap.offset(x), n, heap.offset(partial)], n);
+    const used = heap.run("sumSquares", [heap.offset(x), n, heap.offset(partial)], n, planned);
     const f = heap.f32();
     for (let p = 0; p < used; p++) total += f[(heap.offset(partial) >>> 2) + p]!;
   }

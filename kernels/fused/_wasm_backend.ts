@@ -78,28 +78,29 @@ export function listenToScratch(l: ScratchListener | undefined): void {
 export function heapOf(backend: unknown): Heap {
   const b = backend as unknown as WasmBackendLike;
   const memory = b.wasm.asm.memory;
-  // Bytes of the outputs this call has made, by buffer (a heap serves one kernel call).
-  const made = new Map<tf.DataId, number>();
-  const sum = (): number => [...made.values()].reduce((x, y) => x + y, 0);
+  // Bytes of the outputs this call has made and not freed (a heap serves one kernel call).
+  let made = 0;
   return {
     backend: b,
     simd: simdKernels(memory),
     offset: (t) => b.dataIdMap.get(t.dataId).memoryOffset,
     alloc: (shape) => {
-      const t = b.makeOutput(shape, "float32");
-      made.set(t.dataId, 4 * sizeOf(shape));
-      return t;
+      made += 4 * sizeOf(shape);
+      return b.makeOutput(shape, "float32");
     },
     scratch: (floats) => {
       const t = b.makeOutput([floats], "float32");
-      if (listener !== undefined) held.set(t.dataId, listener(sum() + 4 * floats));
+      held.set(t.dataId, listener?.(made + 4 * floats) ?? (() => {}));
       return t;
     },
     free: (t) => {
       b.disposeData(t.dataId);
-      made.delete(t.dataId);
-      held.get(t.dataId)?.();
-      held.delete(t.dataId);
+      const release = held.get(t.dataId);
+      if (release === undefined) made -= 4 * sizeOf(t.shape);
+      else {
+        release();
+        held.delete(t.dataId);
+      }
     },
     f32: () => new Float32Array(b.wasm.HEAPU8.buffer),
     i32: () => new Int32Array(b.wasm.HEAPU8.buffer),

@@ -119,8 +119,8 @@ let pooledOver: tf.KernelConfig | undefined;
 let pooledInstalled: tf.KernelFunc | undefined;
 
 /**
- * Cuts "wasm"'s float32 matrix products of 2^21 multiply-adds and more by rows over the kernel
- * pool, each part a single-threaded sgemm on `sgemm`'s OpenBLAS; smaller and batched products go
+ * Cuts "wasm"'s float32 matrix products of 2^21 multiply-adds and more into row or column blocks
+ * over the kernel pool, each part a single-threaded sgemm on `sgemm`'s OpenBLAS; smaller and batched products go
  * to the BatchMatMul registered now (OpenBLAS's own, `registerBlasWasmMatMul` in ../blas, which
  * must be in place first). One set of threads then serves products and fused kernels, so the
  * pool's worker, still spinning from the last kernel, takes the next product at once instead of
