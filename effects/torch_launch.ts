@@ -202,11 +202,36 @@ export interface TorchSession {
   close(): Promise<void>;
 }
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
+/** The first port the OS hands out to sockets bound to port 0 (Linux's default when unreadable). */
+function ephemeralStart(): number {
+  try {
+    const first = Number(
+      Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").split(/\s+/)[0],
+    );
+    return Number.isInteger(first) && first > 10_000 ? first : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/**
+ * A free port for torchrun's rendezvous, below the OS's ephemeral range: a port from that range,
+ * free when checked, could be handed to another socket bound to port 0 (the orchestrators' own
+ * control listeners) before torchrun binds it, which then fails with EADDRINUSE.
+ */
+export function freeMasterPort(): number {
+  const top = ephemeralStart();
+  const span = top - 10_000;
+  for (let i = 0; i < 200; i++) {
+    const port = 10_000 + (Deno.pid * 7_919 + i * 131) % span;
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch {
+      // taken: try the next
+    }
+  }
+  throw new Error(`No free port between 10000 and ${top} for torchrun's rendezvous`);
 }
 
 /**
@@ -322,7 +347,7 @@ export async function startSession(
   const control = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
   const m = spec.settings.master;
   const master = m === undefined
-    ? { host: "127.0.0.1", port: freePort() }
+    ? { host: "127.0.0.1", port: freeMasterPort() }
     : { host: m.slice(0, m.lastIndexOf(":")), port: Number(m.slice(m.lastIndexOf(":") + 1)) };
   const tail = new Tail();
   const children: Deno.ChildProcess[] = [];

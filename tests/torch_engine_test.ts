@@ -18,6 +18,7 @@ import { REFERENCE_HINT, referencePython } from "./reference_python.ts";
 import { main } from "../cli/run.ts";
 import {
   findTorchPython,
+  freeMasterPort,
   startSession,
   torchRelease,
   type TorchSession,
@@ -486,13 +487,6 @@ Deno.test({
   },
 });
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 Deno.test({
   name:
     "torch engine: two nodes (one `deno task run --node-rank` each, torchrun on each) equal one node with two ranks",
@@ -509,7 +503,7 @@ Deno.test({
     const file = await writeGraph(dir, {
       nproc: 1,
       nnodes: 2,
-      master: `127.0.0.1:${freePort()}`,
+      master: `127.0.0.1:${freeMasterPort()}`,
       strategy: FSDP ? "fsdp" : "ddp",
     });
     const node = (rank: number) =>
