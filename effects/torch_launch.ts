@@ -414,6 +414,18 @@ export async function startSession(
   const writer = conn.writable.getWriter();
   const encoder = new TextEncoder();
   let broken: KernelFailed | undefined;
+  // The socket may close before a rank's exit is seen: wait a moment for the status.
+  const exitStatus = async (): Promise<number | "unknown"> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const code = await Promise.race([
+      died.then((d) => d.status.code),
+      new Promise<"unknown">((r) => {
+        timer = setTimeout(() => r("unknown"), 5_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    return code;
+  };
   const receive = async <A>(
     what: string,
     codec: t.Type<A, unknown, unknown>,
@@ -428,15 +440,7 @@ export async function startSession(
       died.then((d) => ({ exited: d.status.code })),
     ]);
     if ("exited" in next || next.line === undefined) {
-      // The socket may close before the process's exit is seen: wait a moment for the status.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const code = "exited" in next ? next.exited : await Promise.race([
-        died.then((d) => d.status.code),
-        new Promise<string>((r) => {
-          timer = setTimeout(() => r("unknown"), 5_000);
-        }),
-      ]);
-      clearTimeout(timer);
+      const code = "exited" in next ? next.exited : await exitStatus();
       broken = await failure(
         `PyTorch trainer stopped during ${what} (a rank exited, status ${code})`,
       );
@@ -477,7 +481,13 @@ export async function startSession(
       const reply = lastReply.then(async (): Promise<E.Either<KernelFailed, ReplyTo<C["op"]>>> => {
         const error = await written;
         if (error !== undefined && broken === undefined) {
-          broken = await failure(`Cannot reach the PyTorch trainer: ${describeUnknown(error)}`);
+          // A write fails once the trainer's end is closed: a rank that died is the cause to name.
+          const code = await exitStatus();
+          broken = await failure(
+            code === "unknown"
+              ? `Cannot reach the PyTorch trainer: ${describeUnknown(error)}`
+              : `PyTorch trainer stopped during ${what} (a rank exited, status ${code})`,
+          );
           await stopAll();
         }
         return await receive(what, codec);
