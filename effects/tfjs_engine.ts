@@ -106,11 +106,12 @@ async function startWasm(withBlas: boolean): Promise<E.Either<KernelFailed, stri
       if (blas.warning !== undefined) console.error(`Note: ${blas.warning}`);
       const threads = got.right.fusedThreads ?? 1;
       const cut = threads > 1
-        ? "cut into row or column blocks over the kernel threads, one OpenBLAS thread each"
-        : `${blas.threads} OpenBLAS threads`;
+        ? "cut into row or column blocks over the kernel threads, one thread each"
+        : `${blas.threads} threads`;
       return E.right(
-        `wasm + OpenBLAS: products (matmuls, attention) on ${blas.library} (${blas.core}, ` +
-          `${cut}) in place on the wasm heap; fused wasm SIMD kernels for RMSNorm, RoPE, ` +
+        `wasm + BLAS: products (matmuls, attention) on ${heap.right.sgemm.label} (${cut}) in ` +
+          `place on the wasm heap, batched ones on ${blas.library} (${blas.core}); ` +
+          "fused wasm SIMD kernels for RMSNorm, RoPE, " +
           "attention softmax, SwiGLU, cross-entropy, AdamW (in place), the gradient norm and the " +
           `embedding (${threadsText(threads)}); other ops on tfjs wasm (XNNPACK SIMD, 1 thread)`,
       );

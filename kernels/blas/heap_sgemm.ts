@@ -1,7 +1,8 @@
 /**
- * `cblas_sgemm` on row-major matrices addressed by byte offsets into a wasm
- * heap, with leading dimensions, so a kernel can multiply strided views (one
- * attention head of a [batch, seq, heads, d] tensor) in place.
+ * sgemm on row-major matrices addressed by byte offsets into a wasm heap, with leading
+ * dimensions, so a kernel can multiply strided views (one attention head of a
+ * [batch, seq, heads, d] tensor) in place: oneDNN's `dnnl_sgemm` where the library is installed,
+ * else OpenBLAS's `cblas_sgemm`.
  *
  * @module
  */
@@ -13,8 +14,10 @@ import {
   CBLAS_TRANS,
   openBlasOnce,
   SGEMM_SYMBOLS,
+  SINGLE_THREAD_BELOW,
 } from "./_openblas.ts";
 import type { BlasInfo, BlasOptions } from "./blas_backend.ts";
+import { type OneDnn, openOneDnn } from "./_onednn.ts";
 
 /** C = alpha·op(A)·op(B) + beta·C; a, b, c are byte offsets, lda/ldb/ldc in elements. */
 export interface SgemmArgs {
@@ -36,19 +39,34 @@ export interface SgemmArgs {
 /** One sgemm on `heap` (read its view after any allocation: wasm memory moves as it grows). */
 export interface HeapSgemm {
   (heap: Uint8Array, args: SgemmArgs): void;
-  /** The library, as `dlopen` accepted it: another thread attaches to it by this name. */
-  readonly library: string;
   /**
-   * Sets OpenBLAS's threads for products of this many multiply-adds, as each call does. The
-   * setting is the process's: call it before other threads multiply, which must not change it.
+   * The library, as `dlopen` accepted it (oneDNN's with the prefix "onednn:"): another thread
+   * attaches to it by this name.
+   */
+  readonly library: string;
+  /** What multiplies, for a backend's description: "oneDNN 2.6.3 (libdnnl.so.2)". */
+  readonly label: string;
+  /**
+   * Sets the threads for products of this many multiply-adds, as each call does: OpenBLAS's
+   * setting is the process's (call it before other threads multiply, which must not change
+   * it), oneDNN's the calling thread's.
    */
   readonly threadsFor: (multiplyAdds: number) => void;
 }
 
-type RawSgemm = Deno.DynamicLibrary<typeof SGEMM_SYMBOLS>["symbols"]["cblas_sgemm"];
+/** Marks a {@link HeapSgemm.library} that is oneDNN, not a CBLAS. */
+const ONEDNN = "onednn:";
 
-/** The heap-offset sgemm over a raw `cblas_sgemm`, taking the heap's address once per buffer. */
-function onHeap(raw: RawSgemm, before: (multiplyAdds: number) => void) {
+/** A product on raw addresses. */
+type AtSgemm = (
+  g: SgemmArgs,
+  a: Deno.PointerValue,
+  b: Deno.PointerValue,
+  c: Deno.PointerValue,
+) => void;
+
+/** The heap-offset sgemm over `raw`, taking the heap's address once per buffer. */
+function onHeap(raw: AtSgemm, before: (multiplyAdds: number) => void) {
   let buffer: ArrayBufferLike | undefined;
   let base: Deno.PointerObject | null = null;
   return (heap: Uint8Array, g: SgemmArgs): void => {
@@ -60,6 +78,14 @@ function onHeap(raw: RawSgemm, before: (multiplyAdds: number) => void) {
     if (base === null) throw new Error("Cannot take the address of the wasm heap");
     const at = (offset: number): Deno.PointerValue => Deno.UnsafePointer.offset(base!, offset);
     before(g.m * g.n * g.k);
+    raw(g, at(g.a), at(g.b), at(g.c));
+  };
+}
+
+type RawCblas = Deno.DynamicLibrary<typeof SGEMM_SYMBOLS>["symbols"]["cblas_sgemm"];
+
+function cblas(raw: RawCblas): AtSgemm {
+  return (g, a, b, c) =>
     raw(
       CBLAS_ROW_MAJOR,
       g.transA ? CBLAS_TRANS : CBLAS_NO_TRANS,
@@ -68,28 +94,68 @@ function onHeap(raw: RawSgemm, before: (multiplyAdds: number) => void) {
       g.n,
       g.k,
       g.alpha,
-      at(g.a),
+      a,
       g.lda,
-      at(g.b),
+      b,
       g.ldb,
       g.beta,
-      at(g.c),
+      c,
       g.ldc,
     );
-  };
+}
+
+function dnnl(lib: OneDnn): AtSgemm {
+  return (g, a, b, c) =>
+    lib.sgemm(g.transA, g.transB, g.m, g.n, g.k, g.alpha, a, g.lda, b, g.ldb, g.beta, c, g.ldc);
 }
 
 /**
  * The sgemm of a library that {@link openHeapSgemm} has opened and set up in this process, for
- * another thread (a kernel pool worker): it opens the same library again for its own symbol
- * and leaves the kernel family and the thread count as the first thread set them.
+ * another thread (a kernel pool worker): it opens the same library again for its own symbol.
+ * A CBLAS keeps the kernel family and the thread count the first thread set; oneDNN runs this
+ * thread's products on this thread alone.
  */
 export function attachHeapSgemm(library: string): HeapSgemm {
+  if (library.startsWith(ONEDNN)) {
+    const opened = openOneDnn(library.slice(ONEDNN.length));
+    if (E.isLeft(opened)) throw new Error(opened.left);
+    opened.right.setThreads(1);
+    return Object.assign(onHeap(dnnl(opened.right), () => {}), {
+      library,
+      label: oneDnnName(opened.right),
+      threadsFor: () => {},
+    });
+  }
   const lib = Deno.dlopen(library, SGEMM_SYMBOLS);
-  return Object.assign(onHeap(lib.symbols.cblas_sgemm, () => {}), {
+  return Object.assign(onHeap(cblas(lib.symbols.cblas_sgemm), () => {}), {
     library,
+    label: library,
     threadsFor: () => {},
   });
+}
+
+function oneDnnName(lib: OneDnn): string {
+  return `${lib.version} (${lib.library})`;
+}
+
+/**
+ * oneDNN's sgemm for the heap products unless the user chose the library: `STEP_GEMM=openblas`,
+ * `STEP_BLAS_LIB` or {@link BlasOptions.library} keep them on that CBLAS.
+ */
+function preferOneDnn(options: BlasOptions): boolean {
+  if (options.library !== undefined) return false;
+  try {
+    const gemm = Deno.env.get("STEP_GEMM");
+    if (gemm !== undefined && gemm !== "openblas" && gemm !== "onednn") {
+      throw new Error(`STEP_GEMM must be "onednn" or "openblas", got "${gemm}"`);
+    }
+    return gemm !== "openblas" && Deno.env.get("STEP_BLAS_LIB") === undefined;
+  } catch (e: unknown) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      return true;
+    }
+    throw e;
+  }
 }
 
 /**
@@ -120,11 +186,25 @@ export function openHeapSgemm(
   });
   if (E.isLeft(opened)) return opened;
   const blas = opened.right;
-  const threadsFor = (multiplyAdds: number): void => blas.prepare(multiplyAdds);
-  const sgemm: HeapSgemm = Object.assign(onHeap(blas.sgemm, threadsFor), {
-    library: blas.library,
-    threadsFor,
-  });
+  const oneDnn = preferOneDnn(options) ? openOneDnn() : E.left("not wanted");
+  let sgemm: HeapSgemm;
+  if (E.isRight(oneDnn)) {
+    const lib = oneDnn.right;
+    const threadsFor = (multiplyAdds: number): void =>
+      lib.setThreads(multiplyAdds < SINGLE_THREAD_BELOW ? 1 : blas.threads);
+    sgemm = Object.assign(onHeap(dnnl(lib), threadsFor), {
+      library: ONEDNN + lib.library,
+      label: oneDnnName(lib),
+      threadsFor,
+    });
+  } else {
+    const threadsFor = (multiplyAdds: number): void => blas.prepare(multiplyAdds);
+    sgemm = Object.assign(onHeap(cblas(blas.sgemm), threadsFor), {
+      library: blas.library,
+      label: `${blas.library} (${blas.core})`,
+      threadsFor,
+    });
+  }
   return E.right({
     sgemm,
     info: {

@@ -5,8 +5,9 @@
  *   _FusedMatMul (so every matMul, dense layer and matMul gradient) on OpenBLAS;
  * - {@link registerBlasWasmMatMul}: the "wasm" backend's BatchMatMul on OpenBLAS, working on
  *   the wasm heap in place, so all other ops keep wasm's SIMD kernels;
- * - {@link openHeapSgemm}: sgemm on byte offsets of a wasm heap, for fused kernels that
- *   multiply strided views (kernels/fused's attention);
+ * - {@link openHeapSgemm}: sgemm on byte offsets of a wasm heap (oneDNN's where installed),
+ *   for the kernel pool's products and the fused kernels that multiply strided views
+ *   (kernels/fused's attention);
  * - {@link openSgemv}: sgemv on raw addresses, for decoding one token at a time.
  *
  * Importing this module does nothing.

@@ -8,7 +8,9 @@
  *
  * The workers are `node:worker_threads` workers, unreferenced so that they
  * never keep the process alive; each compiles its own instance of ./_simd.ts
- * on the shared memory. Until every worker has reported ready, and on a
+ * on the shared memory. A job is cut into the planned parts whichever threads are ready: the
+ * calling thread runs the parts of workers still starting (or failed), so what a job writes
+ * never depends on when the workers came up (a product's bits can depend on its cut). On a
  * memory that is not shared, jobs run whole on the calling thread. Private to
  * `kernels/fused/`.
  *
@@ -25,8 +27,10 @@ export const CONTROL = {
   seq: 0,
   /** The job's number in JOB_NAMES. */
   job: 1,
-  /** Parts the job is cut into (workers with a higher index sit it out). */
+  /** Parts the job is cut into. */
   parts: 2,
+  /** Workers that run a part of this job (worker i runs part i + 1); the others sit it out. */
+  helpers: 3,
   /** Per worker from here: the last seq it finished. */
   done: 8,
   /** Per worker from here: 1 once its kernels are instantiated, 2 if a part threw. */
@@ -46,13 +50,16 @@ const WAIT_LIMIT_MS = 120_000;
 
 /** Runs jobs on the calling thread and the pool's workers. */
 export interface KernelPool {
-  /** Threads a job is cut over: the workers that are ready, plus the caller. */
+  /** Threads running a job's parts now: the workers that are ready, plus the caller. */
   readonly threads: () => number;
   /** Threads once every worker started is ready: 1 when none could start or the memory is plain. */
   readonly planned: number;
+  /** Parts a job is cut into: {@link planned} while the pool is open, 1 once closed. */
+  readonly parts: () => number;
   /**
-   * Runs every part of `job`, cut over at most `maxParts` threads (default all that are
-   * ready), and returns when all are done, with the number of parts it was cut into.
+   * Runs every part of `job`, cut into at most `maxParts` parts (default {@link parts}), and
+   * returns when all are done, with the number of parts it was cut into. Parts whose worker is
+   * not ready run on the caller.
    */
   run(job: JobName, args: readonly number[], maxParts?: number): number;
   /**
@@ -121,6 +128,7 @@ function inline(memory: WebAssembly.Memory): KernelPool {
   return {
     threads: () => 1,
     planned: 1,
+    parts: () => 1,
     run: (job, args) => {
       PARTS[job](ctx, Float64Array.from(args), 0, 1);
       return 1;
@@ -178,21 +186,29 @@ export function startPool(memory: WebAssembly.Memory, workers: number): KernelPo
   return {
     threads: () => ready() + 1,
     planned: workers + 1,
+    parts: () => closed ? 1 : workers + 1,
     run(job, values, maxParts = MAX_WORKERS + 1) {
-      const parts = Math.max(1, Math.min(maxParts, ready() + 1));
+      const parts = Math.max(1, Math.min(maxParts, closed ? 1 : workers + 1));
       if (parts === 1) {
         PARTS[job](ctx, Float64Array.from(values), 0, 1);
         return 1;
       }
       if (values.length > MAX_ARGS) throw new Error(`kernel pool: ${job} has too many arguments`);
+      // Workers 0 … helpers − 1 run parts 1 … helpers; a worker that turns ready meanwhile
+      // sits this job out, since the caller runs its part.
+      const helpers = Math.min(ready(), parts - 1);
       args.set(values);
-      Atomics.store(ints, CONTROL.job, JOB_NAMES.indexOf(job));
-      Atomics.store(ints, CONTROL.parts, parts);
-      seq = seq + 1;
-      Atomics.store(ints, CONTROL.seq, seq);
-      Atomics.notify(ints, CONTROL.seq);
+      if (helpers > 0) {
+        Atomics.store(ints, CONTROL.job, JOB_NAMES.indexOf(job));
+        Atomics.store(ints, CONTROL.parts, parts);
+        Atomics.store(ints, CONTROL.helpers, helpers);
+        seq = seq + 1;
+        Atomics.store(ints, CONTROL.seq, seq);
+        Atomics.notify(ints, CONTROL.seq);
+      }
       PARTS[job](ctx, args, 0, parts);
-      for (let w = 0; w < parts - 1; w++) waitFor(w, job);
+      for (let part = helpers + 1; part < parts; part++) PARTS[job](ctx, args, part, parts);
+      for (let w = 0; w < helpers; w++) waitFor(w, job);
       return parts;
     },
     attach(name) {

@@ -4,7 +4,7 @@ import { assert, assertEquals, assertStringIncludes } from "../../tests/assert.t
 import { openHeapSgemm } from "../blas/mod.ts";
 import { backwardScratch, dimArgs, forwardScratch } from "./_attention.ts";
 import { JOB_NAMES, type JobName, partRange } from "./_parts.ts";
-import { kernelThreads, startPool, workersFor } from "./_pool.ts";
+import { type KernelPool, kernelThreads, startPool, workersFor } from "./_pool.ts";
 
 Deno.test("partRange: parts cover [0, n) in order, without overlap, cut on the alignment", () => {
   for (let n = 0; n <= 70; n++) {
@@ -228,12 +228,44 @@ function sgemmCases(arena: Arena): Case[] {
   );
 }
 
-async function readyPool(memory: WebAssembly.Memory, workers: number) {
-  const pool = startPool(memory, workers);
+/** C of an sgemm case in float64, from its inputs in `arena`. */
+function sgemmReference(arena: Arena, args: readonly number[]): Float64Array {
+  const [ta, tb, m, n, k, alpha, a, lda, b, ldb] = args as number[];
+  const A = arena.read(a!, (ta ? k! : m!) * lda!);
+  const B = arena.read(b!, (tb ? n! : k!) * ldb!);
+  const c = new Float64Array(m! * n!);
+  for (let i = 0; i < m!; i++) {
+    for (let j = 0; j < n!; j++) {
+      let sum = 0;
+      for (let p = 0; p < k!; p++) {
+        sum += A[ta ? p * lda! + i : i * lda! + p]! * B[tb ? j * ldb! + p : p * ldb! + j]!;
+      }
+      c[i * n! + j] = alpha! * sum;
+    }
+  }
+  return c;
+}
+
+/** The largest |got − want| over the largest |want|. */
+function relativeError(got: Float32Array, want: Float64Array): number {
+  let [err, scale] = [0, 0];
+  want.forEach((w, i) => {
+    err = Math.max(err, Math.abs(got[i]! - w));
+    scale = Math.max(scale, Math.abs(w));
+  });
+  return err / scale;
+}
+
+async function untilReady(pool: KernelPool, workers: number): Promise<void> {
   for (let i = 0; i < 300 && pool.threads() < workers + 1; i++) {
     await new Promise((r) => setTimeout(r, 20));
   }
   assertEquals(pool.threads(), workers + 1, "the workers report ready within 6 s");
+}
+
+async function readyPool(memory: WebAssembly.Memory, workers: number) {
+  const pool = startPool(memory, workers);
+  await untilReady(pool, workers);
   assertEquals(pool.planned, workers + 1);
   return pool;
 }
@@ -248,12 +280,39 @@ Deno.test("kernel pool: every job cut over 2 and 3 threads writes what one threa
   blas.right.sgemm.threadsFor(1);
   const memory = new WebAssembly.Memory({ initial: 64, maximum: WASM32_PAGES, shared: true });
   const arena = new Arena(memory);
-  const all = [...cases(arena), ...attentionCases(arena), ...sgemmCases(arena)];
-  const jobs = [...new Set(all.map((c) => c.job))];
+  const products = sgemmCases(arena);
+  const all = [...cases(arena), ...attentionCases(arena)];
+  const jobs = [...new Set([...all, ...products].map((c) => c.job))];
   assertEquals(jobs.sort(), [...JOB_NAMES].sort(), "every job is covered");
   const pool = await readyPool(memory, 2);
   pool.attach(blas.right.sgemm.library);
   try {
+    // A product's bits may depend on its cut (oneDNN picks its blocking by the part's shape;
+    // OpenBLAS does not): each cut is checked against float64, on every library here.
+    const cblas = openHeapSgemm({ library: blas.right.info.library });
+    for (
+      const sgemm of new Set([
+        blas.right.sgemm.library,
+        E.isRight(cblas) ? cblas.right.sgemm.library : "",
+      ])
+    ) {
+      if (sgemm === "") continue;
+      pool.attach(sgemm);
+      for (const c of products) {
+        const want = sgemmReference(arena, c.args);
+        for (const parts of [1, 2, 3]) {
+          const [at, n] = c.outputs[0]!;
+          new Float32Array(memory.buffer, at, n).fill(NaN);
+          assertEquals(pool.run(c.job, c.args, parts), parts);
+          const err = relativeError(arena.read(at, n), want);
+          assert(
+            err < 1e-5,
+            `${sgemm}: sgemm ${c.args.slice(0, 5)} on ${parts} parts, error ${err}`,
+          );
+        }
+      }
+    }
+    pool.attach(blas.right.sgemm.library);
     for (const c of all) {
       assertEquals(pool.run(c.job, c.args, 1), 1);
       const one = c.outputs.map(([at, n]) => arena.read(at, n));
@@ -293,6 +352,39 @@ Deno.test("kernel pool: every job cut over 2 and 3 threads writes what one threa
     pool.close();
   }
   assertEquals(pool.threads(), 1, "a closed pool runs jobs on the caller");
+});
+
+Deno.test("kernel pool: a job run before the workers are ready writes what it writes after", async (t) => {
+  const blas = openHeapSgemm();
+  if (E.isLeft(blas)) {
+    t.step({ name: `skipped: ${blas.left}`, ignore: true, fn: () => {} });
+    return;
+  }
+  blas.right.sgemm.threadsFor(1);
+  const memory = new WebAssembly.Memory({ initial: 64, maximum: WASM32_PAGES, shared: true });
+  const arena = new Arena(memory);
+  const all = [...sgemmCases(arena), ...cases(arena)];
+  const pool = startPool(memory, 2);
+  pool.attach(blas.right.sgemm.library);
+  try {
+    // The workers are still loading their module: the caller runs all three parts.
+    assertEquals([pool.threads(), pool.parts()], [1, 3]);
+    const early = all.map((c) => {
+      assertEquals(pool.run(c.job, c.args), 3);
+      return c.outputs.map(([at, n]) => arena.read(at, n));
+    });
+    await untilReady(pool, 2);
+    all.forEach((c, i) => {
+      for (const [at, n] of c.outputs) new Float32Array(memory.buffer, at, n).fill(NaN);
+      assertEquals(pool.run(c.job, c.args), 3);
+      c.outputs.forEach(([at, n], j) => {
+        assertEquals(arena.read(at, n), early[i]![j]!, `${c.job} ${i}, output ${j}`);
+      });
+    });
+  } finally {
+    pool.close();
+  }
+  assertEquals(pool.parts(), 1, "a closed pool runs jobs whole on the caller");
 });
 
 Deno.test("kernel pool: a plain memory or no workers runs jobs on the caller", () => {

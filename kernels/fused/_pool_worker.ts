@@ -42,8 +42,8 @@ for (;;) {
   if (seq < 0) break;
   if (seq === seen) continue;
   seen = seq;
-  const parts = Atomics.load(ints, CONTROL.parts);
-  if (part < parts) {
+  if (part <= Atomics.load(ints, CONTROL.helpers)) {
+    const parts = Atomics.load(ints, CONTROL.parts);
     try {
       PARTS[JOB_NAMES[Atomics.load(ints, CONTROL.job)]!](ctx, args, part, parts);
     } catch (e: unknown) {

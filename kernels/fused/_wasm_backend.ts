@@ -51,7 +51,7 @@ export interface Heap {
    * elements or more ({@link PARALLEL_FROM}), on at most `maxParts`; returns the parts used.
    */
   run(job: JobName, args: readonly number[], work: number, maxParts?: number): number;
-  /** Parts a job of `work` elements would be cut into now (at least 1). */
+  /** Parts a job of `work` elements is cut into (at least 1), whichever threads are ready. */
   parts(work: number): number;
   /** Lets the jobs that multiply use OpenBLAS, already opened under this name. */
   attachBlas(library: string): void;
@@ -107,7 +107,7 @@ export function heapOf(backend: unknown): Heap {
     bytes: () => b.wasm.HEAPU8,
     run: (job, args, work, maxParts) =>
       poolOf(memory).run(job, args, work < PARALLEL_FROM ? 1 : maxParts),
-    parts: (work) => work < PARALLEL_FROM ? 1 : poolOf(memory).threads(),
+    parts: (work) => work < PARALLEL_FROM ? 1 : poolOf(memory).parts(),
     attachBlas: (library) => poolOf(memory).attach(library),
   };
 }

@@ -179,7 +179,7 @@ export function startFusedWasmPool(): number {
   return activePool()?.planned ?? 1;
 }
 
-/** Threads the active "wasm" backend's fused kernels cut their jobs over now (ready workers + 1). */
+/** Threads running the active "wasm" backend's fused kernels' parts now (ready workers + 1). */
 export function fusedWasmThreads(): number {
   return activePool()?.threads() ?? 1;
 }
