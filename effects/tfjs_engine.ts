@@ -109,8 +109,8 @@ async function startWasm(withBlas: boolean): Promise<E.Either<KernelFailed, stri
         ? "cut into row or column blocks over the kernel threads, one thread each"
         : `${blas.threads} threads`;
       return E.right(
-        `wasm + BLAS: products (matmuls, attention) on ${heap.right.sgemm.label} (${cut}) in ` +
-          `place on the wasm heap, batched ones on ${blas.library} (${blas.core}); ` +
+        `wasm + BLAS: products (matmuls, attention) on ${heap.right.sgemm.label}, ${cut}, in ` +
+          `place on the wasm heap (batched ones on ${blas.library}, ${blas.core}); ` +
           "fused wasm SIMD kernels for RMSNorm, RoPE, " +
           "attention softmax, SwiGLU, cross-entropy, AdamW (in place), the gradient norm and the " +
           `embedding (${threadsText(threads)}); other ops on tfjs wasm (XNNPACK SIMD, 1 thread)`,
