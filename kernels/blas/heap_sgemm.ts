@@ -139,23 +139,24 @@ function oneDnnName(lib: OneDnn): string {
 }
 
 /**
- * oneDNN's sgemm for the heap products unless the user chose the library: `STEP_GEMM=openblas`,
- * `STEP_BLAS_LIB` or {@link BlasOptions.library} keep them on that CBLAS.
+ * Which library multiplies on the heap: `STEP_GEMM` ("onednn": oneDNN or an error; "openblas"),
+ * else oneDNN where it loads, unless the user chose the library (`STEP_BLAS_LIB` or
+ * {@link BlasOptions.library}): that CBLAS then.
  */
-function preferOneDnn(options: BlasOptions): boolean {
-  if (options.library !== undefined) return false;
-  try {
-    const gemm = Deno.env.get("STEP_GEMM");
-    if (gemm !== undefined && gemm !== "openblas" && gemm !== "onednn") {
-      throw new Error(`STEP_GEMM must be "onednn" or "openblas", got "${gemm}"`);
+function gemmChoice(options: BlasOptions): "auto" | "onednn" | "openblas" {
+  const read = (name: string): string | undefined => {
+    try {
+      return Deno.env.get(name);
+    } catch {
+      return undefined; // no --allow-env: the default
     }
-    return gemm !== "openblas" && Deno.env.get("STEP_BLAS_LIB") === undefined;
-  } catch (e: unknown) {
-    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      return true;
-    }
-    throw e;
+  };
+  const gemm = read("STEP_GEMM");
+  if (gemm !== undefined && gemm !== "" && gemm !== "openblas" && gemm !== "onednn") {
+    throw new Error(`STEP_GEMM must be "onednn" or "openblas", got "${gemm}"`);
   }
+  if (gemm === "onednn" || gemm === "openblas") return gemm;
+  return options.library !== undefined || read("STEP_BLAS_LIB") !== undefined ? "openblas" : "auto";
 }
 
 /**
@@ -186,7 +187,11 @@ export function openHeapSgemm(
   });
   if (E.isLeft(opened)) return opened;
   const blas = opened.right;
-  const oneDnn = preferOneDnn(options) ? openOneDnn() : E.left("not wanted");
+  const choice = gemmChoice(options);
+  const oneDnn = choice === "openblas" ? E.left("not wanted") : openOneDnn();
+  if (choice === "onednn" && E.isLeft(oneDnn)) {
+    throw new Error(`STEP_GEMM=onednn, but ${oneDnn.left}`);
+  }
   let sgemm: HeapSgemm;
   if (E.isRight(oneDnn)) {
     const lib = oneDnn.right;
