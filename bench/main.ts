@@ -1,6 +1,6 @@
 /**
  * `deno task bench [--json] [--only solver,train,memory,generate,tokenize,torch] [--backend auto,wasm,…]
- * [--shapes "d,L,V,T,B;…"] [--steps N] [--rounds N] [--no-peer] [--peer-env stock]`
+ * [--shapes "d,L,V,T,B;…"] [--steps N] [--warmup N] [--rounds N] [--no-peer] [--peer-env stock]`
  *
  * Benchmarks, each measured side by side in one run (these machines are
  * shared and noisy: compare ratios, not absolute figures across runs).
@@ -9,8 +9,8 @@
  * shape and backend, and, when python3 with torch is installed, the same step
  * in PyTorch (bench/peer_torch.py, a peer, not part of the product) run in
  * this invocation, shape by shape, with the ratio ours / PyTorch. Each side
- * runs `--rounds` times (default 3; a round = one warm-up and `--steps` timed
- * steps), alternating, and reports its median round.
+ * runs `--rounds` times (default 3; a round = `--warmup` untimed steps, default 3, and
+ * `--steps` timed steps, default 3), alternating, and reports its median round.
  * `--json` prints one object: `results` (each with `shape` [d, L, V, T, B],
  * `backend`, `description`, `tokensPerSec`, `gflops`, and when the peer ran
  * `peerTokensPerSec` and `ratio`), `peer`, `skipped`, `solver`, and `memory`.
@@ -154,6 +154,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       backend: { type: "string" },
       shapes: { type: "string" },
       steps: { type: "string", default: "3" },
+      warmup: { type: "string", default: "3" },
       rounds: { type: "string", default: "3" },
       "no-peer": { type: "boolean", default: false },
       "peer-env": { type: "string", default: "tuned" },
@@ -169,6 +170,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   const backends = requested.filter((b) => b !== "webgpu");
   const shapes = parseShapes(values.shapes);
   const steps = Number(values.steps);
+  const warmup = Number(values.warmup);
+  if (!Number.isInteger(warmup) || warmup < 0) {
+    throw new Error(`--warmup must be a whole number ≥ 0, got ${values.warmup}`);
+  }
   const rounds = Math.max(1, Number(values.rounds));
   const log = (line: string): void => {
     if (!values.json) console.log(line);
@@ -188,7 +193,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     log("Training step (forward, backward, AdamW), 2 CPU threads where a path can use them:");
     log(
       "tokens/s, GFLOP/s = 6·N·tokens/s, and PyTorch's tokens/s on the same step in this run " +
-        `(median of ${rounds} alternating rounds of ${steps} steps)`,
+        `(median of ${rounds} alternating rounds of ${steps} steps after ${warmup} untimed ones)`,
     );
     if (values.backend === undefined) {
       log(
@@ -208,7 +213,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         for (const backend of backends) {
           if (skipped.some((s) => s.backend === backend)) continue;
           try {
-            const [r] = await benchTraining({ backends: [backend], shapes: [shape], steps });
+            const [r] = await benchTraining({
+              backends: [backend],
+              shapes: [shape],
+              steps,
+              warmup,
+            });
             if (r === undefined) continue;
             if (!descriptions.has(backend)) descriptions.set(backend, r.description);
             ours.set(backend, [...(ours.get(backend) ?? []), r]);
@@ -221,7 +231,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         for (const [i, env] of envs.entries()) {
           const peer = values["no-peer"]
             ? { ran: false as const, reason: "--no-peer" }
-            : await runPeer([shape], { steps, threads: 2, env });
+            : await runPeer([shape], { steps, warmup, threads: 2, env });
           peers.push(peer);
           const rate = peer.ran ? peer.rows[0]?.tokensPerSec : undefined;
           if (rate !== undefined) peerRates[i]!.push(rate);

@@ -31,6 +31,8 @@ export interface PeerOptions {
   /** Python interpreter; default {@link defaultPeerPython}. */
   readonly python?: string;
   readonly steps: number;
+  /** Untimed steps before them; default 1. */
+  readonly warmup?: number;
   readonly threads: number;
   /** Extra environment for the peer. */
   readonly env: Record<string, string>;
@@ -160,6 +162,8 @@ export async function runPeer(
     shapes.map((s) => s.join(",")).join(";"),
     "--steps",
     String(options.steps),
+    "--warmup",
+    String(options.warmup ?? 1),
     "--threads",
     String(options.threads),
   ], { ...(options.python !== undefined ? { python: options.python } : {}), env: options.env });

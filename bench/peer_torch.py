@@ -11,7 +11,8 @@ invocation, and prints our tokens/s over PyTorch's. It mirrors bench/train_bench
 - init: normal(0, 0.02) for matrices, ones for norm weights (kernels/params.ts);
 - step: mean cross-entropy over B·T tokens, backward, global-norm clipping at 1.0, AdamW
   (lr 1e-4, betas 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices only), fp32;
-- timing: one warm-up step, then `--steps` timed steps; tokens/s = steps·B·T / seconds.
+- timing: `--warmup` untimed steps (default 1), then `--steps` timed steps;
+  tokens/s = steps·B·T / seconds.
 
 Written plainly, as a PyTorch user would (no torch.compile, no fused SDPA: torch 1.13 has
 none). Threads: torch.set_num_threads(--threads), default 2.
@@ -123,7 +124,7 @@ def build(torch, d: int, layers: int, vocab: int, seq: int, attention: str = "pl
     return model
 
 
-def bench_shape(torch, shape: list[int], steps: int) -> dict:
+def bench_shape(torch, shape: list[int], steps: int, warmup: int) -> dict:
     d, layers, vocab, seq, batch = shape
     torch.manual_seed(0)
     model = build(torch, d, layers, vocab, seq)
@@ -147,7 +148,8 @@ def bench_shape(torch, shape: list[int], steps: int) -> dict:
         opt.step()
         return float(loss)
 
-    step()  # warm-up: allocator and kernels
+    for _ in range(warmup):  # allocator and kernels
+        step()
     t0 = time.perf_counter()
     loss = 0.0
     for _ in range(steps):
@@ -165,6 +167,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shapes", default="128,4,256,128,8;256,4,4096,256,8")
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     try:
@@ -173,7 +176,7 @@ def main() -> int:
         print(f"peer_torch: cannot import torch ({e}); install python3-torch", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    results = [bench_shape(torch, s, args.steps) for s in parse_shapes(args.shapes)]
+    results = [bench_shape(torch, s, args.steps, args.warmup) for s in parse_shapes(args.shapes)]
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
                       "results": results}))
     return 0

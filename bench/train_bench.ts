@@ -48,6 +48,12 @@ export interface TrainBenchOptions {
   readonly shapes?: [number, number, number, number, number][];
   /** Timed steps after the warm-up; default 3. */
   readonly steps?: number;
+  /**
+   * Untimed steps first; default 3. V8 compiles the step's JavaScript (tfjs's engine, the tape,
+   * our ops) over its first steps: in a fresh process the small bench step takes ~75 ms at steps
+   * 2–4 and ~55 ms from step 10 on (bench/NOTES.md §11).
+   */
+  readonly warmup?: number;
 }
 
 /** The two reference shapes: stock tfjs-wasm did 281 and 38 tokens/s on them here. */
@@ -133,13 +139,14 @@ export function batchOf(vocab: number, seq: number, batch: number, seed: number)
  * @example
  * ```ts
  * import { benchTraining } from "./train_bench.ts";
- * const rows = await benchTraining({ backends: ["wasm"], shapes: [[64, 2, 128, 32, 2]], steps: 1 });
+ * const rows = await benchTraining({ backends: ["wasm"], shapes: [[64, 2, 128, 32, 2]], steps: 1, warmup: 1 });
  * console.log(rows[0]!.tokensPerSec);
  * ```
  */
 export async function benchTraining(opts: TrainBenchOptions): Promise<TrainBenchRow[]> {
   const rows: TrainBenchRow[] = [];
   const steps = opts.steps ?? 3;
+  const warmup = opts.warmup ?? 3;
   for (const backend of opts.backends) {
     const description = await useBackend(backend);
     for (const [d, layers, vocab, seq, batch] of opts.shapes ?? DEFAULT_SHAPES) {
@@ -147,7 +154,7 @@ export async function benchTraining(opts: TrainBenchOptions): Promise<TrainBench
       let state = createTrainState(shape, initParams(shape, layers, 0));
       const n = [...state.params.values()].reduce((s, t) => s + t.size, 0);
       const mb = batchOf(vocab, seq, batch, d * layers);
-      state = (await trainStep(state, [mb], { lr: 1e-4 })).state; // warm-up
+      for (let i = 0; i < warmup; i++) state = (await trainStep(state, [mb], { lr: 1e-4 })).state;
       const t0 = performance.now();
       for (let i = 0; i < steps; i++) state = (await trainStep(state, [mb], { lr: 1e-4 })).state;
       const seconds = (performance.now() - t0) / 1000;
