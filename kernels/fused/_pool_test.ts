@@ -270,29 +270,38 @@ async function readyPool(memory: WebAssembly.Memory, workers: number) {
   return pool;
 }
 
-Deno.test("kernel pool: every job cut over 2 and 3 threads writes what one thread writes", async (t) => {
+/**
+ * The heap sgemm on one thread per product (as the kernels set it before their parts run), a
+ * shared memory and an arena on it; undefined after marking the test skipped without a BLAS.
+ */
+async function sharedHeap(t: Deno.TestContext) {
   const blas = openHeapSgemm();
   if (E.isLeft(blas)) {
-    t.step({ name: `skipped: ${blas.left}`, ignore: true, fn: () => {} });
-    return;
+    await t.step({ name: `skipped: ${blas.left}`, ignore: true, fn: () => {} });
+    return undefined;
   }
-  // One thread per product, as the attention kernels set it before their parts run.
   blas.right.sgemm.threadsFor(1);
   const memory = new WebAssembly.Memory({ initial: 64, maximum: WASM32_PAGES, shared: true });
-  const arena = new Arena(memory);
+  return { blas: blas.right, memory, arena: new Arena(memory) };
+}
+
+Deno.test("kernel pool: every job cut over 2 and 3 threads writes what one thread writes", async (t) => {
+  const heap = await sharedHeap(t);
+  if (heap === undefined) return;
+  const { blas, memory, arena } = heap;
   const products = sgemmCases(arena);
   const all = [...cases(arena), ...attentionCases(arena)];
   const jobs = [...new Set([...all, ...products].map((c) => c.job))];
   assertEquals(jobs.sort(), [...JOB_NAMES].sort(), "every job is covered");
   const pool = await readyPool(memory, 2);
-  pool.attach(blas.right.sgemm.library);
+  pool.attach(blas.sgemm.library);
   try {
     // A product's bits may depend on its cut (oneDNN picks its blocking by the part's shape;
     // OpenBLAS does not): each cut is checked against float64, on every library here.
-    const cblas = openHeapSgemm({ library: blas.right.info.library });
+    const cblas = openHeapSgemm({ library: blas.info.library });
     for (
       const sgemm of new Set([
-        blas.right.sgemm.library,
+        blas.sgemm.library,
         E.isRight(cblas) ? cblas.right.sgemm.library : "",
       ])
     ) {
@@ -312,7 +321,7 @@ Deno.test("kernel pool: every job cut over 2 and 3 threads writes what one threa
         }
       }
     }
-    pool.attach(blas.right.sgemm.library);
+    pool.attach(blas.sgemm.library);
     for (const c of all) {
       assertEquals(pool.run(c.job, c.args, 1), 1);
       const one = c.outputs.map(([at, n]) => arena.read(at, n));
@@ -355,17 +364,12 @@ Deno.test("kernel pool: every job cut over 2 and 3 threads writes what one threa
 });
 
 Deno.test("kernel pool: a job run before the workers are ready writes what it writes after", async (t) => {
-  const blas = openHeapSgemm();
-  if (E.isLeft(blas)) {
-    t.step({ name: `skipped: ${blas.left}`, ignore: true, fn: () => {} });
-    return;
-  }
-  blas.right.sgemm.threadsFor(1);
-  const memory = new WebAssembly.Memory({ initial: 64, maximum: WASM32_PAGES, shared: true });
-  const arena = new Arena(memory);
+  const heap = await sharedHeap(t);
+  if (heap === undefined) return;
+  const { blas, memory, arena } = heap;
   const all = [...sgemmCases(arena), ...cases(arena)];
   const pool = startPool(memory, 2);
-  pool.attach(blas.right.sgemm.library);
+  pool.attach(blas.sgemm.library);
   try {
     // The workers are still loading their module: the caller runs all three parts.
     assertEquals([pool.threads(), pool.parts()], [1, 3]);
