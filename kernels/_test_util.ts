@@ -12,8 +12,8 @@ import { type Arr, arr, dot, finiteDiff, uniformArr } from "./_reference.ts";
 import { type HeapSgemm, openHeapSgemm } from "./blas/mod.ts";
 
 /**
- * OpenBLAS's heap sgemm, or undefined after marking the test's step as skipped (with the reason)
- * where the library is missing.
+ * The heap sgemm (oneDNN's where installed, else OpenBLAS's), or undefined after marking the
+ * test's step as skipped (with the reason) where OpenBLAS is missing.
  */
 export async function heapSgemmOrSkip(t: Deno.TestContext): Promise<HeapSgemm | undefined> {
   const opened = openHeapSgemm();

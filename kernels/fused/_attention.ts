@@ -1,6 +1,6 @@
 /**
  * `StepCausalAttention` and its gradient for the wasm backend: per (batch,
- * head), OpenBLAS multiplies the strided head views in wasm memory in place
+ * head), the heap sgemm (oneDNN or OpenBLAS) multiplies the strided head views in wasm memory in place
  * (no transposes, no copies), and ./_simd.ts does the causal softmax between
  * the products. The backward pass recomputes the probabilities from the saved
  * log-sum-exp instead of keeping batch·heads·seq² floats alive.

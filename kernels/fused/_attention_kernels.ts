@@ -21,8 +21,8 @@ import { attentionBlockRows, attentionParts } from "../../base/mod.ts";
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
 /**
- * Parts for a call, and OpenBLAS's threads set for them: one per product when the parts run
- * side by side (the setting is the process's, so it is made before any part starts), as
+ * Parts for a call, and the sgemm's threads set for them: one per product when the parts run
+ * side by side (OpenBLAS's setting is the process's, so it is made before any part starts), as
  * for the largest product when one thread does all.
  */
 function plan(heap: Heap, sgemm: HeapSgemm, x: Dims): number {

@@ -29,8 +29,9 @@ export interface PartContext {
   readonly simd: SimdKernels;
   readonly memory: WebAssembly.Memory;
   /**
-   * This thread's sgemm on the memory, which leaves OpenBLAS's thread count alone (the
-   * kernel that starts a job sets it); throws where no library was attached.
+   * This thread's sgemm on the memory (oneDNN's or a CBLAS's, as attached), which leaves the
+   * caller's thread setting alone (the kernel that starts a job makes it); throws where no
+   * library was attached.
    */
   readonly sgemm: () => HeapSgemm;
 }

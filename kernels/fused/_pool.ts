@@ -70,8 +70,9 @@ export interface KernelPool {
    */
   run(job: JobName, args: readonly number[], maxParts?: number): number;
   /**
-   * Makes OpenBLAS's sgemm (by the name `dlopen` accepted, already opened and set up in this
-   * process) available to the jobs that multiply; idempotent for the same library.
+   * Makes the heap sgemm named `library` (`HeapSgemm.library` of ../blas, already opened and
+   * set up in this process) available to the jobs that multiply; idempotent for the same
+   * library.
    */
   attach(library: string): void;
   /** Stops the workers; later jobs run on the calling thread. */

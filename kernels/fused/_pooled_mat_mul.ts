@@ -1,7 +1,7 @@
 /**
  * `BatchMatMul` on the kernel pool: a product's rows (or columns) of C are cut over the pool's
- * threads, each part one single-threaded OpenBLAS sgemm on the wasm heap in place. One set of threads then
- * serves the products and the fused kernels, instead of OpenBLAS's own threads beside the
+ * threads, each part one single-threaded sgemm (oneDNN's or OpenBLAS's) on the wasm heap in place.
+ * One set of threads then serves the products and the fused kernels, instead of a BLAS's own threads beside the
  * pool's. Private to `kernels/fused/`.
  *
  * @module

@@ -34,8 +34,7 @@ export function sumSquares(args: KernelArgs): Out {
   const xs: tf.TensorInfo[] = [];
   for (let t = args.inputs["x0"]; t !== undefined; t = args.inputs[`x${xs.length}`]) xs.push(t);
   const out = heap.alloc([]);
-  // One float per part; no call may take more parts than planned here (workers that become
-  // ready meanwhile would otherwise write past the scratch).
+  // One float per part of the plan; each call is held to it, as the scratch is sized for it.
   const planned = heap.parts(Math.max(0, ...xs.map((x) => sizeOf(x.shape))));
   const partial = heap.scratch(planned);
   let total = 0;

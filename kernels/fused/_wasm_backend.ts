@@ -53,7 +53,7 @@ export interface Heap {
   run(job: JobName, args: readonly number[], work: number, maxParts?: number): number;
   /** Parts a job of `work` elements is cut into (at least 1), whichever threads are ready. */
   parts(work: number): number;
-  /** Lets the jobs that multiply use OpenBLAS, already opened under this name. */
+  /** Lets the jobs that multiply use the heap sgemm of ../blas named `library`. */
   attachBlas(library: string): void;
 }
 

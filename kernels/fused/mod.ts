@@ -3,7 +3,7 @@
  * ../ops/fused_kernels.ts for the ops that solvers/fused_registries.ts
  * declares: RMSNorm, RoPE, SwiGLU, softmax cross-entropy and AdamW as
  * hand-written WebAssembly SIMD over the tensors in wasm memory (`wasm`), and
- * causal attention as OpenBLAS products on strided head views plus a SIMD
+ * causal attention as heap sgemm products on strided head views plus a SIMD
  * causal softmax (`wasmOpenBlas`, given an sgemm: `openHeapSgemm` in ../blas).
  * Also replaces wasm's GatherV2 along axis 0 (the embedding) with row copies.
  *
@@ -97,7 +97,7 @@ export function registerFusedWasmKernels(): void {
 }
 
 /**
- * Registers the fused causal attention pair for "wasm" on `sgemm` (OpenBLAS
+ * Registers the fused causal attention pair for "wasm" on `sgemm` (oneDNN or OpenBLAS
  * on the wasm heap, from `openHeapSgemm` in ../blas); idempotent for the same
  * sgemm.
  */
@@ -120,7 +120,7 @@ let pooledInstalled: tf.KernelFunc | undefined;
 
 /**
  * Cuts "wasm"'s float32 matrix products of 2^21 multiply-adds and more into row or column blocks
- * over the kernel pool, each part a single-threaded sgemm on `sgemm`'s OpenBLAS; smaller and batched products go
+ * over the kernel pool, each part a single-threaded sgemm on `sgemm`'s library; smaller and batched products go
  * to the BatchMatMul registered now (OpenBLAS's own, `registerBlasWasmMatMul` in ../blas, which
  * must be in place first). One set of threads then serves products and fused kernels, so the
  * pool's worker, still spinning from the last kernel, takes the next product at once instead of
