@@ -31,8 +31,8 @@ export interface PeerOptions {
   /** Python interpreter; default {@link defaultPeerPython}. */
   readonly python?: string;
   readonly steps: number;
-  /** Untimed steps before them; default 1. */
-  readonly warmup?: number;
+  /** Untimed steps before them. */
+  readonly warmup: number;
   readonly threads: number;
   /** Extra environment for the peer. */
   readonly env: Record<string, string>;
@@ -149,7 +149,7 @@ export async function runOrThrow(
  * @example
  * ```ts
  * import { runPeer } from "./peer.ts";
- * const r = await runPeer([[64, 1, 128, 16, 2]], { steps: 1, threads: 2, env: {} });
+ * const r = await runPeer([[64, 1, 128, 16, 2]], { steps: 1, warmup: 1, threads: 2, env: {} });
  * console.log(r.ran ? r.rows[0]?.tokensPerSec : r.reason);
  * ```
  */
@@ -163,7 +163,7 @@ export async function runPeer(
     "--steps",
     String(options.steps),
     "--warmup",
-    String(options.warmup ?? 1),
+    String(options.warmup),
     "--threads",
     String(options.threads),
   ], { ...(options.python !== undefined ? { python: options.python } : {}), env: options.env });

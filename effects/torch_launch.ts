@@ -414,6 +414,8 @@ export async function startSession(
   const writer = conn.writable.getWriter();
   const encoder = new TextEncoder();
   let broken: KernelFailed | undefined;
+  const stopped = (what: string, code: number | "unknown"): string =>
+    `PyTorch trainer stopped during ${what} (a rank exited, status ${code})`;
   // The socket may close before a rank's exit is seen: wait a moment for the status.
   const exitStatus = async (): Promise<number | "unknown"> => {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -441,9 +443,7 @@ export async function startSession(
     ]);
     if ("exited" in next || next.line === undefined) {
       const code = "exited" in next ? next.exited : await exitStatus();
-      broken = await failure(
-        `PyTorch trainer stopped during ${what} (a rank exited, status ${code})`,
-      );
+      broken = await failure(stopped(what, code));
       await stopAll();
       return E.left(broken);
     }
@@ -486,7 +486,7 @@ export async function startSession(
           broken = await failure(
             code === "unknown"
               ? `Cannot reach the PyTorch trainer: ${describeUnknown(error)}`
-              : `PyTorch trainer stopped during ${what} (a rank exited, status ${code})`,
+              : stopped(what, code),
           );
           await stopAll();
         }

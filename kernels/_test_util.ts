@@ -23,6 +23,39 @@ export async function heapSgemmOrSkip(t: Deno.TestContext): Promise<HeapSgemm | 
   return undefined;
 }
 
+/**
+ * alpha·op(A)·op(B) in float64, [m, n], for row-major A and B read from `a` and `b` with leading
+ * dimensions lda and ldb (op = transpose where `transA`/`transB`): the reference of the heap
+ * sgemm and of its cut parts.
+ */
+export function stridedProductRef(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  g: {
+    readonly transA: boolean;
+    readonly transB: boolean;
+    readonly m: number;
+    readonly n: number;
+    readonly k: number;
+    readonly alpha: number;
+    readonly lda: number;
+    readonly ldb: number;
+  },
+): Float64Array {
+  const c = new Float64Array(g.m * g.n);
+  for (let i = 0; i < g.m; i++) {
+    for (let j = 0; j < g.n; j++) {
+      let sum = 0;
+      for (let p = 0; p < g.k; p++) {
+        sum += a[g.transA ? p * g.lda + i : i * g.lda + p]! *
+          b[g.transB ? j * g.ldb + p : p * g.ldb + j]!;
+      }
+      c[i * g.n + j] = g.alpha * sum;
+    }
+  }
+  return c;
+}
+
 /** Backends the kernel tests cover; webgpu is skipped (with a message) without an adapter. */
 export const TESTED_BACKENDS: readonly BackendName[] = ["cpu", "wasm", "webgpu"];
 

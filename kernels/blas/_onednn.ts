@@ -76,12 +76,25 @@ export interface OneDnn {
   readonly setThreads: (n: number) => void;
 }
 
+const opened = new Map<string, E.Either<string, OneDnn>>();
+
 /**
- * Opens oneDNN by `name`, or the first of {@link ONEDNN_CANDIDATES} that loads. Left says why
- * not: no library, or a threading runtime whose threads cannot be set per call (TBB, a
- * threadpool), where the pool's one-thread-per-part plan would not hold.
+ * Opens oneDNN by `name`, or the first of {@link ONEDNN_CANDIDATES} that loads, once per thread
+ * (module state is per isolate; the answer, either way, is kept). Left says why not: no library,
+ * or a threading runtime whose threads cannot be set per call (TBB, a threadpool), where the
+ * pool's one-thread-per-part plan would not hold.
  */
 export function openOneDnn(name?: string): E.Either<string, OneDnn> {
+  const key = name ?? "";
+  let got = opened.get(key);
+  if (got === undefined) {
+    got = open(name);
+    opened.set(key, got);
+  }
+  return got;
+}
+
+function open(name: string | undefined): E.Either<string, OneDnn> {
   let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
   let library = "";
   let lastError = "libdnnl not found";

@@ -142,7 +142,8 @@ const WEAK_CORES = new Set([
 ]);
 const AVX512_CORES = new Set(["skylakex", "cooperlake", "sapphirerapids"]);
 
-function envVar(name: string): string | undefined {
+/** An environment variable, or undefined where it is unset or Deno may not read it. */
+export function envVar(name: string): string | undefined {
   try {
     return Deno.env.get(name);
   } catch {

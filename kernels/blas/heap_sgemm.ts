@@ -12,6 +12,7 @@ import {
   CBLAS_NO_TRANS,
   CBLAS_ROW_MAJOR,
   CBLAS_TRANS,
+  envVar,
   openBlasOnce,
   SGEMM_SYMBOLS,
   SINGLE_THREAD_BELOW,
@@ -144,19 +145,14 @@ function oneDnnName(lib: OneDnn): string {
  * {@link BlasOptions.library}): that CBLAS then.
  */
 function gemmChoice(options: BlasOptions): "auto" | "onednn" | "openblas" {
-  const read = (name: string): string | undefined => {
-    try {
-      return Deno.env.get(name);
-    } catch {
-      return undefined; // no --allow-env: the default
-    }
-  };
-  const gemm = read("STEP_GEMM");
+  const gemm = envVar("STEP_GEMM");
   if (gemm !== undefined && gemm !== "" && gemm !== "openblas" && gemm !== "onednn") {
     throw new Error(`STEP_GEMM must be "onednn" or "openblas", got "${gemm}"`);
   }
   if (gemm === "onednn" || gemm === "openblas") return gemm;
-  return options.library !== undefined || read("STEP_BLAS_LIB") !== undefined ? "openblas" : "auto";
+  return options.library !== undefined || envVar("STEP_BLAS_LIB") !== undefined
+    ? "openblas"
+    : "auto";
 }
 
 /**

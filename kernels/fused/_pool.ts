@@ -141,7 +141,10 @@ function inline(memory: WebAssembly.Memory): KernelPool {
       PARTS[job](ctx, Float64Array.from(args), 0, 1);
       return 1;
     },
-    attach: (name) => void (library = name),
+    attach: (name) => {
+      library = name;
+      ctx.sgemm();
+    },
     close: () => {},
   };
 }
@@ -223,6 +226,9 @@ export function startPool(memory: WebAssembly.Memory, workers: number): KernelPo
       if (name === library) return;
       writeLibrary(control, name);
       library = name;
+      // Opened here, not at the first part: opening oneDNN sets this thread to one thread, which
+      // must come before the caller's own setting (threadsFor), not after it.
+      ctx.sgemm();
     },
     close() {
       if (closed) return;

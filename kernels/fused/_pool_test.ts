@@ -5,6 +5,7 @@ import { openHeapSgemm } from "../blas/mod.ts";
 import { backwardScratch, dimArgs, forwardScratch } from "./_attention.ts";
 import { JOB_NAMES, type JobName, partRange } from "./_parts.ts";
 import { type KernelPool, kernelThreads, startPool, workersFor } from "./_pool.ts";
+import { assertClose, stridedProductRef } from "../_test_util.ts";
 
 Deno.test("partRange: parts cover [0, n) in order, without overlap, cut on the alignment", () => {
   for (let n = 0; n <= 70; n++) {
@@ -231,29 +232,12 @@ function sgemmCases(arena: Arena): Case[] {
 /** C of an sgemm case in float64, from its inputs in `arena`. */
 function sgemmReference(arena: Arena, args: readonly number[]): Float64Array {
   const [ta, tb, m, n, k, alpha, a, lda, b, ldb] = args as number[];
-  const A = arena.read(a!, (ta ? k! : m!) * lda!);
-  const B = arena.read(b!, (tb ? n! : k!) * ldb!);
-  const c = new Float64Array(m! * n!);
-  for (let i = 0; i < m!; i++) {
-    for (let j = 0; j < n!; j++) {
-      let sum = 0;
-      for (let p = 0; p < k!; p++) {
-        sum += A[ta ? p * lda! + i : i * lda! + p]! * B[tb ? j * ldb! + p : p * ldb! + j]!;
-      }
-      c[i * n! + j] = alpha! * sum;
-    }
-  }
-  return c;
-}
-
-/** The largest |got − want| over the largest |want|. */
-function relativeError(got: Float32Array, want: Float64Array): number {
-  let [err, scale] = [0, 0];
-  want.forEach((w, i) => {
-    err = Math.max(err, Math.abs(got[i]! - w));
-    scale = Math.max(scale, Math.abs(w));
-  });
-  return err / scale;
+  const [transA, transB] = [ta === 1, tb === 1];
+  return stridedProductRef(
+    arena.read(a!, (transA ? k! : m!) * lda!),
+    arena.read(b!, (transB ? n! : k!) * ldb!),
+    { transA, transB, m: m!, n: n!, k: k!, alpha: alpha!, lda: lda!, ldb: ldb! },
+  );
 }
 
 async function untilReady(pool: KernelPool, workers: number): Promise<void> {
@@ -299,13 +283,8 @@ Deno.test("kernel pool: every job cut over 2 and 3 threads writes what one threa
     // A product's bits may depend on its cut (oneDNN picks its blocking by the part's shape;
     // OpenBLAS does not): each cut is checked against float64, on every library here.
     const cblas = openHeapSgemm({ library: blas.info.library });
-    for (
-      const sgemm of new Set([
-        blas.sgemm.library,
-        E.isRight(cblas) ? cblas.right.sgemm.library : "",
-      ])
-    ) {
-      if (sgemm === "") continue;
+    const libraries = [blas.sgemm, ...(E.isRight(cblas) ? [cblas.right.sgemm] : [])];
+    for (const sgemm of new Set(libraries.map((s) => s.library))) {
       pool.attach(sgemm);
       for (const c of products) {
         const want = sgemmReference(arena, c.args);
@@ -313,10 +292,11 @@ Deno.test("kernel pool: every job cut over 2 and 3 threads writes what one threa
           const [at, n] = c.outputs[0]!;
           new Float32Array(memory.buffer, at, n).fill(NaN);
           assertEquals(pool.run(c.job, c.args, parts), parts);
-          const err = relativeError(arena.read(at, n), want);
-          assert(
-            err < 1e-5,
-            `${sgemm}: sgemm ${c.args.slice(0, 5)} on ${parts} parts, error ${err}`,
+          assertClose(
+            arena.read(at, n),
+            want,
+            1e-5,
+            `${sgemm}: ${c.args.slice(0, 5)}, ${parts} parts`,
           );
         }
       }
