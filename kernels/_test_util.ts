@@ -9,7 +9,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
 import { type BackendName, initBackend, webGpuUnavailable } from "./backend.ts";
 import { type Arr, arr, dot, finiteDiff, uniformArr } from "./_reference.ts";
-import { type HeapSgemm, openHeapSgemm } from "./blas/mod.ts";
+import { type HeapSgemm, openHeapSgemm, type SgemmArgs } from "./blas/mod.ts";
 
 /**
  * The heap sgemm (oneDNN's where installed, else OpenBLAS's), or undefined after marking the
@@ -31,16 +31,7 @@ export async function heapSgemmOrSkip(t: Deno.TestContext): Promise<HeapSgemm | 
 export function stridedProductRef(
   a: ArrayLike<number>,
   b: ArrayLike<number>,
-  g: {
-    readonly transA: boolean;
-    readonly transB: boolean;
-    readonly m: number;
-    readonly n: number;
-    readonly k: number;
-    readonly alpha: number;
-    readonly lda: number;
-    readonly ldb: number;
-  },
+  g: Pick<SgemmArgs, "transA" | "transB" | "m" | "n" | "k" | "alpha" | "lda" | "ldb">,
 ): Float64Array {
   const c = new Float64Array(g.m * g.n);
   for (let i = 0; i < g.m; i++) {
